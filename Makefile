@@ -1,0 +1,55 @@
+# ractogateway-kafka — every command installs what it needs first.
+#   make run     embedded Apache Kafka + the API on http://127.0.0.1:8080
+#   make test    the whole suite against a real broker
+#   make lint    ruff and mypy --strict
+#   make bench   the benchmarks (results under bench/results/)
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+
+TOOLS := .cache/tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+SYNCED := $(VENV)/.synced
+KAFKA_VERSION := 3.9.1
+
+# The Apache Kafka jars live in the project (git-ignored), not in the user's home.
+export RG_EMBEDDED_CACHE_DIR ?= $(CURDIR)/.cache/kafka
+# uv uses the machine's Python; it never downloads one.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+
+JARS := $(RG_EMBEDDED_CACHE_DIR)/kafka_2.13-$(KAFKA_VERSION)/.complete
+
+.PHONY: run test lint bench install openapi clean help
+
+help:
+	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(SYNCED): $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen
+	@touch $@
+
+$(JARS): | $(SYNCED)
+	$(VENV)/bin/ractogateway-kafka broker --download-only
+
+install: $(SYNCED) $(JARS)
+
+run: install
+	$(VENV)/bin/ractogateway-kafka run
+
+test: install
+	$(VENV)/bin/pytest
+
+lint: $(SYNCED)
+	$(VENV)/bin/ruff check app tests
+	$(VENV)/bin/ruff format --check app tests
+	$(VENV)/bin/mypy --strict app
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

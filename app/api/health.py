@@ -1,0 +1,43 @@
+"""Liveness and readiness probes."""
+
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from app.api.deps import ConnectionDep, SettingsDep
+from app.api.errors import ErrorBody, ServiceError
+
+router = APIRouter(tags=["health"])
+
+RETRY_AFTER_S = "5"
+
+
+class HealthStatus(BaseModel):
+    """The answer of a probe that passed."""
+
+    status: Literal["ok", "ready"]
+
+
+@router.get("/healthz", summary="Liveness: 200 while the process serves")
+async def healthz() -> HealthStatus:
+    """Answers while the process serves HTTP, whatever the broker does."""
+    return HealthStatus(status="ok")
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: 200 when the broker answers the producer",
+    responses={503: {"model": ErrorBody, "description": "The broker does not answer."}},
+)
+async def readyz(connection: ConnectionDep, settings: SettingsDep) -> HealthStatus:
+    """200 when a metadata request to the cluster succeeds, else 503 with `Retry-After`."""
+    if not await connection.is_ready():
+        servers = ",".join(settings.kafka_bootstrap_servers)
+        raise ServiceError(
+            503,
+            "broker_unavailable",
+            f"Kafka at {servers} does not answer",
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    return HealthStatus(status="ready")

@@ -1,0 +1,217 @@
+"""The `ractogateway-kafka` console script."""
+
+import argparse
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from app import __version__
+from app.embedded import EmbeddedKafka, EmbeddedKafkaError, KafkaDistribution
+from app.settings import Settings, get_settings
+
+logger = logging.getLogger("ractogateway_kafka")
+
+_EPILOG = """\
+settings come from RG_* environment variables or a .env file (see README.md);
+for example RG_KAFKA_BOOTSTRAP_SERVERS=broker1:9092,broker2:9092 RG_PORT=8080.
+"""
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _exit_on_sigterm() -> None:
+    # SIGTERM becomes SystemExit(0) so `finally` blocks (stopping the broker) run, exactly as they
+    # do for Ctrl-C's KeyboardInterrupt.
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _serve(settings: Settings) -> None:
+    from app.main import create_app  # noqa: PLC0415 - the broker command needs no web stack
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        # The service finishes in-flight requests on SIGTERM, but not forever.
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()
+
+
+def _distribution(args: argparse.Namespace) -> KafkaDistribution:
+    return KafkaDistribution(args.cache_dir)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the API against the brokers of the settings."""
+    settings = get_settings()
+    _configure_logging(settings.log_level)
+    _exit_on_sigterm()
+    _serve(settings)
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    """Run the embedded Apache Kafka in the foreground until SIGTERM or Ctrl-C."""
+    _configure_logging(args.log_level)
+    distribution = _distribution(args)
+    if args.download_only:
+        logger.info("Apache Kafka %s jars ready in %s", distribution.version, distribution.ensure())
+        return 0
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    with tempfile.TemporaryDirectory(prefix="rg-kafka-") as scratch:
+        data_dir = args.data_dir or Path(scratch)
+        broker = EmbeddedKafka(data_dir, port=args.port, distribution=distribution, heap=args.heap)
+        try:
+            broker.start()
+            print(f"bootstrap={broker.bootstrap_servers}", flush=True)
+            logger.info("broker log: %s; SIGTERM or Ctrl-C stops it", broker.log_file)
+            while not stop.wait(0.5):
+                if not broker.is_running():
+                    logger.error("Apache Kafka exited on its own; see %s", broker.log_file)
+                    return 1
+        finally:
+            broker.stop()
+    logger.info("Apache Kafka stopped")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`make run`: the embedded broker (unless RG_KAFKA_BOOTSTRAP_SERVERS is set) and the API."""
+    settings = get_settings()
+    _configure_logging(settings.log_level)
+    _exit_on_sigterm()
+    if "kafka_bootstrap_servers" in settings.model_fields_set:
+        logger.info("using Kafka at %s", ",".join(settings.kafka_bootstrap_servers))
+        _serve(settings)
+        return 0
+    broker = EmbeddedKafka(
+        args.data_dir, port=args.port, distribution=_distribution(args), heap=args.heap
+    )
+    try:
+        logger.info("starting Apache Kafka on 127.0.0.1:%d (data in %s)", args.port, args.data_dir)
+        broker.start()
+        logger.info("Apache Kafka ready; broker log: %s", broker.log_file)
+        _serve(settings.model_copy(update={"kafka_bootstrap_servers": [broker.bootstrap_servers]}))
+    finally:
+        logger.info("stopping Apache Kafka")
+        broker.stop()
+    return 0
+
+
+def _add_broker_options(
+    parser: argparse.ArgumentParser, *, port: int, data_dir: Path | None
+) -> None:
+    parser.add_argument(
+        "--port", type=int, default=port, help=f"client port on 127.0.0.1 (default {port})"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=data_dir,
+        metavar="DIR",
+        help="broker data folder, kept across restarts"
+        + (
+            f" (default {data_dir})"
+            if data_dir
+            else " (default: a temporary folder, removed on exit)"
+        ),
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the Apache Kafka jars are downloaded to (default $RG_EMBEDDED_CACHE_DIR "
+        "or ~/.cache/ractogateway-kafka)",
+    )
+    parser.add_argument("--heap", default="512m", help="JVM maximum heap (default 512m)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="ractogateway-kafka",
+        description="Audit-trail sidecar for AI applications: records prompts and responses "
+        "durably in Apache Kafka.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the HTTP API (configured by RG_* settings)",
+        description="Serve the HTTP API on RG_HOST:RG_PORT against RG_KAFKA_BOOTSTRAP_SERVERS.",
+        epilog=_EPILOG,
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    broker = commands.add_parser(
+        "broker",
+        help="run an embedded single-node Apache Kafka in the foreground",
+        description="Run a real single-node Apache Kafka (KRaft) on 127.0.0.1. Downloads the jars "
+        "through Maven on first use (needs java and mvn). Prints 'bootstrap=127.0.0.1:PORT' once "
+        "clients can connect; SIGTERM or Ctrl-C shuts it down cleanly.",
+    )
+    _add_broker_options(broker, port=9092, data_dir=None)
+    broker.add_argument(
+        "--log-level", default="INFO", help="log level of this command (default INFO)"
+    )
+    broker.add_argument(
+        "--download-only",
+        action="store_true",
+        help="download the Apache Kafka jars if missing, then exit",
+    )
+    broker.set_defaults(func=cmd_broker)
+
+    run = commands.add_parser(
+        "run",
+        help="embedded broker + HTTP API together (what `make run` does)",
+        description="Start the embedded Apache Kafka, wait until it is ready, then serve the API. "
+        "With RG_KAFKA_BOOTSTRAP_SERVERS set, serve against those brokers instead. "
+        "Ctrl-C or SIGTERM stops both.",
+        epilog=_EPILOG,
+    )
+    _add_broker_options(run, port=9092, data_dir=Path("var/kafka"))
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except EmbeddedKafkaError as exc:
+        logger.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Fixtures shared by the whole suite: one real Apache Kafka broker per session, fresh topics.
+
+Where the broker comes from, in order:
+1. `RG_KAFKA_BOOTSTRAP_SERVERS`, when set: an existing cluster;
+2. testcontainers' Kafka, when a Docker engine answers;
+3. the embedded Apache Kafka (app/embedded) on free loopback ports in a temporary folder.
+If none can be had, every test that asks for the broker errors with the reason: never skipped.
+"""
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.embedded import EmbeddedKafka, KafkaDistribution
+from app.embedded.distribution import CACHE_DIR_ENV
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOTSTRAP_ENV = "RG_KAFKA_BOOTSTRAP_SERVERS"
+
+
+def _docker_engine_answers() -> bool:
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
+        return False  # the usual case here: a docker client, no engine
+    try:
+        import docker  # noqa: PLC0415 - only needed when there may be an engine
+
+        client = docker.DockerClient(base_url=host, timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_distribution() -> KafkaDistribution:
+    """The Apache Kafka jars, downloaded once into the project's cache (as `make` does)."""
+    distribution = KafkaDistribution(Path(os.environ.get(CACHE_DIR_ENV, ROOT / ".cache" / "kafka")))
+    distribution.ensure()
+    return distribution
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(
+    tmp_path_factory: pytest.TempPathFactory, kafka_distribution: KafkaDistribution
+) -> Iterator[str]:
+    """`host:port` of the session's real broker."""
+    if servers := os.environ.get(BOOTSTRAP_ENV):
+        yield servers
+        return
+    if _docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    with EmbeddedKafka(
+        tmp_path_factory.mktemp("session-kafka"), distribution=kafka_distribution
+    ) as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def topic() -> str:
+    """A topic name no other test uses."""
+    return f"test-{uuid.uuid4().hex}"
+
+
+def java_pids_using(path: Path) -> list[int]:
+    """Pids of live java processes whose command line mentions `path` (e.g. a broker's data dir)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            stat = (proc / "stat").read_text()
+            zombie = stat.rsplit(")", 1)[1].split()[0] == "Z"
+            if not zombie and b"java" in argv[0] and any(str(path).encode() in a for a in argv):
+                pids.append(int(proc.name))
+    return pids

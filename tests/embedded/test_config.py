@@ -1,0 +1,49 @@
+"""Unit tests of the broker's generated configuration (no broker)."""
+
+import base64
+from pathlib import Path
+
+from app.embedded.config import log4j_properties, new_cluster_id, server_properties
+
+
+def parse(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return dict(pairs)
+
+
+def test_server_properties_listen_on_the_given_ports_only() -> None:
+    props = parse(
+        server_properties(host="127.0.0.1", port=1111, controller_port=2222, log_dir=Path("/d"))
+    )
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:1111,CONTROLLER://127.0.0.1:2222"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:1111"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:2222"
+    assert props["process.roles"] == "broker,controller"
+    assert props["log.dirs"] == "/d"
+    assert props["offsets.topic.replication.factor"] == "1"
+
+
+def test_overrides_replace_defaults() -> None:
+    text = server_properties(
+        host="127.0.0.1",
+        port=1,
+        controller_port=2,
+        log_dir=Path("/d"),
+        overrides={"num.partitions": "7", "message.max.bytes": "5"},
+    )
+    props = parse(text)
+    assert props["num.partitions"] == "7"
+    assert props["message.max.bytes"] == "5"
+
+
+def test_cluster_id_is_16_bytes_base64url_without_padding() -> None:
+    first, second = new_cluster_id(), new_cluster_id()
+    assert first != second
+    assert "=" not in first
+    assert len(base64.urlsafe_b64decode(first + "==")) == 16
+
+
+def test_log4j_writes_to_a_bounded_file(tmp_path: Path) -> None:
+    text = log4j_properties(tmp_path / "broker.log")
+    assert f"File={tmp_path / 'broker.log'}" in text
+    assert "MaxFileSize" in text

@@ -1,0 +1,213 @@
+"""The console script: --help, and the broker, serve and run commands as real processes."""
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.cli import build_parser, main
+from app.embedded import KafkaDistribution, free_port
+from tests.conftest import java_pids_using
+
+SCRIPT = str(Path(sys.executable).parent / "ractogateway-kafka")
+
+
+class Running:
+    """A console-script process whose output lines are read in the background."""
+
+    def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [SCRIPT, *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for_line(self, prefix: str, timeout_s: float = 180) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                assert self.process.poll() is None, f"exited early: {self.seen}"
+                continue
+            self.seen.append(line)
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"no line starting with {prefix!r} in {timeout_s}s: {self.seen}")
+
+    def output(self) -> str:
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "\n".join(self.seen)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 60) -> int:
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout_s)
+        self.close()
+        return code
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def cli_env(kafka_distribution: KafkaDistribution) -> dict[str, str]:
+    """The environment minus any RG_* setting, with the session's jar cache."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RG_")}
+    env["RG_EMBEDDED_CACHE_DIR"] = str(kafka_distribution.root.parent)
+    return env
+
+
+@pytest.fixture
+def running() -> Iterator[list[Running]]:
+    started: list[Running] = []
+    yield started
+    for proc in started:
+        proc.close()
+
+
+def wait_http(url: str, status: int = 200, timeout_s: float = 180) -> httpx.Response:
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=5)
+            if response.status_code == status:
+                return response
+            last = response.status_code
+        except httpx.TransportError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer {status} within {timeout_s}s (last: {last!r})")
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["broker"], ["run"]])
+def test_unit_help_explains_every_command(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: ractogateway-kafka" in text
+    assert len(text.splitlines()) > 4
+
+
+def test_unit_commands_are_listed() -> None:
+    help_text = build_parser().format_help()
+    for command in ("serve", "broker", "run"):
+        assert command in help_text
+
+
+def test_broker_prints_bootstrap_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, cli_env: dict[str, str], running: list[Running]
+) -> None:
+    port, data_dir = free_port(), tmp_path / "data"
+    broker = Running(
+        ["broker", "--port", str(port), "--data-dir", str(data_dir)], cwd=tmp_path, env=cli_env
+    )
+    running.append(broker)
+    assert broker.wait_for_line("bootstrap=") == f"bootstrap=127.0.0.1:{port}"
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+    assert java_pids_using(data_dir)
+
+    assert broker.stop(signal.SIGTERM) == 0
+    assert java_pids_using(data_dir) == []
+    assert (data_dir / "kafka-logs" / "meta.properties").is_file()
+
+
+def test_a_killed_broker_command_takes_its_java_process_with_it(
+    tmp_path: Path, cli_env: dict[str, str], running: list[Running]
+) -> None:
+    data_dir = tmp_path / "data"
+    broker = Running(
+        ["broker", "--port", str(free_port()), "--data-dir", str(data_dir)],
+        cwd=tmp_path,
+        env=cli_env,
+    )
+    running.append(broker)
+    broker.wait_for_line("bootstrap=")
+    assert java_pids_using(data_dir)
+
+    broker.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while java_pids_using(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert java_pids_using(data_dir) == []
+
+
+def test_broker_on_a_taken_port_exits_with_one_line_naming_it(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = subprocess.run(
+            [SCRIPT, "broker", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+            cwd=tmp_path,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert f"port {port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_answers_on_rg_host_and_port(
+    tmp_path: Path, cli_env: dict[str, str], kafka_bootstrap: str, running: list[Running]
+) -> None:
+    http_port = free_port()
+    env = cli_env | {"RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "RG_PORT": str(http_port)}
+    service = Running(["serve"], cwd=tmp_path, env=env)
+    running.append(service)
+    assert wait_http(f"http://127.0.0.1:{http_port}/readyz").json() == {"status": "ready"}
+    assert service.stop(signal.SIGTERM) == 0
+
+
+def test_run_starts_the_embedded_broker_then_the_api_and_stops_both(
+    tmp_path: Path, cli_env: dict[str, str], running: list[Running]
+) -> None:
+    http_port, data_dir = free_port(), tmp_path / "kafka-data"
+    env = cli_env | {"RG_PORT": str(http_port)}
+    args = ["run", "--port", str(free_port()), "--data-dir", str(data_dir)]
+    service = Running(args, cwd=tmp_path, env=env)
+    running.append(service)
+    wait_http(f"http://127.0.0.1:{http_port}/readyz")
+    assert java_pids_using(data_dir)
+
+    assert service.stop(signal.SIGTERM) == 0
+    assert java_pids_using(data_dir) == []
+    assert (data_dir / "kafka-logs" / "meta.properties").is_file()
+    assert "stopping Apache Kafka" in service.output()

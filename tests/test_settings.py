@@ -1,0 +1,79 @@
+"""Settings come from RG_* variables and from a .env file (unit tests, no broker)."""
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import Settings, get_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # No RG_* variable or .env file of the developer's may leak into these tests.
+    import os  # noqa: PLC0415
+
+    for name in list(os.environ):
+        if name.startswith("RG_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_match_the_contract() -> None:
+    settings = Settings()
+    assert settings.kafka_bootstrap_servers == ["127.0.0.1:9092"]
+    assert settings.kafka_client_id == "ractogateway-kafka"
+    assert settings.kafka_security_protocol == "PLAINTEXT"
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert settings.model_fields_set == set()
+
+
+def test_environment_variables_with_the_rg_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RG_KAFKA_BOOTSTRAP_SERVERS", "b1:9092, b2:9093")
+    monkeypatch.setenv("RG_PORT", "9000")
+    monkeypatch.setenv("RG_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("RG_KAFKA_SASL_PASSWORD", "hunter2")
+    settings = Settings()
+    assert settings.kafka_bootstrap_servers == ["b1:9092", "b2:9093"]
+    assert settings.port == 9000
+    assert settings.kafka_security_protocol == "SASL_SSL"
+    assert "hunter2" not in repr(settings)
+    assert settings.kafka_sasl_password is not None
+    assert settings.kafka_sasl_password.get_secret_value() == "hunter2"
+    assert "kafka_bootstrap_servers" in settings.model_fields_set
+
+
+def test_dotenv_file_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text(
+        "RG_KAFKA_CLIENT_ID=from-dotenv\nRG_HOST=0.0.0.0\nRG_PORT=7000\n"
+    )
+    monkeypatch.setenv("RG_PORT", "7001")
+    settings = Settings()
+    assert settings.kafka_client_id == "from-dotenv"
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 7001
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RG_PORT", "not-a-port"),
+        ("RG_PORT", "70000"),
+        ("RG_KAFKA_SECURITY_PROTOCOL", "CARRIER_PIGEON"),
+        ("RG_KAFKA_BOOTSTRAP_SERVERS", " , "),
+    ],
+)
+def test_invalid_values_are_rejected_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name.removeprefix("RG_").lower()):
+        Settings()
+
+
+def test_get_settings_reads_once() -> None:
+    get_settings.cache_clear()
+    try:
+        assert get_settings() is get_settings()
+    finally:
+        get_settings.cache_clear()
