@@ -77,3 +77,13 @@ def test_get_settings_reads_once() -> None:
         assert get_settings() is get_settings()
     finally:
         get_settings.cache_clear()
+
+
+def test_readme_settings_table_lists_every_setting() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [
+        f"RG_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`RG_{name.upper()}`" not in readme
+    ]
+    assert missing == []
