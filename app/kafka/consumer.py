@@ -1,0 +1,160 @@
+"""`KafkaConsumerClient`: typed, async polling on aiokafka, with or without a consumer group."""
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from app.kafka.config import KafkaConsumerConfig
+from app.kafka.errors import (
+    KafkaCommitError,
+    KafkaNoGroupError,
+    KafkaNotStartedError,
+    translate,
+)
+from app.kafka.models import KafkaMessage
+from app.kafka.serde import Deserializer, decode_key, decode_value
+
+# (topic, partition) -> the offset of the next record to read, as Kafka commits it.
+Offsets = Mapping[tuple[str, int], int]
+
+
+class KafkaConsumerClient:
+    """Typed async facade over `aiokafka.AIOKafkaConsumer`.
+
+    With `config.group_id` the consumer joins that group (partitions shared among its members,
+    offsets committed to Kafka). Without one it reads every partition of `config.topics` itself,
+    starting where `auto_offset_reset` says, and `commit()` raises `KafkaNoGroupError`.
+
+    Values are decoded as `config.value_format` says (JSON only when asked or when the record
+    is marked `content-type: application/json`); pass `value_deserializer` to decode yourself.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: KafkaConsumerConfig,
+        consumer: AIOKafkaConsumer | None = None,
+        key_deserializer: Deserializer | None = None,
+        value_deserializer: Deserializer | None = None,
+    ) -> None:
+        self.config = config
+        self._consumer = consumer
+        self._key_deserializer = key_deserializer or decode_key
+        self._value_deserializer = value_deserializer
+        self._started = False
+
+    async def start(self) -> None:
+        """Connect, then subscribe (with a group) or assign every partition (without one)."""
+        if self._started:
+            return
+        if self._consumer is None:
+            self._consumer = AIOKafkaConsumer(**self.config.to_aiokafka())
+        consumer = self._consumer
+        try:
+            await consumer.start()
+            if self.config.group_id is not None:
+                consumer.subscribe(self.config.topics)
+            else:
+                consumer.assign(await self._all_partitions(consumer))
+        except Exception as exc:
+            await consumer.stop()
+            raise translate(exc) from exc
+        self._started = True
+
+    async def _all_partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        partitions = []
+        for topic in self.config.topics:
+            # Waits for the topic's metadata (a broker that auto-creates topics creates it now).
+            ids = await consumer._client._wait_on_metadata(topic)  # aiokafka has no public form
+            partitions += [TopicPartition(topic, pid) for pid in sorted(ids)]
+        return partitions
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _require_started(self) -> AIOKafkaConsumer:
+        if not self._started or self._consumer is None:
+            raise KafkaNotStartedError("the consumer is not started: call start() first")
+        return self._consumer
+
+    async def poll(
+        self, *, timeout_ms: int | None = None, max_records: int | None = None
+    ) -> list[KafkaMessage]:
+        """Return the records available within `timeout_ms` (at most `max_records`), in
+        partition order; an empty list when none arrived."""
+        consumer = self._require_started()
+        try:
+            batches = await consumer.getmany(
+                timeout_ms=self.config.poll_timeout_ms if timeout_ms is None else timeout_ms,
+                max_records=max_records or self.config.max_poll_records,
+            )
+        except Exception as exc:
+            raise translate(exc) from exc
+        return [self._message(record) for records in batches.values() for record in records]
+
+    def _message(self, record: ConsumerRecord[bytes | None, bytes | None]) -> KafkaMessage:
+        headers = dict(record.headers)
+        if self._value_deserializer is not None:
+            value: Any = self._value_deserializer(record.value)
+        else:
+            value = decode_value(record.value, headers, self.config.value_format)
+        return KafkaMessage(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp if record.timestamp >= 0 else None,
+            key=self._key_deserializer(record.key),
+            value=value,
+            headers=headers,
+        )
+
+    async def commit(self, offsets: Offsets | None = None) -> None:
+        """Commit the offsets of everything polled so far, or exactly `offsets`.
+
+        Raises `KafkaNoGroupError` without a `group_id`: offsets belong to a group.
+        """
+        consumer = self._require_started()
+        if self.config.group_id is None:
+            raise KafkaNoGroupError(
+                "commit() needs a consumer group: set KafkaConsumerConfig.group_id"
+            )
+        explicit = (
+            {TopicPartition(topic, part): offset for (topic, part), offset in offsets.items()}
+            if offsets is not None
+            else None
+        )
+        try:
+            await consumer.commit(explicit)
+        except Exception as exc:
+            error = translate(exc)
+            if isinstance(error, KafkaCommitError):
+                raise error from exc
+            raise KafkaCommitError(f"commit failed: {error}") from exc
+
+    async def close(self) -> None:
+        """Leave the group (if any) and release connections. Does not commit."""
+        consumer, self._consumer = self._consumer, None
+        self._started = False
+        if consumer is not None:
+            await consumer.stop()
+
+
+def next_offsets(messages: list[KafkaMessage]) -> dict[tuple[str, int], int]:
+    """The offsets to commit after `messages`: one past the highest offset per partition."""
+    offsets: dict[tuple[str, int], int] = {}
+    for message in messages:
+        place = (message.topic, message.partition)
+        offsets[place] = max(offsets.get(place, 0), message.offset + 1)
+    return offsets

@@ -1,0 +1,117 @@
+"""The records the library hands out and takes in."""
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.kafka.serde import canonical_json, sha256_digest
+
+AUDIT_SCHEMA_VERSION = 1
+
+
+class KafkaMessage(BaseModel):
+    """One record read from Kafka, decoded (see `app.kafka.serde`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+    key: str | bytes | None = None
+    value: Any = None
+    headers: dict[str, bytes | None] = Field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        """A header's value as text (None when absent or without a value)."""
+        raw = self.headers.get(name)
+        return raw.decode("utf-8", errors="replace") if raw is not None else None
+
+
+class KafkaProduceResult(BaseModel):
+    """Where the cluster stored a record, once it acknowledged it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+
+
+class KafkaPublishRequest(BaseModel):
+    """One record to publish: what a stream handler returns to route outputs explicitly."""
+
+    topic: str = Field(min_length=1)
+    value: Any = None
+    key: str | bytes | None = None
+    headers: dict[str, str | bytes | None] | None = None
+    partition: int | None = Field(default=None, ge=0)
+    timestamp_ms: int | None = Field(default=None, ge=0)
+
+
+def new_event_id() -> str:
+    """A UUIDv7 (RFC 9562): millisecond time first, so ids sort by creation time."""
+    millis = time.time_ns() // 1_000_000
+    value = (millis & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 9562 variant
+    return str(uuid.UUID(int=value))
+
+
+def utc_now_iso() -> str:
+    """Now, as ISO-8601 UTC with microseconds and a `Z`."""
+    return format_utc(datetime.now(UTC))
+
+
+def format_utc(moment: datetime) -> str:
+    """ISO-8601 in UTC with a `Z`; a naive time is taken to be UTC already."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class KafkaAuditEvent(BaseModel):
+    """An immutable prompt/response audit record.
+
+    `event_id` (a time-sortable UUIDv7) and `timestamp_utc` are filled when absent. The record
+    stored in Kafka is `canonical_json()`, and `digest()` is the SHA-256 of exactly those bytes.
+    """
+
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: str
+    model: str
+    prompt: str
+    response: str
+    request_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    timestamp_utc: str = Field(default_factory=utc_now_iso)
+    event_id: str = Field(default_factory=new_event_id)
+    schema_version: int = AUDIT_SCHEMA_VERSION
+
+    @field_validator("timestamp_utc", mode="before")
+    @classmethod
+    def _normalize_timestamp(cls, value: object) -> object:
+        if isinstance(value, datetime):
+            return format_utc(value)
+        if isinstance(value, str):
+            try:
+                return format_utc(datetime.fromisoformat(value))
+            except ValueError:
+                raise ValueError(
+                    "timestamp_utc must be an ISO-8601 time, e.g. 2026-01-31T12:00:00Z"
+                ) from None
+        return value
+
+    def canonical_json(self) -> bytes:
+        """The bytes stored in Kafka: every field, sorted keys, no whitespace, UTF-8."""
+        return canonical_json(self.model_dump(mode="json"))
+
+    def digest(self) -> str:
+        """`sha256:<hex>` of `canonical_json()`."""
+        return sha256_digest(self.canonical_json())

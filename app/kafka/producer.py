@@ -1,0 +1,332 @@
+"""`KafkaProducerClient`: typed, async publishing on aiokafka."""
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+
+from app.kafka.config import KafkaProducerConfig
+from app.kafka.errors import (
+    KafkaClientError,
+    KafkaNotStartedError,
+    KafkaTimeoutError,
+    translate,
+)
+from app.kafka.models import KafkaProduceResult
+from app.kafka.serde import (
+    CONTENT_TYPE,
+    JSON_CONTENT_TYPE,
+    HeaderInput,
+    Serializer,
+    canonical_json,
+    encode_headers,
+    is_json_encoded,
+    serialize,
+)
+
+logger = logging.getLogger(__name__)
+
+DeliveryCallback = Callable[[KafkaProduceResult | None, KafkaClientError | None], None]
+_RECENT_FAILURES = 100
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """A record the cluster did not acknowledge."""
+
+    topic: str
+    error: KafkaClientError
+
+
+@dataclass
+class ProducerStats:
+    """Counters of what happened to the records sent through one client."""
+
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    recent_failures: collections.deque[DeliveryFailure] = field(
+        default_factory=lambda: collections.deque(maxlen=_RECENT_FAILURES)
+    )
+
+    @property
+    def pending(self) -> int:
+        """Records sent but neither acknowledged nor failed yet."""
+        return self.sent - self.delivered - self.failed
+
+
+class KafkaProducerClient:
+    """Typed async facade over `aiokafka.AIOKafkaProducer`.
+
+    Use `async with KafkaProducerClient(config=...) as producer:` or `start()`/`close()`.
+    `producer` may be a pre-built aiokafka producer (dependency injection). The serializers
+    default to `app.kafka.serde.serialize`; a JSON-encoded value gets `content-type:
+    application/json` unless the caller set a content-type header.
+
+    Every record's fate is counted in `stats`; a failure is logged, and with `wait=False` it is
+    also handed to `on_delivery` and kept in `stats.recent_failures`, never dropped silently.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: KafkaProducerConfig | None = None,
+        producer: AIOKafkaProducer | None = None,
+        key_serializer: Serializer | None = None,
+        value_serializer: Serializer | None = None,
+    ) -> None:
+        self.config = config or KafkaProducerConfig()
+        self._producer = producer
+        self._key_serializer = key_serializer or serialize
+        self._value_serializer = value_serializer
+        self._started = False
+        self._closed = False
+        self.stats = ProducerStats()
+
+    @property
+    def started(self) -> bool:
+        """True between a successful `start()` and `close()`."""
+        return self._started
+
+    async def start(self) -> None:
+        """Connect to the cluster. Raises `KafkaConnectionError` when no broker answers;
+        calling `start()` again later retries."""
+        if self._closed:
+            raise KafkaNotStartedError("this producer was closed; create a new one")
+        if self._started:
+            return
+        if self._producer is None:
+            self._producer = AIOKafkaProducer(**self.config.to_aiokafka())
+        try:
+            await self._producer.start()
+        except Exception as exc:
+            raise translate(exc) from exc
+        self._started = True
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _require_started(self) -> AIOKafkaProducer:
+        if not self._started or self._producer is None:
+            raise KafkaNotStartedError("the producer is not started: call start() first")
+        return self._producer
+
+    async def send(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        key: Any = None,
+        headers: HeaderInput | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> "asyncio.Future[KafkaProduceResult]":
+        """Queue one record; return a future of its acknowledgement (the delivery handle).
+
+        `key=None` sends no key (partitions are then chosen per batch); `value=None` is a
+        tombstone. Waits only when the producer's buffer is full.
+        """
+        producer = self._require_started()
+        header_list = encode_headers(headers)
+        if self._value_serializer is not None:
+            payload = self._value_serializer(value)
+        else:
+            payload = serialize(value)
+            if is_json_encoded(value) and not any(n == CONTENT_TYPE for n, _ in header_list):
+                header_list.append((CONTENT_TYPE, JSON_CONTENT_TYPE.encode()))
+        raw_key = self._key_serializer(key) if key is not None else None
+        try:
+            delivery = await producer.send(
+                topic,
+                payload,
+                key=raw_key,
+                partition=partition,
+                timestamp_ms=timestamp_ms,
+                headers=header_list,
+            )
+        except Exception as exc:
+            error = translate(exc)
+            self.stats.sent += 1
+            self._count_failure(topic, error)
+            raise error from exc
+        self.stats.sent += 1
+        receipt: asyncio.Future[KafkaProduceResult] = asyncio.get_running_loop().create_future()
+        delivery.add_done_callback(lambda done: self._settle(topic, done, receipt))
+        return receipt
+
+    def _settle(
+        self,
+        topic: str,
+        delivery: "asyncio.Future[RecordMetadata]",
+        receipt: "asyncio.Future[KafkaProduceResult]",
+    ) -> None:
+        if delivery.cancelled():
+            error: KafkaClientError | None = KafkaClientError("delivery was cancelled")
+        else:
+            raw_error = delivery.exception()
+            error = translate(raw_error) if raw_error is not None else None
+        if error is not None:
+            self._count_failure(topic, error)
+            if not receipt.done():
+                receipt.set_exception(error)
+            return
+        metadata = delivery.result()
+        self.stats.delivered += 1
+        if not receipt.done():
+            receipt.set_result(
+                KafkaProduceResult(
+                    topic=metadata.topic,
+                    partition=metadata.partition,
+                    offset=metadata.offset,
+                    timestamp_ms=metadata.timestamp if metadata.timestamp != -1 else None,
+                )
+            )
+
+    def _count_failure(self, topic: str, error: KafkaClientError) -> None:
+        self.stats.failed += 1
+        self.stats.recent_failures.append(DeliveryFailure(topic=topic, error=error))
+
+    async def publish(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        key: Any = None,
+        headers: HeaderInput | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        wait: bool = True,
+        timeout_s: float = 10.0,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> KafkaProduceResult | None:
+        """Publish one record.
+
+        With `wait=True`, return its `KafkaProduceResult` once the cluster acknowledged it, or
+        raise (`KafkaTimeoutError` after `timeout_s`: the record may still arrive later). With
+        `wait=False`, return None at once; the outcome goes to `on_delivery(result, error)`,
+        failures are also logged and kept in `stats`.
+        """
+        receipt = await self.send(
+            topic, value, key=key, headers=headers, partition=partition, timestamp_ms=timestamp_ms
+        )
+        if not wait:
+            receipt.add_done_callback(lambda done: _report(topic, done, on_delivery))
+            return None
+        try:
+            # shield: giving up waiting must not cancel the delivery itself.
+            return await asyncio.wait_for(asyncio.shield(receipt), timeout_s)
+        except TimeoutError:
+            receipt.add_done_callback(lambda done: _report(topic, done, None))
+            raise KafkaTimeoutError(
+                f"no acknowledgement for a record to {topic!r} within {timeout_s}s; "
+                "it may still be delivered"
+            ) from None
+
+    async def publish_json(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        key: Any = None,
+        headers: HeaderInput | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        wait: bool = True,
+        timeout_s: float = 10.0,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> KafkaProduceResult | None:
+        """`publish()` for a JSON payload: always JSON-encoded, a str included."""
+        merged: dict[str, str | bytes | None] = {CONTENT_TYPE: JSON_CONTENT_TYPE, **(headers or {})}
+        return await self.publish(
+            topic,
+            canonical_json(payload),
+            key=key,
+            headers=merged,
+            partition=partition,
+            timestamp_ms=timestamp_ms,
+            wait=wait,
+            timeout_s=timeout_s,
+            on_delivery=on_delivery,
+        )
+
+    async def flush(self, *, timeout_s: float | None = None) -> None:
+        """Wait until every record sent so far is acknowledged or failed."""
+        producer = self._require_started()
+        try:
+            await asyncio.wait_for(producer.flush(), timeout_s)
+        except TimeoutError:
+            raise KafkaTimeoutError(
+                f"{self.stats.pending} record(s) still unacknowledged after {timeout_s}s"
+            ) from None
+
+    async def ping(self, *, timeout_s: float = 2.0) -> bool:
+        """True when a metadata request to the cluster succeeds within `timeout_s`."""
+        if not self._started or self._producer is None:
+            return False
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout_s)
+        except Exception:  # every failure means "not reachable now"
+            return False
+        return True
+
+    async def close(self, *, timeout_s: float = 5.0) -> None:
+        """Flush (up to `timeout_s`), then release connections. Records still unacknowledged
+        after that are reported as failed in the log."""
+        if self._closed:
+            return
+        self._closed = True
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        if self._started:
+            self._started = False
+            try:
+                await asyncio.wait_for(producer.flush(), timeout_s)
+            except TimeoutError:
+                logger.error(
+                    "closing the producer with %d record(s) unacknowledged after %ss",
+                    self.stats.pending,
+                    timeout_s,
+                )
+                # aiokafka's stop() would wait for those forever (idempotent batches never
+                # expire): end its sender first so stop() can finish.
+                sender = getattr(producer, "_sender", None)
+                task = getattr(sender, "sender_task", None)
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+        await producer.stop()
+
+
+def _report(
+    topic: str,
+    receipt: "asyncio.Future[KafkaProduceResult]",
+    on_delivery: DeliveryCallback | None,
+) -> None:
+    error = receipt.exception() if not receipt.cancelled() else KafkaClientError("cancelled")
+    if error is not None:
+        logger.error("record to %r was not delivered: %s", topic, error)
+    if on_delivery is None:
+        return
+    library_error = translate(error) if error is not None else None
+    try:
+        on_delivery(receipt.result() if error is None else None, library_error)
+    except Exception:
+        logger.exception("on_delivery callback failed for a record to %r", topic)
