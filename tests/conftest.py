@@ -9,14 +9,23 @@ If none can be had, every test that asks for the broker errors with the reason: 
 
 import contextlib
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.embedded import EmbeddedKafka, KafkaDistribution
 from app.embedded.distribution import CACHE_DIR_ENV
+from app.kafka import (
+    KafkaConsumerClient,
+    KafkaConsumerConfig,
+    KafkaMessage,
+    KafkaProducerClient,
+    KafkaProducerConfig,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP_ENV = "RG_KAFKA_BOOTSTRAP_SERVERS"
@@ -85,3 +94,50 @@ def java_pids_using(path: Path) -> list[int]:
             if not zombie and b"java" in argv[0] and any(str(path).encode() in a for a in argv):
                 pids.append(int(proc.name))
     return pids
+
+
+@pytest.fixture
+async def create_topic(kafka_bootstrap: str) -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """Create a fresh topic with the given partitions and topic configs; returns its name."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: PLC0415
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+
+    async def create(partitions: int = 3, configs: dict[str, str] | None = None) -> str:
+        name = f"test-{uuid.uuid4().hex}"
+        await admin.create_topics(
+            [NewTopic(name, partitions, 1, topic_configs=configs or {})], timeout_ms=30_000
+        )
+        return name
+
+    try:
+        yield create
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[KafkaProducerClient]:
+    """A started library producer on the session broker."""
+    client = KafkaProducerClient(config=KafkaProducerConfig(bootstrap_servers=kafka_bootstrap))
+    async with client:
+        yield client
+
+
+async def read_all(
+    bootstrap: str, topic: str, count: int, *, timeout_s: float = 30, **config: Any
+) -> list[KafkaMessage]:
+    """Read `count` records of `topic` from the beginning with a group-less library consumer."""
+    consumer = KafkaConsumerClient(
+        config=KafkaConsumerConfig(
+            topics=[topic], bootstrap_servers=bootstrap, auto_offset_reset="earliest", **config
+        )
+    )
+    async with consumer:
+        messages: list[KafkaMessage] = []
+        deadline = time.monotonic() + timeout_s
+        while len(messages) < count and time.monotonic() < deadline:
+            messages += await consumer.poll(timeout_ms=500)
+    assert len(messages) >= count, f"read {len(messages)} of {count} records of {topic}"
+    return messages

@@ -1,0 +1,58 @@
+"""The typed async Kafka library the service stands on (aiokafka underneath, no HTTP here).
+
+Names and semantics follow the reference `ractogateway.kafka` API; see each class's docstring
+for where ours differs and why.
+"""
+
+from app.kafka.audit import AuditLogResult, KafkaAuditLogger
+from app.kafka.config import KafkaConsumerConfig, KafkaProducerConfig, KafkaStreamConfig
+from app.kafka.consumer import KafkaConsumerClient
+from app.kafka.errors import (
+    KafkaBrokerError,
+    KafkaClientError,
+    KafkaCommitError,
+    KafkaConfigError,
+    KafkaConnectionError,
+    KafkaHandlerError,
+    KafkaNoGroupError,
+    KafkaNotStartedError,
+    KafkaRecordTooLargeError,
+    KafkaSerializationError,
+    KafkaTimeoutError,
+)
+from app.kafka.models import (
+    KafkaAuditEvent,
+    KafkaMessage,
+    KafkaProduceResult,
+    KafkaPublishRequest,
+)
+from app.kafka.producer import DeliveryFailure, KafkaProducerClient, ProducerStats
+from app.kafka.stream import KafkaStreamProcessor
+
+__all__ = [
+    "AuditLogResult",
+    "DeliveryFailure",
+    "KafkaAuditEvent",
+    "KafkaAuditLogger",
+    "KafkaBrokerError",
+    "KafkaClientError",
+    "KafkaCommitError",
+    "KafkaConfigError",
+    "KafkaConnectionError",
+    "KafkaConsumerClient",
+    "KafkaConsumerConfig",
+    "KafkaHandlerError",
+    "KafkaMessage",
+    "KafkaNoGroupError",
+    "KafkaNotStartedError",
+    "KafkaProduceResult",
+    "KafkaProducerClient",
+    "KafkaProducerConfig",
+    "KafkaPublishRequest",
+    "KafkaRecordTooLargeError",
+    "KafkaSerializationError",
+    "KafkaStreamConfig",
+    "KafkaStreamProcessor",
+    "KafkaTimeoutError",
+    "ProducerStats",
+]

@@ -1,0 +1,88 @@
+"""`KafkaAuditLogger`: immutable prompt/response records on a dedicated topic."""
+
+from typing import Any, NamedTuple
+
+from app.kafka.models import KafkaAuditEvent, KafkaProduceResult
+from app.kafka.producer import KafkaProducerClient
+from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE
+
+DEFAULT_AUDIT_TOPIC = "ractogateway.audit"
+EVENT_ID_HEADER = "rg-event-id"
+DIGEST_HEADER = "rg-digest"
+SCHEMA_VERSION_HEADER = "rg-schema-version"
+
+
+class AuditLogResult(NamedTuple):
+    """What `KafkaAuditLogger.log()` returns: the stored event and, when waited for, where
+    Kafka stored it."""
+
+    event: KafkaAuditEvent
+    result: KafkaProduceResult | None
+
+
+class KafkaAuditLogger:
+    """Writes audit events so they survive the calling process and can be verified later.
+
+    Each record: key `user_id` (order per user), value the event's canonical JSON, headers
+    `content-type`, `rg-event-id`, `rg-digest` (SHA-256 of the value) and `rg-schema-version`.
+    Unlike the reference, `log()` waits for the acknowledgement by default: an audit trail
+    that may silently miss records is not one.
+    """
+
+    def __init__(self, producer: KafkaProducerClient, *, topic: str = DEFAULT_AUDIT_TOPIC) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    @property
+    def topic(self) -> str:
+        """The audit topic."""
+        return self._topic
+
+    async def log(
+        self,
+        *,
+        user_id: str,
+        model: str,
+        prompt: str,
+        response: str,
+        request_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        wait: bool = True,
+        timeout_s: float = 10.0,
+    ) -> AuditLogResult:
+        """Build one immutable event and publish it."""
+        event = KafkaAuditEvent(
+            user_id=user_id,
+            model=model,
+            prompt=prompt,
+            response=response,
+            request_id=request_id,
+            metadata=metadata or {},
+        )
+        return await self.log_event(event, wait=wait, timeout_s=timeout_s)
+
+    async def log_event(
+        self,
+        event: KafkaAuditEvent,
+        *,
+        wait: bool = True,
+        timeout_s: float = 10.0,
+        headers: dict[str, str] | None = None,
+    ) -> AuditLogResult:
+        """Publish an event built elsewhere (e.g. validated from an HTTP request)."""
+        value = event.canonical_json()
+        result = await self._producer.publish(
+            self._topic,
+            value,
+            key=event.user_id,
+            headers={
+                **(headers or {}),
+                CONTENT_TYPE: JSON_CONTENT_TYPE,
+                EVENT_ID_HEADER: event.event_id,
+                DIGEST_HEADER: event.digest(),
+                SCHEMA_VERSION_HEADER: str(event.schema_version),
+            },
+            wait=wait,
+            timeout_s=timeout_s,
+        )
+        return AuditLogResult(event=event, result=result)

@@ -1,0 +1,106 @@
+"""KafkaConsumerClient against the real broker: without a group, with one, and decoding."""
+
+import uuid
+
+import pytest
+
+from app.kafka import (
+    KafkaConsumerClient,
+    KafkaConsumerConfig,
+    KafkaNoGroupError,
+    KafkaNotStartedError,
+    KafkaProducerClient,
+    KafkaSerializationError,
+)
+from tests.conftest import read_all
+
+
+def consumer_for(bootstrap: str, topic: str, **config: object) -> KafkaConsumerClient:
+    return KafkaConsumerClient(
+        config=KafkaConsumerConfig(
+            topics=[topic],
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            **config,  # type: ignore[arg-type]
+        )
+    )
+
+
+async def poll_until(consumer: KafkaConsumerClient, count: int) -> list[object]:
+    values: list[object] = []
+    for _ in range(40):
+        values += [m.value for m in await consumer.poll(timeout_ms=500)]
+        if len(values) >= count:
+            break
+    return values
+
+
+async def test_without_a_group_it_reads_every_partition_and_cannot_commit(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    for i in range(6):
+        await producer.publish(topic, f"v{i}", key=f"k{i}")
+    async with consumer_for(kafka_bootstrap, topic) as consumer:
+        values = await poll_until(consumer, 6)
+        assert sorted(values) == [f"v{i}" for i in range(6)]  # type: ignore[type-var]
+        with pytest.raises(KafkaNoGroupError, match="group_id"):
+            await consumer.commit()
+
+
+async def test_with_a_group_a_new_consumer_resumes_after_the_committed_offset(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    group = f"group-{uuid.uuid4().hex}"
+    for i in range(3):
+        await producer.publish(topic, f"first-{i}", key="k")
+    async with consumer_for(kafka_bootstrap, topic, group_id=group) as first:
+        assert await poll_until(first, 3) == ["first-0", "first-1", "first-2"]
+        await first.commit()
+
+    for i in range(2):
+        await producer.publish(topic, f"second-{i}", key="k")
+    async with consumer_for(kafka_bootstrap, topic, group_id=group) as second:
+        assert await poll_until(second, 2) == ["second-0", "second-1"]
+
+
+async def test_decoding_follows_the_configuration(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    await producer.publish(topic, "42", key="k")  # text, no content-type
+    await producer.publish(topic, 42, key="k")  # JSON, marked as such
+
+    auto = await read_all(kafka_bootstrap, topic, 2)
+    as_json = await read_all(kafka_bootstrap, topic, 2, value_format="json")
+    as_bytes = await read_all(kafka_bootstrap, topic, 2, value_format="bytes")
+
+    assert [m.value for m in auto] == ["42", 42]
+    assert [m.value for m in as_json] == [42, 42]
+    assert [m.value for m in as_bytes] == [b"42", b"42"]
+
+
+async def test_json_format_names_a_record_that_is_not_json(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    await producer.publish(topic, "not json")
+    with pytest.raises(KafkaSerializationError, match="not valid JSON"):
+        await read_all(kafka_bootstrap, topic, 1, value_format="json")
+
+
+async def test_a_custom_value_deserializer_gets_the_raw_bytes(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    await producer.publish(topic, b"abc")
+    consumer = KafkaConsumerClient(
+        config=KafkaConsumerConfig(
+            topics=[topic], bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+        ),
+        value_deserializer=lambda raw: raw[::-1] if raw else raw,
+    )
+    async with consumer:
+        assert await poll_until(consumer, 1) == [b"cba"]
+
+
+async def test_unit_poll_before_start_raises() -> None:
+    consumer = KafkaConsumerClient(config=KafkaConsumerConfig(topics=["t"]))
+    with pytest.raises(KafkaNotStartedError):
+        await consumer.poll()

@@ -1,0 +1,80 @@
+"""Unit tests of the record models."""
+
+import hashlib
+import time
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from app.kafka import KafkaAuditEvent, KafkaMessage, KafkaProduceResult, KafkaPublishRequest
+
+REFERENCE_FIELDS = {
+    KafkaMessage: {"topic", "partition", "offset", "timestamp_ms", "key", "value", "headers"},
+    KafkaProduceResult: {"topic", "partition", "offset", "timestamp_ms"},
+    KafkaPublishRequest: {"topic", "value", "key", "headers", "partition", "timestamp_ms"},
+    KafkaAuditEvent: {
+        "user_id",
+        "model",
+        "prompt",
+        "response",
+        "request_id",
+        "metadata",
+        "timestamp_utc",
+    },
+}
+
+
+@pytest.mark.parametrize("model", list(REFERENCE_FIELDS))
+def test_unit_reference_fields_exist(model: type) -> None:
+    assert REFERENCE_FIELDS[model] <= set(model.model_fields)  # type: ignore[attr-defined]
+
+
+def event(**overrides: object) -> KafkaAuditEvent:
+    fields: dict[str, object] = {"user_id": "u", "model": "m", "prompt": "p", "response": "r"}
+    return KafkaAuditEvent(**(fields | overrides))  # type: ignore[arg-type]
+
+
+def test_unit_audit_event_is_frozen() -> None:
+    with pytest.raises(ValidationError, match="frozen"):
+        event().prompt = "changed"  # type: ignore[misc]
+
+
+def test_unit_event_ids_are_uuid7_and_sort_by_creation_time() -> None:
+    first = event()
+    time.sleep(0.002)
+    second = event()
+    assert uuid.UUID(first.event_id).version == 7
+    assert first.event_id < second.event_id
+    assert event(event_id="given").event_id == "given"
+
+
+def test_unit_timestamps_are_filled_and_normalized_to_utc() -> None:
+    assert event().timestamp_utc.endswith("Z")
+    assert event(timestamp_utc="2026-01-31T14:00:00+02:00").timestamp_utc == (
+        "2026-01-31T12:00:00.000000Z"
+    )
+    with pytest.raises(ValidationError, match="ISO-8601"):
+        event(timestamp_utc="yesterday")
+
+
+def test_unit_digest_is_sha256_of_the_canonical_json() -> None:
+    audit = event(metadata={"b": 1, "a": "é"})
+    data = audit.canonical_json()
+    assert data.startswith(b'{"event_id":')
+    assert b" " not in data
+    assert "é".encode() in data
+    assert audit.digest() == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert audit.schema_version == 1
+
+
+def test_unit_unknown_audit_fields_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="extra"):
+        event(surprise=True)
+
+
+def test_unit_message_header_helper() -> None:
+    message = KafkaMessage(topic="t", partition=0, offset=1, headers={"a": b"x", "b": None})
+    assert message.header("a") == "x"
+    assert message.header("b") is None
+    assert message.header("missing") is None

@@ -1,0 +1,157 @@
+"""KafkaProducerClient against the real broker."""
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from app.embedded import free_port
+from app.kafka import (
+    KafkaClientError,
+    KafkaConnectionError,
+    KafkaNotStartedError,
+    KafkaProducerClient,
+    KafkaProducerConfig,
+    KafkaProduceResult,
+)
+from tests.conftest import read_all
+
+CreateTopic = Callable[..., Awaitable[str]]
+
+
+async def test_key_headers_partition_timestamp_and_value_survive_a_round_trip(
+    producer: KafkaProducerClient, create_topic: CreateTopic, kafka_bootstrap: str
+) -> None:
+    topic = await create_topic(partitions=3)
+    result = await producer.publish(
+        topic,
+        {"agent": "research", "status": "ready"},
+        key="agent-7",
+        headers={"trace": "abc", "raw": b"\x00\x01", "empty": None},
+        partition=2,
+        timestamp_ms=1_700_000_000_123,
+    )
+    assert result is not None
+    assert (result.topic, result.partition) == (topic, 2)
+
+    [message] = await read_all(kafka_bootstrap, topic, 1)
+    assert message.value == {"agent": "research", "status": "ready"}
+    assert message.key == "agent-7"
+    assert (message.partition, message.offset) == (2, result.offset)
+    assert message.timestamp_ms == 1_700_000_000_123
+    assert message.headers["trace"] == b"abc"
+    assert message.headers["raw"] == b"\x00\x01"
+    assert message.headers["empty"] is None
+    assert message.header("content-type") == "application/json"
+
+
+async def test_values_decode_as_what_they_were(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    values = [{"a": [1, 2]}, "42", 42, b"\xff\xfe", "plain text", [1, "x"]]
+    for value in values:
+        await producer.publish(topic, value, key="same-partition")
+    messages = await read_all(kafka_bootstrap, topic, len(values))
+    # "42" sent as text stays the string "42"; 42 sent as JSON comes back as a number.
+    assert [m.value for m in messages] == values
+
+
+async def test_none_key_means_no_key_and_none_value_is_a_tombstone(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    await producer.publish(topic, None, key="deleted-entity")
+    await producer.publish(topic, "v", key=None)
+    messages = await read_all(kafka_bootstrap, topic, 2)
+    tombstone = next(m for m in messages if m.key == "deleted-entity")
+    keyless = next(m for m in messages if m.key is None)
+    assert tombstone.value is None
+    assert keyless.value == "v"
+
+
+async def test_keyless_records_spread_over_the_partitions(
+    producer: KafkaProducerClient, create_topic: CreateTopic, kafka_bootstrap: str
+) -> None:
+    topic = await create_topic(partitions=3)
+    for i in range(60):
+        # One at a time: aiokafka picks a partition per batch for keyless records.
+        await producer.publish(topic, f"event-{i}")
+    messages = await read_all(kafka_bootstrap, topic, 60)
+    assert len({m.partition for m in messages}) >= 2
+
+
+async def test_a_wait_false_failure_is_observable(
+    producer: KafkaProducerClient, create_topic: CreateTopic
+) -> None:
+    # The topic accepts at most 1 kB per batch: the broker refuses this record.
+    topic = await create_topic(partitions=1, configs={"max.message.bytes": "1024"})
+    outcome: asyncio.Future[tuple[KafkaProduceResult | None, KafkaClientError | None]]
+    outcome = asyncio.get_running_loop().create_future()
+
+    returned = await producer.publish(
+        topic,
+        os.urandom(8_000),
+        wait=False,
+        on_delivery=lambda result, error: outcome.set_result((result, error)),
+    )
+
+    assert returned is None
+    result, error = await asyncio.wait_for(outcome, 30)
+    assert result is None
+    assert isinstance(error, KafkaClientError)
+    assert "too large" in str(error).lower()
+    assert producer.stats.failed == 1
+    assert producer.stats.recent_failures[-1].topic == topic
+    assert producer.stats.pending == 0
+
+
+async def test_wait_false_success_reaches_the_callback(
+    producer: KafkaProducerClient, topic: str
+) -> None:
+    outcome: asyncio.Future[KafkaProduceResult | None] = asyncio.get_running_loop().create_future()
+    await producer.publish(
+        topic, "x", wait=False, on_delivery=lambda result, _: outcome.set_result(result)
+    )
+    result = await asyncio.wait_for(outcome, 30)
+    assert result is not None
+    assert result.topic == topic
+    await producer.flush(timeout_s=10)
+    assert producer.stats.delivered == 1
+    assert producer.stats.pending == 0
+
+
+async def test_publish_json_encodes_even_a_string(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    await producer.publish_json(topic, "42")
+    [message] = await read_all(kafka_bootstrap, topic, 1)
+    assert message.value == "42"
+    assert message.header("content-type") == "application/json"
+
+
+async def test_ping_and_close(kafka_bootstrap: str) -> None:
+    client = KafkaProducerClient(config=KafkaProducerConfig(bootstrap_servers=kafka_bootstrap))
+    assert not await client.ping()
+    await client.start()
+    assert await client.ping()
+    await client.close()
+    await client.close()
+    assert not client.started
+    with pytest.raises(KafkaNotStartedError):
+        await client.publish("t", "v")
+
+
+async def test_start_without_a_broker_raises_the_library_error() -> None:
+    client = KafkaProducerClient(
+        config=KafkaProducerConfig(
+            bootstrap_servers=f"127.0.0.1:{free_port()}", request_timeout_ms=2000
+        )
+    )
+    with pytest.raises(KafkaConnectionError):
+        await client.start()
+    await client.close()
+
+
+async def test_unit_publish_before_start_raises() -> None:
+    with pytest.raises(KafkaNotStartedError, match="start"):
+        await KafkaProducerClient().publish("t", "v")
