@@ -1,6 +1,7 @@
 """The `ractogateway-kafka` console script."""
 
 import argparse
+import asyncio
 import logging
 import signal
 import sys
@@ -13,8 +14,18 @@ from types import FrameType
 import uvicorn
 
 from app import __version__
+from app.clients import consumer_config, producer_config
 from app.embedded import EmbeddedKafka, EmbeddedKafkaError, KafkaDistribution
+from app.handler import HandlerSpecError, load_handler
+from app.kafka import (
+    KafkaClientError,
+    KafkaConsumerClient,
+    KafkaProducerClient,
+    KafkaStreamConfig,
+    KafkaStreamProcessor,
+)
 from app.settings import Settings, get_settings
+from app.tail import as_json_line, as_text_line, tail
 
 logger = logging.getLogger("ractogateway_kafka")
 
@@ -120,6 +131,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_process(args: argparse.Namespace) -> int:
+    """Run a stream processor until SIGTERM/Ctrl-C; the batch in progress is finished first."""
+    settings = get_settings()
+    _configure_logging(settings.log_level)
+    handler = load_handler(args.handler)
+    group = args.group or f"ractogateway-process.{args.handler}"
+
+    async def process() -> int:
+        consumer = KafkaConsumerClient(
+            config=consumer_config(
+                settings, topics=[args.input], group_id=group, auto_offset_reset=args.offset_reset
+            )
+        )
+        producer = KafkaProducerClient(config=producer_config(settings))
+        async with producer, consumer:
+            processor = KafkaStreamProcessor(
+                consumer=consumer,
+                producer=producer,
+                config=KafkaStreamConfig(
+                    batch_size=args.batch_size, dead_letter_topic=args.dead_letter
+                ),
+            )
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, processor.stop)
+            logger.info("processing %s with %s as group %r", args.input, args.handler, group)
+            total = await processor.run(handler, output_topic=args.output)
+        logger.info("stopped after %d record(s); offsets committed", total)
+        return 0
+
+    return asyncio.run(process())
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print the records of a topic as they arrive."""
+    settings = get_settings()
+    _configure_logging("WARNING")
+    consumer = KafkaConsumerClient(
+        config=consumer_config(
+            settings,
+            topics=[args.topic],
+            auto_offset_reset="earliest" if args.from_beginning else "latest",
+        )
+    )
+    formatter = as_json_line if args.json else as_text_line
+    asyncio.run(tail(consumer, out=sys.stdout, formatter=formatter, max_messages=args.max_messages))
+    return 0
+
+
 def _add_broker_options(
     parser: argparse.ArgumentParser, *, port: int, data_dir: Path | None
 ) -> None:
@@ -197,6 +257,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_broker_options(run, port=9092, data_dir=Path("var/kafka"))
     run.set_defaults(func=cmd_run)
+
+    process = commands.add_parser(
+        "process",
+        help="run a KafkaStreamProcessor with your handler",
+        description="Consume --input in batches, call the handler (module:function, sync or "
+        "async) with each batch, publish what it returns, then commit. SIGTERM or Ctrl-C "
+        "finishes the batch in progress, commits and exits 0. The handler returns None, a list "
+        "of KafkaPublishRequest, or a list of values for --output.",
+        epilog=_EPILOG,
+    )
+    process.add_argument("--handler", required=True, metavar="MODULE:FUNCTION")
+    process.add_argument("--input", required=True, metavar="TOPIC", help="topic to consume")
+    process.add_argument("--output", metavar="TOPIC", help="topic for plain returned values")
+    process.add_argument(
+        "--group", help="consumer group (default ractogateway-process.MODULE:FUNCTION)"
+    )
+    process.add_argument(
+        "--batch-size", type=int, default=32, metavar="N", help="records per batch (default 32)"
+    )
+    process.add_argument(
+        "--dead-letter", metavar="TOPIC", help="where failing batches go (default: stop on error)"
+    )
+    process.add_argument(
+        "--offset-reset",
+        choices=["earliest", "latest"],
+        default="earliest",
+        help="where a new group starts (default earliest)",
+    )
+    process.set_defaults(func=cmd_process)
+
+    tail_cmd = commands.add_parser(
+        "tail",
+        help="print the records of a topic as they arrive",
+        description="Print records of TOPIC (all partitions, no consumer group) until Ctrl-C.",
+        epilog=_EPILOG,
+    )
+    tail_cmd.add_argument("topic", metavar="TOPIC")
+    tail_cmd.add_argument(
+        "--from-beginning", action="store_true", help="start at the oldest record kept"
+    )
+    tail_cmd.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail_cmd.add_argument(
+        "--max-messages", type=int, metavar="N", help="exit after N records (default: never)"
+    )
+    tail_cmd.set_defaults(func=cmd_tail)
     return parser
 
 
@@ -205,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except EmbeddedKafkaError as exc:
+    except (EmbeddedKafkaError, HandlerSpecError, KafkaClientError) as exc:
+        # One line the user can act on, not a traceback.
         logger.error("%s", exc)
         return 2
     except KeyboardInterrupt:

@@ -1,5 +1,7 @@
 """The console script: --help, and the broker, serve and run commands as real processes."""
 
+import asyncio
+import json
 import os
 import queue
 import signal
@@ -8,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +19,8 @@ import pytest
 
 from app.cli import build_parser, main
 from app.embedded import KafkaDistribution, free_port
-from tests.conftest import java_pids_using
+from app.kafka import KafkaConsumerClient, KafkaConsumerConfig, KafkaProducerClient
+from tests.conftest import java_pids_using, read_all
 
 SCRIPT = str(Path(sys.executable).parent / "ractogateway-kafka")
 
@@ -108,7 +112,7 @@ def wait_http(url: str, status: int = 200, timeout_s: float = 180) -> httpx.Resp
     raise AssertionError(f"{url} did not answer {status} within {timeout_s}s (last: {last!r})")
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["broker"], ["run"]])
+@pytest.mark.parametrize("command", [[], ["serve"], ["broker"], ["run"], ["process"], ["tail"]])
 def test_unit_help_explains_every_command(
     command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -122,7 +126,7 @@ def test_unit_help_explains_every_command(
 
 def test_unit_commands_are_listed() -> None:
     help_text = build_parser().format_help()
-    for command in ("serve", "broker", "run"):
+    for command in ("serve", "broker", "run", "process", "tail"):
         assert command in help_text
 
 
@@ -211,3 +215,104 @@ def test_run_starts_the_embedded_broker_then_the_api_and_stops_both(
     assert java_pids_using(data_dir) == []
     assert (data_dir / "kafka-logs" / "meta.properties").is_file()
     assert "stopping Apache Kafka" in service.output()
+
+
+HANDLER_MODULE = """
+import os
+import pathlib
+import time
+
+
+def handle(batch):
+    if os.environ.get("CRASH_IN_BATCH") == "1":
+        pathlib.Path(os.environ["MARKER"]).write_text("inside the batch")
+        time.sleep(120)  # killed here, before anything is published or committed
+    return [f"out-{message.value}" for message in batch]
+"""
+
+
+async def test_process_reprocesses_a_batch_interrupted_by_a_crash_and_stops_on_sigterm(
+    tmp_path: Path,
+    cli_env: dict[str, str],
+    kafka_bootstrap: str,
+    producer: KafkaProducerClient,
+    topic: str,
+    running: list[Running],
+) -> None:
+    (tmp_path / "crashy_handler.py").write_text(HANDLER_MODULE)
+    output, group, marker = f"{topic}-out", f"group-{uuid.uuid4().hex}", tmp_path / "marker"
+    for i in range(5):
+        await producer.publish(topic, f"r{i}", key="k")
+    env = cli_env | {"RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "MARKER": str(marker)}
+    args = ["process", "--handler", "crashy_handler:handle", "--input", topic]
+    args += ["--output", output, "--group", group]
+
+    crashing = Running(args, cwd=tmp_path, env=env | {"CRASH_IN_BATCH": "1"})
+    running.append(crashing)
+    for _ in range(1200):
+        if marker.exists():
+            break
+        await asyncio.sleep(0.1)
+    assert marker.exists(), crashing.output()
+    crashing.stop(signal.SIGKILL)
+
+    restarted = Running(args, cwd=tmp_path, env=env)
+    running.append(restarted)
+    outputs = await read_all(kafka_bootstrap, output, 5, timeout_s=120)
+    assert sorted(m.value for m in outputs) == [f"out-r{i}" for i in range(5)]
+    assert restarted.stop(signal.SIGTERM) == 0
+    assert "offsets committed" in restarted.output()
+
+    # Committed on the way out: the group has nothing left.
+    consumer = KafkaConsumerClient(
+        config=KafkaConsumerConfig(
+            topics=[topic], bootstrap_servers=kafka_bootstrap, group_id=group
+        )
+    )
+    async with consumer:
+        assert await consumer.poll(timeout_ms=2000) == []
+
+
+def test_process_with_a_bad_handler_says_so_in_one_line(
+    tmp_path: Path, cli_env: dict[str, str], kafka_bootstrap: str
+) -> None:
+    result = subprocess.run(
+        [SCRIPT, "process", "--handler", "no_such_module:handle", "--input", "t"],
+        cwd=tmp_path,
+        env=cli_env | {"RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "cannot import 'no_such_module'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_tail_prints_records_as_json_lines(
+    tmp_path: Path,
+    cli_env: dict[str, str],
+    kafka_bootstrap: str,
+    producer: KafkaProducerClient,
+    topic: str,
+) -> None:
+    await producer.publish(topic, {"n": 1}, key="a", headers={"h": "v"})
+    await producer.publish(topic, b"\xff", key="b")
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [SCRIPT, "tail", topic, "--from-beginning", "--json", "--max-messages", "2"],
+        cwd=tmp_path,
+        env=cli_env | {"RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    by_key = {line["key"]: line for line in lines}
+    assert by_key["a"]["value"] == {"n": 1}
+    assert by_key["a"]["headers"]["h"] == "v"
+    assert by_key["b"]["value"] == "base64:/w=="
+    assert by_key["a"]["topic"] == topic

@@ -1,0 +1,65 @@
+"""Printing records as they arrive: the body of `ractogateway-kafka tail`."""
+
+import asyncio
+import base64
+import signal
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import orjson
+
+from app.kafka import KafkaConsumerClient, KafkaMessage
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(value).decode("ascii")
+    return value
+
+
+def as_json_line(message: KafkaMessage) -> str:
+    """One record as a JSON object on one line (bytes as text, or `base64:` when binary)."""
+    return orjson.dumps(
+        {
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "timestamp_ms": message.timestamp_ms,
+            "key": _printable(message.key),
+            "value": _printable(message.value),
+            "headers": {name: _printable(value) for name, value in message.headers.items()},
+        }
+    ).decode("utf-8")
+
+
+def as_text_line(message: KafkaMessage) -> str:
+    """One record for people: `topic[partition]@offset key=...: value`."""
+    value = message.value
+    shown = value if isinstance(value, str) else orjson.dumps(_printable(value)).decode("utf-8")
+    return f"{message.topic}[{message.partition}]@{message.offset} key={message.key!r}: {shown}"
+
+
+async def tail(
+    consumer: KafkaConsumerClient,
+    *,
+    out: TextIO,
+    formatter: Callable[[KafkaMessage], str],
+    max_messages: int | None = None,
+) -> int:
+    """Print records until SIGINT/SIGTERM or `max_messages`; return how many were printed."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    printed = 0
+    async with consumer:
+        while not stop.is_set() and (max_messages is None or printed < max_messages):
+            for message in await consumer.poll(timeout_ms=500):
+                print(formatter(message), file=out, flush=True)
+                printed += 1
+                if max_messages is not None and printed >= max_messages:
+                    break
+    return printed
