@@ -38,3 +38,17 @@ def test_unit_the_library_never_imports_the_web_stack() -> None:
                 names += [alias.name for alias in getattr(node, "names", [])]
                 assert not any(n.split(".")[0] in {"fastapi", "starlette"} for n in names)
                 assert not any(n.startswith("app.api") for n in names), module
+
+
+REFERENCE_METHODS = {
+    "KafkaProducerClient": {"publish", "publish_json", "flush", "close"},
+    "KafkaConsumerClient": {"poll", "commit", "close"},
+    "KafkaStreamProcessor": {"collect_batch", "process_once", "run"},
+    "KafkaAuditLogger": {"topic", "log"},
+}
+
+
+def test_unit_reference_methods_exist() -> None:
+    for cls, methods in REFERENCE_METHODS.items():
+        missing = {m for m in methods if not hasattr(getattr(app.kafka, cls), m)}
+        assert not missing, f"{cls} lacks {missing}"
