@@ -1,8 +1,7 @@
 """`KafkaConsumerClient`: typed, async polling on aiokafka, with or without a consumer group."""
 
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
@@ -14,6 +13,7 @@ from app.kafka.errors import (
     KafkaNotStartedError,
     translate,
 )
+from app.kafka.lifecycle import AsyncLifecycle
 from app.kafka.models import KafkaMessage
 from app.kafka.serde import Deserializer, decode_key, decode_value
 
@@ -21,7 +21,7 @@ from app.kafka.serde import Deserializer, decode_key, decode_value
 Offsets = Mapping[tuple[str, int], int]
 
 
-class KafkaConsumerClient:
+class KafkaConsumerClient(AsyncLifecycle):
     """Typed async facade over `aiokafka.AIOKafkaConsumer`.
 
     With `config.group_id` the consumer joins that group (partitions shared among its members,
@@ -71,18 +71,6 @@ class KafkaConsumerClient:
             ids = await consumer._client._wait_on_metadata(topic)  # aiokafka has no public form
             partitions += [TopicPartition(topic, pid) for pid in sorted(ids)]
         return partitions
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def _require_started(self) -> AIOKafkaConsumer:
         if not self._started or self._consumer is None:

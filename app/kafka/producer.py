@@ -6,8 +6,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
@@ -19,6 +18,7 @@ from app.kafka.errors import (
     KafkaTimeoutError,
     translate,
 )
+from app.kafka.lifecycle import AsyncLifecycle
 from app.kafka.models import KafkaProduceResult
 from app.kafka.serde import (
     CONTENT_TYPE,
@@ -62,7 +62,7 @@ class ProducerStats:
         return self.sent - self.delivered - self.failed
 
 
-class KafkaProducerClient:
+class KafkaProducerClient(AsyncLifecycle):
     """Typed async facade over `aiokafka.AIOKafkaProducer`.
 
     Use `async with KafkaProducerClient(config=...) as producer:` or `start()`/`close()`.
@@ -109,18 +109,6 @@ class KafkaProducerClient:
         except Exception as exc:
             raise translate(exc) from exc
         self._started = True
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def _require_started(self) -> AIOKafkaProducer:
         if not self._started or self._producer is None:
