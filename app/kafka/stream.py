@@ -14,7 +14,7 @@ from typing import Any
 
 from app.kafka.config import KafkaStreamConfig
 from app.kafka.consumer import KafkaConsumerClient, next_offsets
-from app.kafka.errors import KafkaConfigError, KafkaHandlerError
+from app.kafka.errors import KafkaConfigError, KafkaHandlerError, KafkaTimeoutError
 from app.kafka.models import KafkaMessage, KafkaProduceResult, KafkaPublishRequest
 from app.kafka.producer import KafkaProducerClient
 
@@ -146,6 +146,19 @@ class KafkaStreamProcessor:
             return []
         assert self.producer is not None  # noqa: S101 - _plan and __init__ guarantee it
         producer = self.producer
+        if not self.config.wait_for_publish and not self.config.commit_on_success:
+            # Nothing depends on the acknowledgements: the producer logs and counts failures.
+            for r in requests:
+                await producer.publish(
+                    r.topic,
+                    r.value,
+                    key=r.key,
+                    headers=r.headers,
+                    partition=r.partition,
+                    timestamp_ms=r.timestamp_ms,
+                    wait=False,
+                )
+            return []
         # Sent together (aiokafka batches them), acknowledged before the caller commits.
         receipts = [
             await producer.send(
@@ -158,11 +171,19 @@ class KafkaStreamProcessor:
             )
             for r in requests
         ]
-        if not self.config.wait_for_publish and not self.config.commit_on_success:
-            return []
-        return list(
-            await asyncio.wait_for(asyncio.gather(*receipts), self.config.publish_timeout_s)
-        )
+        try:
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(*receipts, return_exceptions=True), self.config.publish_timeout_s
+            )
+        except TimeoutError:
+            raise KafkaTimeoutError(
+                f"{len(requests)} output(s) not acknowledged within "
+                f"{self.config.publish_timeout_s}s; offsets not committed"
+            ) from None
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [o for o in outcomes if isinstance(o, KafkaProduceResult)]
 
 
 async def _call(handler: Handler, batch: list[KafkaMessage]) -> Any:

@@ -197,3 +197,24 @@ def test_unit_commit_on_success_needs_a_group() -> None:
     with pytest.raises(KafkaConfigError, match="group_id"):
         KafkaStreamProcessor(consumer=consumer)
     KafkaStreamProcessor(consumer=consumer, config=KafkaStreamConfig(commit_on_success=False))
+
+
+async def test_without_commits_outputs_may_be_fire_and_forget(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    output = f"{topic}-out"
+    await seed(producer, topic, 2)
+    consumer = KafkaConsumerClient(
+        config=KafkaConsumerConfig(
+            topics=[topic], bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+        )
+    )
+    async with consumer:
+        processor = KafkaStreamProcessor(
+            consumer=consumer,
+            producer=producer,
+            config=KafkaStreamConfig(commit_on_success=False, wait_for_publish=False),
+        )
+        await process_until(processor, lambda b: [m.value["n"] for m in b], 2, output_topic=output)
+    await producer.flush(timeout_s=10)
+    assert sorted(m.value for m in await read_all(kafka_bootstrap, output, 2)) == [0, 1]
