@@ -81,6 +81,13 @@ class Running:
         self.process.stdout.close()
 
 
+def run_cli(args: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the console script to completion, capturing its output."""
+    return subprocess.run(
+        [SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 @pytest.fixture
 def cli_env(kafka_distribution: KafkaDistribution) -> dict[str, str]:
     """The environment minus any RG_* setting, with the session's jar cache."""
@@ -175,14 +182,10 @@ def test_broker_on_a_taken_port_exits_with_one_line_naming_it(
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        result = subprocess.run(
-            [SCRIPT, "broker", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+        result = run_cli(
+            ["broker", "--port", str(port), "--data-dir", str(tmp_path / "data")],
             cwd=tmp_path,
             env=cli_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
         )
     assert result.returncode == 2
     assert f"port {port}" in result.stderr
@@ -276,14 +279,10 @@ async def test_process_reprocesses_a_batch_interrupted_by_a_crash_and_stops_on_s
 def test_process_with_a_bad_handler_says_so_in_one_line(
     tmp_path: Path, cli_env: dict[str, str], kafka_bootstrap: str
 ) -> None:
-    result = subprocess.run(
-        [SCRIPT, "process", "--handler", "no_such_module:handle", "--input", "t"],
+    result = run_cli(
+        ["process", "--handler", "no_such_module:handle", "--input", "t"],
         cwd=tmp_path,
         env=cli_env | {"RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert result.returncode == 2
     assert "cannot import 'no_such_module'" in result.stderr
@@ -300,14 +299,10 @@ async def test_tail_prints_records_as_json_lines(
     await producer.publish(topic, {"n": 1}, key="a", headers={"h": "v"})
     await producer.publish(topic, b"\xff", key="b")
     result = await asyncio.to_thread(
-        subprocess.run,
-        [SCRIPT, "tail", topic, "--from-beginning", "--json", "--max-messages", "2"],
+        run_cli,
+        ["tail", topic, "--from-beginning", "--json", "--max-messages", "2"],
         cwd=tmp_path,
         env=cli_env | {"RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]

@@ -149,28 +149,10 @@ class KafkaStreamProcessor:
         if not self.config.wait_for_publish and not self.config.commit_on_success:
             # Nothing depends on the acknowledgements: the producer logs and counts failures.
             for r in requests:
-                await producer.publish(
-                    r.topic,
-                    r.value,
-                    key=r.key,
-                    headers=r.headers,
-                    partition=r.partition,
-                    timestamp_ms=r.timestamp_ms,
-                    wait=False,
-                )
+                await producer.publish(r.topic, r.value, **_placement(r), wait=False)
             return []
         # Sent together (aiokafka batches them), acknowledged before the caller commits.
-        receipts = [
-            await producer.send(
-                r.topic,
-                r.value,
-                key=r.key,
-                headers=r.headers,
-                partition=r.partition,
-                timestamp_ms=r.timestamp_ms,
-            )
-            for r in requests
-        ]
+        receipts = [await producer.send(r.topic, r.value, **_placement(r)) for r in requests]
         try:
             outcomes = await asyncio.wait_for(
                 asyncio.gather(*receipts, return_exceptions=True), self.config.publish_timeout_s
@@ -184,6 +166,16 @@ class KafkaStreamProcessor:
             if isinstance(outcome, BaseException):
                 raise outcome
         return [o for o in outcomes if isinstance(o, KafkaProduceResult)]
+
+
+def _placement(request: KafkaPublishRequest) -> dict[str, Any]:
+    """A request's record options, as `send()` and `publish()` take them."""
+    return {
+        "key": request.key,
+        "headers": request.headers,
+        "partition": request.partition,
+        "timestamp_ms": request.timestamp_ms,
+    }
 
 
 async def _call(handler: Handler, batch: list[KafkaMessage]) -> Any:
