@@ -2,7 +2,6 @@
 #   make run     embedded Apache Kafka + the API on http://127.0.0.1:8080
 #   make test    the whole suite against a real broker
 #   make lint    ruff and mypy --strict
-#   make bench   the benchmarks (results under bench/results/)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -22,7 +21,7 @@ export UV_PYTHON := $(PYTHON)
 
 JARS := $(RG_EMBEDDED_CACHE_DIR)/kafka_2.13-$(KAFKA_VERSION)/.complete
 
-.PHONY: run test lint bench install openapi clean help
+.PHONY: run test lint install clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)

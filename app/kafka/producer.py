@@ -139,6 +139,7 @@ class KafkaProducerClient(AsyncLifecycle):
             if is_json_encoded(value) and not any(n == CONTENT_TYPE for n, _ in header_list):
                 header_list.append((CONTENT_TYPE, JSON_CONTENT_TYPE.encode()))
         raw_key = self._key_serializer(key) if key is not None else None
+        self.stats.sent += 1
         try:
             delivery = await producer.send(
                 topic,
@@ -150,10 +151,8 @@ class KafkaProducerClient(AsyncLifecycle):
             )
         except Exception as exc:
             error = translate(exc)
-            self.stats.sent += 1
             self._count_failure(topic, error)
             raise error from exc
-        self.stats.sent += 1
         receipt: asyncio.Future[KafkaProduceResult] = asyncio.get_running_loop().create_future()
         delivery.add_done_callback(lambda done: self._settle(topic, done, receipt))
         return receipt

@@ -155,3 +155,15 @@ async def test_start_without_a_broker_raises_the_library_error() -> None:
 async def test_unit_publish_before_start_raises() -> None:
     with pytest.raises(KafkaNotStartedError, match="start"):
         await KafkaProducerClient().publish("t", "v")
+
+
+async def test_a_record_refused_before_sending_is_counted_once(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    config = KafkaProducerConfig(
+        bootstrap_servers=kafka_bootstrap, extra={"max_request_size": 1024}
+    )
+    async with KafkaProducerClient(config=config) as client:
+        with pytest.raises(KafkaClientError, match="too large"):
+            await client.publish(topic, os.urandom(4096))
+        assert (client.stats.sent, client.stats.failed, client.stats.pending) == (1, 1, 0)
