@@ -19,6 +19,7 @@ from app.kafka.errors import (
     KafkaRecordTooLargeError,
     KafkaSerializationError,
     KafkaTimeoutError,
+    KafkaUnknownPartitionError,
 )
 from app.kafka.models import (
     KafkaAuditEvent,
@@ -54,5 +55,6 @@ __all__ = [
     "KafkaStreamConfig",
     "KafkaStreamProcessor",
     "KafkaTimeoutError",
+    "KafkaUnknownPartitionError",
     "ProducerStats",
 ]

@@ -108,6 +108,65 @@ class KafkaConsumerClient(AsyncLifecycle):
             headers=headers,
         )
 
+    async def assign_new_partitions(self) -> list[tuple[str, int]]:
+        """Without a group: look the topics up again and start reading partitions added since
+        (from their beginning; whatever they hold is new). Returns the partitions added.
+
+        Topics that do not exist yet are skipped until they do. With a group, Kafka's
+        rebalancing does this and the call returns `[]`.
+        """
+        consumer = self._require_started()
+        if self.config.group_id is not None:
+            return []
+        try:
+            # A fresh view of the whole cluster: the client only tracks assigned topics.
+            cluster = await consumer._client.fetch_all_metadata()  # aiokafka has no public form
+        except Exception as exc:
+            raise translate(exc) from exc
+        current = consumer.assignment()
+        known = {
+            TopicPartition(topic, pid)
+            for topic in self.config.topics
+            for pid in cluster.partitions_for_topic(topic) or ()
+        }
+        added = sorted(known - current)
+        if not added:
+            return []
+        # assign() replaces the assignment and forgets positions: carry them over.
+        positions = {tp: await consumer.position(tp) for tp in current}
+        consumer.assign([*current, *added])
+        for tp, offset in positions.items():
+            consumer.seek(tp, offset)
+        await consumer.seek_to_beginning(*added)
+        return [(tp.topic, tp.partition) for tp in added]
+
+    async def rewind(self, records_per_partition: int) -> None:
+        """Move every assigned partition back to its last `records_per_partition` records (or
+        its beginning): a group-less reader refills a recent-records view this way."""
+        consumer = self._require_started()
+        partitions = sorted(consumer.assignment())
+        if not partitions:
+            return
+        try:
+            beginnings = await consumer.beginning_offsets(partitions)
+            ends = await consumer.end_offsets(partitions)
+        except Exception as exc:
+            raise translate(exc) from exc
+        for tp in partitions:
+            consumer.seek(tp, max(beginnings[tp], ends[tp] - records_per_partition))
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the end, per assigned partition, as of the last fetch (partitions
+        not fetched yet are left out)."""
+        consumer = self._require_started()
+        lags = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            lags[(tp.topic, tp.partition)] = max(0, highwater - await consumer.position(tp))
+        return lags
+
     async def commit(self, offsets: Offsets | None = None) -> None:
         """Commit the offsets of everything polled so far, or exactly `offsets`.
 

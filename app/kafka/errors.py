@@ -7,7 +7,8 @@ KafkaClientError                 anything this library raises
 ├── KafkaConnectionError         no broker could be reached
 ├── KafkaTimeoutError            no answer in time; a record may still be delivered later
 ├── KafkaBrokerError             the cluster refused the request (see `retriable`)
-│   └── KafkaRecordTooLargeError a record above the producer's or the topic's size limit
+│   ├── KafkaRecordTooLargeError a record above the producer's or the topic's size limit
+│   └── KafkaUnknownPartitionError a partition the topic does not have
 ├── KafkaCommitError             offsets could not be committed
 │   └── KafkaNoGroupError        a commit without a consumer group
 └── KafkaHandlerError            a stream handler failed (the original error is `__cause__`)
@@ -56,6 +57,10 @@ class KafkaBrokerError(KafkaClientError):
 
 class KafkaRecordTooLargeError(KafkaBrokerError):
     """A record larger than the producer's `max_request_size` or the topic's `max.message.bytes`."""
+
+
+class KafkaUnknownPartitionError(KafkaBrokerError):
+    """A record addressed to a partition its topic does not have."""
 
 
 class KafkaCommitError(KafkaClientError):

@@ -16,6 +16,7 @@ from app.kafka.errors import (
     KafkaClientError,
     KafkaNotStartedError,
     KafkaTimeoutError,
+    KafkaUnknownPartitionError,
     translate,
 )
 from app.kafka.lifecycle import AsyncLifecycle
@@ -139,6 +140,8 @@ class KafkaProducerClient(AsyncLifecycle):
             if is_json_encoded(value) and not any(n == CONTENT_TYPE for n, _ in header_list):
                 header_list.append((CONTENT_TYPE, JSON_CONTENT_TYPE.encode()))
         raw_key = self._key_serializer(key) if key is not None else None
+        if partition is not None:
+            await self._check_partition(producer, topic, partition)
         self.stats.sent += 1
         try:
             delivery = await producer.send(
@@ -156,6 +159,23 @@ class KafkaProducerClient(AsyncLifecycle):
         receipt: asyncio.Future[KafkaProduceResult] = asyncio.get_running_loop().create_future()
         delivery.add_done_callback(lambda done: self._settle(topic, done, receipt))
         return receipt
+
+    async def _check_partition(
+        self, producer: AIOKafkaProducer, topic: str, partition: int
+    ) -> None:
+        # aiokafka fails an unknown partition with a bare assertion; partitions may also have
+        # been added since the metadata was fetched, so look once more before refusing.
+        try:
+            known = await producer.partitions_for(topic)
+            if partition not in known:
+                await producer.client.force_metadata_update()
+                known = await producer.partitions_for(topic)
+        except Exception as exc:
+            raise translate(exc) from exc
+        if partition not in known:
+            raise KafkaUnknownPartitionError(
+                f"topic {topic!r} has no partition {partition} (it has {len(known)})"
+            )
 
     def _settle(
         self,

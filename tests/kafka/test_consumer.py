@@ -1,6 +1,7 @@
 """KafkaConsumerClient against the real broker: without a group, with one, and decoding."""
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -18,10 +19,12 @@ from tests.conftest import read_all
 def consumer_for(bootstrap: str, topic: str, **config: object) -> KafkaConsumerClient:
     return KafkaConsumerClient(
         config=KafkaConsumerConfig(
-            topics=[topic],
-            bootstrap_servers=bootstrap,
-            auto_offset_reset="earliest",
-            **config,  # type: ignore[arg-type]
+            **{
+                "topics": [topic],
+                "bootstrap_servers": bootstrap,
+                "auto_offset_reset": "earliest",
+                **config,
+            }  # type: ignore[arg-type]
         )
     )
 
@@ -104,3 +107,60 @@ async def test_unit_poll_before_start_raises() -> None:
     consumer = KafkaConsumerClient(config=KafkaConsumerConfig(topics=["t"]))
     with pytest.raises(KafkaNotStartedError):
         await consumer.poll()
+
+
+async def test_rewind_goes_back_a_number_of_records_per_partition(
+    producer: KafkaProducerClient, create_topic: Any, kafka_bootstrap: str
+) -> None:
+    topic = await create_topic(partitions=2)
+    for i in range(10):
+        await producer.publish(topic, i, partition=i % 2)
+    consumer = consumer_for(kafka_bootstrap, topic, auto_offset_reset="latest")
+    async with consumer:
+        await consumer.rewind(3)
+        values = await poll_until(consumer, 6)
+        assert sorted(values) == [4, 5, 6, 7, 8, 9]  # type: ignore[type-var]
+        assert await consumer.lag() == {(topic, 0): 0, (topic, 1): 0}
+
+
+async def test_rewind_stops_at_the_beginning(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    await producer.publish(topic, "only", partition=0)
+    consumer = consumer_for(kafka_bootstrap, topic, auto_offset_reset="latest")
+    async with consumer:
+        await consumer.rewind(100)
+        assert await poll_until(consumer, 1) == ["only"]
+
+
+async def test_partitions_added_later_are_picked_up_from_their_beginning(
+    producer: KafkaProducerClient, create_topic: Any, kafka_bootstrap: str
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions  # noqa: PLC0415
+
+    topic = await create_topic(partitions=1)
+    await producer.publish(topic, "first", partition=0)
+    consumer = consumer_for(kafka_bootstrap, topic)
+    async with consumer:
+        assert await poll_until(consumer, 1) == ["first"]
+        assert await consumer.assign_new_partitions() == []
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_partitions({topic: NewPartitions(total_count=2)})
+        finally:
+            await admin.close()
+        await producer.publish(topic, "on the new partition", partition=1)
+        await producer.publish(topic, "on the old one", partition=0)
+        assert await consumer.assign_new_partitions() == [(topic, 1)]
+        values = await poll_until(consumer, 2)
+        # The old partition continues where it was; "first" is not read twice.
+        assert sorted(values) == ["on the new partition", "on the old one"]  # type: ignore[type-var]
+
+
+async def test_a_consumer_in_a_group_leaves_partitions_to_kafka(
+    topic: str, kafka_bootstrap: str
+) -> None:
+    consumer = consumer_for(kafka_bootstrap, topic, group_id=f"g-{uuid.uuid4().hex}")
+    async with consumer:
+        assert await consumer.assign_new_partitions() == []

@@ -3,6 +3,7 @@
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from app.kafka import (
     KafkaProducerClient,
     KafkaProducerConfig,
     KafkaProduceResult,
+    KafkaUnknownPartitionError,
 )
 from tests.conftest import read_all
 
@@ -167,3 +169,12 @@ async def test_a_record_refused_before_sending_is_counted_once(
         with pytest.raises(KafkaClientError, match="too large"):
             await client.publish(topic, os.urandom(4096))
         assert (client.stats.sent, client.stats.failed, client.stats.pending) == (1, 1, 0)
+
+
+async def test_a_partition_the_topic_does_not_have_is_refused_by_name(
+    producer: KafkaProducerClient, create_topic: Any
+) -> None:
+    topic = await create_topic(partitions=2)
+    with pytest.raises(KafkaUnknownPartitionError, match="no partition 7"):
+        await producer.publish(topic, "x", partition=7)
+    assert producer.stats.sent == 0
