@@ -6,36 +6,79 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import health
+from app.api import audit, health, messages, metrics, publish
 from app.api.errors import install_error_handlers
+from app.api.observe import RequestObserver
+from app.audit_trail import AuditTrail
 from app.connection import ProducerConnection
+from app.kafka import KafkaAuditLogger
+from app.metrics import ServiceMetrics
+from app.publisher import Publisher
+from app.recent import RecentRecords
+from app.recent_reader import RecentRecordsReader
 from app.settings import Settings, get_settings
+from app.topics import TopicPolicy
+
+DESCRIPTION = """\
+Apps send every prompt/response they handle to this service; it writes each one durably to
+Apache Kafka (acks=all, idempotent producer) and answers with a receipt: topic, partition,
+offset and the SHA-256 digest of the stored record.
+
+Every error answers with `{"error": {"code", "message", "details", "request_id"}}`.
+"""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; `settings` defaults to the ones read from the environment."""
     settings = settings or get_settings()
+    service_metrics = ServiceMetrics()
+    recent = RecentRecords(
+        settings.recent_topics,
+        max_records=settings.messages_buffer,
+        max_bytes=settings.messages_buffer_bytes,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         connection = ProducerConnection(settings)
+        reader = RecentRecordsReader(settings, recent, refresh_s=settings.messages_refresh_s)
+        service_metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
+        app.state.connection = connection
+        app.state.reader = reader
+        app.state.audit_trail = AuditTrail(
+            KafkaAuditLogger(connection.producer, topic=settings.audit_topic),
+            service_metrics,
+            timeout_s=settings.produce_timeout_s,
+        )
+        app.state.publisher = Publisher(
+            connection.producer,
+            TopicPolicy(allow=settings.publish_topics, audit_topic=settings.audit_topic),
+            service_metrics,
+            timeout_s=settings.produce_timeout_s,
+        )
         await connection.start()
         # With the broker up, be ready from the first request; without it, serve anyway
         # (/readyz says 503) and keep connecting in the background.
         await connection.wait_connected(settings.ready_timeout_s)
-        app.state.connection = connection
+        reader.start()
         try:
             yield
         finally:
+            await reader.close()
             await connection.close()
 
     app = FastAPI(
         title="ractogateway-kafka",
         version=__version__,
         summary="Audit-trail sidecar: AI prompts and responses written durably to Apache Kafka.",
+        description=DESCRIPTION,
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = service_metrics
+    app.state.recent = recent
+    app.add_middleware(RequestObserver, metrics=service_metrics)
     install_error_handlers(app)
-    app.include_router(health.router)
+    for router in (audit.router, publish.router, messages.router, health.router, metrics.router):
+        app.include_router(router)
     return app

@@ -6,8 +6,13 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.kafka.audit import DEFAULT_AUDIT_TOPIC
+from app.kafka.models import TopicName, check_topic_name
+
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# "a,b" in the environment; a list in code.
+CommaList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -20,7 +25,7 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    kafka_bootstrap_servers: Annotated[list[str], NoDecode] = Field(
+    kafka_bootstrap_servers: CommaList = Field(
         default=["127.0.0.1:9092"],
         min_length=1,
         description="Broker list, comma-separated.",
@@ -42,13 +47,46 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="How long GET /readyz waits for the broker's answer."
     )
 
-    @field_validator("kafka_bootstrap_servers", mode="before")
+    log_format: Literal["json", "text"] = "json"
+
+    audit_topic: TopicName = DEFAULT_AUDIT_TOPIC
+    produce_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long POST /audit and /publish wait for Kafka's acknowledgement.",
+    )
+    audit_batch_max: int = Field(default=500, ge=1, le=10_000)
+    messages_topics: CommaList = Field(
+        default=[], description="Topics kept for GET /messages; empty means the audit topic."
+    )
+    messages_buffer: int = Field(default=1000, ge=1, le=100_000)
+    messages_buffer_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    messages_refresh_s: float = Field(
+        default=10.0, gt=0, description="How often GET /messages looks for new partitions."
+    )
+    publish_topics: CommaList = Field(
+        default=[], description="Allow-list (names or glob patterns) for POST /publish."
+    )
+
+    @field_validator("kafka_bootstrap_servers", "messages_topics", "publish_topics", mode="before")
     @classmethod
-    def _split_servers(cls, value: object) -> object:
-        # An environment variable holds "host:port,host:port", not JSON.
+    def _split_commas(cls, value: object) -> object:
+        # An environment variable holds "a,b", not JSON.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("messages_topics")
+    @classmethod
+    def _check_messages_topics(cls, value: list[str]) -> list[str]:
+        for name in value:
+            check_topic_name(name)
+        return value
+
+    @property
+    def recent_topics(self) -> list[str]:
+        """The topics GET /messages shows: `messages_topics`, or else the audit topic."""
+        return self.messages_topics or [self.audit_topic]
 
 
 @lru_cache

@@ -4,7 +4,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.api.trace import trace_headers
+from app.audit_trail import AuditTrail
 from app.connection import ProducerConnection
+from app.kafka import KafkaProducerClient
+from app.metrics import ServiceMetrics
+from app.publisher import Publisher
+from app.recent import RecentRecords
 from app.settings import Settings
 
 
@@ -14,11 +20,48 @@ def get_connection(request: Request) -> ProducerConnection:
     return connection
 
 
+def get_producer(request: Request) -> KafkaProducerClient:
+    """The service's one producer (idempotent, acks=all)."""
+    return get_connection(request).producer
+
+
 def get_app_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
+def get_audit_trail(request: Request) -> AuditTrail:
+    """Where audit events go."""
+    trail: AuditTrail = request.app.state.audit_trail
+    return trail
+
+
+def get_recent(request: Request) -> RecentRecords:
+    """The recent-records buffer behind GET /messages."""
+    recent: RecentRecords = request.app.state.recent
+    return recent
+
+
+def get_metrics(request: Request) -> ServiceMetrics:
+    """The app's metrics."""
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
 ConnectionDep = Annotated[ProducerConnection, Depends(get_connection)]
+ProducerDep = Annotated[KafkaProducerClient, Depends(get_producer)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+AuditTrailDep = Annotated[AuditTrail, Depends(get_audit_trail)]
+RecentDep = Annotated[RecentRecords, Depends(get_recent)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+TraceHeadersDep = Annotated[dict[str, str], Depends(trace_headers)]
+
+
+def get_publisher(request: Request) -> Publisher:
+    """Where POST /publish records go."""
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]

@@ -1,5 +1,6 @@
 """The contract's error body, rendered in one place for every error the service answers with."""
 
+import logging
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -10,17 +11,24 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.kafka import KafkaClientError
+from app.problems import problem_for, validation_details
+
+logger = logging.getLogger(__name__)
+
 
 class ErrorDetail(BaseModel):
-    """What went wrong: a machine-readable code and a sentence for people."""
+    """What went wrong: a machine-readable code, a sentence for people, and the request id to
+    quote when asking about it."""
 
     code: str = Field(examples=["broker_unavailable"])
     message: str = Field(examples=["Kafka at 127.0.0.1:9092 does not answer"])
     details: list[Any] = Field(default_factory=list)
+    request_id: str | None = Field(default=None, examples=["6f1c0c3b9a8e4a8f9e1d2c3b4a5f6e7d"])
 
 
 class ErrorBody(BaseModel):
-    """Every error response: `{"error": {"code", "message", "details"}}`."""
+    """Every error response: `{"error": {"code", "message", "details", "request_id"}}`."""
 
     error: ErrorDetail
 
@@ -46,6 +54,7 @@ class ServiceError(Exception):
 
 
 def error_response(
+    request: Request,
     status_code: int,
     code: str,
     message: str,
@@ -54,40 +63,78 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """Render the contract's error body."""
-    body = ErrorBody(error=ErrorDetail(code=code, message=message, details=details or []))
-    return JSONResponse(body.model_dump(mode="json"), status_code=status_code, headers=headers)
+    detail = ErrorDetail(
+        code=code,
+        message=message,
+        details=details or [],
+        request_id=getattr(request.state, "request_id", None),
+    )
+    return JSONResponse(
+        ErrorBody(error=detail).model_dump(mode="json"), status_code=status_code, headers=headers
+    )
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route can answer with."""
+    return {
+        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+    }
+
+
+_DESCRIPTIONS = {
+    401: "No API key, or an unknown one.",
+    403: "The key lacks the scope, or the topic is not allowed.",
+    413: "The body or the record is too large.",
+    422: "Invalid input; `details` names each field.",
+    502: "Kafka refused the record.",
+    503: "Kafka is unavailable or did not acknowledge in time; see `Retry-After`.",
+}
 
 
 def _snake(phrase: str) -> str:
     return phrase.lower().replace(" ", "_").replace("-", "_").replace("'", "")
 
 
-async def _service_error(_: Request, exc: Exception) -> JSONResponse:
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)  # noqa: S101 - registered for this type only
     return error_response(
-        exc.status_code, exc.code, exc.message, details=exc.details, headers=exc.headers
+        request, exc.status_code, exc.code, exc.message, details=exc.details, headers=exc.headers
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _kafka_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, KafkaClientError)  # noqa: S101 - registered for this type only
+    problem = problem_for(exc)
+    logger.warning("Kafka error answered with %d %s: %s", problem.status, problem.code, exc)
+    return error_response(
+        request, problem.status, problem.code, problem.message, headers=problem.headers
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
     phrase = HTTPStatus(exc.status_code).phrase
     message = exc.detail if isinstance(exc.detail, str) else phrase
-    return error_response(exc.status_code, _snake(phrase), message, headers=exc.headers)
+    return error_response(request, exc.status_code, _snake(phrase), message, headers=exc.headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
-    details = [
-        {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
-        for error in exc.errors()
-    ]
-    fields = ", ".join(detail["field"] for detail in details)
-    return error_response(422, "invalid_request", f"invalid input: {fields}", details=details)
+    message, details = validation_details(exc.errors())
+    return error_response(request, 422, "invalid_request", message, details=details)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # A genuine fault of the service: logged with its traceback, answered without it.
+    logger.error("unhandled error", exc_info=exc)
+    return error_response(request, 500, "internal_error", "the service failed; see its log")
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Make every error, FastAPI's own included, answer with the contract's body."""
+    """Make every error, FastAPI's own and unexpected ones included, answer with the
+    contract's body."""
     app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(KafkaClientError, _kafka_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -3,7 +3,7 @@
 from typing import Any, NamedTuple
 
 from app.kafka.models import KafkaAuditEvent, KafkaProduceResult
-from app.kafka.producer import KafkaProducerClient
+from app.kafka.producer import DeliveryCallback, KafkaProducerClient
 from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE
 
 DEFAULT_AUDIT_TOPIC = "ractogateway.audit"
@@ -68,8 +68,11 @@ class KafkaAuditLogger:
         wait: bool = True,
         timeout_s: float = 10.0,
         headers: dict[str, str] | None = None,
+        on_delivery: DeliveryCallback | None = None,
     ) -> AuditLogResult:
-        """Publish an event built elsewhere (e.g. validated from an HTTP request)."""
+        """Publish an event built elsewhere (e.g. validated from an HTTP request). `headers`
+        are added to the record's (e.g. `traceparent`); the audit headers win on a clash.
+        With `wait=False`, `on_delivery(result, error)` learns the outcome."""
         value = event.canonical_json()
         result = await self._producer.publish(
             self._topic,
@@ -84,5 +87,6 @@ class KafkaAuditLogger:
             },
             wait=wait,
             timeout_s=timeout_s,
+            on_delivery=on_delivery,
         )
         return AuditLogResult(event=event, result=result)

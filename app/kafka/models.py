@@ -1,16 +1,36 @@
 """The records the library hands out and takes in."""
 
 import os
+import re
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from app.kafka.serde import canonical_json, sha256_digest
 
-AUDIT_SCHEMA_VERSION = 1
+AUDIT_SCHEMA_VERSION: Final = 1
+
+
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+MAX_ID_CHARS = 256
+MAX_TEXT_CHARS = 1_000_000
+_EVENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+def check_topic_name(name: str) -> str:
+    """Return `name` if Kafka accepts it as a topic name, else raise `ValueError` saying why."""
+    if not _TOPIC_NAME.fullmatch(name) or name in {".", ".."}:
+        raise ValueError(
+            "a topic name is 1 to 249 characters of letters, digits, '.', '_' and '-' "
+            "(and not '.' or '..')"
+        )
+    return name
+
+
+TopicName = Annotated[str, AfterValidator(check_topic_name)]
 
 
 class KafkaMessage(BaseModel):
@@ -46,7 +66,7 @@ class KafkaProduceResult(BaseModel):
 class KafkaPublishRequest(BaseModel):
     """One record to publish: what a stream handler returns to route outputs explicitly."""
 
-    topic: str = Field(min_length=1)
+    topic: TopicName
     value: Any = None
     key: str | bytes | None = None
     headers: dict[str, str | bytes | None] | None = None
@@ -78,21 +98,23 @@ def format_utc(moment: datetime) -> str:
 class KafkaAuditEvent(BaseModel):
     """An immutable prompt/response audit record.
 
-    `event_id` (a time-sortable UUIDv7) and `timestamp_utc` are filled when absent. The record
+    `event_id` (a time-sortable UUIDv7) and `timestamp_utc` are filled when absent; the four
+    required strings must not be empty, and a caller's `event_id` is 1-128 characters of
+    letters, digits and `._:-` (it names the record in logs and receipts). The record
     stored in Kafka is `canonical_json()`, and `digest()` is the SHA-256 of exactly those bytes.
     """
 
     model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
 
-    user_id: str
-    model: str
-    prompt: str
-    response: str
-    request_id: str | None = None
+    user_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    model: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    prompt: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    response: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    request_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
     metadata: dict[str, Any] = Field(default_factory=dict)
     timestamp_utc: str = Field(default_factory=utc_now_iso)
-    event_id: str = Field(default_factory=new_event_id)
-    schema_version: int = AUDIT_SCHEMA_VERSION
+    event_id: str = Field(default_factory=new_event_id, pattern=_EVENT_ID)
+    schema_version: Literal[1] = AUDIT_SCHEMA_VERSION
 
     @field_validator("timestamp_utc", mode="before")
     @classmethod

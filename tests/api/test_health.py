@@ -1,35 +1,9 @@
 """GET /healthz and GET /readyz against a real broker, and with the broker gone."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
-from asgi_lifespan import LifespanManager
-
 from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
-from app.main import create_app
-from app.settings import Settings
-
-
-@asynccontextmanager
-async def client_for(bootstrap: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(_env_file=None, kafka_bootstrap_servers=[bootstrap], ready_timeout_s=1.0)
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rg") as client:
-            yield client
-
-
-def assert_contract_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status
-    assert response.headers["content-type"] == "application/json"
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    assert isinstance(error["details"], list)
+from tests.api.conftest import assert_contract_error, client_for
 
 
 async def test_healthz_answers_while_the_process_serves(kafka_bootstrap: str) -> None:

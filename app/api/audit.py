@@ -1,0 +1,106 @@
+"""POST /audit and POST /audit/batch: prompt/response records written durably to Kafka."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from app.api.deps import AuditTrailDep, SettingsDep, TraceHeadersDep
+from app.api.errors import ServiceError, error_responses
+from app.audit_trail import AuditReceipt, BatchItemResult
+from app.kafka import KafkaAuditEvent
+
+router = APIRouter(tags=["audit"])
+
+EXAMPLE_EVENT = {
+    "user_id": "user-42",
+    "model": "gpt-4o",
+    "prompt": "Summarise our refund policy in one sentence.",
+    "response": "Refunds are issued within 14 days of purchase.",
+    "request_id": "req-7f3a",
+    "metadata": {"app": "support-bot", "tokens": 57},
+}
+
+WaitQuery = Annotated[
+    bool,
+    Query(
+        description="true: answer 201 once Kafka acknowledged (acks=all). false: answer 202 as "
+        "soon as the producer has the record."
+    ),
+]
+
+
+class AuditBatch(BaseModel):
+    """Several audit events, each validated and written on its own."""
+
+    events: list[Any] = Field(
+        min_length=1,
+        description="KafkaAuditEvent objects (see POST /audit); at most RG_AUDIT_BATCH_MAX.",
+        examples=[[EXAMPLE_EVENT, {**EXAMPLE_EVENT, "user_id": "user-7"}]],
+    )
+
+
+class AuditBatchResult(BaseModel):
+    """One result per event, in the order sent, and how many were accepted."""
+
+    results: list[BatchItemResult]
+    accepted: int
+    failed: int
+
+
+@router.post(
+    "/audit",
+    status_code=201,
+    summary="Write one audit event to Kafka",
+    responses={
+        202: {"model": AuditReceipt, "description": "Queued (`?wait=false`)."},
+        **error_responses(413, 422, 502, 503),
+    },
+)
+async def audit(
+    *,
+    event: Annotated[
+        KafkaAuditEvent,
+        Body(openapi_examples={"event": {"summary": "A chat turn", "value": EXAMPLE_EVENT}}),
+    ],
+    request: Request,
+    response: Response,
+    trail: AuditTrailDep,
+    trace: TraceHeadersDep,
+    wait: WaitQuery = True,
+) -> AuditReceipt:
+    """Validate the event (filling `event_id` and `timestamp_utc` when absent), write it with
+    key `user_id`, and answer with its receipt: **201** once acknowledged, **202** queued."""
+    request.state.event_id = event.event_id
+    receipt = await trail.record(event, wait=wait, headers=trace)
+    if receipt.status != "acked":
+        response.status_code = 202
+    return receipt
+
+
+@router.post(
+    "/audit/batch",
+    summary="Write several audit events to Kafka",
+    responses=error_responses(413, 422),
+)
+async def audit_batch(
+    batch: AuditBatch,
+    trail: AuditTrailDep,
+    settings: SettingsDep,
+    trace: TraceHeadersDep,
+    wait: WaitQuery = True,
+) -> AuditBatchResult:
+    """Each event is validated and written on its own, concurrently: **200** with one result
+    per event, in order (a receipt, or an error with its status and code); a bad event does
+    not fail the others."""
+    if len(batch.events) > settings.audit_batch_max:
+        raise ServiceError(
+            422,
+            "invalid_request",
+            f"invalid input: body.events holds {len(batch.events)} events; "
+            f"at most {settings.audit_batch_max} are allowed",
+            details=[{"field": "body.events", "message": f"at most {settings.audit_batch_max}"}],
+        )
+    results = await trail.record_batch(batch.events, wait=wait, headers=trace)
+    failed = sum(1 for result in results if result.error is not None)
+    return AuditBatchResult(results=results, accepted=len(results) - failed, failed=failed)

@@ -1,0 +1,100 @@
+"""GET /messages and GET /messages/stream: the most recent records, for operators."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel
+
+from app.api.deps import RecentDep
+from app.api.errors import ServiceError, error_responses
+from app.recent import MessageView, RecentRecords
+
+router = APIRouter(tags=["messages"])
+
+TopicQuery = Annotated[
+    str | None, Query(description="Only this topic (one of RG_MESSAGES_TOPICS).", max_length=249)
+]
+KeyQuery = Annotated[str | None, Query(description="Only records with this key.", max_length=1024)]
+SinceQuery = Annotated[
+    datetime | None,
+    Query(description="Only records at or after this ISO-8601 time (UTC when no offset is given)."),
+]
+
+
+class MessagesPage(BaseModel):
+    """The newest records first, and how many there are."""
+
+    messages: list[MessageView]
+    count: int
+
+
+def _filters(
+    recent: RecentRecords, topic: str | None, since: datetime | None
+) -> tuple[str | None, int | None]:
+    if topic is not None and topic not in recent.topics:
+        kept = ", ".join(recent.topics)
+        raise ServiceError(
+            422,
+            "invalid_request",
+            f"invalid input: query.topic {topic!r} is not kept (kept: {kept})",
+            details=[{"field": "query.topic", "message": f"one of: {kept}"}],
+        )
+    if since is None:
+        return topic, None
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return topic, int(since.timestamp() * 1000)
+
+
+@router.get(
+    "/messages",
+    response_model=MessagesPage,
+    summary="The most recent records, newest first",
+    responses=error_responses(422),
+)
+async def messages(
+    recent: RecentDep,
+    topic: TopicQuery = None,
+    key: KeyQuery = None,
+    since: SinceQuery = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many records.")] = 50,
+) -> Response:
+    """Records read by the service's background consumer (no consumer group), kept per topic
+    up to RG_MESSAGES_BUFFER records and RG_MESSAGES_BUFFER_BYTES bytes."""
+    topic, since_ms = _filters(recent, topic, since)
+    found = recent.query(topic=topic, key=key, since_ms=since_ms, limit=limit)
+    # The records are kept as JSON already: join them rather than encode them again.
+    body = b'{"messages":[' + b",".join(r.body for r in found) + b'],"count":%d}' % len(found)
+    return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/messages/stream",
+    response_class=EventSourceResponse,
+    summary="New records as Server-Sent Events",
+    responses=error_responses(422),
+)
+async def messages_stream(
+    recent: RecentDep,
+    topic: TopicQuery = None,
+    key: KeyQuery = None,
+    since: SinceQuery = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Every record read from now on that passes the filters, as an event `message` whose data
+    is one record (as in GET /messages) and whose id is `topic/partition/offset`. A client that
+    falls 1,000 records behind gets an event `overflow` and the stream ends: reconnect."""
+    topic, since_ms = _filters(recent, topic, since)
+    async with recent.subscribe() as queue:
+        yield ServerSentEvent(comment="subscribed", retry=3000)
+        while (record := await queue.get()) is not None:
+            if record.matches(topic=topic, key=key, since_ms=since_ms):
+                yield ServerSentEvent(
+                    raw_data=record.body.decode(),
+                    event="message",
+                    id=f"{record.topic}/{record.partition}/{record.offset}",
+                )
+        yield ServerSentEvent(event="overflow", data={"reason": "client too slow; reconnect"})

@@ -1,0 +1,83 @@
+"""One middleware that sees every request: a request id, one log line, and the metrics."""
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.logs import FIELDS
+from app.metrics import ServiceMetrics
+
+logger = logging.getLogger("app.access")
+
+REQUEST_ID_HEADER = "x-request-id"
+_CALLER_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+
+
+class RequestObserver:
+    """Pure ASGI middleware (so streaming responses pass through untouched).
+
+    - `X-Request-ID`: the caller's when it is sane, else a new one; echoed on the response and
+      kept in `request.state.request_id`;
+    - one log line per request: method, route template, status, duration, request id and,
+      when a route set `request.state.event_id`, the audit event id; never bodies or keys;
+    - `rg_http_requests_total` and `rg_http_request_duration_seconds` by route template.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = 500  # what the client gets if the app fails before answering
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._observe(scope, status, time.perf_counter() - started, request_id)
+
+    def _observe(self, scope: Scope, status: int, duration: float, request_id: str) -> None:
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        method = scope["method"]
+        self.metrics.requests.labels(method, route, str(status)).inc()
+        self.metrics.request_duration.labels(method, route).observe(duration)
+        fields: dict[str, object] = {
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(duration * 1000, 3),
+            "request_id": request_id,
+        }
+        if event_id := scope.get("state", {}).get("event_id"):
+            fields["event_id"] = str(event_id)
+        level = logging.ERROR if status >= 500 else logging.INFO
+        logger.log(level, "%s %s %d", method, route, status, extra={FIELDS: fields})
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER.encode():
+            text: str = value.decode("latin-1")
+            if _CALLER_REQUEST_ID.fullmatch(text):
+                return text
+    return uuid.uuid4().hex

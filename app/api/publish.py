@@ -1,0 +1,82 @@
+"""POST /publish: ordinary events to the topics the service may write."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.deps import PublisherDep, TraceHeadersDep
+from app.api.errors import ServiceError, error_responses
+from app.kafka import KafkaPublishRequest
+from app.kafka.models import MAX_ID_CHARS, TopicName
+from app.publisher import PublishReceipt
+from app.topics import TopicNotAllowedError
+
+router = APIRouter(tags=["publish"])
+
+_MAX_HEADERS = 64
+HeaderName = Annotated[str, Field(min_length=1, max_length=256)]
+HeaderValue = Annotated[str, Field(max_length=4096)]
+
+
+class PublishBody(BaseModel):
+    """A `KafkaPublishRequest` in JSON: a string value is sent as UTF-8 text, anything else
+    as compact JSON marked `content-type: application/json`; `null` is a tombstone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    topic: TopicName = Field(examples=["events.orders"])
+    value: Any = Field(default=None, examples=[{"order_id": 981, "status": "paid"}])
+    key: str | None = Field(
+        default=None, max_length=MAX_ID_CHARS, examples=["order-981"], description="UTF-8 key."
+    )
+    headers: dict[HeaderName, HeaderValue] | None = Field(
+        default=None, max_length=_MAX_HEADERS, examples=[{"source": "checkout"}]
+    )
+    partition: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    timestamp_ms: int | None = Field(default=None, ge=0, le=2**63 - 1)
+
+
+@router.post(
+    "/publish",
+    status_code=201,
+    summary="Publish one record to an allowed topic",
+    responses={
+        202: {"model": PublishReceipt, "description": "Queued (`?wait=false`)."},
+        **error_responses(403, 413, 422, 502, 503),
+    },
+)
+async def publish(
+    body: Annotated[
+        PublishBody,
+        Body(
+            openapi_examples={
+                "event": {
+                    "summary": "An order event",
+                    "value": {
+                        "topic": "events.orders",
+                        "key": "order-981",
+                        "value": {"order_id": 981, "status": "paid"},
+                        "headers": {"source": "checkout"},
+                    },
+                }
+            }
+        ),
+    ],
+    response: Response,
+    publisher: PublisherDep,
+    trace: TraceHeadersDep,
+    wait: Annotated[
+        bool, Query(description="false: answer 202 once the producer has the record.")
+    ] = True,
+) -> PublishReceipt:
+    """Publish with the given key, headers, partition and timestamp: **201** with where Kafka
+    stored it once acknowledged (acks=all), **202** queued with `?wait=false`."""
+    request = KafkaPublishRequest.model_validate(body.model_dump())
+    try:
+        receipt = await publisher.publish(request, wait=wait, headers=trace)
+    except TopicNotAllowedError as exc:
+        raise ServiceError(403, "topic_not_allowed", str(exc)) from None
+    if receipt.status != "acked":
+        response.status_code = 202
+    return receipt

@@ -1,0 +1,150 @@
+"""Audit events from the API to Kafka, with a receipt for each: the service's side of
+`KafkaAuditLogger` (timing, counting, per-item outcomes of a batch)."""
+
+import asyncio
+import logging
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from app.kafka import (
+    KafkaAuditEvent,
+    KafkaAuditLogger,
+    KafkaClientError,
+    KafkaProduceResult,
+)
+from app.metrics import ServiceMetrics
+from app.problems import Problem, problem_for, validation_details
+
+logger = logging.getLogger(__name__)
+
+ReceiptStatus = Literal["acked", "queued", "spooled"]
+
+
+class AuditReceipt(BaseModel):
+    """Proof that an audit event was accepted: where Kafka stored it (once acknowledged) and
+    the digest of the stored bytes, to verify the record later."""
+
+    event_id: str = Field(examples=["01927f0e-8a1c-7cc2-9a53-3f1c2b6f6d0e"])
+    topic: str = Field(examples=["ractogateway.audit"])
+    partition: int | None = Field(examples=[0])
+    offset: int | None = Field(examples=[1234])
+    timestamp_utc: str = Field(examples=["2026-09-21T12:00:00.000000Z"])
+    digest: str = Field(examples=["sha256:9f2c..."], pattern=r"^sha256:[0-9a-f]{64}$")
+    status: ReceiptStatus = Field(
+        description="acked: Kafka has it (acks=all); queued: handed to the producer, not yet "
+        "acknowledged (?wait=false); spooled: kept on local disk until Kafka is back."
+    )
+
+
+class BatchItemError(BaseModel):
+    """Why one item of a batch was not accepted (the contract's error fields, plus status)."""
+
+    status: int = Field(examples=[422])
+    code: str = Field(examples=["invalid_request"])
+    message: str = Field(examples=["invalid input: prompt"])
+    details: list[Any] = Field(default_factory=list)
+
+
+class BatchItemResult(BaseModel):
+    """The outcome of one item, at its index in the request: a receipt or an error."""
+
+    index: int
+    receipt: AuditReceipt | None = None
+    error: BatchItemError | None = None
+
+
+class AuditTrail:
+    """Writes validated audit events through `KafkaAuditLogger` and answers with receipts."""
+
+    def __init__(
+        self, audit_logger: KafkaAuditLogger, metrics: ServiceMetrics, *, timeout_s: float
+    ) -> None:
+        self._logger = audit_logger
+        self._metrics = metrics
+        self._timeout_s = timeout_s
+
+    @property
+    def topic(self) -> str:
+        """The audit topic."""
+        return self._logger.topic
+
+    async def record(
+        self, event: KafkaAuditEvent, *, wait: bool, headers: dict[str, str] | None = None
+    ) -> AuditReceipt:
+        """Write one event. Waits for acks=all unless `wait` is False; raises the library's
+        errors (see `app.problems` for what each means to a client)."""
+        started = time.perf_counter()
+
+        def delivered(result: KafkaProduceResult | None, error: KafkaClientError | None) -> None:
+            self._count(started, error)
+
+        try:
+            outcome = await self._logger.log_event(
+                event,
+                wait=wait,
+                timeout_s=self._timeout_s,
+                headers=headers,
+                on_delivery=None if wait else delivered,
+            )
+        except KafkaClientError as error:
+            self._count(started, error)
+            raise
+        if wait:
+            self._count(started, None)
+        return self.receipt(event, outcome.result)
+
+    def receipt(self, event: KafkaAuditEvent, result: KafkaProduceResult | None) -> AuditReceipt:
+        """The receipt of `event`: acked with `result`, else queued."""
+        return AuditReceipt(
+            event_id=event.event_id,
+            topic=self.topic,
+            partition=result.partition if result else None,
+            offset=result.offset if result else None,
+            timestamp_utc=event.timestamp_utc,
+            digest=event.digest(),
+            status="acked" if result else "queued",
+        )
+
+    async def record_batch(
+        self, items: list[Any], *, wait: bool, headers: dict[str, str] | None = None
+    ) -> list[BatchItemResult]:
+        """Validate each item on its own and write the valid ones concurrently; one result per
+        item, in order. A bad or failed item does not affect the others."""
+        results: list[BatchItemResult] = []
+        pending: list[tuple[int, KafkaAuditEvent]] = []
+        for index, item in enumerate(items):
+            try:
+                pending.append((index, KafkaAuditEvent.model_validate(item)))
+            except ValidationError as exc:
+                results.append(BatchItemResult(index=index, error=_invalid(exc)))
+        outcomes = await asyncio.gather(
+            *(self.record(event, wait=wait, headers=headers) for _, event in pending),
+            return_exceptions=True,
+        )
+        for (index, _), outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, AuditReceipt):
+                results.append(BatchItemResult(index=index, receipt=outcome))
+            elif isinstance(outcome, KafkaClientError):
+                results.append(BatchItemResult(index=index, error=_failed(problem_for(outcome))))
+            else:
+                raise outcome
+        results.sort(key=lambda result: result.index)
+        return results
+
+    def _count(self, started: float, error: KafkaClientError | None) -> None:
+        if error is None:
+            self._metrics.produced.labels("audit").inc()
+            self._metrics.produce_duration.labels("audit").observe(time.perf_counter() - started)
+        else:
+            self._metrics.failed.labels("audit", problem_for(error).code).inc()
+
+
+def _invalid(exc: ValidationError) -> BatchItemError:
+    message, details = validation_details(exc.errors())
+    return BatchItemError(status=422, code="invalid_request", message=message, details=details)
+
+
+def _failed(problem: Problem) -> BatchItemError:
+    return BatchItemError(status=problem.status, code=problem.code, message=problem.message)

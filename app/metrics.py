@@ -1,0 +1,89 @@
+"""The service's Prometheus metrics, in a registry of its own (one per app, so tests and
+embedders can build several apps in one process)."""
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Produce latencies with acks=all on a healthy cluster are milliseconds; the top buckets catch
+# leader elections and the broker-down timeouts.
+_PRODUCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+TopicGauge = Callable[[], Mapping[str, float]]
+
+
+class _TopicGauges(Collector):
+    """Gauges read at scrape time from the objects that know the numbers."""
+
+    def __init__(self, gauges: Mapping[str, tuple[str, TopicGauge]]) -> None:
+        self._gauges = gauges
+
+    def collect(self) -> Iterable[Metric]:
+        for name, (documentation, read) in self._gauges.items():
+            family = GaugeMetricFamily(name, documentation, labels=["topic"])
+            for topic, value in sorted(read().items()):
+                family.add_metric([topic], value)
+            yield family
+
+
+class ServiceMetrics:
+    """Request counts and durations, produce latency and outcomes, and the recent-records
+    buffer. `route` labels are path templates (`/audit`), never raw paths, so the number of
+    series stays bounded whatever clients send."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "rg_http_requests_total",
+            "HTTP requests answered, by route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.request_duration = Histogram(
+            "rg_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.produce_duration = Histogram(
+            "rg_kafka_produce_duration_seconds",
+            "Time from handing a record to the producer to Kafka's acknowledgement.",
+            ["endpoint"],
+            buckets=_PRODUCE_BUCKETS,
+            registry=self.registry,
+        )
+        self.produced = Counter(
+            "rg_kafka_records_produced_total",
+            "Records Kafka acknowledged.",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.failed = Counter(
+            "rg_kafka_records_failed_total",
+            "Records Kafka did not acknowledge, by error code.",
+            ["endpoint", "code"],
+            registry=self.registry,
+        )
+
+    def watch_recent(self, *, records: TopicGauge, size: TopicGauge, lag: TopicGauge) -> None:
+        """Report the recent-records buffer and its consumer's lag on every scrape."""
+        self.registry.register(
+            _TopicGauges(
+                {
+                    "rg_messages_buffer_records": ("Records kept for GET /messages.", records),
+                    "rg_messages_buffer_bytes": ("Bytes kept for GET /messages.", size),
+                    "rg_messages_consumer_lag": (
+                        "Records the GET /messages consumer is behind the end of the topic.",
+                        lag,
+                    ),
+                }
+            )
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,74 @@
+"""Ordinary events from `POST /publish` to the topics the service may write."""
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from app.kafka import KafkaClientError, KafkaProducerClient, KafkaPublishRequest
+from app.metrics import ServiceMetrics
+from app.problems import problem_for
+from app.topics import TopicPolicy
+
+
+class PublishReceipt(BaseModel):
+    """A `KafkaProduceResult` plus `status`; partition and offset are null until acked."""
+
+    topic: str = Field(examples=["events.orders"])
+    partition: int | None = Field(examples=[2])
+    offset: int | None = Field(examples=[981])
+    timestamp_ms: int | None = Field(examples=[1790000000000])
+    status: Literal["acked", "queued"]
+
+
+class Publisher:
+    """Checks the topic against the policy, then produces through the service's producer."""
+
+    def __init__(
+        self,
+        producer: KafkaProducerClient,
+        policy: TopicPolicy,
+        metrics: ServiceMetrics,
+        *,
+        timeout_s: float,
+    ) -> None:
+        self._producer = producer
+        self._policy = policy
+        self._metrics = metrics
+        self._timeout_s = timeout_s
+
+    async def publish(
+        self, request: KafkaPublishRequest, *, wait: bool, headers: dict[str, str] | None = None
+    ) -> PublishReceipt:
+        """Produce one record; raises `TopicNotAllowedError` or the library's errors."""
+        self._policy.check(request.topic)
+        started = time.perf_counter()
+        try:
+            result = await self._producer.publish(
+                request.topic,
+                request.value,
+                key=request.key,
+                # The caller's headers win over the carried trace context.
+                headers={**(headers or {}), **(request.headers or {})},
+                partition=request.partition,
+                timestamp_ms=request.timestamp_ms,
+                wait=wait,
+                timeout_s=self._timeout_s,
+                on_delivery=None if wait else self._delivered,
+            )
+        except KafkaClientError as error:
+            self._metrics.failed.labels("publish", problem_for(error).code).inc()
+            raise
+        if result is None:
+            return PublishReceipt(
+                topic=request.topic, partition=None, offset=None, timestamp_ms=None, status="queued"
+            )
+        self._metrics.produced.labels("publish").inc()
+        self._metrics.produce_duration.labels("publish").observe(time.perf_counter() - started)
+        return PublishReceipt(**result.model_dump(), status="acked")
+
+    def _delivered(self, _: object, error: KafkaClientError | None) -> None:
+        if error is None:
+            self._metrics.produced.labels("publish").inc()
+        else:
+            self._metrics.failed.labels("publish", problem_for(error).code).inc()

@@ -1,0 +1,197 @@
+"""The recent-records buffer behind `GET /messages`: per topic, bounded in records and bytes,
+newest first, with live subscribers for `GET /messages/stream`."""
+
+import asyncio
+import base64
+import collections
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.kafka import KafkaMessage
+from app.kafka.models import format_utc
+
+# Per-record bookkeeping (the entry, deque slot, index fields) on top of its JSON.
+_ENTRY_OVERHEAD = 200
+_SUBSCRIBER_QUEUE = 1000
+
+
+class MessageView(BaseModel):
+    """A record as `GET /messages` shows it. `value` is the decoded JSON when the record is
+    marked `content-type: application/json`, else text, else base64 (`value_encoding` says
+    which); a key or header that is not UTF-8 is shown with `\\x..` escapes."""
+
+    topic: str = Field(examples=["ractogateway.audit"])
+    partition: int = Field(examples=[0])
+    offset: int = Field(examples=[42])
+    timestamp_ms: int | None = Field(examples=[1790000000000])
+    timestamp_utc: str | None = Field(examples=["2026-09-21T12:00:00.000000Z"])
+    key: str | None = Field(examples=["user-42"])
+    value: Any = Field(examples=[{"user_id": "user-42", "model": "gpt-4o"}])
+    value_encoding: Literal["json", "text", "base64", "tombstone"]
+    headers: dict[str, str | None] = Field(examples=[{"content-type": "application/json"}])
+
+    @classmethod
+    def of(cls, message: KafkaMessage) -> "MessageView":
+        """The view of a record read with `value_format="auto"`."""
+        value = message.value
+        encoding: Literal["json", "text", "base64", "tombstone"]
+        if value is None:
+            encoding = "tombstone"
+        elif isinstance(value, bytes):
+            value, encoding = base64.b64encode(value).decode("ascii"), "base64"
+        elif (message.header("content-type") or "").startswith("application/json"):
+            encoding = "json"
+        else:
+            encoding = "text"
+        key = message.key
+        return cls(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            timestamp_ms=message.timestamp_ms,
+            timestamp_utc=(
+                format_utc(datetime.fromtimestamp(message.timestamp_ms / 1000, UTC))
+                if message.timestamp_ms is not None
+                else None
+            ),
+            key=key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key,
+            value=value,
+            value_encoding=encoding,
+            headers={
+                name: raw.decode("utf-8", "backslashreplace") if raw is not None else None
+                for name, raw in message.headers.items()
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecentRecord:
+    """One kept record: the fields the filters look at, and its JSON (a `MessageView`)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: str | None
+    body: bytes
+
+    @property
+    def size(self) -> int:
+        """What the record counts against the byte bound."""
+        return len(self.body) + _ENTRY_OVERHEAD
+
+    def matches(self, *, topic: str | None, key: str | None, since_ms: int | None) -> bool:
+        """True when the record passes the filters of `GET /messages`."""
+        return (
+            (topic is None or self.topic == topic)
+            and (key is None or self.key == key)
+            and (
+                since_ms is None
+                or (self.timestamp_ms is not None and self.timestamp_ms >= since_ms)
+            )
+        )
+
+
+@dataclass
+class _TopicRecords:
+    records: collections.deque[RecentRecord] = field(default_factory=collections.deque)
+    size: int = 0
+
+
+class RecentRecords:
+    """Keeps the newest records of each topic: at most `max_records` and `max_bytes` per
+    topic, dropping the oldest first. A record re-read after the reader reconnects (same
+    partition and offset, or older) is ignored, so nothing shows twice."""
+
+    def __init__(self, topics: Iterable[str], *, max_records: int, max_bytes: int) -> None:
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self._topics = {topic: _TopicRecords() for topic in topics}
+        self._next_offset: dict[tuple[str, int], int] = {}
+        self._subscribers: set[asyncio.Queue[RecentRecord | None]] = set()
+        self.dropped_oversized = 0
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics kept."""
+        return list(self._topics)
+
+    def add(self, message: KafkaMessage) -> RecentRecord | None:
+        """Keep `message` (evicting the oldest beyond the bounds) and pass it to subscribers;
+        None when it was ignored (another topic, already seen, or alone above `max_bytes`)."""
+        kept = self._topics.get(message.topic)
+        place = (message.topic, message.partition)
+        if kept is None or message.offset < self._next_offset.get(place, 0):
+            return None
+        self._next_offset[place] = message.offset + 1
+        view = MessageView.of(message)
+        record = RecentRecord(
+            topic=view.topic,
+            partition=view.partition,
+            offset=view.offset,
+            timestamp_ms=view.timestamp_ms,
+            key=view.key,
+            body=view.model_dump_json().encode(),
+        )
+        if record.size > self.max_bytes:
+            self.dropped_oversized += 1
+            return None
+        kept.records.append(record)
+        kept.size += record.size
+        while len(kept.records) > self.max_records or kept.size > self.max_bytes:
+            kept.size -= kept.records.popleft().size
+        self._publish(record)
+        return record
+
+    def query(
+        self,
+        *,
+        topic: str | None = None,
+        key: str | None = None,
+        since_ms: int | None = None,
+        limit: int = 50,
+    ) -> list[RecentRecord]:
+        """The newest `limit` records passing the filters, newest first (by timestamp, then
+        offset)."""
+        found = [
+            record
+            for name, kept in self._topics.items()
+            if topic is None or name == topic
+            for record in kept.records
+            if record.matches(topic=topic, key=key, since_ms=since_ms)
+        ]
+        found.sort(key=lambda r: (r.timestamp_ms or 0, r.offset), reverse=True)
+        return found[:limit]
+
+    def counts(self) -> dict[str, float]:
+        """Records kept, per topic."""
+        return {topic: len(kept.records) for topic, kept in self._topics.items()}
+
+    def sizes(self) -> dict[str, float]:
+        """Bytes kept, per topic."""
+        return {topic: kept.size for topic, kept in self._topics.items()}
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator["asyncio.Queue[RecentRecord | None]"]:
+        """A queue of every record kept from now on. A subscriber that falls more than
+        1,000 records behind gets None (then nothing more): it should reconnect."""
+        queue: asyncio.Queue[RecentRecord | None] = asyncio.Queue(_SUBSCRIBER_QUEUE + 1)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+    def _publish(self, record: RecentRecord) -> None:
+        for queue in list(self._subscribers):
+            if queue.qsize() >= _SUBSCRIBER_QUEUE:
+                # Too slow: cut it off rather than hold an unbounded backlog for it.
+                self._subscribers.discard(queue)
+                queue.put_nowait(None)
+            else:
+                queue.put_nowait(record)
