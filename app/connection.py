@@ -60,7 +60,7 @@ class ProducerConnection:
         servers = ",".join(self._settings.kafka_bootstrap_servers)
         while True:
             try:
-                await self.producer.start()
+                await self.producer.start_uninterrupted()
             except Exception as exc:  # keep trying, whatever the reason
                 logger.warning(
                     "Kafka at %s not reachable yet (%s); retrying in %.1fs", servers, exc, delay

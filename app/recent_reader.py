@@ -60,7 +60,7 @@ class RecentRecordsReader:
                 )
             )
             try:
-                await consumer.start()
+                await consumer.start_uninterrupted()
                 # Each partition may hold all of the newest records: go back that far in each.
                 await consumer.rewind(self._recent.max_records)
                 self.connected.set()

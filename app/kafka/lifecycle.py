@@ -1,6 +1,8 @@
 """`async with` for the clients: start on entry, close on exit."""
 
 import abc
+import asyncio
+import contextlib
 from types import TracebackType
 from typing import Self
 
@@ -27,3 +29,20 @@ class AsyncLifecycle(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    async def start_uninterrupted(self, *, grace_s: float = 10.0) -> None:
+        """`start()`, letting it finish (for up to `grace_s`) even when the caller is cancelled
+        meanwhile, then closing the client and re-raising the cancellation.
+
+        aiokafka leaks the socket of a bootstrap interrupted halfway (it is not yet registered
+        with the client, so `close()` cannot see it); background tasks that connect and may be
+        cancelled at shutdown use this instead of `start()`.
+        """
+        starting = asyncio.ensure_future(self.start())
+        try:
+            await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(starting, grace_s)
+            await self.close()
+            raise

@@ -15,6 +15,7 @@ from app.kafka.config import KafkaProducerConfig
 from app.kafka.errors import (
     KafkaClientError,
     KafkaNotStartedError,
+    KafkaSerializationError,
     KafkaTimeoutError,
     KafkaUnknownPartitionError,
     translate,
@@ -132,6 +133,11 @@ class KafkaProducerClient(AsyncLifecycle):
         tombstone. Waits only when the producer's buffer is full.
         """
         producer = self._require_started()
+        if key is None and value is None:
+            raise KafkaSerializationError(
+                "a record needs a key or a value (a tombstone, value None, needs the key it "
+                "deletes)"
+            )
         header_list = encode_headers(headers)
         if self._value_serializer is not None:
             payload = self._value_serializer(value)

@@ -1,0 +1,201 @@
+"""POST /audit and POST /audit/batch against the real broker; each record read back by an
+independent consumer."""
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+
+from app.embedded import free_port
+from tests.api.conftest import ServiceFactory, assert_contract_error, client_for
+from tests.conftest import read_all
+
+EVENT = {
+    "user_id": "user-42",
+    "model": "gpt-4o",
+    "prompt": "What is our refund window?",
+    "response": "Fourteen days.",
+    "request_id": "req-1",
+    "metadata": {"app": "support-bot", "tokens": 12},
+}
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_an_event_is_acknowledged_and_stored_as_its_receipt_says(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    async with service() as client:
+        response = await client.post("/audit", json=EVENT, headers={"traceparent": TRACEPARENT})
+    assert response.status_code == 201, response.text
+    receipt = response.json()
+    assert receipt["status"] == "acked"
+    assert receipt["topic"] == topic
+    assert isinstance(receipt["partition"], int)
+    assert isinstance(receipt["offset"], int)
+    assert receipt["timestamp_utc"].endswith("Z")
+
+    [record] = await read_all(kafka_bootstrap, topic, 1, value_format="bytes")
+    assert (record.partition, record.offset) == (receipt["partition"], receipt["offset"])
+    assert record.key == "user-42"
+    stored = json.loads(record.value)
+    assert stored == {
+        **EVENT,
+        "event_id": receipt["event_id"],
+        "timestamp_utc": receipt["timestamp_utc"],
+        "schema_version": 1,
+    }
+    # The digest is the SHA-256 of exactly the stored bytes, which are canonical JSON.
+    digest = "sha256:" + hashlib.sha256(record.value).hexdigest()
+    assert receipt["digest"] == digest
+    assert record.value == json.dumps(stored, sort_keys=True, separators=(",", ":")).encode()
+    assert record.header("rg-digest") == digest
+    assert record.header("rg-event-id") == receipt["event_id"]
+    assert record.header("content-type") == "application/json"
+    assert record.header("traceparent") == TRACEPARENT
+
+
+async def test_the_callers_event_id_and_timestamp_are_kept(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    event = {**EVENT, "event_id": "evt-0001", "timestamp_utc": "2026-01-31T13:00:00+01:00"}
+    async with service() as client:
+        receipt = (await client.post("/audit", json=event)).json()
+    assert receipt["event_id"] == "evt-0001"
+    assert receipt["timestamp_utc"] == "2026-01-31T12:00:00.000000Z"
+    [record] = await read_all(kafka_bootstrap, topic, 1)
+    assert record.value["event_id"] == "evt-0001"
+    assert record.value["timestamp_utc"] == "2026-01-31T12:00:00.000000Z"
+
+
+async def test_wait_false_answers_202_queued_and_the_record_still_arrives(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    async with service() as client:
+        response = await client.post("/audit", params={"wait": "false"}, json=EVENT)
+    assert response.status_code == 202
+    receipt = response.json()
+    assert receipt["status"] == "queued"
+    assert (receipt["partition"], receipt["offset"]) == (None, None)
+    [record] = await read_all(kafka_bootstrap, topic, 1)
+    assert record.header("rg-event-id") == receipt["event_id"]
+    assert record.header("rg-digest") == receipt["digest"]
+
+
+async def test_an_invalid_traceparent_is_dropped_not_refused(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    async with service() as client:
+        response = await client.post(
+            "/audit", json=EVENT, headers={"traceparent": "00-zz-not-a-trace-01"}
+        )
+    assert response.status_code == 201
+    [record] = await read_all(kafka_bootstrap, topic, 1)
+    assert record.header("traceparent") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({k: v for k, v in EVENT.items() if k != "prompt"}, "body.prompt"),
+        ({**EVENT, "user_id": ""}, "body.user_id"),
+        ({**EVENT, "model": 42}, "body.model"),
+        ({**EVENT, "metadata": "not an object"}, "body.metadata"),
+        ({**EVENT, "timestamp_utc": "yesterday"}, "body.timestamp_utc"),
+        ({**EVENT, "event_id": "has spaces in it"}, "body.event_id"),
+        ({**EVENT, "schema_version": 2}, "body.schema_version"),
+        ({**EVENT, "colour": "blue"}, "body.colour"),
+        ([EVENT], "body"),
+    ],
+)
+async def test_invalid_events_get_422_naming_the_field(
+    service: ServiceFactory, body: Any, field: str
+) -> None:
+    async with service() as client:
+        response = await client.post("/audit", json=body)
+    error = assert_contract_error(response, 422, "invalid_request")
+    assert field in [detail["field"] for detail in error["details"]]
+    assert field in error["message"]
+
+
+async def test_a_body_that_is_not_json_gets_422(service: ServiceFactory) -> None:
+    async with service() as client:
+        response = await client.post(
+            "/audit", content=b"user_id=1", headers={"content-type": "application/json"}
+        )
+    assert_contract_error(response, 422, "invalid_request")
+
+
+async def test_an_unknown_wait_value_gets_422_naming_it(service: ServiceFactory) -> None:
+    async with service() as client:
+        response = await client.post("/audit", params={"wait": "perhaps"}, json=EVENT)
+    error = assert_contract_error(response, 422, "invalid_request")
+    assert error["details"][0]["field"] == "query.wait"
+
+
+async def test_a_record_above_kafkas_size_limit_gets_413(service: ServiceFactory) -> None:
+    huge = "x" * 700_000  # prompt + response: 1.4 MB, above the producer's 1 MB request size
+    async with service() as client:
+        response = await client.post("/audit", json={**EVENT, "prompt": huge, "response": huge})
+    assert_contract_error(response, 413, "record_too_large")
+
+
+async def test_without_a_broker_the_answer_is_503_with_retry_after() -> None:
+    async with client_for(f"127.0.0.1:{free_port()}", produce_timeout_s=1.0) as client:
+        response = await client.post("/audit", json=EVENT)
+    assert_contract_error(response, 503, "broker_unavailable")
+    assert int(response.headers["retry-after"]) > 0
+
+
+async def test_a_batch_answers_one_result_per_event_in_order(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    events = [
+        {**EVENT, "user_id": "a"},
+        {**EVENT, "prompt": ""},
+        "not an object",
+        {**EVENT, "user_id": "b"},
+    ]
+    async with service() as client:
+        response = await client.post("/audit/batch", json={"events": events})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["accepted"], body["failed"]) == (2, 2)
+    results = body["results"]
+    assert [r["index"] for r in results] == [0, 1, 2, 3]
+    assert results[0]["receipt"]["status"] == "acked"
+    assert results[3]["receipt"]["status"] == "acked"
+    assert results[1]["error"]["status"] == 422
+    assert results[1]["error"]["details"][0]["field"] == "prompt"
+    assert results[2]["error"]["code"] == "invalid_request"
+    records = await read_all(kafka_bootstrap, topic, 2)
+    assert sorted(r.key for r in records) == ["a", "b"]  # type: ignore[type-var]
+    ids = {r.header("rg-event-id") for r in records}
+    assert ids == {results[0]["receipt"]["event_id"], results[3]["receipt"]["event_id"]}
+
+
+async def test_a_batch_of_many_events_is_written_concurrently(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    events = [{**EVENT, "user_id": f"u{i % 7}", "request_id": f"r{i}"} for i in range(200)]
+    async with service() as client:
+        body = (await client.post("/audit/batch", json={"events": events})).json()
+    assert body["accepted"] == 200
+    records = await read_all(kafka_bootstrap, topic, 200)
+    assert len({r.header("rg-event-id") for r in records}) == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"events": []}, "body.events"),
+        ({"events": "nope"}, "body.events"),
+        ({}, "body.events"),
+        ({"events": [EVENT] * 3}, "body.events"),
+    ],
+)
+async def test_an_invalid_batch_gets_422(service: ServiceFactory, body: Any, field: str) -> None:
+    async with service(audit_batch_max=2) as client:
+        response = await client.post("/audit/batch", json=body)
+    error = assert_contract_error(response, 422, "invalid_request")
+    assert field in [detail["field"] for detail in error["details"]]

@@ -1,0 +1,140 @@
+"""POST /publish against the real broker; records read back by an independent consumer."""
+
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import ServiceFactory, assert_contract_error
+from tests.conftest import read_all
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_a_record_is_published_with_key_headers_partition_and_timestamp(
+    service: ServiceFactory, create_topic: Any, kafka_bootstrap: str
+) -> None:
+    target = await create_topic(partitions=3)
+    body = {
+        "topic": target,
+        "value": {"order_id": 981, "items": [1, 2], "paid": True},
+        "key": "order-981",
+        "headers": {"source": "checkout"},
+        "partition": 2,
+        "timestamp_ms": 1_700_000_000_000,
+    }
+    async with service() as client:
+        response = await client.post("/publish", json=body, headers={"traceparent": TRACEPARENT})
+    assert response.status_code == 201, response.text
+    result = response.json()
+    assert result["topic"] == target
+    assert result["partition"] == 2
+    assert result["status"] == "acked"
+    assert result["timestamp_ms"] == 1_700_000_000_000
+
+    [record] = await read_all(kafka_bootstrap, target, 1)
+    assert (record.partition, record.offset) == (2, result["offset"])
+    assert record.key == "order-981"
+    assert record.value == body["value"]
+    assert record.timestamp_ms == 1_700_000_000_000
+    assert record.header("source") == "checkout"
+    assert record.header("content-type") == "application/json"
+    assert record.header("traceparent") == TRACEPARENT
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [("plain text", "plain text"), (42, 42), ([1, "a"], [1, "a"]), ({}, {})],
+)
+async def test_any_json_value_is_published(
+    service: ServiceFactory, topic: str, kafka_bootstrap: str, value: Any, stored: Any
+) -> None:
+    async with service() as client:
+        response = await client.post("/publish", json={"topic": f"{topic}-v", "value": value})
+    assert response.status_code == 201, response.text
+    [record] = await read_all(kafka_bootstrap, f"{topic}-v", 1)
+    assert record.value == stored
+    assert record.key is None
+
+
+async def test_a_tombstone_needs_a_key(
+    service: ServiceFactory, topic: str, kafka_bootstrap: str
+) -> None:
+    async with service() as client:
+        keyless = await client.post("/publish", json={"topic": f"{topic}-t", "value": None})
+        tombstone = await client.post("/publish", json={"topic": f"{topic}-t", "key": "k"})
+    assert_contract_error(keyless, 422, "invalid_record")
+    assert tombstone.status_code == 201
+    [record] = await read_all(kafka_bootstrap, f"{topic}-t", 1)
+    assert (record.key, record.value) == ("k", None)
+
+
+async def test_wait_false_answers_202_queued(
+    service: ServiceFactory, topic: str, kafka_bootstrap: str
+) -> None:
+    async with service() as client:
+        response = await client.post(
+            "/publish", params={"wait": "false"}, json={"topic": f"{topic}-q", "value": {"n": 1}}
+        )
+    assert response.status_code == 202
+    assert response.json() == {
+        "topic": f"{topic}-q",
+        "partition": None,
+        "offset": None,
+        "timestamp_ms": None,
+        "status": "queued",
+    }
+    [record] = await read_all(kafka_bootstrap, f"{topic}-q", 1)
+    assert record.value == {"n": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"value": 1}, "body.topic"),
+        ({"topic": "", "value": 1}, "body.topic"),
+        ({"topic": "has space", "value": 1}, "body.topic"),
+        ({"topic": "x" * 250, "value": 1}, "body.topic"),
+        ({"topic": "ok", "key": 5}, "body.key"),
+        ({"topic": "ok", "headers": {"h": 1}}, "body.headers.h"),
+        ({"topic": "ok", "partition": -1}, "body.partition"),
+        ({"topic": "ok", "timestamp_ms": "soon"}, "body.timestamp_ms"),
+        ({"topic": "ok", "extra": True}, "body.extra"),
+    ],
+)
+async def test_invalid_requests_get_422_naming_the_field(
+    service: ServiceFactory, body: dict[str, Any], field: str
+) -> None:
+    async with service() as client:
+        response = await client.post("/publish", json=body)
+    error = assert_contract_error(response, 422, "invalid_request")
+    assert field in [detail["field"] for detail in error["details"]]
+
+
+async def test_a_partition_the_topic_lacks_gets_422(
+    service: ServiceFactory, create_topic: Any
+) -> None:
+    target = await create_topic(partitions=1)
+    async with service() as client:
+        response = await client.post("/publish", json={"topic": target, "value": 1, "partition": 5})
+    assert_contract_error(response, 422, "unknown_partition")
+
+
+@pytest.mark.parametrize("target", ["AUDIT", "__consumer_offsets", "__anything"])
+async def test_the_audit_topic_and_internal_topics_are_refused(
+    service: ServiceFactory, topic: str, target: str
+) -> None:
+    async with service() as client:
+        response = await client.post(
+            "/publish", json={"topic": topic if target == "AUDIT" else target, "value": 1}
+        )
+    assert_contract_error(response, 403, "topic_not_allowed")
+
+
+async def test_the_allow_list_takes_names_and_patterns(service: ServiceFactory, topic: str) -> None:
+    async with service(publish_topics=[f"{topic}.events.*", f"{topic}-exact"]) as client:
+        allowed = await client.post("/publish", json={"topic": f"{topic}.events.a", "value": 1})
+        exact = await client.post("/publish", json={"topic": f"{topic}-exact", "value": 1})
+        refused = await client.post("/publish", json={"topic": f"{topic}.other", "value": 1})
+    assert allowed.status_code == 201
+    assert exact.status_code == 201
+    assert_contract_error(refused, 403, "topic_not_allowed")
