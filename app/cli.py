@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Literal
 
 import uvicorn
 
@@ -24,6 +25,7 @@ from app.kafka import (
     KafkaStreamConfig,
     KafkaStreamProcessor,
 )
+from app.logs import configure_logging
 from app.settings import Settings, get_settings
 from app.tail import as_json_line, as_text_line, tail
 
@@ -35,10 +37,8 @@ for example RG_KAFKA_BOOTSTRAP_SERVERS=broker1:9092,broker2:9092 RG_PORT=8080.
 """
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+def _configure_logging(level: str, fmt: Literal["json", "text"] = "text") -> None:
+    configure_logging(level, fmt)
 
 
 def _exit_on_sigterm() -> None:
@@ -58,6 +58,10 @@ def _serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        # Logging is configured already (one format for every logger); the service writes its
+        # own line per request, with the route and the request id.
+        log_config=None,
+        access_log=False,
         # The service finishes in-flight requests on SIGTERM, but not forever.
         timeout_graceful_shutdown=30,
     )
@@ -71,7 +75,7 @@ def _distribution(args: argparse.Namespace) -> KafkaDistribution:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the API against the brokers of the settings."""
     settings = get_settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     _exit_on_sigterm()
     _serve(settings)
     return 0
@@ -111,7 +115,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """`make run`: the embedded broker (unless RG_KAFKA_BOOTSTRAP_SERVERS is set) and the API."""
     settings = get_settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     _exit_on_sigterm()
     if "kafka_bootstrap_servers" in settings.model_fields_set:
         logger.info("using Kafka at %s", ",".join(settings.kafka_bootstrap_servers))
@@ -177,6 +181,22 @@ def cmd_tail(args: argparse.Namespace) -> int:
     )
     formatter = as_json_line if args.json else as_text_line
     asyncio.run(tail(consumer, out=sys.stdout, formatter=formatter, max_messages=args.max_messages))
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    """Write the OpenAPI document, or check that the file matches the app."""
+    from app.openapi import openapi_document, render  # noqa: PLC0415 - needs the web stack
+
+    text = render(openapi_document())
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if current != text:
+            logger.error("%s is out of date: run `ractogateway-kafka openapi`", args.output)
+            return 1
+        return 0
+    args.output.write_text(text, encoding="utf-8")
+    logger.info("wrote %s", args.output)
     return 0
 
 
@@ -302,6 +322,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-messages", type=int, metavar="N", help="exit after N records (default: never)"
     )
     tail_cmd.set_defaults(func=cmd_tail)
+
+    openapi = commands.add_parser(
+        "openapi",
+        help="write the OpenAPI document (openapi.json)",
+        description="Write the service's OpenAPI document, or with --check exit 1 when the file "
+        "differs from what the app serves.",
+    )
+    openapi.add_argument(
+        "--output",
+        type=Path,
+        default=Path("openapi.json"),
+        metavar="FILE",
+        help="where to write it (default openapi.json)",
+    )
+    openapi.add_argument(
+        "--check", action="store_true", help="compare instead of writing; exit 1 when stale"
+    )
+    openapi.set_defaults(func=cmd_openapi)
     return parser
 
 

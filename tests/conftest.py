@@ -9,15 +9,19 @@ If none can be had, every test that asks for the broker errors with the reason: 
 
 import contextlib
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from app.embedded import EmbeddedKafka, KafkaDistribution
+from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
 from app.embedded.distribution import CACHE_DIR_ENV
 from app.kafka import (
     KafkaConsumerClient,
@@ -141,3 +145,63 @@ async def read_all(
             messages += await consumer.poll(timeout_ms=500)
     assert len(messages) >= count, f"read {len(messages)} of {count} records of {topic}"
     return messages
+
+
+@dataclass
+class LiveService:
+    """`ractogateway-kafka serve` as a real process on a free loopback port."""
+
+    url: str
+    audit_topic: str
+    log_file: Path
+    process: "subprocess.Popen[bytes]"
+
+    def log(self) -> str:
+        """Everything the service logged so far."""
+        return self.log_file.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def live_service(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveService]:
+    """The service as a process against the session broker, with an audit topic of its own;
+    for clients in other languages, real HTTP streaming and load."""
+    workdir = tmp_path_factory.mktemp("live-service")  # no developer .env is read here
+    port = free_port()
+    service = LiveService(
+        url=f"http://127.0.0.1:{port}",
+        audit_topic=f"test-{uuid.uuid4().hex}",
+        log_file=workdir / "service.log",
+        process=None,  # type: ignore[arg-type]
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RG_")},
+        "RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "RG_HOST": "127.0.0.1",
+        "RG_PORT": str(port),
+        "RG_AUDIT_TOPIC": service.audit_topic,
+        "RG_MESSAGES_REFRESH_S": "1",
+    }
+    script = str(Path(sys.executable).parent / "ractogateway-kafka")
+    with service.log_file.open("wb") as log:
+        service.process = subprocess.Popen(
+            [script, "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert service.process.poll() is None, f"serve exited: {service.log()}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, f"serve not ready in 60s: {service.log()}"
+            time.sleep(0.2)
+        yield service
+    finally:
+        service.process.terminate()
+        try:
+            service.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            service.process.wait()

@@ -75,9 +75,14 @@ def error_response(
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for the error statuses a route can answer with."""
+    """OpenAPI `responses` for the error statuses a route can answer with (always JSON, also
+    on a route whose success is another media type)."""
     return {
-        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+        status: {
+            "description": _DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        }
+        for status in statuses
     }
 
 

@@ -3,7 +3,7 @@
 from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.api.deps import ConnectionDep, SettingsDep
 from app.api.errors import ErrorBody, ServiceError
@@ -16,7 +16,7 @@ RETRY_AFTER_S = "5"
 class HealthStatus(BaseModel):
     """The answer of a probe that passed."""
 
-    status: Literal["ok", "ready"]
+    status: Literal["ok", "ready"] = Field(examples=["ok"])
 
 
 @router.get("/healthz", summary="Liveness: 200 while the process serves")

@@ -25,6 +25,13 @@ SinceQuery = Annotated[
 ]
 
 
+_STREAM_EXAMPLE = (
+    ": subscribed\nretry: 3000\n\n"
+    "event: message\nid: ractogateway.audit/0/42\n"
+    'data: {"topic":"ractogateway.audit","partition":0,"offset":42,"key":"user-42",...}\n\n'
+)
+
+
 class MessagesPage(BaseModel):
     """The newest records first, and how many there are."""
 
@@ -76,7 +83,13 @@ async def messages(
     "/messages/stream",
     response_class=EventSourceResponse,
     summary="New records as Server-Sent Events",
-    responses=error_responses(422),
+    responses={
+        200: {
+            "description": "An event `message` per record (`data` is a MessageView).",
+            "content": {"text/event-stream": {"example": _STREAM_EXAMPLE}},
+        },
+        **error_responses(422),
+    },
 )
 async def messages_stream(
     recent: RecentDep,
