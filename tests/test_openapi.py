@@ -40,10 +40,10 @@ def _with_refs(node: Any, schemas: dict[str, Any], seen: set[str] | None = None)
     """The node's JSON with every schema it references, transitively."""
     seen = set() if seen is None else seen
     text = json.dumps(node)
-    for name in schemas:
+    for name, schema in schemas.items():
         if f'"#/components/schemas/{name}"' in text and name not in seen:
             seen.add(name)
-            text += _with_refs(schemas[name], schemas, seen)
+            text += _with_refs(schema, schemas, seen)
     return text
 
 
