@@ -3,7 +3,7 @@ newest first, with live subscribers for `GET /messages/stream`."""
 
 import asyncio
 import base64
-import collections
+import bisect
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -81,6 +81,11 @@ class RecentRecord:
     body: bytes
 
     @property
+    def order(self) -> tuple[int, int, int]:
+        """Oldest first: by timestamp, then partition and offset."""
+        return (self.timestamp_ms or 0, self.partition, self.offset)
+
+    @property
     def size(self) -> int:
         """What the record counts against the byte bound."""
         return len(self.body) + _ENTRY_OVERHEAD
@@ -99,14 +104,16 @@ class RecentRecord:
 
 @dataclass
 class _TopicRecords:
-    records: collections.deque[RecentRecord] = field(default_factory=collections.deque)
+    # Sorted by `RecentRecord.order`: after a rewind the partitions arrive one after another,
+    # so arrival order is not age, and the bounds must drop the oldest by time.
+    records: list[RecentRecord] = field(default_factory=list)
     size: int = 0
 
 
 class RecentRecords:
     """Keeps the newest records of each topic: at most `max_records` and `max_bytes` per
-    topic, dropping the oldest first. A record re-read after the reader reconnects (same
-    partition and offset, or older) is ignored, so nothing shows twice."""
+    topic, dropping the oldest (by record timestamp) first. A record re-read after the reader
+    reconnects (same partition and offset, or older) is ignored, so nothing shows twice."""
 
     def __init__(self, topics: Iterable[str], *, max_records: int, max_bytes: int) -> None:
         self.max_records = max_records
@@ -141,10 +148,10 @@ class RecentRecords:
         if record.size > self.max_bytes:
             self.dropped_oversized += 1
             return None
-        kept.records.append(record)
+        bisect.insort(kept.records, record, key=lambda r: r.order)
         kept.size += record.size
         while len(kept.records) > self.max_records or kept.size > self.max_bytes:
-            kept.size -= kept.records.popleft().size
+            kept.size -= kept.records.pop(0).size
         self._publish(record)
         return record
 
@@ -157,7 +164,7 @@ class RecentRecords:
         limit: int = 50,
     ) -> list[RecentRecord]:
         """The newest `limit` records passing the filters, newest first (by timestamp, then
-        offset)."""
+        partition and offset)."""
         found = [
             record
             for name, kept in self._topics.items()
@@ -165,7 +172,7 @@ class RecentRecords:
             for record in kept.records
             if record.matches(topic=topic, key=key, since_ms=since_ms)
         ]
-        found.sort(key=lambda r: (r.timestamp_ms or 0, r.offset), reverse=True)
+        found.sort(key=lambda r: r.order, reverse=True)
         return found[:limit]
 
     def counts(self) -> dict[str, float]:

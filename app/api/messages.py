@@ -1,17 +1,18 @@
 """GET /messages and GET /messages/stream: the most recent records, for operators."""
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
 from app.api.deps import RecentDep
 from app.api.errors import ServiceError, error_responses
-from app.recent import MessageView, RecentRecords
+from app.recent import MessageView
 
 router = APIRouter(tags=["messages"])
 
@@ -39,9 +40,22 @@ class MessagesPage(BaseModel):
     count: int
 
 
-def _filters(
-    recent: RecentRecords, topic: str | None, since: datetime | None
-) -> tuple[str | None, int | None]:
+@dataclass(frozen=True)
+class MessageFilters:
+    """The query of GET /messages and /messages/stream, checked."""
+
+    topic: str | None
+    key: str | None
+    since_ms: int | None
+
+
+def message_filters(
+    recent: RecentDep,
+    topic: TopicQuery = None,
+    key: KeyQuery = None,
+    since: SinceQuery = None,
+) -> MessageFilters:
+    """Check the filters before anything is answered (a stream cannot turn into a 422 later)."""
     if topic is not None and topic not in recent.topics:
         kept = ", ".join(recent.topics)
         raise ServiceError(
@@ -50,11 +64,16 @@ def _filters(
             f"invalid input: query.topic {topic!r} is not kept (kept: {kept})",
             details=[{"field": "query.topic", "message": f"one of: {kept}"}],
         )
-    if since is None:
-        return topic, None
-    if since.tzinfo is None:
+    if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    return topic, int(since.timestamp() * 1000)
+    return MessageFilters(
+        topic=topic,
+        key=key,
+        since_ms=int(since.timestamp() * 1000) if since is not None else None,
+    )
+
+
+FiltersDep = Annotated[MessageFilters, Depends(message_filters)]
 
 
 @router.get(
@@ -65,15 +84,14 @@ def _filters(
 )
 async def messages(
     recent: RecentDep,
-    topic: TopicQuery = None,
-    key: KeyQuery = None,
-    since: SinceQuery = None,
+    filters: FiltersDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many records.")] = 50,
 ) -> Response:
     """Records read by the service's background consumer (no consumer group), kept per topic
     up to RG_MESSAGES_BUFFER records and RG_MESSAGES_BUFFER_BYTES bytes."""
-    topic, since_ms = _filters(recent, topic, since)
-    found = recent.query(topic=topic, key=key, since_ms=since_ms, limit=limit)
+    found = recent.query(
+        topic=filters.topic, key=filters.key, since_ms=filters.since_ms, limit=limit
+    )
     # The records are kept as JSON already: join them rather than encode them again.
     body = b'{"messages":[' + b",".join(r.body for r in found) + b'],"count":%d}' % len(found)
     return Response(body, media_type="application/json")
@@ -91,20 +109,14 @@ async def messages(
         **error_responses(422),
     },
 )
-async def messages_stream(
-    recent: RecentDep,
-    topic: TopicQuery = None,
-    key: KeyQuery = None,
-    since: SinceQuery = None,
-) -> AsyncIterator[ServerSentEvent]:
+async def messages_stream(recent: RecentDep, filters: FiltersDep) -> AsyncIterator[ServerSentEvent]:
     """Every record read from now on that passes the filters, as an event `message` whose data
     is one record (as in GET /messages) and whose id is `topic/partition/offset`. A client that
     falls 1,000 records behind gets an event `overflow` and the stream ends: reconnect."""
-    topic, since_ms = _filters(recent, topic, since)
     async with recent.subscribe() as queue:
         yield ServerSentEvent(comment="subscribed", retry=3000)
         while (record := await queue.get()) is not None:
-            if record.matches(topic=topic, key=key, since_ms=since_ms):
+            if record.matches(topic=filters.topic, key=filters.key, since_ms=filters.since_ms):
                 yield ServerSentEvent(
                     raw_data=record.body.decode(),
                     event="message",

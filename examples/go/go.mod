@@ -1,0 +1,3 @@
+module example.com/ractogateway-audit
+
+go 1.22

@@ -1,0 +1,192 @@
+"""GET /messages and GET /messages/stream against the real broker."""
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from app.kafka import KafkaProducerClient
+from tests.api.conftest import ServiceFactory, app_of, assert_contract_error, reader_connected
+from tests.conftest import LiveService
+
+EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
+
+
+async def wait_for_messages(
+    client: httpx.AsyncClient, count: int, timeout_s: float = 20, **params: Any
+) -> dict[str, Any]:
+    """GET /messages until it holds `count` records."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = await client.get("/messages", params={"limit": 1000, **params})
+        assert response.status_code == 200, response.text
+        page: dict[str, Any] = response.json()
+        if page["count"] >= count or time.monotonic() > deadline:
+            assert page["count"] == count, page
+            return page
+        await asyncio.sleep(0.1)
+
+
+async def test_audit_records_show_newest_first(service: ServiceFactory, topic: str) -> None:
+    async with service() as client:
+        await reader_connected(client)
+        receipts = [
+            (await client.post("/audit", json={**EVENT, "request_id": f"r{i}"})).json()
+            for i in range(3)
+        ]
+        page = await wait_for_messages(client, 3)
+    assert [m["value"]["request_id"] for m in page["messages"]] == ["r2", "r1", "r0"]
+    newest = page["messages"][0]
+    assert newest["topic"] == topic
+    assert newest["key"] == "u1"
+    assert newest["value_encoding"] == "json"
+    assert newest["value"]["event_id"] == receipts[2]["event_id"]
+    assert newest["headers"]["rg-digest"] == receipts[2]["digest"]
+    assert (newest["partition"], newest["offset"]) == (
+        receipts[2]["partition"],
+        receipts[2]["offset"],
+    )
+
+
+async def test_filters_by_topic_key_time_and_limit(
+    service: ServiceFactory, producer: KafkaProducerClient, topic: str
+) -> None:
+    other = f"{topic}-other"
+    await producer.publish(other, "old", key="k1", timestamp_ms=1_000)
+    await producer.publish(other, "new", key="k2", timestamp_ms=2_000_000_000_000)
+    await producer.publish(topic, {"x": 1}, key="k1")
+    async with service(messages_topics=[topic, other]) as client:
+        await wait_for_messages(client, 3)
+        by_topic = await wait_for_messages(client, 2, topic=other)
+        by_key = await wait_for_messages(client, 2, key="k1")
+        since = await wait_for_messages(client, 1, since="2030-01-01T00:00:00Z", topic=other)
+        limited = (await client.get("/messages", params={"limit": 1})).json()
+    assert [m["value"] for m in by_topic["messages"]] == ["new", "old"]
+    assert {m["topic"] for m in by_key["messages"]} == {topic, other}
+    assert since["messages"][0]["value"] == "new"
+    assert since["messages"][0]["value_encoding"] == "text"
+    assert limited["count"] == 1
+
+
+async def test_after_a_restart_the_buffer_is_refilled_with_the_newest_records(
+    service: ServiceFactory, producer: KafkaProducerClient, create_topic: Any
+) -> None:
+    target = await create_topic(partitions=2)
+    for i in range(10):
+        await producer.publish(target, i, key=f"k{i}", partition=i % 2, timestamp_ms=1_000 + i)
+    async with service(messages_topics=[target], messages_buffer=4) as client:
+        page = await wait_for_messages(client, 4)
+    assert [m["value"] for m in page["messages"]] == [9, 8, 7, 6]
+
+
+async def test_partitions_added_later_are_read(
+    service: ServiceFactory, producer: KafkaProducerClient, create_topic: Any, kafka_bootstrap: str
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions  # noqa: PLC0415
+
+    target = await create_topic(partitions=1)
+    async with service(messages_topics=[target], messages_refresh_s=0.2) as client:
+        await reader_connected(client)
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_partitions({target: NewPartitions(total_count=3)})
+        finally:
+            await admin.close()
+        await producer.publish(target, "on partition 2", partition=2)
+        page = await wait_for_messages(client, 1)
+    assert page["messages"][0]["partition"] == 2
+
+
+async def newest_shown(client: httpx.AsyncClient, i: int) -> list[dict[str, Any]]:
+    """GET /messages until the record with value `{"i": i}` is the newest; its messages."""
+    recent = app_of(client).state.recent
+    deadline = time.monotonic() + 20
+    while True:
+        assert all(n <= recent.max_records for n in recent.counts().values())
+        assert all(n <= recent.max_bytes for n in recent.sizes().values())
+        messages: list[dict[str, Any]] = (
+            await client.get("/messages", params={"limit": 1000})
+        ).json()["messages"]
+        if messages and messages[0]["value"]["i"] == i:
+            return messages
+        assert time.monotonic() < deadline, messages
+        await asyncio.sleep(0.05)
+
+
+async def test_the_buffer_stays_within_its_record_and_byte_bounds(
+    service: ServiceFactory, producer: KafkaProducerClient, topic: str
+) -> None:
+    async with service(messages_topics=[topic], messages_buffer=5) as client:
+        await reader_connected(client)
+        for i in range(30):
+            await producer.publish(topic, {"i": i, "pad": "x" * 100}, key="k")
+        messages = await newest_shown(client, 29)
+    assert [m["value"]["i"] for m in messages] == [29, 28, 27, 26, 25]
+    async with service(messages_topics=[topic], messages_buffer_bytes=2048) as client:
+        messages = await newest_shown(client, 29)
+        size = app_of(client).state.recent.sizes()[topic]
+    assert 0 < size <= 2048
+    assert 1 <= len(messages) < 5
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"topic": "not-kept"}, "query.topic"),
+        ({"since": "last tuesday"}, "query.since"),
+        ({"limit": 0}, "query.limit"),
+        ({"limit": 1001}, "query.limit"),
+        ({"limit": "many"}, "query.limit"),
+    ],
+)
+async def test_invalid_queries_get_422_naming_the_parameter(
+    service: ServiceFactory, params: dict[str, Any], field: str
+) -> None:
+    async with service() as client:
+        answers = [await client.get("/messages", params=params)]
+        if "limit" not in params:  # the stream has no limit (and would run forever)
+            answers.append(await client.get("/messages/stream", params=params))
+    for answer in answers:
+        error = assert_contract_error(answer, 422, "invalid_request")
+        assert error["details"][0]["field"] == field
+
+
+async def sse_events(response: httpx.Response) -> Any:
+    """Parse a text/event-stream into dicts of its fields (comments included as `comment`)."""
+    event: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if not line:
+            if event:
+                yield event
+            event = {}
+        elif line.startswith(":"):
+            event["comment"] = line[1:].strip()
+        else:
+            name, _, value = line.partition(":")
+            event[name] = value.removeprefix(" ")
+
+
+async def test_a_stream_client_receives_records_published_after_it_connected(
+    live_service: LiveService,
+) -> None:
+    async with (
+        httpx.AsyncClient(base_url=live_service.url, timeout=30) as client,
+        client.stream("GET", "/messages/stream", params={"key": "sse-user"}) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(response)
+        assert (await anext(events))["comment"] == "subscribed"
+        # Another user's record first: the key filter must hold it back.
+        await client.post("/audit", json={**EVENT, "user_id": "someone-else"})
+        receipt = (await client.post("/audit", json={**EVENT, "user_id": "sse-user"})).json()
+        event = await asyncio.wait_for(anext(events), 20)
+    assert event["event"] == "message"
+    data = json.loads(event["data"])
+    assert data["key"] == "sse-user"
+    assert data["value"]["event_id"] == receipt["event_id"]
+    assert event["id"] == f"{live_service.audit_topic}/{receipt['partition']}/{receipt['offset']}"
