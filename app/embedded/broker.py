@@ -219,7 +219,7 @@ class EmbeddedKafka:
             output = (result.stderr + result.stdout).splitlines()
             raise EmbeddedKafkaError(
                 f"formatting Kafka storage in {self.log_dir} failed: "
-                f"{_first_error(output) or f'exit status {result.returncode}'}"
+                f"{_first_error(output) or _last_lines(output, result.returncode)}"
             )
 
     def _launch(self, java: str, config: Path) -> None:
@@ -279,6 +279,12 @@ def _first_error(lines: list[str]) -> str | None:
         if _EXCEPTION.match(line):
             return line.strip()
     return next((line.strip() for line in lines if " ERROR " in line or " FATAL " in line), None)
+
+
+def _last_lines(lines: list[str], status: int) -> str:
+    """The exit status and the tail of the output, when no line names the error."""
+    tail = " | ".join(line.strip() for line in lines[-3:] if line.strip())
+    return f"exit status {status}" + (f": {tail}" if tail else " (no output)")
 
 
 def _megabytes(size: str) -> int:
