@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 FIELDS = "fields"
+# Loggers that print record contents (keys, values: prompts) at DEBUG; kept at INFO or above.
+RECORD_LOGGERS = ("aiokafka",)
 
 
 class JsonFormatter(logging.Formatter):
@@ -46,12 +48,15 @@ class TextFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, fmt: Literal["json", "text"] = "json") -> None:
-    """Send every logger (uvicorn's and aiokafka's too) to stderr in one format."""
+    """Send every logger (uvicorn's and aiokafka's too) to stderr in one format. aiokafka
+    stays at INFO even with `level="DEBUG"`: its debug lines contain the records' values."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in RECORD_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.getLevelName(level), logging.INFO))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         # uvicorn's own handlers would print a second, differently formatted line.
         logging.getLogger(name).handlers[:] = []
