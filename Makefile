@@ -2,6 +2,7 @@
 #   make run     embedded Apache Kafka + the API on http://127.0.0.1:8080
 #   make test    the whole suite against a real broker
 #   make lint    ruff and mypy --strict
+#   make bench   load benchmark: POST /audit vs raw aiokafka, results in bench/results/
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -21,7 +22,7 @@ export UV_PYTHON := $(PYTHON)
 
 JARS := $(RG_EMBEDDED_CACHE_DIR)/kafka_2.13-$(KAFKA_VERSION)/.complete
 
-.PHONY: run test lint install clean help
+.PHONY: run test lint bench install clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -46,9 +47,14 @@ test: install
 	$(VENV)/bin/pytest
 
 lint: $(SYNCED)
-	$(VENV)/bin/ruff check app tests
-	$(VENV)/bin/ruff format --check app tests
+	$(VENV)/bin/ruff check app tests bench
+	$(VENV)/bin/ruff format --check app tests bench
 	$(VENV)/bin/mypy --strict app
+
+# wrk drives the HTTP scenarios; installed from the distribution's packages when missing.
+bench: install
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(VENV)/bin/python -m bench.run
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

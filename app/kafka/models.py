@@ -4,10 +4,11 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from app.kafka.serde import canonical_json, sha256_digest
 
@@ -115,6 +116,7 @@ class KafkaAuditEvent(BaseModel):
     timestamp_utc: str = Field(default_factory=utc_now_iso)
     event_id: str = Field(default_factory=new_event_id, pattern=_EVENT_ID)
     schema_version: Literal[1] = AUDIT_SCHEMA_VERSION
+    _canonical: bytes | None = PrivateAttr(default=None)
 
     @field_validator("timestamp_utc", mode="before")
     @classmethod
@@ -132,7 +134,16 @@ class KafkaAuditEvent(BaseModel):
 
     def canonical_json(self) -> bytes:
         """The bytes stored in Kafka: every field, sorted keys, no whitespace, UTF-8."""
-        return canonical_json(self.model_dump(mode="json"))
+        # Computed once: the record, its digest header and the receipt all need it.
+        if self._canonical is None:
+            self._canonical = canonical_json(self.model_dump(mode="json"))
+        return self._canonical
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (see pydantic); with `update` its canonical JSON is computed afresh."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied._canonical = None
+        return copied
 
     def digest(self) -> str:
         """`sha256:<hex>` of `canonical_json()`."""

@@ -78,3 +78,12 @@ def test_unit_message_header_helper() -> None:
     assert message.header("a") == "x"
     assert message.header("b") is None
     assert message.header("missing") is None
+
+
+def test_a_copy_with_changes_gets_its_own_canonical_json_and_digest() -> None:
+    event = KafkaAuditEvent(user_id="u", model="m", prompt="p", response="r")
+    digest = event.digest()
+    changed = event.model_copy(update={"prompt": "other"})
+    assert changed.digest() != digest
+    assert b'"prompt":"other"' in changed.canonical_json()
+    assert event.model_copy().digest() == digest

@@ -1,0 +1,1 @@
+"""Load benchmark of the audit endpoint against a raw aiokafka producer: `make bench`."""

@@ -1,0 +1,45 @@
+"""What Linux's /proc says about a process: resident memory and CPU time used so far."""
+
+import os
+import time
+from pathlib import Path
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size in KiB (`VmRSS` of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])  # "VmRSS:  123456 kB"
+    raise ProcessLookupError(f"no VmRSS in /proc/{pid}/status")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of every thread of `pid` (fields 14 and 15 of its stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    # The command name (field 2) may hold spaces; everything after its ")" splits cleanly.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+class CpuProbe:
+    """CPU used by a few named processes over a window, as a percentage of one core."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._pids = pids
+        self._start: dict[str, float] = {}
+        self._started_at = 0.0
+
+    def start(self) -> None:
+        """Open the window."""
+        self._start = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        self._started_at = time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        """Close the window: each process's CPU use in percent of one core (200 = two cores)."""
+        elapsed = time.monotonic() - self._started_at
+        return {
+            name: round(100 * (cpu_seconds(pid) - self._start[name]) / elapsed, 1)
+            for name, pid in self._pids.items()
+        }

@@ -1,0 +1,113 @@
+"""Driving `POST /audit` with wrk: a generated Lua script posts the body and, when the run is
+over, prints its summary as one JSON line that we parse."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench.stats import US_PER_MS, Measurement
+
+THREADS = 2
+# Far above the service's own produce timeout (10 s): a slow acknowledgement is measured as a
+# latency, not dropped by wrk as a timeout.
+REQUEST_TIMEOUT_S = 30
+
+_DONE = """
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,'
+      .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
+      .. '"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f}\\n',
+    summary.requests, summary.duration,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, latency.mean))
+end
+"""
+
+
+class WrkError(RuntimeError):
+    """wrk is missing, failed, or printed no summary."""
+
+
+def find_wrk() -> str:
+    """The `wrk` on PATH; `make bench` installs it when it is missing."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise WrkError("wrk not found on PATH: run `make bench`, or install the Debian package wrk")
+    return wrk
+
+
+def _lua_long_string(text: str) -> str:
+    """`text` as a Lua long-bracket literal whose closing bracket cannot occur inside it."""
+    level = 0
+    while f"]{'=' * level}]" in text:
+        level += 1
+    equals = "=" * level
+    return f"[{equals}[{text}]{equals}]"
+
+
+def write_script(directory: Path, body: str) -> Path:
+    """The Lua script: POST `body` as JSON on every request, print the summary at the end."""
+    script = directory / "audit.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {_lua_long_string(body)}\n" + _DONE,
+        encoding="utf-8",
+    )
+    return script
+
+
+def _summary_line(stdout: str) -> dict[str, Any]:
+    # wrk's own report comes first; ours is the only line that is a JSON object.
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            parsed: dict[str, Any] = json.loads(line)
+            return parsed
+    raise WrkError(f"wrk printed no summary line:\n{stdout}")
+
+
+def run(
+    *, url: str, script: Path, connections: int, duration_s: int, name: str, label: str
+) -> Measurement:
+    """One wrk run of `duration_s` seconds with `connections` keep-alive connections."""
+    command = [
+        find_wrk(),
+        f"-t{THREADS}",
+        f"-c{connections}",
+        f"-d{duration_s}s",
+        f"--timeout={REQUEST_TIMEOUT_S}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=duration_s + REQUEST_TIMEOUT_S + 30,
+    )
+    if result.returncode != 0:
+        raise WrkError(f"wrk exited with {result.returncode}: {result.stderr or result.stdout}")
+    summary = _summary_line(result.stdout)
+    errors: dict[str, int] = summary["errors"]
+    return Measurement(
+        name=name,
+        label=label,
+        requests=summary["requests"],
+        duration_s=summary["duration_us"] / 1_000_000,
+        p50_ms=summary["p50"] / US_PER_MS,
+        p90_ms=summary["p90"] / US_PER_MS,
+        p99_ms=summary["p99"] / US_PER_MS,
+        max_ms=summary["max"] / US_PER_MS,
+        mean_ms=summary["mean"] / US_PER_MS,
+        # wrk counts every answer with a status >= 400 under errors.status.
+        non_2xx=errors["status"],
+        errors={kind: count for kind, count in errors.items() if kind != "status"},
+    )
