@@ -2,6 +2,7 @@
 #   make run     embedded Apache Kafka + the API on http://127.0.0.1:8080
 #   make test    the whole suite against a real broker
 #   make lint    ruff and mypy --strict
+#   make openapi write openapi.json from the app (a test fails when it is stale)
 #   make bench   load benchmark: POST /audit vs raw aiokafka, results in bench/results/
 
 SHELL := /bin/bash
@@ -22,7 +23,7 @@ export UV_PYTHON := $(PYTHON)
 
 JARS := $(RG_EMBEDDED_CACHE_DIR)/kafka_2.13-$(KAFKA_VERSION)/.complete
 
-.PHONY: run test lint bench install clean help
+.PHONY: run test lint openapi bench install clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -50,6 +51,9 @@ lint: $(SYNCED)
 	$(VENV)/bin/ruff check app tests bench
 	$(VENV)/bin/ruff format --check app tests bench
 	$(VENV)/bin/mypy --strict app
+
+openapi: $(SYNCED)
+	$(VENV)/bin/ractogateway-kafka openapi
 
 # wrk drives the HTTP scenarios; installed from the distribution's packages when missing.
 bench: install

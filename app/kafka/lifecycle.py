@@ -30,7 +30,7 @@ class AsyncLifecycle(abc.ABC):
     ) -> None:
         await self.close()
 
-    async def start_uninterrupted(self, *, grace_s: float = 10.0) -> None:
+    async def start_uninterrupted(self, *, grace_s: float = 2.0) -> None:
         """`start()`, letting it finish (for up to `grace_s`) even when the caller is cancelled
         meanwhile, then closing the client and re-raising the cancellation.
 
