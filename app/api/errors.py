@@ -116,8 +116,22 @@ async def _kafka_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# FastAPI's words for a body it could not decode (not JSON, not UTF-8, nested too deeply).
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+        # The same answer as for a JSON syntax error: the client sent something unreadable.
+        reason = "not valid JSON (UTF-8, nested at most a few hundred levels)"
+        return error_response(
+            request,
+            422,
+            "invalid_request",
+            f"invalid input: body is {reason}",
+            details=[{"field": "body", "message": reason}],
+        )
     phrase = HTTPStatus(exc.status_code).phrase
     message = exc.detail if isinstance(exc.detail, str) else phrase
     return error_response(request, exc.status_code, _snake(phrase), message, headers=exc.headers)
@@ -125,7 +139,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
-    message, details = validation_details(exc.errors())
+    errors = [
+        {"loc": ("body",), "msg": f"not valid JSON: {e.get('ctx', {}).get('error', e['msg'])}"}
+        if e["type"] == "json_invalid"
+        else e
+        for e in exc.errors()
+    ]
+    message, details = validation_details(errors)
     return error_response(request, 422, "invalid_request", message, details=details)
 
 

@@ -118,12 +118,13 @@ async def test_invalid_events_get_422_naming_the_field(
     assert field in error["message"]
 
 
-async def test_a_body_that_is_not_json_gets_422(service: ServiceFactory) -> None:
+async def test_a_body_that_is_not_declared_json_gets_422(service: ServiceFactory) -> None:
     async with service() as client:
         response = await client.post(
-            "/audit", content=b"user_id=1", headers={"content-type": "application/json"}
+            "/audit", content=json.dumps(EVENT), headers={"content-type": "text/plain"}
         )
-    assert_contract_error(response, 422, "invalid_request")
+    error = assert_contract_error(response, 422, "invalid_request")
+    assert error["details"][0]["field"] == "body"
 
 
 async def test_an_unknown_wait_value_gets_422_naming_it(service: ServiceFactory) -> None:
@@ -199,3 +200,21 @@ async def test_an_invalid_batch_gets_422(service: ServiceFactory, body: Any, fie
         response = await client.post("/audit/batch", json=body)
     error = assert_contract_error(response, 422, "invalid_request")
     assert field in [detail["field"] for detail in error["details"]]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"user_id": "\xff"}', b"{not json", b'{"a":' * 3000 + b"1" + b"}" * 3000],
+    ids=["invalid-utf8", "broken-json", "nested-too-deeply"],
+)
+async def test_an_undecodable_body_gets_422_naming_the_body(
+    service: ServiceFactory, content: bytes
+) -> None:
+    async with service() as client:
+        for path in ("/audit", "/audit/batch", "/publish"):
+            response = await client.post(
+                path, content=content, headers={"content-type": "application/json"}
+            )
+            error = assert_contract_error(response, 422, "invalid_request")
+            assert [detail["field"] for detail in error["details"]] == ["body"]
+            assert "not valid JSON" in error["details"][0]["message"]
