@@ -1,0 +1,132 @@
+"""`broker` and `run`: the embedded Apache Kafka, alone or with the service."""
+
+import argparse
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType
+
+from app.cli.common import EPILOG, configure, exit_on_sigterm, logger
+from app.cli.service import serve
+from app.embedded import EmbeddedKafka, KafkaDistribution
+from app.settings import get_settings
+
+
+def kafka_distribution(args: argparse.Namespace) -> KafkaDistribution:
+    return KafkaDistribution(args.cache_dir)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    """Run the embedded Apache Kafka in the foreground until SIGTERM or Ctrl-C."""
+    configure(args.log_level)
+    distribution = kafka_distribution(args)
+    if args.download_only:
+        logger.info("Apache Kafka %s jars ready in %s", distribution.version, distribution.ensure())
+        return 0
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    with tempfile.TemporaryDirectory(prefix="rg-kafka-") as scratch:
+        data_dir = args.data_dir or Path(scratch)
+        broker = EmbeddedKafka(data_dir, port=args.port, distribution=distribution, heap=args.heap)
+        try:
+            broker.start()
+            print(f"bootstrap={broker.bootstrap_servers}", flush=True)
+            logger.info("broker log: %s; SIGTERM or Ctrl-C stops it", broker.log_file)
+            while not stop.wait(0.5):
+                if not broker.is_running():
+                    logger.error("Apache Kafka exited on its own; see %s", broker.log_file)
+                    return 1
+        finally:
+            broker.stop()
+    logger.info("Apache Kafka stopped")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`make run`: the embedded broker (unless RG_KAFKA_BOOTSTRAP_SERVERS is set) and the API."""
+    settings = get_settings()
+    configure(settings.log_level, settings.log_format)
+    exit_on_sigterm()
+    if "kafka_bootstrap_servers" in settings.model_fields_set:
+        logger.info("using Kafka at %s", ",".join(settings.kafka_bootstrap_servers))
+        serve(settings)
+        return 0
+    broker = EmbeddedKafka(
+        args.data_dir, port=args.port, distribution=kafka_distribution(args), heap=args.heap
+    )
+    try:
+        logger.info("starting Apache Kafka on 127.0.0.1:%d (data in %s)", args.port, args.data_dir)
+        broker.start()
+        logger.info("Apache Kafka ready; broker log: %s", broker.log_file)
+        serve(settings.model_copy(update={"kafka_bootstrap_servers": [broker.bootstrap_servers]}))
+    finally:
+        logger.info("stopping Apache Kafka")
+        broker.stop()
+    return 0
+
+
+def add_broker_options(
+    parser: argparse.ArgumentParser, *, port: int, data_dir: Path | None
+) -> None:
+    parser.add_argument(
+        "--port", type=int, default=port, help=f"client port on 127.0.0.1 (default {port})"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=data_dir,
+        metavar="DIR",
+        help="broker data folder, kept across restarts"
+        + (
+            f" (default {data_dir})"
+            if data_dir
+            else " (default: a temporary folder, removed on exit)"
+        ),
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the Apache Kafka jars are downloaded to (default $RG_EMBEDDED_CACHE_DIR "
+        "or ~/.cache/ractogateway-kafka)",
+    )
+    parser.add_argument("--heap", default="512m", help="JVM maximum heap (default 512m)")
+
+
+def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `broker` and `run`."""
+    broker = commands.add_parser(
+        "broker",
+        help="run an embedded single-node Apache Kafka in the foreground",
+        description="Run a real single-node Apache Kafka (KRaft) on 127.0.0.1. Downloads the jars "
+        "through Maven on first use (needs java and mvn). Prints 'bootstrap=127.0.0.1:PORT' once "
+        "clients can connect; SIGTERM or Ctrl-C shuts it down cleanly.",
+    )
+    add_broker_options(broker, port=9092, data_dir=None)
+    broker.add_argument(
+        "--log-level", default="INFO", help="log level of this command (default INFO)"
+    )
+    broker.add_argument(
+        "--download-only",
+        action="store_true",
+        help="download the Apache Kafka jars if missing, then exit",
+    )
+    broker.set_defaults(func=cmd_broker)
+
+    run = commands.add_parser(
+        "run",
+        help="embedded broker + HTTP API together (what `make run` does)",
+        description="Start the embedded Apache Kafka, wait until it is ready, then serve the API. "
+        "With RG_KAFKA_BOOTSTRAP_SERVERS set, serve against those brokers instead. "
+        "Ctrl-C or SIGTERM stops both.",
+        epilog=EPILOG,
+    )
+    add_broker_options(run, port=9092, data_dir=Path("var/kafka"))
+    run.set_defaults(func=cmd_run)

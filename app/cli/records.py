@@ -1,0 +1,115 @@
+"""`process` and `tail`: working with the records of a topic."""
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from app.cli.common import EPILOG, configure, logger
+from app.clients import consumer_config, producer_config
+from app.handler import load_handler
+from app.kafka import (
+    KafkaConsumerClient,
+    KafkaProducerClient,
+    KafkaStreamConfig,
+    KafkaStreamProcessor,
+)
+from app.settings import get_settings
+from app.tail import as_json_line, as_text_line, tail
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    """Run a stream processor until SIGTERM/Ctrl-C; the batch in progress is finished first."""
+    settings = get_settings()
+    configure(settings.log_level)
+    handler = load_handler(args.handler)
+    group = args.group or f"ractogateway-process.{args.handler}"
+
+    async def process() -> int:
+        consumer = KafkaConsumerClient(
+            config=consumer_config(
+                settings, topics=[args.input], group_id=group, auto_offset_reset=args.offset_reset
+            )
+        )
+        producer = KafkaProducerClient(config=producer_config(settings))
+        async with producer, consumer:
+            processor = KafkaStreamProcessor(
+                consumer=consumer,
+                producer=producer,
+                config=KafkaStreamConfig(
+                    batch_size=args.batch_size, dead_letter_topic=args.dead_letter
+                ),
+            )
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, processor.stop)
+            logger.info("processing %s with %s as group %r", args.input, args.handler, group)
+            total = await processor.run(handler, output_topic=args.output)
+        logger.info("stopped after %d record(s); offsets committed", total)
+        return 0
+
+    return asyncio.run(process())
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print the records of a topic as they arrive."""
+    settings = get_settings()
+    configure("WARNING")
+    consumer = KafkaConsumerClient(
+        config=consumer_config(
+            settings,
+            topics=[args.topic],
+            auto_offset_reset="earliest" if args.from_beginning else "latest",
+        )
+    )
+    formatter = as_json_line if args.json else as_text_line
+    asyncio.run(tail(consumer, out=sys.stdout, formatter=formatter, max_messages=args.max_messages))
+    return 0
+
+
+def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `process` and `tail`."""
+    process = commands.add_parser(
+        "process",
+        help="run a KafkaStreamProcessor with your handler",
+        description="Consume --input in batches, call the handler (module:function, sync or "
+        "async) with each batch, publish what it returns, then commit. SIGTERM or Ctrl-C "
+        "finishes the batch in progress, commits and exits 0. The handler returns None, a list "
+        "of KafkaPublishRequest, or a list of values for --output.",
+        epilog=EPILOG,
+    )
+    process.add_argument("--handler", required=True, metavar="MODULE:FUNCTION")
+    process.add_argument("--input", required=True, metavar="TOPIC", help="topic to consume")
+    process.add_argument("--output", metavar="TOPIC", help="topic for plain returned values")
+    process.add_argument(
+        "--group", help="consumer group (default ractogateway-process.MODULE:FUNCTION)"
+    )
+    process.add_argument(
+        "--batch-size", type=int, default=32, metavar="N", help="records per batch (default 32)"
+    )
+    process.add_argument(
+        "--dead-letter", metavar="TOPIC", help="where failing batches go (default: stop on error)"
+    )
+    process.add_argument(
+        "--offset-reset",
+        choices=["earliest", "latest"],
+        default="earliest",
+        help="where a new group starts (default earliest)",
+    )
+    process.set_defaults(func=cmd_process)
+
+    tail_cmd = commands.add_parser(
+        "tail",
+        help="print the records of a topic as they arrive",
+        description="Print records of TOPIC (all partitions, no consumer group) until Ctrl-C.",
+        epilog=EPILOG,
+    )
+    tail_cmd.add_argument("topic", metavar="TOPIC")
+    tail_cmd.add_argument(
+        "--from-beginning", action="store_true", help="start at the oldest record kept"
+    )
+    tail_cmd.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail_cmd.add_argument(
+        "--max-messages", type=int, metavar="N", help="exit after N records (default: never)"
+    )
+    tail_cmd.set_defaults(func=cmd_tail)

@@ -1,0 +1,83 @@
+"""`serve` and `openapi`: the HTTP service."""
+
+import argparse
+from pathlib import Path
+
+import uvicorn
+
+from app.cli.common import EPILOG, configure, exit_on_sigterm, logger
+from app.settings import Settings, get_settings
+
+
+def serve(settings: Settings) -> None:
+    """Run the API with uvicorn until SIGTERM or Ctrl-C (in-flight requests get 30 s)."""
+    from app.main import create_app  # noqa: PLC0415 - the broker command needs no web stack
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        # Logging is configured already (one format for every logger); the service writes its
+        # own line per request, with the route and the request id.
+        log_config=None,
+        access_log=False,
+        # The service finishes in-flight requests on SIGTERM, but not forever.
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the API against the brokers of the settings."""
+    settings = get_settings()
+    configure(settings.log_level, settings.log_format)
+    exit_on_sigterm()
+    serve(settings)
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    """Write the OpenAPI document, or check that the file matches the app."""
+    configure("INFO")
+    from app.openapi import openapi_document, render  # noqa: PLC0415 - needs the web stack
+
+    text = render(openapi_document())
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if current != text:
+            logger.error("%s is out of date: run `ractogateway-kafka openapi`", args.output)
+            return 1
+        return 0
+    args.output.write_text(text, encoding="utf-8")
+    logger.info("wrote %s", args.output)
+    return 0
+
+
+def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `serve` and `openapi`."""
+    serve = commands.add_parser(
+        "serve",
+        help="serve the HTTP API (configured by RG_* settings)",
+        description="Serve the HTTP API on RG_HOST:RG_PORT against RG_KAFKA_BOOTSTRAP_SERVERS.",
+        epilog=EPILOG,
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    openapi = commands.add_parser(
+        "openapi",
+        help="write the OpenAPI document (openapi.json)",
+        description="Write the service's OpenAPI document, or with --check exit 1 when the file "
+        "differs from what the app serves.",
+    )
+    openapi.add_argument(
+        "--output",
+        type=Path,
+        default=Path("openapi.json"),
+        metavar="FILE",
+        help="where to write it (default openapi.json)",
+    )
+    openapi.add_argument(
+        "--check", action="store_true", help="compare instead of writing; exit 1 when stale"
+    )
+    openapi.set_defaults(func=cmd_openapi)
