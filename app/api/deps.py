@@ -1,4 +1,5 @@
-"""Dependencies the routes declare, each defined once."""
+"""Dependencies the routes declare, each defined once. All are `async def`: FastAPI runs a plain
+`def` dependency in a worker thread, a hop per request for what is an attribute lookup."""
 
 from typing import Annotated
 
@@ -14,36 +15,37 @@ from app.recent import RecentRecords
 from app.settings import Settings
 
 
-def get_connection(request: Request) -> ProducerConnection:
+async def get_connection(request: Request) -> ProducerConnection:
     """The producer connection the lifespan started."""
     connection: ProducerConnection = request.app.state.connection
     return connection
 
 
-def get_producer(request: Request) -> KafkaProducerClient:
+async def get_producer(request: Request) -> KafkaProducerClient:
     """The service's one producer (idempotent, acks=all)."""
-    return get_connection(request).producer
+    producer: KafkaProducerClient = request.app.state.connection.producer
+    return producer
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_audit_trail(request: Request) -> AuditTrail:
+async def get_audit_trail(request: Request) -> AuditTrail:
     """Where audit events go."""
     trail: AuditTrail = request.app.state.audit_trail
     return trail
 
 
-def get_recent(request: Request) -> RecentRecords:
+async def get_recent(request: Request) -> RecentRecords:
     """The recent-records buffer behind GET /messages."""
     recent: RecentRecords = request.app.state.recent
     return recent
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     """The app's metrics."""
     metrics: ServiceMetrics = request.app.state.metrics
     return metrics
@@ -58,7 +60,7 @@ MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 TraceHeadersDep = Annotated[dict[str, str], Depends(trace_headers)]
 
 
-def get_publisher(request: Request) -> Publisher:
+async def get_publisher(request: Request) -> Publisher:
     """Where POST /publish records go."""
     publisher: Publisher = request.app.state.publisher
     return publisher

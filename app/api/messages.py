@@ -49,7 +49,7 @@ class MessageFilters:
     since_ms: int | None
 
 
-def message_filters(
+async def message_filters(
     recent: RecentDep,
     topic: TopicQuery = None,
     key: KeyQuery = None,

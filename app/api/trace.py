@@ -10,7 +10,7 @@ _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2
 _MAX_TRACESTATE = 512
 
 
-def trace_headers(request: Request) -> dict[str, str]:
+async def trace_headers(request: Request) -> dict[str, str]:
     """`traceparent` (and `tracestate`) of the request when valid; an invalid one is dropped,
     as the specification asks, rather than failing the request."""
     parent = request.headers.get("traceparent", "").strip()

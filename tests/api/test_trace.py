@@ -13,8 +13,8 @@ def request_with(**headers: str) -> Request:
     return Request({"type": "http", "method": "POST", "path": "/", "headers": raw})
 
 
-def test_a_valid_traceparent_and_tracestate_travel_on() -> None:
-    headers = trace_headers(request_with(traceparent=VALID, tracestate="vendor=abc"))
+async def test_a_valid_traceparent_and_tracestate_travel_on() -> None:
+    headers = await trace_headers(request_with(traceparent=VALID, tracestate="vendor=abc"))
     assert headers == {"traceparent": VALID, "tracestate": "vendor=abc"}
 
 
@@ -30,11 +30,11 @@ def test_a_valid_traceparent_and_tracestate_travel_on() -> None:
         VALID + "-extra",
     ],
 )
-def test_an_invalid_traceparent_is_dropped(value: str) -> None:
-    assert trace_headers(request_with(traceparent=value)) == {}
+async def test_an_invalid_traceparent_is_dropped(value: str) -> None:
+    assert await trace_headers(request_with(traceparent=value)) == {}
 
 
-def test_a_tracestate_without_a_traceparent_or_too_long_is_dropped() -> None:
-    assert trace_headers(request_with(tracestate="a=b")) == {}
-    long_state = trace_headers(request_with(traceparent=VALID, tracestate="a=" + "b" * 600))
+async def test_a_tracestate_without_a_traceparent_or_too_long_is_dropped() -> None:
+    assert await trace_headers(request_with(tracestate="a=b")) == {}
+    long_state = await trace_headers(request_with(traceparent=VALID, tracestate="a=" + "b" * 600))
     assert long_state == {"traceparent": VALID}
