@@ -16,6 +16,7 @@ from app.kafka import (
 )
 from app.metrics import ServiceMetrics
 from app.problems import Problem, problem_for, validation_details
+from app.receipts import RecentReceipts
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +60,40 @@ class AuditTrail:
     """Writes validated audit events through `KafkaAuditLogger` and answers with receipts."""
 
     def __init__(
-        self, audit_logger: KafkaAuditLogger, metrics: ServiceMetrics, *, timeout_s: float
+        self,
+        audit_logger: KafkaAuditLogger,
+        metrics: ServiceMetrics,
+        *,
+        timeout_s: float,
+        receipts: RecentReceipts[AuditReceipt],
     ) -> None:
         self._logger = audit_logger
         self._metrics = metrics
         self._timeout_s = timeout_s
+        self._receipts = receipts
 
     @property
     def topic(self) -> str:
         """The audit topic."""
         return self._logger.topic
+
+    async def record_once(
+        self,
+        event: KafkaAuditEvent,
+        *,
+        wait: bool,
+        headers: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[AuditReceipt, bool]:
+        """`record()` unless the event (by `idempotency_key`, else by `event_id`) was acked
+        within the window: then its first receipt, and nothing is written. Returns the receipt
+        and whether it is a replay."""
+        key = f"key:{idempotency_key}" if idempotency_key else f"event:{event.event_id}"
+        return await self._receipts.once(
+            key,
+            lambda: self.record(event, wait=wait, headers=headers),
+            keep=lambda receipt: receipt.status == "acked",
+        )
 
     async def record(
         self, event: KafkaAuditEvent, *, wait: bool, headers: dict[str, str] | None = None
@@ -110,8 +135,9 @@ class AuditTrail:
     async def record_batch(
         self, items: list[Any], *, wait: bool, headers: dict[str, str] | None = None
     ) -> list[BatchItemResult]:
-        """Validate each item on its own and write the valid ones concurrently; one result per
-        item, in order. A bad or failed item does not affect the others."""
+        """Validate each item on its own and write the valid ones concurrently (an event acked
+        before is not written again); one result per item, in order. A bad or failed item does
+        not affect the others."""
         results: list[BatchItemResult] = []
         pending: list[tuple[int, KafkaAuditEvent]] = []
         for index, item in enumerate(items):
@@ -120,12 +146,12 @@ class AuditTrail:
             except ValidationError as exc:
                 results.append(BatchItemResult(index=index, error=_invalid(exc)))
         outcomes = await asyncio.gather(
-            *(self.record(event, wait=wait, headers=headers) for _, event in pending),
+            *(self.record_once(event, wait=wait, headers=headers) for _, event in pending),
             return_exceptions=True,
         )
         for (index, _), outcome in zip(pending, outcomes, strict=True):
-            if isinstance(outcome, AuditReceipt):
-                results.append(BatchItemResult(index=index, receipt=outcome))
+            if isinstance(outcome, tuple):
+                results.append(BatchItemResult(index=index, receipt=outcome[0]))
             elif isinstance(outcome, KafkaClientError):
                 results.append(BatchItemResult(index=index, error=_failed(problem_for(outcome))))
             else:

@@ -14,6 +14,7 @@ from app.connection import ProducerConnection
 from app.kafka import KafkaAuditLogger
 from app.metrics import ServiceMetrics
 from app.publisher import Publisher
+from app.receipts import RecentReceipts
 from app.recent import RecentRecords
 from app.recent_reader import RecentRecordsReader
 from app.settings import Settings, get_settings
@@ -49,6 +50,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             KafkaAuditLogger(connection.producer, topic=settings.audit_topic),
             service_metrics,
             timeout_s=settings.produce_timeout_s,
+            receipts=RecentReceipts(
+                window_s=settings.idempotency_window_s,
+                max_entries=settings.idempotency_max_keys,
+            ),
         )
         app.state.publisher = Publisher(
             connection.producer,

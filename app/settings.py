@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         description="How long POST /audit and /publish wait for Kafka's acknowledgement.",
     )
     audit_batch_max: int = Field(default=500, ge=1, le=10_000)
+    idempotency_window_s: float = Field(
+        default=600.0, ge=0, description="How long an acked event's receipt is kept for retries."
+    )
+    idempotency_max_keys: int = Field(
+        default=50_000, ge=1, description="Most receipts kept for retries (memory bound)."
+    )
     messages_topics: CommaList = Field(
         default=[], description="Topics kept for GET /messages; empty means the audit topic."
     )

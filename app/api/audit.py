@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import AuditTrailDep, SettingsDep, TraceHeadersDep
@@ -11,6 +11,8 @@ from app.audit_trail import AuditReceipt, BatchItemResult
 from app.kafka import KafkaAuditEvent
 
 router = APIRouter(tags=["audit"])
+
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 EXAMPLE_EVENT = {
     "user_id": "user-42",
@@ -68,11 +70,29 @@ async def audit(
     trail: AuditTrailDep,
     trace: TraceHeadersDep,
     wait: WaitQuery = True,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Retries with the same key (or, without one, the same `event_id`) "
+            "within RG_IDEMPOTENCY_WINDOW_S get the first receipt back; nothing is written "
+            "again.",
+        ),
+    ] = None,
 ) -> AuditReceipt:
     """Validate the event (filling `event_id` and `timestamp_utc` when absent), write it with
-    key `user_id`, and answer with its receipt: **201** once acknowledged, **202** queued."""
+    key `user_id`, and answer with its receipt: **201** once acknowledged, **202** queued. An
+    event already acknowledged (same `event_id`, or same `Idempotency-Key`) gets its first
+    receipt again, with `Idempotent-Replayed: true`, and nothing new is written."""
     request.state.event_id = event.event_id
-    receipt = await trail.record(event, wait=wait, headers=trace)
+    receipt, replayed = await trail.record_once(
+        event, wait=wait, headers=trace, idempotency_key=idempotency_key
+    )
+    if replayed:
+        request.state.event_id = receipt.event_id
+        response.headers[REPLAYED_HEADER] = "true"
     if receipt.status != "acked":
         response.status_code = 202
     return receipt

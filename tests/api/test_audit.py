@@ -1,6 +1,7 @@
 """POST /audit and POST /audit/batch against the real broker; each record read back by an
 independent consumer."""
 
+import asyncio
 import hashlib
 import json
 from typing import Any
@@ -218,3 +219,63 @@ async def test_an_undecodable_body_gets_422_naming_the_body(
             error = assert_contract_error(response, 422, "invalid_request")
             assert [detail["field"] for detail in error["details"]] == ["body"]
             assert "not valid JSON" in error["details"][0]["message"]
+
+
+async def records_in(bootstrap: str, topic: str) -> int:
+    """How many records the topic holds (sum of its partitions' end offsets)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ids = await consumer._client._wait_on_metadata(topic)  # aiokafka has no public form
+        partitions = [TopicPartition(topic, p) for p in ids]
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
+
+
+async def test_a_retry_with_the_same_event_id_gets_the_same_receipt_and_writes_nothing(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    event = {**EVENT, "event_id": "evt-retry-1"}
+    async with service() as client:
+        first = await client.post("/audit", json=event)
+        again = await client.post("/audit", json=event)
+        batch = (await client.post("/audit/batch", json={"events": [event]})).json()
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert batch["results"][0]["receipt"] == first.json()
+    assert await records_in(kafka_bootstrap, topic) == 1
+
+
+async def test_concurrent_retries_write_one_record(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    event = {**EVENT, "event_id": "evt-race"}
+    async with service() as client:
+        answers = await asyncio.gather(*(client.post("/audit", json=event) for _ in range(10)))
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["offset"] for a in answers}) == 1
+    assert await records_in(kafka_bootstrap, topic) == 1
+
+
+async def test_an_idempotency_key_replays_the_first_receipt(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    async with service() as client:
+        first = await client.post("/audit", json=EVENT, headers={"idempotency-key": "order-77"})
+        again = await client.post("/audit", json=EVENT, headers={"idempotency-key": "order-77"})
+        other = await client.post("/audit", json=EVENT, headers={"idempotency-key": "order-78"})
+    assert again.json() == first.json()
+    assert other.json()["event_id"] != first.json()["event_id"]
+    assert await records_in(kafka_bootstrap, topic) == 2
+
+
+async def test_an_invalid_idempotency_key_gets_422(service: ServiceFactory) -> None:
+    async with service() as client:
+        response = await client.post("/audit", json=EVENT, headers={"idempotency-key": "k" * 300})
+    error = assert_contract_error(response, 422, "invalid_request")
+    assert error["details"][0]["field"] == "header.idempotency-key"
