@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from app.backpressure import Backpressure, OverloadedError
 from app.kafka import (
     KafkaAuditEvent,
     KafkaAuditLogger,
@@ -66,7 +67,9 @@ class AuditTrail:
         *,
         timeout_s: float,
         receipts: RecentReceipts[AuditReceipt],
+        backpressure: Backpressure,
     ) -> None:
+        self._backpressure = backpressure
         self._logger = audit_logger
         self._metrics = metrics
         self._timeout_s = timeout_s
@@ -100,6 +103,7 @@ class AuditTrail:
     ) -> AuditReceipt:
         """Write one event. Waits for acks=all unless `wait` is False; raises the library's
         errors (see `app.problems` for what each means to a client)."""
+        self._backpressure.admit()
         started = time.perf_counter()
 
         def delivered(result: KafkaProduceResult | None, error: KafkaClientError | None) -> None:
@@ -154,6 +158,9 @@ class AuditTrail:
                 results.append(BatchItemResult(index=index, receipt=outcome[0]))
             elif isinstance(outcome, KafkaClientError):
                 results.append(BatchItemResult(index=index, error=_failed(problem_for(outcome))))
+            elif isinstance(outcome, OverloadedError):
+                overloaded = BatchItemError(status=503, code="overloaded", message=str(outcome))
+                results.append(BatchItemResult(index=index, error=overloaded))
             else:
                 raise outcome
         results.sort(key=lambda result: result.index)

@@ -10,6 +10,7 @@ from app.api import audit, health, messages, metrics, publish
 from app.api.errors import install_error_handlers
 from app.api.observe import RequestObserver
 from app.audit_trail import AuditTrail
+from app.backpressure import Backpressure
 from app.connection import ProducerConnection
 from app.kafka import KafkaAuditLogger
 from app.metrics import ServiceMetrics
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service_metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
         app.state.connection = connection
         app.state.reader = reader
+        backpressure = Backpressure(connection.producer, max_in_flight=settings.max_in_flight)
         app.state.audit_trail = AuditTrail(
             KafkaAuditLogger(connection.producer, topic=settings.audit_topic),
             service_metrics,
@@ -54,12 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 window_s=settings.idempotency_window_s,
                 max_entries=settings.idempotency_max_keys,
             ),
+            backpressure=backpressure,
         )
         app.state.publisher = Publisher(
             connection.producer,
             TopicPolicy(allow=settings.publish_topics, audit_topic=settings.audit_topic),
             service_metrics,
             timeout_s=settings.produce_timeout_s,
+            backpressure=backpressure,
         )
         await connection.start()
         # With the broker up, be ready from the first request; without it, serve anyway

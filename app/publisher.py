@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.backpressure import Backpressure
 from app.kafka import KafkaClientError, KafkaProducerClient, KafkaPublishRequest
 from app.metrics import ServiceMetrics
 from app.problems import problem_for
@@ -31,7 +32,9 @@ class Publisher:
         metrics: ServiceMetrics,
         *,
         timeout_s: float,
+        backpressure: Backpressure,
     ) -> None:
+        self._backpressure = backpressure
         self._producer = producer
         self._policy = policy
         self._metrics = metrics
@@ -40,8 +43,10 @@ class Publisher:
     async def publish(
         self, request: KafkaPublishRequest, *, wait: bool, headers: dict[str, str] | None = None
     ) -> PublishReceipt:
-        """Produce one record; raises `TopicNotAllowedError` or the library's errors."""
+        """Produce one record; raises `TopicNotAllowedError`, `OverloadedError` or the
+        library's errors."""
         self._policy.check(request.topic)
+        self._backpressure.admit()
         started = time.perf_counter()
         try:
             result = await self._producer.publish(

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
         description="How long POST /audit and /publish wait for Kafka's acknowledgement.",
     )
     audit_batch_max: int = Field(default=500, ge=1, le=10_000)
+    max_in_flight: int = Field(
+        default=10_000, ge=1, description="Most records waiting for Kafka's acknowledgement."
+    )
     idempotency_window_s: float = Field(
         default=600.0, ge=0, description="How long an acked event's receipt is kept for retries."
     )

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.backpressure import RETRY_AFTER_S as OVERLOAD_RETRY_S
+from app.backpressure import OverloadedError
 from app.kafka import KafkaClientError
 from app.problems import problem_for, validation_details
 
@@ -92,7 +94,7 @@ _DESCRIPTIONS = {
     413: "The body or the record is too large.",
     422: "Invalid input; `details` names each field.",
     502: "Kafka refused the record.",
-    503: "Kafka is unavailable or did not acknowledge in time; see `Retry-After`.",
+    503: "Overloaded, or Kafka unavailable or too slow to acknowledge; see `Retry-After`.",
 }
 
 
@@ -149,6 +151,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, 422, "invalid_request", message, details=details)
 
 
+async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(
+        request, 503, "overloaded", str(exc), headers={"Retry-After": str(OVERLOAD_RETRY_S)}
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # A genuine fault of the service: logged with its traceback, answered without it.
     logger.error("unhandled error", exc_info=exc)
@@ -160,6 +168,7 @@ def install_error_handlers(app: FastAPI) -> None:
     contract's body."""
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(KafkaClientError, _kafka_error)
+    app.add_exception_handler(OverloadedError, _overloaded)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -279,3 +279,27 @@ async def test_an_invalid_idempotency_key_gets_422(service: ServiceFactory) -> N
         response = await client.post("/audit", json=EVENT, headers={"idempotency-key": "k" * 300})
     error = assert_contract_error(response, 422, "invalid_request")
     assert error["details"][0]["field"] == "header.idempotency-key"
+
+
+async def test_beyond_the_in_flight_bound_the_answer_is_503_overloaded(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    async with service(max_in_flight=1) as client:
+        answers = await asyncio.gather(
+            *(client.post("/audit", json={**EVENT, "request_id": f"r{i}"}) for i in range(40))
+        )
+        batch = (await client.post("/audit/batch", json={"events": [EVENT] * 20})).json()
+    acked = [a.json() for a in answers if a.status_code == 201]
+    refused = [a for a in answers if a.status_code != 201]
+    assert acked
+    assert refused
+    for answer in refused:
+        assert_contract_error(answer, 503, "overloaded")
+        assert answer.headers["retry-after"] == "1"
+    codes = {r["error"]["code"] for r in batch["results"] if r["error"]}
+    assert codes == {"overloaded"}
+    assert batch["accepted"] >= 1
+    # Every acknowledged event is in Kafka, and nothing else is.
+    records = await read_all(kafka_bootstrap, topic, len(acked) + batch["accepted"])
+    assert {r.header("rg-event-id") for r in records} >= {a["event_id"] for a in acked}
+    assert await records_in(kafka_bootstrap, topic) == len(acked) + batch["accepted"]

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -55,14 +56,17 @@ async def test_filters_by_topic_key_time_and_limit(
     service: ServiceFactory, producer: KafkaProducerClient, topic: str
 ) -> None:
     other = f"{topic}-other"
-    await producer.publish(other, "old", key="k1", timestamp_ms=1_000)
-    await producer.publish(other, "new", key="k2", timestamp_ms=2_000_000_000_000)
+    # An hour apart, both recent: the broker's retention would delete a record from 1970.
+    now_ms = int(time.time() * 1000)
+    await producer.publish(other, "old", key="k1", timestamp_ms=now_ms - 3_600_000)
+    await producer.publish(other, "new", key="k2", timestamp_ms=now_ms)
+    half_an_hour_ago = datetime.fromtimestamp(now_ms / 1000 - 1800, UTC).isoformat()
     await producer.publish(topic, {"x": 1}, key="k1")
     async with service(messages_topics=[topic, other]) as client:
         await wait_for_messages(client, 3)
         by_topic = await wait_for_messages(client, 2, topic=other)
         by_key = await wait_for_messages(client, 2, key="k1")
-        since = await wait_for_messages(client, 1, since="2030-01-01T00:00:00Z", topic=other)
+        since = await wait_for_messages(client, 1, since=half_an_hour_ago, topic=other)
         limited = (await client.get("/messages", params={"limit": 1})).json()
     assert [m["value"] for m in by_topic["messages"]] == ["new", "old"]
     assert {m["topic"] for m in by_key["messages"]} == {topic, other}
@@ -76,7 +80,9 @@ async def test_after_a_restart_the_buffer_is_refilled_with_the_newest_records(
 ) -> None:
     target = await create_topic(partitions=2)
     for i in range(10):
-        await producer.publish(target, i, key=f"k{i}", partition=i % 2, timestamp_ms=1_000 + i)
+        await producer.publish(
+            target, i, key=f"k{i}", partition=i % 2, timestamp_ms=int(time.time() * 1000) + i
+        )
     async with service(messages_topics=[target], messages_buffer=4) as client:
         page = await wait_for_messages(client, 4)
     assert [m["value"] for m in page["messages"]] == [9, 8, 7, 6]

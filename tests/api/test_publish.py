@@ -1,5 +1,7 @@
 """POST /publish against the real broker; records read back by an independent consumer."""
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -7,6 +9,8 @@ import pytest
 from tests.api.conftest import ServiceFactory, assert_contract_error
 from tests.conftest import read_all
 
+# Recent on purpose: the broker's retention deletes records older than 7 days.
+A_MINUTE_AGO_MS = int(time.time() * 1000) - 60_000
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -20,7 +24,7 @@ async def test_a_record_is_published_with_key_headers_partition_and_timestamp(
         "key": "order-981",
         "headers": {"source": "checkout"},
         "partition": 2,
-        "timestamp_ms": 1_700_000_000_000,
+        "timestamp_ms": A_MINUTE_AGO_MS,
     }
     async with service() as client:
         response = await client.post("/publish", json=body, headers={"traceparent": TRACEPARENT})
@@ -29,13 +33,13 @@ async def test_a_record_is_published_with_key_headers_partition_and_timestamp(
     assert result["topic"] == target
     assert result["partition"] == 2
     assert result["status"] == "acked"
-    assert result["timestamp_ms"] == 1_700_000_000_000
+    assert result["timestamp_ms"] == A_MINUTE_AGO_MS
 
     [record] = await read_all(kafka_bootstrap, target, 1)
     assert (record.partition, record.offset) == (2, result["offset"])
     assert record.key == "order-981"
     assert record.value == body["value"]
-    assert record.timestamp_ms == 1_700_000_000_000
+    assert record.timestamp_ms == A_MINUTE_AGO_MS
     assert record.header("source") == "checkout"
     assert record.header("content-type") == "application/json"
     assert record.header("traceparent") == TRACEPARENT
@@ -138,3 +142,17 @@ async def test_the_allow_list_takes_names_and_patterns(service: ServiceFactory, 
     assert allowed.status_code == 201
     assert exact.status_code == 201
     assert_contract_error(refused, 403, "topic_not_allowed")
+
+
+async def test_beyond_the_in_flight_bound_publish_answers_503_overloaded(
+    service: ServiceFactory, topic: str
+) -> None:
+    async with service(max_in_flight=1) as client:
+        answers = await asyncio.gather(
+            *(client.post("/publish", json={"topic": f"{topic}-o", "value": i}) for i in range(30))
+        )
+    statuses = {a.status_code for a in answers}
+    assert statuses == {201, 503}
+    for answer in answers:
+        if answer.status_code == 503:
+            assert_contract_error(answer, 503, "overloaded")

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +22,9 @@ from tests.conftest import read_all
 
 CreateTopic = Callable[..., Awaitable[str]]
 
+# Recent on purpose: the broker's retention deletes records older than 7 days.
+A_MINUTE_AGO_MS = int(time.time() * 1000) - 60_000
+
 
 async def test_key_headers_partition_timestamp_and_value_survive_a_round_trip(
     producer: KafkaProducerClient, create_topic: CreateTopic, kafka_bootstrap: str
@@ -32,7 +36,7 @@ async def test_key_headers_partition_timestamp_and_value_survive_a_round_trip(
         key="agent-7",
         headers={"trace": "abc", "raw": b"\x00\x01", "empty": None},
         partition=2,
-        timestamp_ms=1_700_000_000_123,
+        timestamp_ms=A_MINUTE_AGO_MS,
     )
     assert result is not None
     assert (result.topic, result.partition) == (topic, 2)
@@ -41,7 +45,7 @@ async def test_key_headers_partition_timestamp_and_value_survive_a_round_trip(
     assert message.value == {"agent": "research", "status": "ready"}
     assert message.key == "agent-7"
     assert (message.partition, message.offset) == (2, result.offset)
-    assert message.timestamp_ms == 1_700_000_000_123
+    assert message.timestamp_ms == A_MINUTE_AGO_MS
     assert message.headers["trace"] == b"abc"
     assert message.headers["raw"] == b"\x00\x01"
     assert message.headers["empty"] is None
