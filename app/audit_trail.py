@@ -3,7 +3,6 @@
 
 import asyncio
 import logging
-import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
@@ -104,24 +103,20 @@ class AuditTrail:
         """Write one event. Waits for acks=all unless `wait` is False; raises the library's
         errors (see `app.problems` for what each means to a client)."""
         self._backpressure.admit()
-        started = time.perf_counter()
-
-        def delivered(result: KafkaProduceResult | None, error: KafkaClientError | None) -> None:
-            self._count(started, error)
-
+        settled = self._metrics.track_produce("audit")
         try:
             outcome = await self._logger.log_event(
                 event,
                 wait=wait,
                 timeout_s=self._timeout_s,
                 headers=headers,
-                on_delivery=None if wait else delivered,
+                on_delivery=None if wait else settled,
             )
         except KafkaClientError as error:
-            self._count(started, error)
+            settled(None, error)
             raise
         if wait:
-            self._count(started, None)
+            settled(outcome.result, None)
         return self.receipt(event, outcome.result)
 
     def receipt(self, event: KafkaAuditEvent, result: KafkaProduceResult | None) -> AuditReceipt:
@@ -165,13 +160,6 @@ class AuditTrail:
                 raise outcome
         results.sort(key=lambda result: result.index)
         return results
-
-    def _count(self, started: float, error: KafkaClientError | None) -> None:
-        if error is None:
-            self._metrics.produced.labels("audit").inc()
-            self._metrics.produce_duration.labels("audit").observe(time.perf_counter() - started)
-        else:
-            self._metrics.failed.labels("audit", problem_for(error).code).inc()
 
 
 def _invalid(exc: ValidationError) -> BatchItemError:

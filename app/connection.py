@@ -8,14 +8,12 @@ import asyncio
 import contextlib
 import logging
 
+from app.backoff import Backoff
 from app.clients import producer_config
 from app.kafka import KafkaProducerClient
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-_RETRY_INITIAL_S = 0.5
-_RETRY_MAX_S = 5.0
 
 
 class ProducerConnection:
@@ -56,17 +54,19 @@ class ProducerConnection:
         await self.producer.close()
 
     async def _connect(self) -> None:
-        delay = _RETRY_INITIAL_S
+        backoff = Backoff()
         servers = ",".join(self._settings.kafka_bootstrap_servers)
         while True:
             try:
                 await self.producer.start_uninterrupted()
             except Exception as exc:  # keep trying, whatever the reason
                 logger.warning(
-                    "Kafka at %s not reachable yet (%s); retrying in %.1fs", servers, exc, delay
+                    "Kafka at %s not reachable yet (%s); retrying in %.1fs",
+                    servers,
+                    exc,
+                    backoff.delay_s,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
+                await backoff.wait()
             else:
                 logger.info("connected to Kafka at %s", servers)
                 return

@@ -1,11 +1,16 @@
 """The service's Prometheus metrics, in a registry of its own (one per app, so tests and
 embedders can build several apps in one process)."""
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from app.kafka import KafkaClientError, KafkaProduceResult
+from app.kafka.producer import DeliveryCallback
+from app.problems import problem_for
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -68,6 +73,20 @@ class ServiceMetrics:
             ["endpoint", "code"],
             registry=self.registry,
         )
+
+    def track_produce(self, endpoint: str) -> DeliveryCallback:
+        """A delivery callback for one record, started now: on success it counts the record
+        and observes its latency, on failure it counts the error's code."""
+        started = time.perf_counter()
+
+        def settled(_: KafkaProduceResult | None, error: KafkaClientError | None) -> None:
+            if error is None:
+                self.produced.labels(endpoint).inc()
+                self.produce_duration.labels(endpoint).observe(time.perf_counter() - started)
+            else:
+                self.failed.labels(endpoint, problem_for(error).code).inc()
+
+        return settled
 
     def watch_recent(self, *, records: TopicGauge, size: TopicGauge, lag: TopicGauge) -> None:
         """Report the recent-records buffer and its consumer's lag on every scrape."""

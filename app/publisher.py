@@ -1,6 +1,5 @@
 """Ordinary events from `POST /publish` to the topics the service may write."""
 
-import time
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -8,7 +7,6 @@ from pydantic import BaseModel, Field
 from app.backpressure import Backpressure
 from app.kafka import KafkaClientError, KafkaProducerClient, KafkaPublishRequest
 from app.metrics import ServiceMetrics
-from app.problems import problem_for
 from app.topics import TopicPolicy
 
 
@@ -47,7 +45,7 @@ class Publisher:
         library's errors."""
         self._policy.check(request.topic)
         self._backpressure.admit()
-        started = time.perf_counter()
+        settled = self._metrics.track_produce("publish")
         try:
             result = await self._producer.publish(
                 request.topic,
@@ -59,21 +57,14 @@ class Publisher:
                 timestamp_ms=request.timestamp_ms,
                 wait=wait,
                 timeout_s=self._timeout_s,
-                on_delivery=None if wait else self._delivered,
+                on_delivery=None if wait else settled,
             )
         except KafkaClientError as error:
-            self._metrics.failed.labels("publish", problem_for(error).code).inc()
+            settled(None, error)
             raise
         if result is None:
             return PublishReceipt(
                 topic=request.topic, partition=None, offset=None, timestamp_ms=None, status="queued"
             )
-        self._metrics.produced.labels("publish").inc()
-        self._metrics.produce_duration.labels("publish").observe(time.perf_counter() - started)
+        settled(result, None)
         return PublishReceipt(**result.model_dump(), status="acked")
-
-    def _delivered(self, _: object, error: KafkaClientError | None) -> None:
-        if error is None:
-            self._metrics.produced.labels("publish").inc()
-        else:
-            self._metrics.failed.labels("publish", problem_for(error).code).inc()

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 
+from app.backoff import Backoff
 from app.clients import consumer_config
 from app.kafka import KafkaConsumerClient
 from app.recent import RecentRecords
@@ -18,8 +19,8 @@ from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_RETRY_INITIAL_S = 0.5
-_RETRY_MAX_S = 10.0
+# How often the consumer's lag is worked out for the metrics (not on every poll).
+_LAG_EVERY_S = 1.0
 
 
 class RecentRecordsReader:
@@ -49,7 +50,7 @@ class RecentRecordsReader:
         return dict(self._lag)
 
     async def _run(self) -> None:
-        delay = _RETRY_INITIAL_S
+        backoff = Backoff(max_s=10.0)
         while True:
             consumer = KafkaConsumerClient(
                 config=consumer_config(
@@ -64,30 +65,34 @@ class RecentRecordsReader:
                 # Each partition may hold all of the newest records: go back that far in each.
                 await consumer.rewind(self._recent.max_records)
                 self.connected.set()
-                delay = _RETRY_INITIAL_S
+                backoff.reset()
                 await self._read(consumer)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # reconnect whatever went wrong
                 self.connected.clear()
                 logger.warning(
-                    "the GET /messages consumer stopped (%s); reconnecting in %.1fs", exc, delay
+                    "the GET /messages consumer stopped (%s); reconnecting in %.1fs",
+                    exc,
+                    backoff.delay_s,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
+                await backoff.wait()
             finally:
                 with contextlib.suppress(Exception):
                     await consumer.close()
 
     async def _read(self, consumer: KafkaConsumerClient) -> None:
         next_refresh = time.monotonic() + self._refresh_s
+        next_lag = time.monotonic()
         while True:
             for message in await consumer.poll(timeout_ms=500):
                 self._recent.add(message)
-            lags: dict[str, float] = dict.fromkeys(self._recent.topics, 0)
-            for (topic, _), behind in (await consumer.lag()).items():
-                lags[topic] += behind
-            self._lag = lags
+            if time.monotonic() >= next_lag:
+                lags: dict[str, float] = dict.fromkeys(self._recent.topics, 0)
+                for (topic, _), behind in (await consumer.lag()).items():
+                    lags[topic] += behind
+                self._lag = lags
+                next_lag = time.monotonic() + _LAG_EVERY_S
             if time.monotonic() >= next_refresh:
                 added = await consumer.assign_new_partitions()
                 if added:

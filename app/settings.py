@@ -7,7 +7,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.kafka.audit import DEFAULT_AUDIT_TOPIC
-from app.kafka.models import TopicName, check_topic_name
+from app.kafka.models import TopicName
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     idempotency_max_keys: int = Field(
         default=50_000, ge=1, description="Most receipts kept for retries (memory bound)."
     )
-    messages_topics: CommaList = Field(
+    messages_topics: Annotated[list[TopicName], NoDecode] = Field(
         default=[], description="Topics kept for GET /messages; empty means the audit topic."
     )
     messages_buffer: int = Field(default=1000, ge=1, le=100_000)
@@ -83,13 +83,6 @@ class Settings(BaseSettings):
         # An environment variable holds "a,b", not JSON.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("messages_topics")
-    @classmethod
-    def _check_messages_topics(cls, value: list[str]) -> list[str]:
-        for name in value:
-            check_topic_name(name)
         return value
 
     @property

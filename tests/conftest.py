@@ -169,25 +169,27 @@ def live_service(
     for clients in other languages, real HTTP streaming and load."""
     workdir = tmp_path_factory.mktemp("live-service")  # no developer .env is read here
     port = free_port()
-    service = LiveService(
-        url=f"http://127.0.0.1:{port}",
-        audit_topic=f"test-{uuid.uuid4().hex}",
-        log_file=workdir / "service.log",
-        process=None,  # type: ignore[arg-type]
-    )
+    audit_topic = f"test-{uuid.uuid4().hex}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("RG_")},
         "RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "RG_HOST": "127.0.0.1",
         "RG_PORT": str(port),
-        "RG_AUDIT_TOPIC": service.audit_topic,
+        "RG_AUDIT_TOPIC": audit_topic,
         "RG_MESSAGES_REFRESH_S": "1",
     }
     script = str(Path(sys.executable).parent / "ractogateway-kafka")
-    with service.log_file.open("wb") as log:
-        service.process = subprocess.Popen(
+    log_file = workdir / "service.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
             [script, "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
         )
+    service = LiveService(
+        url=f"http://127.0.0.1:{port}",
+        audit_topic=audit_topic,
+        log_file=log_file,
+        process=process,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

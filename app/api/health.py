@@ -7,10 +7,9 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import ConnectionDep, SettingsDep
 from app.api.errors import ErrorBody, ServiceError
+from app.problems import RETRY_AFTER_S
 
 router = APIRouter(tags=["health"])
-
-RETRY_AFTER_S = "5"
 
 
 class HealthStatus(BaseModel):
@@ -38,6 +37,6 @@ async def readyz(connection: ConnectionDep, settings: SettingsDep) -> HealthStat
             503,
             "broker_unavailable",
             f"Kafka at {servers} does not answer",
-            headers={"Retry-After": RETRY_AFTER_S},
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     return HealthStatus(status="ready")

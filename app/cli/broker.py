@@ -7,9 +7,10 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from app.cli.common import EPILOG, configure, exit_on_sigterm, logger
+from app.cli.common import EPILOG, exit_on_sigterm, logger
 from app.cli.service import serve
 from app.embedded import EmbeddedKafka, KafkaDistribution
+from app.logs import configure_logging
 from app.settings import get_settings
 
 
@@ -19,7 +20,7 @@ def kafka_distribution(args: argparse.Namespace) -> KafkaDistribution:
 
 def cmd_broker(args: argparse.Namespace) -> int:
     """Run the embedded Apache Kafka in the foreground until SIGTERM or Ctrl-C."""
-    configure(args.log_level)
+    configure_logging(args.log_level, "text")
     distribution = kafka_distribution(args)
     if args.download_only:
         logger.info("Apache Kafka %s jars ready in %s", distribution.version, distribution.ensure())
@@ -51,7 +52,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """`make run`: the embedded broker (unless RG_KAFKA_BOOTSTRAP_SERVERS is set) and the API."""
     settings = get_settings()
-    configure(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format)
     exit_on_sigterm()
     if "kafka_bootstrap_servers" in settings.model_fields_set:
         logger.info("using Kafka at %s", ",".join(settings.kafka_bootstrap_servers))

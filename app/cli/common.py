@@ -1,11 +1,8 @@
-"""What every command shares: the logger, logging set-up, SIGTERM handling, the epilog."""
+"""What every command shares: the logger, SIGTERM handling, the epilog."""
 
 import logging
 import signal
 from types import FrameType
-from typing import Literal
-
-from app.logs import configure_logging
 
 logger = logging.getLogger("ractogateway_kafka")
 
@@ -13,11 +10,6 @@ EPILOG = """\
 settings come from RG_* environment variables or a .env file (see README.md);
 for example RG_KAFKA_BOOTSTRAP_SERVERS=broker1:9092,broker2:9092 RG_PORT=8080.
 """
-
-
-def configure(level: str, fmt: Literal["json", "text"] = "text") -> None:
-    """Log to stderr in `fmt` (text for commands people run by hand)."""
-    configure_logging(level, fmt)
 
 
 def exit_on_sigterm() -> None:

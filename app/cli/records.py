@@ -5,7 +5,7 @@ import asyncio
 import signal
 import sys
 
-from app.cli.common import EPILOG, configure, logger
+from app.cli.common import EPILOG, logger
 from app.clients import consumer_config, producer_config
 from app.handler import load_handler
 from app.kafka import (
@@ -14,6 +14,7 @@ from app.kafka import (
     KafkaStreamConfig,
     KafkaStreamProcessor,
 )
+from app.logs import configure_logging
 from app.settings import get_settings
 from app.tail import as_json_line, as_text_line, tail
 
@@ -21,7 +22,7 @@ from app.tail import as_json_line, as_text_line, tail
 def cmd_process(args: argparse.Namespace) -> int:
     """Run a stream processor until SIGTERM/Ctrl-C; the batch in progress is finished first."""
     settings = get_settings()
-    configure(settings.log_level)
+    configure_logging(settings.log_level, "text")
     handler = load_handler(args.handler)
     group = args.group or f"ractogateway-process.{args.handler}"
 
@@ -54,7 +55,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 def cmd_tail(args: argparse.Namespace) -> int:
     """Print the records of a topic as they arrive."""
     settings = get_settings()
-    configure("WARNING")
+    configure_logging("WARNING", "text")
     consumer = KafkaConsumerClient(
         config=consumer_config(
             settings,

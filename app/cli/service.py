@@ -5,7 +5,8 @@ from pathlib import Path
 
 import uvicorn
 
-from app.cli.common import EPILOG, configure, exit_on_sigterm, logger
+from app.cli.common import EPILOG, exit_on_sigterm, logger
+from app.logs import configure_logging
 from app.settings import Settings, get_settings
 
 
@@ -31,7 +32,7 @@ def serve(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the API against the brokers of the settings."""
     settings = get_settings()
-    configure(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format)
     exit_on_sigterm()
     serve(settings)
     return 0
@@ -39,7 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_openapi(args: argparse.Namespace) -> int:
     """Write the OpenAPI document, or check that the file matches the app."""
-    configure("INFO")
+    configure_logging("INFO", "text")
     from app.openapi import openapi_document, render  # noqa: PLC0415 - needs the web stack
 
     text = render(openapi_document())

@@ -46,7 +46,8 @@ async def test_the_counters_move_with_requests_and_records(
         await client.get("/no-such-route")
         for _ in range(50):  # the consumer of GET /messages catches up
             after = await scrape(client)
-            if sample(after, "rg_messages_buffer_records", topic=topic) == 3:
+            caught_up = sample(after, "rg_messages_consumer_lag", topic=topic) == 0
+            if sample(after, "rg_messages_buffer_records", topic=topic) == 3 and caught_up:
                 break
             await asyncio.sleep(0.1)
 
