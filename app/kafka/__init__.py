@@ -4,7 +4,7 @@ Names and semantics follow the reference `ractogateway.kafka` API; see each clas
 for where ours differs and why.
 """
 
-from app.kafka.audit import AuditLogResult, KafkaAuditLogger
+from app.kafka.audit import AuditLogResult, AuditRecord, KafkaAuditLogger
 from app.kafka.config import KafkaConsumerConfig, KafkaProducerConfig, KafkaStreamConfig
 from app.kafka.consumer import KafkaConsumerClient
 from app.kafka.errors import (
@@ -32,6 +32,7 @@ from app.kafka.stream import KafkaStreamProcessor
 
 __all__ = [
     "AuditLogResult",
+    "AuditRecord",
     "DeliveryFailure",
     "KafkaAuditEvent",
     "KafkaAuditLogger",

@@ -1,5 +1,6 @@
 """`KafkaAuditLogger`: immutable prompt/response records on a dedicated topic."""
 
+import asyncio
 from typing import Any, NamedTuple
 
 from app.kafka.models import KafkaAuditEvent, KafkaProduceResult
@@ -18,6 +19,15 @@ class AuditLogResult(NamedTuple):
 
     event: KafkaAuditEvent
     result: KafkaProduceResult | None
+
+
+class AuditRecord(NamedTuple):
+    """An audit event exactly as it is written to Kafka (what a spool keeps and sends later)."""
+
+    topic: str
+    key: str
+    value: bytes
+    headers: dict[str, str]
 
 
 class KafkaAuditLogger:
@@ -73,11 +83,26 @@ class KafkaAuditLogger:
         """Publish an event built elsewhere (e.g. validated from an HTTP request). `headers`
         are added to the record's (e.g. `traceparent`); the audit headers win on a clash.
         With `wait=False`, `on_delivery(result, error)` learns the outcome."""
-        value = event.canonical_json()
+        record = self.record_of(event, headers)
         result = await self._producer.publish(
-            self._topic,
-            value,
+            record.topic,
+            record.value,
+            key=record.key,
+            headers=record.headers,
+            wait=wait,
+            timeout_s=timeout_s,
+            on_delivery=on_delivery,
+        )
+        return AuditLogResult(event=event, result=result)
+
+    def record_of(
+        self, event: KafkaAuditEvent, headers: dict[str, str] | None = None
+    ) -> AuditRecord:
+        """The record `log_event()` writes for `event`, with `headers` added."""
+        return AuditRecord(
+            topic=self._topic,
             key=event.user_id,
+            value=event.canonical_json(),
             headers={
                 **(headers or {}),
                 CONTENT_TYPE: JSON_CONTENT_TYPE,
@@ -85,8 +110,11 @@ class KafkaAuditLogger:
                 DIGEST_HEADER: event.digest(),
                 SCHEMA_VERSION_HEADER: str(event.schema_version),
             },
-            wait=wait,
-            timeout_s=timeout_s,
-            on_delivery=on_delivery,
         )
-        return AuditLogResult(event=event, result=result)
+
+    async def send(self, record: AuditRecord) -> "asyncio.Future[KafkaProduceResult]":
+        """Queue a built record; return its delivery future (see `KafkaProducerClient.send`:
+        may wait for buffer space, so bound it)."""
+        return await self._producer.send(
+            record.topic, record.value, key=record.key, headers=record.headers
+        )

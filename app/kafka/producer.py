@@ -130,7 +130,9 @@ class KafkaProducerClient(AsyncLifecycle):
         """Queue one record; return a future of its acknowledgement (the delivery handle).
 
         `key=None` sends no key (partitions are then chosen per batch); `value=None` is a
-        tombstone. Waits only when the producer's buffer is full.
+        tombstone. Waits only for the topic's metadata and when the producer's buffer for the
+        partition is full (while the broker is away, for instance): bound it with
+        `asyncio.wait_for`; a cancelled send has queued nothing.
         """
         producer = self._require_started()
         if key is None and value is None:
@@ -158,6 +160,10 @@ class KafkaProducerClient(AsyncLifecycle):
                 timestamp_ms=timestamp_ms,
                 headers=header_list,
             )
+        except asyncio.CancelledError:
+            # Given up while waiting for buffer space (e.g. a timeout): nothing was queued.
+            self._count_failure(topic, KafkaTimeoutError("cancelled before it was queued"))
+            raise
         except Exception as exc:
             error = translate(exc)
             self._count_failure(topic, error)
@@ -230,20 +236,37 @@ class KafkaProducerClient(AsyncLifecycle):
     ) -> KafkaProduceResult | None:
         """Publish one record.
 
-        With `wait=True`, return its `KafkaProduceResult` once the cluster acknowledged it, or
-        raise (`KafkaTimeoutError` after `timeout_s`: the record may still arrive later). With
-        `wait=False`, return None at once; the outcome goes to `on_delivery(result, error)`,
-        failures are also logged and kept in `stats`.
+        `timeout_s` bounds the whole call. With `wait=True`, return its `KafkaProduceResult`
+        once the cluster acknowledged it, or raise (`KafkaTimeoutError` after `timeout_s`: when
+        the record was queued by then it may still arrive later). With `wait=False`, return None
+        once the record is queued; the outcome goes to `on_delivery(result, error)`, failures
+        are also logged and kept in `stats`.
         """
-        receipt = await self.send(
-            topic, value, key=key, headers=headers, partition=partition, timestamp_ms=timestamp_ms
-        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            receipt = await asyncio.wait_for(
+                self.send(
+                    topic,
+                    value,
+                    key=key,
+                    headers=headers,
+                    partition=partition,
+                    timestamp_ms=timestamp_ms,
+                ),
+                timeout_s,
+            )
+        except TimeoutError:
+            raise KafkaTimeoutError(
+                f"the producer could not queue a record to {topic!r} within {timeout_s}s "
+                "(its buffer is full: is Kafka reachable?); nothing was sent"
+            ) from None
         if not wait:
             receipt.add_done_callback(lambda done: _report(topic, done, on_delivery))
             return None
         try:
             # shield: giving up waiting must not cancel the delivery itself.
-            return await asyncio.wait_for(asyncio.shield(receipt), timeout_s)
+            return await asyncio.wait_for(asyncio.shield(receipt), deadline - loop.time())
         except TimeoutError:
             receipt.add_done_callback(lambda done: _report(topic, done, None))
             raise KafkaTimeoutError(

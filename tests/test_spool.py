@@ -1,0 +1,160 @@
+"""The disk spool on a real SQLite database in a temporary folder (no broker involved)."""
+
+import asyncio
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from app.kafka import AuditRecord, KafkaProduceResult
+from app.spool import Spool, SpoolError, SpoolFullError
+
+
+def record(n: int, user: str = "user-1") -> AuditRecord:
+    return AuditRecord(
+        topic="ractogateway.audit",
+        key=user,
+        value=f'{{"n":{n}}}'.encode(),
+        headers={"content-type": "application/json", "rg-event-id": f"event-{n}"},
+    )
+
+
+async def opened(directory: Path, max_bytes: int = 1 << 20) -> Spool:
+    spool = Spool(directory, max_bytes=max_bytes)
+    await spool.open()
+    return spool
+
+
+async def test_records_survive_a_reopen_in_order_with_every_field(tmp_path: Path) -> None:
+    spool = await opened(tmp_path)
+    for n in range(5):
+        await spool.append(record(n, user=f"user-{n % 2}"), event_id=f"event-{n}")
+    size = spool.size_bytes
+    await spool.close()
+
+    again = await opened(tmp_path)
+    try:
+        assert again.depth == 5
+        assert again.size_bytes == size
+        rows = await again.read(10)
+        assert [row.record for row in rows] == [record(n, user=f"user-{n % 2}") for n in range(5)]
+        assert [row.event_id for row in rows] == [f"event-{n}" for n in range(5)]
+        assert [row.seq for row in rows] == sorted(row.seq for row in rows)
+        await again.append(record(5), event_id="event-5")
+        assert (await again.read(10))[-1].seq > rows[-1].seq
+    finally:
+        await again.close()
+
+
+async def test_concurrent_appends_are_all_kept_in_the_order_they_were_made(
+    tmp_path: Path,
+) -> None:
+    spool = await opened(tmp_path)
+    try:
+        await asyncio.gather(*(spool.append(record(n), event_id=f"event-{n}") for n in range(300)))
+        rows = await spool.read(1000)
+        assert [row.event_id for row in rows] == [f"event-{n}" for n in range(300)]
+        assert spool.depth == 300
+    finally:
+        await spool.close()
+
+
+async def test_remove_drops_only_the_given_records_and_updates_the_counts(
+    tmp_path: Path,
+) -> None:
+    spool = await opened(tmp_path)
+    try:
+        assert spool.oldest_age_s() == 0
+        rows = [await spool.append(record(n), event_id=f"event-{n}") for n in range(4)]
+        assert spool.oldest_age_s(now=lambda: rows[0].created_at + 7) == pytest.approx(7)
+        await spool.remove([rows[0].seq, rows[2].seq, 999_999])
+        left = await spool.read(10)
+        assert [row.event_id for row in left] == ["event-1", "event-3"]
+        assert spool.depth == 2
+        assert spool.size_bytes == rows[1].size + rows[3].size
+        assert spool.oldest_age_s(now=lambda: rows[1].created_at + 3) == pytest.approx(3)
+        await spool.remove([rows[1].seq, rows[3].seq])
+        assert (spool.depth, spool.size_bytes, spool.oldest_age_s()) == (0, 0, 0)
+    finally:
+        await spool.close()
+
+
+async def test_a_full_spool_refuses_and_takes_records_again_once_drained(tmp_path: Path) -> None:
+    size = (
+        len(record(0).value)
+        + len(b"user-1")
+        + sum(len(k) + len(v) for k, v in record(0).headers.items())
+    )
+    spool = await opened(tmp_path / "bounded", max_bytes=2 * size)
+    try:
+        kept = [await spool.append(record(n), event_id=f"event-{n}") for n in range(2)]
+        with pytest.raises(SpoolFullError, match="cannot take this record"):
+            await spool.append(record(2), event_id="event-2")
+        assert spool.depth == 2
+        await spool.remove([kept[0].seq])
+        await spool.append(record(3), event_id="event-3")
+        assert [row.event_id for row in await spool.read(10)] == ["event-1", "event-3"]
+    finally:
+        await spool.close()
+
+
+async def test_a_second_process_cannot_use_the_same_folder(tmp_path: Path) -> None:
+    spool = await opened(tmp_path)
+    try:
+        with pytest.raises(SpoolError, match="in use by another process"):
+            await opened(tmp_path)
+    finally:
+        await spool.close()
+    await (await opened(tmp_path)).close()  # free again once closed
+
+
+async def test_a_record_appended_is_on_disk_when_the_process_is_killed(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, signal
+        from pathlib import Path
+        from app.kafka import AuditRecord
+        from app.spool import Spool
+
+        async def main():
+            spool = Spool(Path({str(tmp_path)!r}), max_bytes=1 << 20)
+            await spool.open()
+            await spool.append(AuditRecord("t", "k", b"v", {{}}), event_id="survivor")
+            os.kill(os.getpid(), signal.SIGKILL)  # no close, no flush, no atexit
+
+        asyncio.run(main())
+        """
+    )
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
+    assert await asyncio.wait_for(process.wait(), 60) == -9
+    spool = await opened(tmp_path)
+    try:
+        assert [row.event_id for row in await spool.read(10)] == ["survivor"]
+    finally:
+        await spool.close()
+
+
+async def test_an_earlier_delivery_travels_with_its_record_until_removed(tmp_path: Path) -> None:
+    spool = await opened(tmp_path)
+    try:
+        delivery: asyncio.Future[KafkaProduceResult] = asyncio.get_running_loop().create_future()
+        linked = await spool.append(record(0), event_id="event-0", delivery=delivery)
+        await spool.append(record(1), event_id="event-1")
+        rows = await spool.read(10)
+        assert [row.delivery for row in rows] == [delivery, None]
+        spool.remove_soon([linked.seq])  # e.g. from the delivery's callback
+    finally:
+        await spool.close()  # completes the removal
+    again = await opened(tmp_path)
+    try:
+        assert [row.event_id for row in await again.read(10)] == ["event-1"]
+    finally:
+        await again.close()
+
+
+async def test_an_unusable_folder_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SpoolError, match="cannot use spool folder"):
+        await opened(blocker / "spool")
