@@ -7,16 +7,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from app.backpressure import Backpressure, OverloadedError
+from app.backpressure import Backpressure
 from app.kafka import (
+    AuditRecord,
     KafkaAuditEvent,
     KafkaAuditLogger,
     KafkaClientError,
     KafkaProduceResult,
+    KafkaTimeoutError,
 )
 from app.metrics import ServiceMetrics
-from app.problems import Problem, problem_for, validation_details
+from app.problems import Problem, UnavailableError, problem_for, validation_details
 from app.receipts import RecentReceipts
+from app.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +60,14 @@ class BatchItemResult(BaseModel):
 
 
 class AuditTrail:
-    """Writes validated audit events through `KafkaAuditLogger` and answers with receipts."""
+    """Writes validated audit events through `KafkaAuditLogger` and answers with receipts.
+
+    With a `spool`, an event Kafka does not acknowledge within `spool_after_s` (or while the
+    producer is not connected, or while earlier events still wait in the spool, to keep the
+    order per key) is synced to the spool instead and answered "spooled"; the forwarder
+    sends it later. Without one, such an event is a `KafkaTimeoutError` (503): a retry with
+    the same `event_id` waits for the first attempt rather than writing a second record.
+    """
 
     def __init__(
         self,
@@ -67,12 +77,18 @@ class AuditTrail:
         timeout_s: float,
         receipts: RecentReceipts[AuditReceipt],
         backpressure: Backpressure,
+        spool: Spool | None = None,
+        spool_after_s: float = 2.0,
     ) -> None:
         self._backpressure = backpressure
         self._logger = audit_logger
         self._metrics = metrics
         self._timeout_s = timeout_s
         self._receipts = receipts
+        self._spool = spool
+        self._budget_s = min(spool_after_s, timeout_s) if spool is not None else timeout_s
+        # Deliveries a client stopped waiting for, by event_id, until they settle.
+        self._unsettled: dict[str, asyncio.Future[KafkaProduceResult]] = {}
 
     @property
     def topic(self) -> str:
@@ -88,39 +104,97 @@ class AuditTrail:
         idempotency_key: str | None = None,
     ) -> tuple[AuditReceipt, bool]:
         """`record()` unless the event (by `idempotency_key`, else by `event_id`) was acked
-        within the window: then its first receipt, and nothing is written. Returns the receipt
-        and whether it is a replay."""
+        or spooled within the window: then its first receipt, and nothing is written. Returns
+        the receipt and whether it is a replay."""
         key = f"key:{idempotency_key}" if idempotency_key else f"event:{event.event_id}"
         return await self._receipts.once(
             key,
             lambda: self.record(event, wait=wait, headers=headers),
-            keep=lambda receipt: receipt.status == "acked",
+            keep=lambda receipt: receipt.status in ("acked", "spooled"),
         )
 
     async def record(
         self, event: KafkaAuditEvent, *, wait: bool, headers: dict[str, str] | None = None
     ) -> AuditReceipt:
         """Write one event. Waits for acks=all unless `wait` is False; raises the library's
-        errors (see `app.problems` for what each means to a client)."""
+        errors, `OverloadedError` or `SpoolFullError` (see `app.problems` for what each means
+        to a client)."""
+        record = self._logger.record_of(event, headers)
+        spool = self._spool
+        if spool is not None and (spool.depth or not self._logger.producer.started):
+            return await self._to_spool(event, record)
+        if (earlier := self._unsettled.get(event.event_id)) is not None:
+            return await self._await_earlier(event, earlier)
         self._backpressure.admit()
         settled = self._metrics.track_produce("audit")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._budget_s
         try:
-            outcome = await self._logger.log_event(
-                event,
-                wait=wait,
-                timeout_s=self._timeout_s,
-                headers=headers,
-                on_delivery=None if wait else settled,
+            # asyncio.timeout, not wait_for: no task in between, so the record is counted as in
+            # flight before any other request passes admit().
+            async with asyncio.timeout(self._budget_s):
+                delivery = await self._logger.send(record)
+        except TimeoutError:
+            if spool is not None:
+                return await self._to_spool(event, record)
+            error = KafkaTimeoutError(
+                f"Kafka took more than {self._budget_s}s to take the record; nothing was written"
             )
+            settled(None, error)
+            raise error from None
         except KafkaClientError as error:
             settled(None, error)
             raise
-        if wait:
-            settled(outcome.result, None)
-        return self.receipt(event, outcome.result)
+        delivery.add_done_callback(lambda done: settled(*_outcome(done)))
+        if not wait:
+            return self.receipt(event, None)
+        try:
+            result = await asyncio.wait_for(asyncio.shield(delivery), deadline - loop.time())
+        except TimeoutError:
+            if spool is not None:
+                return await self._to_spool(event, record, delivery=delivery)
+            self._unsettled[event.event_id] = delivery
+            delivery.add_done_callback(lambda _: self._unsettled.pop(event.event_id, None))
+            raise KafkaTimeoutError(
+                f"no acknowledgement from Kafka within {self._budget_s}s; the record may still "
+                "be stored"
+            ) from None
+        return self.receipt(event, result)
 
-    def receipt(self, event: KafkaAuditEvent, result: KafkaProduceResult | None) -> AuditReceipt:
-        """The receipt of `event`: acked with `result`, else queued."""
+    async def _await_earlier(
+        self, event: KafkaAuditEvent, delivery: "asyncio.Future[KafkaProduceResult]"
+    ) -> AuditReceipt:
+        # The same event was sent before and its client gave up waiting: its record may
+        # still be stored, so wait for that one instead of writing a second.
+        try:
+            result = await asyncio.wait_for(asyncio.shield(delivery), self._budget_s)
+        except TimeoutError:
+            raise KafkaTimeoutError(
+                f"an earlier attempt of event {event.event_id} is still not acknowledged after "
+                f"another {self._budget_s}s"
+            ) from None
+        return self.receipt(event, result)
+
+    async def _to_spool(
+        self,
+        event: KafkaAuditEvent,
+        record: AuditRecord,
+        *,
+        delivery: "asyncio.Future[KafkaProduceResult] | None" = None,
+    ) -> AuditReceipt:
+        assert self._spool is not None  # noqa: S101 - only called with a spool
+        await self._spool.append(record, event_id=event.event_id, delivery=delivery)
+        self._metrics.spooled.inc()
+        return self.receipt(event, None, status="spooled")
+
+    def receipt(
+        self,
+        event: KafkaAuditEvent,
+        result: KafkaProduceResult | None,
+        *,
+        status: ReceiptStatus | None = None,
+    ) -> AuditReceipt:
+        """The receipt of `event`: acked with `result`, else queued (or `status`)."""
         return AuditReceipt(
             event_id=event.event_id,
             topic=self.topic,
@@ -128,7 +202,7 @@ class AuditTrail:
             offset=result.offset if result else None,
             timestamp_utc=event.timestamp_utc,
             digest=event.digest(),
-            status="acked" if result else "queued",
+            status=status or ("acked" if result else "queued"),
         )
 
     async def record_batch(
@@ -153,9 +227,9 @@ class AuditTrail:
                 results.append(BatchItemResult(index=index, receipt=outcome[0]))
             elif isinstance(outcome, KafkaClientError):
                 results.append(BatchItemResult(index=index, error=_failed(problem_for(outcome))))
-            elif isinstance(outcome, OverloadedError):
-                overloaded = BatchItemError(status=503, code="overloaded", message=str(outcome))
-                results.append(BatchItemResult(index=index, error=overloaded))
+            elif isinstance(outcome, UnavailableError):
+                unavailable = BatchItemError(status=503, code=outcome.code, message=str(outcome))
+                results.append(BatchItemResult(index=index, error=unavailable))
             else:
                 raise outcome
         results.sort(key=lambda result: result.index)
@@ -169,3 +243,14 @@ def _invalid(exc: ValidationError) -> BatchItemError:
 
 def _failed(problem: Problem) -> BatchItemError:
     return BatchItemError(status=problem.status, code=problem.code, message=problem.message)
+
+
+def _outcome(
+    delivery: "asyncio.Future[KafkaProduceResult]",
+) -> tuple[KafkaProduceResult | None, KafkaClientError | None]:
+    if delivery.cancelled():
+        return None, KafkaClientError("delivery was cancelled")
+    error = delivery.exception()
+    if error is None:
+        return delivery.result(), None
+    return None, error if isinstance(error, KafkaClientError) else KafkaClientError(str(error))

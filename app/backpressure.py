@@ -5,12 +5,16 @@ producer's buffer, and with it the service's memory, stays bounded however hard 
 """
 
 from app.kafka import KafkaProducerClient
+from app.problems import UnavailableError
 
 RETRY_AFTER_S = 1
 
 
-class OverloadedError(Exception):
+class OverloadedError(UnavailableError):
     """Too many records in flight; the client should retry shortly."""
+
+    code = "overloaded"
+    retry_after_s = RETRY_AFTER_S
 
 
 class Backpressure:

@@ -1,5 +1,6 @@
 """The FastAPI application: `create_app(settings)` and the lifespan that owns long-lived clients."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,7 @@ from app.api.observe import RequestObserver
 from app.audit_trail import AuditTrail
 from app.backpressure import Backpressure
 from app.connection import ProducerConnection
+from app.forwarder import SpoolForwarder
 from app.kafka import KafkaAuditLogger
 from app.metrics import ServiceMetrics
 from app.publisher import Publisher
@@ -19,7 +21,11 @@ from app.receipts import RecentReceipts
 from app.recent import RecentRecords
 from app.recent_reader import RecentRecordsReader
 from app.settings import Settings, get_settings
+from app.shutdown import Shutdown
+from app.spool import Spool
 from app.topics import TopicPolicy
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Apps send every prompt/response they handle to this service; it writes each one durably to
@@ -47,6 +53,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service_metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
         app.state.connection = connection
         app.state.reader = reader
+        spool: Spool | None = None
+        forwarder: SpoolForwarder | None = None
+        if settings.spool_dir is not None:
+            spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
+            await spool.open()
+            service_metrics.watch_spool(spool)
+            forwarder = SpoolForwarder(
+                spool, connection.producer, on_forwarded=service_metrics.forwarded.inc
+            )
         backpressure = Backpressure(connection.producer, max_in_flight=settings.max_in_flight)
         app.state.audit_trail = AuditTrail(
             KafkaAuditLogger(connection.producer, topic=settings.audit_topic),
@@ -57,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_entries=settings.idempotency_max_keys,
             ),
             backpressure=backpressure,
+            spool=spool,
+            spool_after_s=settings.spool_after_s,
         )
         app.state.publisher = Publisher(
             connection.producer,
@@ -70,11 +87,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # (/readyz says 503) and keep connecting in the background.
         await connection.wait_connected(settings.ready_timeout_s)
         reader.start()
+        if forwarder is not None:
+            forwarder.start()
         try:
             yield
         finally:
+            app.state.shutdown.begin()
+            if forwarder is not None:
+                await forwarder.close()
             await reader.close()
+            # Flushing acknowledges what was in flight, spooled records included (their
+            # removal is queued on the spool, which close() then completes).
             await connection.close()
+            if spool is not None:
+                await spool.close()
+                if spool.depth:
+                    logger.warning(
+                        "spool %s keeps %d record(s) for the next start",
+                        spool.directory,
+                        spool.depth,
+                    )
 
     app = FastAPI(
         title="ractogateway-kafka",
@@ -84,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.shutdown = Shutdown()
     app.state.metrics = service_metrics
     app.state.recent = recent
     app.add_middleware(RequestObserver, metrics=service_metrics)

@@ -4,13 +4,14 @@ embedders can build several apps in one process)."""
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from app.kafka import KafkaClientError, KafkaProduceResult
 from app.kafka.producer import DeliveryCallback
 from app.problems import problem_for
+from app.spool import Spool
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -67,12 +68,35 @@ class ServiceMetrics:
             ["endpoint"],
             registry=self.registry,
         )
+        self.spooled = Counter(
+            "rg_spool_appended_total",
+            "Audit records written to the disk spool (answered 202 spooled).",
+            registry=self.registry,
+        )
+        self.forwarded = Counter(
+            "rg_spool_forwarded_total",
+            "Spooled audit records Kafka acknowledged.",
+            registry=self.registry,
+        )
         self.failed = Counter(
             "rg_kafka_records_failed_total",
             "Records Kafka did not acknowledge, by error code.",
             ["endpoint", "code"],
             registry=self.registry,
         )
+
+    def watch_spool(self, spool: Spool) -> None:
+        """Report the spool's depth, size and oldest record on every scrape."""
+        for name, documentation, read in (
+            ("rg_spool_records", "Audit records in the disk spool.", lambda: spool.depth),
+            ("rg_spool_bytes", "Bytes of the records in the disk spool.", lambda: spool.size_bytes),
+            (
+                "rg_spool_oldest_age_seconds",
+                "Age of the oldest record in the disk spool (0 when empty).",
+                spool.oldest_age_s,
+            ),
+        ):
+            Gauge(name, documentation, registry=self.registry).set_function(read)
 
     def track_produce(self, endpoint: str) -> DeliveryCallback:
         """A delivery callback for one record, started now: on success it counts the record

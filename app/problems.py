@@ -19,6 +19,13 @@ from app.kafka import (
 RETRY_AFTER_S = 5
 
 
+class UnavailableError(Exception):
+    """The service cannot take this request now (a 503 with `code` and `Retry-After`)."""
+
+    code = "unavailable"
+    retry_after_s = RETRY_AFTER_S
+
+
 @dataclass(frozen=True)
 class Problem:
     """A failure as the client sees it: status, code, message, and when to retry."""

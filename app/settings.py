@@ -1,6 +1,7 @@
 """The service's settings: `RG_*` environment variables, also read from a `.env` file."""
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -75,6 +76,26 @@ class Settings(BaseSettings):
     )
     publish_topics: CommaList = Field(
         default=[], description="Allow-list (names or glob patterns) for POST /publish."
+    )
+    spool_dir: Path | None = Field(
+        default=None,
+        description="Folder of the disk spool for audit events while Kafka is away; unset: none.",
+    )
+    spool_max_bytes: int = Field(
+        default=1024**3, ge=1024, description="Most bytes of records the spool holds."
+    )
+    spool_after_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="With a spool: how long POST /audit waits for Kafka before spooling.",
+    )
+    shutdown_drain_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="After SIGTERM: how long /readyz answers 503 before the listener closes.",
+    )
+    shutdown_timeout_s: float = Field(
+        default=30.0, gt=0, description="After SIGTERM: how long in-flight requests may take."
     )
 
     @field_validator("kafka_bootstrap_servers", "messages_topics", "publish_topics", mode="before")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from app.kafka import AuditRecord, KafkaProduceResult
+from app.problems import UnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,10 @@ class SpoolError(Exception):
     """The spool cannot be used (its folder, its lock, its database)."""
 
 
-class SpoolFullError(Exception):
+class SpoolFullError(UnavailableError):
     """The spool holds its maximum size; the client should retry later."""
+
+    code = "spool_full"
 
 
 @dataclass(frozen=True)
@@ -213,7 +216,23 @@ class Spool:
             self._bytes -= size
             self._deliveries.pop(op.seq, None)
             raise
+        if delivery is not None:
+            self.watch(op.seq, delivery)
         return SpooledRecord(op.seq, record, event_id, op.created_at, size, delivery)
+
+    def watch(self, seq: int, delivery: "asyncio.Future[KafkaProduceResult]") -> None:
+        """Tie record `seq` to a delivery under way: once Kafka acknowledges it the record is
+        removed (even during shutdown, while the producer flushes); when it fails the record
+        is read without it again, to be sent anew."""
+        self._deliveries[seq] = delivery
+
+        def settled(done: "asyncio.Future[KafkaProduceResult]") -> None:
+            if not done.cancelled() and done.exception() is None:
+                self.remove_soon([seq])
+            elif self._deliveries.get(seq) is done:
+                del self._deliveries[seq]
+
+        delivery.add_done_callback(settled)
 
     async def read(self, limit: int) -> list[SpooledRecord]:
         """The oldest `limit` records, in the order they were appended."""
@@ -285,6 +304,7 @@ class Spool:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
+                        future.exception()  # logged above; removals are awaited by no one
                 continue
             results, removed, removed_bytes, oldest = outcome
             if removed:

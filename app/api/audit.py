@@ -5,12 +5,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from app.api.deps import AuditTrailDep, SettingsDep, TraceHeadersDep
+from app.api.deps import AcceptingWork, AuditTrailDep, SettingsDep, TraceHeadersDep
 from app.api.errors import ServiceError, error_responses
 from app.audit_trail import AuditReceipt, BatchItemResult
 from app.kafka import KafkaAuditEvent
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], dependencies=[AcceptingWork])
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -55,7 +55,11 @@ class AuditBatchResult(BaseModel):
     status_code=201,
     summary="Write one audit event to Kafka",
     responses={
-        202: {"model": AuditReceipt, "description": "Queued (`?wait=false`)."},
+        202: {
+            "model": AuditReceipt,
+            "description": "Queued (`?wait=false`), or spooled to disk while Kafka is away "
+            "(with RG_SPOOL_DIR).",
+        },
         **error_responses(413, 422, 502, 503),
     },
 )
@@ -101,7 +105,7 @@ async def audit(
 @router.post(
     "/audit/batch",
     summary="Write several audit events to Kafka",
-    responses=error_responses(413, 422),
+    responses=error_responses(413, 422, 503),
 )
 async def audit_batch(
     batch: AuditBatch,

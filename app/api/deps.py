@@ -5,14 +5,17 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.api.errors import ServiceError
 from app.api.trace import trace_headers
 from app.audit_trail import AuditTrail
 from app.connection import ProducerConnection
 from app.kafka import KafkaProducerClient
 from app.metrics import ServiceMetrics
+from app.problems import RETRY_AFTER_S
 from app.publisher import Publisher
 from app.recent import RecentRecords
 from app.settings import Settings
+from app.shutdown import Shutdown
 
 
 async def get_connection(request: Request) -> ProducerConnection:
@@ -67,3 +70,27 @@ async def get_publisher(request: Request) -> Publisher:
 
 
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+
+
+async def get_shutdown(request: Request) -> Shutdown:
+    """Whether the service is shutting down."""
+    shutdown: Shutdown = request.app.state.shutdown
+    return shutdown
+
+
+ShutdownDep = Annotated[Shutdown, Depends(get_shutdown)]
+
+
+async def accepting_work(shutdown: ShutdownDep) -> None:
+    """Refuse new writes once shutdown has begun (503 `shutting_down`): what is accepted is
+    finished before the process exits, and nothing new starts."""
+    if shutdown.draining:
+        raise ServiceError(
+            503,
+            "shutting_down",
+            "the service is shutting down; retry (another instance, or this one after restart)",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+
+AcceptingWork = Depends(accepting_work)

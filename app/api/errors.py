@@ -11,10 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.backpressure import RETRY_AFTER_S as OVERLOAD_RETRY_S
-from app.backpressure import OverloadedError
 from app.kafka import KafkaClientError
-from app.problems import problem_for, validation_details
+from app.problems import UnavailableError, problem_for, validation_details
 
 logger = logging.getLogger(__name__)
 
@@ -150,9 +148,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, 422, "invalid_request", message, details=details)
 
 
-async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, UnavailableError)  # noqa: S101 - registered for this type only
     return error_response(
-        request, 503, "overloaded", str(exc), headers={"Retry-After": str(OVERLOAD_RETRY_S)}
+        request, 503, exc.code, str(exc), headers={"Retry-After": str(exc.retry_after_s)}
     )
 
 
@@ -167,7 +166,7 @@ def install_error_handlers(app: FastAPI) -> None:
     contract's body."""
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(KafkaClientError, _kafka_error)
-    app.add_exception_handler(OverloadedError, _overloaded)
+    app.add_exception_handler(UnavailableError, _unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

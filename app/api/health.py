@@ -5,7 +5,7 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from app.api.deps import ConnectionDep, SettingsDep
+from app.api.deps import ConnectionDep, SettingsDep, ShutdownDep
 from app.api.errors import ErrorBody, ServiceError
 from app.problems import RETRY_AFTER_S
 
@@ -27,10 +27,25 @@ async def healthz() -> HealthStatus:
 @router.get(
     "/readyz",
     summary="Readiness: 200 when the broker answers the producer",
-    responses={503: {"model": ErrorBody, "description": "The broker does not answer."}},
+    responses={
+        503: {
+            "model": ErrorBody,
+            "description": "The broker does not answer, or the service is shutting down.",
+        }
+    },
 )
-async def readyz(connection: ConnectionDep, settings: SettingsDep) -> HealthStatus:
-    """200 when a metadata request to the cluster succeeds, else 503 with `Retry-After`."""
+async def readyz(
+    connection: ConnectionDep, settings: SettingsDep, shutdown: ShutdownDep
+) -> HealthStatus:
+    """200 when a metadata request to the cluster succeeds, else 503 with `Retry-After`;
+    503 `shutting_down` from SIGTERM on."""
+    if shutdown.draining:
+        raise ServiceError(
+            503,
+            "shutting_down",
+            "the service is shutting down",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     if not await connection.is_ready():
         servers = ",".join(settings.kafka_bootstrap_servers)
         raise ServiceError(

@@ -5,14 +5,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import PublisherDep, TraceHeadersDep
+from app.api.deps import AcceptingWork, PublisherDep, TraceHeadersDep
 from app.api.errors import ServiceError, error_responses
 from app.kafka import KafkaPublishRequest
 from app.kafka.models import MAX_ID_CHARS, TopicName
 from app.publisher import PublishReceipt
 from app.topics import TopicNotAllowedError
 
-router = APIRouter(tags=["publish"])
+router = APIRouter(tags=["publish"], dependencies=[AcceptingWork])
 
 _MAX_HEADERS = 64
 HeaderName = Annotated[str, Field(min_length=1, max_length=256)]

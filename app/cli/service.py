@@ -2,20 +2,57 @@
 
 import argparse
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
 from app.cli.common import EPILOG, exit_on_sigterm, logger
 from app.logs import configure_logging
 from app.settings import Settings, get_settings
+from app.shutdown import Shutdown
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with a drain period: on the first SIGTERM (or Ctrl-C) the app starts shutting
+    down (`/readyz` 503, writes refused) while the listener stays open for `drain_s`, so load
+    balancers see it; then uvicorn's own graceful shutdown (in-flight requests finish, within
+    `timeout_graceful_shutdown`) and the app's (producer flushed, spool kept). A second
+    signal skips the drain."""
+
+    def __init__(self, config: uvicorn.Config, *, shutdown: Shutdown, drain_s: float) -> None:
+        super().__init__(config)
+        self._shutdown = shutdown
+        self._drain_s = drain_s
+        self._signal: int | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """First signal: begin draining; uvicorn stops once `drain_s` has passed."""
+        if self._signal is None and self._drain_s > 0:
+            self._signal = sig
+            self._shutdown.begin()
+            logger.info("shutting down: draining for %ss", self._drain_s)
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        """uvicorn's tick (every 0.1 s), ending the drain when its time is up."""
+        if (
+            self._signal is not None
+            and not self.should_exit
+            and self._shutdown.elapsed_s() >= self._drain_s
+        ):
+            super().handle_exit(self._signal, None)
+        return await super().on_tick(counter)
 
 
 def serve(settings: Settings) -> None:
-    """Run the API with uvicorn until SIGTERM or Ctrl-C (in-flight requests get 30 s)."""
+    """Run the API with uvicorn until SIGTERM or Ctrl-C: drain for RG_SHUTDOWN_DRAIN_S, let
+    in-flight requests finish (at most RG_SHUTDOWN_TIMEOUT_S), flush, exit."""
     from app.main import create_app  # noqa: PLC0415 - the broker command needs no web stack
 
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
@@ -23,10 +60,13 @@ def serve(settings: Settings) -> None:
         # own line per request, with the route and the request id.
         log_config=None,
         access_log=False,
-        # The service finishes in-flight requests on SIGTERM, but not forever.
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
     )
-    uvicorn.Server(config).run()
+    server = DrainingServer(config, shutdown=app.state.shutdown, drain_s=settings.shutdown_drain_s)
+    server.run()
+    if not server.started:
+        # The app did not start (a spool folder in use, a port taken): say so in the status.
+        raise SystemExit(1)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -48,6 +48,11 @@ class KafkaAuditLogger:
         """The audit topic."""
         return self._topic
 
+    @property
+    def producer(self) -> KafkaProducerClient:
+        """The client the records go through."""
+        return self._producer
+
     async def log(
         self,
         *,

@@ -245,17 +245,17 @@ class KafkaProducerClient(AsyncLifecycle):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         try:
-            receipt = await asyncio.wait_for(
-                self.send(
+            # A timeout scope, not wait_for: send() runs in this task, so it is counted in
+            # `stats` before the caller's next await.
+            async with asyncio.timeout(timeout_s):
+                receipt = await self.send(
                     topic,
                     value,
                     key=key,
                     headers=headers,
                     partition=partition,
                     timestamp_ms=timestamp_ms,
-                ),
-                timeout_s,
-            )
+                )
         except TimeoutError:
             raise KafkaTimeoutError(
                 f"the producer could not queue a record to {topic!r} within {timeout_s}s "
