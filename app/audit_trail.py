@@ -87,8 +87,8 @@ class AuditTrail:
         self._receipts = receipts
         self._spool = spool
         self._budget_s = min(spool_after_s, timeout_s) if spool is not None else timeout_s
-        # Deliveries a client stopped waiting for, by event_id, until they settle.
-        self._unsettled: dict[str, asyncio.Future[KafkaProduceResult]] = {}
+        # Deliveries a client stopped waiting for, by receipt key, until they settle.
+        self._unsettled: dict[str, tuple[KafkaAuditEvent, asyncio.Future[KafkaProduceResult]]] = {}
 
     @property
     def topic(self) -> str:
@@ -109,22 +109,29 @@ class AuditTrail:
         key = f"key:{idempotency_key}" if idempotency_key else f"event:{event.event_id}"
         return await self._receipts.once(
             key,
-            lambda: self.record(event, wait=wait, headers=headers),
+            lambda: self.record(event, wait=wait, headers=headers, receipt_key=key),
             keep=lambda receipt: receipt.status in ("acked", "spooled"),
         )
 
     async def record(
-        self, event: KafkaAuditEvent, *, wait: bool, headers: dict[str, str] | None = None
+        self,
+        event: KafkaAuditEvent,
+        *,
+        wait: bool,
+        headers: dict[str, str] | None = None,
+        receipt_key: str | None = None,
     ) -> AuditReceipt:
         """Write one event. Waits for acks=all unless `wait` is False; raises the library's
         errors, `OverloadedError` or `SpoolFullError` (see `app.problems` for what each means
-        to a client)."""
+        to a client). A record acknowledged after its client gave up waiting is remembered
+        under `receipt_key`, so the client's retry gets its receipt."""
         record = self._logger.record_of(event, headers)
         spool = self._spool
         if spool is not None and (spool.depth or not self._logger.producer.started):
             return await self._to_spool(event, record)
-        if (earlier := self._unsettled.get(event.event_id)) is not None:
-            return await self._await_earlier(event, earlier)
+        receipt_key = receipt_key or f"event:{event.event_id}"
+        if (earlier := self._unsettled.get(receipt_key)) is not None:
+            return await self._await_earlier(*earlier)
         self._backpressure.admit()
         settled = self._metrics.track_produce("audit")
         loop = asyncio.get_running_loop()
@@ -153,13 +160,29 @@ class AuditTrail:
         except TimeoutError:
             if spool is not None:
                 return await self._to_spool(event, record, delivery=delivery)
-            self._unsettled[event.event_id] = delivery
-            delivery.add_done_callback(lambda _: self._unsettled.pop(event.event_id, None))
+            self._keep_for_retries(event, delivery, receipt_key)
             raise KafkaTimeoutError(
                 f"no acknowledgement from Kafka within {self._budget_s}s; the record may still "
                 "be stored"
             ) from None
         return self.receipt(event, result)
+
+    def _keep_for_retries(
+        self,
+        event: KafkaAuditEvent,
+        delivery: "asyncio.Future[KafkaProduceResult]",
+        receipt_key: str,
+    ) -> None:
+        self._unsettled[receipt_key] = (event, delivery)
+
+        def settled(done: "asyncio.Future[KafkaProduceResult]") -> None:
+            if self._unsettled.get(receipt_key, (None, None))[1] is done:
+                del self._unsettled[receipt_key]
+            result, error = _outcome(done)
+            if error is None:
+                self._receipts.remember(receipt_key, self.receipt(event, result))
+
+        delivery.add_done_callback(settled)
 
     async def _await_earlier(
         self, event: KafkaAuditEvent, delivery: "asyncio.Future[KafkaProduceResult]"

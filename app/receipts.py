@@ -79,10 +79,11 @@ class RecentReceipts(Generic[Receipt]):
                 del self._in_flight[key]
         future.set_result(receipt)
         if keep(receipt):
-            self._remember(key, receipt)
+            self.remember(key, receipt)
         return receipt
 
-    def _remember(self, key: str, receipt: Receipt) -> None:
+    def remember(self, key: str, receipt: Receipt) -> None:
+        """Keep `receipt` for `key` (e.g. a record acknowledged after its client gave up)."""
         self._done[key] = (self._clock() + self._window_s, receipt)
         self._done.move_to_end(key)
         while len(self._done) > self._max_entries:

@@ -147,6 +147,20 @@ async def read_all(
     return messages
 
 
+async def records_in(bootstrap: str, topic: str) -> int:
+    """How many records the topic holds (sum of its partitions' end offsets)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ids = await consumer._client._wait_on_metadata(topic)  # aiokafka has no public form
+        partitions = [TopicPartition(topic, p) for p in ids]
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
+
+
 @dataclass
 class LiveService:
     """`ractogateway-kafka serve` as a real process on a free loopback port."""
@@ -160,6 +174,67 @@ class LiveService:
         """Everything the service logged so far."""
         return self.log_file.read_text(encoding="utf-8", errors="replace")
 
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        """Block until GET /readyz answers 200."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert self.process.poll() is None, f"serve exited: {self.log()}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            assert time.monotonic() < deadline, f"serve not ready in {timeout_s}s: {self.log()}"
+            time.sleep(0.2)
+
+    def wait_serving(self, timeout_s: float = 60) -> None:
+        """Block until GET /healthz answers (the broker may be away)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert self.process.poll() is None, f"serve exited: {self.log()}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            assert time.monotonic() < deadline, f"serve not up in {timeout_s}s: {self.log()}"
+            time.sleep(0.2)
+
+    def stop(self, timeout_s: float = 60) -> int:
+        """SIGTERM, then wait for the exit (killing it after `timeout_s`); the exit status."""
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+
+def launch_service(bootstrap: str, workdir: Path, **settings: str) -> LiveService:
+    """Start `serve` against `bootstrap` in `workdir` (no developer .env is read there) with
+    its own audit topic; `settings` are extra RG_* values (`spool_dir="..."`)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    audit_topic = settings.pop("audit_topic", f"test-{uuid.uuid4().hex}")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RG_")},
+        "RG_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "RG_HOST": "127.0.0.1",
+        "RG_PORT": str(port),
+        "RG_AUDIT_TOPIC": audit_topic,
+        "RG_MESSAGES_REFRESH_S": "1",
+        **{f"RG_{name.upper()}": value for name, value in settings.items()},
+    }
+    script = str(Path(sys.executable).parent / "ractogateway-kafka")
+    log_file = workdir / f"service-{port}.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [script, "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    return LiveService(
+        url=f"http://127.0.0.1:{port}",
+        audit_topic=audit_topic,
+        log_file=log_file,
+        process=process,
+    )
+
 
 @pytest.fixture(scope="module")
 def live_service(
@@ -167,43 +242,10 @@ def live_service(
 ) -> Iterator[LiveService]:
     """The service as a process against the session broker, with an audit topic of its own;
     for clients in other languages, real HTTP streaming and load."""
-    workdir = tmp_path_factory.mktemp("live-service")  # no developer .env is read here
-    port = free_port()
-    audit_topic = f"test-{uuid.uuid4().hex}"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("RG_")},
-        "RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "RG_HOST": "127.0.0.1",
-        "RG_PORT": str(port),
-        "RG_AUDIT_TOPIC": audit_topic,
-        "RG_MESSAGES_REFRESH_S": "1",
-    }
-    script = str(Path(sys.executable).parent / "ractogateway-kafka")
-    log_file = workdir / "service.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [script, "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    service = LiveService(
-        url=f"http://127.0.0.1:{port}",
-        audit_topic=audit_topic,
-        log_file=log_file,
-        process=process,
-    )
+    service = launch_service(kafka_bootstrap, tmp_path_factory.mktemp("live-service"))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert service.process.poll() is None, f"serve exited: {service.log()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, f"serve not ready in 60s: {service.log()}"
-            time.sleep(0.2)
+        service.wait_ready()
         yield service
     finally:
-        service.process.terminate()
-        try:
-            service.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            service.process.kill()
-            service.process.wait()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            service.stop(timeout_s=30)

@@ -10,7 +10,7 @@ import pytest
 
 from app.embedded import free_port
 from tests.api.conftest import ServiceFactory, assert_contract_error, client_for
-from tests.conftest import read_all
+from tests.conftest import read_all, records_in
 
 EVENT = {
     "user_id": "user-42",
@@ -219,20 +219,6 @@ async def test_an_undecodable_body_gets_422_naming_the_body(
             error = assert_contract_error(response, 422, "invalid_request")
             assert [detail["field"] for detail in error["details"]] == ["body"]
             assert "not valid JSON" in error["details"][0]["message"]
-
-
-async def records_in(bootstrap: str, topic: str) -> int:
-    """How many records the topic holds (sum of its partitions' end offsets)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        ids = await consumer._client._wait_on_metadata(topic)  # aiokafka has no public form
-        partitions = [TopicPartition(topic, p) for p in ids]
-        return sum((await consumer.end_offsets(partitions)).values())
-    finally:
-        await consumer.stop()
 
 
 async def test_a_retry_with_the_same_event_id_gets_the_same_receipt_and_writes_nothing(

@@ -1,0 +1,123 @@
+"""The broker goes away and comes back while the service (no spool) takes audit events."""
+
+import asyncio
+import collections
+import time
+
+import httpx
+
+from app.embedded import EmbeddedKafka
+from tests.api.conftest import assert_contract_error, client_for
+from tests.faults.conftest import (
+    audit_event,
+    eventually,
+    in_thread_start,
+    in_thread_stop,
+    new_topic,
+    post_audits,
+    records_of,
+    summary,
+)
+
+PRODUCE_TIMEOUT_S = 3.0
+TOTAL = 2000
+
+
+async def test_broker_stopped_and_restarted_during_2000_audits(own_broker: EmbeddedKafka) -> None:
+    bootstrap = own_broker.bootstrap_servers
+    topic = await new_topic(bootstrap)
+    outage: dict[str, float] = {}
+    stop_after = asyncio.Event()
+
+    async def fault() -> None:
+        await stop_after.wait()
+        outage["stopping"] = time.monotonic()
+        await in_thread_stop(own_broker)
+        outage["stopped"] = time.monotonic()
+        await asyncio.sleep(3)
+        await in_thread_start(own_broker)
+        outage["back"] = time.monotonic()
+
+    def answered(n: int) -> None:
+        if n >= 300:
+            stop_after.set()
+
+    async with client_for(
+        bootstrap, audit_topic=topic, produce_timeout_s=PRODUCE_TIMEOUT_S
+    ) as client:
+        started = time.monotonic()
+        fault_task = asyncio.create_task(fault())
+        answers = await post_audits(client, TOTAL, prefix="outage", answered=answered)
+        await fault_task
+        elapsed = time.monotonic() - started
+
+        acked = [a for a in answers if a.status == 201]
+        others = [a for a in answers if a.status != 201]
+        # Retry everything that was refused, with the same event_id, now that Kafka is back.
+        refused = {a.event_id for a in others}
+        retries = [
+            await client.post("/audit", json=audit_event(a.index, prefix="outage")) for a in others
+        ]
+
+    print(
+        f"\n[fault] broker stop/restart during {TOTAL} POST /audit (32 concurrent, "
+        f"RG_PRODUCE_TIMEOUT_S={PRODUCE_TIMEOUT_S}): {summary(answers)}; broker stopping "
+        f"{outage['stopped'] - outage['stopping']:.1f}s, "
+        f"away {outage['back'] - outage['stopped']:.1f}s; "
+        f"slowest answer {max(a.seconds for a in answers):.2f}s; run {elapsed:.1f}s; "
+        f"{len(retries)} retries: {collections.Counter(r.status_code for r in retries)}"
+    )
+    assert acked, "no request succeeded"
+    assert others, "the outage refused nothing: it came too late"
+    for answer in others:
+        assert answer.status in (429, 503), answer
+        assert answer.retry_after, answer
+    # Bounded: no request hangs while the broker is away.
+    assert max(a.seconds for a in answers) < PRODUCE_TIMEOUT_S + 5
+
+    records = await records_of(bootstrap, topic)
+    stored = collections.Counter(r.header("rg-event-id") for r in records)
+    for answer in acked:
+        assert stored[answer.event_id] == 1, answer
+        assert (answer.body["partition"], answer.body["offset"]) in {
+            (r.partition, r.offset) for r in records if r.header("rg-event-id") == answer.event_id
+        }
+    # Each retry of a refused event got a receipt, and no event is stored twice: a retry of an
+    # event whose first attempt arrived late got that attempt's receipt.
+    assert all(r.status_code == 201 for r in retries), [
+        r.text for r in retries if r.status_code != 201
+    ]
+    assert {r.json()["event_id"] for r in retries} == refused
+    assert set(stored) == {a.event_id for a in answers}
+    assert max(stored.values()) == 1
+
+
+async def test_without_a_broker_audits_get_503_at_once_and_succeed_once_it_appears(
+    own_broker: EmbeddedKafka,
+) -> None:
+    bootstrap = own_broker.bootstrap_servers
+    topic = await new_topic(bootstrap)
+    await in_thread_stop(own_broker)
+    async with client_for(
+        bootstrap, audit_topic=topic, produce_timeout_s=PRODUCE_TIMEOUT_S
+    ) as client:
+        assert (await client.get("/readyz")).status_code == 503
+        started = time.monotonic()
+        refused = await client.post(
+            "/audit", json={"user_id": "u", "model": "m", "prompt": "p", "response": "r"}
+        )
+        waited = time.monotonic() - started
+        assert_contract_error(refused, 503, "broker_unavailable")
+        assert refused.headers["retry-after"]
+        assert waited < PRODUCE_TIMEOUT_S
+
+        await in_thread_start(own_broker)  # no restart of the service
+        await eventually(lambda: ready(client), timeout_s=60)
+        accepted = await client.post(
+            "/audit", json={"user_id": "u", "model": "m", "prompt": "p", "response": "r"}
+        )
+        assert accepted.status_code == 201, accepted.text
+
+
+async def ready(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/readyz")).status_code == 200

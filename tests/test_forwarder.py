@@ -1,0 +1,96 @@
+"""The spool's forwarder against the session's real broker."""
+
+import asyncio
+from pathlib import Path
+
+from app.forwarder import SpoolForwarder
+from app.kafka import AuditRecord, KafkaProducerClient
+from app.spool import Spool
+from tests.conftest import read_all, records_in
+
+
+def record(topic: str, user: str, n: int) -> AuditRecord:
+    return AuditRecord(
+        topic=topic,
+        key=user,
+        value=f'{{"user":"{user}","n":{n}}}'.encode(),
+        headers={"content-type": "application/json", "rg-event-id": f"{user}-{n}"},
+    )
+
+
+async def drained(spool: Spool, timeout_s: float = 30) -> None:
+    async with asyncio.timeout(timeout_s):
+        while spool.depth:
+            await asyncio.sleep(0.05)
+
+
+async def test_spooled_records_reach_kafka_in_order_per_key_and_leave_the_spool(
+    tmp_path: Path, producer: KafkaProducerClient, kafka_bootstrap: str, topic: str
+) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 24)
+    await spool.open()
+    users = [f"user-{u}" for u in range(5)]
+    for n in range(60):
+        user = users[n % len(users)]
+        await spool.append(record(topic, user, n), event_id=f"{user}-{n}")
+    forwarded: list[int] = []
+    forwarder = SpoolForwarder(spool, producer, batch_size=25, on_forwarded=forwarded.append)
+    forwarder.start()
+    try:
+        await drained(spool)
+    finally:
+        await forwarder.close()
+        await spool.close()
+    assert sum(forwarded) == 60
+    messages = await read_all(kafka_bootstrap, topic, 60)
+    assert await records_in(kafka_bootstrap, topic) == 60
+    for user in users:
+        mine = sorted((m for m in messages if m.key == user), key=lambda m: m.offset)
+        assert [m.header("rg-event-id") for m in mine] == [
+            f"{user}-{n}" for n in range(60) if users[n % len(users)] == user
+        ]
+
+
+async def test_a_record_with_an_attempt_under_way_is_not_sent_twice(
+    tmp_path: Path, producer: KafkaProducerClient, kafka_bootstrap: str, topic: str
+) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 24)
+    await spool.open()
+    first = record(topic, "user-1", 0)
+    delivery = await producer.send(first.topic, first.value, key=first.key, headers=first.headers)
+    await spool.append(first, event_id="user-1-0", delivery=delivery)
+    await spool.append(record(topic, "user-1", 1), event_id="user-1-1")
+    forwarder = SpoolForwarder(spool, producer)
+    forwarder.start()
+    try:
+        await drained(spool)
+    finally:
+        await forwarder.close()
+        await spool.close()
+    messages = await read_all(kafka_bootstrap, topic, 2)
+    assert [m.header("rg-event-id") for m in sorted(messages, key=lambda m: m.offset)] == [
+        "user-1-0",
+        "user-1-1",
+    ]
+    assert await records_in(kafka_bootstrap, topic) == 2
+
+
+async def test_records_left_by_an_earlier_run_are_forwarded_after_a_restart(
+    tmp_path: Path, producer: KafkaProducerClient, kafka_bootstrap: str, topic: str
+) -> None:
+    earlier = Spool(tmp_path, max_bytes=1 << 24)
+    await earlier.open()
+    for n in range(3):
+        await earlier.append(record(topic, "user-1", n), event_id=f"user-1-{n}")
+    await earlier.close()  # the service stopped with Kafka away
+
+    spool = Spool(tmp_path, max_bytes=1 << 24)
+    await spool.open()
+    forwarder = SpoolForwarder(spool, producer)
+    forwarder.start()
+    try:
+        await drained(spool)
+    finally:
+        await forwarder.close()
+        await spool.close()
+    assert await records_in(kafka_bootstrap, topic) == 3
