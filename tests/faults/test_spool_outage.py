@@ -1,0 +1,116 @@
+"""The broker is away for more than 30 s while the service spools: nothing accepted is lost,
+nothing is written twice, and the order per user holds."""
+
+import asyncio
+import collections
+import time
+from pathlib import Path
+
+import httpx
+
+from app.embedded import EmbeddedKafka
+from tests.conftest import launch_service
+from tests.faults.conftest import (
+    Answer,
+    audit_event,
+    eventually,
+    in_thread_start,
+    in_thread_stop,
+    new_topic,
+    records_of,
+    summary,
+)
+
+OUTAGE_S = 30
+USERS = 20
+
+
+async def spool_metrics(client: httpx.AsyncClient) -> dict[str, float]:
+    text = (await client.get("/metrics")).text
+    return {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("rg_spool_")
+    }
+
+
+async def test_broker_down_for_30s_with_the_spool_on(
+    own_broker: EmbeddedKafka, tmp_path: Path
+) -> None:
+    bootstrap = own_broker.bootstrap_servers
+    topic = await new_topic(bootstrap)
+    spool_dir = tmp_path / "spool"
+    settings = {"audit_topic": topic, "spool_dir": str(spool_dir), "spool_after_s": "1"}
+    service = await asyncio.to_thread(launch_service, bootstrap, tmp_path / "run-1", **settings)
+    await asyncio.to_thread(service.wait_ready)
+
+    await in_thread_stop(own_broker)
+    down_since = time.monotonic()
+    answers: list[Answer] = []
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+        index = 0
+        # Ten events a second, from 20 users, for the whole outage; one request at a time per
+        # user, so the order each user sent is the order that must come out of Kafka.
+        while time.monotonic() - down_since < OUTAGE_S:
+            wave = [audit_event(index + i, prefix="spooled", users=USERS) for i in range(10)]
+            index += len(wave)
+            sent = time.monotonic()
+            responses = await asyncio.gather(*(client.post("/audit", json=e) for e in wave))
+            for event, response in zip(wave, responses, strict=True):
+                answers.append(
+                    Answer(
+                        int(event["event_id"].rsplit("-", 1)[1]),
+                        event["event_id"],
+                        event["user_id"],
+                        response.status_code,
+                        response.json(),
+                        response.headers.get("retry-after"),
+                        time.monotonic() - sent,
+                    )
+                )
+            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - sent)))
+        during = await spool_metrics(client)
+
+    # The service stops while Kafka is still away: the spool stays on disk.
+    assert await asyncio.to_thread(service.stop) == 0
+    await in_thread_start(own_broker)
+    away_s = time.monotonic() - down_since
+    restarted = await asyncio.to_thread(launch_service, bootstrap, tmp_path / "run-2", **settings)
+    drain_started = time.monotonic()
+    try:
+        await asyncio.to_thread(restarted.wait_ready)
+        async with httpx.AsyncClient(base_url=restarted.url, timeout=30) as client:
+
+            async def drained() -> bool:
+                return (await spool_metrics(client))["rg_spool_records"] == 0
+
+            await eventually(drained, timeout_s=120)
+            after = await spool_metrics(client)
+        drain_s = time.monotonic() - drain_started
+    finally:
+        assert await asyncio.to_thread(restarted.stop) == 0
+
+    print(
+        f"\n[fault] broker away {away_s:.0f}s with RG_SPOOL_DIR: {len(answers)} POST /audit, "
+        f"{summary(answers)}; slowest answer {max(a.seconds for a in answers):.2f}s; spool at "
+        f"the end of the outage {during['rg_spool_records']:.0f} records, "
+        f"{during['rg_spool_bytes']:.0f} bytes, "
+        f"oldest {during['rg_spool_oldest_age_seconds']:.0f}s; "
+        f"restart to empty spool {drain_s:.1f}s; forwarded after restart "
+        f"{after['rg_spool_forwarded_total']:.0f}"
+    )
+    assert {a.status for a in answers} == {202}, summary(answers)
+    assert {a.body["status"] for a in answers} == {"spooled"}
+    assert during["rg_spool_records"] == len(answers)
+
+    records = await records_of(bootstrap, topic)
+    stored = collections.Counter(r.header("rg-event-id") for r in records)
+    assert set(stored) == {a.event_id for a in answers}
+    assert max(stored.values()) == 1
+    for user in range(USERS):
+        mine = sorted(
+            (r for r in records if r.key == f"user-{user}"), key=lambda r: (r.partition, r.offset)
+        )
+        assert len({r.partition for r in mine}) == 1
+        sent = [a.event_id for a in answers if a.user_id == f"user-{user}"]
+        assert [r.header("rg-event-id") for r in mine] == sent
