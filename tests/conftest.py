@@ -7,6 +7,7 @@ Where the broker comes from, in order:
 If none can be had, every test that asks for the broker errors with the reason: never skipped.
 """
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -159,6 +160,14 @@ async def records_in(bootstrap: str, topic: str) -> int:
         return sum((await consumer.end_offsets(partitions)).values())
     finally:
         await consumer.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float) -> None:
+    """Poll `check` until it is true; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        assert time.monotonic() < deadline, f"not true within {timeout_s}s"
+        await asyncio.sleep(0.2)
 
 
 @dataclass

@@ -1,12 +1,11 @@
 """The spool's forwarder against the session's real broker."""
 
-import asyncio
 from pathlib import Path
 
 from app.forwarder import SpoolForwarder
 from app.kafka import AuditRecord, KafkaProducerClient
 from app.spool import Spool
-from tests.conftest import read_all, records_in
+from tests.conftest import eventually, read_all, records_in
 
 
 def record(topic: str, user: str, n: int) -> AuditRecord:
@@ -18,10 +17,11 @@ def record(topic: str, user: str, n: int) -> AuditRecord:
     )
 
 
-async def drained(spool: Spool, timeout_s: float = 30) -> None:
-    async with asyncio.timeout(timeout_s):
-        while spool.depth:
-            await asyncio.sleep(0.05)
+async def drained(spool: Spool) -> None:
+    async def empty() -> bool:
+        return not spool.depth
+
+    await eventually(empty, timeout_s=30)
 
 
 async def test_spooled_records_reach_kafka_in_order_per_key_and_leave_the_spool(

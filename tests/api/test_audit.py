@@ -4,6 +4,7 @@ independent consumer."""
 import asyncio
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -289,3 +290,37 @@ async def test_beyond_the_in_flight_bound_the_answer_is_503_overloaded(
     records = await read_all(kafka_bootstrap, topic, len(acked) + batch["accepted"])
     assert {r.header("rg-event-id") for r in records} >= {a["event_id"] for a in acked}
     assert await records_in(kafka_bootstrap, topic) == len(acked) + batch["accepted"]
+
+
+async def test_with_a_spool_and_no_broker_events_are_spooled_202(tmp_path: Path) -> None:
+    async with client_for(
+        f"127.0.0.1:{free_port()}", spool_dir=tmp_path, spool_after_s=0.5
+    ) as client:
+        first = await client.post("/audit", json=EVENT)
+        again = await client.post("/audit", json={**EVENT, "event_id": first.json()["event_id"]})
+        batch = await client.post("/audit/batch", json={"events": [EVENT, EVENT]})
+        metrics = (await client.get("/metrics")).text
+    assert first.status_code == 202, first.text
+    receipt = first.json()
+    assert receipt["status"] == "spooled"
+    assert receipt["partition"] is None
+    assert receipt["offset"] is None
+    # A retry of a spooled event is answered from the first receipt; nothing spooled twice.
+    assert again.status_code == 202
+    assert again.json() == receipt
+    assert again.headers["idempotent-replayed"] == "true"
+    assert [r["receipt"]["status"] for r in batch.json()["results"]] == ["spooled", "spooled"]
+    assert "rg_spool_records 3.0" in metrics
+    assert "rg_spool_appended_total 3.0" in metrics
+    assert "rg_spool_oldest_age_seconds" in metrics
+
+
+async def test_a_full_spool_answers_503_spool_full(tmp_path: Path) -> None:
+    async with client_for(
+        f"127.0.0.1:{free_port()}", spool_dir=tmp_path, spool_max_bytes=1024
+    ) as client:
+        accepted = await client.post("/audit", json=EVENT)
+        refused = await client.post("/audit", json={**EVENT, "prompt": "x" * 1000})
+    assert accepted.status_code == 202
+    assert_contract_error(refused, 503, "spool_full")
+    assert int(refused.headers["retry-after"]) > 0

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
-from tests.api.conftest import assert_contract_error, client_for
+from tests.api.conftest import app_of, assert_contract_error, client_for
 
 
 async def test_healthz_answers_while_the_process_serves(kafka_bootstrap: str) -> None:
@@ -57,3 +57,20 @@ async def test_unknown_paths_answer_with_the_contract_error_body(kafka_bootstrap
         wrong_method = await client.post("/healthz")
     assert_contract_error(response, 404, "not_found")
     assert_contract_error(wrong_method, 405, "method_not_allowed")
+
+
+async def test_once_shutdown_begins_readyz_and_writes_answer_503_shutting_down(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    async with client_for(kafka_bootstrap, audit_topic=topic) as client:
+        app_of(client).state.shutdown.begin()  # what the first SIGTERM does
+        ready = await client.get("/readyz")
+        audit = await client.post(
+            "/audit", json={"user_id": "u", "model": "m", "prompt": "p", "response": "r"}
+        )
+        publish = await client.post("/publish", json={"topic": topic, "value": 1})
+        alive = await client.get("/healthz")
+    for response in (ready, audit, publish):
+        assert_contract_error(response, 503, "shutting_down")
+        assert int(response.headers["retry-after"]) > 0
+    assert alive.status_code == 200

@@ -5,7 +5,7 @@ import asyncio
 import collections
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,11 +147,3 @@ def summary(answers: list[Answer]) -> str:
         for a in answers
     )
     return ", ".join(f"{kind}: {n}" for kind, n in sorted(kinds.items()))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float) -> None:
-    """Poll `check` until it is true; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, f"not true within {timeout_s}s"
-        await asyncio.sleep(0.2)

@@ -8,9 +8,9 @@ import httpx
 
 from app.embedded import EmbeddedKafka
 from tests.api.conftest import assert_contract_error, client_for
+from tests.conftest import eventually
 from tests.faults.conftest import (
     audit_event,
-    eventually,
     in_thread_start,
     in_thread_stop,
     new_topic,

@@ -9,11 +9,10 @@ from pathlib import Path
 import httpx
 
 from app.embedded import EmbeddedKafka
-from tests.conftest import launch_service
+from tests.conftest import eventually, launch_service
 from tests.faults.conftest import (
     Answer,
     audit_event,
-    eventually,
     in_thread_start,
     in_thread_stop,
     new_topic,
