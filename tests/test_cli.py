@@ -203,6 +203,29 @@ def test_serve_answers_on_rg_host_and_port(
     assert service.stop(signal.SIGTERM) == 0
 
 
+def test_serve_on_a_spool_folder_in_use_exits_3_naming_it(
+    tmp_path: Path, cli_env: dict[str, str], kafka_bootstrap: str, running: list[Running]
+) -> None:
+    spool = tmp_path / "spool"
+    first_port, second_port = free_port(), free_port()
+    env = cli_env | {"RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "RG_SPOOL_DIR": str(spool)}
+    first = Running(["serve"], cwd=tmp_path, env=env | {"RG_PORT": str(first_port)})
+    running.append(first)
+    wait_http(f"http://127.0.0.1:{first_port}/readyz")
+    second = subprocess.run(
+        [SCRIPT, "serve"],
+        cwd=tmp_path,
+        env=env | {"RG_PORT": str(second_port)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 3  # uvicorn's status for a failed startup
+    assert f"spool folder {spool} is in use by another process" in second.stdout + second.stderr
+    assert first.stop(signal.SIGTERM) == 0
+
+
 def test_run_starts_the_embedded_broker_then_the_api_and_stops_both(
     tmp_path: Path, cli_env: dict[str, str], running: list[Running]
 ) -> None:

@@ -63,10 +63,9 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
     )
     server = DrainingServer(config, shutdown=app.state.shutdown, drain_s=settings.shutdown_drain_s)
+    # When the app cannot start (a spool folder in use, a port taken) uvicorn logs why and
+    # exits with status 3.
     server.run()
-    if not server.started:
-        # The app did not start (a spool folder in use, a port taken): say so in the status.
-        raise SystemExit(1)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

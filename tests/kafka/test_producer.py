@@ -4,11 +4,12 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.embedded import free_port
+from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
 from app.kafka import (
     KafkaClientError,
     KafkaConnectionError,
@@ -16,6 +17,7 @@ from app.kafka import (
     KafkaProducerClient,
     KafkaProducerConfig,
     KafkaProduceResult,
+    KafkaTimeoutError,
     KafkaUnknownPartitionError,
 )
 from tests.conftest import read_all
@@ -182,3 +184,31 @@ async def test_a_partition_the_topic_does_not_have_is_refused_by_name(
     with pytest.raises(KafkaUnknownPartitionError, match="no partition 7"):
         await producer.publish(topic, "x", partition=7)
     assert producer.stats.sent == 0
+
+
+async def test_timeout_s_bounds_queuing_too_while_the_broker_is_away(
+    tmp_path: Path, kafka_distribution: KafkaDistribution
+) -> None:
+    broker = EmbeddedKafka(tmp_path / "kafka", distribution=kafka_distribution).start()
+    try:
+        config = KafkaProducerConfig(bootstrap_servers=broker.bootstrap_servers)
+        async with KafkaProducerClient(config=config) as client:
+            await client.publish("away", b"first", key="k")  # the topic's metadata is known
+            await asyncio.to_thread(broker.stop)
+            # The producer holds about one batch per partition while the broker is gone; then
+            # queuing waits for room, and timeout_s ends that wait.
+            outcomes: list[str] = []
+            for _ in range(200):
+                try:
+                    async with asyncio.timeout(5):  # a hang would fail here, not block the suite
+                        await client.publish(
+                            "away", b"x" * 4096, key="k", wait=False, timeout_s=0.5
+                        )
+                except KafkaTimeoutError as exc:
+                    outcomes.append(str(exc))
+                    break
+                outcomes.append("queued")
+            assert "could not queue" in outcomes[-1], outcomes[-3:]
+            assert client.stats.pending == outcomes.count("queued")
+    finally:
+        broker.stop()
