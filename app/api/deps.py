@@ -82,8 +82,8 @@ ShutdownDep = Annotated[Shutdown, Depends(get_shutdown)]
 
 
 async def accepting_work(shutdown: ShutdownDep) -> None:
-    """Refuse new writes once shutdown has begun (503 `shutting_down`): what is accepted is
-    finished before the process exits, and nothing new starts."""
+    """Refuse new work once shutdown has begun (503 `shutting_down`, also what /readyz says
+    then): what is accepted is finished before the process exits, and nothing new starts."""
     if shutdown.draining:
         raise ServiceError(
             503,

@@ -5,7 +5,7 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from app.api.deps import ConnectionDep, SettingsDep, ShutdownDep
+from app.api.deps import ConnectionDep, SettingsDep, ShutdownDep, accepting_work
 from app.api.errors import ErrorBody, ServiceError
 from app.problems import RETRY_AFTER_S
 
@@ -39,13 +39,7 @@ async def readyz(
 ) -> HealthStatus:
     """200 when a metadata request to the cluster succeeds, else 503 with `Retry-After`;
     503 `shutting_down` from SIGTERM on."""
-    if shutdown.draining:
-        raise ServiceError(
-            503,
-            "shutting_down",
-            "the service is shutting down",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
+    await accepting_work(shutdown)
     if not await connection.is_ready():
         servers = ",".join(settings.kafka_bootstrap_servers)
         raise ServiceError(
