@@ -8,9 +8,11 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import audit, health, messages, metrics, publish
+from app.api.body_limit import BodyLimit
 from app.api.errors import install_error_handlers
 from app.api.observe import RequestObserver
 from app.audit_trail import AuditTrail
+from app.auth import ApiKeys, is_loopback
 from app.backpressure import Backpressure
 from app.connection import ProducerConnection
 from app.forwarder import SpoolForwarder
@@ -48,6 +50,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not app.state.api_keys.enabled and not is_loopback(settings.host):
+            logger.warning(
+                "authentication is off (RG_API_KEYS is empty) while the API listens on %s: "
+                "whoever reaches that address can write audit records and read messages",
+                settings.host,
+            )
         connection = ProducerConnection(settings)
         reader = RecentRecordsReader(settings, recent, refresh_s=settings.messages_refresh_s)
         service_metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
@@ -116,9 +124,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.api_keys = ApiKeys(settings.api_keys)
     app.state.shutdown = Shutdown()
     app.state.metrics = service_metrics
     app.state.recent = recent
+    # Added first, so it runs inside the observer: a 413 is logged and counted like the rest.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=service_metrics)
     install_error_handlers(app)
     for router in (audit.router, publish.router, messages.router, health.router, metrics.router):

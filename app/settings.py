@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.auth import Scope
 from app.kafka.audit import DEFAULT_AUDIT_TOPIC
 from app.kafka.models import TopicName
 
@@ -76,6 +77,15 @@ class Settings(BaseSettings):
     )
     publish_topics: CommaList = Field(
         default=[], description="Allow-list (names or glob patterns) for POST /publish."
+    )
+    api_keys: dict[str, list[Scope]] = Field(
+        default={},
+        repr=False,  # never in reprs or logs
+        description='API keys and their scopes as JSON, e.g. {"k1": ["audit:write"]}; '
+        "empty: authentication off.",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body; larger ones get 413."
     )
     spool_dir: Path | None = Field(
         default=None,

@@ -5,12 +5,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from app.api.auth import require
 from app.api.deps import AcceptingWork, AuditTrailDep, SettingsDep, TraceHeadersDep
 from app.api.errors import ServiceError, error_responses
 from app.audit_trail import AuditReceipt, BatchItemResult
 from app.kafka import KafkaAuditEvent
 
-router = APIRouter(tags=["audit"], dependencies=[AcceptingWork])
+router = APIRouter(
+    tags=["audit"],
+    dependencies=[require("audit:write"), AcceptingWork],
+    responses=error_responses(401, 403),
+)
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 

@@ -87,7 +87,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 _DESCRIPTIONS = {
-    403: "The topic is not allowed.",
+    401: "No API key, or an unknown one (authentication is on).",
+    403: "The API key lacks the scope, or the topic is not allowed.",
     413: "The body or the record is too large.",
     422: "Invalid input; `details` names each field.",
     502: "Kafka refused the record.",

@@ -10,11 +10,16 @@ from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
+from app.api.auth import require
 from app.api.deps import RecentDep
 from app.api.errors import ServiceError, error_responses
 from app.recent import MessageView
 
-router = APIRouter(tags=["messages"])
+router = APIRouter(
+    tags=["messages"],
+    dependencies=[require("messages:read")],
+    responses=error_responses(401, 403),
+)
 
 TopicQuery = Annotated[
     str | None, Query(description="Only this topic (one of RG_MESSAGES_TOPICS).", max_length=249)

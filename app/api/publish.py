@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.auth import require
 from app.api.deps import AcceptingWork, PublisherDep, TraceHeadersDep
 from app.api.errors import ServiceError, error_responses
 from app.kafka import KafkaPublishRequest
@@ -12,7 +13,11 @@ from app.kafka.models import MAX_ID_CHARS, TopicName
 from app.publisher import PublishReceipt
 from app.topics import TopicNotAllowedError
 
-router = APIRouter(tags=["publish"], dependencies=[AcceptingWork])
+router = APIRouter(
+    tags=["publish"],
+    dependencies=[require("publish:write"), AcceptingWork],
+    responses=error_responses(401, 403),
+)
 
 _MAX_HEADERS = 64
 HeaderName = Annotated[str, Field(min_length=1, max_length=256)]

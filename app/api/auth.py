@@ -1,0 +1,53 @@
+"""Who may call what: the API key of a request (`Authorization: Bearer` or `X-API-Key`) and the
+scope a route needs."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from app.api.errors import ServiceError
+from app.auth import ApiKeys, Scope
+
+# auto_error=False: the service answers missing keys itself, with the contract's body. These
+# also declare both schemes in openapi.json.
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <key>`")
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+async def get_api_keys(request: Request) -> ApiKeys:
+    """The keys the app was built with."""
+    keys: ApiKeys = request.app.state.api_keys
+    return keys
+
+
+def require(scope: Scope) -> DependsParam:
+    """A dependency refusing requests without a key holding `scope` (401 no or unknown key,
+    403 scope missing); with authentication off it lets everything through."""
+
+    async def check(
+        keys: Annotated[ApiKeys, Depends(get_api_keys)],
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        api_key: Annotated[str | None, Depends(_api_key)],
+    ) -> None:
+        if not keys.enabled:
+            return
+        presented = bearer.credentials if bearer is not None else api_key
+        if not presented:
+            raise ServiceError(
+                401,
+                "unauthorized",
+                "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+                headers=_CHALLENGE,
+            )
+        scopes = keys.scopes_of(presented)
+        if scopes is None:
+            raise ServiceError(401, "unauthorized", "unknown API key", headers=_CHALLENGE)
+        if scope not in scopes:
+            raise ServiceError(403, "forbidden", f"this API key lacks the scope {scope}")
+
+    dependency: DependsParam = Depends(check)
+    return dependency

@@ -1,0 +1,97 @@
+"""API keys and scopes on every protected route (the session broker behind them)."""
+
+import logging
+
+import httpx
+import pytest
+
+from tests.api.conftest import ServiceFactory, assert_contract_error, client_for
+
+KEYS = {
+    "rg-test-secret-writer": ["audit:write"],
+    "rg-test-secret-reader": ["messages:read"],
+    "rg-test-secret-all": ["audit:write", "publish:write", "messages:read"],
+}
+EVENT = {"user_id": "u", "model": "m", "prompt": "p", "response": "r"}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+async def calls(client: httpx.AsyncClient, topic: str, headers: dict[str, str]) -> dict[str, int]:
+    """The status of one call to each protected route with `headers`."""
+    return {
+        "audit": (await client.post("/audit", json=EVENT, headers=headers)).status_code,
+        "batch": (
+            await client.post("/audit/batch", json={"events": [EVENT]}, headers=headers)
+        ).status_code,
+        "publish": (
+            await client.post("/publish", json={"topic": topic + "-x", "value": 1}, headers=headers)
+        ).status_code,
+        "messages": (await client.get("/messages", headers=headers)).status_code,
+    }
+
+
+async def test_each_key_reaches_exactly_its_scopes(service: ServiceFactory, topic: str) -> None:
+    async with service(api_keys=KEYS) as client:
+        writer = await calls(client, topic, bearer("rg-test-secret-writer"))
+        reader = await calls(client, topic, {"x-api-key": "rg-test-secret-reader"})
+        everything = await calls(client, topic, bearer("rg-test-secret-all"))
+    assert writer == {"audit": 201, "batch": 200, "publish": 403, "messages": 403}
+    assert reader == {"audit": 403, "batch": 403, "publish": 403, "messages": 200}
+    assert everything == {"audit": 201, "batch": 200, "publish": 201, "messages": 200}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        bearer("rg-test-secret-unknown"),
+        {"x-api-key": "rg-test-secret-unknown"},
+        {"authorization": "Basic cmctdGVzdDpzZWNyZXQ="},
+        {"authorization": "Bearer"},
+        {"x-api-key": ""},
+    ],
+    ids=["none", "unknown-bearer", "unknown-header", "basic", "empty-bearer", "empty-header"],
+)
+async def test_no_or_unknown_key_is_401(
+    service: ServiceFactory, topic: str, headers: dict[str, str]
+) -> None:
+    async with service(api_keys=KEYS) as client:
+        response = await client.post("/audit", json=EVENT, headers=headers)
+        statuses = await calls(client, topic, headers)
+    error = assert_contract_error(response, 401, "unauthorized")
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "rg-test-secret" not in error["message"]
+    assert set(statuses.values()) == {401}
+
+
+async def test_a_missing_scope_is_403_naming_it(service: ServiceFactory) -> None:
+    async with service(api_keys=KEYS) as client:
+        response = await client.get("/messages", headers=bearer("rg-test-secret-writer"))
+    error = assert_contract_error(response, 403, "forbidden")
+    assert "messages:read" in error["message"]
+
+
+async def test_probes_and_metrics_need_no_key(service: ServiceFactory) -> None:
+    async with service(api_keys=KEYS) as client:
+        statuses = [(await client.get(path)).status_code for path in ("/healthz", "/readyz")]
+        metrics = await client.get("/metrics")
+    assert statuses == [200, 200]
+    assert metrics.status_code == 200
+
+
+async def test_auth_off_on_a_non_loopback_address_warns_at_start(
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="app.main"):
+        async with client_for(kafka_bootstrap, host="0.0.0.0"):
+            pass
+        async with client_for(kafka_bootstrap, host="127.0.0.1"):
+            pass
+        async with client_for(kafka_bootstrap, host="0.0.0.0", api_keys=KEYS):
+            pass
+    warnings = [r for r in caplog.records if "authentication is off" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "0.0.0.0" in warnings[0].getMessage()
