@@ -138,7 +138,7 @@ async def test_an_unknown_wait_value_gets_422_naming_it(service: ServiceFactory)
 
 async def test_a_record_above_kafkas_size_limit_gets_413(service: ServiceFactory) -> None:
     huge = "x" * 700_000  # prompt + response: 1.4 MB, above the producer's 1 MB request size
-    async with service() as client:
+    async with service(max_body_bytes=4 * 1024 * 1024) as client:
         response = await client.post("/audit", json={**EVENT, "prompt": huge, "response": huge})
     assert_contract_error(response, 413, "record_too_large")
 
