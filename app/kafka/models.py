@@ -1,5 +1,6 @@
 """The records the library hands out and takes in."""
 
+import math
 import os
 import re
 import time
@@ -32,6 +33,36 @@ def check_topic_name(name: str) -> str:
 
 
 TopicName = Annotated[str, AfterValidator(check_topic_name)]
+
+MAX_METADATA_DEPTH = 8
+MAX_METADATA_ITEMS = 1000
+
+
+def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Return `metadata` if it is plain JSON within bounds: at most `MAX_METADATA_DEPTH` levels
+    of objects/arrays, `MAX_METADATA_ITEMS` keys and array items in all, keys of at most
+    `MAX_ID_CHARS` characters, finite numbers only (JSON has no NaN or Infinity)."""
+    items = 0
+    stack: list[tuple[Any, int]] = [(metadata, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("numbers must be finite (JSON has no NaN or Infinity)")
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_METADATA_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_METADATA_DEPTH} levels")
+        items += len(value)
+        if items > MAX_METADATA_ITEMS:
+            raise ValueError(f"more than {MAX_METADATA_ITEMS} keys and items in all")
+        if isinstance(value, dict):
+            for key in value:
+                if len(key) > MAX_ID_CHARS:
+                    raise ValueError(f"a key is longer than {MAX_ID_CHARS} characters")
+            stack.extend((child, depth + 1) for child in value.values())
+        else:
+            stack.extend((child, depth + 1) for child in value)
+    return metadata
 
 
 class KafkaMessage(BaseModel):
@@ -112,7 +143,9 @@ class KafkaAuditEvent(BaseModel):
     prompt: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     response: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     request_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Annotated[dict[str, Any], AfterValidator(check_metadata)] = Field(
+        default_factory=dict
+    )
     timestamp_utc: str = Field(default_factory=utc_now_iso)
     event_id: str = Field(default_factory=new_event_id, pattern=_EVENT_ID)
     schema_version: Literal[1] = AUDIT_SCHEMA_VERSION

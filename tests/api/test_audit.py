@@ -120,6 +120,30 @@ async def test_invalid_events_get_422_naming_the_field(
     assert field in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'"metadata": {"score": NaN}', "finite"),
+        (b'"metadata": {"score": -Infinity}', "finite"),
+        (b'"metadata": ' + b'{"k": ' * 20 + b"1" + b"}" * 20, "deeper"),
+        (b'"metadata": {"x": [' + b",".join([b"1"] * 1500) + b"]}", "keys and items"),
+        (b'"prompt": "' + b"x" * 1_000_001 + b'"', "at most 1000000 characters"),
+    ],
+    ids=["nan", "infinity", "deep", "many-items", "huge-prompt"],
+)
+async def test_metadata_and_text_bounds_get_422(
+    service: ServiceFactory, raw: bytes, reason: str
+) -> None:
+    base = b'{"user_id": "u", "model": "m", "response": "r", '
+    body = base + raw + (b"" if raw.startswith(b'"prompt"') else b', "prompt": "p"') + b"}"
+    async with service(max_body_bytes=4 * 1024 * 1024) as client:
+        response = await client.post(
+            "/audit", content=body, headers={"content-type": "application/json"}
+        )
+    error = assert_contract_error(response, 422, "invalid_request")
+    assert reason in json.dumps(error["details"])
+
+
 async def test_a_body_that_is_not_declared_json_gets_422(service: ServiceFactory) -> None:
     async with service() as client:
         response = await client.post(

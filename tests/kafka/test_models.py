@@ -3,11 +3,13 @@
 import hashlib
 import time
 import uuid
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from app.kafka import KafkaAuditEvent, KafkaMessage, KafkaProduceResult, KafkaPublishRequest
+from app.kafka.models import MAX_ID_CHARS, MAX_METADATA_DEPTH, MAX_METADATA_ITEMS
 
 REFERENCE_FIELDS = {
     KafkaMessage: {"topic", "partition", "offset", "timestamp_ms", "key", "value", "headers"},
@@ -87,3 +89,35 @@ def test_a_copy_with_changes_gets_its_own_canonical_json_and_digest() -> None:
     assert changed.digest() != digest
     assert b'"prompt":"other"' in changed.canonical_json()
     assert event.model_copy().digest() == digest
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ({"x": float("nan")}, "finite"),
+        ({"x": [1.0, float("inf")]}, "finite"),
+        (nested(MAX_METADATA_DEPTH + 1), "deeper"),
+        ({f"k{i}": i for i in range(MAX_METADATA_ITEMS + 1)}, "keys and items"),
+        ({"list": list(range(MAX_METADATA_ITEMS))}, "keys and items"),
+        ({"k" * (MAX_ID_CHARS + 1): 1}, "key is longer"),
+    ],
+    ids=["nan", "infinity-in-list", "too-deep", "too-many-keys", "too-many-items", "long-key"],
+)
+def test_unit_metadata_outside_the_bounds_is_refused(metadata: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ValidationError, match=reason):
+        KafkaAuditEvent(user_id="u", model="m", prompt="p", response="r", metadata=metadata)
+
+
+def test_unit_metadata_at_the_bounds_is_kept() -> None:
+    deep = nested(MAX_METADATA_DEPTH)
+    wide = {f"k{i}": i for i in range(MAX_METADATA_ITEMS)}
+    for metadata in (deep, wide, {"n": 1.5, "s": "x", "b": True, "z": None}):
+        event = KafkaAuditEvent(user_id="u", model="m", prompt="p", response="r", metadata=metadata)
+        assert event.metadata == metadata
