@@ -9,6 +9,7 @@ If none can be had, every test that asks for the broker errors with the reason: 
 
 import asyncio
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -50,6 +51,40 @@ def _docker_engine_answers() -> bool:
             client.close()
     except Exception:
         return False
+
+
+# Every API key and password the suite uses contains this marker, so a leak into a log is found.
+SECRET_MARKER = "rg-test-secret"
+
+
+class _Everything(logging.Handler):
+    """Keeps every log line of the session, formatted, tracebacks included."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the suite: no key or password appears in what any logger wrote in this process, or
+    in the log of any service process the tests started."""
+    handler = _Everything()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+    leaks = [line for line in handler.lines if SECRET_MARKER in line]
+    for log in tmp_path_factory.getbasetemp().rglob("service-*.log"):
+        text = log.read_text(encoding="utf-8", errors="replace")
+        leaks += [f"{log.name}: {line}" for line in text.splitlines() if SECRET_MARKER in line]
+    assert not leaks, f"secrets in the logs: {leaks[:3]}"
 
 
 @pytest.fixture(scope="session")

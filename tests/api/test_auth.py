@@ -1,11 +1,15 @@
 """API keys and scopes on every protected route (the session broker behind them)."""
 
+import asyncio
+import json
 import logging
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.api.conftest import ServiceFactory, assert_contract_error, client_for
+from tests.conftest import SECRET_MARKER, launch_service
 
 KEYS = {
     "rg-test-secret-writer": ["audit:write"],
@@ -95,3 +99,26 @@ async def test_auth_off_on_a_non_loopback_address_warns_at_start(
     warnings = [r for r in caplog.records if "authentication is off" in r.getMessage()]
     assert len(warnings) == 1
     assert "0.0.0.0" in warnings[0].getMessage()
+
+
+async def test_keys_never_reach_the_served_process_log(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    service = await asyncio.to_thread(
+        launch_service,
+        kafka_bootstrap,
+        tmp_path,
+        api_keys=json.dumps(KEYS),
+        log_level="DEBUG",
+    )
+    try:
+        await asyncio.to_thread(service.wait_ready)
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+            for key in (*KEYS, "rg-test-secret-unknown"):
+                await client.post("/audit", json=EVENT, headers=bearer(key))
+                await client.get("/messages", headers={"x-api-key": key})
+    finally:
+        assert await asyncio.to_thread(service.stop) == 0
+    log = service.log()
+    assert '"route": "/audit"' in log  # the requests were logged
+    assert SECRET_MARKER not in log
