@@ -57,7 +57,7 @@ class RequestObserver:
             self._observe(scope, status, time.perf_counter() - started, request_id)
 
     def _observe(self, scope: Scope, status: int, duration: float, request_id: str) -> None:
-        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        route = getattr(scope.get("route"), "path", None) or _route_of(scope)
         method = scope["method"]
         self.metrics.requests.labels(method, route, str(status)).inc()
         self.metrics.request_duration.labels(method, route).observe(duration)
@@ -81,3 +81,12 @@ def _request_id(scope: Scope) -> str:
             if _CALLER_REQUEST_ID.fullmatch(text):
                 return text
     return uuid.uuid4().hex
+
+
+def _route_of(scope: Scope) -> str:
+    # A request answered before routing (a body over the limit) still gets its template, when
+    # its path is one the app documents (the service's paths have no parameters).
+    openapi = getattr(scope.get("app"), "openapi", None)
+    paths = openapi().get("paths", {}) if openapi is not None else {}
+    path = scope.get("path", "")
+    return path if path in paths else "unmatched"

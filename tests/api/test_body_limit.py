@@ -66,3 +66,10 @@ async def test_the_served_process_refuses_big_bodies_with_and_without_length(
     assert_contract_error(declared, 413, "body_too_large")
     assert_contract_error(chunked, 413, "body_too_large")
     assert after.status_code == 200
+
+
+async def test_a_refused_body_is_counted_under_its_route(service: ServiceFactory) -> None:
+    async with service(max_body_bytes=LIMIT) as client:
+        await client.post("/audit", content=b"x" * (LIMIT + 1))
+        metrics = (await client.get("/metrics")).text
+    assert 'rg_http_requests_total{method="POST",route="/audit",status="413"} 1.0' in metrics

@@ -31,7 +31,7 @@ async def scrape(client: httpx.AsyncClient) -> str:
 async def test_the_counters_move_with_requests_and_records(
     service: ServiceFactory, topic: str
 ) -> None:
-    async with service() as client:
+    async with service(max_body_bytes=4 * 1024 * 1024) as client:
         await reader_connected(client)
         before = await scrape(client)
         for _ in range(3):
