@@ -207,17 +207,20 @@ class Spool:
         self._depth += 1
         self._bytes += size
         if delivery is not None:
-            self._deliveries[op.seq] = delivery
+            self.watch(op.seq, delivery)
         self._not_empty.set()
+        written = self._enqueue(op)
         try:
-            await self._enqueue(op)
-        except BaseException:
+            # Shielded: a caller that goes away (a client disconnecting) does not stop the
+            # write, and the counters stay true to what is on disk.
+            await asyncio.shield(written)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
             self._depth -= 1
             self._bytes -= size
             self._deliveries.pop(op.seq, None)
             raise
-        if delivery is not None:
-            self.watch(op.seq, delivery)
         return SpooledRecord(op.seq, record, event_id, op.created_at, size, delivery)
 
     def watch(self, seq: int, delivery: "asyncio.Future[KafkaProduceResult]") -> None:
