@@ -220,24 +220,16 @@ class LiveService:
 
     def wait_ready(self, timeout_s: float = 60) -> None:
         """Block until GET /readyz answers 200."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            assert self.process.poll() is None, f"serve exited: {self.log()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            assert time.monotonic() < deadline, f"serve not ready in {timeout_s}s: {self.log()}"
-            time.sleep(0.2)
+        self._wait_for("/readyz", timeout_s)
 
-    def wait_serving(self, timeout_s: float = 60) -> None:
-        """Block until GET /healthz answers (the broker may be away)."""
+    def _wait_for(self, path: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             assert self.process.poll() is None, f"serve exited: {self.log()}"
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}{path}", timeout=2).status_code == 200:
                     return
-            assert time.monotonic() < deadline, f"serve not up in {timeout_s}s: {self.log()}"
+            assert time.monotonic() < deadline, f"{path} not 200 in {timeout_s}s: {self.log()}"
             time.sleep(0.2)
 
     def stop(self, timeout_s: float = 60) -> int:

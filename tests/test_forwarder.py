@@ -1,6 +1,7 @@
 """The spool's forwarder against the session's real broker."""
 
 from pathlib import Path
+from typing import Any
 
 from app.forwarder import SpoolForwarder
 from app.kafka import AuditRecord, KafkaProducerClient
@@ -17,11 +18,19 @@ def record(topic: str, user: str, n: int) -> AuditRecord:
     )
 
 
-async def drained(spool: Spool) -> None:
+async def forward_all(spool: Spool, producer: KafkaProducerClient, **options: Any) -> None:
+    """Run a forwarder until the spool is empty, then close both."""
+    forwarder = SpoolForwarder(spool, producer, **options)
+    forwarder.start()
+
     async def empty() -> bool:
         return not spool.depth
 
-    await eventually(empty, timeout_s=30)
+    try:
+        await eventually(empty, timeout_s=30)
+    finally:
+        await forwarder.close()
+        await spool.close()
 
 
 async def test_spooled_records_reach_kafka_in_order_per_key_and_leave_the_spool(
@@ -34,13 +43,7 @@ async def test_spooled_records_reach_kafka_in_order_per_key_and_leave_the_spool(
         user = users[n % len(users)]
         await spool.append(record(topic, user, n), event_id=f"{user}-{n}")
     forwarded: list[int] = []
-    forwarder = SpoolForwarder(spool, producer, batch_size=25, on_forwarded=forwarded.append)
-    forwarder.start()
-    try:
-        await drained(spool)
-    finally:
-        await forwarder.close()
-        await spool.close()
+    await forward_all(spool, producer, batch_size=25, on_forwarded=forwarded.append)
     assert sum(forwarded) == 60
     messages = await read_all(kafka_bootstrap, topic, 60)
     assert await records_in(kafka_bootstrap, topic) == 60
@@ -60,13 +63,7 @@ async def test_a_record_with_an_attempt_under_way_is_not_sent_twice(
     delivery = await producer.send(first.topic, first.value, key=first.key, headers=first.headers)
     await spool.append(first, event_id="user-1-0", delivery=delivery)
     await spool.append(record(topic, "user-1", 1), event_id="user-1-1")
-    forwarder = SpoolForwarder(spool, producer)
-    forwarder.start()
-    try:
-        await drained(spool)
-    finally:
-        await forwarder.close()
-        await spool.close()
+    await forward_all(spool, producer)
     messages = await read_all(kafka_bootstrap, topic, 2)
     assert [m.header("rg-event-id") for m in sorted(messages, key=lambda m: m.offset)] == [
         "user-1-0",
@@ -86,11 +83,5 @@ async def test_records_left_by_an_earlier_run_are_forwarded_after_a_restart(
 
     spool = Spool(tmp_path, max_bytes=1 << 24)
     await spool.open()
-    forwarder = SpoolForwarder(spool, producer)
-    forwarder.start()
-    try:
-        await drained(spool)
-    finally:
-        await forwarder.close()
-        await spool.close()
+    await forward_all(spool, producer)
     assert await records_in(kafka_bootstrap, topic) == 3
