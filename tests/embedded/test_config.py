@@ -47,3 +47,8 @@ def test_log4j_writes_to_a_bounded_file(tmp_path: Path) -> None:
     text = log4j_properties(tmp_path / "broker.log")
     assert f"File={tmp_path / 'broker.log'}" in text
     assert "MaxFileSize" in text
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    # One random id in 64 would; the storage tool then takes it for an option and fails.
+    assert not any(new_cluster_id().startswith("-") for _ in range(2000))
