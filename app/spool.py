@@ -11,6 +11,7 @@ A folder belongs to one process at a time (an exclusive `flock` on `spool.lock`)
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -69,15 +70,6 @@ class SpooledRecord:
 
 
 @dataclass
-class _Append:
-    seq: int
-    record: AuditRecord
-    event_id: str
-    created_at: float
-    size: int
-
-
-@dataclass
 class _Remove:
     seqs: list[int]
 
@@ -87,7 +79,8 @@ class _Read:
     limit: int
 
 
-_Op = _Append | _Remove | _Read
+# An append is the SpooledRecord to write (its delivery stays in memory).
+_Op = SpooledRecord | _Remove | _Read
 
 
 class Spool:
@@ -200,7 +193,7 @@ class Spool:
                 f"the spool holds {self._bytes} of {self.max_bytes} bytes and cannot take this "
                 "record until Kafka is back"
             )
-        op = _Append(self._next_seq, record, event_id, time.time(), size)
+        op = SpooledRecord(self._next_seq, record, event_id, time.time(), size, delivery)
         self._next_seq += 1
         if not self._depth:
             self._oldest = op.created_at
@@ -214,14 +207,12 @@ class Spool:
             # Shielded: a caller that goes away (a client disconnecting) does not stop the
             # write, and the counters stay true to what is on disk.
             await asyncio.shield(written)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
+        except Exception:  # not on cancellation: the write still happens
             self._depth -= 1
             self._bytes -= size
             self._deliveries.pop(op.seq, None)
             raise
-        return SpooledRecord(op.seq, record, event_id, op.created_at, size, delivery)
+        return op
 
     def watch(self, seq: int, delivery: "asyncio.Future[KafkaProduceResult]") -> None:
         """Tie record `seq` to a delivery under way: once Kafka acknowledges it the record is
@@ -231,7 +222,7 @@ class Spool:
 
         def settled(done: "asyncio.Future[KafkaProduceResult]") -> None:
             if not done.cancelled() and done.exception() is None:
-                self.remove_soon([seq])
+                self.remove([seq])
             elif self._deliveries.get(seq) is done:
                 del self._deliveries[seq]
 
@@ -240,20 +231,11 @@ class Spool:
     async def read(self, limit: int) -> list[SpooledRecord]:
         """The oldest `limit` records, in the order they were appended."""
         rows: list[SpooledRecord] = await self._enqueue(_Read(limit))
-        return [
-            SpooledRecord(
-                r.seq, r.record, r.event_id, r.created_at, r.size, self._deliveries.get(r.seq)
-            )
-            for r in rows
-        ]
+        return [dataclasses.replace(r, delivery=self._deliveries.get(r.seq)) for r in rows]
 
-    async def remove(self, seqs: Iterable[int]) -> None:
-        """Drop records (those Kafka acknowledged); unknown ones are ignored."""
-        await self.remove_soon(seqs)
-
-    def remove_soon(self, seqs: Iterable[int]) -> "asyncio.Future[None]":
-        """`remove()` without waiting (e.g. from a delivery callback); `close()` still
-        completes it."""
+    def remove(self, seqs: Iterable[int]) -> "asyncio.Future[None]":
+        """Drop records (those Kafka acknowledged); unknown ones are ignored. Await the result
+        to know it is committed; from a callback, leave it: `close()` completes it."""
         wanted = list(seqs)
         for seq in wanted:
             self._deliveries.pop(seq, None)
@@ -335,7 +317,7 @@ class Spool:
         db.execute("BEGIN IMMEDIATE")
         try:
             for op in ops:
-                if isinstance(op, _Append):
+                if isinstance(op, SpooledRecord):
                     db.execute(
                         "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (

@@ -272,6 +272,27 @@ def launch_service(bootstrap: str, workdir: Path, **settings: str) -> LiveServic
     )
 
 
+Launch = Callable[..., LiveService]
+
+
+@pytest.fixture
+def start_service() -> Iterator[Launch]:
+    """`launch_service` for one test: whatever it started and did not stop is killed after the
+    test, also when the test fails halfway."""
+    started: list[LiveService] = []
+
+    def launch(bootstrap: str, workdir: Path, **settings: str) -> LiveService:
+        service = launch_service(bootstrap, workdir, **settings)
+        started.append(service)
+        return service
+
+    yield launch
+    for service in started:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait()
+
+
 @pytest.fixture(scope="module")
 def live_service(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory

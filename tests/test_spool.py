@@ -143,7 +143,7 @@ async def test_an_earlier_delivery_travels_with_its_record_until_removed(tmp_pat
         await spool.append(record(1), event_id="event-1")
         rows = await spool.read(10)
         assert [row.delivery for row in rows] == [delivery, None]
-        spool.remove_soon([linked.seq])  # e.g. from the delivery's callback
+        spool.remove([linked.seq])  # e.g. from the delivery's callback
     finally:
         await spool.close()  # completes the removal
     again = await opened(tmp_path)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import ServiceFactory, assert_contract_error, client_for
-from tests.conftest import SECRET_MARKER, launch_service
+from tests.conftest import SECRET_MARKER, Launch
 
 KEYS = {
     "rg-test-secret-writer": ["audit:write"],
@@ -102,10 +102,10 @@ async def test_auth_off_on_a_non_loopback_address_warns_at_start(
 
 
 async def test_keys_never_reach_the_served_process_log(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, start_service: Launch
 ) -> None:
     service = await asyncio.to_thread(
-        launch_service,
+        start_service,
         kafka_bootstrap,
         tmp_path,
         api_keys=json.dumps(KEYS),

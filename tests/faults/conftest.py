@@ -69,6 +69,26 @@ class Answer:
     error: str | None = None
 
 
+def answer_of(
+    index: int,
+    event: dict[str, Any],
+    response: httpx.Response | None,
+    seconds: float,
+    error: str | None = None,
+) -> Answer:
+    """The `Answer` of event `index`: its response, or the transport error instead."""
+    return Answer(
+        index,
+        event["event_id"],
+        event["user_id"],
+        response.status_code if response is not None else None,
+        response.json() if response is not None else None,
+        response.headers.get("retry-after") if response is not None else None,
+        seconds,
+        error,
+    )
+
+
 def audit_event(index: int, *, prefix: str, users: int = 20) -> dict[str, Any]:
     """Audit event `index` of a run: its own event_id, one of `users` users."""
     return {
@@ -101,30 +121,10 @@ async def post_audits(
             try:
                 response = await client.post(path, json=event)
             except httpx.HTTPError as exc:
-                answers.append(
-                    Answer(
-                        index,
-                        event["event_id"],
-                        event["user_id"],
-                        None,
-                        None,
-                        None,
-                        time.monotonic() - started,
-                        f"{type(exc).__name__}: {exc}",
-                    )
-                )
+                failure = f"{type(exc).__name__}: {exc}"
+                answers.append(answer_of(index, event, None, time.monotonic() - started, failure))
             else:
-                answers.append(
-                    Answer(
-                        index,
-                        event["event_id"],
-                        event["user_id"],
-                        response.status_code,
-                        response.json(),
-                        response.headers.get("retry-after"),
-                        time.monotonic() - started,
-                    )
-                )
+                answers.append(answer_of(index, event, response, time.monotonic() - started))
             if answered is not None:
                 answered(len(answers))
 

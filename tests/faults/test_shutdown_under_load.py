@@ -10,17 +10,17 @@ from pathlib import Path
 import httpx
 
 from tests.api.conftest import assert_contract_error
-from tests.conftest import launch_service
+from tests.conftest import Launch
 from tests.faults.conftest import post_audits, records_of, summary
 
 DRAIN_S = 2.0
 
 
 async def test_sigterm_under_load_keeps_every_accepted_event(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, start_service: Launch
 ) -> None:
     service = await asyncio.to_thread(
-        launch_service, kafka_bootstrap, tmp_path, shutdown_drain_s=str(DRAIN_S)
+        start_service, kafka_bootstrap, tmp_path, shutdown_drain_s=str(DRAIN_S)
     )
     await asyncio.to_thread(service.wait_ready)
     signalled = asyncio.Event()

@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx
 
 from app.embedded import EmbeddedKafka
-from tests.conftest import eventually, launch_service
+from tests.conftest import Launch, eventually
 from tests.faults.conftest import (
     Answer,
+    answer_of,
     audit_event,
     in_thread_start,
     in_thread_stop,
@@ -34,13 +35,13 @@ async def spool_metrics(client: httpx.AsyncClient) -> dict[str, float]:
 
 
 async def test_broker_down_for_30s_with_the_spool_on(
-    own_broker: EmbeddedKafka, tmp_path: Path
+    own_broker: EmbeddedKafka, tmp_path: Path, start_service: Launch
 ) -> None:
     bootstrap = own_broker.bootstrap_servers
     topic = await new_topic(bootstrap)
     spool_dir = tmp_path / "spool"
     settings = {"audit_topic": topic, "spool_dir": str(spool_dir), "spool_after_s": "1"}
-    service = await asyncio.to_thread(launch_service, bootstrap, tmp_path / "run-1", **settings)
+    service = await asyncio.to_thread(start_service, bootstrap, tmp_path / "run-1", **settings)
     await asyncio.to_thread(service.wait_ready)
 
     await in_thread_stop(own_broker)
@@ -55,18 +56,9 @@ async def test_broker_down_for_30s_with_the_spool_on(
             index += len(wave)
             sent = time.monotonic()
             responses = await asyncio.gather(*(client.post("/audit", json=e) for e in wave))
-            for event, response in zip(wave, responses, strict=True):
-                answers.append(
-                    Answer(
-                        int(event["event_id"].rsplit("-", 1)[1]),
-                        event["event_id"],
-                        event["user_id"],
-                        response.status_code,
-                        response.json(),
-                        response.headers.get("retry-after"),
-                        time.monotonic() - sent,
-                    )
-                )
+            took = time.monotonic() - sent
+            for offset, (event, response) in enumerate(zip(wave, responses, strict=True)):
+                answers.append(answer_of(index - len(wave) + offset, event, response, took))
             await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - sent)))
         during = await spool_metrics(client)
 
@@ -74,7 +66,7 @@ async def test_broker_down_for_30s_with_the_spool_on(
     assert await asyncio.to_thread(service.stop) == 0
     await in_thread_start(own_broker)
     away_s = time.monotonic() - down_since
-    restarted = await asyncio.to_thread(launch_service, bootstrap, tmp_path / "run-2", **settings)
+    restarted = await asyncio.to_thread(start_service, bootstrap, tmp_path / "run-2", **settings)
     drain_started = time.monotonic()
     try:
         await asyncio.to_thread(restarted.wait_ready)
