@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         gt=0,
         description="With a spool: how long POST /audit waits for Kafka before spooling.",
     )
+    keep_alive_s: float = Field(
+        default=75.0,
+        gt=0,
+        description="How long an idle client connection stays open (longer than clients' pools).",
+    )
     shutdown_drain_s: float = Field(
         default=1.0,
         ge=0,

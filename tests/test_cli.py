@@ -20,7 +20,7 @@ import pytest
 from app.cli import build_parser, main
 from app.embedded import KafkaDistribution, free_port
 from app.kafka import KafkaConsumerClient, KafkaConsumerConfig, KafkaProducerClient
-from tests.conftest import java_pids_using, read_all
+from tests.conftest import LiveService, java_pids_using, read_all
 
 SCRIPT = str(Path(sys.executable).parent / "ractogateway-kafka")
 
@@ -201,6 +201,27 @@ def test_serve_answers_on_rg_host_and_port(
     running.append(service)
     assert wait_http(f"http://127.0.0.1:{http_port}/readyz").json() == {"status": "ready"}
     assert service.stop(signal.SIGTERM) == 0
+
+
+def test_serve_keeps_an_idle_connection_open_past_the_usual_client_expiry(
+    live_service: LiveService,
+) -> None:
+    # Clients pool idle connections for about 5 s; were the service to close them at the same
+    # age, a request sent on one just then would be lost (seen as ReadError under load).
+    url = httpx.URL(live_service.url)
+    with socket.create_connection((url.host, url.port), timeout=10) as connection:
+        reader = connection.makefile("rb")
+        for attempt in range(2):
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: rg\r\n\r\n")
+            status = reader.readline()
+            assert status.startswith(b"HTTP/1.1 200"), (attempt, status)
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reader.read(length)
+            if attempt == 0:
+                time.sleep(6)
 
 
 def test_serve_on_a_spool_folder_in_use_exits_3_naming_it(

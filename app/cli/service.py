@@ -61,6 +61,9 @@ def serve(settings: Settings) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
+        # Longer than the idle expiry of client pools (5 s in httpx and many others): a server
+        # closing an idle connection first races the client reusing it, and a request is lost.
+        timeout_keep_alive=max(1, round(settings.keep_alive_s)),
     )
     server = DrainingServer(config, shutdown=app.state.shutdown, drain_s=settings.shutdown_drain_s)
     # When the app cannot start (a spool folder in use, a port taken) uvicorn logs why and
