@@ -7,7 +7,7 @@ import bisect
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -54,11 +54,7 @@ class MessageView(BaseModel):
             partition=message.partition,
             offset=message.offset,
             timestamp_ms=message.timestamp_ms,
-            timestamp_utc=(
-                format_utc(datetime.fromtimestamp(message.timestamp_ms / 1000, UTC))
-                if message.timestamp_ms is not None
-                else None
-            ),
+            timestamp_utc=_utc_of(message.timestamp_ms),
             key=key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key,
             value=value,
             value_encoding=encoding,
@@ -67,6 +63,20 @@ class MessageView(BaseModel):
                 for name, raw in message.headers.items()
             },
         )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc_of(timestamp_ms: int | None) -> str | None:
+    # Kafka takes any 64-bit timestamp; Python's calendar ends with the year 9999.
+    if timestamp_ms is None:
+        return None
+    try:
+        # Integer arithmetic: a float of milliseconds loses microseconds this far out.
+        return format_utc(_EPOCH + timedelta(milliseconds=timestamp_ms))
+    except OverflowError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

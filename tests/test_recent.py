@@ -106,6 +106,16 @@ def test_the_view_says_how_the_value_is_encoded() -> None:
     assert view(timestamp_ms=0).timestamp_utc == "1970-01-01T00:00:00.000000Z"
 
 
+def test_a_timestamp_beyond_the_calendar_shows_no_utc_time() -> None:
+    # Any producer may stamp a record with up to 2**63 - 1 ms; the reader must still show it.
+    for timestamp_ms in (2**63 - 1, 253_402_300_800_000):
+        view = MessageView.of(message(0, timestamp_ms=timestamp_ms))
+        assert view.timestamp_ms == timestamp_ms
+        assert view.timestamp_utc is None
+    last = MessageView.of(message(0, timestamp_ms=253_402_300_799_999))
+    assert last.timestamp_utc == "9999-12-31T23:59:59.999000Z"
+
+
 def test_the_kept_json_is_the_view() -> None:
     recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
     record = recent.add(message(7, value={"a": [1, 2]}, headers=JSON))

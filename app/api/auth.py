@@ -35,7 +35,16 @@ def require(scope: Scope) -> DependsParam:
     ) -> None:
         if not keys.enabled:
             return
-        presented = bearer.credentials if bearer is not None else api_key
+        offered = {bearer.credentials if bearer is not None else "", api_key or ""} - {""}
+        if len(offered) > 1:
+            # Which of two keys counts must not depend on header order; refuse both.
+            raise ServiceError(
+                401,
+                "unauthorized",
+                "send one API key: `Authorization: Bearer` and `X-API-Key` differ",
+                headers=_CHALLENGE,
+            )
+        presented = offered.pop() if offered else None
         if not presented:
             raise ServiceError(
                 401,

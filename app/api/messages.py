@@ -2,7 +2,7 @@
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from app.api.auth import require
 from app.api.deps import RecentDep
 from app.api.errors import ServiceError, error_responses
+from app.kafka.models import parse_utc
 from app.recent import MessageView
 
 router = APIRouter(
@@ -25,11 +26,18 @@ TopicQuery = Annotated[
     str | None, Query(description="Only this topic (one of RG_MESSAGES_TOPICS).", max_length=249)
 ]
 KeyQuery = Annotated[str | None, Query(description="Only records with this key.", max_length=1024)]
+# A string checked by parse_utc: a datetime parameter would also take a number as Unix time.
 SinceQuery = Annotated[
-    datetime | None,
-    Query(description="Only records at or after this ISO-8601 time (UTC when no offset is given)."),
+    str | None,
+    Query(
+        description="Only records at or after this ISO-8601 time (UTC when no offset is given).",
+        max_length=64,
+        json_schema_extra={"format": "date-time"},
+    ),
 ]
 
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _STREAM_EXAMPLE = (
     ": subscribed\nretry: 3000\n\n"
@@ -69,13 +77,19 @@ async def message_filters(
             f"invalid input: query.topic {topic!r} is not kept (kept: {kept})",
             details=[{"field": "query.topic", "message": f"one of: {kept}"}],
         )
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
-    return MessageFilters(
-        topic=topic,
-        key=key,
-        since_ms=int(since.timestamp() * 1000) if since is not None else None,
-    )
+    since_ms = None
+    if since is not None:
+        try:
+            moment = parse_utc(since, "since")
+        except ValueError as exc:
+            raise ServiceError(
+                422,
+                "invalid_request",
+                f"invalid input: query.since: {exc}",
+                details=[{"field": "query.since", "message": str(exc)}],
+            ) from None
+        since_ms = (moment - _EPOCH) // timedelta(milliseconds=1)
+    return MessageFilters(topic=topic, key=key, since_ms=since_ms)
 
 
 FiltersDep = Annotated[MessageFilters, Depends(message_filters)]

@@ -3,13 +3,13 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.api.auth import require
 from app.api.deps import AcceptingWork, PublisherDep, TraceHeadersDep
 from app.api.errors import ServiceError, error_responses
 from app.kafka import KafkaPublishRequest
-from app.kafka.models import MAX_ID_CHARS, TopicName
+from app.kafka.models import MAX_ID_CHARS, MAX_TIMESTAMP_MS, TopicName, json_integer
 from app.publisher import PublishReceipt
 from app.topics import TopicNotAllowedError
 
@@ -38,8 +38,15 @@ class PublishBody(BaseModel):
     headers: dict[HeaderName, HeaderValue] | None = Field(
         default=None, max_length=_MAX_HEADERS, examples=[{"source": "checkout"}]
     )
-    partition: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    timestamp_ms: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    partition: Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(json_integer)] | None = (
+        None
+    )
+    timestamp_ms: (
+        Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS), BeforeValidator(json_integer)] | None
+    ) = Field(
+        default=None,
+        description="Milliseconds since 1970 (UTC), at most 9999-12-31T23:59:59.999Z.",
+    )
 
 
 @router.post(

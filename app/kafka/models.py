@@ -9,22 +9,37 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
+from app.kafka.errors import KafkaSerializationError
 from app.kafka.serde import canonical_json, sha256_digest
 
 AUDIT_SCHEMA_VERSION: Final = 1
 
 
-_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+# Kafka's rule: 1 to 249 of these characters, but not "." or ".." (written without lookahead,
+# so every JSON Schema tool can use it).
+TOPIC_NAME_PATTERN = r"^(?:[A-Za-z0-9._-]{3,249}|[A-Za-z0-9_-][A-Za-z0-9._-]?|\.[A-Za-z0-9_-])$"
+_TOPIC_NAME = re.compile(TOPIC_NAME_PATTERN)
 MAX_ID_CHARS = 256
 MAX_TEXT_CHARS = 1_000_000
+# 9999-12-31T23:59:59.999Z: Kafka takes any 64-bit value, but no reader can show a later time.
+MAX_TIMESTAMP_MS = 253_402_300_799_999
 _EVENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 def check_topic_name(name: str) -> str:
     """Return `name` if Kafka accepts it as a topic name, else raise `ValueError` saying why."""
-    if not _TOPIC_NAME.fullmatch(name) or name in {".", ".."}:
+    if not _TOPIC_NAME.fullmatch(name):
         raise ValueError(
             "a topic name is 1 to 249 characters of letters, digits, '.', '_' and '-' "
             "(and not '.' or '..')"
@@ -32,22 +47,40 @@ def check_topic_name(name: str) -> str:
     return name
 
 
-TopicName = Annotated[str, AfterValidator(check_topic_name)]
+TopicName = Annotated[
+    str,
+    AfterValidator(check_topic_name),
+    Field(json_schema_extra={"pattern": TOPIC_NAME_PATTERN, "minLength": 1, "maxLength": 249}),
+]
+
+
+def json_integer(value: object) -> object:
+    """Refuse what pydantic would turn into an int but JSON Schema's `integer` is not: `true`
+    and `"3"` (3.0 is the number 3 in JSON and stays accepted)."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("must be a JSON integer, not a boolean or a string")
+    return value
+
 
 MAX_METADATA_DEPTH = 8
 MAX_METADATA_ITEMS = 1000
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     """Return `metadata` if it is plain JSON within bounds: at most `MAX_METADATA_DEPTH` levels
     of objects/arrays, `MAX_METADATA_ITEMS` keys and array items in all, keys of at most
-    `MAX_ID_CHARS` characters, finite numbers only (JSON has no NaN or Infinity)."""
+    `MAX_ID_CHARS` characters of Unicode text, finite numbers only (JSON has no NaN or
+    Infinity), integers within 64 bits."""
     items = 0
     stack: list[tuple[Any, int]] = [(metadata, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("numbers must be finite (JSON has no NaN or Infinity)")
+        if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+            # What Kafka's consumers in Java or Go can read back as a number (and orjson write).
+            raise ValueError("integers must fit in 64 bits (-2**63 to 2**63 - 1)")
         if not isinstance(value, dict | list):
             continue
         if depth > MAX_METADATA_DEPTH:
@@ -59,10 +92,21 @@ def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
             for key in value:
                 if len(key) > MAX_ID_CHARS:
                     raise ValueError(f"a key is longer than {MAX_ID_CHARS} characters")
+                if not _is_unicode(key):
+                    # Serializers would replace it silently: the record would differ.
+                    raise ValueError("a key is no Unicode text (surrogates not allowed)")
             stack.extend((child, depth + 1) for child in value.values())
         else:
             stack.extend((child, depth + 1) for child in value)
     return metadata
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class KafkaMessage(BaseModel):
@@ -102,8 +146,10 @@ class KafkaPublishRequest(BaseModel):
     value: Any = None
     key: str | bytes | None = None
     headers: dict[str, str | bytes | None] | None = None
-    partition: int | None = Field(default=None, ge=0)
-    timestamp_ms: int | None = Field(default=None, ge=0)
+    partition: Annotated[int, Field(ge=0), BeforeValidator(json_integer)] | None = None
+    timestamp_ms: (
+        Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS), BeforeValidator(json_integer)] | None
+    ) = None
 
 
 def new_event_id() -> str:
@@ -118,6 +164,22 @@ def new_event_id() -> str:
 def utc_now_iso() -> str:
     """Now, as ISO-8601 UTC with microseconds and a `Z`."""
     return format_utc(datetime.now(UTC))
+
+
+def parse_utc(text: str, name: str = "time") -> datetime:
+    """An ISO-8601 / RFC 3339 time (`T` and `Z` in either case; no offset means UTC) as an
+    aware datetime in UTC; `ValueError` naming `name` when it is none or outside the calendar."""
+    try:
+        moment = datetime.fromisoformat(text.upper())
+    except ValueError:
+        raise ValueError(f"{name} must be an ISO-8601 time, e.g. 2026-01-31T12:00:00Z") from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+01:00 is a valid string but precedes the first day in UTC.
+        raise ValueError(f"{name} must be between the years 1 and 9999 in UTC") from None
 
 
 def format_utc(moment: datetime) -> str:
@@ -146,9 +208,11 @@ class KafkaAuditEvent(BaseModel):
     metadata: Annotated[dict[str, Any], AfterValidator(check_metadata)] = Field(
         default_factory=dict
     )
-    timestamp_utc: str = Field(default_factory=utc_now_iso)
+    timestamp_utc: str = Field(
+        default_factory=utc_now_iso, json_schema_extra={"format": "date-time"}
+    )
     event_id: str = Field(default_factory=new_event_id, pattern=_EVENT_ID)
-    schema_version: Literal[1] = AUDIT_SCHEMA_VERSION
+    schema_version: Annotated[Literal[1], BeforeValidator(json_integer)] = AUDIT_SCHEMA_VERSION
     _canonical: bytes | None = PrivateAttr(default=None)
 
     @field_validator("timestamp_utc", mode="before")
@@ -157,13 +221,18 @@ class KafkaAuditEvent(BaseModel):
         if isinstance(value, datetime):
             return format_utc(value)
         if isinstance(value, str):
-            try:
-                return format_utc(datetime.fromisoformat(value))
-            except ValueError:
-                raise ValueError(
-                    "timestamp_utc must be an ISO-8601 time, e.g. 2026-01-31T12:00:00Z"
-                ) from None
+            return format_utc(parse_utc(value, "timestamp_utc"))
         return value
+
+    @model_validator(mode="after")
+    def _encodable(self) -> Self:
+        # Encoded while validating, so text that is no Unicode (a lone surrogate passes JSON
+        # parsing) is refused as invalid input rather than when the record is sent.
+        try:
+            self.canonical_json()
+        except KafkaSerializationError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     def canonical_json(self) -> bytes:
         """The bytes stored in Kafka: every field, sorted keys, no whitespace, UTF-8."""

@@ -106,6 +106,9 @@ async def test_an_invalid_traceparent_is_dropped_not_refused(
         ({**EVENT, "timestamp_utc": "yesterday"}, "body.timestamp_utc"),
         ({**EVENT, "event_id": "has spaces in it"}, "body.event_id"),
         ({**EVENT, "schema_version": 2}, "body.schema_version"),
+        ({**EVENT, "schema_version": True}, "body.schema_version"),
+        ({**EVENT, "timestamp_utc": ""}, "body.timestamp_utc"),
+        ({**EVENT, "timestamp_utc": "0001-01-01T00:00:00+01:00"}, "body.timestamp_utc"),
         ({**EVENT, "colour": "blue"}, "body.colour"),
         ([EVENT], "body"),
     ],
@@ -128,8 +131,22 @@ async def test_invalid_events_get_422_naming_the_field(
         (b'"metadata": ' + b'{"k": ' * 20 + b"1" + b"}" * 20, "deeper"),
         (b'"metadata": {"x": [' + b",".join([b"1"] * 1500) + b"]}", "keys and items"),
         (b'"prompt": "' + b"x" * 1_000_001 + b'"', "at most 1000000 characters"),
+        (b'"metadata": {"n": 18446744073709551616}', "64 bits"),
+        (b'"metadata": {"k\\udfff": 1}', "surrogates"),
+        (b'"metadata": {"k": "\\ud800"}', "surrogates"),
+        (b'"prompt": "\\ud800"', "unicode string"),
     ],
-    ids=["nan", "infinity", "deep", "many-items", "huge-prompt"],
+    ids=[
+        "nan",
+        "infinity",
+        "deep",
+        "many-items",
+        "huge-prompt",
+        "huge-integer",
+        "lone-surrogate-key",
+        "lone-surrogate-value",
+        "lone-surrogate-prompt",
+    ],
 )
 async def test_metadata_and_text_bounds_get_422(
     service: ServiceFactory, raw: bytes, reason: str

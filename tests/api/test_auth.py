@@ -71,6 +71,22 @@ async def test_no_or_unknown_key_is_401(
     assert set(statuses.values()) == {401}
 
 
+async def test_two_different_keys_are_401_even_when_one_holds_the_scope(
+    service: ServiceFactory,
+) -> None:
+    # Which of two credentials counts must never depend on header order or a proxy's habits.
+    wrong = {**bearer("rg-test-secret-all"), "x-api-key": "rg-test-secret-wrong"}
+    two_good = {**bearer("rg-test-secret-all"), "x-api-key": "rg-test-secret-writer"}
+    same = {**bearer("rg-test-secret-writer"), "x-api-key": "rg-test-secret-writer"}
+    async with service(api_keys=KEYS) as client:
+        answers = [await client.post("/audit", json=EVENT, headers=h) for h in (wrong, two_good)]
+        accepted = await client.post("/audit", json=EVENT, headers=same)
+    for response in answers:
+        error = assert_contract_error(response, 401, "unauthorized")
+        assert "one API key" in error["message"]
+    assert accepted.status_code == 201
+
+
 async def test_a_missing_scope_is_403_naming_it(service: ServiceFactory) -> None:
     async with service(api_keys=KEYS) as client:
         response = await client.get("/messages", headers=bearer("rg-test-secret-writer"))

@@ -144,6 +144,9 @@ async def test_the_buffer_stays_within_its_record_and_byte_bounds(
     [
         ({"topic": "not-kept"}, "query.topic"),
         ({"since": "last tuesday"}, "query.since"),
+        ({"since": "0.5"}, "query.since"),
+        ({"since": "1790000000"}, "query.since"),
+        ({"since": "0001-01-01T00:00:00+01:00"}, "query.since"),
         ({"limit": 0}, "query.limit"),
         ({"limit": 1001}, "query.limit"),
         ({"limit": "many"}, "query.limit"),

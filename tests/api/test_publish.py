@@ -101,7 +101,13 @@ async def test_wait_false_answers_202_queued(
         ({"topic": "ok", "key": 5}, "body.key"),
         ({"topic": "ok", "headers": {"h": 1}}, "body.headers.h"),
         ({"topic": "ok", "partition": -1}, "body.partition"),
+        ({"topic": "ok", "partition": True}, "body.partition"),
+        ({"topic": "ok", "partition": "0"}, "body.partition"),
+        ({"topic": "ok", "timestamp_ms": False}, "body.timestamp_ms"),
+        ({"topic": "ok", "timestamp_ms": 1.5}, "body.timestamp_ms"),
+        ({"topic": ".", "value": 1}, "body.topic"),
         ({"topic": "ok", "timestamp_ms": "soon"}, "body.timestamp_ms"),
+        ({"topic": "ok", "timestamp_ms": 253_402_300_800_000}, "body.timestamp_ms"),
         ({"topic": "ok", "extra": True}, "body.extra"),
     ],
 )

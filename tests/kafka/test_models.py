@@ -1,6 +1,7 @@
 """Unit tests of the record models."""
 
 import hashlib
+import re
 import time
 import uuid
 from typing import Any
@@ -9,7 +10,13 @@ import pytest
 from pydantic import ValidationError
 
 from app.kafka import KafkaAuditEvent, KafkaMessage, KafkaProduceResult, KafkaPublishRequest
-from app.kafka.models import MAX_ID_CHARS, MAX_METADATA_DEPTH, MAX_METADATA_ITEMS
+from app.kafka.models import (
+    MAX_ID_CHARS,
+    MAX_METADATA_DEPTH,
+    MAX_METADATA_ITEMS,
+    TOPIC_NAME_PATTERN,
+    check_topic_name,
+)
 
 REFERENCE_FIELDS = {
     KafkaMessage: {"topic", "partition", "offset", "timestamp_ms", "key", "value", "headers"},
@@ -60,6 +67,64 @@ def test_unit_timestamps_are_filled_and_normalized_to_utc() -> None:
         event(timestamp_utc="yesterday")
 
 
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("2026-01-31t12:00:00z", "2026-01-31T12:00:00.000000Z"),
+        ("2026-01-31T12:00:00.123456789Z", "2026-01-31T12:00:00.123456Z"),
+        ("2026-01-31 12:00:00", "2026-01-31T12:00:00.000000Z"),
+        ("0001-01-01T00:00:00-01:00", "0001-01-01T01:00:00.000000Z"),
+    ],
+)
+def test_unit_rfc_3339_times_are_read(given: str, stored: str) -> None:
+    assert event(timestamp_utc=given).timestamp_utc == stored
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ("", "ISO-8601"),
+        ("2026-02-30T00:00:00Z", "ISO-8601"),
+        ("2026-12-31T23:59:60Z", "ISO-8601"),
+        ("0001-01-01T00:00:00+01:00", "between the years 1 and 9999"),
+        ("9999-12-31T23:59:59-01:00", "between the years 1 and 9999"),
+    ],
+)
+def test_unit_times_outside_the_calendar_are_refused(given: str, reason: str) -> None:
+    with pytest.raises(ValidationError, match=reason):
+        event(timestamp_utc=given)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"schema_version": True},
+        {"schema_version": "1"},
+        {"user_id": 7},
+        {"metadata": [["a", 1]]},
+    ],
+)
+def test_unit_audit_fields_are_not_coerced(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        event(**fields)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"partition": True}, {"timestamp_ms": False}, {"partition": "1"}, {"timestamp_ms": 1.5}],
+)
+def test_unit_publish_numbers_are_not_coerced(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        KafkaPublishRequest(topic="t", **fields)
+
+
+def test_unit_integers_written_with_a_fraction_of_zero_are_integers() -> None:
+    # JSON (and JSON Schema's `integer`) has one number 3, however it is written.
+    request = KafkaPublishRequest(topic="t", partition=3.0, timestamp_ms=1e12)  # type: ignore[arg-type]
+    assert (request.partition, request.timestamp_ms) == (3, 10**12)
+    assert event(schema_version=1.0).schema_version == 1
+
+
 def test_unit_digest_is_sha256_of_the_canonical_json() -> None:
     audit = event(metadata={"b": 1, "a": "é"})
     data = audit.canonical_json()
@@ -107,8 +172,19 @@ def nested(depth: int) -> dict[str, Any]:
         ({f"k{i}": i for i in range(MAX_METADATA_ITEMS + 1)}, "keys and items"),
         ({"list": list(range(MAX_METADATA_ITEMS))}, "keys and items"),
         ({"k" * (MAX_ID_CHARS + 1): 1}, "key is longer"),
+        ({"n": 2**63}, "64 bits"),
+        ({"n": [-(2**63) - 1]}, "64 bits"),
     ],
-    ids=["nan", "infinity-in-list", "too-deep", "too-many-keys", "too-many-items", "long-key"],
+    ids=[
+        "nan",
+        "infinity-in-list",
+        "too-deep",
+        "too-many-keys",
+        "too-many-items",
+        "long-key",
+        "int-too-large",
+        "int-too-small",
+    ],
 )
 def test_unit_metadata_outside_the_bounds_is_refused(metadata: dict[str, Any], reason: str) -> None:
     with pytest.raises(ValidationError, match=reason):
@@ -118,6 +194,49 @@ def test_unit_metadata_outside_the_bounds_is_refused(metadata: dict[str, Any], r
 def test_unit_metadata_at_the_bounds_is_kept() -> None:
     deep = nested(MAX_METADATA_DEPTH)
     wide = {f"k{i}": i for i in range(MAX_METADATA_ITEMS)}
-    for metadata in (deep, wide, {"n": 1.5, "s": "x", "b": True, "z": None}):
+    numbers = {"max": 2**63 - 1, "min": -(2**63), "float": 1e300}
+    for metadata in (deep, wide, numbers, {"n": 1.5, "s": "x", "b": True, "z": None}):
         event = KafkaAuditEvent(user_id="u", model="m", prompt="p", response="r", metadata=metadata)
         assert event.metadata == metadata
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"prompt": "half a pair \ud800"},
+        {"metadata": {"k\udfff": 1}},
+        {"metadata": {"k": ["\ud83d"]}},
+    ],
+)
+def test_unit_text_that_is_no_unicode_is_refused_when_validated(fields: dict[str, Any]) -> None:
+    # A lone surrogate passes JSON parsing but cannot be written as UTF-8.
+    with pytest.raises(ValidationError, match=r"unicode string|surrogates not allowed"):
+        event(**fields)
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("a", True),
+        ("_", True),
+        (".a", True),
+        ("a.", True),
+        ("...", True),
+        ("x" * 249, True),
+        (".", False),
+        ("..", False),
+        ("", False),
+        ("x" * 250, False),
+        ("a b", False),
+        ("a\n", False),
+        ("tōpic", False),
+    ],
+)
+def test_unit_topic_names_follow_kafkas_rule(name: str, valid: bool) -> None:
+    # The same rule is the pattern in openapi.json, so clients can check names before sending.
+    assert bool(re.fullmatch(TOPIC_NAME_PATTERN, name)) is valid
+    if valid:
+        assert check_topic_name(name) == name
+    else:
+        with pytest.raises(ValueError, match="topic name"):
+            check_topic_name(name)
