@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body; larger ones get 413."
     )
+    max_headers: int = Field(
+        default=100, ge=10, description="Most header lines in a request; more get 431."
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        description="Most bytes of URL, header names and values in a request; more get 431.",
+    )
     spool_dir: Path | None = Field(
         default=None,
         description="Folder of the disk spool for audit events while Kafka is away; unset: none.",

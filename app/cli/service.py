@@ -49,6 +49,7 @@ def serve(settings: Settings) -> None:
     """Run the API with uvicorn until SIGTERM or Ctrl-C: drain for RG_SHUTDOWN_DRAIN_S, let
     in-flight requests finish (at most RG_SHUTDOWN_TIMEOUT_S), flush, exit."""
     from app.main import create_app  # noqa: PLC0415 - the broker command needs no web stack
+    from app.request_head import bounded_protocol  # noqa: PLC0415 - likewise
 
     app = create_app(settings)
     config = uvicorn.Config(
@@ -64,6 +65,9 @@ def serve(settings: Settings) -> None:
         # Longer than the idle expiry of client pools (5 s in httpx and many others): a server
         # closing an idle connection first races the client reusing it, and a request is lost.
         timeout_keep_alive=max(1, round(settings.keep_alive_s)),
+        http=bounded_protocol(
+            max_headers=settings.max_headers, max_head_bytes=settings.max_header_bytes
+        ),
     )
     server = DrainingServer(config, shutdown=app.state.shutdown, drain_s=settings.shutdown_drain_s)
     # When the app cannot start (a spool folder in use, a port taken) uvicorn logs why and

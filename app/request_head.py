@@ -1,0 +1,118 @@
+"""Bounds on the head of every HTTP request (URL and headers), enforced while it is parsed.
+
+uvicorn's httptools protocol keeps every header line it is sent, however many and however
+long, before the app sees any of them; one client could make the service hold megabytes per
+connection. `bounded_protocol` counts while parsing and answers 431 with the contract's error
+body as soon as a bound is passed, then closes the connection.
+"""
+
+import logging
+import uuid
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.api.errors import ErrorBody, ErrorDetail
+from app.logs import FIELDS
+
+logger = logging.getLogger(__name__)
+
+
+# One read of the event loop (asyncio reads at most 256 KiB at a time).
+_READ_ALLOWANCE = 256 * 1024
+
+
+class HeadTooLargeError(Exception):
+    """Raised inside the parser to stop it; the protocol then answers 431."""
+
+
+def bounded_protocol(*, max_headers: int, max_head_bytes: int) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol allowing at most `max_headers` header lines and
+    `max_head_bytes` bytes of URL, header names and values per request."""
+
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._headers_seen = 0
+            self._head_bytes = 0
+            self._refusal: str | None = None
+            self._in_head = True
+            self._unfinished = 0
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            # httptools holds a header line until it ends, so a line that never ends is
+            # caught here: raw bytes received while a head is unfinished. A chunk may also
+            # carry the end of the previous request, hence the allowance of one read.
+            if self._in_head and self._refusal is None:
+                self._unfinished += len(data)
+                if self._unfinished > max_head_bytes + _READ_ALLOWANCE:
+                    self._refusal = (
+                        f"the request head did not end within {max_head_bytes} bytes "
+                        "(RG_MAX_HEADER_BYTES)"
+                    )
+                    self.send_400_response(self._refusal)
+
+        def on_message_begin(self) -> None:
+            self._headers_seen = 0
+            self._head_bytes = 0
+            self._in_head = True
+            super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._unfinished = 0
+            super().on_headers_complete()
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url), headers=0)
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value), headers=1)
+            super().on_header(name, value)
+
+        def _count(self, size: int, *, headers: int) -> None:
+            self._head_bytes += size
+            self._headers_seen += headers
+            if self._headers_seen > max_headers:
+                self._refusal = (
+                    f"the request has more than {max_headers} header lines (RG_MAX_HEADERS)"
+                )
+            elif self._head_bytes > max_head_bytes:
+                self._refusal = (
+                    f"the request's URL and headers exceed {max_head_bytes} bytes "
+                    "(RG_MAX_HEADER_BYTES)"
+                )
+            if self._refusal is not None:
+                raise HeadTooLargeError(self._refusal)
+
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn answers every parser failure with a plain-text 400; the one raised
+            # by the bounds gets its own status and the contract's body.
+            if self._refusal is None:
+                super().send_400_response(msg)
+                return
+            request_id = uuid.uuid4().hex
+            logger.warning(
+                "request refused with 431: %s",
+                self._refusal,
+                extra={FIELDS: {"status": 431, "request_id": request_id}},
+            )
+            detail = ErrorDetail(
+                code="headers_too_large",
+                message=self._refusal,
+                request_id=request_id,
+            )
+            body = ErrorBody(error=detail).model_dump_json().encode()
+            head = (
+                "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                "content-type: application/json\r\n"
+                f"content-length: {len(body)}\r\n"
+                f"x-request-id: {request_id}\r\n"
+                "connection: close\r\n\r\n"
+            )
+            self.transport.write(head.encode("ascii") + body)
+            self.transport.close()
+
+    return BoundedHttpToolsProtocol
