@@ -34,7 +34,10 @@ Apps send every prompt/response they handle to this service; it writes each one 
 Apache Kafka (acks=all, idempotent producer) and answers with a receipt: topic, partition,
 offset and the SHA-256 digest of the stored record.
 
-Every error answers with `{"error": {"code", "message", "details", "request_id"}}`.
+Every error answers with `{"error": {"code", "message", "details", "request_id"}}`. Besides
+the statuses each operation lists, any request may get 400 `bad_request` (not valid HTTP) or
+431 `headers_too_large` (more than RG_MAX_HEADERS header lines or RG_MAX_HEADER_BYTES bytes of
+URL and headers), both answered before routing.
 """
 
 

@@ -3,11 +3,13 @@
 uvicorn's httptools protocol keeps every header line it is sent, however many and however
 long, before the app sees any of them; one client could make the service hold megabytes per
 connection. `bounded_protocol` counts while parsing and answers 431 with the contract's error
-body as soon as a bound is passed, then closes the connection.
+body as soon as a bound is passed, then closes the connection. A request it cannot parse at all
+gets a 400 with the same body (uvicorn's own answer is plain text).
 """
 
 import logging
 import uuid
+from http import HTTPStatus
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -88,25 +90,25 @@ def bounded_protocol(*, max_headers: int, max_head_bytes: int) -> type[HttpTools
                 raise HeadTooLargeError(self._refusal)
 
         def send_400_response(self, msg: str) -> None:
-            # uvicorn answers every parser failure with a plain-text 400; the one raised
-            # by the bounds gets its own status and the contract's body.
-            if self._refusal is None:
-                super().send_400_response(msg)
-                return
+            # uvicorn answers every parser failure with a plain-text 400; here it is the
+            # contract's body too, and the failure raised by the bounds is a 431.
+            if self._refusal is not None:
+                self._answer(431, "headers_too_large", self._refusal)
+            else:
+                self._answer(400, "bad_request", f"not a valid HTTP/1.1 request ({msg})")
+
+        def _answer(self, status: int, code: str, message: str) -> None:
             request_id = uuid.uuid4().hex
             logger.warning(
-                "request refused with 431: %s",
-                self._refusal,
-                extra={FIELDS: {"status": 431, "request_id": request_id}},
+                "request refused with %d: %s",
+                status,
+                message,
+                extra={FIELDS: {"status": status, "request_id": request_id}},
             )
-            detail = ErrorDetail(
-                code="headers_too_large",
-                message=self._refusal,
-                request_id=request_id,
-            )
+            detail = ErrorDetail(code=code, message=message, request_id=request_id)
             body = ErrorBody(error=detail).model_dump_json().encode()
             head = (
-                "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
                 "content-type: application/json\r\n"
                 f"content-length: {len(body)}\r\n"
                 f"x-request-id: {request_id}\r\n"

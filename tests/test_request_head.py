@@ -51,17 +51,23 @@ def get(
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def assert_431(answer: bytes, reason: str) -> None:
+def assert_refused(answer: bytes, status_line: str, code: str, reason: str) -> None:
     head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode().split("\r\n")
+    first, *header_lines = head.decode().split("\r\n")
     headers = dict(line.lower().split(": ", 1) for line in header_lines)
-    assert status_line == "HTTP/1.1 431 Request Header Fields Too Large"
+    assert first == status_line
     assert headers["content-type"] == "application/json"
     assert headers["connection"] == "close"
     error = json.loads(body)["error"]
-    assert error["code"] == "headers_too_large"
+    assert error["code"] == code
     assert reason in error["message"]
     assert error["request_id"] == headers["x-request-id"]
+
+
+def assert_431(answer: bytes, reason: str) -> None:
+    assert_refused(
+        answer, "HTTP/1.1 431 Request Header Fields Too Large", "headers_too_large", reason
+    )
 
 
 def test_a_request_within_the_bounds_is_served(bounded: LiveService) -> None:
@@ -102,3 +108,21 @@ def test_the_bounds_count_each_request_of_a_connection_anew(bounded: LiveService
     one = get(headers=MAX_HEADERS - 3, header_size=60, close=False)
     answer = exchange(bounded, one, one, get(headers=MAX_HEADERS - 3, header_size=60))
     assert answer.count(b"HTTP/1.1 200 OK") == 3
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /audit HTTP/1.1\r\nHost: rg\r\nContent-Length: abc\r\n\r\n",
+        b"HELLO\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nBad Header Name: x\r\n\r\n",
+    ],
+    ids=["content-length", "request-line", "header-name"],
+)
+def test_a_request_that_is_no_http_gets_400_with_the_error_body(
+    bounded: LiveService, request_bytes: bytes
+) -> None:
+    answer = exchange(bounded, request_bytes)
+    assert_refused(
+        answer, "HTTP/1.1 400 Bad Request", "bad_request", "not a valid HTTP/1.1 request"
+    )
