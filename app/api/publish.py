@@ -3,13 +3,19 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.api.auth import require
 from app.api.deps import AcceptingWork, PublisherDep, TraceHeadersDep
 from app.api.errors import ServiceError, error_responses
 from app.kafka import KafkaPublishRequest
-from app.kafka.models import MAX_ID_CHARS, MAX_TIMESTAMP_MS, TopicName, json_integer
+from app.kafka.models import (
+    MAX_ID_CHARS,
+    MAX_TIMESTAMP_MS,
+    TopicName,
+    check_json_numbers,
+    json_integer,
+)
 from app.publisher import PublishReceipt
 from app.topics import TopicNotAllowedError
 
@@ -31,7 +37,9 @@ class PublishBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     topic: TopicName = Field(examples=["events.orders"])
-    value: Any = Field(default=None, examples=[{"order_id": 981, "status": "paid"}])
+    value: Annotated[Any, AfterValidator(check_json_numbers)] = Field(
+        default=None, examples=[{"order_id": 981, "status": "paid"}]
+    )
     key: str | None = Field(
         default=None, max_length=MAX_ID_CHARS, examples=["order-981"], description="UTF-8 key."
     )

@@ -5,7 +5,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
@@ -67,37 +67,57 @@ MAX_METADATA_ITEMS = 1000
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
+def _nodes(value: Any) -> Iterator[tuple[Any, int]]:
+    # Every value inside `value`, itself included, with its depth (1 for `value`); iterative,
+    # and lazy, so a check can stop a deep structure before it is walked.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        yield node, depth
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+
+
+def _check_number(node: Any) -> None:
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ValueError("numbers must be finite (JSON has no NaN or Infinity)")
+    if isinstance(node, int) and not _INT64_MIN <= node <= _INT64_MAX:
+        # What Kafka's consumers in Java or Go can read back as a number (and orjson write).
+        raise ValueError("integers must fit in 64 bits (-2**63 to 2**63 - 1)")
+
+
+def check_json_numbers(value: Any) -> Any:
+    """Return `value` if every number in it is finite and every integer fits in 64 bits
+    (Python's JSON parser takes `NaN` and integers of any size; neither can be stored as
+    they were sent)."""
+    for node, _ in _nodes(value):
+        _check_number(node)
+    return value
+
+
 def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     """Return `metadata` if it is plain JSON within bounds: at most `MAX_METADATA_DEPTH` levels
     of objects/arrays, `MAX_METADATA_ITEMS` keys and array items in all, keys of at most
     `MAX_ID_CHARS` characters of Unicode text, finite numbers only (JSON has no NaN or
     Infinity), integers within 64 bits."""
     items = 0
-    stack: list[tuple[Any, int]] = [(metadata, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("numbers must be finite (JSON has no NaN or Infinity)")
-        if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
-            # What Kafka's consumers in Java or Go can read back as a number (and orjson write).
-            raise ValueError("integers must fit in 64 bits (-2**63 to 2**63 - 1)")
-        if not isinstance(value, dict | list):
+    for node, depth in _nodes(metadata):
+        _check_number(node)
+        if not isinstance(node, dict | list):
             continue
         if depth > MAX_METADATA_DEPTH:
             raise ValueError(f"nested deeper than {MAX_METADATA_DEPTH} levels")
-        items += len(value)
+        items += len(node)
         if items > MAX_METADATA_ITEMS:
             raise ValueError(f"more than {MAX_METADATA_ITEMS} keys and items in all")
-        if isinstance(value, dict):
-            for key in value:
-                if len(key) > MAX_ID_CHARS:
-                    raise ValueError(f"a key is longer than {MAX_ID_CHARS} characters")
-                if not _is_unicode(key):
-                    # Serializers would replace it silently: the record would differ.
-                    raise ValueError("a key is no Unicode text (surrogates not allowed)")
-            stack.extend((child, depth + 1) for child in value.values())
-        else:
-            stack.extend((child, depth + 1) for child in value)
+        for key in node if isinstance(node, dict) else ():
+            if len(key) > MAX_ID_CHARS:
+                raise ValueError(f"a key is longer than {MAX_ID_CHARS} characters")
+            if not _is_unicode(key):
+                # Serializers would replace it silently: the record would differ.
+                raise ValueError("a key is no Unicode text (surrogates not allowed)")
     return metadata
 
 

@@ -120,6 +120,20 @@ async def test_invalid_requests_get_422_naming_the_field(
     assert field in [detail["field"] for detail in error["details"]]
 
 
+@pytest.mark.parametrize("value", [b"NaN", b'{"n": [-Infinity]}', b"18446744073709551616"])
+async def test_numbers_that_cannot_be_stored_as_sent_get_422(
+    service: ServiceFactory, value: bytes
+) -> None:
+    # Python's JSON parser takes them; the record would hold null or fail to encode.
+    body = b'{"topic": "ok", "key": "k", "value": ' + value + b"}"
+    async with service() as client:
+        response = await client.post(
+            "/publish", content=body, headers={"content-type": "application/json"}
+        )
+    error = assert_contract_error(response, 422, "invalid_request")
+    assert [detail["field"] for detail in error["details"]] == ["body.value"]
+
+
 async def test_a_partition_the_topic_lacks_gets_422(
     service: ServiceFactory, create_topic: Any
 ) -> None:

@@ -37,11 +37,13 @@ def _fields(error: dict[str, Any]) -> set[str]:
 
 # Why a schema-valid request may still get 422, by operation: what the service does not have
 # (a topic /messages does not keep, a partition the topic lacks), bounds a schema of "any
-# JSON" cannot state (metadata depth and item count, 64-bit integers) and a tombstone
-# without the key it deletes.
+# JSON" cannot state (metadata depth and item count, integers within 64 bits) and a
+# tombstone without the key it deletes.
 REFUSED_THOUGH_VALID = {
     "POST /audit": lambda error: _fields(error) == {"body.metadata"},
-    "POST /publish": lambda error: error["code"] in {"unknown_partition", "invalid_record"},
+    "POST /publish": lambda error: (
+        error["code"] in {"unknown_partition", "invalid_record"} or _fields(error) == {"body.value"}
+    ),
     "GET /messages": lambda error: _fields(error) == {"query.topic"},
     "GET /messages/stream": lambda error: _fields(error) == {"query.topic"},
 }
