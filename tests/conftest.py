@@ -293,16 +293,23 @@ def start_service() -> Iterator[Launch]:
             service.process.wait()
 
 
-@pytest.fixture(scope="module")
-def live_service(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveService]:
-    """The service as a process against the session broker, with an audit topic of its own;
-    for clients in other languages, real HTTP streaming and load."""
-    service = launch_service(kafka_bootstrap, tmp_path_factory.mktemp("live-service"))
+@contextlib.contextmanager
+def running_service(bootstrap: str, workdir: Path, **settings: str) -> Iterator[LiveService]:
+    """`launch_service`, ready; stopped (SIGTERM, killed after 30 s) when the block ends."""
+    service = launch_service(bootstrap, workdir, **settings)
     try:
         service.wait_ready()
         yield service
     finally:
         with contextlib.suppress(subprocess.TimeoutExpired):
             service.stop(timeout_s=30)
+
+
+@pytest.fixture(scope="module")
+def live_service(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveService]:
+    """The service as a process against the session broker, with an audit topic of its own;
+    for clients in other languages, real HTTP streaming and load."""
+    with running_service(kafka_bootstrap, tmp_path_factory.mktemp("live-service")) as service:
+        yield service

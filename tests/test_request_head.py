@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import LiveService, launch_service
+from tests.conftest import LiveService, running_service
 
 MAX_HEADERS = 20
 MAX_HEADER_BYTES = 2048
@@ -16,17 +16,14 @@ MAX_HEADER_BYTES = 2048
 def bounded(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveService]:
-    service = launch_service(
+    """The served process with small bounds."""
+    with running_service(
         kafka_bootstrap,
         tmp_path_factory.mktemp("bounded"),
         max_headers=str(MAX_HEADERS),
         max_header_bytes=str(MAX_HEADER_BYTES),
-    )
-    try:
-        service.wait_ready()
+    ) as service:
         yield service
-    finally:
-        service.stop(timeout_s=30)
 
 
 def exchange(service: LiveService, *requests: bytes) -> bytes:

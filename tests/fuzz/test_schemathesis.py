@@ -4,9 +4,7 @@ scope, and a key holding only `audit:write`. No answer may be a server error, an
 must be one openapi.json documents for the operation, in status, media type and schema."""
 
 import collections
-import contextlib
 import json
-import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +13,7 @@ import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 
-from tests.conftest import ROOT, SECRET_MARKER, LiveService, launch_service
+from tests.conftest import ROOT, SECRET_MARKER, LiveService, running_service
 
 FULL_KEY = f"{SECRET_MARKER}-fuzz-full"
 AUDIT_KEY = f"{SECRET_MARKER}-fuzz-audit"
@@ -82,19 +80,14 @@ schema = schemathesis.openapi.from_path(
 @pytest.fixture(scope="module")
 def fuzzed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     """The served process with authentication on."""
-    service = launch_service(
+    with running_service(
         kafka_bootstrap,
         tmp_path_factory.mktemp("fuzzed"),
         api_keys=f'{{"{FULL_KEY}": ["audit:write", "publish:write", "messages:read"],'
         f' "{AUDIT_KEY}": ["audit:write"]}}',
         publish_topics=PUBLISH_TOPIC,
-    )
-    try:
-        service.wait_ready()
+    ) as service:
         yield service
-    finally:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            service.stop(timeout_s=30)
 
 
 @pytest.fixture(scope="module")
