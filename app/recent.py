@@ -7,13 +7,12 @@ import bisect
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from app.kafka import KafkaMessage
-from app.kafka.models import format_utc
+from app.kafka.models import utc_of_epoch_ms
 
 # Per-record bookkeeping (the entry, deque slot, index fields) on top of its JSON.
 _ENTRY_OVERHEAD = 200
@@ -54,7 +53,9 @@ class MessageView(BaseModel):
             partition=message.partition,
             offset=message.offset,
             timestamp_ms=message.timestamp_ms,
-            timestamp_utc=_utc_of(message.timestamp_ms),
+            timestamp_utc=(
+                utc_of_epoch_ms(message.timestamp_ms) if message.timestamp_ms is not None else None
+            ),
             key=key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key,
             value=value,
             value_encoding=encoding,
@@ -63,20 +64,6 @@ class MessageView(BaseModel):
                 for name, raw in message.headers.items()
             },
         )
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _utc_of(timestamp_ms: int | None) -> str | None:
-    # Kafka takes any 64-bit timestamp; Python's calendar ends with the year 9999.
-    if timestamp_ms is None:
-        return None
-    try:
-        # Integer arithmetic: a float of milliseconds loses microseconds this far out.
-        return format_utc(_EPOCH + timedelta(milliseconds=timestamp_ms))
-    except OverflowError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

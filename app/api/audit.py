@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from app.api.auth import require
 from app.api.deps import AcceptingWork, AuditTrailDep, SettingsDep, TraceHeadersDep
-from app.api.errors import ServiceError, error_responses
+from app.api.errors import error_responses, invalid_input
 from app.audit_trail import AuditReceipt, BatchItemResult
 from app.kafka import KafkaAuditEvent
 
@@ -123,12 +123,9 @@ async def audit_batch(
     per event, in order (a receipt, or an error with its status and code); a bad event does
     not fail the others."""
     if len(batch.events) > settings.audit_batch_max:
-        raise ServiceError(
-            422,
-            "invalid_request",
-            f"invalid input: body.events holds {len(batch.events)} events; "
-            f"at most {settings.audit_batch_max} are allowed",
-            details=[{"field": "body.events", "message": f"at most {settings.audit_batch_max}"}],
+        raise invalid_input(
+            "body.events",
+            f"{len(batch.events)} events, at most {settings.audit_batch_max} are allowed",
         )
     results = await trail.record_batch(batch.events, wait=wait, headers=trace)
     failed = sum(1 for result in results if result.error is not None)

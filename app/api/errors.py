@@ -53,6 +53,17 @@ class ServiceError(Exception):
         self.headers = headers
 
 
+def invalid_input(field: str, problem: str) -> ServiceError:
+    """A 422 `invalid_request` about one field, shaped like FastAPI's validation errors
+    (`details` names the field), for checks the models cannot make."""
+    return ServiceError(
+        422,
+        "invalid_request",
+        f"invalid input: {field}: {problem}",
+        details=[{"field": field, "message": problem}],
+    )
+
+
 def error_response(
     request: Request,
     status_code: int,

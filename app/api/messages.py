@@ -2,7 +2,6 @@
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -12,8 +11,8 @@ from pydantic import BaseModel
 
 from app.api.auth import require
 from app.api.deps import RecentDep
-from app.api.errors import ServiceError, error_responses
-from app.kafka.models import parse_utc
+from app.api.errors import error_responses, invalid_input
+from app.kafka.models import epoch_ms, parse_utc
 from app.recent import MessageView
 
 router = APIRouter(
@@ -36,8 +35,6 @@ SinceQuery = Annotated[
     ),
 ]
 
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _STREAM_EXAMPLE = (
     ": subscribed\nretry: 3000\n\n"
@@ -71,24 +68,13 @@ async def message_filters(
     """Check the filters before anything is answered (a stream cannot turn into a 422 later)."""
     if topic is not None and topic not in recent.topics:
         kept = ", ".join(recent.topics)
-        raise ServiceError(
-            422,
-            "invalid_request",
-            f"invalid input: query.topic {topic!r} is not kept (kept: {kept})",
-            details=[{"field": "query.topic", "message": f"one of: {kept}"}],
-        )
+        raise invalid_input("query.topic", f"{topic!r} is not kept; one of: {kept}")
     since_ms = None
     if since is not None:
         try:
-            moment = parse_utc(since, "since")
+            since_ms = epoch_ms(parse_utc(since, "since"))
         except ValueError as exc:
-            raise ServiceError(
-                422,
-                "invalid_request",
-                f"invalid input: query.since: {exc}",
-                details=[{"field": "query.since", "message": str(exc)}],
-            ) from None
-        since_ms = (moment - _EPOCH) // timedelta(milliseconds=1)
+            raise invalid_input("query.since", str(exc)) from None
     return MessageFilters(topic=topic, key=key, since_ms=since_ms)
 
 

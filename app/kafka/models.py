@@ -6,7 +6,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
 from pydantic import (
@@ -24,6 +24,7 @@ from app.kafka.errors import KafkaSerializationError
 from app.kafka.serde import canonical_json, sha256_digest
 
 AUDIT_SCHEMA_VERSION: Final = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # Kafka's rule: 1 to 249 of these characters, but not "." or ".." (written without lookahead,
@@ -200,6 +201,21 @@ def parse_utc(text: str, name: str = "time") -> datetime:
     except OverflowError:
         # 0001-01-01T00:00:00+01:00 is a valid string but precedes the first day in UTC.
         raise ValueError(f"{name} must be between the years 1 and 9999 in UTC") from None
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Milliseconds since 1970 (UTC) of an aware `moment`, counted exactly."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def utc_of_epoch_ms(timestamp_ms: int) -> str | None:
+    """`format_utc` of a Kafka timestamp; None beyond Python's calendar (Kafka takes any
+    64-bit value, Python's years end with 9999)."""
+    try:
+        # Integer arithmetic: a float of milliseconds loses microseconds this far out.
+        return format_utc(_EPOCH + timedelta(milliseconds=timestamp_ms))
+    except OverflowError:
+        return None
 
 
 def format_utc(moment: datetime) -> str:
