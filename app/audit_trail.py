@@ -122,9 +122,10 @@ class AuditTrail:
         receipt_key: str | None = None,
     ) -> AuditReceipt:
         """Write one event. Waits for acks=all unless `wait` is False; raises the library's
-        errors, `OverloadedError` or `SpoolFullError` (see `app.problems` for what each means
-        to a client). A record acknowledged after its client gave up waiting is remembered
-        under `receipt_key`, so the client's retry gets its receipt."""
+        errors, `OverloadedError`, `SpoolFullError` or `SpoolUnavailableError` (see
+        `app.problems` for what each means to a client). A record acknowledged after its
+        client gave up waiting is remembered under `receipt_key`, so the client's retry gets
+        its receipt."""
         record = self._logger.record_of(event, headers)
         spool = self._spool
         if spool is not None and (spool.depth or not self._logger.producer.started):
@@ -159,7 +160,12 @@ class AuditTrail:
             result = await asyncio.wait_for(asyncio.shield(delivery), deadline - loop.time())
         except TimeoutError:
             if spool is not None:
-                return await self._to_spool(event, record, delivery=delivery)
+                try:
+                    return await self._to_spool(event, record, delivery=delivery)
+                except UnavailableError:
+                    # Not spooled, but still in the producer: a retry waits for that attempt.
+                    self._keep_for_retries(event, delivery, receipt_key)
+                    raise
             self._keep_for_retries(event, delivery, receipt_key)
             raise KafkaTimeoutError(
                 f"no acknowledgement from Kafka within {self._budget_s}s; the record may still "

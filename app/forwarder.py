@@ -3,7 +3,9 @@
 Records go in the order they were spooled (so in order per key), a batch at a time through the
 service's idempotent producer; each is removed from the spool only once Kafka acknowledged it.
 A record still waiting for an earlier attempt is not sent again: the forwarder waits for that
-attempt. What fails stays in the spool and is tried again after a backoff.
+attempt. What fails stays in the spool and is tried again after a backoff. Nothing new is read
+while the removal of acknowledged records is still on its way to disk (or cannot be written:
+see `app.spool`), so a full disk stops forwarding instead of repeating records.
 """
 
 import asyncio
@@ -13,7 +15,7 @@ from collections.abc import Callable
 
 from app.backoff import Backoff
 from app.kafka import KafkaClientError, KafkaProducerClient, KafkaProduceResult
-from app.spool import Spool, SpoolError
+from app.spool import Spool, SpoolError, SpoolUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +57,13 @@ class SpoolForwarder:
         backoff = Backoff(max_s=10.0)
         while True:
             await self._spool.wait_not_empty()
+            await self._spool.wait_removed()
             if not self._producer.started:
                 await asyncio.sleep(_CONNECT_POLL_S)
                 continue
             try:
                 delivered, failure = await self._forward_batch()
-            except SpoolError as exc:
+            except (SpoolError, SpoolUnavailableError) as exc:
                 delivered, failure = 0, str(exc)
             if delivered and self._on_forwarded is not None:
                 self._on_forwarded(delivered)

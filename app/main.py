@@ -67,7 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         spool: Spool | None = None
         forwarder: SpoolForwarder | None = None
         if settings.spool_dir is not None:
-            spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
+            spool = Spool(
+                settings.spool_dir,
+                max_bytes=settings.spool_max_bytes,
+                min_free_bytes=settings.spool_min_free_bytes,
+            )
             await spool.open()
             service_metrics.watch_spool(spool)
             forwarder = SpoolForwarder(

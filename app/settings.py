@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     spool_max_bytes: int = Field(
         default=1024**3, ge=1024, description="Most bytes of records the spool holds."
     )
+    spool_min_free_bytes: int = Field(
+        default=16 * 1024**2,
+        ge=0,
+        description="Free space the spool leaves on its disk, so that removing forwarded "
+        "records (which writes too) never finds it full; 0: no floor.",
+    )
     spool_after_s: float = Field(
         default=2.0,
         gt=0,

@@ -116,6 +116,38 @@ def kafka_bootstrap(
 
 
 @pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real filesystem of 4 MiB (a tmpfs; mounting it needs root, as CI has), to fill up."""
+    path = tmp_path / "disk"
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"a small disk is a tmpfs, and mounting one needs root: {mounted.stderr}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file in `directory` until its filesystem has not one byte left; the file."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as out:
+        for chunk in (b"\0" * 65536, b"\0" * 512, b"\0"):
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(chunk)
+    free = os.statvfs(directory)
+    assert free.f_bavail == 0, f"{free.f_bavail} blocks still free in {directory}"
+    return filler
+
+
+@pytest.fixture
 def topic() -> str:
     """A topic name no other test uses."""
     return f"test-{uuid.uuid4().hex}"
@@ -221,6 +253,10 @@ class LiveService:
     def wait_ready(self, timeout_s: float = 60) -> None:
         """Block until GET /readyz answers 200."""
         self._wait_for("/readyz", timeout_s)
+
+    def wait_live(self, timeout_s: float = 60) -> None:
+        """Block until GET /healthz answers 200 (the broker may still be away)."""
+        self._wait_for("/healthz", timeout_s)
 
     def _wait_for(self, path: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -1,14 +1,17 @@
 """The disk spool on a real SQLite database in a temporary folder (no broker involved)."""
 
 import asyncio
+import os
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from app.kafka import AuditRecord, KafkaProduceResult
-from app.spool import Spool, SpoolError, SpoolFullError
+from app.spool import Spool, SpoolError, SpoolFullError, SpoolUnavailableError
+from tests.conftest import fill
 
 
 def record(n: int, user: str = "user-1") -> AuditRecord:
@@ -158,3 +161,98 @@ async def test_an_unusable_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(SpoolError, match="cannot use spool folder"):
         await opened(blocker / "spool")
+
+
+def big(n: int) -> AuditRecord:
+    return AuditRecord("ractogateway.audit", "user-1", b"x" * 100_000, {"rg-event-id": f"big-{n}"})
+
+
+def free_bytes(directory: Path) -> int:
+    stats = os.statvfs(directory)
+    return stats.f_bavail * stats.f_frsize
+
+
+async def test_an_append_on_a_full_disk_is_refused_with_sqlites_error_and_nothing_counted(
+    small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = await opened(small_disk / "spool", max_bytes=1 << 30)
+    try:
+        await spool.append(big(0), event_id="big-0")
+        counted = (spool.depth, spool.size_bytes)
+        filler = fill(small_disk)
+        for n in (1, 2):
+            with pytest.raises(SpoolUnavailableError, match=r"database or disk is full"):
+                await spool.append(big(n), event_id=f"big-{n}")
+        assert (spool.depth, spool.size_bytes) == counted
+        # SQLite's own error, logged once however many appends fail.
+        logged = [r.getMessage() for r in caplog.records if "cannot append" in r.getMessage()]
+        assert len(logged) == 1
+        assert "database or disk is full (SQLITE_FULL)" in logged[0]
+        assert not any("cannot rollback" in r.getMessage() for r in caplog.records)
+        filler.unlink()
+        await spool.append(big(3), event_id="big-3")
+        assert [row.event_id for row in await spool.read(10)] == ["big-0", "big-3"]
+    finally:
+        await spool.close()
+
+
+async def test_a_removal_that_cannot_be_written_is_retried_and_never_read_again(
+    small_disk: Path,
+) -> None:
+    spool = await opened(small_disk / "spool", max_bytes=1 << 30)
+    try:
+        rows = [await spool.append(big(n), event_id=f"big-{n}") for n in range(5)]
+        filler = fill(small_disk)
+        with pytest.raises(SpoolUnavailableError, match=r"database or disk is full"):
+            await spool.remove([row.seq for row in rows[:3]])
+        # Acknowledged: never handed out again, though still on disk.
+        assert [row.event_id for row in await spool.read(10)] == ["big-3", "big-4"]
+        assert spool.depth == 5
+        waiting = asyncio.ensure_future(spool.wait_removed())
+        await asyncio.sleep(1)
+        assert not waiting.done()
+        filler.unlink()
+        await asyncio.wait_for(waiting, 30)  # retried with backoff, by itself
+        assert spool.depth == 2
+    finally:
+        await spool.close()
+    again = await opened(small_disk / "spool")
+    try:
+        assert [row.event_id for row in await again.read(10)] == ["big-3", "big-4"]
+    finally:
+        await again.close()
+
+
+@dataclass
+class Appended:
+    count: int
+    refusal: Exception
+
+
+async def append_until_refused(spool: Spool, limit: int = 100) -> Appended:
+    """Append big records until one is refused (at most `limit`)."""
+    for n in range(limit):
+        try:
+            await spool.append(big(n), event_id=f"big-{n}")
+        except Exception as exc:
+            return Appended(n, exc)
+    raise AssertionError(f"{limit} records appended, none refused")
+
+
+async def test_a_spool_that_fills_its_own_disk_stops_short_and_gets_the_space_back(
+    small_disk: Path,
+) -> None:
+    spool = Spool(small_disk / "spool", max_bytes=1 << 30, min_free_bytes=512 * 1024)
+    await spool.open()
+    try:
+        for _ in range(3):  # and again: the space comes back each time it drains
+            appended = await append_until_refused(spool)
+            assert isinstance(appended.refusal, SpoolUnavailableError)
+            assert "RG_SPOOL_MIN_FREE_BYTES" in str(appended.refusal)
+            assert appended.count > 20  # most of the 4 MiB, short of the floor
+            assert free_bytes(small_disk) >= 512 * 1024 - 100_000
+            await spool.remove([row.seq for row in await spool.read(1000)])
+            assert spool.depth == 0
+            assert free_bytes(small_disk) > 3 * 1024 * 1024  # the files start afresh
+    finally:
+        await spool.close()
