@@ -6,14 +6,20 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app.api.auth import require
-from app.api.deps import AcceptingWork, AuditTrailDep, SettingsDep, TraceHeadersDep
+from app.api.deps import (
+    AcceptingWork,
+    AuditTopicWritable,
+    AuditTrailDep,
+    SettingsDep,
+    TraceHeadersDep,
+)
 from app.api.errors import error_responses, invalid_input
 from app.audit_trail import AuditReceipt, BatchItemResult
 from app.kafka import KafkaAuditEvent
 
 router = APIRouter(
     tags=["audit"],
-    dependencies=[require("audit:write"), AcceptingWork],
+    dependencies=[require("audit:write"), AcceptingWork, AuditTopicWritable],
     responses=error_responses(401, 403),
 )
 
