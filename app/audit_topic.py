@@ -95,7 +95,9 @@ def days(retention_ms: int) -> str:
     """`retention.ms` for people: "7 days", "forever"."""
     if retention_ms < 0:
         return "forever"
-    return f"{retention_ms / DAY_MS:g} days"
+    if retention_ms < DAY_MS:
+        return f"{retention_ms / 1000:g} seconds"
+    return f"{retention_ms / DAY_MS:.4g} days"
 
 
 def desired_configs(*, replication: int, retention_days: int) -> dict[str, str]:
@@ -152,7 +154,9 @@ def findings_of(
     return findings
 
 
-def _refusal(code: int, topic: str, doing: str) -> AuditTopicError:
+def refusal_of(code: int, topic: str, doing: str) -> AuditTopicError:
+    """The error for Kafka's refusal `code` to do `doing` (CREATE, DESCRIBE...) on `topic`,
+    naming the permission to grant."""
     name = for_code(code).__name__
     if code == _TOPIC_AUTHORIZATION_FAILED:
         return AuditTopicError(
@@ -200,13 +204,18 @@ class AuditTopic:
                     0,
                     created=False,
                     findings=[
-                        Finding("topic", "missing", "exists", "the service creates it at start")
+                        Finding(
+                            "topic",
+                            "missing",
+                            "present",
+                            "the service creates it at start, or `topics create` does",
+                        )
                     ],
                 )
             created = await self._create(admin, brokers=len(metadata["brokers"]))
             described = (await self._metadata(admin))["topics"][0]
         if described["error_code"] != _NO_ERROR:
-            raise _refusal(described["error_code"], self.name, "DESCRIBE")
+            raise refusal_of(described["error_code"], self.name, "DESCRIBE")
         partitions = described["partitions"]
         replication = max((len(p["replicas"]) for p in partitions), default=0)
         configs = await self._configs(admin)
@@ -247,7 +256,7 @@ class AuditTopic:
             return False  # another instance was first; check what it made
         if result["error_code"] != _NO_ERROR:
             if result["error_code"] in (_TOPIC_AUTHORIZATION_FAILED, _CLUSTER_AUTHORIZATION_FAILED):
-                raise _refusal(result["error_code"], self.name, "CREATE")
+                raise refusal_of(result["error_code"], self.name, "CREATE")
             raise AuditTopicError(
                 f"Kafka refused to create topic {self.name!r}: "
                 f"{for_code(result['error_code']).__name__}: {result['error_message']}"
@@ -260,7 +269,7 @@ class AuditTopic:
         )
         (resource,) = response.to_object()["resources"]
         if resource["error_code"] != _NO_ERROR:
-            raise _refusal(resource["error_code"], self.name, "DESCRIBE_CONFIGS")
+            raise refusal_of(resource["error_code"], self.name, "DESCRIBE_CONFIGS")
         return {
             entry["config_names"]: entry["config_value"] or ""
             for entry in resource["config_entries"]
