@@ -13,7 +13,7 @@ from app.api.deps import (
     SettingsDep,
     TraceHeadersDep,
 )
-from app.api.errors import error_responses, invalid_input
+from app.api.errors import ErrorBody, error_responses, invalid_input
 from app.audit_trail import AuditReceipt, BatchItemResult
 from app.kafka import KafkaAuditEvent
 
@@ -24,6 +24,14 @@ router = APIRouter(
 )
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+
+# The write routes' 503 also covers the audit topic (app/audit_topic_guard.py).
+UNAVAILABLE = {
+    "model": ErrorBody,
+    "description": "Overloaded, or Kafka unavailable or too slow to acknowledge; or the audit "
+    "topic would delete the record (`audit_topic_noncompliant`, naming the topic setting) or is "
+    "not created or checked yet (`audit_topic_unavailable`); see `Retry-After`.",
+}
 
 EXAMPLE_EVENT = {
     "user_id": "user-42",
@@ -71,7 +79,8 @@ class AuditBatchResult(BaseModel):
             "description": "Queued (`?wait=false`), or spooled to disk while Kafka is away "
             "(with RG_SPOOL_DIR).",
         },
-        **error_responses(413, 422, 502, 503),
+        **error_responses(413, 422, 502),
+        503: UNAVAILABLE,
     },
 )
 async def audit(
@@ -116,7 +125,7 @@ async def audit(
 @router.post(
     "/audit/batch",
     summary="Write several audit events to Kafka",
-    responses=error_responses(413, 422, 503),
+    responses={**error_responses(413, 422), 503: UNAVAILABLE},
 )
 async def audit_batch(
     batch: AuditBatch,
