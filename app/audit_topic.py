@@ -17,6 +17,8 @@ settings (SASL and TLS included). Metadata is requested with auto-creation off: 
 a missing topic must not create it with the broker's defaults.
 """
 
+import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -213,7 +215,7 @@ class AuditTopic:
                     ],
                 )
             created = await self._create(admin, brokers=len(metadata["brokers"]))
-            described = (await self._metadata(admin))["topics"][0]
+            described = await self._created(admin)
         if described["error_code"] != _NO_ERROR:
             raise refusal_of(described["error_code"], self.name, "DESCRIBE")
         partitions = described["partitions"]
@@ -237,6 +239,15 @@ class AuditTopic:
         response = await admin._send_request(request)  # no public form without auto-creation
         metadata: dict[str, Any] = response.to_object()
         return metadata
+
+    async def _created(self, admin: AIOKafkaAdminClient) -> dict[str, Any]:
+        # A new topic reaches the brokers' metadata a moment after the controller answered.
+        deadline = time.monotonic() + self._settings.kafka_request_timeout_ms / 1000
+        while True:
+            described: dict[str, Any] = (await self._metadata(admin))["topics"][0]
+            if described["error_code"] != _UNKNOWN_TOPIC or time.monotonic() > deadline:
+                return described
+            await asyncio.sleep(0.1)
 
     async def _create(self, admin: AIOKafkaAdminClient, *, brokers: int) -> bool:
         replication = self._settings.audit_topic_replication or default_replication(brokers)
