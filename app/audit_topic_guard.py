@@ -113,7 +113,7 @@ class AuditTopicGuard:
 
     async def _run(self, then: Sequence[Callable[[], None]]) -> None:
         while not await self._connection.wait_connected(60.0):
-            pass  # the connection logs its own retries
+            await asyncio.sleep(0.5)  # the connection logs its own retries
         backoff = Backoff(max_s=RECHECK_S)
         started = False
         while True:
