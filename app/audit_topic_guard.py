@@ -112,9 +112,10 @@ class AuditTopicGuard:
         return self.problem()
 
     async def _run(self, then: Sequence[Callable[[], None]]) -> None:
-        while not await self._connection.wait_connected(60.0):
-            await asyncio.sleep(0.5)  # the connection logs its own retries
         backoff = Backoff(max_s=RECHECK_S)
+        while not await self._connection.wait_connected(60.0):
+            await backoff.wait()  # the connection logs its own retries
+        backoff.reset()
         started = False
         while True:
             try:
