@@ -8,7 +8,7 @@ import pytest
 
 from tests.api.conftest import ServiceFactory, assert_contract_error, client_for
 from tests.api.test_metrics import scrape
-from tests.conftest import describe_topic, records_in
+from tests.conftest import describe_topic, eventually, records_in
 
 DAY_MS = 24 * 3600 * 1000
 EVENT = {"user_id": "u", "model": "m", "prompt": "p", "response": "r"}
@@ -119,3 +119,35 @@ async def test_an_existing_compliant_topic_is_used_as_it_is(
     assert ready.status_code == 200, ready.text
     assert written.status_code == 201, written.text
     assert (await describe_topic(kafka_bootstrap, topic)).partitions == 2
+
+
+async def test_fixing_a_noncompliant_topic_makes_the_service_ready_without_a_restart(
+    create_topic: Any, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
+    from aiokafka.admin.config_resource import (  # noqa: PLC0415
+        ConfigResource,
+        ConfigResourceType,
+    )
+
+    monkeypatch.setattr("app.audit_topic_guard.RECHECK_S", 0.5)  # 30 s in production
+    topic = await create_topic(partitions=1, configs={"retention.ms": SEVEN_DAYS_MS})
+    async with client_for(kafka_bootstrap, audit_topic=topic) as client:
+        assert_contract_error(await client.get("/readyz"), 503, "audit_topic_noncompliant")
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic, {"retention.ms": "-1"})]
+            )
+        finally:
+            await admin.close()
+
+        async def ready() -> bool:
+            return (await client.get("/readyz")).status_code == 200
+
+        await eventually(ready, timeout_s=30)
+        written = await client.post("/audit", json=EVENT)
+        metrics = await scrape(client)
+    assert written.status_code == 201, written.text
+    assert compliant_gauge(metrics) == 1
