@@ -1,6 +1,9 @@
 """Library configs built from the service settings: one place maps `RG_KAFKA_*` to the clients."""
 
+import inspect
 from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
 
 from app.kafka import KafkaConsumerConfig, KafkaProducerConfig
 from app.settings import Settings
@@ -30,3 +33,10 @@ def producer_config(settings: Settings) -> KafkaProducerConfig:
 def consumer_config(settings: Settings, **fields: Any) -> KafkaConsumerConfig:
     """A consumer on the settings' cluster; `fields` sets topics, group_id and the rest."""
     return KafkaConsumerConfig(**_connection(settings), **fields)
+
+
+def admin_config(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for aiokafka's admin client: the producer's connection (servers,
+    client id, SASL, TLS, request timeout), nothing else."""
+    accepted = inspect.signature(AIOKafkaAdminClient).parameters
+    return {k: v for k, v in producer_config(settings).to_aiokafka().items() if k in accepted}

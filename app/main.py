@@ -11,6 +11,8 @@ from app.api import audit, health, messages, metrics, publish
 from app.api.body_limit import BodyLimit
 from app.api.errors import install_error_handlers
 from app.api.observe import RequestObserver
+from app.audit_topic import AuditTopic
+from app.audit_topic_guard import AuditTopicGuard
 from app.audit_trail import AuditTrail
 from app.auth import ApiKeys, is_loopback
 from app.backpressure import Backpressure
@@ -29,6 +31,9 @@ from app.topics import TopicPolicy
 
 logger = logging.getLogger(__name__)
 
+# How long the start waits for the audit topic's first create-or-check once Kafka answers.
+AUDIT_TOPIC_WAIT_S = 30.0
+
 DESCRIPTION = """\
 Apps send every prompt/response they handle to this service; it writes each one durably to
 Apache Kafka (acks=all, idempotent producer) and answers with a receipt: topic, partition,
@@ -39,6 +44,16 @@ the statuses each operation lists, any request may get 400 `bad_request` (not va
 431 `headers_too_large` (more than RG_MAX_HEADERS header lines or RG_MAX_HEADER_BYTES bytes of
 URL and headers), both answered before routing.
 """
+
+
+def _audit_topic_guard(
+    app: FastAPI, settings: Settings, connection: ProducerConnection, metrics: ServiceMetrics
+) -> AuditTopicGuard:
+    """The guard of the audit topic, on `app.state` and in the metrics."""
+    guard = AuditTopicGuard(settings, connection, topic=AuditTopic(settings))
+    app.state.audit_topic = guard
+    metrics.watch_audit_topic(lambda: guard.compliant)
+    return guard
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -63,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reader = RecentRecordsReader(settings, recent, refresh_s=settings.messages_refresh_s)
         service_metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
         app.state.connection = connection
+        guard = _audit_topic_guard(app, settings, connection, service_metrics)
         app.state.reader = reader
         spool: Spool | None = None
         forwarder: SpoolForwarder | None = None
@@ -101,13 +117,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # With the broker up, be ready from the first request; without it, serve anyway
         # (/readyz says 503) and keep connecting in the background.
         await connection.wait_connected(settings.ready_timeout_s)
-        reader.start()
-        if forwarder is not None:
-            forwarder.start()
+        # Likewise the audit topic: created or checked before the first request. The readers
+        # start once it exists: their metadata requests would have the broker auto-create it
+        # with its defaults (seven days of retention).
+        await guard.start(
+            then=[reader.start] if forwarder is None else [reader.start, forwarder.start],
+            wait_s=AUDIT_TOPIC_WAIT_S,
+        )
         try:
             yield
         finally:
             app.state.shutdown.begin()
+            await guard.close()
             if forwarder is not None:
                 await forwarder.close()
             await reader.close()

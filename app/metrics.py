@@ -98,6 +98,15 @@ class ServiceMetrics:
         ):
             Gauge(name, documentation, registry=self.registry).set_function(read)
 
+    def watch_audit_topic(self, compliant: Callable[[], bool]) -> None:
+        """Report whether the audit topic keeps its records on every scrape."""
+        Gauge(
+            "rg_audit_topic_compliant",
+            "1 when the audit topic's retention, cleanup policy and replication were checked "
+            "and keep audit records; 0 when noncompliant or not checked (yet).",
+            registry=self.registry,
+        ).set_function(lambda: 1.0 if compliant() else 0.0)
+
     def track_produce(self, endpoint: str) -> DeliveryCallback:
         """A delivery callback for one record, started now: on success it counts the record
         and observes its latency, on failure it counts the error's code."""

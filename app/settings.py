@@ -2,9 +2,9 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.auth import Scope
@@ -52,6 +52,31 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
 
     audit_topic: TopicName = DEFAULT_AUDIT_TOPIC
+    audit_topic_partitions: int = Field(
+        default=6, ge=1, description="Partitions of the audit topic when the service creates it."
+    )
+    audit_topic_replication: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replication factor of the audit topic when the service creates it; "
+        "unset: 3, or the number of brokers when fewer.",
+    )
+    audit_retention_days: int = Field(
+        default=400,
+        ge=-1,
+        description="retention.ms (in days) of the audit topic when the service creates it; "
+        "-1 keeps records forever.",
+    )
+    audit_min_retention_days: int = Field(
+        default=180,
+        ge=0,
+        description="Shortest retention accepted on an existing audit topic.",
+    )
+    audit_topic_check: Literal["enforce", "warn", "off"] = Field(
+        default="enforce",
+        description="A noncompliant audit topic: enforce = not ready, writes refused (503); "
+        "warn = a warning and a metric; off = the topic is neither created nor checked.",
+    )
     produce_timeout_s: float = Field(
         default=10.0,
         gt=0,
@@ -134,6 +159,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _retention_meets_its_minimum(self) -> Self:
+        # The service would create a topic that its own check then refuses.
+        if self.audit_retention_days == 0:
+            raise ValueError("RG_AUDIT_RETENTION_DAYS=0: give days, or -1 to keep forever")
+        if 0 < self.audit_retention_days < self.audit_min_retention_days:
+            raise ValueError(
+                f"RG_AUDIT_RETENTION_DAYS={self.audit_retention_days} is shorter than "
+                f"RG_AUDIT_MIN_RETENTION_DAYS={self.audit_min_retention_days}"
+            )
+        return self
 
     @property
     def recent_topics(self) -> list[str]:

@@ -349,3 +349,43 @@ def live_service(
     for clients in other languages, real HTTP streaming and load."""
     with running_service(kafka_bootstrap, tmp_path_factory.mktemp("live-service")) as service:
         yield service
+
+
+# What the service creates its audit topic with (400 days, delete): for tests that create an
+# audit topic themselves, so that the service's check accepts it.
+AUDIT_TOPIC_CONFIGS = {"retention.ms": str(400 * 24 * 3600 * 1000), "cleanup.policy": "delete"}
+
+
+@dataclass
+class TopicDescription:
+    """A topic as the broker describes it."""
+
+    partitions: int
+    replication: int
+    configs: dict[str, str]
+
+
+async def describe_topic(bootstrap: str, topic: str) -> TopicDescription:
+    """Partitions, replication factor and effective configs of an existing topic."""
+    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
+    from aiokafka.admin.config_resource import (  # noqa: PLC0415
+        ConfigResource,
+        ConfigResourceType,
+    )
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+        assert described["error_code"] == 0, described
+        (response,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)]
+        )
+        (resource,) = response.to_object()["resources"]
+        return TopicDescription(
+            partitions=len(described["partitions"]),
+            replication=len(described["partitions"][0]["replicas"]),
+            configs={e["config_names"]: e["config_value"] for e in resource["config_entries"]},
+        )
+    finally:
+        await admin.close()

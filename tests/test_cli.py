@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from app.cli import build_parser, main
 from app.embedded import KafkaDistribution, free_port
 from app.kafka import KafkaConsumerClient, KafkaConsumerConfig, KafkaProducerClient
-from tests.conftest import LiveService, java_pids_using, read_all
+from tests.conftest import AUDIT_TOPIC_CONFIGS, LiveService, java_pids_using, read_all
 
 SCRIPT = str(Path(sys.executable).parent / "ractogateway-kafka")
 
@@ -119,7 +120,10 @@ def wait_http(url: str, status: int = 200, timeout_s: float = 180) -> httpx.Resp
     raise AssertionError(f"{url} did not answer {status} within {timeout_s}s (last: {last!r})")
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["broker"], ["run"], ["process"], ["tail"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["serve"], ["broker"], ["run"], ["process"], ["tail"], ["topics"], ["topics", "check"]],
+)
 def test_unit_help_explains_every_command(
     command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -133,7 +137,7 @@ def test_unit_help_explains_every_command(
 
 def test_unit_commands_are_listed() -> None:
     help_text = build_parser().format_help()
-    for command in ("serve", "broker", "run", "process", "tail"):
+    for command in ("serve", "broker", "run", "process", "tail", "topics"):
         assert command in help_text
 
 
@@ -355,3 +359,46 @@ async def test_tail_prints_records_as_json_lines(
     assert by_key["a"]["headers"]["h"] == "v"
     assert by_key["b"]["value"] == "base64:/w=="
     assert by_key["a"]["topic"] == topic
+
+
+async def test_topics_check_exits_0_on_a_compliant_topic_and_1_on_a_seven_day_one(
+    tmp_path: Path, cli_env: dict[str, str], kafka_bootstrap: str, create_topic: Any
+) -> None:
+    compliant = await create_topic(partitions=2, configs=AUDIT_TOPIC_CONFIGS)
+    seven_days = await create_topic(partitions=2, configs={"retention.ms": "604800000"})
+    env = cli_env | {"RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    good, bad = [
+        await asyncio.to_thread(
+            run_cli, ["topics", "check"], cwd=tmp_path, env=env | {"RG_AUDIT_TOPIC": name}
+        )
+        for name in (compliant, seven_days)
+    ]
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert f"audit topic {compliant!r} found: 2 partitions" in good.stdout
+    assert "compliant" in good.stdout
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "noncompliant: retention.ms=604800000, required >= 15552000000" in bad.stdout
+    assert "records are deleted after 7 days" in bad.stdout
+
+
+async def test_topics_check_exits_2_when_kafka_does_not_answer(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    env = cli_env | {"RG_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    result = await asyncio.to_thread(run_cli, ["topics", "check"], cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "does not answer" in result.stderr
+
+
+async def test_topics_create_creates_the_audit_topic_as_the_service_would(
+    tmp_path: Path, cli_env: dict[str, str], kafka_bootstrap: str, topic: str
+) -> None:
+    env = cli_env | {"RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "RG_AUDIT_TOPIC": topic}
+    missing = await asyncio.to_thread(run_cli, ["topics", "check"], cwd=tmp_path, env=env)
+    created = await asyncio.to_thread(
+        run_cli, ["topics", "create", "--topic", topic], cwd=tmp_path, env=env
+    )
+    assert missing.returncode == 1
+    assert "topic=missing" in missing.stdout
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert f"audit topic {topic!r} created: 6 partitions" in created.stdout

@@ -6,18 +6,32 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app.api.auth import require
-from app.api.deps import AcceptingWork, AuditTrailDep, SettingsDep, TraceHeadersDep
-from app.api.errors import error_responses, invalid_input
+from app.api.deps import (
+    AcceptingWork,
+    AuditTopicWritable,
+    AuditTrailDep,
+    SettingsDep,
+    TraceHeadersDep,
+)
+from app.api.errors import ErrorBody, error_responses, invalid_input
 from app.audit_trail import AuditReceipt, BatchItemResult
 from app.kafka import KafkaAuditEvent
 
 router = APIRouter(
     tags=["audit"],
-    dependencies=[require("audit:write"), AcceptingWork],
+    dependencies=[require("audit:write"), AcceptingWork, AuditTopicWritable],
     responses=error_responses(401, 403),
 )
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+
+# The write routes' 503 also covers the audit topic (app/audit_topic_guard.py).
+UNAVAILABLE = {
+    "model": ErrorBody,
+    "description": "Overloaded, or Kafka unavailable or too slow to acknowledge; or the audit "
+    "topic would delete the record (`audit_topic_noncompliant`, naming the topic setting) or is "
+    "not created or checked yet (`audit_topic_unavailable`); see `Retry-After`.",
+}
 
 EXAMPLE_EVENT = {
     "user_id": "user-42",
@@ -65,7 +79,8 @@ class AuditBatchResult(BaseModel):
             "description": "Queued (`?wait=false`), or spooled to disk while Kafka is away "
             "(with RG_SPOOL_DIR).",
         },
-        **error_responses(413, 422, 502, 503),
+        **error_responses(413, 422, 502),
+        503: UNAVAILABLE,
     },
 )
 async def audit(
@@ -110,7 +125,7 @@ async def audit(
 @router.post(
     "/audit/batch",
     summary="Write several audit events to Kafka",
-    responses=error_responses(413, 422, 503),
+    responses={**error_responses(413, 422), 503: UNAVAILABLE},
 )
 async def audit_batch(
     batch: AuditBatch,

@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 
 from app.api.errors import ServiceError
 from app.api.trace import trace_headers
+from app.audit_topic_guard import AuditTopicGuard
 from app.audit_trail import AuditTrail
 from app.connection import ProducerConnection
 from app.kafka import KafkaProducerClient
@@ -94,3 +95,29 @@ async def accepting_work(shutdown: ShutdownDep) -> None:
 
 
 AcceptingWork = Depends(accepting_work)
+
+
+async def get_audit_topic(request: Request) -> AuditTopicGuard:
+    """Whether the audit topic exists and keeps its records."""
+    guard: AuditTopicGuard = request.app.state.audit_topic
+    return guard
+
+
+AuditTopicDep = Annotated[AuditTopicGuard, Depends(get_audit_topic)]
+
+
+async def audit_topic_writable(guard: AuditTopicDep) -> None:
+    """Refuse audit writes the audit topic would not keep (503 `audit_topic_noncompliant`), or
+    that would have the broker auto-create it with its defaults (503
+    `audit_topic_unavailable`); see app/audit_topic_guard.py."""
+    if (problem := guard.write_problem()) is not None:
+        raise ServiceError(
+            503,
+            problem.code,
+            problem.message,
+            details=problem.details,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+
+AuditTopicWritable = Depends(audit_topic_writable)

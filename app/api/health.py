@@ -5,7 +5,7 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from app.api.deps import ConnectionDep, SettingsDep, ShutdownDep, accepting_work
+from app.api.deps import AuditTopicDep, ConnectionDep, SettingsDep, ShutdownDep, accepting_work
 from app.api.errors import ErrorBody, ServiceError
 from app.problems import RETRY_AFTER_S
 
@@ -30,15 +30,23 @@ async def healthz() -> HealthStatus:
     responses={
         503: {
             "model": ErrorBody,
-            "description": "The broker does not answer, or the service is shutting down.",
+            "description": "The broker does not answer (`broker_unavailable`), the audit "
+            "topic could not be created or checked (`audit_topic_unavailable`, naming the "
+            "missing permission) or would not keep audit records "
+            "(`audit_topic_noncompliant`, naming the setting, its value and the required one), "
+            "or the service is shutting down (`shutting_down`).",
         }
     },
 )
 async def readyz(
-    connection: ConnectionDep, settings: SettingsDep, shutdown: ShutdownDep
+    connection: ConnectionDep,
+    settings: SettingsDep,
+    shutdown: ShutdownDep,
+    audit_topic: AuditTopicDep,
 ) -> HealthStatus:
-    """200 when a metadata request to the cluster succeeds, else 503 with `Retry-After`;
-    503 `shutting_down` from SIGTERM on."""
+    """200 when a metadata request to the cluster succeeds and the audit topic exists and
+    keeps its records (RG_AUDIT_TOPIC_CHECK), else 503 with `Retry-After`; 503 `shutting_down`
+    from SIGTERM on."""
     await accepting_work(shutdown)
     if not await connection.is_ready():
         servers = ",".join(settings.kafka_bootstrap_servers)
@@ -46,6 +54,14 @@ async def readyz(
             503,
             "broker_unavailable",
             f"Kafka at {servers} does not answer",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    if (problem := audit_topic.problem()) is not None:
+        raise ServiceError(
+            503,
+            problem.code,
+            problem.message,
+            details=problem.details,
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     return HealthStatus(status="ready")

@@ -5,7 +5,7 @@ import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.cli import broker, records, service
+from app.cli import broker, records, service, topics
 from app.cli.common import EPILOG, logger
 from app.embedded import EmbeddedKafkaError
 from app.handler import HandlerSpecError
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (service, broker, records):
+    for group in (service, broker, records, topics):
         group.register(commands)
     return parser
 

@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
 from app.kafka import KafkaMessage
-from tests.conftest import read_all, records_in
+from tests.conftest import AUDIT_TOPIC_CONFIGS, read_all, records_in
 
 
 @pytest.fixture
@@ -34,12 +34,15 @@ def own_broker(tmp_path: Path, kafka_distribution: KafkaDistribution) -> Iterato
 
 
 async def new_topic(bootstrap: str, partitions: int = 3) -> str:
-    """Create a fresh topic on `bootstrap`."""
+    """Create a fresh topic on `bootstrap`, with the configs the service's audit-topic check
+    accepts (the tests use it as the audit topic)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         name = f"test-{uuid.uuid4().hex}"
-        await admin.create_topics([NewTopic(name, partitions, 1)], timeout_ms=30_000)
+        await admin.create_topics(
+            [NewTopic(name, partitions, 1, topic_configs=AUDIT_TOPIC_CONFIGS)], timeout_ms=30_000
+        )
         return name
     finally:
         await admin.close()
