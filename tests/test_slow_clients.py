@@ -7,6 +7,7 @@ import re
 import socket
 import statistics
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -187,6 +188,31 @@ def test_a_keep_alive_connection_idle_past_the_read_timeout_is_still_served(
         time.sleep(READ_TIMEOUT_S + 1)
         connection.sendall(request)
         assert read_answer(connection).startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_an_answer_longer_than_the_read_timeout_is_not_cut(
+    slow_bound: LiveService,
+) -> None:
+    # The request is whole at once; its answer, a stream, then runs past the read timeout.
+    user = f"long-answer-{uuid.uuid4().hex}"
+    async with (
+        httpx.AsyncClient(base_url=slow_bound.url, timeout=30) as client,
+        client.stream("GET", "/messages/stream", params={"key": user}) as response,
+    ):
+        assert response.status_code == 200
+        lines = response.aiter_lines()
+        assert (await anext(lines)).startswith(":")  # subscribed
+        await asyncio.sleep(READ_TIMEOUT_S + 1)
+        receipt = (await client.post("/audit", json={**EVENT, "user_id": user})).json()
+
+        async def next_data() -> str:
+            async for line in lines:
+                if line.startswith("data:"):
+                    return line
+            return "(the stream ended)"
+
+        data = await asyncio.wait_for(next_data(), 20)
+    assert receipt["event_id"] in data
 
 
 def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_time(
