@@ -4,17 +4,19 @@ bounds live in its HTTP protocol): real sockets on 127.0.0.1, the session's real
 import asyncio
 import json
 import re
+import signal
 import socket
 import statistics
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import LiveService, running_service
+from tests.conftest import Launch, LiveService, running_service
 
 READ_TIMEOUT_S = 2.0
 KEEP_ALIVE_S = 6.0
@@ -320,3 +322,44 @@ def test_connections_beyond_the_bound_get_503_until_some_close(
     while metric(few_connections, "rg_http_connections") != 1:  # the scrape's own
         assert time.monotonic() < deadline, "closed connections still counted as open"
         time.sleep(0.2)
+
+
+async def test_sigterm_with_slow_clients_connected_exits_cleanly(
+    kafka_bootstrap: str, tmp_path: Path, start_service: Launch
+) -> None:
+    # A request whose body never ends holds uvicorn's graceful shutdown (it waits for requests
+    # in flight); the read timeout ends it, and the process exits 0 without a traceback.
+    service = await asyncio.to_thread(
+        start_service,
+        kafka_bootstrap,
+        tmp_path,
+        request_read_timeout_s=str(READ_TIMEOUT_S),
+        shutdown_drain_s="0.5",
+    )
+    await asyncio.to_thread(service.wait_ready)
+    port = port_of(service)
+    head = b"POST /audit HTTP/1.1\r\nHost: rg\r\nContent-Type: application/json\r\n"
+    give_up_s = READ_TIMEOUT_S + MARGIN_S
+    everyone = asyncio.gather(
+        *(dribble(port, b"", head + b"X: 1\r\n" * 20, give_up_s=give_up_s) for _ in range(5)),
+        *(
+            dribble(port, head + b"Content-Length: 1000\r\n\r\n", b"{" * 1000, give_up_s=give_up_s)
+            for _ in range(5)
+        ),
+    )
+    await asyncio.sleep(0.5)
+    service.process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    dribbled = await everyone
+    exit_code = await asyncio.to_thread(service.process.wait, 60)
+    print(
+        f"\nSIGTERM with 10 slow clients connected: exit {exit_code} "
+        f"{time.monotonic() - signalled:.1f}s after the signal"
+    )
+    assert exit_code == 0, service.log()
+    assert all(one.closed_after_s is not None for one in dribbled)
+    for one in dribbled[5:]:  # in their bodies: cut off at the bound, answered
+        assert_error_answer(
+            one.answer, "HTTP/1.1 408 Request Timeout", "request_timeout", "body was not"
+        )
+    assert "Traceback" not in service.log()
