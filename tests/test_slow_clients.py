@@ -65,6 +65,13 @@ def metric(service: LiveService, name: str) -> float:
     return float(found[1]) if found else 0.0
 
 
+def rss_mib(service: LiveService) -> float:
+    """The service process's resident memory."""
+    status = Path(f"/proc/{service.process.pid}/status").read_text()
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found[1]) / 1024 if found else 0.0
+
+
 def assert_error_answer(answer: bytes, status_line: str, code: str, reason: str) -> dict[str, str]:
     """The answer is `status_line` with the contract's error body; its headers."""
     head, _, body = answer.partition(b"\r\n\r\n")
@@ -129,8 +136,9 @@ async def dribble(port: int, head: bytes, payload: bytes, *, give_up_s: float) -
 async def test_slow_heads_and_bodies_are_cut_off_while_others_are_served(
     slow_bound: LiveService,
 ) -> None:
-    clients = 50
+    clients = 150  # of each kind: 300 slow connections, as in the issue
     port = port_of(slow_bound)
+    rss_before = rss_mib(slow_bound)
     timed_out_before = metric(slow_bound, "rg_http_requests_timed_out_total")
     # A head of some 100 bytes: at one byte per 0.3 s it would take half a minute.
     slow_head = (
@@ -147,10 +155,15 @@ async def test_slow_heads_and_bodies_are_cut_off_while_others_are_served(
         *(dribble(port, body_head, b"x" * 1000, give_up_s=give_up_s) for _ in range(clients)),
     ]
     statuses: list[int] = []
+    latencies: list[float] = []
     async with httpx.AsyncClient(base_url=slow_bound.url, timeout=10) as client:
         everyone = asyncio.gather(*slow)
+        rss_peak = rss_before
         while not everyone.done():  # ordinary requests on other connections meanwhile
+            sent = time.monotonic()
             statuses.append((await client.post("/audit", json=EVENT)).status_code)
+            latencies.append(time.monotonic() - sent)
+            rss_peak = max(rss_peak, rss_mib(slow_bound))
             await asyncio.sleep(0.1)
         dribbled = await everyone
 
@@ -161,7 +174,10 @@ async def test_slow_heads_and_bodies_are_cut_off_while_others_are_served(
     print(
         f"\n{len(times)} slow clients cut off after (s): min {times[0]:.2f}, "
         f"median {statistics.median(times):.2f}, max {times[-1]:.2f} "
-        f"(bound {READ_TIMEOUT_S}s); {len(statuses)} ordinary POST /audit meanwhile"
+        f"(bound {READ_TIMEOUT_S}s); {len(statuses)} ordinary POST /audit meanwhile "
+        f"(median {statistics.median(latencies) * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms); "
+        f"service RSS {rss_before:.1f} MiB before, {rss_peak:.1f} MiB at most"
     )
     assert times[0] >= READ_TIMEOUT_S - 0.1  # not before the bound
     assert times[-1] < READ_TIMEOUT_S + MARGIN_S
