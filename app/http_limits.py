@@ -10,13 +10,9 @@ clients starve everyone else.
   `rg_http_requests_timed_out_total` and logged once. Time the service makes the client wait
   is not counted against it: a handler still working once the body is in (waiting for Kafka),
   or the rest of a pipelined request held back while the one before it is answered.
-- RG_MAX_CONNECTIONS bounds the connections open at once. One beyond it has its request read
-  (within the same time bound) and answered 503 `too_many_connections` with Retry-After, then
-  is closed; counted in `rg_http_connections_refused_total`. Answering after the request
-  rather than on accept lets the client read the answer to what it sent: a socket closed with
-  bytes unread is reset, and a reset can destroy the answer before the client reads it.
-  uvicorn's `limit_concurrency` stays off: it answers plain text without Retry-After and also
-  counts requests in flight, so it is no bound on connections alone.
+- RG_MAX_CONNECTIONS bounds the connections open at once (app/connection_slots.py); one
+  beyond it has its request read, within the same time bound, then answered 503
+  `too_many_connections` and closed.
 - An idle connection, before its first request as between two, is closed after
   RG_KEEP_ALIVE_S (uvicorn only times the wait between requests: a connection that never sent
   a byte stayed open for good).
@@ -24,62 +20,19 @@ clients starve everyone else.
 
 import asyncio
 import logging
-import math
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
-
 from app.api.observe import SERVER_ANSWERED
+from app.connection_slots import RETRY_AFTER_S, ConnectionSlots
 from app.logs import FIELDS
 from app.metrics import ServiceMetrics
-from app.request_head import HeadBoundedProtocol, error_body
+from app.request_head import HeadBoundedProtocol
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-# What a refused client is told to wait: connections come and go within seconds.
-_RETRY_AFTER_S = 1
-# Under a storm of connections, one log line per interval (the metric counts each).
-_REFUSALS_LOG_INTERVAL_S = 10.0
-
-
-class ConnectionSlots:
-    """The connections admitted, shared by every connection of one server."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.open = 0
-        self._unlogged = 0
-        self._logged_at = -math.inf
-
-    def take(self) -> bool:
-        """Admit one more connection, unless `limit` are open."""
-        if self.open >= self.limit:
-            self._refused()
-            return False
-        self.open += 1
-        return True
-
-    def release(self) -> None:
-        """An admitted connection has closed."""
-        self.open -= 1
-
-    def _refused(self) -> None:
-        self._unlogged += 1
-        now = time.monotonic()
-        if now - self._logged_at >= _REFUSALS_LOG_INTERVAL_S:
-            logger.warning(
-                "%d connection(s) refused with 503: %d open, the most RG_MAX_CONNECTIONS allows",
-                self._unlogged,
-                self.open,
-                extra={FIELDS: {"refused": self._unlogged, "open": self.open}},
-            )
-            self._logged_at = now
-            self._unlogged = 0
 
 
 @dataclass(frozen=True)
@@ -111,7 +64,7 @@ class LimitedProtocol(HeadBoundedProtocol):
         else:
             self.limits.refused()
             # This connection's requests are answered 503; and it gets no idle time either.
-            self.app = self._refuse
+            self.app = self.limits.slots.refuse
             self._start_read_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -180,16 +133,12 @@ class LimitedProtocol(HeadBoundedProtocol):
             self._start_read_timer()
             return
         if not self._admitted:
-            self._cut(503, "too_many_connections", self._refusal_message())
+            self._cut(503, "too_many_connections", self.limits.slots.refusal_message)
             return
         self.limits.timed_out()
-        seconds = f"{self.limits.read_timeout_s:g}"
         part = "head" if self._in_head else "body"
-        self._cut(
-            408,
-            "request_timeout",
-            f"the request's {part} was not received within {seconds}s (RG_REQUEST_READ_TIMEOUT_S)",
-        )
+        seconds = f"{self.limits.read_timeout_s:g}s (RG_REQUEST_READ_TIMEOUT_S)"
+        self._cut(408, "request_timeout", f"the request's {part} was not received within {seconds}")
 
     def _cut(self, status: int, code: str, message: str) -> None:
         """Close the connection, answering first when no answer has begun on it."""
@@ -207,7 +156,7 @@ class LimitedProtocol(HeadBoundedProtocol):
             state[SERVER_ANSWERED] = status
             cycle.disconnected = True
             cycle.message_event.set()
-        if self._admitted:
+        if self._admitted:  # a refused one was counted and logged on arrival
             client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
             logger.warning(
                 "request cut off with %d: %s",
@@ -223,40 +172,10 @@ class LimitedProtocol(HeadBoundedProtocol):
                 },
             )
         if answerable:
-            headers = [("retry-after", str(_RETRY_AFTER_S))] if status == 503 else []
+            headers = [("retry-after", str(RETRY_AFTER_S))] if status == 503 else []
             self._answer(status, code, message, request_id=request_id, headers=headers)
         else:
             self.transport.close()
-
-    def _refusal_message(self) -> str:
-        return (
-            f"the service has {self.limits.slots.limit} connections open, the most "
-            "RG_MAX_CONNECTIONS allows; retry shortly"
-        )
-
-    async def _refuse(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        """The app of a connection beyond the bound: read the request to its end (so the
-        answer is not lost to a reset), then 503 and close."""
-        while (await receive()).get("more_body", False):
-            pass
-        request_id = uuid.uuid4().hex
-        body = error_body("too_many_connections", self._refusal_message(), request_id)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode()),
-                    (b"retry-after", str(_RETRY_AFTER_S).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def limited_protocol(settings: Settings, metrics: ServiceMetrics) -> type[LimitedProtocol]:

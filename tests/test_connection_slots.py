@@ -1,11 +1,11 @@
 """The connection slots behind RG_MAX_CONNECTIONS (unit tests, no broker, no sockets; the
-protocol itself is tested against the served process in test_slow_clients.py)."""
+protocol is tested against the served process in test_slow_clients.py)."""
 
 import logging
 
 import pytest
 
-from app.http_limits import ConnectionSlots
+from app.connection_slots import ConnectionSlots
 
 
 def test_unit_slots_admit_up_to_the_limit_and_again_once_released() -> None:
@@ -22,7 +22,7 @@ def test_unit_slots_admit_up_to_the_limit_and_again_once_released() -> None:
 def test_unit_a_storm_of_refusals_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
     slots = ConnectionSlots(1)
     slots.take()
-    with caplog.at_level(logging.WARNING, logger="app.http_limits"):
+    with caplog.at_level(logging.WARNING, logger="app.connection_slots"):
         for _ in range(500):
             assert not slots.take()
     assert len(caplog.records) == 1
