@@ -40,9 +40,11 @@ Apache Kafka (acks=all, idempotent producer) and answers with a receipt: topic, 
 offset and the SHA-256 digest of the stored record.
 
 Every error answers with `{"error": {"code", "message", "details", "request_id"}}`. Besides
-the statuses each operation lists, any request may get 400 `bad_request` (not valid HTTP) or
-431 `headers_too_large` (more than RG_MAX_HEADERS header lines or RG_MAX_HEADER_BYTES bytes of
-URL and headers), both answered before routing.
+the statuses each operation lists, any request may get, answered by the HTTP layer with the
+connection then closed: 400 `bad_request` (not valid HTTP); 408 `request_timeout` (head and
+body not received within RG_REQUEST_READ_TIMEOUT_S of the first byte); 431 `headers_too_large`
+(more than RG_MAX_HEADERS header lines or RG_MAX_HEADER_BYTES bytes of URL and headers); 503
+`too_many_connections` with `Retry-After` (RG_MAX_CONNECTIONS connections open already).
 """
 
 

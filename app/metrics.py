@@ -84,6 +84,22 @@ class ServiceMetrics:
             ["endpoint", "code"],
             registry=self.registry,
         )
+        self.requests_timed_out = Counter(
+            "rg_http_requests_timed_out_total",
+            "Requests cut off: head or body not received within RG_REQUEST_READ_TIMEOUT_S.",
+            registry=self.registry,
+        )
+        self.connections_refused = Counter(
+            "rg_http_connections_refused_total",
+            "Connections refused with 503 beyond RG_MAX_CONNECTIONS.",
+            registry=self.registry,
+        )
+
+    def watch_connections(self, read: Callable[[], int]) -> None:
+        """Report the client connections open (within RG_MAX_CONNECTIONS) on every scrape."""
+        Gauge(
+            "rg_http_connections", "Client connections open.", registry=self.registry
+        ).set_function(read)
 
     def watch_spool(self, spool: Spool) -> None:
         """Report the spool's depth, size and oldest record on every scrape."""

@@ -2,15 +2,16 @@
 
 uvicorn's httptools protocol keeps every header line it is sent, however many and however
 long, before the app sees any of them; one client could make the service hold megabytes per
-connection. `bounded_protocol` counts while parsing and answers 431 with the contract's error
-body as soon as a bound is passed, then closes the connection. A request it cannot parse at all
-gets a 400 with the same body (uvicorn's own answer is plain text).
+connection. `HeadBoundedProtocol` counts while parsing and answers 431 with the contract's
+error body as soon as a bound is passed, then closes the connection. A request it cannot parse
+at all gets a 400 with the same body (uvicorn's own answer is plain text).
 """
 
 import logging
 import uuid
+from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -28,93 +29,122 @@ class HeadTooLargeError(Exception):
     """Raised inside the parser to stop it; the protocol then answers 431."""
 
 
-def bounded_protocol(*, max_headers: int, max_head_bytes: int) -> type[HttpToolsProtocol]:
+def error_body(code: str, message: str, request_id: str) -> bytes:
+    """The contract's error body, as sent on the wire."""
+    detail = ErrorDetail(code=code, message=message, request_id=request_id)
+    return ErrorBody(error=detail).model_dump_json().encode()
+
+
+class HeadBoundedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol allowing at most `max_headers` header lines and
-    `max_head_bytes` bytes of URL, header names and values per request."""
+    `max_head_bytes` bytes of URL, header names and values per request; `bounded_protocol`
+    makes one with the settings' values."""
 
-    class BoundedHttpToolsProtocol(HttpToolsProtocol):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._headers_seen = 0
-            self._head_bytes = 0
-            self._refusal: str | None = None
-            self._in_head = True
-            self._unfinished = 0
+    max_headers: ClassVar[int] = 100
+    max_head_bytes: ClassVar[int] = 32 * 1024
 
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            # httptools holds a header line until it ends, so a line that never ends is
-            # caught here: raw bytes received while a head is unfinished. A chunk may also
-            # carry the end of the previous request, hence the allowance of one read.
-            if self._in_head and self._refusal is None:
-                self._unfinished += len(data)
-                if self._unfinished > max_head_bytes + _READ_ALLOWANCE:
-                    self._refusal = (
-                        f"the request head did not end within {max_head_bytes} bytes "
-                        "(RG_MAX_HEADER_BYTES)"
-                    )
-                    self.send_400_response(self._refusal)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._headers_seen = 0
+        self._head_bytes = 0
+        self._refusal: str | None = None
+        self._in_head = True
+        self._unfinished = 0
 
-        def on_message_begin(self) -> None:
-            self._headers_seen = 0
-            self._head_bytes = 0
-            self._in_head = True
-            super().on_message_begin()
-
-        def on_headers_complete(self) -> None:
-            self._in_head = False
-            self._unfinished = 0
-            super().on_headers_complete()
-
-        def on_url(self, url: bytes) -> None:
-            self._count(len(url), headers=0)
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._count(len(name) + len(value), headers=1)
-            super().on_header(name, value)
-
-        def _count(self, size: int, *, headers: int) -> None:
-            self._head_bytes += size
-            self._headers_seen += headers
-            if self._headers_seen > max_headers:
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # httptools holds a header line until it ends, so a line that never ends is
+        # caught here: raw bytes received while a head is unfinished. A chunk may also
+        # carry the end of the previous request, hence the allowance of one read.
+        if self._in_head and self._refusal is None:
+            self._unfinished += len(data)
+            if self._unfinished > self.max_head_bytes + _READ_ALLOWANCE:
                 self._refusal = (
-                    f"the request has more than {max_headers} header lines (RG_MAX_HEADERS)"
-                )
-            elif self._head_bytes > max_head_bytes:
-                self._refusal = (
-                    f"the request's URL and headers exceed {max_head_bytes} bytes "
+                    f"the request head did not end within {self.max_head_bytes} bytes "
                     "(RG_MAX_HEADER_BYTES)"
                 )
-            if self._refusal is not None:
-                raise HeadTooLargeError(self._refusal)
+                self.send_400_response(self._refusal)
 
-        def send_400_response(self, msg: str) -> None:
-            # uvicorn answers every parser failure with a plain-text 400; here it is the
-            # contract's body too, and the failure raised by the bounds is a 431.
-            if self._refusal is not None:
-                self._answer(431, "headers_too_large", self._refusal)
-            else:
-                self._answer(400, "bad_request", f"not a valid HTTP/1.1 request ({msg})")
+    def on_message_begin(self) -> None:
+        self._headers_seen = 0
+        self._head_bytes = 0
+        self._in_head = True
+        super().on_message_begin()
 
-        def _answer(self, status: int, code: str, message: str) -> None:
-            request_id = uuid.uuid4().hex
-            logger.warning(
-                "request refused with %d: %s",
-                status,
-                message,
-                extra={FIELDS: {"status": status, "request_id": request_id}},
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._unfinished = 0
+        super().on_headers_complete()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url), headers=0)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value), headers=1)
+        super().on_header(name, value)
+
+    def _count(self, size: int, *, headers: int) -> None:
+        self._head_bytes += size
+        self._headers_seen += headers
+        if self._headers_seen > self.max_headers:
+            self._refusal = (
+                f"the request has more than {self.max_headers} header lines (RG_MAX_HEADERS)"
             )
-            detail = ErrorDetail(code=code, message=message, request_id=request_id)
-            body = ErrorBody(error=detail).model_dump_json().encode()
-            head = (
-                f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
-                "content-type: application/json\r\n"
-                f"content-length: {len(body)}\r\n"
-                f"x-request-id: {request_id}\r\n"
-                "connection: close\r\n\r\n"
+        elif self._head_bytes > self.max_head_bytes:
+            self._refusal = (
+                f"the request's URL and headers exceed {self.max_head_bytes} bytes "
+                "(RG_MAX_HEADER_BYTES)"
             )
-            self.transport.write(head.encode("ascii") + body)
-            self.transport.close()
+        if self._refusal is not None:
+            raise HeadTooLargeError(self._refusal)
 
-    return BoundedHttpToolsProtocol
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers every parser failure with a plain-text 400; here it is the
+        # contract's body too, and the failure raised by the bounds is a 431.
+        if self._refusal is not None:
+            status, code, message = 431, "headers_too_large", self._refusal
+        else:
+            status, code = 400, "bad_request"
+            message = f"not a valid HTTP/1.1 request ({msg})"
+        request_id = uuid.uuid4().hex
+        logger.warning(
+            "request refused with %d: %s",
+            status,
+            message,
+            extra={FIELDS: {"status": status, "request_id": request_id}},
+        )
+        self._answer(status, code, message, request_id=request_id)
+
+    def _answer(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        request_id: str,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Write an error answer straight to the socket and close the connection: for
+        requests the app never sees (or no longer can answer)."""
+        body = error_body(code, message, request_id)
+        head = (
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+            "content-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n"
+            f"x-request-id: {request_id}\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in headers)
+            + "connection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode("ascii") + body)
+        self.transport.close()
+
+
+def bounded_protocol(*, max_headers: int, max_head_bytes: int) -> type[HeadBoundedProtocol]:
+    """`HeadBoundedProtocol` allowing at most `max_headers` header lines and `max_head_bytes`
+    bytes of URL, header names and values per request."""
+    return type(
+        "BoundedHttpToolsProtocol",
+        (HeadBoundedProtocol,),
+        {"max_headers": max_headers, "max_head_bytes": max_head_bytes},
+    )

@@ -120,6 +120,17 @@ class Settings(BaseSettings):
         ge=1024,
         description="Most bytes of URL, header names and values in a request; more get 431.",
     )
+    request_read_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest time from a request's first byte until its body is complete; "
+        "a slower request gets 408 and its connection is closed.",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Most client connections open at once; more get 503 too_many_connections.",
+    )
     spool_dir: Path | None = Field(
         default=None,
         description="Folder of the disk spool for audit events while Kafka is away; unset: none.",

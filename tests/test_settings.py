@@ -87,3 +87,33 @@ def test_readme_settings_table_lists_every_setting() -> None:
         if f"`RG_{name.upper()}`" not in readme
     ]
     assert missing == []
+
+
+def test_unit_read_timeout_and_connection_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings()
+    assert defaults.request_read_timeout_s == 10.0
+    assert defaults.max_connections == 1000
+    monkeypatch.setenv("RG_REQUEST_READ_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("RG_MAX_CONNECTIONS", "20")
+    settings = Settings()
+    assert settings.request_read_timeout_s == 2.5
+    assert settings.max_connections == 20
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RG_REQUEST_READ_TIMEOUT_S", "0"),
+        ("RG_REQUEST_READ_TIMEOUT_S", "-1"),
+        ("RG_REQUEST_READ_TIMEOUT_S", "soon"),
+        ("RG_MAX_CONNECTIONS", "0"),
+        ("RG_MAX_CONNECTIONS", "many"),
+        ("RG_MAX_CONNECTIONS", "2.5"),
+    ],
+)
+def test_unit_invalid_read_timeout_or_connection_bound_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name.removeprefix("RG_").lower()):
+        Settings()

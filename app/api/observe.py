@@ -14,6 +14,9 @@ logger = logging.getLogger("app.access")
 
 REQUEST_ID_HEADER = "x-request-id"
 _CALLER_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+# Put in a request's `state` by the HTTP protocol when it answered in the app's place (a body
+# that did not arrive in time): the status the client got, so the log line and the metric say it.
+SERVER_ANSWERED = "server_answered"
 
 
 class RequestObserver:
@@ -54,6 +57,7 @@ class RequestObserver:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            status = state.get(SERVER_ANSWERED, status)
             self._observe(scope, status, time.perf_counter() - started, request_id)
 
     def _observe(self, scope: Scope, status: int, duration: float, request_id: str) -> None:

@@ -48,8 +48,8 @@ class DrainingServer(uvicorn.Server):
 def serve(settings: Settings) -> None:
     """Run the API with uvicorn until SIGTERM or Ctrl-C: drain for RG_SHUTDOWN_DRAIN_S, let
     in-flight requests finish (at most RG_SHUTDOWN_TIMEOUT_S), flush, exit."""
-    from app.main import create_app  # noqa: PLC0415 - the broker command needs no web stack
-    from app.request_head import bounded_protocol  # noqa: PLC0415 - likewise
+    from app.http_limits import limited_protocol  # noqa: PLC0415 - no web stack for `broker`
+    from app.main import create_app  # noqa: PLC0415 - likewise
 
     app = create_app(settings)
     config = uvicorn.Config(
@@ -65,9 +65,9 @@ def serve(settings: Settings) -> None:
         # Longer than the idle expiry of client pools (5 s in httpx and many others): a server
         # closing an idle connection first races the client reusing it, and a request is lost.
         timeout_keep_alive=max(1, round(settings.keep_alive_s)),
-        http=bounded_protocol(
-            max_headers=settings.max_headers, max_head_bytes=settings.max_header_bytes
-        ),
+        # The bounds on request heads, on the time to read a request and on connections
+        # (RG_MAX_CONNECTIONS, so uvicorn's own limit_concurrency stays off).
+        http=limited_protocol(settings, app.state.metrics),
     )
     server = DrainingServer(config, shutdown=app.state.shutdown, drain_s=settings.shutdown_drain_s)
     # When the app cannot start (a spool folder in use, a port taken) uvicorn logs why and
