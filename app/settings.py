@@ -2,9 +2,9 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.auth import Scope
@@ -60,6 +60,19 @@ class Settings(BaseSettings):
     audit_batch_max: int = Field(default=500, ge=1, le=10_000)
     max_in_flight: int = Field(
         default=10_000, ge=1, description="Most records waiting for Kafka's acknowledgement."
+    )
+    max_in_flight_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes requests in progress hold: bodies being read and worked on, "
+        "plus records waiting for Kafka's acknowledgement; beyond it 503 overloaded.",
+    )
+    kafka_compression_type: Literal["none", "gzip"] = Field(
+        default="none",
+        description="Compression of the producer's batches. gzip runs in the service's event "
+        "loop (about 12 ms per 0.5 MB of text) and caps the rate of big records; on a "
+        "sidecar's loopback link it saves nothing (a topic's compression.type lets the broker "
+        "compress what it stores).",
     )
     idempotency_window_s: float = Field(
         default=600.0, ge=0, description="How long an acked event's receipt is kept for retries."
@@ -128,6 +141,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _a_body_fits_in_flight(self) -> Self:
+        # Otherwise a body of the largest size would be refused as overloaded forever.
+        if self.max_in_flight_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_in_flight_bytes ({self.max_in_flight_bytes}) must be at least "
+                f"max_body_bytes ({self.max_body_bytes})"
+            )
+        return self
 
     @property
     def recent_topics(self) -> list[str]:
