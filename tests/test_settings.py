@@ -87,3 +87,15 @@ def test_readme_settings_table_lists_every_setting() -> None:
         if f"`RG_{name.upper()}`" not in readme
     ]
     assert missing == []
+
+
+def test_the_in_flight_bytes_bound_holds_at_least_one_whole_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().max_in_flight_bytes == 64 * 1024 * 1024
+    monkeypatch.setenv("RG_MAX_IN_FLIGHT_BYTES", str(4 * 1024 * 1024))
+    assert Settings().max_in_flight_bytes == 4 * 1024 * 1024
+    # A body of the largest size could never be admitted: refused at start, naming both.
+    monkeypatch.setenv("RG_MAX_BODY_BYTES", str(8 * 1024 * 1024))
+    with pytest.raises(ValidationError, match="max_in_flight_bytes .* max_body_bytes"):
+        Settings()
