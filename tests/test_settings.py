@@ -97,5 +97,5 @@ def test_the_in_flight_bytes_bound_holds_at_least_one_whole_body(
     assert Settings().max_in_flight_bytes == 4 * 1024 * 1024
     # A body of the largest size could never be admitted: refused at start, naming both.
     monkeypatch.setenv("RG_MAX_BODY_BYTES", str(8 * 1024 * 1024))
-    with pytest.raises(ValidationError, match="max_in_flight_bytes .* max_body_bytes"):
+    with pytest.raises(ValidationError, match=r"max_in_flight_bytes .* max_body_bytes"):
         Settings()
