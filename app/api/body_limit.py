@@ -6,9 +6,10 @@ without one (chunked) is cut off as soon as it passes the limit; either way 413
 
 Memory: before a byte is read, the declared length is reserved in the service's `ByteBudget`
 (a chunked body's bytes are counted as they arrive); when it does not fit, 503 `overloaded`
-with `Retry-After`. The hold is kept in `request.state.held_bytes` (a record made of the body
-takes its bytes over, see `app.backpressure`) and released once the request is answered: also
-after a 413, a 422 or a client that went away.
+with `Retry-After`, and the connection is closed. The hold is kept in
+`request.state.held_bytes` (a record made of the body takes its bytes over, see
+`app.backpressure`) and released once the request is answered: also after a 413, a 422 or a
+client that went away.
 """
 
 from starlette.requests import Request
@@ -43,9 +44,7 @@ class BodyLimit:
         try:
             held = self.budget.reserve(expected)
         except OverloadedError as exc:
-            # Nothing read yet: the server discards the unread body after the answer, so the
-            # connection stays usable.
-            await self._overloaded(scope, receive, send, exc, close=False)
+            await self._overloaded(scope, receive, send, exc)
             return
         scope.setdefault("state", {})[HELD_BYTES] = held
         try:
@@ -70,7 +69,7 @@ class BodyLimit:
                 try:
                     held.grow(size - held.size)
                 except OverloadedError as exc:
-                    await self._overloaded(scope, receive, send, exc, close=True)
+                    await self._overloaded(scope, receive, send, exc)
                     return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -89,11 +88,12 @@ class BodyLimit:
         await response(scope, receive, send)
 
     async def _overloaded(
-        self, scope: Scope, receive: Receive, send: Send, exc: OverloadedError, *, close: bool
+        self, scope: Scope, receive: Receive, send: Send, exc: OverloadedError
     ) -> None:
-        headers = {"Retry-After": str(exc.retry_after_s)}
-        if close:  # a chunked body cut off halfway, of unknown length: not worth reading on
-            headers["Connection"] = "close"
+        # Connection: close, although the server could discard the rest of the body and keep
+        # the connection: until the connection's next request it would keep the part of the
+        # body it had read ahead (up to a few hundred KiB), for each refused connection.
+        headers = {"Retry-After": str(exc.retry_after_s), "Connection": "close"}
         response = error_response(Request(scope), 503, exc.code, str(exc), headers=headers)
         await response(scope, receive, send)
 
