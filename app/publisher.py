@@ -94,7 +94,7 @@ class Publisher:
             raise
         # Counted until Kafka settles it, also when the client stops waiting before.
         delivery.add_done_callback(lambda _: hold.release())
-        delivery.add_done_callback(lambda done: _report(request.topic, done, settled))
+        delivery.add_done_callback(lambda done: _report(request.topic, done, settled, log=not wait))
         if not wait:
             return PublishReceipt(
                 topic=request.topic, partition=None, offset=None, timestamp_ms=None, status="queued"
@@ -103,6 +103,8 @@ class Publisher:
             # shield: giving up waiting must not cancel the delivery itself.
             result = await asyncio.wait_for(asyncio.shield(delivery), deadline - loop.time())
         except TimeoutError:
+            # The client learns nothing more of it: a later failure goes to the log.
+            delivery.add_done_callback(lambda done: _log_failure(request.topic, done))
             raise KafkaTimeoutError(
                 f"no acknowledgement for a record to {request.topic!r} within "
                 f"{self._timeout_s}s; it may still be delivered"
@@ -110,20 +112,31 @@ class Publisher:
         return PublishReceipt(**result.model_dump(), status="acked")
 
 
+def _outcome(
+    delivery: "asyncio.Future[KafkaProduceResult]",
+) -> tuple[KafkaProduceResult | None, KafkaClientError | None]:
+    if delivery.cancelled():
+        return None, KafkaClientError("delivery was cancelled")
+    error = delivery.exception()
+    if error is None:
+        return delivery.result(), None
+    return None, error if isinstance(error, KafkaClientError) else translate(error)
+
+
 def _report(
     topic: str,
     delivery: "asyncio.Future[KafkaProduceResult]",
     settled: DeliveryCallback,
+    *,
+    log: bool,
 ) -> None:
-    # Counted in the metrics whatever the client saw; a failure is logged too (the client may
-    # have been answered before it).
-    if delivery.cancelled():
-        error: KafkaClientError | None = KafkaClientError("delivery was cancelled")
-    else:
-        raw = delivery.exception()
-        error = raw if isinstance(raw, KafkaClientError) or raw is None else translate(raw)
+    # Counted in the metrics once Kafka settled it, whatever the client saw.
+    settled(*_outcome(delivery))
+    if log:
+        _log_failure(topic, delivery)
+
+
+def _log_failure(topic: str, delivery: "asyncio.Future[KafkaProduceResult]") -> None:
+    _, error = _outcome(delivery)
     if error is not None:
         logger.error("record to %r was not delivered: %s", topic, error)
-        settled(None, error)
-    else:
-        settled(delivery.result(), None)
