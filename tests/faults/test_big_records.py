@@ -181,5 +181,10 @@ async def test_big_records_at_the_default_bound_are_all_acknowledged(
         f"peak {after['VmHWM']}, {after['VmRSS']} at the end, {settled['VmRSS']} 2 s later"
     )
     assert statuses == {201: 300}
+    async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
+        metrics = (await client.get("/metrics")).text
+    # Every record acknowledged: nothing is held any more, and never more than the bound was.
+    assert metric(metrics, "rg_in_flight_bytes") == 0
+    assert PROMPT_CHARS < metric(metrics, "rg_in_flight_bytes_high_water") <= 64 * MIB
     stored = await records_of(kafka_bootstrap, service.audit_topic)
     assert len({m.header("rg-event-id") for m in stored}) == 300
