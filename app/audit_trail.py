@@ -276,7 +276,8 @@ class AuditTrail:
 
 
 def _size_of(record: AuditRecord) -> int:
-    # What the producer holds of it: key, value and headers.
+    # What the producer holds of it: key, value and headers (the short text ones counted in
+    # characters, near enough).
     headers = sum(len(name) + len(value) for name, value in record.headers.items())
     return len(record.key) + len(record.value) + headers
 
