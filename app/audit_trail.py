@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from app.backpressure import Backpressure
+from app.backpressure import Backpressure, Hold
 from app.kafka import (
     AuditRecord,
     KafkaAuditEvent,
@@ -102,6 +102,7 @@ class AuditTrail:
         wait: bool,
         headers: dict[str, str] | None = None,
         idempotency_key: str | None = None,
+        held: Hold | None = None,
     ) -> tuple[AuditReceipt, bool]:
         """`record()` unless the event (by `idempotency_key`, else by `event_id`) was acked
         or spooled within the window: then its first receipt, and nothing is written. Returns
@@ -109,7 +110,7 @@ class AuditTrail:
         key = f"key:{idempotency_key}" if idempotency_key else f"event:{event.event_id}"
         return await self._receipts.once(
             key,
-            lambda: self.record(event, wait=wait, headers=headers, receipt_key=key),
+            lambda: self.record(event, wait=wait, headers=headers, receipt_key=key, held=held),
             keep=lambda receipt: receipt.status in ("acked", "spooled"),
         )
 
@@ -120,12 +121,14 @@ class AuditTrail:
         wait: bool,
         headers: dict[str, str] | None = None,
         receipt_key: str | None = None,
+        held: Hold | None = None,
     ) -> AuditReceipt:
         """Write one event. Waits for acks=all unless `wait` is False; raises the library's
         errors, `OverloadedError`, `SpoolFullError` or `SpoolUnavailableError` (see
         `app.problems` for what each means to a client). A record acknowledged after its
         client gave up waiting is remembered under `receipt_key`, so the client's retry gets
-        its receipt."""
+        its receipt. The record's bytes are counted until Kafka settles it, taken over from
+        `held` (its request's) when given."""
         record = self._logger.record_of(event, headers)
         spool = self._spool
         if spool is not None and (spool.depth or not self._logger.producer.started):
@@ -133,7 +136,7 @@ class AuditTrail:
         receipt_key = receipt_key or f"event:{event.event_id}"
         if (earlier := self._unsettled.get(receipt_key)) is not None:
             return await self._await_earlier(*earlier)
-        self._backpressure.admit()
+        hold = self._backpressure.admit(_size_of(record), held=held)
         settled = self._metrics.track_produce("audit")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._budget_s
@@ -142,17 +145,22 @@ class AuditTrail:
             # flight before any other request passes admit().
             async with asyncio.timeout(self._budget_s):
                 delivery = await self._logger.send(record)
-        except TimeoutError:
-            if spool is not None:
-                return await self._to_spool(event, record)
-            error = KafkaTimeoutError(
-                f"Kafka took more than {self._budget_s}s to take the record; nothing was written"
-            )
-            settled(None, error)
-            raise error from None
-        except KafkaClientError as error:
-            settled(None, error)
+        except BaseException as exc:
+            hold.release()  # not handed over: the producer holds none of its bytes
+            if isinstance(exc, TimeoutError):
+                if spool is not None:
+                    return await self._to_spool(event, record)
+                error = KafkaTimeoutError(
+                    f"Kafka took more than {self._budget_s}s to take the record; nothing was "
+                    "written"
+                )
+                settled(None, error)
+                raise error from None
+            if isinstance(exc, KafkaClientError):
+                settled(None, exc)
             raise
+        # Counted until Kafka settles it, also when the client stops waiting before.
+        delivery.add_done_callback(lambda _: hold.release())
         delivery.add_done_callback(lambda done: settled(*_outcome(done)))
         if not wait:
             return self.receipt(event, None)
@@ -235,11 +243,16 @@ class AuditTrail:
         )
 
     async def record_batch(
-        self, items: list[Any], *, wait: bool, headers: dict[str, str] | None = None
+        self,
+        items: list[Any],
+        *,
+        wait: bool,
+        headers: dict[str, str] | None = None,
+        held: Hold | None = None,
     ) -> list[BatchItemResult]:
         """Validate each item on its own and write the valid ones concurrently (an event acked
         before is not written again); one result per item, in order. A bad or failed item does
-        not affect the others."""
+        not affect the others. Each record takes its bytes over from `held` (the request's)."""
         results: list[BatchItemResult] = []
         pending: list[tuple[int, KafkaAuditEvent]] = []
         for index, item in enumerate(items):
@@ -248,7 +261,10 @@ class AuditTrail:
             except ValidationError as exc:
                 results.append(BatchItemResult(index=index, error=_invalid(exc)))
         outcomes = await asyncio.gather(
-            *(self.record_once(event, wait=wait, headers=headers) for _, event in pending),
+            *(
+                self.record_once(event, wait=wait, headers=headers, held=held)
+                for _, event in pending
+            ),
             return_exceptions=True,
         )
         for (index, _), outcome in zip(pending, outcomes, strict=True):
@@ -263,6 +279,13 @@ class AuditTrail:
                 raise outcome
         results.sort(key=lambda result: result.index)
         return results
+
+
+def _size_of(record: AuditRecord) -> int:
+    # What the producer holds of it: key, value and headers (the short text ones counted in
+    # characters, near enough).
+    headers = sum(len(name) + len(value) for name, value in record.headers.items())
+    return len(record.key) + len(record.value) + headers
 
 
 def _invalid(exc: ValidationError) -> BatchItemError:

@@ -24,9 +24,13 @@ def _connection(settings: Settings) -> dict[str, Any]:
 
 
 def producer_config(settings: Settings) -> KafkaProducerConfig:
-    """The service's producer: idempotent, acks=all (the library's defaults)."""
+    """The service's producer: idempotent, acks=all (the library's defaults); batches compressed
+    as RG_KAFKA_COMPRESSION_TYPE says."""
+    compression = settings.kafka_compression_type
     return KafkaProducerConfig(
-        **_connection(settings), request_timeout_ms=settings.kafka_request_timeout_ms
+        **_connection(settings),
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+        compression_type=None if compression == "none" else compression,
     )
 
 

@@ -15,10 +15,11 @@ from app.audit_topic import AuditTopic
 from app.audit_topic_guard import AuditTopicGuard
 from app.audit_trail import AuditTrail
 from app.auth import ApiKeys, is_loopback
-from app.backpressure import Backpressure
+from app.backpressure import Backpressure, ByteBudget
 from app.connection import ProducerConnection
 from app.forwarder import SpoolForwarder
 from app.kafka import KafkaAuditLogger
+from app.memory import return_big_blocks
 from app.metrics import ServiceMetrics
 from app.publisher import Publisher
 from app.receipts import RecentReceipts
@@ -58,7 +59,7 @@ def _audit_topic_guard(
     return guard
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FastAPI:  # noqa: PLR0915 - with its lifespan
     """Build the service; `settings` defaults to the ones read from the environment."""
     settings = settings or get_settings()
     service_metrics = ServiceMetrics()
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        return_big_blocks()
         if not app.state.api_keys.enabled and not is_loopback(settings.host):
             logger.warning(
                 "authentication is off (RG_API_KEYS is empty) while the API listens on %s: "
@@ -95,7 +97,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             forwarder = SpoolForwarder(
                 spool, connection.producer, on_forwarded=service_metrics.forwarded.inc
             )
-        backpressure = Backpressure(connection.producer, max_in_flight=settings.max_in_flight)
+        backpressure = Backpressure(
+            connection.producer, max_in_flight=settings.max_in_flight, budget=app.state.in_flight
+        )
         app.state.audit_trail = AuditTrail(
             KafkaAuditLogger(connection.producer, topic=settings.audit_topic),
             service_metrics,
@@ -158,8 +162,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.shutdown = Shutdown()
     app.state.metrics = service_metrics
     app.state.recent = recent
+    # Built here, not in the lifespan: the body reader (a middleware) counts in it too.
+    app.state.in_flight = service_metrics.watch_in_flight(ByteBudget(settings.max_in_flight_bytes))
     # Added first, so it runs inside the observer: a 413 is logged and counted like the rest.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, budget=app.state.in_flight)
     app.add_middleware(RequestObserver, metrics=service_metrics)
     install_error_handlers(app)
     for router in (audit.router, publish.router, messages.router, health.router, metrics.router):

@@ -5,9 +5,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from app.backpressure import ByteBudget, Refusals
 from app.kafka import KafkaClientError, KafkaProduceResult
 from app.kafka.producer import DeliveryCallback
 from app.problems import problem_for
@@ -34,6 +35,23 @@ class _TopicGauges(Collector):
             for topic, value in sorted(read().items()):
                 family.add_metric([topic], value)
             yield family
+
+
+class _Refusals(Collector):
+    """`rg_overloaded_total`: 503 overloaded answers, by the bound that refused."""
+
+    def __init__(self, refusals: Refusals) -> None:
+        self._refusals = refusals
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "rg_overloaded",
+            "Requests and records refused with 503 overloaded, by bound (bytes, records).",
+            labels=["bound"],
+        )
+        family.add_metric(["bytes"], self._refusals.bytes)
+        family.add_metric(["records"], self._refusals.records)
+        yield family
 
 
 class ServiceMetrics:
@@ -122,6 +140,30 @@ class ServiceMetrics:
             "and keep audit records; 0 when noncompliant or not checked (yet).",
             registry=self.registry,
         ).set_function(lambda: 1.0 if compliant() else 0.0)
+
+    def watch_in_flight(self, budget: ByteBudget) -> ByteBudget:
+        """Report the bytes requests in progress hold, their highest level and the refusals of
+        the in-flight bounds on every scrape; returns `budget`."""
+        for name, documentation, read in (
+            (
+                "rg_in_flight_bytes",
+                "Bytes requests in progress hold: bodies, and records waiting for Kafka.",
+                lambda: budget.held,
+            ),
+            (
+                "rg_in_flight_bytes_high_water",
+                "The most bytes requests in progress held at once since the start.",
+                lambda: budget.high_water,
+            ),
+            (
+                "rg_in_flight_bytes_limit",
+                "RG_MAX_IN_FLIGHT_BYTES.",
+                lambda: budget.max_bytes,
+            ),
+        ):
+            Gauge(name, documentation, registry=self.registry).set_function(read)
+        self.registry.register(_Refusals(budget.refusals))
+        return budget
 
     def track_produce(self, endpoint: str) -> DeliveryCallback:
         """A delivery callback for one record, started now: on success it counts the record

@@ -86,6 +86,19 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(
         default=10_000, ge=1, description="Most records waiting for Kafka's acknowledgement."
     )
+    max_in_flight_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes requests in progress hold: bodies being read and worked on, "
+        "plus records waiting for Kafka's acknowledgement; beyond it 503 overloaded.",
+    )
+    kafka_compression_type: Literal["none", "gzip"] = Field(
+        default="none",
+        description="Compression of the producer's batches. gzip runs in the service's event "
+        "loop (about 12 ms per 0.5 MB of text) and caps the rate of big records; on a "
+        "sidecar's loopback link it saves nothing (a topic's compression.type lets the broker "
+        "compress what it stores).",
+    )
     idempotency_window_s: float = Field(
         default=600.0, ge=0, description="How long an acked event's receipt is kept for retries."
     )
@@ -180,6 +193,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"RG_AUDIT_RETENTION_DAYS={self.audit_retention_days} is shorter than "
                 f"RG_AUDIT_MIN_RETENTION_DAYS={self.audit_min_retention_days}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _a_body_fits_in_flight(self) -> Self:
+        # Otherwise a body of the largest size would be refused as overloaded forever.
+        if self.max_in_flight_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_in_flight_bytes ({self.max_in_flight_bytes}) must be at least "
+                f"max_body_bytes ({self.max_body_bytes})"
             )
         return self
 

@@ -90,3 +90,12 @@ def test_unit_sasl_without_credentials_is_refused_naming_them() -> None:
     )
     with pytest.raises(ValueError, match="sasl_plain_username and sasl_plain_password"):
         producer_config(settings)
+
+
+def test_unit_the_producer_compresses_as_rg_kafka_compression_type_says() -> None:
+    # None by default: gzip would run in the service's event loop (see the setting).
+    assert producer_config(Settings(_env_file=None)).to_aiokafka()["compression_type"] is None
+    gzip = Settings(_env_file=None, kafka_compression_type="gzip")
+    assert producer_config(gzip).to_aiokafka()["compression_type"] == "gzip"
+    with pytest.raises(ValueError, match="kafka_compression_type"):
+        Settings(_env_file=None, kafka_compression_type="brotli")

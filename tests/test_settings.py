@@ -117,3 +117,15 @@ def test_unit_invalid_read_timeout_or_connection_bound_is_refused_naming_it(
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=name.removeprefix("RG_").lower()):
         Settings()
+
+
+def test_the_in_flight_bytes_bound_holds_at_least_one_whole_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().max_in_flight_bytes == 64 * 1024 * 1024
+    monkeypatch.setenv("RG_MAX_IN_FLIGHT_BYTES", str(4 * 1024 * 1024))
+    assert Settings().max_in_flight_bytes == 4 * 1024 * 1024
+    # A body of the largest size could never be admitted: refused at start, naming both.
+    monkeypatch.setenv("RG_MAX_BODY_BYTES", str(8 * 1024 * 1024))
+    with pytest.raises(ValidationError, match=r"max_in_flight_bytes .* max_body_bytes"):
+        Settings()

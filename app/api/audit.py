@@ -10,6 +10,7 @@ from app.api.deps import (
     AcceptingWork,
     AuditTopicWritable,
     AuditTrailDep,
+    HeldBytesDep,
     SettingsDep,
     TraceHeadersDep,
 )
@@ -93,6 +94,7 @@ async def audit(
     response: Response,
     trail: AuditTrailDep,
     trace: TraceHeadersDep,
+    held: HeldBytesDep,
     wait: WaitQuery = True,
     idempotency_key: Annotated[
         str | None,
@@ -112,7 +114,7 @@ async def audit(
     receipt again, with `Idempotent-Replayed: true`, and nothing new is written."""
     request.state.event_id = event.event_id
     receipt, replayed = await trail.record_once(
-        event, wait=wait, headers=trace, idempotency_key=idempotency_key
+        event, wait=wait, headers=trace, idempotency_key=idempotency_key, held=held
     )
     if replayed:
         request.state.event_id = receipt.event_id
@@ -128,10 +130,12 @@ async def audit(
     responses={**error_responses(413, 422), 503: UNAVAILABLE},
 )
 async def audit_batch(
+    *,
     batch: AuditBatch,
     trail: AuditTrailDep,
     settings: SettingsDep,
     trace: TraceHeadersDep,
+    held: HeldBytesDep,
     wait: WaitQuery = True,
 ) -> AuditBatchResult:
     """Each event is validated and written on its own, concurrently: **200** with one result
@@ -142,6 +146,6 @@ async def audit_batch(
             "body.events",
             f"{len(batch.events)} events, at most {settings.audit_batch_max} are allowed",
         )
-    results = await trail.record_batch(batch.events, wait=wait, headers=trace)
+    results = await trail.record_batch(batch.events, wait=wait, headers=trace, held=held)
     failed = sum(1 for result in results if result.error is not None)
     return AuditBatchResult(results=results, accepted=len(results) - failed, failed=failed)

@@ -1,31 +1,58 @@
-"""RG_MAX_BODY_BYTES, enforced while the body is read: a declared `Content-Length` above the limit
-is refused before reading anything, and a body without one (chunked) is cut off as soon as it
-passes the limit. Either way 413 `body_too_large`, with the contract's body."""
+"""RG_MAX_BODY_BYTES and RG_MAX_IN_FLIGHT_BYTES, enforced while the body is read.
+
+Size: a declared `Content-Length` above the limit is refused before reading anything, and a body
+without one (chunked) is cut off as soon as it passes the limit; either way 413
+`body_too_large`, with the contract's body.
+
+Memory: before a byte is read, the declared length is reserved in the service's `ByteBudget`
+(a chunked body's bytes are counted as they arrive); when it does not fit, 503 `overloaded`
+with `Retry-After`, and the connection is closed. The hold is kept in
+`request.state.held_bytes` (a record made of the body takes its bytes over, see
+`app.backpressure`) and released once the request is answered: also after a 413, a 422 or a
+client that went away.
+"""
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import error_response
+from app.backpressure import ByteBudget, Hold, OverloadedError
 
 _WITH_BODY = {"POST", "PUT", "PATCH"}
+HELD_BYTES = "held_bytes"
 
 
 class BodyLimit:
-    """Pure ASGI middleware: reads the body (at most `max_bytes`) before the app runs, then hands
-    it over as one message; later `receive()` calls (disconnects) go to the server."""
+    """Pure ASGI middleware: reads the body (at most `max_bytes`, counted in `budget`) before
+    the app runs, then hands it over as one message; later `receive()` calls (disconnects) go
+    to the server."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, budget: ByteBudget) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.budget = budget
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        expected = int(declared) if declared is not None and declared.isdigit() else 0
+        if expected > self.max_bytes:
             await self._refuse(scope, receive, send)
             return
+        try:
+            held = self.budget.reserve(expected)
+        except OverloadedError as exc:
+            await self._overloaded(scope, receive, send, exc)
+            return
+        scope.setdefault("state", {})[HELD_BYTES] = held
+        try:
+            await self._read_then_run(scope, receive, send, held)
+        finally:
+            held.release()
+
+    async def _read_then_run(self, scope: Scope, receive: Receive, send: Send, held: Hold) -> None:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -38,11 +65,16 @@ class BodyLimit:
             if size > self.max_bytes:
                 await self._refuse(scope, receive, send)
                 return
+            if size > held.size:  # chunked: counted as it arrives
+                try:
+                    held.grow(size - held.size)
+                except OverloadedError as exc:
+                    await self._overloaded(scope, receive, send, exc)
+                    return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, _replay(_whole(chunks), receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
@@ -55,15 +87,31 @@ class BodyLimit:
         )
         await response(scope, receive, send)
 
+    async def _overloaded(
+        self, scope: Scope, receive: Receive, send: Send, exc: OverloadedError
+    ) -> None:
+        # Connection: close, although the server could discard the rest of the body and keep
+        # the connection: until the connection's next request it would keep the part of the
+        # body it had read ahead (up to a few hundred KiB), for each refused connection.
+        headers = {"Retry-After": str(exc.retry_after_s), "Connection": "close"}
+        response = error_response(Request(scope), 503, exc.code, str(exc), headers=headers)
+        await response(scope, receive, send)
+
+
+def _whole(chunks: list[bytes]) -> Message:
+    # The pieces are dropped once joined: only one copy of the body stays while the app runs.
+    body = b"".join(chunks)
+    chunks.clear()
+    return {"type": "http.request", "body": body, "more_body": False}
+
 
 def _replay(first: Message, receive: Receive) -> Receive:
-    sent = False
+    pending: list[Message] = [first]
 
     async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return first
+        if pending:
+            # Handed over, not kept: the body is the app's from now on.
+            return pending.pop()
         return await receive()
 
     return replay

@@ -5,10 +5,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.api.body_limit import HELD_BYTES
 from app.api.errors import ServiceError
 from app.api.trace import trace_headers
 from app.audit_topic_guard import AuditTopicGuard
 from app.audit_trail import AuditTrail
+from app.backpressure import Hold
 from app.connection import ProducerConnection
 from app.kafka import KafkaProducerClient
 from app.metrics import ServiceMetrics
@@ -71,6 +73,16 @@ async def get_publisher(request: Request) -> Publisher:
 
 
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+
+
+async def get_held_bytes(request: Request) -> Hold | None:
+    """The bytes the request's body holds in the in-flight budget (see `app.api.body_limit`);
+    a record made of it takes them over."""
+    held: Hold | None = getattr(request.state, HELD_BYTES, None)
+    return held
+
+
+HeldBytesDep = Annotated[Hold | None, Depends(get_held_bytes)]
 
 
 async def get_shutdown(request: Request) -> Shutdown:

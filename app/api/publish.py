@@ -6,7 +6,7 @@ from fastapi import APIRouter, Body, Query, Response
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.api.auth import require
-from app.api.deps import AcceptingWork, PublisherDep, TraceHeadersDep
+from app.api.deps import AcceptingWork, HeldBytesDep, PublisherDep, TraceHeadersDep
 from app.api.errors import ServiceError, error_responses
 from app.kafka import KafkaPublishRequest
 from app.kafka.models import (
@@ -67,6 +67,7 @@ class PublishBody(BaseModel):
     },
 )
 async def publish(
+    *,
     body: Annotated[
         PublishBody,
         Body(
@@ -86,6 +87,7 @@ async def publish(
     response: Response,
     publisher: PublisherDep,
     trace: TraceHeadersDep,
+    held: HeldBytesDep,
     wait: Annotated[
         bool, Query(description="false: answer 202 once the producer has the record.")
     ] = True,
@@ -94,7 +96,7 @@ async def publish(
     stored it once acknowledged (acks=all), **202** queued with `?wait=false`."""
     request = KafkaPublishRequest.model_validate(body.model_dump())
     try:
-        receipt = await publisher.publish(request, wait=wait, headers=trace)
+        receipt = await publisher.publish(request, wait=wait, headers=trace, held=held)
     except TopicNotAllowedError as exc:
         raise ServiceError(403, "topic_not_allowed", str(exc)) from None
     if receipt.status != "acked":

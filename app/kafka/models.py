@@ -250,6 +250,7 @@ class KafkaAuditEvent(BaseModel):
     event_id: str = Field(default_factory=new_event_id, pattern=_EVENT_ID)
     schema_version: Annotated[Literal[1], BeforeValidator(json_integer)] = AUDIT_SCHEMA_VERSION
     _canonical: bytes | None = PrivateAttr(default=None)
+    _digest: str | None = PrivateAttr(default=None)
 
     @field_validator("timestamp_utc", mode="before")
     @classmethod
@@ -281,8 +282,13 @@ class KafkaAuditEvent(BaseModel):
         """A copy (see pydantic); with `update` its canonical JSON is computed afresh."""
         copied = super().model_copy(update=update, deep=deep)
         copied._canonical = None
+        copied._digest = None
         return copied
 
     def digest(self) -> str:
         """`sha256:<hex>` of `canonical_json()`."""
-        return sha256_digest(self.canonical_json())
+        # Also once: the record's header and the receipt both carry it (hashing 1 MB of text
+        # takes a millisecond of the event loop).
+        if self._digest is None:
+            self._digest = sha256_digest(self.canonical_json())
+        return self._digest
