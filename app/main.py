@@ -11,24 +11,24 @@ from app.api import audit, health, messages, metrics, publish
 from app.api.body_limit import BodyLimit
 from app.api.errors import install_error_handlers
 from app.api.observe import RequestObserver
-from app.audit_topic import AuditTopic
-from app.audit_topic_guard import AuditTopicGuard
-from app.audit_trail import AuditTrail
 from app.auth import ApiKeys, is_loopback
-from app.backpressure import Backpressure, ByteBudget
-from app.connection import ProducerConnection
-from app.forwarder import SpoolForwarder
+from app.cluster import ProducerConnection
+from app.ingest.audit_topic import AuditTopic
+from app.ingest.audit_topic_guard import AuditTopicGuard
+from app.ingest.audit_trail import AuditTrail
+from app.ingest.backpressure import Backpressure, ByteBudget
+from app.ingest.forwarder import SpoolForwarder
+from app.ingest.idempotency import RecentReceipts
+from app.ingest.publisher import Publisher
+from app.ingest.spool import Spool
+from app.ingest.topic_policy import TopicPolicy
 from app.kafka import KafkaAuditLogger
 from app.memory import return_big_blocks
 from app.metrics import ServiceMetrics
-from app.publisher import Publisher
-from app.receipts import RecentReceipts
-from app.recent import RecentRecords
-from app.recent_reader import RecentRecordsReader
+from app.recent.buffer import RecentRecords
+from app.recent.reader import RecentRecordsReader
 from app.settings import Settings, get_settings
 from app.shutdown import Shutdown
-from app.spool import Spool
-from app.topics import TopicPolicy
 
 logger = logging.getLogger(__name__)
 

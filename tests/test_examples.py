@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from app.kafka import KafkaConsumerClient, KafkaConsumerConfig, KafkaMessage
-from tests.conftest import ROOT, LiveService
+from tests.helpers import ROOT
+from tests.helpers.service import LiveService
 
 EXAMPLES = ROOT / "examples"
 

@@ -15,7 +15,7 @@ from app.api.deps import (
     TraceHeadersDep,
 )
 from app.api.errors import ErrorBody, error_responses, invalid_input
-from app.audit_trail import AuditReceipt, BatchItemResult
+from app.ingest.audit_trail import AuditReceipt, BatchItemResult
 from app.kafka import KafkaAuditEvent
 
 router = APIRouter(

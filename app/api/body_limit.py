@@ -8,7 +8,7 @@ Memory: before a byte is read, the declared length is reserved in the service's 
 (a chunked body's bytes are counted as they arrive); when it does not fit, 503 `overloaded`
 with `Retry-After`, and the connection is closed. The hold is kept in
 `request.state.held_bytes` (a record made of the body takes its bytes over, see
-`app.backpressure`) and released once the request is answered: also after a 413, a 422 or a
+`app.ingest.backpressure`) and released once the request is answered: also after a 413, a 422 or a
 client that went away.
 """
 
@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import error_response
-from app.backpressure import ByteBudget, Hold, OverloadedError
+from app.ingest.backpressure import ByteBudget, Hold, OverloadedError
 
 _WITH_BODY = {"POST", "PUT", "PATCH"}
 HELD_BYTES = "held_bytes"

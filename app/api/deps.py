@@ -8,15 +8,15 @@ from fastapi import Depends, Request
 from app.api.body_limit import HELD_BYTES
 from app.api.errors import ServiceError
 from app.api.trace import trace_headers
-from app.audit_topic_guard import AuditTopicGuard
-from app.audit_trail import AuditTrail
-from app.backpressure import Hold
-from app.connection import ProducerConnection
+from app.cluster import ProducerConnection
+from app.ingest.audit_topic_guard import AuditTopicGuard
+from app.ingest.audit_trail import AuditTrail
+from app.ingest.backpressure import Hold
+from app.ingest.publisher import Publisher
 from app.kafka import KafkaProducerClient
 from app.metrics import ServiceMetrics
 from app.problems import RETRY_AFTER_S
-from app.publisher import Publisher
-from app.recent import RecentRecords
+from app.recent.buffer import RecentRecords
 from app.settings import Settings
 from app.shutdown import Shutdown
 

@@ -13,7 +13,7 @@ from app.api.auth import require
 from app.api.deps import RecentDep
 from app.api.errors import error_responses, invalid_input
 from app.kafka.models import epoch_ms, parse_utc
-from app.recent import MessageView
+from app.recent.buffer import MessageView
 
 router = APIRouter(
     tags=["messages"],

@@ -8,6 +8,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from app.api.auth import require
 from app.api.deps import AcceptingWork, HeldBytesDep, PublisherDep, TraceHeadersDep
 from app.api.errors import ServiceError, error_responses
+from app.ingest.publisher import PublishReceipt
+from app.ingest.topic_policy import TopicNotAllowedError
 from app.kafka import KafkaPublishRequest
 from app.kafka.models import (
     MAX_ID_CHARS,
@@ -16,8 +18,6 @@ from app.kafka.models import (
     check_json_numbers,
     json_integer,
 )
-from app.publisher import PublishReceipt
-from app.topics import TopicNotAllowedError
 
 router = APIRouter(
     tags=["publish"],

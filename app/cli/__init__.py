@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from app import __version__
 from app.cli import broker, records, service, topics
 from app.cli.common import EPILOG, logger
+from app.cli.handler import HandlerSpecError
 from app.embedded import EmbeddedKafkaError
-from app.handler import HandlerSpecError
 from app.kafka import KafkaClientError
 
 

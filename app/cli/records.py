@@ -6,8 +6,9 @@ import signal
 import sys
 
 from app.cli.common import EPILOG, logger
-from app.clients import consumer_config, producer_config
-from app.handler import load_handler
+from app.cli.handler import load_handler
+from app.cli.tail import as_json_line, as_text_line, tail
+from app.cluster import consumer_config, producer_config
 from app.kafka import (
     KafkaConsumerClient,
     KafkaProducerClient,
@@ -16,7 +17,6 @@ from app.kafka import (
 )
 from app.logs import configure_logging
 from app.settings import get_settings
-from app.tail import as_json_line, as_text_line, tail
 
 
 def cmd_process(args: argparse.Namespace) -> int:

@@ -48,7 +48,7 @@ class DrainingServer(uvicorn.Server):
 def serve(settings: Settings) -> None:
     """Run the API with uvicorn until SIGTERM or Ctrl-C: drain for RG_SHUTDOWN_DRAIN_S, let
     in-flight requests finish (at most RG_SHUTDOWN_TIMEOUT_S), flush, exit."""
-    from app.http_limits import limited_protocol  # noqa: PLC0415 - no web stack for `broker`
+    from app.api.http_limits import limited_protocol  # noqa: PLC0415 - no web stack for `broker`
     from app.main import create_app  # noqa: PLC0415 - likewise
 
     app = create_app(settings)
@@ -87,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_openapi(args: argparse.Namespace) -> int:
     """Write the OpenAPI document, or check that the file matches the app."""
     configure_logging("INFO", "text")
-    from app.openapi import openapi_document, render  # noqa: PLC0415 - needs the web stack
+    from app.api.openapi import openapi_document, render  # noqa: PLC0415 - needs the web stack
 
     text = render(openapi_document())
     if args.check:

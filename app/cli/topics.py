@@ -5,8 +5,8 @@ import asyncio
 
 from aiokafka.errors import KafkaError
 
-from app.audit_topic import AuditTopic, AuditTopicError, Compliance
 from app.cli.common import EPILOG, logger
+from app.ingest.audit_topic import AuditTopic, AuditTopicError, Compliance
 from app.logs import configure_logging
 from app.settings import get_settings
 

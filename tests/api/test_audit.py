@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from app.embedded import free_port
-from tests.api.conftest import ServiceFactory, assert_contract_error, client_for
-from tests.conftest import read_all, records_in
+from tests.helpers.app import ServiceFactory, assert_contract_error, client_for
+from tests.helpers.kafka import read_all, records_in
 
 EVENT = {
     "user_id": "user-42",

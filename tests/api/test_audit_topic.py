@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import ServiceFactory, assert_contract_error, client_for
 from tests.api.test_metrics import scrape
-from tests.conftest import describe_topic, eventually, records_in
+from tests.helpers.app import ServiceFactory, assert_contract_error, client_for
+from tests.helpers.kafka import describe_topic, records_in
+from tests.helpers.polling import eventually
 
 DAY_MS = 24 * 3600 * 1000
 EVENT = {"user_id": "u", "model": "m", "prompt": "p", "response": "r"}
@@ -44,7 +45,7 @@ async def test_a_seven_day_audit_topic_keeps_the_service_unready_and_refuses_wri
     create_topic: Any, kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic = await create_topic(partitions=3, configs={"retention.ms": SEVEN_DAYS_MS})
-    with caplog.at_level(logging.ERROR, logger="app.audit_topic_guard"):
+    with caplog.at_level(logging.ERROR, logger="app.ingest.audit_topic_guard"):
         async with client_for(kafka_bootstrap, audit_topic=topic) as client:
             ready = await client.get("/readyz")
             written = await client.post("/audit", json=EVENT)
@@ -93,7 +94,7 @@ async def test_with_check_warn_a_seven_day_topic_is_accepted_with_a_warning_and_
     create_topic: Any, kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic = await create_topic(partitions=3, configs={"retention.ms": SEVEN_DAYS_MS})
-    with caplog.at_level(logging.WARNING, logger="app.audit_topic_guard"):
+    with caplog.at_level(logging.WARNING, logger="app.ingest.audit_topic_guard"):
         async with client_for(
             kafka_bootstrap, audit_topic=topic, audit_topic_check="warn"
         ) as client:
@@ -130,7 +131,7 @@ async def test_fixing_a_noncompliant_topic_makes_the_service_ready_without_a_res
         ConfigResourceType,
     )
 
-    monkeypatch.setattr("app.audit_topic_guard.RECHECK_S", 0.5)  # 30 s in production
+    monkeypatch.setattr("app.ingest.audit_topic_guard.RECHECK_S", 0.5)  # 30 s in production
     topic = await create_topic(partitions=1, configs={"retention.ms": SEVEN_DAYS_MS})
     async with client_for(kafka_bootstrap, audit_topic=topic) as client:
         assert_contract_error(await client.get("/readyz"), 503, "audit_topic_noncompliant")

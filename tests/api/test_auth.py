@@ -8,8 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import ServiceFactory, assert_contract_error, client_for
-from tests.conftest import SECRET_MARKER, Launch
+from tests.helpers.app import ServiceFactory, assert_contract_error, client_for
+from tests.helpers.logs import SECRET_MARKER
+from tests.helpers.service import Launch
 
 KEYS = {
     "rg-test-secret-writer": ["audit:write"],

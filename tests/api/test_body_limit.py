@@ -10,9 +10,9 @@ import httpx
 from starlette.types import Message, Receive, Scope, Send
 
 from app.api.body_limit import BodyLimit
-from app.backpressure import ByteBudget
-from tests.api.conftest import ServiceFactory, app_of, assert_contract_error
-from tests.conftest import LiveService
+from app.ingest.backpressure import ByteBudget
+from tests.helpers.app import ServiceFactory, app_of, assert_contract_error
+from tests.helpers.service import LiveService
 
 LIMIT = 4096
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
-from tests.api.conftest import app_of, assert_contract_error, client_for
+from tests.helpers.app import app_of, assert_contract_error, client_for
 
 
 async def test_healthz_answers_while_the_process_serves(kafka_bootstrap: str) -> None:

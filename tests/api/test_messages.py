@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from app.kafka import KafkaProducerClient
-from tests.api.conftest import ServiceFactory, app_of, assert_contract_error, reader_connected
-from tests.conftest import LiveService
+from tests.helpers.app import ServiceFactory, app_of, assert_contract_error, reader_connected
+from tests.helpers.service import LiveService
 
 EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
 

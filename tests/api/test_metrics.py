@@ -5,7 +5,7 @@ import re
 
 import httpx
 
-from tests.api.conftest import ServiceFactory, reader_connected
+from tests.helpers.app import ServiceFactory, reader_connected
 
 EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
 

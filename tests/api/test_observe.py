@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.logs import configure_logging
-from tests.api.conftest import ServiceFactory, app_of, assert_contract_error
+from tests.helpers.app import ServiceFactory, app_of, assert_contract_error
 
 SECRET_PROMPT = "my card number is 4111-1111-1111-1111"
 EVENT = {"user_id": "u1", "model": "m", "prompt": SECRET_PROMPT, "response": "noted"}

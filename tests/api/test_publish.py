@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import ServiceFactory, assert_contract_error
-from tests.conftest import read_all
+from tests.helpers.app import ServiceFactory, assert_contract_error
+from tests.helpers.kafka import read_all
 
 # Recent on purpose: the broker's retention deletes records older than 7 days.
 A_MINUTE_AGO_MS = int(time.time() * 1000) - 60_000

@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from app.embedded import EmbeddedKafka, EmbeddedKafkaError, KafkaDistribution
-from tests.conftest import java_pids_using
+from tests.helpers.broker import java_pids_using
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:

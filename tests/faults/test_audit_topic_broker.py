@@ -12,9 +12,11 @@ import pytest
 
 from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
 from app.embedded.broker import find_java
-from tests.api.conftest import assert_contract_error, client_for
-from tests.conftest import SECRET_MARKER, describe_topic, eventually, read_all
-from tests.faults.conftest import in_thread_start, in_thread_stop
+from tests.helpers.app import assert_contract_error, client_for
+from tests.helpers.broker import in_thread_start, in_thread_stop
+from tests.helpers.kafka import describe_topic, read_all
+from tests.helpers.logs import SECRET_MARKER
+from tests.helpers.polling import eventually
 
 EVENT = {"user_id": "u", "model": "m", "prompt": "p", "response": "r"}
 NO_AUTO_CREATE = {"auto.create.topics.enable": "false"}

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import orjson
 
-from tests.conftest import Launch, LiveService
-from tests.faults.conftest import records_of
+from tests.helpers.kafka import records_of
+from tests.helpers.service import Launch, LiveService
 
 MIB = 1024 * 1024
 PROMPT_CHARS = 500_000

@@ -7,17 +7,11 @@ import time
 import httpx
 
 from app.embedded import EmbeddedKafka
-from tests.api.conftest import assert_contract_error, client_for
-from tests.conftest import eventually
-from tests.faults.conftest import (
-    audit_event,
-    in_thread_start,
-    in_thread_stop,
-    new_topic,
-    post_audits,
-    records_of,
-    summary,
-)
+from tests.helpers.app import assert_contract_error, client_for
+from tests.helpers.broker import in_thread_start, in_thread_stop
+from tests.helpers.kafka import new_topic, records_of
+from tests.helpers.load import audit_event, post_audits, summary
+from tests.helpers.polling import eventually
 
 PRODUCE_TIMEOUT_S = 3.0
 TOTAL = 2000

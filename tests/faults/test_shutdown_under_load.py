@@ -9,9 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.conftest import assert_contract_error
-from tests.conftest import Launch
-from tests.faults.conftest import post_audits, records_of, summary
+from tests.helpers.app import assert_contract_error
+from tests.helpers.kafka import records_of
+from tests.helpers.load import post_audits, summary
+from tests.helpers.service import Launch
 
 DRAIN_S = 2.0
 

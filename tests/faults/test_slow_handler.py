@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 
 from app.embedded import EmbeddedKafka
-from tests.conftest import Launch
-from tests.faults.conftest import audit_event, in_thread_stop, new_topic
+from tests.helpers.broker import in_thread_stop
+from tests.helpers.kafka import new_topic
+from tests.helpers.load import audit_event
+from tests.helpers.service import Launch
 
 READ_TIMEOUT_S = 1.0
 PRODUCE_TIMEOUT_S = 3.0

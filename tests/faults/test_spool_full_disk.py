@@ -17,17 +17,13 @@ from typing import Any
 import httpx
 
 from app.embedded import EmbeddedKafka
-from tests.api.conftest import assert_contract_error, client_for
-from tests.conftest import Launch, eventually, fill
-from tests.faults.conftest import (
-    Answer,
-    answer_of,
-    in_thread_start,
-    in_thread_stop,
-    new_topic,
-    records_of,
-    summary,
-)
+from tests.helpers.app import assert_contract_error, client_for
+from tests.helpers.broker import in_thread_start, in_thread_stop
+from tests.helpers.disk import fill
+from tests.helpers.kafka import new_topic, records_of
+from tests.helpers.load import Answer, answer_of, summary
+from tests.helpers.polling import eventually
+from tests.helpers.service import Launch
 
 PROMPT_BYTES = 100_000
 SPOOLED = 10

@@ -9,17 +9,11 @@ from pathlib import Path
 import httpx
 
 from app.embedded import EmbeddedKafka
-from tests.conftest import Launch, eventually
-from tests.faults.conftest import (
-    Answer,
-    answer_of,
-    audit_event,
-    in_thread_start,
-    in_thread_stop,
-    new_topic,
-    records_of,
-    summary,
-)
+from tests.helpers.broker import in_thread_start, in_thread_stop
+from tests.helpers.kafka import new_topic, records_of
+from tests.helpers.load import Answer, answer_of, audit_event, summary
+from tests.helpers.polling import eventually
+from tests.helpers.service import Launch
 
 OUTAGE_S = 30
 USERS = 20

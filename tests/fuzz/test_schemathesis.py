@@ -13,7 +13,9 @@ import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 
-from tests.conftest import ROOT, SECRET_MARKER, LiveService, running_service
+from tests.helpers import ROOT
+from tests.helpers.logs import SECRET_MARKER
+from tests.helpers.service import LiveService, running_service
 
 FULL_KEY = f"{SECRET_MARKER}-fuzz-full"
 AUDIT_KEY = f"{SECRET_MARKER}-fuzz-audit"
@@ -118,6 +120,7 @@ def test_generated_requests_get_documented_answers(
         sent[case.operation.label, key, response.status_code] += 1
 
 
+@pytest.mark.broker  # counts what the run against the served process sent
 def test_the_run_sent_enough_requests_to_every_operation_with_each_key(
     sent: collections.Counter[tuple[str, str, int]],
 ) -> None:

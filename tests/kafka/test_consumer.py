@@ -13,7 +13,7 @@ from app.kafka import (
     KafkaProducerClient,
     KafkaSerializationError,
 )
-from tests.conftest import read_all
+from tests.helpers.kafka import read_all
 
 
 def consumer_for(bootstrap: str, topic: str, **config: object) -> KafkaConsumerClient:

@@ -20,7 +20,7 @@ from app.kafka import (
     KafkaTimeoutError,
     KafkaUnknownPartitionError,
 )
-from tests.conftest import read_all
+from tests.helpers.kafka import read_all
 
 CreateTopic = Callable[..., Awaitable[str]]
 

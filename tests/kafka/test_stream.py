@@ -16,7 +16,7 @@ from app.kafka import (
     KafkaStreamConfig,
     KafkaStreamProcessor,
 )
-from tests.conftest import read_all
+from tests.helpers.kafka import read_all
 
 
 def group_consumer(bootstrap: str, topic: str, group: str) -> KafkaConsumerClient:

@@ -1,0 +1,113 @@
+"""The Kafka cluster the settings name: the library's configs for it (one place maps
+`RG_KAFKA_*` to every client), and the service's one producer connection.
+
+The producer connects in the background and keeps trying, so the service starts (and `/healthz`
+answers) before the broker does; `/readyz` reports the difference.
+"""
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from app.backoff import Backoff
+from app.kafka import KafkaConsumerConfig, KafkaProducerClient, KafkaProducerConfig
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _connection(settings: Settings) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "client_id": settings.kafka_client_id,
+        "security_protocol": settings.kafka_security_protocol,
+        "sasl_mechanism": settings.kafka_sasl_mechanism,
+        "sasl_plain_username": settings.kafka_sasl_username,
+        "sasl_plain_password": settings.kafka_sasl_password,
+        "ssl_cafile": settings.kafka_ssl_cafile,
+        "ssl_certfile": settings.kafka_ssl_certfile,
+        "ssl_keyfile": settings.kafka_ssl_keyfile,
+    }
+
+
+def producer_config(settings: Settings) -> KafkaProducerConfig:
+    """The service's producer: idempotent, acks=all (the library's defaults); batches compressed
+    as RG_KAFKA_COMPRESSION_TYPE says."""
+    compression = settings.kafka_compression_type
+    return KafkaProducerConfig(
+        **_connection(settings),
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+        compression_type=None if compression == "none" else compression,
+    )
+
+
+def consumer_config(settings: Settings, **fields: Any) -> KafkaConsumerConfig:
+    """A consumer on the settings' cluster; `fields` sets topics, group_id and the rest."""
+    return KafkaConsumerConfig(**_connection(settings), **fields)
+
+
+def admin_config(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for aiokafka's admin client: the producer's connection (servers,
+    client id, SASL, TLS, request timeout), nothing else."""
+    accepted = inspect.signature(AIOKafkaAdminClient).parameters
+    return {k: v for k, v in producer_config(settings).to_aiokafka().items() if k in accepted}
+
+
+class ProducerConnection:
+    """Owns the service's `KafkaProducerClient`: connects it in the background, checks it,
+    closes it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.producer = KafkaProducerClient(config=producer_config(settings))
+        self._connect_task: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True once the producer has bootstrapped against the cluster."""
+        return self.producer.started
+
+    async def start(self) -> None:
+        """Begin connecting; returns at once, the connection completes in the background."""
+        self._connect_task = asyncio.create_task(self._connect(), name="kafka-connect")
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the first connection; True when it is there."""
+        if self._connect_task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._connect_task), timeout_s)
+        return self.connected
+
+    async def is_ready(self) -> bool:
+        """True when the cluster answers a metadata request within the ready timeout."""
+        return await self.producer.ping(timeout_s=self._settings.ready_timeout_s)
+
+    async def close(self) -> None:
+        """Stop connecting, flush what was sent and close the producer."""
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connect_task
+        await self.producer.close()
+
+    async def _connect(self) -> None:
+        backoff = Backoff()
+        servers = ",".join(self._settings.kafka_bootstrap_servers)
+        while True:
+            try:
+                await self.producer.start_uninterrupted()
+            except Exception as exc:  # keep trying, whatever the reason
+                logger.warning(
+                    "Kafka at %s not reachable yet (%s); retrying in %.1fs",
+                    servers,
+                    exc,
+                    backoff.delay_s,
+                )
+                await backoff.wait()
+            else:
+                logger.info("connected to Kafka at %s", servers)
+                return

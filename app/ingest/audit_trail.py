@@ -1,0 +1,308 @@
+"""Audit events from the API to Kafka, with a receipt for each: the service's side of
+`KafkaAuditLogger` (timing, counting, per-item outcomes of a batch)."""
+
+import asyncio
+import logging
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from app.ingest.backpressure import Backpressure, Hold
+from app.ingest.idempotency import RecentReceipts
+from app.ingest.spool import Spool
+from app.kafka import (
+    AuditRecord,
+    KafkaAuditEvent,
+    KafkaAuditLogger,
+    KafkaClientError,
+    KafkaProduceResult,
+    KafkaTimeoutError,
+)
+from app.metrics import ServiceMetrics
+from app.problems import Problem, UnavailableError, problem_for, validation_details
+
+logger = logging.getLogger(__name__)
+
+ReceiptStatus = Literal["acked", "queued", "spooled"]
+
+
+class AuditReceipt(BaseModel):
+    """Proof that an audit event was accepted: where Kafka stored it (once acknowledged) and
+    the digest of the stored bytes, to verify the record later."""
+
+    event_id: str = Field(examples=["01927f0e-8a1c-7cc2-9a53-3f1c2b6f6d0e"])
+    topic: str = Field(examples=["ractogateway.audit"])
+    partition: int | None = Field(examples=[0])
+    offset: int | None = Field(examples=[1234])
+    timestamp_utc: str = Field(examples=["2026-09-21T12:00:00.000000Z"])
+    digest: str = Field(examples=["sha256:9f2c..."], pattern=r"^sha256:[0-9a-f]{64}$")
+    status: ReceiptStatus = Field(
+        description="acked: Kafka has it (acks=all); queued: handed to the producer, not yet "
+        "acknowledged (?wait=false); spooled: kept on local disk until Kafka is back."
+    )
+
+
+class BatchItemError(BaseModel):
+    """Why one item of a batch was not accepted (the contract's error fields, plus status)."""
+
+    status: int = Field(examples=[422])
+    code: str = Field(examples=["invalid_request"])
+    message: str = Field(examples=["invalid input: prompt"])
+    details: list[Any] = Field(default_factory=list)
+
+
+class BatchItemResult(BaseModel):
+    """The outcome of one item, at its index in the request: a receipt or an error."""
+
+    index: int
+    receipt: AuditReceipt | None = None
+    error: BatchItemError | None = None
+
+
+class AuditTrail:
+    """Writes validated audit events through `KafkaAuditLogger` and answers with receipts.
+
+    With a `spool`, an event Kafka does not acknowledge within `spool_after_s` (or while the
+    producer is not connected, or while earlier events still wait in the spool, to keep the
+    order per key) is synced to the spool instead and answered "spooled"; the forwarder
+    sends it later. Without one, such an event is a `KafkaTimeoutError` (503): a retry with
+    the same `event_id` waits for the first attempt rather than writing a second record.
+    """
+
+    def __init__(
+        self,
+        audit_logger: KafkaAuditLogger,
+        metrics: ServiceMetrics,
+        *,
+        timeout_s: float,
+        receipts: RecentReceipts[AuditReceipt],
+        backpressure: Backpressure,
+        spool: Spool | None = None,
+        spool_after_s: float = 2.0,
+    ) -> None:
+        self._backpressure = backpressure
+        self._logger = audit_logger
+        self._metrics = metrics
+        self._timeout_s = timeout_s
+        self._receipts = receipts
+        self._spool = spool
+        self._budget_s = min(spool_after_s, timeout_s) if spool is not None else timeout_s
+        # Deliveries a client stopped waiting for, by receipt key, until they settle.
+        self._unsettled: dict[str, tuple[KafkaAuditEvent, asyncio.Future[KafkaProduceResult]]] = {}
+
+    @property
+    def topic(self) -> str:
+        """The audit topic."""
+        return self._logger.topic
+
+    async def record_once(
+        self,
+        event: KafkaAuditEvent,
+        *,
+        wait: bool,
+        headers: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+        held: Hold | None = None,
+    ) -> tuple[AuditReceipt, bool]:
+        """`record()` unless the event (by `idempotency_key`, else by `event_id`) was acked
+        or spooled within the window: then its first receipt, and nothing is written. Returns
+        the receipt and whether it is a replay."""
+        key = f"key:{idempotency_key}" if idempotency_key else f"event:{event.event_id}"
+        return await self._receipts.once(
+            key,
+            lambda: self.record(event, wait=wait, headers=headers, receipt_key=key, held=held),
+            keep=lambda receipt: receipt.status in ("acked", "spooled"),
+        )
+
+    async def record(
+        self,
+        event: KafkaAuditEvent,
+        *,
+        wait: bool,
+        headers: dict[str, str] | None = None,
+        receipt_key: str | None = None,
+        held: Hold | None = None,
+    ) -> AuditReceipt:
+        """Write one event. Waits for acks=all unless `wait` is False; raises the library's
+        errors, `OverloadedError`, `SpoolFullError` or `SpoolUnavailableError` (see
+        `app.problems` for what each means to a client). A record acknowledged after its
+        client gave up waiting is remembered under `receipt_key`, so the client's retry gets
+        its receipt. The record's bytes are counted until Kafka settles it, taken over from
+        `held` (its request's) when given."""
+        record = self._logger.record_of(event, headers)
+        spool = self._spool
+        if spool is not None and (spool.depth or not self._logger.producer.started):
+            return await self._to_spool(event, record)
+        receipt_key = receipt_key or f"event:{event.event_id}"
+        if (earlier := self._unsettled.get(receipt_key)) is not None:
+            return await self._await_earlier(*earlier)
+        hold = self._backpressure.admit(_size_of(record), held=held)
+        settled = self._metrics.track_produce("audit")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._budget_s
+        try:
+            # asyncio.timeout, not wait_for: no task in between, so the record is counted as in
+            # flight before any other request passes admit().
+            async with asyncio.timeout(self._budget_s):
+                delivery = await self._logger.send(record)
+        except BaseException as exc:
+            hold.release()  # not handed over: the producer holds none of its bytes
+            if isinstance(exc, TimeoutError):
+                if spool is not None:
+                    return await self._to_spool(event, record)
+                error = KafkaTimeoutError(
+                    f"Kafka took more than {self._budget_s}s to take the record; nothing was "
+                    "written"
+                )
+                settled(None, error)
+                raise error from None
+            if isinstance(exc, KafkaClientError):
+                settled(None, exc)
+            raise
+        # Counted until Kafka settles it, also when the client stops waiting before.
+        delivery.add_done_callback(lambda _: hold.release())
+        delivery.add_done_callback(lambda done: settled(*_outcome(done)))
+        if not wait:
+            return self.receipt(event, None)
+        try:
+            result = await asyncio.wait_for(asyncio.shield(delivery), deadline - loop.time())
+        except TimeoutError:
+            if spool is not None:
+                try:
+                    return await self._to_spool(event, record, delivery=delivery)
+                except UnavailableError:
+                    # Not spooled, but still in the producer: a retry waits for that attempt.
+                    self._keep_for_retries(event, delivery, receipt_key)
+                    raise
+            self._keep_for_retries(event, delivery, receipt_key)
+            raise KafkaTimeoutError(
+                f"no acknowledgement from Kafka within {self._budget_s}s; the record may still "
+                "be stored"
+            ) from None
+        return self.receipt(event, result)
+
+    def _keep_for_retries(
+        self,
+        event: KafkaAuditEvent,
+        delivery: "asyncio.Future[KafkaProduceResult]",
+        receipt_key: str,
+    ) -> None:
+        self._unsettled[receipt_key] = (event, delivery)
+
+        def settled(done: "asyncio.Future[KafkaProduceResult]") -> None:
+            if self._unsettled.get(receipt_key, (None, None))[1] is done:
+                del self._unsettled[receipt_key]
+            result, error = _outcome(done)
+            if error is None:
+                self._receipts.remember(receipt_key, self.receipt(event, result))
+
+        delivery.add_done_callback(settled)
+
+    async def _await_earlier(
+        self, event: KafkaAuditEvent, delivery: "asyncio.Future[KafkaProduceResult]"
+    ) -> AuditReceipt:
+        # The same event was sent before and its client gave up waiting: its record may
+        # still be stored, so wait for that one instead of writing a second.
+        try:
+            result = await asyncio.wait_for(asyncio.shield(delivery), self._budget_s)
+        except TimeoutError:
+            raise KafkaTimeoutError(
+                f"an earlier attempt of event {event.event_id} is still not acknowledged after "
+                f"another {self._budget_s}s"
+            ) from None
+        return self.receipt(event, result)
+
+    async def _to_spool(
+        self,
+        event: KafkaAuditEvent,
+        record: AuditRecord,
+        *,
+        delivery: "asyncio.Future[KafkaProduceResult] | None" = None,
+    ) -> AuditReceipt:
+        assert self._spool is not None  # noqa: S101 - only called with a spool
+        await self._spool.append(record, event_id=event.event_id, delivery=delivery)
+        self._metrics.spooled.inc()
+        return self.receipt(event, None, status="spooled")
+
+    def receipt(
+        self,
+        event: KafkaAuditEvent,
+        result: KafkaProduceResult | None,
+        *,
+        status: ReceiptStatus | None = None,
+    ) -> AuditReceipt:
+        """The receipt of `event`: acked with `result`, else queued (or `status`)."""
+        return AuditReceipt(
+            event_id=event.event_id,
+            topic=self.topic,
+            partition=result.partition if result else None,
+            offset=result.offset if result else None,
+            timestamp_utc=event.timestamp_utc,
+            digest=event.digest(),
+            status=status or ("acked" if result else "queued"),
+        )
+
+    async def record_batch(
+        self,
+        items: list[Any],
+        *,
+        wait: bool,
+        headers: dict[str, str] | None = None,
+        held: Hold | None = None,
+    ) -> list[BatchItemResult]:
+        """Validate each item on its own and write the valid ones concurrently (an event acked
+        before is not written again); one result per item, in order. A bad or failed item does
+        not affect the others. Each record takes its bytes over from `held` (the request's)."""
+        results: list[BatchItemResult] = []
+        pending: list[tuple[int, KafkaAuditEvent]] = []
+        for index, item in enumerate(items):
+            try:
+                pending.append((index, KafkaAuditEvent.model_validate(item)))
+            except ValidationError as exc:
+                results.append(BatchItemResult(index=index, error=_invalid(exc)))
+        outcomes = await asyncio.gather(
+            *(
+                self.record_once(event, wait=wait, headers=headers, held=held)
+                for _, event in pending
+            ),
+            return_exceptions=True,
+        )
+        for (index, _), outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, tuple):
+                results.append(BatchItemResult(index=index, receipt=outcome[0]))
+            elif isinstance(outcome, KafkaClientError):
+                results.append(BatchItemResult(index=index, error=_failed(problem_for(outcome))))
+            elif isinstance(outcome, UnavailableError):
+                unavailable = BatchItemError(status=503, code=outcome.code, message=str(outcome))
+                results.append(BatchItemResult(index=index, error=unavailable))
+            else:
+                raise outcome
+        results.sort(key=lambda result: result.index)
+        return results
+
+
+def _size_of(record: AuditRecord) -> int:
+    # What the producer holds of it: key, value and headers (the short text ones counted in
+    # characters, near enough).
+    headers = sum(len(name) + len(value) for name, value in record.headers.items())
+    return len(record.key) + len(record.value) + headers
+
+
+def _invalid(exc: ValidationError) -> BatchItemError:
+    message, details = validation_details(exc.errors())
+    return BatchItemError(status=422, code="invalid_request", message=message, details=details)
+
+
+def _failed(problem: Problem) -> BatchItemError:
+    return BatchItemError(status=problem.status, code=problem.code, message=problem.message)
+
+
+def _outcome(
+    delivery: "asyncio.Future[KafkaProduceResult]",
+) -> tuple[KafkaProduceResult | None, KafkaClientError | None]:
+    if delivery.cancelled():
+        return None, KafkaClientError("delivery was cancelled")
+    error = delivery.exception()
+    if error is None:
+        return delivery.result(), None
+    return None, error if isinstance(error, KafkaClientError) else KafkaClientError(str(error))

@@ -1,0 +1,111 @@
+"""The spool's forwarder: sends spooled audit records to Kafka once it answers again.
+
+Records go in the order they were spooled (so in order per key), a batch at a time through the
+service's idempotent producer; each is removed from the spool only once Kafka acknowledged it.
+A record still waiting for an earlier attempt is not sent again: the forwarder waits for that
+attempt. What fails stays in the spool and is tried again after a backoff. Nothing new is read
+while the removal of acknowledged records is still on its way to disk (or cannot be written:
+see `app.ingest.spool`), so a full disk stops forwarding instead of repeating records.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from app.backoff import Backoff
+from app.ingest.spool import Spool, SpoolError, SpoolUnavailableError
+from app.kafka import KafkaClientError, KafkaProducerClient, KafkaProduceResult
+
+logger = logging.getLogger(__name__)
+
+_CONNECT_POLL_S = 0.5
+
+
+class SpoolForwarder:
+    """A background task draining `spool` into Kafka through `producer`.
+
+    `on_forwarded(n)` learns how many records each batch delivered (for metrics)."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        producer: KafkaProducerClient,
+        *,
+        batch_size: int = 500,
+        on_forwarded: Callable[[int], None] | None = None,
+    ) -> None:
+        self._spool = spool
+        self._producer = producer
+        self._batch_size = batch_size
+        self._on_forwarded = on_forwarded
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin forwarding in the background."""
+        self._task = asyncio.create_task(self._run(), name="spool-forwarder")
+
+    async def close(self) -> None:
+        """Stop forwarding. Records sent and not yet acknowledged stay in the spool until
+        their acknowledgement arrives (the producer's flush at shutdown) or the next run."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        backoff = Backoff(max_s=10.0)
+        while True:
+            await self._spool.wait_not_empty()
+            await self._spool.wait_removed()
+            if not self._producer.started:
+                await asyncio.sleep(_CONNECT_POLL_S)
+                continue
+            try:
+                delivered, failure = await self._forward_batch()
+            except (SpoolError, SpoolUnavailableError) as exc:
+                delivered, failure = 0, str(exc)
+            if delivered and self._on_forwarded is not None:
+                self._on_forwarded(delivered)
+            if failure is None:
+                backoff.reset()
+                continue
+            logger.warning(
+                "spool: %d record(s) left to forward (%s); retrying in %.1fs",
+                self._spool.depth,
+                failure,
+                backoff.delay_s,
+            )
+            await backoff.wait()
+
+    async def _forward_batch(self) -> tuple[int, str | None]:
+        batch = await self._spool.read(self._batch_size)
+        if not batch:
+            # Counted but not committed yet: an append is on its way to disk.
+            await asyncio.sleep(0.01)
+            return 0, None
+        deliveries: list[asyncio.Future[KafkaProduceResult]] = []
+        failure: str | None = None
+        for entry in batch:
+            if entry.delivery is not None:
+                deliveries.append(entry.delivery)
+                continue
+            record = entry.record
+            try:
+                delivery = await self._producer.send(
+                    record.topic, record.value, key=record.key, headers=record.headers
+                )
+            except KafkaClientError as exc:
+                # Later records of the batch wait for this one: order per key.
+                failure = f"could not queue a record: {exc}"
+                break
+            self._spool.watch(entry.seq, delivery)
+            deliveries.append(delivery)
+        if deliveries:
+            # asyncio.wait, not gather: stopping the forwarder must not cancel deliveries.
+            await asyncio.wait(deliveries)
+        errors = [d for d in deliveries if d.cancelled() or d.exception() is not None]
+        if errors and failure is None:
+            first = errors[0]
+            failure = "cancelled" if first.cancelled() else f"not delivered: {first.exception()}"
+        return len(deliveries) - len(errors), failure

@@ -1,0 +1,100 @@
+"""The background consumer that fills the recent-records buffer.
+
+It uses no consumer group: a sidecar's view of recent records is its own, so several replicas
+never share (or fight over) partitions, and nothing is committed. On start it goes back far
+enough to refill the buffer; it looks for new partitions every `refresh_s`; when the broker
+goes away it reconnects with backoff.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from app.backoff import Backoff
+from app.cluster import consumer_config
+from app.kafka import KafkaConsumerClient
+from app.recent.buffer import RecentRecords
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# How often the consumer's lag is worked out for the metrics (not on every poll).
+_LAG_EVERY_S = 1.0
+
+
+class RecentRecordsReader:
+    """Runs the buffer's consumer as a task of the service; `lag()` per topic for metrics."""
+
+    def __init__(self, settings: Settings, recent: RecentRecords, *, refresh_s: float) -> None:
+        self._settings = settings
+        self._recent = recent
+        self._refresh_s = refresh_s
+        self._task: asyncio.Task[None] | None = None
+        self._lag: dict[str, float] = {}
+        self.connected = asyncio.Event()
+
+    def start(self) -> None:
+        """Start reading in the background."""
+        self._task = asyncio.create_task(self._run(), name="recent-records-reader")
+
+    async def close(self) -> None:
+        """Stop reading and close the consumer."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def lag(self) -> dict[str, float]:
+        """Records behind the end of each topic, as of the last fetch."""
+        return dict(self._lag)
+
+    async def _run(self) -> None:
+        backoff = Backoff(max_s=10.0)
+        while True:
+            consumer = KafkaConsumerClient(
+                config=consumer_config(
+                    self._settings,
+                    topics=self._recent.topics,
+                    auto_offset_reset="latest",
+                    max_poll_records=500,
+                )
+            )
+            try:
+                await consumer.start_uninterrupted()
+                # Each partition may hold all of the newest records: go back that far in each.
+                await consumer.rewind(self._recent.max_records)
+                self.connected.set()
+                backoff.reset()
+                await self._read(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # reconnect whatever went wrong
+                self.connected.clear()
+                logger.warning(
+                    "the GET /messages consumer stopped (%s); reconnecting in %.1fs",
+                    exc,
+                    backoff.delay_s,
+                )
+                await backoff.wait()
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.close()
+
+    async def _read(self, consumer: KafkaConsumerClient) -> None:
+        next_refresh = time.monotonic() + self._refresh_s
+        next_lag = time.monotonic()
+        while True:
+            for message in await consumer.poll(timeout_ms=500):
+                self._recent.add(message)
+            if time.monotonic() >= next_lag:
+                lags: dict[str, float] = dict.fromkeys(self._recent.topics, 0)
+                for (topic, _), behind in (await consumer.lag()).items():
+                    lags[topic] += behind
+                self._lag = lags
+                next_lag = time.monotonic() + _LAG_EVERY_S
+            if time.monotonic() >= next_refresh:
+                added = await consumer.assign_new_partitions()
+                if added:
+                    logger.info("GET /messages now also reads partitions %s", added)
+                next_refresh = time.monotonic() + self._refresh_s

@@ -1,0 +1,381 @@
+"""Slow clients are cut off and connections are bounded, against the served process (the
+bounds live in its HTTP protocol): real sockets on 127.0.0.1, the session's real broker."""
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers.service import Launch, LiveService, running_service
+
+READ_TIMEOUT_S = 2.0
+KEEP_ALIVE_S = 6.0
+MAX_CONNECTIONS = 20
+# Time allowed past a bound for the event loop and this machine to act on it.
+MARGIN_S = 4.0
+EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
+
+
+@pytest.fixture(scope="module")
+def slow_bound(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveService]:
+    """The served process with a short read timeout."""
+    with running_service(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp("slow-bound"),
+        request_read_timeout_s=str(READ_TIMEOUT_S),
+        keep_alive_s=str(KEEP_ALIVE_S),
+    ) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def few_connections(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveService]:
+    """The served process allowing few connections."""
+    with running_service(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp("few-connections"),
+        max_connections=str(MAX_CONNECTIONS),
+        request_read_timeout_s=str(READ_TIMEOUT_S),
+        keep_alive_s=str(KEEP_ALIVE_S),
+    ) as service:
+        yield service
+
+
+def port_of(service: LiveService) -> int:
+    return int(service.url.rsplit(":", 1)[1])
+
+
+def metric(service: LiveService, name: str) -> float:
+    text = httpx.get(f"{service.url}/metrics", timeout=10).text
+    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    return float(found[1]) if found else 0.0
+
+
+def rss_mib(service: LiveService) -> float:
+    """The service process's resident memory."""
+    status = Path(f"/proc/{service.process.pid}/status").read_text()
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found[1]) / 1024 if found else 0.0
+
+
+def assert_error_answer(answer: bytes, status_line: str, code: str, reason: str) -> dict[str, str]:
+    """The answer is `status_line` with the contract's error body; its headers."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    first, *header_lines = head.decode().split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in header_lines)
+    assert first == status_line, answer
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    error = json.loads(body)["error"]
+    assert error["code"] == code
+    assert reason in error["message"]
+    assert error["details"] == []
+    assert error["request_id"] == headers["x-request-id"]
+    return headers
+
+
+@dataclass
+class Dribbled:
+    """What one slow client saw: the answer, and when (after its first byte) it was closed."""
+
+    answer: bytes
+    closed_after_s: float | None  # None: still open when the client gave up
+
+
+async def dribble(port: int, head: bytes, payload: bytes, *, give_up_s: float) -> Dribbled:
+    """Send `head` at once, then `payload` one byte every 0.3 s, reading all the while, until
+    the service closes the connection or `give_up_s` have passed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answer = bytearray()
+    started = time.monotonic()
+    closed_at: float | None = None
+
+    async def read() -> None:
+        nonlocal closed_at
+        try:
+            while chunk := await reader.read(65536):
+                answer.extend(chunk)
+        except ConnectionError:
+            pass
+        closed_at = time.monotonic()
+
+    reading = asyncio.create_task(read())
+    try:
+        if head:
+            writer.write(head)
+        for byte in payload:
+            if reading.done() or time.monotonic() - started > give_up_s:
+                break
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.wait([reading], timeout=0.3)
+    except ConnectionError:
+        pass  # closed while sending: the reader has what came before
+    remaining = max(0.0, give_up_s - (time.monotonic() - started))
+    await asyncio.wait([reading], timeout=remaining)
+    reading.cancel()
+    writer.close()
+    closed_after = None if closed_at is None else closed_at - started
+    return Dribbled(bytes(answer), closed_after)
+
+
+async def test_slow_heads_and_bodies_are_cut_off_while_others_are_served(
+    slow_bound: LiveService,
+) -> None:
+    clients = 150  # of each kind: 300 slow connections, as in the issue
+    port = port_of(slow_bound)
+    rss_before = rss_mib(slow_bound)
+    timed_out_before = metric(slow_bound, "rg_http_requests_timed_out_total")
+    # A head of some 100 bytes: at one byte per 0.3 s it would take half a minute.
+    slow_head = (
+        b"POST /audit HTTP/1.1\r\nHost: rg\r\nContent-Type: application/json\r\n"
+        b"X-Filler: " + b"f" * 40 + b"\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    body_head = (
+        b"POST /audit HTTP/1.1\r\nHost: rg\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n"
+    )
+    give_up_s = READ_TIMEOUT_S + MARGIN_S
+    slow = [
+        *(dribble(port, b"", slow_head, give_up_s=give_up_s) for _ in range(clients)),
+        *(dribble(port, body_head, b"x" * 1000, give_up_s=give_up_s) for _ in range(clients)),
+    ]
+    statuses: list[int] = []
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=slow_bound.url, timeout=10) as client:
+        everyone = asyncio.gather(*slow)
+        rss_peak = rss_before
+        while not everyone.done():  # ordinary requests on other connections meanwhile
+            sent = time.monotonic()
+            statuses.append((await client.post("/audit", json=EVENT)).status_code)
+            latencies.append(time.monotonic() - sent)
+            rss_peak = max(rss_peak, rss_mib(slow_bound))
+            await asyncio.sleep(0.1)
+        dribbled = await everyone
+
+    cut = [d.closed_after_s for d in dribbled]
+    open_still = sum(1 for after in cut if after is None)
+    assert open_still == 0, f"{open_still} of {len(cut)} slow clients were never cut off"
+    times = sorted(after for after in cut if after is not None)
+    print(
+        f"\n{len(times)} slow clients cut off after (s): min {times[0]:.2f}, "
+        f"median {statistics.median(times):.2f}, max {times[-1]:.2f} "
+        f"(bound {READ_TIMEOUT_S}s); {len(statuses)} ordinary POST /audit meanwhile "
+        f"(median {statistics.median(latencies) * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms); "
+        f"service RSS {rss_before:.1f} MiB before, {rss_peak:.1f} MiB at most"
+    )
+    assert times[0] >= READ_TIMEOUT_S - 0.1  # not before the bound
+    assert times[-1] < READ_TIMEOUT_S + MARGIN_S
+    for i, one in enumerate(dribbled):
+        part = "head" if i < clients else "body"
+        assert_error_answer(
+            one.answer,
+            "HTTP/1.1 408 Request Timeout",
+            "request_timeout",
+            f"request's {part} was not received within {READ_TIMEOUT_S:g}s",
+        )
+    assert statuses
+    assert set(statuses) == {201}
+    assert metric(slow_bound, "rg_http_requests_timed_out_total") - timed_out_before == 2 * clients
+    assert slow_bound.log().count("request cut off with 408") == 2 * clients
+
+
+def test_a_keep_alive_connection_idle_past_the_read_timeout_is_still_served(
+    slow_bound: LiveService,
+) -> None:
+    # The read timeout runs from a request's first byte, not between requests.
+    request = b"GET /healthz HTTP/1.1\r\nHost: rg\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port_of(slow_bound)), timeout=10) as connection:
+        connection.sendall(request)
+        assert read_answer(connection).startswith(b"HTTP/1.1 200 OK")
+        time.sleep(READ_TIMEOUT_S + 1)
+        connection.sendall(request)
+        assert read_answer(connection).startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_an_answer_longer_than_the_read_timeout_is_not_cut(
+    slow_bound: LiveService,
+) -> None:
+    # The request is whole at once; its answer, a stream, then runs past the read timeout.
+    user = f"long-answer-{uuid.uuid4().hex}"
+    async with (
+        httpx.AsyncClient(base_url=slow_bound.url, timeout=30) as client,
+        client.stream("GET", "/messages/stream", params={"key": user}) as response,
+    ):
+        assert response.status_code == 200
+        lines = response.aiter_lines()
+        assert (await anext(lines)).startswith(":")  # subscribed
+        await asyncio.sleep(READ_TIMEOUT_S + 1)
+        receipt = (await client.post("/audit", json={**EVENT, "user_id": user})).json()
+
+        async def next_data() -> str:
+            async for line in lines:
+                if line.startswith("data:"):
+                    return line
+            return "(the stream ended)"
+
+        data = await asyncio.wait_for(next_data(), 20)
+    assert receipt["event_id"] in data
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_time(
+    few_connections: LiveService,
+) -> None:
+    with socket.create_connection(("127.0.0.1", port_of(few_connections)), timeout=30) as idle:
+        started = time.monotonic()
+        assert idle.recv(65536) == b""
+        closed_after = time.monotonic() - started
+    print(f"\nan idle new connection was closed after {closed_after:.2f}s (RG_KEEP_ALIVE_S=6)")
+    assert KEEP_ALIVE_S - 0.5 <= closed_after < KEEP_ALIVE_S + MARGIN_S
+
+
+def read_answer(connection: socket.socket) -> bytes:
+    """One whole answer (by its Content-Length), or what came before the service closed."""
+    answer = b""
+    while True:
+        head, found, body = answer.partition(b"\r\n\r\n")
+        if found:
+            length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+            if length and len(body) >= int(length[1]):
+                return answer
+        chunk = connection.recv(65536)
+        if not chunk:
+            return answer
+        answer += chunk
+
+
+def get_healthz(port: int) -> tuple[socket.socket, bytes]:
+    """A GET /healthz on a new keep-alive connection: the connection and the answer."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+    connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: rg\r\n\r\n")
+    return connection, read_answer(connection)
+
+
+def read_to_end(connection: socket.socket) -> bytes:
+    answer = b""
+    while chunk := connection.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_connections_beyond_the_bound_get_503_until_some_close(
+    few_connections: LiveService,
+) -> None:
+    port = port_of(few_connections)
+    refused_before = metric(few_connections, "rg_http_connections_refused_total")
+    held = []
+    for _ in range(MAX_CONNECTIONS):  # each admitted: served, then left open
+        connection, answer = get_healthz(port)
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+        held.append(connection)
+    try:
+        refused = 0
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: rg\r\n\r\n")
+            answer = read_to_end(extra)
+        refused += 1
+        headers = assert_error_answer(
+            answer,
+            "HTTP/1.1 503 Service Unavailable",
+            "too_many_connections",
+            f"{MAX_CONNECTIONS} connections open",
+        )
+        assert headers["retry-after"] == "1"
+        # One with a body is read to its end, then refused the same way.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+            body = json.dumps(EVENT).encode()
+            extra.sendall(
+                b"POST /audit HTTP/1.1\r\nHost: rg\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            answer = read_to_end(extra)
+        refused += 1
+        assert_error_answer(
+            answer, "HTTP/1.1 503 Service Unavailable", "too_many_connections", "retry"
+        )
+
+        for connection in held[:5]:
+            connection.close()
+        del held[:5]
+        deadline = time.monotonic() + 10
+        while True:  # the service sees the closes
+            connection, answer = get_healthz(port)
+            connection.close()
+            if answer.startswith(b"HTTP/1.1 200 OK"):
+                break
+            refused += 1
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.2)
+        for _ in range(4):
+            connection, answer = get_healthz(port)
+            held.append(connection)
+            assert answer.startswith(b"HTTP/1.1 200 OK")
+    finally:
+        for connection in held:
+            connection.close()
+
+    refused_after = metric(few_connections, "rg_http_connections_refused_total")
+    print(f"\n{refused} connection(s) refused beyond RG_MAX_CONNECTIONS={MAX_CONNECTIONS}")
+    assert refused_after - refused_before == refused
+    # A storm of refusals is one log line per interval, not one per connection.
+    assert few_connections.log().count("connection(s) refused with 503") == 1
+    deadline = time.monotonic() + 10
+    while metric(few_connections, "rg_http_connections") != 1:  # the scrape's own
+        assert time.monotonic() < deadline, "closed connections still counted as open"
+        time.sleep(0.2)
+
+
+async def test_sigterm_with_slow_clients_connected_exits_cleanly(
+    kafka_bootstrap: str, tmp_path: Path, start_service: Launch
+) -> None:
+    # A request whose body never ends holds uvicorn's graceful shutdown (it waits for requests
+    # in flight); the read timeout ends it, and the process exits 0 without a traceback.
+    service = await asyncio.to_thread(
+        start_service,
+        kafka_bootstrap,
+        tmp_path,
+        request_read_timeout_s=str(READ_TIMEOUT_S),
+        shutdown_drain_s="0.5",
+    )
+    await asyncio.to_thread(service.wait_ready)
+    port = port_of(service)
+    head = b"POST /audit HTTP/1.1\r\nHost: rg\r\nContent-Type: application/json\r\n"
+    give_up_s = READ_TIMEOUT_S + MARGIN_S
+    everyone = asyncio.gather(
+        *(dribble(port, b"", head + b"X: 1\r\n" * 20, give_up_s=give_up_s) for _ in range(5)),
+        *(
+            dribble(port, head + b"Content-Length: 1000\r\n\r\n", b"{" * 1000, give_up_s=give_up_s)
+            for _ in range(5)
+        ),
+    )
+    await asyncio.sleep(0.5)
+    service.process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    dribbled = await everyone
+    exit_code = await asyncio.to_thread(service.process.wait, 60)
+    print(
+        f"\nSIGTERM with 10 slow clients connected: exit {exit_code} "
+        f"{time.monotonic() - signalled:.1f}s after the signal"
+    )
+    assert exit_code == 0, service.log()
+    assert all(one.closed_after_s is not None for one in dribbled)
+    for one in dribbled[5:]:  # in their bodies: cut off at the bound, answered
+        assert_error_answer(
+            one.answer, "HTTP/1.1 408 Request Timeout", "request_timeout", "body was not"
+        )
+    assert "Traceback" not in service.log()

@@ -1,0 +1,72 @@
+"""openapi.json is what the app serves, and documents every endpoint (no broker needed)."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.api.openapi import openapi_document, render
+from app.cli import main
+from tests.helpers import ROOT
+
+COMMITTED = ROOT / "openapi.json"
+
+
+def test_the_committed_openapi_json_matches_the_app() -> None:
+    assert COMMITTED.read_text(encoding="utf-8") == render(openapi_document()), (
+        "openapi.json is stale: run `.venv/bin/ractogateway-kafka openapi`"
+    )
+
+
+def test_the_openapi_command_writes_and_checks(tmp_path: Path) -> None:
+    target = tmp_path / "openapi.json"
+    assert main(["openapi", "--check", "--output", str(target)]) == 1
+    assert main(["openapi", "--output", str(target)]) == 0
+    assert main(["openapi", "--check", "--output", str(target)]) == 0
+    assert json.loads(target.read_text())["info"]["title"] == "ractogateway-kafka"
+
+
+def _operations() -> list[tuple[str, str, dict[str, Any]]]:
+    document = json.loads(COMMITTED.read_text(encoding="utf-8"))
+    return [
+        (method.upper(), path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    ]
+
+
+def _with_refs(node: Any, schemas: dict[str, Any], seen: set[str] | None = None) -> str:
+    """The node's JSON with every schema it references, transitively."""
+    seen = set() if seen is None else seen
+    text = json.dumps(node)
+    for name, schema in schemas.items():
+        if f'"#/components/schemas/{name}"' in text and name not in seen:
+            seen.add(name)
+            text += _with_refs(schema, schemas, seen)
+    return text
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), _operations())
+def test_every_operation_has_a_summary_an_example_and_its_errors(
+    method: str, path: str, operation: dict[str, Any]
+) -> None:
+    schemas = json.loads(COMMITTED.read_text(encoding="utf-8"))["components"]["schemas"]
+    assert operation.get("summary"), f"{method} {path} has no summary"
+    assert operation.get("description"), f"{method} {path} has no description"
+    assert "example" in _with_refs(operation, schemas), f"{method} {path} has no example"
+    responses = operation["responses"]
+    takes_input = "requestBody" in operation or operation.get("parameters")
+    if takes_input:
+        assert "422" in responses, f"{method} {path} does not document 422"
+    for status, response in responses.items():
+        if int(status) >= 400:
+            schema = response["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
+
+
+def test_every_reference_resolves() -> None:
+    document = json.loads(COMMITTED.read_text(encoding="utf-8"))
+    text = json.dumps(document)
+    names = {part.split('"')[0] for part in text.split('"#/components/schemas/')[1:]}
+    assert names <= set(document["components"]["schemas"])

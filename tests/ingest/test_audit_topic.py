@@ -1,0 +1,166 @@
+"""The audit topic's rules, without a broker: what is created, what an existing topic must have."""
+
+import pytest
+from pydantic import ValidationError
+
+from app.ingest.audit_topic import (
+    DAY_MS,
+    AuditTopicError,
+    default_replication,
+    desired_configs,
+    findings_of,
+    refusal_of,
+)
+from app.settings import Settings
+
+COMPLIANT = {"retention.ms": str(400 * DAY_MS), "cleanup.policy": "delete"}
+
+
+def settings_of(**fields: object) -> Settings:
+    return Settings(_env_file=None, **fields)  # type: ignore[arg-type]
+
+
+def test_unit_a_compliant_topic_has_no_findings() -> None:
+    assert findings_of(COMPLIANT, replication=1, min_retention_days=180) == []
+
+
+def test_unit_infinite_retention_passes() -> None:
+    configs = {**COMPLIANT, "retention.ms": "-1"}
+    assert findings_of(configs, replication=1, min_retention_days=180) == []
+
+
+def test_unit_retention_one_day_short_of_the_minimum_fails_naming_value_and_minimum() -> None:
+    configs = {**COMPLIANT, "retention.ms": str(179 * DAY_MS)}
+    (finding,) = findings_of(configs, replication=1, min_retention_days=180)
+    assert finding.setting == "retention.ms"
+    assert finding.value == str(179 * DAY_MS)
+    assert str(180 * DAY_MS) in finding.required
+    assert "179 days" in str(finding)
+
+
+def test_unit_retention_exactly_the_minimum_passes() -> None:
+    configs = {**COMPLIANT, "retention.ms": str(180 * DAY_MS)}
+    assert findings_of(configs, replication=1, min_retention_days=180) == []
+
+
+def test_unit_the_broker_default_of_seven_days_fails() -> None:
+    configs = {**COMPLIANT, "retention.ms": "604800000"}
+    (finding,) = findings_of(configs, replication=1, min_retention_days=180)
+    assert "7 days" in finding.why
+
+
+@pytest.mark.parametrize("policy", ["compact", "compact,delete", "delete,compact"])
+def test_unit_compaction_fails(policy: str) -> None:
+    configs = {**COMPLIANT, "cleanup.policy": policy}
+    (finding,) = findings_of(configs, replication=1, min_retention_days=180)
+    assert (finding.setting, finding.value) == ("cleanup.policy", policy)
+    assert finding.required == "delete"
+
+
+def test_unit_replication_three_with_min_insync_one_fails() -> None:
+    configs = {**COMPLIANT, "min.insync.replicas": "1"}
+    (finding,) = findings_of(configs, replication=3, min_retention_days=180)
+    assert (finding.setting, finding.value) == ("min.insync.replicas", "1")
+    assert finding.required.startswith(">= 2")
+
+
+def test_unit_replication_three_with_min_insync_two_passes() -> None:
+    configs = {**COMPLIANT, "min.insync.replicas": "2"}
+    assert findings_of(configs, replication=3, min_retention_days=180) == []
+
+
+def test_unit_replication_one_with_min_insync_one_passes() -> None:
+    configs = {**COMPLIANT, "min.insync.replicas": "1"}
+    assert findings_of(configs, replication=1, min_retention_days=180) == []
+
+
+def test_unit_every_finding_is_reported_at_once() -> None:
+    configs = {"retention.ms": "604800000", "cleanup.policy": "compact", "min.insync.replicas": "1"}
+    findings = findings_of(configs, replication=3, min_retention_days=180)
+    assert [f.setting for f in findings] == [
+        "retention.ms",
+        "cleanup.policy",
+        "min.insync.replicas",
+    ]
+
+
+@pytest.mark.parametrize(("brokers", "replication"), [(1, 1), (2, 2), (3, 3), (5, 3)])
+def test_unit_replication_defaults_to_three_or_the_brokers_there_are(
+    brokers: int, replication: int
+) -> None:
+    assert default_replication(brokers) == replication
+
+
+def test_unit_created_configs_delete_and_keep_400_days_by_default() -> None:
+    settings = settings_of()
+    configs = desired_configs(replication=1, retention_days=settings.audit_retention_days)
+    assert configs == {"retention.ms": str(400 * DAY_MS), "cleanup.policy": "delete"}
+
+
+def test_unit_created_configs_with_three_replicas_need_two_in_sync() -> None:
+    configs = desired_configs(replication=3, retention_days=400)
+    assert configs["min.insync.replicas"] == "2"
+
+
+def test_unit_retention_minus_one_creates_a_topic_that_keeps_records_forever() -> None:
+    assert desired_configs(replication=1, retention_days=-1)["retention.ms"] == "-1"
+
+
+def test_unit_settings_defaults() -> None:
+    settings = settings_of()
+    assert settings.audit_topic_partitions == 6
+    assert settings.audit_topic_replication is None
+    assert settings.audit_retention_days == 400
+    assert settings.audit_min_retention_days == 180
+    assert settings.audit_topic_check == "enforce"
+
+
+def test_unit_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "RG_AUDIT_TOPIC_PARTITIONS": "12",
+        "RG_AUDIT_TOPIC_REPLICATION": "3",
+        "RG_AUDIT_RETENTION_DAYS": "2190",
+        "RG_AUDIT_MIN_RETENTION_DAYS": "365",
+        "RG_AUDIT_TOPIC_CHECK": "warn",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)
+    assert (
+        settings.audit_topic_partitions,
+        settings.audit_topic_replication,
+        settings.audit_retention_days,
+        settings.audit_min_retention_days,
+        settings.audit_topic_check,
+    ) == (12, 3, 2190, 365, "warn")
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"audit_retention_days": 30}, "RG_AUDIT_RETENTION_DAYS=30"),
+        ({"audit_retention_days": 0}, "RG_AUDIT_RETENTION_DAYS=0"),
+        ({"audit_topic_partitions": 0}, "audit_topic_partitions"),
+        ({"audit_topic_check": "sometimes"}, "audit_topic_check"),
+    ],
+)
+def test_unit_settings_refuse_a_retention_their_own_check_would_refuse(
+    fields: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ValidationError, match=named):
+        settings_of(**fields)
+
+
+@pytest.mark.parametrize(
+    ("code", "doing", "named"),
+    [
+        (29, "DESCRIBE", "TopicAuthorizationFailedError"),
+        (29, "CREATE", "grant it CREATE on the topic (or on the cluster)"),
+        (31, "CREATE", "ClusterAuthorizationFailedError"),
+        (29, "DESCRIBE_CONFIGS", "may not DESCRIBE_CONFIGS topic 'audit'"),
+    ],
+)
+def test_unit_refusals_name_the_missing_permission(code: int, doing: str, named: str) -> None:
+    error = refusal_of(code, "audit", doing)
+    assert isinstance(error, AuditTopicError)
+    assert named in str(error)
+    assert doing in str(error)

@@ -1,0 +1,102 @@
+"""Receipts kept for retries: replay, racing retries, failures, window and bound (unit, no
+broker)."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from app.ingest.idempotency import RecentReceipts
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counting(value: str, calls: list[str], delay_s: float = 0) -> Callable[[], Awaitable[str]]:
+    async def produce() -> str:
+        calls.append(value)
+        await asyncio.sleep(delay_s)
+        return value
+
+    return produce
+
+
+async def test_unit_a_retry_gets_the_first_receipt_without_producing_again() -> None:
+    receipts: RecentReceipts[str] = RecentReceipts(window_s=60, max_entries=10)
+    calls: list[str] = []
+    assert await receipts.once("k", counting("first", calls)) == ("first", False)
+    assert await receipts.once("k", counting("second", calls)) == ("first", True)
+    assert calls == ["first"]
+
+
+async def test_unit_a_retry_racing_the_original_waits_for_it() -> None:
+    receipts: RecentReceipts[str] = RecentReceipts(window_s=60, max_entries=10)
+    calls: list[str] = []
+    results = await asyncio.gather(
+        receipts.once("k", counting("a", calls, 0.05)),
+        receipts.once("k", counting("b", calls, 0.05)),
+    )
+    assert results == [("a", False), ("a", True)]
+    assert calls == ["a"]
+
+
+async def test_unit_a_failure_is_not_kept_and_a_racing_retry_produces_its_own() -> None:
+    receipts: RecentReceipts[str] = RecentReceipts(window_s=60, max_entries=10)
+
+    async def failing() -> str:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("no ack")
+
+    calls: list[str] = []
+    first, second = await asyncio.gather(
+        receipts.once("k", failing),
+        receipts.once("k", counting("b", calls)),
+        return_exceptions=True,
+    )
+    assert isinstance(first, RuntimeError)
+    assert second == ("b", False)
+    assert await receipts.once("k", counting("c", calls)) == ("b", True)
+
+
+async def test_unit_keep_decides_what_is_remembered() -> None:
+    receipts: RecentReceipts[str] = RecentReceipts(window_s=60, max_entries=10)
+    calls: list[str] = []
+
+    def keep_acked(receipt: str) -> bool:
+        return receipt == "acked"
+
+    assert await receipts.once("k", counting("queued", calls), keep=keep_acked) == ("queued", False)
+    assert await receipts.once("k", counting("acked", calls), keep=keep_acked) == ("acked", False)
+    assert await receipts.once("k", counting("x", calls), keep=keep_acked) == ("acked", True)
+
+
+async def test_unit_receipts_expire_after_the_window_and_stay_bounded() -> None:
+    clock = Clock()
+    receipts: RecentReceipts[str] = RecentReceipts(window_s=10, max_entries=3, clock=clock)
+    calls: list[str] = []
+    await receipts.once("old", counting("old", calls))
+    clock.now = 11
+    assert await receipts.once("old", counting("new", calls)) == ("new", False)
+    for i in range(10):
+        await receipts.once(f"k{i}", counting(str(i), calls))
+        assert len(receipts) <= 3
+    assert await receipts.once("k9", counting("again", calls)) == ("9", True)
+    assert await receipts.once("k0", counting("again", calls)) == ("again", False)
+
+
+async def test_unit_a_cancelled_original_lets_the_waiting_retry_produce() -> None:
+    receipts: RecentReceipts[str] = RecentReceipts(window_s=60, max_entries=10)
+    calls: list[str] = []
+    original = asyncio.create_task(receipts.once("k", counting("a", calls, 10)))
+    await asyncio.sleep(0.01)
+    retry = asyncio.create_task(receipts.once("k", counting("b", calls)))
+    await asyncio.sleep(0.01)
+    original.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await original
+    assert await retry == ("b", False)

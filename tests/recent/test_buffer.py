@@ -1,0 +1,147 @@
+"""The recent-records buffer: bounds, filters, order, views and subscribers (unit, no broker)."""
+
+import asyncio
+import base64
+import json
+
+from app.kafka import KafkaMessage
+from app.recent.buffer import MessageView, RecentRecords
+
+JSON = {"content-type": b"application/json"}
+
+
+def message(
+    offset: int,
+    *,
+    topic: str = "t",
+    partition: int = 0,
+    key: str | bytes | None = "k",
+    value: object = "v",
+    timestamp_ms: int | None = None,
+    headers: dict[str, bytes | None] | None = None,
+) -> KafkaMessage:
+    return KafkaMessage(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp_ms=1_000 + offset if timestamp_ms is None else timestamp_ms,
+        key=key,
+        value=value,
+        headers=headers or {},
+    )
+
+
+def test_it_keeps_the_newest_records_up_to_the_record_bound() -> None:
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    for offset in range(50):
+        recent.add(message(offset))
+        assert recent.counts()["t"] <= 10
+    assert [r.offset for r in recent.query(limit=100)] == list(range(49, 39, -1))
+
+
+def test_it_never_holds_more_than_the_byte_bound() -> None:
+    recent = RecentRecords(["t"], max_records=1000, max_bytes=4096)
+    for offset in range(200):
+        recent.add(message(offset, value="x" * (offset % 300)))
+        assert recent.sizes()["t"] <= 4096
+    kept = recent.query(limit=1000)
+    assert sum(r.size for r in kept) == recent.sizes()["t"]
+    assert kept[0].offset == 199
+
+
+def test_a_record_larger_than_the_byte_bound_alone_is_not_kept() -> None:
+    recent = RecentRecords(["t"], max_records=10, max_bytes=1024)
+    recent.add(message(0))
+    assert recent.add(message(1, value="x" * 5000)) is None
+    assert recent.dropped_oversized == 1
+    assert [r.offset for r in recent.query()] == [0]
+
+
+def test_records_read_again_after_a_reconnect_are_ignored() -> None:
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    for offset in range(3):
+        recent.add(message(offset))
+    for offset in range(3):
+        assert recent.add(message(offset)) is None
+    assert recent.add(message(0, partition=1)) is not None
+    assert recent.counts()["t"] == 4
+
+
+def test_records_of_other_topics_are_ignored() -> None:
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    assert recent.add(message(0, topic="elsewhere")) is None
+
+
+def test_filters_and_order() -> None:
+    recent = RecentRecords(["a", "b"], max_records=100, max_bytes=10**6)
+    recent.add(message(0, topic="a", key="u1", timestamp_ms=100))
+    recent.add(message(0, topic="b", key="u2", timestamp_ms=300))
+    recent.add(message(1, topic="a", key="u2", timestamp_ms=200))
+    recent.add(message(2, topic="a", key=None, timestamp_ms=400))
+
+    def offsets(**filters: object) -> list[tuple[str, int]]:
+        return [(r.topic, r.offset) for r in recent.query(**filters)]  # type: ignore[arg-type]
+
+    assert offsets() == [("a", 2), ("b", 0), ("a", 1), ("a", 0)]
+    assert offsets(topic="a") == [("a", 2), ("a", 1), ("a", 0)]
+    assert offsets(key="u2") == [("b", 0), ("a", 1)]
+    assert offsets(since_ms=200) == [("a", 2), ("b", 0), ("a", 1)]
+    assert offsets(limit=2) == [("a", 2), ("b", 0)]
+    assert offsets(topic="b", key="u1") == []
+
+
+def test_the_view_says_how_the_value_is_encoded() -> None:
+    def view(**fields: object) -> MessageView:
+        return MessageView.of(message(0, **fields))  # type: ignore[arg-type]
+
+    assert view(value={"a": 1}, headers=JSON).value_encoding == "json"
+    assert view(value="hello").value_encoding == "text"
+    assert view(value=None).value_encoding == "tombstone"
+    binary = view(value=b"\xff\x00")
+    assert binary.value_encoding == "base64"
+    assert base64.b64decode(binary.value) == b"\xff\x00"
+    odd = view(key=b"\xffk", headers={"h": b"\xfe", "n": None})
+    assert odd.key == "\\xffk"
+    assert odd.headers == {"h": "\\xfe", "n": None}
+    assert view(timestamp_ms=0).timestamp_utc == "1970-01-01T00:00:00.000000Z"
+
+
+def test_a_timestamp_beyond_the_calendar_shows_no_utc_time() -> None:
+    # Any producer may stamp a record with up to 2**63 - 1 ms; the reader must still show it.
+    for timestamp_ms in (2**63 - 1, 253_402_300_800_000):
+        view = MessageView.of(message(0, timestamp_ms=timestamp_ms))
+        assert view.timestamp_ms == timestamp_ms
+        assert view.timestamp_utc is None
+    last = MessageView.of(message(0, timestamp_ms=253_402_300_799_999))
+    assert last.timestamp_utc == "9999-12-31T23:59:59.999000Z"
+
+
+def test_the_kept_json_is_the_view() -> None:
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    record = recent.add(message(7, value={"a": [1, 2]}, headers=JSON))
+    assert record is not None
+    assert json.loads(record.body) == MessageView.of(
+        message(7, value={"a": [1, 2]}, headers=JSON)
+    ).model_dump(mode="json")
+
+
+async def test_subscribers_get_records_kept_after_they_subscribed() -> None:
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    recent.add(message(0))
+    async with recent.subscribe() as queue:
+        recent.add(message(1))
+        recent.add(message(1))  # a duplicate: not passed on either
+        record = await asyncio.wait_for(queue.get(), 1)
+        assert record is not None
+        assert record.offset == 1
+        assert queue.empty()
+
+
+async def test_a_subscriber_that_falls_behind_is_cut_off() -> None:
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    async with recent.subscribe() as queue:
+        for offset in range(1500):
+            recent.add(message(offset))
+        received = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert len(received) == 1001
+    assert received[-1] is None

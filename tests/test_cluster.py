@@ -1,0 +1,101 @@
+"""RG_KAFKA_* security settings turn into the right aiokafka arguments (no broker involved)."""
+
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from app.cluster import consumer_config, producer_config
+from app.settings import Settings
+
+PASSWORD = "rg-test-secret-sasl-password"
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate and its key (the CA file is the certificate itself)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "client.pem", folder / "client.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=ractogateway-test", "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+async def test_unit_sasl_over_tls_reaches_aiokafka(
+    mechanism: str, tls_files: tuple[Path, Path]
+) -> None:
+    cert, key = tls_files
+    settings = Settings(
+        _env_file=None,
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism=mechanism,
+        kafka_sasl_username="svc-audit",
+        kafka_sasl_password=PASSWORD,
+        kafka_ssl_cafile=str(cert),
+        kafka_ssl_certfile=str(cert),
+        kafka_ssl_keyfile=str(key),
+    )
+    for config in (producer_config(settings), consumer_config(settings, topics=["t"])):
+        kwargs = config.to_aiokafka()
+        assert kwargs["security_protocol"] == "SASL_SSL"
+        assert kwargs["sasl_mechanism"] == mechanism
+        assert kwargs["sasl_plain_username"] == "svc-audit"
+        assert kwargs["sasl_plain_password"] == PASSWORD
+        context = kwargs["ssl_context"]
+        assert isinstance(context, ssl.SSLContext)
+        assert context.verify_mode == ssl.CERT_REQUIRED
+        assert context.check_hostname
+        # The secret is in the arguments aiokafka needs, nowhere else.
+        assert PASSWORD not in repr(config)
+        assert PASSWORD not in str(config.model_dump())
+    assert PASSWORD not in repr(settings)
+    # aiokafka takes the arguments as they are (nothing is sent before start()).
+    producer = AIOKafkaProducer(**producer_config(settings).to_aiokafka())
+    consumer = AIOKafkaConsumer("t", **consumer_config(settings, topics=["t"]).to_aiokafka())
+    try:
+        assert producer.client._sasl_mechanism == mechanism
+        assert consumer._client._security_protocol == "SASL_SSL"
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def test_unit_tls_alone_and_plaintext(tls_files: tuple[Path, Path]) -> None:
+    cert, _ = tls_files
+    tls = producer_config(
+        Settings(_env_file=None, kafka_security_protocol="SSL", kafka_ssl_cafile=str(cert))
+    ).to_aiokafka()
+    assert tls["security_protocol"] == "SSL"
+    assert isinstance(tls["ssl_context"], ssl.SSLContext)
+    assert "sasl_mechanism" not in tls
+    plain = producer_config(Settings(_env_file=None)).to_aiokafka()
+    assert plain["security_protocol"] == "PLAINTEXT"
+    assert "ssl_context" not in plain
+    assert "sasl_plain_password" not in plain
+
+
+def test_unit_sasl_without_credentials_is_refused_naming_them() -> None:
+    settings = Settings(
+        _env_file=None, kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="PLAIN"
+    )
+    with pytest.raises(ValueError, match="sasl_plain_username and sasl_plain_password"):
+        producer_config(settings)
+
+
+def test_unit_the_producer_compresses_as_rg_kafka_compression_type_says() -> None:
+    # None by default: gzip would run in the service's event loop (see the setting).
+    assert producer_config(Settings(_env_file=None)).to_aiokafka()["compression_type"] is None
+    gzip = Settings(_env_file=None, kafka_compression_type="gzip")
+    assert producer_config(gzip).to_aiokafka()["compression_type"] == "gzip"
+    with pytest.raises(ValueError, match="kafka_compression_type"):
+        Settings(_env_file=None, kafka_compression_type="brotli")
