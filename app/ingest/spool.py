@@ -47,9 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from app.backoff import Backoff
 from app.kafka import AuditRecord, KafkaProduceResult
 from app.problems import UnavailableError
+from app.tasks import BackgroundTask, Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class Spool:
         self._unremoved: set[int] = set()
         self._removed = asyncio.Event()
         self._removed.set()
-        self._removal_retry: asyncio.Task[None] | None = None
+        self._removal_retry = BackgroundTask("spool-removal-retry", self._retry_removals)
         # Failed writes in the current run of failures, by kind (logged once per run).
         self._failing: dict[str, int] = {}
 
@@ -302,10 +302,7 @@ class Spool:
 
     async def close(self) -> None:
         """Finish queued work, then close the database; the records stay for the next run."""
-        if self._removal_retry is not None:
-            self._removal_retry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._removal_retry
+        await self._removal_retry.close()
         if self._unremoved:
             # One last try; what still fails is read again by the next run.
             with contextlib.suppress(SpoolUnavailableError):
@@ -410,10 +407,7 @@ class Spool:
             self._recovered("remove")
         elif (failure := outcome.removal or outcome.error) is not None and self._unremoved:
             self._failed("remove", failure)
-            if self._removal_retry is None or self._removal_retry.done():
-                self._removal_retry = asyncio.create_task(
-                    self._retry_removals(), name="spool-removal-retry"
-                )
+            self._removal_retry.start()  # unless it runs already
         if outcome.append is None:
             self._recovered("append")
         elif outcome.append is not _NOTHING:
