@@ -5,17 +5,15 @@ The producer connects in the background and keeps trying, so the service starts 
 answers) before the broker does; `/readyz` reports the difference.
 """
 
-import asyncio
-import contextlib
 import inspect
 import logging
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from app.backoff import Backoff
 from app.kafka import KafkaConsumerConfig, KafkaProducerClient, KafkaProducerConfig
 from app.settings import Settings
+from app.tasks import BackgroundTask, Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +62,7 @@ class ProducerConnection:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.producer = KafkaProducerClient(config=producer_config(settings))
-        self._connect_task: asyncio.Task[None] | None = None
+        self._connecting = BackgroundTask("kafka-connect", self._connect)
 
     @property
     def connected(self) -> bool:
@@ -73,13 +71,11 @@ class ProducerConnection:
 
     async def start(self) -> None:
         """Begin connecting; returns at once, the connection completes in the background."""
-        self._connect_task = asyncio.create_task(self._connect(), name="kafka-connect")
+        self._connecting.start()
 
     async def wait_connected(self, timeout_s: float) -> bool:
         """Wait up to `timeout_s` for the first connection; True when it is there."""
-        if self._connect_task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._connect_task), timeout_s)
+        await self._connecting.wait(timeout_s)
         return self.connected
 
     async def is_ready(self) -> bool:
@@ -88,10 +84,7 @@ class ProducerConnection:
 
     async def close(self) -> None:
         """Stop connecting, flush what was sent and close the producer."""
-        if self._connect_task is not None:
-            self._connect_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connect_task
+        await self._connecting.close()
         await self.producer.close()
 
     async def _connect(self) -> None:

@@ -9,9 +9,8 @@ from app.api.auth import require
 from app.api.deps import (
     AcceptingWork,
     AuditTopicWritable,
-    AuditTrailDep,
     HeldBytesDep,
-    SettingsDep,
+    ServicesDep,
     TraceHeadersDep,
 )
 from app.api.errors import ErrorBody, error_responses, invalid_input
@@ -92,7 +91,7 @@ async def audit(
     ],
     request: Request,
     response: Response,
-    trail: AuditTrailDep,
+    services: ServicesDep,
     trace: TraceHeadersDep,
     held: HeldBytesDep,
     wait: WaitQuery = True,
@@ -113,7 +112,7 @@ async def audit(
     event already acknowledged (same `event_id`, or same `Idempotency-Key`) gets its first
     receipt again, with `Idempotent-Replayed: true`, and nothing new is written."""
     request.state.event_id = event.event_id
-    receipt, replayed = await trail.record_once(
+    receipt, replayed = await services.audit_trail.record_once(
         event, wait=wait, headers=trace, idempotency_key=idempotency_key, held=held
     )
     if replayed:
@@ -132,8 +131,7 @@ async def audit(
 async def audit_batch(
     *,
     batch: AuditBatch,
-    trail: AuditTrailDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     trace: TraceHeadersDep,
     held: HeldBytesDep,
     wait: WaitQuery = True,
@@ -141,11 +139,13 @@ async def audit_batch(
     """Each event is validated and written on its own, concurrently: **200** with one result
     per event, in order (a receipt, or an error with its status and code); a bad event does
     not fail the others."""
-    if len(batch.events) > settings.audit_batch_max:
+    most = services.settings.audit_batch_max
+    if len(batch.events) > most:
         raise invalid_input(
-            "body.events",
-            f"{len(batch.events)} events, at most {settings.audit_batch_max} are allowed",
+            "body.events", f"{len(batch.events)} events, at most {most} are allowed"
         )
-    results = await trail.record_batch(batch.events, wait=wait, headers=trace, held=held)
+    results = await services.audit_trail.record_batch(
+        batch.events, wait=wait, headers=trace, held=held
+    )
     failed = sum(1 for result in results if result.error is not None)
     return AuditBatchResult(results=results, accepted=len(results) - failed, failed=failed)

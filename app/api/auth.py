@@ -3,12 +3,13 @@ scope a route needs."""
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.params import Depends as DependsParam
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from app.api.deps import ServicesDep
 from app.api.errors import ServiceError
-from app.auth import ApiKeys, Scope
+from app.auth import Scope
 
 # auto_error=False: the service answers missing keys itself, with the contract's body. These
 # also declare both schemes in openapi.json.
@@ -18,21 +19,16 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-async def get_api_keys(request: Request) -> ApiKeys:
-    """The keys the app was built with."""
-    keys: ApiKeys = request.app.state.api_keys
-    return keys
-
-
 def require(scope: Scope) -> DependsParam:
     """A dependency refusing requests without a key holding `scope` (401 no or unknown key,
     403 scope missing); with authentication off it lets everything through."""
 
     async def check(
-        keys: Annotated[ApiKeys, Depends(get_api_keys)],
+        services: ServicesDep,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         api_key: Annotated[str | None, Depends(_api_key)],
     ) -> None:
+        keys = services.api_keys
         if not keys.enabled:
             return
         offered = {bearer.credentials if bearer is not None else "", api_key or ""} - {""}

@@ -8,71 +8,20 @@ from fastapi import Depends, Request
 from app.api.body_limit import HELD_BYTES
 from app.api.errors import ServiceError
 from app.api.trace import trace_headers
-from app.cluster import ProducerConnection
-from app.ingest.audit_topic_guard import AuditTopicGuard
-from app.ingest.audit_trail import AuditTrail
 from app.ingest.backpressure import Hold
-from app.ingest.publisher import Publisher
-from app.kafka import KafkaProducerClient
-from app.metrics import ServiceMetrics
 from app.problems import RETRY_AFTER_S
-from app.recent.buffer import RecentRecords
-from app.settings import Settings
-from app.shutdown import Shutdown
+from app.services import Services
 
 
-async def get_connection(request: Request) -> ProducerConnection:
-    """The producer connection the lifespan started."""
-    connection: ProducerConnection = request.app.state.connection
-    return connection
+async def get_services(request: Request) -> Services:
+    """The service's parts (`app.services.Services`), built by `create_app`; the routes take
+    what they need from it."""
+    services: Services = request.app.state.services
+    return services
 
 
-async def get_producer(request: Request) -> KafkaProducerClient:
-    """The service's one producer (idempotent, acks=all)."""
-    producer: KafkaProducerClient = request.app.state.connection.producer
-    return producer
-
-
-async def get_app_settings(request: Request) -> Settings:
-    """The settings the app was built with."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def get_audit_trail(request: Request) -> AuditTrail:
-    """Where audit events go."""
-    trail: AuditTrail = request.app.state.audit_trail
-    return trail
-
-
-async def get_recent(request: Request) -> RecentRecords:
-    """The recent-records buffer behind GET /messages."""
-    recent: RecentRecords = request.app.state.recent
-    return recent
-
-
-async def get_metrics(request: Request) -> ServiceMetrics:
-    """The app's metrics."""
-    metrics: ServiceMetrics = request.app.state.metrics
-    return metrics
-
-
-ConnectionDep = Annotated[ProducerConnection, Depends(get_connection)]
-ProducerDep = Annotated[KafkaProducerClient, Depends(get_producer)]
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-AuditTrailDep = Annotated[AuditTrail, Depends(get_audit_trail)]
-RecentDep = Annotated[RecentRecords, Depends(get_recent)]
-MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+ServicesDep = Annotated[Services, Depends(get_services)]
 TraceHeadersDep = Annotated[dict[str, str], Depends(trace_headers)]
-
-
-async def get_publisher(request: Request) -> Publisher:
-    """Where POST /publish records go."""
-    publisher: Publisher = request.app.state.publisher
-    return publisher
-
-
-PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 
 
 async def get_held_bytes(request: Request) -> Hold | None:
@@ -85,19 +34,10 @@ async def get_held_bytes(request: Request) -> Hold | None:
 HeldBytesDep = Annotated[Hold | None, Depends(get_held_bytes)]
 
 
-async def get_shutdown(request: Request) -> Shutdown:
-    """Whether the service is shutting down."""
-    shutdown: Shutdown = request.app.state.shutdown
-    return shutdown
-
-
-ShutdownDep = Annotated[Shutdown, Depends(get_shutdown)]
-
-
-async def accepting_work(shutdown: ShutdownDep) -> None:
+async def accepting_work(services: ServicesDep) -> None:
     """Refuse new work once shutdown has begun (503 `shutting_down`, also what /readyz says
     then): what is accepted is finished before the process exits, and nothing new starts."""
-    if shutdown.draining:
+    if services.shutdown.draining:
         raise ServiceError(
             503,
             "shutting_down",
@@ -109,20 +49,11 @@ async def accepting_work(shutdown: ShutdownDep) -> None:
 AcceptingWork = Depends(accepting_work)
 
 
-async def get_audit_topic(request: Request) -> AuditTopicGuard:
-    """Whether the audit topic exists and keeps its records."""
-    guard: AuditTopicGuard = request.app.state.audit_topic
-    return guard
-
-
-AuditTopicDep = Annotated[AuditTopicGuard, Depends(get_audit_topic)]
-
-
-async def audit_topic_writable(guard: AuditTopicDep) -> None:
+async def audit_topic_writable(services: ServicesDep) -> None:
     """Refuse audit writes the audit topic would not keep (503 `audit_topic_noncompliant`), or
     that would have the broker auto-create it with its defaults (503
-    `audit_topic_unavailable`); see app/audit_topic_guard.py."""
-    if (problem := guard.write_problem()) is not None:
+    `audit_topic_unavailable`); see app/ingest/audit_topic_guard.py."""
+    if (problem := services.audit_topic.write_problem()) is not None:
         raise ServiceError(
             503,
             problem.code,

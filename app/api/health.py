@@ -5,7 +5,7 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from app.api.deps import AuditTopicDep, ConnectionDep, SettingsDep, ShutdownDep, accepting_work
+from app.api.deps import ServicesDep, accepting_work
 from app.api.errors import ErrorBody, ServiceError
 from app.problems import RETRY_AFTER_S
 
@@ -38,25 +38,20 @@ async def healthz() -> HealthStatus:
         }
     },
 )
-async def readyz(
-    connection: ConnectionDep,
-    settings: SettingsDep,
-    shutdown: ShutdownDep,
-    audit_topic: AuditTopicDep,
-) -> HealthStatus:
+async def readyz(services: ServicesDep) -> HealthStatus:
     """200 when a metadata request to the cluster succeeds and the audit topic exists and
     keeps its records (RG_AUDIT_TOPIC_CHECK), else 503 with `Retry-After`; 503 `shutting_down`
     from SIGTERM on."""
-    await accepting_work(shutdown)
-    if not await connection.is_ready():
-        servers = ",".join(settings.kafka_bootstrap_servers)
+    await accepting_work(services)
+    if not await services.connection.is_ready():
+        servers = ",".join(services.settings.kafka_bootstrap_servers)
         raise ServiceError(
             503,
             "broker_unavailable",
             f"Kafka at {servers} does not answer",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
-    if (problem := audit_topic.problem()) is not None:
+    if (problem := services.audit_topic.problem()) is not None:
         raise ServiceError(
             503,
             problem.code,

@@ -10,7 +10,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
 from app.api.auth import require
-from app.api.deps import RecentDep
+from app.api.deps import ServicesDep
 from app.api.errors import error_responses, invalid_input
 from app.kafka.models import epoch_ms, parse_utc
 from app.recent.buffer import MessageView
@@ -60,15 +60,15 @@ class MessageFilters:
 
 
 async def message_filters(
-    recent: RecentDep,
+    services: ServicesDep,
     topic: TopicQuery = None,
     key: KeyQuery = None,
     since: SinceQuery = None,
 ) -> MessageFilters:
     """Check the filters before anything is answered (a stream cannot turn into a 422 later)."""
-    if topic is not None and topic not in recent.topics:
-        kept = ", ".join(recent.topics)
-        raise invalid_input("query.topic", f"{topic!r} is not kept; one of: {kept}")
+    topics = services.recent.topics
+    if topic is not None and topic not in topics:
+        raise invalid_input("query.topic", f"{topic!r} is not kept; one of: {', '.join(topics)}")
     since_ms = None
     if since is not None:
         try:
@@ -88,13 +88,13 @@ FiltersDep = Annotated[MessageFilters, Depends(message_filters)]
     responses=error_responses(422),
 )
 async def messages(
-    recent: RecentDep,
+    services: ServicesDep,
     filters: FiltersDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many records.")] = 50,
 ) -> Response:
     """Records read by the service's background consumer (no consumer group), kept per topic
     up to RG_MESSAGES_BUFFER records and RG_MESSAGES_BUFFER_BYTES bytes."""
-    found = recent.query(
+    found = services.recent.query(
         topic=filters.topic, key=filters.key, since_ms=filters.since_ms, limit=limit
     )
     # The records are kept as JSON already: join them rather than encode them again.
@@ -114,11 +114,13 @@ async def messages(
         **error_responses(422),
     },
 )
-async def messages_stream(recent: RecentDep, filters: FiltersDep) -> AsyncIterator[ServerSentEvent]:
+async def messages_stream(
+    services: ServicesDep, filters: FiltersDep
+) -> AsyncIterator[ServerSentEvent]:
     """Every record read from now on that passes the filters, as an event `message` whose data
     is one record (as in GET /messages) and whose id is `topic/partition/offset`. A client that
     falls 1,000 records behind gets an event `overflow` and the stream ends: reconnect."""
-    async with recent.subscribe() as queue:
+    async with services.recent.subscribe() as queue:
         yield ServerSentEvent(comment="subscribed", retry=3000)
         while (record := await queue.get()) is not None:
             if record.matches(topic=filters.topic, key=filters.key, since_ms=filters.since_ms):

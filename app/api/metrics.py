@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Response
 
-from app.api.deps import MetricsDep
+from app.api.deps import ServicesDep
 from app.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["operations"])
@@ -14,8 +14,8 @@ router = APIRouter(tags=["operations"])
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE: {"example": "rg_http_requests_total{...} 1.0"}}}},
 )
-async def metrics(service_metrics: MetricsDep) -> Response:
+async def metrics(services: ServicesDep) -> Response:
     """Requests by route and status, produce latency, records produced and failed, the
     GET /messages buffer and its consumer's lag. Needs no key: restrict it at the network
     level (or by not exposing the port) where that matters."""
-    return Response(service_metrics.render(), media_type=CONTENT_TYPE)
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Body, Query, Response
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.api.auth import require
-from app.api.deps import AcceptingWork, HeldBytesDep, PublisherDep, TraceHeadersDep
+from app.api.deps import AcceptingWork, HeldBytesDep, ServicesDep, TraceHeadersDep
 from app.api.errors import ServiceError, error_responses
 from app.ingest.publisher import PublishReceipt
 from app.ingest.topic_policy import TopicNotAllowedError
@@ -85,7 +85,7 @@ async def publish(
         ),
     ],
     response: Response,
-    publisher: PublisherDep,
+    services: ServicesDep,
     trace: TraceHeadersDep,
     held: HeldBytesDep,
     wait: Annotated[
@@ -96,7 +96,7 @@ async def publish(
     stored it once acknowledged (acks=all), **202** queued with `?wait=false`."""
     request = KafkaPublishRequest.model_validate(body.model_dump())
     try:
-        receipt = await publisher.publish(request, wait=wait, headers=trace, held=held)
+        receipt = await services.publisher.publish(request, wait=wait, headers=trace, held=held)
     except TopicNotAllowedError as exc:
         raise ServiceError(403, "topic_not_allowed", str(exc)) from None
     if receipt.status != "acked":

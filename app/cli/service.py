@@ -67,9 +67,11 @@ def serve(settings: Settings) -> None:
         timeout_keep_alive=max(1, round(settings.keep_alive_s)),
         # The bounds on request heads, on the time to read a request and on connections
         # (RG_MAX_CONNECTIONS, so uvicorn's own limit_concurrency stays off).
-        http=limited_protocol(settings, app.state.metrics),
+        http=limited_protocol(settings, app.state.services.metrics),
     )
-    server = DrainingServer(config, shutdown=app.state.shutdown, drain_s=settings.shutdown_drain_s)
+    server = DrainingServer(
+        config, shutdown=app.state.services.shutdown, drain_s=settings.shutdown_drain_s
+    )
     # When the app cannot start (a spool folder in use, a port taken) uvicorn logs why and
     # exits with status 3.
     server.run()

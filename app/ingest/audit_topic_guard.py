@@ -18,10 +18,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from app.backoff import Backoff
 from app.cluster import ProducerConnection
 from app.ingest.audit_topic import AuditTopic, AuditTopicError, Compliance
 from app.settings import Settings
+from app.tasks import BackgroundTask, Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ class AuditTopicGuard:
         self._settings = settings
         self._connection = connection
         self._topic = topic
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("audit-topic", self._run)
+        self._then: Sequence[Callable[[], None]] = ()
         self._error = "not checked yet"
         self.compliance: Compliance | None = None
         # Set after the first attempt, whatever its outcome: the lifespan waits that long.
@@ -73,17 +74,15 @@ class AuditTopicGuard:
             for start in then:
                 start()
             return
-        self._task = asyncio.create_task(self._run(then), name="audit-topic")
+        self._then = then
+        self._task.start()
         if self._connection.connected:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.attempted.wait(), wait_s)
 
     async def close(self) -> None:
         """Stop checking."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.close()
 
     def problem(self) -> AuditTopicProblem | None:
         """Why the service should not be ready now, or None."""
@@ -111,7 +110,7 @@ class AuditTopicGuard:
             return None
         return self.problem()
 
-    async def _run(self, then: Sequence[Callable[[], None]]) -> None:
+    async def _run(self) -> None:
         backoff = Backoff(max_s=RECHECK_S)
         while not await self._connection.wait_connected(60.0):
             await backoff.wait()  # the connection logs its own retries
@@ -136,7 +135,7 @@ class AuditTopicGuard:
                 self._report(compliance)
                 if not started:
                     started = True
-                    for start in then:
+                    for start in self._then:
                         start()
                 if compliance.compliant or self.mode == "warn":
                     self.attempted.set()

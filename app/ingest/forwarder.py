@@ -9,13 +9,12 @@ see `app.ingest.spool`), so a full disk stops forwarding instead of repeating re
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
-from app.backoff import Backoff
 from app.ingest.spool import Spool, SpoolError, SpoolUnavailableError
 from app.kafka import KafkaClientError, KafkaProducerClient, KafkaProduceResult
+from app.tasks import BackgroundTask, Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +38,16 @@ class SpoolForwarder:
         self._producer = producer
         self._batch_size = batch_size
         self._on_forwarded = on_forwarded
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("spool-forwarder", self._run)
 
     def start(self) -> None:
         """Begin forwarding in the background."""
-        self._task = asyncio.create_task(self._run(), name="spool-forwarder")
+        self._task.start()
 
     async def close(self) -> None:
         """Stop forwarding. Records sent and not yet acknowledged stay in the spool until
         their acknowledgement arrives (the producer's flush at shutdown) or the next run."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.close()
 
     async def _run(self) -> None:
         backoff = Backoff(max_s=10.0)

@@ -11,11 +11,11 @@ import contextlib
 import logging
 import time
 
-from app.backoff import Backoff
 from app.cluster import consumer_config
 from app.kafka import KafkaConsumerClient
 from app.recent.buffer import RecentRecords
 from app.settings import Settings
+from app.tasks import BackgroundTask, Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -30,20 +30,17 @@ class RecentRecordsReader:
         self._settings = settings
         self._recent = recent
         self._refresh_s = refresh_s
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("recent-records-reader", self._run)
         self._lag: dict[str, float] = {}
         self.connected = asyncio.Event()
 
     def start(self) -> None:
         """Start reading in the background."""
-        self._task = asyncio.create_task(self._run(), name="recent-records-reader")
+        self._task.start()
 
     async def close(self) -> None:
         """Stop reading and close the consumer."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.close()
 
     def lag(self) -> dict[str, float]:
         """Records behind the end of each topic, as of the last fetch."""

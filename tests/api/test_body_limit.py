@@ -11,7 +11,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.api.body_limit import BodyLimit
 from app.ingest.backpressure import ByteBudget
-from tests.helpers.app import ServiceFactory, app_of, assert_contract_error
+from tests.helpers.app import ServiceFactory, assert_contract_error, services_of
 from tests.helpers.service import LiveService
 
 LIMIT = 4096
@@ -188,7 +188,7 @@ async def test_the_bytes_are_released_after_201_202_and_422(service: ServiceFact
         queued = await client.post("/audit", params={"wait": "false"}, json=event)
         invalid = await client.post("/audit", json={"user_id": "u"})
         published = await client.post("/publish", json={"topic": "t-bytes", "value": "v" * 900})
-        await app_of(client).state.connection.producer.flush(timeout_s=30)
+        await services_of(client).producer.flush(timeout_s=30)
         metrics = (await client.get("/metrics")).text
     assert acked.status_code == 201, acked.text
     assert queued.status_code == 202, queued.text

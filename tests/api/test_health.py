@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
-from tests.helpers.app import app_of, assert_contract_error, client_for
+from tests.helpers.app import assert_contract_error, client_for, services_of
 
 
 async def test_healthz_answers_while_the_process_serves(kafka_bootstrap: str) -> None:
@@ -63,7 +63,7 @@ async def test_once_shutdown_begins_readyz_and_writes_answer_503_shutting_down(
     kafka_bootstrap: str, topic: str
 ) -> None:
     async with client_for(kafka_bootstrap, audit_topic=topic) as client:
-        app_of(client).state.shutdown.begin()  # what the first SIGTERM does
+        services_of(client).shutdown.begin()  # what the first SIGTERM does
         ready = await client.get("/readyz")
         audit = await client.post(
             "/audit", json={"user_id": "u", "model": "m", "prompt": "p", "response": "r"}

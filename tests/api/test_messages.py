@@ -10,7 +10,12 @@ import httpx
 import pytest
 
 from app.kafka import KafkaProducerClient
-from tests.helpers.app import ServiceFactory, app_of, assert_contract_error, reader_connected
+from tests.helpers.app import (
+    ServiceFactory,
+    assert_contract_error,
+    reader_connected,
+    services_of,
+)
 from tests.helpers.service import LiveService
 
 EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
@@ -109,7 +114,7 @@ async def test_partitions_added_later_are_read(
 
 async def newest_shown(client: httpx.AsyncClient, i: int) -> list[dict[str, Any]]:
     """GET /messages until the record with value `{"i": i}` is the newest; its messages."""
-    recent = app_of(client).state.recent
+    recent = services_of(client).recent
     deadline = time.monotonic() + 20
     while True:
         assert all(n <= recent.max_records for n in recent.counts().values())
@@ -134,7 +139,7 @@ async def test_the_buffer_stays_within_its_record_and_byte_bounds(
     assert [m["value"]["i"] for m in messages] == [29, 28, 27, 26, 25]
     async with service(messages_topics=[topic], messages_buffer_bytes=2048) as client:
         messages = await newest_shown(client, 29)
-        size = app_of(client).state.recent.sizes()[topic]
+        size = services_of(client).recent.sizes()[topic]
     assert 0 < size <= 2048
     assert 1 <= len(messages) < 5
 

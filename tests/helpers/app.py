@@ -10,6 +10,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from app.main import create_app
+from app.services import Services
 from app.settings import Settings
 
 ServiceFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
@@ -37,9 +38,15 @@ def app_of(client: httpx.AsyncClient) -> FastAPI:
     return app
 
 
+def services_of(client: httpx.AsyncClient) -> Services:
+    """The parts of the client's app (its connection, reader, spool, ...)."""
+    services: Services = app_of(client).state.services
+    return services
+
+
 async def reader_connected(client: httpx.AsyncClient) -> None:
     """Wait until the GET /messages consumer has its partitions."""
-    await asyncio.wait_for(app_of(client).state.reader.connected.wait(), 30)
+    await asyncio.wait_for(services_of(client).reader.connected.wait(), 30)
 
 
 def assert_contract_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -1,0 +1,172 @@
+"""The service's parts, built once from the settings and owned in one place.
+
+`build_services(settings)` makes every long-lived part the routes and the lifespan use and
+wires them together; `Services` holds them, typed, as `app.state.services` (routes reach it
+through `app.api.deps.ServicesDep`). Building does no I/O, so `create_app` builds them at once:
+the middleware that run before the lifespan (the body limit counting in the in-flight byte
+budget, the request metrics) have their parts from the start. `start()` and `stop()` are the
+lifespan's two halves:
+
+- start: open the spool (records of an earlier run are kept), connect the producer in the
+  background and wait up to RG_READY_TIMEOUT_S for it, then have the audit topic guard create
+  or check the audit topic; the GET /messages reader and the spool's forwarder start once the
+  topic exists (their metadata requests would have the broker auto-create it with its
+  defaults: seven days of retention).
+- stop: refuse new work, stop the guard, the forwarder and the reader, flush and close the
+  producer (what was in flight is acknowledged, spooled records included: their removal is
+  queued on the spool), then close the spool, saying what it keeps for the next start.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from app.auth import ApiKeys, is_loopback
+from app.cluster import ProducerConnection
+from app.ingest.audit_topic import AuditTopic
+from app.ingest.audit_topic_guard import AuditTopicGuard
+from app.ingest.audit_trail import AuditTrail
+from app.ingest.backpressure import Backpressure, ByteBudget
+from app.ingest.forwarder import SpoolForwarder
+from app.ingest.idempotency import RecentReceipts
+from app.ingest.publisher import Publisher
+from app.ingest.spool import Spool
+from app.ingest.topic_policy import TopicPolicy
+from app.kafka import KafkaAuditLogger, KafkaProducerClient
+from app.memory import return_big_blocks
+from app.metrics import ServiceMetrics
+from app.recent.buffer import RecentRecords
+from app.recent.reader import RecentRecordsReader
+from app.settings import Settings
+from app.shutdown import Shutdown
+
+logger = logging.getLogger(__name__)
+
+# How long the start waits for the audit topic's first create-or-check once Kafka answers.
+AUDIT_TOPIC_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything the routes and the lifespan use, built by `build_services`."""
+
+    settings: Settings
+    metrics: ServiceMetrics
+    api_keys: ApiKeys
+    shutdown: Shutdown
+    # The bytes requests in progress hold; the body limit (a middleware) counts in it too.
+    in_flight: ByteBudget
+    connection: ProducerConnection
+    audit_topic: AuditTopicGuard
+    audit_trail: AuditTrail
+    publisher: Publisher
+    recent: RecentRecords
+    reader: RecentRecordsReader
+    # Both None without RG_SPOOL_DIR.
+    spool: Spool | None
+    forwarder: SpoolForwarder | None
+
+    @property
+    def producer(self) -> KafkaProducerClient:
+        """The service's one producer (idempotent, acks=all)."""
+        return self.connection.producer
+
+    async def start(self) -> None:
+        """Open the spool, connect to Kafka and check the audit topic, then start the readers
+        (see the module docstring). With the broker up the service is ready from the first
+        request; without it, it serves anyway (/readyz says 503) and keeps connecting."""
+        settings = self.settings
+        return_big_blocks()
+        if not self.api_keys.enabled and not is_loopback(settings.host):
+            logger.warning(
+                "authentication is off (RG_API_KEYS is empty) while the API listens on %s: "
+                "whoever reaches that address can write audit records and read messages",
+                settings.host,
+            )
+        if self.spool is not None:
+            await self.spool.open()
+        await self.connection.start()
+        await self.connection.wait_connected(settings.ready_timeout_s)
+        readers = [self.reader.start]
+        if self.forwarder is not None:
+            readers.append(self.forwarder.start)
+        await self.audit_topic.start(then=readers, wait_s=AUDIT_TOPIC_WAIT_S)
+
+    async def stop(self) -> None:
+        """Refuse new work, stop the background tasks, flush and close the producer, close the
+        spool (see the module docstring)."""
+        self.shutdown.begin()
+        await self.audit_topic.close()
+        if self.forwarder is not None:
+            await self.forwarder.close()
+        await self.reader.close()
+        # Flushing acknowledges what was in flight, spooled records included (their removal
+        # is queued on the spool, which close() then completes).
+        await self.connection.close()
+        if self.spool is not None:
+            await self.spool.close()
+            if self.spool.depth:
+                logger.warning(
+                    "spool %s keeps %d record(s) for the next start",
+                    self.spool.directory,
+                    self.spool.depth,
+                )
+
+
+def build_services(settings: Settings) -> Services:
+    """Build and wire the service's parts from `settings`; nothing is started (no I/O)."""
+    metrics = ServiceMetrics()
+    in_flight = metrics.watch_in_flight(ByteBudget(settings.max_in_flight_bytes))
+    recent = RecentRecords(
+        settings.recent_topics,
+        max_records=settings.messages_buffer,
+        max_bytes=settings.messages_buffer_bytes,
+    )
+    connection = ProducerConnection(settings)
+    producer = connection.producer
+    reader = RecentRecordsReader(settings, recent, refresh_s=settings.messages_refresh_s)
+    metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
+    guard = AuditTopicGuard(settings, connection, topic=AuditTopic(settings))
+    metrics.watch_audit_topic(lambda: guard.compliant)
+    spool: Spool | None = None
+    forwarder: SpoolForwarder | None = None
+    if settings.spool_dir is not None:
+        spool = Spool(
+            settings.spool_dir,
+            max_bytes=settings.spool_max_bytes,
+            min_free_bytes=settings.spool_min_free_bytes,
+        )
+        metrics.watch_spool(spool)
+        forwarder = SpoolForwarder(spool, producer, on_forwarded=metrics.forwarded.inc)
+    backpressure = Backpressure(producer, max_in_flight=settings.max_in_flight, budget=in_flight)
+    return Services(
+        settings=settings,
+        metrics=metrics,
+        api_keys=ApiKeys(settings.api_keys),
+        shutdown=Shutdown(),
+        in_flight=in_flight,
+        connection=connection,
+        audit_topic=guard,
+        audit_trail=AuditTrail(
+            KafkaAuditLogger(producer, topic=settings.audit_topic),
+            metrics,
+            timeout_s=settings.produce_timeout_s,
+            receipts=RecentReceipts(
+                window_s=settings.idempotency_window_s,
+                max_entries=settings.idempotency_max_keys,
+            ),
+            backpressure=backpressure,
+            spool=spool,
+            spool_after_s=settings.spool_after_s,
+        ),
+        publisher=Publisher(
+            producer,
+            TopicPolicy(allow=settings.publish_topics, audit_topic=settings.audit_topic),
+            metrics,
+            timeout_s=settings.produce_timeout_s,
+            backpressure=backpressure,
+        ),
+        recent=recent,
+        reader=reader,
+        spool=spool,
+        forwarder=forwarder,
+    )
