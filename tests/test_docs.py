@@ -1,5 +1,6 @@
-"""The manual stays true to the code: every setting is in the settings table of
-docs/operations.md, and the links of README.md and docs/ lead somewhere (unit tests, no broker)."""
+"""The manual stays true to the code: every setting is a row of the settings table in
+docs/operations.md, with its default, and the links of README.md and docs/ lead to files and
+headings that exist (unit tests, no broker)."""
 
 import re
 from pathlib import Path
@@ -10,7 +11,8 @@ from tests.helpers import ROOT
 OPERATIONS = ROOT / "docs" / "operations.md"
 # A row of the settings table: "| `RG_NAME` | default | meaning |".
 SETTING_ROW = re.compile(r"^\| `(RG_[A-Z0-9_]+)` \|", re.MULTILINE)
-# A Markdown link's target: [text](target), without a scheme or a bare #anchor.
+SETTING_DEFAULT = re.compile(r"^\| `(RG_[A-Z0-9_]+)` \| ([^|]+) \|", re.MULTILINE)
+# A Markdown link's target: [text](target).
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -53,6 +55,20 @@ def test_unit_every_row_of_the_settings_table_is_a_setting() -> None:
     rows = documented_settings()
     assert [name for name in rows if name not in fields] == []
     assert sorted(name for name in rows if rows.count(name) > 1) == []
+
+
+def test_unit_the_settings_table_shows_each_default() -> None:
+    # A default written as a literal is the field's default, as the environment would spell it;
+    # one said in words ("unset", "the audit topic") stands for a field that has none of its own.
+    wrong = []
+    for name, cell in SETTING_DEFAULT.findall(settings_table()):
+        default = Settings.model_fields[name.removeprefix("RG_").lower()].default
+        spelled = ",".join(default) if isinstance(default, list) else str(default)
+        literal = re.fullmatch(r"`([^`]*)`", cell.strip())
+        right = literal[1] == spelled if literal else default in (None, [], {})
+        if not right:
+            wrong.append(f"{name}: {cell.strip()} (the default is {default!r})")
+    assert wrong == []
 
 
 def test_unit_the_readme_links_to_each_part_of_the_manual() -> None:
