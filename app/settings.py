@@ -18,7 +18,7 @@ CommaList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
-    """Everything the service reads from its environment; see the settings table in README.md."""
+    """Everything the service reads from its environment; the table is in docs/operations.md."""
 
     model_config = SettingsConfigDict(
         env_prefix="RG_",

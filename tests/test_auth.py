@@ -9,8 +9,8 @@ from app.settings import Settings
 def test_unit_keys_map_to_their_scopes_and_unknown_keys_to_none() -> None:
     keys = ApiKeys({"k-one": ["audit:write"], "k-two": ["audit:write", "messages:read"]})
     assert keys.enabled
-    assert keys.scopes_of("k-one") == {"audit:write"}
-    assert keys.scopes_of("k-two") == {"audit:write", "messages:read"}
+    assert keys.scopes_of("k-one") == frozenset({"audit:write"})
+    assert keys.scopes_of("k-two") == frozenset({"audit:write", "messages:read"})
     assert keys.scopes_of("k-on") is None
     assert keys.scopes_of("") is None
     assert not ApiKeys({}).enabled

@@ -79,16 +79,6 @@ def test_get_settings_reads_once() -> None:
         get_settings.cache_clear()
 
 
-def test_readme_settings_table_lists_every_setting() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    missing = [
-        f"RG_{name.upper()}"
-        for name in Settings.model_fields
-        if f"`RG_{name.upper()}`" not in readme
-    ]
-    assert missing == []
-
-
 def test_unit_read_timeout_and_connection_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = Settings()
     assert defaults.request_read_timeout_s == 10.0

@@ -7,7 +7,7 @@ from types import FrameType
 logger = logging.getLogger("ractogateway_kafka")
 
 EPILOG = """\
-settings come from RG_* environment variables or a .env file (see README.md);
+settings come from RG_* environment variables or a .env file (see docs/operations.md);
 for example RG_KAFKA_BOOTSTRAP_SERVERS=broker1:9092,broker2:9092 RG_PORT=8080.
 """
 

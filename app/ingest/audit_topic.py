@@ -2,8 +2,8 @@
 
 Left to itself the broker auto-creates the topic on the first write with its defaults:
 seven days of retention and `min.insync.replicas=1`, far shorter than an audit trail must be
-kept (six months and more, see README.md). So the service creates the topic itself, and checks
-an existing one:
+kept (six months and more, see docs/operations.md). So the service creates the topic itself,
+and checks an existing one:
 
 - `retention.ms` at least `RG_AUDIT_MIN_RETENTION_DAYS` (`-1`, keep forever, passes);
 - `cleanup.policy` without `compact`: compaction keeps only the newest record of a key, and

@@ -97,5 +97,5 @@ async def test_broker_down_for_30s_with_the_spool_on(
             (r for r in records if r.key == f"user-{user}"), key=lambda r: (r.partition, r.offset)
         )
         assert len({r.partition for r in mine}) == 1
-        sent = [a.event_id for a in answers if a.user_id == f"user-{user}"]
-        assert [r.header("rg-event-id") for r in mine] == sent
+        sent_ids = [a.event_id for a in answers if a.user_id == f"user-{user}"]
+        assert [r.header("rg-event-id") for r in mine] == sent_ids

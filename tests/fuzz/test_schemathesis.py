@@ -6,7 +6,7 @@ must be one openapi.json documents for the operation, in status, media type and 
 import collections
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -39,7 +39,7 @@ def _fields(error: dict[str, Any]) -> set[str]:
 # (a topic /messages does not keep, a partition the topic lacks), bounds a schema of "any
 # JSON" cannot state (metadata depth and item count, integers within 64 bits) and a
 # tombstone without the key it deletes.
-REFUSED_THOUGH_VALID = {
+REFUSED_THOUGH_VALID: dict[str, Callable[[dict[str, Any]], bool]] = {
     "POST /audit": lambda error: _fields(error) == {"body.metadata"},
     "POST /publish": lambda error: (
         error["code"] in {"unknown_partition", "invalid_record"} or _fields(error) == {"body.value"}
@@ -115,7 +115,9 @@ def test_generated_requests_get_documented_answers(
         response = case.call_and_validate(base_url=fuzzed.url, headers=credentials)
         if response.status_code == 422 and case.meta.generation.mode.is_positive:
             error = response.json()["error"]
-            refused = REFUSED_THOUGH_VALID.get(case.operation.label, lambda _: False)
+            refused: Callable[[dict[str, Any]], bool] = REFUSED_THOUGH_VALID.get(
+                case.operation.label, lambda _: False
+            )
             assert refused(error), f"schema-valid request refused: {error}"
         sent[case.operation.label, key, response.status_code] += 1
 

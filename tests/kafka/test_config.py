@@ -23,7 +23,7 @@ REFERENCE_PRODUCER = {
     "sasl_plain_password": None,
     "extra": {},
 }
-REFERENCE_CONSUMER = {
+REFERENCE_CONSUMER: dict[str, object] = {
     "bootstrap_servers": "localhost:9092",
     "group_id": None,
     "auto_offset_reset": "latest",
@@ -110,7 +110,7 @@ def test_unit_extra_reaches_aiokafka_and_unknown_keys_are_named() -> None:
 )
 def test_unit_contradictions_are_rejected(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        KafkaProducerConfig(**kwargs)  # type: ignore[arg-type]
+        KafkaProducerConfig(**kwargs)
 
 
 def test_unit_acks_one_without_idempotence_is_an_int_for_aiokafka() -> None:

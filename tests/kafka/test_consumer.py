@@ -24,7 +24,7 @@ def consumer_for(bootstrap: str, topic: str, **config: object) -> KafkaConsumerC
                 "bootstrap_servers": bootstrap,
                 "auto_offset_reset": "earliest",
                 **config,
-            }  # type: ignore[arg-type]
+            }
         )
     )
 

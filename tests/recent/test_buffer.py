@@ -7,7 +7,7 @@ import json
 from app.kafka import KafkaMessage
 from app.recent.buffer import MessageView, RecentRecords
 
-JSON = {"content-type": b"application/json"}
+JSON: dict[str, bytes | None] = {"content-type": b"application/json"}
 
 
 def message(
