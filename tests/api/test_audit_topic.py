@@ -9,16 +9,12 @@ import pytest
 from tests.api.test_metrics import scrape
 from tests.helpers.app import ServiceFactory, assert_contract_error, client_for
 from tests.helpers.kafka import describe_topic, records_in
+from tests.helpers.metrics import metric
 from tests.helpers.polling import eventually
 
 DAY_MS = 24 * 3600 * 1000
 EVENT = {"user_id": "u", "model": "m", "prompt": "p", "response": "r"}
 SEVEN_DAYS_MS = "604800000"  # the broker's default retention
-
-
-def compliant_gauge(metrics: str) -> float:
-    (line,) = [x for x in metrics.splitlines() if x.startswith("rg_audit_topic_compliant ")]
-    return float(line.split()[1])
 
 
 async def test_a_missing_audit_topic_is_created_to_keep_its_records(
@@ -30,7 +26,7 @@ async def test_a_missing_audit_topic_is_created_to_keep_its_records(
         metrics = await scrape(client)
     assert ready.status_code == 200, ready.text
     assert written.status_code == 201, written.text
-    assert compliant_gauge(metrics) == 1
+    assert metric(metrics, "rg_audit_topic_compliant") == 1
     described = await describe_topic(kafka_bootstrap, topic)
     print(f"created: {described.partitions} partitions, replication {described.replication}")
     assert described.partitions == 6
@@ -68,7 +64,7 @@ async def test_a_seven_day_audit_topic_keeps_the_service_unready_and_refuses_wri
     assert_contract_error(batch, 503, "audit_topic_noncompliant")
     assert int(written.headers["retry-after"]) > 0
     assert await records_in(kafka_bootstrap, topic) == 0
-    assert compliant_gauge(metrics) == 0
+    assert metric(metrics, "rg_audit_topic_compliant") == 0
     assert any(
         "noncompliant" in r.getMessage() and "retention.ms=604800000" in r.getMessage()
         for r in caplog.records
@@ -104,7 +100,7 @@ async def test_with_check_warn_a_seven_day_topic_is_accepted_with_a_warning_and_
     assert ready.status_code == 200, ready.text
     assert written.status_code == 201, written.text
     assert await records_in(kafka_bootstrap, topic) == 1
-    assert compliant_gauge(metrics) == 0
+    assert metric(metrics, "rg_audit_topic_compliant") == 0
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "RG_AUDIT_TOPIC_CHECK=warn" in warning.getMessage()
     assert "retention.ms=604800000" in warning.getMessage()
@@ -151,4 +147,4 @@ async def test_fixing_a_noncompliant_topic_makes_the_service_ready_without_a_res
         written = await client.post("/audit", json=EVENT)
         metrics = await scrape(client)
     assert written.status_code == 201, written.text
-    assert compliant_gauge(metrics) == 1
+    assert metric(metrics, "rg_audit_topic_compliant") == 1

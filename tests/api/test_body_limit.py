@@ -12,6 +12,7 @@ from starlette.types import Message, Receive, Scope, Send
 from app.api.body_limit import BodyLimit
 from app.ingest.backpressure import ByteBudget
 from tests.helpers.app import ServiceFactory, assert_contract_error, services_of
+from tests.helpers.metrics import metric
 from tests.helpers.service import LiveService
 
 LIMIT = 4096
@@ -196,11 +197,3 @@ async def test_the_bytes_are_released_after_201_202_and_422(service: ServiceFact
     assert published.status_code == 201, published.text
     assert metric(metrics, "rg_in_flight_bytes") == 0
     assert 1000 < metric(metrics, "rg_in_flight_bytes_high_water") <= LIMIT
-
-
-def metric(text: str, name: str) -> float:
-    """The value of an unlabelled metric in a Prometheus exposition."""
-    for line in text.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split()[1])
-    raise AssertionError(f"no {name} in the metrics")

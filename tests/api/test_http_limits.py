@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers.metrics import memory_mib, metric
 from tests.helpers.service import Launch, LiveService, running_service
 
 READ_TIMEOUT_S = 2.0
@@ -59,17 +60,9 @@ def port_of(service: LiveService) -> int:
     return int(service.url.rsplit(":", 1)[1])
 
 
-def metric(service: LiveService, name: str) -> float:
-    text = httpx.get(f"{service.url}/metrics", timeout=10).text
-    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
-    return float(found[1]) if found else 0.0
-
-
-def rss_mib(service: LiveService) -> float:
-    """The service process's resident memory."""
-    status = Path(f"/proc/{service.process.pid}/status").read_text()
-    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-    return int(found[1]) / 1024 if found else 0.0
+def scraped(service: LiveService, name: str) -> float:
+    """The metric `name` of the served process now (0 before it is first counted)."""
+    return metric(httpx.get(f"{service.url}/metrics", timeout=10).text, name, default=0.0)
 
 
 def assert_error_answer(answer: bytes, status_line: str, code: str, reason: str) -> dict[str, str]:
@@ -138,8 +131,8 @@ async def test_slow_heads_and_bodies_are_cut_off_while_others_are_served(
 ) -> None:
     clients = 150  # of each kind: 300 slow connections, as in the issue
     port = port_of(slow_bound)
-    rss_before = rss_mib(slow_bound)
-    timed_out_before = metric(slow_bound, "rg_http_requests_timed_out_total")
+    rss_before = memory_mib(slow_bound.process.pid)["VmRSS"]
+    timed_out_before = scraped(slow_bound, "rg_http_requests_timed_out_total")
     # A head of some 100 bytes: at one byte per 0.3 s it would take half a minute.
     slow_head = (
         b"POST /audit HTTP/1.1\r\nHost: rg\r\nContent-Type: application/json\r\n"
@@ -163,7 +156,7 @@ async def test_slow_heads_and_bodies_are_cut_off_while_others_are_served(
             sent = time.monotonic()
             statuses.append((await client.post("/audit", json=EVENT)).status_code)
             latencies.append(time.monotonic() - sent)
-            rss_peak = max(rss_peak, rss_mib(slow_bound))
+            rss_peak = max(rss_peak, memory_mib(slow_bound.process.pid)["VmRSS"])
             await asyncio.sleep(0.1)
         dribbled = await everyone
 
@@ -191,7 +184,7 @@ async def test_slow_heads_and_bodies_are_cut_off_while_others_are_served(
         )
     assert statuses
     assert set(statuses) == {201}
-    assert metric(slow_bound, "rg_http_requests_timed_out_total") - timed_out_before == 2 * clients
+    assert scraped(slow_bound, "rg_http_requests_timed_out_total") - timed_out_before == 2 * clients
     assert slow_bound.log().count("request cut off with 408") == 2 * clients
 
 
@@ -277,7 +270,7 @@ def test_connections_beyond_the_bound_get_503_until_some_close(
     few_connections: LiveService,
 ) -> None:
     port = port_of(few_connections)
-    refused_before = metric(few_connections, "rg_http_connections_refused_total")
+    refused_before = scraped(few_connections, "rg_http_connections_refused_total")
     held = []
     for _ in range(MAX_CONNECTIONS):  # each admitted: served, then left open
         connection, answer = get_healthz(port)
@@ -329,13 +322,13 @@ def test_connections_beyond_the_bound_get_503_until_some_close(
         for connection in held:
             connection.close()
 
-    refused_after = metric(few_connections, "rg_http_connections_refused_total")
+    refused_after = scraped(few_connections, "rg_http_connections_refused_total")
     print(f"\n{refused} connection(s) refused beyond RG_MAX_CONNECTIONS={MAX_CONNECTIONS}")
     assert refused_after - refused_before == refused
     # A storm of refusals is one log line per interval, not one per connection.
     assert few_connections.log().count("connection(s) refused with 503") == 1
     deadline = time.monotonic() + 10
-    while metric(few_connections, "rg_http_connections") != 1:  # the scrape's own
+    while scraped(few_connections, "rg_http_connections") != 1:  # the scrape's own
         assert time.monotonic() < deadline, "closed connections still counted as open"
         time.sleep(0.2)
 

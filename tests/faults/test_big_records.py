@@ -16,6 +16,7 @@ import httpx
 import orjson
 
 from tests.helpers.kafka import records_of
+from tests.helpers.metrics import memory_mib, metric
 from tests.helpers.service import Launch, LiveService
 
 MIB = 1024 * 1024
@@ -40,24 +41,6 @@ def big_event(index: int, *, prefix: str, prompt: str) -> bytes:
         "response": f"response {index}",
     }
     return orjson.dumps(event)
-
-
-def memory_mib(pid: int) -> dict[str, int]:
-    """VmHWM (peak) and VmRSS of a process, in MiB."""
-    figures = {}
-    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmHWM", "VmRSS"):
-            figures[name] = int(value.split()[0]) // 1024
-    return figures
-
-
-def metric(text: str, name: str) -> float:
-    """The value of a metric line (name and labels as written) in a Prometheus exposition."""
-    for line in text.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no {name} in the metrics")
 
 
 async def post_all(

@@ -22,6 +22,7 @@ from tests.helpers.broker import in_thread_start, in_thread_stop
 from tests.helpers.disk import fill
 from tests.helpers.kafka import new_topic, records_of
 from tests.helpers.load import Answer, answer_of, summary
+from tests.helpers.metrics import spool_metrics
 from tests.helpers.polling import eventually
 from tests.helpers.service import Launch
 
@@ -60,15 +61,6 @@ async def post(client: httpx.AsyncClient, indexes: range) -> list[Answer]:
             *(one(i) for i in range(start, min(start + 4, indexes.stop)))
         )
     return answers
-
-
-async def spool_metrics(client: httpx.AsyncClient) -> dict[str, float]:
-    text = (await client.get("/metrics")).text
-    return {
-        line.split()[0]: float(line.split()[1])
-        for line in text.splitlines()
-        if line.startswith("rg_spool_")
-    }
 
 
 async def event_ids_in(bootstrap: str, topic: str) -> collections.Counter[Any]:

@@ -12,20 +12,12 @@ from app.embedded import EmbeddedKafka
 from tests.helpers.broker import in_thread_start, in_thread_stop
 from tests.helpers.kafka import new_topic, records_of
 from tests.helpers.load import Answer, answer_of, audit_event, summary
+from tests.helpers.metrics import spool_metrics
 from tests.helpers.polling import eventually
 from tests.helpers.service import Launch
 
 OUTAGE_S = 30
 USERS = 20
-
-
-async def spool_metrics(client: httpx.AsyncClient) -> dict[str, float]:
-    text = (await client.get("/metrics")).text
-    return {
-        line.split()[0]: float(line.split()[1])
-        for line in text.splitlines()
-        if line.startswith("rg_spool_")
-    }
 
 
 async def test_broker_down_for_30s_with_the_spool_on(
