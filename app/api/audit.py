@@ -14,7 +14,8 @@ from app.api.deps import (
     SettingsDep,
     TraceHeadersDep,
 )
-from app.api.errors import ErrorBody, error_responses, invalid_input
+from app.api.errors import ErrorBody, error_responses
+from app.errors import InvalidRequestError
 from app.ingest.audit_trail import AuditReceipt, BatchItemResult
 from app.kafka import KafkaAuditEvent
 
@@ -142,7 +143,7 @@ async def audit_batch(
     per event, in order (a receipt, or an error with its status and code); a bad event does
     not fail the others."""
     if len(batch.events) > settings.audit_batch_max:
-        raise invalid_input(
+        raise InvalidRequestError.for_field(
             "body.events",
             f"{len(batch.events)} events, at most {settings.audit_batch_max} are allowed",
         )

@@ -6,16 +6,15 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.api.body_limit import HELD_BYTES
-from app.api.errors import ServiceError
 from app.api.trace import trace_headers
 from app.cluster import ProducerConnection
+from app.errors import ShuttingDownError
 from app.ingest.audit_topic_guard import AuditTopicGuard
 from app.ingest.audit_trail import AuditTrail
 from app.ingest.backpressure import Hold
 from app.ingest.publisher import Publisher
 from app.kafka import KafkaProducerClient
 from app.metrics import ServiceMetrics
-from app.problems import RETRY_AFTER_S
 from app.recent.buffer import RecentRecords
 from app.settings import Settings
 from app.shutdown import Shutdown
@@ -98,11 +97,8 @@ async def accepting_work(shutdown: ShutdownDep) -> None:
     """Refuse new work once shutdown has begun (503 `shutting_down`, also what /readyz says
     then): what is accepted is finished before the process exits, and nothing new starts."""
     if shutdown.draining:
-        raise ServiceError(
-            503,
-            "shutting_down",
-            "the service is shutting down; retry (another instance, or this one after restart)",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
+        raise ShuttingDownError(
+            "the service is shutting down; retry (another instance, or this one after restart)"
         )
 
 
@@ -121,15 +117,9 @@ AuditTopicDep = Annotated[AuditTopicGuard, Depends(get_audit_topic)]
 async def audit_topic_writable(guard: AuditTopicDep) -> None:
     """Refuse audit writes the audit topic would not keep (503 `audit_topic_noncompliant`), or
     that would have the broker auto-create it with its defaults (503
-    `audit_topic_unavailable`); see app/audit_topic_guard.py."""
+    `audit_topic_unavailable`); see app/ingest/audit_topic_guard.py."""
     if (problem := guard.write_problem()) is not None:
-        raise ServiceError(
-            503,
-            problem.code,
-            problem.message,
-            details=problem.details,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
+        raise problem
 
 
 AuditTopicWritable = Depends(audit_topic_writable)

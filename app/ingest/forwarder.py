@@ -14,7 +14,8 @@ import logging
 from collections.abc import Callable
 
 from app.backoff import Backoff
-from app.ingest.spool import Spool, SpoolError, SpoolUnavailableError
+from app.errors import SpoolUnavailableError
+from app.ingest.spool import Spool, SpoolError
 from app.kafka import KafkaClientError, KafkaProducerClient, KafkaProduceResult
 
 logger = logging.getLogger(__name__)

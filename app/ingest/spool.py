@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from app.backoff import Backoff
+from app.errors import SpoolFullError, SpoolUnavailableError
 from app.kafka import AuditRecord, KafkaProduceResult
-from app.problems import UnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -71,20 +71,8 @@ CREATE TABLE IF NOT EXISTS records (
 
 
 class SpoolError(Exception):
-    """The spool cannot be used (its folder, its lock, its database)."""
-
-
-class SpoolFullError(UnavailableError):
-    """The spool holds its maximum size; the client should retry later."""
-
-    code = "spool_full"
-
-
-class SpoolUnavailableError(UnavailableError):
-    """The spool's disk cannot take the write (full, or failing); the client should retry
-    later. The message carries SQLite's own error."""
-
-    code = "spool_unavailable"
+    """The spool cannot be used (its folder, its lock, its database). Not a client's error
+    (see `app.errors`): at start the process exits with it."""
 
 
 @dataclass(frozen=True)
