@@ -88,8 +88,9 @@ class HeadBoundedProtocol(HttpToolsProtocol):
                 "(RG_MAX_HEADER_BYTES)"
             )
         if self._refusal is not None:
-            # Stops the parser; the protocol then answers with the refusal (431).
-            raise self._refusal
+            # Stops the parser; the protocol then answers with the refusal (431). A copy is
+            # raised: the kept one then holds no traceback, whose frames hold this protocol.
+            raise HeadersTooLargeError(self._refusal.message)
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn answers every parser failure with a plain-text 400; here it is the
