@@ -31,8 +31,10 @@ ServiceError                     500 internal_error       a fault of the service
     ├── SpoolFullError               spool_full               RG_SPOOL_MAX_BYTES
     └── SpoolUnavailableError        spool_unavailable        the spool's disk refuses the write
 
-Not in the tree: `app.ingest.spool.SpoolError`, a spool that cannot be opened at start. No
-client ever sees it; the process exits (status 3) with the message.
+Besides the tree, `app.api.errors` answers the framework's own errors through the same body
+builder: Starlette's (404 not_found, 405 method_not_allowed: the status phrase is the code) and
+FastAPI's validation, as `InvalidRequestError`. Not in the tree: `app.ingest.spool.SpoolError`,
+a spool that cannot be opened at start; no client sees it, the process exits (status 3).
 """
 
 from collections.abc import Mapping, Sequence
