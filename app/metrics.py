@@ -8,11 +8,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from app.errors import problem_for
 from app.ingest.backpressure import ByteBudget, Refusals
 from app.ingest.spool import Spool
 from app.kafka import KafkaClientError, KafkaProduceResult
 from app.kafka.producer import DeliveryCallback
-from app.problems import problem_for
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -13,7 +13,8 @@ from app.api.deps import (
     ServicesDep,
     TraceHeadersDep,
 )
-from app.api.errors import ErrorBody, error_responses, invalid_input
+from app.api.errors import ErrorBody, error_responses
+from app.errors import InvalidRequestError
 from app.ingest.audit_trail import AuditReceipt, BatchItemResult
 from app.kafka import KafkaAuditEvent
 
@@ -141,7 +142,7 @@ async def audit_batch(
     not fail the others."""
     most = services.settings.audit_batch_max
     if len(batch.events) > most:
-        raise invalid_input(
+        raise InvalidRequestError.for_field(
             "body.events", f"{len(batch.events)} events, at most {most} are allowed"
         )
     results = await services.audit_trail.record_batch(

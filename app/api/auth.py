@@ -8,15 +8,13 @@ from fastapi.params import Depends as DependsParam
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.deps import ServicesDep
-from app.api.errors import ServiceError
 from app.auth import Scope
+from app.errors import ForbiddenError, UnauthorizedError
 
 # auto_error=False: the service answers missing keys itself, with the contract's body. These
 # also declare both schemes in openapi.json.
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <key>`")
-
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 def require(scope: Scope) -> DependsParam:
@@ -34,25 +32,19 @@ def require(scope: Scope) -> DependsParam:
         offered = {bearer.credentials if bearer is not None else "", api_key or ""} - {""}
         if len(offered) > 1:
             # Which of two keys counts must not depend on header order; refuse both.
-            raise ServiceError(
-                401,
-                "unauthorized",
-                "send one API key: `Authorization: Bearer` and `X-API-Key` differ",
-                headers=_CHALLENGE,
+            raise UnauthorizedError(
+                "send one API key: `Authorization: Bearer` and `X-API-Key` differ"
             )
         presented = offered.pop() if offered else None
         if not presented:
-            raise ServiceError(
-                401,
-                "unauthorized",
-                "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-                headers=_CHALLENGE,
+            raise UnauthorizedError(
+                "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
             )
         scopes = keys.scopes_of(presented)
         if scopes is None:
-            raise ServiceError(401, "unauthorized", "unknown API key", headers=_CHALLENGE)
+            raise UnauthorizedError("unknown API key")
         if scope not in scopes:
-            raise ServiceError(403, "forbidden", f"this API key lacks the scope {scope}")
+            raise ForbiddenError(f"this API key lacks the scope {scope}")
 
     dependency: DependsParam = Depends(check)
     return dependency

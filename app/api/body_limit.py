@@ -15,8 +15,9 @@ client that went away.
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import error_response
-from app.ingest.backpressure import ByteBudget, Hold, OverloadedError
+from app.api.errors import problem_response
+from app.errors import BodyTooLargeError, OverloadedError, ServiceError, problem_for
+from app.ingest.backpressure import ByteBudget, Hold
 
 _WITH_BODY = {"POST", "PUT", "PATCH"}
 HELD_BYTES = "held_bytes"
@@ -39,12 +40,12 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         expected = int(declared) if declared is not None and declared.isdigit() else 0
         if expected > self.max_bytes:
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, self._too_large())
             return
         try:
             held = self.budget.reserve(expected)
         except OverloadedError as exc:
-            await self._overloaded(scope, receive, send, exc)
+            await self._refuse(scope, receive, send, exc)
             return
         scope.setdefault("state", {})[HELD_BYTES] = held
         try:
@@ -63,38 +64,32 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
+                await self._refuse(scope, receive, send, self._too_large())
                 return
             if size > held.size:  # chunked: counted as it arrives
                 try:
                     held.grow(size - held.size)
                 except OverloadedError as exc:
-                    await self._overloaded(scope, receive, send, exc)
+                    await self._refuse(scope, receive, send, exc)
                     return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay(_whole(chunks), receive), send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            Request(scope),
-            413,
-            "body_too_large",
-            f"the request body is larger than {self.max_bytes} bytes (RG_MAX_BODY_BYTES)",
-            # The rest of the body is not read: this connection cannot carry another request.
-            headers={"Connection": "close"},
+    def _too_large(self) -> BodyTooLargeError:
+        return BodyTooLargeError(
+            f"the request body is larger than {self.max_bytes} bytes (RG_MAX_BODY_BYTES)"
         )
-        await response(scope, receive, send)
 
-    async def _overloaded(
-        self, scope: Scope, receive: Receive, send: Send, exc: OverloadedError
-    ) -> None:
-        # Connection: close, although the server could discard the rest of the body and keep
-        # the connection: until the connection's next request it would keep the part of the
-        # body it had read ahead (up to a few hundred KiB), for each refused connection.
-        headers = {"Retry-After": str(exc.retry_after_s), "Connection": "close"}
-        response = error_response(Request(scope), 503, exc.code, str(exc), headers=headers)
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: ServiceError) -> None:
+        # The rest of the body is not read: this connection cannot carry another request. (When
+        # overloaded the server could discard the rest and keep the connection, but until the
+        # connection's next request it would keep the part of the body it had read ahead, up
+        # to a few hundred KiB, for each refused connection.)
+        response = problem_response(
+            problem_for(exc), Request(scope), headers={"Connection": "close"}
+        )
         await response(scope, receive, send)
 
 

@@ -17,13 +17,12 @@ import uuid
 
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from app.api.request_head import error_body
+from app.api.errors import error_bytes
+from app.errors import TooManyConnectionsError, problem_for
 from app.logs import FIELDS
 
 logger = logging.getLogger(__name__)
 
-# What a refused client is told to wait: connections come and go within seconds.
-RETRY_AFTER_S = 1
 # Under a storm of connections, one log line per interval (the metric counts each).
 _REFUSALS_LOG_INTERVAL_S = 10.0
 
@@ -49,10 +48,9 @@ class ConnectionSlots:
         """An admitted connection has closed."""
         self.open -= 1
 
-    @property
-    def refusal_message(self) -> str:
-        """What a refused client is told."""
-        return (
+    def refusal(self) -> TooManyConnectionsError:
+        """What a refused client is told (503, Retry-After 1 s)."""
+        return TooManyConnectionsError(
             f"the service has {self.limit} connections open, the most RG_MAX_CONNECTIONS "
             "allows; retry shortly"
         )
@@ -65,16 +63,20 @@ class ConnectionSlots:
         while (await receive()).get("more_body", False):
             pass
         request_id = uuid.uuid4().hex
-        body = error_body("too_many_connections", self.refusal_message, request_id)
+        problem = problem_for(self.refusal())
+        body = error_bytes(problem, request_id)
         await send(
             {
                 "type": "http.response.start",
-                "status": 503,
+                "status": problem.status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", request_id.encode()),
-                    (b"retry-after", str(RETRY_AFTER_S).encode()),
+                    *(
+                        (name.lower().encode(), value.encode())
+                        for name, value in problem.headers.items()
+                    ),
                     (b"connection", b"close"),
                 ],
             }

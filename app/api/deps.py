@@ -6,10 +6,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.api.body_limit import HELD_BYTES
-from app.api.errors import ServiceError
 from app.api.trace import trace_headers
+from app.errors import ShuttingDownError
 from app.ingest.backpressure import Hold
-from app.problems import RETRY_AFTER_S
 from app.services import Services
 
 
@@ -38,11 +37,8 @@ async def accepting_work(services: ServicesDep) -> None:
     """Refuse new work once shutdown has begun (503 `shutting_down`, also what /readyz says
     then): what is accepted is finished before the process exits, and nothing new starts."""
     if services.shutdown.draining:
-        raise ServiceError(
-            503,
-            "shutting_down",
-            "the service is shutting down; retry (another instance, or this one after restart)",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
+        raise ShuttingDownError(
+            "the service is shutting down; retry (another instance, or this one after restart)"
         )
 
 
@@ -54,13 +50,7 @@ async def audit_topic_writable(services: ServicesDep) -> None:
     that would have the broker auto-create it with its defaults (503
     `audit_topic_unavailable`); see app/ingest/audit_topic_guard.py."""
     if (problem := services.audit_topic.write_problem()) is not None:
-        raise ServiceError(
-            503,
-            problem.code,
-            problem.message,
-            details=problem.details,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
+        raise problem
 
 
 AuditTopicWritable = Depends(audit_topic_writable)

@@ -1,4 +1,11 @@
-"""The contract's error body, rendered in one place for every error the service answers with."""
+"""The contract's error body, `{"error": {"code", "message", "details", "request_id"}}`, for
+every error the service answers with: one body builder and one exception handler.
+
+What each error means (status, code, Retry-After) is `app.errors.problem_for`; here it becomes
+HTTP: a response for the app's routes, bytes for the answers the protocol gives before routing
+(`app.api.request_head`, `app.api.connection_slots`). FastAPI's own errors (validation, 404,
+405) and unexpected faults (500) go through the same builder.
+"""
 
 import logging
 from collections.abc import Mapping
@@ -11,8 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.errors import InvalidRequestError, Problem, ServiceError, problem_for
 from app.kafka import KafkaClientError
-from app.problems import UnavailableError, problem_for, validation_details
 
 logger = logging.getLogger(__name__)
 
@@ -33,55 +40,33 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class ServiceError(Exception):
-    """An error the service answers with deliberately: status, code, message, optional headers."""
-
-    def __init__(
-        self,
-        status_code: int,
-        code: str,
-        message: str,
-        *,
-        details: list[Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.code = code
-        self.message = message
-        self.details = details or []
-        self.headers = headers
-
-
-def invalid_input(field: str, problem: str) -> ServiceError:
-    """A 422 `invalid_request` about one field, shaped like FastAPI's validation errors
-    (`details` names the field), for checks the models cannot make."""
-    return ServiceError(
-        422,
-        "invalid_request",
-        f"invalid input: {field}: {problem}",
-        details=[{"field": field, "message": problem}],
+def error_body(problem: Problem, request_id: str | None) -> ErrorBody:
+    """The contract's body for `problem`: the one place an error body is made."""
+    return ErrorBody(
+        error=ErrorDetail(
+            code=problem.code,
+            message=problem.message,
+            details=problem.details,
+            request_id=request_id,
+        )
     )
 
 
-def error_response(
-    request: Request,
-    status_code: int,
-    code: str,
-    message: str,
-    *,
-    details: list[Any] | None = None,
-    headers: Mapping[str, str] | None = None,
+def error_bytes(problem: Problem, request_id: str) -> bytes:
+    """The body, as the HTTP protocol writes it for answers given before routing."""
+    return error_body(problem, request_id).model_dump_json().encode()
+
+
+def problem_response(
+    problem: Problem, request: Request, *, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    """Render the contract's error body."""
-    detail = ErrorDetail(
-        code=code,
-        message=message,
-        details=details or [],
-        request_id=getattr(request.state, "request_id", None),
-    )
+    """The response for `problem` to `request`: its status, its headers (`Retry-After`)
+    and `headers` besides."""
+    body = error_body(problem, getattr(request.state, "request_id", None))
     return JSONResponse(
-        ErrorBody(error=detail).model_dump(mode="json"), status_code=status_code, headers=headers
+        body.model_dump(mode="json"),
+        status_code=problem.status,
+        headers={**problem.headers, **(headers or {})},
     )
 
 
@@ -106,79 +91,69 @@ _DESCRIPTIONS = {
     503: "Overloaded, or Kafka unavailable or too slow to acknowledge; see `Retry-After`.",
 }
 
+# FastAPI's words for a body it could not decode (not JSON, not UTF-8, nested too deeply).
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
 
 def _snake(phrase: str) -> str:
     return phrase.lower().replace(" ", "_").replace("-", "_").replace("'", "")
 
 
-async def _service_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)  # noqa: S101 - registered for this type only
-    return error_response(
-        request, exc.status_code, exc.code, exc.message, details=exc.details, headers=exc.headers
-    )
-
-
-async def _kafka_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, KafkaClientError)  # noqa: S101 - registered for this type only
-    problem = problem_for(exc)
-    logger.warning("Kafka error answered with %d %s: %s", problem.status, problem.code, exc)
-    return error_response(
-        request, problem.status, problem.code, problem.message, headers=problem.headers
-    )
-
-
-# FastAPI's words for a body it could not decode (not JSON, not UTF-8, nested too deeply).
-_UNPARSABLE_BODY = "There was an error parsing the body"
-
-
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
+def _framework_problem(exc: StarletteHTTPException) -> Problem:
+    # Starlette's own answers (404, 405, ...): the status's phrase is the code.
     if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
         # The same answer as for a JSON syntax error: the client sent something unreadable.
         reason = "not valid JSON (UTF-8, nested at most a few hundred levels)"
-        return error_response(
-            request,
-            422,
-            "invalid_request",
-            f"invalid input: body is {reason}",
-            details=[{"field": "body", "message": reason}],
+        return problem_for(
+            InvalidRequestError(
+                f"invalid input: body is {reason}", details=[{"field": "body", "message": reason}]
+            )
         )
     phrase = HTTPStatus(exc.status_code).phrase
     message = exc.detail if isinstance(exc.detail, str) else phrase
-    return error_response(request, exc.status_code, _snake(phrase), message, headers=exc.headers)
+    return Problem(exc.status_code, _snake(phrase), message, extra_headers=exc.headers or {})
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
+def _validation_problem(exc: RequestValidationError) -> Problem:
     errors = [
         {"loc": ("body",), "msg": f"not valid JSON: {e.get('ctx', {}).get('error', e['msg'])}"}
         if e["type"] == "json_invalid"
         else e
         for e in exc.errors()
     ]
-    message, details = validation_details(errors)
-    return error_response(request, 422, "invalid_request", message, details=details)
+    return problem_for(InvalidRequestError.from_errors(errors))
 
 
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, UnavailableError)  # noqa: S101 - registered for this type only
-    return error_response(
-        request, 503, exc.code, str(exc), headers={"Retry-After": str(exc.retry_after_s)}
-    )
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+def _problem_of(exc: Exception) -> Problem:
+    if isinstance(exc, ServiceError):
+        return problem_for(exc)
+    if isinstance(exc, KafkaClientError):
+        problem = problem_for(exc)
+        logger.warning("Kafka error answered with %d %s: %s", problem.status, problem.code, exc)
+        return problem
+    if isinstance(exc, RequestValidationError):
+        return _validation_problem(exc)
+    if isinstance(exc, StarletteHTTPException):
+        return _framework_problem(exc)
     # A genuine fault of the service: logged with its traceback, answered without it.
     logger.error("unhandled error", exc_info=exc)
-    return error_response(request, 500, "internal_error", "the service failed; see its log")
+    return problem_for(ServiceError("the service failed; see its log"))
+
+
+async def _answer(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(_problem_of(exc), request)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error, FastAPI's own and unexpected ones included, answer with the
-    contract's body."""
-    app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(KafkaClientError, _kafka_error)
-    app.add_exception_handler(UnavailableError, _unavailable)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    contract's body. One handler; it is registered for each root because Starlette picks a
+    handler by the exception's class (and runs the one for `Exception` outside the other
+    middleware, for the 500)."""
+    for root in (
+        ServiceError,
+        KafkaClientError,
+        StarletteHTTPException,
+        RequestValidationError,
+        Exception,
+    ):
+        app.add_exception_handler(root, _answer)

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from app.api.deps import ServicesDep, accepting_work
-from app.api.errors import ErrorBody, ServiceError
-from app.problems import RETRY_AFTER_S
+from app.api.errors import ErrorBody
+from app.errors import BrokerUnavailableError
 
 router = APIRouter(tags=["health"])
 
@@ -45,18 +45,7 @@ async def readyz(services: ServicesDep) -> HealthStatus:
     await accepting_work(services)
     if not await services.connection.is_ready():
         servers = ",".join(services.settings.kafka_bootstrap_servers)
-        raise ServiceError(
-            503,
-            "broker_unavailable",
-            f"Kafka at {servers} does not answer",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
+        raise BrokerUnavailableError(f"Kafka at {servers} does not answer")
     if (problem := services.audit_topic.problem()) is not None:
-        raise ServiceError(
-            503,
-            problem.code,
-            problem.message,
-            details=problem.details,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
+        raise problem
     return HealthStatus(status="ready")

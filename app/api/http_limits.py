@@ -10,7 +10,7 @@ clients starve everyone else.
   `rg_http_requests_timed_out_total` and logged once. Time the service makes the client wait
   is not counted against it: a handler still working once the body is in (waiting for Kafka),
   or the rest of a pipelined request held back while the one before it is answered.
-- RG_MAX_CONNECTIONS bounds the connections open at once (app/connection_slots.py); one
+- RG_MAX_CONNECTIONS bounds the connections open at once (app/api/connection_slots.py); one
   beyond it has its request read, within the same time bound, then answered 503
   `too_many_connections` and closed.
 - An idle connection, before its first request as between two, is closed after
@@ -25,9 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from app.api.connection_slots import RETRY_AFTER_S, ConnectionSlots
+from app.api.connection_slots import ConnectionSlots
 from app.api.observe import SERVER_ANSWERED
 from app.api.request_head import HeadBoundedProtocol
+from app.errors import RequestTimeoutError, ServiceError
 from app.logs import FIELDS
 from app.metrics import ServiceMetrics
 from app.settings import Settings
@@ -133,14 +134,14 @@ class LimitedProtocol(HeadBoundedProtocol):
             self._start_read_timer()
             return
         if not self._admitted:
-            self._cut(503, "too_many_connections", self.limits.slots.refusal_message)
+            self._cut(self.limits.slots.refusal())
             return
         self.limits.timed_out()
         part = "head" if self._in_head else "body"
         seconds = f"{self.limits.read_timeout_s:g}s (RG_REQUEST_READ_TIMEOUT_S)"
-        self._cut(408, "request_timeout", f"the request's {part} was not received within {seconds}")
+        self._cut(RequestTimeoutError(f"the request's {part} was not received within {seconds}"))
 
-    def _cut(self, status: int, code: str, message: str) -> None:
+    def _cut(self, error: ServiceError) -> None:
         """Close the connection, answering first when no answer has begun on it."""
         request_id = uuid.uuid4().hex
         if self._in_head:
@@ -153,18 +154,18 @@ class LimitedProtocol(HeadBoundedProtocol):
             # is dropped; its log line and metrics take this status and request id.
             state = cycle.scope["state"]
             request_id = str(state.get("request_id", request_id))
-            state[SERVER_ANSWERED] = status
+            state[SERVER_ANSWERED] = error.status
             cycle.disconnected = True
             cycle.message_event.set()
         if self._admitted:  # a refused one was counted and logged on arrival
             client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
             logger.warning(
                 "request cut off with %d: %s",
-                status,
-                message,
+                error.status,
+                error.message,
                 extra={
                     FIELDS: {
-                        "status": status,
+                        "status": error.status,
                         "request_id": request_id,
                         "client": client,
                         "answered": answerable,
@@ -172,8 +173,7 @@ class LimitedProtocol(HeadBoundedProtocol):
                 },
             )
         if answerable:
-            headers = [("retry-after", str(RETRY_AFTER_S))] if status == 503 else []
-            self._answer(status, code, message, request_id=request_id, headers=headers)
+            self._answer(error, request_id=request_id)
         else:
             self.transport.close()
 

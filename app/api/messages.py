@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from app.api.auth import require
 from app.api.deps import ServicesDep
-from app.api.errors import error_responses, invalid_input
+from app.api.errors import error_responses
+from app.errors import InvalidRequestError
 from app.kafka.models import epoch_ms, parse_utc
 from app.recent.buffer import MessageView
 
@@ -68,13 +69,14 @@ async def message_filters(
     """Check the filters before anything is answered (a stream cannot turn into a 422 later)."""
     topics = services.recent.topics
     if topic is not None and topic not in topics:
-        raise invalid_input("query.topic", f"{topic!r} is not kept; one of: {', '.join(topics)}")
+        kept = ", ".join(topics)
+        raise InvalidRequestError.for_field("query.topic", f"{topic!r} is not kept; one of: {kept}")
     since_ms = None
     if since is not None:
         try:
             since_ms = epoch_ms(parse_utc(since, "since"))
         except ValueError as exc:
-            raise invalid_input("query.since", str(exc)) from None
+            raise InvalidRequestError.for_field("query.since", str(exc)) from None
     return MessageFilters(topic=topic, key=key, since_ms=since_ms)
 
 

@@ -7,9 +7,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from app.api.auth import require
 from app.api.deps import AcceptingWork, HeldBytesDep, ServicesDep, TraceHeadersDep
-from app.api.errors import ServiceError, error_responses
+from app.api.errors import error_responses
 from app.ingest.publisher import PublishReceipt
-from app.ingest.topic_policy import TopicNotAllowedError
 from app.kafka import KafkaPublishRequest
 from app.kafka.models import (
     MAX_ID_CHARS,
@@ -95,10 +94,7 @@ async def publish(
     """Publish with the given key, headers, partition and timestamp: **201** with where Kafka
     stored it once acknowledged (acks=all), **202** queued with `?wait=false`."""
     request = KafkaPublishRequest.model_validate(body.model_dump())
-    try:
-        receipt = await services.publisher.publish(request, wait=wait, headers=trace, held=held)
-    except TopicNotAllowedError as exc:
-        raise ServiceError(403, "topic_not_allowed", str(exc)) from None
+    receipt = await services.publisher.publish(request, wait=wait, headers=trace, held=held)
     if receipt.status != "acked":
         response.status_code = 202
     return receipt

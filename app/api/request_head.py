@@ -9,13 +9,14 @@ at all gets a 400 with the same body (uvicorn's own answer is plain text).
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.api.errors import ErrorBody, ErrorDetail
+from app.api.errors import error_bytes
+from app.errors import BadRequestError, HeadersTooLargeError, ServiceError, problem_for
 from app.logs import FIELDS
 
 logger = logging.getLogger(__name__)
@@ -23,16 +24,6 @@ logger = logging.getLogger(__name__)
 
 # One read of the event loop (asyncio reads at most 256 KiB at a time).
 _READ_ALLOWANCE = 256 * 1024
-
-
-class HeadTooLargeError(Exception):
-    """Raised inside the parser to stop it; the protocol then answers 431."""
-
-
-def error_body(code: str, message: str, request_id: str) -> bytes:
-    """The contract's error body, as sent on the wire."""
-    detail = ErrorDetail(code=code, message=message, request_id=request_id)
-    return ErrorBody(error=detail).model_dump_json().encode()
 
 
 class HeadBoundedProtocol(HttpToolsProtocol):
@@ -47,7 +38,7 @@ class HeadBoundedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._headers_seen = 0
         self._head_bytes = 0
-        self._refusal: str | None = None
+        self._refusal: HeadersTooLargeError | None = None
         self._in_head = True
         self._unfinished = 0
 
@@ -59,11 +50,11 @@ class HeadBoundedProtocol(HttpToolsProtocol):
         if self._in_head and self._refusal is None:
             self._unfinished += len(data)
             if self._unfinished > self.max_head_bytes + _READ_ALLOWANCE:
-                self._refusal = (
+                self._refusal = HeadersTooLargeError(
                     f"the request head did not end within {self.max_head_bytes} bytes "
                     "(RG_MAX_HEADER_BYTES)"
                 )
-                self.send_400_response(self._refusal)
+                self.send_400_response(self._refusal.message)
 
     def on_message_begin(self) -> None:
         self._headers_seen = 0
@@ -88,56 +79,54 @@ class HeadBoundedProtocol(HttpToolsProtocol):
         self._head_bytes += size
         self._headers_seen += headers
         if self._headers_seen > self.max_headers:
-            self._refusal = (
+            self._refusal = HeadersTooLargeError(
                 f"the request has more than {self.max_headers} header lines (RG_MAX_HEADERS)"
             )
         elif self._head_bytes > self.max_head_bytes:
-            self._refusal = (
+            self._refusal = HeadersTooLargeError(
                 f"the request's URL and headers exceed {self.max_head_bytes} bytes "
                 "(RG_MAX_HEADER_BYTES)"
             )
         if self._refusal is not None:
-            raise HeadTooLargeError(self._refusal)
+            # Stops the parser; the protocol then answers with the refusal (431). A copy is
+            # raised: the kept one then holds no traceback, whose frames hold this protocol.
+            raise HeadersTooLargeError(self._refusal.message)
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn answers every parser failure with a plain-text 400; here it is the
         # contract's body too, and the failure raised by the bounds is a 431.
-        if self._refusal is not None:
-            status, code, message = 431, "headers_too_large", self._refusal
-        else:
-            status, code = 400, "bad_request"
-            message = f"not a valid HTTP/1.1 request ({msg})"
+        error: ServiceError = self._refusal or BadRequestError(
+            f"not a valid HTTP/1.1 request ({msg})"
+        )
         request_id = uuid.uuid4().hex
         logger.warning(
             "request refused with %d: %s",
-            status,
-            message,
-            extra={FIELDS: {"status": status, "request_id": request_id}},
+            error.status,
+            error.message,
+            extra={FIELDS: {"status": error.status, "request_id": request_id}},
         )
-        self._answer(status, code, message, request_id=request_id)
+        self._answer(error, request_id=request_id)
 
-    def _answer(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        request_id: str,
-        headers: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """Write an error answer straight to the socket and close the connection: for
+    def _answer(self, error: ServiceError, *, request_id: str) -> None:
+        """Write the answer to `error` straight to the socket and close the connection: for
         requests the app never sees (or no longer can answer)."""
-        body = error_body(code, message, request_id)
+        problem = problem_for(error)
+        body = error_bytes(problem, request_id)
         head = (
-            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+            f"HTTP/1.1 {problem.status} {HTTPStatus(problem.status).phrase}\r\n"
             "content-type: application/json\r\n"
             f"content-length: {len(body)}\r\n"
             f"x-request-id: {request_id}\r\n"
-            + "".join(f"{name}: {value}\r\n" for name, value in headers)
+            + _header_lines(problem.headers)
             + "connection: close\r\n\r\n"
         )
         self.transport.write(head.encode("ascii") + body)
         self.transport.close()
+
+
+def _header_lines(headers: Mapping[str, str]) -> str:
+    # Lower-case, as the server writes every other answer's headers.
+    return "".join(f"{name.lower()}: {value}\r\n" for name, value in headers.items())
 
 
 def bounded_protocol(*, max_headers: int, max_head_bytes: int) -> type[HeadBoundedProtocol]:

@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from app.cluster import ProducerConnection
+from app.errors import AuditTopicNoncompliantError, AuditTopicUnavailableError
 from app.ingest.audit_topic import AuditTopic, AuditTopicError, Compliance
 from app.settings import Settings
 from app.tasks import BackgroundTask, Backoff
@@ -27,15 +27,6 @@ logger = logging.getLogger(__name__)
 
 # How often a noncompliant topic is looked at again in enforce mode.
 RECHECK_S = 30.0
-
-
-@dataclass(frozen=True)
-class AuditTopicProblem:
-    """Why the audit topic is not usable now: a 503 with `code`, a message and `details`."""
-
-    code: str
-    message: str
-    details: list[dict[str, str]] = field(default_factory=list)
 
 
 class AuditTopicGuard:
@@ -84,26 +75,24 @@ class AuditTopicGuard:
         """Stop checking."""
         await self._task.close()
 
-    def problem(self) -> AuditTopicProblem | None:
-        """Why the service should not be ready now, or None."""
+    def problem(self) -> AuditTopicUnavailableError | AuditTopicNoncompliantError | None:
+        """Why the service should not be ready now (the error to raise), or None."""
         if self.mode == "off":
             return None
         if self.compliance is None:
-            return AuditTopicProblem(
-                "audit_topic_unavailable",
-                f"audit topic {self._settings.audit_topic!r} not ready: {self._error}",
+            return AuditTopicUnavailableError(
+                f"audit topic {self._settings.audit_topic!r} not ready: {self._error}"
             )
         if self.compliance.compliant or self.mode == "warn":
             return None
         findings = self.compliance.findings
-        return AuditTopicProblem(
-            "audit_topic_noncompliant",
+        return AuditTopicNoncompliantError(
             f"audit topic {self.compliance.topic!r} would not keep audit records: "
             + "; ".join(str(f) for f in findings),
-            [f.as_detail() for f in findings],
+            details=[f.as_detail() for f in findings],
         )
 
-    def write_problem(self) -> AuditTopicProblem | None:
+    def write_problem(self) -> AuditTopicUnavailableError | AuditTopicNoncompliantError | None:
         """Why writes are refused now, or None. While the producer is not connected nothing
         reaches the broker: writes fail or spool as they always have."""
         if not self._connection.connected:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from app.errors import InvalidRequestError, Problem, ServiceError, UnavailableError, problem_for
 from app.ingest.backpressure import Backpressure, Hold
 from app.ingest.idempotency import RecentReceipts
 from app.ingest.spool import Spool
@@ -19,7 +20,6 @@ from app.kafka import (
     KafkaTimeoutError,
 )
 from app.metrics import ServiceMetrics
-from app.problems import Problem, UnavailableError, problem_for, validation_details
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class AuditTrail:
     ) -> AuditReceipt:
         """Write one event. Waits for acks=all unless `wait` is False; raises the library's
         errors, `OverloadedError`, `SpoolFullError` or `SpoolUnavailableError` (see
-        `app.problems` for what each means to a client). A record acknowledged after its
+        `app.errors` for what each means to a client). A record acknowledged after its
         client gave up waiting is remembered under `receipt_key`, so the client's retry gets
         its receipt. The record's bytes are counted until Kafka settles it, taken over from
         `held` (its request's) when given."""
@@ -270,11 +270,8 @@ class AuditTrail:
         for (index, _), outcome in zip(pending, outcomes, strict=True):
             if isinstance(outcome, tuple):
                 results.append(BatchItemResult(index=index, receipt=outcome[0]))
-            elif isinstance(outcome, KafkaClientError):
+            elif isinstance(outcome, KafkaClientError | ServiceError):
                 results.append(BatchItemResult(index=index, error=_failed(problem_for(outcome))))
-            elif isinstance(outcome, UnavailableError):
-                unavailable = BatchItemError(status=503, code=outcome.code, message=str(outcome))
-                results.append(BatchItemResult(index=index, error=unavailable))
             else:
                 raise outcome
         results.sort(key=lambda result: result.index)
@@ -289,12 +286,15 @@ def _size_of(record: AuditRecord) -> int:
 
 
 def _invalid(exc: ValidationError) -> BatchItemError:
-    message, details = validation_details(exc.errors())
-    return BatchItemError(status=422, code="invalid_request", message=message, details=details)
+    return _failed(problem_for(InvalidRequestError.from_errors(exc.errors())))
 
 
 def _failed(problem: Problem) -> BatchItemError:
-    return BatchItemError(status=problem.status, code=problem.code, message=problem.message)
+    # The contract's error fields as the HTTP answer would carry them, plus the status (a
+    # batch answers 200 as a whole, so Retry-After has no header to go in).
+    return BatchItemError(
+        status=problem.status, code=problem.code, message=problem.message, details=problem.details
+    )
 
 
 def _outcome(

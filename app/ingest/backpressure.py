@@ -17,17 +17,8 @@ The bytes are counted in `Hold`s taken from one `ByteBudget`:
 
 from dataclasses import dataclass
 
+from app.errors import OverloadedError
 from app.kafka import KafkaProducerClient
-from app.problems import UnavailableError
-
-RETRY_AFTER_S = 1
-
-
-class OverloadedError(UnavailableError):
-    """Too many records or bytes in flight; the client should retry shortly."""
-
-    code = "overloaded"
-    retry_after_s = RETRY_AFTER_S
 
 
 @dataclass
@@ -60,7 +51,8 @@ class ByteBudget:
             self.refusals.bytes += 1
             raise OverloadedError(
                 f"requests in progress already hold {self.held} of {self.max_bytes} bytes "
-                f"(RG_MAX_IN_FLIGHT_BYTES), {size} more do not fit; retry in {RETRY_AFTER_S}s"
+                f"(RG_MAX_IN_FLIGHT_BYTES), {size} more do not fit; "
+                f"retry in {OverloadedError.retry_after_s}s"
             )
         self.held += size
         self.high_water = max(self.high_water, self.held)
@@ -119,7 +111,7 @@ class Backpressure:
             self.budget.refusals.records += 1
             raise OverloadedError(
                 f"{self.max_in_flight} records are waiting for Kafka's acknowledgement; "
-                f"retry in {RETRY_AFTER_S}s"
+                f"retry in {OverloadedError.retry_after_s}s"
             )
         if held is not None:
             return held.take(size)

@@ -12,7 +12,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from app.ingest.spool import Spool, SpoolError, SpoolUnavailableError
+from app.errors import SpoolUnavailableError
+from app.ingest.spool import Spool, SpoolError
 from app.kafka import KafkaClientError, KafkaProducerClient, KafkaProduceResult
 from app.tasks import BackgroundTask, Backoff
 

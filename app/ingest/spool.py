@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.errors import SpoolFullError, SpoolUnavailableError
 from app.ingest.spool_store import (
     Removed,
     SpooledRecord,
@@ -51,26 +52,12 @@ from app.ingest.spool_store import (
     size_of,
 )
 from app.kafka import AuditRecord, KafkaProduceResult
-from app.problems import UnavailableError
 from app.tasks import BackgroundTask, Backoff
 
 # SpoolError and SpooledRecord are the store's, part of the spool's surface too.
-__all__ = ["Spool", "SpoolError", "SpoolFullError", "SpoolUnavailableError", "SpooledRecord"]
+__all__ = ["Spool", "SpoolError", "SpooledRecord"]
 
 logger = logging.getLogger(__name__)
-
-
-class SpoolFullError(UnavailableError):
-    """The spool holds its maximum size; the client should retry later."""
-
-    code = "spool_full"
-
-
-class SpoolUnavailableError(UnavailableError):
-    """The spool's disk cannot take the write (full, or failing); the client should retry
-    later. The message carries SQLite's own error."""
-
-    code = "spool_unavailable"
 
 
 @dataclass

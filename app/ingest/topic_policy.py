@@ -2,9 +2,7 @@
 
 import fnmatch
 
-
-class TopicNotAllowedError(Exception):
-    """The topic is outside what `/publish` may write; the message says why."""
+from app.errors import TopicNotAllowedError
 
 
 class TopicPolicy:
@@ -17,7 +15,8 @@ class TopicPolicy:
         self._audit_topic = audit_topic
 
     def check(self, topic: str) -> None:
-        """Raise `TopicNotAllowedError` unless `/publish` may write `topic`."""
+        """Raise `TopicNotAllowedError` (403 `topic_not_allowed`) unless `/publish` may
+        write `topic`."""
         if topic == self._audit_topic:
             raise TopicNotAllowedError(
                 f"{topic!r} is the audit topic: audit records are written through POST /audit"

@@ -2,7 +2,8 @@
 
 import pytest
 
-from app.ingest.backpressure import Backpressure, ByteBudget, OverloadedError
+from app.errors import OverloadedError
+from app.ingest.backpressure import Backpressure, ByteBudget
 from app.kafka import KafkaProducerClient
 
 MIB = 1024 * 1024

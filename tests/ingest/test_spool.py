@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.ingest.spool import Spool, SpoolError, SpoolFullError, SpoolUnavailableError
+from app.errors import SpoolFullError, SpoolUnavailableError
+from app.ingest.spool import Spool, SpoolError
 from app.kafka import AuditRecord, KafkaProduceResult
 from tests.helpers.disk import fill
 

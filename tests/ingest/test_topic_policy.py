@@ -2,7 +2,8 @@
 
 import pytest
 
-from app.ingest.topic_policy import TopicNotAllowedError, TopicPolicy
+from app.errors import TopicNotAllowedError
+from app.ingest.topic_policy import TopicPolicy
 
 
 @pytest.mark.parametrize("topic", ["audit", "__consumer_offsets", "__transaction_state", "__x"])
