@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:  # noqa: PLR0915 - 
         app.state.connection = connection
         guard = _audit_topic_guard(app, settings, connection, service_metrics)
         app.state.reader = reader
+        audit_logger = KafkaAuditLogger(connection.producer, topic=settings.audit_topic)
         spool: Spool | None = None
         forwarder: SpoolForwarder | None = None
         if settings.spool_dir is not None:
@@ -95,13 +96,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:  # noqa: PLR0915 - 
             await spool.open()
             service_metrics.watch_spool(spool)
             forwarder = SpoolForwarder(
-                spool, connection.producer, on_forwarded=service_metrics.forwarded.inc
+                spool, audit_logger, on_forwarded=service_metrics.forwarded.inc
             )
         backpressure = Backpressure(
             connection.producer, max_in_flight=settings.max_in_flight, budget=app.state.in_flight
         )
         app.state.audit_trail = AuditTrail(
-            KafkaAuditLogger(connection.producer, topic=settings.audit_topic),
+            audit_logger,
             service_metrics,
             timeout_s=settings.produce_timeout_s,
             receipts=RecentReceipts(

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from app.backoff import Backoff
-from app.kafka import AuditRecord, KafkaProduceResult
+from app.kafka import AuditRecord, KafkaProduceResult, outcome_of
 from app.problems import UnavailableError
 
 logger = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ class Spool:
         self._deliveries[seq] = delivery
 
         def settled(done: "asyncio.Future[KafkaProduceResult]") -> None:
-            if not done.cancelled() and done.exception() is None:
+            if outcome_of(done)[1] is None:
                 self.remove([seq])
             elif self._deliveries.get(seq) is done:
                 del self._deliveries[seq]
