@@ -136,9 +136,9 @@ class AuditTrail:
         if spool is not None and (spool.depth or not self._logger.producer.started):
             return await self._to_spool(event, record)
         receipt_key = receipt_key or f"event:{event.event_id}"
-        if (
-            earlier := await self._receipts.earlier(receipt_key, timeout_s=self._budget_s)
-        ) is not None:
+        # An earlier attempt its client gave up on may still be stored: wait for that one.
+        earlier = await self._receipts.earlier(receipt_key, timeout_s=self._budget_s)
+        if earlier is not None:
             return earlier
         hold = self._backpressure.admit(_size_of(record), held=held)
         settled = self._metrics.track_produce("audit")
