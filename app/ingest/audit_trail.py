@@ -129,8 +129,9 @@ class AuditTrail:
         its receipt. The record's bytes are counted until Kafka settles it, taken over from
         `held` (its request's) when given.
 
-        The deadline is the producer's (`queue()`, then `Delivery.wait()` for the rest of it);
-        what is decided here: spool or not, admit or not, what is counted."""
+        The deadline is the producer's (`queue()`, then `Delivery.wait()` for the rest of it),
+        the bounds `Backpressure.hand_over()`'s; decided here: spool or not, what to count, what
+        a retry waits for."""
         record = self._logger.record_of(event, headers)
         spool = self._spool
         if spool is not None and (spool.depth or not self._logger.producer.started):
@@ -140,28 +141,22 @@ class AuditTrail:
         earlier = await self._receipts.earlier(receipt_key, timeout_s=self._budget_s)
         if earlier is not None:
             return earlier
-        hold = self._backpressure.admit(_size_of(record), held=held)
         settled = self._metrics.track_produce("audit")
         try:
-            # Queued with no await in between when the producer has room, so the record is
-            # counted as in flight before any other request passes admit().
-            delivery = await self._logger.queue(record, timeout_s=self._budget_s)
-        except BaseException as exc:
-            hold.release()  # not handed over: the producer holds none of its bytes
-            if isinstance(exc, KafkaTimeoutError):  # not queued in time: nothing was sent
-                if spool is not None:
-                    return await self._to_spool(event, record)
-                error = KafkaTimeoutError(
-                    f"Kafka took more than {self._budget_s}s to take the record; nothing was "
-                    "written"
-                )
-                settled(None, error)
-                raise error from None
-            if isinstance(exc, KafkaClientError):
-                settled(None, exc)
+            delivery = await self._backpressure.hand_over(
+                _size_of(record), held, lambda: self._logger.queue(record, timeout_s=self._budget_s)
+            )
+        except KafkaTimeoutError:  # not queued in time: nothing was sent
+            if spool is not None:
+                return await self._to_spool(event, record)
+            error = KafkaTimeoutError(
+                f"Kafka took more than {self._budget_s}s to take the record; nothing was written"
+            )
+            settled(None, error)
+            raise error from None
+        except KafkaClientError as exc:
+            settled(None, exc)
             raise
-        # Counted until Kafka settles it, also when the client stops waiting before.
-        delivery.add_done_callback(lambda _result, _error: hold.release())
         delivery.add_done_callback(settled)
         if not wait:
             return self.receipt(event, None)

@@ -55,28 +55,26 @@ class Publisher:
         library's errors. The record is made of its request's body: it takes over the bytes of
         `held` (the request's hold) until Kafka settles it."""
         self._policy.check(request.topic)
-        hold = self._backpressure.admit(held.size if held is not None else 0, held=held)
         settled = self._metrics.track_produce("publish")
         try:
-            # Queued with no await in between when the producer has room, so the record is
-            # counted before any other request passes admit().
-            delivery = await self._producer.queue(
-                request.topic,
-                request.value,
-                key=request.key,
-                # The caller's headers win over the carried trace context.
-                headers={**(headers or {}), **(request.headers or {})},
-                partition=request.partition,
-                timestamp_ms=request.timestamp_ms,
-                timeout_s=self._timeout_s,
+            # The record is made of its request's body: its size is the request's.
+            delivery = await self._backpressure.hand_over(
+                held.size if held is not None else 0,
+                held,
+                lambda: self._producer.queue(
+                    request.topic,
+                    request.value,
+                    key=request.key,
+                    # The caller's headers win over the carried trace context.
+                    headers={**(headers or {}), **(request.headers or {})},
+                    partition=request.partition,
+                    timestamp_ms=request.timestamp_ms,
+                    timeout_s=self._timeout_s,
+                ),
             )
-        except BaseException as exc:
-            hold.release()  # not handed over: the producer holds none of its bytes
-            if isinstance(exc, KafkaClientError):
-                settled(None, exc)
+        except KafkaClientError as exc:
+            settled(None, exc)
             raise
-        # Counted until Kafka settles it, also when the client stops waiting before.
-        delivery.add_done_callback(lambda _result, _error: hold.release())
         delivery.add_done_callback(settled)
         if not wait:
             delivery.log_failure()  # the client learns nothing more of it
