@@ -98,7 +98,7 @@ class Delivery:
         return outcome_of(self._future)
 
     def add_done_callback(self, callback: DeliveryCallback) -> None:
-        """Call `callback(result, error)` once the record is settled (at once when it is). A
+        """Call `callback(result, error)` once the record is settled (soon, when it is). A
         failing callback is logged; it does not stop the others."""
 
         def settled(future: "asyncio.Future[KafkaProduceResult]") -> None:
