@@ -127,6 +127,7 @@ def build_services(settings: Settings) -> Services:
     metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
     guard = AuditTopicGuard(settings, connection, topic=AuditTopic(settings))
     metrics.watch_audit_topic(lambda: guard.compliant)
+    audit_logger = KafkaAuditLogger(producer, topic=settings.audit_topic)
     spool: Spool | None = None
     forwarder: SpoolForwarder | None = None
     if settings.spool_dir is not None:
@@ -136,7 +137,7 @@ def build_services(settings: Settings) -> Services:
             min_free_bytes=settings.spool_min_free_bytes,
         )
         metrics.watch_spool(spool)
-        forwarder = SpoolForwarder(spool, producer, on_forwarded=metrics.forwarded.inc)
+        forwarder = SpoolForwarder(spool, audit_logger, on_forwarded=metrics.forwarded.inc)
     backpressure = Backpressure(producer, max_in_flight=settings.max_in_flight, budget=in_flight)
     return Services(
         settings=settings,
@@ -147,7 +148,7 @@ def build_services(settings: Settings) -> Services:
         connection=connection,
         audit_topic=guard,
         audit_trail=AuditTrail(
-            KafkaAuditLogger(producer, topic=settings.audit_topic),
+            audit_logger,
             metrics,
             timeout_s=settings.produce_timeout_s,
             receipts=RecentReceipts(

@@ -13,6 +13,7 @@ from app.ingest.idempotency import RecentReceipts
 from app.ingest.spool import Spool
 from app.kafka import (
     AuditRecord,
+    Delivery,
     KafkaAuditEvent,
     KafkaAuditLogger,
     KafkaClientError,
@@ -87,8 +88,6 @@ class AuditTrail:
         self._receipts = receipts
         self._spool = spool
         self._budget_s = min(spool_after_s, timeout_s) if spool is not None else timeout_s
-        # Deliveries a client stopped waiting for, by receipt key, until they settle.
-        self._unsettled: dict[str, tuple[KafkaAuditEvent, asyncio.Future[KafkaProduceResult]]] = {}
 
     @property
     def topic(self) -> str:
@@ -128,45 +127,44 @@ class AuditTrail:
         `app.errors` for what each means to a client). A record acknowledged after its
         client gave up waiting is remembered under `receipt_key`, so the client's retry gets
         its receipt. The record's bytes are counted until Kafka settles it, taken over from
-        `held` (its request's) when given."""
+        `held` (its request's) when given.
+
+        The deadline is the producer's (`queue()`, then `Delivery.wait()` for the rest of it),
+        the bounds `Backpressure.hand_over()`'s; decided here: spool or not, what to count, what
+        a retry waits for."""
         record = self._logger.record_of(event, headers)
         spool = self._spool
         if spool is not None and (spool.depth or not self._logger.producer.started):
             return await self._to_spool(event, record)
         receipt_key = receipt_key or f"event:{event.event_id}"
-        if (earlier := self._unsettled.get(receipt_key)) is not None:
-            return await self._await_earlier(*earlier)
-        hold = self._backpressure.admit(_size_of(record), held=held)
+        # An earlier attempt its client gave up on may still be stored: wait for that one.
+        earlier = await self._receipts.earlier(receipt_key, timeout_s=self._budget_s)
+        if earlier is not None:
+            return earlier
         settled = self._metrics.track_produce("audit")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._budget_s
         try:
-            # asyncio.timeout, not wait_for: no task in between, so the record is counted as in
-            # flight before any other request passes admit().
-            async with asyncio.timeout(self._budget_s):
-                delivery = await self._logger.send(record)
-        except BaseException as exc:
-            hold.release()  # not handed over: the producer holds none of its bytes
-            if isinstance(exc, TimeoutError):
-                if spool is not None:
-                    return await self._to_spool(event, record)
-                error = KafkaTimeoutError(
-                    f"Kafka took more than {self._budget_s}s to take the record; nothing was "
-                    "written"
-                )
-                settled(None, error)
-                raise error from None
-            if isinstance(exc, KafkaClientError):
-                settled(None, exc)
+            delivery = await self._backpressure.hand_over(
+                _size_of(record), held, lambda: self._logger.queue(record, timeout_s=self._budget_s)
+            )
+        except KafkaTimeoutError:  # not queued in time: nothing was sent
+            if spool is not None:
+                return await self._to_spool(event, record)
+            error = KafkaTimeoutError(
+                f"Kafka took more than {self._budget_s}s to take the record; nothing was written"
+            )
+            settled(None, error)
+            raise error from None
+        except KafkaClientError as exc:
+            settled(None, exc)
             raise
-        # Counted until Kafka settles it, also when the client stops waiting before.
-        delivery.add_done_callback(lambda _: hold.release())
-        delivery.add_done_callback(lambda done: settled(*_outcome(done)))
+        delivery.add_done_callback(settled)
         if not wait:
             return self.receipt(event, None)
         try:
-            result = await asyncio.wait_for(asyncio.shield(delivery), deadline - loop.time())
-        except TimeoutError:
+            result = await delivery.wait()
+        except KafkaTimeoutError:
+            if delivery.done():
+                raise  # Kafka failed it (with a timeout): no attempt left to wait for
             if spool is not None:
                 try:
                     return await self._to_spool(event, record, delivery=delivery)
@@ -181,46 +179,27 @@ class AuditTrail:
             ) from None
         return self.receipt(event, result)
 
-    def _keep_for_retries(
-        self,
-        event: KafkaAuditEvent,
-        delivery: "asyncio.Future[KafkaProduceResult]",
-        receipt_key: str,
-    ) -> None:
-        self._unsettled[receipt_key] = (event, delivery)
-
-        def settled(done: "asyncio.Future[KafkaProduceResult]") -> None:
-            if self._unsettled.get(receipt_key, (None, None))[1] is done:
-                del self._unsettled[receipt_key]
-            result, error = _outcome(done)
-            if error is None:
-                self._receipts.remember(receipt_key, self.receipt(event, result))
-
-        delivery.add_done_callback(settled)
-
-    async def _await_earlier(
-        self, event: KafkaAuditEvent, delivery: "asyncio.Future[KafkaProduceResult]"
-    ) -> AuditReceipt:
-        # The same event was sent before and its client gave up waiting: its record may
-        # still be stored, so wait for that one instead of writing a second.
-        try:
-            result = await asyncio.wait_for(asyncio.shield(delivery), self._budget_s)
-        except TimeoutError:
-            raise KafkaTimeoutError(
-                f"an earlier attempt of event {event.event_id} is still not acknowledged after "
-                f"another {self._budget_s}s"
-            ) from None
-        return self.receipt(event, result)
+    def _keep_for_retries(self, event: KafkaAuditEvent, delivery: Delivery, key: str) -> None:
+        self._receipts.keep_for_retries(
+            key,
+            delivery,
+            lambda result: self.receipt(event, result),
+            name=f"event {event.event_id}",
+        )
 
     async def _to_spool(
         self,
         event: KafkaAuditEvent,
         record: AuditRecord,
         *,
-        delivery: "asyncio.Future[KafkaProduceResult] | None" = None,
+        delivery: Delivery | None = None,
     ) -> AuditReceipt:
         assert self._spool is not None  # noqa: S101 - only called with a spool
-        await self._spool.append(record, event_id=event.event_id, delivery=delivery)
+        await self._spool.append(
+            record,
+            event_id=event.event_id,
+            delivery=delivery.future if delivery is not None else None,
+        )
         self._metrics.spooled.inc()
         return self.receipt(event, None, status="spooled")
 
@@ -295,14 +274,3 @@ def _failed(problem: Problem) -> BatchItemError:
     return BatchItemError(
         status=problem.status, code=problem.code, message=problem.message, details=problem.details
     )
-
-
-def _outcome(
-    delivery: "asyncio.Future[KafkaProduceResult]",
-) -> tuple[KafkaProduceResult | None, KafkaClientError | None]:
-    if delivery.cancelled():
-        return None, KafkaClientError("delivery was cancelled")
-    error = delivery.exception()
-    if error is None:
-        return delivery.result(), None
-    return None, error if isinstance(error, KafkaClientError) else KafkaClientError(str(error))

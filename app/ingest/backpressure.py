@@ -15,10 +15,11 @@ The bytes are counted in `Hold`s taken from one `ByteBudget`:
   released once Kafka acknowledged or failed it, also when the client stopped waiting before.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.errors import OverloadedError
-from app.kafka import KafkaProducerClient
+from app.kafka import Delivery, KafkaProducerClient
 
 
 @dataclass
@@ -116,3 +117,21 @@ class Backpressure:
         if held is not None:
             return held.take(size)
         return self.budget.reserve(size)
+
+    async def hand_over(
+        self, size: int, held: Hold | None, queue: Callable[[], Awaitable[Delivery]]
+    ) -> Delivery:
+        """Admit a record of `size` bytes (`admit()`), then `queue()` it; its bytes stay
+        counted until Kafka settles it, also when the client stops waiting before. A record
+        refused, or not queued (whatever `queue()` raises), holds nothing.
+
+        `queue()` hands the record over with no await in between when the producer has room,
+        so the record is counted as in flight before any other request passes `admit()`."""
+        hold = self.admit(size, held=held)
+        try:
+            delivery = await queue()
+        except BaseException:
+            hold.release()  # not handed over: the producer holds none of its bytes
+            raise
+        delivery.add_done_callback(lambda _result, _error: hold.release())
+        return delivery

@@ -1,7 +1,8 @@
 """The spool's forwarder: sends spooled audit records to Kafka once it answers again.
 
-Records go in the order they were spooled (so in order per key), a batch at a time through the
-service's idempotent producer; each is removed from the spool only once Kafka acknowledged it.
+Records go in the order they were spooled (so in order per key), a batch at a time, exactly as
+they were written, through `KafkaAuditLogger.send` (the service's idempotent producer); each is
+removed from the spool only once Kafka acknowledged it.
 A record still waiting for an earlier attempt is not sent again: the forwarder waits for that
 attempt. What fails stays in the spool and is tried again after a backoff. Nothing new is read
 while the removal of acknowledged records is still on its way to disk (or cannot be written:
@@ -14,7 +15,7 @@ from collections.abc import Callable
 
 from app.errors import SpoolUnavailableError
 from app.ingest.spool import Spool, SpoolError
-from app.kafka import KafkaClientError, KafkaProducerClient, KafkaProduceResult
+from app.kafka import KafkaAuditLogger, KafkaClientError, KafkaProduceResult, outcome_of
 from app.tasks import BackgroundTask, Backoff
 
 logger = logging.getLogger(__name__)
@@ -23,20 +24,21 @@ _CONNECT_POLL_S = 0.5
 
 
 class SpoolForwarder:
-    """A background task draining `spool` into Kafka through `producer`.
+    """A background task draining `spool` into Kafka through `audit_logger` (each record to
+    the topic it was spooled for).
 
     `on_forwarded(n)` learns how many records each batch delivered (for metrics)."""
 
     def __init__(
         self,
         spool: Spool,
-        producer: KafkaProducerClient,
+        audit_logger: KafkaAuditLogger,
         *,
         batch_size: int = 500,
         on_forwarded: Callable[[int], None] | None = None,
     ) -> None:
         self._spool = spool
-        self._producer = producer
+        self._logger = audit_logger
         self._batch_size = batch_size
         self._on_forwarded = on_forwarded
         self._task = BackgroundTask("spool-forwarder", self._run)
@@ -55,7 +57,7 @@ class SpoolForwarder:
         while True:
             await self._spool.wait_not_empty()
             await self._spool.wait_removed()
-            if not self._producer.started:
+            if not self._logger.producer.started:
                 await asyncio.sleep(_CONNECT_POLL_S)
                 continue
             try:
@@ -87,11 +89,8 @@ class SpoolForwarder:
             if entry.delivery is not None:
                 deliveries.append(entry.delivery)
                 continue
-            record = entry.record
             try:
-                delivery = await self._producer.send(
-                    record.topic, record.value, key=record.key, headers=record.headers
-                )
+                delivery = await self._logger.send(entry.record)
             except KafkaClientError as exc:
                 # Later records of the batch wait for this one: order per key.
                 failure = f"could not queue a record: {exc}"
@@ -101,8 +100,7 @@ class SpoolForwarder:
         if deliveries:
             # asyncio.wait, not gather: stopping the forwarder must not cancel deliveries.
             await asyncio.wait(deliveries)
-        errors = [d for d in deliveries if d.cancelled() or d.exception() is not None]
+        errors = [error for _, error in map(outcome_of, deliveries) if error is not None]
         if errors and failure is None:
-            first = errors[0]
-            failure = "cancelled" if first.cancelled() else f"not delivered: {first.exception()}"
+            failure = f"not delivered: {errors[0]}"
         return len(deliveries) - len(errors), failure

@@ -1,22 +1,41 @@
-"""Receipts of recently acknowledged audit events, so a retry writes nothing new.
+"""Retry de-duplication, all of it: a retry of an audit event writes nothing new.
 
 A client that did not see its answer (a timeout, a dropped connection) sends the same event
-again; within the window it gets the first receipt back, and a retry racing the original waits
-for it instead of writing a second record.
+again. Three cases, one place:
+- the first attempt was acknowledged (or spooled) within the window: the retry gets its receipt
+  back (`once`, `remember`);
+- the first attempt is still being answered: the retry waits for it (`once`);
+- the first attempt's client gave up waiting while the record was still in the producer: the
+  record may yet be stored, so the retry waits for that delivery instead of writing a second
+  record (`keep_for_retries`, `earlier`); acknowledged later, its receipt is remembered.
 """
 
 import asyncio
 import collections
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from app.kafka import Delivery, KafkaProduceResult, KafkaTimeoutError
 
 Receipt = TypeVar("Receipt")
 
 
+@dataclass(frozen=True)
+class _Attempt(Generic[Receipt]):
+    """A delivery its client stopped waiting for: how to make its receipt, and its name."""
+
+    delivery: Delivery
+    receipt: Callable[[KafkaProduceResult], Receipt]
+    name: str
+
+
 class RecentReceipts(Generic[Receipt]):
     """Acknowledged receipts by idempotency key, kept `window_s` seconds and at most
-    `max_entries` (the oldest go first), so memory stays bounded whatever clients send."""
+    `max_entries` (the oldest go first), so memory stays bounded whatever clients send; and the
+    deliveries their clients stopped waiting for, until they settle (bounded by the producer's
+    in-flight bound)."""
 
     def __init__(
         self,
@@ -30,6 +49,7 @@ class RecentReceipts(Generic[Receipt]):
         self._clock = clock
         self._done: collections.OrderedDict[str, tuple[float, Receipt]] = collections.OrderedDict()
         self._in_flight: dict[str, asyncio.Future[Receipt]] = {}
+        self._unsettled: dict[str, _Attempt[Receipt]] = {}
 
     def __len__(self) -> int:
         return len(self._done)
@@ -88,6 +108,47 @@ class RecentReceipts(Generic[Receipt]):
         self._done.move_to_end(key)
         while len(self._done) > self._max_entries:
             self._done.popitem(last=False)
+
+    def keep_for_retries(
+        self,
+        key: str,
+        delivery: Delivery,
+        receipt: Callable[[KafkaProduceResult], Receipt],
+        *,
+        name: str,
+    ) -> None:
+        """`delivery` was not acknowledged in time and its client stopped waiting: until it
+        settles, `earlier(key)` waits for it; once Kafka acknowledges it, `receipt(result)` is
+        remembered for `key`. `name` says what it is in errors (e.g. "event <id>")."""
+        attempt = _Attempt(delivery, receipt, name)
+        self._unsettled[key] = attempt
+
+        def settled(result: KafkaProduceResult | None, _: object) -> None:
+            if self._unsettled.get(key) is attempt:
+                del self._unsettled[key]
+            if result is not None:
+                self.remember(key, receipt(result))
+
+        delivery.add_done_callback(settled)
+
+    async def earlier(self, key: str, *, timeout_s: float) -> Receipt | None:
+        """None when no earlier attempt under `key` is still under way. Else that attempt's
+        record may still be stored, so wait for it (up to `timeout_s`) rather than write a
+        second: its receipt once acknowledged, its error when it failed, `KafkaTimeoutError`
+        when it is still not acknowledged."""
+        attempt = self._unsettled.get(key)
+        if attempt is None:
+            return None
+        try:
+            result = await attempt.delivery.wait(timeout_s)
+        except KafkaTimeoutError:
+            if attempt.delivery.done():
+                raise  # the attempt itself failed with a timeout
+            raise KafkaTimeoutError(
+                f"an earlier attempt of {attempt.name} is still not acknowledged after "
+                f"another {timeout_s}s"
+            ) from None
+        return attempt.receipt(result)
 
     def _expire(self) -> None:
         now = self._clock()

@@ -1,7 +1,5 @@
 """Ordinary events from `POST /publish` to the topics the service may write."""
 
-import asyncio
-import logging
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -11,15 +9,10 @@ from app.ingest.topic_policy import TopicPolicy
 from app.kafka import (
     KafkaClientError,
     KafkaProducerClient,
-    KafkaProduceResult,
     KafkaPublishRequest,
     KafkaTimeoutError,
 )
-from app.kafka.errors import translate
-from app.kafka.producer import DeliveryCallback
 from app.metrics import ServiceMetrics
-
-logger = logging.getLogger(__name__)
 
 
 class PublishReceipt(BaseModel):
@@ -62,15 +55,13 @@ class Publisher:
         library's errors. The record is made of its request's body: it takes over the bytes of
         `held` (the request's hold) until Kafka settles it."""
         self._policy.check(request.topic)
-        hold = self._backpressure.admit(held.size if held is not None else 0, held=held)
         settled = self._metrics.track_produce("publish")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout_s
         try:
-            # A timeout scope, not wait_for: send() runs in this task, so the record is counted
-            # before any other request passes admit().
-            async with asyncio.timeout(self._timeout_s):
-                delivery = await self._producer.send(
+            # The record is made of its request's body: its size is the request's.
+            delivery = await self._backpressure.hand_over(
+                held.size if held is not None else 0,
+                held,
+                lambda: self._producer.queue(
                     request.topic,
                     request.value,
                     key=request.key,
@@ -78,65 +69,23 @@ class Publisher:
                     headers={**(headers or {}), **(request.headers or {})},
                     partition=request.partition,
                     timestamp_ms=request.timestamp_ms,
-                )
-        except BaseException as exc:
-            hold.release()  # not handed over: the producer holds none of its bytes
-            if isinstance(exc, TimeoutError):
-                error = KafkaTimeoutError(
-                    f"the producer could not queue a record to {request.topic!r} within "
-                    f"{self._timeout_s}s (its buffer is full: is Kafka reachable?); nothing was "
-                    "sent"
-                )
-                settled(None, error)
-                raise error from None
-            if isinstance(exc, KafkaClientError):
-                settled(None, exc)
+                    timeout_s=self._timeout_s,
+                ),
+            )
+        except KafkaClientError as exc:
+            settled(None, exc)
             raise
-        # Counted until Kafka settles it, also when the client stops waiting before.
-        delivery.add_done_callback(lambda _: hold.release())
-        delivery.add_done_callback(lambda done: _report(request.topic, done, settled, log=not wait))
+        delivery.add_done_callback(settled)
         if not wait:
+            delivery.log_failure()  # the client learns nothing more of it
             return PublishReceipt(
                 topic=request.topic, partition=None, offset=None, timestamp_ms=None, status="queued"
             )
         try:
-            # shield: giving up waiting must not cancel the delivery itself.
-            result = await asyncio.wait_for(asyncio.shield(delivery), deadline - loop.time())
-        except TimeoutError:
-            # The client learns nothing more of it: a later failure goes to the log.
-            delivery.add_done_callback(lambda done: _log_failure(request.topic, done))
-            raise KafkaTimeoutError(
-                f"no acknowledgement for a record to {request.topic!r} within "
-                f"{self._timeout_s}s; it may still be delivered"
-            ) from None
+            result = await delivery.wait()
+        except KafkaTimeoutError:
+            if not delivery.done():
+                # The client learns nothing more of it: a later failure goes to the log.
+                delivery.log_failure()
+            raise
         return PublishReceipt(**result.model_dump(), status="acked")
-
-
-def _outcome(
-    delivery: "asyncio.Future[KafkaProduceResult]",
-) -> tuple[KafkaProduceResult | None, KafkaClientError | None]:
-    if delivery.cancelled():
-        return None, KafkaClientError("delivery was cancelled")
-    error = delivery.exception()
-    if error is None:
-        return delivery.result(), None
-    return None, error if isinstance(error, KafkaClientError) else translate(error)
-
-
-def _report(
-    topic: str,
-    delivery: "asyncio.Future[KafkaProduceResult]",
-    settled: DeliveryCallback,
-    *,
-    log: bool,
-) -> None:
-    # Counted in the metrics once Kafka settled it, whatever the client saw.
-    settled(*_outcome(delivery))
-    if log:
-        _log_failure(topic, delivery)
-
-
-def _log_failure(topic: str, delivery: "asyncio.Future[KafkaProduceResult]") -> None:
-    _, error = _outcome(delivery)
-    if error is not None:
-        logger.error("record to %r was not delivered: %s", topic, error)

@@ -51,7 +51,7 @@ from app.ingest.spool_store import (
     free_bytes,
     size_of,
 )
-from app.kafka import AuditRecord, KafkaProduceResult
+from app.kafka import AuditRecord, KafkaProduceResult, outcome_of
 from app.tasks import BackgroundTask, Backoff
 
 # SpoolError and SpooledRecord are the store's, part of the spool's surface too.
@@ -194,7 +194,7 @@ class Spool:
         self._deliveries[seq] = delivery
 
         def settled(done: "asyncio.Future[KafkaProduceResult]") -> None:
-            if not done.cancelled() and done.exception() is None:
+            if outcome_of(done)[1] is None:
                 self.remove([seq])
             elif self._deliveries.get(seq) is done:
                 del self._deliveries[seq]

@@ -27,12 +27,19 @@ from app.kafka.models import (
     KafkaProduceResult,
     KafkaPublishRequest,
 )
-from app.kafka.producer import DeliveryFailure, KafkaProducerClient, ProducerStats
+from app.kafka.producer import (
+    Delivery,
+    DeliveryFailure,
+    KafkaProducerClient,
+    ProducerStats,
+    outcome_of,
+)
 from app.kafka.stream import KafkaStreamProcessor
 
 __all__ = [
     "AuditLogResult",
     "AuditRecord",
+    "Delivery",
     "DeliveryFailure",
     "KafkaAuditEvent",
     "KafkaAuditLogger",
@@ -58,4 +65,5 @@ __all__ = [
     "KafkaTimeoutError",
     "KafkaUnknownPartitionError",
     "ProducerStats",
+    "outcome_of",
 ]

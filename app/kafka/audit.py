@@ -4,7 +4,7 @@ import asyncio
 from typing import Any, NamedTuple
 
 from app.kafka.models import KafkaAuditEvent, KafkaProduceResult
-from app.kafka.producer import DeliveryCallback, KafkaProducerClient
+from app.kafka.producer import Delivery, DeliveryCallback, KafkaProducerClient
 from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE
 
 DEFAULT_AUDIT_TOPIC = "ractogateway.audit"
@@ -122,4 +122,11 @@ class KafkaAuditLogger:
         may wait for buffer space, so bound it)."""
         return await self._producer.send(
             record.topic, record.value, key=record.key, headers=record.headers
+        )
+
+    async def queue(self, record: AuditRecord, *, timeout_s: float) -> Delivery:
+        """Queue a built record within `timeout_s`; its `Delivery` waits for the rest of it
+        (see `KafkaProducerClient.queue`)."""
+        return await self._producer.queue(
+            record.topic, record.value, key=record.key, headers=record.headers, timeout_s=timeout_s
         )

@@ -1,4 +1,13 @@
-"""`KafkaProducerClient`: typed, async publishing on aiokafka."""
+"""`KafkaProducerClient`: typed, async publishing on aiokafka.
+
+A record goes out in two halves, and `publish()` is the two in a row:
+1. `queue()` hands the record to the producer within a deadline and returns its `Delivery`
+   (past the deadline, `KafkaTimeoutError`: nothing was sent);
+2. `Delivery.wait()` waits for the acknowledgement, by default for the rest of that deadline
+   (past it, `KafkaTimeoutError`: the record may still be delivered).
+A service that decides something between or after the halves (spool, count, answer early) uses
+them directly. `outcome_of()` reads any settled delivery future as `(result, error)`.
+"""
 
 import asyncio
 import collections
@@ -6,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
@@ -37,6 +46,97 @@ logger = logging.getLogger(__name__)
 
 DeliveryCallback = Callable[[KafkaProduceResult | None, KafkaClientError | None], None]
 _RECENT_FAILURES = 100
+
+T = TypeVar("T")
+
+
+def outcome_of(future: "asyncio.Future[T]") -> tuple[T | None, KafkaClientError | None]:
+    """A settled delivery future as `(result, error)`: exactly one of them is None. A cancelled
+    delivery is an error too, and any error is one of the library's (see `translate`)."""
+    if future.cancelled():
+        return None, KafkaClientError("delivery was cancelled")
+    error = future.exception()
+    if error is not None:
+        return None, translate(error)
+    return future.result(), None
+
+
+class Delivery:
+    """The acknowledgement to come of one record `KafkaProducerClient.queue()` queued.
+
+    `wait()` waits for it without ever cancelling it: a caller that stops waiting leaves the
+    record to the producer, and its fate still reaches the callbacks and the producer's
+    `stats`. `future` is the underlying future (for `asyncio.wait` over many).
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        future: "asyncio.Future[KafkaProduceResult]",
+        *,
+        timeout_s: float | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.topic = topic
+        self._future = future
+        self._timeout_s = timeout_s
+        self._deadline = deadline
+
+    @property
+    def future(self) -> "asyncio.Future[KafkaProduceResult]":
+        """The future of the record's `KafkaProduceResult`."""
+        return self._future
+
+    def done(self) -> bool:
+        """True once Kafka acknowledged or failed the record."""
+        return self._future.done()
+
+    def outcome(self) -> tuple[KafkaProduceResult | None, KafkaClientError | None]:
+        """`(result, error)` of a settled delivery (`asyncio.InvalidStateError` before)."""
+        if not self._future.done():
+            raise asyncio.InvalidStateError(f"the record to {self.topic!r} is not settled yet")
+        return outcome_of(self._future)
+
+    def add_done_callback(self, callback: DeliveryCallback) -> None:
+        """Call `callback(result, error)` once the record is settled (soon, when it is). A
+        failing callback is logged; it does not stop the others."""
+
+        def settled(future: "asyncio.Future[KafkaProduceResult]") -> None:
+            try:
+                callback(*outcome_of(future))
+            except Exception:
+                logger.exception("a delivery callback failed for a record to %r", self.topic)
+
+        self._future.add_done_callback(settled)
+
+    def log_failure(self) -> None:
+        """Log the record's failure, should it fail: for a delivery nobody waits for."""
+
+        def log(_: KafkaProduceResult | None, error: KafkaClientError | None) -> None:
+            if error is not None:
+                logger.error("record to %r was not delivered: %s", self.topic, error)
+
+        self.add_done_callback(log)
+
+    async def wait(self, timeout_s: float | None = None) -> KafkaProduceResult:
+        """The record's `KafkaProduceResult` once acknowledged, or its error. Waits `timeout_s`,
+        or without it what is left of the deadline `queue()` was given (without either, as
+        long as it takes); past that, `KafkaTimeoutError`: the record may still be delivered."""
+        budget_s = timeout_s if timeout_s is not None else self._timeout_s
+        if timeout_s is not None:
+            remaining_s: float | None = timeout_s
+        elif self._deadline is not None:
+            remaining_s = self._deadline - asyncio.get_running_loop().time()
+        else:
+            remaining_s = None
+        try:
+            # shield: giving up waiting must not cancel the delivery itself.
+            return await asyncio.wait_for(asyncio.shield(self._future), remaining_s)
+        except TimeoutError:
+            raise KafkaTimeoutError(
+                f"no acknowledgement for a record to {self.topic!r} within {budget_s}s; "
+                "it may still be delivered"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -195,17 +295,13 @@ class KafkaProducerClient(AsyncLifecycle):
         delivery: "asyncio.Future[RecordMetadata]",
         receipt: "asyncio.Future[KafkaProduceResult]",
     ) -> None:
-        if delivery.cancelled():
-            error: KafkaClientError | None = KafkaClientError("delivery was cancelled")
-        else:
-            raw_error = delivery.exception()
-            error = translate(raw_error) if raw_error is not None else None
-        if error is not None:
+        metadata, error = outcome_of(delivery)
+        if error is not None or metadata is None:
+            error = error or KafkaClientError("delivery settled without a result")
             self._count_failure(topic, error)
             if not receipt.done():
                 receipt.set_exception(error)
             return
-        metadata = delivery.result()
         self.stats.delivered += 1
         if not receipt.done():
             receipt.set_result(
@@ -221,6 +317,43 @@ class KafkaProducerClient(AsyncLifecycle):
         self.stats.failed += 1
         self.stats.recent_failures.append(DeliveryFailure(topic=topic, error=error))
 
+    async def queue(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        key: Any = None,
+        headers: HeaderInput | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        timeout_s: float = 10.0,
+    ) -> Delivery:
+        """The first half of `publish()`: `send()` within `timeout_s`, and the record's
+        `Delivery`, whose `wait()` then waits for what is left of `timeout_s`.
+
+        Raises `KafkaTimeoutError` when the record could not be queued in time (the producer's
+        buffer is full, the topic's metadata does not come): nothing was sent. Queued with no
+        await in between when there is room, so the record is counted in `stats` before the
+        caller's next await."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        try:
+            # A timeout scope, not wait_for: send() runs in this task (no task in between).
+            async with asyncio.timeout(timeout_s):
+                future = await self.send(
+                    topic,
+                    value,
+                    key=key,
+                    headers=headers,
+                    partition=partition,
+                    timestamp_ms=timestamp_ms,
+                )
+        except TimeoutError:
+            raise KafkaTimeoutError(
+                f"the producer could not queue a record to {topic!r} within {timeout_s}s "
+                "(its buffer is full: is Kafka reachable?); nothing was sent"
+            ) from None
+        return Delivery(topic, future, timeout_s=timeout_s, deadline=deadline)
+
     async def publish(
         self,
         topic: str,
@@ -234,7 +367,7 @@ class KafkaProducerClient(AsyncLifecycle):
         timeout_s: float = 10.0,
         on_delivery: DeliveryCallback | None = None,
     ) -> KafkaProduceResult | None:
-        """Publish one record.
+        """Publish one record: `queue()`, then `Delivery.wait()`.
 
         `timeout_s` bounds the whole call. With `wait=True`, return its `KafkaProduceResult`
         once the cluster acknowledged it, or raise (`KafkaTimeoutError` after `timeout_s`: when
@@ -242,37 +375,26 @@ class KafkaProducerClient(AsyncLifecycle):
         once the record is queued; the outcome goes to `on_delivery(result, error)`, failures
         are also logged and kept in `stats`.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        try:
-            # A timeout scope, not wait_for: send() runs in this task, so it is counted in
-            # `stats` before the caller's next await.
-            async with asyncio.timeout(timeout_s):
-                receipt = await self.send(
-                    topic,
-                    value,
-                    key=key,
-                    headers=headers,
-                    partition=partition,
-                    timestamp_ms=timestamp_ms,
-                )
-        except TimeoutError:
-            raise KafkaTimeoutError(
-                f"the producer could not queue a record to {topic!r} within {timeout_s}s "
-                "(its buffer is full: is Kafka reachable?); nothing was sent"
-            ) from None
+        delivery = await self.queue(
+            topic,
+            value,
+            key=key,
+            headers=headers,
+            partition=partition,
+            timestamp_ms=timestamp_ms,
+            timeout_s=timeout_s,
+        )
         if not wait:
-            receipt.add_done_callback(lambda done: _report(topic, done, on_delivery))
+            delivery.log_failure()
+            if on_delivery is not None:
+                delivery.add_done_callback(on_delivery)
             return None
         try:
-            # shield: giving up waiting must not cancel the delivery itself.
-            return await asyncio.wait_for(asyncio.shield(receipt), deadline - loop.time())
-        except TimeoutError:
-            receipt.add_done_callback(lambda done: _report(topic, done, None))
-            raise KafkaTimeoutError(
-                f"no acknowledgement for a record to {topic!r} within {timeout_s}s; "
-                "it may still be delivered"
-            ) from None
+            return await delivery.wait()
+        except KafkaTimeoutError:
+            if not delivery.done():
+                delivery.log_failure()  # nobody learns of it otherwise
+            raise
 
     async def publish_json(
         self,
@@ -349,20 +471,3 @@ class KafkaProducerClient(AsyncLifecycle):
                     with contextlib.suppress(BaseException):
                         await task
         await producer.stop()
-
-
-def _report(
-    topic: str,
-    receipt: "asyncio.Future[KafkaProduceResult]",
-    on_delivery: DeliveryCallback | None,
-) -> None:
-    error = receipt.exception() if not receipt.cancelled() else KafkaClientError("cancelled")
-    if error is not None:
-        logger.error("record to %r was not delivered: %s", topic, error)
-    if on_delivery is None:
-        return
-    library_error = translate(error) if error is not None else None
-    try:
-        on_delivery(receipt.result() if error is None else None, library_error)
-    except Exception:
-        logger.exception("on_delivery callback failed for a record to %r", topic)

@@ -1,10 +1,12 @@
 """The in-flight bounds (unit: a producer that is never started; only its counters move)."""
 
+import asyncio
+
 import pytest
 
 from app.errors import OverloadedError
 from app.ingest.backpressure import Backpressure, ByteBudget
-from app.kafka import KafkaProducerClient
+from app.kafka import Delivery, KafkaProducerClient, KafkaProduceResult, KafkaTimeoutError
 
 MIB = 1024 * 1024
 
@@ -76,3 +78,37 @@ def test_unit_a_refused_record_moves_nothing() -> None:
     assert (request.size, budget.held) == (5, 95)
     other.release()
     request.release()
+
+
+async def test_unit_a_handed_over_record_holds_its_bytes_until_it_settles() -> None:
+    budget = ByteBudget(100)
+    backpressure = Backpressure(KafkaProducerClient(), max_in_flight=10, budget=budget)
+    request = budget.reserve(40)
+    future: asyncio.Future[KafkaProduceResult] = asyncio.get_running_loop().create_future()
+
+    async def queue() -> Delivery:
+        return Delivery("t", future)
+
+    delivery = await backpressure.hand_over(30, request, queue)
+    assert (request.size, budget.held) == (10, 40)
+    request.release()  # the request is answered; its record is still in flight
+    assert budget.held == 30
+    future.set_result(KafkaProduceResult(topic="t", partition=0, offset=0))
+    await asyncio.sleep(0)
+    assert delivery.done()
+    assert budget.held == 0
+
+
+async def test_unit_a_record_not_queued_holds_nothing() -> None:
+    budget = ByteBudget(100)
+    backpressure = Backpressure(KafkaProducerClient(), max_in_flight=10, budget=budget)
+
+    async def queue() -> Delivery:
+        raise KafkaTimeoutError("could not queue")
+
+    with pytest.raises(KafkaTimeoutError):
+        await backpressure.hand_over(30, None, queue)
+    assert budget.held == 0
+    with pytest.raises(OverloadedError):
+        await backpressure.hand_over(101, None, queue)
+    assert (budget.held, budget.refusals.bytes) == (0, 1)

@@ -5,7 +5,7 @@ from typing import Any
 
 from app.ingest.forwarder import SpoolForwarder
 from app.ingest.spool import Spool
-from app.kafka import AuditRecord, KafkaProducerClient
+from app.kafka import AuditRecord, KafkaAuditLogger, KafkaProducerClient
 from tests.helpers.kafka import read_all, records_in
 from tests.helpers.polling import eventually
 
@@ -21,7 +21,7 @@ def record(topic: str, user: str, n: int) -> AuditRecord:
 
 async def forward_all(spool: Spool, producer: KafkaProducerClient, **options: Any) -> None:
     """Run a forwarder until the spool is empty, then close both."""
-    forwarder = SpoolForwarder(spool, producer, **options)
+    forwarder = SpoolForwarder(spool, KafkaAuditLogger(producer), **options)
     forwarder.start()
 
     async def empty() -> bool:

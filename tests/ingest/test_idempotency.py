@@ -1,5 +1,5 @@
-"""Receipts kept for retries: replay, racing retries, failures, window and bound (unit, no
-broker)."""
+"""Receipts kept for retries: replay, racing retries, failures, window and bound, attempts a
+client stopped waiting for (unit, no broker: a delivery is a plain future here)."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from app.ingest.idempotency import RecentReceipts
+from app.kafka import Delivery, KafkaBrokerError, KafkaProduceResult, KafkaTimeoutError
 
 
 class Clock:
@@ -101,3 +102,46 @@ async def test_unit_a_cancelled_original_lets_the_waiting_retry_produce() -> Non
     with pytest.raises(asyncio.CancelledError):
         await original
     assert await retry == ("b", False)
+
+
+def pending_delivery() -> tuple[Delivery, "asyncio.Future[KafkaProduceResult]"]:
+    future: asyncio.Future[KafkaProduceResult] = asyncio.get_running_loop().create_future()
+    return Delivery("audit", future), future
+
+
+def receipt_of(result: KafkaProduceResult) -> str:
+    return f"acked@{result.offset}"
+
+
+async def test_unit_a_retry_waits_for_an_attempt_its_client_gave_up_on() -> None:
+    receipts: RecentReceipts[str] = RecentReceipts(window_s=60, max_entries=10)
+    assert await receipts.earlier("k", timeout_s=1) is None
+    delivery, future = pending_delivery()
+    receipts.keep_for_retries("k", delivery, receipt_of, name="event e1")
+    retry = asyncio.create_task(receipts.earlier("k", timeout_s=10))
+    await asyncio.sleep(0.01)
+    assert not retry.done()
+    future.set_result(KafkaProduceResult(topic="audit", partition=0, offset=7))
+    assert await retry == "acked@7"
+    # Acknowledged: no attempt to wait for any more, and its receipt is kept for the next retry.
+    assert await receipts.earlier("k", timeout_s=1) is None
+    calls: list[str] = []
+    assert await receipts.once("k", counting("new", calls)) == ("acked@7", True)
+    assert calls == []
+
+
+async def test_unit_an_attempt_still_unacknowledged_is_named_and_a_failed_one_is_forgotten() -> (
+    None
+):
+    receipts: RecentReceipts[str] = RecentReceipts(window_s=60, max_entries=10)
+    delivery, future = pending_delivery()
+    receipts.keep_for_retries("k", delivery, receipt_of, name="event e1")
+    with pytest.raises(KafkaTimeoutError, match=r"earlier attempt of event e1 .* another 0\.01s"):
+        await receipts.earlier("k", timeout_s=0.01)
+    assert not future.cancelled()  # waiting for it never cancels it
+    future.set_exception(KafkaBrokerError("refused"))
+    with pytest.raises(KafkaBrokerError, match="refused"):
+        await receipts.earlier("k", timeout_s=1)
+    await asyncio.sleep(0)
+    assert await receipts.earlier("k", timeout_s=1) is None
+    assert len(receipts) == 0

@@ -11,6 +11,7 @@ import pytest
 
 from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
 from app.kafka import (
+    Delivery,
     KafkaClientError,
     KafkaConnectionError,
     KafkaNotStartedError,
@@ -19,8 +20,9 @@ from app.kafka import (
     KafkaProduceResult,
     KafkaTimeoutError,
     KafkaUnknownPartitionError,
+    outcome_of,
 )
-from tests.helpers.kafka import read_all
+from tests.helpers.kafka import read_all, records_in
 
 CreateTopic = Callable[..., Awaitable[str]]
 
@@ -212,3 +214,102 @@ async def test_timeout_s_bounds_queuing_too_while_the_broker_is_away(
             assert client.stats.pending == outcomes.count("queued")
     finally:
         broker.stop()
+
+
+async def test_queue_then_wait_is_publish_in_two_halves(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    delivery = await producer.queue(topic, {"n": 1}, key="k", headers={"trace": "t"})
+    assert delivery.topic == topic
+    assert producer.stats.sent == 1
+    result = await delivery.wait()
+    assert delivery.done()
+    assert delivery.outcome() == (result, None)
+    told: list[tuple[KafkaProduceResult | None, KafkaClientError | None]] = []
+    delivery.add_done_callback(lambda result, error: told.append((result, error)))
+    await asyncio.sleep(0)  # a callback added once settled runs soon, as asyncio's do
+    assert told == [(result, None)]
+    [message] = await read_all(kafka_bootstrap, topic, 1)
+    assert (message.partition, message.offset) == (result.partition, result.offset)
+    assert message.value == {"n": 1}
+    assert message.headers["trace"] == b"t"
+    assert message.header("content-type") == "application/json"
+
+
+async def test_a_wait_past_the_queue_deadline_raises_and_the_record_still_arrives(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    # The producer holds each batch 3 s before sending it: longer than the deadline.
+    config = KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, linger_ms=3000)
+    async with KafkaProducerClient(config=config) as client:
+        delivery = await client.queue(topic, "late", key="k", timeout_s=0.5)
+        # wait() with no argument waits for the rest of the deadline queue() was given.
+        with pytest.raises(KafkaTimeoutError, match=r"within 0\.5s; it may still be delivered"):
+            await delivery.wait()
+        assert not delivery.done()  # giving up waiting did not cancel the delivery
+        result = await delivery.wait(30)
+        assert client.stats.delivered == 1
+    assert await records_in(kafka_bootstrap, topic) == 1
+    [message] = await read_all(kafka_bootstrap, topic, 1)
+    assert (message.partition, message.offset) == (result.partition, result.offset)
+
+
+async def test_queue_past_its_deadline_raises_and_nothing_was_sent(
+    kafka_bootstrap: str, create_topic: CreateTopic
+) -> None:
+    topic = await create_topic(partitions=1)
+    config = KafkaProducerConfig(bootstrap_servers=kafka_bootstrap)
+    async with KafkaProducerClient(config=config) as client:
+        # A fresh client knows nothing of the topic yet: queuing waits for its metadata, and a
+        # deadline of 0 s ends that wait.
+        with pytest.raises(KafkaTimeoutError, match=r"could not queue .* nothing was sent"):
+            await client.queue(topic, "never", timeout_s=0)
+        assert (client.stats.sent, client.stats.failed, client.stats.pending) == (1, 1, 0)
+        await client.flush(timeout_s=10)
+    assert await records_in(kafka_bootstrap, topic) == 0
+
+
+async def test_unit_outcome_of_reads_any_settled_future_as_result_or_error() -> None:
+    loop = asyncio.get_running_loop()
+    acked: asyncio.Future[str] = loop.create_future()
+    acked.set_result("ok")
+    refused: asyncio.Future[str] = loop.create_future()
+    refused.set_exception(KafkaTimeoutError("late"))
+    foreign: asyncio.Future[str] = loop.create_future()
+    foreign.set_exception(RuntimeError("boom"))
+    cancelled: asyncio.Future[str] = loop.create_future()
+    cancelled.cancel()
+
+    assert outcome_of(acked) == ("ok", None)
+    failed = ((refused, "late"), (foreign, "RuntimeError: boom"), (cancelled, "cancelled"))
+    for future, reason in failed:
+        outcome = outcome_of(future)
+        assert outcome[0] is None
+        assert isinstance(outcome[1], KafkaClientError)
+        assert reason in str(outcome[1])
+    assert isinstance(outcome_of(refused)[1], KafkaTimeoutError)  # a library error as it was
+
+
+async def test_unit_a_delivery_reports_only_once_settled_and_a_failing_callback_stops_no_other(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    future: asyncio.Future[KafkaProduceResult] = asyncio.get_running_loop().create_future()
+    delivery = Delivery("t", future)
+    with pytest.raises(asyncio.InvalidStateError):
+        delivery.outcome()
+    with pytest.raises(KafkaTimeoutError, match=r"no acknowledgement .* within 0\.01s"):
+        await delivery.wait(0.01)
+    assert not future.cancelled()
+
+    def failing(*_: object) -> None:
+        raise RuntimeError("callback bug")
+
+    told: list[KafkaClientError | None] = []
+    delivery.add_done_callback(failing)
+    delivery.add_done_callback(lambda _, error: told.append(error))
+    delivery.log_failure()
+    future.set_exception(KafkaTimeoutError("expired"))
+    await asyncio.sleep(0)
+    assert [str(error) for error in told] == ["expired"]
+    assert "a delivery callback failed for a record to 't'" in caplog.text
+    assert "record to 't' was not delivered: expired" in caplog.text

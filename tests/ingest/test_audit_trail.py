@@ -1,0 +1,225 @@
+"""The ingest path without HTTP: an `AuditTrail` on the session's real broker, with a real
+producer, answering with receipts (acked, queued, spooled), refusing when overloaded, and
+letting a retry wait for its first attempt instead of writing a second record."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from app.errors import OverloadedError
+from app.ingest.audit_trail import AuditTrail
+from app.ingest.backpressure import Backpressure, ByteBudget
+from app.ingest.idempotency import RecentReceipts
+from app.ingest.spool import Spool
+from app.kafka import (
+    KafkaAuditEvent,
+    KafkaAuditLogger,
+    KafkaProducerClient,
+    KafkaProducerConfig,
+    KafkaTimeoutError,
+)
+from app.metrics import ServiceMetrics
+from tests.helpers.kafka import read_all, records_in
+from tests.helpers.polling import eventually
+
+
+class Ingest(NamedTuple):
+    """An audit trail and the parts a test looks at."""
+
+    trail: AuditTrail
+    metrics: ServiceMetrics
+    budget: ByteBudget
+    audit_logger: KafkaAuditLogger
+
+    def produced(self) -> float | None:
+        """Records Kafka acknowledged, by the trail's metrics."""
+        return self.metrics.registry.get_sample_value(
+            "rg_kafka_records_produced_total", {"endpoint": "audit"}
+        )
+
+
+def ingest_on(
+    producer: KafkaProducerClient,
+    topic: str,
+    *,
+    timeout_s: float = 10.0,
+    max_in_flight: int = 1000,
+    max_bytes: int = 1 << 26,
+    spool: Spool | None = None,
+    spool_after_s: float = 2.0,
+) -> Ingest:
+    """An audit trail to `topic` as the service builds one, with bounds of the test's choice."""
+    metrics, budget = ServiceMetrics(), ByteBudget(max_bytes)
+    audit_logger = KafkaAuditLogger(producer, topic=topic)
+    trail = AuditTrail(
+        audit_logger,
+        metrics,
+        timeout_s=timeout_s,
+        receipts=RecentReceipts(window_s=60, max_entries=100),
+        backpressure=Backpressure(producer, max_in_flight=max_in_flight, budget=budget),
+        spool=spool,
+        spool_after_s=spool_after_s,
+    )
+    return Ingest(trail, metrics, budget, audit_logger)
+
+
+def an_event(user: str = "user-1") -> KafkaAuditEvent:
+    return KafkaAuditEvent(user_id=user, model="m", prompt="p", response="r")
+
+
+@pytest.fixture
+async def lingering(kafka_bootstrap: str) -> AsyncIterator[KafkaProducerClient]:
+    """A producer that holds each batch 5 s before sending it: slower than the trail's budget,
+    with the broker up."""
+    config = KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, linger_ms=5000)
+    async with KafkaProducerClient(config=config) as client:
+        yield client
+
+
+async def test_an_acked_receipt_says_where_kafka_stored_the_record(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    ingest = ingest_on(producer, topic)
+    event = an_event()
+    receipt = await ingest.trail.record(event, wait=True)
+    assert receipt.status == "acked"
+    assert (receipt.event_id, receipt.topic, receipt.digest) == (
+        event.event_id,
+        topic,
+        event.digest(),
+    )
+    [message] = await read_all(kafka_bootstrap, topic, 1)
+    assert (message.partition, message.offset) == (receipt.partition, receipt.offset)
+    assert message.key == "user-1"
+    assert message.header("rg-event-id") == event.event_id
+    assert message.header("rg-digest") == receipt.digest
+    assert ingest.produced() == 1
+    assert ingest.budget.held == 0  # the record's hold is released once Kafka settled it
+
+
+async def test_wait_false_answers_queued_and_the_record_still_arrives(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    ingest = ingest_on(producer, topic)
+    receipt = await ingest.trail.record(an_event(), wait=False)
+    assert (receipt.status, receipt.partition, receipt.offset) == ("queued", None, None)
+    await producer.flush(timeout_s=10)
+    assert await records_in(kafka_bootstrap, topic) == 1
+    assert ingest.produced() == 1
+    assert (producer.stats.pending, ingest.budget.held) == (0, 0)
+
+
+async def test_an_event_recorded_again_gets_its_first_receipt_and_nothing_is_written(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    trail = ingest_on(producer, topic).trail
+    event = an_event()
+    first, replayed = await trail.record_once(event, wait=True)
+    assert not replayed
+    again, replayed = await trail.record_once(event, wait=True)
+    assert replayed
+    assert again == first
+    assert await records_in(kafka_bootstrap, topic) == 1
+
+
+async def test_a_retry_after_a_timeout_waits_for_the_first_attempt(
+    lingering: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    # Budget 3 s, batches held 5 s: the first attempt times out at 3 s with its record still in
+    # the producer; the retry waits for that record (sent at 5 s) instead of writing another.
+    trail = ingest_on(lingering, topic, timeout_s=3.0).trail
+    event = an_event()
+    with pytest.raises(KafkaTimeoutError, match="the record may still be stored"):
+        await trail.record_once(event, wait=True)
+    receipt, replayed = await trail.record_once(event, wait=True)
+    assert (receipt.status, receipt.event_id) == ("acked", event.event_id)
+    assert not replayed  # answered by the first attempt's delivery, not from the kept receipts
+    assert await trail.record_once(event, wait=True) == (receipt, True)
+    [message] = await read_all(kafka_bootstrap, topic, 1)
+    assert (message.partition, message.offset) == (receipt.partition, receipt.offset)
+    assert await records_in(kafka_bootstrap, topic) == 1
+
+
+async def test_a_retry_while_the_first_attempt_is_unacknowledged_writes_nothing(
+    lingering: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    # Budget 1 s, batches held 5 s: the retry gives up waiting for the first attempt as well.
+    trail = ingest_on(lingering, topic, timeout_s=1.0).trail
+    event = an_event()
+    with pytest.raises(KafkaTimeoutError, match="the record may still be stored"):
+        await trail.record_once(event, wait=True)
+    with pytest.raises(KafkaTimeoutError, match=f"earlier attempt of event {event.event_id}"):
+        await trail.record_once(event, wait=True)
+    assert lingering.stats.sent == 1
+    await lingering.flush(timeout_s=30)
+    # Acknowledged after its clients stopped waiting: the next retry gets its receipt.
+    receipt, replayed = await trail.record_once(event, wait=True)
+    assert (receipt.status, replayed) == ("acked", True)
+    assert await records_in(kafka_bootstrap, topic) == 1
+
+
+async def test_beyond_the_bounds_a_record_is_refused_overloaded_and_nothing_is_held(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    by_records = ingest_on(producer, topic, max_in_flight=1)
+    await by_records.trail.record(an_event(), wait=False)  # in flight until Kafka acks it
+    with pytest.raises(OverloadedError, match="1 records are waiting"):
+        await by_records.trail.record(an_event(), wait=False)
+    assert by_records.budget.refusals.records == 1
+
+    by_bytes = ingest_on(producer, topic, max_bytes=100)
+    with pytest.raises(OverloadedError, match="RG_MAX_IN_FLIGHT_BYTES"):
+        await by_bytes.trail.record(an_event(), wait=True)
+    assert (by_bytes.budget.refusals.bytes, by_bytes.budget.held) == (1, 0)
+    await producer.flush(timeout_s=10)
+    assert await records_in(kafka_bootstrap, topic) == 1
+
+
+async def test_without_a_started_producer_events_are_spooled(
+    tmp_path: Path, kafka_bootstrap: str, topic: str
+) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    await spool.open()
+    idle = KafkaProducerClient(config=KafkaProducerConfig(bootstrap_servers=kafka_bootstrap))
+    try:
+        ingest = ingest_on(idle, topic, spool=spool)
+        event = an_event()
+        receipt = await ingest.trail.record(event, wait=True)
+        assert (receipt.status, receipt.partition, receipt.digest) == (
+            "spooled",
+            None,
+            event.digest(),
+        )
+        [spooled] = await spool.read(10)
+        assert spooled.event_id == event.event_id
+        assert spooled.record == ingest.audit_logger.record_of(event)  # exactly as written
+        assert idle.stats.sent == 0
+    finally:
+        await spool.close()
+        await idle.close()
+
+
+async def test_a_record_not_acked_in_time_is_spooled_and_written_once(
+    tmp_path: Path, lingering: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    await spool.open()
+    try:
+        trail = ingest_on(lingering, topic, spool=spool, spool_after_s=0.5).trail
+        receipt = await trail.record(an_event(), wait=True)
+        assert receipt.status == "spooled"
+        assert spool.depth == 1
+        # The spooled record keeps its attempt under way: once Kafka acknowledges that, it
+        # leaves the spool, and no second record is written.
+        [entry] = await spool.read(10)
+        assert entry.delivery is not None
+
+        async def drained() -> bool:
+            return not spool.depth
+
+        await eventually(drained, timeout_s=30)
+    finally:
+        await spool.close()
+    assert await records_in(kafka_bootstrap, topic) == 1
