@@ -9,13 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from app.kafka import KafkaProducerClient
+from app.kafka import KafkaProducerClient, KafkaUnknownPartitionError
 from tests.helpers.app import (
     ServiceFactory,
     assert_contract_error,
     reader_connected,
     services_of,
 )
+from tests.helpers.polling import eventually
 from tests.helpers.service import LiveService
 
 EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
@@ -107,7 +108,16 @@ async def test_partitions_added_later_are_read(
             await admin.create_partitions({target: NewPartitions(total_count=3)})
         finally:
             await admin.close()
-        await producer.publish(target, "on partition 2", partition=2)
+
+        # The brokers' metadata learns of the new partitions a moment after the controller.
+        async def published() -> bool:
+            try:
+                await producer.publish(target, "on partition 2", partition=2)
+            except KafkaUnknownPartitionError:
+                return False
+            return True
+
+        await eventually(published, timeout_s=30)
         page = await wait_for_messages(client, 1)
     assert page["messages"][0]["partition"] == 2
 
