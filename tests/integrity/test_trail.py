@@ -1,0 +1,101 @@
+"""The chain as the service writes it, read back from the real broker by an independent
+consumer: every record a link of its writer's chain, receipts that say where each stands."""
+
+import asyncio
+from typing import Any
+
+from app.integrity import ChainWriter
+from app.kafka import KafkaMessage
+from tests.helpers.app import client_for, services_of
+from tests.helpers.chain import assert_unbroken, chains_of
+from tests.helpers.kafka import read_all
+
+
+def event(index: int) -> dict[str, Any]:
+    return {
+        "user_id": f"user-{index % 7}",
+        "model": "gpt-4o",
+        "prompt": f"question {index}",
+        "response": f"answer {index}",
+    }
+
+
+def assert_receipt_is_the_record(receipt: dict[str, Any], record: KafkaMessage) -> None:
+    assert (record.partition, record.offset) == (receipt["partition"], receipt["offset"])
+    assert record.header("rg-writer") == receipt["writer"]
+    assert record.header("rg-seq") == str(receipt["seq"])
+    assert record.header("rg-chain") == receipt["chain"]
+    assert record.header("rg-digest") == receipt["digest"]
+
+
+async def test_a_trail_of_50_events_is_one_unbroken_chain_and_replays_add_nothing(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    async with client_for(kafka_bootstrap, audit_topic=topic) as client:
+        receipts = []
+        for index in range(50):
+            response = await client.post("/audit", json=event(index))
+            assert response.status_code == 201, response.text
+            receipts.append(response.json())
+        # A replay (same event_id) answers the first receipt and takes no position.
+        first = receipts[0]
+        replay = await client.post("/audit", json={**event(0), "event_id": first["event_id"]})
+        assert replay.status_code == 201, replay.text
+        assert replay.headers["Idempotent-Replayed"] == "true"
+        assert replay.json() == first
+        chain: ChainWriter = services_of(client).chain
+        assert chain.count == 50
+        metrics = (await client.get("/metrics")).text
+    writer = chain.writer_id
+    assert f'rg_audit_writer_info{{writer="{writer}"}} 1.0' in metrics
+    assert "rg_audit_chain_seq 49.0" in metrics
+    assert "rg_audit_chain_lost_total 0.0" in metrics
+
+    records = await read_all(kafka_bootstrap, topic, 50, value_format="bytes")
+    writers = chains_of(records)
+    assert list(writers) == [writer]
+    assert_unbroken(writer, writers[writer])
+    assert [r["seq"] for r in receipts] == list(range(50))
+    for receipt, record in zip(receipts, writers[writer], strict=True):
+        assert_receipt_is_the_record(receipt, record)
+
+
+async def test_100_concurrent_requests_give_a_contiguous_chain(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    async with client_for(kafka_bootstrap, audit_topic=topic) as client:
+        responses = await asyncio.gather(
+            *(client.post("/audit", json=event(i)) for i in range(100))
+        )
+        batch = await client.post("/audit/batch", json={"events": [event(i) for i in range(10)]})
+        writer = services_of(client).chain.writer_id
+    assert {response.status_code for response in responses} == {201}
+    assert batch.status_code == 200, batch.text
+    receipts = [response.json() for response in responses]
+    receipts += [item["receipt"] for item in batch.json()["results"]]
+    assert sorted(receipt["seq"] for receipt in receipts) == list(range(110))
+
+    records = await read_all(kafka_bootstrap, topic, 110, value_format="bytes")
+    writers = chains_of(records)
+    assert list(writers) == [writer]
+    assert_unbroken(writer, writers[writer])
+    by_seq = {receipt["seq"]: receipt for receipt in receipts}
+    for record in writers[writer]:
+        assert_receipt_is_the_record(by_seq[int(record.header("rg-seq") or "")], record)
+
+
+async def test_every_start_is_a_new_writer_with_its_own_chain(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    writers = []
+    for run in range(2):
+        async with client_for(kafka_bootstrap, audit_topic=topic) as client:
+            for index in range(3):
+                response = await client.post("/audit", json=event(run * 10 + index))
+                assert response.status_code == 201, response.text
+            writers.append(services_of(client).chain.writer_id)
+    assert writers[0] != writers[1]
+    chains = chains_of(await read_all(kafka_bootstrap, topic, 6, value_format="bytes"))
+    assert sorted(chains) == sorted(writers)
+    for writer, chain in chains.items():
+        assert_unbroken(writer, chain)
