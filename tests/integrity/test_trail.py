@@ -4,11 +4,11 @@ consumer: every record a link of its writer's chain, receipts that say where eac
 import asyncio
 from typing import Any
 
-from app.integrity import ChainWriter
+from app.integrity import ChainWriter, link_of
 from app.kafka import KafkaMessage
 from tests.helpers.app import client_for, services_of
 from tests.helpers.chain import assert_unbroken, chains_of
-from tests.helpers.kafka import read_all
+from tests.helpers.kafka import new_topic, read_all
 
 
 def event(index: int) -> dict[str, Any]:
@@ -99,3 +99,43 @@ async def test_every_start_is_a_new_writer_with_its_own_chain(
     assert sorted(chains) == sorted(writers)
     for writer, chain in chains.items():
         assert_unbroken(writer, chain)
+
+
+async def test_a_record_refused_before_it_was_sent_leaves_no_gap(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    huge = "x" * 700_000  # above the producer's 1 MB request size: refused, nothing sent
+    async with client_for(kafka_bootstrap, audit_topic=topic, max_body_bytes=4 << 20) as client:
+        refused = await client.post("/audit", json={**event(0), "prompt": huge, "response": huge})
+        assert refused.status_code == 413, refused.text
+        stored = await client.post("/audit", json=event(1))
+        chain = services_of(client).chain
+    assert stored.json()["seq"] == 0
+    assert (chain.count, chain.lost, chain.take_void()) == (1, 0, {})
+
+
+async def test_a_record_kafka_fails_for_good_is_a_void_position_the_chain_goes_past(
+    kafka_bootstrap: str,
+) -> None:
+    # The topic takes at most 20 kB a record: the producer sends a bigger one, the broker
+    # refuses it. Its position was on the wire, so it cannot be given back: it is void.
+    topic = await new_topic(kafka_bootstrap, 1, {"max.message.bytes": "20000"})
+    async with client_for(kafka_bootstrap, audit_topic=topic) as client:
+        failed = await client.post("/audit", json={**event(0), "prompt": "y" * 50_000})
+        assert failed.status_code == 413, failed.text
+        stored = await client.post("/audit", json=event(1))
+        assert stored.status_code == 201, stored.text
+        chain = services_of(client).chain
+        metrics = (await client.get("/metrics")).text
+    assert "rg_audit_chain_lost_total 1.0" in metrics
+    void = chain.take_void()
+    assert list(void) == [0]
+    receipt = stored.json()
+    assert receipt["seq"] == 1
+    head = chain.durable_head()
+    assert head is not None
+    assert head.seq == 1
+    # The stored record's link continues from the void one: a verifier given the void goes on.
+    [record] = await read_all(kafka_bootstrap, topic, 1, value_format="bytes")
+    digest = (record.header("rg-digest") or "").removeprefix("sha256:")
+    assert record.header("rg-chain") == f"sha256:{link_of(chain.writer_id, 1, void[0], digest)}"
