@@ -2,7 +2,10 @@
 consumer: every record a link of its writer's chain, receipts that say where each stands."""
 
 import asyncio
+import logging
 from typing import Any
+
+import pytest
 
 from app.integrity import ChainWriter, link_of
 from app.kafka import KafkaMessage
@@ -85,8 +88,9 @@ async def test_100_concurrent_requests_give_a_contiguous_chain(
 
 
 async def test_every_start_is_a_new_writer_with_its_own_chain(
-    kafka_bootstrap: str, topic: str
+    kafka_bootstrap: str, topic: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="app.services")
     writers = []
     for run in range(2):
         async with client_for(kafka_bootstrap, audit_topic=topic) as client:
@@ -95,6 +99,8 @@ async def test_every_start_is_a_new_writer_with_its_own_chain(
                 assert response.status_code == 201, response.text
             writers.append(services_of(client).chain.writer_id)
     assert writers[0] != writers[1]
+    started = [r.getMessage() for r in caplog.records if "starts its chain" in r.getMessage()]
+    assert started == [f"audit writer {writer} starts its chain at seq 0" for writer in writers]
     chains = chains_of(await read_all(kafka_bootstrap, topic, 6, value_format="bytes"))
     assert sorted(chains) == sorted(writers)
     for writer, chain in chains.items():
