@@ -145,3 +145,19 @@ async def test_a_record_kafka_fails_for_good_is_a_void_position_the_chain_goes_p
     [record] = await read_all(kafka_bootstrap, topic, 1, value_format="bytes")
     digest = (record.header("rg-digest") or "").removeprefix("sha256:")
     assert record.header("rg-chain") == f"sha256:{link_of(chain.writer_id, 1, void[0], digest)}"
+
+
+async def test_concurrent_retries_of_one_event_take_one_position(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    same = {**event(0), "event_id": "0192a000-0000-7000-8000-0000000000aa"}
+    async with client_for(kafka_bootstrap, audit_topic=topic) as client:
+        responses = await asyncio.gather(*(client.post("/audit", json=same) for _ in range(10)))
+        chain = services_of(client).chain
+        assert chain.count == 1
+    receipts = [response.json() for response in responses]
+    assert all(receipt == receipts[0] for receipt in receipts)
+    assert receipts[0]["seq"] == 0
+    assert sum(response.headers.get("Idempotent-Replayed") == "true" for response in responses) == 9
+    [record] = await read_all(kafka_bootstrap, topic, 1, value_format="bytes")
+    assert_unbroken(chain.writer_id, [record])
