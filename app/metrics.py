@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 from app.errors import problem_for
 from app.ingest.backpressure import ByteBudget, Refusals
 from app.ingest.spool import Spool
+from app.integrity import ChainWriter
 from app.kafka import KafkaClientError, KafkaProduceResult
 from app.kafka.producer import DeliveryCallback
 
@@ -52,6 +53,34 @@ class _Refusals(Collector):
         family.add_metric(["bytes"], self._refusals.bytes)
         family.add_metric(["records"], self._refusals.records)
         yield family
+
+
+class _Chain(Collector):
+    """The writer's chain: its id, the last position assigned, the positions lost."""
+
+    def __init__(self, chain: ChainWriter) -> None:
+        self._chain = chain
+
+    def collect(self) -> Iterable[Metric]:
+        chain = self._chain
+        info = GaugeMetricFamily(
+            "rg_audit_writer_info",
+            "1, labelled with this process's writer id (rg-writer of its audit records).",
+            labels=["writer"],
+        )
+        info.add_metric([chain.writer_id], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "rg_audit_chain_seq",
+            "The last chain position (rg-seq) assigned by this writer; -1 before the first.",
+            value=chain.count - 1,
+        )
+        yield CounterMetricFamily(
+            "rg_audit_chain_lost",
+            "Chain positions assigned to records that were neither stored nor spooled "
+            "(the void of the checkpoints).",
+            value=chain.lost,
+        )
 
 
 class ServiceMetrics:
@@ -140,6 +169,12 @@ class ServiceMetrics:
             "and keep audit records; 0 when noncompliant or not checked (yet).",
             registry=self.registry,
         ).set_function(lambda: 1.0 if compliant() else 0.0)
+
+    def watch_chain(self, chain: ChainWriter) -> ChainWriter:
+        """Report the writer id, its last chain position and its lost positions on every
+        scrape; returns `chain`."""
+        self.registry.register(_Chain(chain))
+        return chain
 
     def watch_in_flight(self, budget: ByteBudget) -> ByteBudget:
         """Report the bytes requests in progress hold, their highest level and the refusals of

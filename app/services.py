@@ -31,6 +31,7 @@ from app.ingest.idempotency import RecentReceipts
 from app.ingest.publisher import Publisher
 from app.ingest.spool import Spool
 from app.ingest.topic_policy import TopicPolicy
+from app.integrity import ChainWriter
 from app.kafka import KafkaAuditLogger, KafkaProducerClient
 from app.memory import return_big_blocks
 from app.metrics import ServiceMetrics
@@ -57,6 +58,8 @@ class Services:
     in_flight: ByteBudget
     connection: ProducerConnection
     audit_topic: AuditTopicGuard
+    # This process's hash chain: every audit record takes a position on it.
+    chain: ChainWriter
     audit_trail: AuditTrail
     publisher: Publisher
     recent: RecentRecords
@@ -76,6 +79,7 @@ class Services:
         request; without it, it serves anyway (/readyz says 503) and keeps connecting."""
         settings = self.settings
         return_big_blocks()
+        logger.info("audit writer %s starts its chain at seq 0", self.chain.writer_id)
         if not self.api_keys.enabled and not is_loopback(settings.host):
             logger.warning(
                 "authentication is off (RG_API_KEYS is empty) while the API listens on %s: "
@@ -115,6 +119,7 @@ class Services:
 def build_services(settings: Settings) -> Services:
     """Build and wire the service's parts from `settings`; nothing is started (no I/O)."""
     metrics = ServiceMetrics()
+    chain = metrics.watch_chain(ChainWriter())
     in_flight = metrics.watch_in_flight(ByteBudget(settings.max_in_flight_bytes))
     recent = RecentRecords(
         settings.recent_topics,
@@ -147,6 +152,7 @@ def build_services(settings: Settings) -> Services:
         in_flight=in_flight,
         connection=connection,
         audit_topic=guard,
+        chain=chain,
         audit_trail=AuditTrail(
             audit_logger,
             metrics,
@@ -158,6 +164,7 @@ def build_services(settings: Settings) -> Services:
             backpressure=backpressure,
             spool=spool,
             spool_after_s=settings.spool_after_s,
+            chain=chain,
         ),
         publisher=Publisher(
             producer,

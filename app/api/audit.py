@@ -111,7 +111,9 @@ async def audit(
     """Validate the event (filling `event_id` and `timestamp_utc` when absent), write it with
     key `user_id`, and answer with its receipt: **201** once acknowledged, **202** queued. An
     event already acknowledged (same `event_id`, or same `Idempotency-Key`) gets its first
-    receipt again, with `Idempotent-Replayed: true`, and nothing new is written."""
+    receipt again, with `Idempotent-Replayed: true`, and nothing new is written. The receipt's
+    `writer`, `seq` and `chain` place the record on its writer's hash chain (docs/integrity.md),
+    evidence the client can keep and have checked against the trail."""
     request.state.event_id = event.event_id
     receipt, replayed = await services.audit_trail.record_once(
         event, wait=wait, headers=trace, idempotency_key=idempotency_key, held=held

@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field, ValidationError
 from app.errors import InvalidRequestError, Problem, ServiceError, UnavailableError, problem_for
 from app.ingest.backpressure import Backpressure, Hold
 from app.ingest.idempotency import RecentReceipts
-from app.ingest.spool import Spool
+from app.ingest.spool import Spool, SpooledRecord
+from app.integrity import ChainPosition, ChainWriter
 from app.kafka import (
     AuditRecord,
     Delivery,
@@ -37,6 +38,23 @@ class AuditReceipt(BaseModel):
     offset: int | None = Field(examples=[1234])
     timestamp_utc: str = Field(examples=["2026-09-21T12:00:00.000000Z"])
     digest: str = Field(examples=["sha256:9f2c..."], pattern=r"^sha256:[0-9a-f]{64}$")
+    writer: str = Field(
+        examples=["0123456789abcdef0123456789abcdef"],
+        pattern=r"^[0-9a-f]{32}$",
+        description="The writer (service instance) whose hash chain holds the record: its "
+        "rg-writer header (docs/integrity.md).",
+    )
+    seq: int = Field(
+        examples=[41],
+        ge=0,
+        description="The record's position on its writer's chain: its rg-seq header.",
+    )
+    chain: str = Field(
+        examples=["sha256:77e58d19ca3a29becb657e7a3b8fea3f63f6d6304aab8aa29dce4bb607fedb6f"],
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="The record's chain link, committing to every earlier record of its "
+        "writer: its rg-chain header.",
+    )
     status: ReceiptStatus = Field(
         description="acked: Kafka has it (acks=all); queued: handed to the producer, not yet "
         "acknowledged (?wait=false); spooled: kept on local disk until Kafka is back."
@@ -80,7 +98,9 @@ class AuditTrail:
         backpressure: Backpressure,
         spool: Spool | None = None,
         spool_after_s: float = 2.0,
+        chain: ChainWriter | None = None,
     ) -> None:
+        self.chain = chain or ChainWriter()
         self._backpressure = backpressure
         self._logger = audit_logger
         self._metrics = metrics
@@ -132,34 +152,45 @@ class AuditTrail:
         The deadline is the producer's (`queue()`, then `Delivery.wait()` for the rest of it),
         the bounds `Backpressure.hand_over()`'s; decided here: spool or not, what to count, what
         a retry waits for."""
-        record = self._logger.record_of(event, headers)
         spool = self._spool
         if spool is not None and (spool.depth or not self._logger.producer.started):
-            return await self._to_spool(event, record)
+            place, record = self._build(event, headers)
+            return await self._to_spool(event, record, place)
         receipt_key = receipt_key or f"event:{event.event_id}"
         # An earlier attempt its client gave up on may still be stored: wait for that one.
+        # Before a position is taken: a retry adds nothing to the chain.
         earlier = await self._receipts.earlier(receipt_key, timeout_s=self._budget_s)
         if earlier is not None:
             return earlier
+        place, record = self._build(event, headers)
         settled = self._metrics.track_produce("audit")
         try:
+            # admit() refuses with no await after _build(): a refused record is always the
+            # chain's last and gives its position back.
             delivery = await self._backpressure.hand_over(
                 _size_of(record), held, lambda: self._logger.queue(record, timeout_s=self._budget_s)
             )
         except KafkaTimeoutError:  # not queued in time: nothing was sent
             if spool is not None:
-                return await self._to_spool(event, record)
+                return await self._to_spool(event, record, place)
+            self._give_back(place, "not queued in time")
             error = KafkaTimeoutError(
                 f"Kafka took more than {self._budget_s}s to take the record; nothing was written"
             )
             settled(None, error)
             raise error from None
         except KafkaClientError as exc:
+            self._give_back(place, f"not queued: {exc}")
             settled(None, exc)
             raise
+        except BaseException:  # refused (overloaded) or cancelled: nothing was sent
+            self._give_back(place, "not queued")
+            raise
+        outcome = _Settlement(self, place)
         delivery.add_done_callback(settled)
+        delivery.add_done_callback(outcome.delivered)
         if not wait:
-            return self.receipt(event, None)
+            return self.receipt(event, None, place)
         try:
             result = await delivery.wait()
         except KafkaTimeoutError:
@@ -167,23 +198,53 @@ class AuditTrail:
                 raise  # Kafka failed it (with a timeout): no attempt left to wait for
             if spool is not None:
                 try:
-                    return await self._to_spool(event, record, delivery=delivery)
+                    return await self._to_spool(
+                        event, record, place, delivery=delivery, outcome=outcome
+                    )
                 except UnavailableError:
                     # Not spooled, but still in the producer: a retry waits for that attempt.
-                    self._keep_for_retries(event, delivery, receipt_key)
+                    self._keep_for_retries(event, place, delivery, receipt_key)
                     raise
-            self._keep_for_retries(event, delivery, receipt_key)
+            self._keep_for_retries(event, place, delivery, receipt_key)
             raise KafkaTimeoutError(
                 f"no acknowledgement from Kafka within {self._budget_s}s; the record may still "
                 "be stored"
             ) from None
-        return self.receipt(event, result)
+        return self.receipt(event, result, place)
 
-    def _keep_for_retries(self, event: KafkaAuditEvent, delivery: Delivery, key: str) -> None:
+    def _build(
+        self, event: KafkaAuditEvent, headers: dict[str, str] | None
+    ) -> tuple[ChainPosition, AuditRecord]:
+        # The next chain position and the record that carries it, with no await in between:
+        # positions follow one another in the order records are built.
+        place = self.chain.append(event.digest().removeprefix("sha256:"))
+        return place, self._logger.record_of(event, headers, place=place)
+
+    def _give_back(self, place: ChainPosition, why: str) -> None:
+        """`place`'s record was never sent: take the position back, or (another record took
+        the next one meanwhile) settle it as lost."""
+        if not self.chain.release(place):
+            self.settle_lost(place, why)
+
+    def settle_lost(self, place: ChainPosition, why: str) -> None:
+        """`place` is void: its record will not be on the topic (logged once, counted)."""
+        lost = self.chain.lost
+        self.chain.settled(place.seq, stored=False)
+        if self.chain.lost > lost:
+            logger.warning(
+                "audit chain position %d of writer %s is void (%s); the next checkpoint lists it",
+                place.seq,
+                place.writer,
+                why,
+            )
+
+    def _keep_for_retries(
+        self, event: KafkaAuditEvent, place: ChainPosition, delivery: Delivery, key: str
+    ) -> None:
         self._receipts.keep_for_retries(
             key,
             delivery,
-            lambda result: self.receipt(event, result),
+            lambda result: self.receipt(event, result, place),
             name=f"event {event.event_id}",
         )
 
@@ -191,26 +252,46 @@ class AuditTrail:
         self,
         event: KafkaAuditEvent,
         record: AuditRecord,
+        place: ChainPosition,
         *,
         delivery: Delivery | None = None,
+        outcome: "_Settlement | None" = None,
     ) -> AuditReceipt:
         assert self._spool is not None  # noqa: S101 - only called with a spool
-        await self._spool.append(
-            record,
-            event_id=event.event_id,
-            delivery=delivery.future if delivery is not None else None,
+        if outcome is not None:
+            outcome.spooling = True
+        appended = asyncio.ensure_future(
+            self._spool.append(
+                record,
+                event_id=event.event_id,
+                delivery=delivery.future if delivery is not None else None,
+            )
         )
+
+        def spooled(task: "asyncio.Future[SpooledRecord]") -> None:
+            # Settled here, not after the await: a client gone meanwhile does not stop the write.
+            if not task.cancelled() and task.exception() is None:
+                self.chain.settled(place.seq, stored=True)
+            elif outcome is not None:
+                outcome.spool_failed()
+            else:
+                self._give_back(place, "not spooled")
+
+        appended.add_done_callback(spooled)
+        await asyncio.shield(appended)
         self._metrics.spooled.inc()
-        return self.receipt(event, None, status="spooled")
+        return self.receipt(event, None, place, status="spooled")
 
     def receipt(
         self,
         event: KafkaAuditEvent,
         result: KafkaProduceResult | None,
+        place: ChainPosition,
         *,
         status: ReceiptStatus | None = None,
     ) -> AuditReceipt:
-        """The receipt of `event`: acked with `result`, else queued (or `status`)."""
+        """The receipt of `event` at `place` on the chain: acked with `result`, else queued
+        (or `status`)."""
         return AuditReceipt(
             event_id=event.event_id,
             topic=self.topic,
@@ -218,6 +299,9 @@ class AuditTrail:
             offset=result.offset if result else None,
             timestamp_utc=event.timestamp_utc,
             digest=event.digest(),
+            writer=place.writer,
+            seq=place.seq,
+            chain=f"sha256:{place.chain}",
             status=status or ("acked" if result else "queued"),
         )
 
@@ -255,6 +339,32 @@ class AuditTrail:
                 raise outcome
         results.sort(key=lambda result: result.index)
         return results
+
+
+class _Settlement:
+    """What becomes of a queued record's chain position: stored once Kafka acknowledges it or
+    the spool commits it; lost when Kafka fails it and it is not, or could not be, spooled."""
+
+    def __init__(self, trail: AuditTrail, place: ChainPosition) -> None:
+        self._trail = trail
+        self._place = place
+        self._failed = False
+        self.spooling = False
+
+    def delivered(self, _result: KafkaProduceResult | None, error: KafkaClientError | None) -> None:
+        """The delivery callback."""
+        if error is None:
+            self._trail.chain.settled(self._place.seq, stored=True)
+        elif self.spooling:
+            self._failed = True  # the spool decides
+        else:
+            self._trail.settle_lost(self._place, f"Kafka failed it: {error}")
+
+    def spool_failed(self) -> None:
+        """The spool did not take it: Kafka's outcome decides (or decided)."""
+        self.spooling = False
+        if self._failed:
+            self._trail.settle_lost(self._place, "Kafka failed it and the spool did not take it")
 
 
 def _size_of(record: AuditRecord) -> int:

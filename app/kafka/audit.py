@@ -1,7 +1,7 @@
 """`KafkaAuditLogger`: immutable prompt/response records on a dedicated topic."""
 
 import asyncio
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from app.kafka.models import KafkaAuditEvent, KafkaProduceResult
 from app.kafka.producer import Delivery, DeliveryCallback, KafkaProducerClient
@@ -11,6 +11,31 @@ DEFAULT_AUDIT_TOPIC = "ractogateway.audit"
 EVENT_ID_HEADER = "rg-event-id"
 DIGEST_HEADER = "rg-digest"
 SCHEMA_VERSION_HEADER = "rg-schema-version"
+# A record's place on its writer's hash chain (docs/integrity.md): set by the service, which
+# keeps the chain; the library only knows the header names.
+WRITER_HEADER = "rg-writer"
+SEQ_HEADER = "rg-seq"
+CHAIN_HEADER = "rg-chain"
+
+
+class ChainPlace(Protocol):
+    """A record's position on a hash chain: writer id, sequence number, link (64 hex)."""
+
+    @property
+    def writer(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def chain(self) -> str: ...
+
+
+def chain_headers(place: ChainPlace) -> dict[str, str]:
+    """The `rg-writer`, `rg-seq` and `rg-chain` headers of a record at `place`."""
+    return {
+        WRITER_HEADER: place.writer,
+        SEQ_HEADER: str(place.seq),
+        CHAIN_HEADER: f"sha256:{place.chain}",
+    }
 
 
 class AuditLogResult(NamedTuple):
@@ -101,20 +126,28 @@ class KafkaAuditLogger:
         return AuditLogResult(event=event, result=result)
 
     def record_of(
-        self, event: KafkaAuditEvent, headers: dict[str, str] | None = None
+        self,
+        event: KafkaAuditEvent,
+        headers: dict[str, str] | None = None,
+        *,
+        place: ChainPlace | None = None,
     ) -> AuditRecord:
-        """The record `log_event()` writes for `event`, with `headers` added."""
+        """The record `log_event()` writes for `event`, with `headers` added and, with `place`,
+        the chain headers (`chain_headers()`); the audit headers win on a clash."""
+        built = {
+            **(headers or {}),
+            CONTENT_TYPE: JSON_CONTENT_TYPE,
+            EVENT_ID_HEADER: event.event_id,
+            DIGEST_HEADER: event.digest(),
+            SCHEMA_VERSION_HEADER: str(event.schema_version),
+        }
+        if place is not None:
+            built.update(chain_headers(place))
+        else:  # a caller's headers never pass for chain headers
+            for name in (WRITER_HEADER, SEQ_HEADER, CHAIN_HEADER):
+                built.pop(name, None)
         return AuditRecord(
-            topic=self._topic,
-            key=event.user_id,
-            value=event.canonical_json(),
-            headers={
-                **(headers or {}),
-                CONTENT_TYPE: JSON_CONTENT_TYPE,
-                EVENT_ID_HEADER: event.event_id,
-                DIGEST_HEADER: event.digest(),
-                SCHEMA_VERSION_HEADER: str(event.schema_version),
-            },
+            topic=self._topic, key=event.user_id, value=event.canonical_json(), headers=built
         )
 
     async def send(self, record: AuditRecord) -> "asyncio.Future[KafkaProduceResult]":

@@ -5,6 +5,7 @@ import asyncio
 import base64
 import bisect
 import contextlib
+import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -13,11 +14,14 @@ import orjson
 from pydantic import BaseModel, Field
 
 from app.kafka import KafkaMessage
+from app.kafka.audit import SEQ_HEADER, WRITER_HEADER
 from app.kafka.models import utc_of_epoch_ms
 
 # Per-record bookkeeping (the entry, deque slot, index fields) on top of its JSON.
 _ENTRY_OVERHEAD = 200
 _SUBSCRIBER_QUEUE = 1000
+_WRITER = re.compile(r"[0-9a-f]{32}")
+_SEQ = re.compile(r"0|[1-9][0-9]*")
 
 
 class MessageView(BaseModel):
@@ -34,6 +38,16 @@ class MessageView(BaseModel):
     value: Any = Field(examples=[{"user_id": "user-42", "model": "gpt-4o"}])
     value_encoding: Literal["json", "text", "base64", "tombstone"]
     headers: dict[str, str | None] = Field(examples=[{"content-type": "application/json"}])
+    writer: str | None = Field(
+        default=None,
+        examples=["0123456789abcdef0123456789abcdef"],
+        description="For an audit record: the writer whose hash chain holds it (rg-writer).",
+    )
+    seq: int | None = Field(
+        default=None,
+        examples=[41],
+        description="For an audit record: its position on its writer's chain (rg-seq).",
+    )
 
     @classmethod
     def of(cls, message: KafkaMessage) -> "MessageView":
@@ -49,6 +63,7 @@ class MessageView(BaseModel):
         else:
             encoding = "text"
         key = message.key
+        writer, seq = _chain_place(message)
         return cls(
             topic=message.topic,
             partition=message.partition,
@@ -64,7 +79,18 @@ class MessageView(BaseModel):
                 name: raw.decode("utf-8", "backslashreplace") if raw is not None else None
                 for name, raw in message.headers.items()
             },
+            writer=writer,
+            seq=seq,
         )
+
+
+def _chain_place(message: KafkaMessage) -> tuple[str | None, int | None]:
+    # Shown only when both headers are well formed (docs/integrity.md); anything else is the
+    # verifier's to report, not the view's to guess.
+    writer, seq = message.header(WRITER_HEADER), message.header(SEQ_HEADER)
+    if writer is None or seq is None or not _WRITER.fullmatch(writer) or not _SEQ.fullmatch(seq):
+        return None, None
+    return writer, int(seq)
 
 
 @dataclass(frozen=True, slots=True)

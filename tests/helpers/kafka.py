@@ -86,15 +86,22 @@ async def describe_topic(bootstrap: str, topic: str) -> TopicDescription:
         await admin.close()
 
 
-async def new_topic(bootstrap: str, partitions: int = 3) -> str:
+async def new_topic(
+    bootstrap: str, partitions: int = 3, configs: dict[str, str] | None = None
+) -> str:
     """Create a fresh topic on `bootstrap`, with the configs the service's audit-topic check
-    accepts (the tests use it as the audit topic)."""
+    accepts (the tests use it as the audit topic), and `configs` besides."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         name = f"test-{uuid.uuid4().hex}"
         await admin.create_topics(
-            [NewTopic(name, partitions, 1, topic_configs=AUDIT_TOPIC_CONFIGS)], timeout_ms=30_000
+            [
+                NewTopic(
+                    name, partitions, 1, topic_configs={**AUDIT_TOPIC_CONFIGS, **(configs or {})}
+                )
+            ],
+            timeout_ms=30_000,
         )
         return name
     finally:

@@ -13,6 +13,7 @@ from app.ingest.audit_trail import AuditTrail
 from app.ingest.backpressure import Backpressure, ByteBudget
 from app.ingest.idempotency import RecentReceipts
 from app.ingest.spool import Spool
+from app.integrity import ChainPosition
 from app.kafka import (
     KafkaAuditEvent,
     KafkaAuditLogger,
@@ -158,6 +159,9 @@ async def test_a_retry_while_the_first_attempt_is_unacknowledged_writes_nothing(
     receipt, replayed = await trail.record_once(event, wait=True)
     assert (receipt.status, replayed) == ("acked", True)
     assert await records_in(kafka_bootstrap, topic) == 1
+    # The retries took no chain position: one record, seq 0, settled.
+    assert (trail.chain.count, receipt.seq) == (1, 0)
+    assert trail.chain.durable_head() is not None
 
 
 async def test_beyond_the_bounds_a_record_is_refused_overloaded_and_nothing_is_held(
@@ -167,12 +171,15 @@ async def test_beyond_the_bounds_a_record_is_refused_overloaded_and_nothing_is_h
     await by_records.trail.record(an_event(), wait=False)  # in flight until Kafka acks it
     with pytest.raises(OverloadedError, match="1 records are waiting"):
         await by_records.trail.record(an_event(), wait=False)
+    # The refused record gave its chain position back: no gap, nothing lost.
+    assert (by_records.trail.chain.count, by_records.trail.chain.lost) == (1, 0)
     assert by_records.budget.refusals.records == 1
 
     by_bytes = ingest_on(producer, topic, max_bytes=100)
     with pytest.raises(OverloadedError, match="RG_MAX_IN_FLIGHT_BYTES"):
         await by_bytes.trail.record(an_event(), wait=True)
     assert (by_bytes.budget.refusals.bytes, by_bytes.budget.held) == (1, 0)
+    assert (by_bytes.trail.chain.count, by_bytes.trail.chain.lost) == (0, 0)
     await producer.flush(timeout_s=10)
     assert await records_in(kafka_bootstrap, topic) == 1
 
@@ -194,7 +201,11 @@ async def test_without_a_started_producer_events_are_spooled(
         )
         [spooled] = await spool.read(10)
         assert spooled.event_id == event.event_id
-        assert spooled.record == ingest.audit_logger.record_of(event)  # exactly as written
+        # Exactly as written, its chain position included; the spool's commit settles it.
+        place = ChainPosition(receipt.writer, receipt.seq, receipt.chain.removeprefix("sha256:"))
+        assert place.seq == 0
+        assert spooled.record == ingest.audit_logger.record_of(event, place=place)
+        assert ingest.trail.chain.durable_head() == place
         assert idle.stats.sent == 0
     finally:
         await spool.close()

@@ -5,7 +5,8 @@ import json
 
 from aiokafka import AIOKafkaConsumer
 
-from app.kafka import KafkaAuditLogger, KafkaProducerClient
+from app.integrity import ChainPosition
+from app.kafka import KafkaAuditEvent, KafkaAuditLogger, KafkaProducerClient
 
 
 async def test_the_audit_record_has_every_field_the_key_headers_and_a_true_digest(
@@ -79,3 +80,21 @@ async def test_wait_false_returns_the_event_without_a_result(
     assert event.user_id == "u"
     await producer.flush(timeout_s=10)
     assert producer.stats.delivered == 1
+
+
+def test_unit_record_of_adds_the_chain_headers_and_only_from_a_position() -> None:
+    audit = KafkaAuditLogger(KafkaProducerClient(), topic="t")
+    event = KafkaAuditEvent(user_id="u", model="m", prompt="p", response="r")
+    forged = {"rg-writer": "f" * 32, "rg-seq": "7", "rg-chain": "sha256:" + "e" * 64, "x": "1"}
+    # A caller's headers never pass for chain headers.
+    plain = audit.record_of(event, forged)
+    assert not {"rg-writer", "rg-seq", "rg-chain"} & set(plain.headers)
+    assert plain.headers["x"] == "1"
+    place = ChainPosition("a" * 32, 3, "b" * 64)
+    chained = audit.record_of(event, forged, place=place)
+    assert {name: chained.headers[name] for name in ("rg-writer", "rg-seq", "rg-chain")} == {
+        "rg-writer": "a" * 32,
+        "rg-seq": "3",
+        "rg-chain": "sha256:" + "b" * 64,
+    }
+    assert chained.value == plain.value

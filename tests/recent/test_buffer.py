@@ -145,3 +145,20 @@ async def test_a_subscriber_that_falls_behind_is_cut_off() -> None:
         received = [queue.get_nowait() for _ in range(queue.qsize())]
     assert len(received) == 1001
     assert received[-1] is None
+
+
+def test_unit_an_audit_record_shows_its_writer_and_seq() -> None:
+    writer = "0123456789abcdef0123456789abcdef"
+    chained = {**JSON, "rg-writer": writer.encode(), "rg-seq": b"41"}
+    view = MessageView.of(message(0, value={"a": 1}, headers=chained))
+    assert (view.writer, view.seq) == (writer, 41)
+    # Not an audit record, or headers not well formed: nothing is guessed.
+    for headers in (
+        JSON,
+        {**chained, "rg-seq": b"041"},
+        {**chained, "rg-seq": b"-1"},
+        {**chained, "rg-writer": b"XYZ"},
+        {**JSON, "rg-writer": writer.encode()},
+    ):
+        view = MessageView.of(message(0, value={"a": 1}, headers=headers))
+        assert (view.writer, view.seq) == (None, None), headers
