@@ -16,8 +16,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from app.errors import NoCheckpointError, UnsignedError
 from app.integrity.checkpoint import Checkpoint, new_checkpoint
-from app.integrity.keys import SigningKey
+from app.integrity.keys import PublicKey, SigningKey, load_signing_key, public_keys
+from app.kafka import KafkaProducerClient
+from app.settings import Settings
 from app.tasks import BackgroundTask
 
 logger = logging.getLogger(__name__)
@@ -123,3 +126,88 @@ class Checkpointer:
                     self._interval_s,
                     exc,
                 )
+
+
+class Checkpoints:
+    """The service's signing side, owned by `Services`: the key (loaded by `open()`, at
+    start), the public keys GET /audit/keys serves, and the checkpointer of `chain`.
+
+    Without RG_AUDIT_SIGNING_KEY_FILE nothing is signed: `latest()` raises `UnsignedError`
+    and no checkpoint is written; the public keys are then the retired ones only.
+    """
+
+    def __init__(self, settings: Settings, producer: KafkaProducerClient) -> None:
+        self._settings = settings
+        self._producer = producer
+        # The writer's chain (app/integrity/chain.py's ChainWriter), set when it is built.
+        self.chain: ChainSource | None = None
+        self.key: SigningKey | None = None
+        self.public_keys: list[PublicKey] = []
+        self.checkpointer: Checkpointer | None = None
+
+    @property
+    def signing(self) -> bool:
+        """True when a signing key is configured."""
+        return self._settings.audit_signing_key_file is not None
+
+    @property
+    def written(self) -> int:
+        """Checkpoints written since the start."""
+        return 0 if self.checkpointer is None else self.checkpointer.written
+
+    @property
+    def latest_seq(self) -> int:
+        """The seq the latest checkpoint covers, -1 before the first."""
+        latest = None if self.checkpointer is None else self.checkpointer.latest
+        return -1 if latest is None else latest.seq
+
+    def open(self) -> None:
+        """Load the signing key and the retired public keys; `SigningKeyError`, naming the
+        file, when one cannot be used (the service then refuses to start)."""
+        settings = self._settings
+        if settings.audit_signing_key_file is not None:
+            self.key = load_signing_key(settings.audit_signing_key_file, settings.audit_key_id)
+            logger.info(
+                "signing checkpoints with key %r to topic %r every %.1fs",
+                self.key.key_id,
+                settings.checkpoints_topic,
+                settings.audit_checkpoint_s,
+            )
+        self.public_keys = public_keys(self.key, settings.audit_retired_keys_dir)
+        if self.key is not None and self.chain is not None:
+            self.checkpointer = Checkpointer(
+                self.chain, self.key, self._write, interval_s=settings.audit_checkpoint_s
+            )
+
+    def start(self) -> None:
+        """Begin writing checkpoints (once the checkpoints topic exists)."""
+        if self.checkpointer is not None:
+            self.checkpointer.start()
+
+    async def close(self) -> None:
+        """Write the last checkpoint; call after the producer's flush, before it closes."""
+        if self.checkpointer is not None:
+            await self.checkpointer.close()
+
+    def latest(self) -> Checkpoint:
+        """The latest checkpoint written; `UnsignedError` without a key, `NoCheckpointError`
+        before the first."""
+        if not self.signing:
+            raise UnsignedError(
+                "checkpoints are not signed: no signing key is configured "
+                "(RG_AUDIT_SIGNING_KEY_FILE)"
+            )
+        latest = None if self.checkpointer is None else self.checkpointer.latest
+        if latest is None:
+            raise NoCheckpointError("no checkpoint written yet: no audit record stored so far")
+        return latest
+
+    async def _write(self, writer: str, value: bytes) -> None:
+        # acks=all (the service's producer): a checkpoint a witness fetched must be on the topic.
+        await self._producer.publish(
+            self._settings.checkpoints_topic,
+            value,
+            key=writer,
+            headers={"content-type": "application/json"},
+            timeout_s=self._settings.produce_timeout_s,
+        )
