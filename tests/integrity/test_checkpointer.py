@@ -9,30 +9,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from app.integrity.checkpoint import Checkpoint, verify_signature
 from app.integrity.checkpointer import Checkpointer
 from app.integrity.keys import SigningKey
+from tests.helpers.unit_chain import At, UnitChain
 
 WRITER = "a" * 32
-
-
-@dataclass(frozen=True)
-class At:
-    seq: int
-    chain: str
-
-
-@dataclass
-class UnitChain:
-    """Stands in for app/integrity/chain.py's ChainWriter: the test sets the head and void."""
-
-    writer_id: str = WRITER
-    head: At | None = None
-    void: dict[int, str] = field(default_factory=dict)
-
-    def durable_head(self) -> At | None:
-        return self.head
-
-    def take_void(self) -> dict[int, str]:
-        taken, self.void = self.void, {}
-        return taken
 
 
 @dataclass
