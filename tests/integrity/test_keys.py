@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+from pydantic import ValidationError
 
 from app.integrity.keys import (
     SigningKeyError,
@@ -15,6 +16,7 @@ from app.integrity.keys import (
     load_signing_key,
     public_keys,
 )
+from app.settings import Settings
 
 
 def test_generate_writes_a_private_key_only_its_owner_reads_and_its_public_key(
@@ -61,3 +63,15 @@ def test_bad_key_files_are_errors_naming_the_file(tmp_path: Path) -> None:
     )
     with pytest.raises(SigningKeyError, match="not an Ed25519 key"):
         load_signing_key(ec)
+
+
+def test_unit_the_signing_settings_and_their_defaults() -> None:
+    settings = Settings(_env_file=None, audit_topic="trail")
+    assert settings.audit_signing_key_file is None
+    assert settings.audit_checkpoint_s == 1.0
+    assert settings.checkpoints_topic == "trail.checkpoints"
+    assert Settings(_env_file=None, audit_checkpoints_topic="cps").checkpoints_topic == "cps"
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, audit_key_id="a/b")
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, audit_checkpoint_s=0)
