@@ -8,13 +8,12 @@ from app.errors import (
     BrokerUnavailableError,
     ForbiddenError,
     HeadersTooLargeError,
-    NoCheckpointError,
-    UnsignedError,
     InvalidRecordError,
     InvalidRequestError,
     KafkaRefusedError,
     KafkaTooSlowError,
     KafkaUnavailableError,
+    NoCheckpointError,
     OverloadedError,
     RecordTooLargeError,
     RequestTimeoutError,
@@ -27,6 +26,7 @@ from app.errors import (
     UnauthorizedError,
     UnavailableError,
     UnknownPartitionError,
+    UnsignedError,
 )
 
 # Every class of the tree with the answer it stands for: (status, code, Retry-After). Written
