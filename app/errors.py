@@ -17,6 +17,8 @@ ServiceError                     500 internal_error       a fault of the service
 ├── InvalidRequestError          422 invalid_request      input that fails validation
 ├── UnknownPartitionError        422 unknown_partition    no such partition (library)
 ├── InvalidRecordError           422 invalid_record       cannot be serialized (library)
+├── NoCheckpointError            404 no_checkpoint        no checkpoint written yet
+├── UnsignedError                404 unsigned             no signing key configured
 ├── HeadersTooLargeError         431 headers_too_large    RG_MAX_HEADERS, RG_MAX_HEADER_BYTES
 ├── KafkaRefusedError            502 kafka_error          Kafka refused for good (library)
 └── UnavailableError             503 unavailable          come back later: Retry-After 5 s
@@ -34,7 +36,8 @@ ServiceError                     500 internal_error       a fault of the service
 Besides the tree, `app.api.errors` answers the framework's own errors through the same body
 builder: Starlette's (404 not_found, 405 method_not_allowed: the status phrase is the code) and
 FastAPI's validation, as `InvalidRequestError`. Not in the tree: `app.ingest.spool.SpoolError`,
-a spool that cannot be opened at start; no client sees it, the process exits (status 3).
+a spool that cannot be opened at start, and `app.integrity.keys.SigningKeyError`, a signing key
+that cannot be used; no client sees them, the process exits (status 3).
 """
 
 from collections.abc import Mapping, Sequence
@@ -162,6 +165,20 @@ class InvalidRecordError(ServiceError):
 
     status = 422
     code = "invalid_record"
+
+
+class NoCheckpointError(ServiceError):
+    """Signing is on but this writer has written no checkpoint yet (nothing stored so far)."""
+
+    status = 404
+    code = "no_checkpoint"
+
+
+class UnsignedError(ServiceError):
+    """No signing key is configured (RG_AUDIT_SIGNING_KEY_FILE): the chain is unsigned."""
+
+    status = 404
+    code = "unsigned"
 
 
 class HeadersTooLargeError(ServiceError):

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import audit, health, messages, metrics, publish
+from app.api import audit, health, integrity, messages, metrics, publish
 from app.api.body_limit import BodyLimit
 from app.api.errors import install_error_handlers
 from app.api.observe import RequestObserver
@@ -55,6 +55,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestObserver, metrics=services.metrics)
     install_error_handlers(app)
-    for router in (audit.router, publish.router, messages.router, health.router, metrics.router):
+    routers = (
+        audit.router,
+        integrity.router,
+        publish.router,
+        messages.router,
+        health.router,
+        metrics.router,
+    )
+    for router in routers:
         app.include_router(router)
     return app

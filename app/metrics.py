@@ -83,6 +83,26 @@ class _Chain(Collector):
         )
 
 
+class _Checkpoints(Collector):
+    """`rg_audit_checkpoints_total` and `rg_audit_checkpoint_seq`, read from the checkpointer."""
+
+    def __init__(self, written: Callable[[], int], seq: Callable[[], int]) -> None:
+        self._written = written
+        self._seq = seq
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "rg_audit_checkpoints",
+            "Signed checkpoints written to the checkpoints topic.",
+            value=self._written(),
+        )
+        yield GaugeMetricFamily(
+            "rg_audit_checkpoint_seq",
+            "Last seq the latest signed checkpoint covers (-1 before the first).",
+            value=self._seq(),
+        )
+
+
 class ServiceMetrics:
     """Request counts and durations, produce latency and outcomes, and the recent-records
     buffer. `route` labels are path templates (`/audit`), never raw paths, so the number of
@@ -141,6 +161,10 @@ class ServiceMetrics:
             "Connections refused with 503 beyond RG_MAX_CONNECTIONS.",
             registry=self.registry,
         )
+
+    def watch_checkpoints(self, written: Callable[[], int], seq: Callable[[], int]) -> None:
+        """Report the signed checkpoints written and the seq of the latest on every scrape."""
+        self.registry.register(_Checkpoints(written, seq))
 
     def watch_connections(self, read: Callable[[], int]) -> None:
         """Report the client connections open (within RG_MAX_CONNECTIONS) on every scrape."""

@@ -7,14 +7,16 @@ the middleware that run before the lifespan (the body limit counting in the in-f
 budget, the request metrics) have their parts from the start. `start()` and `stop()` are the
 lifespan's two halves:
 
-- start: open the spool (records of an earlier run are kept), connect the producer in the
-  background and wait up to RG_READY_TIMEOUT_S for it, then have the audit topic guard create
-  or check the audit topic; the GET /messages reader and the spool's forwarder start once the
-  topic exists (their metadata requests would have the broker auto-create it with its
-  defaults: seven days of retention).
-- stop: refuse new work, stop the guard, the forwarder and the reader, flush and close the
-  producer (what was in flight is acknowledged, spooled records included: their removal is
-  queued on the spool), then close the spool, saying what it keeps for the next start.
+- start: load the signing key (a key that cannot be used stops the start), open the spool
+  (records of an earlier run are kept), connect the producer in the background and wait up to
+  RG_READY_TIMEOUT_S for it, then have the audit topic guard create or check the audit topic
+  (and, with a signing key, the checkpoints topic); the GET /messages reader, the spool's
+  forwarder and the checkpointer start once the topics exist (their metadata requests would
+  have the broker auto-create them with its defaults: seven days of retention).
+- stop: refuse new work, stop the guard, the forwarder and the reader; with a signing key flush
+  and write the last checkpoint; flush and close the producer (what was in flight is
+  acknowledged, spooled records included: their removal is queued on the spool), then close
+  the spool, saying what it keeps for the next start.
 """
 
 import logging
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 from app.auth import ApiKeys, is_loopback
 from app.cluster import ProducerConnection
-from app.ingest.audit_topic import AuditTopic
+from app.ingest.audit_topic import AuditTopic, AuditTopics
 from app.ingest.audit_topic_guard import AuditTopicGuard
 from app.ingest.audit_trail import AuditTrail
 from app.ingest.backpressure import Backpressure, ByteBudget
@@ -32,6 +34,7 @@ from app.ingest.publisher import Publisher
 from app.ingest.spool import Spool
 from app.ingest.topic_policy import TopicPolicy
 from app.integrity import ChainWriter
+from app.integrity.checkpointer import Checkpoints
 from app.kafka import KafkaAuditLogger, KafkaProducerClient
 from app.memory import return_big_blocks
 from app.metrics import ServiceMetrics
@@ -67,6 +70,8 @@ class Services:
     # Both None without RG_SPOOL_DIR.
     spool: Spool | None
     forwarder: SpoolForwarder | None
+    # The signing key, the public keys and the checkpointer (app/integrity/).
+    checkpoints: Checkpoints
 
     @property
     def producer(self) -> KafkaProducerClient:
@@ -78,6 +83,8 @@ class Services:
         (see the module docstring). With the broker up the service is ready from the first
         request; without it, it serves anyway (/readyz says 503) and keeps connecting."""
         settings = self.settings
+        # A signing key that cannot be used stops the start here (exit status 3), naming it.
+        self.checkpoints.open()
         return_big_blocks()
         logger.info("audit writer %s starts its chain at seq 0", self.chain.writer_id)
         if not self.api_keys.enabled and not is_loopback(settings.host):
@@ -90,7 +97,7 @@ class Services:
             await self.spool.open()
         await self.connection.start()
         await self.connection.wait_connected(settings.ready_timeout_s)
-        readers = [self.reader.start]
+        readers = [self.reader.start, self.checkpoints.start]
         if self.forwarder is not None:
             readers.append(self.forwarder.start)
         await self.audit_topic.start(then=readers, wait_s=AUDIT_TOPIC_WAIT_S)
@@ -103,6 +110,13 @@ class Services:
         if self.forwarder is not None:
             await self.forwarder.close()
         await self.reader.close()
+        if self.checkpoints.checkpointer is not None and self.producer.started:
+            # The last checkpoint covers what the flush acknowledged.
+            try:
+                await self.producer.flush(timeout_s=self.settings.produce_timeout_s)
+            except Exception as exc:  # the broker away: close() logs what is unacknowledged
+                logger.warning("flush before the last checkpoint: %s", exc)
+            await self.checkpoints.close()
         # Flushing acknowledges what was in flight, spooled records included (their removal
         # is queued on the spool, which close() then completes).
         await self.connection.close()
@@ -130,7 +144,12 @@ def build_services(settings: Settings) -> Services:
     producer = connection.producer
     reader = RecentRecordsReader(settings, recent, refresh_s=settings.messages_refresh_s)
     metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
-    guard = AuditTopicGuard(settings, connection, topic=AuditTopic(settings))
+    topics: AuditTopic | AuditTopics = AuditTopic(settings)
+    if settings.audit_signing_key_file is not None:
+        # The checkpoints topic is kept like the audit topic; readiness covers both.
+        checkpoints_topic = AuditTopic(settings, name=settings.checkpoints_topic, partitions=1)
+        topics = AuditTopics([AuditTopic(settings), checkpoints_topic])
+    guard = AuditTopicGuard(settings, connection, topic=topics)
     metrics.watch_audit_topic(lambda: guard.compliant)
     audit_logger = KafkaAuditLogger(producer, topic=settings.audit_topic)
     spool: Spool | None = None
@@ -143,6 +162,8 @@ def build_services(settings: Settings) -> Services:
         )
         metrics.watch_spool(spool)
         forwarder = SpoolForwarder(spool, audit_logger, on_forwarded=metrics.forwarded.inc)
+    checkpoints = Checkpoints(settings, producer, chain=chain)
+    metrics.watch_checkpoints(lambda: checkpoints.written, lambda: checkpoints.latest_seq)
     backpressure = Backpressure(producer, max_in_flight=settings.max_in_flight, budget=in_flight)
     return Services(
         settings=settings,
@@ -177,4 +198,5 @@ def build_services(settings: Settings) -> Services:
         reader=reader,
         spool=spool,
         forwarder=forwarder,
+        checkpoints=checkpoints,
     )

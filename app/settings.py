@@ -77,6 +77,32 @@ class Settings(BaseSettings):
         description="A noncompliant audit topic: enforce = not ready, writes refused (503); "
         "warn = a warning and a metric; off = the topic is neither created nor checked.",
     )
+    audit_signing_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM, PKCS#8) that signs checkpoints of the audit "
+        "chain; unset: the chain is unsigned and no checkpoints are written.",
+    )
+    audit_key_id: str | None = Field(
+        default=None,
+        min_length=1,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Id of the signing key in checkpoints and GET /audit/keys; unset: the first "
+        "16 hex digits of SHA-256 of the raw public key.",
+    )
+    audit_retired_keys_dir: Path | None = Field(
+        default=None,
+        description="Folder of retired public keys (`<key_id>.pem`) GET /audit/keys serves too, "
+        "so checkpoints signed before a rotation still verify.",
+    )
+    audit_checkpoint_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a signed checkpoint is written when new records were stored.",
+    )
+    audit_checkpoints_topic: TopicName | None = Field(
+        default=None,
+        description="Topic of the signed checkpoints; unset: `<audit topic>.checkpoints`.",
+    )
     produce_timeout_s: float = Field(
         default=10.0,
         gt=0,
@@ -205,6 +231,11 @@ class Settings(BaseSettings):
                 f"max_body_bytes ({self.max_body_bytes})"
             )
         return self
+
+    @property
+    def checkpoints_topic(self) -> str:
+        """RG_AUDIT_CHECKPOINTS_TOPIC, or else `<audit topic>.checkpoints`."""
+        return self.audit_checkpoints_topic or f"{self.audit_topic}.checkpoints"
 
     @property
     def recent_topics(self) -> list[str]:

@@ -13,14 +13,16 @@ and checks an existing one:
 
 The rules are plain functions (`findings_of`) so they are tested without a broker; `AuditTopic`
 does the describing and creating with aiokafka's admin client, on the producer's connection
-settings (SASL and TLS included). Metadata is requested with auto-creation off: asking about
-a missing topic must not create it with the broker's defaults.
+settings (SASL and TLS included); `AuditTopics` does it for the checkpoints topic too, which
+keeps the chain's signed checkpoints under the same rules. Metadata is requested with
+auto-creation off: asking about a missing topic must not create it with the broker's defaults.
 """
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -30,6 +32,8 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from app.cluster import admin_config
 from app.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 DAY_MS = 24 * 60 * 60 * 1000
 # What a replication factor of 3 or more needs, so one broker down still takes acks=all writes.
@@ -176,12 +180,17 @@ def refusal_of(code: int, topic: str, doing: str) -> AuditTopicError:
 
 
 class AuditTopic:
-    """The audit topic as the settings want it: `ensure()` creates it when missing and checks
-    it; `ensure(create=False)` only checks (the `topics check` command)."""
+    """The audit topic (or another topic kept like it) as the settings want it: `ensure()`
+    creates it when missing and checks it; `ensure(create=False)` only checks (the `topics
+    check` command)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, name: str | None = None, partitions: int | None = None
+    ) -> None:
         self._settings = settings
-        self.name = settings.audit_topic
+        # Another topic under the same rules: the checkpoints topic (one partition is enough).
+        self.name = name or settings.audit_topic
+        self._partitions = partitions or settings.audit_topic_partitions
 
     async def ensure(self, *, create: bool = True) -> Compliance:
         """Create the topic if it is missing (and `create`), then describe and check it.
@@ -253,7 +262,7 @@ class AuditTopic:
         replication = self._settings.audit_topic_replication or default_replication(brokers)
         topic = NewTopic(
             self.name,
-            self._settings.audit_topic_partitions,
+            self._partitions,
             replication,
             topic_configs=desired_configs(
                 replication=replication, retention_days=self._settings.audit_retention_days
@@ -285,3 +294,23 @@ class AuditTopic:
             entry["config_names"]: entry["config_value"] or ""
             for entry in resource["config_entries"]
         }
+
+
+class AuditTopics:
+    """Several topics kept by the same rules (the audit topic and the checkpoints topic),
+    created and checked together: the result is the first noncompliant topic's, or else the
+    first topic's, with `created` when any was created."""
+
+    def __init__(self, topics: list[AuditTopic]) -> None:
+        self.topics = topics
+        self.name = ", ".join(topic.name for topic in topics)
+
+    async def ensure(self, *, create: bool = True) -> Compliance:
+        """`AuditTopic.ensure` for each topic, in order."""
+        results = [await topic.ensure(create=create) for topic in self.topics]
+        chosen = next((result for result in results if not result.compliant), results[0])
+        created = [result.topic for result in results if result.created]
+        for topic in created:
+            if topic != chosen.topic:
+                logger.info("created topic %r", topic)
+        return replace(chosen, created=chosen.created or bool(created))

@@ -1,5 +1,8 @@
 """Keeps the service from writing audit records into a topic that would not keep them.
 
+With a signing key the checkpoints topic goes through the same creation and check
+(`AuditTopics`), so readiness covers both.
+
 Once the producer is connected, the guard creates or checks the audit topic (`AuditTopic`),
 retrying with backoff while that fails. Until it has succeeded `/readyz` says why (503
 `audit_topic_unavailable`), and writes are refused too while Kafka answers: a record written
@@ -19,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from app.cluster import ProducerConnection
 from app.errors import AuditTopicNoncompliantError, AuditTopicUnavailableError
-from app.ingest.audit_topic import AuditTopic, AuditTopicError, Compliance
+from app.ingest.audit_topic import AuditTopic, AuditTopicError, AuditTopics, Compliance
 from app.settings import Settings
 from app.tasks import BackgroundTask, Backoff
 
@@ -34,7 +37,11 @@ class AuditTopicGuard:
     the write routes."""
 
     def __init__(
-        self, settings: Settings, connection: ProducerConnection, *, topic: AuditTopic
+        self,
+        settings: Settings,
+        connection: ProducerConnection,
+        *,
+        topic: AuditTopic | AuditTopics,
     ) -> None:
         self._settings = settings
         self._connection = connection

@@ -13,6 +13,7 @@ from app.errors import (
     KafkaRefusedError,
     KafkaTooSlowError,
     KafkaUnavailableError,
+    NoCheckpointError,
     OverloadedError,
     RecordTooLargeError,
     RequestTimeoutError,
@@ -25,6 +26,7 @@ from app.errors import (
     UnauthorizedError,
     UnavailableError,
     UnknownPartitionError,
+    UnsignedError,
 )
 
 # Every class of the tree with the answer it stands for: (status, code, Retry-After). Written
@@ -41,6 +43,8 @@ ANSWERS: dict[type[ServiceError], tuple[int, str, int | None]] = {
     InvalidRequestError: (422, "invalid_request", None),
     UnknownPartitionError: (422, "unknown_partition", None),
     InvalidRecordError: (422, "invalid_record", None),
+    NoCheckpointError: (404, "no_checkpoint", None),
+    UnsignedError: (404, "unsigned", None),
     HeadersTooLargeError: (431, "headers_too_large", None),
     KafkaRefusedError: (502, "kafka_error", None),
     UnavailableError: (503, "unavailable", 5),

@@ -1,0 +1,95 @@
+"""GET /audit/checkpoint and GET /audit/keys: what an outside witness fetches and keeps.
+
+No API key is needed: a checkpoint says only where this writer's chain stands (seq, link,
+time), signed; the public keys are public. A witness that keeps checkpoints can later prove
+that the trail below them was not cut or rewritten (see docs/operations.md).
+"""
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from app.api.deps import ServicesDep
+from app.api.errors import ErrorBody
+
+router = APIRouter(tags=["integrity"])
+
+EXAMPLE_CHECKPOINT: dict[str, Any] = {
+    "version": 1,
+    "writer": "4f1c0a9e2b7d4c3a8e6f5d1b0c9a8e7f",
+    "seq": 41,
+    "count": 42,
+    "chain": "sha256:" + "9b" * 32,
+    "time": "2026-03-01T12:00:00.123456Z",
+    "key_id": "3f9a0c1b2d4e5f60",
+    "void": {},
+    "signature": "x" * 86,
+}
+
+
+class SignedCheckpoint(BaseModel):
+    """A signed checkpoint (docs/operations.md, "Checkpoints and keys"): the writer's chain
+    holds positions 0..seq and link `chain` at `seq`; `signature` is Ed25519 over the canonical
+    JSON of the other fields."""
+
+    version: int
+    writer: str = Field(description="The writer id: 32 lowercase hex characters.")
+    seq: int = Field(description="The last sequence number covered.")
+    count: int = Field(description="Positions covered: seq + 1.")
+    chain: str = Field(description="sha256:<64 hex>, the chain link at `seq`.")
+    time: str = Field(description="When it was signed, RFC 3339 UTC with microseconds.")
+    key_id: str = Field(description="The signing key's id (GET /audit/keys).")
+    void: dict[str, str] = Field(
+        description="Positions assigned but not stored (seq -> sha256 link), so a verifier "
+        "continues the chain past them."
+    )
+    signature: str = Field(description="base64url (no padding) of the 64-byte signature.")
+
+    model_config = {"json_schema_extra": {"examples": [EXAMPLE_CHECKPOINT]}}
+
+
+class PublicKeyEntry(BaseModel):
+    """One public key that checkpoints verify with."""
+
+    key_id: str = Field(examples=["3f9a0c1b2d4e5f60"])
+    algorithm: Literal["ed25519"] = "ed25519"
+    public_key_pem: str = Field(
+        examples=["-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA...\n-----END PUBLIC KEY-----\n"]
+    )
+    current: bool = Field(description="True for the key this writer signs with now.")
+
+
+class PublicKeys(BaseModel):
+    """The current key (when signing) first, then the retired ones."""
+
+    keys: list[PublicKeyEntry]
+
+
+@router.get(
+    "/audit/checkpoint",
+    summary="The latest signed checkpoint of this writer's chain",
+    responses={
+        404: {
+            "model": ErrorBody,
+            "description": "No checkpoint written yet (`no_checkpoint`), or no signing key is "
+            "configured (`unsigned`).",
+        }
+    },
+)
+async def latest_checkpoint(services: ServicesDep) -> SignedCheckpoint:
+    """The latest checkpoint this writer wrote to the checkpoints topic, for a witness to
+    keep; no API key needed."""
+    return SignedCheckpoint.model_validate(services.checkpoints.latest().as_json())
+
+
+@router.get("/audit/keys", summary="The public keys checkpoints verify with")
+async def public_keys(services: ServicesDep) -> PublicKeys:
+    """The service's own public key (`current`) and the retired ones of
+    RG_AUDIT_RETIRED_KEYS_DIR; no API key needed."""
+    return PublicKeys(
+        keys=[
+            PublicKeyEntry(key_id=key.key_id, public_key_pem=key.pem, current=key.current)
+            for key in services.checkpoints.public_keys
+        ]
+    )

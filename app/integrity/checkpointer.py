@@ -1,0 +1,219 @@
+"""Writes signed checkpoints of this writer's chain to the checkpoints topic.
+
+Every RG_AUDIT_CHECKPOINT_S the checkpointer asks the chain for its durable head (the highest
+seq with every seq below it acknowledged or spooled) and for the positions lost since the last
+call (`void`); when either is new it signs a checkpoint and writes it, keyed by the writer id,
+with the service's producer (acks=all). It writes once more at shutdown, after the producer's
+flush, so the last records are covered. A failed write is logged and retried at the next tick,
+its void positions kept. The latest checkpoint written is kept for GET /audit/checkpoint.
+
+The chain is anything with `writer_id`, `durable_head()` and `take_void()` (`ChainSource`):
+app/integrity/chain.py's `ChainWriter`, or in unit tests positions given directly.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from app.errors import NoCheckpointError, UnsignedError
+from app.integrity.checkpoint import Checkpoint, new_checkpoint
+from app.integrity.keys import PublicKey, SigningKey, load_signing_key, public_keys
+from app.kafka import KafkaProducerClient
+from app.settings import Settings
+from app.tasks import BackgroundTask
+
+logger = logging.getLogger(__name__)
+
+
+class Position(Protocol):
+    """A chain position: `seq` and its link `chain` (64 hex)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def chain(self) -> str: ...
+
+
+class ChainSource(Protocol):
+    """What the checkpointer reads of the writer's chain (app/integrity/chain.py)."""
+
+    @property
+    def writer_id(self) -> str: ...
+
+    def durable_head(self) -> Position | None: ...
+
+    def take_void(self) -> dict[int, str]: ...
+
+
+# Writes one checkpoint's record (key: the writer id) and returns once it is acknowledged.
+WriteRecord = Callable[[str, bytes], Awaitable[None]]
+
+
+class Checkpointer:
+    """Signs and writes checkpoints of `chain` every `interval_s` while something is new."""
+
+    def __init__(
+        self,
+        chain: ChainSource,
+        key: SigningKey,
+        write: WriteRecord,
+        *,
+        interval_s: float,
+        on_written: Callable[[Checkpoint], None] = lambda _: None,
+    ) -> None:
+        self._chain = chain
+        self._key = key
+        self._write = write
+        self._interval_s = interval_s
+        self._on_written = on_written
+        self._task = BackgroundTask("checkpointer", self._run)
+        # Void positions taken from the chain but not yet in a written checkpoint.
+        self._void: dict[int, str] = {}
+        self._lock = asyncio.Lock()
+        self.latest: Checkpoint | None = None
+        self.written = 0
+
+    def start(self) -> None:
+        """Begin writing in the background."""
+        self._task.start()
+
+    async def close(self) -> None:
+        """Stop the timer, then write a last checkpoint when something is new; call it after
+        the producer's flush, before the producer closes."""
+        await self._task.close()
+        try:
+            await self.checkpoint()
+        except Exception as exc:  # the broker away at shutdown: the log says so
+            logger.error("last checkpoint of writer %s not written: %s", self._chain.writer_id, exc)
+
+    async def checkpoint(self) -> Checkpoint | None:
+        """Write a checkpoint when the durable head advanced or void positions appeared since
+        the last one; returns it, or None when nothing was new. Raises what the write raised."""
+        async with self._lock:
+            self._void.update(self._chain.take_void())
+            head = self._chain.durable_head()
+            if head is None:
+                return None
+            if self.latest is not None and head.seq <= self.latest.seq and not self._void:
+                return None
+            checkpoint = new_checkpoint(
+                writer=self._chain.writer_id,
+                seq=head.seq,
+                chain=head.chain,
+                key_id=self._key.key_id,
+                void=self._void,
+            ).sign(self._key.private)
+            await self._write(checkpoint.writer, checkpoint.to_bytes())
+            self._void = {}
+            self.latest = checkpoint
+            self.written += 1
+            self._on_written(checkpoint)
+            return checkpoint
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.checkpoint()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Kafka away: the next tick tries again
+                logger.warning(
+                    "checkpoint of writer %s not written, retrying in %.1fs: %s",
+                    self._chain.writer_id,
+                    self._interval_s,
+                    exc,
+                )
+
+
+class Checkpoints:
+    """The service's signing side, owned by `Services`: the key (loaded by `open()`, at
+    start), the public keys GET /audit/keys serves, and the checkpointer of `chain`.
+
+    Without RG_AUDIT_SIGNING_KEY_FILE nothing is signed: `latest()` raises `UnsignedError`
+    and no checkpoint is written; the public keys are then the retired ones only.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer: KafkaProducerClient,
+        *,
+        chain: ChainSource | None = None,
+    ) -> None:
+        self._settings = settings
+        self._producer = producer
+        # The writer's chain (app/integrity/chain.py's ChainWriter).
+        self.chain = chain
+        self.key: SigningKey | None = None
+        self.public_keys: list[PublicKey] = []
+        self.checkpointer: Checkpointer | None = None
+
+    @property
+    def signing(self) -> bool:
+        """True when a signing key is configured."""
+        return self._settings.audit_signing_key_file is not None
+
+    @property
+    def written(self) -> int:
+        """Checkpoints written since the start."""
+        return 0 if self.checkpointer is None else self.checkpointer.written
+
+    @property
+    def latest_seq(self) -> int:
+        """The seq the latest checkpoint covers, -1 before the first."""
+        latest = None if self.checkpointer is None else self.checkpointer.latest
+        return -1 if latest is None else latest.seq
+
+    def open(self) -> None:
+        """Load the signing key and the retired public keys; `SigningKeyError`, naming the
+        file, when one cannot be used (the service then refuses to start)."""
+        settings = self._settings
+        if settings.audit_signing_key_file is not None:
+            self.key = load_signing_key(settings.audit_signing_key_file, settings.audit_key_id)
+            logger.info(
+                "signing checkpoints with key %r to topic %r every %.1fs",
+                self.key.key_id,
+                settings.checkpoints_topic,
+                settings.audit_checkpoint_s,
+            )
+        self.public_keys = public_keys(self.key, settings.audit_retired_keys_dir)
+        if self.key is not None and self.chain is not None:
+            self.checkpointer = Checkpointer(
+                self.chain, self.key, self._write, interval_s=settings.audit_checkpoint_s
+            )
+
+    def start(self) -> None:
+        """Begin writing checkpoints (once the checkpoints topic exists)."""
+        if self.checkpointer is not None:
+            self.checkpointer.start()
+
+    async def close(self) -> None:
+        """Write the last checkpoint; call after the producer's flush, before it closes."""
+        if self.checkpointer is not None:
+            await self.checkpointer.close()
+
+    def latest(self) -> Checkpoint:
+        """The latest checkpoint written; `UnsignedError` without a key, `NoCheckpointError`
+        before the first."""
+        if not self.signing:
+            raise UnsignedError(
+                "checkpoints are not signed: no signing key is configured "
+                "(RG_AUDIT_SIGNING_KEY_FILE)"
+            )
+        latest = None if self.checkpointer is None else self.checkpointer.latest
+        if latest is None:
+            raise NoCheckpointError("no checkpoint written yet: no audit record stored so far")
+        return latest
+
+    async def _write(self, writer: str, value: bytes) -> None:
+        # acks=all (the service's producer): a checkpoint a witness fetched must be on the topic.
+        await self._producer.publish(
+            self._settings.checkpoints_topic,
+            value,
+            key=writer,
+            headers={"content-type": "application/json"},
+            timeout_s=self._settings.produce_timeout_s,
+        )

@@ -1,0 +1,82 @@
+"""The checkpointer, fed positions directly (a stand-in for the chain, no broker)."""
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from app.integrity.checkpoint import Checkpoint, verify_signature
+from app.integrity.checkpointer import Checkpointer
+from app.integrity.keys import SigningKey
+from tests.helpers.unit_chain import At, UnitChain
+
+WRITER = "a" * 32
+
+
+@dataclass
+class Written:
+    records: list[tuple[str, bytes]] = field(default_factory=list)
+    fail: bool = False
+
+    async def __call__(self, key: str, value: bytes) -> None:
+        if self.fail:
+            raise ConnectionError("broker away")
+        self.records.append((key, value))
+
+
+def checkpointer(chain: UnitChain, written: Written) -> tuple[Checkpointer, SigningKey]:
+    key = SigningKey("k1", Ed25519PrivateKey.generate())
+    return Checkpointer(chain, key, written, interval_s=0.01), key
+
+
+async def test_unit_a_checkpoint_only_when_the_head_advanced() -> None:
+    chain, written = UnitChain(), Written()
+    writer, key = checkpointer(chain, written)
+    assert await writer.checkpoint() is None  # nothing yet
+    chain.head = At(4, "11" * 32)
+    first = await writer.checkpoint()
+    assert first is not None
+    assert (first.seq, first.chain) == (4, "11" * 32)
+    assert await writer.checkpoint() is None  # nothing new
+    chain.head = At(9, "22" * 32)
+    assert await writer.checkpoint() is not None
+    assert writer.written == 2
+    assert len(written.records) == 2
+    record_key, value = written.records[-1]
+    parsed = Checkpoint.from_json(value)
+    assert record_key == WRITER
+    assert parsed == writer.latest
+    assert verify_signature(parsed, key.public)
+
+
+async def test_unit_void_positions_are_written_even_without_an_advance_and_kept_on_failure() -> (
+    None
+):
+    chain, written = UnitChain(head=At(3, "11" * 32)), Written()
+    writer, _ = checkpointer(chain, written)
+    await writer.checkpoint()
+    chain.void = {2: "33" * 32}
+    written.fail = True
+    with pytest.raises(ConnectionError):
+        await writer.checkpoint()
+    written.fail = False
+    latest = await writer.checkpoint()
+    assert latest is not None
+    assert latest.void == {2: "33" * 32}
+    assert await writer.checkpoint() is None  # void taken once
+
+
+async def test_unit_close_writes_the_last_checkpoint_and_the_timer_writes_meanwhile() -> None:
+    chain, written = UnitChain(head=At(0, "11" * 32)), Written()
+    writer, _ = checkpointer(chain, written)
+    writer.start()
+    for _ in range(200):
+        if written.records:
+            break
+        await asyncio.sleep(0.01)
+    assert len(written.records) == 1
+    chain.head = At(5, "55" * 32)
+    await writer.close()
+    assert writer.latest is not None
+    assert writer.latest.seq == 5

@@ -1,0 +1,77 @@
+"""Keys: generating a pair, loading it, the derived id, retired keys, clear errors."""
+
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+from pydantic import ValidationError
+
+from app.integrity.keys import (
+    SigningKeyError,
+    derived_key_id,
+    generate,
+    load_public_key,
+    load_signing_key,
+    public_keys,
+)
+from app.settings import Settings
+
+
+def test_generate_writes_a_private_key_only_its_owner_reads_and_its_public_key(
+    tmp_path: Path,
+) -> None:
+    key_id, private, public = generate(tmp_path / "keys")
+    assert private.name == f"{key_id}.key.pem"
+    assert public.name == f"{key_id}.pub.pem"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    signing = load_signing_key(private)
+    assert signing.key_id == key_id == derived_key_id(load_public_key(public))
+    assert len(key_id) == 16
+    assert load_signing_key(private, "chosen").key_id == "chosen"
+    with pytest.raises(FileExistsError):
+        generate(tmp_path / "keys", key_id)
+
+
+def test_public_keys_serve_the_current_one_first_then_the_retired(tmp_path: Path) -> None:
+    _, _old_private, old_public = generate(tmp_path / "old", "2025-key")
+    retired = tmp_path / "retired"
+    retired.mkdir()
+    (retired / "2025-key.pem").write_bytes(old_public.read_bytes())
+    _, private, _ = generate(tmp_path / "new", "2026-key")
+    keys = public_keys(load_signing_key(private, "2026-key"), retired)
+    assert [(k.key_id, k.current) for k in keys] == [("2026-key", True), ("2025-key", False)]
+    assert keys[1].pem == old_public.read_text()
+
+
+def test_bad_key_files_are_errors_naming_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(SigningKeyError, match=str(missing)):
+        load_signing_key(missing)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key")
+    with pytest.raises(SigningKeyError, match="not an unencrypted PEM"):
+        load_signing_key(garbage)
+    ec = tmp_path / "ec.pem"
+    ec.write_bytes(
+        generate_private_key(SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(SigningKeyError, match="not an Ed25519 key"):
+        load_signing_key(ec)
+
+
+def test_unit_the_signing_settings_and_their_defaults() -> None:
+    settings = Settings(_env_file=None, audit_topic="trail")
+    assert settings.audit_signing_key_file is None
+    assert settings.audit_checkpoint_s == 1.0
+    assert settings.checkpoints_topic == "trail.checkpoints"
+    assert Settings(_env_file=None, audit_checkpoints_topic="cps").checkpoints_topic == "cps"
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, audit_key_id="a/b")
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, audit_checkpoint_s=0)
