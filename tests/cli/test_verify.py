@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from app.cli import build_parser, main
 from tests.helpers.integrity import (
     ChainedWriter,
     Record,
@@ -246,3 +247,13 @@ async def test_usage_errors_exit_2(trail: Trail, args: list[str], message: str) 
     done = trail.run(*args)
     assert done.returncode == 2, done.stdout
     assert message in done.stderr
+
+
+def test_unit_verify_is_listed_with_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["verify", "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--topic", "--checkpoints-topic", "--since", "--public-key", "--receipt"):
+        assert option in text
+    assert "verify" in build_parser().format_help()
