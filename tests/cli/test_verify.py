@@ -105,8 +105,9 @@ async def test_a_clean_trail_of_two_writers_verifies(trail: Trail) -> None:
         "altered", "forged", "missing", "truncated", "conflict", "duplicate", "bad_signature",
         "receipt",
     }  # fmt: skip
-    text = trail.run()
+    text = trail.run("--progress")
     assert text.returncode == 0
+    assert "40/40 records" in text.stderr
     assert "40 record(s) checked, 40 valid, 2 writer(s), 2 of 2 checkpoint(s) valid" in text.stdout
 
 
