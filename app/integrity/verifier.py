@@ -7,8 +7,8 @@ service: only the record headers, `link_of` and the checkpoint format of the spe
 Per record the hot path is one SHA-256 of the value and a scan of the headers; the chain links
 are checked in `finish()`, per writer in seq order, because one writer's records are spread over
 partitions and arrive in any order. Memory: one small tuple per record, `seq -> (digest, link,
-partition, offset, flags)` per writer — about 300 bytes a record, so a few million records fit
-in a gigabyte; longer trails are verified in windows (`--since`).
+partition, offset, flags)` per writer — about 430 bytes a record (measured), so two million
+records take about a gigabyte; longer trails are verified in windows (`--since`).
 
 Kinds of problem (each with where it was found):
     altered        rg-digest does not match SHA-256 of the value
