@@ -5,7 +5,7 @@ import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.cli import broker, keys, records, service, topics
+from app.cli import broker, integrity, keys, records, service, topics
 from app.cli.common import EPILOG, logger
 from app.cli.handler import HandlerSpecError
 from app.embedded import EmbeddedKafkaError
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (service, broker, records, topics, keys):
+    for group in (service, broker, records, topics, keys, integrity):
         group.register(commands)
     return parser
 

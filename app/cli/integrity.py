@@ -1,0 +1,290 @@
+"""`verify`: check an audit trail's hash chains, signed checkpoints and kept receipts.
+
+The command reads the audit topic and its checkpoints topic up to their end offsets at start
+(records written meanwhile are left for the next run) with a group-less consumer, feeds them to
+`app.integrity.verifier.Verifier` and prints its report. Exit codes: 0 clean (warnings allowed),
+1 problems found, 2 usage errors or a trail that cannot be read (bad files, unknown topic).
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from app.cli.common import EPILOG, logger
+from app.cluster import consumer_config
+from app.integrity.verifier import Finding, Report, Verifier, key_id_of
+from app.logs import configure_logging
+from app.settings import get_settings
+
+EXIT_CLEAN, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+class VerifyInputError(Exception):
+    """A file or topic `verify` was pointed at cannot be used (exit 2)."""
+
+
+def load_public_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
+    """Ed25519 public keys (PEM) by key id: the spec's derivation, and also the file's name when
+    it is `<key_id>.pub.pem` or `<key_id>.pem`."""
+    keys: dict[str, Ed25519PublicKey] = {}
+    for path in paths:
+        try:
+            key = load_pem_public_key(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise VerifyInputError(f"--public-key {path}: not a readable PEM public key") from exc
+        if not isinstance(key, Ed25519PublicKey):
+            raise VerifyInputError(f"--public-key {path}: not an Ed25519 public key")
+        keys[key_id_of(key)] = key
+        name = path.name
+        for suffix in (".pub.pem", ".pem"):
+            if name.endswith(suffix) and len(name) > len(suffix):
+                keys[name.removesuffix(suffix)] = key
+                break
+    return keys
+
+
+def load_receipts(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
+    """The receipts of each file (one JSON object, or a list of them), named `file[#i]`."""
+    receipts: list[tuple[str, dict[str, Any]]] = []
+    for path in paths:
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise VerifyInputError(f"--receipt {path}: not a readable JSON file") from exc
+        items = data if isinstance(data, list) else [data]
+        if not items or not all(isinstance(item, dict) for item in items):
+            raise VerifyInputError(f"--receipt {path}: expected a receipt object or a list")
+        for i, item in enumerate(items):
+            receipts.append((str(path) if len(items) == 1 else f"{path}#{i}", item))
+    return receipts
+
+
+def rfc3339(text: str) -> datetime:
+    """An argparse type: an RFC 3339 time with its offset (`2026-09-21T12:00:00Z`)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from exc
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give the time's offset (Z or +hh:mm): {text!r}")
+    return moment.astimezone(UTC)
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most five times a second."""
+
+    def __init__(self, out: TextIO | None, total: int) -> None:
+        self._out, self._total, self._done = out, max(total, 1), 0
+        self._started = self._drawn = time.monotonic()
+
+    def advance(self, count: int) -> None:
+        """Count `count` more records read."""
+        self._done += count
+        now = time.monotonic()
+        if self._out is not None and now - self._drawn >= 0.2:
+            self._drawn = now
+            self._draw(now)
+
+    def close(self) -> None:
+        """Draw the final state and end the line."""
+        if self._out is not None:
+            self._draw(time.monotonic())
+            print(file=self._out, flush=True)
+
+    def _draw(self, now: float) -> None:
+        share = min(self._done / self._total, 1.0)
+        bar = "#" * int(share * 30)
+        rate = self._done / max(now - self._started, 1e-9)
+        line = f"\rverify [{bar:<30}] {self._done:,}/{self._total:,} records {rate:,.0f}/s"
+        print(line, end="", file=self._out, flush=True)
+
+
+async def read_topic(
+    config: dict[str, Any],
+    topic: str,
+    on_record: Callable[[ConsumerRecord[bytes, bytes]], None],
+    *,
+    since: datetime | None = None,
+    progress_to: TextIO | None = None,
+    required: bool = True,
+) -> bool:
+    """Feed every record of `topic` up to its end offsets at start (from `since`, else the
+    oldest kept) to `on_record`; False when the topic does not exist and is not `required`."""
+    consumer: AIOKafkaConsumer[bytes, bytes] = AIOKafkaConsumer(**config)
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():
+            if required:
+                raise VerifyInputError(f"topic {topic!r} does not exist")
+            return False
+        # The partitions of a topic not subscribed to: aiokafka has no public form of this.
+        ids: set[int] = await consumer._client._wait_on_metadata(topic)
+        partitions = [TopicPartition(topic, p) for p in sorted(ids)]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        if since is not None:
+            found = await consumer.offsets_for_times(
+                dict.fromkeys(partitions, int(since.timestamp() * 1000))
+            )
+            starts = {tp: ends[tp] if at is None else at.offset for tp, at in found.items()}
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])
+        pending = {tp for tp in partitions if starts[tp] < ends[tp]}
+        progress = Progress(progress_to, sum(ends[tp] - starts[tp] for tp in pending))
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=5000)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        on_record(record)
+                progress.advance(len(records))
+            for tp in list(pending):
+                # The position, not the last record: transaction markers hold offsets too.
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        progress.close()
+        return True
+    finally:
+        await consumer.stop()
+
+
+async def verify_trail(args: argparse.Namespace, verifier: Verifier) -> Report:
+    """Read the checkpoints, then the records, into `verifier`; its report."""
+    settings = get_settings()
+    config = consumer_config(settings, topics=[args.topic], max_poll_records=5000).to_aiokafka()
+    progress_to = sys.stderr if args.progress or sys.stderr.isatty() else None
+
+    def checkpoint(record: ConsumerRecord[bytes, bytes]) -> None:
+        verifier.add_checkpoint(record.partition, record.offset, record.value)
+
+    def audit_record(record: ConsumerRecord[bytes, bytes]) -> None:
+        verifier.add_record(record.partition, record.offset, record.value, record.headers)
+
+    # Checkpoints are few: always read whole, so --since windows still know what is covered.
+    if not await read_topic(config, args.checkpoints_topic, checkpoint, required=False):
+        logger.warning("no topic %s: the trail is unsigned", args.checkpoints_topic)
+    await read_topic(config, args.topic, audit_record, since=args.since, progress_to=progress_to)
+    return verifier.finish()
+
+
+def _line(finding: Finding) -> str:
+    where = f"{finding.topic}[{finding.partition}]@{finding.offset}"
+    if finding.partition is None:
+        where = finding.topic or "trail"
+    who = ""
+    if finding.writer is not None:
+        seqs = (
+            finding.seq
+            if finding.last_seq in {None, finding.seq}
+            else (f"{finding.seq}..{finding.last_seq}")
+        )
+        who = f" writer={finding.writer} seq={seqs}"
+    return f"{finding.kind.upper():<14}{where}{who}: {finding.detail}"
+
+
+def print_report(report: Report, args: argparse.Namespace, out: TextIO) -> None:
+    """The report as text for people, or one JSON document with --json."""
+    if args.json:
+        document = {"topic": args.topic, "checkpoints_topic": args.checkpoints_topic}
+        print(json.dumps({**document, **report.as_dict()}, indent=2), file=out)
+        return
+    for finding in report.problems:
+        print(_line(finding), file=out)
+    for finding in report.warnings:
+        print("warning: " + _line(finding), file=out)
+    verdict = "clean" if report.clean else f"{len(report.problems)} problem(s)"
+    signed = "signed" if report.signed else "unsigned"
+    print(
+        f"{args.topic}: {report.records_checked} record(s) checked, {report.records_valid} "
+        f"valid, {report.writers} writer(s), {report.checkpoints_valid} of "
+        f"{report.checkpoints_checked} checkpoint(s) valid ({signed}): {verdict}",
+        file=out,
+    )
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify the trail; exit 0 clean, 1 problems, 2 unusable input."""
+    configure_logging("WARNING", "text")
+    args.topic = args.topic or get_settings().audit_topic
+    args.checkpoints_topic = args.checkpoints_topic or f"{args.topic}.checkpoints"
+    try:
+        keys = load_public_keys(args.public_key)
+        verifier = Verifier(
+            keys,
+            topic=args.topic,
+            checkpoints_topic=args.checkpoints_topic,
+            from_start=args.since is None,
+        )
+        for name, receipt in load_receipts(args.receipt):
+            verifier.expect_receipt(name, receipt)
+        report = asyncio.run(verify_trail(args, verifier))
+    except VerifyInputError as exc:
+        logger.error("%s", exc)
+        return EXIT_USAGE
+    except KafkaError as exc:
+        logger.error("cannot read the trail: %s", exc)
+        return EXIT_USAGE
+    print_report(report, args, sys.stdout)
+    return EXIT_CLEAN if report.clean else EXIT_PROBLEMS
+
+
+def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `verify`."""
+    verify = commands.add_parser(
+        "verify",
+        help="check an audit trail: hash chains, signed checkpoints, receipts",
+        description="Read the audit topic and its checkpoints topic up to their current end "
+        "and report every record that was altered, forged, missing, truncated, in conflict or "
+        "duplicated, every checkpoint whose signature does not verify, and every kept receipt "
+        "the trail does not bear out. Exit 0 clean (warnings allowed), 1 problems, 2 usage.",
+        epilog=EPILOG,
+    )
+    verify.add_argument("--topic", help="audit topic (default RG_AUDIT_TOPIC)")
+    verify.add_argument(
+        "--checkpoints-topic", metavar="TOPIC", help="checkpoints topic (default TOPIC.checkpoints)"
+    )
+    window = verify.add_mutually_exclusive_group()
+    window.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="check every record kept, each writer's chain from seq 0 (the default)",
+    )
+    window.add_argument(
+        "--since",
+        type=rfc3339,
+        metavar="TIME",
+        help="check records from TIME (RFC 3339); each writer's chain starts where read",
+    )
+    verify.add_argument(
+        "--public-key",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="Ed25519 public key (PEM) that checkpoints may be signed with; repeatable",
+    )
+    verify.add_argument(
+        "--receipt",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="a receipt a client kept (JSON object or list) to check; repeatable",
+    )
+    verify.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    verify.add_argument(
+        "--progress", action="store_true", help="progress bar on stderr even when not a TTY"
+    )
+    verify.set_defaults(func=cmd_verify)

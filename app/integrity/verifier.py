@@ -1,0 +1,639 @@
+"""Checking an audit trail against its hash chains and signed checkpoints (integrity spec v1).
+
+The verifier is fed the records of the audit topic and of the checkpoints topic in any order
+(`add_record`, `add_checkpoint`), then `finish()` returns a `Report`. It knows nothing of the
+service: only the record headers, `link_of` and the checkpoint format of the spec.
+
+Per record the hot path is one SHA-256 of the value and a scan of the headers; the chain links
+are checked in `finish()`, per writer in seq order, because one writer's records are spread over
+partitions and arrive in any order. Memory: one small tuple per record, `seq -> (digest, link,
+partition, offset, flags)` per writer — about 430 bytes a record (measured), so two million
+records take about a gigabyte; longer trails are verified in windows (`--since`).
+
+Kinds of problem (each with where it was found):
+    altered        rg-digest does not match SHA-256 of the value
+    forged         no or malformed rg-writer/rg-seq/rg-chain, or the link does not recompute
+    missing        seqs absent from a writer's chain that no checkpoint covers or lists as void
+    truncated      seqs a signed checkpoint covers whose records are not there
+    conflict       two different records (or a checkpoint and a record) at one writer position
+    duplicate      the same record twice (at-least-once retries; not tampering)
+    bad_signature  a checkpoint whose signature does not verify, whose key id is unknown, or
+                   that is not a checkpoint at all
+    receipt        a receipt a client kept that the trail does not bear out
+Warnings: `not_covered` (records after a writer's last checkpoint) and `unsigned` (no checkpoints).
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from app.integrity.chain import GENESIS, link_of
+
+PROBLEM_KINDS = (
+    "altered",
+    "forged",
+    "missing",
+    "truncated",
+    "conflict",
+    "duplicate",
+    "bad_signature",
+    "receipt",
+)
+WARNING_KINDS = ("not_covered", "unsigned")
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_WRITER = re.compile(r"[0-9a-f]{32}")
+_SEQ = re.compile(r"0|[1-9][0-9]*")
+_PREFIX = "sha256:"
+# The headers the verifier reads, in the order a receipt's fields are compared.
+_HEADERS = ("rg-digest", "rg-writer", "rg-seq", "rg-chain")
+
+# Fields of a position entry (a plain tuple: millions of them, cheap to build).
+_DIGEST: Final = 0
+_LINK: Final = 1
+_PARTITION: Final = 2
+_OFFSET: Final = 3
+_ALTERED: Final = 4
+_IDENTITY: Final = 5
+Entry = tuple[str, str, int, int, bool, int]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem or a warning, and where: the topic, partition and offset of the record or
+    checkpoint, the writer and seq (the first of a range, `last_seq` its end) when known."""
+
+    kind: str
+    detail: str
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    writer: str | None = None
+    seq: int | None = None
+    last_seq: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The finding as JSON-ready fields."""
+        return asdict(self)
+
+
+@dataclass
+class Report:
+    """What a verification found."""
+
+    records_checked: int = 0
+    records_valid: int = 0
+    checkpoints_checked: int = 0
+    checkpoints_valid: int = 0
+    writers: int = 0
+    signed: bool = False
+    problems: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """True when no problem was found (warnings allowed)."""
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as one JSON-ready document."""
+        counts = dict.fromkeys(PROBLEM_KINDS, 0)
+        for problem in self.problems:
+            counts[problem.kind] += 1
+        return {
+            "clean": self.clean,
+            "signed": self.signed,
+            "records_checked": self.records_checked,
+            "records_valid": self.records_valid,
+            "checkpoints_checked": self.checkpoints_checked,
+            "checkpoints_valid": self.checkpoints_valid,
+            "writers": self.writers,
+            "problem_counts": counts,
+            "problems": [p.as_dict() for p in self.problems],
+            "warnings": [w.as_dict() for w in self.warnings],
+        }
+
+
+def key_id_of(public_key: Ed25519PublicKey) -> str:
+    """The spec's default key id: the first 16 hex digits of SHA-256 of the raw public key."""
+    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def signed_bytes(checkpoint: Mapping[str, Any]) -> bytes:
+    """What a checkpoint's signature covers: its canonical JSON without `signature`."""
+    body = {k: v for k, v in checkpoint.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _position_of(fields: Mapping[str, bytes], digest_text: str) -> tuple[str, int, str]:
+    """Writer id, seq and chain link of a record's headers; ValueError when absent or malformed."""
+    writer, seq, chain = fields.get("rg-writer"), fields.get("rg-seq"), fields.get("rg-chain")
+    if writer is None or seq is None or chain is None:
+        raise ValueError("no rg-writer/rg-seq/rg-chain headers")
+    writer_id, seq_text, chain_text = writer.decode("ascii"), seq.decode("ascii"), chain.decode()
+    if not (
+        _WRITER.fullmatch(writer_id)
+        and _SEQ.fullmatch(seq_text)
+        and chain_text.startswith(_PREFIX)
+        and _HEX64.fullmatch(chain_text, 7)
+    ):
+        raise ValueError("malformed rg-writer/rg-seq/rg-chain headers")
+    if not digest_text.startswith(_PREFIX) or not _HEX64.fullmatch(digest_text, 7):
+        raise ValueError("malformed rg-digest header")
+    return writer_id, int(seq_text), chain_text
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    topic: str
+    partition: int
+    offset: int
+    writer: str
+    seq: int
+    chain: str  # 64 hex
+    void: dict[int, str]
+
+
+class Verifier:
+    """Streams records and checkpoints in, gives a `Report` out. One use per trail.
+
+    `from_start`: the records were read from the beginning of the topic, so every writer's
+    chain starts at seq 0 (with `--since` a writer's first seq read starts the check).
+    """
+
+    def __init__(
+        self,
+        public_keys: Mapping[str, Ed25519PublicKey],
+        *,
+        topic: str | None = None,
+        checkpoints_topic: str | None = None,
+        from_start: bool = True,
+    ) -> None:
+        self._keys = dict(public_keys)
+        self._topic = topic
+        self._checkpoints_topic = checkpoints_topic
+        self._from_start = from_start
+        self._writers: dict[str, dict[int, Entry]] = {}
+        self._extra: dict[tuple[str, int], list[Entry]] = {}
+        self._checkpoints: list[_Checkpoint] = []
+        self._receipts: list[tuple[str, Mapping[str, Any]]] = []
+        self._wanted: dict[tuple[int, int], tuple[str | None, ...] | None] = {}
+        self._report = Report()
+
+    # -- input -----------------------------------------------------------------------------
+
+    def expect_receipt(self, name: str, receipt: Mapping[str, Any]) -> None:
+        """Check `receipt` (named `name` in findings) against the trail; call before records."""
+        self._receipts.append((name, receipt))
+        partition, offset = receipt.get("partition"), receipt.get("offset")
+        if isinstance(partition, int) and isinstance(offset, int):
+            self._wanted[(partition, offset)] = None
+
+    def add_record(
+        self,
+        partition: int,
+        offset: int,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+    ) -> None:
+        """Check one audit record: its digest now, its place on the chain in `finish()`."""
+        report = self._report
+        report.records_checked += 1
+        fields = {name: raw for name, raw in headers if name in _HEADERS}
+        if (partition, offset) in self._wanted:
+            self._wanted[(partition, offset)] = tuple(
+                None if (h := fields.get(n)) is None else h.decode("utf-8", "replace")
+                for n in _HEADERS
+            )
+        body = value or b""
+        actual = hashlib.sha256(body).hexdigest()
+        digest = fields.get("rg-digest")
+        digest_text = digest.decode("ascii", "replace") if digest is not None else ""
+        altered = digest_text != _PREFIX + actual
+        if altered:
+            self._problem(
+                "altered",
+                f"rg-digest {digest_text or '(none)'} but the value hashes to sha256:{actual}",
+                partition,
+                offset,
+            )
+        try:
+            writer_id, seq, chain_str = _position_of(fields, digest_text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._report.problems.append(
+                Finding("forged", str(exc), self._topic, partition, offset)
+            )
+            return
+        # Identity of the headers (the value's is its digest), to tell duplicates from conflicts.
+        identity = hash(tuple(headers))
+        entry: Entry = (digest_text[7:], chain_str[7:], partition, offset, altered, identity)
+        positions = self._writers.get(writer_id)
+        if positions is None:
+            positions = self._writers[writer_id] = {}
+        if seq in positions:
+            self._extra.setdefault((writer_id, seq), []).append(entry)
+        else:
+            positions[seq] = entry
+        if not altered:
+            report.records_valid += 1
+
+    def add_checkpoint(self, partition: int, offset: int, value: bytes | None) -> None:
+        """Check one checkpoint's form and signature; what it covers is checked in `finish()`."""
+        report = self._report
+        report.checkpoints_checked += 1
+        topic = self._checkpoints_topic
+        try:
+            data = json.loads(value or b"")
+            if not isinstance(data, dict) or data.get("version") != 1:
+                raise ValueError("not a version 1 checkpoint")
+            writer, seq, chain = data["writer"], data["seq"], data["chain"]
+            key_id, signature = data["key_id"], data["signature"]
+            void = data.get("void", {})
+            if not (
+                isinstance(writer, str)
+                and _WRITER.fullmatch(writer)
+                and isinstance(seq, int)
+                and seq >= 0
+                and data.get("count") == seq + 1
+                and isinstance(chain, str)
+                and chain.startswith(_PREFIX)
+                and _HEX64.fullmatch(chain, 7)
+                and isinstance(key_id, str)
+                and isinstance(signature, str)
+                and isinstance(void, dict)
+            ):
+                raise ValueError("malformed checkpoint fields")
+            voids = {int(s): str(link).removeprefix(_PREFIX) for s, link in void.items()}
+        except (ValueError, KeyError, TypeError) as exc:
+            report.problems.append(Finding("bad_signature", str(exc), topic, partition, offset))
+            return
+        key = self._keys.get(key_id)
+        if key is None:
+            report.problems.append(
+                Finding(
+                    "bad_signature",
+                    f"unknown key id {key_id!r}",
+                    topic,
+                    partition,
+                    offset,
+                    writer,
+                    seq,
+                )
+            )
+            return
+        try:
+            key.verify(_unb64url(signature), signed_bytes(data))
+        except (InvalidSignature, binascii.Error, ValueError):
+            report.problems.append(
+                Finding(
+                    "bad_signature",
+                    f"signature does not verify with key {key_id!r}",
+                    topic,
+                    partition,
+                    offset,
+                    writer,
+                    seq,
+                )
+            )
+            return
+        report.checkpoints_valid += 1
+        self._checkpoints.append(
+            _Checkpoint(topic or "", partition, offset, writer, seq, chain[7:], voids)
+        )
+
+    # -- the chains ------------------------------------------------------------------------
+
+    def finish(self) -> Report:
+        """Walk every writer's chain in seq order and report."""
+        report = self._report
+        report.writers = len(self._writers)
+        report.signed = bool(self._checkpoints)
+        covered: dict[str, _Checkpoint] = {}
+        voids: dict[str, dict[int, str]] = {}
+        for checkpoint in self._checkpoints:
+            voids.setdefault(checkpoint.writer, {}).update(checkpoint.void)
+            best = covered.get(checkpoint.writer)
+            if best is None or checkpoint.seq > best.seq:
+                covered[checkpoint.writer] = checkpoint
+        for writer, positions in self._writers.items():
+            self._walk(writer, positions, voids.get(writer, {}), covered.get(writer))
+        if self._from_start:
+            # A writer whose checkpoints cover records of which none is left.
+            for writer, checkpoint in covered.items():
+                if writer not in self._writers:
+                    self._gap(
+                        "truncated", writer, 0, checkpoint.seq, after=None, checkpoint=checkpoint
+                    )
+        self._check_checkpoint_links()
+        self._check_receipts()
+        if not self._checkpoints and report.records_checked:
+            report.warnings.append(
+                Finding("unsigned", "no signed checkpoint: the trail is chained but unsigned")
+            )
+        return report
+
+    def _walk(
+        self,
+        writer: str,
+        positions: dict[int, Entry],
+        void: dict[int, str],
+        checkpoint: _Checkpoint | None,
+    ) -> None:
+        report = self._report
+        extra = self._extra
+        seqs = sorted(positions)
+        covered_to = checkpoint.seq if checkpoint is not None else -1
+        expected = 0 if self._from_start else seqs[0]
+        prev: str | None = GENESIS if self._from_start else None
+        for seq in seqs:
+            if seq > expected:
+                prev = self._skip(
+                    writer,
+                    expected,
+                    seq,
+                    void=void,
+                    prev=prev,
+                    after=positions[seq],
+                    checkpoint=checkpoint,
+                )
+            entry = positions[seq]
+            others = extra.get((writer, seq))
+            if others is not None:
+                entry = self._settle(writer, seq, prev, entry, others)
+            link = entry[_LINK]
+            if prev is not None and link_of(writer, seq, prev, entry[_DIGEST]) != link:
+                self._problem(
+                    "forged",
+                    "rg-chain does not follow from the previous link and this digest",
+                    entry[_PARTITION],
+                    entry[_OFFSET],
+                    writer=writer,
+                    seq=seq,
+                )
+                if not entry[_ALTERED]:
+                    report.records_valid -= 1
+                # What follows cannot be checked against a forged link.
+                prev = None
+            else:
+                prev = link
+            expected = seq + 1
+        last = seqs[-1]
+        if covered_to > last:
+            self._skip(
+                writer,
+                last + 1,
+                covered_to + 1,
+                void=void,
+                prev=prev,
+                after=None,
+                checkpoint=checkpoint,
+            )
+        if report.signed and last > covered_to:
+            first_uncovered = max(covered_to + 1, seqs[0])
+            entry = positions.get(first_uncovered) or positions[last]
+            report.warnings.append(
+                Finding(
+                    "not_covered",
+                    f"{sum(1 for s in seqs if s > covered_to)} record(s) after the last "
+                    "signed checkpoint",
+                    self._topic,
+                    entry[_PARTITION],
+                    entry[_OFFSET],
+                    writer,
+                    first_uncovered,
+                    last,
+                )
+            )
+
+    def _skip(
+        self,
+        writer: str,
+        start: int,
+        stop: int,
+        *,
+        void: dict[int, str],
+        prev: str | None,
+        after: Entry | None,
+        checkpoint: _Checkpoint | None,
+    ) -> str | None:
+        """Seqs start..stop-1 have no record: continue through void positions, report the rest
+        (truncated when a checkpoint covers them, else missing); return the link before stop."""
+        covered_to = checkpoint.seq if checkpoint is not None else -1
+        run_start: int | None = None
+        for seq in range(start, stop):
+            link = void.get(seq)
+            if link is not None:
+                if run_start is not None:
+                    self._gap_run(
+                        writer, run_start, seq - 1, covered_to, after=after, checkpoint=checkpoint
+                    )
+                    run_start = None
+                prev = link
+                continue
+            if run_start is None:
+                run_start = seq
+            prev = None
+        if run_start is not None:
+            self._gap_run(
+                writer, run_start, stop - 1, covered_to, after=after, checkpoint=checkpoint
+            )
+        return prev
+
+    def _gap_run(
+        self,
+        writer: str,
+        first: int,
+        last: int,
+        covered_to: int,
+        *,
+        after: Entry | None,
+        checkpoint: _Checkpoint | None,
+    ) -> None:
+        if first <= covered_to:
+            self._gap(
+                "truncated",
+                writer,
+                first,
+                min(last, covered_to),
+                after=after,
+                checkpoint=checkpoint,
+            )
+        if last > covered_to:
+            self._gap(
+                "missing", writer, max(first, covered_to + 1), last, after=after, checkpoint=None
+            )
+
+    def _gap(
+        self,
+        kind: str,
+        writer: str,
+        first: int,
+        last: int,
+        *,
+        after: Entry | None,
+        checkpoint: _Checkpoint | None,
+    ) -> None:
+        # Where: the record after the gap; at the end of a chain, the checkpoint covering it.
+        count = last - first + 1
+        what = "seq" if count == 1 else "seqs"
+        span = str(first) if count == 1 else f"{first}..{last}"
+        if kind == "truncated":
+            detail = f"{what} {span} covered by a signed checkpoint but not on the topic"
+        else:
+            detail = f"{what} {span} not on the topic (a gap in the writer's sequence)"
+        where: tuple[str | None, int | None, int | None]
+        if after is not None:
+            where = self._where(after[_PARTITION], after[_OFFSET])
+        elif checkpoint is not None:
+            where = (checkpoint.topic, checkpoint.partition, checkpoint.offset)
+        else:
+            where = (self._topic, None, None)
+        topic, partition, offset = where
+        self._report.problems.append(
+            Finding(kind, detail, topic, partition, offset, writer=writer, seq=first, last_seq=last)
+        )
+
+    def _settle(
+        self, writer: str, seq: int, prev: str | None, first: Entry, others: list[Entry]
+    ) -> Entry:
+        """Several records at one position: report duplicates and conflicts, keep the one the
+        chain continues with (an intact record whose link follows from prev)."""
+        report = self._report
+        entries = [first, *others]
+        intact = [e for e in entries if not e[_ALTERED]]
+        if prev is not None:
+            linked = [e for e in intact if link_of(writer, seq, prev, e[_DIGEST]) == e[_LINK]]
+        else:
+            linked = intact
+        keep = (linked or intact or entries)[0]
+        for entry in entries:
+            if entry is keep or entry[_ALTERED]:
+                continue  # an altered copy is reported as such
+            if entry[_IDENTITY] == keep[_IDENTITY] or (
+                entry[_DIGEST] == keep[_DIGEST] and entry[_LINK] == keep[_LINK]
+            ):
+                self._problem(
+                    "duplicate",
+                    f"same record as partition {keep[_PARTITION]} offset {keep[_OFFSET]}",
+                    entry[_PARTITION],
+                    entry[_OFFSET],
+                    writer=writer,
+                    seq=seq,
+                )
+            elif entry in linked:
+                self._problem(
+                    "conflict",
+                    f"another record at this position: partition {keep[_PARTITION]} "
+                    f"offset {keep[_OFFSET]}",
+                    entry[_PARTITION],
+                    entry[_OFFSET],
+                    writer=writer,
+                    seq=seq,
+                )
+                report.records_valid -= 1
+            else:
+                self._problem(
+                    "forged",
+                    "rg-chain does not follow from the previous link and this digest",
+                    entry[_PARTITION],
+                    entry[_OFFSET],
+                    writer=writer,
+                    seq=seq,
+                )
+                report.records_valid -= 1
+        return keep
+
+    def _check_checkpoint_links(self) -> None:
+        # A signed checkpoint names the link at its seq: the record there must carry it.
+        for checkpoint in self._checkpoints:
+            positions = self._writers.get(checkpoint.writer, {})
+            entry = positions.get(checkpoint.seq)
+            link = entry[_LINK] if entry is not None else checkpoint.void.get(checkpoint.seq)
+            if entry is not None and link != checkpoint.chain:
+                self._problem(
+                    "conflict",
+                    f"a signed checkpoint (partition {checkpoint.partition} offset "
+                    f"{checkpoint.offset}) names another link at this position",
+                    entry[_PARTITION],
+                    entry[_OFFSET],
+                    writer=checkpoint.writer,
+                    seq=checkpoint.seq,
+                )
+
+    def _check_receipts(self) -> None:
+        for name, receipt in self._receipts:
+            faults = self._receipt_faults(receipt)
+            if faults:
+                partition, offset = receipt.get("partition"), receipt.get("offset")
+                self._report.problems.append(
+                    Finding(
+                        "receipt",
+                        f"{name}: {'; '.join(faults)}",
+                        str(receipt.get("topic")),
+                        partition if isinstance(partition, int) else None,
+                        offset if isinstance(offset, int) else None,
+                        receipt.get("writer") if isinstance(receipt.get("writer"), str) else None,
+                        receipt.get("seq") if isinstance(receipt.get("seq"), int) else None,
+                    )
+                )
+
+    def _receipt_faults(self, receipt: Mapping[str, Any]) -> list[str]:
+        writer, seq = receipt.get("writer"), receipt.get("seq")
+        digest, chain = receipt.get("digest"), receipt.get("chain")
+        if self._topic is not None and receipt.get("topic") != self._topic:
+            return [f"topic {receipt.get('topic')!r} is not the verified topic {self._topic!r}"]
+        faults: list[str] = []
+        partition, offset = receipt.get("partition"), receipt.get("offset")
+        if isinstance(partition, int) and isinstance(offset, int):
+            seen = self._wanted.get((partition, offset))
+            if seen is None:
+                faults.append("no record at its partition and offset")
+            else:
+                stated = (digest, writer, None if seq is None else str(seq), chain)
+                names = ("digest", "writer", "seq", "chain")
+                faults += [
+                    f"{n} {s!r} differs from the record's {r!r}"
+                    for n, s, r in zip(names, stated, seen, strict=True)
+                    if s != r
+                ]
+        if not isinstance(writer, str) or not isinstance(seq, int):
+            return [*faults, "no writer and seq"]
+        entry = self._writers.get(writer, {}).get(seq)
+        if entry is None:
+            faults.append("its writer position is not on the trail")
+        elif (digest, chain) != (_PREFIX + entry[_DIGEST], _PREFIX + entry[_LINK]):
+            faults.append("digest or chain differs from the record at its writer position")
+        return sorted(set(faults))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _where(self, partition: int, offset: int) -> tuple[str | None, int, int]:
+        return (self._topic, partition, offset)
+
+    def _problem(
+        self,
+        kind: str,
+        detail: str,
+        partition: int,
+        offset: int,
+        *,
+        writer: str | None = None,
+        seq: int | None = None,
+    ) -> None:
+        self._report.problems.append(
+            Finding(kind, detail, self._topic, partition, offset, writer, seq)
+        )

@@ -1,0 +1,260 @@
+"""`ractogateway-kafka verify` as a real process against trails an independent producer wrote to
+a real broker: a clean trail, then each kind of problem found with its partition and offset."""
+
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.cli import build_parser, main
+from tests.helpers.integrity import (
+    ChainedWriter,
+    Record,
+    SigningKey,
+    chain_headers,
+    checkpoint_record,
+    receipt_of,
+    with_value,
+    write_records,
+)
+from tests.helpers.processes import run_cli
+
+CreateTopic = Callable[..., Awaitable[str]]
+
+
+@dataclass
+class Trail:
+    """An audit topic and its checkpoints topic on the broker, and how to verify them."""
+
+    bootstrap: str
+    folder: Path
+    topic: str
+    checkpoints: str
+    keys: list[Path] = field(default_factory=list)
+
+    def verify(self, *extra: str) -> tuple[int, dict[str, Any]]:
+        """Run `verify --json` with the trail's topics and keys; exit code and report."""
+        done = self.run("--json", *extra)
+        assert done.returncode in {0, 1}, done.stderr
+        assert done.stdout, done.stderr
+        return done.returncode, json.loads(done.stdout)
+
+    def run(self, *extra: str) -> "subprocess.CompletedProcess[str]":
+        """Run `verify` with the trail's topics and keys and `extra`."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
+        env["RG_KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap
+        keys = [arg for path in self.keys for arg in ("--public-key", str(path))]
+        args = ["verify", "--topic", self.topic, "--checkpoints-topic", self.checkpoints]
+        return run_cli([*args, *keys, *extra], cwd=self.folder, env=env)
+
+    async def write(self, records: list[Record]) -> list[Record]:
+        """Audit records, round robin over the topic's three partitions."""
+        return await write_records(self.bootstrap, self.topic, records, partitions=3)
+
+    async def sign(self, *checkpoints: dict[str, Any]) -> None:
+        """Checkpoints to the checkpoints topic."""
+        await write_records(
+            self.bootstrap, self.checkpoints, [*map(checkpoint_record, checkpoints)]
+        )
+
+
+@pytest.fixture
+async def trail(kafka_bootstrap: str, create_topic: CreateTopic, tmp_path: Path) -> Trail:
+    return Trail(kafka_bootstrap, tmp_path, await create_topic(3), await create_topic(1))
+
+
+def found(report: dict[str, Any]) -> list[tuple[str, int | None, int | None]]:
+    return sorted((p["kind"], p["partition"], p["offset"]) for p in report["problems"])
+
+
+async def signed_trail(trail: Trail, count: int = 12) -> tuple[ChainedWriter, list[Record]]:
+    """A writer's `count` records, all covered by one signed checkpoint."""
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    writer = ChainedWriter()
+    records = await trail.write(writer.records(count))
+    await trail.sign(key.checkpoint(writer))
+    return writer, records
+
+
+async def test_a_clean_trail_of_two_writers_verifies(trail: Trail) -> None:
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    a, b = ChainedWriter(), ChainedWriter()
+    records = await trail.write(
+        [r for p in zip(a.records(20), b.records(20), strict=True) for r in p]
+    )
+    await trail.sign(key.checkpoint(a), key.checkpoint(b))
+    receipt = trail.folder / "receipt.json"
+    receipt.write_text(json.dumps(receipt_of(records[7], trail.topic)))
+    code, report = trail.verify("--receipt", str(receipt))
+    assert code == 0, report
+    assert report["clean"]
+    assert report["signed"]
+    assert (report["records_checked"], report["records_valid"], report["writers"]) == (40, 40, 2)
+    assert (report["checkpoints_checked"], report["checkpoints_valid"]) == (2, 2)
+    assert report["warnings"] == []
+    assert set(report["problem_counts"]) == {
+        "altered", "forged", "missing", "truncated", "conflict", "duplicate", "bad_signature",
+        "receipt",
+    }  # fmt: skip
+    text = trail.run("--progress")
+    assert text.returncode == 0
+    assert "40/40 records" in text.stderr
+    assert "40 record(s) checked, 40 valid, 2 writer(s), 2 of 2 checkpoint(s) valid" in text.stdout
+
+
+async def test_an_unsigned_trail_is_clean_with_a_warning(trail: Trail) -> None:
+    await trail.write(ChainedWriter().records(5))
+    code, report = trail.verify()
+    assert code == 0
+    assert not report["signed"]
+    assert [w["kind"] for w in report["warnings"]] == ["unsigned"]
+
+
+async def test_a_rewritten_copy_with_its_headers_kept_is_altered(trail: Trail) -> None:
+    _, records = await signed_trail(trail)
+    (copy,) = await trail.write([with_value(records[4], b'{"prompt":"rewritten"}')])
+    code, report = trail.verify()
+    assert code == 1
+    assert found(report) == [("altered", copy.partition, copy.offset)]
+
+
+async def test_made_up_chain_headers_are_forged(trail: Trail) -> None:
+    writer, _ = await signed_trail(trail)
+    value = b'{"prompt":"never said"}'
+    digest = hashlib.sha256(value).hexdigest()
+    made_up = Record(
+        value, chain_headers(writer.writer, writer.seq + 1, digest, secrets.token_hex(32))
+    )
+    (forged,) = await trail.write([made_up])
+    code, report = trail.verify()
+    assert code == 1
+    assert found(report) == [("forged", forged.partition, forged.offset)]
+
+
+async def test_a_copy_with_one_record_left_out_has_it_missing(trail: Trail) -> None:
+    writer = ChainedWriter()
+    records = writer.records(9)
+    written = await trail.write([*records[:5], *records[6:]])
+    code, report = trail.verify()
+    assert code == 1
+    (problem,) = report["problems"]
+    # Found at the record after the gap: the old seq 6, now the sixth record written.
+    after = written[5]
+    assert (problem["kind"], problem["seq"], problem["writer"]) == ("missing", 5, writer.writer)
+    assert (problem["partition"], problem["offset"]) == (after.partition, after.offset)
+
+
+async def test_a_copy_without_its_last_records_is_truncated(trail: Trail) -> None:
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    writer = ChainedWriter()
+    records = writer.records(10)
+    await trail.write(records[:7])
+    await trail.sign(key.checkpoint(writer))
+    code, report = trail.verify()
+    assert code == 1
+    (problem,) = report["problems"]
+    assert (problem["kind"], problem["seq"], problem["last_seq"]) == ("truncated", 7, 9)
+    assert (problem["topic"], problem["partition"], problem["offset"]) == (trail.checkpoints, 0, 0)
+
+
+async def test_a_doubled_record_is_a_duplicate_and_a_rival_a_conflict(trail: Trail) -> None:
+    writer, records = await signed_trail(trail)
+    (doubled,) = await trail.write([replace(records[3], partition=None, offset=None)])
+    previous = records[5].header("rg-chain").removeprefix("sha256:")
+    rival_writer = ChainedWriter(writer=writer.writer, seq=5, link=previous)
+    (rival,) = await trail.write([rival_writer.record({"prompt": "another answer"})])
+    code, report = trail.verify()
+    assert code == 1
+    assert found(report) == sorted(
+        [
+            ("duplicate", doubled.partition, doubled.offset),
+            ("conflict", rival.partition, rival.offset),
+        ]
+    )
+
+
+async def test_bad_signatures_and_key_rotation(trail: Trail) -> None:
+    retired, current = SigningKey.generate(), SigningKey.generate("current-key")
+    writer = ChainedWriter()
+    await trail.write(writer.records(4))
+    old = retired.checkpoint(writer)
+    await trail.write(writer.records(4))
+    new = current.checkpoint(writer)
+    await trail.sign(old, new)
+    retired_file = retired.write_public(trail.folder)
+    # A file named <key_id>.pem gives its key that id.
+    current_file = current.write_public(trail.folder, "current-key.pem")
+    trail.keys = [retired_file, current_file]
+    code, report = trail.verify()
+    assert code == 0, report
+    assert report["checkpoints_valid"] == 2
+    trail.keys = [current_file]
+    code, report = trail.verify()
+    assert code == 1
+    assert found(report) == [("bad_signature", 0, 0)]
+    await trail.sign({**new, "seq": 2, "count": 3})
+    trail.keys = [retired_file, current_file]
+    code, report = trail.verify()
+    assert code == 1
+    assert found(report) == [("bad_signature", 0, 2)]
+
+
+async def test_kept_receipts_verify_and_an_altered_one_does_not(trail: Trail) -> None:
+    _, records = await signed_trail(trail)
+    receipts = [receipt_of(r, trail.topic) for r in records[:3]]
+    kept = trail.folder / "kept.json"
+    kept.write_text(json.dumps(receipts))
+    code, report = trail.verify("--receipt", str(kept))
+    assert code == 0, report
+    altered = trail.folder / "altered.json"
+    altered.write_text(json.dumps({**receipts[1], "chain": "sha256:" + "e" * 64}))
+    code, report = trail.verify("--receipt", str(kept), "--receipt", str(altered))
+    assert code == 1
+    assert found(report) == [("receipt", records[1].partition, records[1].offset)]
+
+
+async def test_since_checks_a_window_without_reporting_the_writers_start(trail: Trail) -> None:
+    await signed_trail(trail)
+    code, report = trail.verify("--since", "2000-01-01T00:00:00Z")
+    assert code == 0, report
+    assert report["records_checked"] == 12
+    code, report = trail.verify("--since", "2999-01-01T00:00:00+00:00")
+    assert code == 0, report
+    assert report["records_checked"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "yesterday"], "not an RFC 3339 time"),
+        (["--since", "2026-01-01T00:00:00"], "offset"),
+        (["--public-key", "nowhere.pem"], "not a readable PEM public key"),
+        (["--receipt", "nowhere.json"], "not a readable JSON file"),
+        (["--from-beginning", "--since", "2026-01-01T00:00:00Z"], "not allowed with"),
+        (["--topic", f"absent-{secrets.token_hex(4)}"], "does not exist"),
+    ],
+)
+async def test_usage_errors_exit_2(trail: Trail, args: list[str], message: str) -> None:
+    done = trail.run(*args)
+    assert done.returncode == 2, done.stdout
+    assert message in done.stderr
+
+
+def test_unit_verify_is_listed_with_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["verify", "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--topic", "--checkpoints-topic", "--since", "--public-key", "--receipt"):
+        assert option in text
+    assert "verify" in build_parser().format_help()

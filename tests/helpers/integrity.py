@@ -1,0 +1,180 @@
+"""Audit trails built by hand from the integrity spec (not from the service's code): chained
+records, signed checkpoints, and an independent producer that writes them to a topic."""
+
+import base64
+import hashlib
+import json
+import secrets
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One audit record as it goes to Kafka; partition/offset set once written."""
+
+    value: bytes
+    headers: Headers
+    key: bytes | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+    def header(self, name: str) -> str:
+        """The text of header `name`."""
+        return next(v.decode() for n, v in self.headers if n == name)
+
+
+def spec_link(writer: str, seq: int, prev: str, digest_hex: str) -> str:
+    """The spec's link, written out here on its own so the tests do not trust app code."""
+    return hashlib.sha256(
+        f"rg-chain-v1\n{writer}\n{seq}\n{prev}\n{digest_hex}".encode()
+    ).hexdigest()
+
+
+@dataclass
+class ChainedWriter:
+    """A writer as the spec describes it: a random id, seqs 0, 1, 2, … and their links."""
+
+    writer: str = field(default_factory=lambda: secrets.token_hex(16))
+    seq: int = -1
+    link: str = "0" * 64
+
+    def record(self, body: dict[str, Any] | None = None) -> Record:
+        """The next record of this writer's chain."""
+        event = body or {"event_id": str(uuid.uuid4()), "prompt": "hello", "response": "hi"}
+        value = json.dumps(event, sort_keys=True, separators=(",", ":")).encode()
+        digest = hashlib.sha256(value).hexdigest()
+        self.seq += 1
+        self.link = spec_link(self.writer, self.seq, self.link, digest)
+        return Record(value, chain_headers(self.writer, self.seq, digest, self.link))
+
+    def records(self, count: int) -> list[Record]:
+        """`count` next records."""
+        return [self.record() for _ in range(count)]
+
+
+def chain_headers(writer: str, seq: int, digest_hex: str, link: str) -> Headers:
+    """The headers of an audit record at (writer, seq)."""
+    return [
+        ("content-type", b"application/json"),
+        ("rg-digest", f"sha256:{digest_hex}".encode()),
+        ("rg-writer", writer.encode()),
+        ("rg-seq", str(seq).encode()),
+        ("rg-chain", f"sha256:{link}".encode()),
+    ]
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An Ed25519 key pair and its id (the spec's derivation unless given)."""
+
+    private: Ed25519PrivateKey
+    key_id: str
+
+    @classmethod
+    def generate(cls, key_id: str | None = None) -> "SigningKey":
+        """A new key pair."""
+        private = Ed25519PrivateKey.generate()
+        raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return cls(private, key_id or hashlib.sha256(raw).hexdigest()[:16])
+
+    def public_pem(self) -> bytes:
+        """The public key in PEM (SubjectPublicKeyInfo)."""
+        return self.private.public_key().public_bytes(
+            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def private_pem(self) -> bytes:
+        """The private key in PEM (PKCS#8)."""
+        return self.private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+    def write_public(self, folder: Path, name: str | None = None) -> Path:
+        """Write the public key as `<name or key_id>.pub.pem`; return its path."""
+        path = folder / (name or f"{self.key_id}.pub.pem")
+        path.write_bytes(self.public_pem())
+        return path
+
+    def checkpoint(
+        self, writer: ChainedWriter, void: dict[int, str] | None = None
+    ) -> dict[str, Any]:
+        """A signed checkpoint of `writer`'s chain as it stands."""
+        body: dict[str, Any] = {
+            "version": 1,
+            "writer": writer.writer,
+            "seq": writer.seq,
+            "count": writer.seq + 1,
+            "chain": f"sha256:{writer.link}",
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "key_id": self.key_id,
+            "void": {str(s): f"sha256:{link}" for s, link in (void or {}).items()},
+        }
+        signed = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        signature = self.private.sign(signed.encode())
+        body["signature"] = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+        return body
+
+
+def checkpoint_record(checkpoint: dict[str, Any]) -> Record:
+    """A checkpoint as a record of the checkpoints topic (key: the writer id)."""
+    return Record(
+        json.dumps(checkpoint).encode(),
+        [("content-type", b"application/json")],
+        key=str(checkpoint["writer"]).encode(),
+    )
+
+
+def with_value(record: Record, value: bytes) -> Record:
+    """The record with its value rewritten and its headers kept."""
+    return replace(record, value=value, partition=None, offset=None)
+
+
+async def write_records(
+    bootstrap: str, topic: str, records: list[Record], *, partitions: int = 1
+) -> list[Record]:
+    """Produce the records in order (record i to partition i % partitions unless keyed), with
+    an independent aiokafka producer; return them with their partition and offset."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        written = []
+        for i, record in enumerate(records):
+            meta = await producer.send_and_wait(
+                topic,
+                record.value,
+                key=record.key,
+                headers=record.headers,
+                partition=i % partitions,
+            )
+            written.append(replace(record, partition=meta.partition, offset=meta.offset))
+        return written
+    finally:
+        await producer.stop()
+
+
+def receipt_of(record: Record, topic: str) -> dict[str, Any]:
+    """The receipt a client keeps for a written record (the fields `verify --receipt` checks)."""
+    return {
+        "event_id": json.loads(record.value).get("event_id", ""),
+        "topic": topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "digest": record.header("rg-digest"),
+        "writer": record.header("rg-writer"),
+        "seq": int(record.header("rg-seq")),
+        "chain": record.header("rg-chain"),
+        "status": "acked",
+    }

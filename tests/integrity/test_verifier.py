@@ -1,0 +1,185 @@
+"""The verifier on trails built in memory from the spec: every kind of problem, where it is."""
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from app.integrity.chain import GENESIS, link_of
+from app.integrity.verifier import Report, Verifier, key_id_of
+from tests.helpers.integrity import (
+    ChainedWriter,
+    Record,
+    SigningKey,
+    chain_headers,
+    receipt_of,
+    spec_link,
+    with_value,
+)
+
+TOPIC = "audit"
+
+
+def placed(records: list[Record], partitions: int = 3) -> list[Record]:
+    """Records as a producer would have placed them: round robin, offsets per partition."""
+    next_offset = [0] * partitions
+    out = []
+    for i, record in enumerate(records):
+        p = i % partitions
+        out.append(replace(record, partition=p, offset=next_offset[p]))
+        next_offset[p] += 1
+    return out
+
+
+def verify(
+    records: list[Record],
+    checkpoints: Sequence[dict[str, Any]] = (),
+    keys: Sequence[SigningKey] = (),
+    receipts: Sequence[dict[str, Any]] = (),
+    *,
+    reverse: bool = False,
+) -> Report:
+    public = {k.key_id: k.private.public_key() for k in keys}
+    verifier = Verifier(public, topic=TOPIC, checkpoints_topic=f"{TOPIC}.checkpoints")
+    for i, receipt in enumerate(receipts):
+        verifier.expect_receipt(f"receipt {i}", receipt)
+    for record in reversed(records) if reverse else records:
+        assert record.partition is not None
+        assert record.offset is not None
+        verifier.add_record(record.partition, record.offset, record.value, record.headers)
+    for offset, checkpoint in enumerate(checkpoints):
+        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode())
+    return verifier.finish()
+
+
+def kinds(report: Report) -> list[tuple[str, int | None, int | None]]:
+    return [(p.kind, p.partition, p.offset) for p in report.problems]
+
+
+def test_unit_link_matches_the_spec_vectors() -> None:
+    writer = "00112233445566778899aabbccddeeff"
+    digest = "a" * 64
+    first = link_of(writer, 0, GENESIS, digest)
+    assert first == spec_link(writer, 0, GENESIS, digest)
+    # The test vectors docs/operations.md states.
+    assert first == "0f7c6dfd08b845eab8c142e8c159fafd2a178d9a0c56b59322369957685a60ac"
+    second = link_of(writer, 1, first, "b" * 64)
+    assert second == "8b3fb383e5872dcddeffae2a7f266a3d1a558599518ff36910e48b53dca1e86d"
+
+
+def test_unit_a_clean_signed_trail_in_any_order_has_no_problem() -> None:
+    key = SigningKey.generate()
+    a, b = ChainedWriter(), ChainedWriter()
+    records = placed([r for pair in zip(a.records(50), b.records(50), strict=True) for r in pair])
+    report = verify(records, [key.checkpoint(a), key.checkpoint(b)], [key], reverse=True)
+    assert report.clean, report.problems
+    assert (report.records_checked, report.records_valid, report.writers) == (100, 100, 2)
+    assert report.signed
+    assert report.checkpoints_valid == 2
+    assert report.warnings == []
+
+
+def test_unit_unsigned_and_uncovered_are_warnings() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    first = writer.records(3)
+    checkpoint = key.checkpoint(writer)
+    records = placed([*first, *writer.records(2)])
+    unsigned = verify(records)
+    assert unsigned.clean
+    assert [w.kind for w in unsigned.warnings] == ["unsigned"]
+    signed = verify(records, [checkpoint], [key])
+    assert signed.clean
+    (warning,) = signed.warnings
+    assert (warning.kind, warning.seq, warning.last_seq) == ("not_covered", 3, 4)
+    assert (warning.partition, warning.offset) == (records[3].partition, records[3].offset)
+
+
+def test_unit_altered_copy_is_found_where_it_is() -> None:
+    records = placed(ChainedWriter().records(6))
+    copy = replace(with_value(records[2], b'{"prompt":"rewritten"}'), partition=0, offset=99)
+    report = verify([*records, copy])
+    assert kinds(report) == [("altered", 0, 99)]
+    assert report.records_valid == 6
+
+
+def test_unit_made_up_chain_headers_are_forged() -> None:
+    writer = ChainedWriter()
+    records = placed(writer.records(4))
+    value = b'{"prompt":"never said"}'
+    digest = hashlib.sha256(value).hexdigest()
+    next_seq = Record(value, chain_headers(writer.writer, 4, digest, "c" * 64), None, 1, 50)
+    same_seq = Record(value, chain_headers(writer.writer, 1, digest, "d" * 64), None, 2, 60)
+    no_headers = Record(value, [("rg-digest", f"sha256:{digest}".encode())], None, 0, 70)
+    report = verify([*records, next_seq, same_seq, no_headers])
+    assert sorted(kinds(report)) == [("forged", 0, 70), ("forged", 1, 50), ("forged", 2, 60)]
+
+
+def test_unit_a_gap_is_missing_and_a_covered_gap_is_truncated() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(10))
+    checkpoint = key.checkpoint(writer)
+    gap = verify([*records[:4], *records[5:]], [checkpoint], [key])
+    (problem,) = gap.problems
+    assert (problem.kind, problem.seq, problem.partition, problem.offset) == (
+        "truncated",
+        4,
+        records[5].partition,
+        records[5].offset,
+    )
+    unsigned_gap = verify([*records[:4], *records[5:]])
+    assert [(p.kind, p.seq) for p in unsigned_gap.problems] == [("missing", 4)]
+    tail_cut = verify(records[:7], [checkpoint], [key])
+    (problem,) = tail_cut.problems
+    assert (problem.kind, problem.seq, problem.last_seq) == ("truncated", 7, 9)
+    assert (problem.topic, problem.partition, problem.offset) == (f"{TOPIC}.checkpoints", 0, 0)
+
+
+def test_unit_void_positions_carry_the_chain_past_a_lost_record() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(6))
+    void_link = records[3].header("rg-chain").removeprefix("sha256:")
+    report = verify(
+        [*records[:3], *records[4:]], [key.checkpoint(writer, void={3: void_link})], [key]
+    )
+    assert report.clean, report.problems
+
+
+def test_unit_duplicate_and_conflict_at_one_position() -> None:
+    writer = ChainedWriter()
+    records = placed(writer.records(5))
+    doubled = replace(records[1], partition=2, offset=40)
+    # A second, different record correctly chained at seq 2: two writers' worth of one position.
+    other = ChainedWriter(writer=writer.writer, seq=1, link=records[1].header("rg-chain")[7:])
+    rival = replace(other.record({"prompt": "rival"}), partition=1, offset=41)
+    report = verify([*records, doubled, rival])
+    assert sorted(kinds(report)) == [("conflict", 1, 41), ("duplicate", 2, 40)]
+
+
+def test_unit_bad_signature_unknown_key_and_rotation() -> None:
+    retired, current = SigningKey.generate(), SigningKey.generate("current-2")
+    writer = ChainedWriter()
+    records = placed(writer.records(3))
+    old = retired.checkpoint(writer)
+    new = current.checkpoint(writer)
+    assert verify(records, [old, new], [retired, current]).clean
+    tampered = {**new, "seq": 1, "count": 2}
+    report = verify(records, [old, tampered], [retired, current])
+    assert [(p.kind, p.offset) for p in report.problems] == [("bad_signature", 1)]
+    unknown = verify(records, [old, new], [current])
+    assert [(p.kind, p.offset) for p in unknown.problems] == [("bad_signature", 0)]
+    assert key_id_of(load_pem_public_key(retired.public_pem())) == retired.key_id  # type: ignore[arg-type]
+
+
+def test_unit_receipts_verify_and_an_altered_one_does_not() -> None:
+    records = placed(ChainedWriter().records(4))
+    good = receipt_of(records[2], TOPIC)
+    assert verify(records, receipts=[good]).clean
+    for field, value in (("seq", 3), ("digest", "sha256:" + "0" * 64), ("offset", 7)):
+        report = verify(records, receipts=[{**good, field: value}])
+        assert [p.kind for p in report.problems] == ["receipt"], field
