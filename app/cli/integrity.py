@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from app.cli.common import EPILOG, logger
 from app.cluster import consumer_config
-from app.integrity.verifier import Finding, Report, Verifier, key_id_of
+from app.integrity.keys import derived_key_id
+from app.integrity.verifier import Finding, Report, Verifier
 from app.logs import configure_logging
 from app.settings import get_settings
 
@@ -45,7 +46,7 @@ def load_public_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
             raise VerifyInputError(f"--public-key {path}: not a readable PEM public key") from exc
         if not isinstance(key, Ed25519PublicKey):
             raise VerifyInputError(f"--public-key {path}: not an Ed25519 public key")
-        keys[key_id_of(key)] = key
+        keys[derived_key_id(key)] = key
         name = path.name
         for suffix in (".pub.pem", ".pem"):
             if name.endswith(suffix) and len(name) > len(suffix):

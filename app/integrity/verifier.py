@@ -23,8 +23,6 @@ Kinds of problem (each with where it was found):
 Warnings: `not_covered` (records after a writer's last checkpoint) and `unsigned` (no checkpoints).
 """
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -34,9 +32,9 @@ from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from app.integrity.chain import GENESIS, link_of
+from app.integrity.checkpoint import Checkpoint, canonical_json, unb64url
 
 PROBLEM_KINDS = (
     "altered",
@@ -123,18 +121,6 @@ class Report:
         }
 
 
-def key_id_of(public_key: Ed25519PublicKey) -> str:
-    """The spec's default key id: the first 16 hex digits of SHA-256 of the raw public key."""
-    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def signed_bytes(checkpoint: Mapping[str, Any]) -> bytes:
-    """What a checkpoint's signature covers: its canonical JSON without `signature`."""
-    body = {k: v for k, v in checkpoint.items() if k != "signature"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def _position_of(fields: Mapping[str, bytes], digest_text: str) -> tuple[str, int, str]:
     """Writer id, seq and chain link of a record's headers; ValueError when absent or malformed."""
     writer, seq, chain = fields.get("rg-writer"), fields.get("rg-seq"), fields.get("rg-chain")
@@ -151,10 +137,6 @@ def _position_of(fields: Mapping[str, bytes], digest_text: str) -> tuple[str, in
     if not digest_text.startswith(_PREFIX) or not _HEX64.fullmatch(digest_text, 7):
         raise ValueError("malformed rg-digest header")
     return writer_id, int(seq_text), chain_text
-
-
-def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass(frozen=True)
@@ -258,29 +240,15 @@ class Verifier:
         topic = self._checkpoints_topic
         try:
             data = json.loads(value or b"")
-            if not isinstance(data, dict) or data.get("version") != 1:
+            checkpoint = Checkpoint.from_json(data)
+            if checkpoint.version != 1:
                 raise ValueError("not a version 1 checkpoint")
-            writer, seq, chain = data["writer"], data["seq"], data["chain"]
-            key_id, signature = data["key_id"], data["signature"]
-            void = data.get("void", {})
-            if not (
-                isinstance(writer, str)
-                and _WRITER.fullmatch(writer)
-                and isinstance(seq, int)
-                and seq >= 0
-                and data.get("count") == seq + 1
-                and isinstance(chain, str)
-                and chain.startswith(_PREFIX)
-                and _HEX64.fullmatch(chain, 7)
-                and isinstance(key_id, str)
-                and isinstance(signature, str)
-                and isinstance(void, dict)
-            ):
+            if not _WRITER.fullmatch(checkpoint.writer) or checkpoint.seq < 0:
                 raise ValueError("malformed checkpoint fields")
-            voids = {int(s): str(link).removeprefix(_PREFIX) for s, link in void.items()}
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:  # JSON and format errors alike
             report.problems.append(Finding("bad_signature", str(exc), topic, partition, offset))
             return
+        writer, seq, key_id = checkpoint.writer, checkpoint.seq, checkpoint.key_id
         key = self._keys.get(key_id)
         if key is None:
             report.problems.append(
@@ -296,8 +264,9 @@ class Verifier:
             )
             return
         try:
-            key.verify(_unb64url(signature), signed_bytes(data))
-        except (InvalidSignature, binascii.Error, ValueError):
+            unsigned = {k: v for k, v in data.items() if k != "signature"}
+            key.verify(unb64url(checkpoint.signature), canonical_json(unsigned))
+        except (InvalidSignature, ValueError):
             report.problems.append(
                 Finding(
                     "bad_signature",
@@ -312,7 +281,9 @@ class Verifier:
             return
         report.checkpoints_valid += 1
         self._checkpoints.append(
-            _Checkpoint(topic or "", partition, offset, writer, seq, chain[7:], voids)
+            _Checkpoint(
+                topic or "", partition, offset, writer, seq, checkpoint.chain, checkpoint.void
+            )
         )
 
     # -- the chains ------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from app.integrity.chain import GENESIS, link_of
-from app.integrity.verifier import Report, Verifier, key_id_of
+from app.integrity.keys import derived_key_id
+from app.integrity.verifier import Report, Verifier
 from tests.helpers.integrity import (
     ChainedWriter,
     Record,
@@ -173,7 +174,7 @@ def test_unit_bad_signature_unknown_key_and_rotation() -> None:
     assert [(p.kind, p.offset) for p in report.problems] == [("bad_signature", 1)]
     unknown = verify(records, [old, new], [current])
     assert [(p.kind, p.offset) for p in unknown.problems] == [("bad_signature", 0)]
-    assert key_id_of(load_pem_public_key(retired.public_pem())) == retired.key_id  # type: ignore[arg-type]
+    assert derived_key_id(load_pem_public_key(retired.public_pem())) == retired.key_id  # type: ignore[arg-type]
 
 
 def test_unit_receipts_verify_and_an_altered_one_does_not() -> None:

@@ -1,0 +1,96 @@
+"""A trail written through the served process, with a signing key, verifies clean with the
+public key it serves, and the receipts its clients kept verify too; the same trail, one record
+rewritten by an independent producer, does not."""
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from tests.helpers.kafka import records_of
+from tests.helpers.processes import run_cli
+from tests.helpers.service import Launch
+
+EVENTS = 30
+
+
+def verify(bootstrap: str, folder: Path, topic: str, *extra: str) -> tuple[int, dict[str, Any]]:
+    """`ractogateway-kafka verify --json` on `topic` and its checkpoints topic."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
+    env["RG_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    done = run_cli(["verify", "--topic", topic, "--json", *extra], cwd=folder, env=env)
+    assert done.returncode in {0, 1}, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+async def test_a_signed_trail_written_through_the_service_verifies_clean(
+    kafka_bootstrap: str, tmp_path: Path, start_service: Launch
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
+    keys = tmp_path / "keys"
+    made = run_cli(["keys", "generate", "--out", str(keys)], cwd=tmp_path, env=env)
+    assert made.returncode == 0, made.stderr
+    (private,) = keys.glob("*.key.pem")
+    service = start_service(
+        kafka_bootstrap,
+        tmp_path / "run",
+        audit_signing_key_file=str(private),
+        audit_checkpoint_s="0.2",
+    )
+    service.wait_ready()
+    receipts = []
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+        for n in range(EVENTS):
+            event = {"user_id": f"user-{n % 4}", "model": "m", "prompt": f"p{n}", "response": "r"}
+            answer = await client.post("/audit", json=event)
+            assert answer.status_code == 201, answer.text
+            receipts.append(answer.json())
+        served = (await client.get("/audit/keys")).json()["keys"]
+    assert service.stop() == 0  # the last checkpoint is written at shutdown
+    public = tmp_path / "served.pem"
+    public.write_text(served[0]["public_key_pem"])
+    receipt_file = tmp_path / "receipts.json"
+    receipt_file.write_text(json.dumps(receipts))
+
+    code, report = verify(
+        kafka_bootstrap,
+        tmp_path,
+        service.audit_topic,
+        "--public-key",
+        str(public),
+        "--receipt",
+        str(receipt_file),
+    )
+    assert code == 0, report
+    assert report["problems"] == []
+    assert report["warnings"] == []  # every record covered by a signed checkpoint
+    assert report["records_checked"] == report["records_valid"] == EVENTS
+
+    # An independent producer appends a rewritten copy of one record, headers kept: found.
+    original = (await records_of(kafka_bootstrap, service.audit_topic))[7]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        assert isinstance(original.value, dict)
+        assert isinstance(original.key, str)
+        forged_value = json.dumps({**original.value, "response": "changed"}).encode()
+        sent = await producer.send_and_wait(
+            service.audit_topic,
+            forged_value,
+            key=original.key.encode(),
+            partition=original.partition,
+            headers=[(name, value or b"") for name, value in original.headers.items()],
+        )
+    finally:
+        await producer.stop()
+    code, report = verify(
+        kafka_bootstrap, tmp_path, service.audit_topic, "--public-key", str(public)
+    )
+    assert code == 1
+    kinds = {(p["kind"], p["partition"], p["offset"]) for p in report["problems"]}
+    assert ("altered", sent.partition, sent.offset) in kinds, report
+    assert uuid.UUID(receipts[0]["event_id"])
