@@ -186,7 +186,7 @@ class Settings(BaseSettings):
         description="File of the HMAC key for RG_REDACTION=hash (required then).",
     )
     redaction_patterns: dict[str, str] = Field(
-        default_factory=dict,
+        default={},
         description="More patterns to redact: a JSON object name -> regex; each match "
         "becomes [NAME] (the name in capitals).",
     )
