@@ -4,6 +4,7 @@
 #   make lint    ruff, and mypy --strict on app and tests
 #   make openapi write openapi.json from the app (a test fails when it is stale)
 #   make bench   load benchmark: POST /audit vs raw aiokafka, results in bench/results/
+#   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -23,7 +24,7 @@ export UV_PYTHON := $(PYTHON)
 
 JARS := $(RG_EMBEDDED_CACHE_DIR)/kafka_2.13-$(KAFKA_VERSION)/.complete
 
-.PHONY: run test lint openapi bench install clean help
+.PHONY: run test lint openapi bench bench-redaction install clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -59,6 +60,9 @@ openapi: $(SYNCED)
 bench: install
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(VENV)/bin/python -m bench.run
+
+bench-redaction: $(SYNCED)
+	$(VENV)/bin/python -m bench.redaction
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

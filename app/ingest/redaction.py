@@ -21,6 +21,7 @@ policy is stamped on every record as `rg-redaction: <mode>;v=<REDACTION_VERSION>
 
 import base64
 import binascii
+import bisect
 import hashlib
 import hmac
 import ipaddress
@@ -258,16 +259,23 @@ class Redactor:
         return "".join(parts)
 
     def _findings(self, text: str) -> Iterator[tuple[int, int, int, str]]:
-        taken: list[tuple[int, int]] = []
+        # Spans found so far, sorted and disjoint: a later kind's match that overlaps one of
+        # them is dropped (two bisections, not a scan, as findings can be many).
+        starts: list[int] = []
+        stops: list[int] = []
         for rank, detector in enumerate(self._detectors):
             if detector.marker is not None and detector.marker not in text:
                 continue
             for match in detector.pattern.finditer(text):
                 start, stop = match.span()
-                if start == stop or any(a < stop and start < b for a, b in taken):
+                at = bisect.bisect_right(starts, start)
+                if start == stop or (at and stops[at - 1] > start):
+                    continue
+                if at < len(starts) and starts[at] < stop:
                     continue
                 if detector.check(match):
-                    taken.append((start, stop))
+                    starts.insert(at, start)
+                    stops.insert(at, stop)
                     yield start, rank, stop, detector.kind
 
     def _placeholder(self, kind: str, value: str) -> str:
