@@ -97,8 +97,11 @@ def _ipv4(match: re.Match[str]) -> bool:
 def _ipv6(match: re.Match[str]) -> bool:
     text = match.group(0)
     groups = [group for group in text.split(":") if group]
-    # "1::2" in a slice, "12:30:00" in a time: real addresses have a long group or several.
+    # "1::2" in a slice, "12:30:00" in a time: real addresses have a long group or several;
+    # "abc::def" in C++ has no digit, which real ones (almost) always have.
     if len(groups) < 3 and not any(len(group) >= 3 for group in groups):
+        return False
+    if not any(char.isdigit() for char in text):
         return False
     try:
         ipaddress.IPv6Address(text)

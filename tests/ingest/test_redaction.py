@@ -62,7 +62,7 @@ CLEAN = [
     "It costs $1,234.56 or 19.99 EUR, 1 234 567 EUR in all; 42 items at 0.5 each.",
     "Order #4839201938, order 1234567812345678, invoice 2024-000123, ticket 123-456.",
     "def f(x):\n    return x @ y  # matmul\n\n@decorator\nclass A: a = b[1::2]",
-    "std::vector<int> v; auto p = &v; if (a::b) {}",
+    "std::vector<int> v; auto p = &v; if (a::b) {} abc::def::face(); dead::beef;",
     "MAC 00:1a:2b:3c:4d:5e, ratio 3:2, port 127:8080? no: 8080, ISBN 978-3-16-148410-0.",
     'JSON {"alg": 1, "id": 99, "total": 100.00}, token count 4096, eyJ alone, sk-short.',
 ]
