@@ -51,7 +51,7 @@ class Detector:
     pattern to be tried (None: always tried), the pattern and a check of each candidate."""
 
     kind: str
-    marker: str | None
+    marker: "str | re.Pattern[str] | None"
     pattern: re.Pattern[str]
     check: Callable[[re.Match[str]], bool] = lambda _: True
 
@@ -130,8 +130,11 @@ def _phone(match: re.Match[str]) -> bool:
     return bool(phonenumbers.is_valid_number(number))
 
 
-# A digit run not inside a word, and not continuing a dotted or dashed number.
-_NOT_AFTER = r"(?<![\w+])(?<!\d[.-])"
+# A digit run not inside a word, and not continuing a dotted or dashed number. The lookahead
+# first lets the engine skip to a candidate character before it tries the lookbehinds.
+_NOT_AFTER = r"(?=[+(\d])(?<![\w+])(?<!\d[.-])"
+# Text without a digit has no number of any kind: those detectors are skipped.
+_DIGIT = re.compile(r"\d")
 _NOT_BEFORE = r"(?!\w|[.-]\d|:\d)"
 
 DETECTORS: tuple[Detector, ...] = (
@@ -162,12 +165,12 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     Detector(
         "IBAN",
-        None,
+        _DIGIT,
         re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
         _iban,
     ),
     Detector(
-        "CARD", None, re.compile(_NOT_AFTER + r"[2-6]\d(?:[ -]?\d){11,17}" + _NOT_BEFORE), _card
+        "CARD", _DIGIT, re.compile(_NOT_AFTER + r"[2-6]\d(?:[ -]?\d){11,17}" + _NOT_BEFORE), _card
     ),
     Detector(
         "IP",
@@ -177,10 +180,10 @@ DETECTORS: tuple[Detector, ...] = (
         ),
         _ipv6,
     ),
-    Detector("IP", None, re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)"), _ipv4),
+    Detector("IP", _DIGIT, re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)"), _ipv4),
     Detector(
         "PHONE",
-        None,
+        _DIGIT,
         re.compile(
             _NOT_AFTER + r"(?:\+\d{7,15}|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?"
             r"\d{1,4}(?:[ .-]\d{2,4}){1,4})" + _NOT_BEFORE
@@ -266,8 +269,9 @@ class Redactor:
         # them is dropped (two bisections, not a scan, as findings can be many).
         starts: list[int] = []
         stops: list[int] = []
+        markers: dict[str | re.Pattern[str], bool] = {}
         for rank, detector in enumerate(self._detectors):
-            if detector.marker is not None and detector.marker not in text:
+            if not self._has(detector.marker, text, markers):
                 continue
             for match in detector.pattern.finditer(text):
                 start, stop = match.span()
@@ -280,6 +284,19 @@ class Redactor:
                     starts.insert(at, start)
                     stops.insert(at, stop)
                     yield start, rank, stop, detector.kind
+
+    @staticmethod
+    def _has(
+        marker: "str | re.Pattern[str] | None",
+        text: str,
+        known: dict["str | re.Pattern[str]", bool],
+    ) -> bool:
+        # Whether `text` holds `marker`, each marker looked for once per text.
+        if marker is None:
+            return True
+        if marker not in known:
+            known[marker] = marker in text if isinstance(marker, str) else bool(marker.search(text))
+        return known[marker]
 
     def _placeholder(self, kind: str, value: str) -> str:
         if self.mode == "mask":
