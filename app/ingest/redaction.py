@@ -166,21 +166,31 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "IBAN",
         _DIGIT,
-        re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
+        re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
         _iban,
     ),
     Detector(
-        "CARD", _DIGIT, re.compile(_NOT_AFTER + r"[2-6]\d(?:[ -]?\d){11,17}" + _NOT_BEFORE), _card
+        "CARD",
+        _DIGIT,
+        # The first character outside the lookbehinds: the engine then skips to candidates.
+        re.compile(r"[2-6](?<![\w+][2-6])(?<!\d[.-][2-6])\d(?:[ -]?\d){11,17}" + _NOT_BEFORE),
+        _card,
     ),
     Detector(
         "IP",
         ":",
         re.compile(
-            r"(?<![\w:])[0-9A-Fa-f]{0,4}:(?:[0-9A-Fa-f]{0,4}:){1,6}[0-9A-Fa-f]{0,4}(?![\w:])"
+            r"[0-9A-Fa-f:](?<![\w:][0-9A-Fa-f:])[0-9A-Fa-f]{0,3}:(?:[0-9A-Fa-f]{0,4}:){1,6}"
+            r"[0-9A-Fa-f]{0,4}(?![\w:])"
         ),
         _ipv6,
     ),
-    Detector("IP", _DIGIT, re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)"), _ipv4),
+    Detector(
+        "IP",
+        _DIGIT,
+        re.compile(r"\d(?<![\w.]\d)\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w]|\.\d)"),
+        _ipv4,
+    ),
     Detector(
         "PHONE",
         _DIGIT,
