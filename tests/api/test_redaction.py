@@ -33,9 +33,17 @@ async def test_stored_records_are_redacted_and_digested_as_stored(
         assert response.status_code == 201, response.text
         receipt = response.json()
         replay = await client.post("/audit", json={**EVENT, "event_id": receipt["event_id"]})
+        clean = await client.post(
+            "/audit", json={**EVENT, "prompt": "hi", "response": "hello", "metadata": {}}
+        )
+        assert clean.status_code == 201, clean.text
         metrics = (await client.get("/metrics")).text
 
-    [record] = await read_all(kafka_bootstrap, topic, 1, value_format="bytes")
+    records = await read_all(kafka_bootstrap, topic, 2, value_format="bytes")
+    by_id = {record.header("rg-event-id"): record for record in records}
+    # The policy is stamped on every record, also one where nothing was found.
+    assert by_id[clean.json()["event_id"]].header("rg-redaction") == f"mask;v={REDACTION_VERSION}"
+    record = by_id[receipt["event_id"]]
     stored = json.loads(record.value)
     assert stored["prompt"] == (
         "I am [EMAIL], card [CARD], call [PHONE]; my key is [API_KEY] and the server is [IP]. "
@@ -52,7 +60,7 @@ async def test_stored_records_are_redacted_and_digested_as_stored(
     assert replay.status_code == 201, replay.text
     assert replay.headers["idempotent-replayed"] == "true"
     assert replay.json() == receipt
-    assert await records_in(kafka_bootstrap, topic) == 1
+    assert await records_in(kafka_bootstrap, topic) == 2
     assert metric(metrics, 'rg_redactions_total{kind="EMAIL"}') >= 3
     assert metric(metrics, 'rg_redactions_total{kind="CARD"}') >= 1
 
