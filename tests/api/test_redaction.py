@@ -7,8 +7,9 @@ import hmac
 import json
 from pathlib import Path
 
+from app.embedded import free_port
 from app.ingest.redaction import REDACTION_VERSION
-from tests.helpers.app import ServiceFactory
+from tests.helpers.app import ServiceFactory, client_for, services_of
 from tests.helpers.kafka import read_all, records_in
 from tests.helpers.metrics import metric
 
@@ -99,3 +100,26 @@ async def test_without_redaction_the_event_is_stored_as_sent(
     assert stored["metadata"] == EVENT["metadata"]
     assert record.header("rg-redaction") is None
     assert response.json()["digest"] == "sha256:" + hashlib.sha256(record.value).hexdigest()
+
+
+async def test_spooled_records_are_redacted_on_disk(tmp_path: Path) -> None:
+    # No broker at that port: the event waits in the spool, and what the spool keeps (and
+    # later forwards as it is) is the redacted record with its header.
+    async with client_for(
+        f"127.0.0.1:{free_port()}",
+        spool_dir=tmp_path,
+        spool_after_s=0.5,
+        redaction="mask",
+        redaction_metadata_fields=["customer"],
+    ) as client:
+        response = await client.post("/audit", json=EVENT)
+        assert response.status_code == 202, response.text
+        spool = services_of(client).spool
+        assert spool is not None
+        [spooled] = await spool.read(10)
+
+    assert b"jane" not in spooled.record.value
+    assert json.loads(spooled.record.value)["prompt"].startswith("I am [EMAIL], card [CARD]")
+    assert spooled.record.headers["rg-redaction"] == f"mask;v={REDACTION_VERSION}"
+    digest = "sha256:" + hashlib.sha256(spooled.record.value).hexdigest()
+    assert spooled.record.headers["rg-digest"] == response.json()["digest"] == digest
