@@ -5,6 +5,7 @@
 #   make openapi write openapi.json from the app (a test fails when it is stale)
 #   make bench   load benchmark: POST /audit vs raw aiokafka, results in bench/results/
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
+#   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -24,7 +25,7 @@ export UV_PYTHON := $(PYTHON)
 
 JARS := $(RG_EMBEDDED_CACHE_DIR)/kafka_2.13-$(KAFKA_VERSION)/.complete
 
-.PHONY: run test lint openapi bench bench-verify install clean help
+.PHONY: run test lint openapi bench bench-verify bench-redaction install clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -63,6 +64,9 @@ bench: install
 
 bench-verify: install
 	$(VENV)/bin/python -m bench.verify
+
+bench-redaction: $(SYNCED)
+	$(VENV)/bin/python -m bench.redaction
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -156,6 +156,12 @@ class ServiceMetrics:
             "Requests cut off: head or body not received within RG_REQUEST_READ_TIMEOUT_S.",
             registry=self.registry,
         )
+        self.redactions = Counter(
+            "rg_redactions_total",
+            "Values replaced by a placeholder before publish (RG_REDACTION), by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.connections_refused = Counter(
             "rg_http_connections_refused_total",
             "Connections refused with 503 beyond RG_MAX_CONNECTIONS.",

@@ -31,6 +31,7 @@ from app.ingest.backpressure import Backpressure, ByteBudget
 from app.ingest.forwarder import SpoolForwarder
 from app.ingest.idempotency import RecentReceipts
 from app.ingest.publisher import Publisher
+from app.ingest.redaction import Redactor
 from app.ingest.spool import Spool
 from app.ingest.topic_policy import TopicPolicy
 from app.integrity import ChainWriter
@@ -186,6 +187,7 @@ def build_services(settings: Settings) -> Services:
             spool=spool,
             spool_after_s=settings.spool_after_s,
             chain=chain,
+            redactor=redactor_of(settings, metrics),
         ),
         publisher=Publisher(
             producer,
@@ -199,4 +201,27 @@ def build_services(settings: Settings) -> Services:
         spool=spool,
         forwarder=forwarder,
         checkpoints=checkpoints,
+    )
+
+
+def redactor_of(settings: Settings, metrics: ServiceMetrics) -> Redactor | None:
+    """The redactor RG_REDACTION asks for, counting into `metrics`; None when it is off.
+    Reads the hash key from RG_REDACTION_KEY_FILE (a missing or empty file stops the start)."""
+    if settings.redaction == "off":
+        return None
+    key: bytes | None = None
+    if settings.redaction == "hash":
+        assert settings.redaction_key_file is not None  # noqa: S101 - the settings require it
+        try:
+            key = settings.redaction_key_file.read_bytes().strip()
+        except OSError as exc:
+            raise ValueError(f"RG_REDACTION_KEY_FILE: cannot read the key: {exc}") from None
+        if not key:
+            raise ValueError(f"RG_REDACTION_KEY_FILE: {settings.redaction_key_file} is empty")
+    return Redactor(
+        settings.redaction,
+        key=key,
+        patterns=settings.redaction_patterns,
+        metadata_fields=settings.redaction_metadata_fields,
+        count=lambda kind, n: metrics.redactions.labels(kind=kind).inc(n),
     )

@@ -1,5 +1,6 @@
 """The service's settings: `RG_*` environment variables, also read from a `.env` file."""
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -201,8 +202,32 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(
         default=30.0, gt=0, description="After SIGTERM: how long in-flight requests may take."
     )
+    redaction: Literal["off", "mask", "hash"] = Field(
+        default="off",
+        description="Redaction of personal data and secrets before publish: mask = typed "
+        "placeholders ([EMAIL]); hash = placeholders with a keyed hash ([EMAIL:3f9a...]).",
+    )
+    redaction_key_file: Path | None = Field(
+        default=None,
+        description="File of the HMAC key for RG_REDACTION=hash (required then).",
+    )
+    redaction_patterns: dict[str, str] = Field(
+        default={},
+        description="More patterns to redact: a JSON object name -> regex; each match "
+        "becomes [NAME] (the name in capitals).",
+    )
+    redaction_metadata_fields: CommaList = Field(
+        default=[],
+        description="Top-level metadata keys redacted too (their nested values included).",
+    )
 
-    @field_validator("kafka_bootstrap_servers", "messages_topics", "publish_topics", mode="before")
+    @field_validator(
+        "kafka_bootstrap_servers",
+        "messages_topics",
+        "publish_topics",
+        "redaction_metadata_fields",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         # An environment variable holds "a,b", not JSON.
@@ -230,6 +255,20 @@ class Settings(BaseSettings):
                 f"max_in_flight_bytes ({self.max_in_flight_bytes}) must be at least "
                 f"max_body_bytes ({self.max_body_bytes})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _redaction_is_complete(self) -> Self:
+        # Refuse to start rather than write records the policy would have redacted.
+        if self.redaction == "hash" and self.redaction_key_file is None:
+            raise ValueError("RG_REDACTION=hash needs RG_REDACTION_KEY_FILE (the HMAC key)")
+        for name, pattern in self.redaction_patterns.items():
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+                raise ValueError(f"RG_REDACTION_PATTERNS: name {name!r} is not letters/digits/_")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"RG_REDACTION_PATTERNS: {name!r} is no regex: {exc}") from None
         return self
 
     @property

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 from app.errors import InvalidRequestError, Problem, ServiceError, UnavailableError, problem_for
 from app.ingest.backpressure import Backpressure, Hold
 from app.ingest.idempotency import RecentReceipts
+from app.ingest.redaction import REDACTION_HEADER, Redactor
 from app.ingest.spool import Spool, SpooledRecord
 from app.integrity import ChainPosition, ChainWriter
 from app.kafka import (
@@ -99,8 +100,10 @@ class AuditTrail:
         spool: Spool | None = None,
         spool_after_s: float = 2.0,
         chain: ChainWriter | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.chain = chain or ChainWriter()
+        self._redactor = redactor
         self._backpressure = backpressure
         self._logger = audit_logger
         self._metrics = metrics
@@ -125,7 +128,11 @@ class AuditTrail:
     ) -> tuple[AuditReceipt, bool]:
         """`record()` unless the event (by `idempotency_key`, else by `event_id`) was acked
         or spooled within the window: then its first receipt, and nothing is written. Returns
-        the receipt and whether it is a replay."""
+        the receipt and whether it is a replay. With a `redactor`, the event is redacted
+        first: the record, its digest and the receipt are of the redacted event."""
+        if self._redactor is not None:
+            event = self._redactor.event(event)
+            headers = {**(headers or {}), REDACTION_HEADER: self._redactor.stamp}
         key = f"key:{idempotency_key}" if idempotency_key else f"event:{event.event_id}"
         return await self._receipts.once(
             key,

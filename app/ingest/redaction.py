@@ -1,0 +1,324 @@
+"""Redaction before publish: personal data and secrets out of an audit event before it is
+serialized, digested and chained, so the trail never holds them (RG_REDACTION, off by default).
+
+What is found, in this order of precedence when two findings overlap (the earlier kind wins):
+PEM private-key blocks, JWTs, API keys and tokens, e-mail addresses, IBANs (mod-97 checked),
+payment card numbers (13-19 digits starting 2-6, Luhn checked), IPv6 and IPv4 addresses (checked
+with `ipaddress`), phone numbers (a pattern, then `phonenumbers` validates the candidate), and
+the patterns of RG_REDACTION_PATTERNS. Each kind's pattern is cheap and anchored on what the
+value must contain ('@', '-----BEGIN', 'eyJ', a run of digits, ':'), and a kind whose marker is
+not in the text is not searched at all: ordinary prose costs a few regex scans.
+
+Never flagged, by construction (and tested): UUIDs and hex digests (digit runs inside words are
+not candidates), dates and times, prices, order numbers (no separator, no `+`: not a phone; not
+a card unless it starts 2-6 and passes Luhn), version numbers: a dotted quad right after `v`,
+`version` or `release` (e.g. `version 1.2.3.4`) is a version, any other one an IPv4 address.
+
+`mask` replaces a finding by its kind (`[EMAIL]`); `hash` by its kind and the first 12 hex
+digits of HMAC-SHA256(key, value) (`[EMAIL:3f9a…]`), so equal values stay linkable. The
+policy is stamped on every record as `rg-redaction: <mode>;v=<REDACTION_VERSION>`.
+"""
+
+import base64
+import binascii
+import bisect
+import hashlib
+import hmac
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import phonenumbers
+from stdnum import iban, luhn
+
+from app.kafka import KafkaAuditEvent
+
+REDACTION_HEADER = "rg-redaction"
+# Bumped whenever a detector changes what it finds: the header says which rules a record met.
+REDACTION_VERSION = 1
+# Phone numbers written without a country code are read as numbers of this region.
+PHONE_REGION = "US"
+
+RedactionMode = Literal["mask", "hash"]
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One kind of finding: its placeholder name, a marker that must be in the text for the
+    pattern to be tried (None: always tried), the pattern and a check of each candidate."""
+
+    kind: str
+    marker: "str | re.Pattern[str] | None"
+    pattern: re.Pattern[str]
+    check: Callable[[re.Match[str]], bool] = lambda _: True
+
+
+def _jwt(match: re.Match[str]) -> bool:
+    # A real JWT's header is base64url JSON naming its algorithm.
+    head = match.group(0).split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(header, dict) and "alg" in header
+
+
+def _word_start(match: re.Match[str]) -> bool:
+    start = match.start()
+    return start == 0 or not (match.string[start - 1].isalnum() or match.string[start - 1] in "_-")
+
+
+def _digits(text: str) -> str:
+    return "".join(char for char in text if char.isdigit())
+
+
+def _card(match: re.Match[str]) -> bool:
+    return luhn.is_valid(_digits(match.group(0)))
+
+
+def _iban(match: re.Match[str]) -> bool:
+    return bool(iban.is_valid(match.group(0)))
+
+
+def _ipv4(match: re.Match[str]) -> bool:
+    before = match.string[max(0, match.start() - 9) : match.start()].lower()
+    if re.search(r"(?:\bv|version|release)\s*$", before):
+        return False  # "v1.2.3.4", "version 1.2.3.4": a version, not an address
+    try:
+        ipaddress.IPv4Address(match.group(0))
+    except ValueError:
+        return False
+    return True
+
+
+def _ipv6(match: re.Match[str]) -> bool:
+    text = match.group(0)
+    groups = [group for group in text.split(":") if group]
+    # "1::2" in a slice, "12:30:00" in a time: real addresses have a long group or several;
+    # "abc::def" in C++ has no digit, which real ones (almost) always have.
+    if len(groups) < 3 and not any(len(group) >= 3 for group in groups):
+        return False
+    if not any(char.isdigit() for char in text):
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+_DATE = re.compile(r"\d{4}[./-]\d{1,2}[./-]\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4}")
+
+
+def _phone(match: re.Match[str]) -> bool:
+    text = match.group(0)
+    digits = len(_digits(text))
+    # Cheap refusals first (parsing costs tens of microseconds): a national number of
+    # PHONE_REGION has 10 digits (11 with its leading 1), an international one 7-15; a date
+    # is no number.
+    if not (7 <= digits <= 15 if text.startswith("+") else digits in (10, 11)):
+        return False
+    if _DATE.search(text):
+        return False
+    try:
+        number = phonenumbers.parse(text, None if text.startswith("+") else PHONE_REGION)
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.is_valid_number(number))
+
+
+# A digit run not inside a word, and not continuing a dotted or dashed number. The lookahead
+# first lets the engine skip to a candidate character before it tries the lookbehinds.
+_NOT_AFTER = r"(?=[+(\d])(?<![\w+])(?<!\d[.-])"
+# Text without a digit has no number of any kind: those detectors are skipped.
+_DIGIT = re.compile(r"\d")
+_NOT_BEFORE = r"(?!\w|[.-]\d|:\d)"
+
+DETECTORS: tuple[Detector, ...] = (
+    Detector(
+        "PRIVATE_KEY",
+        "-----BEGIN",
+        re.compile(
+            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?"
+            r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----",
+            re.DOTALL,
+        ),
+    ),
+    # Literal first (no \b before it): the regex engine then skips ahead to the literal.
+    Detector("JWT", "eyJ", re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*"), _jwt),
+    Detector(
+        "API_KEY",
+        None,
+        re.compile(
+            r"(?:sk-[\w-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}"
+            r"|github_pat_\w{22,})(?![\w-])"
+        ),
+        _word_start,
+    ),
+    Detector(
+        "EMAIL",
+        "@",
+        re.compile(r"(?<![\w.%+-])[\w.%+-]++@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+    ),
+    Detector(
+        "IBAN",
+        _DIGIT,
+        re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
+        _iban,
+    ),
+    Detector(
+        "CARD",
+        _DIGIT,
+        # The first character outside the lookbehinds: the engine then skips to candidates.
+        re.compile(r"[2-6](?<![\w+][2-6])(?<!\d[.-][2-6])\d(?:[ -]?\d){11,17}" + _NOT_BEFORE),
+        _card,
+    ),
+    Detector(
+        "IP",
+        ":",
+        re.compile(
+            r"[0-9A-Fa-f:](?<![\w:][0-9A-Fa-f:])[0-9A-Fa-f]{0,3}:(?:[0-9A-Fa-f]{0,4}:){1,6}"
+            r"[0-9A-Fa-f]{0,4}(?![\w:])"
+        ),
+        _ipv6,
+    ),
+    Detector(
+        "IP",
+        _DIGIT,
+        re.compile(r"\d(?<![\w.]\d)\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w]|\.\d)"),
+        _ipv4,
+    ),
+    Detector(
+        "PHONE",
+        _DIGIT,
+        re.compile(
+            _NOT_AFTER + r"(?:\+\d{7,15}|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?"
+            r"\d{1,4}(?:[ .-]\d{2,4}){1,4})" + _NOT_BEFORE
+        ),
+        _phone,
+    ),
+)
+
+
+def custom_detectors(patterns: Mapping[str, str]) -> tuple[Detector, ...]:
+    """Detectors for RG_REDACTION_PATTERNS (name -> regex): placeholder `[NAME]`."""
+    return tuple(
+        Detector(name.upper(), None, re.compile(pattern)) for name, pattern in patterns.items()
+    )
+
+
+class Redactor:
+    """Redacts the prompt, the response and the chosen metadata fields of audit events.
+
+    `count(kind, n)` learns what was replaced (the metrics' `rg_redactions_total{kind}`)."""
+
+    def __init__(
+        self,
+        mode: RedactionMode,
+        *,
+        key: bytes | None = None,
+        patterns: Mapping[str, str] | None = None,
+        metadata_fields: Sequence[str] = (),
+        count: Callable[[str, int], None] | None = None,
+    ) -> None:
+        if mode == "hash" and not key:
+            raise ValueError("RG_REDACTION=hash needs a key: set RG_REDACTION_KEY_FILE")
+        self.mode = mode
+        self._key = key or b""
+        self._detectors = DETECTORS + custom_detectors(patterns or {})
+        self._metadata_fields = tuple(metadata_fields)
+        self._count = count or (lambda _kind, _n: None)
+
+    @property
+    def stamp(self) -> str:
+        """The `rg-redaction` header value: the policy and its version."""
+        return f"{self.mode};v={REDACTION_VERSION}"
+
+    def event(self, event: KafkaAuditEvent) -> KafkaAuditEvent:
+        """`event` with its prompt, response and chosen metadata fields redacted (the same
+        object when nothing was found)."""
+        update: dict[str, Any] = {}
+        for name in ("prompt", "response"):
+            text = getattr(event, name)
+            redacted = self.text(text)
+            if redacted != text:
+                update[name] = redacted
+        chosen = [name for name in self._metadata_fields if name in event.metadata]
+        if chosen:
+            metadata = dict(event.metadata)
+            for name in chosen:
+                metadata[name] = self._walk(metadata[name])
+            if metadata != event.metadata:
+                update["metadata"] = metadata
+        return event.model_copy(update=update) if update else event
+
+    def text(self, text: str) -> str:
+        """`text` with every finding replaced by its placeholder."""
+        findings = sorted(self._findings(text), key=lambda found: (found[0], found[1]))
+        if not findings:
+            return text
+        parts: list[str] = []
+        end = 0
+        counts: dict[str, int] = {}
+        for start, _rank, stop, kind in findings:
+            if start < end:
+                continue  # overlaps a finding of a kind that goes first
+            parts += (text[end:start], self._placeholder(kind, text[start:stop]))
+            counts[kind] = counts.get(kind, 0) + 1
+            end = stop
+        parts.append(text[end:])
+        for kind, n in counts.items():
+            self._count(kind, n)
+        return "".join(parts)
+
+    def _findings(self, text: str) -> Iterator[tuple[int, int, int, str]]:
+        # Spans found so far, sorted and disjoint: a later kind's match that overlaps one of
+        # them is dropped (two bisections, not a scan, as findings can be many).
+        starts: list[int] = []
+        stops: list[int] = []
+        markers: dict[str | re.Pattern[str], bool] = {}
+        for rank, detector in enumerate(self._detectors):
+            if not self._has(detector.marker, text, markers):
+                continue
+            for match in detector.pattern.finditer(text):
+                start, stop = match.span()
+                at = bisect.bisect_right(starts, start)
+                if start == stop or (at and stops[at - 1] > start):
+                    continue
+                if at < len(starts) and starts[at] < stop:
+                    continue
+                if detector.check(match):
+                    starts.insert(at, start)
+                    stops.insert(at, stop)
+                    yield start, rank, stop, detector.kind
+
+    @staticmethod
+    def _has(
+        marker: "str | re.Pattern[str] | None",
+        text: str,
+        known: dict["str | re.Pattern[str]", bool],
+    ) -> bool:
+        # Whether `text` holds `marker`, each marker looked for once per text.
+        if marker is None:
+            return True
+        if marker not in known:
+            known[marker] = marker in text if isinstance(marker, str) else bool(marker.search(text))
+        return known[marker]
+
+    def _placeholder(self, kind: str, value: str) -> str:
+        if self.mode == "mask":
+            return f"[{kind}]"
+        mac = hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
+        return f"[{kind}:{mac[:12]}]"
+
+    def _walk(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {key: self._walk(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._walk(item) for item in value]
+        return value
