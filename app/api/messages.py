@@ -102,7 +102,7 @@ async def messages(
     )
     # The records are kept as JSON already: join them rather than encode them again; only
     # `checkpointed` is added now, as the checkpoints written so far say.
-    coverage = services.checkpoints.covers
+    coverage = services.coverage.covers
     parts: list[bytes | memoryview] = [b'{"messages":[']
     for i, record in enumerate(found):
         if i:
@@ -139,7 +139,7 @@ async def messages_stream(
             if record.matches(topic=filters.topic, key=filters.key, since_ms=filters.since_ms):
                 yield ServerSentEvent(
                     # `checkpointed` as it is when the event is sent.
-                    raw_data=record.json(services.checkpoints.covers).decode(),
+                    raw_data=record.json(services.coverage.covers).decode(),
                     event="message",
                     id=f"{record.topic}/{record.partition}/{record.offset}",
                 )

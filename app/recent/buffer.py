@@ -66,9 +66,10 @@ class MessageView(BaseModel):
         default=None,
         examples=[True],
         description=(
-            "For an audit record of this service's writer, with a signing key: true once a "
-            "signed checkpoint covers its seq, false until then. null when not known: no "
-            "signing key, a record of another writer (another instance or an earlier start), "
+            "For an audit record: true once a signed checkpoint this service knows covers its "
+            "seq (its own, or one read from the checkpoints topic whose signature verifies with "
+            "a key of GET /audit/keys), false while the checkpoints known of its writer stop "
+            "below it. null when unknown: no signing key, no checkpoint known of its writer, "
             "or not an audit record. Worked out when the record is served."
         ),
     )
