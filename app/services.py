@@ -10,9 +10,10 @@ lifespan's two halves:
 - start: load the signing key (a key that cannot be used stops the start), open the spool
   (records of an earlier run are kept), connect the producer in the background and wait up to
   RG_READY_TIMEOUT_S for it, then have the audit topic guard create or check the audit topic
-  (and, with a signing key, the checkpoints topic); the GET /messages reader, the spool's
-  forwarder and the checkpointer start once the topics exist (their metadata requests would
-  have the broker auto-create them with its defaults: seven days of retention).
+  (and, with a signing key, the checkpoints topic); the GET /messages reader (with a key it
+  reads the checkpoints topic too), the spool's forwarder and the checkpointer start once the
+  topics exist (their metadata requests would have the broker auto-create them with its
+  defaults: seven days of retention).
 - stop: refuse new work, stop the guard, the forwarder and the reader; with a signing key flush
   and write the last checkpoint; flush and close the producer (what was in flight is
   acknowledged, spooled records included: their removal is queued on the spool), then close
@@ -40,6 +41,7 @@ from app.kafka import KafkaAuditLogger, KafkaProducerClient
 from app.memory import return_big_blocks
 from app.metrics import ServiceMetrics
 from app.recent.buffer import RecentRecords
+from app.recent.coverage import CheckpointCoverage
 from app.recent.reader import RecentRecordsReader
 from app.settings import Settings
 from app.shutdown import Shutdown
@@ -67,6 +69,8 @@ class Services:
     audit_trail: AuditTrail
     publisher: Publisher
     recent: RecentRecords
+    # Whether a signed checkpoint covers a record GET /messages shows.
+    coverage: CheckpointCoverage
     reader: RecentRecordsReader
     # Both None without RG_SPOOL_DIR.
     spool: Spool | None
@@ -143,8 +147,6 @@ def build_services(settings: Settings) -> Services:
     )
     connection = ProducerConnection(settings)
     producer = connection.producer
-    reader = RecentRecordsReader(settings, recent, refresh_s=settings.messages_refresh_s)
-    metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
     topics: AuditTopic | AuditTopics = AuditTopic(settings)
     if settings.audit_signing_key_file is not None:
         # The checkpoints topic is kept like the audit topic; readiness covers both.
@@ -164,6 +166,15 @@ def build_services(settings: Settings) -> Services:
         metrics.watch_spool(spool)
         forwarder = SpoolForwarder(spool, audit_logger, on_forwarded=metrics.forwarded.inc)
     checkpoints = Checkpoints(settings, producer, chain=chain)
+    coverage = CheckpointCoverage(checkpoints)
+    reader = RecentRecordsReader(
+        settings,
+        recent,
+        refresh_s=settings.messages_refresh_s,
+        # With a key, other writers' coverage is read off the checkpoints topic (created then).
+        coverage=coverage if settings.audit_signing_key_file is not None else None,
+    )
+    metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
     metrics.watch_checkpoints(lambda: checkpoints.written, lambda: checkpoints.latest_seq)
     backpressure = Backpressure(producer, max_in_flight=settings.max_in_flight, budget=in_flight)
     return Services(
@@ -197,6 +208,7 @@ def build_services(settings: Settings) -> Services:
             backpressure=backpressure,
         ),
         recent=recent,
+        coverage=coverage,
         reader=reader,
         spool=spool,
         forwarder=forwarder,

@@ -40,7 +40,8 @@ SinceQuery = Annotated[
 _STREAM_EXAMPLE = (
     ": subscribed\nretry: 3000\n\n"
     "event: message\nid: ractogateway.audit/0/42\n"
-    'data: {"topic":"ractogateway.audit","partition":0,"offset":42,"key":"user-42",...}\n\n'
+    'data: {"topic":"ractogateway.audit","partition":0,"offset":42,"key":"user-42",...,'
+    '"writer":"0123456789abcdef0123456789abcdef","seq":41,"checkpointed":false}\n\n'
 )
 
 
@@ -99,8 +100,16 @@ async def messages(
     found = services.recent.query(
         topic=filters.topic, key=filters.key, since_ms=filters.since_ms, limit=limit
     )
-    # The records are kept as JSON already: join them rather than encode them again.
-    body = b'{"messages":[' + b",".join(r.body for r in found) + b'],"count":%d}' % len(found)
+    # The records are kept as JSON already: join them rather than encode them again; only
+    # `checkpointed` is added now, as the checkpoints written so far say.
+    coverage = services.coverage.covers
+    parts: list[bytes | memoryview] = [b'{"messages":[']
+    for i, record in enumerate(found):
+        if i:
+            parts.append(b",")
+        parts.extend(record.json_parts(coverage))
+    parts.append(b'],"count":%d}' % len(found))
+    body = b"".join(parts)
     return Response(body, media_type="application/json")
 
 
@@ -121,13 +130,16 @@ async def messages_stream(
 ) -> AsyncIterator[ServerSentEvent]:
     """Every record read from now on that passes the filters, as an event `message` whose data
     is one record (as in GET /messages) and whose id is `topic/partition/offset`. A client that
-    falls 1,000 records behind gets an event `overflow` and the stream ends: reconnect."""
+    falls 1,000 records behind gets an event `overflow` and the stream ends: reconnect. An
+    event's `checkpointed` is the coverage when it is sent (usually false: a checkpoint follows
+    within RG_AUDIT_CHECKPOINT_S); GET /messages shows it later."""
     async with services.recent.subscribe() as queue:
         yield ServerSentEvent(comment="subscribed", retry=3000)
         while (record := await queue.get()) is not None:
             if record.matches(topic=filters.topic, key=filters.key, since_ms=filters.since_ms):
                 yield ServerSentEvent(
-                    raw_data=record.body.decode(),
+                    # `checkpointed` as it is when the event is sent.
+                    raw_data=record.json(services.coverage.covers).decode(),
                     event="message",
                     id=f"{record.topic}/{record.partition}/{record.offset}",
                 )

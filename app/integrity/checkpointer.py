@@ -167,6 +167,15 @@ class Checkpoints:
         latest = None if self.checkpointer is None else self.checkpointer.latest
         return -1 if latest is None else latest.seq
 
+    def covers(self, writer: str, seq: int) -> bool | None:
+        """Whether the latest checkpoint written covers position `seq` of `writer` (GET
+        /messages): None when unknown (no signing key, or another writer: another instance
+        or an earlier start of this one). It says the position is covered; whether the record
+        there is the one the writer stored is for `verify` to say."""
+        if self.checkpointer is None or self.chain is None or writer != self.chain.writer_id:
+            return None
+        return seq <= self.latest_seq
+
     def open(self) -> None:
         """Load the signing key and the retired public keys; `SigningKeyError`, naming the
         file, when one cannot be used (the service then refuses to start)."""

@@ -1,12 +1,17 @@
 """The recent-records buffer behind `GET /messages`: per topic, bounded in records and bytes,
-newest first, with live subscribers for `GET /messages/stream`."""
+newest first, with live subscribers for `GET /messages/stream`.
+
+A record is kept as its JSON (orjson, once, when it is read) without `checkpointed`: whether a
+signed checkpoint covers an audit record changes as checkpoints are written, so `RecentRecord.
+json(coverage)` adds it when the record is served.
+"""
 
 import asyncio
 import base64
 import bisect
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,6 +27,15 @@ _ENTRY_OVERHEAD = 200
 _SUBSCRIBER_QUEUE = 1000
 _WRITER = re.compile(r"[0-9a-f]{32}")
 _SEQ = re.compile(r"0|[1-9][0-9]*")
+# The end of a record's JSON for each answer of the coverage (replacing its closing brace).
+_CHECKPOINTED = {
+    True: b',"checkpointed":true}',
+    False: b',"checkpointed":false}',
+    None: b',"checkpointed":null}',
+}
+
+# Whether a signed checkpoint covers position `seq` of `writer`: None when unknown.
+Coverage = Callable[[str, int], bool | None]
 
 
 class MessageView(BaseModel):
@@ -47,6 +61,17 @@ class MessageView(BaseModel):
         default=None,
         examples=[41],
         description="For an audit record: its position on its writer's chain (rg-seq).",
+    )
+    checkpointed: bool | None = Field(
+        default=None,
+        examples=[True],
+        description=(
+            "For an audit record: true once a signed checkpoint this service knows covers its "
+            "seq (its own, or one read from the checkpoints topic whose signature verifies with "
+            "a key of GET /audit/keys), false while the checkpoints known of its writer stop "
+            "below it. null when unknown: no signing key, no checkpoint known of its writer, "
+            "or not an audit record. Worked out when the record is served."
+        ),
     )
 
     @classmethod
@@ -102,7 +127,10 @@ class RecentRecord:
     offset: int
     timestamp_ms: int | None
     key: str | None
+    # The MessageView's JSON without `checkpointed` (see `json`).
     body: bytes
+    writer: str | None = None
+    seq: int | None = None
 
     @property
     def order(self) -> tuple[int, int, int]:
@@ -113,6 +141,19 @@ class RecentRecord:
     def size(self) -> int:
         """What the record counts against the byte bound."""
         return len(self.body) + _ENTRY_OVERHEAD
+
+    def json_parts(self, coverage: Coverage) -> tuple[memoryview, bytes]:
+        """The record as `GET /messages` shows it, in two pieces to join: its JSON with
+        `checkpointed` as `coverage` says now (null without a writer and seq). A memoryview, so
+        a large value is copied once, by the join of the whole answer."""
+        covered = (
+            None if self.writer is None or self.seq is None else coverage(self.writer, self.seq)
+        )
+        return memoryview(self.body)[:-1], _CHECKPOINTED[covered]
+
+    def json(self, coverage: Coverage) -> bytes:
+        """The record's JSON as `GET /messages` shows it (see `json_parts`)."""
+        return b"".join(self.json_parts(coverage))
 
     def matches(self, *, topic: str | None, key: str | None, since_ms: int | None) -> bool:
         """True when the record passes the filters of `GET /messages`."""
@@ -169,7 +210,9 @@ class RecentRecords:
             key=view.key,
             # orjson: pydantic's JSON of a 0.5 MB value takes 1 ms of the event loop (and a
             # str copy to encode again); the values are decoded JSON or text, all orjson writes.
-            body=orjson.dumps(view.model_dump()),
+            body=orjson.dumps(view.model_dump(exclude={"checkpointed"})),
+            writer=view.writer,
+            seq=view.seq,
         )
         if record.size > self.max_bytes:
             self.dropped_oversized += 1

@@ -3,7 +3,9 @@
 It uses no consumer group: a sidecar's view of recent records is its own, so several replicas
 never share (or fight over) partitions, and nothing is committed. On start it goes back far
 enough to refill the buffer; it looks for new partitions every `refresh_s`; when the broker
-goes away it reconnects with backoff.
+goes away it reconnects with backoff. With a `CheckpointCoverage` (a signing key is set) it also
+reads the checkpoints topic, as far back as the buffer's topics, so GET /messages knows which
+records of other writers a signed checkpoint covers (app/recent/coverage.py).
 """
 
 import asyncio
@@ -14,6 +16,7 @@ import time
 from app.cluster import consumer_config
 from app.kafka import KafkaConsumerClient
 from app.recent.buffer import RecentRecords
+from app.recent.coverage import CheckpointCoverage
 from app.settings import Settings
 from app.tasks import BackgroundTask, Backoff
 
@@ -26,9 +29,20 @@ _LAG_EVERY_S = 1.0
 class RecentRecordsReader:
     """Runs the buffer's consumer as a task of the service; `lag()` per topic for metrics."""
 
-    def __init__(self, settings: Settings, recent: RecentRecords, *, refresh_s: float) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        recent: RecentRecords,
+        *,
+        refresh_s: float,
+        coverage: CheckpointCoverage | None = None,
+    ) -> None:
         self._settings = settings
         self._recent = recent
+        self._coverage = coverage
+        self._topics = list(recent.topics)
+        if coverage is not None and settings.checkpoints_topic not in self._topics:
+            self._topics.append(settings.checkpoints_topic)
         self._refresh_s = refresh_s
         self._task = BackgroundTask("recent-records-reader", self._run)
         self._lag: dict[str, float] = {}
@@ -52,7 +66,7 @@ class RecentRecordsReader:
             consumer = KafkaConsumerClient(
                 config=consumer_config(
                     self._settings,
-                    topics=self._recent.topics,
+                    topics=self._topics,
                     auto_offset_reset="latest",
                     max_poll_records=500,
                 )
@@ -81,13 +95,17 @@ class RecentRecordsReader:
     async def _read(self, consumer: KafkaConsumerClient) -> None:
         next_refresh = time.monotonic() + self._refresh_s
         next_lag = time.monotonic()
+        checkpoints_topic = self._settings.checkpoints_topic
         while True:
             for message in await consumer.poll(timeout_ms=500):
                 self._recent.add(message)
+                if self._coverage is not None and message.topic == checkpoints_topic:
+                    self._coverage.add(message)
             if time.monotonic() >= next_lag:
                 lags: dict[str, float] = dict.fromkeys(self._recent.topics, 0)
                 for (topic, _), behind in (await consumer.lag()).items():
-                    lags[topic] += behind
+                    if topic in lags:  # not the checkpoints topic (unless it is shown too)
+                        lags[topic] += behind
                 self._lag = lags
                 next_lag = time.monotonic() + _LAG_EVERY_S
             if time.monotonic() >= next_refresh:

@@ -213,4 +213,10 @@ async def test_a_stream_client_receives_records_published_after_it_connected(
     data = json.loads(event["data"])
     assert data["key"] == "sse-user"
     assert data["value"]["event_id"] == receipt["event_id"]
+    # The service runs without a signing key: on its chain, coverage unknown.
+    assert (data["writer"], data["seq"], data["checkpointed"]) == (
+        receipt["writer"],
+        receipt["seq"],
+        None,
+    )
     assert event["id"] == f"{live_service.audit_topic}/{receipt['partition']}/{receipt['offset']}"

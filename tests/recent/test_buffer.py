@@ -120,7 +120,7 @@ def test_the_kept_json_is_the_view() -> None:
     recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
     record = recent.add(message(7, value={"a": [1, 2]}, headers=JSON))
     assert record is not None
-    assert json.loads(record.body) == MessageView.of(
+    assert json.loads(record.json(lambda writer, seq: None)) == MessageView.of(
         message(7, value={"a": [1, 2]}, headers=JSON)
     ).model_dump(mode="json")
 
@@ -162,3 +162,32 @@ def test_unit_an_audit_record_shows_its_writer_and_seq() -> None:
     ):
         view = MessageView.of(message(0, value={"a": 1}, headers=headers))
         assert (view.writer, view.seq) == (None, None), headers
+
+
+def test_unit_checkpointed_is_what_the_coverage_says_when_the_record_is_served() -> None:
+    writer = "0123456789abcdef0123456789abcdef"
+    chained = {**JSON, "rg-writer": writer.encode(), "rg-seq": b"5"}
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    audit = recent.add(message(0, value={"a": 1}, headers=chained))
+    other = recent.add(message(1, value={"a": 1}, headers=JSON))
+    assert audit is not None
+    assert other is not None
+    asked: list[tuple[str, int]] = []
+    head = -1
+
+    def coverage(writer: str, seq: int) -> bool | None:
+        asked.append((writer, seq))
+        return seq <= head
+
+    assert json.loads(audit.json(coverage))["checkpointed"] is False
+    head = 5  # a checkpoint covering seq 5 written since: the same kept record says so now
+    shown = json.loads(audit.json(coverage))
+    assert shown["checkpointed"] is True
+    assert shown == {
+        **MessageView.of(message(0, value={"a": 1}, headers=chained)).model_dump(mode="json"),
+        "checkpointed": True,
+    }
+    assert json.loads(audit.json(lambda writer, seq: None))["checkpointed"] is None
+    # No writer and seq: null, and the coverage is not asked.
+    assert json.loads(other.json(coverage))["checkpointed"] is None
+    assert asked == [(writer, 5), (writer, 5)]

@@ -1,0 +1,91 @@
+"""Which records a signed checkpoint covers, from the checkpoints topic's records (unit: the
+records are built here, no broker)."""
+
+from pathlib import Path
+
+from app.cluster import producer_config
+from app.integrity.checkpoint import new_checkpoint
+from app.integrity.checkpointer import Checkpoints
+from app.integrity.keys import SigningKey, generate, load_signing_key
+from app.kafka import KafkaMessage, KafkaProducerClient
+from app.recent.coverage import CheckpointCoverage
+from app.settings import Settings
+from tests.helpers.unit_chain import UnitChain
+
+OTHER = "b" * 32
+
+
+def coverage_with_key(tmp_path: Path, **kwargs: int) -> tuple[CheckpointCoverage, SigningKey]:
+    """A coverage over a service's checkpoints with a new key (never started: no broker)."""
+    _, key_file, _ = generate(tmp_path / "keys")
+    settings = Settings(_env_file=None, audit_signing_key_file=key_file)
+    checkpoints = Checkpoints(
+        settings, KafkaProducerClient(config=producer_config(settings)), chain=UnitChain()
+    )
+    checkpoints.open()
+    assert checkpoints.key is not None
+    return CheckpointCoverage(checkpoints, **kwargs), checkpoints.key
+
+
+def record(value: object, offset: int = 0) -> KafkaMessage:
+    return KafkaMessage(
+        topic="ractogateway.audit.checkpoints",
+        partition=0,
+        offset=offset,
+        timestamp_ms=0,
+        key=None,
+        value=value,
+        headers={},
+    )
+
+
+def signed(key: SigningKey, writer: str, seq: int) -> bytes:
+    checkpoint = new_checkpoint(writer=writer, seq=seq, chain="c" * 64, key_id=key.key_id)
+    return checkpoint.sign(key.private).to_bytes()
+
+
+def test_unit_a_verified_checkpoint_of_another_writer_covers_its_records(
+    tmp_path: Path,
+) -> None:
+    coverage, key = coverage_with_key(tmp_path)
+    assert coverage.covers(OTHER, 0) is None
+    assert coverage.add(record(signed(key, OTHER, 3)))
+    assert [coverage.covers(OTHER, seq) for seq in (0, 3, 4)] == [True, True, False]
+    # An older checkpoint changes nothing (and is not checked again); a newer one advances.
+    assert not coverage.add(record(signed(key, OTHER, 1)))
+    assert coverage.add(record(signed(key, OTHER, 9)))
+    assert coverage.covers(OTHER, 9) is True
+    # This service's own writer: its checkpointer answers (nothing written yet: false).
+    assert coverage.covers("a" * 32, 0) is False
+    assert coverage.ignored == 0
+
+
+def test_unit_checkpoints_not_trusted_are_ignored(tmp_path: Path) -> None:
+    coverage, key = coverage_with_key(tmp_path)
+    _, stranger_file, _ = generate(tmp_path / "stranger")
+    stranger = load_signing_key(stranger_file)
+    # Signed with an unknown key; with a known key id but another key's signature; not JSON;
+    # a JSON object that is not a checkpoint.
+    impostor = SigningKey(key_id=key.key_id, private=stranger.private)
+    for value in (
+        signed(stranger, OTHER, 5),
+        signed(impostor, OTHER, 5),
+        b"not json",
+        {"version": 1},
+    ):
+        assert not coverage.add(record(value))
+    assert coverage.ignored == 4
+    assert coverage.covers(OTHER, 0) is None
+
+
+def test_unit_at_most_max_writers_are_kept_the_least_recently_advanced_dropped(
+    tmp_path: Path,
+) -> None:
+    coverage, key = coverage_with_key(tmp_path, max_writers=2)
+    writers = [f"{i:032x}" for i in range(3)]
+    coverage.add(record(signed(key, writers[0], 0)))
+    coverage.add(record(signed(key, writers[1], 0)))
+    coverage.add(record(signed(key, writers[0], 1)))  # writers[0] advanced last
+    coverage.add(record(signed(key, writers[2], 0)))
+    assert coverage.writers == 2
+    assert [coverage.covers(w, 0) for w in writers] == [True, None, True]
