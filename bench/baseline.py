@@ -86,7 +86,7 @@ async def _measure(
     finally:
         await producer.stop()
     measured = from_latencies("aiokafka", "raw aiokafka send_and_wait", latencies, elapsed, errors)
-    return dataclasses.replace(measured, cpu_percent=cpu_percent)
+    return dataclasses.replace(measured, cpu_percent=cpu_percent, cpu_s=cpu.used_s)
 
 
 def run(

@@ -24,12 +24,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 class CpuProbe:
-    """CPU used by a few named processes over a window, as a percentage of one core."""
+    """CPU used by a few named processes over a window, as a percentage of one core; after
+    `stop()`, `used_s` holds the CPU seconds themselves (for CPU time per request)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self._pids = pids
         self._start: dict[str, float] = {}
         self._started_at = 0.0
+        self.used_s: dict[str, float] = {}
 
     def start(self) -> None:
         """Open the window."""
@@ -39,7 +41,7 @@ class CpuProbe:
     def stop(self) -> dict[str, float]:
         """Close the window: each process's CPU use in percent of one core (200 = two cores)."""
         elapsed = time.monotonic() - self._started_at
-        return {
-            name: round(100 * (cpu_seconds(pid) - self._start[name]) / elapsed, 1)
-            for name, pid in self._pids.items()
+        self.used_s = {
+            name: cpu_seconds(pid) - self._start[name] for name, pid in self._pids.items()
         }
+        return {name: round(100 * used / elapsed, 1) for name, used in self.used_s.items()}

@@ -24,32 +24,64 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}"
 
 
+def _times(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
 def markdown_table(measurements: list[Measurement]) -> str:
     """One row per scenario; latencies in milliseconds."""
     lines = [
         "| Scenario | req/s | p50 ms | p90 ms | p99 ms | max ms | requests | non-2xx | errors "
-        "| producer CPU % | broker CPU % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| producer CPU % | producer CPU µs/req | broker CPU % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in measurements:
         lines.append(
             f"| {m.label} | {m.requests_per_s:,.0f} | {m.p50_ms:.2f} | {m.p90_ms:.2f} "
             f"| {m.p99_ms:.2f} | {m.max_ms:.2f} | {m.requests:,} | {_count(m.non_2xx)} "
             f"| {sum(m.errors.values())} | {_percent(m.cpu_percent.get('producer'))} "
+            f"| {_percent(m.producer_cpu_us_per_request)} "
             f"| {_percent(m.cpu_percent.get('broker'))} |"
         )
     return "\n".join(lines)
 
 
-def markdown(results: dict[str, Any], measurements: list[Measurement]) -> str:
-    """The whole results.md: the table, then the conditions it was measured under."""
+def integrity_table(pair: list[Measurement], ratios: dict[str, float | None]) -> str:
+    """The integrity pair, off then on, and the ratio of on over off."""
+    lines = [
+        "| POST /audit, service with | req/s | p50 ms | p99 ms | service CPU µs/req "
+        "| service CPU % | requests | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in pair:
+        lines.append(
+            f"| {m.label} | {m.requests_per_s:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} "
+            f"| {_percent(m.producer_cpu_us_per_request)} "
+            f"| {_percent(m.cpu_percent.get('producer'))} | {m.requests:,} | {m.failed} |"
+        )
+    lines.append(
+        f"| ratio on / off | {_times(ratios['requests_per_s'])} | {_times(ratios['p50_ms'])} "
+        f"| {_times(ratios['p99_ms'])} | {_times(ratios['service_cpu_us_per_request'])} "
+        "| | | |"
+    )
+    return "\n".join(lines)
+
+
+def markdown(
+    results: dict[str, Any], measurements: list[Measurement], pair: list[Measurement]
+) -> str:
+    """The whole results.md: the tables, then the conditions they were measured under."""
     machine = results["machine"]
     service = results["service"]
+    pair_plan = results["integrity"]
+    load = results["load_average"]
     return "\n".join(
         [
             "# ractogateway-kafka benchmark",
             "",
             markdown_table(measurements),
+            "",
+            integrity_table(pair, pair_plan["ratio_on_over_off"]),
             "",
             f"- {results['concurrency']} concurrent requests, {results['duration_s']} s measured "
             f"after a {results['warmup_s']} s warm-up, one scenario at a time",
@@ -61,7 +93,12 @@ def markdown(results: dict[str, Any], measurements: list[Measurement]) -> str:
             f"- service RSS: {service['rss_kib_before'] / 1024:.1f} MiB before load, "
             f"{service['rss_kib_after'] / 1024:.1f} MiB after",
             "- CPU % is of one core over the measured window; the producer process is the "
-            "service for the HTTP rows and the bench itself for the raw row (wrk not counted)",
+            "service for the HTTP rows and the bench itself for the raw row (wrk not counted); "
+            "CPU µs/req is its utime + stime over the window per completed request",
+            f"- integrity pair: both services serve side by side, measured in "
+            f"{pair_plan['rounds']} alternating rounds of {pair_plan['round_s']} s each; "
+            "p50/p99 are the means of the rounds'",
+            f"- load average (1, 5, 15 min): {load['before']} before, {load['after']} after",
             "",
         ]
     )
@@ -112,11 +149,16 @@ def latency_plot(measurements: list[Measurement], path: Path) -> None:
     plt.close(figure)
 
 
-def write_all(results: dict[str, Any], measurements: list[Measurement], directory: Path) -> str:
+def write_all(
+    results: dict[str, Any],
+    measurements: list[Measurement],
+    pair: list[Measurement],
+    directory: Path,
+) -> str:
     """Write every output file; returns the Markdown for the terminal."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "results.json").write_text(json.dumps(results, indent=2) + "\n", "utf-8")
-    text = markdown(results, measurements)
+    text = markdown(results, measurements, pair)
     (directory / "results.md").write_text(text, encoding="utf-8")
     throughput_plot(measurements, directory / "throughput.png")
     latency_plot(measurements, directory / "latency.png")

@@ -3,6 +3,10 @@ measured one after another against the same broker, written to bench/results/.
 
     .venv/bin/python -m bench.run
 
+Then the integrity pair (bench/integrity.py): the same POST /audit load against a service with
+the chain only and one that also signs checkpoints and masks personal data, in
+BENCH_INTEGRITY_ROUNDS (default 2) alternating rounds that share BENCH_DURATION_S per service.
+
 Environment: BENCH_DURATION_S (default 20) seconds measured per scenario after BENCH_WARMUP_S
 (default 3) of warm-up; RG_KAFKA_BOOTSTRAP_SERVERS to use a running cluster instead of the
 embedded broker; RG_EMBEDDED_CACHE_DIR for the Apache Kafka jars.
@@ -27,7 +31,7 @@ import httpx
 
 import app.embedded.distribution as kafka_distribution
 from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
-from bench import baseline, report, wrk
+from bench import baseline, integrity, report, wrk
 from bench.procfs import CpuProbe, rss_kib
 from bench.service import Service, ServiceError
 from bench.stats import Measurement
@@ -140,7 +144,7 @@ def _http_scenario(
     )
     cpu_percent = cpu.stop()
     time.sleep(SETTLE_S)
-    return dataclasses.replace(measured, cpu_percent=cpu_percent)
+    return dataclasses.replace(measured, cpu_percent=cpu_percent, cpu_s=cpu.used_s)
 
 
 def _baseline_scenario(broker: Broker, topic: str, plan: Plan) -> Measurement:
@@ -246,6 +250,33 @@ def measure(broker: Broker, plan: Plan, scratch: Path) -> tuple[dict[str, Any], 
     return results, measurements
 
 
+def measure_integrity(
+    broker: Broker, plan: Plan, scratch: Path
+) -> tuple[dict[str, Any], list[Measurement]]:
+    """The integrity pair, each service measured as long as one scenario above in all."""
+    rounds = _seconds("BENCH_INTEGRITY_ROUNDS", 2)
+    pair_plan = integrity.PairPlan(
+        rounds=rounds,
+        round_s=max(1, plan.duration_s // rounds),
+        warmup_s=plan.warmup_s,
+        connections=CONCURRENCY,
+    )
+    return integrity.measure(
+        bootstrap_servers=broker.bootstrap_servers,
+        broker_pid=broker.pid,
+        script=wrk.write_script(scratch, http_body()),
+        plan=pair_plan,
+        scratch=scratch,
+        log_dir=RESULTS_DIR,
+        run_id=uuid.uuid4().hex,
+    )
+
+
+def _load() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages: how shared it was."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
 def main() -> int:
     """Run the bench; exit status 1 when any scenario failed more than 0.1% of its requests."""
     plan = Plan(duration_s=_seconds("BENCH_DURATION_S", 20), warmup_s=_seconds("BENCH_WARMUP_S", 3))
@@ -255,13 +286,16 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    load_before = _load()
     with tempfile.TemporaryDirectory(prefix="rg-bench-") as scratch, kafka_broker() as broker:
         _say(f"Kafka at {broker.bootstrap_servers} ({broker.kind})")
         results, measurements = measure(broker, plan, Path(scratch))
-    failing = [m for m in measurements if m.failure_rate > MAX_FAILURE_RATE]
+        results["integrity"], pair = measure_integrity(broker, plan, Path(scratch))
+    failing = [m for m in measurements + pair if m.failure_rate > MAX_FAILURE_RATE]
     results["passed"] = not failing
     results["wall_time_s"] = round(time.monotonic() - started, 1)
-    text = report.write_all(results, measurements, RESULTS_DIR)
+    results["load_average"] = {"before": load_before, "after": _load()}
+    text = report.write_all(results, measurements, pair, RESULTS_DIR)
     _say("")
     _say(text)
     _say(f"written to {RESULTS_DIR}")

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
@@ -21,7 +22,16 @@ class ServiceError(RuntimeError):
 class Service:
     """`serve` with the bench's settings, its output in `log_path`."""
 
-    def __init__(self, *, bootstrap_servers: str, port: int, topic: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        port: int,
+        topic: str,
+        log_path: Path,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        """`settings`: more RG_* variables, on top of the bench's own."""
         self.url = f"http://127.0.0.1:{port}"
         self.topic = topic
         self.log_path = log_path
@@ -33,6 +43,7 @@ class Service:
             "RG_AUDIT_TOPIC": topic,
             # One log line per request would cost as much CPU as the request itself.
             "RG_LOG_LEVEL": "WARNING",
+            **(settings or {}),
         }
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None

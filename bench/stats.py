@@ -7,6 +7,11 @@ from typing import Any
 
 NS_PER_MS = 1_000_000
 US_PER_MS = 1_000
+US_PER_S = 1_000_000
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,8 @@ class Measurement:
     # Percent of one core over the measured window, per process ("producer" holds the
     # Kafka producer: the service, or the bench itself for the raw baseline).
     cpu_percent: dict[str, float] = field(default_factory=dict)
+    # CPU seconds per process over the same window (/proc utime + stime).
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def requests_per_s(self) -> float:
@@ -47,6 +54,14 @@ class Measurement:
         """`failed` over every attempt (a request without an answer still counts as one)."""
         attempts = self.requests + sum(self.errors.values())
         return self.failed / attempts if attempts else 1.0
+
+    @property
+    def producer_cpu_us_per_request(self) -> float | None:
+        """CPU time of the producer process per completed request, in microseconds."""
+        used = self.cpu_s.get("producer")
+        if used is None or not self.requests:
+            return None
+        return used * US_PER_S / self.requests
 
     def to_json(self) -> dict[str, Any]:
         """The scenario as results.json stores it."""
@@ -67,6 +82,8 @@ class Measurement:
             "errors": self.errors,
             "failure_rate": round(self.failure_rate, 6),
             "cpu_percent": self.cpu_percent,
+            "cpu_s": {name: round(used, 3) for name, used in self.cpu_s.items()},
+            "producer_cpu_us_per_request": _rounded(self.producer_cpu_us_per_request),
         }
 
 
@@ -95,4 +112,41 @@ def from_latencies(
         max_ms=(ordered[-1] if ordered else 0) / NS_PER_MS,
         mean_ms=mean_ns / NS_PER_MS,
         errors=errors,
+    )
+
+
+def combined(name: str, label: str, rounds: Sequence[Measurement]) -> Measurement:
+    """Rounds of one scenario as one: counts, durations and CPU seconds add up (so req/s and
+    CPU per request are exact); wrk gives percentiles, not latencies, so each percentile is
+    the mean of the rounds' (the max is the max)."""
+    if not rounds:
+        raise ValueError("no rounds to combine")
+
+    def mean(values: Sequence[float]) -> float:
+        return sum(values) / len(values)
+
+    duration_s = sum(m.duration_s for m in rounds)
+    cpu_s: dict[str, float] = {}
+    errors: dict[str, int] = {}
+    for m in rounds:
+        for process, used in m.cpu_s.items():
+            cpu_s[process] = cpu_s.get(process, 0.0) + used
+        for kind, count in m.errors.items():
+            errors[kind] = errors.get(kind, 0) + count
+    non_2xx = [m.non_2xx for m in rounds if m.non_2xx is not None]
+    return Measurement(
+        name=name,
+        label=label,
+        requests=sum(m.requests for m in rounds),
+        duration_s=duration_s,
+        p50_ms=mean([m.p50_ms for m in rounds]),
+        p90_ms=mean([m.p90_ms for m in rounds]),
+        p99_ms=mean([m.p99_ms for m in rounds]),
+        max_ms=max(m.max_ms for m in rounds),
+        mean_ms=mean([m.mean_ms for m in rounds]),
+        non_2xx=sum(non_2xx) if non_2xx else None,
+        errors=errors,
+        # The probe's window is wrk's run, a little longer than `duration_s`: near enough.
+        cpu_percent={process: round(100 * used / duration_s, 1) for process, used in cpu_s.items()},
+        cpu_s=cpu_s,
     )

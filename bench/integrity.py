@@ -1,0 +1,226 @@
+"""`make bench`'s integrity pair: what signed checkpoints and redaction cost per `POST /audit`.
+
+The chain is always on, so "off" is a service with the chain only (no signing key, no
+redaction) and "on" one that also signs a checkpoint every second (a key made by
+`ractogateway-kafka keys generate`, RG_AUDIT_SIGNING_KEY_FILE, RG_AUDIT_CHECKPOINT_S=1) and
+masks personal data (RG_REDACTION=mask). Both serve side by side, each on a topic of its own,
+and are loaded in turn with the same event, in rounds whose order alternates (off then on, then
+on then off): the load of a shared machine drifts, and alternating puts both under the same
+drift, so their ratio holds within one run. The figure is the service process's CPU time per
+request (/proc utime + stime over the round, divided by the requests wrk completed).
+
+Before measuring, one event with an e-mail address goes to each service and /metrics must show
+it masked by "on" only; after, "on" must have written checkpoints and "off" none: a pair that
+does not measure what its labels say fails instead of printing a ratio.
+"""
+
+import dataclasses
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.embedded import free_port
+from bench import wrk
+from bench.procfs import CpuProbe
+from bench.service import Service, ServiceError
+from bench.stats import Measurement, combined
+
+CHECKPOINT_S = "1"
+KEY_ID = "bench"
+_PROBE = {
+    "user_id": "bench-probe",
+    "model": "gpt-4o",
+    "prompt": "Write to bench.person@example.com about the refund.",
+    "response": "Done.",
+}
+_METRIC_LINE = re.compile(r"^(rg_audit_checkpoints_total|rg_redactions_total)(\{[^}]*\})? (\S+)$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One service of the pair: its settings on top of the bench's."""
+
+    name: str
+    label: str
+    settings: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """How the pair is measured: `rounds` rounds of `round_s` seconds each per service."""
+
+    rounds: int
+    round_s: int
+    warmup_s: int
+    connections: int
+
+
+@dataclass
+class _Running:
+    variant: Variant
+    service: Service
+    rounds: list[Measurement] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    exit_code: int | None = None
+
+
+def signing_key(directory: Path) -> Path:
+    """A fresh Ed25519 key made by the console script, as an operator makes one."""
+    script = Path(sys.executable).parent / "ractogateway-kafka"
+    command = [str(script), "keys", "generate", "--out", str(directory), "--key-id", KEY_ID]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ServiceError(f"keys generate exited with {result.returncode}: {result.stderr}")
+    return directory / f"{KEY_ID}.key.pem"
+
+
+def variants(key: Path) -> tuple[Variant, Variant]:
+    """Off (chain only) and on (chain, signed checkpoints every second, redaction mask)."""
+    return (
+        Variant("chain_only", "chain only", {"RG_REDACTION": "off"}),
+        Variant(
+            "signed_masked",
+            "chain + signed checkpoints + mask",
+            {
+                "RG_AUDIT_SIGNING_KEY_FILE": str(key),
+                "RG_AUDIT_CHECKPOINT_S": CHECKPOINT_S,
+                "RG_REDACTION": "mask",
+            },
+        ),
+    )
+
+
+def _metrics(service: Service) -> dict[str, float]:
+    """Checkpoints written and values redacted (every kind), from the service's /metrics."""
+    found = {"rg_audit_checkpoints_total": 0.0, "rg_redactions_total": 0.0}
+    text = httpx.get(f"{service.url}/metrics", timeout=10.0).text
+    for line in text.splitlines():
+        if match := _METRIC_LINE.match(line):
+            found[match.group(1)] += float(match.group(3))
+    return found
+
+
+def _check(running: _Running, *, masks: bool) -> None:
+    answer = httpx.post(f"{running.service.url}/audit", json=_PROBE, timeout=30.0)
+    if answer.status_code != 201:
+        raise ServiceError(f"{running.variant.label}: POST /audit answered {answer.status_code}")
+    if (_metrics(running.service)["rg_redactions_total"] > 0) != masks:
+        raise ServiceError(f"{running.variant.label}: redaction is not as configured")
+
+
+def _round(running: _Running, broker_pid: int | None, script: Path, plan: PairPlan) -> None:
+    pids = {"producer": running.service.pid}
+    if broker_pid is not None:
+        pids["broker"] = broker_pid
+    cpu = CpuProbe(pids)
+    cpu.start()
+    measured = wrk.run(
+        url=f"{running.service.url}/audit",
+        script=script,
+        connections=plan.connections,
+        duration_s=plan.round_s,
+        name=running.variant.name,
+        label=running.variant.label,
+    )
+    cpu_percent = cpu.stop()
+    running.rounds.append(dataclasses.replace(measured, cpu_percent=cpu_percent, cpu_s=cpu.used_s))
+
+
+def _ratio(on: float | None, off: float | None) -> float | None:
+    return None if on is None or not off else round(on / off, 3)
+
+
+def measure(
+    *,
+    bootstrap_servers: str,
+    broker_pid: int | None,
+    script: Path,
+    plan: PairPlan,
+    scratch: Path,
+    log_dir: Path,
+    run_id: str,
+) -> tuple[dict[str, Any], list[Measurement]]:
+    """Run both services, measure them in alternating rounds, stop them; the results and the
+    two combined measurements (off first)."""
+    key = signing_key(scratch / "keys")
+    pair: list[_Running] = []
+    try:
+        for variant in variants(key):
+            # Each port is chosen just before its service binds it: two free_port() calls in
+            # a row may return the same port.
+            service = Service(
+                bootstrap_servers=bootstrap_servers,
+                port=free_port(),
+                topic=f"bench-{variant.name}-{run_id}",
+                log_path=log_dir / f"service-{variant.name}.log",
+                settings=variant.settings,
+            )
+            pair.append(_Running(variant, service))
+            print(f"starting '{variant.label}' on {service.url}", flush=True)
+            service.start()
+        off, on = pair
+        _check(off, masks=False)
+        _check(on, masks=True)
+        for running in pair:
+            print(f"== {running.variant.label}: {plan.warmup_s} s warm-up", flush=True)
+            wrk.run(
+                url=f"{running.service.url}/audit",
+                script=script,
+                connections=plan.connections,
+                duration_s=plan.warmup_s,
+                name="warmup",
+                label="warm-up",
+            )
+        for index in range(plan.rounds):
+            for running in pair if index % 2 == 0 else pair[::-1]:
+                print(
+                    f"== {running.variant.label}: round {index + 1} of {plan.rounds}, "
+                    f"{plan.round_s} s measured",
+                    flush=True,
+                )
+                _round(running, broker_pid, script, plan)
+        for running in pair:
+            running.metrics = _metrics(running.service)
+    finally:
+        for running in pair:
+            running.exit_code = running.service.stop()
+    if off.metrics["rg_audit_checkpoints_total"] or not on.metrics["rg_audit_checkpoints_total"]:
+        raise ServiceError(f"checkpoints written: off {off.metrics}, on {on.metrics}")
+    totals = [combined(r.variant.name, r.variant.label, r.rounds) for r in pair]
+    results = {
+        "rounds": plan.rounds,
+        "round_s": plan.round_s,
+        "warmup_s": plan.warmup_s,
+        "variants": [
+            {
+                "name": r.variant.name,
+                "label": r.variant.label,
+                "settings": r.variant.settings,
+                "topic": r.service.topic,
+                "metrics_after": r.metrics,
+                "exit_code": r.exit_code,
+                "combined": total.to_json(),
+                "rounds": [m.to_json() for m in r.rounds],
+            }
+            for r, total in zip(pair, totals, strict=True)
+        ],
+        "ratio_on_over_off": ratios(totals[0], totals[1]),
+    }
+    return results, totals
+
+
+def ratios(off: Measurement, on: Measurement) -> dict[str, float | None]:
+    """On over off for each figure of the pair (above 1: on costs more, or serves more)."""
+    return {
+        "requests_per_s": _ratio(on.requests_per_s, off.requests_per_s),
+        "p50_ms": _ratio(on.p50_ms, off.p50_ms),
+        "p99_ms": _ratio(on.p99_ms, off.p99_ms),
+        "service_cpu_us_per_request": _ratio(
+            on.producer_cpu_us_per_request, off.producer_cpu_us_per_request
+        ),
+    }
