@@ -13,6 +13,7 @@ import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 
+from app.integrity.keys import generate
 from tests.helpers import ROOT
 from tests.helpers.logs import SECRET_MARKER
 from tests.helpers.service import LiveService, running_service
@@ -63,10 +64,15 @@ schema = schemathesis.openapi.from_path(
             "operations": [
                 # An event stream never ends: read it for a second, then judge what came.
                 {"include-path": "/messages/stream", "request-timeout": 1},
+                # Until the service signed its first checkpoint there is none to give.
+                {
+                    "include-path": "/audit/checkpoint",
+                    "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "404"]}},
+                },
                 # A schema-valid request may still be refused for a reason no JSON Schema
                 # states; REFUSED_THOUGH_VALID says which, and the test checks each such 422.
                 {
-                    "include-path-regex": "^/(audit|messages|publish)",
+                    "include-path-regex": "^/(audit$|audit/batch|messages|publish)",
                     "checks": {
                         "positive_data_acceptance": {
                             "expected-statuses": ["2xx", "401", "403", "422"]
@@ -81,10 +87,13 @@ schema = schemathesis.openapi.from_path(
 
 @pytest.fixture(scope="module")
 def fuzzed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    """The served process with authentication on."""
+    """The served process with authentication on, signing checkpoints."""
+    workdir = tmp_path_factory.mktemp("fuzzed")
+    _, private_key, _ = generate(workdir / "keys")
     with running_service(
         kafka_bootstrap,
-        tmp_path_factory.mktemp("fuzzed"),
+        workdir,
+        audit_signing_key_file=str(private_key),
         api_keys=f'{{"{FULL_KEY}": ["audit:write", "publish:write", "messages:read"],'
         f' "{AUDIT_KEY}": ["audit:write"]}}',
         publish_topics=PUBLISH_TOPIC,
