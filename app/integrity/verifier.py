@@ -250,33 +250,16 @@ class Verifier:
             return
         writer, seq, key_id = checkpoint.writer, checkpoint.seq, checkpoint.key_id
         key = self._keys.get(key_id)
-        if key is None:
+        failure = None if key is not None else f"unknown key id {key_id!r}"
+        if key is not None:
+            try:
+                unsigned = {k: v for k, v in data.items() if k != "signature"}
+                key.verify(unb64url(checkpoint.signature), canonical_json(unsigned))
+            except (InvalidSignature, ValueError):
+                failure = f"signature does not verify with key {key_id!r}"
+        if failure is not None:
             report.problems.append(
-                Finding(
-                    "bad_signature",
-                    f"unknown key id {key_id!r}",
-                    topic,
-                    partition,
-                    offset,
-                    writer,
-                    seq,
-                )
-            )
-            return
-        try:
-            unsigned = {k: v for k, v in data.items() if k != "signature"}
-            key.verify(unb64url(checkpoint.signature), canonical_json(unsigned))
-        except (InvalidSignature, ValueError):
-            report.problems.append(
-                Finding(
-                    "bad_signature",
-                    f"signature does not verify with key {key_id!r}",
-                    topic,
-                    partition,
-                    offset,
-                    writer,
-                    seq,
-                )
+                Finding("bad_signature", failure, topic, partition, offset, writer, seq)
             )
             return
         report.checkpoints_valid += 1
