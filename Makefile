@@ -1,7 +1,8 @@
 # ractogateway-kafka — every command installs what it needs first.
 #   make run     embedded Apache Kafka + the API on http://127.0.0.1:8080
 #   make test    the whole suite against a real broker
-#   make lint    ruff, and mypy --strict on app and tests
+#   make lint    ruff, mypy --strict on app and tests, hadolint on the Dockerfile
+#   make image   the container image ractogateway-kafka:<version> (podman here, docker elsewhere)
 #   make openapi write openapi.json from the app (a test fails when it is stale)
 #   make bench   load benchmark: POST /audit vs raw aiokafka, results in bench/results/
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
@@ -25,7 +26,7 @@ export UV_PYTHON := $(PYTHON)
 
 JARS := $(RG_EMBEDDED_CACHE_DIR)/kafka_2.13-$(KAFKA_VERSION)/.complete
 
-.PHONY: run test lint openapi bench bench-verify bench-redaction install clean help
+.PHONY: run test lint image openapi bench bench-verify bench-redaction install clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -53,6 +54,12 @@ lint: $(SYNCED)
 	$(VENV)/bin/ruff check app tests bench
 	$(VENV)/bin/ruff format --check app tests bench
 	$(VENV)/bin/mypy --strict app tests
+	$(VENV)/bin/hadolint Dockerfile
+
+# podman (installed when missing) and its base images are set up by the script; see its header.
+# The pinned uv of $(UV) goes into the image too.
+image: $(UV)
+	.ci/image.sh
 
 openapi: $(SYNCED)
 	$(VENV)/bin/ractogateway-kafka openapi

@@ -235,6 +235,21 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator(
+        "spool_dir",
+        "audit_signing_key_file",
+        "audit_retired_keys_dir",
+        "redaction_key_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        # `RG_SPOOL_DIR=` (as a chart or a container run writes it) turns the spool off; read
+        # as a path, "" would be "." and the spool would land in the working folder.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @model_validator(mode="after")
     def _retention_meets_its_minimum(self) -> Self:
         # The service would create a topic that its own check then refuses.

@@ -119,3 +119,17 @@ def test_the_in_flight_bytes_bound_holds_at_least_one_whole_body(
     monkeypatch.setenv("RG_MAX_BODY_BYTES", str(8 * 1024 * 1024))
     with pytest.raises(ValidationError, match=r"max_in_flight_bytes .* max_body_bytes"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["spool_dir", "audit_signing_key_file", "audit_retired_keys_dir", "redaction_key_file"],
+)
+@pytest.mark.parametrize("value", ["", "  "])
+def test_unit_an_empty_path_setting_means_unset(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The image sets RG_SPOOL_DIR; `RG_SPOOL_DIR=` turns the spool off (a chart value does
+    # this). Read as a path, "" would be "." and the spool would go to the working folder.
+    monkeypatch.setenv(f"RG_{name.upper()}", value)
+    assert getattr(Settings(), name) is None

@@ -1,19 +1,22 @@
-"""The `ractogateway-kafka` console script: one module per group of commands."""
+"""The `ractogateway-kafka` console script: one module per group of commands.
+
+`probe` takes a fast path: the container health check runs it every few seconds, and the other
+commands' modules pull in the web stack and the Kafka client (~0.8 s), so `main` sends it to
+`app.cli.probe` before importing any of them.
+"""
 
 import argparse
 import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.cli import broker, integrity, keys, records, service, topics
 from app.cli.common import EPILOG, logger
-from app.cli.handler import HandlerSpecError
-from app.embedded import EmbeddedKafkaError
-from app.kafka import KafkaClientError
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
+    from app.cli import broker, integrity, keys, probe, records, service, topics  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(
         prog="ractogateway-kafka",
         description="Audit-trail sidecar for AI applications: records prompts and responses "
@@ -23,14 +26,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (service, broker, records, topics, keys, integrity):
+    for group in (service, broker, records, topics, keys, integrity, probe):
         group.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["probe"]:
+        from app.cli.probe import run  # noqa: PLC0415 - the cheap path, see the docstring
+
+        return run(arguments[1:])
+    return run_command(arguments)
+
+
+def run_command(arguments: Sequence[str]) -> int:
+    """Any command through the full parser; known failures become one line and status 2."""
+    from app.cli.handler import HandlerSpecError  # noqa: PLC0415 - see the module docstring
+    from app.embedded import EmbeddedKafkaError  # noqa: PLC0415
+    from app.kafka import KafkaClientError  # noqa: PLC0415
+
+    args = build_parser().parse_args(arguments)
     try:
         code: int = args.func(args)
     except (EmbeddedKafkaError, HandlerSpecError, KafkaClientError) as exc:
