@@ -8,11 +8,12 @@
 #      registry to pull from: an existing python:3.11-slim is used as is; otherwise a stand-in is
 #      built from the machine's own Debian packages with mmdebstrap (Python 3.11 in /usr/bin) and
 #      tagged docker.io/library/python:3.11-slim; the uv image is a FROM-scratch image holding the
-#      uv binaries of the pinned PyPI wheel. Their tarballs are cached in .cache/image/;
+#      uv binaries of the pinned PyPI wheel (the Makefile installs it in .cache/tools). Their
+#      tarballs are cached in .cache/image/ (git-ignored);
 #   3. podman build --pull=never --format docker (the default OCI format drops HEALTHCHECK).
 # With a Docker engine and no podman: a plain `docker build` (it pulls the base images).
 #
-# Settings come from CONTAINERS_CONF=.ci/containers.conf (runc, rlimits the VM allows).
+# Settings come from CONTAINERS_CONF=.ci/containers.conf (runc, rlimits the VM allows, slirp4netns).
 # Usage: .ci/image.sh           build (each step skipped when its result exists)
 #        .ci/image.sh --print   print the image name, build nothing
 set -euo pipefail
