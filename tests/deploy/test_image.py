@@ -83,6 +83,10 @@ async def test_the_image_serves_locked_down_as_non_root_and_writes_to_kafka(
             touched = container.exec("touch", path)
             assert touched.returncode != 0, path
             assert "Read-only file system" in touched.stderr, touched.stderr
+        # Temporary files (Python's tempfile; SQLite's through SQLITE_TMPDIR) go to the volume.
+        temporary = "import tempfile; tempfile.TemporaryFile().write(b'x')"
+        made = container.exec("python3", "-c", temporary)
+        assert made.returncode == 0, made.stderr
         # The spool the image turns on lives on the volume.
         assert container.exec("test", "-f", f"{STATE}/spool/spool.sqlite3").returncode == 0
 
