@@ -2,8 +2,8 @@
 # Builds the container image from ./Dockerfile as ractogateway-kafka:<version> and :latest.
 #
 # With podman (the route here, and the one the image test takes):
-#   1. installs podman, runc, slirp4netns, mmdebstrap and zstd from the distribution when they are
-#      missing (Debian/Ubuntu, as root);
+#   1. installs podman, runc and slirp4netns from the distribution when they are missing
+#      (Debian/Ubuntu, as root), and mmdebstrap and zstd when the stand-in base is to be made;
 #   2. makes sure the two images the Dockerfile names exist locally, since there may be no
 #      registry to pull from: an existing python:3.11-slim is used as is; otherwise a stand-in is
 #      built from the machine's own Debian packages with mmdebstrap (Python 3.11 in /usr/bin) and
@@ -44,9 +44,10 @@ if ! command -v podman >/dev/null && command -v docker >/dev/null && docker info
     exec docker build --build-arg "VERSION=$VERSION" -t "$IMAGE" -t "$NAME:latest" .
 fi
 
-install_tools() {
+# Installs the distribution's packages of the tools that are missing (Debian/Ubuntu, as root).
+need() {
     local missing=()
-    for tool in podman runc slirp4netns mmdebstrap zstd; do
+    for tool in "$@"; do
         command -v "$tool" >/dev/null || missing+=("$tool")
     done
     [[ ${#missing[@]} -eq 0 ]] && return
@@ -55,7 +56,10 @@ install_tools() {
         exit 1
     fi
     log "installing ${missing[*]}"
-    apt-get update -qq
+    if [[ -z ${APT_UPDATED:-} ]]; then
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
@@ -67,6 +71,7 @@ base_image() {
     fi
     local tarball=$CACHE/python-3.11-slim.tar.zst
     if [[ ! -s $tarball ]]; then
+        need mmdebstrap zstd
         log "building the stand-in $BASE_IMAGE with mmdebstrap (about a minute)"
         local sources=/etc/apt/sources.list.d/debian.sources suite
         [[ -f $sources ]] || sources=/etc/apt/sources.list
@@ -81,10 +86,12 @@ base_image() {
             --dpkgopt='path-exclude=/usr/share/locale/*' \
             --dpkgopt='path-exclude=/usr/share/info/*' \
             --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
+            --customize-hook='test -x "$1"/usr/bin/python3.11 || { echo "no Python 3.11 in this distribution: no stand-in for python:3.11-slim" >&2; exit 1; }' \
             "$suite" - "$sources" 2>"$CACHE/mmdebstrap.log" | zstd -q -T0 -o "$tarball.part" \
             || { cat "$CACHE/mmdebstrap.log" >&2; exit 1; }
         mv "$tarball.part" "$tarball"
     fi
+    need zstd
     # The uncompressed stream: importing the .zst records the compressed digest as the layer id,
     # and the build cache would then never hit.
     log "importing $BASE_IMAGE"
@@ -113,7 +120,7 @@ uv_image() {
     podman import --quiet "$tarball" "$UV_IMAGE" >/dev/null
 }
 
-install_tools
+need podman runc slirp4netns
 base_image
 uv_image
 
