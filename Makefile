@@ -6,6 +6,7 @@
 #   make bench   load benchmark: POST /audit vs raw aiokafka, results in bench/results/
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
+#   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,6 +17,11 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 SYNCED := $(VENV)/.synced
 KAFKA_VERSION := 3.9.1
+# helm has no package in the registries we use: it is built from source with the machine's Go
+# (default Go caches, ~1 GB and ~3 min cold, ~1 s warm).
+HELM_VERSION := v3.22.0
+HELM := $(TOOLS)/bin/helm
+HELM_STAMP := $(TOOLS)/.helm-$(HELM_VERSION)
 
 # The Apache Kafka jars live in the project (git-ignored), not in the user's home.
 export RG_EMBEDDED_CACHE_DIR ?= $(CURDIR)/.cache/kafka
@@ -25,7 +31,7 @@ export UV_PYTHON := $(PYTHON)
 
 JARS := $(RG_EMBEDDED_CACHE_DIR)/kafka_2.13-$(KAFKA_VERSION)/.complete
 
-.PHONY: run test lint openapi bench bench-verify bench-redaction install clean help
+.PHONY: run test lint openapi bench bench-verify bench-redaction install helm clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -41,15 +47,25 @@ $(SYNCED): $(UV) pyproject.toml uv.lock
 $(JARS): | $(SYNCED)
 	$(VENV)/bin/ractogateway-kafka broker --download-only
 
+# The stamp names the version, so changing HELM_VERSION rebuilds helm; the tests run $(HELM).
+$(HELM_STAMP):
+	@command -v go >/dev/null || { echo "make helm: 'go' is not on PATH; install Go to build helm $(HELM_VERSION) (go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION))" >&2; exit 1; }
+	@mkdir -p $(TOOLS)/bin
+	GOBIN=$(CURDIR)/$(TOOLS)/bin go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	@rm -f $(TOOLS)/.helm-*
+	@touch $@
+
+helm: $(HELM_STAMP)
+
 install: $(SYNCED) $(JARS)
 
 run: install
 	$(VENV)/bin/ractogateway-kafka run
 
-test: install
+test: install $(HELM_STAMP)
 	$(VENV)/bin/pytest
 
-lint: $(SYNCED)
+lint: $(SYNCED) $(HELM_STAMP)
 	$(VENV)/bin/ruff check app tests bench
 	$(VENV)/bin/ruff format --check app tests bench
 	$(VENV)/bin/mypy --strict app tests
