@@ -1,7 +1,7 @@
 # ractogateway-kafka — every command installs what it needs first.
 #   make run     embedded Apache Kafka + the API on http://127.0.0.1:8080
 #   make test    the whole suite against a real broker
-#   make lint    ruff, and mypy --strict on app and tests
+#   make lint    ruff, mypy --strict on app and tests, helm lint --strict on the chart
 #   make openapi write openapi.json from the app (a test fails when it is stale)
 #   make bench   load benchmark: POST /audit vs raw aiokafka, results in bench/results/
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
@@ -69,6 +69,7 @@ lint: $(SYNCED) $(HELM_STAMP)
 	$(VENV)/bin/ruff check app tests bench
 	$(VENV)/bin/ruff format --check app tests bench
 	$(VENV)/bin/mypy --strict app tests
+	$(HELM) lint --strict helm/ractogateway-kafka
 
 openapi: $(SYNCED)
 	$(VENV)/bin/ractogateway-kafka openapi

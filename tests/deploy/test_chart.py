@@ -357,6 +357,12 @@ def test_the_settings_follow_the_values(
     assert data["RG_REDACTION_METADATA_FIELDS"] == "customer_email,phone"
     assert json.loads(data["RG_REDACTION_PATTERNS"]) == {"ticket": "TCK-[0-9]{6}"}
     assert data["RG_MAX_IN_FLIGHT_BYTES"] == "33554432"
+    assert data["RG_AUDIT_RETIRED_KEYS_DIR"] == "/etc/ractogateway-kafka/retired-keys"
+    spec = pod_spec(one(objects["api-keys"], "Deployment"))
+    mounts = {m["name"]: m["mountPath"] for m in recorder(spec)["volumeMounts"]}
+    assert mounts["ractogateway-kafka-retired-keys"] == data["RG_AUDIT_RETIRED_KEYS_DIR"]
+    [retired] = [v for v in spec["volumes"] if v["name"] == "ractogateway-kafka-retired-keys"]
+    assert retired["configMap"] == {"name": "audit-retired-keys"}
     # The service reads what the chart writes, as the environment the ConfigMap becomes.
     for key, value in data.items():
         monkeypatch.setenv(key, value)

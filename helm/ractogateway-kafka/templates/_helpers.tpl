@@ -59,6 +59,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Where the recorder keeps its state (the spool, temporary files) and finds its secret files. */}}
 {{- define "ractogateway-kafka.stateDir" -}}/var/lib/ractogateway-kafka{{- end }}
 {{- define "ractogateway-kafka.secretsDir" -}}/etc/ractogateway-kafka/secrets{{- end }}
+{{- define "ractogateway-kafka.retiredKeysDir" -}}/etc/ractogateway-kafka/retired-keys{{- end }}
 
 {{/*
 The Secret a secret value comes from, given (dict "ref" <existingSecret/key/value> "root" $):
@@ -260,6 +261,11 @@ native sidecar (restartPolicy Always, for initContainers) on 127.0.0.1 with exec
       mountPath: {{ include "ractogateway-kafka.secretsDir" $root }}
       readOnly: true
     {{- end }}
+    {{- if $v.integrity.retiredKeys.configMap }}
+    - name: ractogateway-kafka-retired-keys
+      mountPath: {{ include "ractogateway-kafka.retiredKeysDir" $root }}
+      readOnly: true
+    {{- end }}
   startupProbe:
     {{- include "ractogateway-kafka.probe" (dict "sidecar" $sidecar "check" (ternary "ready" "live" (and $sidecar (eq $v.probes.readiness "ready")))) | trim | nindent 4 }}
     periodSeconds: 1
@@ -316,6 +322,11 @@ and the files it reads from Secrets. (dict "root" $)
             - key: {{ index . 2 }}
               path: {{ index . 0 }}
       {{- end }}
+{{- end }}
+{{- with $v.integrity.retiredKeys.configMap }}
+- name: ractogateway-kafka-retired-keys
+  configMap:
+    name: {{ . }}
 {{- end }}
 {{- end }}
 
