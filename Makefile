@@ -47,25 +47,29 @@ $(SYNCED): $(UV) pyproject.toml uv.lock
 $(JARS): | $(SYNCED)
 	$(VENV)/bin/ractogateway-kafka broker --download-only
 
-# The stamp names the version, so changing HELM_VERSION rebuilds helm; the tests run $(HELM).
+# The stamp names the version: a new HELM_VERSION makes a new stamp, newer than the binary, and
+# helm is rebuilt (as it is when the binary is missing). The tests run $(HELM).
 $(HELM_STAMP):
-	@command -v go >/dev/null || { echo "make helm: 'go' is not on PATH; install Go to build helm $(HELM_VERSION) (go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION))" >&2; exit 1; }
 	@mkdir -p $(TOOLS)/bin
-	GOBIN=$(CURDIR)/$(TOOLS)/bin go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	@rm -f $(TOOLS)/.helm-*
 	@touch $@
 
-helm: $(HELM_STAMP)
+$(HELM): $(HELM_STAMP)
+	@command -v go >/dev/null || { echo "make helm: 'go' is not on PATH; install Go to build helm $(HELM_VERSION) (go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION))" >&2; exit 1; }
+	GOBIN=$(CURDIR)/$(TOOLS)/bin go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	@touch $@
+
+helm: $(HELM)
 
 install: $(SYNCED) $(JARS)
 
 run: install
 	$(VENV)/bin/ractogateway-kafka run
 
-test: install $(HELM_STAMP)
+test: install $(HELM)
 	$(VENV)/bin/pytest
 
-lint: $(SYNCED) $(HELM_STAMP)
+lint: $(SYNCED) $(HELM)
 	$(VENV)/bin/ruff check app tests bench
 	$(VENV)/bin/ruff format --check app tests bench
 	$(VENV)/bin/mypy --strict app tests
