@@ -105,9 +105,15 @@ the chart's inline Secret the name given here (the four share one Secret). */}}
 {{- toJson $files }}
 {{- end }}
 
-{{/* A quantity ("512Mi", "2Gi", "1T", a plain number of bytes) in bytes. */}}
+{{/* A quantity as written in values ("512Mi", "2Gi", "1T", a number of bytes): YAML numbers
+arrive as floats, which would print as 2.147483648e+09. */}}
+{{- define "ractogateway-kafka.quantity" -}}
+{{- if kindIs "float64" . }}{{ int64 . }}{{ else }}{{ toString . }}{{ end }}
+{{- end }}
+
+{{/* A quantity in bytes. */}}
 {{- define "ractogateway-kafka.bytes" -}}
-{{- $s := toString . }}
+{{- $s := include "ractogateway-kafka.quantity" . }}
 {{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "K" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 }}
 {{- $n := regexFind "^[0-9]+" $s }}
 {{- $unit := trimPrefix $n $s }}
@@ -126,7 +132,7 @@ spool the volume holds temporary files only.
 */}}
 {{- define "ractogateway-kafka.stateVolumeSize" -}}
 {{- if not .Values.spool.enabled }}64Mi
-{{- else if .Values.spool.sizeLimit }}{{ .Values.spool.sizeLimit }}
+{{- else if .Values.spool.sizeLimit }}{{ include "ractogateway-kafka.quantity" .Values.spool.sizeLimit }}
 {{- else }}
 {{- $bytes := add (include "ractogateway-kafka.spoolFloorBytes" . | int64) (div (int64 .Values.spool.maxBytes) 8) }}
 {{- printf "%dMi" (add1 (div (sub $bytes 1) 1048576)) }}
@@ -181,7 +187,7 @@ stopped only after the app exited, within the same grace period).
 {{- if and $v.spool.enabled $v.spool.sizeLimit }}
 {{- $floor := include "ractogateway-kafka.spoolFloorBytes" . | int64 }}
 {{- if lt (include "ractogateway-kafka.bytes" $v.spool.sizeLimit | int64) $floor }}
-{{- fail (printf "spool.sizeLimit %s is below spool.maxBytes + spool.minFreeBytes (%d bytes): the pod would be evicted before the spool refuses" (toString $v.spool.sizeLimit) $floor) }}
+{{- fail (printf "spool.sizeLimit %s is below spool.maxBytes + spool.minFreeBytes (%d bytes): the pod would be evicted before the spool refuses" (include "ractogateway-kafka.quantity" $v.spool.sizeLimit) $floor) }}
 {{- end }}
 {{- end }}
 {{- if not (kindIs "invalid" $v.terminationGracePeriodSeconds) }}
@@ -305,7 +311,7 @@ and the files it reads from Secrets. (dict "root" $)
     claimName: {{ $p.existingClaim }}
   {{- else }}
   emptyDir:
-    sizeLimit: {{ include "ractogateway-kafka.stateVolumeSize" $root }}
+    sizeLimit: {{ include "ractogateway-kafka.stateVolumeSize" $root | quote }}
   {{- end }}
 {{- end }}
 {{- $files := include "ractogateway-kafka.secretFiles" $root | fromJsonArray }}
