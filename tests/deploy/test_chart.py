@@ -297,6 +297,7 @@ def test_standalone_serves_on_all_interfaces_with_http_probes(
 def check_native_sidecar(container: Manifest) -> None:
     """A recorder as native sidecar: restarted always, on loopback, probed from inside."""
     assert container["restartPolicy"] == "Always"
+    assert "lifecycle" not in container, "stopped after the app: no preStop sleep"
     env = env_of(container)
     assert env["RG_HOST"]["value"] == "127.0.0.1"
     assert "ports" not in container
@@ -454,14 +455,16 @@ def test_the_grace_period_covers_the_shutdown(
     spec = pod_spec(one(objects["default"], "Deployment"))
     data = one(objects["default"], "ConfigMap")["data"]
     bound = float(data["RG_SHUTDOWN_DRAIN_S"]) + float(data["RG_SHUTDOWN_TIMEOUT_S"])
-    assert spec["terminationGracePeriodSeconds"] >= math.ceil(bound) + 15
+    # Standalone, a preStop sleep comes first: the Service's endpoints drop the pod meanwhile.
+    assert recorder(spec)["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert spec["terminationGracePeriodSeconds"] == 5 + math.ceil(bound) + 15
     slow = tmp_path / "slow.yaml"
     slow.write_text("shutdown: {drainSeconds: 2.5, timeoutSeconds: 60}\n")
     found = manifests(render(slow))
-    assert pod_spec(one(found, "Deployment"))["terminationGracePeriodSeconds"] == 63 + 15
+    assert pod_spec(one(found, "Deployment"))["terminationGracePeriodSeconds"] == 5 + 63 + 15
     result = template(sets={"terminationGracePeriodSeconds": "30"})
     assert result.returncode != 0
-    assert "terminationGracePeriodSeconds 30 is below 46" in result.stderr
+    assert "terminationGracePeriodSeconds 30 is below 51" in result.stderr
 
 
 def test_the_pod_disruption_budget_lets_a_single_replica_drain(

@@ -147,13 +147,14 @@ spool the volume holds temporary files only.
 
 {{/*
 The pod's grace period: the recorder's drain and shutdown timeout, 15 s for the producer's flush
-and the spool's close, and in sidecar mode the app's own shutdown first (a native sidecar is
-stopped only after the app exited, within the same grace period).
+and the spool's close, and before them the preStop sleep (standalone) or the app's own shutdown
+(sidecar: a native sidecar is stopped only after the app exited, within the same grace period).
 */}}
 {{- define "ractogateway-kafka.minGraceSeconds" -}}
 {{- $s := .Values.shutdown }}
 {{- $recorder := add (ceil (addf $s.drainSeconds $s.timeoutSeconds) | int64) 15 }}
-{{- if eq .Values.mode "sidecar" }}{{ add $recorder (int64 .Values.app.shutdownSeconds) }}{{ else }}{{ $recorder }}{{ end }}
+{{- if eq .Values.mode "sidecar" }}{{ add $recorder (int64 .Values.app.shutdownSeconds) }}
+{{- else }}{{ add $recorder (int64 $s.preStopSleepSeconds) }}{{ end }}
 {{- end }}
 {{- define "ractogateway-kafka.graceSeconds" -}}
 {{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}{{ include "ractogateway-kafka.minGraceSeconds" . }}
@@ -231,6 +232,13 @@ native sidecar (restartPolicy Always, for initContainers) on 127.0.0.1 with exec
   restartPolicy: Always
   {{- end }}
   command: ["ractogateway-kafka", "serve"]
+  {{- if and (not $sidecar) $v.shutdown.preStopSleepSeconds }}
+  lifecycle:
+    # Keeps serving while the Service's endpoints drop this pod; SIGTERM comes after.
+    preStop:
+      exec:
+        command: ["sleep", {{ int64 $v.shutdown.preStopSleepSeconds | toString | quote }}]
+  {{- end }}
   {{- if not $sidecar }}
   ports:
     - name: http
