@@ -505,3 +505,44 @@ def test_the_notes_render(variant: str, tmp_path: Path) -> None:
     assert "ractogateway-kafka" in text
     assert INLINE_MARKER not in text
     print(f"--- NOTES ({variant})\n{text}")
+
+
+def undocumented_values(text: str) -> list[str]:
+    """The keys of a values.yaml that no comment names: a key is documented by a comment right
+    above it that starts with its dotted path (`# spool.maxBytes: ...`), which covers what is
+    below it too (a Kubernetes object such as `resources`); a key without one must be a group of
+    documented keys."""
+    missing = []
+    path: list[tuple[int, str]] = []  # (indent, key) of the keys enclosing the current line
+    comment: list[str] = []
+    skip_below: int | None = None  # the indent of a documented key whose subtree is covered
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comment.append(stripped)
+            continue
+        match = re.match(r"^( *)([A-Za-z][\w-]*):(.*)$", line)
+        if not match:
+            if not stripped:
+                comment = []
+            continue
+        indent, key, rest = len(match[1]), match[2], match[3].strip()
+        if skip_below is not None and indent > skip_below:
+            comment = []
+            continue
+        skip_below = None
+        path = [(i, k) for i, k in path if i < indent]
+        dotted = ".".join([k for _, k in path] + [key])
+        if any(c.startswith(f"# {dotted}:") for c in comment):
+            skip_below = indent
+        elif rest:  # a value of its own and no comment naming it
+            missing.append(dotted)
+        path.append((indent, key))
+        comment = []
+    return missing
+
+
+def test_every_value_is_commented_with_its_name() -> None:
+    assert undocumented_values((CHART / "values.yaml").read_text()) == []
+    # The check itself catches a bare key.
+    assert undocumented_values("a:\n  # a.b: documented\n  b: 1\n  c: 2\n") == ["a.c"]
