@@ -405,10 +405,10 @@ def test_the_spool_volume_outsizes_the_spool(objects: dict[str, list[Manifest]])
     result = template(sets={"spool.sizeLimit": "1Gi"})
     assert result.returncode != 0
     assert "spool.sizeLimit 1Gi is below spool.maxBytes + spool.minFreeBytes" in result.stderr
-    for size, written in (("2Gi", "2Gi"), ("2147483648", "2147483648")):  # a number of bytes too
-        spec = pod_spec(one(manifests(render(sets={"spool.sizeLimit": size})), "Deployment"))
+    for given in ("2Gi", "2147483648"):  # a number of bytes too
+        spec = pod_spec(one(manifests(render(sets={"spool.sizeLimit": given})), "Deployment"))
         [state] = [v for v in spec["volumes"] if v["name"] == "ractogateway-kafka-state"]
-        assert state["emptyDir"]["sizeLimit"] == written
+        assert state["emptyDir"]["sizeLimit"] == given
 
 
 def test_spool_off_sets_an_empty_folder() -> None:
