@@ -22,6 +22,8 @@ KAFKA_VERSION := 3.9.1
 HELM_VERSION := v3.22.0
 HELM := $(TOOLS)/bin/helm
 HELM_STAMP := $(TOOLS)/.helm-$(HELM_VERSION)
+# Go from PATH, else where its official archive installs it (often not on a non-login PATH).
+GO ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go))
 
 # The Apache Kafka jars live in the project (git-ignored), not in the user's home.
 export RG_EMBEDDED_CACHE_DIR ?= $(CURDIR)/.cache/kafka
@@ -55,8 +57,8 @@ $(HELM_STAMP):
 	@touch $@
 
 $(HELM): $(HELM_STAMP)
-	@command -v go >/dev/null || { echo "make helm: 'go' is not on PATH; install Go to build helm $(HELM_VERSION) (go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION))" >&2; exit 1; }
-	GOBIN=$(CURDIR)/$(TOOLS)/bin go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	@test -n "$(GO)" || { echo "make helm: Go not found (not on PATH, no /usr/local/go); install Go to build helm $(HELM_VERSION) with go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)" >&2; exit 1; }
+	GOBIN=$(CURDIR)/$(TOOLS)/bin $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	@touch $@
 
 helm: $(HELM)
