@@ -1,12 +1,13 @@
 # ractogateway-kafka — every command installs what it needs first.
 #   make run     embedded Apache Kafka + the API on http://127.0.0.1:8080
 #   make test    the whole suite against a real broker
-#   make lint    ruff, mypy --strict on app and tests, hadolint on the Dockerfile
+#   make lint    ruff, mypy --strict on app and tests, hadolint on the Dockerfile, helm lint on the chart
 #   make image   the container image ractogateway-kafka:<version> (podman here, docker elsewhere)
 #   make openapi write openapi.json from the app (a test fails when it is stale)
 #   make bench   load benchmark: POST /audit vs raw aiokafka, results in bench/results/
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
+#   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -17,6 +18,13 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 SYNCED := $(VENV)/.synced
 KAFKA_VERSION := 3.9.1
+# helm has no package in the registries we use: it is built from source with the machine's Go
+# (default Go caches, ~1 GB and ~3 min cold, ~1 s warm).
+HELM_VERSION := v3.22.0
+HELM := $(TOOLS)/bin/helm
+HELM_STAMP := $(TOOLS)/.helm-$(HELM_VERSION)
+# Go from PATH, else where its official archive installs it (often not on a non-login PATH).
+GO ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go))
 
 # The Apache Kafka jars live in the project (git-ignored), not in the user's home.
 export RG_EMBEDDED_CACHE_DIR ?= $(CURDIR)/.cache/kafka
@@ -26,7 +34,7 @@ export UV_PYTHON := $(PYTHON)
 
 JARS := $(RG_EMBEDDED_CACHE_DIR)/kafka_2.13-$(KAFKA_VERSION)/.complete
 
-.PHONY: run test lint image openapi bench bench-verify bench-redaction install clean help
+.PHONY: run test lint image openapi bench bench-verify bench-redaction install helm clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -42,19 +50,34 @@ $(SYNCED): $(UV) pyproject.toml uv.lock
 $(JARS): | $(SYNCED)
 	$(VENV)/bin/ractogateway-kafka broker --download-only
 
+# The stamp names the version: a new HELM_VERSION makes a new stamp, newer than the binary, and
+# helm is rebuilt (as it is when the binary is missing). The tests run $(HELM).
+$(HELM_STAMP):
+	@mkdir -p $(TOOLS)/bin
+	@rm -f $(TOOLS)/.helm-*
+	@touch $@
+
+$(HELM): $(HELM_STAMP)
+	@test -n "$(GO)" || { echo "make helm: Go not found (not on PATH, no /usr/local/go); install Go to build helm $(HELM_VERSION) with go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)" >&2; exit 1; }
+	GOBIN=$(CURDIR)/$(TOOLS)/bin $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	@touch $@
+
+helm: $(HELM)
+
 install: $(SYNCED) $(JARS)
 
 run: install
 	$(VENV)/bin/ractogateway-kafka run
 
-test: install
+test: install $(HELM)
 	$(VENV)/bin/pytest
 
-lint: $(SYNCED)
+lint: $(SYNCED) $(HELM)
 	$(VENV)/bin/ruff check app tests bench
 	$(VENV)/bin/ruff format --check app tests bench
 	$(VENV)/bin/mypy --strict app tests
 	$(VENV)/bin/hadolint Dockerfile
+	$(HELM) lint --strict helm/ractogateway-kafka
 
 # podman (installed when missing) and its base images are set up by the script; see its header.
 # The pinned uv of $(UV) goes into the image too.
