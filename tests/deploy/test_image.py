@@ -103,6 +103,8 @@ async def test_the_image_serves_locked_down_as_non_root_and_writes_to_kafka(
         assert "Traceback" not in log
 
 
+# No broker here, but building the image takes up to ~90 s: kept out of `pytest -m "not broker"`.
+@pytest.mark.broker
 def test_the_image_defaults_serve_on_8080_in_its_own_network(image: BuiltImage) -> None:
     # The image's own RG_HOST=0.0.0.0 and RG_PORT=8080, no broker: live, healthy, not ready.
     # `RG_SPOOL_DIR=` turns the image's spool off (without the fix the service took "." for the
