@@ -12,8 +12,10 @@ from app.kafka import (
     KafkaNotStartedError,
     KafkaProducerClient,
     KafkaSerializationError,
+    KafkaUnknownPartitionError,
 )
 from tests.helpers.kafka import read_all
+from tests.helpers.polling import eventually
 
 
 def consumer_for(bootstrap: str, topic: str, **config: object) -> KafkaConsumerClient:
@@ -150,7 +152,17 @@ async def test_partitions_added_later_are_picked_up_from_their_beginning(
             await admin.create_partitions({topic: NewPartitions(total_count=2)})
         finally:
             await admin.close()
-        await producer.publish(topic, "on the new partition", partition=1)
+
+        # The broker's metadata learns of the new partition a moment after the controller: the
+        # producer refuses it (after one refresh) until then.
+        async def published() -> bool:
+            try:
+                await producer.publish(topic, "on the new partition", partition=1)
+            except KafkaUnknownPartitionError:
+                return False
+            return True
+
+        await eventually(published, timeout_s=30)
         await producer.publish(topic, "on the old one", partition=0)
         assert await consumer.assign_new_partitions() == [(topic, 1)]
         values = await poll_until(consumer, 2)
