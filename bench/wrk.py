@@ -1,5 +1,5 @@
-"""Driving `POST /audit` with wrk: a generated Lua script posts the body and, when the run is
-over, prints its summary as one JSON line that we parse."""
+"""Driving the HTTP lines with wrk: a generated Lua script sends the request (a POST of a JSON
+body, or a GET) and, when the run is over, prints its summary as one JSON line that we parse."""
 
 import json
 import shutil
@@ -50,15 +50,18 @@ def _lua_long_string(text: str) -> str:
     return f"[{equals}[{text}]{equals}]"
 
 
-def write_script(directory: Path, body: str) -> Path:
-    """The Lua script: POST `body` as JSON on every request, print the summary at the end."""
-    script = directory / "audit.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
+def write_script(directory: Path, body: str | None, *, name: str = "audit") -> Path:
+    """The Lua script `<name>.lua`: POST `body` as JSON on every request (a plain GET when
+    `body` is None), print the summary at the end."""
+    script = directory / f"{name}.lua"
+    request = (
+        'wrk.method = "GET"\n'
+        if body is None
+        else 'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = {_lua_long_string(body)}\n" + _DONE,
-        encoding="utf-8",
+        f"wrk.body = {_lua_long_string(body)}\n"
     )
+    script.write_text(request + _DONE, encoding="utf-8")
     return script
 
 
@@ -110,4 +113,5 @@ def run(
         # wrk counts every answer with a status >= 400 under errors.status.
         non_2xx=errors["status"],
         errors={kind: count for kind, count in errors.items() if kind != "status"},
+        connections=connections,
     )
