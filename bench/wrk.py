@@ -80,7 +80,7 @@ def run(
     """One wrk run of `duration_s` seconds with `connections` keep-alive connections."""
     command = [
         find_wrk(),
-        f"-t{THREADS}",
+        f"-t{min(THREADS, connections)}",  # wrk wants a connection per thread at least
         f"-c{connections}",
         f"-d{duration_s}s",
         f"--timeout={REQUEST_TIMEOUT_S}s",
