@@ -149,6 +149,14 @@ class KafkaTools:
         self._marker.write_text(f"{self.version}\n", encoding="utf-8")
 
 
+def summary(stdout: str) -> dict[str, float] | None:
+    """The figures of ProducerPerformance's last line (its final summary), None without one."""
+    for line in reversed(stdout.splitlines()):
+        if match := _SUMMARY.search(line):
+            return {name: float(value) for name, value in match.groupdict().items()}
+    return None
+
+
 def run(
     tools: KafkaTools,
     *,
@@ -201,28 +209,25 @@ def run(
     broker_percent = broker.stop()
     peak = rss.stop()
     stdout = out_path.read_text(encoding="utf-8", errors="replace")
-    match = None
-    for line in reversed(stdout.splitlines()):
-        if match := _SUMMARY.search(line):
-            break
+    match = summary(stdout)
     if process.returncode != 0 or match is None:
         stderr = err_path.read_text(encoding="utf-8", errors="replace")
         raise KafkaToolsError(
             f"ProducerPerformance exited with {process.returncode}: {stderr[-2000:] or stdout}"
         )
     sent = int(match["records"])
-    duration_s = sent / float(match["rate"])
+    duration_s = sent / match["rate"]
     jvm_cpu_s = usage.ru_utime + usage.ru_stime
     return Measurement(
         name=name,
         label=label,
         requests=sent,
         duration_s=duration_s,
-        p50_ms=float(match["p50"]),
+        p50_ms=match["p50"],
         p90_ms=None,
-        p99_ms=float(match["p99"]),
-        max_ms=float(match["max"]),
-        mean_ms=float(match["mean"]),
+        p99_ms=match["p99"],
+        max_ms=match["max"],
+        mean_ms=match["mean"],
         # The JVM's share over the tool's own sending time (its start-up is on top); the
         # broker's over the whole run.
         cpu_percent={"producer": round(100 * jvm_cpu_s / duration_s, 1), **broker_percent},

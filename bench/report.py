@@ -201,7 +201,7 @@ def throughput_plot(measurements: list[Measurement], path: Path) -> None:
                 axes.axhline(m.events_per_s, linestyle="--", color="grey", label=label)
             continue
         points.sort(key=lambda m: m.connections or 0)
-        xs = [m.connections for m in points]
+        xs = [m.connections or 0 for m in points]
         ys = [m.events_per_s for m in points]
         axes.plot(xs, ys, marker="o", label=label)
         for x, y in zip(xs, ys, strict=True):
