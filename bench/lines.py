@@ -1,9 +1,11 @@
 """What `make bench` measures: its lines, the raw line each is judged against, and the issue's
 targets, checked on the figures of one run.
 
-Every HTTP line has a raw line with the same shape of work (bench/raw.py): a single event
-against bare `send_and_wait` at the same concurrency (128 connections against 32 tasks: more
-tasks do not make the raw client faster, they queue), a batch against the raw batched line.
+Every HTTP line has a raw line with the same shape of work (bench/raw.py): a waiting single
+event against bare `send_and_wait` at the same concurrency (128 connections against 32 tasks:
+more tasks do not make the raw client faster, they queue), `?wait=false` (which waits for no
+acknowledgement) against the raw client's capacity, `send_and_wait` at 32, at every
+concurrency, and a batch against the raw batched line.
 The librdkafka and JVM lines are ceilings, judged against the raw aiokafka batched line.
 """
 
@@ -87,7 +89,7 @@ LINES: tuple[Line, ...] = (
         "nowait_1",
         "POST /audit?wait=false",
         1,
-        "raw_single_1",
+        "raw_single_32",
         path="/audit?wait=false",
         quick=False,
     ),
