@@ -145,6 +145,18 @@ def markdown(
         targets_table(found),
         "",
     ]
+    unacknowledged = [
+        f"{name} {counts['kafka_records_failed']} failed, {counts['spool_appended']} spooled"
+        for name, counts in results.get("service_records", {}).items()
+        if counts["kafka_records_failed"] or counts["spool_appended"]
+    ]
+    if unacknowledged:
+        parts += [
+            "Records the service counted failed or spooled in a line (its window and the "
+            "settling after it, so the requests wrk left in flight too, whose clients were "
+            "gone): " + "; ".join(unacknowledged),
+            "",
+        ]
     if pair:
         pair_plan = results["integrity"]
         parts += [integrity_table(pair, pair_plan["ratio_on_over_off"]), ""]

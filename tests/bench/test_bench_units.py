@@ -128,6 +128,9 @@ def test_unit_wrk_scripts(tmp_path: Path) -> None:
     assert 'wrk.method = "GET"' in get
     assert "wrk.body" not in get
     assert 'wrk.body = [=[{"a":"]]"}]=]' in post
+    assert "function response" not in post  # reading bodies slows wrk: only when asked
+    batch = wrk.write_script(tmp_path, "{}", name="batch", count_failed_items=True)
+    assert "function response" in batch.read_text(encoding="utf-8")
 
 
 def test_unit_rss_sampler_sees_this_process() -> None:
