@@ -116,6 +116,29 @@ def integrity_table(pair: list[Measurement], ratios: dict[str, float | None]) ->
     return "\n".join(lines)
 
 
+def _shares(shares: dict[str, float], below: float = 1.0) -> str:
+    return ", ".join(f"{name} {share:.0%}" for name, share in shares.items() if share < below)
+
+
+def profiles_section(profiles: dict[str, Any]) -> str:
+    """Where the service's CPU went in each profiled line (py-spy, active threads only)."""
+    rows = [
+        "Where the service's CPU went (py-spy samples of its busy threads; self time by "
+        "package of the innermost frame, then the functions most often on the stack):",
+        "",
+    ]
+    for name, found in profiles.items():
+        if not found or not found["samples"]:
+            rows.append(f"- {name}: no samples")
+            continue
+        functions = dict(list(found["inclusive_by_function"].items())[:10])
+        rows.append(
+            f"- {name} ({found['samples']:,} samples): {_shares(found['self_by_package'])}; "
+            f"on the stack: {_shares(functions)}"
+        )
+    return "\n".join(rows)
+
+
 def markdown(
     results: dict[str, Any],
     measurements: list[Measurement],
@@ -157,6 +180,8 @@ def markdown(
             "gone): " + "; ".join(unacknowledged),
             "",
         ]
+    if results.get("profiles"):
+        parts += [profiles_section(results["profiles"]), ""]
     if pair:
         pair_plan = results["integrity"]
         parts += [integrity_table(pair, pair_plan["ratio_on_over_off"]), ""]

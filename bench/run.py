@@ -17,6 +17,8 @@ checkpoints and masks personal data.
 `--quick`: 5 s per line after 2 s of warm-up, without the 128-connection, librdkafka, JVM and
 one-connection ?wait=false lines and without the integrity pair (`--integrity` adds it back);
 for iterating on a change, not for the figures of record. `--lines` runs only the lines named.
+`--profile` samples the service with py-spy during each HTTP line and adds where its CPU goes
+(bench/profile.py).
 
 Environment: BENCH_DURATION_S (default 15, quick 5) seconds measured per line after
 BENCH_WARMUP_S (default 3, quick 2) of warm-up; BENCH_JVM_RECORDS (default 10,000 per second
@@ -32,6 +34,7 @@ import logging
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,7 +50,7 @@ import httpx
 
 import app.embedded.distribution as kafka_distribution
 from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
-from bench import integrity, jvm, lines, raw, report, wrk
+from bench import integrity, jvm, lines, profile, raw, report, wrk
 from bench.lines import BATCH_EVENTS, Line
 from bench.procfs import CpuProbe, RssSampler, rss_kib
 from bench.producers import aiokafka_options, described, kafka_properties
@@ -105,6 +108,9 @@ class Setup:
     plan: Plan
     # Per HTTP line, the service's record counters over its window (and the settling after).
     records: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    # --profile: the py-spy to sample the service with, and each HTTP line's shares.
+    py_spy: str | None = None
+    profiles: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _seconds(name: str, default: int) -> int:
@@ -234,6 +240,13 @@ def _http_line(line: Line, setup: Setup) -> Measurement:
     cpu = _probe(service.pid, setup.broker)
     rss = RssSampler(service.pid).start()
     cpu.start()
+    recording = (
+        profile.start(
+            setup.py_spy, service.pid, plan.duration_s, RESULTS_DIR / f"profile-{line.name}.txt"
+        )
+        if setup.py_spy
+        else None
+    )
     measured = wrk.run(
         url=url,
         script=script,
@@ -244,6 +257,8 @@ def _http_line(line: Line, setup: Setup) -> Measurement:
     )
     cpu_percent = cpu.stop()
     peak = rss.stop()
+    if recording is not None:
+        setup.profiles[line.name] = profile.finish(recording)
     after = _settled(service)
     setup.records[line.name] = {
         name.removeprefix("rg_").removesuffix("_total"): round(after[name] - counted[name])
@@ -346,7 +361,7 @@ def _conditions(broker: Broker, plan: Plan, quick: bool) -> dict[str, Any]:
 
 
 def measure(
-    broker: Broker, plan: Plan, scratch: Path, chosen: list[Line]
+    broker: Broker, plan: Plan, scratch: Path, chosen: list[Line], py_spy: str | None
 ) -> tuple[dict[str, Any], list[Measurement]]:
     """Start the service, run the chosen lines in turn, stop the service."""
     run_id = uuid.uuid4().hex
@@ -356,7 +371,7 @@ def measure(
         topic=f"bench-{run_id}",
         log_path=RESULTS_DIR / "service.log",
     )
-    setup = Setup(broker, service, _scripts(scratch, run_id), scratch, run_id, plan)
+    setup = Setup(broker, service, _scripts(scratch, run_id), scratch, run_id, plan, py_spy=py_spy)
     runners = {"http": _http_line, "raw": _raw_line, "jvm": _jvm_line}
     measurements: list[Measurement] = []
     exit_code: int | None = None
@@ -383,6 +398,7 @@ def measure(
             "exit_code": exit_code,
         },
         "service_records": setup.records,
+        "profiles": setup.profiles,
         "lines": [],
     }
     return results, measurements
@@ -448,6 +464,14 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="run the integrity pair (the default without --quick or --lines)",
     )  # fmt: skip
     integrity_group.add_argument("--no-integrity", dest="integrity", action="store_false")
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="sample the service with py-spy during each HTTP line (see bench/profile.py)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--py-spy", default=os.environ.get("BENCH_PY_SPY") or shutil.which("py-spy"),
+        help="the py-spy for --profile (default: BENCH_PY_SPY, else py-spy on PATH)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -466,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
         jvm_records=_seconds("BENCH_JVM_RECORDS", 10_000 * duration_s),
     )
     wrk.find_wrk()  # fail before a broker is started for nothing
+    if args.profile and not args.py_spy:
+        raise SystemExit("--profile needs py-spy: set BENCH_PY_SPY or put py-spy on PATH")
+    py_spy = args.py_spy if args.profile else None
     # aiokafka's warnings with their logger's name: its one "Topic ... not found in cluster
     # metadata" while the broker auto-creates a raw line's topic is expected, not a failure.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -475,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     pair: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="rg-bench-") as scratch, kafka_broker() as broker:
         _say(f"Kafka at {broker.bootstrap_servers} ({broker.kind}); {len(chosen)} lines")
-        results, measurements = measure(broker, plan, Path(scratch), chosen)
+        results, measurements = measure(broker, plan, Path(scratch), chosen, py_spy)
         if with_integrity:
             results["integrity"], pair = measure_integrity(broker, plan, Path(scratch))
     results = {**_conditions(broker, plan, quick), **results}

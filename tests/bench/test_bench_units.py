@@ -9,7 +9,7 @@ import pytest
 
 from app.cluster import producer_config
 from app.settings import Settings
-from bench import jvm, lines, report, wrk
+from bench import jvm, lines, profile, report, wrk
 from bench.procfs import RssSampler
 from bench.producers import aiokafka_options, kafka_properties
 from bench.stats import Measurement, from_json
@@ -168,3 +168,24 @@ def test_unit_report_writes_every_file(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["quick"]
     for name in ("results.md", "throughput.png", "latency.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_unit_profile_shares_by_package_and_function() -> None:
+    root = "<module> (ractogateway-kafka:10);Runner.run (asyncio/runners.py:118)"
+    stacks = "\n".join(
+        [
+            f"{root};AuditTrail.record (app/ingest/audit_trail.py:90);"
+            "MessageAccumulator.add_message (aiokafka/producer/message_accumulator.py:426) 3",
+            f"{root};AuditTrail.record (app/ingest/audit_trail.py:90) 1",
+        ]
+    )
+    shares = profile.summarise(stacks)
+    assert shares["samples"] == 4
+    assert shares["self_by_package"] == {"aiokafka": 0.75, "app.ingest": 0.25}
+    assert shares["inclusive_by_function"]["AuditTrail.record (app.ingest)"] == 1.0
+    assert "Runner.run (python)" not in shares["inclusive_by_function"]  # an entry frame
+    assert profile.package_of("/usr/lib/python3.11/asyncio/tasks.py") == "python"
+    assert profile.package_of("/x/.venv/lib/python3.11/site-packages/pydantic/main.py") == (
+        "pydantic"
+    )
+    assert profile.package_of("<frozen os>") == "python"
