@@ -49,7 +49,7 @@ def markdown_table(measurements: list[Measurement], found: list[Target]) -> str:
     """One row per line, absolute figures; its targets' verdicts in the last cell."""
     lines = [
         "| line | conns | events/s | p50 ms | p90 ms | p99 ms | CPU µs/event | CPU % "
-        "| peak RSS MB | failed | targets |",
+        "| peak RSS MB | failed events | targets |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for m in measurements:

@@ -517,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     _say(f"written to {RESULTS_DIR}")
     for m in failing:
         _say(
-            f"FAILED: {m.label}: {m.failed} of its requests failed ({m.failure_rate:.2%}; "
+            f"FAILED: {m.label}: {m.failed} of its events failed ({m.failure_rate:.2%}; "
             f"non-2xx {m.non_2xx}, errors {m.errors}); limit {MAX_FAILURE_RATE:.1%}"
         )
     return 1 if failing else 0

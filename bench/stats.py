@@ -8,6 +8,8 @@ from typing import Any
 NS_PER_MS = 1_000_000
 US_PER_MS = 1_000
 US_PER_S = 1_000_000
+# The `errors` key of the events a batch answered as failed (its request got a 2xx).
+FAILED_ITEMS = "failed_items"
 
 
 def _rounded(value: float | None) -> float | None:
@@ -56,14 +58,21 @@ class Measurement:
         return self.requests_per_s * self.events_per_request
 
     @property
+    def _unanswered(self) -> int:
+        """Requests that got no answer (socket errors, timeouts, producer exceptions)."""
+        return sum(count for kind, count in self.errors.items() if kind != FAILED_ITEMS)
+
+    @property
     def failed(self) -> int:
-        """Requests that did not succeed: non-2xx answers plus errors."""
-        return (self.non_2xx or 0) + sum(self.errors.values())
+        """Events that did not succeed: those of non-2xx answers and of requests without an
+        answer, plus the events a 2xx batch answered as failed."""
+        failed_requests = (self.non_2xx or 0) + self._unanswered
+        return failed_requests * self.events_per_request + self.errors.get(FAILED_ITEMS, 0)
 
     @property
     def failure_rate(self) -> float:
-        """`failed` over every attempt (a request without an answer still counts as one)."""
-        attempts = self.requests + sum(self.errors.values())
+        """`failed` over every event attempted (a request without an answer still counts)."""
+        attempts = (self.requests + self._unanswered) * self.events_per_request
         return self.failed / attempts if attempts else 1.0
 
     @property

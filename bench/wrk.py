@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench.stats import US_PER_MS, Measurement
+from bench.stats import FAILED_ITEMS, US_PER_MS, Measurement
 
 THREADS = 2
 # Far above the service's own produce timeout (10 s): a slow acknowledgement is measured as a
@@ -143,7 +143,7 @@ def run(
         errors={
             **{kind: count for kind, count in errors.items() if kind != "status"},
             # Events a batch answered as failed: each one a failure, though its request got 200.
-            **({"failed_items": summary["failed_items"]} if summary["failed_items"] else {}),
+            **({FAILED_ITEMS: summary["failed_items"]} if summary["failed_items"] else {}),
         },
         connections=connections,
     )

@@ -1,6 +1,7 @@
 """The bench's own logic, without a broker: which lines run, how they are judged against their
 raw lines, the producer settings the raw lines copy from the service, and the report files."""
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -189,3 +190,12 @@ def test_unit_profile_shares_by_package_and_function() -> None:
         "pydantic"
     )
     assert profile.package_of("<frozen os>") == "python"
+
+
+def test_unit_failed_batch_events_are_failures_in_events() -> None:
+    batch = dataclasses.replace(
+        _line("batch_8", events_per_s=100, events=100), non_2xx=1, errors={"failed_items": 30}
+    )
+    assert batch.requests == 10
+    assert batch.failed == 130  # one failed request of 100 events, 30 events of 2xx answers
+    assert batch.failure_rate == pytest.approx(130 / 1000)
