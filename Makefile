@@ -4,7 +4,9 @@
 #   make lint    ruff, mypy --strict on app and tests, hadolint on the Dockerfile, helm lint on the chart
 #   make image   the container image ractogateway-kafka:<version> (podman here, docker elsewhere)
 #   make openapi write openapi.json from the app (a test fails when it is stale)
-#   make bench   load benchmark: POST /audit vs raw aiokafka, results in bench/results/
+#   make bench   load benchmark: the HTTP lines beside raw aiokafka, confluent-kafka and the JVM
+#                client, results in bench/results/ (ARGS=--quick for a short run)
+#   make bench-quick  the short run: fewer lines, 5 s each, no integrity pair
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
@@ -34,7 +36,7 @@ export UV_PYTHON := $(PYTHON)
 
 JARS := $(RG_EMBEDDED_CACHE_DIR)/kafka_2.13-$(KAFKA_VERSION)/.complete
 
-.PHONY: run test lint image openapi bench bench-verify bench-redaction install helm clean help
+.PHONY: run test lint image openapi bench bench-quick bench-verify bench-redaction install helm clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -87,10 +89,17 @@ image: $(UV)
 openapi: $(SYNCED)
 	$(VENV)/bin/ractogateway-kafka openapi
 
-# wrk drives the HTTP scenarios; installed from the distribution's packages when missing.
+# wrk drives the HTTP lines; installed from the distribution's packages when missing. The
+# bench group (confluent-kafka, the librdkafka line) is added here only: make test, make lint and
+# the image never install it. kafka-tools (ProducerPerformance) comes through Maven on first use.
+ARGS ?=
 bench: install
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-	$(VENV)/bin/python -m bench.run
+	$(UV) sync --frozen --group bench
+	$(VENV)/bin/python -m bench.run $(ARGS)
+
+bench-quick:
+	$(MAKE) bench ARGS=--quick
 
 bench-verify: install
 	$(VENV)/bin/python -m bench.verify

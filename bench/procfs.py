@@ -1,6 +1,8 @@
 """What Linux's /proc says about a process: resident memory and CPU time used so far."""
 
+import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -45,3 +47,38 @@ class CpuProbe:
             name: cpu_seconds(pid) - self._start[name] for name, pid in self._pids.items()
         }
         return {name: round(100 * used / elapsed, 1) for name, used in self.used_s.items()}
+
+
+class RssSampler:
+    """The peak resident memory of one process over a window, sampled by a thread every
+    `interval_s` (VmHWM would give the peak since the process started, not over the window)."""
+
+    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
+        self._pid = pid
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.peak_kib = 0
+
+    def _sample(self) -> None:
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+            self.peak_kib = max(self.peak_kib, rss_kib(self._pid))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._sample()
+
+    def start(self) -> "RssSampler":
+        """Begin sampling (one sample at once)."""
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        """Stop sampling; the peak in KiB (0 when the process was never seen)."""
+        self._sample()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return self.peak_kib

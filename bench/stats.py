@@ -8,6 +8,8 @@ from typing import Any
 NS_PER_MS = 1_000_000
 US_PER_MS = 1_000
 US_PER_S = 1_000_000
+# The `errors` key of the events a batch answered as failed (its request got a 2xx).
+FAILED_ITEMS = "failed_items"
 
 
 def _rounded(value: float | None) -> float | None:
@@ -27,7 +29,7 @@ class Measurement:
     requests: int
     duration_s: float
     p50_ms: float
-    p90_ms: float
+    p90_ms: float | None  # None where the tool reports no p90 (ProducerPerformance)
     p99_ms: float
     max_ms: float
     mean_ms: float
@@ -38,6 +40,12 @@ class Measurement:
     cpu_percent: dict[str, float] = field(default_factory=dict)
     # CPU seconds per process over the same window (/proc utime + stime).
     cpu_s: dict[str, float] = field(default_factory=dict)
+    # Connections (HTTP) or tasks (raw producers) in flight; None where the tool decides.
+    connections: int | None = None
+    # Audit events one request carries: 100 for a batch, 1 otherwise.
+    events_per_request: int = 1
+    # Peak resident memory of the producer process, sampled while the line ran.
+    peak_rss_kib: int | None = None
 
     @property
     def requests_per_s(self) -> float:
@@ -45,14 +53,26 @@ class Measurement:
         return self.requests / self.duration_s if self.duration_s > 0 else 0.0
 
     @property
+    def events_per_s(self) -> float:
+        """Events written per second (requests per second times the events each carries)."""
+        return self.requests_per_s * self.events_per_request
+
+    @property
+    def _unanswered(self) -> int:
+        """Requests that got no answer (socket errors, timeouts, producer exceptions)."""
+        return sum(count for kind, count in self.errors.items() if kind != FAILED_ITEMS)
+
+    @property
     def failed(self) -> int:
-        """Requests that did not succeed: non-2xx answers plus errors."""
-        return (self.non_2xx or 0) + sum(self.errors.values())
+        """Events that did not succeed: those of non-2xx answers and of requests without an
+        answer, plus the events a 2xx batch answered as failed."""
+        failed_requests = (self.non_2xx or 0) + self._unanswered
+        return failed_requests * self.events_per_request + self.errors.get(FAILED_ITEMS, 0)
 
     @property
     def failure_rate(self) -> float:
-        """`failed` over every attempt (a request without an answer still counts as one)."""
-        attempts = self.requests + sum(self.errors.values())
+        """`failed` over every event attempted (a request without an answer still counts)."""
+        attempts = (self.requests + self._unanswered) * self.events_per_request
         return self.failed / attempts if attempts else 1.0
 
     @property
@@ -63,6 +83,12 @@ class Measurement:
             return None
         return used * US_PER_S / self.requests
 
+    @property
+    def cpu_us_per_event(self) -> float | None:
+        """CPU time of the producer process per event written, in microseconds."""
+        per_request = self.producer_cpu_us_per_request
+        return None if per_request is None else per_request / self.events_per_request
+
     def to_json(self) -> dict[str, Any]:
         """The scenario as results.json stores it."""
         return {
@@ -71,9 +97,12 @@ class Measurement:
             "requests": self.requests,
             "duration_s": round(self.duration_s, 3),
             "requests_per_s": round(self.requests_per_s, 1),
+            "connections": self.connections,
+            "events_per_request": self.events_per_request,
+            "events_per_s": round(self.events_per_s, 1),
             "latency_ms": {
                 "p50": round(self.p50_ms, 3),
-                "p90": round(self.p90_ms, 3),
+                "p90": None if self.p90_ms is None else round(self.p90_ms, 3),
                 "p99": round(self.p99_ms, 3),
                 "max": round(self.max_ms, 3),
                 "mean": round(self.mean_ms, 3),
@@ -84,6 +113,8 @@ class Measurement:
             "cpu_percent": self.cpu_percent,
             "cpu_s": {name: round(used, 3) for name, used in self.cpu_s.items()},
             "producer_cpu_us_per_request": _rounded(self.producer_cpu_us_per_request),
+            "cpu_us_per_event": _rounded(self.cpu_us_per_event),
+            "peak_rss_kib": self.peak_rss_kib,
         }
 
 
@@ -140,7 +171,7 @@ def combined(name: str, label: str, rounds: Sequence[Measurement]) -> Measuremen
         requests=sum(m.requests for m in rounds),
         duration_s=duration_s,
         p50_ms=mean([m.p50_ms for m in rounds]),
-        p90_ms=mean([m.p90_ms for m in rounds]),
+        p90_ms=mean([m.p90_ms for m in rounds if m.p90_ms is not None] or [0.0]),
         p99_ms=mean([m.p99_ms for m in rounds]),
         max_ms=max(m.max_ms for m in rounds),
         mean_ms=mean([m.mean_ms for m in rounds]),
@@ -149,4 +180,28 @@ def combined(name: str, label: str, rounds: Sequence[Measurement]) -> Measuremen
         # The probe's window is wrk's run, a little longer than `duration_s`: near enough.
         cpu_percent={process: round(100 * used / duration_s, 1) for process, used in cpu_s.items()},
         cpu_s=cpu_s,
+    )
+
+
+def from_json(data: dict[str, Any]) -> Measurement:
+    """A measurement back from `Measurement.to_json()` (a raw line measured in a child process
+    hands its result over this way)."""
+    latency = data["latency_ms"]
+    return Measurement(
+        name=data["name"],
+        label=data["label"],
+        requests=data["requests"],
+        duration_s=data["duration_s"],
+        p50_ms=latency["p50"],
+        p90_ms=latency["p90"],
+        p99_ms=latency["p99"],
+        max_ms=latency["max"],
+        mean_ms=latency["mean"],
+        non_2xx=data["non_2xx"],
+        errors=data["errors"],
+        cpu_percent=data["cpu_percent"],
+        cpu_s=data["cpu_s"],
+        connections=data.get("connections"),
+        events_per_request=data.get("events_per_request", 1),
+        peak_rss_kib=data.get("peak_rss_kib"),
     )

@@ -1,5 +1,6 @@
-"""The one audit event every scenario sends: an HTTP body for wrk and a Kafka record for the
-raw producer, built from the same fields so the three measurements move the same bytes."""
+"""The one audit event every line sends: HTTP bodies for wrk (one event, a batch of them, the
+event as a record to publish) and the Kafka record for the raw producers, built from the same
+fields so every line moves the same bytes."""
 
 import json
 from dataclasses import dataclass
@@ -41,6 +42,23 @@ def event_fields() -> dict[str, Any]:
 def http_body() -> str:
     """The JSON body of `POST /audit` (ASCII only, so it embeds safely in a Lua string)."""
     return json.dumps(event_fields(), ensure_ascii=True, separators=(",", ":"))
+
+
+def batch_body(events: int) -> str:
+    """The JSON body of `POST /audit/batch`: the same event `events` times."""
+    return json.dumps(
+        {"events": [event_fields()] * events}, ensure_ascii=True, separators=(",", ":")
+    )
+
+
+def publish_body(topic: str) -> str:
+    """The JSON body of `POST /publish`: the event's fields as the value, keyed by user."""
+    fields = event_fields()
+    return json.dumps(
+        {"topic": topic, "key": fields["user_id"], "value": fields},
+        ensure_ascii=True,
+        separators=(",", ":"),
+    )
 
 
 @dataclass(frozen=True)
