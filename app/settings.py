@@ -126,6 +126,21 @@ class Settings(BaseSettings):
         "sidecar's loopback link it saves nothing (a topic's compression.type lets the broker "
         "compress what it stores).",
     )
+    kafka_max_batch_size: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Most bytes of records the producer gathers per partition before it sends "
+        "them (aiokafka's max_batch_size); while a partition's batch is full, more records for "
+        "it wait. At most 1 MiB, the most a broker takes in one batch by default.",
+    )
+    kafka_linger_ms: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description="How long the producer waits for more records before it sends a batch that "
+        "is not full (aiokafka's linger_ms): a little latency for fewer, larger requests.",
+    )
     idempotency_window_s: float = Field(
         default=600.0, ge=0, description="How long an acked event's receipt is kept for retries."
     )

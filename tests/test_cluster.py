@@ -99,3 +99,15 @@ def test_unit_the_producer_compresses_as_rg_kafka_compression_type_says() -> Non
     assert producer_config(gzip).to_aiokafka()["compression_type"] == "gzip"
     with pytest.raises(ValueError, match="kafka_compression_type"):
         Settings(_env_file=None, kafka_compression_type="brotli")
+
+
+async def test_unit_the_producer_batches_as_rg_kafka_max_batch_size_and_linger_ms_say() -> None:
+    options = producer_config(Settings(_env_file=None)).to_aiokafka()
+    assert (options["max_batch_size"], options["linger_ms"]) == (1024 * 1024, 5)
+    tuned = Settings(_env_file=None, kafka_max_batch_size=65536, kafka_linger_ms=0)
+    options = producer_config(tuned).to_aiokafka()
+    assert (options["max_batch_size"], options["linger_ms"]) == (65536, 0)
+    await AIOKafkaProducer(**options).stop()  # aiokafka takes them as they are
+    # Beyond what a broker takes in one batch by default: refused, naming the setting.
+    with pytest.raises(ValueError, match="kafka_max_batch_size"):
+        Settings(_env_file=None, kafka_max_batch_size=2 * 1024 * 1024)

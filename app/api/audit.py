@@ -53,7 +53,7 @@ WaitQuery = Annotated[
 
 
 class AuditBatch(BaseModel):
-    """Several audit events, each validated and written on its own."""
+    """Several audit events, each validated and answered on its own."""
 
     events: list[Any] = Field(
         min_length=1,
@@ -139,9 +139,11 @@ async def audit_batch(
     held: HeldBytesDep,
     wait: WaitQuery = True,
 ) -> AuditBatchResult:
-    """Each event is validated and written on its own, concurrently: **200** with one result
-    per event, in order (a receipt, or an error with its status and code); a bad event does
-    not fail the others."""
+    """The events are written in one pass: all validated, the valid ones handed to Kafka in
+    order within one deadline for the batch, and their acknowledgements awaited together.
+    **200** with one result per event, in order (a receipt, or an error with its status and
+    code); a bad event does not fail the others, and an event written before (same
+    `event_id`) gets its first receipt again."""
     most = services.settings.audit_batch_max
     if len(batch.events) > most:
         raise InvalidRequestError.for_field(

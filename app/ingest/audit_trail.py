@@ -3,11 +3,19 @@
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from app.errors import InvalidRequestError, Problem, ServiceError, UnavailableError, problem_for
+from app.errors import (
+    InvalidRequestError,
+    OverloadedError,
+    Problem,
+    ServiceError,
+    UnavailableError,
+    problem_for,
+)
 from app.ingest.backpressure import Backpressure, Hold
 from app.ingest.idempotency import RecentReceipts
 from app.ingest.redaction import REDACTION_HEADER, Redactor
@@ -21,6 +29,7 @@ from app.kafka import (
     KafkaClientError,
     KafkaProduceResult,
     KafkaTimeoutError,
+    outcome_of,
 )
 from app.metrics import ServiceMetrics
 
@@ -320,32 +329,254 @@ class AuditTrail:
         headers: dict[str, str] | None = None,
         held: Hold | None = None,
     ) -> list[BatchItemResult]:
-        """Validate each item on its own and write the valid ones concurrently (an event acked
-        before is not written again); one result per item, in order. A bad or failed item does
-        not affect the others. Each record takes its bytes over from `held` (the request's)."""
-        results: list[BatchItemResult] = []
-        pending: list[tuple[int, KafkaAuditEvent]] = []
+        """Write a batch: one result per item, in order, a receipt or an error; a bad or failed
+        item does not affect the others, and an event acked before is not written again.
+
+        In one pass (`_Batch`): every item is validated (and redacted), then the valid ones are
+        handed to the producer in order, each taking the next chain position as it is queued,
+        within one deadline for the whole batch, and with `wait` their acknowledgements are
+        awaited together, up to the same deadline. No task, timeout or future of ours per
+        event. Events with a history (an identical request in flight, an earlier attempt
+        still unsettled, a receipt to replay) and everything while the spool holds records go
+        the single-event way (`record_once()`), concurrently. Each record takes its bytes over
+        from `held` (the request's)."""
+        return await _Batch(self, wait=wait, headers=headers, held=held).run(items)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One valid event of a batch that the batch writes itself, claimed on the receipts."""
+
+    index: int
+    event: KafkaAuditEvent
+    key: str
+    claim: "asyncio.Future[AuditReceipt]"
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """An item handed to the producer: its chain position, its record, its delivery."""
+
+    item: _Item
+    place: ChainPosition
+    record: AuditRecord
+    future: "asyncio.Future[KafkaProduceResult]"
+    outcome: "_Settlement"
+
+
+class _Batch:
+    """`AuditTrail.record_batch()` for one request: validate, queue, wait, answer."""
+
+    def __init__(
+        self,
+        trail: AuditTrail,
+        *,
+        wait: bool,
+        headers: dict[str, str] | None,
+        held: Hold | None,
+    ) -> None:
+        self._trail = trail
+        self._wait = wait
+        self._headers = headers  # as the request gave them (the detour's)
+        self._record_headers = headers  # on this batch's own records (plus redaction's)
+        self._held = held
+        self._deadline = 0.0
+        self._results: dict[int, BatchItemResult] = {}
+
+    async def run(self, items: list[Any]) -> list[BatchItemResult]:
+        """Every item's result, in order."""
+        trail = self._trail
+        events: list[tuple[int, KafkaAuditEvent]] = []
         for index, item in enumerate(items):
             try:
-                pending.append((index, KafkaAuditEvent.model_validate(item)))
+                events.append((index, KafkaAuditEvent.model_validate(item)))
             except ValidationError as exc:
-                results.append(BatchItemResult(index=index, error=_invalid(exc)))
-        outcomes = await asyncio.gather(
+                self._results[index] = BatchItemResult(index=index, error=_invalid(exc))
+        claimed, detour = self._claim(events)
+        # The detour first: its tasks run while this one queues and waits.
+        detoured = asyncio.gather(
             *(
-                self.record_once(event, wait=wait, headers=headers, held=held)
-                for _, event in pending
+                trail.record_once(event, wait=self._wait, headers=self._headers, held=self._held)
+                for _, event in detour
             ),
             return_exceptions=True,
         )
-        for (index, _), outcome in zip(pending, outcomes, strict=True):
-            if isinstance(outcome, tuple):
-                results.append(BatchItemResult(index=index, receipt=outcome[0]))
-            elif isinstance(outcome, KafkaClientError | ServiceError):
-                results.append(BatchItemResult(index=index, error=_failed(problem_for(outcome))))
+        try:
+            await self._answer(await self._queue(claimed))
+            for (index, _), outcome in zip(detour, await detoured, strict=True):
+                if isinstance(outcome, tuple):
+                    self._results[index] = BatchItemResult(index=index, receipt=outcome[0])
+                elif isinstance(outcome, KafkaClientError | ServiceError):
+                    self._results[index] = BatchItemResult(index=index, error=_failed_by(outcome))
+                else:
+                    raise outcome
+        finally:
+            detoured.cancel()  # done by now, unless this request was cancelled
+            # Whatever stopped us (a cancelled request), no identical request waits forever.
+            for item in claimed:
+                trail._receipts.settle(item.key, item.claim, error=asyncio.CancelledError())
+        return [self._results[index] for index in sorted(self._results)]
+
+    def _claim(
+        self, events: list[tuple[int, KafkaAuditEvent]]
+    ) -> tuple[list[_Item], list[tuple[int, KafkaAuditEvent]]]:
+        """The events this batch writes itself (redacted, claimed on the receipts), and those
+        that go the single-event way (as sent: `record_once()` redacts them)."""
+        trail = self._trail
+        spool = trail._spool
+        if spool is not None and (spool.depth or not trail._logger.producer.started):
+            return [], events  # the spool's order per key comes first
+        redactor = trail._redactor
+        if redactor is not None:
+            self._record_headers = {**(self._headers or {}), REDACTION_HEADER: redactor.stamp}
+        trail._receipts.expire()
+        claimed: list[_Item] = []
+        detour: list[tuple[int, KafkaAuditEvent]] = []
+        for index, event in events:
+            written = redactor.event(event) if redactor is not None else event
+            key = f"event:{written.event_id}"
+            claim = trail._receipts.claim(key)
+            if claim is None:
+                detour.append((index, event))
             else:
-                raise outcome
-        results.sort(key=lambda result: result.index)
-        return results
+                claimed.append(_Item(index, written, key, claim))
+        return claimed, detour
+
+    async def _queue(self, claimed: list[_Item]) -> list[_Queued]:
+        """Hand the claimed events to the producer in order, within one deadline; the ones it
+        took. A refused or failed one gets its error and gives its chain position back."""
+        budget_s = self._trail._budget_s
+        self._deadline = asyncio.get_running_loop().time() + budget_s
+        queued: list[_Queued] = []
+        done = 0
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                for item in claimed:
+                    if (sent := await self._send(item)) is not None:
+                        queued.append(sent)
+                    done += 1
+        except TimeoutError:
+            # Not queued in time (the producer's buffer stayed full): nothing of these was
+            # sent; the one under way gave its position back.
+            late = claimed[done:]
+            if self._trail._spool is not None:
+                await asyncio.gather(*(self._spool_unsent(item) for item in late))
+            else:
+                error = KafkaTimeoutError(
+                    f"Kafka took more than {budget_s}s to take the record; nothing was written"
+                )
+                for item in late:
+                    self._trail._metrics.track_produce("audit")(None, error)
+                    self._fail(item, error)
+        return queued
+
+    async def _send(self, item: _Item) -> _Queued | None:
+        trail = self._trail
+        # The chain position and the record, then the bounds, then the producer: no await
+        # before it, so a refused record is the chain's last and gives its position back.
+        place, record = trail._build(item.event, self._record_headers)
+        try:
+            hold = trail._backpressure.admit(_size_of(record), held=self._held)
+        except OverloadedError as exc:
+            trail._give_back(place, "not queued")
+            self._fail(item, exc)
+            return None
+        settled = trail._metrics.track_produce("audit")
+        try:
+            # Returns at once when the partition's batch has room: no wait per record.
+            future = await trail._logger.send(record)
+        except KafkaClientError as exc:
+            hold.release()
+            trail._give_back(place, f"not queued: {exc}")
+            settled(None, exc)
+            self._fail(item, exc)
+            return None
+        except BaseException:  # the batch's deadline (or the request) ended it: not sent
+            hold.release()
+            trail._give_back(place, "not queued")
+            raise
+        outcome = _Settlement(trail, place)
+
+        def delivered(future: "asyncio.Future[KafkaProduceResult]") -> None:
+            # One callback for all that waits on the record: its bytes, metrics and position.
+            hold.release()
+            fate = outcome_of(future)  # (unpacked in two steps: mypy infers it better)
+            acked, failure = fate
+            settled(acked, failure)
+            outcome.delivered(acked, failure)
+
+        future.add_done_callback(delivered)
+        return _Queued(item, place, record, future, outcome)
+
+    async def _answer(self, queued: list[_Queued]) -> None:
+        """Receipts for the queued events: "queued" at once (`wait` False), else "acked" as
+        Kafka acknowledges them, up to the batch's deadline; later ones spooled or failed."""
+        trail = self._trail
+        if not self._wait:
+            for sent in queued:
+                self._succeed(
+                    sent.item, trail.receipt(sent.item.event, None, sent.place), keep=False
+                )
+            return
+        if queued:
+            # One wait for them all, up to the batch's deadline; it cancels none of them.
+            remaining_s = self._deadline - asyncio.get_running_loop().time()
+            await asyncio.wait([sent.future for sent in queued], timeout=max(remaining_s, 0.0))
+        late: list[_Queued] = []
+        for sent in queued:
+            if not sent.future.done():
+                late.append(sent)
+                continue
+            fate = outcome_of(sent.future)
+            acked, failure = fate
+            if failure is not None:
+                self._fail(sent.item, failure)
+            else:
+                self._succeed(sent.item, trail.receipt(sent.item.event, acked, sent.place))
+        if late:
+            await asyncio.gather(*(self._late(sent) for sent in late))
+
+    async def _late(self, sent: _Queued) -> None:
+        # Not acknowledged in time, still in the producer: as AuditTrail.record() does.
+        trail, item = self._trail, sent.item
+        delivery = Delivery(trail.topic, sent.future, timeout_s=trail._budget_s)
+        if trail._spool is not None:
+            try:
+                receipt = await trail._to_spool(
+                    item.event, sent.record, sent.place, delivery=delivery, outcome=sent.outcome
+                )
+            except UnavailableError as exc:
+                trail._keep_for_retries(item.event, sent.place, delivery, item.key)
+                self._fail(item, exc)
+                return
+            self._succeed(item, receipt)
+            return
+        trail._keep_for_retries(item.event, sent.place, delivery, item.key)
+        self._fail(
+            item,
+            KafkaTimeoutError(
+                f"no acknowledgement from Kafka within {trail._budget_s}s; the record may still "
+                "be stored"
+            ),
+        )
+
+    async def _spool_unsent(self, item: _Item) -> None:
+        trail = self._trail
+        place, record = trail._build(item.event, self._record_headers)
+        try:
+            receipt = await trail._to_spool(item.event, record, place)
+        except (KafkaClientError, ServiceError) as exc:
+            self._fail(item, exc)
+            return
+        self._succeed(item, receipt)
+
+    def _succeed(self, item: _Item, receipt: AuditReceipt, *, keep: bool = True) -> None:
+        self._trail._receipts.settle(item.key, item.claim, receipt, keep=keep)
+        self._results[item.index] = BatchItemResult(index=item.index, receipt=receipt)
+
+    def _fail(self, item: _Item, error: KafkaClientError | ServiceError) -> None:
+        self._trail._receipts.settle(item.key, item.claim, error=error)
+        self._results[item.index] = BatchItemResult(index=item.index, error=_failed_by(error))
 
 
 class _Settlement:
@@ -379,6 +610,10 @@ def _size_of(record: AuditRecord) -> int:
     # characters, near enough).
     headers = sum(len(name) + len(value) for name, value in record.headers.items())
     return len(record.key) + len(record.value) + headers
+
+
+def _failed_by(error: KafkaClientError | ServiceError) -> BatchItemError:
+    return _failed(problem_for(error))
 
 
 def _invalid(exc: ValidationError) -> BatchItemError:

@@ -102,6 +102,47 @@ class RecentReceipts(Generic[Receipt]):
             self.remember(key, receipt)
         return receipt
 
+    def claim(self, key: str) -> "asyncio.Future[Receipt] | None":
+        """For a caller that produces many at once without awaiting each (a batch): None when
+        `key` has a history (a receipt kept, an identical request in flight, an earlier
+        attempt still unsettled), and then `once()` is the way; else a future registered as
+        the request in flight under `key`, so identical requests wait for it. The caller
+        settles it with `settle()`, whatever happens."""
+        if key in self._done or key in self._in_flight or key in self._unsettled:
+            return None
+        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        return future
+
+    def settle(
+        self,
+        key: str,
+        future: "asyncio.Future[Receipt]",
+        receipt: Receipt | None = None,
+        *,
+        error: BaseException | None = None,
+        keep: bool = True,
+    ) -> None:
+        """End what `claim()` began: `receipt` (kept when `keep`) or `error` (not kept, the next
+        attempt produces again; a `CancelledError` cancels it)."""
+        if self._in_flight.get(key) is future:
+            del self._in_flight[key]
+        if future.done():
+            return
+        if isinstance(error, asyncio.CancelledError):
+            future.cancel()
+        elif error is not None:
+            future.set_exception(error)
+            future.exception()  # retrieved: no "never retrieved" warning without waiters
+        elif receipt is not None:
+            future.set_result(receipt)
+            if keep:
+                self.remember(key, receipt)
+
+    def expire(self) -> None:
+        """Forget the receipts whose window is over (`once()` does it on every call)."""
+        self._expire()
+
     def remember(self, key: str, receipt: Receipt) -> None:
         """Keep `receipt` for `key` (e.g. a record acknowledged after its client gave up)."""
         self._done[key] = (self._clock() + self._window_s, receipt)

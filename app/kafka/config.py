@@ -3,6 +3,12 @@
 Field names and defaults follow the reference API. Changed defaults, and why:
 - `KafkaProducerConfig.enable_idempotence=True` (new): with `acks="all"` a retried batch is never
   written twice and order per partition holds across retries.
+- `KafkaProducerConfig.max_batch_size=1 MiB` (new; aiokafka's own is 16 KiB): the producer keeps
+  one batch per partition, and while it is full every further send to that partition waits for
+  it to be sent. With acks=all and idempotence one batch per partition is in flight, so 16 KiB
+  (about seven 2 KB audit records) per round trip capped a busy partition; 1 MiB fits every
+  record the broker accepts (its `message.max.bytes`), and a batch only takes the memory of
+  the records in it (docs/operations.md, "Producer batching").
 - `KafkaProducerConfig.retries` is kept for compatibility; aiokafka has no such knob: it retries
   retriable errors on its own until `request_timeout_ms` runs out.
 """
@@ -124,6 +130,7 @@ class KafkaProducerConfig(_ConnectionConfig):
         "compression_type",
         "request_timeout_ms",
         "enable_idempotence",
+        "max_batch_size",
     }
 
     client_id: str = "ractogateway-producer"
@@ -133,6 +140,8 @@ class KafkaProducerConfig(_ConnectionConfig):
     retries: int = Field(default=3, ge=0)
     request_timeout_ms: int = Field(default=30_000, gt=0)
     enable_idempotence: bool = True
+    # aiokafka's name: the most bytes of records buffered per partition (one batch).
+    max_batch_size: int = Field(default=1024 * 1024, ge=1024)
 
     @model_validator(mode="after")
     def _check_acks(self) -> Self:
@@ -154,6 +163,7 @@ class KafkaProducerConfig(_ConnectionConfig):
             "compression_type": self.compression_type,
             "request_timeout_ms": self.request_timeout_ms,
             "enable_idempotence": self.enable_idempotence,
+            "max_batch_size": self.max_batch_size,
             **self.extra,
         }
 

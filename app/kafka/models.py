@@ -274,9 +274,11 @@ class KafkaAuditEvent(BaseModel):
     def canonical_json(self) -> bytes:
         """The bytes stored in Kafka: every field, sorted keys, no whitespace, UTF-8."""
         # Computed once: the record, its digest header and the receipt all need it.
-        if self._canonical is None:
-            self._canonical = canonical_json(self.model_dump(mode="json"))
-        return self._canonical
+        cache = self._cache()
+        canonical: bytes | None = cache["_canonical"]
+        if canonical is None:
+            canonical = cache["_canonical"] = canonical_json(self.model_dump(mode="json"))
+        return canonical
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy (see pydantic); with `update` its canonical JSON is computed afresh."""
@@ -289,6 +291,16 @@ class KafkaAuditEvent(BaseModel):
         """`sha256:<hex>` of `canonical_json()`."""
         # Also once: the record's header and the receipt both carry it (hashing 1 MB of text
         # takes a millisecond of the event loop).
-        if self._digest is None:
-            self._digest = sha256_digest(self.canonical_json())
-        return self._digest
+        cache = self._cache()
+        digest: str | None = cache["_digest"]
+        if digest is None:
+            digest = cache["_digest"] = sha256_digest(self.canonical_json())
+        return digest
+
+    def _cache(self) -> dict[str, Any]:
+        # The private attributes' dict itself: reading `self._digest` goes through pydantic's
+        # __getattr__, which raises and catches an AttributeError on every read (a tenth of
+        # the service's CPU under a load of batches).
+        private = self.__pydantic_private__
+        assert private is not None  # noqa: S101 - the model declares private attributes
+        return private

@@ -65,6 +65,8 @@ def test_unit_every_reference_field_exists_with_its_default(
 def test_unit_new_fields_have_safe_defaults() -> None:
     producer = KafkaProducerConfig()
     assert producer.enable_idempotence is True
+    # 1 MiB, not aiokafka's 16 KiB: a full batch makes every further send to its partition wait.
+    assert producer.to_aiokafka()["max_batch_size"] == 1024 * 1024
     assert (producer.ssl_cafile, producer.ssl_certfile, producer.ssl_keyfile) == (None,) * 3
     assert KafkaConsumerConfig(topics=["t"]).value_format == "auto"
     assert KafkaStreamConfig().dead_letter_topic is None
@@ -87,9 +89,8 @@ def test_unit_sasl_password_is_a_secret() -> None:
 
 
 def test_unit_extra_reaches_aiokafka_and_unknown_keys_are_named() -> None:
-    assert KafkaProducerConfig(extra={"max_batch_size": 65536}).to_aiokafka()["max_batch_size"] == (
-        65536
-    )
+    extra = {"max_request_size": 2 * 1024 * 1024}
+    assert KafkaProducerConfig(extra=extra).to_aiokafka()["max_request_size"] == 2 * 1024 * 1024
     with pytest.raises(ValidationError, match=r"unknown AIOKafkaProducer option.*max_batch_sise"):
         KafkaProducerConfig(extra={"max_batch_sise": 1})
     with pytest.raises(ValidationError, match=r"unknown AIOKafkaConsumer option.*linger_ms"):
@@ -106,6 +107,8 @@ def test_unit_extra_reaches_aiokafka_and_unknown_keys_are_named() -> None:
         ({"sasl_mechanism": "PLAIN"}, "needs sasl_plain_username"),
         ({"bootstrap_servers": " , "}, "at least one broker"),
         ({"compression_type": "brotli"}, "compression_type"),
+        ({"max_batch_size": 100}, "max_batch_size"),
+        ({"extra": {"max_batch_size": 4096}}, "max_batch_size"),
     ],
 )
 def test_unit_contradictions_are_rejected(kwargs: dict[str, object], message: str) -> None:

@@ -197,14 +197,15 @@ async def test_timeout_s_bounds_queuing_too_while_the_broker_is_away(
         async with KafkaProducerClient(config=config) as client:
             await client.publish("away", b"first", key="k")  # the topic's metadata is known
             await asyncio.to_thread(broker.stop)
-            # The producer holds about one batch per partition while the broker is gone; then
-            # queuing waits for room, and timeout_s ends that wait.
+            # The producer holds about one batch per partition while the broker is gone (1 MiB,
+            # its max_batch_size: 64 of these records); then queuing waits for room, and
+            # timeout_s ends that wait.
             outcomes: list[str] = []
             for _ in range(200):
                 try:
                     async with asyncio.timeout(5):  # a hang would fail here, not block the suite
                         await client.publish(
-                            "away", b"x" * 4096, key="k", wait=False, timeout_s=0.5
+                            "away", b"x" * 16384, key="k", wait=False, timeout_s=0.5
                         )
                 except KafkaTimeoutError as exc:
                     outcomes.append(str(exc))
