@@ -17,7 +17,7 @@ from app.errors import (
     problem_for,
 )
 from app.ingest.backpressure import Backpressure, Hold
-from app.ingest.idempotency import RecentReceipts
+from app.ingest.idempotency import ReceiptCodec, RecentReceipts
 from app.ingest.redaction import REDACTION_HEADER, Redactor
 from app.ingest.spool import Spool, SpooledRecord
 from app.integrity import ChainPosition, ChainWriter
@@ -69,6 +69,13 @@ class AuditReceipt(BaseModel):
         description="acked: Kafka has it (acks=all); queued: handed to the producer, not yet "
         "acknowledged (?wait=false); spooled: kept on local disk until Kafka is back."
     )
+
+
+# Receipts kept for retries are stored as their JSON (see ReceiptCodec).
+RECEIPT_CODEC: ReceiptCodec[AuditReceipt] = ReceiptCodec(
+    pack=AuditReceipt.__pydantic_serializer__.to_json,
+    unpack=AuditReceipt.model_validate_json,
+)
 
 
 class BatchItemError(BaseModel):

@@ -15,7 +15,7 @@ import collections
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from app.kafka import Delivery, KafkaProduceResult, KafkaTimeoutError
 
@@ -31,11 +31,21 @@ class _Attempt(Generic[Receipt]):
     name: str
 
 
+@dataclass(frozen=True)
+class ReceiptCodec(Generic[Receipt]):
+    """How kept receipts are stored. Tens of thousands wait for a retry that mostly never
+    comes: packed into one bytes object each they take about a third of the memory of a model
+    object, and the garbage collector does not walk them; a replay unpacks one."""
+
+    pack: Callable[[Receipt], bytes]
+    unpack: Callable[[bytes], Receipt]
+
+
 class RecentReceipts(Generic[Receipt]):
     """Acknowledged receipts by idempotency key, kept `window_s` seconds and at most
     `max_entries` (the oldest go first), so memory stays bounded whatever clients send; and the
     deliveries their clients stopped waiting for, until they settle (bounded by the producer's
-    in-flight bound)."""
+    in-flight bound). With a `codec`, kept receipts are stored packed."""
 
     def __init__(
         self,
@@ -43,11 +53,15 @@ class RecentReceipts(Generic[Receipt]):
         window_s: float,
         max_entries: int,
         clock: Callable[[], float] = time.monotonic,
+        codec: ReceiptCodec[Receipt] | None = None,
     ) -> None:
         self._window_s = window_s
         self._max_entries = max_entries
         self._clock = clock
-        self._done: collections.OrderedDict[str, tuple[float, Receipt]] = collections.OrderedDict()
+        self._codec = codec
+        self._done: collections.OrderedDict[str, tuple[float, Receipt | bytes]] = (
+            collections.OrderedDict()
+        )
         self._in_flight: dict[str, asyncio.Future[Receipt]] = {}
         self._unsettled: dict[str, _Attempt[Receipt]] = {}
 
@@ -66,7 +80,7 @@ class RecentReceipts(Generic[Receipt]):
         A failure is not kept: the next attempt produces again."""
         self._expire()
         if (kept := self._done.get(key)) is not None:
-            return kept[1], True
+            return self._unpacked(kept[1]), True
         if (pending := self._in_flight.get(key)) is not None:
             try:
                 return await asyncio.shield(pending), True
@@ -145,7 +159,8 @@ class RecentReceipts(Generic[Receipt]):
 
     def remember(self, key: str, receipt: Receipt) -> None:
         """Keep `receipt` for `key` (e.g. a record acknowledged after its client gave up)."""
-        self._done[key] = (self._clock() + self._window_s, receipt)
+        stored = receipt if self._codec is None else self._codec.pack(receipt)
+        self._done[key] = (self._clock() + self._window_s, stored)
         self._done.move_to_end(key)
         while len(self._done) > self._max_entries:
             self._done.popitem(last=False)
@@ -190,6 +205,11 @@ class RecentReceipts(Generic[Receipt]):
                 f"another {timeout_s}s"
             ) from None
         return attempt.receipt(result)
+
+    def _unpacked(self, stored: "Receipt | bytes") -> Receipt:
+        if self._codec is None:
+            return cast(Receipt, stored)
+        return self._codec.unpack(cast(bytes, stored))
 
     def _expire(self) -> None:
         now = self._clock()

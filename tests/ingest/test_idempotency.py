@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from app.ingest.idempotency import RecentReceipts
+from app.ingest.audit_trail import RECEIPT_CODEC, AuditReceipt
+from app.ingest.idempotency import ReceiptCodec, RecentReceipts
 from app.kafka import Delivery, KafkaBrokerError, KafkaProduceResult, KafkaTimeoutError
 
 
@@ -145,3 +146,39 @@ async def test_unit_an_attempt_still_unacknowledged_is_named_and_a_failed_one_is
     await asyncio.sleep(0)
     assert await receipts.earlier("k", timeout_s=1) is None
     assert len(receipts) == 0
+
+
+async def test_unit_with_a_codec_kept_receipts_are_packed_and_a_replay_unpacks_one() -> None:
+    packed: list[str] = []
+
+    def pack(receipt: str) -> bytes:
+        packed.append(receipt)
+        return receipt.encode()
+
+    codec: ReceiptCodec[str] = ReceiptCodec(pack=pack, unpack=bytes.decode)
+    receipts: RecentReceipts[str] = RecentReceipts(window_s=60, max_entries=10, codec=codec)
+    calls: list[str] = []
+    assert await receipts.once("k", counting("first", calls)) == ("first", False)
+    receipts.remember("late", "acked later")
+    assert packed == ["first", "acked later"]
+    assert await receipts.once("k", counting("second", calls)) == ("first", True)
+    assert await receipts.once("late", counting("again", calls)) == ("acked later", True)
+    assert calls == ["first"]
+
+
+def test_unit_an_audit_receipt_round_trips_through_its_codec_as_json() -> None:
+    receipt = AuditReceipt(
+        event_id="01927f0e-8a1c-7cc2-9a53-3f1c2b6f6d0e",
+        topic="ractogateway.audit",
+        partition=2,
+        offset=41,
+        timestamp_utc="2026-12-02T04:00:00.123456Z",
+        digest="sha256:" + "ab" * 32,
+        writer="0123456789abcdef" * 2,
+        seq=41,
+        chain="sha256:" + "cd" * 32,
+        status="acked",
+    )
+    stored = RECEIPT_CODEC.pack(receipt)
+    assert isinstance(stored, bytes)
+    assert RECEIPT_CODEC.unpack(stored) == receipt
