@@ -7,6 +7,7 @@ from types import FrameType
 import uvicorn
 
 from app.cli.common import EPILOG, exit_on_sigterm, logger
+from app.collector import tune_for_serving
 from app.logs import configure_logging
 from app.settings import Settings, get_settings
 from app.shutdown import Shutdown
@@ -52,6 +53,7 @@ def serve(settings: Settings) -> None:
     from app.main import create_app  # noqa: PLC0415 - likewise
 
     app = create_app(settings)
+    tune_for_serving()
     config = uvicorn.Config(
         app,
         host=settings.host,
