@@ -100,16 +100,16 @@ async def messages(
     found = services.recent.query(
         topic=filters.topic, key=filters.key, since_ms=filters.since_ms, limit=limit
     )
-    # The records are kept as JSON already: join them rather than encode them again; only
-    # `checkpointed` is added now, as the checkpoints written so far say.
+    # Each record is decoded now, only the ones asked for (app/recent/buffer.py), with
+    # `checkpointed` as the checkpoints written so far say; the answer is joined as bytes.
     coverage = services.coverage.covers
-    parts: list[bytes | memoryview] = [b'{"messages":[']
-    for i, record in enumerate(found):
-        if i:
-            parts.append(b",")
-        parts.extend(record.json_parts(coverage))
-    parts.append(b'],"count":%d}' % len(found))
-    body = b"".join(parts)
+    body = b"".join(
+        (
+            b'{"messages":[',
+            b",".join(record.json(coverage) for record in found),
+            b'],"count":%d}' % len(found),
+        )
+    )
     return Response(body, media_type="application/json")
 
 

@@ -191,3 +191,28 @@ def test_unit_checkpointed_is_what_the_coverage_says_when_the_record_is_served()
     # No writer and seq: null, and the coverage is not asked.
     assert json.loads(other.json(coverage))["checkpointed"] is None
     assert asked == [(writer, 5), (writer, 5)]
+
+
+def test_unit_records_are_kept_as_read_and_decoded_when_served() -> None:
+    # The reader reads with value_format="bytes": nothing is decoded until a record is shown.
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    raw = b'{"b": [1, 2], "a": "\\u00e9"}'
+    record = recent.add(message(3, key=b"k", value=raw, headers=JSON))
+    assert record is not None
+    assert record.value is raw
+    assert record.headers == JSON
+    # The bound counts the bytes kept (value, key, headers) and a fixed allowance.
+    assert record.size > len(raw) + len("k") + len("content-type") + len(b"application/json")
+    assert record.size < len(raw) + 1000
+    shown = json.loads(record.json(lambda writer, seq: None))
+    assert shown["value"] == {"b": [1, 2], "a": "é"}
+    assert shown["value_encoding"] == "json"
+    assert shown == {
+        **MessageView.of(message(3, key=b"k", value=raw, headers=JSON)).model_dump(mode="json"),
+        "checkpointed": None,
+    }
+    # Unmarked UTF-8 is shown as text, bytes that are not UTF-8 as base64.
+    for offset, value, encoding in ((4, b"{not json", "text"), (5, b"\xff\x00", "base64")):
+        kept = recent.add(message(offset, value=value))
+        assert kept is not None
+        assert json.loads(kept.json(lambda writer, seq: None))["value_encoding"] == encoding
