@@ -100,16 +100,18 @@ async def messages(
     found = services.recent.query(
         topic=filters.topic, key=filters.key, since_ms=filters.since_ms, limit=limit
     )
-    # Each record is decoded now, only the ones asked for (app/recent/buffer.py), with
-    # `checkpointed` as the checkpoints written so far say; the answer is joined as bytes.
+    # Only the records asked for are decoded, once (app/recent/buffer.py), with
+    # `checkpointed` as the checkpoints written so far say; the answer is joined as bytes. No
+    # await since query(): the records are still kept.
     coverage = services.coverage.covers
-    body = b"".join(
-        (
-            b'{"messages":[',
-            b",".join(record.json(coverage) for record in found),
-            b'],"count":%d}' % len(found),
-        )
-    )
+    recent = services.recent
+    parts: list[bytes | memoryview] = [b'{"messages":[']
+    for i, record in enumerate(found):
+        if i:
+            parts.append(b",")
+        parts.extend(recent.shown(record, coverage))
+    parts.append(b'],"count":%d}' % len(found))
+    body = b"".join(parts)
     return Response(body, media_type="application/json")
 
 

@@ -6,8 +6,10 @@ decoded. The reader fills the buffer with every record of the topics (after a re
 re-reads as many again), and most are never asked for: decoding each on arrival (the JSON value
 parsed, the view built and encoded) cost about a tenth of the service's CPU under a write load.
 A record is decoded when it is served (`RecentRecord.json(coverage)`), with `checkpointed` as
-the checkpoints written so far say. The bounds count the raw bytes kept, plus a fixed
-allowance per record and per header for the objects holding them.
+the checkpoints written so far say; GET /messages keeps the view's JSON of a record it showed
+(`RecentRecords.shown`), so showing it again costs a copy, as long as that fits in the byte
+bound. The bounds count the bytes kept (as read, and views kept), plus a fixed allowance per
+record and per header for the objects holding them.
 """
 
 import asyncio
@@ -34,6 +36,13 @@ _HEADER_OVERHEAD = 64
 _SUBSCRIBER_QUEUE = 1000
 _WRITER = re.compile(r"[0-9a-f]{32}")
 _SEQ = re.compile(r"0|[1-9][0-9]*")
+# The end of a record's JSON for each answer of the coverage (replacing its closing brace).
+_CHECKPOINTED = {
+    True: b',"checkpointed":true}',
+    False: b',"checkpointed":false}',
+    None: b',"checkpointed":null}',
+}
+
 # Whether a signed checkpoint covers position `seq` of `writer`: None when unknown.
 Coverage = Callable[[str, int], bool | None]
 
@@ -151,7 +160,7 @@ def _text(raw: bytes | None) -> str | None:
     return raw.decode("utf-8", errors="replace") if raw is not None else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class RecentRecord:
     """One kept record: the fields the filters look at, and its value and headers as read
     (bytes, decoded only when the record is served)."""
@@ -165,15 +174,23 @@ class RecentRecord:
     headers: dict[str, bytes | None]
     # What the record counts against the byte bound.
     size: int
+    # Its view's JSON without `checkpointed`, kept once GET /messages has shown it (and
+    # counted in `size`): see `RecentRecords.shown`.
+    shown: bytes | None = None
+    # Its place on a writer's chain, worked out with `shown`.
+    writer: str | None = None
+    seq: int | None = None
 
     @property
     def order(self) -> tuple[int, int, int]:
         """Oldest first: by timestamp, then partition and offset."""
         return (self.timestamp_ms or 0, self.partition, self.offset)
 
-    def json(self, coverage: Coverage) -> bytes:
-        """The record as `GET /messages` shows it (a `MessageView`), decoded now, with
-        `checkpointed` as `coverage` says now (null without a writer and seq)."""
+    def view_json(self) -> bytes:
+        """The record's `MessageView` as JSON, without `checkpointed`: decoded now unless
+        kept from an earlier answer."""
+        if self.shown is not None:
+            return self.shown
         fields = view_fields(
             topic=self.topic,
             partition=self.partition,
@@ -183,11 +200,24 @@ class RecentRecord:
             value=self.value,
             headers=self.headers,
         )
-        writer, seq = fields["writer"], fields["seq"]
-        fields["checkpointed"] = None if writer is None or seq is None else coverage(writer, seq)
         # orjson: pydantic's JSON of a 0.5 MB value takes 1 ms of the event loop; the values
         # are decoded JSON or text, all of which orjson writes.
         return orjson.dumps(fields)
+
+    def json_parts(self, coverage: Coverage) -> tuple[memoryview, bytes]:
+        """The record as `GET /messages` shows it (a `MessageView`), with `checkpointed` as
+        `coverage` says now (null without a writer and seq), in two pieces to join: a
+        memoryview, so the view is copied once, by the join of the whole answer."""
+        if self.shown is not None:
+            writer, seq = self.writer, self.seq
+        else:
+            writer, seq = _chain_place(self.headers)
+        covered = None if writer is None or seq is None else coverage(writer, seq)
+        return memoryview(self.view_json())[:-1], _CHECKPOINTED[covered]
+
+    def json(self, coverage: Coverage) -> bytes:
+        """The record's JSON as `GET /messages` shows it (see `json_parts`)."""
+        return b"".join(self.json_parts(coverage))
 
     def matches(self, *, topic: str | None, key: str | None, since_ms: int | None) -> bool:
         """True when the record passes the filters of `GET /messages`."""
@@ -281,6 +311,21 @@ class RecentRecords:
         ]
         found.sort(key=lambda r: r.order, reverse=True)
         return found[:limit]
+
+    def shown(self, record: RecentRecord, coverage: Coverage) -> tuple[memoryview, bytes]:
+        """`record.json_parts(coverage)` for GET /messages, keeping the view's JSON with the record
+        when it fits in the byte bound as it is (nothing is evicted for it): a record shown
+        once is decoded once, whatever is never shown is never decoded. Only for a record
+        `query()` returned with no await since (so it is still kept)."""
+        if record.shown is None:
+            kept = self._topics.get(record.topic)
+            body = record.view_json()
+            if kept is not None and kept.size + len(body) <= self.max_bytes:
+                record.writer, record.seq = _chain_place(record.headers)
+                record.shown = body
+                record.size += len(body)
+                kept.size += len(body)
+        return record.json_parts(coverage)
 
     def counts(self) -> dict[str, float]:
         """Records kept, per topic."""

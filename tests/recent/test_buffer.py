@@ -216,3 +216,24 @@ def test_unit_records_are_kept_as_read_and_decoded_when_served() -> None:
         kept = recent.add(message(offset, value=value))
         assert kept is not None
         assert json.loads(kept.json(lambda writer, seq: None))["value_encoding"] == encoding
+
+
+def test_unit_a_record_shown_keeps_its_view_within_the_byte_bound() -> None:
+    raw = b'{"pad": "' + b"x" * 400 + b'"}'
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    record = recent.add(message(0, value=raw, headers=JSON))
+    assert record is not None
+    before = recent.sizes()["t"]
+    first = b"".join(recent.shown(record, lambda writer, seq: None))
+    assert record.shown is not None
+    assert recent.sizes()["t"] == before + len(record.shown) == record.size
+    again = b"".join(recent.shown(record, lambda writer, seq: None))
+    assert again == first == record.json(lambda writer, seq: None)
+    # Where the view does not fit as the buffer is, it is decoded each time, never kept.
+    tight = RecentRecords(["t"], max_records=10, max_bytes=1024)
+    other = tight.add(message(0, value=raw, headers=JSON))
+    assert other is not None
+    shown = b"".join(tight.shown(other, lambda writer, seq: None))
+    assert json.loads(shown)["value"]["pad"] == "x" * 400
+    assert other.shown is None
+    assert tight.sizes()["t"] == other.size <= 1024
