@@ -1,6 +1,7 @@
 """`serve` and `openapi`: the HTTP service."""
 
 import argparse
+import gc
 from pathlib import Path
 from types import FrameType
 
@@ -45,6 +46,22 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+# The cycle collector's thresholds for a process that allocates a few hundred container objects
+# per request. With Python's (700, 10, 10) a full collection, which walks every object alive,
+# ran about every hundred requests: POST /audit at 32 connections spent 786 us of CPU per event
+# with a p99 of 105-184 ms, and 544 us with 25-39 ms with these (A/B in one sitting). Garbage
+# without cycles is freed by reference counting either way; cycles wait a little longer.
+_GC_THRESHOLDS = (10_000, 50, 100)
+
+
+def _tune_gc() -> None:
+    # What is alive once the app is built (modules, routes, settings) lives as long as the
+    # process: frozen out of the collector's walks.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
+
+
 def serve(settings: Settings) -> None:
     """Run the API with uvicorn until SIGTERM or Ctrl-C: drain for RG_SHUTDOWN_DRAIN_S, let
     in-flight requests finish (at most RG_SHUTDOWN_TIMEOUT_S), flush, exit."""
@@ -52,6 +69,7 @@ def serve(settings: Settings) -> None:
     from app.main import create_app  # noqa: PLC0415 - likewise
 
     app = create_app(settings)
+    _tune_gc()
     config = uvicorn.Config(
         app,
         host=settings.host,
