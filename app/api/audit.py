@@ -1,30 +1,42 @@
 """POST /audit and POST /audit/batch: prompt/response records written durably to Kafka."""
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from app.api.auth import require
+from app.api.auth import authorize, require
 from app.api.deps import (
     AcceptingWork,
     AuditTopicWritable,
     HeldBytesDep,
     ServicesDep,
     TraceHeadersDep,
+    check_accepting_work,
+    check_audit_topic_writable,
+    get_held_bytes,
 )
 from app.api.errors import ErrorBody, error_responses
+from app.api.lean import LeanRoute, is_json, serves_lean, wait_of
+from app.api.trace import trace_headers
 from app.errors import InvalidRequestError
 from app.ingest.audit_trail import AuditReceipt, BatchItemResult
+from app.ingest.backpressure import Hold
 from app.kafka import KafkaAuditEvent
+from app.services import Services
 
 router = APIRouter(
     tags=["audit"],
     dependencies=[require("audit:write"), AcceptingWork, AuditTopicWritable],
     responses=error_responses(401, 403),
+    route_class=LeanRoute,
 )
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+# What the declared `Idempotency-Key` header accepts (1-255 printable ASCII, no space).
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 # The write routes' 503 also covers the audit topic (app/audit_topic_guard.py).
 UNAVAILABLE = {
@@ -70,6 +82,66 @@ class AuditBatchResult(BaseModel):
     failed: int
 
 
+async def audit_lean(request: Request) -> Response | None:
+    """POST /audit's common case without FastAPI's dependency solving (`app.api.lean`): the
+    route's checks in its order (key and scope, shutdown, audit topic), the body validated
+    from its bytes in one pass, the receipt written as JSON bytes. None (the declared route
+    answers) for an unusual query, `Idempotency-Key` or content type, or a body that does not
+    validate: its 422 stays FastAPI's."""
+    wait = wait_of(request)
+    headers = request.headers
+    idempotency_key = headers.get(IDEMPOTENCY_KEY_HEADER)
+    if (
+        wait is None
+        or (idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key))
+        or not is_json(headers.get("content-type"))
+    ):
+        return None
+    services = request.app.state.services
+    await authorize(request, services.api_keys, "audit:write")
+    check_accepting_work(services)
+    check_audit_topic_writable(services)
+    try:
+        event = KafkaAuditEvent.model_validate_json(await request.body())
+    except ValidationError:
+        return None
+    receipt, replayed = await _record(
+        request,
+        event,
+        services,
+        wait=wait,
+        trace=await trace_headers(request),
+        held=await get_held_bytes(request),
+        idempotency_key=idempotency_key,
+    )
+    return Response(
+        receipt.__pydantic_serializer__.to_json(receipt),
+        status_code=201 if receipt.status == "acked" else 202,
+        headers={REPLAYED_HEADER: "true"} if replayed else None,
+        media_type="application/json",
+    )
+
+
+async def _record(
+    request: Request,
+    event: KafkaAuditEvent,
+    services: Services,
+    *,
+    wait: bool,
+    trace: dict[str, str],
+    held: Hold | None,
+    idempotency_key: str | None,
+) -> tuple[AuditReceipt, bool]:
+    # Both handlers of POST /audit: the event id for the log line, then the trail.
+    request.state.event_id = event.event_id
+    receipt, replayed = await services.audit_trail.record_once(
+        event, wait=wait, headers=trace, idempotency_key=idempotency_key, held=held
+    )
+    if replayed:
+        request.state.event_id = receipt.event_id
+    return receipt, replayed
+
+
 @router.post(
     "/audit",
     status_code=201,
@@ -84,6 +156,7 @@ class AuditBatchResult(BaseModel):
         503: UNAVAILABLE,
     },
 )
+@serves_lean(audit_lean)
 async def audit(
     *,
     event: Annotated[
@@ -114,12 +187,16 @@ async def audit(
     receipt again, with `Idempotent-Replayed: true`, and nothing new is written. The receipt's
     `writer`, `seq` and `chain` place the record on its writer's hash chain (docs/integrity.md),
     evidence the client can keep and have checked against the trail."""
-    request.state.event_id = event.event_id
-    receipt, replayed = await services.audit_trail.record_once(
-        event, wait=wait, headers=trace, idempotency_key=idempotency_key, held=held
+    receipt, replayed = await _record(
+        request,
+        event,
+        services,
+        wait=wait,
+        trace=trace,
+        held=held,
+        idempotency_key=idempotency_key,
     )
     if replayed:
-        request.state.event_id = receipt.event_id
         response.headers[REPLAYED_HEADER] = "true"
     if receipt.status != "acked":
         response.status_code = 202

@@ -3,12 +3,12 @@ scope a route needs."""
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.deps import ServicesDep
-from app.auth import Scope
+from app.auth import ApiKeys, Scope
 from app.errors import ForbiddenError, UnauthorizedError
 
 # auto_error=False: the service answers missing keys itself, with the contract's body. These
@@ -26,25 +26,38 @@ def require(scope: Scope) -> DependsParam:
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         api_key: Annotated[str | None, Depends(_api_key)],
     ) -> None:
-        keys = services.api_keys
-        if not keys.enabled:
-            return
-        offered = {bearer.credentials if bearer is not None else "", api_key or ""} - {""}
-        if len(offered) > 1:
-            # Which of two keys counts must not depend on header order; refuse both.
-            raise UnauthorizedError(
-                "send one API key: `Authorization: Bearer` and `X-API-Key` differ"
-            )
-        presented = offered.pop() if offered else None
-        if not presented:
-            raise UnauthorizedError(
-                "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
-            )
-        scopes = keys.scopes_of(presented)
-        if scopes is None:
-            raise UnauthorizedError("unknown API key")
-        if scope not in scopes:
-            raise ForbiddenError(f"this API key lacks the scope {scope}")
+        _check(services.api_keys, bearer, api_key, scope)
 
     dependency: DependsParam = Depends(check)
     return dependency
+
+
+async def authorize(request: Request, keys: ApiKeys, scope: Scope) -> None:
+    """What `require(scope)` checks, for a handler that solves no dependencies
+    (`app.api.lean`): the same headers read the same way, the same errors."""
+    if keys.enabled:
+        _check(keys, await _bearer(request), await _api_key(request), scope)
+
+
+def _check(
+    keys: ApiKeys,
+    bearer: HTTPAuthorizationCredentials | None,
+    api_key: str | None,
+    scope: Scope,
+) -> None:
+    if not keys.enabled:
+        return
+    offered = {bearer.credentials if bearer is not None else "", api_key or ""} - {""}
+    if len(offered) > 1:
+        # Which of two keys counts must not depend on header order; refuse both.
+        raise UnauthorizedError("send one API key: `Authorization: Bearer` and `X-API-Key` differ")
+    presented = offered.pop() if offered else None
+    if not presented:
+        raise UnauthorizedError(
+            "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+        )
+    scopes = keys.scopes_of(presented)
+    if scopes is None:
+        raise UnauthorizedError("unknown API key")
+    if scope not in scopes:
+        raise ForbiddenError(f"this API key lacks the scope {scope}")

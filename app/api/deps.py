@@ -36,6 +36,11 @@ HeldBytesDep = Annotated[Hold | None, Depends(get_held_bytes)]
 async def accepting_work(services: ServicesDep) -> None:
     """Refuse new work once shutdown has begun (503 `shutting_down`, also what /readyz says
     then): what is accepted is finished before the process exits, and nothing new starts."""
+    check_accepting_work(services)
+
+
+def check_accepting_work(services: Services) -> None:
+    """`accepting_work` for a handler that solves no dependencies (`app.api.lean`)."""
     if services.shutdown.draining:
         raise ShuttingDownError(
             "the service is shutting down; retry (another instance, or this one after restart)"
@@ -49,6 +54,11 @@ async def audit_topic_writable(services: ServicesDep) -> None:
     """Refuse audit writes the audit topic would not keep (503 `audit_topic_noncompliant`), or
     that would have the broker auto-create it with its defaults (503
     `audit_topic_unavailable`); see app/ingest/audit_topic_guard.py."""
+    check_audit_topic_writable(services)
+
+
+def check_audit_topic_writable(services: Services) -> None:
+    """`audit_topic_writable` for a handler that solves no dependencies (`app.api.lean`)."""
     if (problem := services.audit_topic.write_problem()) is not None:
         raise problem
 

@@ -144,6 +144,16 @@ async def _answer(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(_problem_of(exc), request)
 
 
+# What the handlers below answer for a route's own errors (not the framework's, not faults).
+CLIENT_ERRORS = (ServiceError, KafkaClientError)
+
+
+def error_response(request: Request, exc: ServiceError | KafkaClientError) -> JSONResponse:
+    """The answer the app's handler gives for `exc` (one of `CLIENT_ERRORS`), for code that
+    runs outside FastAPI's routing (`app.api.lean.LeanDispatch`)."""
+    return problem_response(_problem_of(exc), request)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error, FastAPI's own and unexpected ones included, answer with the
     contract's body. One handler; it is registered for each root because Starlette picks a

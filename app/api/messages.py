@@ -100,14 +100,16 @@ async def messages(
     found = services.recent.query(
         topic=filters.topic, key=filters.key, since_ms=filters.since_ms, limit=limit
     )
-    # The records are kept as JSON already: join them rather than encode them again; only
-    # `checkpointed` is added now, as the checkpoints written so far say.
+    # Only the records asked for are decoded, once (app/recent/buffer.py), with
+    # `checkpointed` as the checkpoints written so far say; the answer is joined as bytes. No
+    # await since query(): the records are still kept.
     coverage = services.coverage.covers
+    recent = services.recent
     parts: list[bytes | memoryview] = [b'{"messages":[']
     for i, record in enumerate(found):
         if i:
             parts.append(b",")
-        parts.extend(record.json_parts(coverage))
+        parts.extend(recent.shown(record, coverage))
     parts.append(b'],"count":%d}' % len(found))
     body = b"".join(parts)
     return Response(body, media_type="application/json")

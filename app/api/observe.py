@@ -5,6 +5,7 @@ import re
 import time
 import uuid
 
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import FIELDS
@@ -17,6 +18,7 @@ _CALLER_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 # Put in a request's `state` by the HTTP protocol when it answered in the app's place (a body
 # that did not arrive in time): the status the client got, so the log line and the metric say it.
 SERVER_ANSWERED = "server_answered"
+_MAX_COUNTED = 256
 
 
 class RequestObserver:
@@ -32,6 +34,9 @@ class RequestObserver:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # The labelled metrics per (method, route, status): `labels()` looks them up under a
+        # lock each time; the service has a few dozen combinations.
+        self._counted: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,8 +68,20 @@ class RequestObserver:
     def _observe(self, scope: Scope, status: int, duration: float, request_id: str) -> None:
         route = getattr(scope.get("route"), "path", None) or _route_of(scope)
         method = scope["method"]
-        self.metrics.requests.labels(method, route, str(status)).inc()
-        self.metrics.request_duration.labels(method, route).observe(duration)
+        counted = self._counted.get((method, route, status))
+        if counted is None:
+            counted = (
+                self.metrics.requests.labels(method, route, str(status)),
+                self.metrics.request_duration.labels(method, route),
+            )
+            if len(self._counted) < _MAX_COUNTED:  # any method a client invents is a new key
+                self._counted[(method, route, status)] = counted
+        requests, durations = counted
+        requests.inc()
+        durations.observe(duration)
+        level = logging.ERROR if status >= 500 else logging.INFO
+        if not logger.isEnabledFor(level):
+            return
         fields: dict[str, object] = {
             "method": method,
             "route": route,
@@ -74,8 +91,20 @@ class RequestObserver:
         }
         if event_id := scope.get("state", {}).get("event_id"):
             fields["event_id"] = str(event_id)
-        level = logging.ERROR if status >= 500 else logging.INFO
-        logger.log(level, "%s %s %d", method, route, status, extra={FIELDS: fields})
+        # A record made here: `logger.log()` would also look up its caller in the stack, for
+        # a line that never shows it.
+        logger.handle(
+            logger.makeRecord(
+                logger.name,
+                level,
+                __file__,
+                0,
+                "%s %s %d",
+                (method, route, status),
+                None,
+                extra={FIELDS: fields},
+            )
+        )
 
 
 def _request_id(scope: Scope) -> str:

@@ -2,12 +2,21 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from app.api.auth import require
-from app.api.deps import AcceptingWork, HeldBytesDep, ServicesDep, TraceHeadersDep
+from app.api.auth import authorize, require
+from app.api.deps import (
+    AcceptingWork,
+    HeldBytesDep,
+    ServicesDep,
+    TraceHeadersDep,
+    check_accepting_work,
+    get_held_bytes,
+)
 from app.api.errors import error_responses
+from app.api.lean import LeanRoute, is_json, serves_lean, wait_of
+from app.api.trace import trace_headers
 from app.ingest.publisher import PublishReceipt
 from app.kafka import KafkaPublishRequest
 from app.kafka.models import (
@@ -22,6 +31,7 @@ router = APIRouter(
     tags=["publish"],
     dependencies=[require("publish:write"), AcceptingWork],
     responses=error_responses(401, 403),
+    route_class=LeanRoute,
 )
 
 _MAX_HEADERS = 64
@@ -56,6 +66,33 @@ class PublishBody(BaseModel):
     )
 
 
+async def publish_lean(request: Request) -> Response | None:
+    """POST /publish's common case without FastAPI's dependency solving (`app.api.lean`), as
+    `audit_lean` does for POST /audit; None (the declared route answers) for an unusual query
+    or content type, or a body that does not validate."""
+    wait = wait_of(request)
+    if wait is None or not is_json(request.headers.get("content-type")):
+        return None
+    services = request.app.state.services
+    await authorize(request, services.api_keys, "publish:write")
+    check_accepting_work(services)
+    try:
+        body = PublishBody.model_validate_json(await request.body())
+    except ValidationError:
+        return None
+    receipt = await services.publisher.publish(
+        KafkaPublishRequest.model_validate(body.model_dump()),
+        wait=wait,
+        headers=await trace_headers(request),
+        held=await get_held_bytes(request),
+    )
+    return Response(
+        receipt.__pydantic_serializer__.to_json(receipt),
+        status_code=201 if receipt.status == "acked" else 202,
+        media_type="application/json",
+    )
+
+
 @router.post(
     "/publish",
     status_code=201,
@@ -65,6 +102,7 @@ class PublishBody(BaseModel):
         **error_responses(403, 413, 422, 502, 503),
     },
 )
+@serves_lean(publish_lean)
 async def publish(
     *,
     body: Annotated[

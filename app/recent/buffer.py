@@ -1,9 +1,15 @@
 """The recent-records buffer behind `GET /messages`: per topic, bounded in records and bytes,
 newest first, with live subscribers for `GET /messages/stream`.
 
-A record is kept as its JSON (orjson, once, when it is read) without `checkpointed`: whether a
-signed checkpoint covers an audit record changes as checkpoints are written, so `RecentRecord.
-json(coverage)` adds it when the record is served.
+A record is kept as it came from Kafka: its value, key and headers as raw bytes, nothing
+decoded. The reader fills the buffer with every record of the topics (after a reconnect it
+re-reads as many again), and most are never asked for: decoding each on arrival (the JSON value
+parsed, the view built and encoded) cost about a tenth of the service's CPU under a write load.
+A record is decoded when it is served (`RecentRecord.json(coverage)`), with `checkpointed` as
+the checkpoints written so far say; GET /messages keeps the view's JSON of a record it showed
+(`RecentRecords.shown`), so showing it again costs a copy, as long as that fits in the byte
+bound. The bounds count the bytes kept (as read, and views kept), plus a fixed allowance per
+record and per header for the objects holding them.
 """
 
 import asyncio
@@ -11,7 +17,7 @@ import base64
 import bisect
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,9 +27,12 @@ from pydantic import BaseModel, Field
 from app.kafka import KafkaMessage
 from app.kafka.audit import SEQ_HEADER, WRITER_HEADER
 from app.kafka.models import utc_of_epoch_ms
+from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE, decode_value
 
-# Per-record bookkeeping (the entry, deque slot, index fields) on top of its JSON.
-_ENTRY_OVERHEAD = 200
+# Per-record bookkeeping (the entry, its list slot, the headers' dict) on top of its bytes, and
+# per header (the dict slot, the bytes objects).
+_ENTRY_OVERHEAD = 300
+_HEADER_OVERHEAD = 64
 _SUBSCRIBER_QUEUE = 1000
 _WRITER = re.compile(r"[0-9a-f]{32}")
 _SEQ = re.compile(r"0|[1-9][0-9]*")
@@ -76,59 +85,99 @@ class MessageView(BaseModel):
 
     @classmethod
     def of(cls, message: KafkaMessage) -> "MessageView":
-        """The view of a record read with `value_format="auto"`."""
-        value = message.value
-        encoding: Literal["json", "text", "base64", "tombstone"]
-        if value is None:
-            encoding = "tombstone"
-        elif isinstance(value, bytes):
-            value, encoding = base64.b64encode(value).decode("ascii"), "base64"
-        elif (message.header("content-type") or "").startswith("application/json"):
-            encoding = "json"
-        else:
-            encoding = "text"
-        key = message.key
-        writer, seq = _chain_place(message)
+        """The view of a record read with `value_format="bytes"` (or `"auto"`: a value still in
+        bytes then is neither JSON nor text, and decoding it again changes nothing)."""
         return cls(
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            timestamp_ms=message.timestamp_ms,
-            timestamp_utc=(
-                utc_of_epoch_ms(message.timestamp_ms) if message.timestamp_ms is not None else None
-            ),
-            key=key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key,
-            value=value,
-            value_encoding=encoding,
-            headers={
-                name: raw.decode("utf-8", "backslashreplace") if raw is not None else None
-                for name, raw in message.headers.items()
-            },
-            writer=writer,
-            seq=seq,
+            **view_fields(
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                timestamp_ms=message.timestamp_ms,
+                key=_shown_key(message.key),
+                value=message.value,
+                headers=message.headers,
+            )
         )
 
 
-def _chain_place(message: KafkaMessage) -> tuple[str | None, int | None]:
+def view_fields(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int | None,
+    key: str | None,
+    value: Any,
+    headers: Mapping[str, bytes | None],
+) -> dict[str, Any]:
+    """A `MessageView`'s fields, in its order and without `checkpointed`, as JSON types: a
+    value in bytes is decoded as `value_format="auto"` says (JSON when marked
+    `content-type: application/json`, else UTF-8 text, else base64)."""
+    if isinstance(value, bytes):
+        value = decode_value(value, headers, "auto")
+    encoding: Literal["json", "text", "base64", "tombstone"]
+    if value is None:
+        encoding = "tombstone"
+    elif isinstance(value, bytes):
+        value, encoding = base64.b64encode(value).decode("ascii"), "base64"
+    elif (headers.get(CONTENT_TYPE) or b"").startswith(JSON_CONTENT_TYPE.encode()):
+        encoding = "json"
+    else:
+        encoding = "text"
+    writer, seq = _chain_place(headers)
+    return {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "timestamp_ms": timestamp_ms,
+        "timestamp_utc": utc_of_epoch_ms(timestamp_ms) if timestamp_ms is not None else None,
+        "key": key,
+        "value": value,
+        "value_encoding": encoding,
+        "headers": {
+            name: raw.decode("utf-8", "backslashreplace") if raw is not None else None
+            for name, raw in headers.items()
+        },
+        "writer": writer,
+        "seq": seq,
+    }
+
+
+def _shown_key(key: str | bytes | None) -> str | None:
+    return key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
+
+
+def _chain_place(headers: Mapping[str, bytes | None]) -> tuple[str | None, int | None]:
     # Shown only when both headers are well formed (docs/integrity.md); anything else is the
     # verifier's to report, not the view's to guess.
-    writer, seq = message.header(WRITER_HEADER), message.header(SEQ_HEADER)
+    writer, seq = _text(headers.get(WRITER_HEADER)), _text(headers.get(SEQ_HEADER))
     if writer is None or seq is None or not _WRITER.fullmatch(writer) or not _SEQ.fullmatch(seq):
         return None, None
     return writer, int(seq)
 
 
-@dataclass(frozen=True, slots=True)
+def _text(raw: bytes | None) -> str | None:
+    return raw.decode("utf-8", errors="replace") if raw is not None else None
+
+
+@dataclass(slots=True, eq=False)
 class RecentRecord:
-    """One kept record: the fields the filters look at, and its JSON (a `MessageView`)."""
+    """One kept record: the fields the filters look at, and its value and headers as read
+    (bytes, decoded only when the record is served)."""
 
     topic: str
     partition: int
     offset: int
     timestamp_ms: int | None
     key: str | None
-    # The MessageView's JSON without `checkpointed` (see `json`).
-    body: bytes
+    value: bytes | None
+    headers: dict[str, bytes | None]
+    # What the record counts against the byte bound.
+    size: int
+    # Its view's JSON without `checkpointed`, kept once GET /messages has shown it (and
+    # counted in `size`): see `RecentRecords.shown`.
+    shown: bytes | None = None
+    # Its place on a writer's chain, worked out with `shown`.
     writer: str | None = None
     seq: int | None = None
 
@@ -137,19 +186,34 @@ class RecentRecord:
         """Oldest first: by timestamp, then partition and offset."""
         return (self.timestamp_ms or 0, self.partition, self.offset)
 
-    @property
-    def size(self) -> int:
-        """What the record counts against the byte bound."""
-        return len(self.body) + _ENTRY_OVERHEAD
+    def view_json(self) -> bytes:
+        """The record's `MessageView` as JSON, without `checkpointed`: decoded now unless
+        kept from an earlier answer."""
+        if self.shown is not None:
+            return self.shown
+        fields = view_fields(
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            timestamp_ms=self.timestamp_ms,
+            key=self.key,
+            value=self.value,
+            headers=self.headers,
+        )
+        # orjson: pydantic's JSON of a 0.5 MB value takes 1 ms of the event loop; the values
+        # are decoded JSON or text, all of which orjson writes.
+        return orjson.dumps(fields)
 
     def json_parts(self, coverage: Coverage) -> tuple[memoryview, bytes]:
-        """The record as `GET /messages` shows it, in two pieces to join: its JSON with
-        `checkpointed` as `coverage` says now (null without a writer and seq). A memoryview, so
-        a large value is copied once, by the join of the whole answer."""
-        covered = (
-            None if self.writer is None or self.seq is None else coverage(self.writer, self.seq)
-        )
-        return memoryview(self.body)[:-1], _CHECKPOINTED[covered]
+        """The record as `GET /messages` shows it (a `MessageView`), with `checkpointed` as
+        `coverage` says now (null without a writer and seq), in two pieces to join: a
+        memoryview, so the view is copied once, by the join of the whole answer."""
+        if self.shown is not None:
+            writer, seq = self.writer, self.seq
+        else:
+            writer, seq = _chain_place(self.headers)
+        covered = None if writer is None or seq is None else coverage(writer, seq)
+        return memoryview(self.view_json())[:-1], _CHECKPOINTED[covered]
 
     def json(self, coverage: Coverage) -> bytes:
         """The record's JSON as `GET /messages` shows it (see `json_parts`)."""
@@ -194,25 +258,29 @@ class RecentRecords:
         return list(self._topics)
 
     def add(self, message: KafkaMessage) -> RecentRecord | None:
-        """Keep `message` (evicting the oldest beyond the bounds) and pass it to subscribers;
-        None when it was ignored (another topic, already seen, or alone above `max_bytes`)."""
+        """Keep `message` (read with `value_format="bytes"`: kept as read, see the module
+        docstring), evicting the oldest beyond the bounds, and pass it to subscribers; None
+        when it was ignored (another topic, already seen, or alone above `max_bytes`)."""
         kept = self._topics.get(message.topic)
         place = (message.topic, message.partition)
         if kept is None or message.offset < self._next_offset.get(place, 0):
             return None
         self._next_offset[place] = message.offset + 1
-        view = MessageView.of(message)
+        value = _raw(message.value)
+        key = _shown_key(message.key)
+        headers = message.headers
         record = RecentRecord(
-            topic=view.topic,
-            partition=view.partition,
-            offset=view.offset,
-            timestamp_ms=view.timestamp_ms,
-            key=view.key,
-            # orjson: pydantic's JSON of a 0.5 MB value takes 1 ms of the event loop (and a
-            # str copy to encode again); the values are decoded JSON or text, all orjson writes.
-            body=orjson.dumps(view.model_dump(exclude={"checkpointed"})),
-            writer=view.writer,
-            seq=view.seq,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            timestamp_ms=message.timestamp_ms,
+            key=key,
+            value=value,
+            headers=headers,
+            size=_ENTRY_OVERHEAD
+            + len(value or b"")
+            + len(key or "")
+            + sum(len(name) + len(raw or b"") + _HEADER_OVERHEAD for name, raw in headers.items()),
         )
         if record.size > self.max_bytes:
             self.dropped_oversized += 1
@@ -244,6 +312,21 @@ class RecentRecords:
         found.sort(key=lambda r: r.order, reverse=True)
         return found[:limit]
 
+    def shown(self, record: RecentRecord, coverage: Coverage) -> tuple[memoryview, bytes]:
+        """`record.json_parts(coverage)` for GET /messages, keeping the view's JSON with the record
+        when it fits in the byte bound as it is (nothing is evicted for it): a record shown
+        once is decoded once, whatever is never shown is never decoded. Only for a record
+        `query()` returned with no await since (so it is still kept)."""
+        if record.shown is None:
+            kept = self._topics.get(record.topic)
+            body = record.view_json()
+            if kept is not None and kept.size + len(body) <= self.max_bytes:
+                record.writer, record.seq = _chain_place(record.headers)
+                record.shown = body
+                record.size += len(body)
+                kept.size += len(body)
+        return record.json_parts(coverage)
+
     def counts(self) -> dict[str, float]:
         """Records kept, per topic."""
         return {topic: len(kept.records) for topic, kept in self._topics.items()}
@@ -271,3 +354,14 @@ class RecentRecords:
                 queue.put_nowait(None)
             else:
                 queue.put_nowait(record)
+
+
+def _raw(value: Any) -> bytes | None:
+    # The reader's records hold bytes; a value decoded already (a record read with
+    # `value_format="auto"`) is kept as the bytes it came from, near enough: text as UTF-8,
+    # anything else as JSON.
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return orjson.dumps(value)

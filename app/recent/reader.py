@@ -69,6 +69,8 @@ class RecentRecordsReader:
                     topics=self._topics,
                     auto_offset_reset="latest",
                     max_poll_records=500,
+                    # Kept as read, decoded when GET /messages asks (app/recent/buffer.py).
+                    value_format="bytes",
                 )
             )
             try:

@@ -191,3 +191,49 @@ def test_unit_checkpointed_is_what_the_coverage_says_when_the_record_is_served()
     # No writer and seq: null, and the coverage is not asked.
     assert json.loads(other.json(coverage))["checkpointed"] is None
     assert asked == [(writer, 5), (writer, 5)]
+
+
+def test_unit_records_are_kept_as_read_and_decoded_when_served() -> None:
+    # The reader reads with value_format="bytes": nothing is decoded until a record is shown.
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    raw = b'{"b": [1, 2], "a": "\\u00e9"}'
+    record = recent.add(message(3, key=b"k", value=raw, headers=JSON))
+    assert record is not None
+    assert record.value is raw
+    assert record.headers == JSON
+    # The bound counts the bytes kept (value, key, headers) and a fixed allowance.
+    assert record.size > len(raw) + len("k") + len("content-type") + len(b"application/json")
+    assert record.size < len(raw) + 1000
+    shown = json.loads(record.json(lambda writer, seq: None))
+    assert shown["value"] == {"b": [1, 2], "a": "é"}
+    assert shown["value_encoding"] == "json"
+    assert shown == {
+        **MessageView.of(message(3, key=b"k", value=raw, headers=JSON)).model_dump(mode="json"),
+        "checkpointed": None,
+    }
+    # Unmarked UTF-8 is shown as text, bytes that are not UTF-8 as base64.
+    for offset, value, encoding in ((4, b"{not json", "text"), (5, b"\xff\x00", "base64")):
+        kept = recent.add(message(offset, value=value))
+        assert kept is not None
+        assert json.loads(kept.json(lambda writer, seq: None))["value_encoding"] == encoding
+
+
+def test_unit_a_record_shown_keeps_its_view_within_the_byte_bound() -> None:
+    raw = b'{"pad": "' + b"x" * 400 + b'"}'
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    record = recent.add(message(0, value=raw, headers=JSON))
+    assert record is not None
+    before = recent.sizes()["t"]
+    first = b"".join(recent.shown(record, lambda writer, seq: None))
+    assert record.shown is not None
+    assert recent.sizes()["t"] == before + len(record.shown) == record.size
+    again = b"".join(recent.shown(record, lambda writer, seq: None))
+    assert again == first == record.json(lambda writer, seq: None)
+    # Where the view does not fit as the buffer is, it is decoded each time, never kept.
+    tight = RecentRecords(["t"], max_records=10, max_bytes=1024)
+    other = tight.add(message(0, value=raw, headers=JSON))
+    assert other is not None
+    shown = b"".join(tight.shown(other, lambda writer, seq: None))
+    assert json.loads(shown)["value"]["pad"] == "x" * 400
+    assert other.shown is None
+    assert tight.sizes()["t"] == other.size <= 1024
