@@ -27,7 +27,7 @@ from app.auth import ApiKeys, is_loopback
 from app.cluster import ProducerConnection
 from app.ingest.audit_topic import AuditTopic, AuditTopics
 from app.ingest.audit_topic_guard import AuditTopicGuard
-from app.ingest.audit_trail import RECEIPT_CODEC, AuditTrail
+from app.ingest.audit_trail import AuditTrail, receipt_codec
 from app.ingest.backpressure import Backpressure, ByteBudget
 from app.ingest.forwarder import SpoolForwarder
 from app.ingest.idempotency import RecentReceipts
@@ -193,7 +193,7 @@ def build_services(settings: Settings) -> Services:
             receipts=RecentReceipts(
                 window_s=settings.idempotency_window_s,
                 max_entries=settings.idempotency_max_keys,
-                codec=RECEIPT_CODEC,
+                codec=receipt_codec(),
             ),
             backpressure=backpressure,
             spool=spool,

@@ -3,6 +3,7 @@
 
 import asyncio
 import logging
+import struct
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -71,11 +72,77 @@ class AuditReceipt(BaseModel):
     )
 
 
-# Receipts kept for retries are stored as their JSON (see ReceiptCodec).
-RECEIPT_CODEC: ReceiptCodec[AuditReceipt] = ReceiptCodec(
-    pack=AuditReceipt.__pydantic_serializer__.to_json,
-    unpack=AuditReceipt.model_validate_json,
-)
+class _PackedReceipts:
+    """Receipts kept for retries, packed into about 190 bytes each (their JSON took 420, the
+    model object 1,600): the digest and the chain link as their 32 raw bytes, the numbers in
+    fixed fields, the topic and the writer as indexes into a small table (one audit topic, one
+    writer per process: a few names at most). A receipt whose names would overflow the table is
+    kept as its JSON instead."""
+
+    _FIXED = struct.Struct("<BBBqqq32s32sH")  # topic, writer, status, partition, offset, seq,
+    # digest, chain, length of the timestamp; then the timestamp and the event id (UTF-8)
+    _STATUSES: tuple[ReceiptStatus, ...] = ("acked", "queued", "spooled")
+    _MAX_NAMES = 255
+    _PACKED, _JSON = b"P", b"J"
+
+    def __init__(self) -> None:
+        self._names: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def _name(self, name: str) -> int | None:
+        if (known := self._index.get(name)) is not None:
+            return known
+        if len(self._names) >= self._MAX_NAMES:
+            return None
+        self._index[name] = len(self._names)
+        self._names.append(name)
+        return self._index[name]
+
+    def pack(self, receipt: AuditReceipt) -> bytes:
+        """The receipt as bytes (see the class)."""
+        topic, writer = self._name(receipt.topic), self._name(receipt.writer)
+        if topic is None or writer is None:
+            return self._JSON + AuditReceipt.__pydantic_serializer__.to_json(receipt)
+        stamp = receipt.timestamp_utc.encode()
+        fixed = self._FIXED.pack(
+            topic,
+            writer,
+            self._STATUSES.index(receipt.status),
+            -1 if receipt.partition is None else receipt.partition,
+            -1 if receipt.offset is None else receipt.offset,
+            receipt.seq,
+            bytes.fromhex(receipt.digest.removeprefix("sha256:")),
+            bytes.fromhex(receipt.chain.removeprefix("sha256:")),
+            len(stamp),
+        )
+        return self._PACKED + fixed + stamp + receipt.event_id.encode()
+
+    def unpack(self, stored: bytes) -> AuditReceipt:
+        """The receipt `pack` made these bytes of."""
+        if stored[:1] == self._JSON:
+            return AuditReceipt.model_validate_json(stored[1:])
+        end = 1 + self._FIXED.size
+        topic, writer, status, partition, offset, seq, digest, chain, stamp_len = (
+            self._FIXED.unpack(stored[1:end])
+        )
+        return AuditReceipt.model_construct(
+            event_id=stored[end + stamp_len :].decode(),
+            topic=self._names[topic],
+            partition=None if partition < 0 else partition,
+            offset=None if offset < 0 else offset,
+            timestamp_utc=stored[end : end + stamp_len].decode(),
+            digest="sha256:" + digest.hex(),
+            writer=self._names[writer],
+            seq=seq,
+            chain="sha256:" + chain.hex(),
+            status=self._STATUSES[status],
+        )
+
+
+def receipt_codec() -> ReceiptCodec[AuditReceipt]:
+    """How a trail's kept receipts are stored: packed (see `_PackedReceipts`)."""
+    packed = _PackedReceipts()
+    return ReceiptCodec(pack=packed.pack, unpack=packed.unpack)
 
 
 class BatchItemError(BaseModel):
