@@ -24,6 +24,11 @@ logger = logging.getLogger(__name__)
 
 # How often the consumer's lag is worked out for the metrics (not on every poll).
 _LAG_EVERY_S = 1.0
+# The broker answers the reader's fetch once this much is new, or after the wait: records come
+# in batches rather than one fetch per record written, so the reader does not compete with
+# each request's own answer (GET /messages may show a record up to the wait later).
+FETCH_MIN_BYTES = 64 * 1024
+FETCH_MAX_WAIT_MS = 250
 
 
 class RecentRecordsReader:
@@ -71,6 +76,10 @@ class RecentRecordsReader:
                     max_poll_records=500,
                     # Kept as read, decoded when GET /messages asks (app/recent/buffer.py).
                     value_format="bytes",
+                    extra={
+                        "fetch_min_bytes": FETCH_MIN_BYTES,
+                        "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
+                    },
                 )
             )
             try:
