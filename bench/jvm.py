@@ -3,7 +3,7 @@ kafka-producer-perf-test.sh), as the JVM client's line: the same broker, the sam
 the service's producer settings (bench/producers.py), `--throughput -1` (as fast as it goes).
 
 Its jars are `org.apache.kafka:kafka-tools` of the broker's version, resolved once through the
-machine's Maven into the embedded broker's cache folder, as app/embedded/distribution.py does the
+machine's Maven into the embedded broker's cache folder by app/embedded/distribution.py, as the
 broker's, and run on the machine's JDK with the heap kafka-run-class.sh gives it (256 MB).
 
 It reports the rate, the mean and max, and the 50th, 95th and 99th percentiles of each record's
@@ -12,46 +12,18 @@ column stays empty. The CPU time is the JVM's over its whole run, start-up and J
 tool has no warm-up): a little above what a warm JVM would spend.
 """
 
-import contextlib
-import fcntl
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-from app.embedded.distribution import DEPENDENCY_PLUGIN, KAFKA_VERSION, SLF4J_VERSION
+from app.embedded.distribution import KAFKA_VERSION, KafkaDistribution
 from bench.procfs import CpuProbe, RssSampler
 from bench.stats import Measurement
 
 MAIN_CLASS = "org.apache.kafka.tools.ProducerPerformance"
 HEAP = "-Xmx256M"
-_MAVEN_TIMEOUT_S = 900
-
-_POM = """\
-<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by ractogateway-kafka's bench: resolves Kafka's tools (ProducerPerformance). -->
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>ractogateway-kafka.bench</groupId>
-  <artifactId>kafka-tools-runtime</artifactId>
-  <version>{kafka}</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency>
-      <groupId>org.apache.kafka</groupId>
-      <artifactId>kafka-tools</artifactId>
-      <version>{kafka}</version>
-    </dependency>
-    <dependency>
-      <groupId>org.slf4j</groupId>
-      <artifactId>slf4j-reload4j</artifactId>
-      <version>{slf4j}</version>
-    </dependency>
-  </dependencies>
-</project>
-"""
 
 # Warnings and errors to stderr; the tool's report goes to stdout.
 _LOG4J = """\
@@ -75,78 +47,9 @@ class KafkaToolsError(RuntimeError):
     """The tools could not be resolved, or ProducerPerformance failed."""
 
 
-class KafkaTools:
-    """kafka-tools and its runtime dependencies under `cache_dir`, downloaded on first use."""
-
-    def __init__(self, cache_dir: Path, version: str = KAFKA_VERSION) -> None:
-        self.version = version
-        self.root = cache_dir.resolve() / f"kafka-tools-{version}"
-
-    @property
-    def lib_dir(self) -> Path:
-        """Every jar ProducerPerformance needs."""
-        return self.root / "lib"
-
-    @property
-    def _marker(self) -> Path:
-        return self.root / ".complete"
-
-    def ensure(self) -> Path:
-        """Resolve the jars unless a finished download is there; `lib_dir`."""
-        if self._marker.is_file():
-            return self.lib_dir
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._exclusive():
-            if not self._marker.is_file():  # another bench may have finished meanwhile
-                self._download()
-        return self.lib_dir
-
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        with (self.root / ".lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _download(self) -> None:
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise KafkaToolsError("mvn not found on PATH: install Apache Maven")
-        pom = self.root / "pom.xml"
-        pom.write_text(_POM.format(kafka=self.version, slf4j=SLF4J_VERSION), encoding="utf-8")
-        staging = self.root / "lib.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        log = self.root / "maven.log"
-        command = [
-            mvn,
-            "--batch-mode",
-            "--no-transfer-progress",
-            "--file",
-            str(pom),
-            f"{DEPENDENCY_PLUGIN}:copy-dependencies",
-            f"-DoutputDirectory={staging}",
-            "-DincludeScope=runtime",
-        ]
-        with log.open("w", encoding="utf-8") as out:
-            result = subprocess.run(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                timeout=_MAVEN_TIMEOUT_S,
-                check=False,
-            )
-        jars = list(staging.glob("kafka-tools-*.jar")) if staging.is_dir() else []
-        if result.returncode != 0 or not jars:
-            raise KafkaToolsError(
-                f"Maven could not resolve kafka-tools {self.version} (exit status "
-                f"{result.returncode}); see {log}"
-            )
-        shutil.rmtree(self.lib_dir, ignore_errors=True)
-        staging.rename(self.lib_dir)
-        self._marker.write_text(f"{self.version}\n", encoding="utf-8")
+def kafka_tools(cache_dir: Path, version: str = KAFKA_VERSION) -> KafkaDistribution:
+    """kafka-tools and its runtime dependencies under `cache_dir`, resolved on first use."""
+    return KafkaDistribution(cache_dir, version=version, artifact="kafka-tools")
 
 
 def summary(stdout: str) -> dict[str, float] | None:
@@ -158,7 +61,7 @@ def summary(stdout: str) -> dict[str, float] | None:
 
 
 def run(
-    tools: KafkaTools,
+    tools: KafkaDistribution,
     *,
     properties: dict[str, str],
     topic: str,

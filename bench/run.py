@@ -316,7 +316,7 @@ def _raw_line(line: Line, setup: Setup) -> Measurement:
 
 def _jvm_line(line: Line, setup: Setup) -> Measurement:
     return jvm.run(
-        jvm.KafkaTools(_cache_dir()),
+        jvm.kafka_tools(_cache_dir()),
         properties=kafka_properties(setup.broker.bootstrap_servers),
         topic=f"bench-{line.name}-{setup.run_id}",
         value=kafka_record().value,

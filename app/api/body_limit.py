@@ -59,7 +59,7 @@ class BodyLimit:
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
-                await self.app(scope, _replay(message, receive), send)
+                await self.app(scope, replayed(message, receive), send)
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
@@ -75,7 +75,7 @@ class BodyLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        await self.app(scope, _replay(_whole(chunks), receive), send)
+        await self.app(scope, replayed(_whole(chunks), receive), send)
 
     def _too_large(self) -> BodyTooLargeError:
         return BodyTooLargeError(
@@ -100,7 +100,9 @@ def _whole(chunks: list[bytes]) -> Message:
     return {"type": "http.request", "body": body, "more_body": False}
 
 
-def _replay(first: Message, receive: Receive) -> Receive:
+def replayed(first: Message, receive: Receive) -> Receive:
+    """A `receive` that gives `first` (taken from `receive` already) once more, then the
+    server's messages."""
     pending: list[Message] = [first]
 
     async def replay() -> Message:

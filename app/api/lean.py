@@ -29,6 +29,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute, APIRouter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.body_limit import replayed
 from app.api.errors import CLIENT_ERRORS, error_response
 
 LeanHandler = Callable[[Request], Awaitable[Response | None]]
@@ -113,33 +114,21 @@ class LeanDispatch:
         # else (the client went away) is the app's to handle, as before.
         message = await receive()
         if message["type"] != "http.request" or message.get("more_body", False):
-            await self.app(scope, _replayed(message, receive), send)
+            await self.app(scope, replayed(message, receive), send)
             return
         body: bytes = message.get("body", b"")
         scope["route"] = route  # what the request log and metrics name it by
-        request = Request(scope, _replayed(message, receive), send)
+        request = Request(scope, replayed(message, receive), send)
         try:
             response = await lean(request)
         except CLIENT_ERRORS as exc:
             response = error_response(request, exc)
         if response is None:
             scope[_DECLINED] = True
-            await self.app(scope, _replayed(_body_message(body), receive), send)
+            await self.app(scope, replayed(_body_message(body), receive), send)
             return
         await response(scope, receive, send)
 
 
 def _body_message(body: bytes) -> Message:
     return {"type": "http.request", "body": body, "more_body": False}
-
-
-def _replayed(first: Message, receive: Receive) -> Receive:
-    # `first` (taken from `receive` already) once more, then the server's receive.
-    pending: list[Message] = [first]
-
-    async def replay() -> Message:
-        if pending:
-            return pending.pop()
-        return await receive()
-
-    return replay

@@ -2,6 +2,7 @@
 
 Maven resolves `org.apache.kafka:kafka_2.13` with its runtime dependencies (the broker's POM names
 them all) plus an SLF4J binding, which the POM leaves out and without which the broker logs nothing.
+Another artifact of the same release (the bench's `kafka-tools`) is resolved the same way.
 """
 
 import contextlib
@@ -23,17 +24,17 @@ _MAVEN_TIMEOUT_S = 900
 
 _POM = """\
 <?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by ractogateway-kafka: resolves the embedded broker's jars. -->
+<!-- Written by ractogateway-kafka: resolves {artifact} and its runtime jars. -->
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>ractogateway-kafka.embedded</groupId>
-  <artifactId>kafka-runtime</artifactId>
+  <artifactId>{artifact}-runtime</artifactId>
   <version>{kafka}</version>
   <packaging>pom</packaging>
   <dependencies>
     <dependency>
       <groupId>org.apache.kafka</groupId>
-      <artifactId>kafka_{scala}</artifactId>
+      <artifactId>{artifact}</artifactId>
       <version>{kafka}</version>
     </dependency>
     <dependency>
@@ -54,14 +55,23 @@ def default_cache_dir() -> Path:
     return Path(base) / "ractogateway-kafka"
 
 
-class KafkaDistribution:
-    """One Apache Kafka version's jars under `cache_dir`, downloaded on first use."""
+BROKER_ARTIFACT = f"kafka_{SCALA_VERSION}"
 
-    def __init__(self, cache_dir: Path | None = None, *, version: str = KAFKA_VERSION) -> None:
+
+class KafkaDistribution:
+    """One Apache Kafka version's jars under `cache_dir`, downloaded on first use: the broker's
+    (`kafka_2.13`) unless another `artifact` of the release is named."""
+
+    def __init__(
+        self,
+        cache_dir: Path | None = None,
+        *,
+        version: str = KAFKA_VERSION,
+        artifact: str = BROKER_ARTIFACT,
+    ) -> None:
         self.version = version
-        self.root = (
-            cache_dir or default_cache_dir()
-        ).resolve() / f"kafka_{SCALA_VERSION}-{version}"
+        self.artifact = artifact
+        self.root = (cache_dir or default_cache_dir()).resolve() / f"{artifact}-{version}"
 
     @property
     def lib_dir(self) -> Path:
@@ -106,11 +116,11 @@ class KafkaDistribution:
         if mvn is None:
             raise EmbeddedKafkaError(
                 "mvn not found on PATH: install Apache Maven (Debian: apt-get install maven) "
-                f"so the Apache Kafka {self.version} jars can be downloaded"
+                f"so the Apache Kafka {self.version} jars ({self.artifact}) can be downloaded"
             )
         pom = self.root / "pom.xml"
         pom.write_text(
-            _POM.format(kafka=self.version, scala=SCALA_VERSION, slf4j=SLF4J_VERSION),
+            _POM.format(kafka=self.version, artifact=self.artifact, slf4j=SLF4J_VERSION),
             encoding="utf-8",
         )
         staging = self.root / "lib.partial"
@@ -138,13 +148,13 @@ class KafkaDistribution:
                 )
         except subprocess.TimeoutExpired as exc:
             raise EmbeddedKafkaError(
-                f"Maven did not finish downloading Apache Kafka {self.version} within "
-                f"{_MAVEN_TIMEOUT_S} s; see {log}"
+                f"Maven did not finish downloading Apache Kafka {self.version} "
+                f"({self.artifact}) within {_MAVEN_TIMEOUT_S} s; see {log}"
             ) from exc
         jars = list(staging.glob("*.jar")) if staging.is_dir() else []
-        if result.returncode != 0 or not any(j.name.startswith("kafka_") for j in jars):
+        if result.returncode != 0 or not any(j.name.startswith(self.artifact) for j in jars):
             raise EmbeddedKafkaError(
-                f"Maven could not download Apache Kafka {self.version} "
+                f"Maven could not download Apache Kafka {self.version} ({self.artifact}) "
                 f"(exit status {result.returncode}): {_first_error(log)}; full log: {log}"
             )
         shutil.rmtree(self.lib_dir, ignore_errors=True)

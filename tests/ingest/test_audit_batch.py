@@ -13,8 +13,8 @@ import pytest
 from app.ingest.audit_trail import BatchItemResult
 from app.ingest.spool import Spool
 from app.kafka import KafkaAuditEvent, KafkaProducerClient, KafkaProducerConfig
+from tests.helpers.ingest import ingest_on
 from tests.helpers.kafka import read_all, records_in
-from tests.ingest.test_audit_trail import ingest_on
 
 
 def item(user: str = "user-1", **fields: Any) -> dict[str, Any]:
