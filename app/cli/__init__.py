@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         probe,
         records,
         registry,
+        schemas,
         service,
         topics,
     )
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (service, broker, registry, records, topics, keys, integrity, probe):
+    for group in (service, broker, registry, records, topics, schemas, keys, integrity, probe):
         group.register(commands)
     return parser
 
