@@ -101,15 +101,16 @@ class KafkaConsumerClient(AsyncLifecycle):
 
     def _message(self, record: ConsumerRecord[bytes | None, bytes | None]) -> KafkaMessage:
         headers = dict(record.headers)
-        if self._value_deserializer is not None:
-            value: Any = self._value_deserializer(record.value)
+        deserializer = self._value_deserializer
+        schema = None
+        if isinstance(deserializer, JsonSchemaDeserializer):
+            schema = deserializer.schema_of(record.value)
+            if schema is None:  # a plain value: decoded as without the registry
+                deserializer = None
+        if deserializer is not None:
+            value: Any = deserializer(record.value)
         else:
             value = decode_value(record.value, headers, self.config.value_format)
-        schema = (
-            self._value_deserializer.schema_of(record.value)
-            if isinstance(self._value_deserializer, JsonSchemaDeserializer)
-            else None
-        )
         return KafkaMessage(
             schema_id=schema.schema_id if schema is not None else None,
             schema_version=schema.version if schema is not None else None,

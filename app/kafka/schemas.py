@@ -195,10 +195,11 @@ class SchemaRef:
 
 class JsonSchemaDeserializer:
     """A value deserializer for `KafkaConsumerClient(value_deserializer=...)`: framed values
-    are unframed and decoded as JSON, plain ones decoded as JSON too (or text when they are
-    not JSON). The consumer calls `await resolve(values)` before decoding a batch, so each new
-    schema id is looked up once; a registry that does not answer leaves the version unknown
-    (the value still decodes: its JSON does not need the schema)."""
+    are unframed and decoded as JSON; a plain value the consumer decodes as it would without
+    one (its `value_format`, the record's content-type); called alone, plain values are decoded
+    as JSON too (or text when they are not JSON). The consumer calls `await resolve(values)`
+    before decoding a batch, so each new schema id is looked up once; a registry that does not
+    answer leaves the version unknown (the value still decodes: its JSON needs no schema)."""
 
     def __init__(self, client: SchemaRegistryClient) -> None:
         self._client = client

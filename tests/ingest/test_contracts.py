@@ -150,6 +150,18 @@ async def test_a_confluent_framed_audit_record_is_read_independently_and_verifie
     report = json.loads(done.stdout)
     assert report["records_checked"] == 3
     assert not report["problems"]
+    # `tail` with the registry decodes them and names their schema too.
+    env["RG_SCHEMA_REGISTRY_URL"] = schema_registry_url
+    tailed = await asyncio.to_thread(
+        run_cli,
+        ["tail", topic, "--from-beginning", "--json", "--max-messages", "3"],
+        cwd=tmp_path,
+        env=env,
+    )
+    assert tailed.returncode == 0, tailed.stderr
+    lines = [json.loads(line) for line in tailed.stdout.splitlines()]
+    assert [(x["schema_id"], x["schema_version"]) for x in lines] == [(schema_id, 1)] * 3
+    assert all(x["value"]["model"] == "gpt-4o" for x in lines)
 
 
 def _older_audit_schema_without(field: str) -> dict[str, Any]:
