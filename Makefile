@@ -1,5 +1,6 @@
 # ractogateway-kafka — every command installs what it needs first.
 #   make run     embedded Apache Kafka + the API on http://127.0.0.1:8080
+#   make registry  the embedded Schema Registry (Apicurio) alone; prints its url= line
 #   make test    the whole suite against a real broker
 #   make lint    ruff, mypy --strict on app and tests, hadolint on the Dockerfile, helm lint on the chart
 #   make image   the container image ractogateway-kafka:<version> (podman here, docker elsewhere)
@@ -30,13 +31,18 @@ GO ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go))
 
 # The Apache Kafka jars live in the project (git-ignored), not in the user's home.
 export RG_EMBEDDED_CACHE_DIR ?= $(CURDIR)/.cache/kafka
+# So does the embedded Schema Registry (Apicurio, ~160 MB) the tests of schema contracts use.
+export RG_REGISTRY_CACHE_DIR ?= $(CURDIR)/.cache/registry
 # uv uses the machine's Python; it never downloads one.
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
 JARS := $(RG_EMBEDDED_CACHE_DIR)/kafka_2.13-$(KAFKA_VERSION)/.complete
+export RG_REGISTRY_VERSION ?= 3.3.3
+REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
+REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: run test lint image openapi bench bench-quick bench-verify bench-redaction install helm clean help
+.PHONY: registry run test lint image openapi bench bench-quick bench-verify bench-redaction install helm clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -51,6 +57,9 @@ $(SYNCED): $(UV) pyproject.toml uv.lock
 
 $(JARS): | $(SYNCED)
 	$(VENV)/bin/ractogateway-kafka broker --download-only
+
+$(REGISTRY): | $(SYNCED)
+	$(VENV)/bin/ractogateway-kafka registry --download-only
 
 # The stamp names the version: a new HELM_VERSION makes a new stamp, newer than the binary, and
 # helm is rebuilt (as it is when the binary is missing). The tests run $(HELM).
@@ -71,7 +80,10 @@ install: $(SYNCED) $(JARS)
 run: install
 	$(VENV)/bin/ractogateway-kafka run
 
-test: install $(HELM)
+registry: $(REGISTRY)
+	$(VENV)/bin/ractogateway-kafka registry
+
+test: install $(REGISTRY) $(HELM)
 	$(VENV)/bin/pytest
 
 lint: $(SYNCED) $(HELM)

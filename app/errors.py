@@ -17,6 +17,8 @@ ServiceError                     500 internal_error       a fault of the service
 ├── InvalidRequestError          422 invalid_request      input that fails validation
 ├── UnknownPartitionError        422 unknown_partition    no such partition (library)
 ├── InvalidRecordError           422 invalid_record       cannot be serialized (library)
+├── SchemaMismatchError          422 schema_violation     fails its topic's JSON Schema
+├── SchemaMissingError           422 schema_required      RG_SCHEMA_REQUIRED, topic has none
 ├── NoCheckpointError            404 no_checkpoint        no checkpoint written yet
 ├── UnsignedError                404 unsigned             no signing key configured
 ├── HeadersTooLargeError         431 headers_too_large    RG_MAX_HEADERS, RG_MAX_HEADER_BYTES
@@ -30,6 +32,8 @@ ServiceError                     500 internal_error       a fault of the service
     ├── KafkaUnavailableError        kafka_unavailable        Kafka refused for now (library)
     ├── AuditTopicUnavailableError   audit_topic_unavailable  not created or checked yet
     ├── AuditTopicNoncompliantError  audit_topic_noncompliant would not keep audit records
+    ├── RegistryUnavailableError     schema_registry_unavailable  the registry does not answer
+    ├── AuditSchemaIncompatibleError audit_schema_incompatible    breaks the registered one
     ├── SpoolFullError               spool_full               RG_SPOOL_MAX_BYTES
     └── SpoolUnavailableError        spool_unavailable        the spool's disk refuses the write
 
@@ -167,6 +171,21 @@ class InvalidRecordError(ServiceError):
     code = "invalid_record"
 
 
+class SchemaMismatchError(ServiceError):
+    """A `/publish` value that fails its topic's JSON Schema; `details` names each path
+    (`field`, `path`, `rule`, `message`)."""
+
+    status = 422
+    code = "schema_violation"
+
+
+class SchemaMissingError(ServiceError):
+    """RG_SCHEMA_REQUIRED is on and the topic's `<topic>-value` subject has no schema."""
+
+    status = 422
+    code = "schema_required"
+
+
 class NoCheckpointError(ServiceError):
     """Signing is on but this writer has written no checkpoint yet (nothing stored so far)."""
 
@@ -252,6 +271,20 @@ class AuditTopicNoncompliantError(UnavailableError):
     """The audit topic would not keep audit records; `details` names each setting."""
 
     code = "audit_topic_noncompliant"
+
+
+class RegistryUnavailableError(UnavailableError):
+    """The Schema Registry does not answer, and the write needs it (a schema not cached, the
+    audit schema's id for the Confluent framing)."""
+
+    code = "schema_registry_unavailable"
+
+
+class AuditSchemaIncompatibleError(UnavailableError):
+    """The audit event's JSON Schema breaks the latest one registered for the audit topic
+    (BACKWARD): the message names the fields."""
+
+    code = "audit_schema_incompatible"
 
 
 class SpoolFullError(UnavailableError):

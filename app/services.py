@@ -9,11 +9,12 @@ lifespan's two halves:
 
 - start: load the signing key (a key that cannot be used stops the start), open the spool
   (records of an earlier run are kept), connect the producer in the background and wait up to
-  RG_READY_TIMEOUT_S for it, then have the audit topic guard create or check the audit topic
-  (and, with a signing key, the checkpoints topic); the GET /messages reader (with a key it
-  reads the checkpoints topic too), the spool's forwarder and the checkpointer start once the
-  topics exist (their metadata requests would have the broker auto-create them with its
-  defaults: seven days of retention).
+  RG_READY_TIMEOUT_S for it (with a Schema Registry, the audit schema is checked and registered
+  in the background meanwhile: app/ingest/contracts.py), then have the audit topic guard create
+  or check the audit topic (and, with a signing key, the checkpoints topic); the GET /messages
+  reader (with a key it reads the checkpoints topic too), the spool's forwarder and the
+  checkpointer start once the topics exist (their metadata requests would have the broker
+  auto-create them with its defaults: seven days of retention).
 - stop: refuse new work, stop the guard, the forwarder and the reader; with a signing key flush
   and write the last checkpoint; flush and close the producer (what was in flight is
   acknowledged, spooled records included: their removal is queued on the spool), then close
@@ -29,6 +30,7 @@ from app.ingest.audit_topic import AuditTopic, AuditTopics
 from app.ingest.audit_topic_guard import AuditTopicGuard
 from app.ingest.audit_trail import AuditTrail, receipt_codec
 from app.ingest.backpressure import Backpressure, ByteBudget
+from app.ingest.contracts import AuditSchemaGuard, TopicContracts, registry_client
 from app.ingest.forwarder import SpoolForwarder
 from app.ingest.idempotency import RecentReceipts
 from app.ingest.publisher import Publisher
@@ -37,7 +39,7 @@ from app.ingest.spool import Spool
 from app.ingest.topic_policy import TopicPolicy
 from app.integrity import ChainWriter
 from app.integrity.checkpointer import Checkpoints
-from app.kafka import KafkaAuditLogger, KafkaProducerClient
+from app.kafka import KafkaAuditLogger, KafkaProducerClient, SchemaRegistryClient
 from app.memory import return_big_blocks
 from app.metrics import ServiceMetrics
 from app.recent.buffer import RecentRecords
@@ -77,6 +79,9 @@ class Services:
     forwarder: SpoolForwarder | None
     # The signing key, the public keys and the checkpointer (app/integrity/).
     checkpoints: Checkpoints
+    # Both None without RG_SCHEMA_REGISTRY_URL (app/ingest/contracts.py).
+    registry: SchemaRegistryClient | None = None
+    audit_schema: AuditSchemaGuard | None = None
 
     @property
     def producer(self) -> KafkaProducerClient:
@@ -101,6 +106,8 @@ class Services:
         if self.spool is not None:
             await self.spool.open()
         await self.connection.start()
+        if self.audit_schema is not None:
+            await self.audit_schema.start(wait_s=settings.ready_timeout_s)
         await self.connection.wait_connected(settings.ready_timeout_s)
         readers = [self.reader.start, self.checkpoints.start]
         if self.forwarder is not None:
@@ -112,6 +119,8 @@ class Services:
         spool (see the module docstring)."""
         self.shutdown.begin()
         await self.audit_topic.close()
+        if self.audit_schema is not None:
+            await self.audit_schema.close()
         if self.forwarder is not None:
             await self.forwarder.close()
         await self.reader.close()
@@ -125,6 +134,8 @@ class Services:
         # Flushing acknowledges what was in flight, spooled records included (their removal
         # is queued on the spool, which close() then completes).
         await self.connection.close()
+        if self.registry is not None:
+            await self.registry.aclose()
         if self.spool is not None:
             await self.spool.close()
             if self.spool.depth:
@@ -165,6 +176,24 @@ def build_services(settings: Settings) -> Services:
         )
         metrics.watch_spool(spool)
         forwarder = SpoolForwarder(spool, audit_logger, on_forwarded=metrics.forwarded.inc)
+    registry: SchemaRegistryClient | None = None
+    audit_schema: AuditSchemaGuard | None = None
+    contracts: TopicContracts | None = None
+    if settings.schema_registry_url is not None:
+        registry = registry_client(settings)
+        framing = settings.schema_wire_format
+
+        def registered(schema_id: int) -> None:
+            if framing == "confluent":
+                audit_logger.frame_schema_id = schema_id
+
+        audit_schema = AuditSchemaGuard(settings, registry, on_registered=registered)
+        contracts = TopicContracts(
+            registry,
+            cache_s=settings.schema_cache_s,
+            required=settings.schema_required,
+            framing=framing,
+        )
     checkpoints = Checkpoints(settings, producer, chain=chain)
     coverage = CheckpointCoverage(checkpoints)
     reader = RecentRecordsReader(
@@ -173,6 +202,7 @@ def build_services(settings: Settings) -> Services:
         refresh_s=settings.messages_refresh_s,
         # With a key, other writers' coverage is read off the checkpoints topic (created then).
         coverage=coverage if settings.audit_signing_key_file is not None else None,
+        registry=registry,
     )
     metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
     metrics.watch_checkpoints(lambda: checkpoints.written, lambda: checkpoints.latest_seq)
@@ -207,6 +237,7 @@ def build_services(settings: Settings) -> Services:
             metrics,
             timeout_s=settings.produce_timeout_s,
             backpressure=backpressure,
+            contracts=contracts,
         ),
         recent=recent,
         coverage=coverage,
@@ -214,6 +245,8 @@ def build_services(settings: Settings) -> Services:
         spool=spool,
         forwarder=forwarder,
         checkpoints=checkpoints,
+        registry=registry,
+        audit_schema=audit_schema,
     )
 
 

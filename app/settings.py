@@ -236,6 +236,37 @@ class Settings(BaseSettings):
         description="Top-level metadata keys redacted too (their nested values included).",
     )
 
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="Confluent-compatible Schema Registry API (e.g. http://host:8081, or "
+        "Apicurio's .../apis/ccompat/v7); unset: schema contracts off.",
+    )
+    schema_registry_username: str | None = Field(
+        default=None, description="Basic-auth user for the Schema Registry."
+    )
+    schema_registry_password: SecretStr | None = Field(
+        default=None, description="Basic-auth password for the Schema Registry."
+    )
+    schema_registry_ca_file: str | None = Field(
+        default=None, description="CA bundle (PEM) trusted for an https Schema Registry."
+    )
+    schema_wire_format: Literal["json", "confluent"] = Field(
+        default="json",
+        description="Values of audit records and of /publish to topics with a schema: json = "
+        "plain JSON; confluent = magic byte 0 + 4-byte schema id + JSON (Confluent's converters).",
+    )
+    schema_required: bool = Field(
+        default=False,
+        description="Refuse POST /publish (422 schema_required) to topics whose <topic>-value "
+        "subject has no schema.",
+    )
+    schema_cache_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a topic's latest schema (or its absence) is used before the "
+        "registry is asked again.",
+    )
+
     @field_validator(
         "kafka_bootstrap_servers",
         "messages_topics",
@@ -300,6 +331,26 @@ class Settings(BaseSettings):
             except re.error as exc:
                 raise ValueError(f"RG_REDACTION_PATTERNS: {name!r} is no regex: {exc}") from None
         return self
+
+    @model_validator(mode="after")
+    def _contracts_need_a_registry(self) -> Self:
+        # Either would be silently ignored without a registry.
+        if self.schema_registry_url is None and (
+            self.schema_wire_format == "confluent" or self.schema_required
+        ):
+            raise ValueError(
+                "RG_SCHEMA_WIRE_FORMAT=confluent and RG_SCHEMA_REQUIRED need "
+                "RG_SCHEMA_REGISTRY_URL (the Schema Registry)"
+            )
+        return self
+
+    @field_validator("schema_registry_url", "schema_registry_ca_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `RG_SCHEMA_REGISTRY_URL=` (as a chart writes it) turns contracts off.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @property
     def checkpoints_topic(self) -> str:

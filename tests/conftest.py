@@ -18,6 +18,7 @@ import pytest
 
 from app.embedded import EmbeddedKafka, KafkaDistribution
 from app.embedded.distribution import CACHE_DIR_ENV
+from app.embedded.registry import REGISTRY_CACHE_DIR_ENV, EmbeddedRegistry, RegistryDistribution
 from app.kafka import (
     KafkaProducerClient,
     KafkaProducerConfig,
@@ -29,7 +30,8 @@ from tests.helpers.service import Launch, LiveService, launch_service, running_s
 
 # A test that asks for one of these (directly or through another fixture) uses a real broker:
 # it is marked `broker`, so `pytest -m "not broker"` runs the rest, in well under a minute.
-BROKER_FIXTURES = frozenset({"kafka_bootstrap", "kafka_distribution"})
+# The Schema Registry is a server too (and a JVM): its tests are marked the same way.
+BROKER_FIXTURES = frozenset({"kafka_bootstrap", "kafka_distribution", "schema_registry_url"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -83,6 +85,29 @@ def kafka_bootstrap(
         tmp_path_factory.mktemp("session-kafka"), distribution=kafka_distribution
     ) as broker:
         yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def registry_distribution() -> RegistryDistribution:
+    """Apicurio Registry, downloaded once into the project's cache (as `make` does)."""
+    cache = Path(os.environ.get(REGISTRY_CACHE_DIR_ENV, ROOT / ".cache" / "registry"))
+    distribution = RegistryDistribution(cache)
+    distribution.ensure()
+    return distribution
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url(
+    tmp_path_factory: pytest.TempPathFactory, registry_distribution: RegistryDistribution
+) -> Iterator[str]:
+    """The Confluent-compatible API of the session's real Schema Registry:
+    `RG_SCHEMA_REGISTRY_URL` when set, else the embedded one (started once)."""
+    if url := os.environ.get("RG_SCHEMA_REGISTRY_URL"):
+        yield url.rstrip("/")
+        return
+    log = tmp_path_factory.mktemp("session-registry") / "registry.log"
+    with EmbeddedRegistry(distribution=registry_distribution, log_file=log) as registry:
+        yield registry.url
 
 
 @pytest.fixture

@@ -133,3 +133,38 @@ def test_unit_an_empty_path_setting_means_unset(
     # this). Read as a path, "" would be "." and the spool would go to the working folder.
     monkeypatch.setenv(f"RG_{name.upper()}", value)
     assert getattr(Settings(), name) is None
+
+
+def test_schema_contract_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().schema_registry_url is None  # contracts off by default
+    monkeypatch.setenv("RG_SCHEMA_REGISTRY_URL", "https://registry.test:8081")
+    monkeypatch.setenv("RG_SCHEMA_REGISTRY_USERNAME", "rg")
+    monkeypatch.setenv("RG_SCHEMA_REGISTRY_PASSWORD", "s3cret-registry")
+    monkeypatch.setenv("RG_SCHEMA_REGISTRY_CA_FILE", "/etc/ca.pem")
+    monkeypatch.setenv("RG_SCHEMA_WIRE_FORMAT", "confluent")
+    monkeypatch.setenv("RG_SCHEMA_REQUIRED", "true")
+    monkeypatch.setenv("RG_SCHEMA_CACHE_S", "5")
+    settings = Settings()
+    assert settings.schema_registry_url == "https://registry.test:8081"
+    assert settings.schema_registry_username == "rg"
+    assert settings.schema_registry_password is not None
+    assert settings.schema_registry_password.get_secret_value() == "s3cret-registry"
+    assert "s3cret-registry" not in repr(settings)
+    assert settings.schema_registry_ca_file == "/etc/ca.pem"
+    assert (settings.schema_wire_format, settings.schema_required) == ("confluent", True)
+    assert settings.schema_cache_s == 5.0
+
+
+@pytest.mark.parametrize(
+    "setting", [{"schema_wire_format": "confluent"}, {"schema_required": True}]
+)
+def test_schema_options_without_a_registry_are_refused(setting: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match="RG_SCHEMA_REGISTRY_URL"):
+        Settings(**setting)  # type: ignore[arg-type]
+
+
+def test_an_empty_registry_url_turns_contracts_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RG_SCHEMA_REGISTRY_URL", "")
+    assert Settings().schema_registry_url is None
+    with pytest.raises(ValidationError, match="schema_wire_format"):
+        Settings(schema_wire_format="bogus")

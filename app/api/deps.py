@@ -61,6 +61,8 @@ def check_audit_topic_writable(services: Services) -> None:
     """`audit_topic_writable` for a handler that solves no dependencies (`app.api.lean`)."""
     if (problem := services.audit_topic.write_problem()) is not None:
         raise problem
+    if services.audit_schema is not None and (refused := services.audit_schema.write_problem()):
+        raise refused
 
 
 AuditTopicWritable = Depends(audit_topic_writable)

@@ -34,6 +34,9 @@ async def healthz() -> HealthStatus:
             "topic could not be created or checked (`audit_topic_unavailable`, naming the "
             "missing permission) or would not keep audit records "
             "(`audit_topic_noncompliant`, naming the setting, its value and the required one), "
+            "the audit event's schema is not registered in the Schema Registry "
+            "(`schema_registry_unavailable`) or breaks its latest version there "
+            "(`audit_schema_incompatible`, naming the fields), "
             "or the service is shutting down (`shutting_down`).",
         }
     },
@@ -48,4 +51,6 @@ async def readyz(services: ServicesDep) -> HealthStatus:
         raise BrokerUnavailableError(f"Kafka at {servers} does not answer")
     if (problem := services.audit_topic.problem()) is not None:
         raise problem
+    if services.audit_schema is not None and (unready := services.audit_schema.problem()):
+        raise unready
     return HealthStatus(status="ready")

@@ -141,7 +141,9 @@ async def messages_stream(
             if record.matches(topic=filters.topic, key=filters.key, since_ms=filters.since_ms):
                 yield ServerSentEvent(
                     # `checkpointed` as it is when the event is sent.
-                    raw_data=record.json(services.coverage.covers).decode(),
+                    raw_data=record.json(
+                        services.coverage.covers, services.recent.schema_versions
+                    ).decode(),
                     event="message",
                     id=f"{record.topic}/{record.partition}/{record.offset}",
                 )

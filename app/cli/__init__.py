@@ -15,7 +15,17 @@ from app.cli.common import EPILOG, logger
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    from app.cli import broker, integrity, keys, probe, records, service, topics  # noqa: PLC0415
+    from app.cli import (  # noqa: PLC0415
+        broker,
+        integrity,
+        keys,
+        probe,
+        records,
+        registry,
+        schemas,
+        service,
+        topics,
+    )
 
     parser = argparse.ArgumentParser(
         prog="ractogateway-kafka",
@@ -26,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (service, broker, records, topics, keys, integrity, probe):
+    for group in (service, broker, registry, records, topics, schemas, keys, integrity, probe):
         group.register(commands)
     return parser
 

@@ -9,12 +9,14 @@ from app.cli.common import EPILOG, logger
 from app.cli.handler import load_handler
 from app.cli.tail import as_json_line, as_text_line, tail
 from app.cluster import consumer_config, producer_config
+from app.ingest.contracts import registry_client
 from app.kafka import (
     KafkaConsumerClient,
     KafkaProducerClient,
     KafkaStreamConfig,
     KafkaStreamProcessor,
 )
+from app.kafka.schemas import JsonSchemaDeserializer
 from app.logs import configure_logging
 from app.settings import get_settings
 
@@ -61,7 +63,11 @@ def cmd_tail(args: argparse.Namespace) -> int:
             settings,
             topics=[args.topic],
             auto_offset_reset="earliest" if args.from_beginning else "latest",
-        )
+        ),
+        # With a Schema Registry, framed values are decoded by schema id (and name it).
+        value_deserializer=JsonSchemaDeserializer(registry_client(settings))
+        if settings.schema_registry_url is not None
+        else None,
     )
     formatter = as_json_line if args.json else as_text_line
     asyncio.run(tail(consumer, out=sys.stdout, formatter=formatter, max_messages=args.max_messages))

@@ -31,6 +31,12 @@ def as_json_line(message: KafkaMessage) -> str:
             "key": _printable(message.key),
             "value": _printable(message.value),
             "headers": {name: _printable(value) for name, value in message.headers.items()},
+            # Values in the Confluent wire format name their schema (RG_SCHEMA_REGISTRY_URL).
+            **(
+                {"schema_id": message.schema_id, "schema_version": message.schema_version}
+                if message.schema_id is not None
+                else {}
+            ),
         }
     ).decode("utf-8")
 
@@ -39,7 +45,11 @@ def as_text_line(message: KafkaMessage) -> str:
     """One record for people: `topic[partition]@offset key=...: value`."""
     value = message.value
     shown = value if isinstance(value, str) else orjson.dumps(_printable(value)).decode("utf-8")
-    return f"{message.topic}[{message.partition}]@{message.offset} key={message.key!r}: {shown}"
+    schema = ""
+    if message.schema_id is not None:
+        schema = f" schema={message.schema_id}/v{message.schema_version or '?'}"
+    place = f"{message.topic}[{message.partition}]@{message.offset}"
+    return f"{place} key={message.key!r}{schema}: {shown}"
 
 
 async def tail(

@@ -1,10 +1,11 @@
 """Ordinary events from `POST /publish` to the topics the service may write."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from app.ingest.backpressure import Backpressure, Hold
+from app.ingest.contracts import TopicContracts
 from app.ingest.topic_policy import TopicPolicy
 from app.kafka import (
     KafkaClientError,
@@ -36,8 +37,11 @@ class Publisher:
         *,
         timeout_s: float,
         backpressure: Backpressure,
+        contracts: TopicContracts | None = None,
     ) -> None:
         self._backpressure = backpressure
+        # With RG_SCHEMA_REGISTRY_URL: values checked against their topic's schema first.
+        self._contracts = contracts
         self._producer = producer
         self._policy = policy
         self._metrics = metrics
@@ -51,10 +55,15 @@ class Publisher:
         headers: dict[str, str] | None = None,
         held: Hold | None = None,
     ) -> PublishReceipt:
-        """Produce one record; raises `TopicNotAllowedError`, `OverloadedError` or the
-        library's errors. The record is made of its request's body: it takes over the bytes of
-        `held` (the request's hold) until Kafka settles it."""
+        """Produce one record; raises `TopicNotAllowedError`, `OverloadedError`, the schema
+        contract's errors (`app.ingest.contracts`) or the library's errors. The record is made
+        of its request's body: it takes over the bytes of `held` (the request's hold) until
+        Kafka settles it."""
         self._policy.check(request.topic)
+        value: Any = request.value
+        schema_headers: dict[str, str] = {}
+        if self._contracts is not None:
+            value, schema_headers = await self._contracts.encode(request.topic, request.value)
         settled = self._metrics.track_produce("publish")
         try:
             # The record is made of its request's body: its size is the request's.
@@ -63,10 +72,11 @@ class Publisher:
                 held,
                 lambda: self._producer.queue(
                     request.topic,
-                    request.value,
+                    value,
                     key=request.key,
-                    # The caller's headers win over the carried trace context.
-                    headers={**(headers or {}), **(request.headers or {})},
+                    # The caller's headers win over the carried trace context; the schema's
+                    # (content-type, rg-schema-id) over both.
+                    headers={**(headers or {}), **(request.headers or {}), **schema_headers},
                     partition=request.partition,
                     timestamp_ms=request.timestamp_ms,
                     timeout_s=self._timeout_s,

@@ -11,7 +11,7 @@ partition, offset, flags)` per writer — about 430 bytes a record (measured), s
 records take about a gigabyte; longer trails are verified in windows (`--since`).
 
 Kinds of problem (each with where it was found):
-    altered        rg-digest does not match SHA-256 of the value
+    altered        rg-digest does not match SHA-256 of the value (of its JSON, when framed)
     forged         no or malformed rg-writer/rg-seq/rg-chain, or the link does not recompute
     missing        seqs absent from a writer's chain that no checkpoint covers or lists as void
     truncated      seqs a signed checkpoint covers whose records are not there
@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.integrity.chain import GENESIS, link_of
 from app.integrity.checkpoint import Checkpoint, canonical_json, unb64url
+from app.kafka.serde import unframed
 
 PROBLEM_KINDS = (
     "altered",
@@ -201,7 +202,9 @@ class Verifier:
                 None if (h := fields.get(n)) is None else h.decode("utf-8", "replace")
                 for n in _HEADERS
             )
-        body = value or b""
+        # A value in the Confluent wire format (RG_SCHEMA_WIRE_FORMAT=confluent) is hashed
+        # without its 5-byte header: the digest covers the canonical JSON, whatever the framing.
+        body = unframed(value or b"")
         actual = hashlib.sha256(body).hexdigest()
         digest = fields.get("rg-digest")
         digest_text = digest.decode("ascii", "replace") if digest is not None else ""

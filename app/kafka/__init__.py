@@ -34,6 +34,22 @@ from app.kafka.producer import (
     ProducerStats,
     outcome_of,
 )
+from app.kafka.registry import (
+    RegisteredSchema,
+    SchemaIncompatibleError,
+    SchemaRefusedError,
+    SchemaRegistryClient,
+    SchemaRegistryConfig,
+    SchemaRegistryError,
+    SchemaRegistryUnavailableError,
+)
+from app.kafka.schemas import (
+    JsonSchemaDeserializer,
+    JsonSchemaSerializer,
+    SchemaContract,
+    SchemaViolationError,
+    Violation,
+)
 from app.kafka.stream import KafkaStreamProcessor
 
 __all__ = [
@@ -41,6 +57,8 @@ __all__ = [
     "AuditRecord",
     "Delivery",
     "DeliveryFailure",
+    "JsonSchemaDeserializer",
+    "JsonSchemaSerializer",
     "KafkaAuditEvent",
     "KafkaAuditLogger",
     "KafkaBrokerError",
@@ -65,5 +83,15 @@ __all__ = [
     "KafkaTimeoutError",
     "KafkaUnknownPartitionError",
     "ProducerStats",
+    "RegisteredSchema",
+    "SchemaContract",
+    "SchemaIncompatibleError",
+    "SchemaRefusedError",
+    "SchemaRegistryClient",
+    "SchemaRegistryConfig",
+    "SchemaRegistryError",
+    "SchemaRegistryUnavailableError",
+    "SchemaViolationError",
+    "Violation",
     "outcome_of",
 ]

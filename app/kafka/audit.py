@@ -5,12 +5,15 @@ from typing import Any, NamedTuple, Protocol
 
 from app.kafka.models import KafkaAuditEvent, KafkaProduceResult
 from app.kafka.producer import Delivery, DeliveryCallback, KafkaProducerClient
+from app.kafka.schemas import frame
 from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE
 
 DEFAULT_AUDIT_TOPIC = "ractogateway.audit"
 EVENT_ID_HEADER = "rg-event-id"
 DIGEST_HEADER = "rg-digest"
 SCHEMA_VERSION_HEADER = "rg-schema-version"
+# The registry's schema id, on framed values (the Confluent wire format).
+SCHEMA_ID_HEADER = "rg-schema-id"
 # A record's place on its writer's hash chain (docs/integrity.md): set by the service, which
 # keeps the chain; the library only knows the header names.
 WRITER_HEADER = "rg-writer"
@@ -59,7 +62,9 @@ class KafkaAuditLogger:
     """Writes audit events so they survive the calling process and can be verified later.
 
     Each record: key `user_id` (order per user), value the event's canonical JSON, headers
-    `content-type`, `rg-event-id`, `rg-digest` (SHA-256 of the value) and `rg-schema-version`.
+    `content-type`, `rg-event-id`, `rg-digest` (SHA-256 of the canonical JSON) and
+    `rg-schema-version`. With `frame_schema_id` set the value is the canonical JSON in the
+    Confluent wire format (5 bytes in front) and `rg-schema-id` names the id.
     Unlike the reference, `log()` waits for the acknowledgement by default: an audit trail
     that may silently miss records is not one.
     """
@@ -67,6 +72,9 @@ class KafkaAuditLogger:
     def __init__(self, producer: KafkaProducerClient, *, topic: str = DEFAULT_AUDIT_TOPIC) -> None:
         self._producer = producer
         self._topic = topic
+        # The registry's id of the audit schema, once the values are to carry it (the
+        # Confluent wire format, app/kafka/schemas.py); None: plain canonical JSON.
+        self.frame_schema_id: int | None = None
 
     @property
     def topic(self) -> str:
@@ -146,9 +154,12 @@ class KafkaAuditLogger:
         else:  # a caller's headers never pass for chain headers
             for name in (WRITER_HEADER, SEQ_HEADER, CHAIN_HEADER):
                 built.pop(name, None)
-        return AuditRecord(
-            topic=self._topic, key=event.user_id, value=event.canonical_json(), headers=built
-        )
+        value = event.canonical_json()
+        if self.frame_schema_id is not None:
+            # The digest and the chain still cover the canonical JSON, not the frame.
+            value = frame(self.frame_schema_id, value)
+            built[SCHEMA_ID_HEADER] = str(self.frame_schema_id)
+        return AuditRecord(topic=self._topic, key=event.user_id, value=value, headers=built)
 
     async def send(self, record: AuditRecord) -> "asyncio.Future[KafkaProduceResult]":
         """Queue a built record; return its delivery future (see `KafkaProducerClient.send`:

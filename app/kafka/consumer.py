@@ -15,6 +15,7 @@ from app.kafka.errors import (
 )
 from app.kafka.lifecycle import AsyncLifecycle
 from app.kafka.models import KafkaMessage
+from app.kafka.schemas import JsonSchemaDeserializer
 from app.kafka.serde import Deserializer, decode_key, decode_value
 
 # (topic, partition) -> the offset of the next record to read, as Kafka commits it.
@@ -30,6 +31,8 @@ class KafkaConsumerClient(AsyncLifecycle):
 
     Values are decoded as `config.value_format` says (JSON only when asked or when the record
     is marked `content-type: application/json`); pass `value_deserializer` to decode yourself.
+    With a `JsonSchemaDeserializer` (app/kafka/schemas.py) values in the Confluent wire format
+    are decoded by schema id, and each message carries its `schema_id` and `schema_version`.
     """
 
     def __init__(
@@ -90,15 +93,27 @@ class KafkaConsumerClient(AsyncLifecycle):
             )
         except Exception as exc:
             raise translate(exc) from exc
-        return [self._message(record) for records in batches.values() for record in records]
+        records = [record for part in batches.values() for record in part]
+        if isinstance(self._value_deserializer, JsonSchemaDeserializer):
+            # New schema ids are looked up once, before the batch is decoded.
+            await self._value_deserializer.resolve(record.value for record in records)
+        return [self._message(record) for record in records]
 
     def _message(self, record: ConsumerRecord[bytes | None, bytes | None]) -> KafkaMessage:
         headers = dict(record.headers)
-        if self._value_deserializer is not None:
-            value: Any = self._value_deserializer(record.value)
+        deserializer = self._value_deserializer
+        schema = None
+        if isinstance(deserializer, JsonSchemaDeserializer):
+            schema = deserializer.schema_of(record.value)
+            if schema is None:  # a plain value: decoded as without the registry
+                deserializer = None
+        if deserializer is not None:
+            value: Any = deserializer(record.value)
         else:
             value = decode_value(record.value, headers, self.config.value_format)
         return KafkaMessage(
+            schema_id=schema.schema_id if schema is not None else None,
+            schema_version=schema.version if schema is not None else None,
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,

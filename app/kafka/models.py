@@ -142,6 +142,10 @@ class KafkaMessage(BaseModel):
     key: str | bytes | None = None
     value: Any = None
     headers: dict[str, bytes | None] = Field(default_factory=dict)
+    # A value in the Confluent wire format names its schema (app/kafka/schemas.py); the version
+    # is known when the consumer's deserializer could ask the registry.
+    schema_id: int | None = None
+    schema_version: int | None = None
 
     def header(self, name: str) -> str | None:
         """A header's value as text (None when absent or without a value)."""

@@ -6,7 +6,8 @@ same bytes. A JSON-encoded value is marked with the header `content-type: applic
 
 Decoding is explicit: a value becomes JSON only when its record says `content-type:
 application/json` (or the consumer is configured for JSON); otherwise it stays text, or bytes
-when it is not UTF-8. The string "42" comes back as "42".
+when it is not UTF-8. The string "42" comes back as "42". A JSON value in the Confluent wire
+format (a schema id in front, app/kafka/schemas.py) decodes to its JSON.
 """
 
 import hashlib
@@ -82,6 +83,12 @@ def decode_key(raw: bytes | None) -> str | bytes | None:
         return raw
 
 
+def unframed(raw: bytes) -> bytes:
+    """The JSON of a value in the Confluent wire format (magic byte 0, 4-byte schema id; see
+    app/kafka/schemas.py), or `raw` as it is: JSON text never starts with a zero byte."""
+    return raw[5:] if len(raw) >= 5 and raw[0] == 0 else raw
+
+
 def decode_value(raw: bytes | None, headers: Mapping[str, bytes | None], fmt: ValueFormat) -> Any:
     """Decode a record value as `fmt` says; "auto" follows the record's content-type header."""
     if raw is None or fmt == "bytes":
@@ -89,7 +96,7 @@ def decode_value(raw: bytes | None, headers: Mapping[str, bytes | None], fmt: Va
     content_type = headers.get(CONTENT_TYPE) or b""
     if fmt == "json" or (fmt == "auto" and content_type.startswith(JSON_CONTENT_TYPE.encode())):
         try:
-            return orjson.loads(raw)
+            return orjson.loads(unframed(raw))
         except orjson.JSONDecodeError as exc:
             if fmt == "json":
                 raise KafkaSerializationError(f"value is not valid JSON: {exc}") from exc

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from app.kafka import KafkaMessage
 from app.kafka.audit import SEQ_HEADER, WRITER_HEADER
 from app.kafka.models import utc_of_epoch_ms
+from app.kafka.schemas import schema_id_of
 from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE, decode_value
 
 # Per-record bookkeeping (the entry, its list slot, the headers' dict) on top of its bytes, and
@@ -71,6 +72,17 @@ class MessageView(BaseModel):
         examples=[41],
         description="For an audit record: its position on its writer's chain (rg-seq).",
     )
+    schema_id: int | None = Field(
+        default=None,
+        examples=[7],
+        description="For a value in the Confluent wire format (RG_SCHEMA_WIRE_FORMAT=confluent): "
+        "the Schema Registry's id of its schema; `value` is the JSON after the 5-byte header.",
+    )
+    schema_version: int | None = Field(
+        default=None,
+        examples=[2],
+        description="The version of that schema under its subject, when the registry told.",
+    )
     checkpointed: bool | None = Field(
         default=None,
         examples=[True],
@@ -109,11 +121,15 @@ def view_fields(
     key: str | None,
     value: Any,
     headers: Mapping[str, bytes | None],
+    schema_versions: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
     """A `MessageView`'s fields, in its order and without `checkpointed`, as JSON types: a
     value in bytes is decoded as `value_format="auto"` says (JSON when marked
-    `content-type: application/json`, else UTF-8 text, else base64)."""
+    `content-type: application/json`, else UTF-8 text, else base64); a framed value's schema id
+    is shown, with its version when `schema_versions` knows it."""
+    schema_id = None
     if isinstance(value, bytes):
+        schema_id = schema_id_of(value)
         value = decode_value(value, headers, "auto")
     encoding: Literal["json", "text", "base64", "tombstone"]
     if value is None:
@@ -140,6 +156,8 @@ def view_fields(
         },
         "writer": writer,
         "seq": seq,
+        "schema_id": schema_id,
+        "schema_version": (schema_versions or {}).get(schema_id) if schema_id is not None else None,
     }
 
 
@@ -186,7 +204,7 @@ class RecentRecord:
         """Oldest first: by timestamp, then partition and offset."""
         return (self.timestamp_ms or 0, self.partition, self.offset)
 
-    def view_json(self) -> bytes:
+    def view_json(self, schema_versions: Mapping[int, int] | None = None) -> bytes:
         """The record's `MessageView` as JSON, without `checkpointed`: decoded now unless
         kept from an earlier answer."""
         if self.shown is not None:
@@ -199,12 +217,15 @@ class RecentRecord:
             key=self.key,
             value=self.value,
             headers=self.headers,
+            schema_versions=schema_versions,
         )
         # orjson: pydantic's JSON of a 0.5 MB value takes 1 ms of the event loop; the values
         # are decoded JSON or text, all of which orjson writes.
         return orjson.dumps(fields)
 
-    def json_parts(self, coverage: Coverage) -> tuple[memoryview, bytes]:
+    def json_parts(
+        self, coverage: Coverage, schema_versions: Mapping[int, int] | None = None
+    ) -> tuple[memoryview, bytes]:
         """The record as `GET /messages` shows it (a `MessageView`), with `checkpointed` as
         `coverage` says now (null without a writer and seq), in two pieces to join: a
         memoryview, so the view is copied once, by the join of the whole answer."""
@@ -213,11 +234,11 @@ class RecentRecord:
         else:
             writer, seq = _chain_place(self.headers)
         covered = None if writer is None or seq is None else coverage(writer, seq)
-        return memoryview(self.view_json())[:-1], _CHECKPOINTED[covered]
+        return memoryview(self.view_json(schema_versions))[:-1], _CHECKPOINTED[covered]
 
-    def json(self, coverage: Coverage) -> bytes:
+    def json(self, coverage: Coverage, schema_versions: Mapping[int, int] | None = None) -> bytes:
         """The record's JSON as `GET /messages` shows it (see `json_parts`)."""
-        return b"".join(self.json_parts(coverage))
+        return b"".join(self.json_parts(coverage, schema_versions))
 
     def matches(self, *, topic: str | None, key: str | None, since_ms: int | None) -> bool:
         """True when the record passes the filters of `GET /messages`."""
@@ -251,6 +272,8 @@ class RecentRecords:
         self._next_offset: dict[tuple[str, int], int] = {}
         self._subscribers: set[asyncio.Queue[RecentRecord | None]] = set()
         self.dropped_oversized = 0
+        # Schema id -> its version, as the reader learnt it from the registry (framed values).
+        self.schema_versions: dict[int, int] = {}
 
     @property
     def topics(self) -> list[str]:
@@ -319,13 +342,13 @@ class RecentRecords:
         `query()` returned with no await since (so it is still kept)."""
         if record.shown is None:
             kept = self._topics.get(record.topic)
-            body = record.view_json()
+            body = record.view_json(self.schema_versions)
             if kept is not None and kept.size + len(body) <= self.max_bytes:
                 record.writer, record.seq = _chain_place(record.headers)
                 record.shown = body
                 record.size += len(body)
                 kept.size += len(body)
-        return record.json_parts(coverage)
+        return record.json_parts(coverage, self.schema_versions)
 
     def counts(self) -> dict[str, float]:
         """Records kept, per topic."""

@@ -14,7 +14,9 @@ import logging
 import time
 
 from app.cluster import consumer_config
-from app.kafka import KafkaConsumerClient
+from app.kafka import KafkaConsumerClient, KafkaMessage
+from app.kafka.registry import SchemaRegistryClient, SchemaRegistryError
+from app.kafka.schemas import schema_id_of
 from app.recent.buffer import RecentRecords
 from app.recent.coverage import CheckpointCoverage
 from app.settings import Settings
@@ -41,8 +43,11 @@ class RecentRecordsReader:
         *,
         refresh_s: float,
         coverage: CheckpointCoverage | None = None,
+        registry: SchemaRegistryClient | None = None,
     ) -> None:
         self._settings = settings
+        # With a Schema Registry: the versions of the schema ids framed values name.
+        self._registry = registry
         self._recent = recent
         self._coverage = coverage
         self._topics = list(recent.topics)
@@ -103,12 +108,30 @@ class RecentRecordsReader:
                 with contextlib.suppress(Exception):
                     await consumer.close()
 
+    async def _learn_versions(
+        self, registry: SchemaRegistryClient, messages: list[KafkaMessage]
+    ) -> None:
+        """Ask the registry once for each new schema id (answers are cached by the client)."""
+        known = self._recent.schema_versions
+        for schema_id in {schema_id_of(m.value) for m in messages} - {None} - known.keys():
+            assert schema_id is not None  # noqa: S101 - removed above
+            try:
+                found = await registry.by_id(schema_id)
+            except SchemaRegistryError as exc:  # the version stays unknown; asked again later
+                logger.debug("schema %d not looked up: %s", schema_id, exc)
+                continue
+            if found is not None and found.version is not None:
+                known[schema_id] = found.version
+
     async def _read(self, consumer: KafkaConsumerClient) -> None:
         next_refresh = time.monotonic() + self._refresh_s
         next_lag = time.monotonic()
         checkpoints_topic = self._settings.checkpoints_topic
         while True:
-            for message in await consumer.poll(timeout_ms=500):
+            messages = await consumer.poll(timeout_ms=500)
+            if self._registry is not None:
+                await self._learn_versions(self._registry, messages)
+            for message in messages:
                 self._recent.add(message)
                 if self._coverage is not None and message.topic == checkpoints_topic:
                     self._coverage.add(message)

@@ -1,6 +1,7 @@
 """The answer each class of the service's error tree stands for, written out by hand."""
 
 from app.errors import (
+    AuditSchemaIncompatibleError,
     AuditTopicNoncompliantError,
     AuditTopicUnavailableError,
     BadRequestError,
@@ -16,7 +17,10 @@ from app.errors import (
     NoCheckpointError,
     OverloadedError,
     RecordTooLargeError,
+    RegistryUnavailableError,
     RequestTimeoutError,
+    SchemaMismatchError,
+    SchemaMissingError,
     ServiceError,
     ShuttingDownError,
     SpoolFullError,
@@ -43,6 +47,8 @@ ANSWERS: dict[type[ServiceError], tuple[int, str, int | None]] = {
     InvalidRequestError: (422, "invalid_request", None),
     UnknownPartitionError: (422, "unknown_partition", None),
     InvalidRecordError: (422, "invalid_record", None),
+    SchemaMismatchError: (422, "schema_violation", None),
+    SchemaMissingError: (422, "schema_required", None),
     NoCheckpointError: (404, "no_checkpoint", None),
     UnsignedError: (404, "unsigned", None),
     HeadersTooLargeError: (431, "headers_too_large", None),
@@ -56,6 +62,8 @@ ANSWERS: dict[type[ServiceError], tuple[int, str, int | None]] = {
     KafkaUnavailableError: (503, "kafka_unavailable", 5),
     AuditTopicUnavailableError: (503, "audit_topic_unavailable", 5),
     AuditTopicNoncompliantError: (503, "audit_topic_noncompliant", 5),
+    RegistryUnavailableError: (503, "schema_registry_unavailable", 5),
+    AuditSchemaIncompatibleError: (503, "audit_schema_incompatible", 5),
     SpoolFullError: (503, "spool_full", 5),
     SpoolUnavailableError: (503, "spool_unavailable", 5),
 }
