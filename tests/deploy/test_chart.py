@@ -44,7 +44,7 @@ SETTINGS = {f"RG_{name.upper()}" for name in Settings.model_fields}
 # What the chart sets other than through its ConfigMap: the listener (container env) and the
 # secrets (env from Secrets).
 CONTAINER_ENV = {"RG_HOST", "RG_PORT"}
-SECRET_SETTINGS = {"RG_KAFKA_SASL_PASSWORD", "RG_API_KEYS"}
+SECRET_SETTINGS = {"RG_KAFKA_SASL_PASSWORD", "RG_SCHEMA_REGISTRY_PASSWORD", "RG_API_KEYS"}
 INLINE_MARKER = "inline-secret-marker"
 SPOOL_DEFAULTS = (1024**3, 16 * 1024**2)  # spool.maxBytes, spool.minFreeBytes in values.yaml
 
@@ -189,12 +189,29 @@ def test_no_secret_is_rendered_by_default(objects: dict[str, list[Manifest]]) ->
                     assert entry["valueFrom"]["secretKeyRef"]["name"], entry
 
 
+def test_the_schema_registry_settings_come_from_the_values(
+    objects: dict[str, list[Manifest]],
+) -> None:
+    data = one(objects["inline-secrets"], "ConfigMap")["data"]
+    assert data["RG_SCHEMA_REGISTRY_URL"] == "http://registry:8080/apis/ccompat/v7"
+    assert data["RG_SCHEMA_WIRE_FORMAT"] == "confluent"
+    assert data["RG_SCHEMA_REQUIRED"] == "false"
+    assert data["RG_SCHEMA_REGISTRY_USERNAME"] == "audit-writer"
+    assert not {name for name in one(objects["default"], "ConfigMap")["data"] if "SCHEMA" in name}
+
+
 def test_inline_secrets_go_into_one_secret_and_nowhere_else(
     rendered: dict[str, str], objects: dict[str, list[Manifest]]
 ) -> None:
     secret = one(objects["inline-secrets"], "Secret")
     decoded = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
-    assert set(decoded) == {"kafka-sasl-password", "api-keys", "signing-key.pem", "redaction.key"}
+    assert set(decoded) == {
+        "kafka-sasl-password",
+        "schema-registry-password",
+        "api-keys",
+        "signing-key.pem",
+        "redaction.key",
+    }
     assert all(INLINE_MARKER in value for value in decoded.values())
     # In plain text nowhere: not in the ConfigMap, not in env, not in annotations.
     assert INLINE_MARKER not in rendered["inline-secrets"]

@@ -82,7 +82,7 @@ the chart's inline Secret the name given here (the four share one Secret). */}}
 {{/* True ("true") when any secret is given inline, so the chart renders its inline Secret. */}}
 {{- define "ractogateway-kafka.hasInlineSecrets" -}}
 {{- $v := .Values }}
-{{- if or $v.kafka.sasl.password.value $v.auth.apiKeys.value $v.integrity.signingKey.value $v.redaction.key.value }}true{{ end }}
+{{- if or $v.kafka.sasl.password.value $v.schemaRegistry.password.value $v.auth.apiKeys.value $v.integrity.signingKey.value $v.redaction.key.value }}true{{ end }}
 {{- end }}
 
 {{/* Files the recorder reads from Secrets: (list <volume path> <Secret> <key>) entries. */}}
@@ -164,7 +164,7 @@ and the spool's close, and before them the preStop sleep (standalone) or the app
 {{/* Values that cannot work together fail the install here, naming the values. */}}
 {{- define "ractogateway-kafka.validate" -}}
 {{- $v := .Values }}
-{{- range $name, $ref := dict "kafka.sasl.password" $v.kafka.sasl.password "auth.apiKeys" $v.auth.apiKeys "integrity.signingKey" $v.integrity.signingKey "redaction.key" $v.redaction.key }}
+{{- range $name, $ref := dict "kafka.sasl.password" $v.kafka.sasl.password "schemaRegistry.password" $v.schemaRegistry.password "auth.apiKeys" $v.auth.apiKeys "integrity.signingKey" $v.integrity.signingKey "redaction.key" $v.redaction.key }}
 {{- if and $ref.existingSecret $ref.value }}
 {{- fail (printf "%s: give existingSecret or value, not both" $name) }}
 {{- end }}
@@ -256,6 +256,13 @@ native sidecar (restartPolicy Always, for initContainers) on 127.0.0.1 with exec
         secretKeyRef:
           name: {{ . }}
           key: {{ include "ractogateway-kafka.secretKey" (dict "ref" $v.kafka.sasl.password "inlineKey" "kafka-sasl-password") }}
+    {{- end }}
+    {{- with include "ractogateway-kafka.secretSource" (dict "ref" $v.schemaRegistry.password "root" $root) }}
+    - name: RG_SCHEMA_REGISTRY_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ . }}
+          key: {{ include "ractogateway-kafka.secretKey" (dict "ref" $v.schemaRegistry.password "inlineKey" "schema-registry-password") }}
     {{- end }}
     {{- with include "ractogateway-kafka.secretSource" (dict "ref" $v.auth.apiKeys "root" $root) }}
     - name: RG_API_KEYS
