@@ -45,6 +45,7 @@ from app.recent.coverage import CheckpointCoverage
 from app.recent.reader import RecentRecordsReader
 from app.settings import Settings
 from app.shutdown import Shutdown
+from app.status import RateHistory
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class Services:
     forwarder: SpoolForwarder | None
     # The signing key, the public keys and the checkpointer (app/integrity/).
     checkpoints: Checkpoints
+    # Records/s Kafka acknowledged, sampled for the /ui page's chart (app/status.py).
+    rates: RateHistory
 
     @property
     def producer(self) -> KafkaProducerClient:
@@ -100,6 +103,7 @@ class Services:
             )
         if self.spool is not None:
             await self.spool.open()
+        self.rates.start()
         await self.connection.start()
         await self.connection.wait_connected(settings.ready_timeout_s)
         readers = [self.reader.start, self.checkpoints.start]
@@ -111,6 +115,7 @@ class Services:
         """Refuse new work, stop the background tasks, flush and close the producer, close the
         spool (see the module docstring)."""
         self.shutdown.begin()
+        await self.rates.close()
         await self.audit_topic.close()
         if self.forwarder is not None:
             await self.forwarder.close()
@@ -214,6 +219,7 @@ def build_services(settings: Settings) -> Services:
         spool=spool,
         forwarder=forwarder,
         checkpoints=checkpoints,
+        rates=RateHistory(lambda: producer.stats.delivered),
     )
 
 
