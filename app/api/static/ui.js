@@ -471,7 +471,9 @@ async function refreshStatus() {
     $("in-flight").textContent =
       `${flight.records} of ${flight.max_records} records, ${formatBytes(flight.bytes)}`;
     const rates = status.rate.records_per_s;
-    $("rate-now").textContent = `${(rates.at(-1) ?? 0).toFixed(1)}/s`;
+    $("rate-now").textContent = rates.length
+      ? `${rates.at(-1).toFixed(1)}/s`
+      : `measuring (every ${status.rate.interval_s} s)`;
     drawRate(rates);
     const topics = $("topics");
     topics.replaceChildren(
@@ -488,8 +490,24 @@ async function refreshCheckpoint() {
     const checkpoint = await getJson("/audit/checkpoint", { auth: false });
     shown.textContent =
       `seq ${checkpoint.seq} of ${checkpoint.writer.slice(0, 8)}… at ${checkpoint.time.slice(0, 19)}Z, key ${checkpoint.key_id}`;
+    markCovered(checkpoint);
   } catch (error) {
     shown.textContent = error instanceof ApiError ? error.message : `${error}`;
+  }
+}
+
+function markCovered(checkpoint) {
+  // Rows shown before this writer's latest checkpoint was signed: covered now. (Other
+  // writers' coverage is the API's to tell: GET /messages on the next load.)
+  for (const row of $("rows").rows) {
+    const record = state.records.get(row.dataset.id);
+    if (record?.writer !== checkpoint.writer || record.seq > checkpoint.seq) continue;
+    if (record.checkpointed === true) continue;
+    record.checkpointed = true;
+    const shown = integrityOf(record);
+    const cell = row.querySelector("td.integrity");
+    cell.textContent = shown.text;
+    cell.dataset.state = shown.state;
   }
 }
 
