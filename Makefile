@@ -10,6 +10,7 @@
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
+#   make chromium  install Debian's chromium when missing (the /ui browser tests drive it)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -36,7 +37,7 @@ export UV_PYTHON := $(PYTHON)
 
 JARS := $(RG_EMBEDDED_CACHE_DIR)/kafka_2.13-$(KAFKA_VERSION)/.complete
 
-.PHONY: run test lint image openapi bench bench-quick bench-verify bench-redaction install helm clean help
+.PHONY: run test lint image openapi bench bench-quick bench-verify bench-redaction install helm chromium clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -66,12 +67,18 @@ $(HELM): $(HELM_STAMP)
 
 helm: $(HELM)
 
+# Headless Chromium for tests/api/test_ui_browser.py (Playwright drives it by its path; it never
+# downloads a browser): the distribution's package, installed by the script only when
+# `chromium` is not on PATH (~25 s, as root).
+chromium:
+	.ci/chromium.sh
+
 install: $(SYNCED) $(JARS)
 
 run: install
 	$(VENV)/bin/ractogateway-kafka run
 
-test: install $(HELM)
+test: install $(HELM) chromium
 	$(VENV)/bin/pytest
 
 lint: $(SYNCED) $(HELM)

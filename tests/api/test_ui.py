@@ -7,6 +7,7 @@ sampling of records/s, and one test of the new filters over real records."""
 import re
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.status import RateHistory
 from tests.helpers.app import ServiceFactory, assert_contract_error, reader_connected
+from tests.helpers.browser import chromium_path
 from tests.helpers.polling import eventually
 
 PAGE_FILES = {"/ui": "text/html", "/ui/ui.js": "text/javascript", "/ui/ui.css": "text/css"}
@@ -207,3 +209,11 @@ async def test_the_new_filters_over_real_records(service: ServiceFactory) -> Non
         assert [m["headers"]["rg-digest"] for m in one] == [first["digest"]]
         until = one[0]["timestamp_utc"]
         assert await users(f"until={until}") == ["ann"]
+
+
+def test_unit_a_missing_chromium_fails_the_browser_tests_saying_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
+    with pytest.raises(pytest.fail.Exception, match=r"chromium not found on PATH.*make chromium"):
+        chromium_path()
