@@ -4,6 +4,7 @@ The page's behaviour in a browser is tests/ui/test_ui_browser.py. Here: broker-f
 what the service answers (the app built, its lifespan not run: nothing here needs Kafka), the
 sampling of records/s, and one test of the new filters over real records."""
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
@@ -217,3 +218,22 @@ def test_unit_a_missing_chromium_fails_the_browser_tests_saying_what_to_do(
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
     with pytest.raises(pytest.fail.Exception, match=r"chromium not found on PATH.*make chromium"):
         chromium_path()
+
+
+async def test_unit_rate_history_samples_in_the_background_until_closed() -> None:
+    count = 0
+
+    def read() -> int:
+        nonlocal count
+        count += 10
+        return count
+
+    history = RateHistory(read, interval_s=0.01)
+    history.start()
+    await asyncio.sleep(0.1)
+    await history.close()
+    taken = len(history.rates())
+    assert taken >= 2
+    assert all(rate > 0 for rate in history.rates())
+    await asyncio.sleep(0.05)
+    assert len(history.rates()) == taken  # closed: no more samples
