@@ -198,8 +198,9 @@ def test_html_in_a_prompt_is_shown_as_text_and_runs_nothing(
     row.locator("button.open").click()
     expect(page.locator("#d-value")).to_contain_text("<script>window.pwned = 1</script>")
     assert page.locator("#rows img, #rows script, #rows b, #detail img, #detail b").count() == 0
-    shoot(page, tmp_path, "html-as-text")
+    shoot(page, tmp_path, "html-as-text-detail")
     page.keyboard.press("Escape")
+    shoot(page, tmp_path, "html-as-text")
     page.locator("#rows td.response").hover()
     assert page.evaluate("window.pwned") is None
 
@@ -218,8 +219,9 @@ def test_an_unknown_filter_value_shows_the_apis_error(page: Page, ui_service: Li
 def test_with_keys_on_the_page_asks_for_one_and_never_puts_it_in_a_url(
     browser: Browser, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    """Also signed: the strip shows the latest checkpoint, the table which records it covers
-    (in dark mode, for its screenshots)."""
+    """Also signed and redacting: the strip shows the latest checkpoint, the table which
+    records it covers, the detail view the redaction policy (in dark mode, for its
+    screenshots)."""
     keys = f'{{"{READ_KEY}": ["messages:read"], "{WRITE_KEY}": ["audit:write"]}}'
     env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
     made = run_cli(["keys", "generate", "--out", str(tmp_path / "keys")], cwd=tmp_path, env=env)
@@ -231,6 +233,7 @@ def test_with_keys_on_the_page_asks_for_one_and_never_puts_it_in_a_url(
         api_keys=keys,
         audit_signing_key_file=str(signing_key),
         audit_checkpoint_s="0.2",
+        redaction="mask",
     ) as service:
         context = browser.new_context(color_scheme="dark", viewport={"width": 1366, "height": 800})
         context.set_default_timeout(TIMEOUT_MS)
@@ -269,6 +272,11 @@ def test_with_keys_on_the_page_asks_for_one_and_never_puts_it_in_a_url(
             )
             expect(page.locator("#checkpoint")).to_contain_text("seq 0 of ")
             shoot(page, tmp_path, "with-key-dark")
+            user_rows(page, user).locator("button.open").click()
+            expect(page.locator("#d-redaction")).to_contain_text("mask;v=")
+            expect(page.locator("#d-checkpointed")).to_have_text("covered by a signed checkpoint")
+            assert "$RG_API_KEY" in page.locator("#d-curl").inner_text()
+            shoot(page, tmp_path, "detail-dark")
             assert page.evaluate("sessionStorage.getItem('rg-api-key')") == READ_KEY
         finally:
             context.close()
