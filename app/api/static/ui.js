@@ -16,7 +16,8 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   paused: false,
-  pending: [], // records that arrived while paused, oldest first
+  pending: [], // records that arrived while paused, oldest first (the newest MAX_ROWS)
+  pendingCount: 0, // how many arrived while paused, all of them
   shown: new Set(), // "topic/partition/offset" of the rows in the table
   records: new Map(), // the same ids -> the record, for the detail view
   stream: null, // AbortController of the live tail
@@ -212,6 +213,7 @@ function clearTable() {
   state.shown.clear();
   state.records.clear();
   state.pending = [];
+  state.pendingCount = 0;
   updatePending();
 }
 
@@ -223,13 +225,15 @@ function setLive(text) {
 
 function updatePending() {
   const count = $("new-count");
-  count.hidden = state.pending.length === 0;
-  count.textContent = `${state.pending.length} new`;
+  count.hidden = state.pendingCount === 0;
+  count.textContent = `${state.pendingCount} new`;
 }
 
 function onRecord(record) {
   if (state.paused) {
     state.pending.push(record);
+    if (state.pending.length > MAX_ROWS) state.pending.shift(); // the table keeps no more
+    state.pendingCount += 1;
     updatePending();
   } else {
     prepend([record]);
@@ -244,6 +248,7 @@ function togglePause() {
   if (!state.paused) {
     prepend(state.pending);
     state.pending = [];
+    state.pendingCount = 0;
     updatePending();
   }
   setLive(state.paused ? "paused" : "live");
