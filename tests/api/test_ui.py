@@ -15,10 +15,16 @@ import pytest
 
 from app.api.openapi import openapi_document
 from app.api.ui import ASSETS, CONTENT_SECURITY_POLICY
+from app.embedded import free_port
 from app.main import create_app
 from app.settings import Settings
 from app.status import RateHistory
-from tests.helpers.app import ServiceFactory, assert_contract_error, reader_connected
+from tests.helpers.app import (
+    ServiceFactory,
+    assert_contract_error,
+    client_for,
+    reader_connected,
+)
 from tests.helpers.browser import chromium_path
 from tests.helpers.polling import eventually
 
@@ -237,3 +243,24 @@ async def test_unit_rate_history_samples_in_the_background_until_closed() -> Non
     assert all(rate > 0 for rate in history.rates())
     await asyncio.sleep(0.05)
     assert len(history.rates()) == taken  # closed: no more samples
+
+
+async def test_ui_status_shows_what_the_spool_holds_while_kafka_is_away(tmp_path: Path) -> None:
+    # No broker on that port: the event is spooled (202), and the strip says so.
+    async with client_for(
+        f"127.0.0.1:{free_port()}", spool_dir=tmp_path, spool_after_s=0.2
+    ) as client:
+        answer = await client.post(
+            "/audit", json={"user_id": "u", "model": "m", "prompt": "p", "response": "r"}
+        )
+        assert answer.json()["status"] == "spooled"
+        await asyncio.sleep(0.05)
+        status = (await client.get("/ui/status")).json()
+        ready = await client.get("/readyz")
+    assert status["spool"]["enabled"] is True
+    assert status["spool"]["depth"] == 1
+    assert status["spool"]["bytes"] > 0
+    assert status["spool"]["oldest_age_s"] > 0
+    assert status["chain"]["seq"] == 0
+    # What the strip shows as "not ready, and why".
+    assert_contract_error(ready, 503, "broker_unavailable")
