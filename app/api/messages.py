@@ -149,7 +149,7 @@ async def messages(
         key=filters.key,
         since_ms=filters.since_ms,
         limit=limit,
-        where=filters.matches,
+        where=filters.matches if filters.narrows else None,
     )
     # Only the records asked for are decoded, once (app/recent/buffer.py), with
     # `checkpointed` as the checkpoints written so far say; the answer is joined as bytes. No

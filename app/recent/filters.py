@@ -37,6 +37,14 @@ class RecordFilter:
     text: str | None = None
 
     @property
+    def narrows(self) -> bool:
+        """True when a filter beyond topic, key and since is asked for (the buffer's own
+        query answers those alone)."""
+        return self.reads_value or any(
+            value is not None for value in (self.until_ms, self.partition, self.offset)
+        )
+
+    @property
     def reads_value(self) -> bool:
         """True when a record's value must be decoded to tell (user, model or text)."""
         return self.user is not None or self.model is not None or self.text is not None

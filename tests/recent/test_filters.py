@@ -81,3 +81,16 @@ def test_unit_a_value_filter_only_decodes_until_the_limit_is_reached() -> None:
 
     recent.query(topic="audit", limit=1, where=counting)
     assert len(seen) == 1  # the newest audit record passed: nothing older was looked at
+
+
+def test_unit_only_filters_beyond_topic_key_and_since_need_a_second_look() -> None:
+    assert not RecordFilter(topic="audit", key="ann", since_ms=1).narrows
+    for extra in (
+        RecordFilter(until_ms=1),
+        RecordFilter(partition=0),
+        RecordFilter(offset=0),
+        RecordFilter(user="ann"),
+        RecordFilter(model="m"),
+        RecordFilter(text="t"),
+    ):
+        assert extra.narrows, extra
