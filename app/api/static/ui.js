@@ -287,7 +287,10 @@ async function follow(generation, params, subscribed) {
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
-      if (block.startsWith(": subscribed")) subscribed();
+      if (block.startsWith(": subscribed")) {
+        setLive(state.paused ? "paused" : "live");
+        subscribed();
+      }
       const { event, data } = parseEvent(block);
       if (event === "message" && data) onRecord(JSON.parse(data));
       if (event === "overflow") return; // too far behind: reconnect
@@ -299,7 +302,7 @@ async function tail(generation, params, subscribed) {
   // Follows the stream while this load is the current one, reconnecting when it ends.
   while (generation === state.generation) {
     try {
-      setLive(state.paused ? "paused" : "live");
+      setLive("connecting…");
       await follow(generation, params, subscribed);
     } catch (error) {
       if (generation !== state.generation || error.name === "AbortError") return;
