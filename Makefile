@@ -11,6 +11,7 @@
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
+#   make chromium  install Debian's chromium when missing (the /ui browser tests drive it)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -42,7 +43,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test lint image openapi bench bench-quick bench-verify bench-redaction install helm clean help
+.PHONY: registry run test lint image openapi bench bench-quick bench-verify bench-redaction install helm chromium clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -75,6 +76,12 @@ $(HELM): $(HELM_STAMP)
 
 helm: $(HELM)
 
+# Headless Chromium for tests/api/test_ui_browser.py (Playwright drives it by its path; it never
+# downloads a browser): the distribution's package, installed by the script only when
+# `chromium` is not on PATH (~25 s, as root).
+chromium:
+	.ci/chromium.sh
+
 install: $(SYNCED) $(JARS)
 
 run: install
@@ -83,7 +90,7 @@ run: install
 registry: $(REGISTRY)
 	$(VENV)/bin/ractogateway-kafka registry
 
-test: install $(REGISTRY) $(HELM)
+test: install $(REGISTRY) $(HELM) chromium
 	$(VENV)/bin/pytest
 
 lint: $(SYNCED) $(HELM)

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import audit, health, integrity, messages, metrics, publish
+from app.api import audit, health, integrity, messages, metrics, publish, ui
 from app.api.body_limit import BodyLimit
 from app.api.errors import install_error_handlers
 from app.api.lean import LeanDispatch
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         messages.router,
         health.router,
         metrics.router,
+        ui.router,
     )
     # Innermost: the busiest routes served without routing, after the body is read and inside
     # the observer (logged and counted like the rest).

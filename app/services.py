@@ -47,6 +47,7 @@ from app.recent.coverage import CheckpointCoverage
 from app.recent.reader import RecentRecordsReader
 from app.settings import Settings
 from app.shutdown import Shutdown
+from app.status import RateHistory
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ class Services:
     forwarder: SpoolForwarder | None
     # The signing key, the public keys and the checkpointer (app/integrity/).
     checkpoints: Checkpoints
+    # Records/s Kafka acknowledged, sampled for the /ui page's chart (app/status.py).
+    rates: RateHistory
     # Both None without RG_SCHEMA_REGISTRY_URL (app/ingest/contracts.py).
     registry: SchemaRegistryClient | None = None
     audit_schema: AuditSchemaGuard | None = None
@@ -105,6 +108,7 @@ class Services:
             )
         if self.spool is not None:
             await self.spool.open()
+        self.rates.start()
         await self.connection.start()
         if self.audit_schema is not None:
             await self.audit_schema.start(wait_s=settings.ready_timeout_s)
@@ -118,6 +122,7 @@ class Services:
         """Refuse new work, stop the background tasks, flush and close the producer, close the
         spool (see the module docstring)."""
         self.shutdown.begin()
+        await self.rates.close()
         await self.audit_topic.close()
         if self.audit_schema is not None:
             await self.audit_schema.close()
@@ -245,6 +250,7 @@ def build_services(settings: Settings) -> Services:
         spool=spool,
         forwarder=forwarder,
         checkpoints=checkpoints,
+        rates=RateHistory(lambda: producer.stats.delivered),
         registry=registry,
         audit_schema=audit_schema,
     )

@@ -1,7 +1,6 @@
 """GET /messages and GET /messages/stream: the most recent records, for operators."""
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -15,6 +14,7 @@ from app.api.errors import error_responses
 from app.errors import InvalidRequestError
 from app.kafka.models import epoch_ms, parse_utc
 from app.recent.buffer import MessageView
+from app.recent.filters import RecordFilter
 
 router = APIRouter(
     tags=["messages"],
@@ -52,36 +52,83 @@ class MessagesPage(BaseModel):
     count: int
 
 
-@dataclass(frozen=True)
-class MessageFilters:
-    """The query of GET /messages and /messages/stream, checked."""
-
-    topic: str | None
-    key: str | None
-    since_ms: int | None
+UntilQuery = Annotated[
+    str | None,
+    Query(
+        description="Only records at or before this ISO-8601 time (UTC when no offset is given).",
+        max_length=64,
+        json_schema_extra={"format": "date-time"},
+    ),
+]
+PartitionQuery = Annotated[
+    int | None, Query(ge=0, le=1_000_000, description="Only records of this partition.")
+]
+OffsetQuery = Annotated[
+    int | None, Query(ge=0, description="Only the record at this offset (of each partition).")
+]
+UserQuery = Annotated[
+    str | None,
+    Query(description="Only audit records of this user_id.", min_length=1, max_length=1024),
+]
+ModelQuery = Annotated[
+    str | None,
+    Query(description="Only audit records of this model.", min_length=1, max_length=1024),
+]
+TextQuery = Annotated[
+    str | None,
+    Query(
+        description="Only records whose prompt or response (an audit record's; else its value "
+        "as text) holds this text, ignoring case.",
+        min_length=1,
+        max_length=256,
+    ),
+]
 
 
 async def message_filters(
     services: ServicesDep,
+    *,
     topic: TopicQuery = None,
     key: KeyQuery = None,
     since: SinceQuery = None,
-) -> MessageFilters:
+    until: UntilQuery = None,
+    partition: PartitionQuery = None,
+    offset: OffsetQuery = None,
+    user: UserQuery = None,
+    model: ModelQuery = None,
+    text: TextQuery = None,
+) -> RecordFilter:
     """Check the filters before anything is answered (a stream cannot turn into a 422 later)."""
     topics = services.recent.topics
     if topic is not None and topic not in topics:
         kept = ", ".join(topics)
         raise InvalidRequestError.for_field("query.topic", f"{topic!r} is not kept; one of: {kept}")
-    since_ms = None
-    if since is not None:
-        try:
-            since_ms = epoch_ms(parse_utc(since, "since"))
-        except ValueError as exc:
-            raise InvalidRequestError.for_field("query.since", str(exc)) from None
-    return MessageFilters(topic=topic, key=key, since_ms=since_ms)
+    since_ms, until_ms = _time_of(since, "since"), _time_of(until, "until")
+    if since_ms is not None and until_ms is not None and until_ms < since_ms:
+        raise InvalidRequestError.for_field("query.until", "is before `since`")
+    return RecordFilter(
+        topic=topic,
+        key=key,
+        since_ms=since_ms,
+        until_ms=until_ms,
+        partition=partition,
+        offset=offset,
+        user=user,
+        model=model,
+        text=text,
+    )
 
 
-FiltersDep = Annotated[MessageFilters, Depends(message_filters)]
+def _time_of(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return epoch_ms(parse_utc(value, name))
+    except ValueError as exc:
+        raise InvalidRequestError.for_field(f"query.{name}", str(exc)) from None
+
+
+FiltersDep = Annotated[RecordFilter, Depends(message_filters)]
 
 
 @router.get(
@@ -98,7 +145,11 @@ async def messages(
     """Records read by the service's background consumer (no consumer group), kept per topic
     up to RG_MESSAGES_BUFFER records and RG_MESSAGES_BUFFER_BYTES bytes."""
     found = services.recent.query(
-        topic=filters.topic, key=filters.key, since_ms=filters.since_ms, limit=limit
+        topic=filters.topic,
+        key=filters.key,
+        since_ms=filters.since_ms,
+        limit=limit,
+        where=filters.matches if filters.narrows else None,
     )
     # Only the records asked for are decoded, once (app/recent/buffer.py), with
     # `checkpointed` as the checkpoints written so far say; the answer is joined as bytes. No
@@ -138,7 +189,7 @@ async def messages_stream(
     async with services.recent.subscribe() as queue:
         yield ServerSentEvent(comment="subscribed", retry=3000)
         while (record := await queue.get()) is not None:
-            if record.matches(topic=filters.topic, key=filters.key, since_ms=filters.since_ms):
+            if filters.matches(record):
                 yield ServerSentEvent(
                     # `checkpointed` as it is when the event is sent.
                     raw_data=record.json(

@@ -322,9 +322,11 @@ class RecentRecords:
         key: str | None = None,
         since_ms: int | None = None,
         limit: int = 50,
+        where: Callable[[RecentRecord], bool] | None = None,
     ) -> list[RecentRecord]:
-        """The newest `limit` records passing the filters, newest first (by timestamp, then
-        partition and offset)."""
+        """The newest `limit` records passing the filters (and `where`, checked newest first
+        and only until `limit` passed: it may decode values, app/recent/filters.py), newest
+        first (by timestamp, then partition and offset)."""
         found = [
             record
             for name, kept in self._topics.items()
@@ -333,7 +335,15 @@ class RecentRecords:
             if record.matches(topic=topic, key=key, since_ms=since_ms)
         ]
         found.sort(key=lambda r: r.order, reverse=True)
-        return found[:limit]
+        if where is None:
+            return found[:limit]
+        passed: list[RecentRecord] = []
+        for record in found:
+            if len(passed) >= limit:
+                break
+            if where(record):
+                passed.append(record)
+        return passed
 
     def shown(self, record: RecentRecord, coverage: Coverage) -> tuple[memoryview, bytes]:
         """`record.json_parts(coverage)` for GET /messages, keeping the view's JSON with the record

@@ -63,6 +63,9 @@ async def test_the_image_serves_locked_down_as_non_root_and_writes_to_kafka(
         event = {"user_id": "u-1", "model": "m", "prompt": "p", "response": "r"}
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             assert (await client.get("/healthz")).status_code == 200
+            # The /ui page's files are package data: installed (not editable) in the image.
+            for path in ("/ui", "/ui/ui.js", "/ui/ui.css"):
+                assert (await client.get(path)).status_code == 200, path
             answer = await client.post("/audit", json=event)
         assert answer.status_code == 201, answer.text
         receipt = answer.json()
