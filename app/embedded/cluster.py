@@ -116,12 +116,14 @@ class EmbeddedKafkaCluster:
         return self
 
     def wait_for_all(self) -> None:
-        """Block until a metadata request lists every node (a restarted one has rejoined)."""
+        """Block until every node's metadata lists every node (a node that just started, or came
+        back, may still see fewer for a moment): then a client may start from any of them."""
         deadline = time.monotonic() + self.startup_timeout_s
-        while (seen := live_brokers(self.bootstrap_servers)) < len(self.nodes):
+        expected = len(self.nodes)
+        while (seen := min(live_brokers(n.bootstrap_servers) for n in self.nodes)) < expected:
             if time.monotonic() > deadline:
                 raise EmbeddedKafkaError(
-                    f"the cluster lists {seen} of {len(self.nodes)} nodes after "
+                    f"a node of the cluster lists {seen} of {expected} nodes after "
                     f"{self.startup_timeout_s:.0f} s; see {self.data_dir}/node-*/broker.log"
                 )
             time.sleep(0.2)

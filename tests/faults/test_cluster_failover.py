@@ -160,3 +160,54 @@ async def test_leader_killed_during_2000_audits(
     assert max(a.seconds for a in answers) < PRODUCE_TIMEOUT_S + 5
     await assert_stored_once_in_user_order(bootstrap, service, acked)
     assert len(after.isr) == 3
+
+
+async def test_two_nodes_down_refuses_writes_and_loses_no_acknowledged_one(
+    cluster: EmbeddedKafkaCluster, tmp_path: Path
+) -> None:
+    with serve(cluster, tmp_path) as service:
+        topic = service.audit_topic
+        (before,) = await partition_states(cluster.nodes[0].bootstrap_servers, topic)
+        first = before.leader
+        async with httpx.AsyncClient(base_url=service.url, timeout=60) as client:
+            load = UserLoad(client, USERS)
+            await load.run(200)
+            # The first loss: the leader. The other two elect a new one and shrink the in-sync
+            # replicas to themselves; acknowledged writes go on (on both of them).
+            cluster.node(first).kill()
+            await wait_for_partitions(
+                cluster, topic, lambda s: s[0].leader not in (first, -1), timeout_s=60
+            )
+            (shrunk,) = await partition_states(cluster.nodes[first % 3].bootstrap_servers, topic)
+            second = shrunk.leader
+            await load.run(200)
+            one_down = len(load.answers)
+            # The second loss: the new leader. One node is left: no quorum, no new leader.
+            cluster.node(second).kill()
+            killed = time.monotonic()
+            await load.run(2 * USERS)
+            two_down = load.answers[one_down:]
+            ready = await client.get("/readyz")
+
+            await restart(cluster, first, second)
+            back_s = await wait_for_partitions(cluster, topic, all_in_sync, timeout_s=90)
+            # The same service process writes again once the cluster is whole.
+            await load.run(USERS)
+            recovered = load.answers[-USERS:]
+        assert service.process.poll() is None, "the service died"
+
+    print(
+        f"\n[cluster] nodes {first} then {second} SIGKILLed: with one node down "
+        f"{summary(load.answers[:one_down])}; with two down {summary(two_down)} "
+        f"(slowest {max(a.seconds for a in two_down):.1f}s; GET /readyz {ready.status_code}; "
+        f"{two_down[0].body['error']['message'] if two_down[0].status == 503 else ''}); both "
+        f"back and in sync {back_s:.1f}s after their restart "
+        f"({time.monotonic() - killed:.0f}s after the second kill); then {summary(recovered)}"
+    )
+    assert_only_201_or_503(load.answers)
+    assert all(a.status == 201 for a in load.answers[:200]), summary(load.answers[:200])
+    assert all(a.status == 503 for a in two_down), summary(two_down)
+    assert max(a.seconds for a in two_down) < PRODUCE_TIMEOUT_S + 5
+    assert all(a.status == 201 for a in recovered), summary(recovered)
+    acked = [a for a in load.answers if a.status == 201]
+    await assert_stored_once_in_user_order(cluster.bootstrap_servers, service, acked)
