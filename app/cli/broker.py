@@ -63,14 +63,33 @@ def cmd_broker(args: argparse.Namespace) -> int:
             broker.start()
             print(f"bootstrap={broker.bootstrap_servers}", flush=True)
             logger.info("broker log: %s; SIGTERM or Ctrl-C stops it", logs)
-            while not stop.wait(0.5):
-                if not broker.is_running():
-                    logger.error("Apache Kafka exited on its own; see %s", logs)
-                    return 1
+            if not _watch(broker, stop):
+                logger.error("Apache Kafka exited on its own; see %s", logs)
+                return 1
         finally:
             broker.stop()
     logger.info("Apache Kafka stopped")
     return 0
+
+
+def _watch(broker: EmbeddedKafka | EmbeddedKafkaCluster, stop: threading.Event) -> bool:
+    """Wait for `stop`; False when Kafka exited on its own first. A cluster goes on while any
+    node runs: a node killed on purpose (to watch a failover) is logged, not fatal."""
+    nodes = [broker] if isinstance(broker, EmbeddedKafka) else broker.nodes
+    gone: set[int] = set()
+    while not stop.wait(0.5):
+        for node in nodes:
+            if len(nodes) > 1 and node.node_id not in gone and not node.is_running():
+                gone.add(node.node_id)
+                logger.error(
+                    "node %d (%s) exited; the others go on; see %s",
+                    node.node_id,
+                    node.bootstrap_servers,
+                    node.log_file,
+                )
+        if not any(node.is_running() for node in nodes):
+            return False
+    return True
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def properties(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
 
 
-def test_broker_nodes_3_prints_every_node_and_stops_them_all_cleanly(
+def test_broker_nodes_3_prints_every_node_outlives_one_and_stops_the_rest_cleanly(
     tmp_path: Path, kafka_distribution: KafkaDistribution
 ) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("RG_")}
@@ -51,6 +52,14 @@ def test_broker_nodes_3_prints_every_node_and_stops_them_all_cleanly(
             (data_dir / "cluster.id").read_text().strip()
         }
 
+        # A node killed (to watch a failover) is logged; the command and the others go on.
+        (pid,) = java_pids_using(nodes[1])
+        os.kill(pid, signal.SIGKILL)
+        error = next(line for line in iter_lines(broker) if "node 2" in line)
+        assert "exited; the others go on" in error
+        assert broker.process.poll() is None
+        assert live_brokers(bootstrap.split(",")[0]) >= 2
+
         stopping = time.monotonic()
         assert broker.stop(signal.SIGTERM) == 0
         stopped_s = time.monotonic() - stopping
@@ -60,11 +69,18 @@ def test_broker_nodes_3_prints_every_node_and_stops_them_all_cleanly(
         f"\n[cluster] broker --nodes 3: bootstrap after {ready_s:.1f}s, stopped in {stopped_s:.1f}s"
     )
     assert all(java_pids_using(node) == [] for node in nodes)
-    for node in nodes:
+    for node in (nodes[0], nodes[2]):
         log = (node / "broker.log").read_text()
         # Kafka's controlled shutdown, not a kill after the stop timeout.
         assert "Beginning controlled shutdown" in log
         assert "shut down completed" in log
+
+
+def iter_lines(process: Running, timeout_s: float = 30) -> Iterator[str]:
+    """The process's next output lines, as they come, for up to `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        yield process.wait_for_line("", timeout_s=deadline - time.monotonic())
 
 
 def test_unit_nodes_1_is_the_single_broker_of_before(tmp_path: Path) -> None:
