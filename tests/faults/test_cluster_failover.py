@@ -140,6 +140,14 @@ async def test_leader_killed_during_2000_audits(
         for a, t in zip(answers, load.answered_at, strict=True)
         if a.status == 201 and t - a.seconds > killed
     )
+    healthy = sorted(
+        a.seconds for a, t in zip(answers, load.answered_at, strict=True) if t < killed
+    )
+    print(
+        f"\n[cluster] before the kill, POST /audit p50 {healthy[len(healthy) // 2] * 1000:.1f} ms, "
+        f"p99 {healthy[len(healthy) * 99 // 100] * 1000:.1f} ms ({USERS} users, acks=all, "
+        "min.insync.replicas=2)"
+    )
     print(
         f"\n[cluster] leader (node {leader}) SIGKILLed after {TOTAL // 4} of {TOTAL} POST /audit "
         f"({USERS} users, RG_PRODUCE_TIMEOUT_S={PRODUCE_TIMEOUT_S}): {summary(answers)}; "
