@@ -13,7 +13,7 @@ import httpx
 
 from app.embedded import EmbeddedKafkaCluster
 from tests.helpers.cluster import PartitionState, UserLoad, partition_states, wait_for_partitions
-from tests.helpers.kafka import describe_topic, records_of
+from tests.helpers.kafka import TopicDescription, describe_topic, records_of
 from tests.helpers.load import Answer, summary
 from tests.helpers.processes import run_cli
 from tests.helpers.service import LiveService, running_service
@@ -69,6 +69,15 @@ async def assert_stored_once_in_user_order(
             order[record.value["user_id"]].append(record.value["metadata"]["seq"])
     for user, seqs in order.items():
         assert seqs == sorted(seqs), f"{user}: stored out of order: {seqs}"
+
+
+async def topic_created_with_a_node_down(
+    cluster: EmbeddedKafkaCluster, workdir: Path
+) -> TopicDescription:
+    """The audit topic a service (default settings, a fresh topic) creates while one of the
+    three nodes is down and the metadata lists two brokers."""
+    with running_service(cluster.bootstrap_servers, workdir) as service:
+        return await describe_topic(cluster.bootstrap_servers, service.audit_topic)
 
 
 async def test_audit_topic_on_three_nodes_is_replicated_3_with_min_insync_2(
@@ -188,12 +197,15 @@ async def test_two_nodes_down_refuses_writes_and_loses_no_acknowledged_one(
             )
             (shrunk,) = await partition_states(cluster.nodes[first % 3].bootstrap_servers, topic)
             second = shrunk.leader
+            # A service starting now sees two brokers, and still makes its topic one that
+            # survives a node: 3 replicas (one on the node that is down), min.insync.replicas 2.
+            late = await topic_created_with_a_node_down(cluster, tmp_path / "late")
             await load.run(200)
             one_down = len(load.answers)
             # The second loss: the new leader. One node is left: no quorum, no new leader.
             cluster.node(second).kill()
             killed = time.monotonic()
-            await load.run(2 * USERS)
+            await load.run(USERS)
             two_down = load.answers[one_down:]
             ready = await client.get("/readyz")
 
@@ -212,6 +224,7 @@ async def test_two_nodes_down_refuses_writes_and_loses_no_acknowledged_one(
         f"back and in sync {back_s:.1f}s after their restart "
         f"({time.monotonic() - killed:.0f}s after the second kill); then {summary(recovered)}"
     )
+    assert (late.replication, late.configs["min.insync.replicas"]) == (3, "2")
     assert_only_201_or_503(load.answers)
     assert all(a.status == 201 for a in load.answers[:200]), summary(load.answers[:200])
     assert all(a.status == 503 for a in two_down), summary(two_down)
