@@ -27,11 +27,11 @@ def own_broker(tmp_path: Path, kafka_distribution: KafkaDistribution) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def cluster(
+def three_nodes(
     tmp_path_factory: pytest.TempPathFactory, kafka_distribution: KafkaDistribution
 ) -> Iterator[EmbeddedKafkaCluster]:
-    """Three Apache Kafka nodes (each its own JVM) in one KRaft cluster, in fresh folders. A test
-    may kill nodes; it brings them back before it ends, so the next finds all three."""
+    """Three Apache Kafka nodes (each its own JVM) in one KRaft cluster, in fresh folders, for
+    the tests of a module."""
     cluster = EmbeddedKafkaCluster(
         tmp_path_factory.mktemp("cluster"), distribution=kafka_distribution, stop_timeout_s=20
     )
@@ -45,3 +45,12 @@ def cluster(
         yield cluster
         stopping = time.monotonic()
     print(f"\n[cluster] stopped in {time.monotonic() - stopping:.1f}s")
+
+
+@pytest.fixture
+def cluster(three_nodes: EmbeddedKafkaCluster) -> EmbeddedKafkaCluster:
+    """The module's three-node cluster with every node up. A test may kill nodes and brings
+    them back itself; one that failed halfway left some down, so they are started again here."""
+    if not three_nodes.is_running():
+        three_nodes.start()
+    return three_nodes
