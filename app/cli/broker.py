@@ -9,13 +9,33 @@ from types import FrameType
 
 from app.cli.common import EPILOG, exit_on_sigterm, logger
 from app.cli.service import serve
-from app.embedded import EmbeddedKafka, KafkaDistribution
+from app.embedded import EmbeddedKafka, EmbeddedKafkaCluster, KafkaDistribution
+from app.embedded.cluster import CLUSTER_HEAP
 from app.logs import configure_logging
 from app.settings import get_settings
+
+SINGLE_NODE_HEAP = "512m"
 
 
 def kafka_distribution(args: argparse.Namespace) -> KafkaDistribution:
     return KafkaDistribution(args.cache_dir)
+
+
+def embedded_kafka(
+    args: argparse.Namespace, data_dir: Path
+) -> EmbeddedKafka | EmbeddedKafkaCluster:
+    """One node (`--nodes 1`, the default: what `broker` always was) or a cluster of them."""
+    distribution = kafka_distribution(args)
+    if args.nodes == 1:
+        heap = args.heap or SINGLE_NODE_HEAP
+        return EmbeddedKafka(data_dir, port=args.port, distribution=distribution, heap=heap)
+    return EmbeddedKafkaCluster(
+        data_dir,
+        nodes=args.nodes,
+        port=args.port,
+        distribution=distribution,
+        heap=args.heap or CLUSTER_HEAP,
+    )
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -33,20 +53,43 @@ def cmd_broker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     with tempfile.TemporaryDirectory(prefix="rg-kafka-") as scratch:
-        data_dir = args.data_dir or Path(scratch)
-        broker = EmbeddedKafka(data_dir, port=args.port, distribution=distribution, heap=args.heap)
+        broker = embedded_kafka(args, args.data_dir or Path(scratch))
+        logs = (
+            broker.log_file
+            if isinstance(broker, EmbeddedKafka)
+            else broker.data_dir / "node-*" / "broker.log"
+        )
         try:
             broker.start()
             print(f"bootstrap={broker.bootstrap_servers}", flush=True)
-            logger.info("broker log: %s; SIGTERM or Ctrl-C stops it", broker.log_file)
-            while not stop.wait(0.5):
-                if not broker.is_running():
-                    logger.error("Apache Kafka exited on its own; see %s", broker.log_file)
-                    return 1
+            logger.info("broker log: %s; SIGTERM or Ctrl-C stops it", logs)
+            if not _watch(broker, stop):
+                logger.error("Apache Kafka exited on its own; see %s", logs)
+                return 1
         finally:
             broker.stop()
     logger.info("Apache Kafka stopped")
     return 0
+
+
+def _watch(broker: EmbeddedKafka | EmbeddedKafkaCluster, stop: threading.Event) -> bool:
+    """Wait for `stop`; False when Kafka exited on its own first. A cluster goes on while any
+    node runs: a node killed on purpose (to watch a failover) is logged, not fatal."""
+    nodes = [broker] if isinstance(broker, EmbeddedKafka) else broker.nodes
+    gone: set[int] = set()
+    while not stop.wait(0.5):
+        for node in nodes:
+            if len(nodes) > 1 and node.node_id not in gone and not node.is_running():
+                gone.add(node.node_id)
+                logger.error(
+                    "node %d (%s) exited; the others go on; see %s",
+                    node.node_id,
+                    node.bootstrap_servers,
+                    node.log_file,
+                )
+        if not any(node.is_running() for node in nodes):
+            return False
+    return True
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -59,7 +102,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         serve(settings)
         return 0
     broker = EmbeddedKafka(
-        args.data_dir, port=args.port, distribution=kafka_distribution(args), heap=args.heap
+        args.data_dir,
+        port=args.port,
+        distribution=kafka_distribution(args),
+        heap=args.heap or SINGLE_NODE_HEAP,
     )
     try:
         logger.info("starting Apache Kafka on 127.0.0.1:%d (data in %s)", args.port, args.data_dir)
@@ -98,19 +144,34 @@ def add_broker_options(
         help="where the Apache Kafka jars are downloaded to (default $RG_EMBEDDED_CACHE_DIR "
         "or ~/.cache/ractogateway-kafka)",
     )
-    parser.add_argument("--heap", default="512m", help="JVM maximum heap (default 512m)")
+    parser.add_argument(
+        "--heap",
+        default=None,
+        help=f"JVM maximum heap of each node (default {SINGLE_NODE_HEAP}; {CLUSTER_HEAP} per node "
+        "of a cluster)",
+    )
 
 
 def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add `broker` and `run`."""
     broker = commands.add_parser(
         "broker",
-        help="run an embedded single-node Apache Kafka in the foreground",
-        description="Run a real single-node Apache Kafka (KRaft) on 127.0.0.1. Downloads the jars "
-        "through Maven on first use (needs java and mvn). Prints 'bootstrap=127.0.0.1:PORT' once "
-        "clients can connect; SIGTERM or Ctrl-C shuts it down cleanly.",
+        help="run an embedded Apache Kafka (one node, or a cluster) in the foreground",
+        description="Run a real Apache Kafka (KRaft) on 127.0.0.1: one node, or with --nodes N a "
+        "cluster of N nodes, each its own JVM, ports and data folder (DIR/node-1, ...). Downloads "
+        "the jars through Maven on first use (needs java and mvn). Prints "
+        "'bootstrap=127.0.0.1:PORT[,127.0.0.1:PORT...]' once clients can connect to every node; "
+        "SIGTERM or Ctrl-C shuts them all down cleanly.",
     )
     add_broker_options(broker, port=9092, data_dir=None)
+    broker.add_argument(
+        "--nodes",
+        type=_node_count,
+        default=1,
+        metavar="N",
+        help="nodes of the KRaft cluster, each broker and controller; client ports PORT, "
+        "PORT+1, ... (0: free ports) (default 1; 3 survives the loss of one node)",
+    )
     broker.add_argument(
         "--log-level", default="INFO", help="log level of this command (default INFO)"
     )
@@ -131,3 +192,10 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     )
     add_broker_options(run, port=9092, data_dir=Path("var/kafka"))
     run.set_defaults(func=cmd_run)
+
+
+def _node_count(text: str) -> int:
+    nodes = int(text)
+    if not 1 <= nodes <= 9:
+        raise argparse.ArgumentTypeError(f"--nodes takes 1 to 9, not {nodes}")
+    return nodes

@@ -1,4 +1,5 @@
-"""A single-node Apache Kafka (KRaft, broker and controller in one JVM) run as a child process.
+"""An Apache Kafka node (KRaft, broker and controller in one JVM) run as a child process: alone,
+or one node of an `EmbeddedKafkaCluster` (app/embedded/cluster.py).
 
 Layout of its data folder, kept across restarts:
 
@@ -32,7 +33,7 @@ from typing import IO, Self
 
 from aiokafka import AIOKafkaClient
 
-from app.embedded.config import log4j_properties, new_cluster_id, server_properties
+from app.embedded.config import NODE_ID, log4j_properties, new_cluster_id, server_properties
 from app.embedded.distribution import KafkaDistribution
 from app.embedded.errors import EmbeddedKafkaError
 from app.embedded.ports import LOOPBACK, ensure_port_free, free_port
@@ -78,10 +79,18 @@ class EmbeddedKafka:
         overrides: Mapping[str, str] | None = None,
         startup_timeout_s: float = 120.0,
         stop_timeout_s: float = 30.0,
+        node_id: int = NODE_ID,
+        voters: Mapping[int, int] | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.controller_port = controller_port
+        # A cluster's node: its id, every node's controller port, and the id all of them are
+        # formatted with (a node formatted with another id is refused by the quorum).
+        self.node_id = node_id
+        self.voters = dict(voters or {})
+        self.cluster_id = cluster_id
         self.distribution = distribution or KafkaDistribution()
         self.heap = heap
         self.overrides = dict(overrides or {})
@@ -119,6 +128,13 @@ class EmbeddedKafka:
         """Install the jars if needed, start the JVM and wait until the broker serves clients."""
         if self.is_running():
             return self
+        self.launch(self.prepare())
+        self.wait_until_ready()
+        return self
+
+    def prepare(self) -> Path:
+        """Everything before the JVM starts: ports checked, config written, storage formatted;
+        the config's path. Safe in any thread (a cluster prepares its nodes in parallel)."""
         java = find_java()
         self.distribution.ensure()
         self.port = self.port or free_port()
@@ -128,14 +144,35 @@ class EmbeddedKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         self._format_storage(java, config)
-        self._launch(java, config)
+        return config
+
+    def launch(self, config: Path) -> None:
+        """Start the JVM on a `prepare()`d config, without waiting for it; call it from the
+        thread that will outlive the broker (the main thread: see `_launch`)."""
+        self._launch(find_java(), config)
+
+    def wait_until_ready(self) -> None:
+        """Block until the broker serves clients; stop it and raise `EmbeddedKafkaError` when
+        it exits or is not ready within `startup_timeout_s`."""
         try:
             self._wait_until_ready()
         except BaseException:
             self.stop()
             raise
         logger.info("Apache Kafka ready at %s (data in %s)", self.bootstrap_servers, self.data_dir)
-        return self
+
+    def kill(self) -> None:
+        """SIGKILL the JVM: no shutdown hook, no flush, as when a machine dies. `start()` brings
+        it back on the same ports and data."""
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            _running.discard(self)
+        if self._jvm_out is not None:
+            self._jvm_out.close()
+            self._jvm_out = None
 
     def stop(self) -> None:
         """Shut the broker down cleanly; kill it if it has not exited after `stop_timeout_s`."""
@@ -175,6 +212,8 @@ class EmbeddedKafka:
                 port=self.port,
                 controller_port=self.controller_port,
                 log_dir=self.log_dir,
+                node_id=self.node_id,
+                voters=self.voters,
                 overrides=self.overrides,
             ),
             encoding="utf-8",
@@ -205,7 +244,13 @@ class EmbeddedKafka:
         if (self.log_dir / "meta.properties").is_file():
             return
         command = self._jvm_command(
-            java, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(config)
+            java,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            self.cluster_id or new_cluster_id(),
+            "-c",
+            str(config),
         )
         result = subprocess.run(
             command,
@@ -306,14 +351,19 @@ def _accepts_connections(port: int) -> bool:
 
 def _serves_metadata(bootstrap_servers: str) -> bool:
     """A real client request: the broker is ready once its metadata lists a live broker."""
+    return live_brokers(bootstrap_servers) > 0
 
-    async def probe() -> bool:
+
+def live_brokers(bootstrap_servers: str) -> int:
+    """How many brokers a metadata request to `bootstrap_servers` lists (0: no answer)."""
+
+    async def probe() -> int:
         client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
         try:
             await client.bootstrap()
-            return bool(client.cluster.brokers())
+            return len(client.cluster.brokers())
         except Exception:
-            return False
+            return 0
         finally:
             await client.close()
 

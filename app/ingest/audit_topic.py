@@ -45,6 +45,7 @@ _UNKNOWN_TOPIC = 3
 _TOPIC_AUTHORIZATION_FAILED = 29
 _CLUSTER_AUTHORIZATION_FAILED = 31
 _TOPIC_ALREADY_EXISTS = 36
+_INVALID_REPLICATION_FACTOR = 38
 
 CheckMode = Literal["enforce", "warn", "off"]
 
@@ -259,7 +260,23 @@ class AuditTopic:
             await asyncio.sleep(0.1)
 
     async def _create(self, admin: AIOKafkaAdminClient, *, brokers: int) -> bool:
-        replication = self._settings.audit_topic_replication or default_replication(brokers)
+        replication = self._settings.audit_topic_replication
+        if replication is None and brokers < PREFERRED_REPLICATION:
+            # The metadata lists the brokers that are up, not how many the cluster has: with one
+            # of three down at the service's first start, one per listed broker would make a
+            # topic of 2 replicas and, below 3, no min.insync.replicas=2, for good. KRaft places
+            # a replica on a registered broker that is down, so ask for 3 first; a cluster that
+            # really is smaller refuses (INVALID_REPLICATION_FACTOR) and gets one per broker.
+            created = await self._create_with(admin, PREFERRED_REPLICATION, may_be_too_many=True)
+            if created is not None:
+                return created
+        return bool(await self._create_with(admin, replication or default_replication(brokers)))
+
+    async def _create_with(
+        self, admin: AIOKafkaAdminClient, replication: int, *, may_be_too_many: bool = False
+    ) -> bool | None:
+        """Create the topic with `replication` replicas: True when created, False when another
+        instance was first; None when the cluster has too few brokers and `may_be_too_many`."""
         topic = NewTopic(
             self.name,
             self._partitions,
@@ -274,6 +291,8 @@ class AuditTopic:
         (result,) = response.to_object()["topic_errors"]
         if result["error_code"] == _TOPIC_ALREADY_EXISTS:
             return False  # another instance was first; check what it made
+        if result["error_code"] == _INVALID_REPLICATION_FACTOR and may_be_too_many:
+            return None
         if result["error_code"] != _NO_ERROR:
             if result["error_code"] in (_TOPIC_AUTHORIZATION_FAILED, _CLUSTER_AUTHORIZATION_FAILED):
                 raise refusal_of(result["error_code"], self.name, "CREATE")

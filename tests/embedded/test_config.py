@@ -52,3 +52,34 @@ def test_log4j_writes_to_a_bounded_file(tmp_path: Path) -> None:
 def test_cluster_ids_never_start_with_a_dash() -> None:
     # One random id in 64 would; the storage tool then takes it for an option and fails.
     assert not any(new_cluster_id().startswith("-") for _ in range(2000))
+
+
+def test_a_cluster_node_lists_the_whole_quorum_and_replicates_internal_topics() -> None:
+    props = parse(
+        server_properties(
+            host="127.0.0.1",
+            port=1111,
+            controller_port=2222,
+            log_dir=Path("/d"),
+            node_id=2,
+            voters={1: 2221, 2: 2222, 3: 2223},
+        )
+    )
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == (
+        "1@127.0.0.1:2221,2@127.0.0.1:2222,3@127.0.0.1:2223"
+    )
+    assert props["offsets.topic.replication.factor"] == "3"
+    assert props["transaction.state.log.replication.factor"] == "3"
+    assert props["transaction.state.log.min.isr"] == "2"
+    assert props["default.replication.factor"] == "3"
+    # The service, not the broker, sets min.insync.replicas=2 on the audit topic.
+    assert "min.insync.replicas" not in props
+
+
+def test_a_single_node_has_no_cluster_settings() -> None:
+    props = parse(
+        server_properties(host="127.0.0.1", port=1111, controller_port=2222, log_dir=Path("/d"))
+    )
+    assert "default.replication.factor" not in props
+    assert props["transaction.state.log.min.isr"] == "1"
