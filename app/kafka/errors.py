@@ -11,7 +11,8 @@ KafkaClientError                 anything this library raises
 │   └── KafkaUnknownPartitionError a partition the topic does not have
 ├── KafkaCommitError             offsets could not be committed
 │   └── KafkaNoGroupError        a commit without a consumer group
-└── KafkaHandlerError            a stream handler failed (the original error is `__cause__`)
+├── KafkaHandlerError            a stream handler failed (the original error is `__cause__`)
+└── KafkaFencedError             a transactional producer whose id another instance took over
 """
 
 from aiokafka import errors as aioerrors
@@ -75,6 +76,11 @@ class KafkaHandlerError(KafkaClientError):
     """A stream handler raised or returned something that cannot be published."""
 
 
+class KafkaFencedError(KafkaClientError):
+    """Another producer started with this one's transactional id: this one may never write
+    again (the other instance owns the input partitions now). Not retriable: stop."""
+
+
 _TRANSLATIONS: tuple[tuple[tuple[type[BaseException], ...], type[KafkaClientError], str], ...] = (
     ((aioerrors.KafkaConnectionError, aioerrors.NoBrokersAvailable), KafkaConnectionError, ""),
     (
@@ -92,6 +98,11 @@ _TRANSLATIONS: tuple[tuple[tuple[type[BaseException], ...], type[KafkaClientErro
         "record too large: ",
     ),
     ((aioerrors.CommitFailedError,), KafkaCommitError, ""),
+    (
+        (aioerrors.ProducerFenced, aioerrors.InvalidProducerEpoch),
+        KafkaFencedError,
+        "fenced: another instance took over the transactional id: ",
+    ),
 )
 
 
