@@ -568,3 +568,21 @@ class KafkaProducerClient(AsyncLifecycle):
                     with contextlib.suppress(BaseException):
                         await task
         await producer.stop()
+        _retrieve_batch_failures(producer)
+
+
+def _retrieve_batch_failures(producer: AIOKafkaProducer) -> None:
+    """Mark the failure of batches a dead sender failed as seen. aiokafka sets it on each
+    batch's drain waiter too, which nobody awaits once the producer stopped: asyncio would
+    log "Future exception was never retrieved" for an error already reported (a fenced
+    transactional producer's, for one)."""
+    accumulator = getattr(producer, "_message_accumulator", None)  # aiokafka has no public form
+    if accumulator is None:
+        return
+    batches = [*accumulator._pending_batches]
+    for queued in accumulator._batches.values():
+        batches += queued
+    for batch in batches:
+        waiter = getattr(batch, "_drain_waiter", None)
+        if waiter is not None and waiter.done() and not waiter.cancelled():
+            waiter.exception()
