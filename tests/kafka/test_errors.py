@@ -7,6 +7,7 @@ from app.kafka import (
     KafkaBrokerError,
     KafkaClientError,
     KafkaConnectionError,
+    KafkaFencedError,
     KafkaRecordTooLargeError,
     KafkaTimeoutError,
 )
@@ -21,6 +22,8 @@ from app.kafka.errors import translate
         (TimeoutError(), KafkaTimeoutError),
         (aioerrors.MessageSizeTooLargeError(), KafkaRecordTooLargeError),
         (aioerrors.NotLeaderForPartitionError(), KafkaBrokerError),
+        (aioerrors.ProducerFenced(), KafkaFencedError),
+        (aioerrors.InvalidProducerEpoch(), KafkaFencedError),
         (RuntimeError("odd"), KafkaClientError),
     ],
 )

@@ -1,6 +1,7 @@
 """KafkaStreamProcessor with processing_guarantee="exactly_once", against the real broker:
 outputs and offsets committed together, aborted batches invisible to read_committed readers."""
 
+import time
 import uuid
 from typing import Any
 
@@ -177,3 +178,36 @@ def test_unit_exactly_once_needs_a_group_and_a_producer(
     producer = KafkaProducerClient() if with_producer else None
     with pytest.raises(KafkaConfigError, match=message):
         KafkaStreamProcessor(consumer=consumer, producer=producer, config=EXACTLY_ONCE)
+
+
+async def test_throughput_at_least_once_vs_exactly_once_is_printed(
+    producer: KafkaProducerClient, kafka_bootstrap: str, create_topic: Any
+) -> None:
+    """Not an assertion on speed: the figure docs/streams.md quotes (same input, handler and
+    batch size; the group's join is left out of the timing)."""
+    count, source = 20_000, await create_topic(partitions=3)
+    deliveries = [await producer.queue(source, {"n": i}, key=f"k{i % 50}") for i in range(count)]
+    for delivery in deliveries:
+        await delivery.wait()
+    rates: dict[str, float] = {}
+    for guarantee in ("at_least_once", "exactly_once"):
+        output = await create_topic(partitions=3)
+        config = KafkaStreamConfig(processing_guarantee=guarantee, batch_size=100)
+        async with group_consumer(kafka_bootstrap, source, uuid.uuid4().hex) as consumer:
+            processor = KafkaStreamProcessor(consumer=consumer, producer=producer, config=config)
+            try:
+                done = 0
+                while done == 0:  # joined, partitions claimed, first batch processed
+                    done = await processor.process_once(doubled, output_topic=output)
+                first, started = done, time.perf_counter()
+                while done < count:
+                    done += await processor.process_once(doubled, output_topic=output)
+                rates[guarantee] = (done - first) / (time.perf_counter() - started)
+            finally:
+                await processor.close()
+        assert done == count
+    print(
+        f"\n{count} records, batch 100, 3 input partitions: at-least-once "
+        f"{rates['at_least_once']:,.0f} records/s, exactly-once {rates['exactly_once']:,.0f} "
+        f"records/s ({rates['exactly_once'] / rates['at_least_once']:.0%})"
+    )
