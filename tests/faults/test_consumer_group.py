@@ -26,7 +26,7 @@ from tests.helpers.streams import (
     read_outputs,
     repeats,
     seed_keyed,
-    wait_for_output,
+    wait_for_file,
     write_handler,
 )
 
@@ -76,14 +76,18 @@ async def test_two_of_three_instances_finish_the_input_after_one_is_killed(
     source, output = await create_topics(bootstrap, 6, 6)
     await seed_keyed(bootstrap, source, INPUTS, keys=KEYS)
     write_handler(tmp_path)
-    env = process_env(bootstrap, output) | {"HANDLER_DELAY_S": "0.1"}
+    env = process_env(bootstrap, output) | {"HANDLER_DELAY_S": "0.1", "PAD_BYTES": "30000"}
     args = process_args(source, f"group-{uuid.uuid4().hex}", exactly_once=exactly_once, batch=20)
-    instances = [Running(args, cwd=tmp_path, env=env) for _ in range(3)]
+    marker = tmp_path / "sending"
+    # The victim marks its 4th handler call: its outputs are about to be sent.
+    victim_env = env | {"MARKER": str(marker), "MARK_AT_CALL": "4"}
+    instances = [Running(args, cwd=tmp_path, env=victim_env if i == 0 else env) for i in range(3)]
+    victim, survivors = instances[0], instances[1:]
     try:
-        held = await wait_for_assignment(instances, 6, [0, 0, 0])
-        await wait_for_output(instances[0], "holding" if exactly_once else "assigned partitions")
-        victim, survivors = instances[0], instances[1:]
-        await asyncio.sleep(0.5)  # the victim is mid-run: processing its two partitions
+        await wait_for_assignment(instances, 6, [0, 0, 0])
+        await wait_for_file(marker, alive=victim)
+        await asyncio.sleep(0.015)  # some of the batch's outputs written, none committed
+        held = latest_assignments([victim], [0])[0]
         seen = [len(s.output().splitlines()) for s in survivors]
         killed_at = time.monotonic()
         victim.stop(signal.SIGKILL)
@@ -103,7 +107,7 @@ async def test_two_of_three_instances_finish_the_input_after_one_is_killed(
         assert per_key_sequences(outputs) == expected_sequences(INPUTS, KEYS)  # nothing twice
     guarantee = "exactly-once" if exactly_once else "at-least-once"
     print(
-        f"\n{guarantee}, 3 instances, 6 partitions, one SIGKILLed holding {sorted(held[0])}: "
+        f"\n{guarantee}, 3 instances, 6 partitions, one SIGKILLed mid-send holding {sorted(held)}: "
         f"the other two held {[sorted(a) for a in after]} {took_over_s:.1f} s later "
         f"(session {SESSION_MS} ms); {INPUTS} inputs -> {len(outputs)} outputs, "
         f"{repeats(outputs)} repeats"
