@@ -264,6 +264,7 @@ class KafkaConsumerClient(AsyncLifecycle):
         """Leave the group (if any) and release connections. Does not commit."""
         consumer, self._consumer = self._consumer, None
         self._started = False
+        self.assigned = set()
         if consumer is not None:
             await consumer.stop()
 
