@@ -17,12 +17,17 @@ taken away is dropped: the group's next owner reads it again from the committed 
 """
 
 import asyncio
-import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
 
+from app.kafka.batches import (
+    Handler,
+    call_handler,
+    dead_letters,
+    places,
+    plan_outputs,
+    publish_outputs,
+)
 from app.kafka.config import KafkaStreamConfig
 from app.kafka.consumer import KafkaConsumerClient, Place, next_offsets
 from app.kafka.errors import (
@@ -30,19 +35,12 @@ from app.kafka.errors import (
     KafkaConfigError,
     KafkaFencedError,
     KafkaHandlerError,
-    KafkaTimeoutError,
 )
-from app.kafka.models import KafkaMessage, KafkaProduceResult, KafkaPublishRequest
+from app.kafka.models import KafkaMessage, KafkaPublishRequest
 from app.kafka.producer import KafkaProducerClient
 from app.kafka.transactions import PartitionProducers
 
 logger = logging.getLogger(__name__)
-
-HandlerResult = Sequence[Any] | None
-Handler = Callable[[list[KafkaMessage]], HandlerResult | Awaitable[HandlerResult]]
-
-DLQ_ERROR = "rg-dlq-error"
-DLQ_SOURCE = "rg-dlq-source"
 
 
 class KafkaStreamProcessor:
@@ -169,7 +167,8 @@ class KafkaStreamProcessor:
             if self._producers is not None:
                 return await self._process_in_transactions(batch, handler, output_topic)
             requests = await self._requests_for(batch, handler, output_topic)
-            await self._publish(requests, self.producer)
+            if self.producer is not None:
+                await publish_outputs(requests, self.producer, self.config)
             if self.config.commit_on_success:
                 await self.consumer.commit(next_offsets(batch))
             return len(batch)
@@ -183,7 +182,7 @@ class KafkaStreamProcessor:
         logger.info(
             "dropped a batch of %d from %s: partitions were revoked while it was read",
             len(batch),
-            _places(batch),
+            places(batch),
         )
         firsts: dict[Place, int] = {}
         for message in batch:
@@ -198,21 +197,26 @@ class KafkaStreamProcessor:
         """What to publish for `batch`: the handler's outputs, or its dead letters."""
         try:
             async with self._handler_calls:
-                return self._plan(await _call(handler, batch), output_topic)
+                requests = plan_outputs(await call_handler(handler, batch), output_topic)
+                if requests and self.producer is None:
+                    raise KafkaConfigError(
+                        "the handler returned outputs but the processor has no producer"
+                    )
+                return requests
         except Exception as exc:
             if self.config.dead_letter_topic is None:
                 raise KafkaHandlerError(
                     f"handler failed on a batch of {len(batch)} from "
-                    f"{_places(batch)}: {type(exc).__name__}: {exc}"
+                    f"{places(batch)}: {type(exc).__name__}: {exc}"
                 ) from exc
             logger.warning(
                 "handler failed on %d record(s) from %s (%s); sending them to %r",
                 len(batch),
-                _places(batch),
+                places(batch),
                 exc,
                 self.config.dead_letter_topic,
             )
-            return _dead_letters(batch, exc, self.config.dead_letter_topic)
+            return dead_letters(batch, exc, self.config.dead_letter_topic)
 
     async def _claim_assigned(self, producers: PartitionProducers) -> None:
         """Producers for the partitions the group assigned since the last cycle (fencing
@@ -261,14 +265,14 @@ class KafkaStreamProcessor:
         await producer.begin_transaction()
         try:
             requests = await self._requests_for(records, handler, output_topic)
-            await self._publish(requests, producer)
+            await publish_outputs(requests, producer, self.config)
             await producer.send_offsets_to_transaction(next_offsets(records), group)
             await producer.commit_transaction()
         except BaseException as exc:
             await self._abort(place, producer, records, exc)
             if isinstance(exc, KafkaClientError) and exc.retriable:
                 logger.warning(
-                    "transaction for %s aborted (%s); reading it again", _places(records), exc
+                    "transaction for %s aborted (%s); reading it again", places(records), exc
                 )
                 return 0
             raise
@@ -291,7 +295,7 @@ class KafkaStreamProcessor:
         except KafkaClientError as failed:
             # Its next holder settles the transaction: drop the producer; the next cycle
             # claims the partition afresh (fencing this one) and seeks to the committed offset.
-            logger.warning("could not abort the transaction for %s: %s", _places(records), failed)
+            logger.warning("could not abort the transaction for %s: %s", places(records), failed)
             await self._producers.release([place])
             return
         self.consumer.seek(place, records[0].offset)
@@ -310,90 +314,3 @@ class KafkaStreamProcessor:
             total += await self.process_once(handler, output_topic=output_topic)
             cycles += 1
         return total
-
-    def _plan(self, result: Any, output_topic: str | None) -> list[KafkaPublishRequest]:
-        if result is None:
-            return []
-        if isinstance(result, str | bytes | Mapping) or not isinstance(result, Sequence):
-            raise TypeError(
-                "a handler returns None or a sequence (of KafkaPublishRequest or of values), "
-                f"not {type(result).__name__}"
-            )
-        requests = []
-        for item in result:
-            if isinstance(item, KafkaPublishRequest):
-                requests.append(item)
-            elif output_topic is None:
-                raise TypeError("the handler returned plain values but no output_topic was given")
-            else:
-                requests.append(KafkaPublishRequest(topic=output_topic, value=item))
-        if requests and self.producer is None:
-            raise KafkaConfigError("the handler returned outputs but the processor has no producer")
-        return requests
-
-    async def _publish(
-        self, requests: list[KafkaPublishRequest], producer: KafkaProducerClient | None
-    ) -> list[KafkaProduceResult]:
-        if not requests:
-            return []
-        assert producer is not None  # noqa: S101 - _plan and __init__ guarantee it
-        if not self.config.wait_for_publish and not self.config.commit_on_success:
-            # Nothing depends on the acknowledgements: the producer logs and counts failures.
-            for r in requests:
-                await producer.publish(r.topic, r.value, **_placement(r), wait=False)
-            return []
-        # Sent together (aiokafka batches them), acknowledged before the caller commits.
-        receipts = [await producer.send(r.topic, r.value, **_placement(r)) for r in requests]
-        try:
-            outcomes = await asyncio.wait_for(
-                asyncio.gather(*receipts, return_exceptions=True), self.config.publish_timeout_s
-            )
-        except TimeoutError:
-            raise KafkaTimeoutError(
-                f"{len(requests)} output(s) not acknowledged within "
-                f"{self.config.publish_timeout_s}s; offsets not committed"
-            ) from None
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return [o for o in outcomes if isinstance(o, KafkaProduceResult)]
-
-
-def _placement(request: KafkaPublishRequest) -> dict[str, Any]:
-    """A request's record options, as `send()` and `publish()` take them."""
-    return {
-        "key": request.key,
-        "headers": request.headers,
-        "partition": request.partition,
-        "timestamp_ms": request.timestamp_ms,
-    }
-
-
-async def _call(handler: Handler, batch: list[KafkaMessage]) -> Any:
-    result = handler(batch)
-    if inspect.isawaitable(result):
-        return await result
-    return result
-
-
-def _places(batch: list[KafkaMessage]) -> str:
-    return ", ".join(f"{topic}[{part}]@{off}" for (topic, part), off in next_offsets(batch).items())
-
-
-def _dead_letters(
-    batch: list[KafkaMessage], error: BaseException, topic: str
-) -> list[KafkaPublishRequest]:
-    reason = f"{type(error).__name__}: {error}"[:1000]
-    return [
-        KafkaPublishRequest(
-            topic=topic,
-            key=message.key,
-            value=message.value,
-            headers={
-                **message.headers,
-                DLQ_ERROR: reason,
-                DLQ_SOURCE: f"{message.topic}/{message.partition}/{message.offset}",
-            },
-        )
-        for message in batch
-    ]
