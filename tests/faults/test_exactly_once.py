@@ -64,9 +64,9 @@ async def killed_three_times(
         )
         try:
             await wait_for_file(marker, alive=victim)
-            # The outputs are queued now; 15 ms later some are written, the batch not
-            # committed yet.
-            await asyncio.sleep(0.015)
+            # The outputs are about to be queued; 10-40 ms later some are written, the batch
+            # not committed yet (how far it got varies: three kills, three delays).
+            await asyncio.sleep((0.01, 0.025, 0.04)[kill])
         finally:
             victim.stop(signal.SIGKILL)
     last = Running(args, cwd=folder, env=env)
