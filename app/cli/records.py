@@ -11,6 +11,7 @@ from app.cli.handler import load_handler
 from app.cli.tail import as_json_line, as_text_line, tail
 from app.cluster import consumer_config, producer_config
 from app.kafka import (
+    KafkaConfigError,
     KafkaConsumerClient,
     KafkaProducerClient,
     KafkaStreamConfig,
@@ -22,6 +23,10 @@ from app.settings import get_settings
 
 def cmd_process(args: argparse.Namespace) -> int:
     """Run a stream processor until SIGTERM/Ctrl-C; the batch in progress is finished first."""
+    if args.transactional_id is not None and not args.exactly_once:
+        raise KafkaConfigError(
+            "--transactional-id names transactional producers: add --exactly-once"
+        )
     settings = get_settings()
     configure_logging(settings.log_level, "text")
     handler = load_handler(args.handler)

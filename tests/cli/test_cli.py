@@ -353,6 +353,7 @@ def test_unit_process_and_tail_take_the_exactly_once_options() -> None:
         "billing",
         1500,
     )
+    assert main(["process", "--handler", "m:f", "--input", "t", "--transactional-id", "x"]) == 2
     assert parser.parse_args(["tail", "t"]).read_committed is False
     assert parser.parse_args(["tail", "t", "--read-committed"]).read_committed is True
 
