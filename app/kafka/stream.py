@@ -35,6 +35,7 @@ from app.kafka.errors import (
     KafkaConfigError,
     KafkaFencedError,
     KafkaHandlerError,
+    KafkaRebalancedError,
 )
 from app.kafka.models import KafkaMessage, KafkaPublishRequest
 from app.kafka.producer import KafkaProducerClient
@@ -170,8 +171,21 @@ class KafkaStreamProcessor:
             if self.producer is not None:
                 await publish_outputs(requests, self.producer, self.config)
             if self.config.commit_on_success:
-                await self.consumer.commit(next_offsets(batch))
+                await self._commit(batch)
             return len(batch)
+
+    async def _commit(self, batch: list[KafkaMessage]) -> None:
+        try:
+            await self.consumer.commit(next_offsets(batch))
+        except KafkaRebalancedError as exc:
+            # This member was out of the group for a while (a pause longer than its session):
+            # the partitions' next holder reads the batch again. At least once still holds.
+            logger.warning(
+                "offsets up to %s not committed: the group rebalanced meanwhile (%s); the "
+                "partitions' next holder processes those records again",
+                places(batch),
+                exc,
+            )
 
     def _read_again(self, batch: list[KafkaMessage]) -> None:
         """Drop a batch read while partitions were revoked (committing it could commit

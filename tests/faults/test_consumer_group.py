@@ -3,6 +3,7 @@ and the other two take its partitions over and finish: nothing unprocessed, and 
 --exactly-once nothing twice (read_committed). Prints how long the takeover took."""
 
 import asyncio
+import os
 import signal
 import time
 import uuid
@@ -27,6 +28,7 @@ from tests.helpers.streams import (
     repeats,
     seed_keyed,
     wait_for_file,
+    wait_for_output,
     write_handler,
 )
 
@@ -111,4 +113,38 @@ async def test_two_of_three_instances_finish_the_input_after_one_is_killed(
         f"the other two held {[sorted(a) for a in after]} {took_over_s:.1f} s later "
         f"(session {SESSION_MS} ms); {INPUTS} inputs -> {len(outputs)} outputs, "
         f"{repeats(outputs)} repeats"
+    )
+
+
+async def test_an_at_least_once_instance_frozen_past_its_session_carries_on(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    count = 300
+    source, output = await create_topics(bootstrap, 3, 3)
+    await seed_keyed(bootstrap, source, count)
+    write_handler(tmp_path)
+    env = process_env(bootstrap, output) | {"HANDLER_DELAY_S": "0.1"}
+    args = process_args(source, f"group-{uuid.uuid4().hex}", exactly_once=False, batch=30)
+    in_handler = tmp_path / "in-handler"
+    older = Running(args, cwd=tmp_path, env=env | {"IN_HANDLER": str(in_handler)})
+    newer: Running | None = None
+    try:
+        await wait_for_file(in_handler, alive=older)
+        os.kill(older.process.pid, signal.SIGSTOP)  # frozen mid-batch, past its 1.5 s session
+        newer = Running(args, cwd=tmp_path, env=env)
+        await wait_for_assignment([newer], 3, [0])
+        os.kill(older.process.pid, signal.SIGCONT)
+        # Its batch's commit is refused (the group moved on): it says so and carries on.
+        await wait_for_output(older, "not committed: the group rebalanced meanwhile")
+        outputs = await read_outputs(bootstrap, output, committed=False, distinct=count)
+        assert older.stop(signal.SIGTERM) == 0, older.output()[-3000:]
+        assert newer.stop(signal.SIGTERM) == 0, newer.output()[-3000:]
+    finally:
+        older.close()
+        if newer is not None:
+            newer.close()
+    assert pairs(outputs) == {(k, s) for k, seqs in expected_sequences(count).items() for s in seqs}
+    print(
+        f"\nat-least-once instance frozen past its session: its commit refused, it carried on; "
+        f"{count} inputs -> {len(outputs)} outputs, {repeats(outputs)} repeats"
     )

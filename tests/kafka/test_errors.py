@@ -8,6 +8,7 @@ from app.kafka import (
     KafkaClientError,
     KafkaConnectionError,
     KafkaFencedError,
+    KafkaRebalancedError,
     KafkaRecordTooLargeError,
     KafkaTimeoutError,
 )
@@ -23,6 +24,7 @@ from app.kafka.errors import translate
         (aioerrors.MessageSizeTooLargeError(), KafkaRecordTooLargeError),
         (aioerrors.NotLeaderForPartitionError(), KafkaBrokerError),
         (aioerrors.ProducerFenced(), KafkaFencedError),
+        (aioerrors.CommitFailedError(), KafkaRebalancedError),
         (aioerrors.InvalidProducerEpoch(), KafkaFencedError),
         (RuntimeError("odd"), KafkaClientError),
     ],
