@@ -515,8 +515,11 @@ class KafkaProducerClient(AsyncLifecycle):
     def _named(self, error: KafkaClientError) -> KafkaClientError:
         """A fencing error naming this producer's transactional id."""
         if isinstance(error, KafkaFencedError) and self.config.transactional_id is not None:
+            # The broker says the same when a transaction outlived its timeout: name both.
             return KafkaFencedError(
-                f"fenced: another instance took over {self.config.transactional_id}"
+                f"fenced: another instance took over {self.config.transactional_id} (or a "
+                f"transaction of it outlived transaction_timeout_ms="
+                f"{self.config.transaction_timeout_ms})"
             )
         return error
 

@@ -148,7 +148,8 @@ async def test_an_instance_frozen_past_its_session_is_fenced_and_stops(
         if newer is not None:
             newer.close()
     fenced_line = next(line for line in said.splitlines() if "fenced:" in line)
+    fenced = fenced_line[fenced_line.index("fenced:") :]
     print(
         f"\nfrozen instance: partitions taken over {took_over_s:.1f} s after SIGSTOP "
-        f"(session 1.5 s); on SIGCONT it exited {code}: {fenced_line.strip()[-90:]}"
+        f"(session 1.5 s); on SIGCONT it exited {code}: {fenced}"
     )
