@@ -4,7 +4,7 @@ import importlib
 import os
 import sys
 
-from app.kafka.stream import Handler
+from app.kafka.batches import Handler
 
 
 class HandlerSpecError(ValueError):

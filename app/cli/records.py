@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 
@@ -11,6 +12,7 @@ from app.cli.tail import as_json_line, as_text_line, tail
 from app.cluster import consumer_config, producer_config
 from app.ingest.contracts import registry_client
 from app.kafka import (
+    KafkaConfigError,
     KafkaConsumerClient,
     KafkaProducerClient,
     KafkaStreamConfig,
@@ -23,30 +25,58 @@ from app.settings import get_settings
 
 def cmd_process(args: argparse.Namespace) -> int:
     """Run a stream processor until SIGTERM/Ctrl-C; the batch in progress is finished first."""
+    if args.transactional_id is not None and not args.exactly_once:
+        raise KafkaConfigError(
+            "--transactional-id names transactional producers: add --exactly-once"
+        )
     settings = get_settings()
     configure_logging(settings.log_level, "text")
     handler = load_handler(args.handler)
     group = args.group or f"ractogateway-process.{args.handler}"
+    guarantee = "exactly_once" if args.exactly_once else "at_least_once"
 
     async def process() -> int:
         consumer = KafkaConsumerClient(
             config=consumer_config(
-                settings, topics=[args.input], group_id=group, auto_offset_reset=args.offset_reset
+                settings,
+                topics=[args.input],
+                group_id=group,
+                auto_offset_reset=args.offset_reset,
+                session_timeout_ms=args.session_timeout_ms,
+                # Exactly-once reads only committed records: an input written by another
+                # exactly-once processor may hold aborted ones.
+                isolation_level="read_committed" if args.exactly_once else "read_uncommitted",
             )
         )
         producer = KafkaProducerClient(config=producer_config(settings))
-        async with producer, consumer:
-            processor = KafkaStreamProcessor(
-                consumer=consumer,
-                producer=producer,
-                config=KafkaStreamConfig(
-                    batch_size=args.batch_size, dead_letter_topic=args.dead_letter
-                ),
-            )
+        processor = KafkaStreamProcessor(
+            consumer=consumer,
+            producer=producer,
+            config=KafkaStreamConfig(
+                batch_size=args.batch_size,
+                dead_letter_topic=args.dead_letter,
+                processing_guarantee=guarantee,
+                transactional_id_prefix=args.transactional_id,
+            ),
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            if not args.exactly_once:  # exactly-once writes through its own producers
+                await stack.enter_async_context(producer)
+            await stack.enter_async_context(consumer)
+            stack.push_async_callback(processor.close)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, processor.stop)
-            logger.info("processing %s with %s as group %r", args.input, args.handler, group)
+            logger.info(
+                "processing %s with %s as group %r (%s%s)",
+                args.input,
+                args.handler,
+                group,
+                guarantee.replace("_", "-"),
+                f", transactional ids {args.transactional_id or group}.<topic>.<partition>"
+                if args.exactly_once
+                else "",
+            )
             total = await processor.run(handler, output_topic=args.output)
         logger.info("stopped after %d record(s); offsets committed", total)
         return 0
@@ -63,6 +93,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
             settings,
             topics=[args.topic],
             auto_offset_reset="earliest" if args.from_beginning else "latest",
+            isolation_level="read_committed" if args.read_committed else "read_uncommitted",
         ),
         # With a Schema Registry, framed values are decoded by schema id (and name it).
         value_deserializer=JsonSchemaDeserializer(registry_client(settings))
@@ -82,7 +113,12 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         description="Consume --input in batches, call the handler (module:function, sync or "
         "async) with each batch, publish what it returns, then commit. SIGTERM or Ctrl-C "
         "finishes the batch in progress, commits and exits 0. The handler returns None, a list "
-        "of KafkaPublishRequest, or a list of values for --output.",
+        "of KafkaPublishRequest, or a list of values for --output. Instances started with the "
+        "same --group share the input's partitions; when one stops or dies the others take "
+        "its partitions over. With --exactly-once each batch's outputs and offsets are one "
+        "transaction per input partition (readers of the outputs use read_committed, e.g. "
+        "`tail --read-committed`); an instance whose partitions another took over stops with "
+        "'fenced: another instance took over <id>' and exit status 2 (docs/streams.md).",
         epilog=EPILOG,
     )
     process.add_argument("--handler", required=True, metavar="MODULE:FUNCTION")
@@ -96,6 +132,27 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     )
     process.add_argument(
         "--dead-letter", metavar="TOPIC", help="where failing batches go (default: stop on error)"
+    )
+    process.add_argument(
+        "--exactly-once",
+        action="store_true",
+        help="outputs, dead letters and consumed offsets in one transaction per input "
+        "partition and batch: each input's outputs become visible to read_committed readers "
+        "exactly once (default: at least once)",
+    )
+    process.add_argument(
+        "--transactional-id",
+        metavar="PREFIX",
+        help="with --exactly-once: the transactional ids are PREFIX.TOPIC.PARTITION, one per "
+        "input partition held (default PREFIX: the group); instances of one group must share it",
+    )
+    process.add_argument(
+        "--session-timeout-ms",
+        type=int,
+        default=10_000,
+        metavar="MS",
+        help="how long the group waits for a silent instance before giving its partitions to "
+        "the others (default 10000; the broker allows 6000 and up unless configured otherwise)",
     )
     process.add_argument(
         "--offset-reset",
@@ -116,6 +173,12 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "--from-beginning", action="store_true", help="start at the oldest record kept"
     )
     tail_cmd.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail_cmd.add_argument(
+        "--read-committed",
+        action="store_true",
+        help="only records of committed transactions (what an exactly-once processor's "
+        "readers see); without it open and aborted ones are printed too",
+    )
     tail_cmd.add_argument(
         "--max-messages", type=int, metavar="N", help="exit after N records (default: never)"
     )

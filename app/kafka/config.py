@@ -131,6 +131,8 @@ class KafkaProducerConfig(_ConnectionConfig):
         "request_timeout_ms",
         "enable_idempotence",
         "max_batch_size",
+        "transactional_id",
+        "transaction_timeout_ms",
     }
 
     client_id: str = "ractogateway-producer"
@@ -142,9 +144,15 @@ class KafkaProducerConfig(_ConnectionConfig):
     enable_idempotence: bool = True
     # aiokafka's name: the most bytes of records buffered per partition (one batch).
     max_batch_size: int = Field(default=1024 * 1024, ge=1024)
+    # Set only for the producers of exactly-once processing (see KafkaStreamProcessor): sends
+    # then happen inside transactions, and starting the producer fences older holders of the id.
+    transactional_id: str | None = Field(default=None, min_length=1)
+    transaction_timeout_ms: int = Field(default=60_000, gt=0)
 
     @model_validator(mode="after")
     def _check_acks(self) -> Self:
+        if self.transactional_id is not None and not self.enable_idempotence:
+            raise ValueError("a transactional_id needs enable_idempotence=True")
         if self.enable_idempotence and self.acks not in ("all", -1):
             raise ValueError(
                 f"acks={self.acks!r} contradicts enable_idempotence=True: use acks='all' "
@@ -164,7 +172,16 @@ class KafkaProducerConfig(_ConnectionConfig):
             "request_timeout_ms": self.request_timeout_ms,
             "enable_idempotence": self.enable_idempotence,
             "max_batch_size": self.max_batch_size,
+            **self._transactional_kwargs(),
             **self.extra,
+        }
+
+    def _transactional_kwargs(self) -> dict[str, Any]:
+        if self.transactional_id is None:
+            return {}  # aiokafka's own defaults, exactly as before transactions existed
+        return {
+            "transactional_id": self.transactional_id,
+            "transaction_timeout_ms": self.transaction_timeout_ms,
         }
 
 
@@ -182,6 +199,8 @@ class KafkaConsumerConfig(_ConnectionConfig):
         "enable_auto_commit",
         "max_poll_records",
         "session_timeout_ms",
+        "heartbeat_interval_ms",
+        "isolation_level",
     }
 
     topics: list[str] = Field(min_length=1)
@@ -191,6 +210,12 @@ class KafkaConsumerConfig(_ConnectionConfig):
     max_poll_records: int = Field(default=500, gt=0)
     poll_timeout_ms: int = Field(default=1_000, ge=0)
     session_timeout_ms: int = Field(default=10_000, gt=0)
+    # None: aiokafka's 3 s, or a third of the session timeout when that is shorter (a member
+    # must heartbeat several times per session, or a short session keeps expiring).
+    heartbeat_interval_ms: int | None = Field(default=None, gt=0)
+    # "read_committed": records of open or aborted transactions are never returned (what a
+    # reader of an exactly-once processor's outputs wants); the default returns every record.
+    isolation_level: Literal["read_uncommitted", "read_committed"] = "read_uncommitted"
     client_id: str = "ractogateway-consumer"
     value_format: ValueFormat = "auto"
 
@@ -198,7 +223,18 @@ class KafkaConsumerConfig(_ConnectionConfig):
     def _check_group(self) -> Self:
         if self.enable_auto_commit and self.group_id is None:
             raise ValueError("enable_auto_commit needs a group_id: offsets belong to a group")
+        if self.heartbeat_interval_ms is not None and (
+            self.heartbeat_interval_ms >= self.session_timeout_ms
+        ):
+            raise ValueError("heartbeat_interval_ms must be shorter than session_timeout_ms")
         return self
+
+    @property
+    def effective_heartbeat_interval_ms(self) -> int:
+        """The heartbeat interval handed to aiokafka (see `heartbeat_interval_ms`)."""
+        if self.heartbeat_interval_ms is not None:
+            return self.heartbeat_interval_ms
+        return max(1, min(3_000, self.session_timeout_ms // 3))
 
     def to_aiokafka(self) -> dict[str, Any]:
         """Keyword arguments for `aiokafka.AIOKafkaConsumer` (topics are subscribed separately)."""
@@ -210,15 +246,27 @@ class KafkaConsumerConfig(_ConnectionConfig):
             "enable_auto_commit": self.enable_auto_commit,
             "max_poll_records": self.max_poll_records,
             "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.effective_heartbeat_interval_ms,
+            "isolation_level": self.isolation_level,
             **self.extra,
         }
+
+
+ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
 
 
 class KafkaStreamConfig(BaseModel):
     """Batch processing configuration for `KafkaStreamProcessor`.
 
-    With `commit_on_success`, outputs are always acknowledged before offsets are committed,
-    whatever `wait_for_publish` says: a crash then reprocesses a batch, it never skips one.
+    `processing_guarantee="at_least_once"` (the default): with `commit_on_success`, outputs are
+    always acknowledged before offsets are committed, whatever `wait_for_publish` says: a crash
+    then reprocesses a batch, it never skips one.
+
+    `"exactly_once"`: each batch's outputs, dead letters and consumed offsets go into one Kafka
+    transaction per input partition, committed together or not at all; readers of the outputs
+    use `isolation_level="read_committed"`. The transactional ids are
+    `<transactional_id_prefix>.<topic>.<partition>` (the prefix defaults to the consumer's
+    group id); see docs/streams.md for why.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -230,3 +278,18 @@ class KafkaStreamConfig(BaseModel):
     wait_for_publish: bool = True
     dead_letter_topic: str | None = Field(default=None, min_length=1)
     publish_timeout_s: float = Field(default=30.0, gt=0)
+    processing_guarantee: ProcessingGuarantee = "at_least_once"
+    transactional_id_prefix: str | None = Field(default=None, min_length=1)
+    # How long the broker lets a transaction stay open before it aborts it on its own (a
+    # processor killed mid-batch whose partitions nobody takes over holds back read_committed
+    # readers of its outputs until then).
+    transaction_timeout_ms: int = Field(default=60_000, gt=0)
+
+    @model_validator(mode="after")
+    def _check_guarantee(self) -> Self:
+        if self.processing_guarantee == "exactly_once" and not self.commit_on_success:
+            raise ValueError(
+                "exactly_once commits the consumed offsets in each batch's transaction: "
+                "commit_on_success=False contradicts it"
+            )
+        return self

@@ -1,9 +1,17 @@
-"""`KafkaConsumerClient`: typed, async polling on aiokafka, with or without a consumer group."""
+"""`KafkaConsumerClient`: typed, async polling on aiokafka, with or without a consumer group.
 
-from collections.abc import Mapping
+In a group, partitions move between members when one joins, leaves or dies. aiokafka rebalances
+eagerly: every member gives up all its partitions (the revoke callbacks run then, before the
+group goes on), and the new assignment is handed out once all have. The client keeps the
+latest assignment in `assigned` and calls `on_revoke` callbacks: a stream processor finishes
+the batch in progress there, so its commit happens while the partitions are still its own.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from app.kafka.config import KafkaConsumerConfig
@@ -18,8 +26,34 @@ from app.kafka.models import KafkaMessage
 from app.kafka.schemas import JsonSchemaDeserializer
 from app.kafka.serde import Deserializer, decode_key, decode_value
 
+logger = logging.getLogger(__name__)
+
 # (topic, partition) -> the offset of the next record to read, as Kafka commits it.
 Offsets = Mapping[tuple[str, int], int]
+Place = tuple[str, int]
+RevokeCallback = Callable[[set[Place]], Awaitable[None]]
+
+
+class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """aiokafka's listener: tracks the assignment and runs the client's revoke callbacks."""
+
+    def __init__(self, client: "KafkaConsumerClient") -> None:
+        self._client = client
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        places = {(tp.topic, tp.partition) for tp in revoked}
+        if not places:
+            return  # the first join: nothing was held
+        self._client.assigned -= places
+        for callback in list(self._client.revoke_callbacks):
+            try:
+                await callback(places)
+            except Exception:  # one failing callback must not keep the group waiting
+                logger.exception("a revoke callback failed for %s", sorted(places))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._client.assigned = {(tp.topic, tp.partition) for tp in assigned}
+        logger.info("assigned partitions %s", sorted(self._client.assigned))
 
 
 class KafkaConsumerClient(AsyncLifecycle):
@@ -48,6 +82,14 @@ class KafkaConsumerClient(AsyncLifecycle):
         self._key_deserializer = key_deserializer or decode_key
         self._value_deserializer = value_deserializer
         self._started = False
+        # The group's latest assignment (empty between a revocation and the next assignment).
+        self.assigned: set[Place] = set()
+        self.revoke_callbacks: list[RevokeCallback] = []
+
+    def on_revoke(self, callback: RevokeCallback) -> None:
+        """Await `callback(partitions)` whenever the group takes partitions away, before they
+        go to another member (with a group only; call before or after `start()`)."""
+        self.revoke_callbacks.append(callback)
 
     async def start(self) -> None:
         """Connect, then subscribe (with a group) or assign every partition (without one)."""
@@ -59,7 +101,7 @@ class KafkaConsumerClient(AsyncLifecycle):
         try:
             await consumer.start()
             if self.config.group_id is not None:
-                consumer.subscribe(self.config.topics)
+                consumer.subscribe(self.config.topics, listener=_Rebalances(self))
             else:
                 consumer.assign(await self._all_partitions(consumer))
         except Exception as exc:
@@ -170,6 +212,34 @@ class KafkaConsumerClient(AsyncLifecycle):
         for tp in partitions:
             consumer.seek(tp, max(beginnings[tp], ends[tp] - records_per_partition))
 
+    def seek(self, place: Place, offset: int) -> None:
+        """Read `place` from `offset` on (records already fetched past it are dropped)."""
+        consumer = self._require_started()
+        try:
+            consumer.seek(TopicPartition(*place), offset)
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def seek_to_committed(self, places: Iterable[Place]) -> dict[Place, int | None]:
+        """Move each partition to the group's committed offset as the broker has it now (no
+        commit yet: where `auto_offset_reset` says). Returns the committed offsets."""
+        consumer = self._require_started()
+        found: dict[Place, int | None] = {}
+        try:
+            for place in places:
+                tp = TopicPartition(*place)
+                committed = await consumer.committed(tp)
+                found[place] = committed
+                if committed is not None:
+                    consumer.seek(tp, committed)
+                elif self.config.auto_offset_reset == "earliest":
+                    await consumer.seek_to_beginning(tp)
+                elif self.config.auto_offset_reset == "latest":
+                    await consumer.seek_to_end(tp)
+        except Exception as exc:
+            raise translate(exc) from exc
+        return found
+
     async def lag(self) -> dict[tuple[str, int], int]:
         """Records behind the end, per assigned partition, as of the last fetch (partitions
         not fetched yet are left out)."""
@@ -209,6 +279,7 @@ class KafkaConsumerClient(AsyncLifecycle):
         """Leave the group (if any) and release connections. Does not commit."""
         consumer, self._consumer = self._consumer, None
         self._started = False
+        self.assigned = set()
         if consumer is not None:
             await consumer.stop()
 

@@ -10,8 +10,10 @@ KafkaClientError                 anything this library raises
 │   ├── KafkaRecordTooLargeError a record above the producer's or the topic's size limit
 │   └── KafkaUnknownPartitionError a partition the topic does not have
 ├── KafkaCommitError             offsets could not be committed
-│   └── KafkaNoGroupError        a commit without a consumer group
-└── KafkaHandlerError            a stream handler failed (the original error is `__cause__`)
+│   ├── KafkaNoGroupError        a commit without a consumer group
+│   └── KafkaRebalancedError     the group gave the partitions to another member meanwhile
+├── KafkaHandlerError            a stream handler failed (the original error is `__cause__`)
+└── KafkaFencedError             a transactional producer whose id another instance took over
 """
 
 from aiokafka import errors as aioerrors
@@ -71,8 +73,18 @@ class KafkaNoGroupError(KafkaCommitError):
     """Offsets can only be committed by a consumer with a `group_id`."""
 
 
+class KafkaRebalancedError(KafkaCommitError):
+    """The group rebalanced since the records were read: their partitions may be another
+    member's now, and the commit was refused. Whoever holds them next reads them again."""
+
+
 class KafkaHandlerError(KafkaClientError):
     """A stream handler raised or returned something that cannot be published."""
+
+
+class KafkaFencedError(KafkaClientError):
+    """Another producer started with this one's transactional id: this one may never write
+    again (the other instance owns the input partitions now). Not retriable: stop."""
 
 
 _TRANSLATIONS: tuple[tuple[tuple[type[BaseException], ...], type[KafkaClientError], str], ...] = (
@@ -91,7 +103,13 @@ _TRANSLATIONS: tuple[tuple[tuple[type[BaseException], ...], type[KafkaClientErro
         KafkaRecordTooLargeError,
         "record too large: ",
     ),
-    ((aioerrors.CommitFailedError,), KafkaCommitError, ""),
+    # aiokafka raises CommitFailedError only for a commit the group refused after a rebalance.
+    ((aioerrors.CommitFailedError,), KafkaRebalancedError, ""),
+    (
+        (aioerrors.ProducerFenced, aioerrors.InvalidProducerEpoch),
+        KafkaFencedError,
+        "fenced: another instance took over the transactional id: ",
+    ),
 )
 
 

@@ -7,22 +7,29 @@ A record goes out in two halves, and `publish()` is the two in a row:
    (past it, `KafkaTimeoutError`: the record may still be delivered).
 A service that decides something between or after the halves (spool, count, answer early) uses
 them directly. `outcome_of()` reads any settled delivery future as `(result, error)`.
+
+With `config.transactional_id` the producer is transactional (the exactly-once stream
+processor's): `start()` registers the id with the cluster, which fences any older producer of
+the same id, and records are sent between `begin_transaction()` and `commit_transaction()` /
+`abort_transaction()`. Once fenced, every call raises `KafkaFencedError` naming the id.
 """
 
 import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.structs import RecordMetadata
+from aiokafka.structs import RecordMetadata, TopicPartition
 
 from app.kafka.config import KafkaProducerConfig
 from app.kafka.errors import (
     KafkaClientError,
+    KafkaConfigError,
+    KafkaFencedError,
     KafkaNotStartedError,
     KafkaSerializationError,
     KafkaTimeoutError,
@@ -265,7 +272,7 @@ class KafkaProducerClient(AsyncLifecycle):
             self._count_failure(topic, KafkaTimeoutError("cancelled before it was queued"))
             raise
         except Exception as exc:
-            error = translate(exc)
+            error = self._named(translate(exc))
             self._count_failure(topic, error)
             raise error from exc
         receipt: asyncio.Future[KafkaProduceResult] = asyncio.get_running_loop().create_future()
@@ -297,7 +304,7 @@ class KafkaProducerClient(AsyncLifecycle):
     ) -> None:
         metadata, error = outcome_of(delivery)
         if error is not None or metadata is None:
-            error = error or KafkaClientError("delivery settled without a result")
+            error = self._named(error or KafkaClientError("delivery settled without a result"))
             self._count_failure(topic, error)
             if not receipt.done():
                 receipt.set_exception(error)
@@ -423,6 +430,99 @@ class KafkaProducerClient(AsyncLifecycle):
             on_delivery=on_delivery,
         )
 
+    # Transactions (config.transactional_id set). aiokafka asserts on calls made in the wrong
+    # state, and once fenced its sender is gone for good: each call checks that first and
+    # raises the library's error instead.
+
+    @property
+    def transactional_id(self) -> str | None:
+        """The transactional id, or None for an ordinary (idempotent) producer."""
+        return self.config.transactional_id
+
+    @property
+    def in_transaction(self) -> bool:
+        """True between `begin_transaction()` and the end of its commit or abort (also when a
+        send failed and only an abort is left)."""
+        manager = self._transaction_manager()
+        return manager is not None and manager.state.name in ("IN_TRANSACTION", "ABORTABLE_ERROR")
+
+    async def begin_transaction(self) -> None:
+        """Open a transaction: what is sent until the commit becomes visible to
+        read_committed readers at once, or never."""
+        producer = self._require_transactional()
+        try:
+            await producer.begin_transaction()
+        except Exception as exc:
+            raise self._transaction_error(exc) from exc
+
+    async def send_offsets_to_transaction(
+        self, offsets: Mapping[tuple[str, int], int], group_id: str
+    ) -> None:
+        """Add consumed offsets (`(topic, partition) -> next offset`) of consumer group
+        `group_id` to the open transaction: committed with its records, or not at all."""
+        producer = self._require_transactional()
+        explicit = {TopicPartition(t, p): offset for (t, p), offset in offsets.items()}
+        try:
+            await producer.send_offsets_to_transaction(explicit, group_id)
+        except Exception as exc:
+            raise self._transaction_error(exc) from exc
+
+    async def commit_transaction(self) -> None:
+        """Flush the transaction's records and commit it (records and offsets at once)."""
+        producer = self._require_transactional()
+        try:
+            await producer.commit_transaction()
+        except Exception as exc:
+            raise self._transaction_error(exc) from exc
+
+    async def abort_transaction(self) -> None:
+        """Abort the open transaction (none open: nothing to do). Raises `KafkaFencedError`
+        when fenced: the cluster already aborted it for the instance that took over."""
+        producer = self._require_transactional()
+        if not self.in_transaction:
+            self._raise_fatal()
+            return
+        try:
+            await producer.abort_transaction()
+        except Exception as exc:
+            raise self._transaction_error(exc) from exc
+
+    def _transaction_manager(self) -> Any:
+        producer = self._producer
+        return getattr(producer, "_txn_manager", None)  # aiokafka has no public form
+
+    def _require_transactional(self) -> AIOKafkaProducer:
+        producer = self._require_started()
+        if self.config.transactional_id is None:
+            raise KafkaConfigError("transactions need a producer with a transactional_id")
+        self._raise_fatal()
+        return producer
+
+    def _raise_fatal(self) -> None:
+        manager = self._transaction_manager()
+        if manager is None or not manager.is_fatal_error():
+            return
+        ended = manager.wait_for_transaction_end()
+        cause = ended.exception() if ended.done() and not ended.cancelled() else None
+        error = self._named(translate(cause or KafkaClientError("the transaction failed")))
+        raise error from cause
+
+    def _transaction_error(self, exc: BaseException) -> KafkaClientError:
+        # A call refused for its state after the sender died: report why it died instead.
+        self._raise_fatal()
+        return self._named(translate(exc))
+
+    def _named(self, error: KafkaClientError) -> KafkaClientError:
+        """A fencing error naming this producer's transactional id."""
+        if isinstance(error, KafkaFencedError) and self.config.transactional_id is not None:
+            # The broker says the same when a transaction outlived its timeout: name both.
+            return KafkaFencedError(
+                f"fenced: another instance took over {self.config.transactional_id} (or a "
+                f"transaction of it outlived transaction_timeout_ms="
+                f"{self.config.transaction_timeout_ms})"
+            )
+        return error
+
     async def flush(self, *, timeout_s: float | None = None) -> None:
         """Wait until every record sent so far is acknowledged or failed."""
         producer = self._require_started()
@@ -471,3 +571,21 @@ class KafkaProducerClient(AsyncLifecycle):
                     with contextlib.suppress(BaseException):
                         await task
         await producer.stop()
+        _retrieve_batch_failures(producer)
+
+
+def _retrieve_batch_failures(producer: AIOKafkaProducer) -> None:
+    """Mark the failure of batches a dead sender failed as seen. aiokafka sets it on each
+    batch's drain waiter too, which nobody awaits once the producer stopped: asyncio would
+    log "Future exception was never retrieved" for an error already reported (a fenced
+    transactional producer's, for one)."""
+    accumulator = getattr(producer, "_message_accumulator", None)  # aiokafka has no public form
+    if accumulator is None:
+        return
+    batches = [*accumulator._pending_batches]
+    for queued in accumulator._batches.values():
+        batches += queued
+    for batch in batches:
+        waiter = getattr(batch, "_drain_waiter", None)
+        if waiter is not None and waiter.done() and not waiter.cancelled():
+            waiter.exception()

@@ -17,7 +17,12 @@ import pytest
 
 from app.cli import build_parser, main
 from app.embedded import KafkaDistribution, free_port
-from app.kafka import KafkaConsumerClient, KafkaConsumerConfig, KafkaProducerClient
+from app.kafka import (
+    KafkaConsumerClient,
+    KafkaConsumerConfig,
+    KafkaProducerClient,
+    KafkaProducerConfig,
+)
 from tests.helpers.broker import java_pids_using
 from tests.helpers.kafka import AUDIT_TOPIC_CONFIGS, read_all
 from tests.helpers.processes import SCRIPT, Running, run_cli, wait_http
@@ -322,3 +327,59 @@ async def test_topics_create_creates_the_audit_topic_as_the_service_would(
     assert "topic=missing" in missing.stdout
     assert created.returncode == 0, created.stdout + created.stderr
     assert f"audit topic {topic!r} created: 6 partitions" in created.stdout
+
+
+def test_unit_process_and_tail_take_the_exactly_once_options() -> None:
+    parser = build_parser()
+    default = parser.parse_args(["process", "--handler", "m:f", "--input", "t"])
+    assert (default.exactly_once, default.transactional_id) == (False, None)
+    assert default.session_timeout_ms == 10_000
+    args = parser.parse_args(
+        [
+            "process",
+            "--handler",
+            "m:f",
+            "--input",
+            "t",
+            "--exactly-once",
+            "--transactional-id",
+            "billing",
+            "--session-timeout-ms",
+            "1500",
+        ]
+    )
+    assert (args.exactly_once, args.transactional_id, args.session_timeout_ms) == (
+        True,
+        "billing",
+        1500,
+    )
+    assert main(["process", "--handler", "m:f", "--input", "t", "--transactional-id", "x"]) == 2
+    assert parser.parse_args(["tail", "t"]).read_committed is False
+    assert parser.parse_args(["tail", "t", "--read-committed"]).read_committed is True
+
+
+async def test_tail_read_committed_skips_aborted_and_open_transactions(
+    tmp_path: Path, cli_env: dict[str, str], kafka_bootstrap: str, topic: str
+) -> None:
+    config = KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, transactional_id=topic)
+    async with KafkaProducerClient(config=config) as transactional:
+        await transactional.begin_transaction()
+        await transactional.publish(topic, "aborted", key="k")
+        await transactional.abort_transaction()
+        await transactional.begin_transaction()
+        await transactional.publish(topic, "committed", key="k")
+        await transactional.commit_transaction()
+
+    def tail_values(count: int, *flags: str) -> list[str]:
+        result = run_cli(
+            ["tail", topic, "--from-beginning", "--json", "--max-messages", str(count), *flags],
+            cwd=tmp_path,
+            env=cli_env | {"RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+        )
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line)["value"] for line in result.stdout.splitlines()]
+
+    # The aborted record is first in the log: read_uncommitted prints it, read_committed
+    # skips it and its first record is the committed one.
+    assert await asyncio.to_thread(tail_values, 2) == ["aborted", "committed"]
+    assert await asyncio.to_thread(tail_values, 1, "--read-committed") == ["committed"]

@@ -128,3 +128,52 @@ def test_unit_auto_commit_needs_a_group() -> None:
 def test_unit_bootstrap_servers_accept_a_comma_separated_string() -> None:
     kwargs = KafkaConsumerConfig(topics=["t"], bootstrap_servers="a:1, b:2").to_aiokafka()
     assert kwargs["bootstrap_servers"] == ["a:1", "b:2"]
+
+
+def test_unit_processing_guarantee_and_isolation_level_keep_todays_behaviour_by_default() -> None:
+    assert KafkaStreamConfig().processing_guarantee == "at_least_once"
+    assert KafkaStreamConfig().transactional_id_prefix is None
+    consumer = KafkaConsumerConfig(topics=["t"])
+    assert consumer.isolation_level == "read_uncommitted"
+    kwargs = consumer.to_aiokafka()
+    # aiokafka's own defaults, now passed explicitly.
+    assert (kwargs["isolation_level"], kwargs["heartbeat_interval_ms"]) == (
+        "read_uncommitted",
+        3000,
+    )
+    producer = KafkaProducerConfig().to_aiokafka()
+    assert "transactional_id" not in producer
+    assert "transaction_timeout_ms" not in producer
+
+
+def test_unit_read_committed_and_short_sessions_reach_aiokafka() -> None:
+    kwargs = KafkaConsumerConfig(
+        topics=["t"], isolation_level="read_committed", session_timeout_ms=1500
+    ).to_aiokafka()
+    assert kwargs["isolation_level"] == "read_committed"
+    # A third of a short session: the member heartbeats several times before it expires.
+    assert (kwargs["session_timeout_ms"], kwargs["heartbeat_interval_ms"]) == (1500, 500)
+    with pytest.raises(ValidationError, match="isolation_level"):
+        KafkaConsumerConfig(topics=["t"], isolation_level="committed")
+    with pytest.raises(ValidationError, match="shorter than session_timeout_ms"):
+        KafkaConsumerConfig(topics=["t"], session_timeout_ms=1000, heartbeat_interval_ms=1000)
+    with pytest.raises(ValidationError, match="own fields"):
+        KafkaConsumerConfig(topics=["t"], extra={"isolation_level": "read_committed"})
+
+
+def test_unit_a_transactional_producer_config_reaches_aiokafka() -> None:
+    kwargs = KafkaProducerConfig(
+        transactional_id="g.t.0", transaction_timeout_ms=10_000
+    ).to_aiokafka()
+    assert (kwargs["transactional_id"], kwargs["transaction_timeout_ms"]) == ("g.t.0", 10_000)
+    with pytest.raises(ValidationError, match="needs enable_idempotence"):
+        KafkaProducerConfig(transactional_id="g.t.0", enable_idempotence=False, acks="1")
+
+
+def test_unit_exactly_once_refuses_to_skip_commits() -> None:
+    config = KafkaStreamConfig(processing_guarantee="exactly_once", transactional_id_prefix="p")
+    assert (config.processing_guarantee, config.transaction_timeout_ms) == ("exactly_once", 60_000)
+    with pytest.raises(ValidationError, match="commit_on_success=False contradicts it"):
+        KafkaStreamConfig(processing_guarantee="exactly_once", commit_on_success=False)
+    with pytest.raises(ValidationError, match="processing_guarantee"):
+        KafkaStreamConfig(processing_guarantee="exactly-once")

@@ -7,6 +7,8 @@ from app.kafka import (
     KafkaBrokerError,
     KafkaClientError,
     KafkaConnectionError,
+    KafkaFencedError,
+    KafkaRebalancedError,
     KafkaRecordTooLargeError,
     KafkaTimeoutError,
 )
@@ -21,6 +23,9 @@ from app.kafka.errors import translate
         (TimeoutError(), KafkaTimeoutError),
         (aioerrors.MessageSizeTooLargeError(), KafkaRecordTooLargeError),
         (aioerrors.NotLeaderForPartitionError(), KafkaBrokerError),
+        (aioerrors.ProducerFenced(), KafkaFencedError),
+        (aioerrors.CommitFailedError(), KafkaRebalancedError),
+        (aioerrors.InvalidProducerEpoch(), KafkaFencedError),
         (RuntimeError("odd"), KafkaClientError),
     ],
 )
