@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure headless Chromium is installed for the browser tests of the /ui page
-# (tests/ui/test_ui_browser.py drives it with Playwright for Python through its
+# (tests/api/test_ui_browser.py drives it with Playwright for Python through its
 # `executable_path`: no browser is ever downloaded by Playwright).
 #
 # When `chromium` is on PATH nothing happens. Otherwise it is installed from the distribution's

@@ -1,13 +1,11 @@
 """`broker` and `run`: the embedded Apache Kafka, alone or with the service."""
 
 import argparse
-import signal
 import tempfile
 import threading
 from pathlib import Path
-from types import FrameType
 
-from app.cli.common import EPILOG, exit_on_sigterm, logger
+from app.cli.common import EPILOG, exit_on_sigterm, logger, stop_requested
 from app.cli.service import serve
 from app.embedded import EmbeddedKafka, EmbeddedKafkaCluster, KafkaDistribution
 from app.embedded.cluster import CLUSTER_HEAP
@@ -45,13 +43,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
     if args.download_only:
         logger.info("Apache Kafka %s jars ready in %s", distribution.version, distribution.ensure())
         return 0
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_requested()
     with tempfile.TemporaryDirectory(prefix="rg-kafka-") as scratch:
         broker = embedded_kafka(args, args.data_dir or Path(scratch))
         logs = (

@@ -2,6 +2,7 @@
 
 import logging
 import signal
+import threading
 from types import FrameType
 
 logger = logging.getLogger("ractogateway_kafka")
@@ -19,3 +20,16 @@ def exit_on_sigterm() -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def stop_requested() -> threading.Event:
+    """An event set by the first SIGTERM or Ctrl-C: a foreground server's loop waits on it, then
+    stops its children cleanly."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop

@@ -2,12 +2,9 @@
 foreground, for local use; `make run` stays Kafka-only (docs/schemas.md says how to add it)."""
 
 import argparse
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 
-from app.cli.common import logger
+from app.cli.common import logger, stop_requested
 from app.embedded.registry import EmbeddedRegistry, RegistryDistribution
 from app.logs import configure_logging
 
@@ -19,13 +16,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
     if args.download_only:
         logger.info("Apicurio Registry %s ready in %s", distribution.version, distribution.ensure())
         return 0
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_requested()
     registry = EmbeddedRegistry(
         port=args.port, distribution=distribution, heap=args.heap, log_file=args.log_file
     )

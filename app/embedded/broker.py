@@ -14,12 +14,10 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
-import ctypes
 import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +31,8 @@ from typing import IO, Self
 
 from aiokafka import AIOKafkaClient
 
+from app.embedded import child
+from app.embedded.child import terminate
 from app.embedded.config import NODE_ID, log4j_properties, new_cluster_id, server_properties
 from app.embedded.distribution import KafkaDistribution
 from app.embedded.errors import EmbeddedKafkaError
@@ -40,7 +40,6 @@ from app.embedded.ports import LOOPBACK, ensure_port_free, free_port
 
 logger = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 _running: "weakref.WeakSet[EmbeddedKafka]" = weakref.WeakSet()
 
 
@@ -178,16 +177,7 @@ class EmbeddedKafka:
         """Shut the broker down cleanly; kill it if it has not exited after `stop_timeout_s`."""
         process, self._process = self._process, None
         if process is not None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=self.stop_timeout_s)
-                except subprocess.TimeoutExpired:
-                    logger.warning(
-                        "Apache Kafka did not stop within %ss: killing it", self.stop_timeout_s
-                    )
-                    process.kill()
-                    process.wait()
+            terminate(process, timeout_s=self.stop_timeout_s, name="Apache Kafka")
             _running.discard(self)
         if self._jvm_out is not None:
             self._jvm_out.close()
@@ -282,7 +272,7 @@ class EmbeddedKafka:
             # of shutdown (service first, then the broker).
             process_group=0,
             # PDEATHSIG fires when the *thread* that forked exits, so only the main thread uses it.
-            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509
+            preexec_fn=child.die_with_parent if die_with_parent else None,  # noqa: PLW1509
         )
         _running.add(self)
 
@@ -336,11 +326,6 @@ def _megabytes(size: str) -> int:
     units = {"k": 1 / 1024, "m": 1, "g": 1024}
     suffix = size[-1].lower()
     return int(float(size[:-1]) * units[suffix]) if suffix in units else int(size) // (1 << 20)
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _accepts_connections(port: int) -> bool:

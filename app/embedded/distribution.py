@@ -5,14 +5,12 @@ them all) plus an SLF4J binding, which the POM leaves out and without which the 
 Another artifact of the same release (the bench's `kafka-tools`) is resolved the same way.
 """
 
-import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
+from app.embedded.child import exclusive
 from app.embedded.errors import EmbeddedKafkaError
 
 KAFKA_VERSION = "3.9.1"
@@ -96,20 +94,11 @@ class KafkaDistribution:
         if self.is_installed():
             return self.lib_dir
         self.root.mkdir(parents=True, exist_ok=True)
-        with self._exclusive():
+        with exclusive(self.root / ".lock"):
             # Another process may have finished the download while we waited for the lock.
             if not self.is_installed():
                 self._download()
         return self.lib_dir
-
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        with (self.root / ".lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _download(self) -> None:
         mvn = shutil.which("mvn")

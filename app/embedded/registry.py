@@ -21,12 +21,10 @@ Cache layout (`$RG_REGISTRY_CACHE_DIR`, else `~/.cache/ractogateway-kafka/regist
 
 import atexit
 import contextlib
-import fcntl
 import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -35,12 +33,12 @@ import threading
 import time
 import urllib.request
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from app.embedded.broker import _die_with_parent
+from app.embedded import child
+from app.embedded.child import exclusive, terminate
 from app.embedded.distribution import DEPENDENCY_PLUGIN
 from app.embedded.errors import EmbeddedKafkaError
 from app.embedded.ports import LOOPBACK, ensure_port_free, free_port
@@ -93,19 +91,10 @@ class RegistryDistribution:
         if self.is_installed():
             return self.jar
         self.root.parent.mkdir(parents=True, exist_ok=True)
-        with self._exclusive():
+        with exclusive(self.root.parent / f".{self.root.name}.lock"):
             if not self.is_installed():  # another process may have finished meanwhile
                 self._download()
         return self.jar
-
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        with (self.root.parent / f".{self.root.name}.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _download(self) -> None:
         mvn = shutil.which("mvn")
@@ -285,7 +274,7 @@ class EmbeddedRegistry:
             stdout=self._out,
             stderr=subprocess.STDOUT,
             process_group=0,
-            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509
+            preexec_fn=child.die_with_parent if die_with_parent else None,  # noqa: PLW1509
         )
         _running.add(self)
         try:
@@ -327,16 +316,8 @@ class EmbeddedRegistry:
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after `stop_timeout_s`)."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                logger.warning(
-                    "the Schema Registry did not stop within %ss: killing it", self.stop_timeout_s
-                )
-                process.kill()
-                process.wait()
+        if process is not None:
+            terminate(process, timeout_s=self.stop_timeout_s, name="the Schema Registry")
         _running.discard(self)
         if self._out is not None:
             self._out.close()

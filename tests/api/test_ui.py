@@ -1,6 +1,6 @@
 """GET /ui, its assets and GET /ui/status, and the filters GET /messages gained for the page.
 
-The page's behaviour in a browser is tests/ui/test_ui_browser.py. Here: broker-free checks of
+The page's behaviour in a browser is tests/api/test_ui_browser.py. Here: broker-free checks of
 what the service answers (the app built, its lifespan not run: nothing here needs Kafka), the
 sampling of records/s, and one test of the new filters over real records."""
 
