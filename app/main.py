@@ -3,6 +3,7 @@ on `app.state.services`), its lifespan starts and stops them; the middleware and
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -12,6 +13,7 @@ from app.api.body_limit import BodyLimit
 from app.api.errors import install_error_handlers
 from app.api.lean import LeanDispatch
 from app.api.observe import RequestObserver
+from app.api.openapi import without_null_parameters
 from app.services import build_services
 from app.settings import Settings, get_settings
 
@@ -70,4 +72,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI caches the document it makes; made plain once, the cached one stays so.
+        if app.openapi_schema is None:
+            app.openapi_schema = without_null_parameters(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

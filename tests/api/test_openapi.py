@@ -70,3 +70,19 @@ def test_every_reference_resolves() -> None:
     text = json.dumps(document)
     names = {part.split('"')[0] for part in text.split('"#/components/schemas/')[1:]}
     assert names <= set(document["components"]["schemas"])
+
+
+def test_no_parameter_schema_offers_null() -> None:
+    # A query or header parameter is absent or a string on the wire: it is never JSON null.
+    # FastAPI writes an optional one as anyOf [its type, null]; clients then generate nullable
+    # types, and a fuzzer turns the null branch into values (`model=false`) that reach the
+    # service as valid strings, so a 200 reads as "invalid input accepted".
+    document = json.loads(COMMITTED.read_text(encoding="utf-8"))
+    offending = [
+        (method, path, parameter["name"])
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for parameter in operation.get("parameters", [])
+        if {"type": "null"} in parameter["schema"].get("anyOf", [])
+    ]
+    assert offending == []
