@@ -38,6 +38,22 @@ def all_in_sync(states: list[PartitionState]) -> bool:
     return all(len(state.isr) == 3 for state in states)
 
 
+async def settled(
+    cluster: EmbeddedKafkaCluster, topic: str, *, partitions: int = 1
+) -> PartitionState:
+    """The topic's first partition once every node knows all `partitions` with their three
+    replicas in sync: the service is ready when the node it asked created the topic, and the
+    others learn of it from the metadata log a moment later (asked too soon, one answers
+    UNKNOWN_TOPIC_OR_PARTITION)."""
+    await wait_for_partitions(
+        cluster,
+        topic,
+        lambda states: len(states) == partitions and all_in_sync(states),
+        timeout_s=30,
+    )
+    return (await partition_states(cluster.nodes[0].bootstrap_servers, topic))[0]
+
+
 async def restart(cluster: EmbeddedKafkaCluster, *node_ids: int) -> None:
     """Bring killed nodes back (same ports and data) without blocking the event loop."""
     await asyncio.gather(*(asyncio.to_thread(cluster.node(n).start) for n in node_ids))
@@ -77,6 +93,8 @@ async def topic_created_with_a_node_down(
     """The audit topic a service (default settings, a fresh topic) creates while one of the
     three nodes is down and the metadata lists two brokers."""
     with running_service(cluster.bootstrap_servers, workdir) as service:
+        # Every running node knows the topic first (see `settled`): any of them may be asked.
+        await wait_for_partitions(cluster, service.audit_topic, bool, timeout_s=30)
         return await describe_topic(cluster.bootstrap_servers, service.audit_topic)
 
 
@@ -84,6 +102,7 @@ async def test_audit_topic_on_three_nodes_is_replicated_3_with_min_insync_2(
     cluster: EmbeddedKafkaCluster, tmp_path: Path
 ) -> None:
     with running_service(cluster.bootstrap_servers, tmp_path) as service:
+        await settled(cluster, service.audit_topic, partitions=6)
         topic = await describe_topic(cluster.bootstrap_servers, service.audit_topic)
         env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
         env["RG_KAFKA_BOOTSTRAP_SERVERS"] = cluster.bootstrap_servers
@@ -103,8 +122,7 @@ async def test_leader_killed_during_2000_audits(
     fault: dict[str, float] = {}
     kill_now = asyncio.Event()
     with serve(cluster, tmp_path) as service:
-        (before,) = await partition_states(cluster.nodes[0].bootstrap_servers, service.audit_topic)
-        assert len(before.isr) == 3, before
+        before = await settled(cluster, service.audit_topic)
         leader = before.leader
 
         async def kill_leader() -> None:
@@ -184,7 +202,7 @@ async def test_two_nodes_down_refuses_writes_and_loses_no_acknowledged_one(
 ) -> None:
     with serve(cluster, tmp_path) as service:
         topic = service.audit_topic
-        (before,) = await partition_states(cluster.nodes[0].bootstrap_servers, topic)
+        before = await settled(cluster, topic)
         first = before.leader
         async with httpx.AsyncClient(base_url=service.url, timeout=60) as client:
             load = UserLoad(client, USERS)
