@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -73,6 +72,9 @@ class SchemaRegistryClient:
     connection pool per client; `aclose()` releases it."""
 
     def __init__(self, config: SchemaRegistryConfig) -> None:
+        # Imported here, not with the module: a service without a registry never pays its ~7 MB.
+        import httpx  # noqa: PLC0415
+
         self.config = config
         auth = None
         if config.username is not None:
@@ -153,6 +155,8 @@ class SchemaRegistryClient:
     async def _call(
         self, method: str, path: str, body: bytes | None = None, *, missing_ok: bool = False
     ) -> Any:
+        import httpx  # noqa: PLC0415 - loaded by __init__ already; see there
+
         try:
             response = await self._http.request(
                 method,

@@ -25,7 +25,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import jsonschema_rs
 import orjson
 
 from app.kafka.errors import KafkaSerializationError
@@ -90,6 +89,9 @@ class SchemaContract:
     """One registered JSON Schema, its validator compiled once (see the module docstring)."""
 
     def __init__(self, registered: RegisteredSchema) -> None:
+        # Imported here, not with the module: a service without a registry never loads it.
+        import jsonschema_rs  # noqa: PLC0415
+
         self.registered = registered
         try:
             self._validator = jsonschema_rs.validator_for(registered.schema)

@@ -2,6 +2,8 @@
 Confluent wire format, violations naming path and rule, and a producer and a consumer client
 against a real broker and a real Schema Registry."""
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -34,6 +36,21 @@ SCHEMA: dict[str, Any] = {
     },
     "required": ["order_id"],
 }
+
+
+def test_unit_without_a_registry_the_service_loads_no_registry_client() -> None:
+    # httpx and jsonschema_rs are ~10 MB of the service's memory: only contracts need them.
+    probe = (
+        "import sys\n"
+        "from app.main import create_app\n"
+        "from app.settings import Settings\n"
+        "create_app(Settings(_env_file=None))\n"
+        "print(sorted(m for m in ('httpx', 'jsonschema_rs') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
 def test_unit_frame_and_unframe_the_confluent_wire_format() -> None:
