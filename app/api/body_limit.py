@@ -21,6 +21,9 @@ from app.ingest.backpressure import ByteBudget, Hold
 
 _WITH_BODY = {"POST", "PUT", "PATCH"}
 HELD_BYTES = "held_bytes"
+# A declared length of more digits is larger than any limit (a body of 10^18 bytes).
+_MAX_DIGITS = 18
+_TOO_LONG = 10**_MAX_DIGITS
 
 
 class BodyLimit:
@@ -37,8 +40,7 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        expected = int(declared) if declared is not None and declared.isdigit() else 0
+        expected = declared_length(scope)
         if expected > self.max_bytes:
             await self._refuse(scope, receive, send, self._too_large())
             return
@@ -91,6 +93,17 @@ class BodyLimit:
             problem_for(exc), Request(scope), headers={"Connection": "close"}
         )
         await response(scope, receive, send)
+
+
+def declared_length(scope: Scope) -> int:
+    """The request's `Content-Length`, 0 without one; `_TOO_LONG` when it has more digits
+    than any limit (Python's int() refuses more than 4,300 of them, and the server's parser
+    takes any number of leading zeros)."""
+    declared = dict(scope["headers"]).get(b"content-length")
+    if declared is None or not declared.isdigit():
+        return 0
+    digits = declared.lstrip(b"0")
+    return int(digits) if len(digits) <= _MAX_DIGITS else _TOO_LONG
 
 
 def _whole(chunks: list[bytes]) -> Message:

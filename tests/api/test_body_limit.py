@@ -13,6 +13,7 @@ from app.api.body_limit import BodyLimit
 from app.ingest.backpressure import ByteBudget
 from tests.helpers.app import ServiceFactory, assert_contract_error, services_of
 from tests.helpers.metrics import metric
+from tests.helpers.raw_http import exchange
 from tests.helpers.service import LiveService
 
 LIMIT = 4096
@@ -197,3 +198,26 @@ async def test_the_bytes_are_released_after_201_202_and_422(service: ServiceFact
     assert published.status_code == 201, published.text
     assert metric(metrics, "rg_in_flight_bytes") == 0
     assert 1000 < metric(metrics, "rg_in_flight_bytes_high_water") <= LIMIT
+
+
+def post_with_length(length: str, body: bytes) -> bytes:
+    """A POST /audit whose Content-Length header is `length`, as written."""
+    head = (
+        "POST /audit HTTP/1.1\r\nHost: rg\r\ncontent-type: application/json\r\n"
+        f"content-length: {length}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def test_a_content_length_with_thousands_of_digits_is_no_500(live_service: LiveService) -> None:
+    # Leading zeros are valid HTTP (the server's parser takes them); Python's int() refuses a
+    # string of more than 4,300 digits.
+    five = exchange(live_service.url, post_with_length("0" * 5000 + "5", b"12345"))
+    # 10^19 - 1: more digits than the service compares, fewer than overflow the parser (2^64).
+    huge = exchange(live_service.url, post_with_length("0" * 5000 + "9" * 19, b"12345"))
+    assert five.status == 422, five.body
+    assert five.error()["code"] == "invalid_request"
+    assert huge.status == 413, huge.body
+    assert huge.error()["code"] == "body_too_large"
+    assert huge.headers["connection"] == "close"
+    assert "Traceback" not in live_service.log()
