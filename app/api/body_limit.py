@@ -4,7 +4,9 @@ Size: a declared `Content-Length` above the limit is refused before reading anyt
 without one (chunked) is cut off as soon as it passes the limit; either way 413
 `body_too_large`, with the contract's body.
 
-Memory: a request carrying a valid API key (or any request, with authentication off) has its
+Memory: a body's bytes are counted at what they cost the service in memory while the request is
+worked on (`app.memory.BODY_COST` bytes each: the body, the text parsed from it, the record made
+of it). A request carrying a valid API key (or any request, with authentication off) has its
 declared length reserved in the service's `ByteBudget` before a byte is read; when it does not
 fit, 503 `overloaded` with `Retry-After` before the body is read, and the connection is
 closed. Any other request's body is counted only as its bytes arrive (as a chunked body's are),
@@ -28,6 +30,7 @@ from app.api.errors import problem_response
 from app.auth import ApiKeys, presents_a_key
 from app.errors import BodyTooLargeError, OverloadedError, ServiceError, problem_for
 from app.ingest.backpressure import ByteBudget, Hold
+from app.memory import BODY_COST
 
 _WITH_BODY = {"POST", "PUT", "PATCH"}
 HELD_BYTES = "held_bytes"
@@ -74,8 +77,9 @@ class BodyLimit:
         # Reserved before reading only for a client with a key; anyone else's bytes are counted
         # as they arrive, so an idle connection declaring a big body holds nothing.
         upfront = expected if presents_a_key(scope["headers"], self.keys) else 0
+        # Counted at what a body's byte costs in memory (app.memory), not one byte each.
         try:
-            held = self.budget.reserve(upfront)
+            held = self.budget.reserve(upfront * BODY_COST)
         except OverloadedError as exc:
             await self._refuse(scope, receive, send, exc)
             return
@@ -98,9 +102,9 @@ class BodyLimit:
             if size > self.max_bytes:
                 await self._refuse(scope, receive, send, self._too_large())
                 return
-            if size > held.size:  # chunked: counted as it arrives
+            if size * BODY_COST > held.size:  # not reserved before: counted as it arrives
                 try:
-                    held.grow(size - held.size)
+                    held.grow(size * BODY_COST - held.size)
                 except OverloadedError as exc:
                     await self._refuse(scope, receive, send, exc)
                     return

@@ -15,12 +15,14 @@ from starlette.types import Message, Receive, Scope, Send
 from app.api.body_limit import BodyLimit
 from app.auth import ApiKeys
 from app.ingest.backpressure import ByteBudget
+from app.memory import BODY_COST
 from tests.helpers.app import ServiceFactory, assert_contract_error, services_of
 from tests.helpers.metrics import metric
 from tests.helpers.raw_http import address_of, exchange
 from tests.helpers.service import Launch, LiveService
 
 LIMIT = 4096
+COST = BODY_COST  # the budget counts what a body's byte costs in memory
 
 
 async def chunks(total: int, size: int = 1024) -> AsyncIterator[bytes]:
@@ -154,34 +156,37 @@ def answer(sent: list[Message]) -> tuple[int, dict[bytes, bytes], dict[str, Any]
 
 
 async def test_unit_the_declared_length_is_held_while_the_app_runs_then_released() -> None:
-    middleware, budget, seen = budgeted(10_000)
+    middleware, budget, seen = budgeted(10_000 * COST)
     sent, _ = await call(middleware, [piece(b"x" * 3000)], length=3000)
     assert answer(sent)[0] == 200
-    assert (seen, budget.held, budget.high_water) == ([3000], 0, 3000)
+    assert (seen, budget.held, budget.high_water) == ([3000 * COST], 0, 3000 * COST)
 
 
 async def test_unit_a_declared_length_beyond_the_budget_is_503_before_reading() -> None:
-    middleware, budget, seen = budgeted(10_000)
-    others = budget.reserve(8000)
+    middleware, budget, seen = budgeted(10_000 * COST)
+    others = budget.reserve(8000 * COST)
     sent, received = await call(middleware, [piece(b"x" * 3000)], length=3000)
     status, headers, body = answer(sent)
     assert (status, body["error"]["code"], headers[b"retry-after"]) == (503, "overloaded", b"1")
     assert headers[b"connection"] == b"close"  # what the server read ahead goes with it
     assert "RG_MAX_IN_FLIGHT_BYTES" in body["error"]["message"]
-    assert (received, seen, budget.held, budget.refusals.bytes) == (0, [], 8000, 1)
+    assert (received, seen, budget.held, budget.refusals.bytes) == (0, [], 8000 * COST, 1)
     others.release()
 
 
 async def test_unit_without_a_key_the_body_is_counted_as_it_arrives_not_as_declared() -> None:
     keys = ApiKeys({"k1": ["audit:write"]})
     pieces = [piece(b"x" * 1000, more=True), piece(b"x" * 1000)]
-    middleware, budget, seen = budgeted(10_000, keys=keys)
+    middleware, budget, seen = budgeted(10_000 * COST, keys=keys)
     sent, _ = await call(middleware, pieces, length=3000)  # declares more than it sends
     assert answer(sent)[0] == 200
-    assert (seen, budget.held, budget.high_water) == ([2000], 0, 2000)
-    middleware, budget, seen = budgeted(10_000, keys=keys)
+    assert (seen, budget.held, budget.high_water) == ([2000 * COST], 0, 2000 * COST)
+    middleware, budget, seen = budgeted(10_000 * COST, keys=keys)
     sent, _ = await call(middleware, [piece(b"x" * 3000)], length=3000, key=b"k1")
-    assert (seen, budget.high_water) == ([3000], 3000)  # with a key: reserved before reading
+    assert (seen, budget.high_water) == (
+        [3000 * COST],
+        3000 * COST,
+    )  # with a key: reserved before reading
 
 
 async def test_unit_a_body_no_route_reads_is_not_read_and_closes_the_connection() -> None:
@@ -194,35 +199,36 @@ async def test_unit_a_body_no_route_reads_is_not_read_and_closes_the_connection(
 
 
 async def test_unit_a_chunked_body_is_counted_as_it_is_read() -> None:
-    middleware, budget, seen = budgeted(10_000)
+    middleware, budget, seen = budgeted(10_000 * COST)
     pieces = [piece(b"x" * 1000, more=True), piece(b"x" * 1000, more=True), piece(b"x" * 500)]
     sent, _ = await call(middleware, pieces)
     assert answer(sent)[0] == 200
-    assert (seen, budget.held, budget.high_water) == ([2500], 0, 2500)
+    assert (seen, budget.held, budget.high_water) == ([2500 * COST], 0, 2500 * COST)
 
 
 async def test_unit_a_chunked_body_passing_the_budget_is_cut_off_with_503() -> None:
-    middleware, budget, seen = budgeted(2048)
+    middleware, budget, seen = budgeted(2048 * COST)
     pieces = [piece(b"x" * 1000, more=True) for _ in range(4)]
     sent, received = await call(middleware, pieces)
     status, headers, body = answer(sent)
     assert (status, body["error"]["code"], headers[b"connection"]) == (503, "overloaded", b"close")
-    assert (received, seen, budget.held, budget.high_water) == (3, [], 0, 2000)
+    assert (received, seen, budget.held, budget.high_water) == (3, [], 0, 2000 * COST)
 
 
 async def test_unit_the_hold_is_released_after_a_413_and_a_client_gone() -> None:
     middleware, budget, _ = budgeted(100_000)
     sent, _ = await call(middleware, [piece(b"x" * 3000, more=True)] * 2)
     assert answer(sent)[0] == 413
-    assert (budget.held, budget.high_water) == (0, 3000)  # the bytes past the limit: never
+    # The bytes past the limit: never.
+    assert (budget.held, budget.high_water) == (0, 3000 * COST)
     gone = [piece(b"x" * 1000, more=True), {"type": "http.disconnect"}]
     middleware, budget, seen = budgeted(100_000, read_after=True)
     sent, _ = await call(middleware, gone, length=3000)
-    assert (sent, seen, budget.held, budget.high_water) == ([], [3000], 0, 3000)
+    assert (sent, seen, budget.held, budget.high_water) == ([], [3000 * COST], 0, 3000 * COST)
 
 
 async def test_the_bytes_are_released_after_201_202_and_422(service: ServiceFactory) -> None:
-    async with service(max_body_bytes=LIMIT, max_in_flight_bytes=LIMIT) as client:
+    async with service(max_body_bytes=LIMIT, max_in_flight_bytes=COST * LIMIT) as client:
         event = {"user_id": "u", "model": "m", "prompt": "p" * 1000, "response": "r"}
         acked = await client.post("/audit", json=event)
         queued = await client.post("/audit", params={"wait": "false"}, json=event)
@@ -235,7 +241,7 @@ async def test_the_bytes_are_released_after_201_202_and_422(service: ServiceFact
     assert_contract_error(invalid, 422, "invalid_request")
     assert published.status_code == 201, published.text
     assert metric(metrics, "rg_in_flight_bytes") == 0
-    assert 1000 < metric(metrics, "rg_in_flight_bytes_high_water") <= LIMIT
+    assert 1000 * COST < metric(metrics, "rg_in_flight_bytes_high_water") <= COST * LIMIT
 
 
 def post_with_length(length: str, body: bytes) -> bytes:
