@@ -8,7 +8,7 @@ memory dump tells which key, or how much of one, matched.
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, get_args
 
 Scope = Literal["audit:write", "publish:write", "messages:read"]
@@ -48,3 +48,23 @@ def is_loopback(host: str) -> bool:
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def presents_a_key(headers: Iterable[tuple[bytes, bytes]], keys: ApiKeys) -> bool:
+    """True when authentication is off or the raw request headers carry a configured key
+    (`X-API-Key` or `Authorization: Bearer`, any scope): what the body reader needs to know
+    before it reserves bytes for a body. The route's own check still decides the answer."""
+    if not keys.enabled:
+        return True
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"x-api-key":
+            presented = value
+        elif lowered == b"authorization" and value[:7].lower() == b"bearer ":
+            presented = value[7:]
+        else:
+            continue
+        key = presented.strip().decode("latin-1")
+        if key and keys.scopes_of(key) is not None:
+            return True
+    return False

@@ -66,7 +66,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(LeanDispatch, routers=routers)
     # Added before the observer, so it runs inside it: a 413 is logged and counted like the rest.
     app.add_middleware(
-        BodyLimit, max_bytes=services.settings.max_body_bytes, budget=services.in_flight
+        BodyLimit,
+        max_bytes=services.settings.max_body_bytes,
+        budget=services.in_flight,
+        routes=[route for router in routers for route in router.routes],
+        keys=services.api_keys,
     )
     app.add_middleware(RequestObserver, metrics=services.metrics)
     install_error_handlers(app)

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from app.auth import Scope
 from app.kafka.audit import DEFAULT_AUDIT_TOPIC
 from app.kafka.models import TopicName
+from app.memory import BODY_COST
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -116,8 +117,9 @@ class Settings(BaseSettings):
     max_in_flight_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024,
-        description="Most bytes requests in progress hold: bodies being read and worked on, "
-        "plus records waiting for Kafka's acknowledgement; beyond it 503 overloaded.",
+        description="Most memory, in bytes, requests in progress and records waiting for "
+        "Kafka's acknowledgement cost (a body's byte counts 3 while its request is worked on, a "
+        "record's byte 2); beyond it 503 overloaded. At least 3 x RG_MAX_BODY_BYTES.",
     )
     kafka_compression_type: Literal["none", "gzip"] = Field(
         default="none",
@@ -310,11 +312,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _a_body_fits_in_flight(self) -> Self:
-        # Otherwise a body of the largest size would be refused as overloaded forever.
-        if self.max_in_flight_bytes < self.max_body_bytes:
+        # Otherwise a body of the largest size would be refused as overloaded forever (a body's
+        # byte is counted BODY_COST times, what it costs in memory).
+        if self.max_in_flight_bytes < BODY_COST * self.max_body_bytes:
             raise ValueError(
                 f"max_in_flight_bytes ({self.max_in_flight_bytes}) must be at least "
-                f"max_body_bytes ({self.max_body_bytes})"
+                f"{BODY_COST} x max_body_bytes ({self.max_body_bytes}): what a body of the "
+                "largest size costs in memory"
             )
         return self
 

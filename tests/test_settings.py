@@ -115,7 +115,12 @@ def test_the_in_flight_bytes_bound_holds_at_least_one_whole_body(
     assert Settings().max_in_flight_bytes == 64 * 1024 * 1024
     monkeypatch.setenv("RG_MAX_IN_FLIGHT_BYTES", str(4 * 1024 * 1024))
     assert Settings().max_in_flight_bytes == 4 * 1024 * 1024
-    # A body of the largest size could never be admitted: refused at start, naming both.
+    # A body of the largest size could never be admitted: refused at start, naming both. Its
+    # bytes count 3 times (what they cost in memory): 2 MiB do not hold a body of 1 MiB.
+    monkeypatch.setenv("RG_MAX_IN_FLIGHT_BYTES", str(2 * 1024 * 1024))
+    with pytest.raises(ValidationError, match=r"max_in_flight_bytes .* 3 x max_body_bytes"):
+        Settings()
+    monkeypatch.setenv("RG_MAX_IN_FLIGHT_BYTES", str(4 * 1024 * 1024))
     monkeypatch.setenv("RG_MAX_BODY_BYTES", str(8 * 1024 * 1024))
     with pytest.raises(ValidationError, match=r"max_in_flight_bytes .* max_body_bytes"):
         Settings()

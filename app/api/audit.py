@@ -18,7 +18,7 @@ from app.api.deps import (
     get_held_bytes,
 )
 from app.api.errors import ErrorBody, error_responses
-from app.api.lean import LeanRoute, is_json, serves_lean, wait_of
+from app.api.lean import LeanRoute, is_json, release_body, serves_lean, wait_of
 from app.api.trace import trace_headers
 from app.errors import InvalidRequestError
 from app.ingest.audit_trail import AuditReceipt, BatchItemResult
@@ -105,6 +105,7 @@ async def audit_lean(request: Request) -> Response | None:
         event = KafkaAuditEvent.model_validate_json(await request.body())
     except ValidationError:
         return None
+    release_body(request)
     receipt, replayed = await _record(
         request,
         event,

@@ -4,23 +4,39 @@ Size: a declared `Content-Length` above the limit is refused before reading anyt
 without one (chunked) is cut off as soon as it passes the limit; either way 413
 `body_too_large`, with the contract's body.
 
-Memory: before a byte is read, the declared length is reserved in the service's `ByteBudget`
-(a chunked body's bytes are counted as they arrive); when it does not fit, 503 `overloaded`
-with `Retry-After`, and the connection is closed. The hold is kept in
-`request.state.held_bytes` (a record made of the body takes its bytes over, see
-`app.ingest.backpressure`) and released once the request is answered: also after a 413, a 422 or a
-client that went away.
+Memory: a body's bytes are counted at what they cost the service in memory while the request is
+worked on (`app.memory.BODY_COST` bytes each: the body, the text parsed from it, the record made
+of it). A request carrying a valid API key (or any request, with authentication off) has its
+declared length reserved in the service's `ByteBudget` before a byte is read; when it does not
+fit, 503 `overloaded` with `Retry-After` before the body is read, and the connection is
+closed. Any other request's body is counted only as its bytes arrive (as a chunked body's are),
+so connections that declare big bodies and send nothing hold nothing: without a key they
+cannot starve the writes of those with one. A body no route reads (an unknown path or
+method) is not read at all: the app answers (404, 405) and the connection is closed.
+
+The hold is kept in `request.state.held_bytes` (a record made of the body takes its bytes over,
+see `app.ingest.backpressure`) and released once the request is answered: also after a 413, a
+422 or a client that went away.
 """
 
+import re
+from collections.abc import Iterable
+
 from starlette.requests import Request
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import problem_response
+from app.auth import ApiKeys, presents_a_key
 from app.errors import BodyTooLargeError, OverloadedError, ServiceError, problem_for
 from app.ingest.backpressure import ByteBudget, Hold
+from app.memory import BODY_COST
 
 _WITH_BODY = {"POST", "PUT", "PATCH"}
 HELD_BYTES = "held_bytes"
+# A declared length of more digits is larger than any limit (a body of 10^18 bytes).
+_MAX_DIGITS = 18
+_TOO_LONG = 10**_MAX_DIGITS
 
 
 class BodyLimit:
@@ -28,22 +44,42 @@ class BodyLimit:
     the app runs, then hands it over as one message; later `receive()` calls (disconnects) go
     to the server."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, budget: ByteBudget) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        budget: ByteBudget,
+        routes: Iterable[BaseRoute],
+        keys: ApiKeys,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.budget = budget
+        self.keys = keys
+        self._readers: list[tuple[re.Pattern[str], set[str]]] = [
+            (route.path_regex, set(route.methods or ()) & _WITH_BODY)
+            for route in routes
+            if isinstance(route, Route)
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        expected = int(declared) if declared is not None and declared.isdigit() else 0
+        if not self._read_by_a_route(scope):
+            await self.app(scope, receive, closing(send))
+            return
+        expected = declared_length(scope)
         if expected > self.max_bytes:
             await self._refuse(scope, receive, send, self._too_large())
             return
+        # Reserved before reading only for a client with a key; anyone else's bytes are counted
+        # as they arrive, so an idle connection declaring a big body holds nothing.
+        upfront = expected if presents_a_key(scope["headers"], self.keys) else 0
+        # Counted at what a body's byte costs in memory (app.memory), not one byte each.
         try:
-            held = self.budget.reserve(expected)
+            held = self.budget.reserve(upfront * BODY_COST)
         except OverloadedError as exc:
             await self._refuse(scope, receive, send, exc)
             return
@@ -66,9 +102,9 @@ class BodyLimit:
             if size > self.max_bytes:
                 await self._refuse(scope, receive, send, self._too_large())
                 return
-            if size > held.size:  # chunked: counted as it arrives
+            if size * BODY_COST > held.size:  # not reserved before: counted as it arrives
                 try:
-                    held.grow(size - held.size)
+                    held.grow(size * BODY_COST - held.size)
                 except OverloadedError as exc:
                     await self._refuse(scope, receive, send, exc)
                     return
@@ -76,6 +112,10 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         await self.app(scope, replayed(_whole(chunks), receive), send)
+
+    def _read_by_a_route(self, scope: Scope) -> bool:
+        method, path = scope["method"], scope["path"]
+        return any(method in methods and regex.match(path) for regex, methods in self._readers)
 
     def _too_large(self) -> BodyTooLargeError:
         return BodyTooLargeError(
@@ -91,6 +131,30 @@ class BodyLimit:
             problem_for(exc), Request(scope), headers={"Connection": "close"}
         )
         await response(scope, receive, send)
+
+
+def closing(send: Send) -> Send:
+    """`send` with `Connection: close` added to the response: the body the request declared
+    is left unread, so the connection cannot carry another request."""
+
+    async def send_closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", ()), (b"connection", b"close")]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_closing
+
+
+def declared_length(scope: Scope) -> int:
+    """The request's `Content-Length`, 0 without one; `_TOO_LONG` when it has more digits
+    than any limit (Python's int() refuses more than 4,300 of them, and the server's parser
+    takes any number of leading zeros)."""
+    declared = dict(scope["headers"]).get(b"content-length")
+    if declared is None or not declared.isdigit():
+        return 0
+    digits = declared.lstrip(b"0")
+    return int(digits) if len(digits) <= _MAX_DIGITS else _TOO_LONG
 
 
 def _whole(chunks: list[bytes]) -> Message:

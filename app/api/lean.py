@@ -116,18 +116,28 @@ class LeanDispatch:
         if message["type"] != "http.request" or message.get("more_body", False):
             await self.app(scope, replayed(message, receive), send)
             return
-        body: bytes = message.get("body", b"")
         scope["route"] = route  # what the request log and metrics name it by
-        request = Request(scope, replayed(message, receive), send)
+        request = Request(scope, receive, send)
+        # The body becomes the request's cached body, held by nothing here: `request.body()`
+        # gives it without a copy (Starlette's own reading joins it with an empty last piece,
+        # a copy), and the handler lets it go once parsed (`release_body`).
+        request._body = message.get("body", b"")
+        del message
         try:
             response = await lean(request)
         except CLIENT_ERRORS as exc:
             response = error_response(request, exc)
         if response is None:
             scope[_DECLINED] = True
-            await self.app(scope, replayed(_body_message(body), receive), send)
+            await self.app(scope, replayed(_body_message(await request.body()), receive), send)
             return
         await response(scope, receive, send)
+
+
+def release_body(request: Request) -> None:
+    """Let the request's body go (a lean handler that parsed it and will not decline): while
+    the handler waits for Kafka, the parsed event and its record hold the text already."""
+    request._body = b""
 
 
 def _body_message(body: bytes) -> Message:

@@ -15,7 +15,7 @@ from app.api.deps import (
     get_held_bytes,
 )
 from app.api.errors import error_responses
-from app.api.lean import LeanRoute, is_json, serves_lean, wait_of
+from app.api.lean import LeanRoute, is_json, release_body, serves_lean, wait_of
 from app.api.trace import trace_headers
 from app.ingest.publisher import PublishReceipt
 from app.kafka import KafkaPublishRequest
@@ -80,6 +80,7 @@ async def publish_lean(request: Request) -> Response | None:
         body = PublishBody.model_validate_json(await request.body())
     except ValidationError:
         return None
+    release_body(request)
     receipt = await services.publisher.publish(
         KafkaPublishRequest.model_validate(body.model_dump()),
         wait=wait,

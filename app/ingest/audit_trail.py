@@ -32,6 +32,7 @@ from app.kafka import (
     KafkaTimeoutError,
     outcome_of,
 )
+from app.memory import RECORD_COST
 from app.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
@@ -680,10 +681,10 @@ class _Settlement:
 
 
 def _size_of(record: AuditRecord) -> int:
-    # What the producer holds of it: key, value and headers (the short text ones counted in
-    # characters, near enough).
+    # What the record costs in memory until Kafka settles it (app.memory.RECORD_COST): key,
+    # value and headers (the short text ones counted in characters, near enough).
     headers = sum(len(name) + len(value) for name, value in record.headers.items())
-    return len(record.key) + len(record.value) + headers
+    return RECORD_COST * (len(record.key) + len(record.value) + headers)
 
 
 def _failed_by(error: KafkaClientError | ServiceError) -> BatchItemError:

@@ -1,8 +1,9 @@
 """Big records against the served process: memory bounded in bytes, and served at speed.
 
 Each request carries a ~0.5 MB prompt of ordinary text (under RG_MAX_BODY_BYTES). The bound is
-checked by the service's own accounting (`rg_in_flight_bytes_high_water`), never by RSS; RSS
-and the rate are printed (`pytest -s`) for the report.
+checked by the service's own accounting (`rg_in_flight_bytes_high_water`, what the bytes held
+cost in memory: app.memory), and a burst at the defaults by the process's peak RSS, which the
+chart's memory request is sized from; RSS and the rate are printed (`pytest -s`).
 """
 
 import asyncio
@@ -149,19 +150,20 @@ async def post_raw(
 async def test_big_records_at_the_default_bound_are_all_acknowledged(
     kafka_bootstrap: str, tmp_path: Path, start_service: Launch
 ) -> None:
-    """300 events of 0.5 MB, 100 at a time (50 MB, under the default 64 MiB): every one is
-    answered 201 within the service's own produce timeout. Prints the rate and the RSS."""
+    """300 events of 0.5 MB, 40 at a time (20 MB of bodies costing 60 MiB in memory, under the
+    default 64 MiB): every one is answered 201 within the service's own produce timeout. Prints
+    the rate and the RSS."""
     # A produce timeout no shared CI machine reaches: this test is about every record being
     # taken, not about how fast (the rate is printed, and measured by make bench).
     service = start_service(kafka_bootstrap, tmp_path, log_level="WARNING", produce_timeout_s="120")
     service.wait_ready()
     before = memory_mib(service.process.pid)
-    statuses, seconds = await post_raw(service, 300, concurrency=100, prefix=uuid.uuid4().hex)
+    statuses, seconds = await post_raw(service, 300, concurrency=40, prefix=uuid.uuid4().hex)
     after = memory_mib(service.process.pid)
     await asyncio.sleep(2)
     settled = memory_mib(service.process.pid)
     print(
-        f"\ndefault bound, 300 x 0.5 MB, 100 at a time: {dict(statuses)}, "
+        f"\ndefault bound, 300 x 0.5 MB, 40 at a time: {dict(statuses)}, "
         f"{statuses[201] / seconds:.1f} records/s acked; RSS MiB: {before['VmRSS']} before, "
         f"peak {after['VmHWM']}, {after['VmRSS']} at the end, {settled['VmRSS']} 2 s later"
     )
@@ -173,3 +175,35 @@ async def test_big_records_at_the_default_bound_are_all_acknowledged(
     assert PROMPT_CHARS < metric(metrics, "rg_in_flight_bytes_high_water") <= 64 * MIB
     stored = await records_of(kafka_bootstrap, service.audit_topic)
     assert len({m.header("rg-event-id") for m in stored}) == 300
+
+
+# The peak RSS a burst of big bodies may cost the served process with the default settings.
+# Measured 160-165 MiB on two shared cores (367-391 MiB before the budget counted what a body's
+# byte costs in memory); the chart's memory request and limit are set from that measure
+# (helm/ractogateway-kafka/values.yaml), this bound leaves room for a noisier machine.
+BURST_PEAK_MIB = 250
+
+
+async def test_a_burst_of_big_records_at_the_defaults_stays_under_the_memory_peak(
+    kafka_bootstrap: str, tmp_path: Path, start_service: Launch
+) -> None:
+    """400 events of 0.5 MB at once with the default settings: the bound refuses some with 503
+    before their bodies are read, and the process's peak RSS (VmHWM) stays under
+    BURST_PEAK_MIB, however many copies of a body the service makes on its way to Kafka."""
+    service = start_service(kafka_bootstrap, tmp_path, log_level="WARNING", produce_timeout_s="120")
+    service.wait_ready()
+    before = memory_mib(service.process.pid)
+    statuses, _ = await post_raw(service, 400, concurrency=400, prefix=uuid.uuid4().hex)
+    peak = memory_mib(service.process.pid)["VmHWM"]
+    async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
+        metrics = (await client.get("/metrics")).text
+    high_water = metric(metrics, "rg_in_flight_bytes_high_water")
+    print(
+        f"\ndefaults, 400 x 0.5 MB at once: {dict(statuses)}; RSS MiB {before['VmRSS']} before, "
+        f"peak {peak}; high water {high_water / MIB:.1f} MiB"
+    )
+    assert set(statuses) <= {201, 503}
+    assert statuses[201] > 0
+    assert metric(metrics, "rg_in_flight_bytes") == 0
+    assert PROMPT_CHARS < high_water <= 64 * MIB
+    assert peak <= BURST_PEAK_MIB, f"peak RSS {peak} MiB > {BURST_PEAK_MIB} MiB"
