@@ -27,7 +27,7 @@ import hmac
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -45,20 +45,38 @@ PHONE_REGION = "US"
 RedactionMode = Literal["mask", "hash"]
 
 
+# A candidate: the text and its span in it.
+Check = Callable[[str, int, int], bool]
+# The candidates' spans in a text, in order and disjoint.
+Find = Callable[[str], Iterable[tuple[int, int]]]
+
+
 @dataclass(frozen=True)
 class Detector:
     """One kind of finding: its placeholder name, a marker that must be in the text for the
-    pattern to be tried (None: always tried), the pattern and a check of each candidate."""
+    candidates to be searched (None: always searched), how they are found (in time linear in
+    the text) and a check of each candidate."""
 
     kind: str
     marker: "str | re.Pattern[str] | None"
-    pattern: re.Pattern[str]
-    check: Callable[[re.Match[str]], bool] = lambda _: True
+    find: Find
+    check: Check = lambda _text, _start, _stop: True
 
 
-def _jwt(match: re.Match[str]) -> bool:
+def spans(pattern: re.Pattern[str]) -> Find:
+    """The spans of `pattern`'s matches, but for those where its group `skip` took part (a
+    pattern takes a run that holds no candidate whole that way, so that no later start in
+    the run is tried)."""
+    if "skip" not in pattern.groupindex:
+        return lambda text: (match.span() for match in pattern.finditer(text))
+    return lambda text: (
+        match.span() for match in pattern.finditer(text) if match.start("skip") < 0
+    )
+
+
+def _jwt(text: str, start: int, stop: int) -> bool:
     # A real JWT's header is base64url JSON naming its algorithm.
-    head = match.group(0).split(".", 1)[0]
+    head = text[start:stop].split(".", 1)[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
     except (binascii.Error, ValueError):
@@ -66,36 +84,35 @@ def _jwt(match: re.Match[str]) -> bool:
     return isinstance(header, dict) and "alg" in header
 
 
-def _word_start(match: re.Match[str]) -> bool:
-    start = match.start()
-    return start == 0 or not (match.string[start - 1].isalnum() or match.string[start - 1] in "_-")
-
-
 def _digits(text: str) -> str:
     return "".join(char for char in text if char.isdigit())
 
 
-def _card(match: re.Match[str]) -> bool:
-    return luhn.is_valid(_digits(match.group(0)))
+def _word_start(text: str, start: int, _stop: int) -> bool:
+    return start == 0 or not (text[start - 1].isalnum() or text[start - 1] in "_-")
 
 
-def _iban(match: re.Match[str]) -> bool:
-    return bool(iban.is_valid(match.group(0)))
+def _card(text: str, start: int, stop: int) -> bool:
+    return luhn.is_valid(_digits(text[start:stop]))
 
 
-def _ipv4(match: re.Match[str]) -> bool:
-    before = match.string[max(0, match.start() - 9) : match.start()].lower()
+def _iban(text: str, start: int, stop: int) -> bool:
+    return bool(iban.is_valid(text[start:stop]))
+
+
+def _ipv4(text: str, start: int, stop: int) -> bool:
+    before = text[max(0, start - 9) : start].lower()
     if re.search(r"(?:\bv|version|release)\s*$", before):
         return False  # "v1.2.3.4", "version 1.2.3.4": a version, not an address
     try:
-        ipaddress.IPv4Address(match.group(0))
+        ipaddress.IPv4Address(text[start:stop])
     except ValueError:
         return False
     return True
 
 
-def _ipv6(match: re.Match[str]) -> bool:
-    text = match.group(0)
+def _ipv6(text: str, start: int, stop: int) -> bool:
+    text = text[start:stop]
     groups = [group for group in text.split(":") if group]
     # "1::2" in a slice, "12:30:00" in a time: real addresses have a long group or several;
     # "abc::def" in C++ has no digit, which real ones (almost) always have.
@@ -113,8 +130,8 @@ def _ipv6(match: re.Match[str]) -> bool:
 _DATE = re.compile(r"\d{4}[./-]\d{1,2}[./-]\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4}")
 
 
-def _phone(match: re.Match[str]) -> bool:
-    text = match.group(0)
+def _phone(text: str, start: int, stop: int) -> bool:
+    text = text[start:stop]
     digits = len(_digits(text))
     # Cheap refusals first (parsing costs tens of microseconds): a national number of
     # PHONE_REGION has 10 digits (11 with its leading 1), an international one 7-15; a date
@@ -137,66 +154,97 @@ _NOT_AFTER = r"(?=[+(\d])(?<![\w+])(?<!\d[.-])"
 _DIGIT = re.compile(r"\d")
 _NOT_BEFORE = r"(?!\w|[.-]\d|:\d)"
 
+_PEM_BEGIN = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
+_PEM_END = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----")
+
+
+def _pem_blocks(text: str) -> Iterator[tuple[int, int]]:
+    # Each BEGIN up to the first END after it. Paired by offsets, not by one lazy `.*?` pattern:
+    # that one scans from every BEGIN to the end of a text without an END (quadratic); here
+    # each character is read once. No END after a BEGIN: none after a later one either.
+    pos = 0
+    while (begin := _PEM_BEGIN.search(text, pos)) is not None:
+        end = _PEM_END.search(text, begin.end())
+        if end is None:
+            return
+        yield begin.start(), end.end()
+        pos = end.end()
+
+
+# A start inside a run must not scan the same run again (once per start: quadratic in the
+# run). Where a candidate may start inside a run (a JWT after a word) or where a start inside
+# one is refused by a check (keys), a failed candidate takes the rest of its run (group `skip`),
+# and the search goes on after it: no later start in that run could be found anyway. Runs are
+# read possessively (`++`, `{n,}+`): what follows a run is never a character of it, so giving
+# characters back finds nothing more.
 DETECTORS: tuple[Detector, ...] = (
+    Detector("PRIVATE_KEY", "-----BEGIN", _pem_blocks),
     Detector(
-        "PRIVATE_KEY",
-        "-----BEGIN",
-        re.compile(
-            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?"
-            r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----",
-            re.DOTALL,
-        ),
+        "JWT",
+        "eyJ",
+        spans(re.compile(r"eyJ(?:[\w-]{8,}+\.[\w-]{8,}+\.[\w-]*+|(?P<skip>[\w-]*+))")),
+        _jwt,
     ),
-    # Literal first (no \b before it): the regex engine then skips ahead to the literal.
-    Detector("JWT", "eyJ", re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*"), _jwt),
     Detector(
         "API_KEY",
         None,
-        re.compile(
-            r"(?:sk-[\w-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}"
-            r"|github_pat_\w{22,})(?![\w-])"
+        spans(
+            re.compile(
+                r"(?:sk-[\w-]{20,}+|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}+"
+                r"|github_pat_\w{22,}+)(?:(?![\w-])|(?P<skip>[\w-]*+))"
+            )
         ),
         _word_start,
     ),
     Detector(
         "EMAIL",
         "@",
-        re.compile(r"(?<![\w.%+-])[\w.%+-]++@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+        spans(
+            re.compile(r"(?<![\w.%+-])[\w.%+-]++@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+        ),
     ),
     Detector(
         "IBAN",
         _DIGIT,
-        re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
+        spans(
+            re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+        ),
         _iban,
     ),
     Detector(
         "CARD",
         _DIGIT,
         # The first character outside the lookbehinds: the engine then skips to candidates.
-        re.compile(r"[2-6](?<![\w+][2-6])(?<!\d[.-][2-6])\d(?:[ -]?\d){11,17}" + _NOT_BEFORE),
+        spans(
+            re.compile(r"[2-6](?<![\w+][2-6])(?<!\d[.-][2-6])\d(?:[ -]?\d){11,17}" + _NOT_BEFORE)
+        ),
         _card,
     ),
     Detector(
         "IP",
         ":",
-        re.compile(
-            r"[0-9A-Fa-f:](?<![\w:][0-9A-Fa-f:])[0-9A-Fa-f]{0,3}:(?:[0-9A-Fa-f]{0,4}:){1,6}"
-            r"[0-9A-Fa-f]{0,4}(?![\w:])"
+        spans(
+            re.compile(
+                r"[0-9A-Fa-f:](?<![\w:][0-9A-Fa-f:])[0-9A-Fa-f]{0,3}:(?:[0-9A-Fa-f]{0,4}:){1,6}"
+                r"[0-9A-Fa-f]{0,4}(?![\w:])"
+            )
         ),
         _ipv6,
     ),
     Detector(
         "IP",
         _DIGIT,
-        re.compile(r"\d(?<![\w.]\d)\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w]|\.\d)"),
+        spans(re.compile(r"\d(?<![\w.]\d)\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w]|\.\d)")),
         _ipv4,
     ),
     Detector(
         "PHONE",
         _DIGIT,
-        re.compile(
-            _NOT_AFTER + r"(?:\+\d{7,15}|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?"
-            r"\d{1,4}(?:[ .-]\d{2,4}){1,4})" + _NOT_BEFORE
+        spans(
+            re.compile(
+                _NOT_AFTER + r"(?:\+\d{7,15}|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?"
+                r"\d{1,4}(?:[ .-]\d{2,4}){1,4})" + _NOT_BEFORE
+            )
         ),
         _phone,
     ),
@@ -206,7 +254,8 @@ DETECTORS: tuple[Detector, ...] = (
 def custom_detectors(patterns: Mapping[str, str]) -> tuple[Detector, ...]:
     """Detectors for RG_REDACTION_PATTERNS (name -> regex): placeholder `[NAME]`."""
     return tuple(
-        Detector(name.upper(), None, re.compile(pattern)) for name, pattern in patterns.items()
+        Detector(name.upper(), None, spans(re.compile(pattern)))
+        for name, pattern in patterns.items()
     )
 
 
@@ -283,14 +332,13 @@ class Redactor:
         for rank, detector in enumerate(self._detectors):
             if not self._has(detector.marker, text, markers):
                 continue
-            for match in detector.pattern.finditer(text):
-                start, stop = match.span()
+            for start, stop in detector.find(text):
                 at = bisect.bisect_right(starts, start)
                 if start == stop or (at and stops[at - 1] > start):
                     continue
                 if at < len(starts) and starts[at] < stop:
                     continue
-                if detector.check(match):
+                if detector.check(text, start, stop):
                     starts.insert(at, start)
                     stops.insert(at, stop)
                     yield start, rank, stop, detector.kind

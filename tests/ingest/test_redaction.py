@@ -129,6 +129,87 @@ def test_unit_values_that_fail_their_check_are_kept(text: str) -> None:
     assert redactor().text(text) == text
 
 
+JWT = PII[14][0]
+PEM = PII[15][0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A JWT right after a word is found; a run whose first "eyJ" is no JWT is kept whole.
+        ("abc" + JWT, "abc[JWT]"),
+        ("-" + JWT, "-[JWT]"),
+        ("eyJab." + JWT, "eyJab.[JWT]"),
+        ("eyJeyJ" + JWT, "eyJeyJ" + JWT),
+        (JWT[:60], JWT[:60]),
+        ("eyJhbGciOiJIUzI1NiJ9", "eyJhbGciOiJIUzI1NiJ9"),
+        # Keys: the shortest length found, one character less, glued to a word or a dash.
+        ("github_pat_" + "a" * 22, "[API_KEY]"),
+        ("github_pat_" + "a" * 21, "github_pat_" + "a" * 21),
+        ("github_pat_" + "a" * 22 + "-", "github_pat_" + "a" * 22 + "-"),
+        ("github_pat_" + "a" * 22 + "_b", "[API_KEY]"),
+        ("github_pat_github_pat_" + "a" * 22, "[API_KEY]"),
+        ("xgithub_pat_" + "a" * 22, "xgithub_pat_" + "a" * 22),
+        ("-github_pat_" + "a" * 22, "-github_pat_" + "a" * 22),
+        ("sk-" + "a" * 20 + "-", "[API_KEY]"),
+        ("sk-" + "a" * 19, "sk-" + "a" * 19),
+        ("sk-sk-" + "a" * 20, "[API_KEY]"),
+        ("ghp_" + "a" * 35, "ghp_" + "a" * 35),
+        ("ghp_" + "a" * 36 + "_", "ghp_" + "a" * 36 + "_"),
+        ("AKIA" + "A" * 17, "AKIA" + "A" * 17),
+        ("xAKIA" + "A" * 16, "xAKIA" + "A" * 16),
+        # A BEGIN goes up to the first END after it; one without an END is kept.
+        ("-----BEGIN PRIVATE KEY-----\nabc\n" + PEM, "[PRIVATE_KEY]"),
+        (PEM + PEM, "[PRIVATE_KEY][PRIVATE_KEY]"),
+        (
+            PEM + "\n-----BEGIN PRIVATE KEY-----\nopen",
+            "[PRIVATE_KEY]\n-----BEGIN PRIVATE KEY-----\nopen",
+        ),
+        ("-----BEGIN PRIVATE KEY-----\nno end", "-----BEGIN PRIVATE KEY-----\nno end"),
+        ("-----BEGIN EC PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----", "[PRIVATE_KEY]"),
+    ],
+)
+def test_unit_boundaries_of_keys_tokens_and_key_blocks(text: str, expected: str) -> None:
+    assert redactor().text(text) == expected
+
+
+# The largest prompt or response (MAX_TEXT_CHARS).
+WORST_SIZE = 1_000_000
+# CPU time one redaction of a worst case may take: far above a linear scan of 1 MB (tens to
+# hundreds of milliseconds), far below a quadratic one (minutes).
+WORST_CPU_S = 2.0
+
+
+def worst(unit: str, tail: str = "") -> str:
+    """`unit` repeated to WORST_SIZE characters, ending in `tail`."""
+    body = WORST_SIZE - len(tail)
+    return (unit * (body // len(unit) + 1))[:body] + tail
+
+
+# Per detector, texts that make a backtracking pattern retry from every start in a run.
+WORST_CASES: dict[str, str] = {
+    "jwt-run-without-dot": worst("eyJ", "."),
+    "jwt-runs-with-one-dot": worst("eyJabcdefgh.", "!"),
+    "github-pat-run-ending-in-dash": worst("github_pat_", "-"),
+    "sk-run-ending-in-dash": worst("sk-", "!"),
+    "ghp-run": worst("ghp_a", "-"),
+    "pem-begins-without-end": worst("-----BEGIN PRIVATE KEY-----\n"),
+    "pem-ends-without-begin": worst("-----END PRIVATE KEY-----\n"),
+    "pem-begin-then-broken-ends": worst("-----END RSA ", "").replace(
+        "-----END", "-----BEGIN PRIVATE KEY-----", 1
+    ),
+}
+
+
+@pytest.mark.parametrize("text", list(WORST_CASES.values()), ids=list(WORST_CASES))
+def test_unit_worst_case_inputs_take_linear_time(text: str) -> None:
+    active = redactor()
+    start = time.process_time()
+    active.text(text)
+    spent = time.process_time() - start
+    assert spent <= WORST_CPU_S, f"{spent:.2f} s of CPU for {len(text):,} characters"
+
+
 def test_unit_hash_mode_links_equal_values_and_depends_on_the_key() -> None:
     text = "from jane@example.com, again jane@example.com, then john@example.com"
     one = Redactor("hash", key=b"key one").text(text)
