@@ -19,6 +19,7 @@ digits of HMAC-SHA256(key, value) (`[EMAIL:3f9a…]`), so equal values stay link
 policy is stamped on every record as `rg-redaction: <mode>;v=<REDACTION_VERSION>`.
 """
 
+import asyncio
 import base64
 import binascii
 import bisect
@@ -41,6 +42,12 @@ REDACTION_HEADER = "rg-redaction"
 REDACTION_VERSION = 1
 # Phone numbers written without a country code are read as numbers of this region.
 PHONE_REGION = "US"
+# How many candidates of one text a costly confirmation (`phonenumbers`, ~25 us each) is run
+# for; later ones that pass the cheap checks are taken as found (more is replaced, never less).
+CONFIRMS_PER_TEXT = 1_000
+# Events holding more characters than this are redacted in a worker thread, so the event loop
+# keeps serving meanwhile (a 1 MB worst case takes about a second); smaller ones inline.
+THREAD_AT_CHARS = 16_384
 
 RedactionMode = Literal["mask", "hash"]
 
@@ -55,12 +62,14 @@ Find = Callable[[str], Iterable[tuple[int, int]]]
 class Detector:
     """One kind of finding: its placeholder name, a marker that must be in the text for the
     candidates to be searched (None: always searched), how they are found (in time linear in
-    the text) and a check of each candidate."""
+    the text), a cheap check of each candidate and a costly one (`confirm`: run for the first
+    CONFIRMS_PER_TEXT candidates of a text only)."""
 
     kind: str
     marker: "str | re.Pattern[str] | None"
     find: Find
     check: Check = lambda _text, _start, _stop: True
+    confirm: Check | None = None
 
 
 def spans(pattern: re.Pattern[str]) -> Find:
@@ -130,16 +139,18 @@ def _ipv6(text: str, start: int, stop: int) -> bool:
 _DATE = re.compile(r"\d{4}[./-]\d{1,2}[./-]\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4}")
 
 
-def _phone(text: str, start: int, stop: int) -> bool:
+def _phone_shaped(text: str, start: int, stop: int) -> bool:
+    # Cheap refusals (parsing costs tens of microseconds): a national number of PHONE_REGION
+    # has 10 digits (11 with its leading 1), an international one 7-15; a date is no number.
     text = text[start:stop]
     digits = len(_digits(text))
-    # Cheap refusals first (parsing costs tens of microseconds): a national number of
-    # PHONE_REGION has 10 digits (11 with its leading 1), an international one 7-15; a date
-    # is no number.
     if not (7 <= digits <= 15 if text.startswith("+") else digits in (10, 11)):
         return False
-    if _DATE.search(text):
-        return False
+    return not _DATE.search(text)
+
+
+def _phone(text: str, start: int, stop: int) -> bool:
+    text = text[start:stop]
     try:
         number = phonenumbers.parse(text, None if text.startswith("+") else PHONE_REGION)
     except phonenumbers.NumberParseException:
@@ -246,6 +257,7 @@ DETECTORS: tuple[Detector, ...] = (
                 r"\d{1,4}(?:[ .-]\d{2,4}){1,4})" + _NOT_BEFORE
             )
         ),
+        _phone_shaped,
         _phone,
     ),
 )
@@ -304,6 +316,23 @@ class Redactor:
                 update["metadata"] = metadata
         return event.model_copy(update=update) if update else event
 
+    async def event_async(self, event: KafkaAuditEvent) -> KafkaAuditEvent:
+        """`event()`, in a worker thread when the event is large (see `events()`)."""
+        [redacted] = await self.events([event])
+        return redacted
+
+    async def events(self, events: Sequence[KafkaAuditEvent]) -> list[KafkaAuditEvent]:
+        """`event()` of each: inline when they hold fewer than THREAD_AT_CHARS characters in
+        all, else in one worker thread, so the event loop is not held meanwhile (the thread
+        gives the interpreter up between regex calls, each short: the patterns are linear)."""
+        if sum(self._size(event) for event in events) < THREAD_AT_CHARS:
+            return [self.event(event) for event in events]
+        return await asyncio.to_thread(lambda: [self.event(event) for event in events])
+
+    def _size(self, event: KafkaAuditEvent) -> int:
+        chosen = [event.metadata[name] for name in self._metadata_fields if name in event.metadata]
+        return len(event.prompt) + len(event.response) + _chars(chosen)
+
     def text(self, text: str) -> str:
         """`text` with every finding replaced by its placeholder."""
         findings = sorted(self._findings(text), key=lambda found: (found[0], found[1]))
@@ -324,24 +353,36 @@ class Redactor:
         return "".join(parts)
 
     def _findings(self, text: str) -> Iterator[tuple[int, int, int, str]]:
-        # Spans found so far, sorted and disjoint: a later kind's match that overlaps one of
-        # them is dropped (two bisections, not a scan, as findings can be many).
+        # Spans of the kinds before, sorted and disjoint: a later kind's match that overlaps
+        # one of them is dropped (two bisections, not a scan, as findings can be many). A
+        # kind's own matches are disjoint and in order: merged in after it (two sorted runs,
+        # linear), not inserted one by one (a copy of the tail each: quadratic).
         starts: list[int] = []
         stops: list[int] = []
         markers: dict[str | re.Pattern[str], bool] = {}
+        confirms = CONFIRMS_PER_TEXT
         for rank, detector in enumerate(self._detectors):
             if not self._has(detector.marker, text, markers):
                 continue
+            found: list[tuple[int, int]] = []
             for start, stop in detector.find(text):
                 at = bisect.bisect_right(starts, start)
                 if start == stop or (at and stops[at - 1] > start):
                     continue
                 if at < len(starts) and starts[at] < stop:
                     continue
-                if detector.check(text, start, stop):
-                    starts.insert(at, start)
-                    stops.insert(at, stop)
-                    yield start, rank, stop, detector.kind
+                if not detector.check(text, start, stop):
+                    continue
+                if detector.confirm is not None and confirms > 0:
+                    confirms -= 1
+                    if not detector.confirm(text, start, stop):
+                        continue
+                found.append((start, stop))
+                yield start, rank, stop, detector.kind
+            if found:
+                spans = sorted([*zip(starts, stops, strict=True), *found])
+                starts = [start for start, _ in spans]
+                stops = [stop for _, stop in spans]
 
     @staticmethod
     def _has(
@@ -370,3 +411,14 @@ class Redactor:
         if isinstance(value, list):
             return [self._walk(item) for item in value]
         return value
+
+
+def _chars(value: Any) -> int:
+    # The characters of the strings in a JSON value (a redaction's work).
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(len(key) + _chars(item) for key, item in value.items())
+    if isinstance(value, list):
+        return sum(_chars(item) for item in value)
+    return 0

@@ -5,13 +5,14 @@ policy."""
 import hashlib
 import hmac
 import statistics
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from app.ingest.redaction import REDACTION_VERSION, Redactor
+from app.ingest.redaction import CONFIRMS_PER_TEXT, REDACTION_VERSION, THREAD_AT_CHARS, Redactor
 from app.kafka import KafkaAuditEvent
 from app.metrics import ServiceMetrics
 from app.services import redactor_of
@@ -198,6 +199,12 @@ WORST_CASES: dict[str, str] = {
     "pem-begin-then-broken-ends": worst("-----END RSA ", "").replace(
         "-----END", "-----BEGIN PRIVATE KEY-----", 1
     ),
+    # Valid numbers: each was parsed by `phonenumbers` (~25 us: 2 s and more per MB).
+    "phone-international": worst("+12025550123 "),
+    "phone-national": worst("(415) 555-2671 "),
+    # Findings of several kinds in turn: each kind's are merged into the others', not
+    # inserted one by one (a copy of the tail each).
+    "findings-interleaved": worst("10.1.2.3 4111111111111111 a@b.cd 2001:db8::1 +12025550123 "),
 }
 
 
@@ -208,6 +215,35 @@ def test_unit_worst_case_inputs_take_linear_time(text: str) -> None:
     active.text(text)
     spent = time.process_time() - start
     assert spent <= WORST_CPU_S, f"{spent:.2f} s of CPU for {len(text):,} characters"
+
+
+def test_unit_phone_candidates_past_the_confirmations_are_replaced() -> None:
+    # An invalid country code: refused while confirmations last, replaced after (more is
+    # replaced, never less).
+    text = " ".join(["+99 1234 5678"] * (CONFIRMS_PER_TEXT + 5))
+    assert redactor().text(text).count("[PHONE]") == 5
+    assert redactor().text("+99 1234 5678") == "+99 1234 5678"
+
+
+async def test_unit_large_events_are_redacted_off_the_event_loop() -> None:
+    threads: set[str] = set()
+
+    def count(_kind: str, _n: int) -> None:
+        threads.add(threading.current_thread().name)
+
+    active = redactor(count=count)
+    small = KafkaAuditEvent(user_id="u", model="m", prompt="mail a@b.cd", response="ok")
+    large = small.model_copy(update={"prompt": "mail a@b.cd " * (THREAD_AT_CHARS // 12 + 1)})
+    assert (await active.event_async(small)).prompt == "mail [EMAIL]"
+    assert threads == {threading.current_thread().name}
+    threads.clear()
+    [redacted] = await active.events([large])
+    assert redacted.prompt.startswith("mail [EMAIL] mail [EMAIL]")
+    assert threads == threads - {threading.current_thread().name} != set()
+    # A batch of many small events counts as large in all.
+    threads.clear()
+    await active.events([small] * (THREAD_AT_CHARS // 10))
+    assert threads == threads - {threading.current_thread().name} != set()
 
 
 def test_unit_hash_mode_links_equal_values_and_depends_on_the_key() -> None:
