@@ -27,15 +27,19 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import phonenumbers
 from stdnum import iban, luhn
 
 from app.kafka import KafkaAuditEvent
+
+if TYPE_CHECKING:
+    import regex
 
 REDACTION_HEADER = "rg-redaction"
 # Bumped whenever a detector changes what it finds: the header says which rules a record met.
@@ -49,7 +53,19 @@ CONFIRMS_PER_TEXT = 1_000
 # keeps serving meanwhile (a 1 MB worst case takes about a second); smaller ones inline.
 THREAD_AT_CHARS = 16_384
 
+# CPU seconds one RG_REDACTION_PATTERNS pattern may take over one text (a linear pattern
+# needs a few milliseconds per MB); past it the whole text is replaced by OVERRUN_KIND.
+PATTERN_BUDGET_S = 0.25
+# The placeholder kind of a text replaced whole because a pattern ran out of time.
+OVERRUN_KIND = "REDACTION_TIMEOUT"
+
 RedactionMode = Literal["mask", "hash"]
+
+logger = logging.getLogger(__name__)
+
+
+class PatternOverrunError(Exception):
+    """An RG_REDACTION_PATTERNS pattern took more than PATTERN_BUDGET_S over a text."""
 
 
 # A candidate: the text and its span in it.
@@ -264,11 +280,34 @@ DETECTORS: tuple[Detector, ...] = (
 
 
 def custom_detectors(patterns: Mapping[str, str]) -> tuple[Detector, ...]:
-    """Detectors for RG_REDACTION_PATTERNS (name -> regex): placeholder `[NAME]`."""
+    """Detectors for RG_REDACTION_PATTERNS (name -> regex): placeholder `[NAME]`. Each runs
+    with the `regex` engine within PATTERN_BUDGET_S of CPU per text (the operator's pattern
+    may backtrack without end), without holding the interpreter lock; past the budget it
+    raises `PatternOverrunError`."""
+    if not patterns:
+        return ()
+    # Imported only when there are patterns: it costs ~11 MB of memory.
+    import regex  # noqa: PLC0415
+
     return tuple(
-        Detector(name.upper(), None, spans(re.compile(pattern)))
+        Detector(name.upper(), None, _bounded(name, regex.compile(pattern)))
         for name, pattern in patterns.items()
     )
+
+
+def _bounded(name: str, pattern: "regex.Pattern[str]") -> Find:
+    def find(text: str) -> list[tuple[int, int]]:
+        try:
+            # All at once: the budget also runs while a generator waits for its reader.
+            matches = list(pattern.finditer(text, timeout=PATTERN_BUDGET_S, concurrent=True))
+        except TimeoutError:
+            raise PatternOverrunError(
+                f"RG_REDACTION_PATTERNS {name!r} took more than {PATTERN_BUDGET_S}s of CPU "
+                f"over {len(text)} characters"
+            ) from None
+        return [match.span() for match in matches]
+
+    return find
 
 
 class Redactor:
@@ -334,8 +373,15 @@ class Redactor:
         return len(event.prompt) + len(event.response) + _chars(chosen)
 
     def text(self, text: str) -> str:
-        """`text` with every finding replaced by its placeholder."""
-        findings = sorted(self._findings(text), key=lambda found: (found[0], found[1]))
+        """`text` with every finding replaced by its placeholder; replaced whole by
+        `[REDACTION_TIMEOUT]` when an operator pattern runs out of time over it (nothing
+        it may have found gets through)."""
+        try:
+            findings = sorted(self._findings(text), key=lambda found: (found[0], found[1]))
+        except PatternOverrunError as exc:
+            logger.warning("%s: the text is replaced whole by [%s]", exc, OVERRUN_KIND)
+            self._count(OVERRUN_KIND, 1)
+            return self._placeholder(OVERRUN_KIND, text)
         if not findings:
             return text
         parts: list[str] = []

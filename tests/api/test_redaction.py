@@ -1,7 +1,8 @@
 """Redaction through the service on the real broker: the stored record holds placeholders and
 the `rg-redaction` header, its digest (header and receipt) is of the redacted bytes, a replay
 writes nothing; with redaction off the record is the event as sent, without the header; the
-service answers while a worst-case prompt is redacted."""
+service answers while a worst-case prompt is redacted; a text an operator's pattern runs out
+of time over is stored as a placeholder."""
 
 import asyncio
 import hashlib
@@ -162,3 +163,21 @@ async def test_health_answers_while_a_worst_case_prompt_is_redacted(
     print(f"/healthz during the redaction: {len(waits)} answers, longest {max(waits):.3f} s")
     assert len(waits) > 1
     assert max(waits) < 1.0
+
+
+async def test_a_text_an_operator_pattern_runs_out_of_time_over_is_replaced_whole(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    # `(a|aa)+b` backtracks without end over a run of "a" with no "b": the prompt is stored
+    # as one placeholder (none of it unredacted), the response as usual.
+    prompt = "I am jane.doe@example.com " + "a" * 200
+    async with service(redaction="mask", redaction_patterns={"runaway": r"(a|aa)+b"}) as client:
+        response = await client.post("/audit", json={**EVENT, "prompt": prompt})
+        assert response.status_code == 201, response.text
+        metrics = (await client.get("/metrics")).text
+
+    [record] = await read_all(kafka_bootstrap, topic, 1, value_format="bytes")
+    stored = json.loads(record.value)
+    assert stored["prompt"] == "[REDACTION_TIMEOUT]"
+    assert stored["response"] == "Noted, [EMAIL]: IBAN [IBAN] is on file."
+    assert metric(metrics, 'rg_redactions_total{kind="REDACTION_TIMEOUT"}') == 1

@@ -205,6 +205,8 @@ WORST_CASES: dict[str, str] = {
     # Findings of several kinds in turn: each kind's are merged into the others', not
     # inserted one by one (a copy of the tail each).
     "findings-interleaved": worst("10.1.2.3 4111111111111111 a@b.cd 2001:db8::1 +12025550123 "),
+    # The operator's pattern of `redactor()` (EMP- and six digits).
+    "operator-pattern": worst("EMP-12345"),
 }
 
 
@@ -215,6 +217,32 @@ def test_unit_worst_case_inputs_take_linear_time(text: str) -> None:
     active.text(text)
     spent = time.process_time() - start
     assert spent <= WORST_CPU_S, f"{spent:.2f} s of CPU for {len(text):,} characters"
+
+
+# An operator's pattern that backtracks without end over a run of "a" with no "b".
+RUNAWAY = {"runaway": r"(a|aa)+b"}
+
+
+@pytest.mark.parametrize("mode", ["mask", "hash"])
+def test_unit_an_operator_pattern_past_its_budget_replaces_the_text_whole(mode: str) -> None:
+    counted: dict[str, int] = {}
+
+    def count(kind: str, n: int) -> None:
+        counted[kind] = counted.get(kind, 0) + n
+
+    active = Redactor(mode, key=b"k", patterns=RUNAWAY, count=count)  # type: ignore[arg-type]
+    text = "mail jane@example.com " + "a" * WORST_SIZE
+    start = time.process_time()
+    redacted = active.text(text)
+    spent = time.process_time() - start
+    mac = hmac.new(b"k", text.encode(), hashlib.sha256).hexdigest()[:12]
+    assert redacted == ("[REDACTION_TIMEOUT]" if mode == "mask" else f"[REDACTION_TIMEOUT:{mac}]")
+    assert counted == {"REDACTION_TIMEOUT": 1}
+    assert spent <= WORST_CPU_S, f"{spent:.2f} s of CPU"
+    # Where it has no runaway, the pattern finds as any other.
+    assert active.text("aab, mail jane@example.com").startswith(
+        ("[RUNAWAY], mail [EMAIL", "[RUNAWAY:")
+    )
 
 
 def test_unit_phone_candidates_past_the_confirmations_are_replaced() -> None:
