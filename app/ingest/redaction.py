@@ -109,8 +109,12 @@ def _jwt(text: str, start: int, stop: int) -> bool:
     return isinstance(header, dict) and "alg" in header
 
 
+_NOT_DIGIT = re.compile(r"\D+")
+
+
 def _digits(text: str) -> str:
-    return "".join(char for char in text if char.isdigit())
+    # Candidates are made of \d and separators only.
+    return _NOT_DIGIT.sub("", text)
 
 
 def _word_start(text: str, start: int, _stop: int) -> bool:

@@ -187,7 +187,8 @@ def worst(unit: str, tail: str = "") -> str:
     return (unit * (body // len(unit) + 1))[:body] + tail
 
 
-# Per detector, texts that make a backtracking pattern retry from every start in a run.
+# Per detector (and the operator's pattern), texts that make a backtracking pattern retry from
+# every start in a run, or that hold as many candidates as fit.
 WORST_CASES: dict[str, str] = {
     "jwt-run-without-dot": worst("eyJ", "."),
     "jwt-runs-with-one-dot": worst("eyJabcdefgh.", "!"),
@@ -199,6 +200,21 @@ WORST_CASES: dict[str, str] = {
     "pem-begin-then-broken-ends": worst("-----END RSA ", "").replace(
         "-----END", "-----BEGIN PRIVATE KEY-----", 1
     ),
+    "akia-run": worst("AKIA", "-"),
+    "email-at-signs": worst("a@"),
+    "email-domain-labels": worst("a.", "@").replace("a.", "x@", 1),
+    "email-local-parts": worst("a.b%c+d-", "@x.y1"),
+    "iban-groups": worst("GB82 WEST ", "!"),
+    "iban-glued": worst("GB82WEST1234"),
+    "card-digit-groups": worst("4111 "),
+    "card-digits": worst("4"),
+    "ipv6-colons": worst(":"),
+    "ipv6-groups": worst("a:"),
+    "ipv6-addresses": worst("2001:db8::1 "),
+    "ipv4-dots": worst("1."),
+    "ipv4-addresses": worst("10.1.2.3 "),
+    "phone-separators": worst("1-"),
+    "phone-groups": worst("+1 202 "),
     # Valid numbers: each was parsed by `phonenumbers` (~25 us: 2 s and more per MB).
     "phone-international": worst("+12025550123 "),
     "phone-national": worst("(415) 555-2671 "),
