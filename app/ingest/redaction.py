@@ -9,6 +9,13 @@ the patterns of RG_REDACTION_PATTERNS. Each kind's pattern is cheap and anchored
 value must contain ('@', '-----BEGIN', 'eyJ', a run of digits, ':'), and a kind whose marker is
 not in the text is not searched at all: ordinary prose costs a few regex scans.
 
+Bounded work, as a prompt is anyone's text: every built-in search is linear in the text (no
+start inside a run scans the run again; tested at 1 MB); `phonenumbers` confirms at most
+CONFIRMS_PER_TEXT candidates of a text; the operator's patterns run on the `regex` engine within
+PATTERN_BUDGET_S of CPU per text, past which the text is replaced whole (fail closed); events of
+THREAD_AT_CHARS characters or more, and all events when there are operator patterns, are
+redacted in a worker thread, off the event loop.
+
 Never flagged, by construction (and tested): UUIDs and hex digests (digit runs inside words are
 not candidates), dates and times, prices, order numbers (no separator, no `+`: not a phone; not
 a card unless it starts 2-6 and passes Luhn), version numbers: a dotted quad right after `v`,
@@ -43,7 +50,9 @@ if TYPE_CHECKING:
 
 REDACTION_HEADER = "rg-redaction"
 # Bumped whenever a detector changes what it finds: the header says which rules a record met.
-REDACTION_VERSION = 1
+# 2: phone candidates past CONFIRMS_PER_TEXT are replaced unconfirmed; a text an operator
+# pattern runs out of time over is replaced whole.
+REDACTION_VERSION = 2
 # Phone numbers written without a country code are read as numbers of this region.
 PHONE_REGION = "US"
 # How many candidates of one text a costly confirmation (`phonenumbers`, ~25 us each) is run
@@ -333,6 +342,8 @@ class Redactor:
         self.mode = mode
         self._key = key or b""
         self._detectors = DETECTORS + custom_detectors(patterns or {})
+        # An operator's pattern may spend its whole budget on a short text: never on the loop.
+        self._inline_below = 0 if patterns else THREAD_AT_CHARS
         self._metadata_fields = tuple(metadata_fields)
         self._count = count or (lambda _kind, _n: None)
 
@@ -366,9 +377,10 @@ class Redactor:
 
     async def events(self, events: Sequence[KafkaAuditEvent]) -> list[KafkaAuditEvent]:
         """`event()` of each: inline when they hold fewer than THREAD_AT_CHARS characters in
-        all, else in one worker thread, so the event loop is not held meanwhile (the thread
-        gives the interpreter up between regex calls, each short: the patterns are linear)."""
-        if sum(self._size(event) for event in events) < THREAD_AT_CHARS:
+        all and there are no operator patterns, else in one worker thread, so the event loop
+        is not held meanwhile (the thread gives the interpreter up between regex calls, each
+        short: the built-in patterns are linear, the operator's release it)."""
+        if sum(self._size(event) for event in events) < self._inline_below:
             return [self.event(event) for event in events]
         return await asyncio.to_thread(lambda: [self.event(event) for event in events])
 

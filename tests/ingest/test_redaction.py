@@ -269,25 +269,30 @@ def test_unit_phone_candidates_past_the_confirmations_are_replaced() -> None:
     assert redactor().text("+99 1234 5678") == "+99 1234 5678"
 
 
-async def test_unit_large_events_are_redacted_off_the_event_loop() -> None:
+async def test_unit_large_events_and_operator_patterns_are_redacted_off_the_event_loop() -> None:
     threads: set[str] = set()
+    here = threading.current_thread().name
 
     def count(_kind: str, _n: int) -> None:
         threads.add(threading.current_thread().name)
 
-    active = redactor(count=count)
+    active = Redactor("mask", count=count)
     small = KafkaAuditEvent(user_id="u", model="m", prompt="mail a@b.cd", response="ok")
     large = small.model_copy(update={"prompt": "mail a@b.cd " * (THREAD_AT_CHARS // 12 + 1)})
     assert (await active.event_async(small)).prompt == "mail [EMAIL]"
-    assert threads == {threading.current_thread().name}
+    assert threads == {here}
     threads.clear()
     [redacted] = await active.events([large])
     assert redacted.prompt.startswith("mail [EMAIL] mail [EMAIL]")
-    assert threads == threads - {threading.current_thread().name} != set()
+    assert threads == threads - {here} != set()
     # A batch of many small events counts as large in all.
     threads.clear()
     await active.events([small] * (THREAD_AT_CHARS // 10))
-    assert threads == threads - {threading.current_thread().name} != set()
+    assert threads == threads - {here} != set()
+    # An operator's pattern may run its whole budget over a short text.
+    threads.clear()
+    assert (await redactor(count=count).event_async(small)).prompt == "mail [EMAIL]"
+    assert threads == threads - {here} != set()
 
 
 def test_unit_hash_mode_links_equal_values_and_depends_on_the_key() -> None:
