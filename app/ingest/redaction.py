@@ -69,6 +69,8 @@ PATTERN_BUDGET_S = 0.25
 OVERRUN_KIND = "REDACTION_TIMEOUT"
 
 RedactionMode = Literal["mask", "hash"]
+# Findings of the kinds before that a finding is inserted among one by one (see _findings).
+_INSERT_BELOW = 256
 
 logger = logging.getLogger(__name__)
 
@@ -415,10 +417,11 @@ class Redactor:
         return "".join(parts)
 
     def _findings(self, text: str) -> Iterator[tuple[int, int, int, str]]:
-        # Spans of the kinds before, sorted and disjoint: a later kind's match that overlaps
-        # one of them is dropped (two bisections, not a scan, as findings can be many). A
-        # kind's own matches are disjoint and in order: merged in after it (two sorted runs,
-        # linear), not inserted one by one (a copy of the tail each: quadratic).
+        # Spans found so far, sorted and disjoint: a later kind's match that overlaps one of
+        # them is dropped (two bisections, not a scan, as findings can be many). A kind's own
+        # matches are disjoint and in order, so inserting one copies at most the earlier
+        # kinds' spans after it: done one by one while those are few, else merged in after
+        # the kind (two sorted runs, linear; one by one would be quadratic).
         starts: list[int] = []
         stops: list[int] = []
         markers: dict[str | re.Pattern[str], bool] = {}
@@ -426,7 +429,7 @@ class Redactor:
         for rank, detector in enumerate(self._detectors):
             if not self._has(detector.marker, text, markers):
                 continue
-            found: list[tuple[int, int]] = []
+            merged: list[tuple[int, int]] | None = [] if len(starts) >= _INSERT_BELOW else None
             for start, stop in detector.find(text):
                 at = bisect.bisect_right(starts, start)
                 if start == stop or (at and stops[at - 1] > start):
@@ -439,10 +442,14 @@ class Redactor:
                     confirms -= 1
                     if not detector.confirm(text, start, stop):
                         continue
-                found.append((start, stop))
+                if merged is None:
+                    starts.insert(at, start)
+                    stops.insert(at, stop)
+                else:
+                    merged.append((start, stop))
                 yield start, rank, stop, detector.kind
-            if found:
-                spans = sorted([*zip(starts, stops, strict=True), *found])
+            if merged:
+                spans = sorted([*zip(starts, stops, strict=True), *merged])
                 starts = [start for start, _ in spans]
                 stops = [stop for _, stop in spans]
 

@@ -221,6 +221,7 @@ WORST_CASES: dict[str, str] = {
     # Findings of several kinds in turn: each kind's are merged into the others', not
     # inserted one by one (a copy of the tail each).
     "findings-interleaved": worst("10.1.2.3 4111111111111111 a@b.cd 2001:db8::1 +12025550123 "),
+    "findings-before-a-few-others": worst("+12025550123 ", "a@b.cd " * 255),
     # The operator's pattern of `redactor()` (EMP- and six digits).
     "operator-pattern": worst("EMP-12345"),
 }
