@@ -4,6 +4,9 @@ must not be flagged (dates, versions, prices, ids), and prose with a finding of 
 The goal is a p99 of at most 1 ms; the run exits 1 when the CPU-time p99 of one of the first two
 prompts misses it (the third, about 120 findings in 4 KB, is a stress figure; wall
 time is printed too; on a busy machine its p99 is mostly the time other processes had).
+Then the CPU time of one redaction of each worst case, 1,000,000 characters (the largest
+prompt) made to retry a pattern from every start or to hold as many candidates as fit: linear
+work keeps each under WORST_GOAL_S (quadratic work took minutes); the run exits 1 otherwise.
 
     python -m bench.redaction [--runs N] [--mode mask|hash]
 """
@@ -31,6 +34,16 @@ FINDINGS = (
 )
 PROMPT_BYTES = 4096
 GOAL_P99_MS = 1.0
+WORST_CHARS = 1_000_000
+WORST_GOAL_S = 2.0
+# Unit repeated to WORST_CHARS, and the text's last characters.
+WORST_CASES = {
+    "JWT run, no dot": ("eyJ", "."),
+    "github_pat_ run": ("github_pat_", "-"),
+    "PEM, no END": ("-----BEGIN PRIVATE KEY-----\n", ""),
+    "phone numbers": ("+12025550123 ", ""),
+    "every kind in turn": ("10.1.2.3 4111111111111111 a@b.cd 2001:db8::1 +12025550123 ", ""),
+}
 
 
 def prompt_of(*parts: str) -> str:
@@ -54,6 +67,12 @@ def measure(redactor: Redactor, prompt: str, runs: int) -> tuple[float, float, f
     wall_cuts = statistics.quantiles(wall, n=100)
     cpu_cuts = statistics.quantiles(cpu, n=100)
     return wall_cuts[49], wall_cuts[98], cpu_cuts[49], cpu_cuts[98]
+
+
+def worst_case(unit: str, tail: str) -> str:
+    """`unit` repeated to WORST_CHARS characters, ending in `tail`."""
+    body = WORST_CHARS - len(tail)
+    return (unit * (body // len(unit) + 1))[:body] + tail
 
 
 def main() -> int:
@@ -80,7 +99,18 @@ def main() -> int:
     print(
         f"goal: CPU p99 <= {GOAL_P99_MS} ms (all but {stress!r}): {'missed' if missed else 'met'}"
     )
-    return 1 if missed else 0
+    print(f"worst cases of {WORST_CHARS:,} characters, one run each")
+    print(f"{'input':<20} {'CPU s':>8}")
+    slow = False
+    for name, (unit, tail) in WORST_CASES.items():
+        text = worst_case(unit, tail)
+        start = time.thread_time()
+        redactor.text(text)
+        spent = time.thread_time() - start
+        slow |= spent > WORST_GOAL_S
+        print(f"{name:<20} {spent:>8.3f}")
+    print(f"goal: CPU <= {WORST_GOAL_S} s each: {'missed' if slow else 'met'}")
+    return 1 if missed or slow else 0
 
 
 if __name__ == "__main__":

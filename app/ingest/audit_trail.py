@@ -215,7 +215,7 @@ class AuditTrail:
         the receipt and whether it is a replay. With a `redactor`, the event is redacted
         first: the record, its digest and the receipt are of the redacted event."""
         if self._redactor is not None:
-            event = self._redactor.event(event)
+            event = await self._redactor.event_async(event)
             headers = {**(headers or {}), REDACTION_HEADER: self._redactor.stamp}
         key = f"key:{idempotency_key}" if idempotency_key else f"event:{event.event_id}"
         return await self._receipts.once(
@@ -467,7 +467,7 @@ class _Batch:
                 events.append((index, KafkaAuditEvent.model_validate(item)))
             except ValidationError as exc:
                 self._results[index] = BatchItemResult(index=index, error=_invalid(exc))
-        claimed, detour = self._claim(events)
+        claimed, detour = await self._claim(events)
         # The detour first: its tasks run while this one queues and waits.
         detoured = asyncio.gather(
             *(
@@ -492,7 +492,7 @@ class _Batch:
                 trail._receipts.settle(item.key, item.claim, error=asyncio.CancelledError())
         return [self._results[index] for index in sorted(self._results)]
 
-    def _claim(
+    async def _claim(
         self, events: list[tuple[int, KafkaAuditEvent]]
     ) -> tuple[list[_Item], list[tuple[int, KafkaAuditEvent]]]:
         """The events this batch writes itself (redacted, claimed on the receipts), and those
@@ -504,11 +504,12 @@ class _Batch:
         redactor = trail._redactor
         if redactor is not None:
             self._record_headers = {**(self._headers or {}), REDACTION_HEADER: redactor.stamp}
+        sent = [event for _, event in events]
+        redacted = await redactor.events(sent) if redactor is not None else sent
         trail._receipts.expire()
         claimed: list[_Item] = []
         detour: list[tuple[int, KafkaAuditEvent]] = []
-        for index, event in events:
-            written = redactor.event(event) if redactor is not None else event
+        for (index, event), written in zip(events, redacted, strict=True):
             key = f"event:{written.event_id}"
             claim = trail._receipts.claim(key)
             if claim is None:

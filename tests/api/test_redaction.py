@@ -1,7 +1,10 @@
 """Redaction through the service on the real broker: the stored record holds placeholders and
 the `rg-redaction` header, its digest (header and receipt) is of the redacted bytes, a replay
-writes nothing; with redaction off the record is the event as sent, without the header."""
+writes nothing; with redaction off the record is the event as sent, without the header; the
+service answers while a worst-case prompt is redacted; a text an operator's pattern runs out
+of time over is stored as a placeholder."""
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -123,3 +126,58 @@ async def test_spooled_records_are_redacted_on_disk(tmp_path: Path) -> None:
     assert spooled.record.headers["rg-redaction"] == f"mask;v={REDACTION_VERSION}"
     digest = "sha256:" + hashlib.sha256(spooled.record.value).hexdigest()
     assert spooled.record.headers["rg-digest"] == response.json()["digest"] == digest
+
+
+# Findings of every cheap kind in turn and valid phone numbers: the longest redaction of a
+# prompt of the largest size (about a second of CPU).
+WORST_UNIT = "10.1.2.3 4111111111111111 a@b.cd 2001:db8::1 +12025550123 "
+
+
+async def test_health_answers_while_a_worst_case_prompt_is_redacted(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    # A liveness check, not a speed claim: /healthz keeps answering (within a generous
+    # second) while the largest worst-case prompt is redacted (not on the event loop).
+    prompt = (WORST_UNIT * (1_000_000 // len(WORST_UNIT) + 1))[:1_000_000]
+    loop = asyncio.get_running_loop()
+    async with service(redaction="mask") as client:
+        assert (await client.get("/healthz")).status_code == 200
+        post = asyncio.create_task(
+            client.post("/audit", json={**EVENT, "prompt": prompt, "metadata": {}})
+        )
+        # From one answer to the next (a pause of 20 ms between them): a loop held by the
+        # redaction shows wherever it happens, also during the pause.
+        waits: list[float] = []
+        last = loop.time()
+        while not post.done():
+            health = await client.get("/healthz")
+            assert health.status_code == 200
+            waits.append(loop.time() - last)
+            last = loop.time()
+            await asyncio.sleep(0.02)
+        response = await post
+
+    assert response.status_code == 201, response.text
+    [record] = await read_all(kafka_bootstrap, topic, 1, value_format="bytes")
+    assert json.loads(record.value)["prompt"].startswith("[IP] [CARD] [EMAIL] [IP] [PHONE] [IP]")
+    print(f"/healthz during the redaction: {len(waits)} answers, longest {max(waits):.3f} s")
+    assert len(waits) > 1
+    assert max(waits) < 1.0
+
+
+async def test_a_text_an_operator_pattern_runs_out_of_time_over_is_replaced_whole(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    # `(a|aa)+b` backtracks without end over a run of "a" with no "b": the prompt is stored
+    # as one placeholder (none of it unredacted), the response as usual.
+    prompt = "I am jane.doe@example.com " + "a" * 200
+    async with service(redaction="mask", redaction_patterns={"runaway": r"(a|aa)+b"}) as client:
+        response = await client.post("/audit", json={**EVENT, "prompt": prompt})
+        assert response.status_code == 201, response.text
+        metrics = (await client.get("/metrics")).text
+
+    [record] = await read_all(kafka_bootstrap, topic, 1, value_format="bytes")
+    stored = json.loads(record.value)
+    assert stored["prompt"] == "[REDACTION_TIMEOUT]"
+    assert stored["response"] == "Noted, [EMAIL]: IBAN [IBAN] is on file."
+    assert metric(metrics, 'rg_redactions_total{kind="REDACTION_TIMEOUT"}') == 1

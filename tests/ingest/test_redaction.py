@@ -5,13 +5,14 @@ policy."""
 import hashlib
 import hmac
 import statistics
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from app.ingest.redaction import REDACTION_VERSION, Redactor
+from app.ingest.redaction import CONFIRMS_PER_TEXT, REDACTION_VERSION, THREAD_AT_CHARS, Redactor
 from app.kafka import KafkaAuditEvent
 from app.metrics import ServiceMetrics
 from app.services import redactor_of
@@ -127,6 +128,172 @@ def test_unit_an_event_without_findings_is_the_same_event() -> None:
 )
 def test_unit_values_that_fail_their_check_are_kept(text: str) -> None:
     assert redactor().text(text) == text
+
+
+JWT = PII[14][0]
+PEM = PII[15][0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A JWT right after a word is found; a run whose first "eyJ" is no JWT is kept whole.
+        ("abc" + JWT, "abc[JWT]"),
+        ("-" + JWT, "-[JWT]"),
+        ("eyJab." + JWT, "eyJab.[JWT]"),
+        ("eyJeyJ" + JWT, "eyJeyJ" + JWT),
+        (JWT[:60], JWT[:60]),
+        ("eyJhbGciOiJIUzI1NiJ9", "eyJhbGciOiJIUzI1NiJ9"),
+        # Keys: the shortest length found, one character less, glued to a word or a dash.
+        ("github_pat_" + "a" * 22, "[API_KEY]"),
+        ("github_pat_" + "a" * 21, "github_pat_" + "a" * 21),
+        ("github_pat_" + "a" * 22 + "-", "github_pat_" + "a" * 22 + "-"),
+        ("github_pat_" + "a" * 22 + "_b", "[API_KEY]"),
+        ("github_pat_github_pat_" + "a" * 22, "[API_KEY]"),
+        ("xgithub_pat_" + "a" * 22, "xgithub_pat_" + "a" * 22),
+        ("-github_pat_" + "a" * 22, "-github_pat_" + "a" * 22),
+        ("sk-" + "a" * 20 + "-", "[API_KEY]"),
+        ("sk-" + "a" * 19, "sk-" + "a" * 19),
+        ("sk-sk-" + "a" * 20, "[API_KEY]"),
+        ("ghp_" + "a" * 35, "ghp_" + "a" * 35),
+        ("ghp_" + "a" * 36 + "_", "ghp_" + "a" * 36 + "_"),
+        ("AKIA" + "A" * 17, "AKIA" + "A" * 17),
+        ("xAKIA" + "A" * 16, "xAKIA" + "A" * 16),
+        # A BEGIN goes up to the first END after it; one without an END is kept.
+        ("-----BEGIN PRIVATE KEY-----\nabc\n" + PEM, "[PRIVATE_KEY]"),
+        (PEM + PEM, "[PRIVATE_KEY][PRIVATE_KEY]"),
+        (
+            PEM + "\n-----BEGIN PRIVATE KEY-----\nopen",
+            "[PRIVATE_KEY]\n-----BEGIN PRIVATE KEY-----\nopen",
+        ),
+        ("-----BEGIN PRIVATE KEY-----\nno end", "-----BEGIN PRIVATE KEY-----\nno end"),
+        ("-----BEGIN EC PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----", "[PRIVATE_KEY]"),
+    ],
+)
+def test_unit_boundaries_of_keys_tokens_and_key_blocks(text: str, expected: str) -> None:
+    assert redactor().text(text) == expected
+
+
+# The largest prompt or response (MAX_TEXT_CHARS).
+WORST_SIZE = 1_000_000
+# CPU time one redaction of a worst case may take: far above a linear scan of 1 MB (tens to
+# hundreds of milliseconds), far below a quadratic one (minutes).
+WORST_CPU_S = 2.0
+
+
+def worst(unit: str, tail: str = "") -> str:
+    """`unit` repeated to WORST_SIZE characters, ending in `tail`."""
+    body = WORST_SIZE - len(tail)
+    return (unit * (body // len(unit) + 1))[:body] + tail
+
+
+# Per detector (and the operator's pattern), texts that make a backtracking pattern retry from
+# every start in a run, or that hold as many candidates as fit.
+WORST_CASES: dict[str, str] = {
+    "jwt-run-without-dot": worst("eyJ", "."),
+    "jwt-runs-with-one-dot": worst("eyJabcdefgh.", "!"),
+    "github-pat-run-ending-in-dash": worst("github_pat_", "-"),
+    "sk-run-ending-in-dash": worst("sk-", "!"),
+    "ghp-run": worst("ghp_a", "-"),
+    "pem-begins-without-end": worst("-----BEGIN PRIVATE KEY-----\n"),
+    "pem-ends-without-begin": worst("-----END PRIVATE KEY-----\n"),
+    "pem-begin-then-broken-ends": worst("-----END RSA ", "").replace(
+        "-----END", "-----BEGIN PRIVATE KEY-----", 1
+    ),
+    "akia-run": worst("AKIA", "-"),
+    "email-at-signs": worst("a@"),
+    "email-domain-labels": worst("a.", "@").replace("a.", "x@", 1),
+    "email-local-parts": worst("a.b%c+d-", "@x.y1"),
+    "iban-groups": worst("GB82 WEST ", "!"),
+    "iban-glued": worst("GB82WEST1234"),
+    "card-digit-groups": worst("4111 "),
+    "card-digits": worst("4"),
+    "ipv6-colons": worst(":"),
+    "ipv6-groups": worst("a:"),
+    "ipv6-addresses": worst("2001:db8::1 "),
+    "ipv4-dots": worst("1."),
+    "ipv4-addresses": worst("10.1.2.3 "),
+    "phone-separators": worst("1-"),
+    "phone-groups": worst("+1 202 "),
+    # Valid numbers: each was parsed by `phonenumbers` (~25 us: 2 s and more per MB).
+    "phone-international": worst("+12025550123 "),
+    "phone-national": worst("(415) 555-2671 "),
+    # Findings of several kinds in turn: each kind's are merged into the others', not
+    # inserted one by one (a copy of the tail each).
+    "findings-interleaved": worst("10.1.2.3 4111111111111111 a@b.cd 2001:db8::1 +12025550123 "),
+    "findings-before-a-few-others": worst("+12025550123 ", "a@b.cd " * 255),
+    # The operator's pattern of `redactor()` (EMP- and six digits).
+    "operator-pattern": worst("EMP-12345"),
+}
+
+
+@pytest.mark.parametrize("text", list(WORST_CASES.values()), ids=list(WORST_CASES))
+def test_unit_worst_case_inputs_take_linear_time(text: str) -> None:
+    active = redactor()
+    start = time.process_time()
+    active.text(text)
+    spent = time.process_time() - start
+    assert spent <= WORST_CPU_S, f"{spent:.2f} s of CPU for {len(text):,} characters"
+
+
+# An operator's pattern that backtracks without end over a run of "a" with no "b".
+RUNAWAY = {"runaway": r"(a|aa)+b"}
+
+
+@pytest.mark.parametrize("mode", ["mask", "hash"])
+def test_unit_an_operator_pattern_past_its_budget_replaces_the_text_whole(mode: str) -> None:
+    counted: dict[str, int] = {}
+
+    def count(kind: str, n: int) -> None:
+        counted[kind] = counted.get(kind, 0) + n
+
+    active = Redactor(mode, key=b"k", patterns=RUNAWAY, count=count)  # type: ignore[arg-type]
+    text = "mail jane@example.com " + "a" * WORST_SIZE
+    start = time.process_time()
+    redacted = active.text(text)
+    spent = time.process_time() - start
+    mac = hmac.new(b"k", text.encode(), hashlib.sha256).hexdigest()[:12]
+    assert redacted == ("[REDACTION_TIMEOUT]" if mode == "mask" else f"[REDACTION_TIMEOUT:{mac}]")
+    assert counted == {"REDACTION_TIMEOUT": 1}
+    assert spent <= WORST_CPU_S, f"{spent:.2f} s of CPU"
+    # Where it has no runaway, the pattern finds as any other.
+    assert active.text("aab, mail jane@example.com").startswith(
+        ("[RUNAWAY], mail [EMAIL", "[RUNAWAY:")
+    )
+
+
+def test_unit_phone_candidates_past_the_confirmations_are_replaced() -> None:
+    # An invalid country code: refused while confirmations last, replaced after (more is
+    # replaced, never less).
+    text = " ".join(["+99 1234 5678"] * (CONFIRMS_PER_TEXT + 5))
+    assert redactor().text(text).count("[PHONE]") == 5
+    assert redactor().text("+99 1234 5678") == "+99 1234 5678"
+
+
+async def test_unit_large_events_and_operator_patterns_are_redacted_off_the_event_loop() -> None:
+    threads: set[str] = set()
+    here = threading.current_thread().name
+
+    def count(_kind: str, _n: int) -> None:
+        threads.add(threading.current_thread().name)
+
+    active = Redactor("mask", count=count)
+    small = KafkaAuditEvent(user_id="u", model="m", prompt="mail a@b.cd", response="ok")
+    large = small.model_copy(update={"prompt": "mail a@b.cd " * (THREAD_AT_CHARS // 12 + 1)})
+    assert (await active.event_async(small)).prompt == "mail [EMAIL]"
+    assert threads == {here}
+    threads.clear()
+    [redacted] = await active.events([large])
+    assert redacted.prompt.startswith("mail [EMAIL] mail [EMAIL]")
+    assert threads == threads - {here} != set()
+    # A batch of many small events counts as large in all.
+    threads.clear()
+    await active.events([small] * (THREAD_AT_CHARS // 10))
+    assert threads == threads - {here} != set()
+    # An operator's pattern may run its whole budget over a short text.
+    threads.clear()
+    assert (await redactor(count=count).event_async(small)).prompt == "mail [EMAIL]"
+    assert threads == threads - {here} != set()
 
 
 def test_unit_hash_mode_links_equal_values_and_depends_on_the_key() -> None:
