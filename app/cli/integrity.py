@@ -192,7 +192,7 @@ def _line(finding: Finding) -> str:
             else (f"{finding.seq}..{finding.last_seq}")
         )
         who = f" writer={finding.writer} seq={seqs}"
-    return f"{finding.kind.upper():<14}{where}{who}: {finding.detail}"
+    return f"{finding.kind.upper():<13} {where}{who}: {finding.detail}"
 
 
 def print_report(report: Report, args: argparse.Namespace, out: TextIO) -> None:

@@ -23,6 +23,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 VERSION = 1
 CHAIN_PREFIX = "sha256:"
+# Far above any real checkpoint (its void lists a second's lost positions, ~80 bytes each) and
+# above Kafka's default record limit (1 MB): longer values are refused before parsing.
+MAX_BYTES = 4 * 1024 * 1024
 
 
 class CheckpointFormatError(ValueError):
@@ -107,10 +110,7 @@ class Checkpoint:
         is not one. `count` must equal seq + 1: it is signed, so a checkpoint saying otherwise
         was not written by a service."""
         if isinstance(data, str | bytes):
-            try:
-                data = json.loads(data)
-            except ValueError as exc:
-                raise CheckpointFormatError(f"not JSON: {exc}") from exc
+            data = _loads(data)
         if not isinstance(data, dict):
             raise CheckpointFormatError("a checkpoint is a JSON object")
         try:
@@ -127,9 +127,26 @@ class Checkpoint:
             )
         except (KeyError, AttributeError, TypeError, ValueError) as exc:
             raise CheckpointFormatError(f"not a checkpoint: {exc}") from exc
+        if checkpoint.seq < 0:
+            raise CheckpointFormatError("seq is negative")
         if _typed(data, "count", int) != checkpoint.count:
             raise CheckpointFormatError("count is not seq + 1")
         return checkpoint
+
+
+def _loads(text: str | bytes) -> Any:
+    """The JSON value of a record's bytes; CheckpointFormatError for anything else, whatever
+    the bytes: anyone who may write the checkpoints topic chooses them."""
+    if len(text) > MAX_BYTES:
+        raise CheckpointFormatError(f"{len(text)} bytes: longer than a checkpoint ({MAX_BYTES})")
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return json.loads(text)
+    # RecursionError: deep nesting ("[" * 5000) exhausts the C scanner's recursion limit; it is
+    # not a ValueError. UnicodeDecodeError and too many digits for an int are ValueErrors.
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointFormatError(f"not JSON: {str(exc)[:100]}") from exc
 
 
 def _typed(data: dict[str, Any], name: str, kind: type) -> Any:

@@ -17,8 +17,9 @@ Kinds of problem (each with where it was found):
     truncated      seqs a signed checkpoint covers whose records are not there
     conflict       two different records (or a checkpoint and a record) at one writer position
     duplicate      the same record twice (at-least-once retries; not tampering)
-    bad_signature  a checkpoint whose signature does not verify, whose key id is unknown, or
-                   that is not a checkpoint at all
+    bad_signature  a checkpoint whose signature does not verify or whose key id is unknown
+    malformed_checkpoint  a record of the checkpoints topic that is not a checkpoint (any bytes:
+                   not UTF-8, not JSON, nested too deep, fields missing or of the wrong type)
     receipt        a receipt a client kept that the trail does not bear out
 Warnings: `not_covered` (records after a writer's last checkpoint) and `unsigned` (no checkpoints).
 """
@@ -34,7 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.integrity.chain import GENESIS, link_of
-from app.integrity.checkpoint import Checkpoint, canonical_json, unb64url
+from app.integrity.checkpoint import Checkpoint, CheckpointFormatError, canonical_json, unb64url
 from app.kafka.serde import unframed
 
 PROBLEM_KINDS = (
@@ -45,6 +46,7 @@ PROBLEM_KINDS = (
     "conflict",
     "duplicate",
     "bad_signature",
+    "malformed_checkpoint",
     "receipt",
 )
 WARNING_KINDS = ("not_covered", "unsigned")
@@ -242,14 +244,16 @@ class Verifier:
         report.checkpoints_checked += 1
         topic = self._checkpoints_topic
         try:
-            data = json.loads(value or b"")
-            checkpoint = Checkpoint.from_json(data)
+            checkpoint = Checkpoint.from_json(value)
+            data = json.loads(value or b"")  # parsed once already: cannot fail now
             if checkpoint.version != 1:
-                raise ValueError("not a version 1 checkpoint")
-            if not _WRITER.fullmatch(checkpoint.writer) or checkpoint.seq < 0:
-                raise ValueError("malformed checkpoint fields")
-        except ValueError as exc:  # JSON and format errors alike
-            report.problems.append(Finding("bad_signature", str(exc), topic, partition, offset))
+                raise CheckpointFormatError("not a version 1 checkpoint")
+            if not _WRITER.fullmatch(checkpoint.writer):
+                raise CheckpointFormatError("malformed checkpoint fields")
+        except CheckpointFormatError as exc:  # whatever the bytes: from_json parses them first
+            report.problems.append(
+                Finding("malformed_checkpoint", str(exc), topic, partition, offset)
+            )
             return
         writer, seq, key_id = checkpoint.writer, checkpoint.seq, checkpoint.key_id
         key = self._keys.get(key_id)

@@ -103,7 +103,7 @@ async def test_a_clean_trail_of_two_writers_verifies(trail: Trail) -> None:
     assert report["warnings"] == []
     assert set(report["problem_counts"]) == {
         "altered", "forged", "missing", "truncated", "conflict", "duplicate", "bad_signature",
-        "receipt",
+        "malformed_checkpoint", "receipt",
     }  # fmt: skip
     text = trail.run("--progress")
     assert text.returncode == 0
@@ -231,6 +231,30 @@ async def test_since_checks_a_window_without_reporting_the_writers_start(trail: 
     code, report = trail.verify("--since", "2999-01-01T00:00:00+00:00")
     assert code == 0, report
     assert report["records_checked"] == 0
+
+
+async def test_poison_records_on_either_topic_are_findings_not_a_crash(trail: Trail) -> None:
+    _, records = await signed_trail(trail)
+    poison = [b"[" * 5000, b"\xff\xfe not utf-8", b"not json", b'{"seq":' + b"9" * 5000 + b"}"]
+    bad_checkpoints = await write_records(
+        trail.bootstrap, trail.checkpoints, [Record(value, []) for value in poison]
+    )
+    bad_records = await trail.write([Record(value, []) for value in poison])
+    done = trail.run()
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for record in bad_checkpoints:
+        assert f"MALFORMED_CHECKPOINT {trail.checkpoints}[0]@{record.offset}: " in done.stdout
+    for record in bad_records:
+        assert f"{trail.topic}[{record.partition}]@{record.offset}" in done.stdout
+    code, report = trail.verify()
+    assert code == 1
+    assert report["checkpoints_valid"] == 1
+    assert report["problem_counts"]["malformed_checkpoint"] == len(poison)
+    assert report["records_checked"] == len(records) + len(poison)
+    assert {(p["kind"], p["partition"], p["offset"]) for p in report["problems"]} >= {
+        ("forged", r.partition, r.offset) for r in bad_records
+    }
 
 
 @pytest.mark.parametrize(

@@ -184,3 +184,28 @@ def test_unit_receipts_verify_and_an_altered_one_does_not() -> None:
     for field, value in (("seq", 3), ("digest", "sha256:" + "0" * 64), ("offset", 7)):
         report = verify(records, receipts=[{**good, field: value}])
         assert [p.kind for p in report.problems] == ["receipt"], field
+
+
+def test_unit_poison_checkpoints_are_malformed_findings_and_the_check_goes_on() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(3))
+    verifier = Verifier(
+        {key.key_id: key.private.public_key()},
+        topic=TOPIC,
+        checkpoints_topic=f"{TOPIC}.checkpoints",
+    )
+    for record in records:
+        assert record.partition is not None
+        assert record.offset is not None
+        verifier.add_record(record.partition, record.offset, record.value, record.headers)
+    poison = [b"[" * 5000, b"\xff\xfe", b"not json", b"[1]", None, b'{"seq":' + b"9" * 5000 + b"}"]
+    for offset, value in enumerate(poison):
+        verifier.add_checkpoint(0, offset, value)
+    verifier.add_checkpoint(0, len(poison), json.dumps(key.checkpoint(writer)).encode())
+    report = verifier.finish()
+    assert [(p.kind, p.offset) for p in report.problems] == [
+        ("malformed_checkpoint", offset) for offset in range(len(poison))
+    ]
+    assert (report.checkpoints_checked, report.checkpoints_valid) == (len(poison) + 1, 1)
+    assert report.signed
