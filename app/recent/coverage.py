@@ -5,10 +5,12 @@ memory). Other writers (other instances, earlier starts of this one) are answere
 checkpoints as the GET /messages reader reads them off the checkpoints topic — only with a
 signing key, and only from its last RG_MESSAGES_BUFFER records (the reader's rewind): each
 checkpoint whose signature verifies with a key of GET /audit/keys (this service's key or a
-retired one) raises its writer's covered seq. A checkpoint that does not parse, names an
-unknown key or fails its signature is ignored: `verify` reports those, the view only does not
-trust them. At most `max_writers` writers are kept, the least recently advanced dropped first
-(its records then show null: unknown).
+retired one) raises its writer's covered seq. Checkpoints are parsed by `Checkpoint.from_json`,
+`verify`'s parser, and checked over the same signed bytes: the two never disagree on what a
+checkpoint says. A checkpoint that does not parse, names an unknown key or fails its signature
+is ignored: `verify` reports those, the view only does not trust them. At most `max_writers`
+writers are kept, the least recently advanced dropped first (its records then show null:
+unknown).
 """
 
 import logging

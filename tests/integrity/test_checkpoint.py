@@ -144,3 +144,23 @@ def test_unit_fields_of_the_wrong_type_are_a_format_error(change: dict[str, obje
     body = {**json.loads(signed(Ed25519PrivateKey.generate()).to_bytes()), **change}
     with pytest.raises(CheckpointFormatError):
         Checkpoint.from_json(json.dumps(body).encode())
+
+
+def test_unit_unknown_fields_and_duplicate_keys_are_format_errors() -> None:
+    genuine = signed(Ed25519PrivateKey.generate()).to_bytes()
+    body = json.loads(genuine)
+    for value in (
+        json.dumps({**body, "note": "x"}).encode(),
+        genuine.replace(b'{"chain"', b'{"seq":999,"chain"', 1),
+        genuine.replace(
+            b'"void":{}',
+            b'"void":{"1":"sha256:' + b"a" * 64 + b'","1":"sha256:' + b"b" * 64 + b'"}',
+        ),
+        json.dumps({**body, "void": {"07": "sha256:" + "a" * 64}}).encode(),
+        json.dumps({**body, "writer": "W" * 32}).encode(),
+        json.dumps({**body, "version": 2}).encode(),
+        json.dumps({**body, "time": "yesterday"}).encode(),
+    ):
+        with pytest.raises(CheckpointFormatError):
+            Checkpoint.from_json(value)
+    assert Checkpoint.from_json(genuine).to_bytes() == genuine

@@ -1,12 +1,16 @@
 """Which records a signed checkpoint covers, from the checkpoints topic's records (unit: the
 records are built here, no broker)."""
 
+import json
 from pathlib import Path
+
+import pytest
 
 from app.cluster import producer_config
 from app.integrity.checkpoint import new_checkpoint
 from app.integrity.checkpointer import Checkpoints
 from app.integrity.keys import SigningKey, generate, load_signing_key
+from app.integrity.verifier import Verifier
 from app.kafka import KafkaMessage, KafkaProducerClient
 from app.recent.coverage import CheckpointCoverage
 from app.settings import Settings
@@ -89,3 +93,42 @@ def test_unit_at_most_max_writers_are_kept_the_least_recently_advanced_dropped(
     coverage.add(record(signed(key, writers[2], 0)))
     assert coverage.writers == 2
     assert [coverage.covers(w, 0) for w in writers] == [True, None, True]
+
+
+def _variants(genuine: bytes) -> dict[str, bytes]:
+    """A genuine checkpoint and the same signed content written in ways one reader could take
+    differently from another: both paths must refuse each of these."""
+    text = genuine.decode()
+    body = json.loads(text)
+    return {
+        "extra field": json.dumps({**body, "note": "hello"}).encode(),
+        "duplicate seq": text.replace('{"chain"', '{"seq":999,"chain"', 1).encode(),
+        "duplicate seq, same value": text.replace(
+            '{"chain"', '{"seq":' + str(body["seq"]) + ',"chain"', 1
+        ).encode(),
+        "uppercase chain": text.replace(body["chain"], "sha256:" + "C" * 64).encode(),
+    }
+
+
+@pytest.mark.parametrize(
+    "variant", ["extra field", "duplicate seq", "duplicate seq, same value", "uppercase chain"]
+)
+def test_unit_verify_and_the_coverage_view_parse_a_checkpoint_alike(
+    tmp_path: Path, variant: str
+) -> None:
+    coverage, key = coverage_with_key(tmp_path)
+    genuine = signed(key, OTHER, 5)
+    value = _variants(genuine)[variant]
+    assert value != genuine
+    trusted_by_coverage = coverage.add(record(value))
+    verifier = Verifier({key.key_id: key.public})
+    verifier.add_checkpoint(0, 0, value)
+    report = verifier.finish()
+    assert not trusted_by_coverage
+    assert coverage.covers(OTHER, 5) is None
+    assert [p.kind for p in report.problems] == ["malformed_checkpoint"]
+    # The genuine bytes: trusted by both.
+    assert coverage.add(record(genuine, offset=1))
+    verifier = Verifier({key.key_id: key.public})
+    verifier.add_checkpoint(0, 1, genuine)
+    assert verifier.finish().checkpoints_valid == 1
