@@ -5,11 +5,14 @@ is RG_AUDIT_KEY_ID, or else the first 16 hex digits of SHA-256 over the raw 32-b
 Keys rotate: a new key gets a new id, and the old public keys go in RG_AUDIT_RETIRED_KEYS_DIR
 as `<key_id>.pem`, so checkpoints signed before the rotation still verify. `generate()` is what
 `ractogateway-kafka keys generate` runs. A key that cannot be used is a `SigningKeyError` at
-start: the service refuses to start (exit status 3) naming the file.
+start: the service refuses to start (exit status 3) naming the file; so is a private key file
+other users may read (RG_ALLOW_INSECURE_KEY_FILE=true overrides, with a warning).
 """
 
 import hashlib
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 ALGORITHM = "ed25519"
+logger = logging.getLogger(__name__)
+
 PRIVATE_SUFFIX = ".key.pem"
 PUBLIC_SUFFIX = ".pub.pem"
 
@@ -72,9 +77,39 @@ def _read(path: Path, what: str) -> bytes:
         raise SigningKeyError(f"{what} {path}: cannot read it: {exc.strerror or exc}") from exc
 
 
-def load_signing_key(path: Path, key_id: str | None = None) -> SigningKey:
-    """The Ed25519 private key in PEM (PKCS#8) at `path`, with `key_id` or the derived id."""
+def _check_mode(path: Path, what: str, *, allow_insecure: bool) -> None:
+    """Refuse a private key file other users may read (as ssh does); warn when its group may.
+
+    Group access is only warned about: Kubernetes mounts a secret 0440 for the pod's fsGroup
+    (the chart does), the service's own group."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return  # _read names the problem
+    if mode & 0o077 == 0:
+        return
+    if mode & 0o007 and not allow_insecure:
+        raise SigningKeyError(
+            f"{what} {path}: mode {mode:04o} lets other users read the private key; "
+            f"chmod 600 it (or set RG_ALLOW_INSECURE_KEY_FILE=true to use it anyway)"
+        )
+    logger.warning(
+        "%s %s: mode %04o lets %s read the private key (chmod 600 it)",
+        what,
+        path,
+        mode,
+        "other users" if mode & 0o007 else "its group",
+    )
+
+
+def load_signing_key(
+    path: Path, key_id: str | None = None, *, allow_insecure: bool = False
+) -> SigningKey:
+    """The Ed25519 private key in PEM (PKCS#8) at `path`, with `key_id` or the derived id.
+    A file other users may read is refused unless `allow_insecure` (then, as for a file its
+    group may read, one warning names it and its mode)."""
     what = "RG_AUDIT_SIGNING_KEY_FILE"
+    _check_mode(path, what, allow_insecure=allow_insecure)
     data = _read(path, what)
     try:
         private = serialization.load_pem_private_key(data, password=None)

@@ -1,5 +1,6 @@
 """Keys: generating a pair, loading it, the derived id, retired keys, clear errors."""
 
+import logging
 import stat
 from pathlib import Path
 
@@ -8,6 +9,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from pydantic import ValidationError
 
+from app.cluster import producer_config
+from app.integrity.checkpointer import Checkpoints
 from app.integrity.keys import (
     SigningKeyError,
     derived_key_id,
@@ -16,6 +19,7 @@ from app.integrity.keys import (
     load_signing_key,
     public_keys,
 )
+from app.kafka import KafkaProducerClient
 from app.settings import Settings
 
 
@@ -51,6 +55,7 @@ def test_bad_key_files_are_errors_naming_the_file(tmp_path: Path) -> None:
         load_signing_key(missing)
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a key")
+    garbage.chmod(0o600)
     with pytest.raises(SigningKeyError, match="not an unencrypted PEM"):
         load_signing_key(garbage)
     ec = tmp_path / "ec.pem"
@@ -61,6 +66,7 @@ def test_bad_key_files_are_errors_naming_the_file(tmp_path: Path) -> None:
             serialization.NoEncryption(),
         )
     )
+    ec.chmod(0o600)
     with pytest.raises(SigningKeyError, match="not an Ed25519 key"):
         load_signing_key(ec)
 
@@ -75,3 +81,48 @@ def test_unit_the_signing_settings_and_their_defaults() -> None:
         Settings(_env_file=None, audit_key_id="a/b")
     with pytest.raises(ValidationError):
         Settings(_env_file=None, audit_checkpoint_s=0)
+
+
+def test_a_private_key_others_can_read_is_refused_unless_allowed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, private, _ = generate(tmp_path / "keys")
+    private.chmod(0o644)
+    with pytest.raises(SigningKeyError) as refused:
+        load_signing_key(private)
+    message = str(refused.value)
+    assert str(private) in message
+    assert "0644" in message
+    assert "RG_ALLOW_INSECURE_KEY_FILE" in message
+    with caplog.at_level(logging.WARNING, logger="app.integrity.keys"):
+        load_signing_key(private, allow_insecure=True)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert str(private) in line
+    assert "0644" in line
+    # The service's own setting reaches the check.
+    settings = Settings(_env_file=None, audit_signing_key_file=private)
+    with pytest.raises(SigningKeyError):
+        unstarted_checkpoints(settings).open()
+    allowed = settings.model_copy(update={"allow_insecure_key_file": True})
+    unstarted_checkpoints(allowed).open()
+
+
+def test_a_private_key_its_group_can_read_is_taken_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A Kubernetes secret is mounted 0440 for the pod's fsGroup (the chart does so): the group is
+    # the service's own, so the key is used; the log says it once.
+    _, private, _ = generate(tmp_path / "keys")
+    with caplog.at_level(logging.WARNING, logger="app.integrity.keys"):
+        load_signing_key(private)
+        assert caplog.records == []
+        private.chmod(0o440)
+        load_signing_key(private)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert str(private) in line
+    assert "0440" in line
+
+
+def unstarted_checkpoints(settings: Settings) -> Checkpoints:
+    """The service's signing side, never started (no broker)."""
+    return Checkpoints(settings, KafkaProducerClient(config=producer_config(settings)))
