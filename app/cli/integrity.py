@@ -123,8 +123,9 @@ async def read_topic(
     """Feed every record of `topic` up to its end offsets at start (from `since`, else the
     oldest kept) to `on_record`; False when the topic does not exist and is not `required`."""
     consumer: AIOKafkaConsumer[bytes, bytes] = AIOKafkaConsumer(**config)
-    await consumer.start()
     try:
+        # Inside the try: a start that fails (Kafka unreachable) leaves a consumer to close too.
+        await consumer.start()
         if topic not in await consumer.topics():
             if required:
                 raise VerifyInputError(f"topic {topic!r} does not exist")
@@ -205,6 +206,19 @@ def print_report(report: Report, args: argparse.Namespace, out: TextIO) -> None:
         print(_line(finding), file=out)
     for finding in report.warnings:
         print("warning: " + _line(finding), file=out)
+    if report.unknown_key_ids:
+        # repr: key ids come off the topic, so no terminal escapes reach the operator raw.
+        named = ", ".join(map(repr, sorted(report.unknown_key_ids)[:5]))
+        more = len(report.unknown_key_ids) - 5
+        print(
+            f"hint: checkpoints name key id(s) {named}{f' and {more} more' if more > 0 else ''}"
+            ": give their public keys with --public-key FILE (GET /audit/keys serves them)",
+            file=out,
+        )
+    if report.receipts_checked:
+        failed = sum(1 for f in report.problems if f.kind == "receipt")
+        match = "all match" if not failed else f"{failed} do(es) not match"
+        print(f"{report.receipts_checked} receipt(s) checked, {match}", file=out)
     verdict = "clean" if report.clean else f"{len(report.problems)} problem(s)"
     signed = "signed" if report.signed else "unsigned"
     print(

@@ -93,10 +93,13 @@ class Report:
     records_valid: int = 0
     checkpoints_checked: int = 0
     checkpoints_valid: int = 0
+    receipts_checked: int = 0
     writers: int = 0
     signed: bool = False
     problems: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
+    # Key ids checkpoints named that no key given answers to (for a hint, not in the JSON).
+    unknown_key_ids: set[str] = field(default_factory=set)
 
     @property
     def clean(self) -> bool:
@@ -115,6 +118,7 @@ class Report:
             "records_valid": self.records_valid,
             "checkpoints_checked": self.checkpoints_checked,
             "checkpoints_valid": self.checkpoints_valid,
+            "receipts_checked": self.receipts_checked,
             "writers": self.writers,
             "problem_counts": counts,
             "problems": [p.as_dict() for p in self.problems],
@@ -251,6 +255,8 @@ class Verifier:
         writer, seq, key_id = checkpoint.writer, checkpoint.seq, checkpoint.key_id
         key = self._keys.get(key_id)
         failure = None if key is not None else f"unknown key id {key_id!r}"
+        if key is None:
+            report.unknown_key_ids.add(key_id)
         if key is not None and not verify_signature(checkpoint, key):
             failure = f"signature does not verify with key {key_id!r}"
         if failure is not None:
@@ -525,6 +531,7 @@ class Verifier:
                 )
 
     def _check_receipts(self) -> None:
+        self._report.receipts_checked = len(self._receipts)
         for name, receipt in self._receipts:
             faults = self._receipt_faults(receipt)
             if faults:

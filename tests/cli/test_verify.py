@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -255,6 +256,45 @@ async def test_poison_records_on_either_topic_are_findings_not_a_crash(trail: Tr
     assert {(p["kind"], p["partition"], p["offset"]) for p in report["problems"]} >= {
         ("forged", r.partition, r.offset) for r in bad_records
     }
+
+
+async def test_receipts_that_match_are_counted_in_the_summary(trail: Trail) -> None:
+    _, records = await signed_trail(trail)
+    kept = trail.folder / "kept.json"
+    kept.write_text(json.dumps([receipt_of(r, trail.topic) for r in records[:2]]))
+    done = trail.run("--receipt", str(kept))
+    assert done.returncode == 0, done.stdout
+    assert "2 receipt(s) checked, all match" in done.stdout
+    altered = trail.folder / "altered.json"
+    altered.write_text(json.dumps({**receipt_of(records[3], trail.topic), "seq": 0}))
+    done = trail.run("--receipt", str(kept), "--receipt", str(altered))
+    assert done.returncode == 1
+    assert "3 receipt(s) checked, 1 do(es) not match" in done.stdout
+    code, report = trail.verify("--receipt", str(kept))
+    assert (code, report["receipts_checked"]) == (0, 2)
+
+
+async def test_an_unknown_key_id_hints_at_the_public_key_option(trail: Trail) -> None:
+    await signed_trail(trail)
+    key_file = trail.keys.pop()
+    done = trail.run()
+    assert done.returncode == 1
+    key_id = key_file.name.removesuffix(".pub.pem")
+    assert f"unknown key id {key_id!r}" in done.stdout
+    assert "--public-key" in done.stdout
+
+
+def test_kafka_unreachable_exits_2_and_leaves_no_consumer_unclosed(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
+    env["RG_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
+    done = run_cli(["verify", "--topic", "absent"], cwd=tmp_path, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "cannot read the trail" in done.stderr
+    assert "Unclosed" not in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(
