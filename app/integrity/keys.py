@@ -14,6 +14,7 @@ import logging
 import os
 import stat
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -37,6 +38,8 @@ class PublicKey:
     key_id: str
     key: Ed25519PublicKey
     current: bool
+    # The end of a retired key's validity: checkpoints dated later are not trusted. None: no end.
+    until: datetime | None = None
 
     @property
     def pem(self) -> str:
@@ -135,14 +138,38 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
+def parse_until(text: str) -> datetime:
+    """The end of a key's validity: RFC 3339 with its offset, as UTC; ValueError otherwise."""
+    moment = datetime.fromisoformat(text.strip())
+    if moment.tzinfo is None:
+        raise ValueError(f"no offset (Z or +hh:mm) in {text.strip()!r}")
+    return moment.astimezone(UTC)
+
+
 def retired_keys(directory: Path) -> list[PublicKey]:
-    """The `<key_id>.pem` public keys of RG_AUDIT_RETIRED_KEYS_DIR, sorted by id."""
+    """The `<key_id>.pem` public keys of RG_AUDIT_RETIRED_KEYS_DIR, sorted by id, each valid
+    until the RFC 3339 time in `<key_id>.until` beside it (without one: logged, and no end)."""
     if not directory.is_dir():
         raise SigningKeyError(f"RG_AUDIT_RETIRED_KEYS_DIR {directory}: not a folder")
-    return [
-        PublicKey(path.name.removesuffix(".pem"), load_public_key(path), current=False)
-        for path in sorted(directory.glob("*.pem"))
-    ]
+    keys = []
+    for path in sorted(directory.glob("*.pem")):
+        key_id = path.name.removesuffix(".pem")
+        until_file = path.with_suffix(".until")
+        until = None
+        if until_file.exists():
+            try:
+                until = parse_until(_read(until_file, "retired key").decode("utf-8"))
+            except ValueError as exc:
+                raise SigningKeyError(f"retired key {until_file}: not an RFC 3339 time") from exc
+        else:
+            logger.warning(
+                "retired key %r has no end of validity (write the time it was retired, RFC 3339, "
+                "to %s): checkpoints it signs are trusted whatever their date",
+                key_id,
+                until_file,
+            )
+        keys.append(PublicKey(key_id, load_public_key(path), current=False, until=until))
+    return keys
 
 
 def public_keys(signing: SigningKey | None, retired_dir: Path | None) -> list[PublicKey]:

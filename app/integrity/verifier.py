@@ -15,13 +15,21 @@ Kinds of problem (each with where it was found):
     forged         no or malformed rg-writer/rg-seq/rg-chain, or the link does not recompute
     missing        seqs absent from a writer's chain that no checkpoint covers or lists as void
     truncated      seqs a signed checkpoint covers whose records are not there
-    conflict       two different records (or a checkpoint and a record) at one writer position
+    conflict       two different records (or a checkpoint and a record) at one writer position,
+                   or a record at a position a trusted checkpoint lists as void
     duplicate      the same record twice (at-least-once retries; not tampering)
     bad_signature  a checkpoint whose signature does not verify or whose key id is unknown
     malformed_checkpoint  a record of the checkpoints topic that is not a checkpoint (any bytes:
                    not UTF-8, not JSON, nested too deep, fields missing or of the wrong type)
+    expired_key    a checkpoint signed with a retired key after its end of validity (dated
+                   later, or written after a checkpoint dated later; app/integrity/trust.py)
+    key_mismatch   a checkpoint of a writer signed with another key than its first checkpoint
     receipt        a receipt a client kept that the trail does not bear out
-Warnings: `not_covered` (records after a writer's last checkpoint) and `unsigned` (no checkpoints).
+    unsigned       no trusted checkpoint at all, when checkpoints are required (`require_signed`:
+                   `verify --require-signed`, or public keys given)
+Only trusted checkpoints count: what they cover and the void positions they list.
+Warnings: `not_covered` (records after a writer's last checkpoint) and `unsigned` (no checkpoints,
+when they are not required).
 """
 
 import hashlib
@@ -33,7 +41,9 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.integrity.chain import GENESIS, link_of
-from app.integrity.checkpoint import Checkpoint, CheckpointFormatError, verify_signature
+from app.integrity.checkpoint import Checkpoint, CheckpointFormatError
+from app.integrity.keys import PublicKey
+from app.integrity.trust import CheckpointTrust
 from app.kafka.serde import unframed
 
 PROBLEM_KINDS = (
@@ -44,8 +54,11 @@ PROBLEM_KINDS = (
     "conflict",
     "duplicate",
     "bad_signature",
+    "expired_key",
+    "key_mismatch",
     "malformed_checkpoint",
     "receipt",
+    "unsigned",
 )
 WARNING_KINDS = ("not_covered", "unsigned")
 
@@ -164,13 +177,20 @@ class Verifier:
 
     def __init__(
         self,
-        public_keys: Mapping[str, Ed25519PublicKey],
+        public_keys: Mapping[str, PublicKey | Ed25519PublicKey],
         *,
         topic: str | None = None,
         checkpoints_topic: str | None = None,
         from_start: bool = True,
+        require_signed: bool = False,
     ) -> None:
-        self._keys = dict(public_keys)
+        # A bare key is valid without an end; the key id it is given under is its id.
+        self._trust = CheckpointTrust(
+            key if isinstance(key, PublicKey) else PublicKey(key_id, key, current=False)
+            for key_id, key in public_keys.items()
+        )
+        self._require_signed = require_signed
+        self._no_checkpoints_topic = False
         self._topic = topic
         self._checkpoints_topic = checkpoints_topic
         self._from_start = from_start
@@ -252,16 +272,13 @@ class Verifier:
                 Finding("malformed_checkpoint", str(exc), topic, partition, offset)
             )
             return
-        writer, seq, key_id = checkpoint.writer, checkpoint.seq, checkpoint.key_id
-        key = self._keys.get(key_id)
-        failure = None if key is not None else f"unknown key id {key_id!r}"
-        if key is None:
-            report.unknown_key_ids.add(key_id)
-        if key is not None and not verify_signature(checkpoint, key):
-            failure = f"signature does not verify with key {key_id!r}"
-        if failure is not None:
+        writer, seq = checkpoint.writer, checkpoint.seq
+        untrusted = self._trust.check(checkpoint)
+        if untrusted is not None:
+            if untrusted.detail.startswith("unknown key id"):
+                report.unknown_key_ids.add(checkpoint.key_id)
             report.problems.append(
-                Finding("bad_signature", failure, topic, partition, offset, writer, seq)
+                Finding(untrusted.kind, untrusted.detail, topic, partition, offset, writer, seq)
             )
             return
         report.checkpoints_valid += 1
@@ -270,6 +287,10 @@ class Verifier:
                 topic or "", partition, offset, writer, seq, checkpoint.chain, checkpoint.void
             )
         )
+
+    def no_checkpoints_topic(self) -> None:
+        """The checkpoints topic does not exist (with `require_signed`, a problem)."""
+        self._no_checkpoints_topic = True
 
     # -- the chains ------------------------------------------------------------------------
 
@@ -295,11 +316,14 @@ class Verifier:
                         "truncated", writer, 0, checkpoint.seq, after=None, checkpoint=checkpoint
                     )
         self._check_checkpoint_links()
+        self._check_voids()
         self._check_receipts()
-        if not self._checkpoints and report.records_checked:
-            report.warnings.append(
-                Finding("unsigned", "no signed checkpoint: the trail is chained but unsigned")
-            )
+        if not self._checkpoints and (report.records_checked or self._require_signed):
+            detail = "no signed checkpoint: the trail is chained but unsigned"
+            if self._no_checkpoints_topic:
+                detail = f"no topic {self._checkpoints_topic}: the trail is chained but unsigned"
+            findings = report.problems if self._require_signed else report.warnings
+            findings.append(Finding("unsigned", detail, self._checkpoints_topic))
         return report
 
     def _walk(
@@ -528,6 +552,28 @@ class Verifier:
                     entry[_OFFSET],
                     writer=checkpoint.writer,
                     seq=checkpoint.seq,
+                )
+
+    def _check_voids(self) -> None:
+        # A position a trusted checkpoint lists as lost holds a record: either the writer judged
+        # lost a record Kafka did store (a timeout after the append), or the void is a lie.
+        seen: set[tuple[str, int]] = set()
+        for checkpoint in self._checkpoints:
+            positions = self._writers.get(checkpoint.writer, {})
+            for seq in sorted(checkpoint.void):
+                entry = positions.get(seq)
+                if entry is None or (checkpoint.writer, seq) in seen:
+                    continue
+                seen.add((checkpoint.writer, seq))
+                self._problem(
+                    "conflict",
+                    f"a signed checkpoint (partition {checkpoint.partition} offset "
+                    f"{checkpoint.offset}) lists this position as lost (void), but this record "
+                    "is here",
+                    entry[_PARTITION],
+                    entry[_OFFSET],
+                    writer=checkpoint.writer,
+                    seq=seq,
                 )
 
     def _check_receipts(self) -> None:

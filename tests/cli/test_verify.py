@@ -104,7 +104,7 @@ async def test_a_clean_trail_of_two_writers_verifies(trail: Trail) -> None:
     assert report["warnings"] == []
     assert set(report["problem_counts"]) == {
         "altered", "forged", "missing", "truncated", "conflict", "duplicate", "bad_signature",
-        "malformed_checkpoint", "receipt",
+        "expired_key", "key_mismatch", "malformed_checkpoint", "receipt", "unsigned",
     }  # fmt: skip
     text = trail.run("--progress")
     assert text.returncode == 0
@@ -185,12 +185,13 @@ async def test_a_doubled_record_is_a_duplicate_and_a_rival_a_conflict(trail: Tra
 
 
 async def test_bad_signatures_and_key_rotation(trail: Trail) -> None:
+    # A rotation is a restart: a new writer signs with the new key.
     retired, current = SigningKey.generate(), SigningKey.generate("current-key")
-    writer = ChainedWriter()
-    await trail.write(writer.records(4))
-    old = retired.checkpoint(writer)
-    await trail.write(writer.records(4))
-    new = current.checkpoint(writer)
+    before, after = ChainedWriter(), ChainedWriter()
+    await trail.write(before.records(4))
+    old = retired.checkpoint(before)
+    await trail.write(after.records(4))
+    new = current.checkpoint(after)
     await trail.sign(old, new)
     retired_file = retired.write_public(trail.folder)
     # A file named <key_id>.pem gives its key that id.
@@ -208,6 +209,39 @@ async def test_bad_signatures_and_key_rotation(trail: Trail) -> None:
     code, report = trail.verify()
     assert code == 1
     assert found(report) == [("bad_signature", 0, 2)]
+
+
+async def test_a_retired_key_past_its_end_cannot_void_a_deleted_record(trail: Trail) -> None:
+    current, retired = SigningKey.generate(), SigningKey.generate()
+    writer = ChainedWriter()
+    records = writer.records(6)
+    await trail.write([r for i, r in enumerate(records) if i != 2])
+    void = {2: records[2].header("rg-chain").removeprefix("sha256:")}
+    late = retired.checkpoint(writer, void, at="2099-01-01T00:00:00.000000Z")
+    await trail.sign(current.checkpoint(writer), late)
+    current_file = current.write_public(trail.folder)
+    retired_file = retired.write_public(trail.folder)
+    trail.keys = [current_file]
+    done = trail.run("--public-key", f"{retired_file}@2026-01-01T00:00:00Z")
+    assert done.returncode == 1, done.stderr
+    assert f"EXPIRED_KEY   {trail.checkpoints}[0]@1 writer={writer.writer} seq=5:" in done.stdout
+    assert "TRUNCATED" in done.stdout
+    done = trail.run("--public-key", f"{retired_file}@last-year")
+    assert done.returncode == 2
+    assert "the time the key was retired" in done.stderr
+
+
+async def test_with_keys_a_trail_without_checkpoints_is_a_problem(trail: Trail) -> None:
+    await trail.write(ChainedWriter().records(3))
+    key = SigningKey.generate()
+    trail.keys = [key.write_public(trail.folder)]
+    trail.checkpoints = f"absent-{secrets.token_hex(4)}"
+    done = trail.run()
+    assert done.returncode == 1, done.stderr
+    assert f"UNSIGNED      {trail.checkpoints}: no topic {trail.checkpoints}" in done.stdout
+    trail.keys = []
+    assert trail.run().returncode == 0
+    assert trail.run("--require-signed").returncode == 1
 
 
 async def test_kept_receipts_verify_and_an_altered_one_does_not(trail: Trail) -> None:

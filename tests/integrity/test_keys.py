@@ -2,6 +2,7 @@
 
 import logging
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,26 @@ def test_a_private_key_its_group_can_read_is_taken_with_one_warning(
 def unstarted_checkpoints(settings: Settings) -> Checkpoints:
     """The service's signing side, never started (no broker)."""
     return Checkpoints(settings, KafkaProducerClient(config=producer_config(settings)))
+
+
+def test_a_retired_key_is_valid_until_the_time_beside_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    retired = tmp_path / "retired"
+    retired.mkdir()
+    for key_id in ("a-key", "b-key"):
+        _, _, public = generate(tmp_path / key_id, key_id)
+        (retired / f"{key_id}.pem").write_bytes(public.read_bytes())
+    (retired / "a-key.until").write_text("2026-06-30T12:00:00+02:00\n")
+    with caplog.at_level(logging.WARNING, logger="app.integrity.keys"):
+        keys = public_keys(None, retired)
+    assert [(k.key_id, k.until) for k in keys] == [
+        ("a-key", datetime(2026, 6, 30, 10, tzinfo=UTC)),
+        ("b-key", None),
+    ]
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "'b-key' has no end of validity" in line
+    assert str(retired / "b-key.until") in line
+    (retired / "b-key.until").write_text("last summer")
+    with pytest.raises(SigningKeyError, match=r"b-key\.until: not an RFC 3339 time"):
+        public_keys(None, retired)
