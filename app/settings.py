@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         description="Id of the signing key in checkpoints and GET /audit/keys; unset: the first "
         "16 hex digits of SHA-256 of the raw public key.",
     )
+    allow_insecure_key_file: bool = Field(
+        default=False,
+        description="Use RG_AUDIT_SIGNING_KEY_FILE even when other users may read it (logged "
+        "as a warning); false: such a file stops the start.",
+    )
     audit_retired_keys_dir: Path | None = Field(
         default=None,
         description="Folder of retired public keys (`<key_id>.pem`) GET /audit/keys serves too, "

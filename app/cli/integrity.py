@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from app.cli.common import EPILOG, logger
 from app.cluster import consumer_config
-from app.integrity.keys import derived_key_id
+from app.integrity.keys import PublicKey, derived_key_id, parse_until
 from app.integrity.verifier import Finding, Report, Verifier
 from app.logs import configure_logging
 from app.settings import get_settings
@@ -35,23 +35,36 @@ class VerifyInputError(Exception):
     """A file or topic `verify` was pointed at cannot be used (exit 2)."""
 
 
-def load_public_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
-    """Ed25519 public keys (PEM) by key id: the spec's derivation, and also the file's name when
-    it is `<key_id>.pub.pem` or `<key_id>.pem`."""
-    keys: dict[str, Ed25519PublicKey] = {}
-    for path in paths:
+def load_public_keys(specs: list[str]) -> dict[str, PublicKey]:
+    """Ed25519 public keys (PEM) by key id, from `FILE` or `FILE@UNTIL` (UNTIL: the RFC 3339
+    time the key was retired; checkpoints it signs dated later are not trusted). The id is the
+    spec's derivation, and also the file's name when it is `<key_id>.pub.pem` or `<key_id>.pem`."""
+    keys: dict[str, PublicKey] = {}
+    for spec in specs:
+        path, until = Path(spec), None
+        head, at, tail = spec.rpartition("@")
+        if at and not path.exists():
+            try:
+                path, until = Path(head), parse_until(tail)
+            except ValueError as exc:
+                raise VerifyInputError(
+                    f"--public-key {spec}: after @, the time the key was retired (RFC 3339 with "
+                    "its offset, e.g. 2026-06-30T00:00:00Z)"
+                ) from exc
         try:
             key = load_pem_public_key(path.read_bytes())
         except (OSError, ValueError) as exc:
             raise VerifyInputError(f"--public-key {path}: not a readable PEM public key") from exc
         if not isinstance(key, Ed25519PublicKey):
             raise VerifyInputError(f"--public-key {path}: not an Ed25519 public key")
-        keys[derived_key_id(key)] = key
+        ids = {derived_key_id(key)}
         name = path.name
         for suffix in (".pub.pem", ".pem"):
             if name.endswith(suffix) and len(name) > len(suffix):
-                keys[name.removesuffix(suffix)] = key
+                ids.add(name.removesuffix(suffix))
                 break
+        for key_id in ids:
+            keys[key_id] = PublicKey(key_id, key, current=until is None, until=until)
     return keys
 
 
@@ -123,8 +136,9 @@ async def read_topic(
     """Feed every record of `topic` up to its end offsets at start (from `since`, else the
     oldest kept) to `on_record`; False when the topic does not exist and is not `required`."""
     consumer: AIOKafkaConsumer[bytes, bytes] = AIOKafkaConsumer(**config)
-    await consumer.start()
     try:
+        # Inside the try: a start that fails (Kafka unreachable) leaves a consumer to close too.
+        await consumer.start()
         if topic not in await consumer.topics():
             if required:
                 raise VerifyInputError(f"topic {topic!r} does not exist")
@@ -175,7 +189,9 @@ async def verify_trail(args: argparse.Namespace, verifier: Verifier) -> Report:
 
     # Checkpoints are few: always read whole, so --since windows still know what is covered.
     if not await read_topic(config, args.checkpoints_topic, checkpoint, required=False):
-        logger.warning("no topic %s: the trail is unsigned", args.checkpoints_topic)
+        verifier.no_checkpoints_topic()
+        if not args.require_signed:
+            logger.warning("no topic %s: the trail is unsigned", args.checkpoints_topic)
     await read_topic(config, args.topic, audit_record, since=args.since, progress_to=progress_to)
     return verifier.finish()
 
@@ -192,7 +208,7 @@ def _line(finding: Finding) -> str:
             else (f"{finding.seq}..{finding.last_seq}")
         )
         who = f" writer={finding.writer} seq={seqs}"
-    return f"{finding.kind.upper():<14}{where}{who}: {finding.detail}"
+    return f"{finding.kind.upper():<13} {where}{who}: {finding.detail}"
 
 
 def print_report(report: Report, args: argparse.Namespace, out: TextIO) -> None:
@@ -205,6 +221,19 @@ def print_report(report: Report, args: argparse.Namespace, out: TextIO) -> None:
         print(_line(finding), file=out)
     for finding in report.warnings:
         print("warning: " + _line(finding), file=out)
+    if report.unknown_key_ids:
+        # repr: key ids come off the topic, so no terminal escapes reach the operator raw.
+        named = ", ".join(map(repr, sorted(report.unknown_key_ids)[:5]))
+        more = len(report.unknown_key_ids) - 5
+        print(
+            f"hint: checkpoints name key id(s) {named}{f' and {more} more' if more > 0 else ''}"
+            ": give their public keys with --public-key FILE (GET /audit/keys serves them)",
+            file=out,
+        )
+    if report.receipts_checked:
+        failed = sum(1 for f in report.problems if f.kind == "receipt")
+        match = "all match" if not failed else f"{failed} do(es) not match"
+        print(f"{report.receipts_checked} receipt(s) checked, {match}", file=out)
     verdict = "clean" if report.clean else f"{len(report.problems)} problem(s)"
     signed = "signed" if report.signed else "unsigned"
     print(
@@ -222,11 +251,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     args.checkpoints_topic = args.checkpoints_topic or f"{args.topic}.checkpoints"
     try:
         keys = load_public_keys(args.public_key)
+        # Keys given say the trail is signed: no checkpoint at all is then a problem.
+        args.require_signed = args.require_signed or bool(keys)
         verifier = Verifier(
             keys,
             topic=args.topic,
             checkpoints_topic=args.checkpoints_topic,
             from_start=args.since is None,
+            require_signed=args.require_signed,
         )
         for name, receipt in load_receipts(args.receipt):
             verifier.expect_receipt(name, receipt)
@@ -271,10 +303,17 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     verify.add_argument(
         "--public-key",
         action="append",
-        type=Path,
         default=[],
-        metavar="FILE",
-        help="Ed25519 public key (PEM) that checkpoints may be signed with; repeatable",
+        metavar="FILE[@UNTIL]",
+        help="Ed25519 public key (PEM) that checkpoints may be signed with; @UNTIL (RFC 3339): "
+        "a retired key, not trusted for checkpoints dated later; repeatable. With a key, a trail "
+        "without checkpoints is a problem",
+    )
+    verify.add_argument(
+        "--require-signed",
+        action="store_true",
+        help="a trail without a trusted checkpoint (or without its checkpoints topic) is a "
+        "problem, not a warning (implied by --public-key)",
     )
     verify.add_argument(
         "--receipt",

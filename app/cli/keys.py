@@ -14,7 +14,8 @@ HOW_TO_USE = """\
 Then run the service with RG_AUDIT_SIGNING_KEY_FILE=DIR/<id>.key.pem (and RG_AUDIT_KEY_ID=<id>
 when you chose the id). Keep the private key on the service's host only; give the public key
 to whoever verifies the trail. To rotate: generate a new pair, copy the old <id>.pub.pem to
-RG_AUDIT_RETIRED_KEYS_DIR as <id>.pem, and restart with the new key.
+RG_AUDIT_RETIRED_KEYS_DIR as <id>.pem, write the time of the restart (RFC 3339, e.g.
+2026-06-30T00:00:00Z) to <id>.until beside it, and restart with the new key.
 
 """
 

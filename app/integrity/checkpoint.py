@@ -14,6 +14,7 @@ or rewritten below it. Pure code (no service, no Kafka): the verifier imports it
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 VERSION = 1
 CHAIN_PREFIX = "sha256:"
+# Far above any real checkpoint (its void lists a second's lost positions, ~80 bytes each) and
+# above Kafka's default record limit (1 MB): longer values are refused before parsing.
+MAX_BYTES = 4 * 1024 * 1024
 
 
 class CheckpointFormatError(ValueError):
@@ -103,33 +107,95 @@ class Checkpoint:
 
     @classmethod
     def from_json(cls, data: Any) -> "Checkpoint":
-        """Parse the spec's JSON object (a dict, str or bytes); CheckpointFormatError when it
-        is not one. `count` must equal seq + 1: it is signed, so a checkpoint saying otherwise
-        was not written by a service."""
+        """Parse a checkpoint (bytes or str as read from the topic, or a dict); the one parser
+        of `verify` and the coverage view. CheckpointFormatError, whatever the input, when it is
+        not exactly the spec's object: every field present with its JSON type, no other field,
+        no key twice, `count` = seq + 1 (it is signed, so a checkpoint saying otherwise was not
+        written by a service), values in their one canonical spelling. Then `signed_bytes()`
+        re-serialised from the fields are exactly the received object's canonical JSON without
+        `signature`: what one reader verifies is what every reader reads."""
         if isinstance(data, str | bytes):
-            try:
-                data = json.loads(data)
-            except ValueError as exc:
-                raise CheckpointFormatError(f"not JSON: {exc}") from exc
+            data = _loads(data)
         if not isinstance(data, dict):
             raise CheckpointFormatError("a checkpoint is a JSON object")
-        try:
-            void = data["void"]
-            checkpoint = cls(
-                version=_typed(data, "version", int),
-                writer=_typed(data, "writer", str),
-                seq=_typed(data, "seq", int),
-                chain=_hex_of(_typed(data, "chain", str)),
-                time=_typed(data, "time", str),
-                key_id=_typed(data, "key_id", str),
-                void={int(seq): _hex_of(link) for seq, link in void.items()},
-                signature=_typed(data, "signature", str),
+        if data.keys() != _FIELDS:
+            unknown, absent = data.keys() - _FIELDS, _FIELDS - data.keys()
+            raise CheckpointFormatError(
+                f"fields not of a checkpoint: {sorted(unknown)[:5]}"
+                if unknown
+                else f"fields missing: {sorted(absent)}"
             )
-        except (KeyError, AttributeError, TypeError, ValueError) as exc:
-            raise CheckpointFormatError(f"not a checkpoint: {exc}") from exc
+        void = _typed(data, "void", dict)
+        if not all(isinstance(s, str) and _SEQ.fullmatch(s) for s in void):
+            raise CheckpointFormatError("void keys are not seqs (decimal, no leading zeros)")
+        try:
+            void_seqs = {int(seq): _hex_of(link) for seq, link in void.items()}
+        except ValueError as exc:  # more digits than Python converts
+            raise CheckpointFormatError(f"void: {str(exc)[:80]}") from exc
+        checkpoint = cls(
+            version=_typed(data, "version", int),
+            writer=_typed(data, "writer", str),
+            seq=_typed(data, "seq", int),
+            chain=_hex_of(data["chain"]),
+            time=_typed(data, "time", str),
+            key_id=_typed(data, "key_id", str),
+            void=void_seqs,
+            signature=_typed(data, "signature", str),
+        )
+        if checkpoint.version != VERSION:
+            raise CheckpointFormatError(f"not a version {VERSION} checkpoint")
+        if not _WRITER.fullmatch(checkpoint.writer):
+            raise CheckpointFormatError("writer is not 32 lowercase hex digits")
+        if checkpoint.seq < 0:
+            raise CheckpointFormatError("seq is negative")
         if _typed(data, "count", int) != checkpoint.count:
             raise CheckpointFormatError("count is not seq + 1")
+        checkpoint.moment()  # a time that does not parse is a format error, not a late one
         return checkpoint
+
+    def moment(self) -> datetime:
+        """`time` as a UTC datetime; CheckpointFormatError when it is not RFC 3339 with its
+        offset."""
+        try:
+            moment = datetime.fromisoformat(self.time)
+        except ValueError as exc:
+            raise CheckpointFormatError(f"time is not RFC 3339: {self.time[:40]!r}") from exc
+        if moment.tzinfo is None:
+            raise CheckpointFormatError(f"time has no offset: {self.time[:40]!r}")
+        return moment.astimezone(UTC)
+
+
+_FIELDS = frozenset(
+    ("version", "writer", "seq", "count", "chain", "time", "key_id", "void", "signature")
+)
+_WRITER = re.compile(r"[0-9a-f]{32}")
+_SEQ = re.compile(r"0|[1-9][0-9]*")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Python keeps the last of two equal keys, other JSON readers the first: refuse both.
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise CheckpointFormatError("a key appears twice in one object")
+    return data
+
+
+def _loads(text: str | bytes) -> Any:
+    """The JSON value of a record's bytes; CheckpointFormatError for anything else, whatever
+    the bytes: anyone who may write the checkpoints topic chooses them."""
+    if len(text) > MAX_BYTES:
+        raise CheckpointFormatError(f"{len(text)} bytes: longer than a checkpoint ({MAX_BYTES})")
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return json.loads(text, object_pairs_hook=_unique)
+    except CheckpointFormatError:
+        raise
+    # RecursionError: deep nesting ("[" * 5000) exhausts the C scanner's recursion limit; it is
+    # not a ValueError. UnicodeDecodeError and too many digits for an int are ValueErrors.
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointFormatError(f"not JSON: {str(exc)[:100]}") from exc
 
 
 def _typed(data: dict[str, Any], name: str, kind: type) -> Any:
@@ -140,9 +206,9 @@ def _typed(data: dict[str, Any], name: str, kind: type) -> Any:
     return value
 
 
-def _hex_of(link: str) -> str:
-    if not link.startswith(CHAIN_PREFIX) or len(link) != len(CHAIN_PREFIX) + 64:
-        raise CheckpointFormatError(f"not sha256:<64 hex>: {link!r}")
+def _hex_of(link: object) -> str:
+    if not (isinstance(link, str) and link.startswith(CHAIN_PREFIX) and _HEX64.fullmatch(link, 7)):
+        raise CheckpointFormatError(f"not sha256:<64 lowercase hex>: {str(link)[:80]!r}")
     return link.removeprefix(CHAIN_PREFIX)
 
 

@@ -181,7 +181,11 @@ class Checkpoints:
         file, when one cannot be used (the service then refuses to start)."""
         settings = self._settings
         if settings.audit_signing_key_file is not None:
-            self.key = load_signing_key(settings.audit_signing_key_file, settings.audit_key_id)
+            self.key = load_signing_key(
+                settings.audit_signing_key_file,
+                settings.audit_key_id,
+                allow_insecure=settings.allow_insecure_key_file,
+            )
             logger.info(
                 "signing checkpoints with key %r to topic %r every %.1fs",
                 self.key.key_id,

@@ -5,18 +5,24 @@ is RG_AUDIT_KEY_ID, or else the first 16 hex digits of SHA-256 over the raw 32-b
 Keys rotate: a new key gets a new id, and the old public keys go in RG_AUDIT_RETIRED_KEYS_DIR
 as `<key_id>.pem`, so checkpoints signed before the rotation still verify. `generate()` is what
 `ractogateway-kafka keys generate` runs. A key that cannot be used is a `SigningKeyError` at
-start: the service refuses to start (exit status 3) naming the file.
+start: the service refuses to start (exit status 3) naming the file; so is a private key file
+other users may read (RG_ALLOW_INSECURE_KEY_FILE=true overrides, with a warning).
 """
 
 import hashlib
+import logging
 import os
+import stat
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 ALGORITHM = "ed25519"
+logger = logging.getLogger(__name__)
+
 PRIVATE_SUFFIX = ".key.pem"
 PUBLIC_SUFFIX = ".pub.pem"
 
@@ -32,6 +38,8 @@ class PublicKey:
     key_id: str
     key: Ed25519PublicKey
     current: bool
+    # The end of a retired key's validity: checkpoints dated later are not trusted. None: no end.
+    until: datetime | None = None
 
     @property
     def pem(self) -> str:
@@ -72,9 +80,39 @@ def _read(path: Path, what: str) -> bytes:
         raise SigningKeyError(f"{what} {path}: cannot read it: {exc.strerror or exc}") from exc
 
 
-def load_signing_key(path: Path, key_id: str | None = None) -> SigningKey:
-    """The Ed25519 private key in PEM (PKCS#8) at `path`, with `key_id` or the derived id."""
+def _check_mode(path: Path, what: str, *, allow_insecure: bool) -> None:
+    """Refuse a private key file other users may read (as ssh does); warn when its group may.
+
+    Group access is only warned about: Kubernetes mounts a secret 0440 for the pod's fsGroup
+    (the chart does), the service's own group."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return  # _read names the problem
+    if mode & 0o077 == 0:
+        return
+    if mode & 0o007 and not allow_insecure:
+        raise SigningKeyError(
+            f"{what} {path}: mode {mode:04o} lets other users read the private key; "
+            f"chmod 600 it (or set RG_ALLOW_INSECURE_KEY_FILE=true to use it anyway)"
+        )
+    logger.warning(
+        "%s %s: mode %04o lets %s read the private key (chmod 600 it)",
+        what,
+        path,
+        mode,
+        "other users" if mode & 0o007 else "its group",
+    )
+
+
+def load_signing_key(
+    path: Path, key_id: str | None = None, *, allow_insecure: bool = False
+) -> SigningKey:
+    """The Ed25519 private key in PEM (PKCS#8) at `path`, with `key_id` or the derived id.
+    A file other users may read is refused unless `allow_insecure` (then, as for a file its
+    group may read, one warning names it and its mode)."""
     what = "RG_AUDIT_SIGNING_KEY_FILE"
+    _check_mode(path, what, allow_insecure=allow_insecure)
     data = _read(path, what)
     try:
         private = serialization.load_pem_private_key(data, password=None)
@@ -100,14 +138,38 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
+def parse_until(text: str) -> datetime:
+    """The end of a key's validity: RFC 3339 with its offset, as UTC; ValueError otherwise."""
+    moment = datetime.fromisoformat(text.strip())
+    if moment.tzinfo is None:
+        raise ValueError(f"no offset (Z or +hh:mm) in {text.strip()!r}")
+    return moment.astimezone(UTC)
+
+
 def retired_keys(directory: Path) -> list[PublicKey]:
-    """The `<key_id>.pem` public keys of RG_AUDIT_RETIRED_KEYS_DIR, sorted by id."""
+    """The `<key_id>.pem` public keys of RG_AUDIT_RETIRED_KEYS_DIR, sorted by id, each valid
+    until the RFC 3339 time in `<key_id>.until` beside it (without one: logged, and no end)."""
     if not directory.is_dir():
         raise SigningKeyError(f"RG_AUDIT_RETIRED_KEYS_DIR {directory}: not a folder")
-    return [
-        PublicKey(path.name.removesuffix(".pem"), load_public_key(path), current=False)
-        for path in sorted(directory.glob("*.pem"))
-    ]
+    keys = []
+    for path in sorted(directory.glob("*.pem")):
+        key_id = path.name.removesuffix(".pem")
+        until_file = path.with_suffix(".until")
+        until = None
+        if until_file.exists():
+            try:
+                until = parse_until(_read(until_file, "retired key").decode("utf-8"))
+            except ValueError as exc:
+                raise SigningKeyError(f"retired key {until_file}: not an RFC 3339 time") from exc
+        else:
+            logger.warning(
+                "retired key %r has no end of validity (write the time it was retired, RFC 3339, "
+                "to %s): checkpoints it signs are trusted whatever their date",
+                key_id,
+                until_file,
+            )
+        keys.append(PublicKey(key_id, load_public_key(path), current=False, until=until))
+    return keys
 
 
 def public_keys(signing: SigningKey | None, retired_dir: Path | None) -> list[PublicKey]:

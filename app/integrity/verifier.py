@@ -15,26 +15,35 @@ Kinds of problem (each with where it was found):
     forged         no or malformed rg-writer/rg-seq/rg-chain, or the link does not recompute
     missing        seqs absent from a writer's chain that no checkpoint covers or lists as void
     truncated      seqs a signed checkpoint covers whose records are not there
-    conflict       two different records (or a checkpoint and a record) at one writer position
+    conflict       two different records (or a checkpoint and a record) at one writer position,
+                   or a record at a position a trusted checkpoint lists as void
     duplicate      the same record twice (at-least-once retries; not tampering)
-    bad_signature  a checkpoint whose signature does not verify, whose key id is unknown, or
-                   that is not a checkpoint at all
+    bad_signature  a checkpoint whose signature does not verify or whose key id is unknown
+    malformed_checkpoint  a record of the checkpoints topic that is not a checkpoint (any bytes:
+                   not UTF-8, not JSON, nested too deep, fields missing or of the wrong type)
+    expired_key    a checkpoint signed with a retired key after its end of validity (dated
+                   later, or written after a checkpoint dated later; app/integrity/trust.py)
+    key_mismatch   a checkpoint of a writer signed with another key than its first checkpoint
     receipt        a receipt a client kept that the trail does not bear out
-Warnings: `not_covered` (records after a writer's last checkpoint) and `unsigned` (no checkpoints).
+    unsigned       no trusted checkpoint at all, when checkpoints are required (`require_signed`:
+                   `verify --require-signed`, or public keys given)
+Only trusted checkpoints count: what they cover and the void positions they list.
+Warnings: `not_covered` (records after a writer's last checkpoint) and `unsigned` (no checkpoints,
+when they are not required).
 """
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.integrity.chain import GENESIS, link_of
-from app.integrity.checkpoint import Checkpoint, canonical_json, unb64url
+from app.integrity.checkpoint import Checkpoint, CheckpointFormatError
+from app.integrity.keys import PublicKey
+from app.integrity.trust import CheckpointTrust
 from app.kafka.serde import unframed
 
 PROBLEM_KINDS = (
@@ -45,7 +54,11 @@ PROBLEM_KINDS = (
     "conflict",
     "duplicate",
     "bad_signature",
+    "expired_key",
+    "key_mismatch",
+    "malformed_checkpoint",
     "receipt",
+    "unsigned",
 )
 WARNING_KINDS = ("not_covered", "unsigned")
 
@@ -93,10 +106,13 @@ class Report:
     records_valid: int = 0
     checkpoints_checked: int = 0
     checkpoints_valid: int = 0
+    receipts_checked: int = 0
     writers: int = 0
     signed: bool = False
     problems: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
+    # Key ids checkpoints named that no key given answers to (for a hint, not in the JSON).
+    unknown_key_ids: set[str] = field(default_factory=set)
 
     @property
     def clean(self) -> bool:
@@ -115,6 +131,7 @@ class Report:
             "records_valid": self.records_valid,
             "checkpoints_checked": self.checkpoints_checked,
             "checkpoints_valid": self.checkpoints_valid,
+            "receipts_checked": self.receipts_checked,
             "writers": self.writers,
             "problem_counts": counts,
             "problems": [p.as_dict() for p in self.problems],
@@ -160,13 +177,20 @@ class Verifier:
 
     def __init__(
         self,
-        public_keys: Mapping[str, Ed25519PublicKey],
+        public_keys: Mapping[str, PublicKey | Ed25519PublicKey],
         *,
         topic: str | None = None,
         checkpoints_topic: str | None = None,
         from_start: bool = True,
+        require_signed: bool = False,
     ) -> None:
-        self._keys = dict(public_keys)
+        # A bare key is valid without an end; the key id it is given under is its id.
+        self._trust = CheckpointTrust(
+            key if isinstance(key, PublicKey) else PublicKey(key_id, key, current=False)
+            for key_id, key in public_keys.items()
+        )
+        self._require_signed = require_signed
+        self._no_checkpoints_topic = False
         self._topic = topic
         self._checkpoints_topic = checkpoints_topic
         self._from_start = from_start
@@ -242,27 +266,19 @@ class Verifier:
         report.checkpoints_checked += 1
         topic = self._checkpoints_topic
         try:
-            data = json.loads(value or b"")
-            checkpoint = Checkpoint.from_json(data)
-            if checkpoint.version != 1:
-                raise ValueError("not a version 1 checkpoint")
-            if not _WRITER.fullmatch(checkpoint.writer) or checkpoint.seq < 0:
-                raise ValueError("malformed checkpoint fields")
-        except ValueError as exc:  # JSON and format errors alike
-            report.problems.append(Finding("bad_signature", str(exc), topic, partition, offset))
-            return
-        writer, seq, key_id = checkpoint.writer, checkpoint.seq, checkpoint.key_id
-        key = self._keys.get(key_id)
-        failure = None if key is not None else f"unknown key id {key_id!r}"
-        if key is not None:
-            try:
-                unsigned = {k: v for k, v in data.items() if k != "signature"}
-                key.verify(unb64url(checkpoint.signature), canonical_json(unsigned))
-            except (InvalidSignature, ValueError):
-                failure = f"signature does not verify with key {key_id!r}"
-        if failure is not None:
+            checkpoint = Checkpoint.from_json(value)
+        except CheckpointFormatError as exc:  # whatever the bytes
             report.problems.append(
-                Finding("bad_signature", failure, topic, partition, offset, writer, seq)
+                Finding("malformed_checkpoint", str(exc), topic, partition, offset)
+            )
+            return
+        writer, seq = checkpoint.writer, checkpoint.seq
+        untrusted = self._trust.check(checkpoint)
+        if untrusted is not None:
+            if untrusted.detail.startswith("unknown key id"):
+                report.unknown_key_ids.add(checkpoint.key_id)
+            report.problems.append(
+                Finding(untrusted.kind, untrusted.detail, topic, partition, offset, writer, seq)
             )
             return
         report.checkpoints_valid += 1
@@ -271,6 +287,10 @@ class Verifier:
                 topic or "", partition, offset, writer, seq, checkpoint.chain, checkpoint.void
             )
         )
+
+    def no_checkpoints_topic(self) -> None:
+        """The checkpoints topic does not exist (with `require_signed`, a problem)."""
+        self._no_checkpoints_topic = True
 
     # -- the chains ------------------------------------------------------------------------
 
@@ -296,11 +316,14 @@ class Verifier:
                         "truncated", writer, 0, checkpoint.seq, after=None, checkpoint=checkpoint
                     )
         self._check_checkpoint_links()
+        self._check_voids()
         self._check_receipts()
-        if not self._checkpoints and report.records_checked:
-            report.warnings.append(
-                Finding("unsigned", "no signed checkpoint: the trail is chained but unsigned")
-            )
+        if not self._checkpoints and (report.records_checked or self._require_signed):
+            detail = "no signed checkpoint: the trail is chained but unsigned"
+            if self._no_checkpoints_topic:
+                detail = f"no topic {self._checkpoints_topic}: the trail is chained but unsigned"
+            findings = report.problems if self._require_signed else report.warnings
+            findings.append(Finding("unsigned", detail, self._checkpoints_topic))
         return report
 
     def _walk(
@@ -531,7 +554,30 @@ class Verifier:
                     seq=checkpoint.seq,
                 )
 
+    def _check_voids(self) -> None:
+        # A position a trusted checkpoint lists as lost holds a record: either the writer judged
+        # lost a record Kafka did store (a timeout after the append), or the void is a lie.
+        seen: set[tuple[str, int]] = set()
+        for checkpoint in self._checkpoints:
+            positions = self._writers.get(checkpoint.writer, {})
+            for seq in sorted(checkpoint.void):
+                entry = positions.get(seq)
+                if entry is None or (checkpoint.writer, seq) in seen:
+                    continue
+                seen.add((checkpoint.writer, seq))
+                self._problem(
+                    "conflict",
+                    f"a signed checkpoint (partition {checkpoint.partition} offset "
+                    f"{checkpoint.offset}) lists this position as lost (void), but this record "
+                    "is here",
+                    entry[_PARTITION],
+                    entry[_OFFSET],
+                    writer=checkpoint.writer,
+                    seq=seq,
+                )
+
     def _check_receipts(self) -> None:
+        self._report.receipts_checked = len(self._receipts)
         for name, receipt in self._receipts:
             faults = self._receipt_faults(receipt)
             if faults:

@@ -4,17 +4,21 @@ This service's own writer is answered from its checkpointer (the latest checkpoi
 memory). Other writers (other instances, earlier starts of this one) are answered from their
 checkpoints as the GET /messages reader reads them off the checkpoints topic — only with a
 signing key, and only from its last RG_MESSAGES_BUFFER records (the reader's rewind): each
-checkpoint whose signature verifies with a key of GET /audit/keys (this service's key or a
-retired one) raises its writer's covered seq. A checkpoint that does not parse, names an
-unknown key or fails its signature is ignored: `verify` reports those, the view only does not
-trust them. At most `max_writers` writers are kept, the least recently advanced dropped first
-(its records then show null: unknown).
+checkpoint trusted by `verify`'s rules (app/integrity/trust.py: signed with a key of GET
+/audit/keys, inside that key's validity, by the writer's own key) raises its writer's covered
+seq, and the positions it lists as lost (void) show false. Checkpoints are parsed by
+`Checkpoint.from_json`, `verify`'s parser, and checked over the same signed bytes: the two never
+disagree on what a checkpoint says. A checkpoint that does not parse or is not trusted is
+ignored: `verify` reports those, the view only does not trust them. At most `max_writers`
+writers are kept, the least recently advanced dropped first (its records then show null:
+unknown).
 """
 
 import logging
 
-from app.integrity.checkpoint import Checkpoint, CheckpointFormatError, verify_signature
+from app.integrity.checkpoint import Checkpoint, CheckpointFormatError
 from app.integrity.checkpointer import Checkpoints
+from app.integrity.trust import CheckpointTrust
 from app.kafka import KafkaMessage
 
 logger = logging.getLogger(__name__)
@@ -29,8 +33,12 @@ class CheckpointCoverage:
     def __init__(self, checkpoints: Checkpoints, *, max_writers: int = MAX_WRITERS) -> None:
         self._checkpoints = checkpoints
         self._max_writers = max_writers
-        # writer id -> highest seq a verified checkpoint covers; oldest advance first.
+        # writer id -> highest seq a trusted checkpoint covers; oldest advance first.
         self._covered: dict[str, int] = {}
+        # writer id -> positions its trusted checkpoints list as lost (void): not covered.
+        self._void: dict[str, set[int]] = {}
+        # Made at the first record: the public keys are loaded when the service opens.
+        self._trust: CheckpointTrust | None = None
         self.ignored = 0
 
     @property
@@ -40,38 +48,49 @@ class CheckpointCoverage:
 
     def add(self, message: KafkaMessage) -> bool:
         """Take a record of the checkpoints topic into account; False when it was ignored
-        (not a checkpoint, an unknown key, a bad signature) or covered nothing new."""
+        (not a checkpoint, not trusted: app/integrity/trust.py) or covered nothing new."""
         try:
             checkpoint = Checkpoint.from_json(message.value)
         except CheckpointFormatError:
             self.ignored += 1
             return False
-        if checkpoint.seq <= self._covered.get(checkpoint.writer, -1):
+        writer = checkpoint.writer
+        if checkpoint.seq <= self._covered.get(writer, -1) and not checkpoint.void:
             return False  # nothing new: no signature to check
-        keys = {key.key_id: key.key for key in self._checkpoints.public_keys}
-        key = keys.get(checkpoint.key_id)
-        if key is None or not verify_signature(checkpoint, key):
+        if self._trust is None:
+            self._trust = CheckpointTrust(
+                self._checkpoints.public_keys, max_writers=self._max_writers
+            )
+        untrusted = self._trust.check(checkpoint)
+        if untrusted is not None:
             self.ignored += 1
             logger.debug(
-                "checkpoint at %s/%d/%d not trusted for GET /messages (key %r)",
+                "checkpoint at %s/%d/%d not trusted for GET /messages: %s",
                 message.topic,
                 message.partition,
                 message.offset,
-                checkpoint.key_id,
+                untrusted.detail,
             )
             return False
-        self._covered.pop(checkpoint.writer, None)
-        self._covered[checkpoint.writer] = checkpoint.seq
+        if checkpoint.void:
+            self._void.setdefault(writer, set()).update(checkpoint.void)
+        covered = max(checkpoint.seq, self._covered.pop(writer, -1))
+        self._covered[writer] = covered
         if len(self._covered) > self._max_writers:
-            del self._covered[next(iter(self._covered))]
+            dropped = next(iter(self._covered))
+            del self._covered[dropped]
+            self._void.pop(dropped, None)
         return True
 
     def covers(self, writer: str, seq: int) -> bool | None:
         """Whether a signed checkpoint known here covers position `seq` of `writer` (the
         `Coverage` of app/recent/buffer.py). It says the position is covered; whether the
-        record there is the one its writer stored is for `verify` to say."""
+        record there is the one its writer stored is for `verify` to say. A position the
+        writer's checkpoints list as lost is not covered: a record there is not the writer's."""
         own = self._checkpoints.covers(writer, seq)
         if own is not None:
             return own
         covered = self._covered.get(writer)
-        return None if covered is None else seq <= covered
+        if covered is None:
+            return None
+        return seq <= covered and seq not in self._void.get(writer, ())

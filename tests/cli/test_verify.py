@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -103,7 +104,7 @@ async def test_a_clean_trail_of_two_writers_verifies(trail: Trail) -> None:
     assert report["warnings"] == []
     assert set(report["problem_counts"]) == {
         "altered", "forged", "missing", "truncated", "conflict", "duplicate", "bad_signature",
-        "receipt",
+        "expired_key", "key_mismatch", "malformed_checkpoint", "receipt", "unsigned",
     }  # fmt: skip
     text = trail.run("--progress")
     assert text.returncode == 0
@@ -184,12 +185,13 @@ async def test_a_doubled_record_is_a_duplicate_and_a_rival_a_conflict(trail: Tra
 
 
 async def test_bad_signatures_and_key_rotation(trail: Trail) -> None:
+    # A rotation is a restart: a new writer signs with the new key.
     retired, current = SigningKey.generate(), SigningKey.generate("current-key")
-    writer = ChainedWriter()
-    await trail.write(writer.records(4))
-    old = retired.checkpoint(writer)
-    await trail.write(writer.records(4))
-    new = current.checkpoint(writer)
+    before, after = ChainedWriter(), ChainedWriter()
+    await trail.write(before.records(4))
+    old = retired.checkpoint(before)
+    await trail.write(after.records(4))
+    new = current.checkpoint(after)
     await trail.sign(old, new)
     retired_file = retired.write_public(trail.folder)
     # A file named <key_id>.pem gives its key that id.
@@ -207,6 +209,39 @@ async def test_bad_signatures_and_key_rotation(trail: Trail) -> None:
     code, report = trail.verify()
     assert code == 1
     assert found(report) == [("bad_signature", 0, 2)]
+
+
+async def test_a_retired_key_past_its_end_cannot_void_a_deleted_record(trail: Trail) -> None:
+    current, retired = SigningKey.generate(), SigningKey.generate()
+    writer = ChainedWriter()
+    records = writer.records(6)
+    await trail.write([r for i, r in enumerate(records) if i != 2])
+    void = {2: records[2].header("rg-chain").removeprefix("sha256:")}
+    late = retired.checkpoint(writer, void, at="2099-01-01T00:00:00.000000Z")
+    await trail.sign(current.checkpoint(writer), late)
+    current_file = current.write_public(trail.folder)
+    retired_file = retired.write_public(trail.folder)
+    trail.keys = [current_file]
+    done = trail.run("--public-key", f"{retired_file}@2026-01-01T00:00:00Z")
+    assert done.returncode == 1, done.stderr
+    assert f"EXPIRED_KEY   {trail.checkpoints}[0]@1 writer={writer.writer} seq=5:" in done.stdout
+    assert "TRUNCATED" in done.stdout
+    done = trail.run("--public-key", f"{retired_file}@last-year")
+    assert done.returncode == 2
+    assert "the time the key was retired" in done.stderr
+
+
+async def test_with_keys_a_trail_without_checkpoints_is_a_problem(trail: Trail) -> None:
+    await trail.write(ChainedWriter().records(3))
+    key = SigningKey.generate()
+    trail.keys = [key.write_public(trail.folder)]
+    trail.checkpoints = f"absent-{secrets.token_hex(4)}"
+    done = trail.run()
+    assert done.returncode == 1, done.stderr
+    assert f"UNSIGNED      {trail.checkpoints}: no topic {trail.checkpoints}" in done.stdout
+    trail.keys = []
+    assert trail.run().returncode == 0
+    assert trail.run("--require-signed").returncode == 1
 
 
 async def test_kept_receipts_verify_and_an_altered_one_does_not(trail: Trail) -> None:
@@ -231,6 +266,69 @@ async def test_since_checks_a_window_without_reporting_the_writers_start(trail: 
     code, report = trail.verify("--since", "2999-01-01T00:00:00+00:00")
     assert code == 0, report
     assert report["records_checked"] == 0
+
+
+async def test_poison_records_on_either_topic_are_findings_not_a_crash(trail: Trail) -> None:
+    _, records = await signed_trail(trail)
+    poison = [b"[" * 5000, b"\xff\xfe not utf-8", b"not json", b'{"seq":' + b"9" * 5000 + b"}"]
+    bad_checkpoints = await write_records(
+        trail.bootstrap, trail.checkpoints, [Record(value, []) for value in poison]
+    )
+    bad_records = await trail.write([Record(value, []) for value in poison])
+    done = trail.run()
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for record in bad_checkpoints:
+        assert f"MALFORMED_CHECKPOINT {trail.checkpoints}[0]@{record.offset}: " in done.stdout
+    for record in bad_records:
+        assert f"{trail.topic}[{record.partition}]@{record.offset}" in done.stdout
+    code, report = trail.verify()
+    assert code == 1
+    assert report["checkpoints_valid"] == 1
+    assert report["problem_counts"]["malformed_checkpoint"] == len(poison)
+    assert report["records_checked"] == len(records) + len(poison)
+    assert {(p["kind"], p["partition"], p["offset"]) for p in report["problems"]} >= {
+        ("forged", r.partition, r.offset) for r in bad_records
+    }
+
+
+async def test_receipts_that_match_are_counted_in_the_summary(trail: Trail) -> None:
+    _, records = await signed_trail(trail)
+    kept = trail.folder / "kept.json"
+    kept.write_text(json.dumps([receipt_of(r, trail.topic) for r in records[:2]]))
+    done = trail.run("--receipt", str(kept))
+    assert done.returncode == 0, done.stdout
+    assert "2 receipt(s) checked, all match" in done.stdout
+    altered = trail.folder / "altered.json"
+    altered.write_text(json.dumps({**receipt_of(records[3], trail.topic), "seq": 0}))
+    done = trail.run("--receipt", str(kept), "--receipt", str(altered))
+    assert done.returncode == 1
+    assert "3 receipt(s) checked, 1 do(es) not match" in done.stdout
+    code, report = trail.verify("--receipt", str(kept))
+    assert (code, report["receipts_checked"]) == (0, 2)
+
+
+async def test_an_unknown_key_id_hints_at_the_public_key_option(trail: Trail) -> None:
+    await signed_trail(trail)
+    key_file = trail.keys.pop()
+    done = trail.run()
+    assert done.returncode == 1
+    key_id = key_file.name.removesuffix(".pub.pem")
+    assert f"unknown key id {key_id!r}" in done.stdout
+    assert "--public-key" in done.stdout
+
+
+def test_kafka_unreachable_exits_2_and_leaves_no_consumer_unclosed(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
+    env["RG_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
+    done = run_cli(["verify", "--topic", "absent"], cwd=tmp_path, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "cannot read the trail" in done.stderr
+    assert "Unclosed" not in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(

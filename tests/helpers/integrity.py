@@ -109,16 +109,16 @@ class SigningKey:
         return path
 
     def checkpoint(
-        self, writer: ChainedWriter, void: dict[int, str] | None = None
+        self, writer: ChainedWriter, void: dict[int, str] | None = None, *, at: str | None = None
     ) -> dict[str, Any]:
-        """A signed checkpoint of `writer`'s chain as it stands."""
+        """A signed checkpoint of `writer`'s chain as it stands (stamped now, or `at`)."""
         body: dict[str, Any] = {
             "version": 1,
             "writer": writer.writer,
             "seq": writer.seq,
             "count": writer.seq + 1,
             "chain": f"sha256:{writer.link}",
-            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "time": at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "key_id": self.key_id,
             "void": {str(s): f"sha256:{link}" for s, link in (void or {}).items()},
         }

@@ -97,3 +97,70 @@ def test_unit_signing_and_verifying_cost_figures() -> None:
         assert verify_signature(checkpoint, key.public_key())
     verified_s = time.perf_counter() - started
     print(f"checkpoint build+sign {signed_s * 1000:.0f} us, verify {verified_s * 1000:.0f} us each")
+
+
+# Bytes anyone with write access to the checkpoints topic can put there (POST /publish, Kafka).
+POISON: list[object] = [
+    b"[" * 5000,
+    b"{" * 5000,
+    b'{"void":' * 5000,
+    b"\xff\xfe\x00not utf-8",
+    b"not json",
+    b"",
+    None,
+    b"[1]",
+    b"null",
+    b'"a string"',
+    b"1e999999",
+    b'{"seq": ' + b"9" * 5000 + b"}",
+    b'{"version": 1, "writer": "' + b"a" * 2_000_000 + b'"}',
+    {"version": 1},
+    ["a", "list"],
+    42,
+]
+
+
+@pytest.mark.parametrize("value", POISON, ids=lambda v: repr(v)[:30])
+def test_unit_any_bytes_are_a_checkpoint_or_a_format_error(value: object) -> None:
+    with pytest.raises(CheckpointFormatError):
+        Checkpoint.from_json(value)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"void": []},
+        {"void": {"1": 5}},
+        {"void": {"1": None}},
+        {"writer": 7},
+        {"time": None},
+        {"signature": ["x"]},
+        {"version": "1"},
+        {"seq": 1.5, "count": 2.5},
+        {"seq": -1, "count": 0},
+    ],
+)
+def test_unit_fields_of_the_wrong_type_are_a_format_error(change: dict[str, object]) -> None:
+    body = {**json.loads(signed(Ed25519PrivateKey.generate()).to_bytes()), **change}
+    with pytest.raises(CheckpointFormatError):
+        Checkpoint.from_json(json.dumps(body).encode())
+
+
+def test_unit_unknown_fields_and_duplicate_keys_are_format_errors() -> None:
+    genuine = signed(Ed25519PrivateKey.generate()).to_bytes()
+    body = json.loads(genuine)
+    for value in (
+        json.dumps({**body, "note": "x"}).encode(),
+        genuine.replace(b'{"chain"', b'{"seq":999,"chain"', 1),
+        genuine.replace(
+            b'"void":{}',
+            b'"void":{"1":"sha256:' + b"a" * 64 + b'","1":"sha256:' + b"b" * 64 + b'"}',
+        ),
+        json.dumps({**body, "void": {"07": "sha256:" + "a" * 64}}).encode(),
+        json.dumps({**body, "writer": "W" * 32}).encode(),
+        json.dumps({**body, "version": 2}).encode(),
+        json.dumps({**body, "time": "yesterday"}).encode(),
+    ):
+        with pytest.raises(CheckpointFormatError):
+            Checkpoint.from_json(value)
+    assert Checkpoint.from_json(genuine).to_bytes() == genuine

@@ -1,6 +1,8 @@
 """Keys: generating a pair, loading it, the derived id, retired keys, clear errors."""
 
+import logging
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from pydantic import ValidationError
 
+from app.cluster import producer_config
+from app.integrity.checkpointer import Checkpoints
 from app.integrity.keys import (
     SigningKeyError,
     derived_key_id,
@@ -16,6 +20,7 @@ from app.integrity.keys import (
     load_signing_key,
     public_keys,
 )
+from app.kafka import KafkaProducerClient
 from app.settings import Settings
 
 
@@ -51,6 +56,7 @@ def test_bad_key_files_are_errors_naming_the_file(tmp_path: Path) -> None:
         load_signing_key(missing)
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a key")
+    garbage.chmod(0o600)
     with pytest.raises(SigningKeyError, match="not an unencrypted PEM"):
         load_signing_key(garbage)
     ec = tmp_path / "ec.pem"
@@ -61,6 +67,7 @@ def test_bad_key_files_are_errors_naming_the_file(tmp_path: Path) -> None:
             serialization.NoEncryption(),
         )
     )
+    ec.chmod(0o600)
     with pytest.raises(SigningKeyError, match="not an Ed25519 key"):
         load_signing_key(ec)
 
@@ -75,3 +82,71 @@ def test_unit_the_signing_settings_and_their_defaults() -> None:
         Settings(_env_file=None, audit_key_id="a/b")
     with pytest.raises(ValidationError):
         Settings(_env_file=None, audit_checkpoint_s=0)
+
+
+def test_a_private_key_others_can_read_is_refused_unless_allowed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, private, _ = generate(tmp_path / "keys")
+    private.chmod(0o644)
+    with pytest.raises(SigningKeyError) as refused:
+        load_signing_key(private)
+    message = str(refused.value)
+    assert str(private) in message
+    assert "0644" in message
+    assert "RG_ALLOW_INSECURE_KEY_FILE" in message
+    with caplog.at_level(logging.WARNING, logger="app.integrity.keys"):
+        load_signing_key(private, allow_insecure=True)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert str(private) in line
+    assert "0644" in line
+    # The service's own setting reaches the check.
+    settings = Settings(_env_file=None, audit_signing_key_file=private)
+    with pytest.raises(SigningKeyError):
+        unstarted_checkpoints(settings).open()
+    allowed = settings.model_copy(update={"allow_insecure_key_file": True})
+    unstarted_checkpoints(allowed).open()
+
+
+def test_a_private_key_its_group_can_read_is_taken_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A Kubernetes secret is mounted 0440 for the pod's fsGroup (the chart does so): the group is
+    # the service's own, so the key is used; the log says it once.
+    _, private, _ = generate(tmp_path / "keys")
+    with caplog.at_level(logging.WARNING, logger="app.integrity.keys"):
+        load_signing_key(private)
+        assert caplog.records == []
+        private.chmod(0o440)
+        load_signing_key(private)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert str(private) in line
+    assert "0440" in line
+
+
+def unstarted_checkpoints(settings: Settings) -> Checkpoints:
+    """The service's signing side, never started (no broker)."""
+    return Checkpoints(settings, KafkaProducerClient(config=producer_config(settings)))
+
+
+def test_a_retired_key_is_valid_until_the_time_beside_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    retired = tmp_path / "retired"
+    retired.mkdir()
+    for key_id in ("a-key", "b-key"):
+        _, _, public = generate(tmp_path / key_id, key_id)
+        (retired / f"{key_id}.pem").write_bytes(public.read_bytes())
+    (retired / "a-key.until").write_text("2026-06-30T12:00:00+02:00\n")
+    with caplog.at_level(logging.WARNING, logger="app.integrity.keys"):
+        keys = public_keys(None, retired)
+    assert [(k.key_id, k.until) for k in keys] == [
+        ("a-key", datetime(2026, 6, 30, 10, tzinfo=UTC)),
+        ("b-key", None),
+    ]
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "'b-key' has no end of validity" in line
+    assert str(retired / "b-key.until") in line
+    (retired / "b-key.until").write_text("last summer")
+    with pytest.raises(SigningKeyError, match=r"b-key\.until: not an RFC 3339 time"):
+        public_keys(None, retired)

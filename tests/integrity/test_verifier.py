@@ -4,12 +4,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from app.integrity.chain import GENESIS, link_of
-from app.integrity.keys import derived_key_id
+from app.integrity.keys import PublicKey, derived_key_id
 from app.integrity.verifier import Report, Verifier
 from tests.helpers.integrity import (
     ChainedWriter,
@@ -163,11 +164,13 @@ def test_unit_duplicate_and_conflict_at_one_position() -> None:
 
 
 def test_unit_bad_signature_unknown_key_and_rotation() -> None:
+    # A rotation is a restart: the writer before it signed with the retired key, the writer
+    # after it (a new id) with the current one.
     retired, current = SigningKey.generate(), SigningKey.generate("current-2")
-    writer = ChainedWriter()
-    records = placed(writer.records(3))
-    old = retired.checkpoint(writer)
-    new = current.checkpoint(writer)
+    before, after = ChainedWriter(), ChainedWriter()
+    records = placed([*before.records(3), *after.records(3)])
+    old = retired.checkpoint(before)
+    new = current.checkpoint(after)
     assert verify(records, [old, new], [retired, current]).clean
     tampered = {**new, "seq": 1, "count": 2}
     report = verify(records, [old, tampered], [retired, current])
@@ -184,3 +187,146 @@ def test_unit_receipts_verify_and_an_altered_one_does_not() -> None:
     for field, value in (("seq", 3), ("digest", "sha256:" + "0" * 64), ("offset", 7)):
         report = verify(records, receipts=[{**good, field: value}])
         assert [p.kind for p in report.problems] == ["receipt"], field
+
+
+def test_unit_poison_checkpoints_are_malformed_findings_and_the_check_goes_on() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(3))
+    verifier = Verifier(
+        {key.key_id: key.private.public_key()},
+        topic=TOPIC,
+        checkpoints_topic=f"{TOPIC}.checkpoints",
+    )
+    for record in records:
+        assert record.partition is not None
+        assert record.offset is not None
+        verifier.add_record(record.partition, record.offset, record.value, record.headers)
+    poison = [b"[" * 5000, b"\xff\xfe", b"not json", b"[1]", None, b'{"seq":' + b"9" * 5000 + b"}"]
+    for offset, value in enumerate(poison):
+        verifier.add_checkpoint(0, offset, value)
+    verifier.add_checkpoint(0, len(poison), json.dumps(key.checkpoint(writer)).encode())
+    report = verifier.finish()
+    assert [(p.kind, p.offset) for p in report.problems] == [
+        ("malformed_checkpoint", offset) for offset in range(len(poison))
+    ]
+    assert (report.checkpoints_checked, report.checkpoints_valid) == (len(poison) + 1, 1)
+    assert report.signed
+
+
+# The review's matrix: six records of one writer, a genuine checkpoint at seq 5 signed with the
+# current key, and a retired key (retired before now) in the hands of someone else.
+RETIRED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def keyring(current: SigningKey, retired: SigningKey) -> dict[str, PublicKey]:
+    return {
+        current.key_id: PublicKey(current.key_id, current.private.public_key(), current=True),
+        retired.key_id: PublicKey(
+            retired.key_id, retired.private.public_key(), current=False, until=RETIRED_AT
+        ),
+    }
+
+
+def verify_with(
+    keys: dict[str, PublicKey],
+    records: list[Record],
+    checkpoints: Sequence[dict[str, Any]],
+    *,
+    require_signed: bool = True,
+) -> Report:
+    verifier = Verifier(
+        keys, topic=TOPIC, checkpoints_topic=f"{TOPIC}.checkpoints", require_signed=require_signed
+    )
+    for record in records:
+        assert record.partition is not None
+        assert record.offset is not None
+        verifier.add_record(record.partition, record.offset, record.value, record.headers)
+    for offset, checkpoint in enumerate(checkpoints):
+        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode())
+    return verifier.finish()
+
+
+def test_unit_which_checkpoints_are_trusted_the_six_cases() -> None:
+    current, retired = SigningKey.generate(), SigningKey.generate()
+    keys = keyring(current, retired)
+    writer = ChainedWriter()
+    records = placed(writer.records(6))
+    genuine = current.checkpoint(writer)
+    link = {seq: r.header("rg-chain").removeprefix("sha256:") for seq, r in enumerate(records)}
+    without_2 = [r for i, r in enumerate(records) if i != 2]
+    # 1. intact
+    assert verify_with(keys, records, [genuine]).clean
+    # 2. seq 2 deleted
+    report = verify_with(keys, without_2, [genuine])
+    assert [(p.kind, p.seq) for p in report.problems] == [("truncated", 2)]
+    # 3. seq 2 deleted, and a retired-key checkpoint of 2099 voids it: not trusted, still cut.
+    late = retired.checkpoint(writer, {2: link[2]}, at="2099-01-01T00:00:00.000000Z")
+    report = verify_with(keys, without_2, [genuine, late])
+    assert sorted(
+        (p.kind, p.offset if p.kind != "truncated" else None) for p in report.problems
+    ) == [
+        ("expired_key", 1),
+        ("truncated", None),
+    ]
+    # 4. a retired-key checkpoint (dated inside the key's window) voids seq 3, which is there.
+    backdated = retired.checkpoint(writer, {3: link[3]}, at="2025-06-01T00:00:00.000000Z")
+    report = verify_with(keys, records, [genuine, backdated])
+    assert [(p.kind, p.offset) for p in report.problems] == [("expired_key", 1)]
+    # 5. seqs 4-5 deleted and no checkpoint at all, keys given: unsigned is a problem.
+    report = verify_with(keys, records[:4], [])
+    assert [p.kind for p in report.problems] == ["unsigned"]
+    assert verify_with(keys, records[:4], [], require_signed=False).clean
+    # 6. the same deletion with the checkpoint kept.
+    report = verify_with(keys, records[:4], [genuine])
+    assert [(p.kind, p.seq, p.last_seq) for p in report.problems] == [("truncated", 4, 5)]
+
+
+def test_unit_a_writer_signs_with_one_key_only() -> None:
+    # A retired key with no end of validity: its holder still cannot speak for a writer whose
+    # checkpoints another key signed.
+    current, retired = SigningKey.generate(), SigningKey.generate()
+    keys = keyring(current, retired)
+    keys[retired.key_id] = replace(keys[retired.key_id], until=None)
+    writer = ChainedWriter()
+    records = placed(writer.records(6))
+    void = retired.checkpoint(writer, {2: records[2].header("rg-chain")[7:]})
+    report = verify_with(
+        keys, [r for i, r in enumerate(records) if i != 2], [current.checkpoint(writer), void]
+    )
+    assert sorted(p.kind for p in report.problems) == ["key_mismatch", "truncated"]
+
+
+def test_unit_a_checkpoint_signed_with_a_retired_key_after_its_successor_took_over() -> None:
+    # An old writer signed (genuinely) with the retired key inside its window; a checkpoint of
+    # that writer dated inside the window but read after a checkpoint of the current key dated
+    # past it was written after the retirement: a backdated forgery.
+    current, retired = SigningKey.generate(), SigningKey.generate()
+    keys = keyring(current, retired)
+    old, new = ChainedWriter(), ChainedWriter()
+    old_records = old.records(4)
+    old_genuine = retired.checkpoint(old, at="2025-12-01T00:00:00.000000Z")
+    old_records += old.records(2)
+    records = placed([*old_records, *new.records(2)])
+    forged = retired.checkpoint(
+        old, {4: old_records[4].header("rg-chain")[7:]}, at="2025-12-02T00:00:00.000000Z"
+    )
+    kept = [r for r in records if r is not records[4]]
+    report = verify_with(keys, kept, [old_genuine, current.checkpoint(new), forged])
+    assert ("expired_key", 2) in [(p.kind, p.offset) for p in report.problems]
+    assert "missing" in [p.kind for p in report.problems]
+    # Without the forgery: the old writer's last records are only not covered.
+    report = verify_with(keys, records, [old_genuine, current.checkpoint(new)])
+    assert report.clean, report.problems
+
+
+def test_unit_a_trusted_checkpoint_voiding_a_record_on_the_topic_is_a_conflict() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(6))
+    report = verify(
+        records, [key.checkpoint(writer, {3: records[3].header("rg-chain")[7:]})], [key]
+    )
+    assert [(p.kind, p.seq, p.partition, p.offset) for p in report.problems] == [
+        ("conflict", 3, records[3].partition, records[3].offset)
+    ]
