@@ -181,6 +181,13 @@ class Settings(BaseSettings):
         description="Longest time from a request's first byte until its body is complete; "
         "a slower request gets 408 and its connection is closed.",
     )
+    write_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest time a client may leave an answer unread (the service's send "
+        "buffer full, or a closing connection's last bytes pending); then the connection is "
+        "closed.",
+    )
     max_connections: int = Field(
         default=1000,
         ge=1,

@@ -21,6 +21,9 @@ from tests.helpers.service import Launch, LiveService, running_service
 
 READ_TIMEOUT_S = 2.0
 KEEP_ALIVE_S = 6.0
+WRITE_TIMEOUT_S = 2.0
+# Requests one connection may have waiting behind the one being answered (app.api.http_limits).
+PIPELINE_DEPTH = 16
 MAX_CONNECTIONS = 20
 # Time allowed past a bound for the event loop and this machine to act on it.
 MARGIN_S = 4.0
@@ -37,6 +40,7 @@ def slow_bound(
         tmp_path_factory.mktemp("slow-bound"),
         request_read_timeout_s=str(READ_TIMEOUT_S),
         keep_alive_s=str(KEEP_ALIVE_S),
+        write_timeout_s=str(WRITE_TIMEOUT_S),
     ) as service:
         yield service
 
@@ -372,3 +376,73 @@ async def test_sigterm_with_slow_clients_connected_exits_cleanly(
             one.answer, "HTTP/1.1 408 Request Timeout", "request_timeout", "body was not"
         )
     assert "Traceback" not in service.log()
+
+
+def answers_in(stream: bytes) -> list[bytes]:
+    """The heads of the answers in `stream` (each with a Content-Length)."""
+    heads = []
+    while stream:
+        head, found, rest = stream.partition(b"\r\n\r\n")
+        assert found, stream[:200]
+        length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+        assert length, head
+        heads.append(head)
+        stream = rest[int(length[1]) :]
+    return heads
+
+
+def test_pipelined_requests_beyond_the_depth_are_not_read(slow_bound: LiveService) -> None:
+    # 3,000 requests in one go: the service answers those it queued, the last of them with
+    # `Connection: close`, and reads no more (it held ~2.4 KB per waiting request, unbounded).
+    with socket.create_connection(("127.0.0.1", port_of(slow_bound)), timeout=30) as connection:
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: rg\r\n\r\n" * 3000)
+        heads = answers_in(read_to_end(connection))
+    print(f"\n3,000 pipelined requests: {len(heads)} answered, then the connection closed")
+    assert len(heads) == 1 + PIPELINE_DEPTH
+    assert all(head.startswith(b"HTTP/1.1 200 OK") for head in heads)
+    assert b"connection: close" in heads[-1]
+    assert all(b"connection: close" not in head for head in heads[:-1])
+    assert "requests pipelined" in slow_bound.log()
+
+
+def wait_closed_by_the_service(service: LiveService, *, bound_s: float) -> float:
+    """Seconds until the service's side of every connection but the scrape's own is closed
+    (the client's side stays open); fails past `bound_s`."""
+    started = time.monotonic()
+    while scraped(service, "rg_http_connections") != 1:
+        assert time.monotonic() - started < bound_s, "a client that reads nothing stays"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def test_a_client_that_reads_nothing_is_closed(slow_bound: LiveService) -> None:
+    # The reproduction: a small receive buffer, 3,000 pipelined requests for a large answer
+    # (64 KB), nothing read. Seventeen answers fit in the kernel's buffers, then it is closed.
+    with socket.socket() as connection:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        connection.connect(("127.0.0.1", port_of(slow_bound)))
+        connection.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 3000)
+        closed_after = wait_closed_by_the_service(slow_bound, bound_s=KEEP_ALIVE_S + MARGIN_S)
+    print(f"\nclosed {closed_after:.1f}s after its requests were sent")
+
+
+def test_an_answer_left_unread_closes_the_connection_after_the_write_timeout(
+    slow_bound: LiveService,
+) -> None:
+    # Requests a few at a time (never more than the pipeline takes), each for a 64 KB answer,
+    # nothing read: once the kernel's buffers are full the service cannot send; it closes the
+    # connection RG_WRITE_TIMEOUT_S later, although the client keeps its side open.
+    with socket.socket() as connection:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        connection.connect(("127.0.0.1", port_of(slow_bound)))
+        try:
+            for _ in range(25):  # 200 answers, 12.8 MB: more than the kernel holds
+                connection.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 8)
+                time.sleep(0.1)
+        except OSError:
+            pass  # closed already
+        closed_after = wait_closed_by_the_service(
+            slow_bound, bound_s=WRITE_TIMEOUT_S + 2 * MARGIN_S
+        )
+    print(f"\nclosed {closed_after:.1f}s after the last request was sent")
+    assert "did not read its answer within 2s (RG_WRITE_TIMEOUT_S)" in slow_bound.log()
