@@ -214,7 +214,8 @@ class Settings(BaseSettings):
     keep_alive_s: float = Field(
         default=75.0,
         gt=0,
-        description="How long an idle client connection stays open (longer than clients' pools).",
+        description="How long an idle client connection stays open between requests (longer than "
+        "clients' pools); before its first, at most RG_REQUEST_READ_TIMEOUT_S.",
     )
     shutdown_drain_s: float = Field(
         default=1.0,

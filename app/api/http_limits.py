@@ -13,9 +13,12 @@ clients starve everyone else.
 - RG_MAX_CONNECTIONS bounds the connections open at once (app/api/connection_slots.py); one
   beyond it has its request read, within the same time bound, then answered 503
   `too_many_connections` and closed.
-- An idle connection, before its first request as between two, is closed after
+- An idle connection is closed after RG_KEEP_ALIVE_S between two requests, and a new one
+  unless its first request begins within the shorter of RG_REQUEST_READ_TIMEOUT_S and
   RG_KEEP_ALIVE_S (uvicorn only times the wait between requests: a connection that never sent
-  a byte stayed open for good).
+  a byte stayed open for good). Blank lines outside a request leave the deadline as it was
+  (each restarted the idle time: two bytes now and then held a slot for good); more than
+  `MAX_BLANK_BYTES` of them before a request get 400 and the connection is closed.
 - At most `PIPELINE_DEPTH` requests wait behind the one being answered (uvicorn queued every
   pipelined request it parsed, some 2.4 KB each, for as long as the client left its answers
   unread). The requests read so far are answered, the last one with `Connection: close`;
@@ -46,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 # Requests one connection may have waiting behind the one being answered (see above).
 PIPELINE_DEPTH = 16
+# Bytes of blank lines (CRLF) a connection may send outside a request, per idle time: a
+# server ignores at least one before a request line (RFC 9112 section 2.2).
+MAX_BLANK_BYTES = 8
 
 
 @dataclass(frozen=True)
@@ -72,12 +78,15 @@ class LimitedProtocol(HeadBoundedProtocol):
         self._admitted = False
         # Set once PIPELINE_DEPTH requests wait: no further request is read on the connection.
         self._pipeline_full = False
+        # When the connection's idle time ends, and the blank bytes it sent meanwhile.
+        self._idle_deadline = 0.0
+        self._blank_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._admitted = self.limits.slots.take()
         if self._admitted:
-            self._wait_idle()
+            self._wait_idle(min(self.timeout_keep_alive, self.limits.read_timeout_s))
         else:
             self.limits.refused()
             # This connection's requests are answered 503; and it gets no idle time either.
@@ -102,9 +111,15 @@ class LimitedProtocol(HeadBoundedProtocol):
             return  # past the last request read: dropped, unparsed
         super().data_received(data)
         # uvicorn stops the idle timer on any byte; bytes that begin no request (blank lines
-        # between requests) leave the connection idle all the same.
+        # between requests) leave the connection idle all the same, on the same deadline.
         if self._read_timer is None and self._idle():
-            self._wait_idle()
+            self._blank_bytes += len(data)
+            if self._blank_bytes > MAX_BLANK_BYTES:
+                self.send_400_response(
+                    f"more than {MAX_BLANK_BYTES} bytes of blank lines outside a request"
+                )
+            else:
+                self._arm_idle_timer()
 
     def on_message_begin(self) -> None:
         if not self._pipeline_full and len(self.pipeline) >= PIPELINE_DEPTH:
@@ -140,6 +155,9 @@ class LimitedProtocol(HeadBoundedProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self.timeout_keep_alive_task is not None:  # idle from now: the deadline is ours
+            self.timeout_keep_alive_task.cancel()
+            self._wait_idle(self.timeout_keep_alive)
         self._watch_unsent()
 
     def timeout_keep_alive_handler(self) -> None:
@@ -212,10 +230,17 @@ class LimitedProtocol(HeadBoundedProtocol):
             and not self.pipeline
         )
 
-    def _wait_idle(self) -> None:
-        # uvicorn's own keep-alive timer, started as it starts it after a response.
-        self.timeout_keep_alive_task = self.loop.call_later(
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
+    def _wait_idle(self, seconds: float) -> None:
+        """Begin an idle time of `seconds`: the connection is closed at its end unless a
+        request begins."""
+        self._idle_deadline = self.loop.time() + seconds
+        self._blank_bytes = 0
+        self._arm_idle_timer()
+
+    def _arm_idle_timer(self) -> None:
+        # uvicorn's own keep-alive timer (which it stops on any byte received).
+        self.timeout_keep_alive_task = self.loop.call_at(
+            self._idle_deadline, self.timeout_keep_alive_handler
         )
 
     def _start_read_timer(self) -> None:

@@ -230,15 +230,64 @@ async def test_an_answer_longer_than_the_read_timeout_is_not_cut(
     assert receipt["event_id"] in data
 
 
-def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_time(
+def test_a_connection_that_sends_nothing_is_closed_at_the_first_request_deadline(
     few_connections: LiveService,
 ) -> None:
+    # A new connection has the shorter of RG_REQUEST_READ_TIMEOUT_S and RG_KEEP_ALIVE_S to
+    # begin its first request; it is closed without an answer.
     with socket.create_connection(("127.0.0.1", port_of(few_connections)), timeout=30) as idle:
         started = time.monotonic()
         assert idle.recv(65536) == b""
         closed_after = time.monotonic() - started
-    print(f"\nan idle new connection was closed after {closed_after:.2f}s (RG_KEEP_ALIVE_S=6)")
-    assert KEEP_ALIVE_S - 0.5 <= closed_after < KEEP_ALIVE_S + MARGIN_S
+    print(f"\nan idle new connection was closed after {closed_after:.2f}s (read timeout 2s)")
+    assert READ_TIMEOUT_S - 0.5 <= closed_after < KEEP_ALIVE_S - 1
+
+
+def drip_blank_lines(
+    port: int, request: bytes, *, every_s: float, give_up_s: float
+) -> float | None:
+    """On a new connection, send `request` (when given) and read its answer, then a blank line
+    every `every_s`: seconds until the service closed the connection without a word (None:
+    still open after `give_up_s`)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        if request:
+            connection.sendall(request)
+            assert read_answer(connection).startswith(b"HTTP/1.1 200 OK")
+        started = time.monotonic()
+        connection.settimeout(every_s)
+        while time.monotonic() - started < give_up_s:
+            try:
+                connection.sendall(b"\r\n")
+                assert connection.recv(65536) == b""
+            except TimeoutError:
+                continue
+            except OSError:  # reset
+                pass
+            return time.monotonic() - started
+    return None
+
+
+def test_blank_lines_do_not_keep_an_idle_connection_open(few_connections: LiveService) -> None:
+    # Two bytes now and then started the idle time anew: a slot held for good.
+    port = port_of(few_connections)
+    give_up_s = KEEP_ALIVE_S + MARGIN_S
+    request = b"GET /healthz HTTP/1.1\r\nHost: rg\r\n\r\n"
+    after_a_request = drip_blank_lines(port, request, every_s=2.0, give_up_s=give_up_s)
+    before_any = drip_blank_lines(port, b"", every_s=1.0, give_up_s=give_up_s)
+    print(f"\ndripping blank lines: closed after {after_a_request}s and {before_any}s")
+    assert after_a_request is not None, "blank lines kept an idle connection open"
+    assert KEEP_ALIVE_S - 0.5 <= after_a_request < give_up_s
+    assert before_any is not None, "blank lines kept a new connection open"
+    assert READ_TIMEOUT_S - 0.5 <= before_any < KEEP_ALIVE_S - 1
+
+
+def test_more_blank_lines_than_a_request_may_begin_with_get_400(
+    few_connections: LiveService,
+) -> None:
+    with socket.create_connection(("127.0.0.1", port_of(few_connections)), timeout=10) as one:
+        one.sendall(b"\r\n" * 100)
+        answer = read_to_end(one)
+    assert_error_answer(answer, "HTTP/1.1 400 Bad Request", "bad_request", "blank lines")
 
 
 def read_answer(connection: socket.socket) -> bytes:
