@@ -24,6 +24,8 @@ clients starve everyone else.
   unread). The requests read so far are answered, the last one with `Connection: close`;
   whatever the client sends after them is read and dropped, and the connection then closes (a
   pipelining client sends what went unanswered again, on a new connection).
+- A request asking for an upgrade other than a WebSocket (`Upgrade: h2c`) is answered with
+  `Connection: close` and the connection closed: the parser reads nothing after it.
 - An answer the client leaves unread for RG_WRITE_TIMEOUT_S closes the connection: the
   service's send buffer full all that time, or the last bytes of a closing connection still
   unsent. Without it a client that reads nothing held its connection, its queued requests and
@@ -76,8 +78,9 @@ class LimitedProtocol(HeadBoundedProtocol):
         self._read_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._admitted = False
-        # Set once PIPELINE_DEPTH requests wait: no further request is read on the connection.
-        self._pipeline_full = False
+        # Set once PIPELINE_DEPTH requests wait, or a request asked for an upgrade the service
+        # does not make: no further request is read on the connection.
+        self._last_request_read = False
         # When the connection's idle time ends, and the blank bytes it sent meanwhile.
         self._idle_deadline = 0.0
         self._blank_bytes = 0
@@ -107,7 +110,7 @@ class LimitedProtocol(HeadBoundedProtocol):
         super().handle_websocket_upgrade()
 
     def data_received(self, data: bytes) -> None:
-        if self._pipeline_full:
+        if self._last_request_read:
             return  # past the last request read: dropped, unparsed
         super().data_received(data)
         # uvicorn stops the idle timer on any byte; bytes that begin no request (blank lines
@@ -122,9 +125,9 @@ class LimitedProtocol(HeadBoundedProtocol):
                 self._arm_idle_timer()
 
     def on_message_begin(self) -> None:
-        if not self._pipeline_full and len(self.pipeline) >= PIPELINE_DEPTH:
+        if not self._last_request_read and len(self.pipeline) >= PIPELINE_DEPTH:
             self._refuse_pipelining()
-        if self._pipeline_full:
+        if self._last_request_read:
             return  # this request, and those after it in the same read, are not taken
         super().on_message_begin()
         # Already running on a refused connection: its time counts from the connect.
@@ -132,23 +135,23 @@ class LimitedProtocol(HeadBoundedProtocol):
             self._start_read_timer()
 
     def on_url(self, url: bytes) -> None:
-        if not self._pipeline_full:
+        if not self._last_request_read:
             super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._pipeline_full:
+        if not self._last_request_read:
             super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        if not self._pipeline_full:
+        if not self._last_request_read:
             super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if not self._pipeline_full:
+        if not self._last_request_read:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if self._pipeline_full:
+        if self._last_request_read:
             return
         self._stop_read_timer()
         super().on_message_complete()
@@ -177,8 +180,25 @@ class LimitedProtocol(HeadBoundedProtocol):
         if not self.transport.is_closing():  # closing: the rest must go within the same time
             self._stop_write_timer()
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn's parser stops at the end of a request asking for an upgrade other than a
+        # WebSocket and parses nothing after it: later requests on the connection went
+        # unanswered until it idled out. That request is answered, with `Connection: close`.
+        if self._last_request_read:
+            return
+        self._last_request_read = True
+        if self.cycle.response_complete:
+            self.transport.close()
+            self._watch_unsent()
+        else:
+            self.cycle.keep_alive = False
+        logger.info(
+            "unsupported upgrade requested: the connection closes after answering the request",
+            extra={FIELDS: {"client": self._client_text()}},
+        )
+
     def _refuse_pipelining(self) -> None:
-        self._pipeline_full = True
+        self._last_request_read = True
         # The newest request queued is the last answered; then the connection closes.
         self.cycle.keep_alive = False
         # Read on (and drop) what the client still sends, so that the close is not a reset,

@@ -495,3 +495,20 @@ def test_an_answer_left_unread_closes_the_connection_after_the_write_timeout(
         )
     print(f"\nclosed {closed_after:.1f}s after the last request was sent")
     assert "did not read its answer within 2s (RG_WRITE_TIMEOUT_S)" in slow_bound.log()
+
+
+def test_a_request_for_an_unsupported_upgrade_is_answered_and_the_connection_closed(
+    slow_bound: LiveService,
+) -> None:
+    # The parser stops at an upgrade request: the request after it, in the same packet, was
+    # never answered and the connection stayed until it had been idle for RG_KEEP_ALIVE_S.
+    with socket.create_connection(("127.0.0.1", port_of(slow_bound)), timeout=10) as connection:
+        connection.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: rg\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n"
+            b"GET /ui/status HTTP/1.1\r\nHost: rg\r\n\r\n"
+        )
+        connection.settimeout(KEEP_ALIVE_S - 2)  # closed, not left to idle out
+        heads = answers_in(read_to_end(connection))
+    assert len(heads) == 1
+    assert heads[0].startswith(b"HTTP/1.1 200 OK")
+    assert b"connection: close" in heads[0]
