@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # at /openapi.json, for any viewer run elsewhere.
         docs_url=None,
         redoc_url=None,
+        # `/audit/` is a 404, not a 307 whose Location is built from the request's Host.
+        redirect_slashes=False,
     )
     app.state.services = services
     routers = (

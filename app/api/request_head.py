@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.api.errors import error_bytes
+from app.api.errors import NO_SNIFF, error_bytes
 from app.errors import BadRequestError, HeadersTooLargeError, ServiceError, problem_for
 from app.logs import FIELDS
 
@@ -122,7 +122,7 @@ class HeadBoundedProtocol(HttpToolsProtocol):
             "content-type: application/json\r\n"
             f"content-length: {len(body)}\r\n"
             f"x-request-id: {request_id}\r\n"
-            + _header_lines(problem.headers)
+            + _header_lines({**problem.headers, **NO_SNIFF})
             + "connection: close\r\n\r\n"
         )
         self.transport.write(head.encode("ascii") + body)

@@ -77,6 +77,7 @@ def assert_error_answer(answer: bytes, status_line: str, code: str, reason: str)
     assert first == status_line, answer
     assert headers["content-type"] == "application/json"
     assert headers["connection"] == "close"
+    assert headers["x-content-type-options"] == "nosniff"
     error = json.loads(body)["error"]
     assert error["code"] == code
     assert reason in error["message"]

@@ -68,6 +68,7 @@ def assert_refused(answer: bytes, status_line: str, code: str, reason: str) -> N
     assert first == status_line
     assert headers["content-type"] == "application/json"
     assert headers["connection"] == "close"
+    assert headers["x-content-type-options"] == "nosniff"
     error = json.loads(body)["error"]
     assert error["code"] == code
     assert reason in error["message"]
