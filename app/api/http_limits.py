@@ -167,6 +167,10 @@ class LimitedProtocol(HeadBoundedProtocol):
         super().timeout_keep_alive_handler()
         self._watch_unsent()
 
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._watch_unsent()
+
     def pause_writing(self) -> None:
         super().pause_writing()
         # The client takes no more of what it is sent: it has RG_WRITE_TIMEOUT_S to resume.
