@@ -50,6 +50,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Audit-trail sidecar: AI prompts and responses written durably to Apache Kafka.",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # No Swagger UI or ReDoc pages: both load their scripts from a CDN, onto the origin
+        # of /ui (whose page keeps an API key), and show nothing offline. The document stays
+        # at /openapi.json, for any viewer run elsewhere.
+        docs_url=None,
+        redoc_url=None,
+        # `/audit/` is a 404, not a 307 whose Location is built from the request's Host.
+        redirect_slashes=False,
     )
     app.state.services = services
     routers = (

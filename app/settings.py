@@ -188,6 +188,13 @@ class Settings(BaseSettings):
         description="Longest time from a request's first byte until its body is complete; "
         "a slower request gets 408 and its connection is closed.",
     )
+    write_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest time a client may leave an answer unread (the service's send "
+        "buffer full, or a closing connection's last bytes pending); then the connection is "
+        "closed.",
+    )
     max_connections: int = Field(
         default=1000,
         ge=1,
@@ -214,7 +221,8 @@ class Settings(BaseSettings):
     keep_alive_s: float = Field(
         default=75.0,
         gt=0,
-        description="How long an idle client connection stays open (longer than clients' pools).",
+        description="How long an idle client connection stays open between requests (longer than "
+        "clients' pools); before its first, at most RG_REQUEST_READ_TIMEOUT_S.",
     )
     shutdown_drain_s: float = Field(
         default=1.0,

@@ -6,13 +6,16 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
+from starlette.requests import HTTPConnection
 
 from app.api.deps import ServicesDep
 from app.auth import ApiKeys, Scope
 from app.errors import ForbiddenError, UnauthorizedError
 
 # auto_error=False: the service answers missing keys itself, with the contract's body. These
-# also declare both schemes in openapi.json.
+# declare both schemes in openapi.json; the keys are read from every header line (`_offered`),
+# where these would read the first of each name only.
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <key>`")
 
@@ -22,11 +25,12 @@ def require(scope: Scope) -> DependsParam:
     403 scope missing); with authentication off it lets everything through."""
 
     async def check(
+        request: Request,
         services: ServicesDep,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         api_key: Annotated[str | None, Depends(_api_key)],
     ) -> None:
-        _check(services.api_keys, bearer, api_key, scope)
+        _check(services.api_keys, request, scope)
 
     dependency: DependsParam = Depends(check)
     return dependency
@@ -35,22 +39,32 @@ def require(scope: Scope) -> DependsParam:
 async def authorize(request: Request, keys: ApiKeys, scope: Scope) -> None:
     """What `require(scope)` checks, for a handler that solves no dependencies
     (`app.api.lean`): the same headers read the same way, the same errors."""
-    if keys.enabled:
-        _check(keys, await _bearer(request), await _api_key(request), scope)
+    _check(keys, request, scope)
 
 
-def _check(
-    keys: ApiKeys,
-    bearer: HTTPAuthorizationCredentials | None,
-    api_key: str | None,
-    scope: Scope,
-) -> None:
+def _offered(request: HTTPConnection) -> set[str]:
+    """The distinct keys `request` carries: each `X-API-Key` line and each `Authorization`
+    line's Bearer credentials; another `Authorization` scheme counts as a distinct value."""
+    offered = set(request.headers.getlist("x-api-key"))
+    for authorization in request.headers.getlist("authorization"):
+        scheme, credentials = get_authorization_scheme_param(authorization)
+        if scheme.lower() == "bearer":
+            offered.add(credentials)
+        elif len(request.headers.getlist("authorization")) > 1:
+            offered.add(authorization)  # beside another: which one the client means is unclear
+    return offered - {""}
+
+
+def _check(keys: ApiKeys, request: HTTPConnection, scope: Scope) -> None:
     if not keys.enabled:
         return
-    offered = {bearer.credentials if bearer is not None else "", api_key or ""} - {""}
+    offered = _offered(request)
     if len(offered) > 1:
-        # Which of two keys counts must not depend on header order; refuse both.
-        raise UnauthorizedError("send one API key: `Authorization: Bearer` and `X-API-Key` differ")
+        # Which of two keys counts must not depend on header order (an appending proxy's key
+        # came after the client's); refuse both.
+        raise UnauthorizedError(
+            "send one API key: the `Authorization: Bearer` and `X-API-Key` values differ"
+        )
     presented = offered.pop() if offered else None
     if not presented:
         raise UnauthorizedError(

@@ -17,7 +17,7 @@ import uuid
 
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from app.api.errors import error_bytes
+from app.api.errors import NO_SNIFF, error_bytes
 from app.errors import TooManyConnectionsError, problem_for
 from app.logs import FIELDS
 
@@ -75,7 +75,7 @@ class ConnectionSlots:
                     (b"x-request-id", request_id.encode()),
                     *(
                         (name.lower().encode(), value.encode())
-                        for name, value in problem.headers.items()
+                        for name, value in {**problem.headers, **NO_SNIFF}.items()
                     ),
                     (b"connection", b"close"),
                 ],

@@ -23,6 +23,10 @@ from app.kafka import KafkaClientError
 
 logger = logging.getLogger(__name__)
 
+# On every error answer: a message may quote the request, and a browser must not take the body
+# for anything but JSON (HTML, script).
+NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
+
 
 class ErrorDetail(BaseModel):
     """What went wrong: a machine-readable code, a sentence for people, and the request id to
@@ -66,7 +70,7 @@ def problem_response(
     return JSONResponse(
         body.model_dump(mode="json"),
         status_code=problem.status,
-        headers={**problem.headers, **(headers or {})},
+        headers={**problem.headers, **NO_SNIFF, **(headers or {})},
     )
 
 

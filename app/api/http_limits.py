@@ -13,9 +13,23 @@ clients starve everyone else.
 - RG_MAX_CONNECTIONS bounds the connections open at once (app/api/connection_slots.py); one
   beyond it has its request read, within the same time bound, then answered 503
   `too_many_connections` and closed.
-- An idle connection, before its first request as between two, is closed after
+- An idle connection is closed after RG_KEEP_ALIVE_S between two requests, and a new one
+  unless its first request begins within the shorter of RG_REQUEST_READ_TIMEOUT_S and
   RG_KEEP_ALIVE_S (uvicorn only times the wait between requests: a connection that never sent
-  a byte stayed open for good).
+  a byte stayed open for good). Blank lines outside a request leave the deadline as it was
+  (each restarted the idle time: two bytes now and then held a slot for good); more than
+  `MAX_BLANK_BYTES` of them before a request get 400 and the connection is closed.
+- At most `PIPELINE_DEPTH` requests wait behind the one being answered (uvicorn queued every
+  pipelined request it parsed, some 2.4 KB each, for as long as the client left its answers
+  unread). The requests read so far are answered, the last one with `Connection: close`;
+  whatever the client sends after them is read and dropped, and the connection then closes (a
+  pipelining client sends what went unanswered again, on a new connection).
+- A request asking for an upgrade other than a WebSocket (`Upgrade: h2c`) is answered with
+  `Connection: close` and the connection closed: the parser reads nothing after it.
+- An answer the client leaves unread for RG_WRITE_TIMEOUT_S closes the connection: the
+  service's send buffer full all that time, or the last bytes of a closing connection still
+  unsent. Without it a client that reads nothing held its connection, its queued requests and
+  the handler writing to it for good.
 """
 
 import asyncio
@@ -35,12 +49,19 @@ from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# Requests one connection may have waiting behind the one being answered (see above).
+PIPELINE_DEPTH = 16
+# Bytes of blank lines (CRLF) a connection may send outside a request, per idle time: a
+# server ignores at least one before a request line (RFC 9112 section 2.2).
+MAX_BLANK_BYTES = 8
+
 
 @dataclass(frozen=True)
 class ConnectionLimits:
     """What one server's connections share: the time bound, the slots and the counters."""
 
     read_timeout_s: float
+    write_timeout_s: float
     slots: ConnectionSlots
     timed_out: Callable[[], None]
     refused: Callable[[], None]
@@ -55,13 +76,20 @@ class LimitedProtocol(HeadBoundedProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._read_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
         self._admitted = False
+        # Set once PIPELINE_DEPTH requests wait, or a request asked for an upgrade the service
+        # does not make: no further request is read on the connection.
+        self._last_request_read = False
+        # When the connection's idle time ends, and the blank bytes it sent meanwhile.
+        self._idle_deadline = 0.0
+        self._blank_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._admitted = self.limits.slots.take()
         if self._admitted:
-            self._wait_idle()
+            self._wait_idle(min(self.timeout_keep_alive, self.limits.read_timeout_s))
         else:
             self.limits.refused()
             # This connection's requests are answered 503; and it gets no idle time either.
@@ -70,6 +98,7 @@ class LimitedProtocol(HeadBoundedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_read_timer()
+        self._stop_write_timer()
         self._release()
         super().connection_lost(exc)
 
@@ -81,21 +110,141 @@ class LimitedProtocol(HeadBoundedProtocol):
         super().handle_websocket_upgrade()
 
     def data_received(self, data: bytes) -> None:
+        if self._last_request_read:
+            return  # past the last request read: dropped, unparsed
         super().data_received(data)
         # uvicorn stops the idle timer on any byte; bytes that begin no request (blank lines
-        # between requests) leave the connection idle all the same.
+        # between requests) leave the connection idle all the same, on the same deadline.
         if self._read_timer is None and self._idle():
-            self._wait_idle()
+            self._blank_bytes += len(data)
+            if self._blank_bytes > MAX_BLANK_BYTES:
+                self.send_400_response(
+                    f"more than {MAX_BLANK_BYTES} bytes of blank lines outside a request"
+                )
+            else:
+                self._arm_idle_timer()
 
     def on_message_begin(self) -> None:
+        if not self._last_request_read and len(self.pipeline) >= PIPELINE_DEPTH:
+            self._refuse_pipelining()
+        if self._last_request_read:
+            return  # this request, and those after it in the same read, are not taken
         super().on_message_begin()
         # Already running on a refused connection: its time counts from the connect.
         if self._read_timer is None:
             self._start_read_timer()
 
+    def on_url(self, url: bytes) -> None:
+        if not self._last_request_read:
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._last_request_read:
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if not self._last_request_read:
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._last_request_read:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
+        if self._last_request_read:
+            return
         self._stop_read_timer()
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.timeout_keep_alive_task is not None:  # idle from now: the deadline is ours
+            self.timeout_keep_alive_task.cancel()
+            self._wait_idle(self.timeout_keep_alive)
+        self._watch_unsent()
+
+    def timeout_keep_alive_handler(self) -> None:
+        super().timeout_keep_alive_handler()
+        self._watch_unsent()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._watch_unsent()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        # The client takes no more of what it is sent: it has RG_WRITE_TIMEOUT_S to resume.
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(
+                self.limits.write_timeout_s, self._write_timed_out
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if not self.transport.is_closing():  # closing: the rest must go within the same time
+            self._stop_write_timer()
+
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn's parser stops at the end of a request asking for an upgrade other than a
+        # WebSocket and parses nothing after it: later requests on the connection went
+        # unanswered until it idled out. That request is answered, with `Connection: close`.
+        if self._last_request_read:
+            return
+        self._last_request_read = True
+        if self.cycle.response_complete:
+            self.transport.close()
+            self._watch_unsent()
+        else:
+            self.cycle.keep_alive = False
+        logger.info(
+            "unsupported upgrade requested: the connection closes after answering the request",
+            extra={FIELDS: {"client": self._client_text()}},
+        )
+
+    def _refuse_pipelining(self) -> None:
+        self._last_request_read = True
+        # The newest request queued is the last answered; then the connection closes.
+        self.cycle.keep_alive = False
+        # Read on (and drop) what the client still sends, so that the close is not a reset,
+        # which could destroy answers the client has not read yet.
+        self.flow.resume_reading()
+        logger.warning(
+            "more than %d requests pipelined on one connection: the rest is not read, and the "
+            "connection closes once those read are answered",
+            PIPELINE_DEPTH,
+            extra={FIELDS: {"client": self._client_text()}},
+        )
+
+    def _watch_unsent(self) -> None:
+        # A closing transport waits for its buffer to drain before it lets go of the socket.
+        if (
+            self.transport.is_closing()
+            and self.transport.get_write_buffer_size() > 0
+            and self._write_timer is None
+        ):
+            self._write_timer = self.loop.call_later(
+                self.limits.write_timeout_s, self._write_timed_out
+            )
+
+    def _stop_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_timed_out(self) -> None:
+        self._write_timer = None
+        if self.transport.get_write_buffer_size() == 0 and not self.flow.write_paused:
+            return
+        logger.warning(
+            "connection closed: the client did not read its answer within %gs (RG_WRITE_TIMEOUT_S)",
+            self.limits.write_timeout_s,
+            extra={FIELDS: {"client": self._client_text()}},
+        )
+        # Not close(): that would wait, for good, for the client to take the buffered bytes.
+        self.transport.abort()
+
+    def _client_text(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
 
     def _idle(self) -> bool:
         return (
@@ -105,10 +254,17 @@ class LimitedProtocol(HeadBoundedProtocol):
             and not self.pipeline
         )
 
-    def _wait_idle(self) -> None:
-        # uvicorn's own keep-alive timer, started as it starts it after a response.
-        self.timeout_keep_alive_task = self.loop.call_later(
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
+    def _wait_idle(self, seconds: float) -> None:
+        """Begin an idle time of `seconds`: the connection is closed at its end unless a
+        request begins."""
+        self._idle_deadline = self.loop.time() + seconds
+        self._blank_bytes = 0
+        self._arm_idle_timer()
+
+    def _arm_idle_timer(self) -> None:
+        # uvicorn's own keep-alive timer (which it stops on any byte received).
+        self.timeout_keep_alive_task = self.loop.call_at(
+            self._idle_deadline, self.timeout_keep_alive_handler
         )
 
     def _start_read_timer(self) -> None:
@@ -131,6 +287,8 @@ class LimitedProtocol(HeadBoundedProtocol):
         if self.flow.read_paused:
             # The service holds the rest of the request back (a pipelined request waits for
             # the answer before it): that wait is not the client's; count anew once reading.
+            # It ends: the answer before is written, or unread for RG_WRITE_TIMEOUT_S, and
+            # then the connection is closed.
             self._start_read_timer()
             return
         if not self._admitted:
@@ -158,7 +316,7 @@ class LimitedProtocol(HeadBoundedProtocol):
             cycle.disconnected = True
             cycle.message_event.set()
         if self._admitted:  # a refused one was counted and logged on arrival
-            client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
+            client = self._client_text()
             logger.warning(
                 "request cut off with %d: %s",
                 error.status,
@@ -176,15 +334,21 @@ class LimitedProtocol(HeadBoundedProtocol):
             self._answer(error, request_id=request_id)
         else:
             self.transport.close()
+            self._watch_unsent()
+
+    def _answer(self, error: ServiceError, *, request_id: str) -> None:
+        super()._answer(error, request_id=request_id)
+        self._watch_unsent()
 
 
 def limited_protocol(settings: Settings, metrics: ServiceMetrics) -> type[LimitedProtocol]:
-    """The HTTP protocol of one server with the settings' bounds (head, read time,
+    """The HTTP protocol of one server with the settings' bounds (head, read and write time,
     connections), counting into `metrics`."""
     slots = ConnectionSlots(settings.max_connections)
     metrics.watch_connections(lambda: slots.open)
     limits = ConnectionLimits(
         read_timeout_s=settings.request_read_timeout_s,
+        write_timeout_s=settings.write_timeout_s,
         slots=slots,
         timed_out=metrics.requests_timed_out.inc,
         refused=metrics.connections_refused.inc,

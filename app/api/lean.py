@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.body_limit import replayed
 from app.api.errors import CLIENT_ERRORS, error_response
+from app.api.observe import SERVER_ANSWERED
 
 LeanHandler = Callable[[Request], Awaitable[Response | None]]
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
@@ -38,6 +39,9 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 _LEAN = "__lean_handler__"
 # Set in the scope of a request its lean handler declined: the route goes straight to FastAPI's.
 _DECLINED = "lean_declined"
+# The status logged and counted for a request whose client went away before its body was whole
+# (no answer is sent): the "client closed request" of common proxies, not a 5xx of the service's.
+CLIENT_GONE = 499
 
 
 def serves_lean(handler: LeanHandler) -> Callable[[Endpoint], Endpoint]:
@@ -110,9 +114,14 @@ class LeanDispatch:
             await self.app(scope, receive, send)
             return
         route, lean = found
-        # The body reader (app.api.body_limit) hands the body over as one message; anything
-        # else (the client went away) is the app's to handle, as before.
+        # The body reader (app.api.body_limit) hands the body over as one message.
         message = await receive()
+        if message["type"] == "http.disconnect":
+            # The client went away (or was cut off by the read timeout, which set its status):
+            # nobody to answer. The handlers' body read raised for it, a 500 with tracebacks.
+            scope["route"] = route
+            scope.setdefault("state", {}).setdefault(SERVER_ANSWERED, CLIENT_GONE)
+            return
         if message["type"] != "http.request" or message.get("more_body", False):
             await self.app(scope, replayed(message, receive), send)
             return

@@ -4,7 +4,8 @@ uvicorn's httptools protocol keeps every header line it is sent, however many an
 long, before the app sees any of them; one client could make the service hold megabytes per
 connection. `HeadBoundedProtocol` counts while parsing and answers 431 with the contract's
 error body as soon as a bound is passed, then closes the connection. A request it cannot parse
-at all gets a 400 with the same body (uvicorn's own answer is plain text).
+at all gets a 400 with the same body (uvicorn's own answer is plain text). Trailer fields (after
+a chunked body) count against the same bounds and are dropped: they never reach the app.
 """
 
 import logging
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.api.errors import error_bytes
+from app.api.errors import NO_SNIFF, error_bytes
 from app.errors import BadRequestError, HeadersTooLargeError, ServiceError, problem_for
 from app.logs import FIELDS
 
@@ -73,7 +74,11 @@ class HeadBoundedProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value), headers=1)
-        super().on_header(name, value)
+        if self._in_head:
+            super().on_header(name, value)
+        # Else a trailer field, after a chunked body: counted, then dropped. uvicorn added it
+        # to the request's headers, where a key in it passed for one (RFC 9110 section 6.5.1:
+        # trailers are not to be merged into the header section).
 
     def _count(self, size: int, *, headers: int) -> None:
         self._head_bytes += size
@@ -117,7 +122,7 @@ class HeadBoundedProtocol(HttpToolsProtocol):
             "content-type: application/json\r\n"
             f"content-length: {len(body)}\r\n"
             f"x-request-id: {request_id}\r\n"
-            + _header_lines(problem.headers)
+            + _header_lines({**problem.headers, **NO_SNIFF})
             + "connection: close\r\n\r\n"
         )
         self.transport.write(head.encode("ascii") + body)

@@ -88,6 +88,37 @@ async def test_two_different_keys_are_401_even_when_one_holds_the_scope(
     assert accepted.status_code == 201
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("x-api-key", "rg-test-secret-all"), ("x-api-key", "rg-test-secret-wrong")],
+        [("x-api-key", "rg-test-secret-wrong"), ("x-api-key", "rg-test-secret-all")],
+        [("authorization", "Bearer rg-test-secret-all"), ("authorization", "Bearer wrong")],
+        [("authorization", "Bearer rg-test-secret-all"), ("authorization", "Basic eDp5")],
+    ],
+    ids=["x-api-key", "x-api-key-reversed", "two-bearers", "bearer-and-basic"],
+)
+@pytest.mark.parametrize("content_type", ["application/json", "application/vnd.x+json"])
+async def test_a_header_sent_twice_with_different_values_is_401(
+    service: ServiceFactory, headers: list[tuple[str, str]], content_type: str
+) -> None:
+    # The first X-API-Key won: an appending proxy's key lost to the client's, in either order.
+    body = json.dumps(EVENT).encode()
+    good = next(header for header in headers if header[1].endswith("rg-test-secret-all"))
+    async with service(api_keys=KEYS) as client:
+        response = await client.post(
+            "/audit", content=body, headers=[("content-type", content_type), *headers]
+        )
+        same = await client.post(
+            "/audit",
+            content=body,
+            headers=[("content-type", content_type), good, good],
+        )
+    error = assert_contract_error(response, 401, "unauthorized")
+    assert "one API key" in error["message"]
+    assert same.status_code == 201  # the same value twice is one key
+
+
 async def test_a_missing_scope_is_403_naming_it(service: ServiceFactory) -> None:
     async with service(api_keys=KEYS) as client:
         response = await client.get("/messages", headers=bearer("rg-test-secret-writer"))

@@ -1,5 +1,5 @@
 """Every error renders as the contract's body through one handler (unit: a bare FastAPI app,
-no broker)."""
+no broker; and the service's app, its lifespan not run)."""
 
 import json
 from collections.abc import AsyncIterator
@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from app.api.errors import error_bytes, install_error_handlers
 from app.errors import ServiceError, TooManyConnectionsError, problem_for
 from app.kafka import KafkaConnectionError, KafkaRecordTooLargeError
+from app.main import create_app
+from app.settings import Settings
 from tests.helpers.errors import ANSWERS
 
 
@@ -59,6 +61,8 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 def contract_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
+    # A browser must not read an error (which may quote the request) as anything but JSON.
+    assert response.headers["x-content-type-options"] == "nosniff"
     body = response.json()
     assert list(body) == ["error"]
     error: dict[str, Any] = body["error"]
@@ -125,3 +129,17 @@ async def test_unit_the_protocols_answers_carry_the_same_body(client: httpx.Asyn
     }
     routed = (await client.get("/tree/TooManyConnectionsError")).json()
     assert list(routed["error"]) == list(written["error"])
+
+
+async def test_a_trailing_slash_is_404_not_a_redirect_built_from_the_host_header() -> None:
+    # Starlette answered POST /audit/ with 307 and a Location made of the request's Host.
+    app = create_app(Settings(_env_file=None, audit_topic="audit", api_keys={}))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rg") as client:
+        answers = [
+            await client.post("/audit/", json={}, headers={"host": "elsewhere.example"}),
+            await client.get("/messages/", headers={"host": "elsewhere.example"}),
+        ]
+    for response in answers:
+        contract_error(response, 404, "not_found")
+        assert "location" not in response.headers

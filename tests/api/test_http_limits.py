@@ -21,6 +21,9 @@ from tests.helpers.service import Launch, LiveService, running_service
 
 READ_TIMEOUT_S = 2.0
 KEEP_ALIVE_S = 6.0
+WRITE_TIMEOUT_S = 2.0
+# Requests one connection may have waiting behind the one being answered (app.api.http_limits).
+PIPELINE_DEPTH = 16
 MAX_CONNECTIONS = 20
 # Time allowed past a bound for the event loop and this machine to act on it.
 MARGIN_S = 4.0
@@ -37,6 +40,7 @@ def slow_bound(
         tmp_path_factory.mktemp("slow-bound"),
         request_read_timeout_s=str(READ_TIMEOUT_S),
         keep_alive_s=str(KEEP_ALIVE_S),
+        write_timeout_s=str(WRITE_TIMEOUT_S),
     ) as service:
         yield service
 
@@ -73,6 +77,7 @@ def assert_error_answer(answer: bytes, status_line: str, code: str, reason: str)
     assert first == status_line, answer
     assert headers["content-type"] == "application/json"
     assert headers["connection"] == "close"
+    assert headers["x-content-type-options"] == "nosniff"
     error = json.loads(body)["error"]
     assert error["code"] == code
     assert reason in error["message"]
@@ -226,15 +231,64 @@ async def test_an_answer_longer_than_the_read_timeout_is_not_cut(
     assert receipt["event_id"] in data
 
 
-def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_time(
+def test_a_connection_that_sends_nothing_is_closed_at_the_first_request_deadline(
     few_connections: LiveService,
 ) -> None:
+    # A new connection has the shorter of RG_REQUEST_READ_TIMEOUT_S and RG_KEEP_ALIVE_S to
+    # begin its first request; it is closed without an answer.
     with socket.create_connection(("127.0.0.1", port_of(few_connections)), timeout=30) as idle:
         started = time.monotonic()
         assert idle.recv(65536) == b""
         closed_after = time.monotonic() - started
-    print(f"\nan idle new connection was closed after {closed_after:.2f}s (RG_KEEP_ALIVE_S=6)")
-    assert KEEP_ALIVE_S - 0.5 <= closed_after < KEEP_ALIVE_S + MARGIN_S
+    print(f"\nan idle new connection was closed after {closed_after:.2f}s (read timeout 2s)")
+    assert READ_TIMEOUT_S - 0.5 <= closed_after < KEEP_ALIVE_S - 1
+
+
+def drip_blank_lines(
+    port: int, request: bytes, *, every_s: float, give_up_s: float
+) -> float | None:
+    """On a new connection, send `request` (when given) and read its answer, then a blank line
+    every `every_s`: seconds until the service closed the connection without a word (None:
+    still open after `give_up_s`)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        if request:
+            connection.sendall(request)
+            assert read_answer(connection).startswith(b"HTTP/1.1 200 OK")
+        started = time.monotonic()
+        connection.settimeout(every_s)
+        while time.monotonic() - started < give_up_s:
+            try:
+                connection.sendall(b"\r\n")
+                assert connection.recv(65536) == b""
+            except TimeoutError:
+                continue
+            except OSError:  # reset
+                pass
+            return time.monotonic() - started
+    return None
+
+
+def test_blank_lines_do_not_keep_an_idle_connection_open(few_connections: LiveService) -> None:
+    # Two bytes now and then started the idle time anew: a slot held for good.
+    port = port_of(few_connections)
+    give_up_s = KEEP_ALIVE_S + MARGIN_S
+    request = b"GET /healthz HTTP/1.1\r\nHost: rg\r\n\r\n"
+    after_a_request = drip_blank_lines(port, request, every_s=2.0, give_up_s=give_up_s)
+    before_any = drip_blank_lines(port, b"", every_s=1.0, give_up_s=give_up_s)
+    print(f"\ndripping blank lines: closed after {after_a_request}s and {before_any}s")
+    assert after_a_request is not None, "blank lines kept an idle connection open"
+    assert KEEP_ALIVE_S - 0.5 <= after_a_request < give_up_s
+    assert before_any is not None, "blank lines kept a new connection open"
+    assert READ_TIMEOUT_S - 0.5 <= before_any < KEEP_ALIVE_S - 1
+
+
+def test_more_blank_lines_than_a_request_may_begin_with_get_400(
+    few_connections: LiveService,
+) -> None:
+    with socket.create_connection(("127.0.0.1", port_of(few_connections)), timeout=10) as one:
+        one.sendall(b"\r\n" * 100)
+        answer = read_to_end(one)
+    assert_error_answer(answer, "HTTP/1.1 400 Bad Request", "bad_request", "blank lines")
 
 
 def read_answer(connection: socket.socket) -> bytes:
@@ -372,3 +426,90 @@ async def test_sigterm_with_slow_clients_connected_exits_cleanly(
             one.answer, "HTTP/1.1 408 Request Timeout", "request_timeout", "body was not"
         )
     assert "Traceback" not in service.log()
+
+
+def answers_in(stream: bytes) -> list[bytes]:
+    """The heads of the answers in `stream` (each with a Content-Length)."""
+    heads = []
+    while stream:
+        head, found, rest = stream.partition(b"\r\n\r\n")
+        assert found, stream[:200]
+        length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+        assert length, head
+        heads.append(head)
+        stream = rest[int(length[1]) :]
+    return heads
+
+
+def test_pipelined_requests_beyond_the_depth_are_not_read(slow_bound: LiveService) -> None:
+    # 3,000 requests in one go: the service answers those it queued, the last of them with
+    # `Connection: close`, and reads no more (it held ~2.4 KB per waiting request, unbounded).
+    with socket.create_connection(("127.0.0.1", port_of(slow_bound)), timeout=30) as connection:
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: rg\r\n\r\n" * 3000)
+        heads = answers_in(read_to_end(connection))
+    print(f"\n3,000 pipelined requests: {len(heads)} answered, then the connection closed")
+    assert len(heads) == 1 + PIPELINE_DEPTH
+    assert all(head.startswith(b"HTTP/1.1 200 OK") for head in heads)
+    assert b"connection: close" in heads[-1]
+    assert all(b"connection: close" not in head for head in heads[:-1])
+    assert "requests pipelined" in slow_bound.log()
+
+
+def wait_closed_by_the_service(service: LiveService, *, bound_s: float) -> float:
+    """Seconds until the service's side of every connection but the scrape's own is closed
+    (the client's side stays open); fails past `bound_s`."""
+    started = time.monotonic()
+    while scraped(service, "rg_http_connections") != 1:
+        assert time.monotonic() - started < bound_s, "a client that reads nothing stays"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def test_a_client_that_reads_nothing_is_closed(slow_bound: LiveService) -> None:
+    # The reproduction: a small receive buffer, 3,000 pipelined requests for a large answer
+    # (64 KB), nothing read. Seventeen answers fit in the kernel's buffers, then it is closed.
+    with socket.socket() as connection:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        connection.connect(("127.0.0.1", port_of(slow_bound)))
+        connection.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 3000)
+        closed_after = wait_closed_by_the_service(slow_bound, bound_s=KEEP_ALIVE_S + MARGIN_S)
+    print(f"\nclosed {closed_after:.1f}s after its requests were sent")
+
+
+def test_an_answer_left_unread_closes_the_connection_after_the_write_timeout(
+    slow_bound: LiveService,
+) -> None:
+    # Requests a few at a time (never more than the pipeline takes), each for a 64 KB answer,
+    # nothing read: once the kernel's buffers are full the service cannot send; it closes the
+    # connection RG_WRITE_TIMEOUT_S later, although the client keeps its side open.
+    with socket.socket() as connection:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        connection.connect(("127.0.0.1", port_of(slow_bound)))
+        try:
+            for _ in range(25):  # 200 answers, 12.8 MB: more than the kernel holds
+                connection.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 8)
+                time.sleep(0.1)
+        except OSError:
+            pass  # closed already
+        closed_after = wait_closed_by_the_service(
+            slow_bound, bound_s=WRITE_TIMEOUT_S + 2 * MARGIN_S
+        )
+    print(f"\nclosed {closed_after:.1f}s after the last request was sent")
+    assert "did not read its answer within 2s (RG_WRITE_TIMEOUT_S)" in slow_bound.log()
+
+
+def test_a_request_for_an_unsupported_upgrade_is_answered_and_the_connection_closed(
+    slow_bound: LiveService,
+) -> None:
+    # The parser stops at an upgrade request: the request after it, in the same packet, was
+    # never answered and the connection stayed until it had been idle for RG_KEEP_ALIVE_S.
+    with socket.create_connection(("127.0.0.1", port_of(slow_bound)), timeout=10) as connection:
+        connection.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: rg\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n"
+            b"GET /ui/status HTTP/1.1\r\nHost: rg\r\n\r\n"
+        )
+        connection.settimeout(KEEP_ALIVE_S - 2)  # closed, not left to idle out
+        heads = answers_in(read_to_end(connection))
+    assert len(heads) == 1
+    assert heads[0].startswith(b"HTTP/1.1 200 OK")
+    assert b"connection: close" in heads[0]

@@ -2,12 +2,18 @@
 case, the declared FastAPI route anything else. Each check runs against both; an extra query
 parameter (which the route ignores) sends a request to the declared route."""
 
+import json
+import socket
+import time
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.helpers.app import ServiceFactory, assert_contract_error
 from tests.helpers.kafka import records_in
+from tests.helpers.service import LiveService, running_service
 
 EVENT = {
     "user_id": "user-42",
@@ -117,3 +123,35 @@ async def test_publish_answers_alike(service: ServiceFactory, topic: str, path: 
     assert_contract_error(refused, 403, "topic_not_allowed")
     error = assert_contract_error(invalid, 422, "invalid_request")
     assert [detail["field"] for detail in error["details"]] == ["body.partition"]
+
+
+@pytest.fixture(scope="module")
+def served(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    """The served process with the writer's key."""
+    with running_service(
+        kafka_bootstrap, tmp_path_factory.mktemp("lean"), api_keys=json.dumps(KEYS)
+    ) as service:
+        yield service
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/vnd.x+json"])
+def test_a_client_gone_mid_body_is_logged_499_without_a_traceback(
+    served: LiveService, content_type: str
+) -> None:
+    # A valid key, 10 of 100 declared bytes, then the client closes: it was a 500 of the
+    # service's with two tracebacks (ClientDisconnect escaped the handler).
+    port = int(served.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(
+            f"POST /audit HTTP/1.1\r\nHost: rg\r\nContent-Type: {content_type}\r\n"
+            "X-API-Key: rg-test-writer\r\nContent-Length: 100\r\n\r\n".encode()
+            + b'{"user_id"'
+        )
+    deadline = time.monotonic() + 10
+    while "POST /audit 499" not in served.log():
+        assert time.monotonic() < deadline, served.log()[-2000:]
+        time.sleep(0.1)
+    assert "Traceback" not in served.log()
+    assert "POST /audit 500" not in served.log()
+    exposition = httpx.get(f"{served.url}/metrics", timeout=10).text
+    assert 'status="500"' not in exposition

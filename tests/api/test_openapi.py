@@ -4,10 +4,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from app.api.openapi import openapi_document, render
 from app.cli import main
+from app.main import create_app
+from app.settings import Settings
 from tests.helpers import ROOT
 
 COMMITTED = ROOT / "openapi.json"
@@ -86,3 +89,16 @@ def test_no_parameter_schema_offers_null() -> None:
         if {"type": "null"} in parameter["schema"].get("anyOf", [])
     ]
     assert offending == []
+
+
+async def test_the_document_is_served_and_no_page_loading_third_party_script() -> None:
+    # /docs and /redoc loaded their scripts from a CDN (floating version, no integrity check)
+    # on the origin of /ui, whose page keeps an API key; and showed nothing offline.
+    app = create_app(Settings(_env_file=None, audit_topic="audit", api_keys={}))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rg") as client:
+        document = await client.get("/openapi.json")
+        pages = [await client.get(path) for path in ("/docs", "/redoc", "/docs/oauth2-redirect")]
+    assert document.status_code == 200
+    assert document.json()["info"]["title"] == "ractogateway-kafka"
+    assert [page.status_code for page in pages] == [404, 404, 404]
