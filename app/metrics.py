@@ -55,6 +55,25 @@ class _Refusals(Collector):
         yield family
 
 
+class _Skipped(Collector):
+    """`rg_messages_records_skipped_total`: records of the GET /messages topics not kept."""
+
+    def __init__(self, read: Callable[[], Mapping[str, float]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "rg_messages_records_skipped",
+            "Records the GET /messages reader did not keep, by reason: oversized (alone above "
+            "RG_MESSAGES_BUFFER_BYTES), failed (taking it in raised), checkpoint_ignored (a "
+            "record of the checkpoints topic that is no trusted checkpoint).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._read().items()):
+            family.add_metric([reason], count)
+        yield family
+
+
 class _Chain(Collector):
     """The writer's chain: its id, the last position assigned, the positions lost."""
 
@@ -258,6 +277,10 @@ class ServiceMetrics:
                 }
             )
         )
+
+    def watch_skipped(self, read: Callable[[], Mapping[str, float]]) -> None:
+        """Report the records the GET /messages reader skipped, by reason, on every scrape."""
+        self.registry.register(_Skipped(read))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -210,6 +210,13 @@ def build_services(settings: Settings) -> Services:
         registry=registry,
     )
     metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
+    metrics.watch_skipped(
+        lambda: {
+            "oversized": recent.skipped["oversized"],
+            "failed": recent.skipped["failed"],
+            "checkpoint_ignored": coverage.ignored,
+        }
+    )
     metrics.watch_checkpoints(lambda: checkpoints.written, lambda: checkpoints.latest_seq)
     backpressure = Backpressure(producer, max_in_flight=settings.max_in_flight, budget=in_flight)
     return Services(

@@ -15,6 +15,7 @@ record and per header for the objects holding them.
 import asyncio
 import base64
 import bisect
+import collections
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -220,8 +221,13 @@ class RecentRecord:
             schema_versions=schema_versions,
         )
         # orjson: pydantic's JSON of a 0.5 MB value takes 1 ms of the event loop; the values
-        # are decoded JSON or text, all of which orjson writes.
-        return orjson.dumps(fields)
+        # are decoded JSON or text, all of which orjson writes, except JSON nested deeper than
+        # orjson writes (255 levels; it reads up to 1,024): that one is shown as its text.
+        try:
+            return orjson.dumps(fields)
+        except orjson.JSONEncodeError:
+            fields.update(_as_text(self.value))
+            return orjson.dumps(fields)
 
     def json_parts(
         self, coverage: Coverage, schema_versions: Mapping[int, int] | None = None
@@ -271,9 +277,16 @@ class RecentRecords:
         self._topics = {topic: _TopicRecords() for topic in topics}
         self._next_offset: dict[tuple[str, int], int] = {}
         self._subscribers: set[asyncio.Queue[RecentRecord | None]] = set()
-        self.dropped_oversized = 0
+        # Records not kept, by reason (`rg_messages_records_skipped_total`): `oversized` (alone
+        # above `max_bytes`), `failed` (taking it in raised: the reader counts and skips it).
+        self.skipped: collections.Counter[str] = collections.Counter()
         # Schema id -> its version, as the reader learnt it from the registry (framed values).
         self.schema_versions: dict[int, int] = {}
+
+    @property
+    def dropped_oversized(self) -> int:
+        """Records not kept because each alone was above `max_bytes`."""
+        return self.skipped["oversized"]
 
     @property
     def topics(self) -> list[str]:
@@ -306,7 +319,7 @@ class RecentRecords:
             + sum(len(name) + len(raw or b"") + _HEADER_OVERHEAD for name, raw in headers.items()),
         )
         if record.size > self.max_bytes:
-            self.dropped_oversized += 1
+            self.skipped["oversized"] += 1
             return None
         bisect.insort(kept.records, record, key=lambda r: r.order)
         kept.size += record.size
@@ -387,6 +400,15 @@ class RecentRecords:
                 queue.put_nowait(None)
             else:
                 queue.put_nowait(record)
+
+
+def _as_text(value: bytes | None) -> dict[str, Any]:
+    # A value shown as it is rather than decoded: UTF-8 text, else base64.
+    raw = value or b""
+    try:
+        return {"value": raw.decode("utf-8"), "value_encoding": "text"}
+    except UnicodeDecodeError:
+        return {"value": base64.b64encode(raw).decode("ascii"), "value_encoding": "base64"}
 
 
 def _raw(value: Any) -> bytes | None:

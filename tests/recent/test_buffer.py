@@ -106,6 +106,19 @@ def test_the_view_says_how_the_value_is_encoded() -> None:
     assert view(timestamp_ms=0).timestamp_utc == "1970-01-01T00:00:00.000000Z"
 
 
+def test_json_nested_deeper_than_orjson_writes_is_shown_as_its_text() -> None:
+    # orjson reads 1,024 levels and writes 255: the view (GET /messages, the stream) used to
+    # raise TypeError for one such record.
+    raw = b"[" * 300 + b"]" * 300
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    record = recent.add(message(0, value=raw, headers=JSON))
+    assert record is not None
+    view = json.loads(record.json(lambda writer, seq: None))
+    assert (view["value"], view["value_encoding"]) == (raw.decode(), "text")
+    shown = json.loads(b"".join(recent.shown(record, lambda writer, seq: None)))
+    assert shown["value"] == raw.decode()
+
+
 def test_a_timestamp_beyond_the_calendar_shows_no_utc_time() -> None:
     # Any producer may stamp a record with up to 2**63 - 1 ms; the reader must still show it.
     for timestamp_ms in (2**63 - 1, 253_402_300_800_000):
