@@ -217,6 +217,9 @@ def build_services(settings: Settings) -> Services:
             "checkpoint_ignored": coverage.ignored,
         }
     )
+    metrics.watch_streams(
+        cut=lambda: recent.subscribers_cut, timed_out=lambda: recent.streams_timed_out
+    )
     metrics.watch_checkpoints(lambda: checkpoints.written, lambda: checkpoints.latest_seq)
     backpressure = Backpressure(producer, max_in_flight=settings.max_in_flight, budget=in_flight)
     return Services(

@@ -10,6 +10,12 @@ the checkpoints written so far say; GET /messages keeps the view's JSON of a rec
 (`RecentRecords.shown`), so showing it again costs a copy, as long as that fits in the byte
 bound. The bounds count the bytes kept (as read, and views kept), plus a fixed allowance per
 record and per header for the objects holding them.
+
+A stream subscriber's backlog (records kept since it subscribed that it has not sent yet) holds
+records the buffer may have evicted already, so it is bounded too: at most 1,000 records and
+`RG_MESSAGES_BUFFER_BYTES` bytes (one topic's buffer) per subscriber. Past either the subscriber
+is cut off: its backlog is dropped at once (a client that stopped reading pins nothing more),
+and its stream ends with an `overflow` event.
 """
 
 import asyncio
@@ -35,7 +41,7 @@ from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE, decode_value
 # per header (the dict slot, the bytes objects).
 _ENTRY_OVERHEAD = 300
 _HEADER_OVERHEAD = 64
-_SUBSCRIBER_QUEUE = 1000
+_SUBSCRIBER_RECORDS = 1000
 _WRITER = re.compile(r"[0-9a-f]{32}")
 _SEQ = re.compile(r"0|[1-9][0-9]*")
 # The end of a record's JSON for each answer of the coverage (replacing its closing brace).
@@ -258,6 +264,53 @@ class RecentRecord:
         )
 
 
+class Subscription:
+    """A stream subscriber's backlog: the records kept since it subscribed that it has not
+    taken yet, at most `max_records` and `max_bytes` (their sizes as counted in the buffer).
+    Past either it is cut off: the backlog is dropped and `get()` returns None from then on."""
+
+    def __init__(self, *, max_records: int, max_bytes: int) -> None:
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self._backlog: collections.deque[tuple[RecentRecord, int]] = collections.deque()
+        self.size = 0
+        self.cut = False
+        self._more = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._backlog)
+
+    def put(self, record: RecentRecord) -> bool:
+        """Add `record` to the backlog; False when that cut the subscriber off (or it was)."""
+        if self.cut:
+            return False
+        if len(self._backlog) >= self.max_records or self.size + record.size > self.max_bytes:
+            self.cut_off()
+            return False
+        self._backlog.append((record, record.size))
+        self.size += record.size
+        self._more.set()
+        return True
+
+    def cut_off(self) -> None:
+        """Drop the backlog; `get()` returns None from now on."""
+        self.cut = True
+        self._backlog.clear()
+        self.size = 0
+        self._more.set()
+
+    async def get(self) -> RecentRecord | None:
+        """The next record of the backlog, waiting for one; None once cut off."""
+        while not self._backlog:
+            if self.cut:
+                return None
+            self._more.clear()
+            await self._more.wait()
+        record, size = self._backlog.popleft()
+        self.size -= size
+        return record
+
+
 @dataclass
 class _TopicRecords:
     # Sorted by `RecentRecord.order`: after a rewind the partitions arrive one after another,
@@ -276,7 +329,11 @@ class RecentRecords:
         self.max_bytes = max_bytes
         self._topics = {topic: _TopicRecords() for topic in topics}
         self._next_offset: dict[tuple[str, int], int] = {}
-        self._subscribers: set[asyncio.Queue[RecentRecord | None]] = set()
+        self._subscribers: set[Subscription] = set()
+        # Stream subscribers cut off for falling behind (`rg_messages_stream_cut_total`), and
+        # streams closed for not reading (`rg_messages_stream_send_timeouts_total`).
+        self.subscribers_cut = 0
+        self.streams_timed_out = 0
         # Records not kept, by reason (`rg_messages_records_skipped_total`): `oversized` (alone
         # above `max_bytes`), `failed` (taking it in raised: the reader counts and skips it).
         self.skipped: collections.Counter[str] = collections.Counter()
@@ -382,24 +439,23 @@ class RecentRecords:
         return {topic: kept.size for topic, kept in self._topics.items()}
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator["asyncio.Queue[RecentRecord | None]"]:
-        """A queue of every record kept from now on. A subscriber that falls more than
-        1,000 records behind gets None (then nothing more): it should reconnect."""
-        queue: asyncio.Queue[RecentRecord | None] = asyncio.Queue(_SUBSCRIBER_QUEUE + 1)
-        self._subscribers.add(queue)
+    async def subscribe(self) -> AsyncIterator[Subscription]:
+        """The backlog of every record kept from now on. A subscriber that falls more than
+        1,000 records or `max_bytes` bytes behind is cut off: its backlog is dropped and it
+        gets None (then nothing more): it should reconnect."""
+        subscription = Subscription(max_records=_SUBSCRIBER_RECORDS, max_bytes=self.max_bytes)
+        self._subscribers.add(subscription)
         try:
-            yield queue
+            yield subscription
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.discard(subscription)
 
     def _publish(self, record: RecentRecord) -> None:
-        for queue in list(self._subscribers):
-            if queue.qsize() >= _SUBSCRIBER_QUEUE:
-                # Too slow: cut it off rather than hold an unbounded backlog for it.
-                self._subscribers.discard(queue)
-                queue.put_nowait(None)
-            else:
-                queue.put_nowait(record)
+        for subscription in list(self._subscribers):
+            if not subscription.put(record):
+                # Too slow: cut off rather than hold a backlog outside the buffer's bounds.
+                self._subscribers.discard(subscription)
+                self.subscribers_cut += 1
 
 
 def _as_text(value: bytes | None) -> dict[str, Any]:

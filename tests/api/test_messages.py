@@ -1,9 +1,12 @@
 """GET /messages and GET /messages/stream against the real broker."""
 
 import asyncio
+import functools
 import json
+import socket
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +19,9 @@ from tests.helpers.app import (
     reader_connected,
     services_of,
 )
+from tests.helpers.metrics import metric
 from tests.helpers.polling import eventually
-from tests.helpers.service import LiveService
+from tests.helpers.service import Launch, LiveService
 
 EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
 
@@ -220,3 +224,52 @@ async def test_a_stream_client_receives_records_published_after_it_connected(
         None,
     )
     assert event["id"] == f"{live_service.audit_topic}/{receipt['partition']}/{receipt['offset']}"
+
+
+async def newest_is(client: httpx.AsyncClient, n: int) -> bool:
+    """Whether the newest record GET /messages shows has value `n`."""
+    shown = (await client.get("/messages", params={"limit": 1})).json()["messages"]
+    return bool(shown) and shown[0]["value"]["n"] == n
+
+
+async def test_a_stream_client_that_stops_reading_is_cut_off_and_disconnected(
+    start_service: Launch, kafka_bootstrap: str, producer: KafkaProducerClient, tmp_path: Path
+) -> None:
+    # A subscriber's backlog held up to 1,000 records of any size outside the buffer's bound,
+    # for as long as its client kept the connection without reading.
+    service = start_service(
+        kafka_bootstrap,
+        tmp_path,
+        messages_buffer_bytes=str(2**20),
+        messages_stream_send_timeout_s="3",
+    )
+    await asyncio.to_thread(service.wait_ready)
+    host, port = service.url.removeprefix("http://").split(":")
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.settimeout(30)
+    stalled.connect((host, int(port)))
+    with stalled:
+        stalled.sendall(b"GET /messages/stream HTTP/1.1\r\nHost: rg\r\n\r\n")
+        head = b""
+        while b": subscribed" not in head:
+            head += stalled.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200 OK"), head
+        # Then it reads nothing while records of 200 KB arrive, one after another (each
+        # kept before the next is written): sent while the socket buffers take them, then
+        # held in its backlog until that passes 1 MiB, while a send waits.
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+            for n in range(300):
+                await producer.publish(service.audit_topic, {"n": n, "pad": "x" * 200_000})
+                await eventually(functools.partial(newest_is, client, n), timeout_s=30)
+                text = (await client.get("/metrics")).text
+                if metric(text, "rg_messages_stream_send_timeouts_total", default=0) == 1:
+                    break
+            assert metric(text, "rg_messages_stream_cut_total", default=0) == 1
+            assert metric(text, "rg_messages_stream_send_timeouts_total", default=0) == 1
+        # The connection was closed: what the socket buffers held, then the end.
+        received = len(head)
+        while chunk := stalled.recv(1 << 20):
+            received += len(chunk)
+    print(f"\nthe stalled client had {received / 2**20:.1f} MiB to read when it was let go")
+    assert "client that read nothing for 3.0s" in service.log()

@@ -141,23 +141,43 @@ def test_the_kept_json_is_the_view() -> None:
 async def test_subscribers_get_records_kept_after_they_subscribed() -> None:
     recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
     recent.add(message(0))
-    async with recent.subscribe() as queue:
+    async with recent.subscribe() as backlog:
         recent.add(message(1))
         recent.add(message(1))  # a duplicate: not passed on either
-        record = await asyncio.wait_for(queue.get(), 1)
+        record = await asyncio.wait_for(backlog.get(), 1)
         assert record is not None
         assert record.offset == 1
-        assert queue.empty()
+        assert len(backlog) == 0
+        assert backlog.size == 0
 
 
-async def test_a_subscriber_that_falls_behind_is_cut_off() -> None:
+async def test_a_subscriber_that_falls_1000_records_behind_is_cut_off() -> None:
     recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
-    async with recent.subscribe() as queue:
-        for offset in range(1500):
+    async with recent.subscribe() as backlog:
+        for offset in range(1000):
             recent.add(message(offset))
-        received = [queue.get_nowait() for _ in range(queue.qsize())]
-    assert len(received) == 1001
-    assert received[-1] is None
+        assert (len(backlog), recent.subscribers_cut) == (1000, 0)
+        recent.add(message(1000))
+        # Cut off: the backlog is dropped at once, the subscriber learns it on its next get.
+        assert (len(backlog), backlog.size) == (0, 0)
+        assert await backlog.get() is None
+    assert recent.subscribers_cut == 1
+
+
+async def test_a_subscriber_is_cut_off_past_the_byte_bound_of_one_topic() -> None:
+    # Records the buffer evicted stay referenced by a backlog: it is bounded in bytes too, at
+    # RG_MESSAGES_BUFFER_BYTES (it was 1,000 records of any size: up to 1 GB behind).
+    recent = RecentRecords(["t"], max_records=1000, max_bytes=100_000)
+    async with recent.subscribe() as backlog:
+        for offset in range(9):
+            recent.add(message(offset, value="x" * 10_000))
+        assert len(backlog) == 9
+        assert backlog.size <= 100_000
+        recent.add(message(9, value="x" * 10_000))
+        assert (len(backlog), backlog.size, backlog.cut) == (0, 0, True)
+        recent.add(message(10))  # nothing more for it
+        assert await backlog.get() is None
+    assert recent.subscribers_cut == 1
 
 
 def test_unit_an_audit_record_shows_its_writer_and_seq() -> None:
