@@ -160,6 +160,7 @@ def build_services(settings: Settings) -> Services:
         settings.recent_topics,
         max_records=settings.messages_buffer,
         max_bytes=settings.messages_buffer_bytes,
+        audit_topic=settings.audit_topic,
     )
     connection = ProducerConnection(settings)
     producer = connection.producer

@@ -24,6 +24,7 @@ import bisect
 import collections
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -129,11 +130,13 @@ def view_fields(
     value: Any,
     headers: Mapping[str, bytes | None],
     schema_versions: Mapping[int, int] | None = None,
+    chained: bool = True,
 ) -> dict[str, Any]:
     """A `MessageView`'s fields, in its order and without `checkpointed`, as JSON types: a
     value in bytes is decoded as `value_format="auto"` says (JSON when marked
     `content-type: application/json`, else UTF-8 text, else base64); a framed value's schema id
-    is shown, with its version when `schema_versions` knows it."""
+    is shown, with its version when `schema_versions` knows it; `writer` and `seq` only when
+    `chained` (a record of the audit topic)."""
     schema_id = None
     if isinstance(value, bytes):
         schema_id = schema_id_of(value)
@@ -147,7 +150,7 @@ def view_fields(
         encoding = "json"
     else:
         encoding = "text"
-    writer, seq = _chain_place(headers)
+    writer, seq = _chain_place(headers) if chained else (None, None)
     return {
         "topic": topic,
         "partition": partition,
@@ -205,11 +208,21 @@ class RecentRecord:
     # Its place on a writer's chain, worked out with `shown`.
     writer: str | None = None
     seq: int | None = None
+    # A record of the audit topic: only those show a place on a chain (`rg-writer`, `rg-seq`).
+    # Records of other topics may carry any headers their publisher chose.
+    chained: bool = False
+    # Its timestamp for ordering, at most the time it was read: a record stamped in the future
+    # is not newer than the records read after it (and cannot push them out).
+    rank_ms: int = 0
 
     @property
     def order(self) -> tuple[int, int, int]:
-        """Oldest first: by timestamp, then partition and offset."""
-        return (self.timestamp_ms or 0, self.partition, self.offset)
+        """Oldest first: by timestamp (capped at the time read), then partition and offset."""
+        return (self.rank_ms, self.partition, self.offset)
+
+    def chain_place(self) -> tuple[str | None, int | None]:
+        """Its writer and seq: from its headers for a record of the audit topic, else none."""
+        return _chain_place(self.headers) if self.chained else (None, None)
 
     def view_json(self, schema_versions: Mapping[int, int] | None = None) -> bytes:
         """The record's `MessageView` as JSON, without `checkpointed`: decoded now unless
@@ -225,6 +238,7 @@ class RecentRecord:
             value=self.value,
             headers=self.headers,
             schema_versions=schema_versions,
+            chained=self.chained,
         )
         # orjson: pydantic's JSON of a 0.5 MB value takes 1 ms of the event loop; the values
         # are decoded JSON or text, all of which orjson writes, except JSON nested deeper than
@@ -244,7 +258,7 @@ class RecentRecord:
         if self.shown is not None:
             writer, seq = self.writer, self.seq
         else:
-            writer, seq = _chain_place(self.headers)
+            writer, seq = self.chain_place()
         covered = None if writer is None or seq is None else coverage(writer, seq)
         return memoryview(self.view_json(schema_versions))[:-1], _CHECKPOINTED[covered]
 
@@ -321,12 +335,24 @@ class _TopicRecords:
 
 class RecentRecords:
     """Keeps the newest records of each topic: at most `max_records` and `max_bytes` per
-    topic, dropping the oldest (by record timestamp) first. A record re-read after the reader
-    reconnects (same partition and offset, or older) is ignored, so nothing shows twice."""
+    topic, dropping the oldest (by record timestamp, capped at the time it was read) first. A
+    record re-read after the reader reconnects (same partition and offset, or older) is
+    ignored, so nothing shows twice. Only records of `audit_topic` show a place on a writer's
+    chain."""
 
-    def __init__(self, topics: Iterable[str], *, max_records: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        topics: Iterable[str],
+        *,
+        max_records: int,
+        max_bytes: int,
+        audit_topic: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.max_records = max_records
         self.max_bytes = max_bytes
+        self.audit_topic = audit_topic
+        self._clock = clock
         self._topics = {topic: _TopicRecords() for topic in topics}
         self._next_offset: dict[tuple[str, int], int] = {}
         self._subscribers: set[Subscription] = set()
@@ -370,6 +396,8 @@ class RecentRecords:
             key=key,
             value=value,
             headers=headers,
+            chained=message.topic == self.audit_topic,
+            rank_ms=min(message.timestamp_ms or 0, int(self._clock() * 1000)),
             size=_ENTRY_OVERHEAD
             + len(value or b"")
             + len(key or "")
@@ -424,7 +452,7 @@ class RecentRecords:
             kept = self._topics.get(record.topic)
             body = record.view_json(self.schema_versions)
             if kept is not None and kept.size + len(body) <= self.max_bytes:
-                record.writer, record.seq = _chain_place(record.headers)
+                record.writer, record.seq = record.chain_place()
                 record.shown = body
                 record.size += len(body)
                 kept.size += len(body)

@@ -273,3 +273,46 @@ async def test_a_stream_client_that_stops_reading_is_cut_off_and_disconnected(
             received += len(chunk)
     print(f"\nthe stalled client had {received / 2**20:.1f} MiB to read when it was let go")
     assert "client that read nothing for 3.0s" in service.log()
+
+
+async def test_records_of_other_topics_neither_claim_a_chain_place_nor_push_records_out(
+    service: ServiceFactory, producer: KafkaProducerClient, topic: str
+) -> None:
+    # Their publisher chooses headers and timestamps: rg-writer/rg-seq of the real writer were
+    # shown as that writer's place, and records stamped ahead evicted every genuine one at once.
+    other = f"{topic}-other"
+    async with service(messages_topics=[topic, other], messages_buffer=5) as client:
+        await reader_connected(client)
+        receipt = (await client.post("/audit", json=EVENT)).json()
+        forged = {
+            "rg-writer": receipt["writer"],
+            "rg-seq": str(receipt["seq"]),
+            "rg-redaction": "mask;v=1",
+        }
+        # 50 minutes ahead: within what the broker accepts (log.message.timestamp.after.max.ms).
+        ahead_ms = int(time.time() * 1000) + 50 * 60 * 1000
+        for n in range(5):
+            await producer.publish(
+                other, {"n": n}, key="ahead", timestamp_ms=ahead_ms, headers=forged
+            )
+        ahead = await wait_for_messages(client, 5, topic=other)
+        assert {(r["writer"], r["seq"], r["checkpointed"]) for r in ahead["messages"]} == {
+            (None, None, None)
+        }
+        await producer.publish(other, {"n": 5}, key="genuine")
+
+        async def genuine_shown() -> bool:
+            page = (await client.get("/messages", params={"topic": other})).json()
+            return bool(page["messages"]) and page["messages"][0]["key"] == "genuine"
+
+        await eventually(genuine_shown, timeout_s=20)
+        shown = (await client.get("/messages", params={"limit": 1000})).json()["messages"]
+    for record in shown:
+        place = (record["writer"], record["seq"])
+        if record["topic"] == topic:
+            assert place == (receipt["writer"], receipt["seq"])
+        else:
+            assert place == (None, None)
+            assert record["checkpointed"] is None
+            if record["key"] == "ahead":  # its headers are shown as they came
+                assert record["headers"]["rg-writer"] == receipt["writer"]

@@ -197,10 +197,52 @@ def test_unit_an_audit_record_shows_its_writer_and_seq() -> None:
         assert (view.writer, view.seq) == (None, None), headers
 
 
+def test_unit_only_records_of_the_audit_topic_show_a_place_on_a_chain() -> None:
+    # Another topic's publisher chooses its headers: rg-writer/rg-seq of a real writer made its
+    # record show that writer's place, and `checkpointed: true` once a checkpoint covered it.
+    writer = "0123456789abcdef0123456789abcdef"
+    forged = {**JSON, "rg-writer": writer.encode(), "rg-seq": b"5", "rg-redaction": b"mask;v=1"}
+    recent = RecentRecords(["audit", "other"], max_records=10, max_bytes=10**6, audit_topic="audit")
+    genuine = recent.add(message(0, topic="audit", value={"a": 1}, headers=forged))
+    other = recent.add(message(0, topic="other", value={"a": 1}, headers=forged))
+    assert genuine is not None
+    assert other is not None
+
+    def covered(writer: str, seq: int) -> bool:
+        return True
+
+    for record in (genuine, other):  # as served the first time, and from the kept view
+        for _ in range(2):
+            shown = json.loads(b"".join(recent.shown(record, covered)))
+            place = (shown["writer"], shown["seq"], shown["checkpointed"])
+            assert place == ((writer, 5, True) if record is genuine else (None, None, None))
+    # Its headers are still shown as they are.
+    assert json.loads(other.json(covered))["headers"]["rg-writer"] == writer
+
+
+def test_unit_a_record_stamped_in_the_future_cannot_push_genuine_ones_out() -> None:
+    # Five records stamped 9999-12-31 in a 5-record buffer made each genuine record that
+    # followed disappear at once (evicted as the oldest by timestamp).
+    now_s = 1_800_000_000.0
+    recent = RecentRecords(["t"], max_records=5, max_bytes=10**6, clock=lambda: now_s)
+    for offset in range(5):
+        recent.add(message(offset, key="future", timestamp_ms=253_402_300_799_999))
+    genuine = recent.add(message(5, key="genuine", timestamp_ms=int(now_s * 1000) + 1))
+    assert genuine is not None
+    assert recent.query(limit=5)[0].key == "genuine"
+    # Ordered as if stamped when read: it is newest until newer ones arrive, then goes.
+    for offset in range(6, 11):
+        now_s += 1
+        recent.add(message(offset, key="later", timestamp_ms=int(now_s * 1000)))
+    assert [r.key for r in recent.query(limit=5)] == ["later"] * 5
+    # The record's own timestamp is what it shows.
+    assert json.loads(genuine.json(lambda writer, seq: None))["timestamp_ms"] == 1_800_000_000_001
+
+
 def test_unit_checkpointed_is_what_the_coverage_says_when_the_record_is_served() -> None:
     writer = "0123456789abcdef0123456789abcdef"
     chained = {**JSON, "rg-writer": writer.encode(), "rg-seq": b"5"}
-    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6, audit_topic="t")
     audit = recent.add(message(0, value={"a": 1}, headers=chained))
     other = recent.add(message(1, value={"a": 1}, headers=JSON))
     assert audit is not None
