@@ -30,6 +30,7 @@ from app.recent.coverage import CheckpointCoverage
 from tests.helpers.app import client_for, reader_connected, services_of
 from tests.helpers.kafka import new_topic, read_all
 from tests.helpers.metrics import metric
+from tests.helpers.polling import eventually
 
 EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
 JSON_HEADERS = {"content-type": "application/json"}
@@ -249,3 +250,52 @@ async def test_tail_prints_every_record_past_a_poison_one(
     if poison.name == "nested-300":  # decoded, then not printable: said so
         assert "not printable" in lines[0]
         assert f"the value at {topic}[0]@0 is not printable" in err.getvalue()
+
+
+async def test_exactly_once_a_record_that_does_not_decode_goes_to_the_dead_letters_in_its_batch(
+    kafka_bootstrap: str, producer: KafkaProducerClient, topic: str
+) -> None:
+    dead = f"{topic}-dead"
+    await producer.publish(topic, b"[" * 5000, key="poison", partition=0)
+    await producer.publish(topic, {"n": 1}, key="good", partition=0)
+    handled: list[Any] = []
+    consumer = KafkaConsumerClient(
+        config=KafkaConsumerConfig(
+            topics=[topic],
+            bootstrap_servers=kafka_bootstrap,
+            group_id=uuid.uuid4().hex,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            value_format="json",
+        )
+    )
+    async with consumer:
+        processor = KafkaStreamProcessor(
+            consumer=consumer,
+            producer=producer,
+            config=KafkaStreamConfig(
+                processing_guarantee="exactly_once", dead_letter_topic=dead, batch_size=10
+            ),
+        )
+        try:
+            consumed = 0
+            for _ in range(60):
+                consumed += await processor.process_once(
+                    lambda batch: handled.extend(m.value for m in batch)
+                )
+                if consumed >= 2:
+                    break
+        finally:
+            await processor.close()
+
+        async def committed_past_both() -> bool:
+            # The group learns a transaction's offsets once its commit marker is written.
+            return await consumer.seek_to_committed([(topic, 0)]) == {(topic, 0): 2}
+
+        await eventually(committed_past_both, timeout_s=30)
+    assert handled == [{"n": 1}]
+    assert processor.undecodable == 1
+    (letter,) = await read_all(
+        kafka_bootstrap, dead, 1, value_format="bytes", isolation_level="read_committed"
+    )
+    assert letter.value == b"[" * 5000
