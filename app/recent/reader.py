@@ -138,6 +138,13 @@ class RecentRecordsReader:
             except SchemaRegistryError as exc:  # the version stays unknown; asked again later
                 logger.debug("schema %d not looked up: %s", schema_id, exc)
                 continue
+            except Exception as exc:
+                # An answer the client cannot read: the version stays unknown. Raised, it
+                # restarted the reader, which rewound and met the same record again, forever.
+                logger.warning(
+                    "schema %d not looked up: %s: %.200s", schema_id, type(exc).__name__, exc
+                )
+                continue
             if found is not None and found.version is not None:
                 known[schema_id] = found.version
 

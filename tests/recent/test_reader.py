@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from app.kafka import KafkaConnectionError
+from app.kafka import KafkaConnectionError, KafkaMessage
 from app.recent import reader as reader_module
 from app.recent.buffer import RecentRecords
 from app.recent.reader import RecentRecordsReader
@@ -61,3 +61,21 @@ async def test_unit_the_backoff_grows_while_no_poll_succeeds(
     finally:
         await reader.close()
     assert delays == [0.5, 1.0, 2.0, 4.0]
+
+
+class _OddRegistry:
+    """A registry whose answer for a schema id the client cannot read."""
+
+    async def by_id(self, schema_id: int) -> None:
+        raise ValueError(f"invalid literal for int() in the versions of {schema_id}")
+
+
+async def test_unit_a_schema_lookup_that_fails_any_way_leaves_the_version_unknown() -> None:
+    # A framed value on any topic read makes the reader ask the registry; an exception other
+    # than SchemaRegistryError escaped and restarted the reader, which met the record again.
+    settings = Settings(_env_file=None, kafka_bootstrap_servers=["127.0.0.1:9"])
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    reader = RecentRecordsReader(settings, recent, refresh_s=60)
+    framed = KafkaMessage(topic="t", partition=0, offset=0, value=b"\x00\x00\x00\x00\x07{}")
+    await reader._learn_versions(_OddRegistry(), [framed])  # type: ignore[arg-type]
+    assert recent.schema_versions == {}
