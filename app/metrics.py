@@ -55,6 +55,47 @@ class _Refusals(Collector):
         yield family
 
 
+class _Skipped(Collector):
+    """`rg_messages_records_skipped_total`: records of the GET /messages topics not kept."""
+
+    def __init__(self, read: Callable[[], Mapping[str, float]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "rg_messages_records_skipped",
+            "Records the GET /messages reader did not keep, by reason: oversized (alone above "
+            "RG_MESSAGES_BUFFER_BYTES), failed (taking it in raised), checkpoint_ignored (a "
+            "record of the checkpoints topic that is no trusted checkpoint).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._read().items()):
+            family.add_metric([reason], count)
+        yield family
+
+
+class _Streams(Collector):
+    """GET /messages/stream clients let go: cut off behind, or closed for not reading."""
+
+    def __init__(self, cut: Callable[[], int], timed_out: Callable[[], int]) -> None:
+        self._cut = cut
+        self._timed_out = timed_out
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "rg_messages_stream_cut",
+            "GET /messages/stream subscribers cut off (backlog dropped, stream ended) for "
+            "falling 1,000 records or RG_MESSAGES_BUFFER_BYTES bytes behind.",
+            value=self._cut(),
+        )
+        yield CounterMetricFamily(
+            "rg_messages_stream_send_timeouts",
+            "GET /messages/stream connections closed: the client read nothing for "
+            "RG_MESSAGES_STREAM_SEND_TIMEOUT_S while an event waited.",
+            value=self._timed_out(),
+        )
+
+
 class _Chain(Collector):
     """The writer's chain: its id, the last position assigned, the positions lost."""
 
@@ -258,6 +299,14 @@ class ServiceMetrics:
                 }
             )
         )
+
+    def watch_skipped(self, read: Callable[[], Mapping[str, float]]) -> None:
+        """Report the records the GET /messages reader skipped, by reason, on every scrape."""
+        self.registry.register(_Skipped(read))
+
+    def watch_streams(self, *, cut: Callable[[], int], timed_out: Callable[[], int]) -> None:
+        """Report the GET /messages/stream clients let go on every scrape."""
+        self.registry.register(_Streams(cut, timed_out))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

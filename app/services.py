@@ -160,6 +160,7 @@ def build_services(settings: Settings) -> Services:
         settings.recent_topics,
         max_records=settings.messages_buffer,
         max_bytes=settings.messages_buffer_bytes,
+        audit_topic=settings.audit_topic,
     )
     connection = ProducerConnection(settings)
     producer = connection.producer
@@ -210,6 +211,16 @@ def build_services(settings: Settings) -> Services:
         registry=registry,
     )
     metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
+    metrics.watch_skipped(
+        lambda: {
+            "oversized": recent.skipped["oversized"],
+            "failed": recent.skipped["failed"],
+            "checkpoint_ignored": coverage.ignored,
+        }
+    )
+    metrics.watch_streams(
+        cut=lambda: recent.subscribers_cut, timed_out=lambda: recent.streams_timed_out
+    )
     metrics.watch_checkpoints(lambda: checkpoints.written, lambda: checkpoints.latest_seq)
     backpressure = Backpressure(producer, max_in_flight=settings.max_in_flight, budget=in_flight)
     return Services(

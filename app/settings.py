@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     messages_refresh_s: float = Field(
         default=10.0, gt=0, description="How often GET /messages looks for new partitions."
     )
+    messages_stream_send_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a GET /messages/stream client may read nothing while an event "
+        "waits to be sent before its connection is closed.",
+    )
     publish_topics: CommaList = Field(
         default=[], description="Allow-list (names or glob patterns) for POST /publish."
     )

@@ -1,25 +1,94 @@
-"""GET /messages and GET /messages/stream: the most recent records, for operators."""
+"""GET /messages and GET /messages/stream: the most recent records, for operators.
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+A stream whose client reads nothing is bounded twice: its backlog is cut off past one topic's
+byte bound (app/recent/buffer.py), and a send that waits longer than
+RG_MESSAGES_STREAM_SEND_TIMEOUT_S for the client to read closes the connection.
+"""
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
+from starlette.types import Message, Receive, Scope, Send
 
 from app.api.auth import require
 from app.api.deps import ServicesDep
 from app.api.errors import error_responses
 from app.errors import InvalidRequestError
 from app.kafka.models import epoch_ms, parse_utc
-from app.recent.buffer import MessageView
+from app.recent.buffer import MessageView, Subscription
 from app.recent.filters import RecordFilter
+from app.services import Services
+
+logger = logging.getLogger(__name__)
+
+# Where a stream keeps its backlog in the request's state, for `_SendTimed`.
+STREAM_BACKLOG = "stream_backlog"
+
+
+class _SendTimed(Response):
+    """A streamed answer whose every send must complete within `timeout_s`. Past it the
+    client is let go: what is left to send is dropped, its stream's backlog (the scope's
+    `state.stream_backlog`) cut off so the stream ends, and uvicorn closes a connection whose
+    answer did not end."""
+
+    def __init__(self, response: StreamingResponse, services: Services) -> None:
+        # Not Response.__init__: this only wraps `response`, whose head is already built.
+        self._response = response
+        self._services = services
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        timeout_s = self._services.settings.messages_stream_send_timeout_s
+        gone = False
+
+        async def timed_send(message: Message) -> None:
+            nonlocal gone
+            if gone:
+                return
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await send(message)
+            except TimeoutError:
+                gone = True
+                self._services.recent.streams_timed_out += 1
+                logger.warning(
+                    "closing a GET /messages/stream client that read nothing for %.1fs",
+                    timeout_s,
+                )
+                backlog = scope.get("state", {}).get(STREAM_BACKLOG)
+                if isinstance(backlog, Subscription):
+                    backlog.cut_off()
+
+        await self._response(scope, receive, timed_send)
+
+
+class _StreamRoute(APIRoute):
+    """A route whose streamed answers have a send timeout (`_SendTimed`)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def timed(request: Request) -> Response:
+            response = await handler(request)
+            if isinstance(response, StreamingResponse):
+                return _SendTimed(response, request.app.state.services)
+            return response
+
+        return timed
+
 
 router = APIRouter(
     tags=["messages"],
     dependencies=[require("messages:read")],
     responses=error_responses(401, 403),
+    route_class=_StreamRoute,
 )
 
 TopicQuery = Annotated[
@@ -179,16 +248,19 @@ async def messages(
     },
 )
 async def messages_stream(
-    services: ServicesDep, filters: FiltersDep
+    services: ServicesDep, filters: FiltersDep, request: Request
 ) -> AsyncIterator[ServerSentEvent]:
     """Every record read from now on that passes the filters, as an event `message` whose data
     is one record (as in GET /messages) and whose id is `topic/partition/offset`. A client that
-    falls 1,000 records behind gets an event `overflow` and the stream ends: reconnect. An
+    falls 1,000 records or RG_MESSAGES_BUFFER_BYTES bytes behind gets an event `overflow` and
+    the stream ends: reconnect; one that reads nothing for RG_MESSAGES_STREAM_SEND_TIMEOUT_S
+    while an event waits is disconnected. An
     event's `checkpointed` is the coverage when it is sent (usually false: a checkpoint follows
     within RG_AUDIT_CHECKPOINT_S); GET /messages shows it later."""
-    async with services.recent.subscribe() as queue:
+    async with services.recent.subscribe() as backlog:
+        setattr(request.state, STREAM_BACKLOG, backlog)
         yield ServerSentEvent(comment="subscribed", retry=3000)
-        while (record := await queue.get()) is not None:
+        while (record := await backlog.get()) is not None:
             if filters.matches(record):
                 yield ServerSentEvent(
                     # `checkpointed` as it is when the event is sent.

@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -58,8 +59,11 @@ async def tail(
     out: TextIO,
     formatter: Callable[[KafkaMessage], str],
     max_messages: int | None = None,
+    err: TextIO | None = None,
 ) -> int:
-    """Print records until SIGINT/SIGTERM or `max_messages`; return how many were printed."""
+    """Print records until SIGINT/SIGTERM or `max_messages`; return how many were printed. A
+    record whose value cannot be written out is printed with a note in its place (and said so
+    on `err`, stderr by default): no record stops the tail."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -68,8 +72,20 @@ async def tail(
     async with consumer:
         while not stop.is_set() and (max_messages is None or printed < max_messages):
             for message in await consumer.poll(timeout_ms=500):
-                print(formatter(message), file=out, flush=True)
+                print(_line(message, formatter, err or sys.stderr), file=out, flush=True)
                 printed += 1
                 if max_messages is not None and printed >= max_messages:
                     break
     return printed
+
+
+def _line(message: KafkaMessage, formatter: Callable[[KafkaMessage], str], err: TextIO) -> str:
+    # JSON nested deeper than orjson writes (255 levels; it reads up to 1,024) decodes but
+    # does not print: the record is shown with a note as its value.
+    try:
+        return formatter(message)
+    except Exception as exc:
+        note = f"<not printable: {type(exc).__name__}: {exc}>"
+        place = f"{message.topic}[{message.partition}]@{message.offset}"
+        print(f"tail: the value at {place} is not printable ({exc})", file=err, flush=True)
+        return formatter(message.model_copy(update={"value": note}))

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 Offsets = Mapping[tuple[str, int], int]
 Place = tuple[str, int]
 RevokeCallback = Callable[[set[Place]], Awaitable[None]]
+# Given a record whose key or value did not decode (as read: bytes) and the error.
+UndecodableCallback = Callable[[KafkaMessage, Exception], None]
 
 
 class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -123,10 +125,17 @@ class KafkaConsumerClient(AsyncLifecycle):
         return self._consumer
 
     async def poll(
-        self, *, timeout_ms: int | None = None, max_records: int | None = None
+        self,
+        *,
+        timeout_ms: int | None = None,
+        max_records: int | None = None,
+        on_undecodable: UndecodableCallback | None = None,
     ) -> list[KafkaMessage]:
         """Return the records available within `timeout_ms` (at most `max_records`), in
-        partition order; an empty list when none arrived."""
+        partition order; an empty list when none arrived. A record whose key or value does not
+        decode raises `KafkaSerializationError` (the rest of the batch is lost with it), unless
+        `on_undecodable` is given: that record is then passed to it as read (key and value in
+        bytes) with the error, and left out of the list."""
         consumer = self._require_started()
         try:
             batches = await consumer.getmany(
@@ -139,7 +148,15 @@ class KafkaConsumerClient(AsyncLifecycle):
         if isinstance(self._value_deserializer, JsonSchemaDeserializer):
             # New schema ids are looked up once, before the batch is decoded.
             await self._value_deserializer.resolve(record.value for record in records)
-        return [self._message(record) for record in records]
+        if on_undecodable is None:
+            return [self._message(record) for record in records]
+        messages = []
+        for record in records:
+            try:
+                messages.append(self._message(record))
+            except Exception as exc:
+                on_undecodable(_as_read(record), exc)
+        return messages
 
     def _message(self, record: ConsumerRecord[bytes | None, bytes | None]) -> KafkaMessage:
         headers = dict(record.headers)
@@ -291,3 +308,16 @@ def next_offsets(messages: list[KafkaMessage]) -> dict[tuple[str, int], int]:
         place = (message.topic, message.partition)
         offsets[place] = max(offsets.get(place, 0), message.offset + 1)
     return offsets
+
+
+def _as_read(record: "ConsumerRecord[bytes | None, bytes | None]") -> KafkaMessage:
+    """A record with its key and value as read (bytes), nothing decoded."""
+    return KafkaMessage(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp if record.timestamp >= 0 else None,
+        key=record.key,
+        value=record.value,
+        headers=dict(record.headers),
+    )

@@ -11,6 +11,11 @@ begin, call the handler, send its outputs (or the dead letters), add the consume
 commit. A handler or send failure aborts the transaction and moves the partition back to where
 the last commit left it; the outputs of an aborted batch never reach read_committed readers.
 
+A record whose key or value does not decode (the consumer's `value_format="json"` meeting
+non-JSON, a deserializer that raises) never reaches the handler and never stops the loop: it
+goes to the dead-letter topic with the error when one is configured, else it is logged and
+skipped (`undecodable` counts both), and its offset is committed with its batch.
+
 In a consumer group, a revocation waits for the batch in progress (its commit or abort happens
 while the partitions are still this member's), and a batch read while partitions were being
 taken away is dropped: the group's next owner reads it again from the committed offsets.
@@ -80,6 +85,9 @@ class KafkaStreamProcessor:
         self._cycle = asyncio.Lock()
         self._handler_calls = asyncio.Lock()
         self._revocations = 0
+        # Records of the batch being collected that did not decode, with the error.
+        self._undecodable: list[tuple[KafkaMessage, Exception]] = []
+        self.undecodable = 0
         self._producers = self._partition_producers()
         if consumer.config.group_id is not None:
             consumer.on_revoke(self._on_revoke)
@@ -140,13 +148,16 @@ class KafkaStreamProcessor:
         """Poll until `batch_size` records arrived or `max_wait_ms` passed (or `stop()`)."""
         batch: list[KafkaMessage] = []
         deadline = time.monotonic() + self.config.max_wait_ms / 1000
-        while len(batch) < self.config.batch_size and not self.stopping:
+        while (taken := len(batch) + len(self._undecodable)) < self.config.batch_size:
+            if self.stopping:
+                break
             remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0 and batch:
+            if remaining_ms <= 0 and taken:
                 break
             batch += await self.consumer.poll(
                 timeout_ms=max(0, min(self.config.poll_timeout_ms, remaining_ms)),
-                max_records=self.config.batch_size - len(batch),
+                max_records=self.config.batch_size - taken,
+                on_undecodable=lambda message, exc: self._undecodable.append((message, exc)),
             )
             if remaining_ms <= 0:
                 break
@@ -159,20 +170,46 @@ class KafkaStreamProcessor:
             async with self._cycle:
                 await self._claim_assigned(self._producers)
         batch = await self.collect_batch()
-        if not batch:
+        undecodable, self._undecodable = self._undecodable, []
+        if not batch and not undecodable:
             return 0
         async with self._cycle:
             if self._producers is None and self._revocations != revocations:
-                self._read_again(batch)
+                self._read_again(batch + [message for message, _ in undecodable])
                 return 0
             if self._producers is not None:
-                return await self._process_in_transactions(batch, handler, output_topic)
-            requests = await self._requests_for(batch, handler, output_topic)
+                return await self._process_in_transactions(
+                    batch, undecodable, handler, output_topic
+                )
+            requests = await self._requests_for(batch, handler, output_topic) if batch else []
+            requests += self._undecodable_letters(undecodable)
             if self.producer is not None:
                 await publish_outputs(requests, self.producer, self.config)
             if self.config.commit_on_success:
-                await self._commit(batch)
-            return len(batch)
+                await self._commit(batch + [message for message, _ in undecodable])
+            self.undecodable += len(undecodable)
+            return len(batch) + len(undecodable)
+
+    def _undecodable_letters(
+        self, undecodable: list[tuple[KafkaMessage, Exception]]
+    ) -> list[KafkaPublishRequest]:
+        """The dead letters of records that did not decode (none without a dead-letter topic:
+        they are logged and skipped)."""
+        topic = self.config.dead_letter_topic
+        letters: list[KafkaPublishRequest] = []
+        for message, exc in undecodable:
+            logger.warning(
+                "the record at %s/%d/%d did not decode (%s: %.200s); %s",
+                message.topic,
+                message.partition,
+                message.offset,
+                type(exc).__name__,
+                exc,
+                f"sending it to {topic!r}" if topic is not None else "skipped",
+            )
+            if topic is not None:
+                letters += dead_letters([message], exc, topic)
+        return letters
 
     async def _commit(self, batch: list[KafkaMessage]) -> None:
         try:
@@ -243,18 +280,27 @@ class KafkaStreamProcessor:
             await self.consumer.seek_to_committed(new)
 
     async def _process_in_transactions(
-        self, batch: list[KafkaMessage], handler: Handler, output_topic: str | None
+        self,
+        batch: list[KafkaMessage],
+        undecodable: list[tuple[KafkaMessage, Exception]],
+        handler: Handler,
+        output_topic: str | None,
     ) -> int:
         assert self._producers is not None  # noqa: S101 - the caller checked
         parts: dict[Place, list[KafkaMessage]] = {}
         for message in batch:
             parts.setdefault((message.topic, message.partition), []).append(message)
+        poison: dict[Place, list[tuple[KafkaMessage, Exception]]] = {}
+        for message, exc in undecodable:
+            place = (message.topic, message.partition)
+            parts.setdefault(place, [])
+            poison.setdefault(place, []).append((message, exc))
         held = self._producers.held
         # Records of a partition not claimed yet came from a position set before its claim:
         # the claim seeks it to the committed offset, where they are read again.
         outcomes = await asyncio.gather(
             *(
-                self._transact(place, records, handler, output_topic)
+                self._transact(place, records, poison.get(place, []), handler, output_topic)
                 for place, records in parts.items()
                 if place in held
             ),
@@ -269,28 +315,37 @@ class KafkaStreamProcessor:
         return sum(o for o in outcomes if isinstance(o, int))
 
     async def _transact(
-        self, place: Place, records: list[KafkaMessage], handler: Handler, output_topic: str | None
+        self,
+        place: Place,
+        records: list[KafkaMessage],
+        undecodable: list[tuple[KafkaMessage, Exception]],
+        handler: Handler,
+        output_topic: str | None,
     ) -> int:
-        """One input partition's part of a batch as one transaction; the records consumed."""
+        """One input partition's part of a batch as one transaction (its records, and the
+        dead letters of those that did not decode); the records consumed."""
         assert self._producers is not None  # noqa: S101 - only called under exactly_once
         group = self.consumer.config.group_id
         assert group is not None  # noqa: S101 - checked in __init__
         producer = self._producers.get(place)
+        consumed = sorted(records + [message for message, _ in undecodable], key=lambda m: m.offset)
         await producer.begin_transaction()
         try:
-            requests = await self._requests_for(records, handler, output_topic)
+            requests = await self._requests_for(records, handler, output_topic) if records else []
+            requests += self._undecodable_letters(undecodable)
             await publish_outputs(requests, producer, self.config)
-            await producer.send_offsets_to_transaction(next_offsets(records), group)
+            await producer.send_offsets_to_transaction(next_offsets(consumed), group)
             await producer.commit_transaction()
         except BaseException as exc:
-            await self._abort(place, producer, records, exc)
+            await self._abort(place, producer, consumed, exc)
             if isinstance(exc, KafkaClientError) and exc.retriable:
                 logger.warning(
                     "transaction for %s aborted (%s); reading it again", places(records), exc
                 )
                 return 0
             raise
-        return len(records)
+        self.undecodable += len(undecodable)
+        return len(consumed)
 
     async def _abort(
         self,

@@ -10,13 +10,21 @@ the checkpoints written so far say; GET /messages keeps the view's JSON of a rec
 (`RecentRecords.shown`), so showing it again costs a copy, as long as that fits in the byte
 bound. The bounds count the bytes kept (as read, and views kept), plus a fixed allowance per
 record and per header for the objects holding them.
+
+A stream subscriber's backlog (records kept since it subscribed that it has not sent yet) holds
+records the buffer may have evicted already, so it is bounded too: at most 1,000 records and
+`RG_MESSAGES_BUFFER_BYTES` bytes (one topic's buffer) per subscriber. Past either the subscriber
+is cut off: its backlog is dropped at once (a client that stopped reading pins nothing more),
+and its stream ends with an `overflow` event.
 """
 
 import asyncio
 import base64
 import bisect
+import collections
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -34,7 +42,7 @@ from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE, decode_value
 # per header (the dict slot, the bytes objects).
 _ENTRY_OVERHEAD = 300
 _HEADER_OVERHEAD = 64
-_SUBSCRIBER_QUEUE = 1000
+_SUBSCRIBER_RECORDS = 1000
 _WRITER = re.compile(r"[0-9a-f]{32}")
 _SEQ = re.compile(r"0|[1-9][0-9]*")
 # The end of a record's JSON for each answer of the coverage (replacing its closing brace).
@@ -122,11 +130,13 @@ def view_fields(
     value: Any,
     headers: Mapping[str, bytes | None],
     schema_versions: Mapping[int, int] | None = None,
+    chained: bool = True,
 ) -> dict[str, Any]:
     """A `MessageView`'s fields, in its order and without `checkpointed`, as JSON types: a
     value in bytes is decoded as `value_format="auto"` says (JSON when marked
     `content-type: application/json`, else UTF-8 text, else base64); a framed value's schema id
-    is shown, with its version when `schema_versions` knows it."""
+    is shown, with its version when `schema_versions` knows it; `writer` and `seq` only when
+    `chained` (a record of the audit topic)."""
     schema_id = None
     if isinstance(value, bytes):
         schema_id = schema_id_of(value)
@@ -140,7 +150,7 @@ def view_fields(
         encoding = "json"
     else:
         encoding = "text"
-    writer, seq = _chain_place(headers)
+    writer, seq = _chain_place(headers) if chained else (None, None)
     return {
         "topic": topic,
         "partition": partition,
@@ -198,11 +208,21 @@ class RecentRecord:
     # Its place on a writer's chain, worked out with `shown`.
     writer: str | None = None
     seq: int | None = None
+    # A record of the audit topic: only those show a place on a chain (`rg-writer`, `rg-seq`).
+    # Records of other topics may carry any headers their publisher chose.
+    chained: bool = False
+    # Its timestamp for ordering, at most the time it was read: a record stamped in the future
+    # is not newer than the records read after it (and cannot push them out).
+    rank_ms: int = 0
 
     @property
     def order(self) -> tuple[int, int, int]:
-        """Oldest first: by timestamp, then partition and offset."""
-        return (self.timestamp_ms or 0, self.partition, self.offset)
+        """Oldest first: by timestamp (capped at the time read), then partition and offset."""
+        return (self.rank_ms, self.partition, self.offset)
+
+    def chain_place(self) -> tuple[str | None, int | None]:
+        """Its writer and seq: from its headers for a record of the audit topic, else none."""
+        return _chain_place(self.headers) if self.chained else (None, None)
 
     def view_json(self, schema_versions: Mapping[int, int] | None = None) -> bytes:
         """The record's `MessageView` as JSON, without `checkpointed`: decoded now unless
@@ -218,10 +238,16 @@ class RecentRecord:
             value=self.value,
             headers=self.headers,
             schema_versions=schema_versions,
+            chained=self.chained,
         )
         # orjson: pydantic's JSON of a 0.5 MB value takes 1 ms of the event loop; the values
-        # are decoded JSON or text, all of which orjson writes.
-        return orjson.dumps(fields)
+        # are decoded JSON or text, all of which orjson writes, except JSON nested deeper than
+        # orjson writes (255 levels; it reads up to 1,024): that one is shown as its text.
+        try:
+            return orjson.dumps(fields)
+        except orjson.JSONEncodeError:
+            fields.update(_as_text(self.value))
+            return orjson.dumps(fields)
 
     def json_parts(
         self, coverage: Coverage, schema_versions: Mapping[int, int] | None = None
@@ -232,7 +258,7 @@ class RecentRecord:
         if self.shown is not None:
             writer, seq = self.writer, self.seq
         else:
-            writer, seq = _chain_place(self.headers)
+            writer, seq = self.chain_place()
         covered = None if writer is None or seq is None else coverage(writer, seq)
         return memoryview(self.view_json(schema_versions))[:-1], _CHECKPOINTED[covered]
 
@@ -252,6 +278,53 @@ class RecentRecord:
         )
 
 
+class Subscription:
+    """A stream subscriber's backlog: the records kept since it subscribed that it has not
+    taken yet, at most `max_records` and `max_bytes` (their sizes as counted in the buffer).
+    Past either it is cut off: the backlog is dropped and `get()` returns None from then on."""
+
+    def __init__(self, *, max_records: int, max_bytes: int) -> None:
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self._backlog: collections.deque[tuple[RecentRecord, int]] = collections.deque()
+        self.size = 0
+        self.cut = False
+        self._more = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._backlog)
+
+    def put(self, record: RecentRecord) -> bool:
+        """Add `record` to the backlog; False when that cut the subscriber off (or it was)."""
+        if self.cut:
+            return False
+        if len(self._backlog) >= self.max_records or self.size + record.size > self.max_bytes:
+            self.cut_off()
+            return False
+        self._backlog.append((record, record.size))
+        self.size += record.size
+        self._more.set()
+        return True
+
+    def cut_off(self) -> None:
+        """Drop the backlog; `get()` returns None from now on."""
+        self.cut = True
+        self._backlog.clear()
+        self.size = 0
+        self._more.set()
+
+    async def get(self) -> RecentRecord | None:
+        """The next record of the backlog, waiting for one; None once cut off."""
+        while not self._backlog:
+            if self.cut:
+                return None
+            self._more.clear()
+            await self._more.wait()
+        record, size = self._backlog.popleft()
+        self.size -= size
+        return record
+
+
 @dataclass
 class _TopicRecords:
     # Sorted by `RecentRecord.order`: after a rewind the partitions arrive one after another,
@@ -262,18 +335,41 @@ class _TopicRecords:
 
 class RecentRecords:
     """Keeps the newest records of each topic: at most `max_records` and `max_bytes` per
-    topic, dropping the oldest (by record timestamp) first. A record re-read after the reader
-    reconnects (same partition and offset, or older) is ignored, so nothing shows twice."""
+    topic, dropping the oldest (by record timestamp, capped at the time it was read) first. A
+    record re-read after the reader reconnects (same partition and offset, or older) is
+    ignored, so nothing shows twice. Only records of `audit_topic` show a place on a writer's
+    chain."""
 
-    def __init__(self, topics: Iterable[str], *, max_records: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        topics: Iterable[str],
+        *,
+        max_records: int,
+        max_bytes: int,
+        audit_topic: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.max_records = max_records
         self.max_bytes = max_bytes
+        self.audit_topic = audit_topic
+        self._clock = clock
         self._topics = {topic: _TopicRecords() for topic in topics}
         self._next_offset: dict[tuple[str, int], int] = {}
-        self._subscribers: set[asyncio.Queue[RecentRecord | None]] = set()
-        self.dropped_oversized = 0
+        self._subscribers: set[Subscription] = set()
+        # Stream subscribers cut off for falling behind (`rg_messages_stream_cut_total`), and
+        # streams closed for not reading (`rg_messages_stream_send_timeouts_total`).
+        self.subscribers_cut = 0
+        self.streams_timed_out = 0
+        # Records not kept, by reason (`rg_messages_records_skipped_total`): `oversized` (alone
+        # above `max_bytes`), `failed` (taking it in raised: the reader counts and skips it).
+        self.skipped: collections.Counter[str] = collections.Counter()
         # Schema id -> its version, as the reader learnt it from the registry (framed values).
         self.schema_versions: dict[int, int] = {}
+
+    @property
+    def dropped_oversized(self) -> int:
+        """Records not kept because each alone was above `max_bytes`."""
+        return self.skipped["oversized"]
 
     @property
     def topics(self) -> list[str]:
@@ -300,13 +396,15 @@ class RecentRecords:
             key=key,
             value=value,
             headers=headers,
+            chained=message.topic == self.audit_topic,
+            rank_ms=min(message.timestamp_ms or 0, int(self._clock() * 1000)),
             size=_ENTRY_OVERHEAD
             + len(value or b"")
             + len(key or "")
             + sum(len(name) + len(raw or b"") + _HEADER_OVERHEAD for name, raw in headers.items()),
         )
         if record.size > self.max_bytes:
-            self.dropped_oversized += 1
+            self.skipped["oversized"] += 1
             return None
         bisect.insort(kept.records, record, key=lambda r: r.order)
         kept.size += record.size
@@ -354,7 +452,7 @@ class RecentRecords:
             kept = self._topics.get(record.topic)
             body = record.view_json(self.schema_versions)
             if kept is not None and kept.size + len(body) <= self.max_bytes:
-                record.writer, record.seq = _chain_place(record.headers)
+                record.writer, record.seq = record.chain_place()
                 record.shown = body
                 record.size += len(body)
                 kept.size += len(body)
@@ -369,24 +467,32 @@ class RecentRecords:
         return {topic: kept.size for topic, kept in self._topics.items()}
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator["asyncio.Queue[RecentRecord | None]"]:
-        """A queue of every record kept from now on. A subscriber that falls more than
-        1,000 records behind gets None (then nothing more): it should reconnect."""
-        queue: asyncio.Queue[RecentRecord | None] = asyncio.Queue(_SUBSCRIBER_QUEUE + 1)
-        self._subscribers.add(queue)
+    async def subscribe(self) -> AsyncIterator[Subscription]:
+        """The backlog of every record kept from now on. A subscriber that falls more than
+        1,000 records or `max_bytes` bytes behind is cut off: its backlog is dropped and it
+        gets None (then nothing more): it should reconnect."""
+        subscription = Subscription(max_records=_SUBSCRIBER_RECORDS, max_bytes=self.max_bytes)
+        self._subscribers.add(subscription)
         try:
-            yield queue
+            yield subscription
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.discard(subscription)
 
     def _publish(self, record: RecentRecord) -> None:
-        for queue in list(self._subscribers):
-            if queue.qsize() >= _SUBSCRIBER_QUEUE:
-                # Too slow: cut it off rather than hold an unbounded backlog for it.
-                self._subscribers.discard(queue)
-                queue.put_nowait(None)
-            else:
-                queue.put_nowait(record)
+        for subscription in list(self._subscribers):
+            if not subscription.put(record):
+                # Too slow: cut off rather than hold a backlog outside the buffer's bounds.
+                self._subscribers.discard(subscription)
+                self.subscribers_cut += 1
+
+
+def _as_text(value: bytes | None) -> dict[str, Any]:
+    # A value shown as it is rather than decoded: UTF-8 text, else base64.
+    raw = value or b""
+    try:
+        return {"value": raw.decode("utf-8"), "value_encoding": "text"}
+    except UnicodeDecodeError:
+        return {"value": base64.b64encode(raw).decode("ascii"), "value_encoding": "base64"}
 
 
 def _raw(value: Any) -> bytes | None:

@@ -92,8 +92,7 @@ class RecentRecordsReader:
                 # Each partition may hold all of the newest records: go back that far in each.
                 await consumer.rewind(self._recent.max_records)
                 self.connected.set()
-                backoff.reset()
-                await self._read(consumer)
+                await self._read(consumer, backoff)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # reconnect whatever went wrong
@@ -108,6 +107,25 @@ class RecentRecordsReader:
                 with contextlib.suppress(Exception):
                     await consumer.close()
 
+    def _take(self, message: KafkaMessage, checkpoints_topic: str) -> None:
+        # One record must never stop the reader: whatever taking it in raises (a parser's
+        # RecursionError, ...), it is counted and skipped. Restarting would rewind and meet
+        # it again, forever.
+        try:
+            self._recent.add(message)
+            if self._coverage is not None and message.topic == checkpoints_topic:
+                self._coverage.add(message)
+        except Exception as exc:
+            self._recent.skipped["failed"] += 1
+            logger.warning(
+                "GET /messages skipped the record at %s/%d/%d (%s: %.200s)",
+                message.topic,
+                message.partition,
+                message.offset,
+                type(exc).__name__,
+                exc,
+            )
+
     async def _learn_versions(
         self, registry: SchemaRegistryClient, messages: list[KafkaMessage]
     ) -> None:
@@ -120,21 +138,29 @@ class RecentRecordsReader:
             except SchemaRegistryError as exc:  # the version stays unknown; asked again later
                 logger.debug("schema %d not looked up: %s", schema_id, exc)
                 continue
+            except Exception as exc:
+                # An answer the client cannot read: the version stays unknown. Raised, it
+                # restarted the reader, which rewound and met the same record again, forever.
+                logger.warning(
+                    "schema %d not looked up: %s: %.200s", schema_id, type(exc).__name__, exc
+                )
+                continue
             if found is not None and found.version is not None:
                 known[schema_id] = found.version
 
-    async def _read(self, consumer: KafkaConsumerClient) -> None:
+    async def _read(self, consumer: KafkaConsumerClient, backoff: Backoff) -> None:
         next_refresh = time.monotonic() + self._refresh_s
         next_lag = time.monotonic()
         checkpoints_topic = self._settings.checkpoints_topic
         while True:
             messages = await consumer.poll(timeout_ms=500)
+            # Only a poll that succeeded shows the connection works: reset on connecting, a
+            # failure met after every start would be retried at the shortest delay forever.
+            backoff.reset()
             if self._registry is not None:
                 await self._learn_versions(self._registry, messages)
             for message in messages:
-                self._recent.add(message)
-                if self._coverage is not None and message.topic == checkpoints_topic:
-                    self._coverage.add(message)
+                self._take(message, checkpoints_topic)
             if time.monotonic() >= next_lag:
                 lags: dict[str, float] = dict.fromkeys(self._recent.topics, 0)
                 for (topic, _), behind in (await consumer.lag()).items():

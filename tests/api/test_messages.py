@@ -1,9 +1,12 @@
 """GET /messages and GET /messages/stream against the real broker."""
 
 import asyncio
+import functools
 import json
+import socket
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +19,9 @@ from tests.helpers.app import (
     reader_connected,
     services_of,
 )
+from tests.helpers.metrics import metric
 from tests.helpers.polling import eventually
-from tests.helpers.service import LiveService
+from tests.helpers.service import Launch, LiveService
 
 EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
 
@@ -220,3 +224,95 @@ async def test_a_stream_client_receives_records_published_after_it_connected(
         None,
     )
     assert event["id"] == f"{live_service.audit_topic}/{receipt['partition']}/{receipt['offset']}"
+
+
+async def newest_is(client: httpx.AsyncClient, n: int) -> bool:
+    """Whether the newest record GET /messages shows has value `n`."""
+    shown = (await client.get("/messages", params={"limit": 1})).json()["messages"]
+    return bool(shown) and shown[0]["value"]["n"] == n
+
+
+async def test_a_stream_client_that_stops_reading_is_cut_off_and_disconnected(
+    start_service: Launch, kafka_bootstrap: str, producer: KafkaProducerClient, tmp_path: Path
+) -> None:
+    # A subscriber's backlog held up to 1,000 records of any size outside the buffer's bound,
+    # for as long as its client kept the connection without reading.
+    service = start_service(
+        kafka_bootstrap,
+        tmp_path,
+        messages_buffer_bytes=str(2**20),
+        messages_stream_send_timeout_s="3",
+    )
+    await asyncio.to_thread(service.wait_ready)
+    host, port = service.url.removeprefix("http://").split(":")
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.settimeout(30)
+    stalled.connect((host, int(port)))
+    with stalled:
+        stalled.sendall(b"GET /messages/stream HTTP/1.1\r\nHost: rg\r\n\r\n")
+        head = b""
+        while b": subscribed" not in head:
+            head += stalled.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200 OK"), head
+        # Then it reads nothing while records of 200 KB arrive, one after another (each
+        # kept before the next is written): sent while the socket buffers take them, then
+        # held in its backlog until that passes 1 MiB, while a send waits.
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+            for n in range(300):
+                await producer.publish(service.audit_topic, {"n": n, "pad": "x" * 200_000})
+                await eventually(functools.partial(newest_is, client, n), timeout_s=30)
+                text = (await client.get("/metrics")).text
+                if metric(text, "rg_messages_stream_send_timeouts_total", default=0) == 1:
+                    break
+            assert metric(text, "rg_messages_stream_cut_total", default=0) == 1
+            assert metric(text, "rg_messages_stream_send_timeouts_total", default=0) == 1
+        # The connection was closed: what the socket buffers held, then the end.
+        received = len(head)
+        while chunk := stalled.recv(1 << 20):
+            received += len(chunk)
+    print(f"\nthe stalled client had {received / 2**20:.1f} MiB to read when it was let go")
+    assert "client that read nothing for 3.0s" in service.log()
+
+
+async def test_records_of_other_topics_neither_claim_a_chain_place_nor_push_records_out(
+    service: ServiceFactory, producer: KafkaProducerClient, topic: str
+) -> None:
+    # Their publisher chooses headers and timestamps: rg-writer/rg-seq of the real writer were
+    # shown as that writer's place, and records stamped ahead evicted every genuine one at once.
+    other = f"{topic}-other"
+    async with service(messages_topics=[topic, other], messages_buffer=5) as client:
+        await reader_connected(client)
+        receipt = (await client.post("/audit", json=EVENT)).json()
+        forged = {
+            "rg-writer": receipt["writer"],
+            "rg-seq": str(receipt["seq"]),
+            "rg-redaction": "mask;v=1",
+        }
+        # 50 minutes ahead: within what the broker accepts (log.message.timestamp.after.max.ms).
+        ahead_ms = int(time.time() * 1000) + 50 * 60 * 1000
+        for n in range(5):
+            await producer.publish(
+                other, {"n": n}, key="ahead", timestamp_ms=ahead_ms, headers=forged
+            )
+        ahead = await wait_for_messages(client, 5, topic=other)
+        assert {(r["writer"], r["seq"], r["checkpointed"]) for r in ahead["messages"]} == {
+            (None, None, None)
+        }
+        await producer.publish(other, {"n": 5}, key="genuine")
+
+        async def genuine_shown() -> bool:
+            page = (await client.get("/messages", params={"topic": other})).json()
+            return bool(page["messages"]) and page["messages"][0]["key"] == "genuine"
+
+        await eventually(genuine_shown, timeout_s=20)
+        shown = (await client.get("/messages", params={"limit": 1000})).json()["messages"]
+    for record in shown:
+        place = (record["writer"], record["seq"])
+        if record["topic"] == topic:
+            assert place == (receipt["writer"], receipt["seq"])
+        else:
+            assert place == (None, None)
+            assert record["checkpointed"] is None
+            if record["key"] == "ahead":  # its headers are shown as they came
+                assert record["headers"]["rg-writer"] == receipt["writer"]

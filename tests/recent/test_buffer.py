@@ -106,6 +106,19 @@ def test_the_view_says_how_the_value_is_encoded() -> None:
     assert view(timestamp_ms=0).timestamp_utc == "1970-01-01T00:00:00.000000Z"
 
 
+def test_json_nested_deeper_than_orjson_writes_is_shown_as_its_text() -> None:
+    # orjson reads 1,024 levels and writes 255: the view (GET /messages, the stream) used to
+    # raise TypeError for one such record.
+    raw = b"[" * 300 + b"]" * 300
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    record = recent.add(message(0, value=raw, headers=JSON))
+    assert record is not None
+    view = json.loads(record.json(lambda writer, seq: None))
+    assert (view["value"], view["value_encoding"]) == (raw.decode(), "text")
+    shown = json.loads(b"".join(recent.shown(record, lambda writer, seq: None)))
+    assert shown["value"] == raw.decode()
+
+
 def test_a_timestamp_beyond_the_calendar_shows_no_utc_time() -> None:
     # Any producer may stamp a record with up to 2**63 - 1 ms; the reader must still show it.
     for timestamp_ms in (2**63 - 1, 253_402_300_800_000):
@@ -128,23 +141,43 @@ def test_the_kept_json_is_the_view() -> None:
 async def test_subscribers_get_records_kept_after_they_subscribed() -> None:
     recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
     recent.add(message(0))
-    async with recent.subscribe() as queue:
+    async with recent.subscribe() as backlog:
         recent.add(message(1))
         recent.add(message(1))  # a duplicate: not passed on either
-        record = await asyncio.wait_for(queue.get(), 1)
+        record = await asyncio.wait_for(backlog.get(), 1)
         assert record is not None
         assert record.offset == 1
-        assert queue.empty()
+        assert len(backlog) == 0
+        assert backlog.size == 0
 
 
-async def test_a_subscriber_that_falls_behind_is_cut_off() -> None:
+async def test_a_subscriber_that_falls_1000_records_behind_is_cut_off() -> None:
     recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
-    async with recent.subscribe() as queue:
-        for offset in range(1500):
+    async with recent.subscribe() as backlog:
+        for offset in range(1000):
             recent.add(message(offset))
-        received = [queue.get_nowait() for _ in range(queue.qsize())]
-    assert len(received) == 1001
-    assert received[-1] is None
+        assert (len(backlog), recent.subscribers_cut) == (1000, 0)
+        recent.add(message(1000))
+        # Cut off: the backlog is dropped at once, the subscriber learns it on its next get.
+        assert (len(backlog), backlog.size) == (0, 0)
+        assert await backlog.get() is None
+    assert recent.subscribers_cut == 1
+
+
+async def test_a_subscriber_is_cut_off_past_the_byte_bound_of_one_topic() -> None:
+    # Records the buffer evicted stay referenced by a backlog: it is bounded in bytes too, at
+    # RG_MESSAGES_BUFFER_BYTES (it was 1,000 records of any size: up to 1 GB behind).
+    recent = RecentRecords(["t"], max_records=1000, max_bytes=100_000)
+    async with recent.subscribe() as backlog:
+        for offset in range(9):
+            recent.add(message(offset, value="x" * 10_000))
+        assert len(backlog) == 9
+        assert backlog.size <= 100_000
+        recent.add(message(9, value="x" * 10_000))
+        assert (len(backlog), backlog.size, backlog.cut) == (0, 0, True)
+        recent.add(message(10))  # nothing more for it
+        assert await backlog.get() is None
+    assert recent.subscribers_cut == 1
 
 
 def test_unit_an_audit_record_shows_its_writer_and_seq() -> None:
@@ -164,10 +197,52 @@ def test_unit_an_audit_record_shows_its_writer_and_seq() -> None:
         assert (view.writer, view.seq) == (None, None), headers
 
 
+def test_unit_only_records_of_the_audit_topic_show_a_place_on_a_chain() -> None:
+    # Another topic's publisher chooses its headers: rg-writer/rg-seq of a real writer made its
+    # record show that writer's place, and `checkpointed: true` once a checkpoint covered it.
+    writer = "0123456789abcdef0123456789abcdef"
+    forged = {**JSON, "rg-writer": writer.encode(), "rg-seq": b"5", "rg-redaction": b"mask;v=1"}
+    recent = RecentRecords(["audit", "other"], max_records=10, max_bytes=10**6, audit_topic="audit")
+    genuine = recent.add(message(0, topic="audit", value={"a": 1}, headers=forged))
+    other = recent.add(message(0, topic="other", value={"a": 1}, headers=forged))
+    assert genuine is not None
+    assert other is not None
+
+    def covered(writer: str, seq: int) -> bool:
+        return True
+
+    for record in (genuine, other):  # as served the first time, and from the kept view
+        for _ in range(2):
+            shown = json.loads(b"".join(recent.shown(record, covered)))
+            place = (shown["writer"], shown["seq"], shown["checkpointed"])
+            assert place == ((writer, 5, True) if record is genuine else (None, None, None))
+    # Its headers are still shown as they are.
+    assert json.loads(other.json(covered))["headers"]["rg-writer"] == writer
+
+
+def test_unit_a_record_stamped_in_the_future_cannot_push_genuine_ones_out() -> None:
+    # Five records stamped 9999-12-31 in a 5-record buffer made each genuine record that
+    # followed disappear at once (evicted as the oldest by timestamp).
+    now_s = 1_800_000_000.0
+    recent = RecentRecords(["t"], max_records=5, max_bytes=10**6, clock=lambda: now_s)
+    for offset in range(5):
+        recent.add(message(offset, key="future", timestamp_ms=253_402_300_799_999))
+    genuine = recent.add(message(5, key="genuine", timestamp_ms=int(now_s * 1000) + 1))
+    assert genuine is not None
+    assert recent.query(limit=5)[0].key == "genuine"
+    # Ordered as if stamped when read: it is newest until newer ones arrive, then goes.
+    for offset in range(6, 11):
+        now_s += 1
+        recent.add(message(offset, key="later", timestamp_ms=int(now_s * 1000)))
+    assert [r.key for r in recent.query(limit=5)] == ["later"] * 5
+    # The record's own timestamp is what it shows.
+    assert json.loads(genuine.json(lambda writer, seq: None))["timestamp_ms"] == 1_800_000_000_001
+
+
 def test_unit_checkpointed_is_what_the_coverage_says_when_the_record_is_served() -> None:
     writer = "0123456789abcdef0123456789abcdef"
     chained = {**JSON, "rg-writer": writer.encode(), "rg-seq": b"5"}
-    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6)
+    recent = RecentRecords(["t"], max_records=10, max_bytes=10**6, audit_topic="t")
     audit = recent.add(message(0, value={"a": 1}, headers=chained))
     other = recent.add(message(1, value={"a": 1}, headers=JSON))
     assert audit is not None

@@ -385,8 +385,12 @@ function showDetail(record) {
       : record.checkpointed === false
         ? "not yet covered by a signed checkpoint"
         : "unknown (no signing key, or no checkpoint of this writer known)";
+  // Only an audit record's rg-redaction says what the service did: another topic's record
+  // carries whatever headers its publisher chose.
   $("d-redaction").textContent =
-    headers["rg-redaction"] ?? "none recorded (written with RG_REDACTION=off)";
+    record.writer == null
+      ? "— (not an audit record)"
+      : (headers["rg-redaction"] ?? "none recorded (written with RG_REDACTION=off)");
   $("d-curl").textContent = curlOf(record);
   const body = $("d-headers").tBodies[0];
   body.replaceChildren();
