@@ -209,7 +209,9 @@ def build_services(settings: Settings) -> Services:
         coverage=coverage if settings.audit_signing_key_file is not None else None,
         registry=registry,
     )
-    metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
+    metrics.watch_recent(
+        records=recent.counts, size=recent.sizes, lag=reader.lag, connected=reader.connected.is_set
+    )
     metrics.watch_checkpoints(lambda: checkpoints.written, lambda: checkpoints.latest_seq)
     backpressure = Backpressure(producer, max_in_flight=settings.max_in_flight, budget=in_flight)
     return Services(

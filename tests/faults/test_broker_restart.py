@@ -1,0 +1,139 @@
+"""The broker goes away and comes back under a running service: what it reads in the background
+follows again. GET /messages and /messages/stream show a record written after the restart, the
+spool drains, a new checkpoint is signed, and the log says once that Kafka went away and once
+that it is back instead of a line per failed attempt."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.embedded import EmbeddedKafka
+from app.recent.buffer import RecentRecords
+from app.recent.reader import RecentRecordsReader
+from app.settings import Settings
+from tests.helpers.broker import in_thread_start
+from tests.helpers.kafka import new_topic
+from tests.helpers.metrics import metric
+from tests.helpers.polling import eventually
+from tests.helpers.service import Launch, LiveService
+from tests.helpers.sse import sse_events
+
+# Seconds a record written after the broker is back may take to show; generous (reconnecting
+# backs off up to 10 s, and the machine may be busy).
+FOLLOW_BOUND_S = 60
+OUTAGE_S = 15
+# Across a 15 s outage: the away and back lines and a few rate-limited ones, not one per retry.
+MAX_NOISY_LINES = 30
+
+
+def event(user: str, n: int) -> dict[str, Any]:
+    return {"user_id": user, "model": "m", "prompt": f"p{n}", "response": "r"}
+
+
+async def shown(client: httpx.AsyncClient, event_id: str) -> bool:
+    """True once GET /messages lists the record of `event_id`."""
+    answer = await client.get("/messages", params={"limit": 50})
+    return answer.status_code == 200 and any(
+        m["value"].get("event_id") == event_id for m in answer.json()["messages"]
+    )
+
+
+async def streamed(events: AsyncIterator[dict[str, str]], event_id: str) -> None:
+    """Read the stream until the record of `event_id` arrives."""
+    async for sse in events:
+        if (
+            sse.get("event") == "message"
+            and json.loads(sse["data"])["value"].get("event_id") == event_id
+        ):
+            return
+
+
+async def connected_gauge(client: httpx.AsyncClient) -> float:
+    return metric((await client.get("/metrics")).text, "rg_messages_consumer_connected")
+
+
+def noisy_lines(log: str) -> list[str]:
+    """The service's WARNING and ERROR lines (JSON lines; anything else is not the service's)."""
+    lines = []
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("WARNING", "ERROR"):
+            lines.append(line)
+    return lines
+
+
+async def check_following(service: LiveService, user: str) -> None:
+    """A record written now shows in GET /messages and in an open /messages/stream."""
+    async with (
+        httpx.AsyncClient(base_url=service.url, timeout=30) as client,
+        client.stream("GET", "/messages/stream", params={"key": user}) as stream,
+    ):
+        events = sse_events(stream)
+        assert (await anext(events))["comment"] == "subscribed"
+        answer = await client.post("/audit", json=event(user, 1))
+        assert answer.status_code in (201, 202), answer.text
+        event_id = answer.json()["event_id"]
+        await eventually(lambda: shown(client, event_id), timeout_s=FOLLOW_BOUND_S)
+        await asyncio.wait_for(streamed(events, event_id), FOLLOW_BOUND_S)
+        await eventually(lambda: _equals(connected_gauge(client), 1.0), timeout_s=FOLLOW_BOUND_S)
+
+
+async def _equals(value: Any, expected: float) -> bool:
+    return bool(await value == expected)
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+async def test_messages_follow_again_after_the_broker_restarts(
+    own_broker: EmbeddedKafka, tmp_path: Path, start_service: Launch, how: str
+) -> None:
+    bootstrap = own_broker.bootstrap_servers
+    topic = await new_topic(bootstrap)
+    service = await asyncio.to_thread(
+        start_service, bootstrap, tmp_path / "run", audit_topic=topic, produce_timeout_s="3"
+    )
+    await asyncio.to_thread(service.wait_ready)
+    await check_following(service, "before")
+
+    await asyncio.to_thread(own_broker.stop if how == "stop" else own_broker.kill)
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+        await eventually(lambda: _equals(connected_gauge(client), 0.0), timeout_s=FOLLOW_BOUND_S)
+    await asyncio.sleep(3)
+    await in_thread_start(own_broker)
+
+    await check_following(service, "after")
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+async def test_the_messages_reader_keeps_reconnecting_until_the_broker_is_back(
+    own_broker: EmbeddedKafka, how: str
+) -> None:
+    bootstrap = own_broker.bootstrap_servers
+    topic = await new_topic(bootstrap)
+    settings = Settings(_env_file=None, kafka_bootstrap_servers=bootstrap, audit_topic=topic)
+    recent = RecentRecords([topic], max_records=100, max_bytes=1_000_000)
+    reader = RecentRecordsReader(settings, recent, refresh_s=1)
+    reader.start()
+    try:
+        await asyncio.wait_for(reader.connected.wait(), FOLLOW_BOUND_S)
+        await asyncio.to_thread(own_broker.stop if how == "stop" else own_broker.kill)
+
+        async def disconnected() -> bool:
+            return not reader.connected.is_set()
+
+        await eventually(disconnected, timeout_s=FOLLOW_BOUND_S)
+        # Before: aiokafka let the cancellation of its pending requests escape the consumer's
+        # stop(), and the reader's task ended there, silently, as if the service had stopped it.
+        await asyncio.sleep(3)
+        assert reader.running
+        await in_thread_start(own_broker)
+        await asyncio.wait_for(reader.connected.wait(), FOLLOW_BOUND_S)
+    finally:
+        await reader.close()
