@@ -18,6 +18,7 @@ from app.kafka import KafkaConsumerClient, KafkaMessage
 from app.kafka.lifecycle import cancelling
 from app.kafka.registry import SchemaRegistryClient, SchemaRegistryError
 from app.kafka.schemas import schema_id_of
+from app.logs import RepeatedFailure
 from app.recent.buffer import RecentRecords
 from app.recent.coverage import CheckpointCoverage
 from app.settings import Settings
@@ -60,6 +61,7 @@ class RecentRecordsReader:
         self.connected = asyncio.Event()
         # Connecting and closing each get this long (a metadata wait per topic, a request each).
         self._attempt_timeout_s = 2 * settings.kafka_request_timeout_ms / 1000
+        self._failures = RepeatedFailure()
 
     def start(self) -> None:
         """Start reading in the background."""
@@ -103,6 +105,7 @@ class RecentRecordsReader:
                     consumer.rewind(self._recent.max_records), self._attempt_timeout_s
                 )
                 self.connected.set()
+                self._failures.reset()
                 backoff.reset()
                 await self._read(consumer)
             except asyncio.CancelledError:
@@ -119,11 +122,14 @@ class RecentRecordsReader:
 
     async def _failed(self, reason: object, backoff: Backoff) -> None:
         self.connected.clear()
-        logger.warning(
-            "the GET /messages consumer stopped (%s); reconnecting in %.1fs",
-            reason,
-            backoff.delay_s,
-        )
+        left_out = self._failures.due()
+        if left_out is not None:
+            logger.warning(
+                "the GET /messages consumer stopped (%s); reconnecting in %.1fs%s",
+                reason,
+                backoff.delay_s,
+                f" ({left_out} more failed attempts since the last line)" if left_out else "",
+            )
         await backoff.wait()
 
     async def _learn_versions(

@@ -5,6 +5,7 @@ that it is back instead of a line per failed attempt."""
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ from app.embedded import EmbeddedKafka
 from app.recent.buffer import RecentRecords
 from app.recent.reader import RecentRecordsReader
 from app.settings import Settings
-from tests.helpers.broker import in_thread_start
+from tests.helpers.broker import in_thread_start, in_thread_stop
+from tests.helpers.integrity import SigningKey
 from tests.helpers.kafka import new_topic
-from tests.helpers.metrics import metric
+from tests.helpers.metrics import metric, spool_metrics
 from tests.helpers.polling import eventually
 from tests.helpers.service import Launch, LiveService
 from tests.helpers.sse import sse_events
@@ -137,3 +139,63 @@ async def test_the_messages_reader_keeps_reconnecting_until_the_broker_is_back(
         await asyncio.wait_for(reader.connected.wait(), FOLLOW_BOUND_S)
     finally:
         await reader.close()
+
+
+async def test_with_spool_and_signing_every_background_task_recovers_and_the_log_stays_short(
+    own_broker: EmbeddedKafka, tmp_path: Path, start_service: Launch
+) -> None:
+    bootstrap = own_broker.bootstrap_servers
+    topic = await new_topic(bootstrap)
+    key_file = tmp_path / "signing.key.pem"
+    key_file.write_bytes(SigningKey.generate().private_pem())
+    service = await asyncio.to_thread(
+        start_service,
+        bootstrap,
+        tmp_path / "run",
+        audit_topic=topic,
+        produce_timeout_s="3",
+        spool_dir=str(tmp_path / "spool"),
+        spool_after_s="1",
+        audit_signing_key_file=str(key_file),
+        audit_checkpoint_s="0.5",
+    )
+    await asyncio.to_thread(service.wait_ready)
+    await check_following(service, "before")
+    logged_before = len(service.log().splitlines())
+
+    await in_thread_stop(own_broker)
+    down_since = time.monotonic()
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+        spooled = []
+        while time.monotonic() - down_since < OUTAGE_S:
+            answer = await client.post("/audit", json=event("during", len(spooled)))
+            assert answer.status_code == 202, answer.text
+            spooled.append(answer.json())
+            await asyncio.sleep(1)
+        await in_thread_start(own_broker)
+
+        async def drained() -> bool:
+            return (await spool_metrics(client))["rg_spool_records"] == 0
+
+        # The forwarder sends what was spooled during the outage, without a restart.
+        await eventually(drained, timeout_s=FOLLOW_BOUND_S)
+        await eventually(lambda: shown(client, spooled[-1]["event_id"]), timeout_s=FOLLOW_BOUND_S)
+        await check_following(service, "after")
+        last = (await client.post("/audit", json=event("after", 2))).json()
+
+        async def signed() -> bool:
+            answer = await client.get("/audit/checkpoint")
+            return answer.status_code == 200 and answer.json()["seq"] >= last["seq"]
+
+        # The checkpointer signs what was written after the outage.
+        await eventually(signed, timeout_s=FOLLOW_BOUND_S)
+
+    outage_log = "\n".join(service.log().splitlines()[logged_before:])
+    noisy = noisy_lines(outage_log)
+    print(
+        f"\n[fault] broker away {OUTAGE_S}s with spool and signing: {len(spooled)} spooled; "
+        f"{len(noisy)} WARNING/ERROR lines logged from the outage on"
+    )
+    assert "Kafka unreachable since" in outage_log
+    assert "Kafka back after" in outage_log
+    assert len(noisy) < MAX_NOISY_LINES, "\n".join(noisy)
