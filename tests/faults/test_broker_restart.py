@@ -166,7 +166,7 @@ async def test_with_spool_and_signing_every_background_task_recovers_and_the_log
     await in_thread_stop(own_broker)
     down_since = time.monotonic()
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
-        spooled = []
+        spooled: list[dict[str, Any]] = []
         while time.monotonic() - down_since < OUTAGE_S:
             answer = await client.post("/audit", json=event("during", len(spooled)))
             assert answer.status_code == 202, answer.text
