@@ -13,11 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from app.embedded import EmbeddedKafka
+from app.embedded import EmbeddedKafka, EmbeddedKafkaCluster
 from app.recent.buffer import RecentRecords
 from app.recent.reader import RecentRecordsReader
 from app.settings import Settings
 from tests.helpers.broker import in_thread_start, in_thread_stop
+from tests.helpers.cluster import partition_states, wait_for_partitions
 from tests.helpers.integrity import SigningKey
 from tests.helpers.kafka import new_topic
 from tests.helpers.metrics import metric, spool_metrics
@@ -72,6 +73,20 @@ def noisy_lines(log: str) -> list[str]:
     return lines
 
 
+async def accepted(client: httpx.AsyncClient, user: str) -> str:
+    """POST /audit until it is accepted (a cluster electing a new leader answers 503 for a
+    few seconds); the event id."""
+    deadline = time.monotonic() + FOLLOW_BOUND_S
+    while True:
+        answer = await client.post("/audit", json=event(user, 1))
+        if answer.status_code in (201, 202):
+            event_id: str = answer.json()["event_id"]
+            return event_id
+        assert answer.status_code == 503, answer.text
+        assert time.monotonic() < deadline, answer.text
+        await asyncio.sleep(0.5)
+
+
 async def check_following(service: LiveService, user: str) -> None:
     """A record written now shows in GET /messages and in an open /messages/stream."""
     async with (
@@ -80,9 +95,7 @@ async def check_following(service: LiveService, user: str) -> None:
     ):
         events = sse_events(stream)
         assert (await anext(events))["comment"] == "subscribed"
-        answer = await client.post("/audit", json=event(user, 1))
-        assert answer.status_code in (201, 202), answer.text
-        event_id = answer.json()["event_id"]
+        event_id = await accepted(client, user)
         await eventually(lambda: shown(client, event_id), timeout_s=FOLLOW_BOUND_S)
         await asyncio.wait_for(streamed(events, event_id), FOLLOW_BOUND_S)
         await eventually(lambda: _equals(connected_gauge(client), 1.0), timeout_s=FOLLOW_BOUND_S)
@@ -199,3 +212,34 @@ async def test_with_spool_and_signing_every_background_task_recovers_and_the_log
     assert "Kafka unreachable since" in outage_log
     assert "Kafka back after" in outage_log
     assert len(noisy) < MAX_NOISY_LINES, "\n".join(noisy)
+
+
+async def test_messages_follow_after_their_leader_is_killed_and_after_the_whole_cluster_restarts(
+    cluster: EmbeddedKafkaCluster, tmp_path: Path, start_service: Launch
+) -> None:
+    # One partition: one leader to kill, which every record of the test goes through.
+    service = await asyncio.to_thread(
+        start_service,
+        cluster.bootstrap_servers,
+        tmp_path / "run",
+        audit_topic_partitions="1",
+        produce_timeout_s="5",
+    )
+    await asyncio.to_thread(service.wait_ready)
+    await wait_for_partitions(
+        cluster,
+        service.audit_topic,
+        lambda states: len(states) == 1 and len(states[0].isr) == 3,
+        timeout_s=30,
+    )
+    await check_following(service, "before")
+    (state,) = await partition_states(cluster.nodes[0].bootstrap_servers, service.audit_topic)
+    await asyncio.to_thread(cluster.node(state.leader).kill)
+    await check_following(service, "leader-killed")
+    # Then the whole cluster goes (every node killed) and comes back.
+    for node in cluster.nodes:
+        await asyncio.to_thread(node.kill)
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+        await eventually(lambda: _equals(connected_gauge(client), 0.0), timeout_s=FOLLOW_BOUND_S)
+    await asyncio.to_thread(cluster.start)
+    await check_following(service, "cluster-restarted")
