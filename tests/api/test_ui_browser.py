@@ -285,6 +285,9 @@ def test_with_keys_on_the_page_asks_for_one_and_never_puts_it_in_a_url(
     assert not [url for url in urls if SECRET_MARKER in url]
 
 
+# No broker needed, but a browser: run with the module's other tests (`make test` sets Chromium
+# up), not in the broker-free run.
+@pytest.mark.broker
 def test_the_strip_says_not_following_while_kafka_is_away(
     page: Page, tmp_path: Path, start_service: Launch
 ) -> None:
