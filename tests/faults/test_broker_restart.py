@@ -56,8 +56,10 @@ async def streamed(events: AsyncIterator[dict[str, str]], event_id: str) -> None
             return
 
 
-async def connected_gauge(client: httpx.AsyncClient) -> float:
-    return metric((await client.get("/metrics")).text, "rg_messages_consumer_connected")
+async def following(client: httpx.AsyncClient, expected: float) -> bool:
+    """True when the gauge `rg_messages_consumer_connected` reads `expected`."""
+    scraped = (await client.get("/metrics")).text
+    return metric(scraped, "rg_messages_consumer_connected") == expected
 
 
 def noisy_lines(log: str) -> list[str]:
@@ -98,11 +100,7 @@ async def check_following(service: LiveService, user: str) -> None:
         event_id = await accepted(client, user)
         await eventually(lambda: shown(client, event_id), timeout_s=FOLLOW_BOUND_S)
         await asyncio.wait_for(streamed(events, event_id), FOLLOW_BOUND_S)
-        await eventually(lambda: _equals(connected_gauge(client), 1.0), timeout_s=FOLLOW_BOUND_S)
-
-
-async def _equals(value: Any, expected: float) -> bool:
-    return bool(await value == expected)
+        await eventually(lambda: following(client, 1.0), timeout_s=FOLLOW_BOUND_S)
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
@@ -119,7 +117,7 @@ async def test_messages_follow_again_after_the_broker_restarts(
 
     await asyncio.to_thread(own_broker.stop if how == "stop" else own_broker.kill)
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
-        await eventually(lambda: _equals(connected_gauge(client), 0.0), timeout_s=FOLLOW_BOUND_S)
+        await eventually(lambda: following(client, 0.0), timeout_s=FOLLOW_BOUND_S)
     await asyncio.sleep(3)
     await in_thread_start(own_broker)
 
@@ -240,6 +238,6 @@ async def test_messages_follow_after_their_leader_is_killed_and_after_the_whole_
     for node in cluster.nodes:
         await asyncio.to_thread(node.kill)
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
-        await eventually(lambda: _equals(connected_gauge(client), 0.0), timeout_s=FOLLOW_BOUND_S)
+        await eventually(lambda: following(client, 0.0), timeout_s=FOLLOW_BOUND_S)
     await asyncio.to_thread(cluster.start)
     await check_following(service, "cluster-restarted")
