@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from app.kafka import KafkaConsumerConfig, KafkaProducerClient, KafkaProducerConfig
+from app.logs import RepeatedFailure
 from app.settings import Settings
 from app.tasks import BackgroundTask, Backoff
 
@@ -92,17 +93,23 @@ class ProducerConnection:
 
     async def _connect(self) -> None:
         backoff = Backoff()
+        failures = RepeatedFailure()
         servers = ",".join(self._settings.kafka_bootstrap_servers)
         while True:
             try:
                 await self.producer.start_uninterrupted()
             except Exception as exc:  # keep trying, whatever the reason
-                logger.warning(
-                    "Kafka at %s not reachable yet (%s); retrying in %.1fs",
-                    servers,
-                    exc,
-                    backoff.delay_s,
-                )
+                left_out = failures.due()
+                if left_out is not None:
+                    logger.warning(
+                        "Kafka at %s not reachable yet (%s); retrying in %.1fs%s",
+                        servers,
+                        exc,
+                        backoff.delay_s,
+                        f" ({left_out} more failed attempts since the last line)"
+                        if left_out
+                        else "",
+                    )
                 await backoff.wait()
             else:
                 logger.info("connected to Kafka at %s", servers)

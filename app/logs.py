@@ -7,12 +7,64 @@ the call site; prompt and response text, API keys and passwords are never passed
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 FIELDS = "fields"
 # Loggers that print record contents (keys, values: prompts) at DEBUG; kept at INFO or above.
 RECORD_LOGGERS = ("aiokafka",)
+# Loggers whose lines repeat for every retry while Kafka is away (a line per node per request:
+# a 22 s outage wrote about a thousand): kept at WARNING at most and rate-limited by kind. The
+# service says once that Kafka went away and once that it is back (app/reachability.py).
+CLIENT_LOGGERS = ("aiokafka",)
+CLIENT_LINE_EVERY_S = 30.0
+
+
+class ClientLogLimiter(logging.Filter):
+    """For `CLIENT_LOGGERS`: ERROR and above become WARNING, and each kind of line (logger and
+    message template) passes once per `every_s`; the next one to pass says how many like it
+    were left out meanwhile. Other loggers' lines pass untouched."""
+
+    def __init__(
+        self,
+        *,
+        prefixes: tuple[str, ...] = CLIENT_LOGGERS,
+        every_s: float = CLIENT_LINE_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+        self._every_s = every_s
+        self._clock = clock
+        # kind -> (when its last line passed, lines left out since)
+        self._kinds: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def _ours(self, name: str) -> bool:
+        return any(name == prefix or name.startswith(prefix + ".") for prefix in self._prefixes)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False to leave the line out; may lower its level and note the lines left out."""
+        if not self._ours(record.name):
+            return True
+        if record.levelno > logging.WARNING:
+            # The client retries by itself: its failures are not the service's errors.
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        kind = (record.name, str(record.msg))
+        now = self._clock()
+        passed, left_out = self._kinds.get(kind, (None, 0))
+        if passed is not None and now - passed < self._every_s:
+            self._kinds[kind] = (passed, left_out + 1)
+            return False
+        if left_out:
+            record.msg = (
+                f"{record.getMessage()} ({left_out} more like it left out in the last "
+                f"{now - passed:.0f}s)"  # type: ignore[operator]  # set with left_out
+            )
+            record.args = None
+        self._kinds[kind] = (now, 0)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -47,11 +99,41 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class RepeatedFailure:
+    """Paces the log line of a failure a retry loop meets again and again: the first one is
+    logged, then one per `every_s`, each saying how many were left out; `reset()` once it
+    succeeds."""
+
+    def __init__(
+        self, *, every_s: float = CLIENT_LINE_EVERY_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._logged_at: float | None = None
+        self._left_out = 0
+
+    def due(self) -> int | None:
+        """None to leave this failure's line out; else log it now, noting the number returned
+        (the failures left out since the last line)."""
+        now = self._clock()
+        if self._logged_at is not None and now - self._logged_at < self._every_s:
+            self._left_out += 1
+            return None
+        left_out, self._left_out, self._logged_at = self._left_out, 0, now
+        return left_out
+
+    def reset(self) -> None:
+        """The loop succeeded: its next failure is logged at once."""
+        self._logged_at, self._left_out = None, 0
+
+
 def configure_logging(level: str, fmt: Literal["json", "text"] = "json") -> None:
     """Send every logger (uvicorn's and aiokafka's too) to stderr in one format. aiokafka
-    stays at INFO even with `level="DEBUG"`: its debug lines contain the records' values."""
+    stays at INFO even with `level="DEBUG"`: its debug lines contain the records' values; its
+    lines are WARNING at most and rate-limited (`ClientLogLimiter`)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(ClientLogLimiter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -285,8 +285,22 @@ class ServiceMetrics:
 
         return settled
 
-    def watch_recent(self, *, records: TopicGauge, size: TopicGauge, lag: TopicGauge) -> None:
-        """Report the recent-records buffer and its consumer's lag on every scrape."""
+    def watch_recent(
+        self,
+        *,
+        records: TopicGauge,
+        size: TopicGauge,
+        lag: TopicGauge,
+        connected: Callable[[], bool],
+    ) -> None:
+        """Report the recent-records buffer, whether its consumer follows the topics and its
+        lag on every scrape."""
+        Gauge(
+            "rg_messages_consumer_connected",
+            "1 while the GET /messages consumer is connected and following its topics; 0 while "
+            "it reconnects (the buffer, the stream and the lag are then stale).",
+            registry=self.registry,
+        ).set_function(lambda: 1.0 if connected() else 0.0)
         self.registry.register(
             _TopicGauges(
                 {

@@ -42,6 +42,7 @@ from app.integrity.checkpointer import Checkpoints
 from app.kafka import KafkaAuditLogger, KafkaProducerClient, SchemaRegistryClient
 from app.memory import return_big_blocks
 from app.metrics import ServiceMetrics
+from app.reachability import KafkaReachability
 from app.recent.buffer import RecentRecords
 from app.recent.coverage import CheckpointCoverage
 from app.recent.reader import RecentRecordsReader
@@ -82,6 +83,8 @@ class Services:
     checkpoints: Checkpoints
     # Records/s Kafka acknowledged, sampled for the /ui page's chart (app/status.py).
     rates: RateHistory
+    # Logs once when Kafka goes away and once when it is back (app/reachability.py).
+    reachability: KafkaReachability
     # Both None without RG_SCHEMA_REGISTRY_URL (app/ingest/contracts.py).
     registry: SchemaRegistryClient | None = None
     audit_schema: AuditSchemaGuard | None = None
@@ -110,6 +113,7 @@ class Services:
             await self.spool.open()
         self.rates.start()
         await self.connection.start()
+        self.reachability.start()
         if self.audit_schema is not None:
             await self.audit_schema.start(wait_s=settings.ready_timeout_s)
         await self.connection.wait_connected(settings.ready_timeout_s)
@@ -123,6 +127,7 @@ class Services:
         spool (see the module docstring)."""
         self.shutdown.begin()
         await self.rates.close()
+        await self.reachability.close()
         await self.audit_topic.close()
         if self.audit_schema is not None:
             await self.audit_schema.close()
@@ -210,7 +215,9 @@ def build_services(settings: Settings) -> Services:
         coverage=coverage if settings.audit_signing_key_file is not None else None,
         registry=registry,
     )
-    metrics.watch_recent(records=recent.counts, size=recent.sizes, lag=reader.lag)
+    metrics.watch_recent(
+        records=recent.counts, size=recent.sizes, lag=reader.lag, connected=reader.connected.is_set
+    )
     metrics.watch_skipped(
         lambda: {
             "oversized": recent.skipped["oversized"],
@@ -262,6 +269,11 @@ def build_services(settings: Settings) -> Services:
         forwarder=forwarder,
         checkpoints=checkpoints,
         rates=RateHistory(lambda: producer.stats.delivered),
+        reachability=KafkaReachability(
+            lambda: producer.ping(timeout_s=settings.ready_timeout_s),
+            connected=lambda: connection.connected,
+            servers=",".join(settings.kafka_bootstrap_servers),
+        ),
         registry=registry,
         audit_schema=audit_schema,
     )

@@ -106,6 +106,16 @@ class ChainState(BaseModel):
     seq: int = Field(description="-1 before the first record.", examples=[41])
 
 
+class MessagesState(BaseModel):
+    """The GET /messages consumer: whether it follows its topics now."""
+
+    following: bool = Field(
+        description="False while it reconnects to Kafka: GET /messages, /messages/stream and "
+        "the page's table then show nothing newer than when it lost the connection.",
+        examples=[True],
+    )
+
+
 class UiStatus(BaseModel):
     """What the /ui page's header strip shows besides /readyz and /audit/checkpoint."""
 
@@ -113,6 +123,7 @@ class UiStatus(BaseModel):
     in_flight: InFlightState
     rate: RateState
     chain: ChainState
+    messages: MessagesState
     topics: list[str] = Field(description="The topics GET /messages keeps (RG_MESSAGES_TOPICS).")
 
 
@@ -139,5 +150,6 @@ def status_of(services: "Services") -> UiStatus:
             total=stats.delivered,
         ),
         chain=ChainState(writer=services.chain.writer_id, seq=services.chain.count - 1),
+        messages=MessagesState(following=services.reader.connected.is_set()),
         topics=services.recent.topics,
     )

@@ -9,8 +9,11 @@ database handle) outlives the `close()` that stopped it. Those that reconnect wa
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 class BackgroundTask:
@@ -21,6 +24,7 @@ class BackgroundTask:
         self.name = name
         self._run = run
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def running(self) -> bool:
@@ -31,7 +35,19 @@ class BackgroundTask:
         """Begin running in the background (the running event loop's); does nothing while the
         task runs already."""
         if not self.running:
+            self._closing = False
             self._task = asyncio.create_task(self._run(), name=self.name)
+            self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: "asyncio.Task[None]") -> None:
+        # A task that fails or is cancelled by something other than close() would otherwise
+        # end without a trace while the service goes on without it.
+        if self._closing:
+            return
+        if task.cancelled():
+            logger.error("background task %s ended: cancelled, not by the service", self.name)
+        elif (error := task.exception()) is not None:
+            logger.error("background task %s ended: %r", self.name, error, exc_info=error)
 
     async def wait(self, timeout_s: float) -> None:
         """Wait up to `timeout_s` for the task to end by itself; the task goes on after a
@@ -43,6 +59,7 @@ class BackgroundTask:
     async def close(self) -> None:
         """Cancel the task and wait until it has ended; nothing to do when it never started."""
         if self._task is not None:
+            self._closing = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

@@ -1,5 +1,7 @@
 """RG_KAFKA_* security settings turn into the right aiokafka arguments (no broker involved)."""
 
+import asyncio
+import logging
 import ssl
 import subprocess
 from pathlib import Path
@@ -7,7 +9,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.cluster import consumer_config, producer_config
+from app.cluster import ProducerConnection, consumer_config, producer_config
+from app.embedded import free_port
 from app.settings import Settings
 
 PASSWORD = "rg-test-secret-sasl-password"
@@ -111,3 +114,18 @@ async def test_unit_the_producer_batches_as_rg_kafka_max_batch_size_and_linger_m
     # Beyond what a broker takes in one batch by default: refused, naming the setting.
     with pytest.raises(ValueError, match="kafka_max_batch_size"):
         Settings(_env_file=None, kafka_max_batch_size=2 * 1024 * 1024)
+
+
+async def test_connecting_to_an_absent_kafka_logs_the_first_failure_then_paces_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Nothing listens on that port: every attempt fails (0.5 s, 1, 2, 4 s apart).
+    settings = Settings(_env_file=None, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
+    connection = ProducerConnection(settings)
+    caplog.set_level(logging.WARNING, logger="app.cluster")
+    await connection.start()
+    await asyncio.sleep(5)
+    await connection.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "app.cluster"]
+    assert len(lines) == 1, lines  # one line per attempt before
+    assert "not reachable yet" in lines[0]

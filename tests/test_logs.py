@@ -5,7 +5,14 @@ import logging
 
 import pytest
 
-from app.logs import FIELDS, JsonFormatter, TextFormatter, configure_logging
+from app.logs import (
+    FIELDS,
+    ClientLogLimiter,
+    JsonFormatter,
+    RepeatedFailure,
+    TextFormatter,
+    configure_logging,
+)
 
 
 def record(message: str = "hello %s", *args: object, **fields: object) -> logging.LogRecord:
@@ -54,3 +61,52 @@ def test_configure_logging_keeps_record_contents_out_even_at_debug(fmt: str) -> 
     finally:
         root.handlers[:], root.level = saved[0], saved[1]
         logging.getLogger("aiokafka").setLevel(saved[2])
+
+
+def client_line(name: str, level: int, message: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, message, args, None)
+
+
+def test_unit_client_lines_are_warning_at_most_and_one_per_kind_per_interval() -> None:
+    now = [0.0]
+    limiter = ClientLogLimiter(every_s=30, clock=lambda: now[0])
+    unreachable = "Unable connect to node with id %s: %s"
+    passed = []
+    # A broker away for 20 s: aiokafka logs each retry, ten a second.
+    for tick in range(200):
+        now[0] = tick / 10
+        line = client_line("aiokafka", logging.ERROR, unreachable, 1, "refused")
+        if limiter.filter(line):
+            passed.append(line)
+    other = client_line("aiokafka.consumer.fetcher", logging.ERROR, "Failed fetch %s", 1)
+    assert limiter.filter(other)  # another kind: its own allowance
+    assert len(passed) == 1
+    assert (passed[0].levelno, passed[0].levelname) == (logging.WARNING, "WARNING")
+    assert other.levelname == "WARNING"
+
+    now[0] = 31.0
+    after = client_line("aiokafka", logging.ERROR, unreachable, 1, "refused")
+    assert limiter.filter(after)
+    assert after.getMessage() == (
+        "Unable connect to node with id 1: refused (199 more like it left out in the last 31s)"
+    )
+    # The service's own lines are never touched.
+    ours = client_line("app.recent.reader", logging.ERROR, "stopped")
+    assert all(limiter.filter(ours) for _ in range(5))
+    assert ours.levelname == "ERROR"
+    # Below WARNING the level stays; still one per kind per interval.
+    info = client_line("aiokafka.consumer", logging.INFO, "Updating subscribed topics")
+    assert limiter.filter(info)
+    assert info.levelname == "INFO"
+
+
+def test_unit_a_repeated_failure_is_logged_first_then_once_per_interval_with_a_count() -> None:
+    now = [0.0]
+    failures = RepeatedFailure(every_s=30, clock=lambda: now[0])
+    seen = []
+    for second in range(61):  # failing every second for a minute
+        now[0] = float(second)
+        seen.append(failures.due())
+    assert [(s, n) for s, n in enumerate(seen) if n is not None] == [(0, 0), (30, 29), (60, 29)]
+    failures.reset()
+    assert failures.due() == 0  # after a success, the next failure is logged at once

@@ -1,6 +1,9 @@
 """Background tasks and exponential backoff (unit, no broker)."""
 
 import asyncio
+import contextlib
+
+import pytest
 
 from app.tasks import BackgroundTask, Backoff
 
@@ -61,3 +64,34 @@ async def test_unit_wait_gives_up_after_its_timeout_and_leaves_the_task_running(
     assert task.running
     await task.close()
     assert not task.running
+
+
+async def test_unit_a_task_that_fails_or_is_cancelled_by_another_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fails() -> None:
+        raise RuntimeError("boom")
+
+    async def stray_cancel() -> None:
+        raise asyncio.CancelledError
+
+    for name, run in (("fails", fails), ("stray", stray_cancel)):
+        task = BackgroundTask(name, run)
+        task.start()
+        with contextlib.suppress(RuntimeError, asyncio.CancelledError):
+            await task._task  # type: ignore[misc]  # ended by itself
+        await asyncio.sleep(0)  # the done callback runs on the next turn of the loop
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("fails" in m and "boom" in m for m in errors), errors
+    assert any("stray" in m and "cancelled" in m for m in errors), errors
+
+
+async def test_unit_a_task_closed_by_the_service_is_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    task = BackgroundTask("forever", asyncio.Event().wait)  # type: ignore[arg-type]
+    task.start()
+    await asyncio.sleep(0)
+    await task.close()
+    await asyncio.sleep(0)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -20,6 +20,7 @@ from app.errors import NoCheckpointError, UnsignedError
 from app.integrity.checkpoint import Checkpoint, new_checkpoint
 from app.integrity.keys import PublicKey, SigningKey, load_signing_key, public_keys
 from app.kafka import KafkaProducerClient
+from app.logs import RepeatedFailure
 from app.settings import Settings
 from app.tasks import BackgroundTask
 
@@ -74,6 +75,7 @@ class Checkpointer:
         self._lock = asyncio.Lock()
         self.latest: Checkpoint | None = None
         self.written = 0
+        self._failures = RepeatedFailure()
 
     def start(self) -> None:
         """Begin writing in the background."""
@@ -120,12 +122,19 @@ class Checkpointer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Kafka away: the next tick tries again
-                logger.warning(
-                    "checkpoint of writer %s not written, retrying in %.1fs: %s",
-                    self._chain.writer_id,
-                    self._interval_s,
-                    exc,
-                )
+                left_out = self._failures.due()
+                if left_out is not None:
+                    logger.warning(
+                        "checkpoint of writer %s not written, retrying every %.1fs: %s%s",
+                        self._chain.writer_id,
+                        self._interval_s,
+                        exc,
+                        f" ({left_out} more failed attempts since the last line)"
+                        if left_out
+                        else "",
+                    )
+            else:
+                self._failures.reset()
 
 
 class Checkpoints:

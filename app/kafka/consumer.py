@@ -7,6 +7,7 @@ latest assignment in `assigned` and calls `on_revoke` callbacks: a stream proces
 the batch in progress there, so its commit happens while the partitions are still its own.
 """
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -21,7 +22,7 @@ from app.kafka.errors import (
     KafkaNotStartedError,
     translate,
 )
-from app.kafka.lifecycle import AsyncLifecycle
+from app.kafka.lifecycle import AsyncLifecycle, cancelling
 from app.kafka.models import KafkaMessage
 from app.kafka.schemas import JsonSchemaDeserializer
 from app.kafka.serde import Deserializer, decode_key, decode_value
@@ -298,7 +299,15 @@ class KafkaConsumerClient(AsyncLifecycle):
         self._started = False
         self.assigned = set()
         if consumer is not None:
-            await consumer.stop()
+            try:
+                await consumer.stop()
+            except asyncio.CancelledError:
+                if cancelling():
+                    raise
+                # aiokafka's fetcher awaits the offset lookups it cancelled (pending while the
+                # broker is away) and lets their cancellation escape stop(), before the client's
+                # connections are closed: that cancellation is not the caller's.
+                await consumer._client.close()  # aiokafka has no public form
 
 
 def next_offsets(messages: list[KafkaMessage]) -> dict[tuple[str, int], int]:

@@ -7,6 +7,13 @@ from types import TracebackType
 from typing import Self
 
 
+def cancelling() -> bool:
+    """True when the running task has been asked to stop (a `CancelledError` seen now is
+    meant for it, not a stray one from a task it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class AsyncLifecycle(abc.ABC):
     """A client that is started before use and closed after it."""
 

@@ -15,8 +15,10 @@ import time
 
 from app.cluster import consumer_config
 from app.kafka import KafkaConsumerClient, KafkaMessage
+from app.kafka.lifecycle import cancelling
 from app.kafka.registry import SchemaRegistryClient, SchemaRegistryError
 from app.kafka.schemas import schema_id_of
+from app.logs import RepeatedFailure
 from app.recent.buffer import RecentRecords
 from app.recent.coverage import CheckpointCoverage
 from app.settings import Settings
@@ -57,6 +59,9 @@ class RecentRecordsReader:
         self._task = BackgroundTask("recent-records-reader", self._run)
         self._lag: dict[str, float] = {}
         self.connected = asyncio.Event()
+        # Connecting and closing each get this long (a metadata wait per topic, a request each).
+        self._attempt_timeout_s = 2 * settings.kafka_request_timeout_ms / 1000
+        self._failures = RepeatedFailure()
 
     def start(self) -> None:
         """Start reading in the background."""
@@ -65,6 +70,11 @@ class RecentRecordsReader:
     async def close(self) -> None:
         """Stop reading and close the consumer."""
         await self._task.close()
+
+    @property
+    def running(self) -> bool:
+        """True from `start()` until `close()` (reconnecting included)."""
+        return self._task.running
 
     def lag(self) -> dict[str, float]:
         """Records behind the end of each topic, as of the last fetch."""
@@ -88,24 +98,38 @@ class RecentRecordsReader:
                 )
             )
             try:
-                await consumer.start_uninterrupted()
+                # Bounded: an attempt that hangs would leave the buffer stale for good.
+                await asyncio.wait_for(consumer.start_uninterrupted(), self._attempt_timeout_s)
                 # Each partition may hold all of the newest records: go back that far in each.
-                await consumer.rewind(self._recent.max_records)
+                await asyncio.wait_for(
+                    consumer.rewind(self._recent.max_records), self._attempt_timeout_s
+                )
                 self.connected.set()
+                self._failures.reset()
                 await self._read(consumer, backoff)
             except asyncio.CancelledError:
-                raise
+                if cancelling():
+                    raise
+                # A cancellation escaping aiokafka (not ours): reconnect as after any failure.
+                await self._failed("cancelled inside the Kafka client", backoff)
             except Exception as exc:  # reconnect whatever went wrong
-                self.connected.clear()
-                logger.warning(
-                    "the GET /messages consumer stopped (%s); reconnecting in %.1fs",
-                    exc,
-                    backoff.delay_s,
-                )
-                await backoff.wait()
+                await self._failed(exc, backoff)
             finally:
+                self.connected.clear()
                 with contextlib.suppress(Exception):
-                    await consumer.close()
+                    await asyncio.wait_for(consumer.close(), self._attempt_timeout_s)
+
+    async def _failed(self, reason: object, backoff: Backoff) -> None:
+        self.connected.clear()
+        left_out = self._failures.due()
+        if left_out is not None:
+            logger.warning(
+                "the GET /messages consumer stopped (%s); reconnecting in %.1fs%s",
+                reason,
+                backoff.delay_s,
+                f" ({left_out} more failed attempts since the last line)" if left_out else "",
+            )
+        await backoff.wait()
 
     def _take(self, message: KafkaMessage, checkpoints_topic: str) -> None:
         # One record must never stop the reader: whatever taking it in raises (a parser's

@@ -22,6 +22,7 @@ from tests.helpers.app import (
 from tests.helpers.metrics import metric
 from tests.helpers.polling import eventually
 from tests.helpers.service import Launch, LiveService
+from tests.helpers.sse import sse_events
 
 EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
 
@@ -181,21 +182,6 @@ async def test_invalid_queries_get_422_naming_the_parameter(
     for answer in answers:
         error = assert_contract_error(answer, 422, "invalid_request")
         assert error["details"][0]["field"] == field
-
-
-async def sse_events(response: httpx.Response) -> Any:
-    """Parse a text/event-stream into dicts of its fields (comments included as `comment`)."""
-    event: dict[str, str] = {}
-    async for line in response.aiter_lines():
-        if not line:
-            if event:
-                yield event
-            event = {}
-        elif line.startswith(":"):
-            event["comment"] = line[1:].strip()
-        else:
-            name, _, value = line.partition(":")
-            event[name] = value.removeprefix(" ")
 
 
 async def test_a_stream_client_receives_records_published_after_it_connected(

@@ -130,6 +130,7 @@ async def test_ui_status_gives_the_header_strips_figures(client: httpx.AsyncClie
     assert re.fullmatch(r"[0-9a-f]{32}", status["chain"]["writer"])
     assert status["chain"]["seq"] == -1
     assert status["topics"] == ["audit"]
+    assert set(status["messages"]) == {"following"}
 
 
 def test_the_page_is_out_of_the_openapi_document_and_its_status_in_it() -> None:
@@ -262,5 +263,7 @@ async def test_ui_status_shows_what_the_spool_holds_while_kafka_is_away(tmp_path
     assert status["spool"]["bytes"] > 0
     assert status["spool"]["oldest_age_s"] > 0
     assert status["chain"]["seq"] == 0
+    # What the strip shows as "not following": GET /messages cannot see new records.
+    assert status["messages"] == {"following": False}
     # What the strip shows as "not ready, and why".
     assert_contract_error(ready, 503, "broker_unavailable")

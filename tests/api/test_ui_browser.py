@@ -17,10 +17,11 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from app.embedded import free_port
 from tests.helpers.browser import chromium_path, screenshot_paths
 from tests.helpers.logs import SECRET_MARKER
 from tests.helpers.processes import run_cli
-from tests.helpers.service import LiveService, running_service
+from tests.helpers.service import Launch, LiveService, running_service
 
 TIMEOUT_MS = 15_000
 READ_KEY = f"{SECRET_MARKER}-ui-read"
@@ -117,6 +118,7 @@ def test_a_record_appears_live_and_pausing_counts_the_new_ones(
     assert prompts == ["third, while paused", "second, while paused", "first, shown live"]
     # The header strip: ready, and the figures of /ui/status.
     expect(page.locator("#ready")).to_have_text("ready")
+    expect(page.locator("#following")).to_have_text("following")
     expect(page.locator("#spool")).to_have_text("off")
     expect(page.locator("#in-flight")).to_contain_text("records")
     shoot(page, tmp_path, "live")
@@ -281,3 +283,19 @@ def test_with_keys_on_the_page_asks_for_one_and_never_puts_it_in_a_url(
         finally:
             context.close()
     assert not [url for url in urls if SECRET_MARKER in url]
+
+
+# No broker needed, but a browser: run with the module's other tests (`make test` sets Chromium
+# up), not in the broker-free run.
+@pytest.mark.broker
+def test_the_strip_says_not_following_while_kafka_is_away(
+    page: Page, tmp_path: Path, start_service: Launch
+) -> None:
+    # Nothing listens on that port: the service serves, its GET /messages reader cannot follow.
+    service = start_service(f"127.0.0.1:{free_port()}", tmp_path / "run")
+    service.wait_live()
+    page.goto(f"{service.url}/ui")
+    expect(page.locator("#following")).to_have_text("not following")
+    expect(page.locator("#following-why")).to_contain_text("reconnecting to Kafka")
+    expect(page.locator("#ready")).to_have_text("not ready")
+    shoot(page, tmp_path, "not-following")

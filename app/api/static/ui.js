@@ -482,6 +482,17 @@ async function refreshStatus() {
     const flight = status.in_flight;
     $("in-flight").textContent =
       `${flight.records} of ${flight.max_records} records, ${formatBytes(flight.bytes)}`;
+    const following = $("following");
+    if (status.messages.following) {
+      following.textContent = "following";
+      following.dataset.state = "ok";
+      $("following-why").textContent = "";
+    } else {
+      // The table and the live tail show nothing newer until the reader is back.
+      following.textContent = "not following";
+      following.dataset.state = "bad";
+      $("following-why").textContent = "reconnecting to Kafka: nothing newer shows until it is back";
+    }
     const rates = status.rate.records_per_s;
     $("rate-now").textContent = rates.length
       ? `${rates.at(-1).toFixed(1)}/s`
