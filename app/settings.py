@@ -69,9 +69,10 @@ class Settings(BaseSettings):
         "-1 keeps records forever.",
     )
     audit_min_retention_days: int = Field(
-        default=180,
+        # Six calendar months can be 184 days (July to December).
+        default=184,
         ge=0,
-        description="Shortest retention accepted on an existing audit topic.",
+        description="Shortest retention (days) accepted on an existing audit topic.",
     )
     audit_topic_check: Literal["enforce", "warn", "off"] = Field(
         default="enforce",

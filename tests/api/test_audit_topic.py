@@ -49,13 +49,13 @@ async def test_a_seven_day_audit_topic_keeps_the_service_unready_and_refuses_wri
             metrics = await scrape(client)
     error = assert_contract_error(ready, 503, "audit_topic_noncompliant")
     assert int(ready.headers["retry-after"]) > 0
-    for named in (topic, "retention.ms", SEVEN_DAYS_MS, str(180 * DAY_MS)):
+    for named in (topic, "retention.ms", SEVEN_DAYS_MS, str(184 * DAY_MS)):
         assert named in error["message"]
     assert error["details"] == [
         {
             "setting": "retention.ms",
             "value": SEVEN_DAYS_MS,
-            "required": f">= {180 * DAY_MS} (180 days, RG_AUDIT_MIN_RETENTION_DAYS) or -1",
+            "required": f">= {184 * DAY_MS} (184 days, RG_AUDIT_MIN_RETENTION_DAYS) or -1",
             "message": "records are deleted after 7 days",
         }
     ]
