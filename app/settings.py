@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.auth import Scope
+from app.auth import SCOPES, Scope
 from app.kafka.audit import DEFAULT_AUDIT_TOPIC
 from app.kafka.models import TopicName
 
@@ -26,6 +26,8 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        # An error must not echo a value: RG_API_KEYS holds secrets (see _api_keys_by_position).
+        hide_input_in_errors=True,
     )
 
     kafka_bootstrap_servers: CommaList = Field(
@@ -280,6 +282,25 @@ class Settings(BaseSettings):
         # An environment variable holds "a,b", not JSON.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys_by_position(cls, value: object) -> object:
+        # The keys are the secrets, and pydantic names a dict's key in an error's location:
+        # checked here first, a problem is named by the key's position, never by the key.
+        if not isinstance(value, dict):
+            raise ValueError("RG_API_KEYS must be a JSON object: key -> list of scopes")
+        for position, scopes in enumerate(value.values(), start=1):
+            where = f"RG_API_KEYS: key #{position}"
+            if not isinstance(scopes, list):
+                raise ValueError(f'{where}: its scopes must be a list, e.g. ["audit:write"]')
+            for scope in scopes:
+                if scope not in SCOPES:
+                    shown = repr(scope) if isinstance(scope, str) else type(scope).__name__
+                    raise ValueError(
+                        f"{where}: unknown scope {shown}; the scopes are {', '.join(SCOPES)}"
+                    )
         return value
 
     @field_validator(
