@@ -22,7 +22,10 @@ lifespan's two halves:
 """
 
 import logging
+import os
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.auth import ApiKeys, is_loopback
 from app.cluster import ProducerConnection
@@ -53,6 +56,11 @@ logger = logging.getLogger(__name__)
 
 # How long the start waits for the audit topic's first create-or-check once Kafka answers.
 AUDIT_TOPIC_WAIT_S = 30.0
+
+
+class StartupError(ValueError):
+    """A setting the service cannot start with; the message names it and what to do. The
+    console script prints it as one line and exits with status 3."""
 
 
 @dataclass(frozen=True)
@@ -100,10 +108,14 @@ class Services:
         self.checkpoints.open()
         return_big_blocks()
         logger.info("audit writer %s starts its chain at seq 0", self.chain.writer_id)
+        # The console script checks this before anything starts; this covers an app served
+        # some other way.
+        check_unauthenticated(settings)
         if not self.api_keys.enabled and not is_loopback(settings.host):
             logger.warning(
-                "authentication is off (RG_API_KEYS is empty) while the API listens on %s: "
-                "whoever reaches that address can write audit records and read messages",
+                "authentication is off (RG_API_KEYS is empty, RG_ALLOW_UNAUTHENTICATED=true) "
+                "while the API listens on %s: whoever reaches that address can write audit "
+                "records and read messages",
                 settings.host,
             )
         if self.spool is not None:
@@ -256,20 +268,57 @@ def build_services(settings: Settings) -> Services:
     )
 
 
+def check_unauthenticated(settings: Settings) -> None:
+    """`StartupError` when the API would listen beyond loopback with authentication off and
+    RG_ALLOW_UNAUTHENTICATED is not set: refusing is the safe default for an image or a chart
+    that listens on every interface."""
+    if settings.api_keys or is_loopback(settings.host) or settings.allow_unauthenticated:
+        return
+    raise StartupError(
+        f"RG_HOST={settings.host} listens beyond this machine and RG_API_KEYS is empty: "
+        "set RG_API_KEYS, or RG_ALLOW_UNAUTHENTICATED=true to let anyone in reach write and read"
+    )
+
+
+def check_key_file_mode(path: Path, setting: str, *, allow_insecure: bool) -> None:
+    """`StartupError` when others may read the private key file at `path`, or its group while
+    the file is this user's own (unless RG_ALLOW_INSECURE_KEY_FILES): whoever reads the key can
+    forge what it signs or keys. A group-readable file owned by someone else stays allowed: a
+    Kubernetes secret is mounted owned by root and readable by the pod's fsGroup only."""
+    try:
+        status = path.stat()
+    except OSError:
+        return  # reading it says why, naming the setting
+    mode = stat.S_IMODE(status.st_mode)
+    readable = mode & 0o004 or (mode & 0o040 and status.st_uid == os.geteuid())
+    if readable and not allow_insecure:
+        raise StartupError(
+            f"{setting} {path}: others may read it (mode {mode:04o}): `chmod 600 {path}`, "
+            "or RG_ALLOW_INSECURE_KEY_FILES=true to start anyway"
+        )
+
+
 def redactor_of(settings: Settings, metrics: ServiceMetrics) -> Redactor | None:
     """The redactor RG_REDACTION asks for, counting into `metrics`; None when it is off.
-    Reads the hash key from RG_REDACTION_KEY_FILE (a missing or empty file stops the start)."""
+    Reads the hash key from RG_REDACTION_KEY_FILE (a missing, empty, or group/other-readable
+    file stops the start: `StartupError`)."""
     if settings.redaction == "off":
         return None
     key: bytes | None = None
     if settings.redaction == "hash":
-        assert settings.redaction_key_file is not None  # noqa: S101 - the settings require it
+        path = settings.redaction_key_file
+        assert path is not None  # noqa: S101 - the settings require it
+        check_key_file_mode(
+            path, "RG_REDACTION_KEY_FILE", allow_insecure=settings.allow_insecure_key_files
+        )
         try:
-            key = settings.redaction_key_file.read_bytes().strip()
+            key = path.read_bytes().strip()
         except OSError as exc:
-            raise ValueError(f"RG_REDACTION_KEY_FILE: cannot read the key: {exc}") from None
+            raise StartupError(
+                f"RG_REDACTION_KEY_FILE {path}: cannot read the key: {exc.strerror or exc}"
+            ) from None
         if not key:
-            raise ValueError(f"RG_REDACTION_KEY_FILE: {settings.redaction_key_file} is empty")
+            raise StartupError(f"RG_REDACTION_KEY_FILE {path}: the file is empty")
     return Redactor(
         settings.redaction,
         key=key,

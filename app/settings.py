@@ -167,6 +167,16 @@ class Settings(BaseSettings):
         description='API keys and their scopes as JSON, e.g. {"k1": ["audit:write"]}; '
         "empty: authentication off.",
     )
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description="Serve on a non-loopback RG_HOST with RG_API_KEYS empty (anyone in reach "
+        "may write and read); without it the service refuses to start so.",
+    )
+    allow_insecure_key_files: bool = Field(
+        default=False,
+        description="Start with a private key file (the signing key, the redaction key) that "
+        "group or others may read; without it the service refuses to start so.",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body; larger ones get 413."
     )
