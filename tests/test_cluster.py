@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
-from app.cluster import consumer_config, producer_config
+from app.cluster import ProducerConnection, consumer_config, producer_config
 from app.settings import Settings
 
 PASSWORD = "rg-test-secret-sasl-password"
@@ -111,3 +112,34 @@ async def test_unit_the_producer_batches_as_rg_kafka_max_batch_size_and_linger_m
     # Beyond what a broker takes in one batch by default: refused, naming the setting.
     with pytest.raises(ValueError, match="kafka_max_batch_size"):
         Settings(_env_file=None, kafka_max_batch_size=2 * 1024 * 1024)
+
+
+async def test_readiness_asks_for_one_topic_never_all_topics(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    connection = ProducerConnection(
+        Settings(_env_file=None, kafka_bootstrap_servers=[kafka_bootstrap], audit_topic=topic)
+    )
+    await connection.start()
+    try:
+        assert await connection.wait_connected(30)
+        client = connection.producer._producer.client  # type: ignore[union-attr]
+        everything = client.fetch_all_metadata
+        asked_for_all: list[int] = []
+
+        async def counted() -> object:
+            asked_for_all.append(1)
+            return await everything()
+
+        client.fetch_all_metadata = counted
+        assert await connection.is_ready()
+        assert asked_for_all == []
+        # Asking about a missing topic did not create it with the broker's defaults.
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            assert topic not in await admin.list_topics()
+        finally:
+            await admin.close()
+    finally:
+        await connection.close()
