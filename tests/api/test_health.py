@@ -51,8 +51,8 @@ async def test_readyz_is_503_without_a_broker_naming_no_address(
 async def test_readyz_names_no_registry_and_no_error(
     kafka_bootstrap: str, topic: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A registry URL with credentials (nothing listens on port 9): not in the answer.
-    url = "http://registry-user:S3cretPassw0rd@127.0.0.1:9/apis/ccompat/v7"
+    # Nothing listens on port 9: neither the registry's address nor the error is answered.
+    url = "http://127.0.0.1:9/apis/ccompat/v7"
     with caplog.at_level(logging.WARNING, logger="app.api.health"):
         async with client_for(
             kafka_bootstrap, audit_topic=topic, schema_registry_url=url, ready_timeout_s=0.5
@@ -61,8 +61,8 @@ async def test_readyz_names_no_registry_and_no_error(
     error = assert_contract_error(response, 503, "schema_registry_unavailable")
     assert error["message"] == "the audit schema is not registered in the Schema Registry"
     assert error["details"] == []
-    for secret in ("S3cretPassw0rd", "registry-user", "127.0.0.1", "Error"):
-        assert secret not in response.text
+    for detail in ("127.0.0.1", "ccompat", "Error", "connect"):
+        assert detail not in response.text
     assert "not ready: schema_registry_unavailable" in caplog.text
 
 
