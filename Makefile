@@ -1,5 +1,6 @@
 # ractogateway-kafka — every command installs what it needs first.
 #   make run     embedded Apache Kafka + the API on http://127.0.0.1:8080
+#                (other ports: make run KAFKA_PORT=9093 RG_PORT=8081)
 #   make registry  the embedded Schema Registry (Apicurio) alone; prints its url= line
 #   make test    the whole suite against a real broker
 #   make lint    ruff, mypy --strict on app and tests, hadolint on the Dockerfile, helm lint on the chart
@@ -22,6 +23,9 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 SYNCED := $(VENV)/.synced
 KAFKA_VERSION := 3.9.1
+# The embedded broker's client port for `make run` (RG_PORT, from the command line or the
+# environment, is the API's).
+KAFKA_PORT ?= 9092
 # helm has no package in the registries we use: it is built from source with the machine's Go
 # (default Go caches, ~1 GB and ~3 min cold, ~1 s warm).
 HELM_VERSION := v3.22.0
@@ -85,7 +89,7 @@ chromium:
 install: $(SYNCED) $(JARS)
 
 run: install
-	$(VENV)/bin/ractogateway-kafka run
+	$(VENV)/bin/ractogateway-kafka run --port $(KAFKA_PORT)
 
 registry: $(REGISTRY)
 	$(VENV)/bin/ractogateway-kafka registry

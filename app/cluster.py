@@ -5,8 +5,10 @@ The producer connects in the background and keeps trying, so the service starts 
 answers) before the broker does; `/readyz` reports the difference.
 """
 
+import asyncio
 import inspect
 import logging
+import time
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -17,6 +19,9 @@ from app.settings import Settings
 from app.tasks import BackgroundTask, Backoff
 
 logger = logging.getLogger(__name__)
+
+# How long a readiness verdict is reused (GET /readyz).
+READY_CACHE_S = 1.0
 
 
 def _connection(settings: Settings) -> dict[str, Any]:
@@ -67,6 +72,9 @@ class ProducerConnection:
         self._settings = settings
         self.producer = KafkaProducerClient(config=producer_config(settings))
         self._connecting = BackgroundTask("kafka-connect", self._connect)
+        # When the last readiness verdict was made (time.monotonic()), and what it was.
+        self._ready: tuple[float, bool] | None = None
+        self._ready_lock = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
@@ -83,8 +91,18 @@ class ProducerConnection:
         return self.connected
 
     async def is_ready(self) -> bool:
-        """True when the cluster answers a metadata request within the ready timeout."""
-        return await self.producer.ping(timeout_s=self._settings.ready_timeout_s)
+        """True when the cluster answers a metadata request (for the audit topic alone) within
+        the ready timeout. The verdict is kept for READY_CACHE_S and concurrent callers share
+        one request: /readyz is open to anyone, and must not turn into a request to the
+        cluster per call."""
+        async with self._ready_lock:
+            now = time.monotonic()
+            if self._ready is None or now - self._ready[0] >= READY_CACHE_S:
+                answered = await self.producer.ping(
+                    timeout_s=self._settings.ready_timeout_s, topic=self._settings.audit_topic
+                )
+                self._ready = (time.monotonic(), answered)
+            return self._ready[1]
 
     async def close(self) -> None:
         """Stop connecting, flush what was sent and close the producer."""

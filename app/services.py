@@ -23,6 +23,7 @@ lifespan's two halves:
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.auth import ApiKeys, is_loopback
 from app.cluster import ProducerConnection
@@ -39,6 +40,7 @@ from app.ingest.spool import Spool
 from app.ingest.topic_policy import TopicPolicy
 from app.integrity import ChainWriter
 from app.integrity.checkpointer import Checkpoints
+from app.integrity.keys import insecure_key_file
 from app.kafka import KafkaAuditLogger, KafkaProducerClient, SchemaRegistryClient
 from app.memory import return_big_blocks
 from app.metrics import ServiceMetrics
@@ -54,6 +56,11 @@ logger = logging.getLogger(__name__)
 
 # How long the start waits for the audit topic's first create-or-check once Kafka answers.
 AUDIT_TOPIC_WAIT_S = 30.0
+
+
+class StartupError(ValueError):
+    """A setting the service cannot start with; the message names it and what to do. The
+    console script prints it as one line and exits with status 3."""
 
 
 @dataclass(frozen=True)
@@ -103,10 +110,14 @@ class Services:
         self.checkpoints.open()
         return_big_blocks()
         logger.info("audit writer %s starts its chain at seq 0", self.chain.writer_id)
+        # The console script checks this before anything starts; this covers an app served
+        # some other way.
+        check_unauthenticated(settings)
         if not self.api_keys.enabled and not is_loopback(settings.host):
             logger.warning(
-                "authentication is off (RG_API_KEYS is empty) while the API listens on %s: "
-                "whoever reaches that address can write audit records and read messages",
+                "authentication is off (RG_API_KEYS is empty, RG_ALLOW_UNAUTHENTICATED=true) "
+                "while the API listens on %s: whoever reaches that address can write audit "
+                "records and read messages",
                 settings.host,
             )
         if self.spool is not None:
@@ -279,20 +290,48 @@ def build_services(settings: Settings) -> Services:
     )
 
 
+def check_unauthenticated(settings: Settings) -> None:
+    """`StartupError` when the API would listen beyond loopback with authentication off and
+    RG_ALLOW_UNAUTHENTICATED is not set: refusing is the safe default for an image or a chart
+    that listens on every interface."""
+    if settings.api_keys or is_loopback(settings.host) or settings.allow_unauthenticated:
+        return
+    raise StartupError(
+        f"RG_HOST={settings.host} listens beyond this machine and RG_API_KEYS is empty: "
+        "set RG_API_KEYS, or RG_ALLOW_UNAUTHENTICATED=true to let anyone in reach write and read"
+    )
+
+
+def check_key_file_mode(path: Path, setting: str, *, allow_insecure: bool) -> None:
+    """`StartupError` when the private key file at `path` is exposed (`key_file_exposure`)
+    and RG_ALLOW_INSECURE_KEY_FILES does not allow it: whoever reads the key can forge what it
+    signs or keys."""
+    refusal = insecure_key_file(path, setting, allow_insecure=allow_insecure)
+    if refusal is not None:
+        raise StartupError(refusal)
+
+
 def redactor_of(settings: Settings, metrics: ServiceMetrics) -> Redactor | None:
     """The redactor RG_REDACTION asks for, counting into `metrics`; None when it is off.
-    Reads the hash key from RG_REDACTION_KEY_FILE (a missing or empty file stops the start)."""
+    Reads the hash key from RG_REDACTION_KEY_FILE (a missing, empty, or group/other-readable
+    file stops the start: `StartupError`)."""
     if settings.redaction == "off":
         return None
     key: bytes | None = None
     if settings.redaction == "hash":
-        assert settings.redaction_key_file is not None  # noqa: S101 - the settings require it
+        path = settings.redaction_key_file
+        assert path is not None  # noqa: S101 - the settings require it
+        check_key_file_mode(
+            path, "RG_REDACTION_KEY_FILE", allow_insecure=settings.allow_insecure_key_files
+        )
         try:
-            key = settings.redaction_key_file.read_bytes().strip()
+            key = path.read_bytes().strip()
         except OSError as exc:
-            raise ValueError(f"RG_REDACTION_KEY_FILE: cannot read the key: {exc}") from None
+            raise StartupError(
+                f"RG_REDACTION_KEY_FILE {path}: cannot read the key: {exc.strerror or exc}"
+            ) from None
         if not key:
-            raise ValueError(f"RG_REDACTION_KEY_FILE: {settings.redaction_key_file} is empty")
+            raise StartupError(f"RG_REDACTION_KEY_FILE {path}: the file is empty")
     return Redactor(
         settings.redaction,
         key=key,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.auth import Scope
+from app.auth import SCOPES, Scope
 from app.kafka.audit import DEFAULT_AUDIT_TOPIC
 from app.kafka.models import TopicName
 from app.memory import BODY_COST
@@ -27,6 +27,8 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        # An error must not echo a value: RG_API_KEYS holds secrets (see _api_keys_by_position).
+        hide_input_in_errors=True,
     )
 
     kafka_bootstrap_servers: CommaList = Field(
@@ -70,9 +72,10 @@ class Settings(BaseSettings):
         "-1 keeps records forever.",
     )
     audit_min_retention_days: int = Field(
-        default=180,
+        # Six calendar months can be 184 days (July to December).
+        default=184,
         ge=0,
-        description="Shortest retention accepted on an existing audit topic.",
+        description="Shortest retention (days) accepted on an existing audit topic.",
     )
     audit_topic_check: Literal["enforce", "warn", "off"] = Field(
         default="enforce",
@@ -90,11 +93,6 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9._-]+$",
         description="Id of the signing key in checkpoints and GET /audit/keys; unset: the first "
         "16 hex digits of SHA-256 of the raw public key.",
-    )
-    allow_insecure_key_file: bool = Field(
-        default=False,
-        description="Use RG_AUDIT_SIGNING_KEY_FILE even when other users may read it (logged "
-        "as a warning); false: such a file stops the start.",
     )
     audit_retired_keys_dir: Path | None = Field(
         default=None,
@@ -126,12 +124,12 @@ class Settings(BaseSettings):
         "Kafka's acknowledgement cost (a body's byte counts 3 while its request is worked on, a "
         "record's byte 2); beyond it 503 overloaded. At least 3 x RG_MAX_BODY_BYTES.",
     )
-    kafka_compression_type: Literal["none", "gzip"] = Field(
+    kafka_compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         default="none",
-        description="Compression of the producer's batches. gzip runs in the service's event "
-        "loop (about 12 ms per 0.5 MB of text) and caps the rate of big records; on a "
-        "sidecar's loopback link it saves nothing (a topic's compression.type lets the broker "
-        "compress what it stores).",
+        description="Compression of the producer's batches: any codec Kafka offers. It runs "
+        "in the service's event loop (gzip about 12 ms per 0.5 MB of text) and caps the rate "
+        "of big records; on a sidecar's loopback link it saves nothing (a topic's "
+        "compression.type lets the broker compress what it stores).",
     )
     kafka_max_batch_size: int = Field(
         default=1024 * 1024,
@@ -176,6 +174,17 @@ class Settings(BaseSettings):
         repr=False,  # never in reprs or logs
         description='API keys and their scopes as JSON, e.g. {"k1": ["audit:write"]}; '
         "empty: authentication off.",
+    )
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description="Serve on a non-loopback RG_HOST with RG_API_KEYS empty (anyone in reach "
+        "may write and read); without it the service refuses to start so.",
+    )
+    allow_insecure_key_files: bool = Field(
+        default=False,
+        description="Start with a private key file (the signing key, the redaction key) that "
+        "others may read, or its group while the file is the service user's own (one warning "
+        "names it); without it the service refuses to start so.",
     )
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body; larger ones get 413."
@@ -300,6 +309,25 @@ class Settings(BaseSettings):
         # An environment variable holds "a,b", not JSON.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys_by_position(cls, value: object) -> object:
+        # The keys are the secrets, and pydantic names a dict's key in an error's location:
+        # checked here first, a problem is named by the key's position, never by the key.
+        if not isinstance(value, dict):
+            raise ValueError("RG_API_KEYS must be a JSON object: key -> list of scopes")
+        for position, scopes in enumerate(value.values(), start=1):
+            where = f"RG_API_KEYS: key #{position}"
+            if not isinstance(scopes, list):
+                raise ValueError(f'{where}: its scopes must be a list, e.g. ["audit:write"]')
+            for scope in scopes:
+                if scope not in SCOPES:
+                    shown = repr(scope) if isinstance(scope, str) else type(scope).__name__
+                    raise ValueError(
+                        f"{where}: unknown scope {shown}; the scopes are {', '.join(SCOPES)}"
+                    )
         return value
 
     @field_validator(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from app.cluster import ProducerConnection, consumer_config, producer_config
 from app.embedded import free_port
@@ -129,3 +130,34 @@ async def test_connecting_to_an_absent_kafka_logs_the_first_failure_then_paces_t
     lines = [r.getMessage() for r in caplog.records if r.name == "app.cluster"]
     assert len(lines) == 1, lines  # one line per attempt before
     assert "not reachable yet" in lines[0]
+
+
+async def test_readiness_asks_for_one_topic_never_all_topics(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    connection = ProducerConnection(
+        Settings(_env_file=None, kafka_bootstrap_servers=[kafka_bootstrap], audit_topic=topic)
+    )
+    await connection.start()
+    try:
+        assert await connection.wait_connected(30)
+        client = connection.producer._producer.client  # type: ignore[union-attr]
+        everything = client.fetch_all_metadata
+        asked_for_all: list[int] = []
+
+        async def counted() -> object:
+            asked_for_all.append(1)
+            return await everything()
+
+        client.fetch_all_metadata = counted
+        assert await connection.is_ready()
+        assert asked_for_all == []
+        # Asking about a missing topic did not create it with the broker's defaults.
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            assert topic not in await admin.list_topics()
+        finally:
+            await admin.close()
+    finally:
+        await connection.close()

@@ -173,3 +173,28 @@ def test_an_empty_registry_url_turns_contracts_off(monkeypatch: pytest.MonkeyPat
     assert Settings().schema_registry_url is None
     with pytest.raises(ValidationError, match="schema_wire_format"):
         Settings(schema_wire_format="bogus")
+
+
+@pytest.mark.parametrize(
+    ("keys", "named"),
+    [
+        ('{"k1": ["audit:write"], "sk-SUPERSECRET-123": ["audit:wrte"]}', "key #2"),
+        ('{"sk-SUPERSECRET-123": "audit:write"}', "key #1"),
+        ('{"sk-SUPERSECRET-123": [1]}', "key #1"),
+        ('["sk-SUPERSECRET-123"]', "a JSON object"),
+    ],
+)
+def test_an_api_key_with_a_bad_scope_is_named_by_position_never_by_value(
+    monkeypatch: pytest.MonkeyPatch, keys: str, named: str
+) -> None:
+    monkeypatch.setenv("RG_API_KEYS", keys)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    message = str(raised.value)
+    assert named in message
+    assert "SUPERSECRET" not in message
+
+
+def test_api_keys_with_known_scopes_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RG_API_KEYS", '{"k1": ["audit:write"], "k2": ["messages:read"]}')
+    assert Settings().api_keys == {"k1": ["audit:write"], "k2": ["messages:read"]}

@@ -52,10 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_command(arguments: Sequence[str]) -> int:
-    """Any command through the full parser; known failures become one line and status 2."""
-    from app.cli.handler import HandlerSpecError  # noqa: PLC0415 - see the module docstring
+    """Any command through the full parser; known failures become one line: status 2 for a
+    bad setting or usage, 3 for a setting the service cannot start with."""
+    from pydantic import ValidationError  # noqa: PLC0415 - see the module docstring
+    from pydantic_settings import SettingsError  # noqa: PLC0415
+
+    from app.cli.common import settings_problem  # noqa: PLC0415
+    from app.cli.handler import HandlerSpecError  # noqa: PLC0415
     from app.embedded import EmbeddedKafkaError  # noqa: PLC0415
     from app.kafka import KafkaClientError  # noqa: PLC0415
+    from app.services import StartupError  # noqa: PLC0415
 
     args = build_parser().parse_args(arguments)
     try:
@@ -64,6 +70,12 @@ def run_command(arguments: Sequence[str]) -> int:
         # One line the user can act on, not a traceback.
         logger.error("%s", exc)
         return 2
+    except (ValidationError, SettingsError) as exc:
+        logger.error("%s", settings_problem(exc))
+        return 2
+    except StartupError as exc:
+        logger.error("cannot start: %s", exc)
+        return 3
     except KeyboardInterrupt:
         return 130
     return code

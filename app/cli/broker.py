@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 from app.cli.common import EPILOG, exit_on_sigterm, logger, stop_requested
-from app.cli.service import serve
+from app.cli.service import check_startup, serve
 from app.embedded import EmbeddedKafka, EmbeddedKafkaCluster, KafkaDistribution
 from app.embedded.cluster import CLUSTER_HEAP
 from app.logs import configure_logging
@@ -93,6 +93,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         logger.info("using Kafka at %s", ",".join(settings.kafka_bootstrap_servers))
         serve(settings)
         return 0
+    # A port taken or a key unusable is said before a broker is started for nothing.
+    check_startup(settings)
     broker = EmbeddedKafka(
         args.data_dir,
         port=args.port,

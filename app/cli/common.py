@@ -4,6 +4,11 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # `probe` imports this module and must stay cheap (app/cli/__init__.py)
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
 logger = logging.getLogger("ractogateway_kafka")
 
@@ -33,3 +38,23 @@ def stop_requested() -> threading.Event:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     return stop
+
+
+def settings_problem(exc: "ValidationError | SettingsError") -> str:
+    """A settings error as one line naming each RG_* variable, without the values (they may
+    be secrets) and without pydantic's links."""
+    from pydantic_settings import SettingsError  # noqa: PLC0415 - see the imports
+
+    if isinstance(exc, SettingsError):
+        # pydantic-settings: 'error parsing value for field "api_keys" from source ...'
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+        return f"invalid setting RG_{field.upper()}: not valid JSON" if field else str(exc)
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = error["msg"].removeprefix("Value error, ")
+        location = error["loc"]
+        if location:
+            problems.append(f"RG_{str(location[0]).upper()}: {message}")
+        else:  # a rule across settings: its message names them
+            problems.append(message)
+    return "invalid setting " + "; ".join(problems)

@@ -1,6 +1,7 @@
 """`serve` and `openapi`: the HTTP service."""
 
 import argparse
+import socket
 from pathlib import Path
 from types import FrameType
 
@@ -46,12 +47,53 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+def check_port(host: str, port: int) -> None:
+    """`StartupError` naming RG_PORT when the API could not listen on `host:port` (taken by
+    another process): said before anything starts, not as uvicorn's bare errno later."""
+    from app.services import StartupError  # noqa: PLC0415 - no service stack for `broker`
+
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            # As uvicorn binds: a port left in TIME_WAIT by an earlier run is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise StartupError(
+            f"RG_PORT={port}: the API cannot listen on {host}:{port} "
+            f"({exc.strerror or exc}): choose another RG_PORT (or RG_HOST)"
+        ) from None
+
+
+def check_startup(settings: Settings) -> None:
+    """What must hold before anything starts (an embedded broker included), each failure a
+    `StartupError` naming its setting: authentication beyond loopback, the signing key, the
+    API's port. (The redaction key is read when the app is built.)"""
+    from app.integrity.keys import SigningKeyError, load_signing_key, public_keys  # noqa: PLC0415
+    from app.services import StartupError, check_unauthenticated  # noqa: PLC0415
+
+    check_unauthenticated(settings)
+    try:
+        if settings.audit_signing_key_file is not None:
+            signing = load_signing_key(settings.audit_signing_key_file, settings.audit_key_id)
+            public_keys(signing, settings.audit_retired_keys_dir)
+    except SigningKeyError as exc:
+        raise StartupError(str(exc)) from None
+    check_port(settings.host, settings.port)
+
+
 def serve(settings: Settings) -> None:
     """Run the API with uvicorn until SIGTERM or Ctrl-C: drain for RG_SHUTDOWN_DRAIN_S, let
-    in-flight requests finish (at most RG_SHUTDOWN_TIMEOUT_S), flush, exit."""
+    in-flight requests finish (at most RG_SHUTDOWN_TIMEOUT_S), flush, exit. A setting it cannot
+    start with raises `StartupError` first."""
     from app.api.http_limits import limited_protocol  # noqa: PLC0415 - no web stack for `broker`
     from app.main import create_app  # noqa: PLC0415 - likewise
 
+    check_startup(settings)
     app = create_app(settings)
     tune_for_serving()
     config = uvicorn.Config(
@@ -74,7 +116,7 @@ def serve(settings: Settings) -> None:
     server = DrainingServer(
         config, shutdown=app.state.services.shutdown, drain_s=settings.shutdown_drain_s
     )
-    # When the app cannot start (a spool folder in use, a port taken) uvicorn logs why and
+    # When the app cannot start all the same (a spool folder in use) uvicorn logs why and
     # exits with status 3.
     server.run()
 

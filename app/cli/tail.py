@@ -42,15 +42,29 @@ def as_json_line(message: KafkaMessage) -> str:
     ).decode("utf-8")
 
 
+# C0 and C1 control characters (and DEL) as `\xNN`, tab kept: a record's text reaches a
+# terminal, and escape sequences in it could retitle, clear or recolour it, or fake a verdict.
+_CONTROLS = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code != ord("\t")
+}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with its control characters (except tab) shown as `\\xNN`."""
+    return text.translate(_CONTROLS)
+
+
 def as_text_line(message: KafkaMessage) -> str:
-    """One record for people: `topic[partition]@offset key=...: value`."""
+    """One record for people: `topic[partition]@offset key=...: value`, control characters
+    escaped."""
     value = message.value
     shown = value if isinstance(value, str) else orjson.dumps(_printable(value)).decode("utf-8")
+    shown = escape_controls(shown)
     schema = ""
     if message.schema_id is not None:
         schema = f" schema={message.schema_id}/v{message.schema_version or '?'}"
     place = f"{message.topic}[{message.partition}]@{message.offset}"
-    return f"{place} key={message.key!r}{schema}: {shown}"
+    return f"{place} key={escape_controls(repr(message.key))}{schema}: {shown}"
 
 
 async def tail(

@@ -1,4 +1,5 @@
-"""`topics check` and `topics create`: the audit topic's settings, as the service sees them."""
+"""`topics check` and `topics create`: the settings of the audit topic and of its checkpoints
+topic, as the service sees them."""
 
 import argparse
 import asyncio
@@ -8,27 +9,45 @@ from aiokafka.errors import KafkaError
 from app.cli.common import EPILOG, logger
 from app.ingest.audit_topic import AuditTopic, AuditTopicError, Compliance
 from app.logs import configure_logging
-from app.settings import get_settings
+from app.settings import Settings, get_settings
 
 EXIT_STATUS = """\
-exit status: 0 the topic keeps audit records; 1 it does not (each finding is printed),
-or it does not exist (check); 2 usage, Kafka unreachable, or a permission missing.
+exit status: 0 the topics keep audit records; 1 one does not (each finding is printed), or
+the audit topic does not exist (check), or the checkpoints topic does not while
+RG_AUDIT_SIGNING_KEY_FILE is set; 2 usage, Kafka unreachable, or a permission missing.
 """
 
 
-def _report(compliance: Compliance) -> int:
+def _report(compliance: Compliance, *, kind: str) -> int:
     if compliance.partitions:
         verb = "created" if compliance.created else "found"
         print(
-            f"audit topic {compliance.topic!r} {verb}: {compliance.partitions} partitions, "
+            f"{kind} {compliance.topic!r} {verb}: {compliance.partitions} partitions, "
             f"replication factor {compliance.replication}"
         )
     for finding in compliance.findings:
         print(f"noncompliant: {finding}")
     if compliance.compliant:
-        print("compliant: retention, cleanup policy and replication keep audit records")
+        print(f"compliant: {kind}'s retention, cleanup policy and replication keep its records")
         return 0
     return 1
+
+
+async def _ensure_both(settings: Settings, *, create: bool) -> int:
+    audit = await AuditTopic(settings).ensure(create=create)
+    status = _report(audit, kind="audit topic")
+    # The signed checkpoints are evidence too: kept by the same rules. Without a signing key
+    # the service writes none, so a missing checkpoints topic is no finding then.
+    signed = settings.audit_signing_key_file is not None
+    checkpoints = AuditTopic(settings, name=settings.checkpoints_topic, partitions=1)
+    found = await checkpoints.ensure(create=create and signed)
+    if not found.partitions and not signed:
+        print(
+            f"checkpoints topic {found.topic!r} not found: none are written without "
+            "RG_AUDIT_SIGNING_KEY_FILE"
+        )
+        return status
+    return max(status, _report(found, kind="checkpoints topic"))
 
 
 def _run(args: argparse.Namespace, *, create: bool) -> int:
@@ -38,9 +57,7 @@ def _run(args: argparse.Namespace, *, create: bool) -> int:
         settings = settings.model_copy(update={"audit_topic": args.topic})
     timeout_s = settings.kafka_request_timeout_ms / 1000
     try:
-        compliance = asyncio.run(
-            asyncio.wait_for(AuditTopic(settings).ensure(create=create), timeout_s)
-        )
+        return asyncio.run(asyncio.wait_for(_ensure_both(settings, create=create), timeout_s))
     except AuditTopicError as exc:
         logger.error("%s", exc)
         return 2
@@ -48,16 +65,16 @@ def _run(args: argparse.Namespace, *, create: bool) -> int:
         servers = ",".join(settings.kafka_bootstrap_servers)
         logger.error("Kafka at %s does not answer: %s", servers, str(exc) or type(exc).__name__)
         return 2
-    return _report(compliance)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Describe the audit topic and print what would lose its records."""
+    """Describe the audit and checkpoints topics and print what would lose their records."""
     return _run(args, create=False)
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    """Create the audit topic as the service does at start (when missing), then check it."""
+    """Create the audit topic (and with a signing key the checkpoints topic) as the service
+    does at start, when missing, then check them."""
     return _run(args, create=True)
 
 
@@ -65,20 +82,22 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     """Add `topics check` and `topics create`."""
     topics = commands.add_parser(
         "topics",
-        help="check (or create) the audit topic's retention, cleanup policy and replication",
-        description="The audit topic must keep its records: retention at least "
-        "RG_AUDIT_MIN_RETENTION_DAYS (or -1), cleanup.policy=delete (never compact), "
-        "min.insync.replicas 2 or more with 3 or more replicas.",
+        help="check (or create) the retention, cleanup policy and replication of the audit "
+        "topic and its checkpoints topic",
+        description="The audit topic and its checkpoints topic must keep their records: "
+        "retention at least RG_AUDIT_MIN_RETENTION_DAYS (or -1), cleanup.policy=delete "
+        "(never compact), min.insync.replicas 2 or more with 3 or more replicas.",
         epilog=EPILOG,
     )
     actions = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, func, text in (
-        ("check", cmd_check, "check the audit topic; print each finding"),
+        ("check", cmd_check, "check the audit and checkpoints topics; print each finding"),
         (
             "create",
             cmd_create,
             "create the audit topic when missing (RG_AUDIT_TOPIC_PARTITIONS, "
-            "RG_AUDIT_TOPIC_REPLICATION, RG_AUDIT_RETENTION_DAYS), then check it",
+            "RG_AUDIT_TOPIC_REPLICATION, RG_AUDIT_RETENTION_DAYS) and, with "
+            "RG_AUDIT_SIGNING_KEY_FILE, the checkpoints topic, then check them",
         ),
     ):
         action = actions.add_parser(

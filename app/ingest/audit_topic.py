@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -318,7 +318,8 @@ class AuditTopic:
 class AuditTopics:
     """Several topics kept by the same rules (the audit topic and the checkpoints topic),
     created and checked together: the result is the first noncompliant topic's, or else the
-    first topic's, with `created` when any was created."""
+    first topic's; each topic created other than that one is logged here, so a `created`
+    result names only the topic it reports."""
 
     def __init__(self, topics: list[AuditTopic]) -> None:
         self.topics = topics
@@ -332,4 +333,4 @@ class AuditTopics:
         for topic in created:
             if topic != chosen.topic:
                 logger.info("created topic %r", topic)
-        return replace(chosen, created=chosen.created or bool(created))
+        return chosen

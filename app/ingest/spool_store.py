@@ -111,6 +111,11 @@ class Removed:
     oldest: float | None
 
 
+def _private(path: Path) -> int:
+    """A descriptor of `path` opened for appending, created 0600 when missing."""
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+
+
 class SpoolStore:
     """The records of one spool folder in SQLite; `open()` first, `close()` last. Not thread
     safe: one thread at a time (the spool's own)."""
@@ -131,8 +136,11 @@ class SpoolStore:
         Raises `SpoolError` when the folder cannot be used, another process holds it, or the
         database cannot be opened."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            lock = (self.directory / LOCK_FILE).open("a+", encoding="utf-8")
+            # The records hold prompts and responses: the folder and its files are the service
+            # user's alone, whatever the umask (SQLite gives the WAL and shm files the
+            # database file's mode).
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            lock = os.fdopen(_private(self.directory / LOCK_FILE), "a+", encoding="utf-8")
         except OSError as exc:
             raise SpoolError(f"cannot use spool folder {self.directory}: {exc}") from exc
         try:
@@ -218,6 +226,7 @@ class SpoolStore:
         return self._db
 
     def _connect(self) -> sqlite3.Connection:
+        os.close(_private(self.directory / DATABASE))
         db = sqlite3.connect(self.directory / DATABASE, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")

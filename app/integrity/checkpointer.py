@@ -193,7 +193,7 @@ class Checkpoints:
             self.key = load_signing_key(
                 settings.audit_signing_key_file,
                 settings.audit_key_id,
-                allow_insecure=settings.allow_insecure_key_file,
+                allow_insecure=settings.allow_insecure_key_files,
             )
             logger.info(
                 "signing checkpoints with key %r to topic %r every %.1fs",

@@ -6,7 +6,8 @@ Keys rotate: a new key gets a new id, and the old public keys go in RG_AUDIT_RET
 as `<key_id>.pem`, so checkpoints signed before the rotation still verify. `generate()` is what
 `ractogateway-kafka keys generate` runs. A key that cannot be used is a `SigningKeyError` at
 start: the service refuses to start (exit status 3) naming the file; so is a private key file
-other users may read (RG_ALLOW_INSECURE_KEY_FILE=true overrides, with a warning).
+others may read (`key_file_exposure`; RG_ALLOW_INSECURE_KEY_FILES=true overrides, with a
+warning).
 """
 
 import hashlib
@@ -80,28 +81,41 @@ def _read(path: Path, what: str) -> bytes:
         raise SigningKeyError(f"{what} {path}: cannot read it: {exc.strerror or exc}") from exc
 
 
-def _check_mode(path: Path, what: str, *, allow_insecure: bool) -> None:
-    """Refuse a private key file other users may read (as ssh does); warn when its group may.
+def key_file_exposure(path: Path) -> str | None:
+    """Who besides this user may read the private key file at `path`, or None.
 
-    Group access is only warned about: Kubernetes mounts a secret 0440 for the pod's fsGroup
-    (the chart does), the service's own group."""
+    One rule for every private key the service reads (the signing key, the redaction key),
+    as ssh has: others must not read it, nor its group while the file is this user's own.
+    A group-readable file owned by someone else passes: Kubernetes mounts a secret owned by
+    root and readable by the pod's fsGroup only (0440), the one way the service's user reads
+    it (the chart does so)."""
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        status = path.stat()
     except OSError:
-        return  # _read names the problem
-    if mode & 0o077 == 0:
-        return
-    if mode & 0o007 and not allow_insecure:
-        raise SigningKeyError(
-            f"{what} {path}: mode {mode:04o} lets other users read the private key; "
-            f"chmod 600 it (or set RG_ALLOW_INSECURE_KEY_FILE=true to use it anyway)"
+        return None  # reading it says why, naming the setting
+    mode = stat.S_IMODE(status.st_mode)
+    if mode & 0o004:
+        return f"others may read it (mode {mode:04o})"
+    if mode & 0o040 and status.st_uid == os.geteuid():
+        return f"its group may read it (mode {mode:04o})"
+    return None
+
+
+def insecure_key_file(path: Path, setting: str, *, allow_insecure: bool) -> str | None:
+    """The one-line refusal for an exposed private key file, or None when it may be used.
+    With `allow_insecure` (RG_ALLOW_INSECURE_KEY_FILES) an exposed file is used and one
+    warning names it."""
+    exposure = key_file_exposure(path)
+    if exposure is None:
+        return None
+    if allow_insecure:
+        logger.warning(
+            "%s %s: %s; used as RG_ALLOW_INSECURE_KEY_FILES says", setting, path, exposure
         )
-    logger.warning(
-        "%s %s: mode %04o lets %s read the private key (chmod 600 it)",
-        what,
-        path,
-        mode,
-        "other users" if mode & 0o007 else "its group",
+        return None
+    return (
+        f"{setting} {path}: {exposure}: `chmod 600 {path}`, "
+        "or RG_ALLOW_INSECURE_KEY_FILES=true to start anyway"
     )
 
 
@@ -109,10 +123,11 @@ def load_signing_key(
     path: Path, key_id: str | None = None, *, allow_insecure: bool = False
 ) -> SigningKey:
     """The Ed25519 private key in PEM (PKCS#8) at `path`, with `key_id` or the derived id.
-    A file other users may read is refused unless `allow_insecure` (then, as for a file its
-    group may read, one warning names it and its mode)."""
+    A file others may read is refused unless `allow_insecure` (`insecure_key_file`)."""
     what = "RG_AUDIT_SIGNING_KEY_FILE"
-    _check_mode(path, what, allow_insecure=allow_insecure)
+    refusal = insecure_key_file(path, what, allow_insecure=allow_insecure)
+    if refusal is not None:
+        raise SigningKeyError(refusal)
     data = _read(path, what)
     try:
         private = serialization.load_pem_private_key(data, password=None)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from app.kafka.config import KafkaProducerConfig
@@ -533,12 +534,18 @@ class KafkaProducerClient(AsyncLifecycle):
                 f"{self.stats.pending} record(s) still unacknowledged after {timeout_s}s"
             ) from None
 
-    async def ping(self, *, timeout_s: float = 2.0) -> bool:
-        """True when a metadata request to the cluster succeeds within `timeout_s`."""
+    async def ping(self, *, timeout_s: float = 2.0, topic: str | None = None) -> bool:
+        """True when a metadata request to the cluster succeeds within `timeout_s`. With a
+        `topic`, only that topic's metadata is asked for (never auto-creating it), of each
+        known broker in turn until one answers: cheap on a cluster of many topics."""
         if not self._started or self._producer is None:
             return False
+        client = self._producer.client
         try:
-            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout_s)
+            if topic is None:
+                await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
+            else:
+                return await asyncio.wait_for(_any_broker_answers(client, topic), timeout_s)
         except Exception:  # every failure means "not reachable now"
             return False
         return True
@@ -572,6 +579,17 @@ class KafkaProducerClient(AsyncLifecycle):
                         await task
         await producer.stop()
         _retrieve_batch_failures(producer)
+
+
+async def _any_broker_answers(client: Any, topic: str) -> bool:
+    request = MetadataRequest([topic], allow_auto_topic_creation=False)
+    for broker in client.cluster.brokers():
+        try:
+            await client.send(broker.nodeId, request)
+        except Exception:  # noqa: S112 - the next broker may answer
+            continue
+        return True
+    return False
 
 
 def _retrieve_batch_failures(producer: AIOKafkaProducer) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.services import StartupError
 from tests.helpers.app import ServiceFactory, assert_contract_error, client_for
 from tests.helpers.logs import SECRET_MARKER
 from tests.helpers.service import Launch
@@ -134,11 +135,15 @@ async def test_probes_and_metrics_need_no_key(service: ServiceFactory) -> None:
     assert metrics.status_code == 200
 
 
-async def test_auth_off_on_a_non_loopback_address_warns_at_start(
+async def test_auth_off_on_a_non_loopback_address_is_refused_unless_allowed_then_warned(
     kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="app.main"):
+    # Nothing listens here (the app runs in process): the settings alone decide.
+    with pytest.raises(StartupError, match="RG_ALLOW_UNAUTHENTICATED=true"):
         async with client_for(kafka_bootstrap, host="0.0.0.0"):
+            pass
+    with caplog.at_level(logging.WARNING, logger="app.main"):
+        async with client_for(kafka_bootstrap, host="0.0.0.0", allow_unauthenticated=True):
             pass
         async with client_for(kafka_bootstrap, host="127.0.0.1"):
             pass

@@ -1,7 +1,14 @@
 """GET /healthz and GET /readyz against a real broker, and with the broker gone."""
 
+import asyncio
+import logging
+import math
+import time
 from pathlib import Path
 
+import pytest
+
+from app.cluster import READY_CACHE_S
 from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
 from tests.helpers.app import assert_contract_error, client_for, services_of
 
@@ -26,13 +33,58 @@ async def test_readyz_is_200_with_the_broker_up(kafka_bootstrap: str) -> None:
     assert response.json() == {"status": "ready"}
 
 
-async def test_readyz_is_503_without_a_broker() -> None:
+async def test_readyz_is_503_without_a_broker_naming_no_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # /readyz is open to anyone: the broker's address is in the log, not in the answer.
     port = free_port()
-    async with client_for(f"127.0.0.1:{port}") as client:
-        response = await client.get("/readyz")
-    assert_contract_error(response, 503, "broker_unavailable")
-    assert str(port) in response.json()["error"]["message"]
+    with caplog.at_level(logging.WARNING, logger="app.api.health"):
+        async with client_for(f"127.0.0.1:{port}") as client:
+            response = await client.get("/readyz")
+    error = assert_contract_error(response, 503, "broker_unavailable")
+    assert (error["message"], error["details"]) == ("Kafka does not answer", [])
+    assert str(port) not in response.text
     assert int(response.headers["retry-after"]) > 0
+    assert f"Kafka at 127.0.0.1:{port} does not answer" in caplog.text
+
+
+async def test_readyz_names_no_registry_and_no_error(
+    kafka_bootstrap: str, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing listens on port 9: neither the registry's address nor the error is answered.
+    url = "http://127.0.0.1:9/apis/ccompat/v7"
+    with caplog.at_level(logging.WARNING, logger="app.api.health"):
+        async with client_for(
+            kafka_bootstrap, audit_topic=topic, schema_registry_url=url, ready_timeout_s=0.5
+        ) as client:
+            response = await client.get("/readyz")
+    error = assert_contract_error(response, 503, "schema_registry_unavailable")
+    assert error["message"] == "the audit schema is not registered in the Schema Registry"
+    assert error["details"] == []
+    for detail in ("127.0.0.1", "ccompat", "Error", "connect"):
+        assert detail not in response.text
+    assert "not ready: schema_registry_unavailable" in caplog.text
+
+
+async def test_readyz_asks_the_cluster_at_most_once_a_second(kafka_bootstrap: str) -> None:
+    async with client_for(kafka_bootstrap) as client:
+        producer = services_of(client).producer
+        asked: list[str | None] = []
+        ping = producer.ping
+
+        async def counted(*, timeout_s: float = 2.0, topic: str | None = None) -> bool:
+            asked.append(topic)
+            return await ping(timeout_s=timeout_s, topic=topic)
+
+        producer.ping = counted  # type: ignore[method-assign]
+        started = time.monotonic()
+        answers = await asyncio.gather(*(client.get("/readyz") for _ in range(50)))
+        answers += [await client.get("/readyz") for _ in range(50)]
+        elapsed_s = time.monotonic() - started
+    assert {answer.status_code for answer in answers} == {200}
+    # One question per started second at most, for the audit topic alone (not all topics).
+    assert 1 <= len(asked) <= math.ceil(elapsed_s / READY_CACHE_S) + 1
+    assert set(asked) == {services_of(client).settings.audit_topic}
 
 
 async def test_readyz_turns_503_after_the_broker_stops(
@@ -44,6 +96,7 @@ async def test_readyz_turns_503_after_the_broker_stops(
         async with client_for(broker.bootstrap_servers) as client:
             assert (await client.get("/readyz")).status_code == 200
             broker.stop()
+            await asyncio.sleep(READY_CACHE_S)  # the last verdict is kept that long
             response = await client.get("/readyz")
             assert_contract_error(response, 503, "broker_unavailable")
             assert (await client.get("/healthz")).status_code == 200

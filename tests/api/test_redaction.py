@@ -74,6 +74,7 @@ async def test_hash_mode_stores_keyed_placeholders(
 ) -> None:
     key = tmp_path / "redaction.key"
     key.write_bytes(b"a key of the test\n")
+    key.chmod(0o600)
     async with service(
         redaction="hash", redaction_key_file=key, redaction_metadata_fields=["customer", "app"]
     ) as client:

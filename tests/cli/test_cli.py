@@ -302,8 +302,27 @@ async def test_topics_check_exits_0_on_a_compliant_topic_and_1_on_a_seven_day_on
     assert f"audit topic {compliant!r} found: 2 partitions" in good.stdout
     assert "compliant" in good.stdout
     assert bad.returncode == 1, bad.stdout + bad.stderr
-    assert "noncompliant: retention.ms=604800000, required >= 15552000000" in bad.stdout
+    # Six calendar months can be 184 days: the floor's default.
+    assert "noncompliant: retention.ms=604800000, required >= 15897600000" in bad.stdout
     assert "records are deleted after 7 days" in bad.stdout
+    assert "not found: none are written without RG_AUDIT_SIGNING_KEY_FILE" in good.stdout
+
+
+async def test_topics_check_checks_the_checkpoints_topic_too(
+    tmp_path: Path, cli_env: dict[str, str], kafka_bootstrap: str, create_topic: Any
+) -> None:
+    audit = await create_topic(partitions=2, configs=AUDIT_TOPIC_CONFIGS)
+    seven_days = await create_topic(partitions=1, configs={"retention.ms": "604800000"})
+    env = cli_env | {
+        "RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "RG_AUDIT_TOPIC": audit,
+        "RG_AUDIT_CHECKPOINTS_TOPIC": seven_days,
+    }
+    result = await asyncio.to_thread(run_cli, ["topics", "check"], cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"audit topic {audit!r} found: 2 partitions" in result.stdout
+    assert f"checkpoints topic {seven_days!r} found: 1 partitions" in result.stdout
+    assert "noncompliant: retention.ms=604800000" in result.stdout
 
 
 async def test_topics_check_exits_2_when_kafka_does_not_answer(

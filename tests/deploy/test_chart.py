@@ -43,7 +43,7 @@ KINDS_WITHOUT_SCHEMA = {"ServiceMonitor"}
 SETTINGS = {f"RG_{name.upper()}" for name in Settings.model_fields}
 # What the chart sets other than through its ConfigMap: the listener (container env) and the
 # secrets (env from Secrets).
-CONTAINER_ENV = {"RG_HOST", "RG_PORT"}
+CONTAINER_ENV = {"RG_HOST", "RG_PORT", "RG_ALLOW_UNAUTHENTICATED"}
 SECRET_SETTINGS = {"RG_KAFKA_SASL_PASSWORD", "RG_SCHEMA_REGISTRY_PASSWORD", "RG_API_KEYS"}
 INLINE_MARKER = "inline-secret-marker"
 SPOOL_DEFAULTS = (1024**3, 16 * 1024**2)  # spool.maxBytes, spool.minFreeBytes in values.yaml
@@ -285,6 +285,23 @@ def test_every_setting_can_be_set_through_the_chart_once() -> None:
         f"missing: {SETTINGS - set().union(*ways)}; unknown: {set().union(*ways) - SETTINGS}"
     )
     assert sum(map(len, ways)) == len(SETTINGS), "a setting reachable two ways"
+
+
+def test_standalone_without_api_keys_is_refused_unless_allowed() -> None:
+    refused = template(allowed=False)
+    assert refused.returncode != 0
+    assert "mode standalone serves on every interface of the pod" in refused.stderr
+    assert "auth.apiKeys.existingSecret" in refused.stderr
+    assert "auth.allowUnauthenticated" in refused.stderr
+    with_keys = env_of(
+        recorder(pod_spec(one(manifests(render("api-keys", allowed=False)), "Deployment")))
+    )
+    assert "RG_ALLOW_UNAUTHENTICATED" not in with_keys
+    allowed = env_of(recorder(pod_spec(one(manifests(render()), "Deployment"))))
+    assert allowed["RG_ALLOW_UNAUTHENTICATED"]["value"] == "true"
+    # The sidecar listens on 127.0.0.1: no keys needed, and the allow is not passed on.
+    sidecar = manifests(render("sidecar", allowed=False))
+    assert "RG_ALLOW_UNAUTHENTICATED" not in env_of(recorder(pod_spec(workload(sidecar))))
 
 
 def test_standalone_serves_on_all_interfaces_with_http_probes(

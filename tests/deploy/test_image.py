@@ -111,10 +111,16 @@ async def test_the_image_serves_locked_down_as_non_root_and_writes_to_kafka(
 def test_the_image_defaults_serve_on_8080_in_its_own_network(image: BuiltImage) -> None:
     # The image's own RG_HOST=0.0.0.0 and RG_PORT=8080, no broker: live, healthy, not ready.
     # `RG_SPOOL_DIR=` turns the image's spool off (without the fix the service took "." for the
-    # spool folder, /app, read-only: it did not start).
+    # spool folder, /app, read-only: it did not start). Every interface with authentication
+    # off is refused: the image needs RG_API_KEYS (or RG_ALLOW_UNAUTHENTICATED=true).
     port = free_port()
     options = ("--network=slirp4netns", f"--publish=127.0.0.1:{port}:8080")
-    with running_container(image.name, *options, env={"RG_SPOOL_DIR": ""}) as container:
+    with running_container(image.name, *options, env={"RG_SPOOL_DIR": ""}) as refused:
+        assert podman("wait", refused.name).stdout.strip() == "3"
+        assert "RG_ALLOW_UNAUTHENTICATED=true" in refused.logs()
+        assert "Traceback" not in refused.logs()
+    env = {"RG_SPOOL_DIR": "", "RG_API_KEYS": '{"k": ["audit:write"]}'}
+    with running_container(image.name, *options, env=env) as container:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=90, context=container.logs)
         podman("healthcheck", "run", container.name)
         assert container.inspect("{{.State.Health.Status}}") == "healthy"

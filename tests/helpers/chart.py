@@ -65,8 +65,20 @@ def template_args(*values: str | Path, sets: dict[str, str] | None = None) -> li
     return args
 
 
-def template(*values: str | Path, sets: dict[str, str] | None = None, chart: Path = CHART) -> Helm:
-    """`helm template` of the chart for the release `audit` in namespace `apps`."""
+# Mode standalone without API keys is refused unless allowed; the variants and most tests look
+# at other things, so this chart (not a parent chart) renders with the allow; tests of the
+# refusal pass `allowed=False`.
+ALLOW_UNAUTHENTICATED = ["--set", "auth.allowUnauthenticated=true"]
+
+
+def template(
+    *values: str | Path,
+    sets: dict[str, str] | None = None,
+    chart: Path = CHART,
+    allowed: bool = True,
+) -> Helm:
+    """`helm template` of the chart for the release `audit` in namespace `apps` (with
+    `auth.allowUnauthenticated` unless not `allowed`)."""
     return run_helm(
         "template",
         RELEASE,
@@ -75,13 +87,19 @@ def template(*values: str | Path, sets: dict[str, str] | None = None, chart: Pat
         NAMESPACE,
         "--kube-version",
         KUBE_VERSION,
+        *(ALLOW_UNAUTHENTICATED if allowed and chart.name == CHART.name else []),
         *template_args(*values, sets=sets),
     )
 
 
-def render(*values: str | Path, sets: dict[str, str] | None = None, chart: Path = CHART) -> str:
+def render(
+    *values: str | Path,
+    sets: dict[str, str] | None = None,
+    chart: Path = CHART,
+    allowed: bool = True,
+) -> str:
     """The rendered manifests; the test fails with helm's message when rendering fails."""
-    result = template(*values, sets=sets, chart=chart)
+    result = template(*values, sets=sets, chart=chart, allowed=allowed)
     assert result.returncode == 0, f"helm template {values} {sets}:\n{result.stderr}"
     return result.stdout
 

@@ -1,17 +1,24 @@
-"""The audit topic's rules, without a broker: what is created, what an existing topic must have."""
+"""The audit topic's rules (without a broker: what is created, what an existing topic must
+have), and creating the audit and checkpoints topics together on the session broker."""
+
+import logging
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from app.ingest.audit_topic import (
     DAY_MS,
+    AuditTopic,
     AuditTopicError,
+    AuditTopics,
     default_replication,
     desired_configs,
     findings_of,
     refusal_of,
 )
 from app.settings import Settings
+from tests.helpers.kafka import AUDIT_TOPIC_CONFIGS
 
 COMPLIANT = {"retention.ms": str(400 * DAY_MS), "cleanup.policy": "delete"}
 
@@ -111,7 +118,7 @@ def test_unit_settings_defaults() -> None:
     assert settings.audit_topic_partitions == 6
     assert settings.audit_topic_replication is None
     assert settings.audit_retention_days == 400
-    assert settings.audit_min_retention_days == 180
+    assert settings.audit_min_retention_days == 184
     assert settings.audit_topic_check == "enforce"
 
 
@@ -164,3 +171,17 @@ def test_unit_refusals_name_the_missing_permission(code: int, doing: str, named:
     assert isinstance(error, AuditTopicError)
     assert named in str(error)
     assert doing in str(error)
+
+
+async def test_only_the_checkpoints_topic_created_is_not_reported_as_the_audit_topic(
+    kafka_bootstrap: str, create_topic: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit = await create_topic(partitions=2, configs=AUDIT_TOPIC_CONFIGS)
+    settings = settings_of(kafka_bootstrap_servers=[kafka_bootstrap], audit_topic=audit)
+    both = AuditTopics(
+        [AuditTopic(settings), AuditTopic(settings, name=f"{audit}.checkpoints", partitions=1)]
+    )
+    with caplog.at_level(logging.INFO, logger="app.ingest.audit_topic"):
+        compliance = await both.ensure()
+    assert (compliance.topic, compliance.created, compliance.compliant) == (audit, False, True)
+    assert f"created topic '{audit}.checkpoints'" in caplog.text

@@ -316,6 +316,7 @@ def test_unit_hash_mode_needs_its_key_file(tmp_path: Path) -> None:
         Redactor("hash")
     empty = tmp_path / "empty.key"
     empty.write_bytes(b"")
+    empty.chmod(0o600)
     with pytest.raises(ValueError, match="RG_REDACTION_KEY_FILE"):
         redactor_of(Settings(redaction="hash", redaction_key_file=empty), ServiceMetrics())
     with pytest.raises(ValueError, match="RG_REDACTION_KEY_FILE"):
@@ -329,6 +330,7 @@ def test_unit_settings_from_the_environment(
 ) -> None:
     key = tmp_path / "redaction.key"
     key.write_bytes(b"s3cret\n")
+    key.chmod(0o600)
     monkeypatch.setenv("RG_REDACTION", "hash")
     monkeypatch.setenv("RG_REDACTION_KEY_FILE", str(key))
     monkeypatch.setenv("RG_REDACTION_PATTERNS", '{"employee": "EMP-\\\\d{6}"}')

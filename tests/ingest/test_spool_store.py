@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,26 @@ def test_a_closed_store_is_not_open(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(SpoolError, match="not open"):
         store.reconnect()
+
+
+def test_the_folder_and_its_files_are_the_service_users_alone(tmp_path: Path) -> None:
+    # Spooled records hold prompts and responses: no other user of the machine may read them,
+    # whatever the umask.
+    directory = tmp_path / "spool"
+    previous = os.umask(0o022)
+    try:
+        store = opened(directory)
+        try:
+            store.insert([row(1)])
+            modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in directory.iterdir()}
+        finally:
+            store.close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert modes == {
+        LOCK_FILE: 0o600,
+        "spool.sqlite3": 0o600,
+        "spool.sqlite3-wal": 0o600,
+        "spool.sqlite3-shm": 0o600,
+    }

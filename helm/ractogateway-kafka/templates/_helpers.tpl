@@ -169,6 +169,9 @@ and the spool's close, and before them the preStop sleep (standalone) or the app
 {{- fail (printf "%s: give existingSecret or value, not both" $name) }}
 {{- end }}
 {{- end }}
+{{- if and (eq $v.mode "standalone") (not $v.auth.allowUnauthenticated) (not (include "ractogateway-kafka.secretSource" (dict "ref" $v.auth.apiKeys "root" .))) }}
+{{- fail "mode standalone serves on every interface of the pod: set auth.apiKeys.existingSecret (or .value), or auth.allowUnauthenticated true to let anyone in reach write and read" }}
+{{- end }}
 {{- if and (eq $v.redaction.mode "hash") (not (include "ractogateway-kafka.secretSource" (dict "ref" $v.redaction.key "root" .))) }}
 {{- fail "redaction.mode hash needs the HMAC key: redaction.key.existingSecret (or .value)" }}
 {{- end }}
@@ -250,6 +253,10 @@ native sidecar (restartPolicy Always, for initContainers) on 127.0.0.1 with exec
       value: {{ ternary "127.0.0.1" "0.0.0.0" $sidecar | quote }}
     - name: RG_PORT
       value: {{ $v.port | quote }}
+    {{- if and (not $sidecar) $v.auth.allowUnauthenticated }}
+    - name: RG_ALLOW_UNAUTHENTICATED
+      value: "true"
+    {{- end }}
     {{- with include "ractogateway-kafka.secretSource" (dict "ref" $v.kafka.sasl.password "root" $root) }}
     - name: RG_KAFKA_SASL_PASSWORD
       valueFrom:
