@@ -156,7 +156,9 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="How often GET /messages looks for new partitions."
     )
     publish_topics: CommaList = Field(
-        default=[], description="Allow-list (names or glob patterns) for POST /publish."
+        default=[],
+        description="Allow-list (names or glob patterns) for POST /publish; empty: no topic. "
+        "Never the service's own topics nor _*, connect-configs/offsets/status, mm2-*.",
     )
     api_keys: dict[str, list[Scope]] = Field(
         default={},

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.app import ServiceFactory, assert_contract_error
-from tests.helpers.kafka import read_all
+from tests.helpers.kafka import read_all, topic_names
 
 # Recent on purpose: the broker's retention deletes records older than 7 days.
 A_MINUTE_AGO_MS = int(time.time() * 1000) - 60_000
@@ -143,15 +143,27 @@ async def test_a_partition_the_topic_lacks_gets_422(
     assert_contract_error(response, 422, "unknown_partition")
 
 
-@pytest.mark.parametrize("target", ["AUDIT", "__consumer_offsets", "__anything"])
-async def test_the_audit_topic_and_internal_topics_are_refused(
+@pytest.mark.parametrize(
+    "target",
+    ["AUDIT", "CHECKPOINTS", "__consumer_offsets", "__anything", "_schemas", "connect-configs"],
+)
+async def test_the_service_s_own_and_infrastructure_topics_are_refused_whatever_the_allow_list(
     service: ServiceFactory, topic: str, target: str
 ) -> None:
-    async with service() as client:
-        response = await client.post(
-            "/publish", json={"topic": topic if target == "AUDIT" else target, "value": 1}
-        )
+    name = {"AUDIT": topic, "CHECKPOINTS": f"{topic}.checkpoints"}.get(target, target)
+    async with service(publish_topics=["*"]) as client:
+        response = await client.post("/publish", json={"topic": name, "value": 1})
     assert_contract_error(response, 403, "topic_not_allowed")
+
+
+async def test_without_rg_publish_topics_no_topic_is_published_or_created(
+    service: ServiceFactory, topic: str, kafka_bootstrap: str
+) -> None:
+    async with service(publish_topics=[]) as client:
+        response = await client.post("/publish", json={"topic": f"{topic}-new", "value": 1})
+    error = assert_contract_error(response, 403, "topic_not_allowed")
+    assert "RG_PUBLISH_TOPICS" in error["message"]
+    assert f"{topic}-new" not in await topic_names(kafka_bootstrap)
 
 
 async def test_the_allow_list_takes_names_and_patterns(service: ServiceFactory, topic: str) -> None:

@@ -201,7 +201,7 @@ async def test_a_breaking_change_keeps_the_service_unready_naming_the_field(
 async def test_publish_under_contract_accepts_good_values_and_names_the_failing_path(
     kafka_bootstrap: str, schema_registry_url: str, topic: str, via: str
 ) -> None:
-    orders = f"orders-{uuid.uuid4().hex}"
+    orders = f"test-orders-{uuid.uuid4().hex}"
     schema_id = register(schema_registry_url, f"{orders}-value", ORDER_SCHEMA)
     async with client_for(
         kafka_bootstrap,
@@ -228,7 +228,9 @@ async def test_publish_under_contract_accepts_good_values_and_names_the_failing_
         assert error["details"][0]["rule"] == "required"
         assert "status" in error["details"][0]["message"]
         # A topic without a schema is written as before (RG_SCHEMA_REQUIRED is off).
-        free = await client.post(path, json={"topic": f"free-{uuid.uuid4().hex}", "value": [1]})
+        free = await client.post(
+            path, json={"topic": f"test-free-{uuid.uuid4().hex}", "value": [1]}
+        )
         assert free.status_code == 201, free.text
     (record,) = await raw_records(kafka_bootstrap, orders, 1)
     assert record.value[0] == 0
@@ -240,7 +242,7 @@ async def test_publish_under_contract_accepts_good_values_and_names_the_failing_
 async def test_schema_required_refuses_a_topic_without_one(
     kafka_bootstrap: str, schema_registry_url: str, topic: str, via: str
 ) -> None:
-    orders = f"orders-{uuid.uuid4().hex}"
+    orders = f"test-orders-{uuid.uuid4().hex}"
     register(schema_registry_url, f"{orders}-value", ORDER_SCHEMA)
     async with client_for(
         kafka_bootstrap,
@@ -249,7 +251,7 @@ async def test_schema_required_refuses_a_topic_without_one(
         schema_required=True,
     ) as client:
         refused = await client.post(
-            PATHS[via], json={"topic": f"nameless-{uuid.uuid4().hex}", "value": {"a": 1}}
+            PATHS[via], json={"topic": f"test-nameless-{uuid.uuid4().hex}", "value": {"a": 1}}
         )
         error = assert_contract_error(refused, 422, "schema_required")
         assert "-value" in error["message"]
@@ -271,7 +273,7 @@ async def test_registry_stopped_mid_run_is_503_then_recovers(
     registry = EmbeddedRegistry(distribution=registry_distribution, log_file=tmp_path / "r.log")
     registry.start()
     try:
-        orders = f"orders-{uuid.uuid4().hex}"
+        orders = f"test-orders-{uuid.uuid4().hex}"
         register(registry.url, f"{orders}-value", ORDER_SCHEMA)
         good = {"topic": orders, "value": {"order_id": 1, "status": "paid"}}
         async with client_for(
