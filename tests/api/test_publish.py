@@ -11,6 +11,7 @@ from tests.helpers.kafka import read_all, topic_names
 
 # Recent on purpose: the broker's retention deletes records older than 7 days.
 A_MINUTE_AGO_MS = int(time.time() * 1000) - 60_000
+DAY_MS = 86_400_000
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -118,6 +119,50 @@ async def test_invalid_requests_get_422_naming_the_field(
         response = await client.post("/publish", json=body)
     error = assert_contract_error(response, 422, "invalid_request")
     assert field in [detail["field"] for detail in error["details"]]
+
+
+@pytest.mark.parametrize("name", ["rg-writer", "rg-seq", "RG-Chain", "rg-redaction", "rg-x"])
+async def test_headers_named_rg_are_the_service_s_own_and_refused_naming_the_header(
+    service: ServiceFactory, topic: str, name: str
+) -> None:
+    # They would make a published record look like an audit record in GET /messages.
+    body = {"topic": f"{topic}-h", "value": 1, "headers": {"source": "a", name: "0"}}
+    async with service() as client:
+        for path in ("/publish", "/publish?via=declared"):
+            response = await client.post(path, json=body)
+            error = assert_contract_error(response, 422, "invalid_request")
+            [detail] = error["details"]
+            assert detail["field"] == "body.headers"
+            assert name in detail["message"]
+
+
+@pytest.mark.parametrize("shift_ms", [-2 * DAY_MS, 2 * DAY_MS, None])
+async def test_a_timestamp_more_than_a_day_from_now_gets_422_naming_the_field(
+    service: ServiceFactory, topic: str, shift_ms: int | None
+) -> None:
+    # Far-future records would outlive retention and push genuine ones out of GET /messages.
+    stamp = 0 if shift_ms is None else int(time.time() * 1000) + shift_ms
+    async with service() as client:
+        response = await client.post(
+            "/publish", json={"topic": f"{topic}-t", "value": 1, "timestamp_ms": stamp}
+        )
+    error = assert_contract_error(response, 422, "invalid_request")
+    [detail] = error["details"]
+    assert detail["field"] == "body.timestamp_ms"
+    assert "a day" in detail["message"]
+
+
+async def test_a_timestamp_within_a_day_of_now_is_kept(
+    service: ServiceFactory, topic: str, kafka_bootstrap: str
+) -> None:
+    stamp = int(time.time() * 1000) + DAY_MS - 60_000
+    async with service() as client:
+        response = await client.post(
+            "/publish", json={"topic": f"{topic}-t", "value": 1, "timestamp_ms": stamp}
+        )
+    assert response.status_code == 201, response.text
+    [record] = await read_all(kafka_bootstrap, f"{topic}-t", 1)
+    assert record.timestamp_ms == stamp
 
 
 @pytest.mark.parametrize("value", [b"NaN", b'{"n": [-Infinity]}', b"18446744073709551616"])
