@@ -325,6 +325,7 @@ class Problem:
 _LIBRARY: tuple[tuple[type[KafkaClientError], type[ServiceError], str], ...] = (
     (KafkaNotStartedError, BrokerUnavailableError, "not connected to Kafka yet"),
     (KafkaConnectionError, BrokerUnavailableError, "Kafka unreachable: {error}"),
+    # The audit routes' advice; POST /publish, which has no event id, words its own.
     (KafkaTimeoutError, KafkaTooSlowError, "{error}; retry with the same event_id"),
     (KafkaRecordTooLargeError, RecordTooLargeError, "{error}"),
     (KafkaUnknownPartitionError, UnknownPartitionError, "{error}"),
