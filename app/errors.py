@@ -15,6 +15,7 @@ ServiceError                     500 internal_error       a fault of the service
 ├── BodyTooLargeError            413 body_too_large       RG_MAX_BODY_BYTES
 ├── RecordTooLargeError          413 record_too_large     Kafka's size limit (library)
 ├── InvalidRequestError          422 invalid_request      input that fails validation
+├── IdempotencyKeyReusedError    422 idempotency_key_reused  a key used again, other body
 ├── UnknownPartitionError        422 unknown_partition    no such partition (library)
 ├── InvalidRecordError           422 invalid_record       cannot be serialized (library)
 ├── SchemaMismatchError          422 schema_violation     fails its topic's JSON Schema
@@ -155,6 +156,15 @@ class InvalidRequestError(ServiceError):
             for error in errors
         ]
         return cls("invalid input: " + ", ".join(d["field"] for d in details), details=details)
+
+
+class IdempotencyKeyReusedError(ServiceError):
+    """An `Idempotency-Key` (or `event_id`) its caller already used within the window, sent
+    with another body: neither replayed (it is not the same request) nor written (the key
+    names the first one); `details` names the header or field."""
+
+    status = 422
+    code = "idempotency_key_reused"
 
 
 class UnknownPartitionError(ServiceError):
