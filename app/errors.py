@@ -24,6 +24,7 @@ ServiceError                     500 internal_error       a fault of the service
 ├── UnsignedError                404 unsigned             no signing key configured
 ├── HeadersTooLargeError         431 headers_too_large    RG_MAX_HEADERS, RG_MAX_HEADER_BYTES
 ├── KafkaRefusedError            502 kafka_error          Kafka refused for good (library)
+├── SchemaUnusableError          502 schema_unusable      the registry's schema cannot be used
 └── UnavailableError             503 unavailable          come back later: Retry-After 5 s
     ├── OverloadedError              overloaded               in flight (Retry-After 1 s)
     ├── TooManyConnectionsError      too_many_connections     RG_MAX_CONNECTIONS (1 s)
@@ -222,6 +223,15 @@ class KafkaRefusedError(ServiceError):
 
     status = 502
     code = "kafka_error"
+
+
+class SchemaUnusableError(ServiceError):
+    """The topic's schema in the Schema Registry cannot be used (an external `$ref`, or it
+    does not compile): the registry's answer is at fault, not the request; the message names
+    the schema and why."""
+
+    status = 502
+    code = "schema_unusable"
 
 
 class UnavailableError(ServiceError):

@@ -31,9 +31,10 @@ from app.errors import (
     RegistryUnavailableError,
     SchemaMismatchError,
     SchemaMissingError,
+    SchemaUnusableError,
     ServiceError,
 )
-from app.kafka import KafkaAuditEvent
+from app.kafka import KafkaAuditEvent, KafkaSerializationError
 from app.kafka.audit import SCHEMA_ID_HEADER
 from app.kafka.registry import (
     SchemaIncompatibleError,
@@ -245,6 +246,8 @@ class AuditSchemaGuard:
 class _Cached:
     contract: SchemaContract | None
     until: float
+    # A schema that cannot be used is an answer too: asked again once the entry expires.
+    problem: SchemaUnusableError | None = None
 
 
 class TopicContracts:
@@ -271,6 +274,8 @@ class TopicContracts:
         """The topic's latest schema, from the cache while it is fresh."""
         cached = self._cache.get(topic)
         if cached is not None and cached.until > self._clock():
+            if cached.problem is not None:
+                raise cached.problem
             return cached.contract
         pending = self._lookups.get(topic)
         if pending is None:
@@ -289,8 +294,18 @@ class TopicContracts:
             ) from exc
         except SchemaRegistryError as exc:
             raise RegistryUnavailableError(f"the Schema Registry refused: {exc}") from exc
-        contract = SchemaContract(latest) if latest is not None else None
-        self._cache[topic] = _Cached(contract, self._clock() + self._cache_s)
+        until = self._clock() + self._cache_s
+        if latest is None:
+            self._cache[topic] = _Cached(None, until)
+            return None
+        try:
+            # Compiling a large schema takes a while: not on the event loop.
+            contract = await asyncio.to_thread(SchemaContract, latest)
+        except KafkaSerializationError as exc:
+            problem = SchemaUnusableError(f"the schema of {topic!r} cannot be used: {exc}")
+            self._cache[topic] = _Cached(None, until, problem)
+            raise problem from exc
+        self._cache[topic] = _Cached(contract, until)
         return contract
 
     async def encode(self, topic: str, value: Any) -> tuple[Any, dict[str, str]]:

@@ -8,19 +8,23 @@ import asyncio
 import hashlib
 import json
 import os
+import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+import app.ingest.contracts as contracts_module
 from app.embedded.registry import EmbeddedRegistry, RegistryDistribution
-from app.ingest.contracts import audit_json_schema, breaking_changes
-from app.kafka.schemas import JSON_SCHEMA_DRAFT
+from app.ingest.contracts import TopicContracts, audit_json_schema, breaking_changes
+from app.kafka.registry import RegisteredSchema, SchemaRegistryClient
+from app.kafka.schemas import JSON_SCHEMA_DRAFT, SchemaContract
 from tests.helpers.app import assert_contract_error, client_for, reader_connected, services_of
+from tests.helpers.http_standin import recording_server
 from tests.helpers.polling import eventually
 from tests.helpers.processes import run_cli
 
@@ -322,3 +326,53 @@ def test_unit_breaking_changes_name_the_fields() -> None:
         "field 'c' removed while other fields are refused",
     ]
     assert breaking_changes(new, new) == []
+
+
+async def test_a_schema_with_an_external_ref_is_refused_and_never_fetched(
+    kafka_bootstrap: str, schema_registry_url: str, topic: str
+) -> None:
+    # Whoever may register a schema must not make the service call an internal address.
+    target = f"test-ssrf-{uuid.uuid4().hex}"
+    with recording_server() as (base, paths):
+        ref = f"{base}/internal-only/latest/meta-data"
+        schema = {
+            "$schema": JSON_SCHEMA_DRAFT,
+            "type": "object",
+            "properties": {"a": {"$ref": ref}},
+        }
+        register(schema_registry_url, f"{target}-value", schema)
+        async with client_for(
+            kafka_bootstrap, audit_topic=topic, schema_registry_url=schema_registry_url
+        ) as client:
+            for path in PATHS.values():
+                answer = await client.post(path, json={"topic": target, "value": {"a": 1}})
+                error = assert_contract_error(answer, 502, "schema_unusable")
+                assert f"{target}-value" in error["message"]
+                assert ref in error["message"]
+            assert (await client.get("/healthz")).status_code == 200
+    assert paths == []
+
+
+async def test_unit_a_topic_s_schema_is_compiled_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A large schema takes a while to compile: /healthz and every other request wait meanwhile
+    # if it runs on the loop.
+    compiled_in: list[threading.Thread] = []
+    real = SchemaContract
+
+    def recording(registered: RegisteredSchema) -> SchemaContract:
+        compiled_in.append(threading.current_thread())
+        return real(registered)
+
+    class OneSchema:
+        async def latest(self, subject: str) -> RegisteredSchema:
+            return RegisteredSchema(schema_id=1, schema={"type": "object"}, subject=subject)
+
+    monkeypatch.setattr(contracts_module, "SchemaContract", recording)
+    contracts = TopicContracts(
+        cast(SchemaRegistryClient, OneSchema()), cache_s=60, required=False, framing="json"
+    )
+    assert await contracts.contract("t") is not None
+    assert compiled_in
+    assert compiled_in[0] is not threading.main_thread()
