@@ -168,3 +168,15 @@ def test_an_empty_registry_url_turns_contracts_off(monkeypatch: pytest.MonkeyPat
     assert Settings().schema_registry_url is None
     with pytest.raises(ValidationError, match="schema_wire_format"):
         Settings(schema_wire_format="bogus")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://registry-user:S3cret@127.0.0.1:8081", "https://token@registry.example:443/x"]
+)
+def test_credentials_in_the_registry_url_are_refused_pointing_to_their_settings(url: str) -> None:
+    # They would show in every message that names the registry (logs, /readyz).
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, schema_registry_url=url)
+    message = str(refused.value)
+    assert "RG_SCHEMA_REGISTRY_USERNAME" in message
+    assert "RG_SCHEMA_REGISTRY_PASSWORD" in message

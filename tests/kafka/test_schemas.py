@@ -114,6 +114,22 @@ async def test_unit_an_unreachable_registry_is_unavailable() -> None:
         await client.aclose()
 
 
+async def test_unit_credentials_in_the_registry_url_appear_in_no_message() -> None:
+    port = free_port()
+    url = f"http://registry-user:S3cretPassw0rd@127.0.0.1:{port}/apis/ccompat/v7"
+    client = SchemaRegistryClient(SchemaRegistryConfig(url=url))
+    try:
+        assert client.url == f"http://127.0.0.1:{port}/apis/ccompat/v7"
+        with pytest.raises(SchemaRegistryUnavailableError) as away:
+            await client.latest("orders-value")
+    finally:
+        await client.aclose()
+    message = str(away.value)
+    assert f"127.0.0.1:{port}" in message
+    assert "S3cretPassw0rd" not in message
+    assert "registry-user" not in message
+
+
 async def test_producer_and_consumer_clients_with_the_registry(
     kafka_bootstrap: str, schema_registry_url: str, topic: str
 ) -> None:
