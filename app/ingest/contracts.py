@@ -19,6 +19,7 @@ with the Confluent framing.
 """
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -250,8 +251,13 @@ class _Cached:
     problem: SchemaUnusableError | None = None
 
 
+# Topics whose schema (or its absence) is cached at once; beyond, the least recently used go.
+MAX_CACHED_TOPICS = 1000
+
+
 class TopicContracts:
-    """The latest schema of each topic `/publish` writes, cached (see the module docstring)."""
+    """The latest schema of each topic `/publish` writes, cached (see the module docstring)
+    for at most `max_topics` topics: a name a client made up once does not stay for good."""
 
     def __init__(
         self,
@@ -261,19 +267,22 @@ class TopicContracts:
         required: bool,
         framing: Framing,
         clock: Callable[[], float] = time.monotonic,
+        max_topics: int = MAX_CACHED_TOPICS,
     ) -> None:
         self.client = client
         self._cache_s = cache_s
         self._required = required
         self._framing: Framing = framing
         self._clock = clock
-        self._cache: dict[str, _Cached] = {}
+        self._max_topics = max_topics
+        self._cache: collections.OrderedDict[str, _Cached] = collections.OrderedDict()
         self._lookups: dict[str, asyncio.Future[SchemaContract | None]] = {}
 
     async def contract(self, topic: str) -> SchemaContract | None:
         """The topic's latest schema, from the cache while it is fresh."""
         cached = self._cache.get(topic)
         if cached is not None and cached.until > self._clock():
+            self._cache.move_to_end(topic)
             if cached.problem is not None:
                 raise cached.problem
             return cached.contract
@@ -283,6 +292,15 @@ class TopicContracts:
             self._lookups[topic] = pending
             pending.add_done_callback(lambda _: self._lookups.pop(topic, None))
         return await asyncio.shield(pending)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def _keep(self, topic: str, cached: _Cached) -> None:
+        self._cache[topic] = cached
+        self._cache.move_to_end(topic)
+        while len(self._cache) > self._max_topics:
+            self._cache.popitem(last=False)
 
     async def _fetch(self, topic: str) -> SchemaContract | None:
         subject = subject_of(topic)
@@ -296,16 +314,16 @@ class TopicContracts:
             raise RegistryUnavailableError(f"the Schema Registry refused: {exc}") from exc
         until = self._clock() + self._cache_s
         if latest is None:
-            self._cache[topic] = _Cached(None, until)
+            self._keep(topic, _Cached(None, until))
             return None
         try:
             # Compiling a large schema takes a while: not on the event loop.
             contract = await asyncio.to_thread(SchemaContract, latest)
         except KafkaSerializationError as exc:
             problem = SchemaUnusableError(f"the schema of {topic!r} cannot be used: {exc}")
-            self._cache[topic] = _Cached(None, until, problem)
+            self._keep(topic, _Cached(None, until, problem))
             raise problem from exc
-        self._cache[topic] = _Cached(contract, until)
+        self._keep(topic, _Cached(contract, until))
         return contract
 
     async def encode(self, topic: str, value: Any) -> tuple[Any, dict[str, str]]:

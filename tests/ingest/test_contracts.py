@@ -376,3 +376,31 @@ async def test_unit_a_topic_s_schema_is_compiled_off_the_event_loop(
     assert await contracts.contract("t") is not None
     assert compiled_in
     assert compiled_in[0] is not threading.main_thread()
+
+
+async def test_unit_the_schema_cache_keeps_at_most_max_topics_the_least_recent_go_first() -> None:
+    # Every topic name a client publishes to is looked up once: without a bound the cache
+    # would grow with each new name for as long as the service runs.
+    asked: list[str] = []
+
+    class NoSchemas:
+        async def latest(self, subject: str) -> RegisteredSchema | None:
+            asked.append(subject)
+            return None
+
+    contracts = TopicContracts(
+        cast(SchemaRegistryClient, NoSchemas()),
+        cache_s=600,
+        required=False,
+        framing="json",
+        max_topics=100,
+    )
+    for i in range(1000):
+        await contracts.contract(f"t{i}")
+        await contracts.contract("hot")  # used all along: never the least recent
+    assert len(contracts) == 100
+    asked.clear()
+    await contracts.contract("hot")
+    await contracts.contract("t999")
+    await contracts.contract("t0")
+    assert asked == ["t0-value"]
