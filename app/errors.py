@@ -15,6 +15,7 @@ ServiceError                     500 internal_error       a fault of the service
 ├── BodyTooLargeError            413 body_too_large       RG_MAX_BODY_BYTES
 ├── RecordTooLargeError          413 record_too_large     Kafka's size limit (library)
 ├── InvalidRequestError          422 invalid_request      input that fails validation
+├── IdempotencyKeyReusedError    422 idempotency_key_reused  a key used again, other body
 ├── UnknownPartitionError        422 unknown_partition    no such partition (library)
 ├── InvalidRecordError           422 invalid_record       cannot be serialized (library)
 ├── SchemaMismatchError          422 schema_violation     fails its topic's JSON Schema
@@ -23,6 +24,7 @@ ServiceError                     500 internal_error       a fault of the service
 ├── UnsignedError                404 unsigned             no signing key configured
 ├── HeadersTooLargeError         431 headers_too_large    RG_MAX_HEADERS, RG_MAX_HEADER_BYTES
 ├── KafkaRefusedError            502 kafka_error          Kafka refused for good (library)
+├── SchemaUnusableError          502 schema_unusable      the registry's schema cannot be used
 └── UnavailableError             503 unavailable          come back later: Retry-After 5 s
     ├── OverloadedError              overloaded               in flight (Retry-After 1 s)
     ├── TooManyConnectionsError      too_many_connections     RG_MAX_CONNECTIONS (1 s)
@@ -157,6 +159,15 @@ class InvalidRequestError(ServiceError):
         return cls("invalid input: " + ", ".join(d["field"] for d in details), details=details)
 
 
+class IdempotencyKeyReusedError(ServiceError):
+    """An `Idempotency-Key` (or `event_id`) its caller already used within the window, sent
+    with another body: neither replayed (it is not the same request) nor written (the key
+    names the first one); `details` names the header or field."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
 class UnknownPartitionError(ServiceError):
     """A record addressed to a partition its topic does not have."""
 
@@ -212,6 +223,15 @@ class KafkaRefusedError(ServiceError):
 
     status = 502
     code = "kafka_error"
+
+
+class SchemaUnusableError(ServiceError):
+    """The topic's schema in the Schema Registry cannot be used (an external `$ref`, or it
+    does not compile): the registry's answer is at fault, not the request; the message names
+    the schema and why."""
+
+    status = 502
+    code = "schema_unusable"
 
 
 class UnavailableError(ServiceError):
@@ -325,6 +345,7 @@ class Problem:
 _LIBRARY: tuple[tuple[type[KafkaClientError], type[ServiceError], str], ...] = (
     (KafkaNotStartedError, BrokerUnavailableError, "not connected to Kafka yet"),
     (KafkaConnectionError, BrokerUnavailableError, "Kafka unreachable: {error}"),
+    # The audit routes' advice; POST /publish, which has no event id, words its own.
     (KafkaTimeoutError, KafkaTooSlowError, "{error}; retry with the same event_id"),
     (KafkaRecordTooLargeError, RecordTooLargeError, "{error}"),
     (KafkaUnknownPartitionError, UnknownPartitionError, "{error}"),

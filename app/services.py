@@ -267,7 +267,10 @@ def build_services(settings: Settings) -> Services:
         ),
         publisher=Publisher(
             producer,
-            TopicPolicy(allow=settings.publish_topics, audit_topic=settings.audit_topic),
+            TopicPolicy(
+                allow=settings.publish_topics,
+                own=[settings.audit_topic, settings.checkpoints_topic],
+            ),
             metrics,
             timeout_s=settings.produce_timeout_s,
             backpressure=backpressure,

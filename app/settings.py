@@ -4,6 +4,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -167,7 +168,9 @@ class Settings(BaseSettings):
         "waits to be sent before its connection is closed.",
     )
     publish_topics: CommaList = Field(
-        default=[], description="Allow-list (names or glob patterns) for POST /publish."
+        default=[],
+        description="Allow-list (names or glob patterns) for POST /publish; empty: no topic. "
+        "Never the service's own topics nor _*, connect-configs/offsets/status, mm2-*.",
     )
     api_keys: dict[str, list[Scope]] = Field(
         default={},
@@ -269,7 +272,8 @@ class Settings(BaseSettings):
     schema_registry_url: str | None = Field(
         default=None,
         description="Confluent-compatible Schema Registry API (e.g. http://host:8081, or "
-        "Apicurio's .../apis/ccompat/v7); unset: schema contracts off.",
+        "Apicurio's .../apis/ccompat/v7), without user:password@ (see the USERNAME and "
+        "PASSWORD settings); unset: schema contracts off.",
     )
     schema_registry_username: str | None = Field(
         default=None, description="Basic-auth user for the Schema Registry."
@@ -405,6 +409,17 @@ class Settings(BaseSettings):
         # `RG_SCHEMA_REGISTRY_URL=` (as a chart writes it) turns contracts off.
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | None) -> str | None:
+        # In the URL they would show wherever the registry is named (logs, /readyz, errors).
+        if value is not None and "@" in urlsplit(value).netloc:
+            raise ValueError(
+                "RG_SCHEMA_REGISTRY_URL carries credentials (user:password@): put them in "
+                "RG_SCHEMA_REGISTRY_USERNAME and RG_SCHEMA_REGISTRY_PASSWORD instead"
+            )
         return value
 
     @property

@@ -370,6 +370,8 @@ def measure(
         port=free_port(),
         topic=f"bench-{run_id}",
         log_path=RESULTS_DIR / "service.log",
+        # Unset, POST /publish writes no topic.
+        settings={"RG_PUBLISH_TOPICS": _publish_topic(run_id)},
     )
     setup = Setup(broker, service, _scripts(scratch, run_id), scratch, run_id, plan, py_spy=py_spy)
     runners = {"http": _http_line, "raw": _raw_line, "jvm": _jvm_line}

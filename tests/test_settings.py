@@ -198,3 +198,15 @@ def test_an_api_key_with_a_bad_scope_is_named_by_position_never_by_value(
 def test_api_keys_with_known_scopes_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RG_API_KEYS", '{"k1": ["audit:write"], "k2": ["messages:read"]}')
     assert Settings().api_keys == {"k1": ["audit:write"], "k2": ["messages:read"]}
+
+
+@pytest.mark.parametrize(
+    "url", ["http://registry-user:S3cret@127.0.0.1:8081", "https://token@registry.example:443/x"]
+)
+def test_credentials_in_the_registry_url_are_refused_pointing_to_their_settings(url: str) -> None:
+    # They would show in every message that names the registry (logs, /readyz).
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, schema_registry_url=url)
+    message = str(refused.value)
+    assert "RG_SCHEMA_REGISTRY_USERNAME" in message
+    assert "RG_SCHEMA_REGISTRY_PASSWORD" in message

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from app.api.auth import authorize, require
+from app.api.auth import authorize, caller_of, require
 from app.api.deps import (
     AcceptingWork,
     AuditTopicWritable,
@@ -136,7 +136,12 @@ async def _record(
     # Both handlers of POST /audit: the event id for the log line, then the trail.
     request.state.event_id = event.event_id
     receipt, replayed = await services.audit_trail.record_once(
-        event, wait=wait, headers=trace, idempotency_key=idempotency_key, held=held
+        event,
+        wait=wait,
+        headers=trace,
+        idempotency_key=idempotency_key,
+        held=held,
+        caller=await caller_of(request, services.api_keys),
     )
     if replayed:
         request.state.event_id = receipt.event_id
@@ -176,9 +181,10 @@ async def audit(
             min_length=1,
             max_length=255,
             pattern=r"^[\x21-\x7e]+$",
-            description="Retries with the same key (or, without one, the same `event_id`) "
-            "within RG_IDEMPOTENCY_WINDOW_S get the first receipt back; nothing is written "
-            "again.",
+            description="Retries with the same key (or, without one, the same `event_id`) and "
+            "the same body within RG_IDEMPOTENCY_WINDOW_S get the first receipt back; nothing "
+            "is written again. Keys are the API key's own; the same key with another body "
+            "gets 422 `idempotency_key_reused`.",
         ),
     ] = None,
 ) -> AuditReceipt:
@@ -212,6 +218,7 @@ async def audit(
 async def audit_batch(
     *,
     batch: AuditBatch,
+    request: Request,
     services: ServicesDep,
     trace: TraceHeadersDep,
     held: HeldBytesDep,
@@ -228,7 +235,11 @@ async def audit_batch(
             "body.events", f"{len(batch.events)} events, at most {most} are allowed"
         )
     results = await services.audit_trail.record_batch(
-        batch.events, wait=wait, headers=trace, held=held
+        batch.events,
+        wait=wait,
+        headers=trace,
+        held=held,
+        caller=await caller_of(request, services.api_keys),
     )
     failed = sum(1 for result in results if result.error is not None)
     return AuditBatchResult(results=results, accepted=len(results) - failed, failed=failed)

@@ -1,6 +1,7 @@
 """Who may call what: the API key of a request (`Authorization: Bearer` or `X-API-Key`) and the
 scope a route needs."""
 
+import hashlib
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -75,3 +76,15 @@ def _check(keys: ApiKeys, request: HTTPConnection, scope: Scope) -> None:
         raise UnauthorizedError("unknown API key")
     if scope not in scopes:
         raise ForbiddenError(f"this API key lacks the scope {scope}")
+
+
+async def caller_of(request: Request, keys: ApiKeys) -> str:
+    """Who sent an authorized request, as a namespace for its idempotency keys and event ids:
+    a prefix of its API key's SHA-256 (the key itself is never kept); "" with authentication
+    off, one namespace for all."""
+    if not keys.enabled:
+        return ""
+    bearer, api_key = await _bearer(request), await _api_key(request)
+    presented = (bearer.credentials if bearer is not None else "") or api_key or ""
+    # 64 bits: distinct for any set of configured keys, short beside tens of thousands of keys.
+    return hashlib.sha256(presented.encode("utf-8")).hexdigest()[:16]

@@ -1,9 +1,18 @@
 """POST /publish: ordinary events to the topics the service may write."""
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from app.api.auth import authorize, require
 from app.api.deps import (
@@ -21,7 +30,6 @@ from app.ingest.publisher import PublishReceipt
 from app.kafka import KafkaPublishRequest
 from app.kafka.models import (
     MAX_ID_CHARS,
-    MAX_TIMESTAMP_MS,
     TopicName,
     check_json_numbers,
     json_integer,
@@ -37,6 +45,10 @@ router = APIRouter(
 _MAX_HEADERS = 64
 HeaderName = Annotated[str, Field(min_length=1, max_length=256)]
 HeaderValue = Annotated[str, Field(max_length=4096)]
+# A record's timestamp may differ from now by at most this much (as Kafka's
+# log.message.timestamp.before/after.max.ms can enforce): far-future records would outlive
+# time retention and push genuine ones out of GET /messages' buffer, which evicts the oldest.
+_TIMESTAMP_WINDOW_MS = 24 * 60 * 60 * 1000
 
 
 class PublishBody(BaseModel):
@@ -58,12 +70,29 @@ class PublishBody(BaseModel):
     partition: Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(json_integer)] | None = (
         None
     )
-    timestamp_ms: (
-        Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS), BeforeValidator(json_integer)] | None
-    ) = Field(
+    timestamp_ms: Annotated[int, BeforeValidator(json_integer)] | None = Field(
         default=None,
-        description="Milliseconds since 1970 (UTC), at most 9999-12-31T23:59:59.999Z.",
+        description="Milliseconds since 1970 (UTC), within a day of the service's clock.",
     )
+
+    @field_validator("headers")
+    @classmethod
+    def _no_service_headers(cls, headers: dict[str, str] | None) -> dict[str, str] | None:
+        # rg-* headers (writer, seq, chain, digest, redaction, schema id) are what the service
+        # writes on its own records; GET /messages would show a forged chain place.
+        for name in headers or {}:
+            if name.lower().startswith("rg-"):
+                raise ValueError(f"header {name!r} is reserved: rg-* headers are the service's")
+        return headers
+
+    @field_validator("timestamp_ms")
+    @classmethod
+    def _near_now(cls, timestamp_ms: int | None) -> int | None:
+        if timestamp_ms is not None:
+            now_ms = int(time.time() * 1000)
+            if abs(timestamp_ms - now_ms) > _TIMESTAMP_WINDOW_MS:
+                raise ValueError("must be within a day of the service's clock")
+        return timestamp_ms
 
 
 async def publish_lean(request: Request) -> Response | None:

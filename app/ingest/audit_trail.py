@@ -18,7 +18,7 @@ from app.errors import (
     problem_for,
 )
 from app.ingest.backpressure import Backpressure, Hold
-from app.ingest.idempotency import ReceiptCodec, RecentReceipts
+from app.ingest.idempotency import ReceiptCodec, RecentReceipts, fingerprint
 from app.ingest.redaction import REDACTION_HEADER, Redactor
 from app.ingest.spool import Spool, SpooledRecord
 from app.integrity import ChainPosition, ChainWriter
@@ -32,6 +32,7 @@ from app.kafka import (
     KafkaTimeoutError,
     outcome_of,
 )
+from app.kafka.serde import canonical_json
 from app.memory import RECORD_COST
 from app.metrics import ServiceMetrics
 
@@ -209,18 +210,25 @@ class AuditTrail:
         headers: dict[str, str] | None = None,
         idempotency_key: str | None = None,
         held: Hold | None = None,
+        caller: str = "",
     ) -> tuple[AuditReceipt, bool]:
-        """`record()` unless the event (by `idempotency_key`, else by `event_id`) was acked
-        or spooled within the window: then its first receipt, and nothing is written. Returns
-        the receipt and whether it is a replay. With a `redactor`, the event is redacted
-        first: the record, its digest and the receipt are of the redacted event."""
+        """`record()` unless the event (by `idempotency_key`, else by `event_id`, both within
+        `caller`'s own namespace) was acked or spooled within the window: then its first
+        receipt, and nothing is written; the same key with another body is
+        `IdempotencyKeyReusedError`. Returns the receipt and whether it is a replay. With a
+        `redactor`, the event is redacted first: the record, its digest and the receipt are of
+        the redacted event."""
+        sent = _request_of(event, caller, idempotency_key)
         if self._redactor is not None:
             event = await self._redactor.event_async(event)
             headers = {**(headers or {}), REDACTION_HEADER: self._redactor.stamp}
-        key = f"key:{idempotency_key}" if idempotency_key else f"event:{event.event_id}"
+        key = sent.key
         return await self._receipts.once(
             key,
             lambda: self.record(event, wait=wait, headers=headers, receipt_key=key, held=held),
+            fingerprint=sent.fingerprint,
+            name=sent.name,
+            field=sent.field,
             keep=lambda receipt: receipt.status in ("acked", "spooled"),
         )
 
@@ -247,7 +255,7 @@ class AuditTrail:
         if spool is not None and (spool.depth or not self._logger.producer.started):
             place, record = self._build(event, headers)
             return await self._to_spool(event, record, place)
-        receipt_key = receipt_key or f"event:{event.event_id}"
+        receipt_key = receipt_key or f"|event:{event.event_id}"
         # An earlier attempt its client gave up on may still be stored: wait for that one.
         # Before a position is taken: a retry adds nothing to the chain.
         earlier = await self._receipts.earlier(receipt_key, timeout_s=self._budget_s)
@@ -403,6 +411,7 @@ class AuditTrail:
         wait: bool,
         headers: dict[str, str] | None = None,
         held: Hold | None = None,
+        caller: str = "",
     ) -> list[BatchItemResult]:
         """Write a batch: one result per item, in order, a receipt or an error; a bad or failed
         item does not affect the others, and an event acked before is not written again.
@@ -414,8 +423,8 @@ class AuditTrail:
         event. Events with a history (an identical request in flight, an earlier attempt
         still unsettled, a receipt to replay) and everything while the spool holds records go
         the single-event way (`record_once()`), concurrently. Each record takes its bytes over
-        from `held` (the request's)."""
-        return await _Batch(self, wait=wait, headers=headers, held=held).run(items)
+        from `held` (the request's). Event ids are `caller`'s own, as in `record_once()`."""
+        return await _Batch(self, wait=wait, headers=headers, held=held, caller=caller).run(items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,8 +458,10 @@ class _Batch:
         wait: bool,
         headers: dict[str, str] | None,
         held: Hold | None,
+        caller: str,
     ) -> None:
         self._trail = trail
+        self._caller = caller
         self._wait = wait
         self._headers = headers  # as the request gave them (the detour's)
         self._record_headers = headers  # on this batch's own records (plus redaction's)
@@ -471,7 +482,13 @@ class _Batch:
         # The detour first: its tasks run while this one queues and waits.
         detoured = asyncio.gather(
             *(
-                trail.record_once(event, wait=self._wait, headers=self._headers, held=self._held)
+                trail.record_once(
+                    event,
+                    wait=self._wait,
+                    headers=self._headers,
+                    held=self._held,
+                    caller=self._caller,
+                )
                 for _, event in detour
             ),
             return_exceptions=True,
@@ -504,18 +521,18 @@ class _Batch:
         redactor = trail._redactor
         if redactor is not None:
             self._record_headers = {**(self._headers or {}), REDACTION_HEADER: redactor.stamp}
-        sent = [event for _, event in events]
-        redacted = await redactor.events(sent) if redactor is not None else sent
+        as_sent = [event for _, event in events]
+        redacted = await redactor.events(as_sent) if redactor is not None else as_sent
         trail._receipts.expire()
         claimed: list[_Item] = []
         detour: list[tuple[int, KafkaAuditEvent]] = []
         for (index, event), written in zip(events, redacted, strict=True):
-            key = f"event:{written.event_id}"
-            claim = trail._receipts.claim(key)
+            sent = _request_of(event, self._caller, None)
+            claim = trail._receipts.claim(sent.key, sent.fingerprint)
             if claim is None:
                 detour.append((index, event))
             else:
-                claimed.append(_Item(index, written, key, claim))
+                claimed.append(_Item(index, written, sent.key, claim))
         return claimed, detour
 
     async def _queue(self, claimed: list[_Item]) -> list[_Queued]:
@@ -701,4 +718,39 @@ def _failed(problem: Problem) -> BatchItemError:
     # batch answers 200 as a whole, so Retry-After has no header to go in).
     return BatchItemError(
         status=problem.status, code=problem.code, message=problem.message, details=problem.details
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What names an audit request for retries: its key, the fingerprint of its body, and
+    how an error names the key (message and field)."""
+
+    key: str
+    fingerprint: bytes
+    name: str
+    field: str
+
+
+def _request_of(event: KafkaAuditEvent, caller: str, idempotency_key: str | None) -> _Request:
+    # Keys are the caller's own (IETF Idempotency-Key: unique per client): another caller's
+    # event with the same id is its own record, not a replay. The fingerprint is of the fields
+    # as sent (before redaction; not the event_id or time the service filled in, nor the
+    # event_id that is the key itself), so a retry of the same body matches whatever the
+    # service chose the first time.
+    sent = event.model_fields_set
+    if idempotency_key:
+        body = canonical_json(event.model_dump(mode="json", include=sent))
+        return _Request(
+            f"{caller}|key:{idempotency_key}",
+            fingerprint(body),
+            f"Idempotency-Key {idempotency_key!r}",
+            "header.idempotency-key",
+        )
+    body = canonical_json(event.model_dump(mode="json", include=sent - {"event_id"}))
+    return _Request(
+        f"{caller}|event:{event.event_id}",
+        fingerprint(body),
+        f"event_id {event.event_id!r}",
+        "body.event_id",
     )

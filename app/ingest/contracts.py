@@ -19,6 +19,7 @@ with the Confluent framing.
 """
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -31,9 +32,10 @@ from app.errors import (
     RegistryUnavailableError,
     SchemaMismatchError,
     SchemaMissingError,
+    SchemaUnusableError,
     ServiceError,
 )
-from app.kafka import KafkaAuditEvent
+from app.kafka import KafkaAuditEvent, KafkaSerializationError
 from app.kafka.audit import SCHEMA_ID_HEADER
 from app.kafka.registry import (
     SchemaIncompatibleError,
@@ -245,10 +247,17 @@ class AuditSchemaGuard:
 class _Cached:
     contract: SchemaContract | None
     until: float
+    # A schema that cannot be used is an answer too: asked again once the entry expires.
+    problem: SchemaUnusableError | None = None
+
+
+# Topics whose schema (or its absence) is cached at once; beyond, the least recently used go.
+MAX_CACHED_TOPICS = 1000
 
 
 class TopicContracts:
-    """The latest schema of each topic `/publish` writes, cached (see the module docstring)."""
+    """The latest schema of each topic `/publish` writes, cached (see the module docstring)
+    for at most `max_topics` topics: a name a client made up once does not stay for good."""
 
     def __init__(
         self,
@@ -258,19 +267,24 @@ class TopicContracts:
         required: bool,
         framing: Framing,
         clock: Callable[[], float] = time.monotonic,
+        max_topics: int = MAX_CACHED_TOPICS,
     ) -> None:
         self.client = client
         self._cache_s = cache_s
         self._required = required
         self._framing: Framing = framing
         self._clock = clock
-        self._cache: dict[str, _Cached] = {}
+        self._max_topics = max_topics
+        self._cache: collections.OrderedDict[str, _Cached] = collections.OrderedDict()
         self._lookups: dict[str, asyncio.Future[SchemaContract | None]] = {}
 
     async def contract(self, topic: str) -> SchemaContract | None:
         """The topic's latest schema, from the cache while it is fresh."""
         cached = self._cache.get(topic)
         if cached is not None and cached.until > self._clock():
+            self._cache.move_to_end(topic)
+            if cached.problem is not None:
+                raise cached.problem
             return cached.contract
         pending = self._lookups.get(topic)
         if pending is None:
@@ -278,6 +292,15 @@ class TopicContracts:
             self._lookups[topic] = pending
             pending.add_done_callback(lambda _: self._lookups.pop(topic, None))
         return await asyncio.shield(pending)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def _keep(self, topic: str, cached: _Cached) -> None:
+        self._cache[topic] = cached
+        self._cache.move_to_end(topic)
+        while len(self._cache) > self._max_topics:
+            self._cache.popitem(last=False)
 
     async def _fetch(self, topic: str) -> SchemaContract | None:
         subject = subject_of(topic)
@@ -289,8 +312,18 @@ class TopicContracts:
             ) from exc
         except SchemaRegistryError as exc:
             raise RegistryUnavailableError(f"the Schema Registry refused: {exc}") from exc
-        contract = SchemaContract(latest) if latest is not None else None
-        self._cache[topic] = _Cached(contract, self._clock() + self._cache_s)
+        until = self._clock() + self._cache_s
+        if latest is None:
+            self._keep(topic, _Cached(None, until))
+            return None
+        try:
+            # Compiling a large schema takes a while: not on the event loop.
+            contract = await asyncio.to_thread(SchemaContract, latest)
+        except KafkaSerializationError as exc:
+            problem = SchemaUnusableError(f"the schema of {topic!r} cannot be used: {exc}")
+            self._keep(topic, _Cached(None, until, problem))
+            raise problem from exc
+        self._keep(topic, _Cached(contract, until))
         return contract
 
     async def encode(self, topic: str, value: Any) -> tuple[Any, dict[str, str]]:

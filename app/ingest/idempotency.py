@@ -8,18 +8,35 @@ again. Three cases, one place:
 - the first attempt's client gave up waiting while the record was still in the producer: the
   record may yet be stored, so the retry waits for that delivery instead of writing a second
   record (`keep_for_retries`, `earlier`); acknowledged later, its receipt is remembered.
+
+A key names one request: each is kept with the request's `fingerprint`, and the same key
+with another fingerprint (another body sent under a key already used) is refused, 422
+`idempotency_key_reused`, rather than answered with a receipt for something else. Scoping
+keys by caller is the key's business (`app.ingest.audit_trail` prefixes the caller).
 """
 
 import asyncio
 import collections
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
+from app.errors import IdempotencyKeyReusedError
 from app.kafka import Delivery, KafkaProduceResult, KafkaTimeoutError
 
 Receipt = TypeVar("Receipt")
+
+FINGERPRINT_BYTES = 16
+# For callers that bind nothing to their keys: every request under a key is the same one.
+NO_FINGERPRINT = bytes(FINGERPRINT_BYTES)
+
+
+def fingerprint(request: bytes) -> bytes:
+    """A request's fingerprint: 128 bits of BLAKE2b, enough to tell two bodies apart, small
+    enough to keep beside tens of thousands of receipts."""
+    return hashlib.blake2b(request, digest_size=FINGERPRINT_BYTES).digest()
 
 
 @dataclass(frozen=True)
@@ -29,6 +46,7 @@ class _Attempt(Generic[Receipt]):
     delivery: Delivery
     receipt: Callable[[KafkaProduceResult], Receipt]
     name: str
+    fingerprint: bytes
 
 
 @dataclass(frozen=True)
@@ -59,10 +77,11 @@ class RecentReceipts(Generic[Receipt]):
         self._max_entries = max_entries
         self._clock = clock
         self._codec = codec
-        self._done: collections.OrderedDict[str, tuple[float, Receipt | bytes]] = (
+        # Packed: the fingerprint's bytes, then the receipt's; else (fingerprint, receipt).
+        self._done: collections.OrderedDict[str, tuple[float, bytes | tuple[bytes, Receipt]]] = (
             collections.OrderedDict()
         )
-        self._in_flight: dict[str, asyncio.Future[Receipt]] = {}
+        self._in_flight: dict[str, tuple[asyncio.Future[Receipt], bytes]] = {}
         self._unsettled: dict[str, _Attempt[Receipt]] = {}
 
     def __len__(self) -> int:
@@ -73,32 +92,54 @@ class RecentReceipts(Generic[Receipt]):
         key: str,
         produce: Callable[[], Awaitable[Receipt]],
         *,
+        fingerprint: bytes = NO_FINGERPRINT,
+        name: str | None = None,
+        field: str = "",
         keep: Callable[[Receipt], bool] = lambda _: True,
     ) -> tuple[Receipt, bool]:
         """`(receipt, replayed)`: the receipt kept for `key`, or the one of an identical request
         in flight, or else `produce()`'s, kept when `keep(receipt)` says so (e.g. acked only).
-        A failure is not kept: the next attempt produces again."""
+        A failure is not kept: the next attempt produces again. `IdempotencyKeyReusedError`
+        (naming `name`, or the key, and `field`) when `key` is known with another
+        `fingerprint`."""
         self._expire()
         if (kept := self._done.get(key)) is not None:
-            return self._unpacked(kept[1]), True
+            kept_print, receipt = self._unpacked(kept[1])
+            self._check(kept_print, fingerprint, name or key, field)
+            return receipt, True
         if (pending := self._in_flight.get(key)) is not None:
+            self._check(pending[1], fingerprint, name or key, field)
             try:
-                return await asyncio.shield(pending), True
+                return await asyncio.shield(pending[0]), True
             except Exception:  # noqa: S110 - the first attempt failed: make our own below
                 pass
             except asyncio.CancelledError:
-                if not pending.cancelled():
+                if not pending[0].cancelled():
                     raise  # it is this request that is being cancelled
-        return await self._produce(key, produce, keep), False
+        if (attempt := self._unsettled.get(key)) is not None:
+            self._check(attempt.fingerprint, fingerprint, name or key, field)
+        return await self._produce(key, produce, keep, fingerprint), False
+
+    @staticmethod
+    def _check(kept: bytes, sent: bytes, name: str, field: str) -> None:
+        if kept != sent:
+            message = (
+                f"{name} was already used for a different request within the idempotency "
+                "window; a retry must repeat the request as sent, a new request needs a new one"
+            )
+            raise IdempotencyKeyReusedError(
+                message, details=[{"field": field, "message": "already used for another request"}]
+            )
 
     async def _produce(
         self,
         key: str,
         produce: Callable[[], Awaitable[Receipt]],
         keep: Callable[[Receipt], bool],
+        fingerprint: bytes,
     ) -> Receipt:
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
+        self._in_flight[key] = (future, fingerprint)
         try:
             receipt = await produce()
         except asyncio.CancelledError:
@@ -109,23 +150,25 @@ class RecentReceipts(Generic[Receipt]):
             future.exception()  # retrieved: no "never retrieved" warning without waiters
             raise
         finally:
-            if self._in_flight.get(key) is future:
+            if (current := self._in_flight.get(key)) is not None and current[0] is future:
                 del self._in_flight[key]
         future.set_result(receipt)
         if keep(receipt):
-            self.remember(key, receipt)
+            self.remember(key, receipt, fingerprint)
         return receipt
 
-    def claim(self, key: str) -> "asyncio.Future[Receipt] | None":
+    def claim(
+        self, key: str, fingerprint: bytes = NO_FINGERPRINT
+    ) -> "asyncio.Future[Receipt] | None":
         """For a caller that produces many at once without awaiting each (a batch): None when
-        `key` has a history (a receipt kept, an identical request in flight, an earlier
-        attempt still unsettled), and then `once()` is the way; else a future registered as
-        the request in flight under `key`, so identical requests wait for it. The caller
-        settles it with `settle()`, whatever happens."""
+        `key` has a history (a receipt kept, a request in flight, an earlier attempt still
+        unsettled), and then `once()` is the way (it also refuses another fingerprint); else a
+        future registered as the request in flight under `key`, so identical requests wait for
+        it. The caller settles it with `settle()`, whatever happens."""
         if key in self._done or key in self._in_flight or key in self._unsettled:
             return None
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
+        self._in_flight[key] = (future, fingerprint)
         return future
 
     def settle(
@@ -139,7 +182,9 @@ class RecentReceipts(Generic[Receipt]):
     ) -> None:
         """End what `claim()` began: `receipt` (kept when `keep`) or `error` (not kept, the next
         attempt produces again; a `CancelledError` cancels it)."""
-        if self._in_flight.get(key) is future:
+        sent = NO_FINGERPRINT
+        if (current := self._in_flight.get(key)) is not None and current[0] is future:
+            sent = current[1]
             del self._in_flight[key]
         if future.done():
             return
@@ -151,15 +196,20 @@ class RecentReceipts(Generic[Receipt]):
         elif receipt is not None:
             future.set_result(receipt)
             if keep:
-                self.remember(key, receipt)
+                self.remember(key, receipt, sent)
 
     def expire(self) -> None:
         """Forget the receipts whose window is over (`once()` does it on every call)."""
         self._expire()
 
-    def remember(self, key: str, receipt: Receipt) -> None:
-        """Keep `receipt` for `key` (e.g. a record acknowledged after its client gave up)."""
-        stored = receipt if self._codec is None else self._codec.pack(receipt)
+    def remember(self, key: str, receipt: Receipt, fingerprint: bytes = NO_FINGERPRINT) -> None:
+        """Keep `receipt` for `key` and the request it answers (e.g. a record acknowledged
+        after its client gave up)."""
+        stored: bytes | tuple[bytes, Receipt] = (
+            (fingerprint, receipt)
+            if self._codec is None
+            else fingerprint + self._codec.pack(receipt)
+        )
         self._done[key] = (self._clock() + self._window_s, stored)
         self._done.move_to_end(key)
         while len(self._done) > self._max_entries:
@@ -175,15 +225,18 @@ class RecentReceipts(Generic[Receipt]):
     ) -> None:
         """`delivery` was not acknowledged in time and its client stopped waiting: until it
         settles, `earlier(key)` waits for it; once Kafka acknowledges it, `receipt(result)` is
-        remembered for `key`. `name` says what it is in errors (e.g. "event <id>")."""
-        attempt = _Attempt(delivery, receipt, name)
+        remembered for `key`. `name` says what it is in errors (e.g. "event <id>"). Called
+        while producing under `key` (`once()`, `claim()`): the attempt keeps that request's
+        fingerprint."""
+        pending = self._in_flight.get(key)
+        attempt = _Attempt(delivery, receipt, name, pending[1] if pending else NO_FINGERPRINT)
         self._unsettled[key] = attempt
 
         def settled(result: KafkaProduceResult | None, _: object) -> None:
             if self._unsettled.get(key) is attempt:
                 del self._unsettled[key]
             if result is not None:
-                self.remember(key, receipt(result))
+                self.remember(key, receipt(result), attempt.fingerprint)
 
         delivery.add_done_callback(settled)
 
@@ -206,10 +259,17 @@ class RecentReceipts(Generic[Receipt]):
             ) from None
         return attempt.receipt(result)
 
-    def _unpacked(self, stored: "Receipt | bytes") -> Receipt:
+    def kept_bytes(self, key: str) -> int:
+        """How many bytes the packed receipt kept for `key` takes (its fingerprint included);
+        0 without a codec or a receipt."""
+        kept = self._done.get(key)
+        return len(kept[1]) if kept is not None and isinstance(kept[1], bytes) else 0
+
+    def _unpacked(self, stored: "bytes | tuple[bytes, Receipt]") -> tuple[bytes, Receipt]:
         if self._codec is None:
-            return cast(Receipt, stored)
-        return self._codec.unpack(cast(bytes, stored))
+            return cast(tuple[bytes, Receipt], stored)
+        packed = cast(bytes, stored)
+        return packed[:FINGERPRINT_BYTES], self._codec.unpack(packed[FINGERPRINT_BYTES:])
 
     def _expire(self) -> None:
         now = self._clock()

@@ -4,6 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.errors import KafkaTooSlowError
 from app.ingest.backpressure import Backpressure, Hold
 from app.ingest.contracts import TopicContracts
 from app.ingest.topic_policy import TopicPolicy
@@ -82,6 +83,9 @@ class Publisher:
                     timeout_s=self._timeout_s,
                 ),
             )
+        except KafkaTimeoutError as exc:
+            settled(None, exc)
+            raise _no_idempotency(exc) from exc
         except KafkaClientError as exc:
             settled(None, exc)
             raise
@@ -93,9 +97,15 @@ class Publisher:
             )
         try:
             result = await delivery.wait()
-        except KafkaTimeoutError:
+        except KafkaTimeoutError as exc:
             if not delivery.done():
                 # The client learns nothing more of it: a later failure goes to the log.
                 delivery.log_failure()
-            raise
+            raise _no_idempotency(exc) from exc
         return PublishReceipt(**result.model_dump(), status="acked")
+
+
+def _no_idempotency(error: KafkaTimeoutError) -> KafkaTooSlowError:
+    # The audit routes' advice (retry with the same event_id) does not hold here: a publish
+    # has no event id, so a retry is a second record.
+    return KafkaTooSlowError(f"{error}; a retry may write it twice")

@@ -16,10 +16,11 @@ SchemaRegistryError                   anything this module raises
 """
 
 import asyncio
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -95,8 +96,8 @@ class SchemaRegistryClient:
 
     @property
     def url(self) -> str:
-        """The API's base URL."""
-        return self.config.url.rstrip("/")
+        """The API's base URL, without credentials (`user:password@`): what messages show."""
+        return without_userinfo(self.config.url.rstrip("/"))
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -167,8 +168,9 @@ class SchemaRegistryClient:
                 else None,
             )
         except httpx.HTTPError as exc:
+            said = _USERINFO.sub("//", f"{type(exc).__name__} {exc}")
             raise SchemaRegistryUnavailableError(
-                f"Schema Registry at {self.url} does not answer: {type(exc).__name__} {exc}".strip()
+                f"Schema Registry at {self.url} does not answer: {said}".strip()
             ) from exc
         if response.status_code < 300:
             return response.json()
@@ -186,6 +188,18 @@ class SchemaRegistryClient:
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise SchemaRegistryUnavailableError(text)
         raise SchemaRefusedError(text)
+
+
+# `//user:password@` in any URL a message might quote.
+_USERINFO = re.compile(r"//[^/@\s]*@")
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without its `user:password@` part, if any: credentials never go into messages."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def _q(subject: str) -> str:

@@ -8,7 +8,9 @@ zero byte, so a framed value is told from a plain one by its first byte.
 
 `SchemaContract` is one registered JSON Schema with its validator compiled once (jsonschema-rs:
 Rust, well under a microsecond per small object, where the pure-Python `jsonschema` takes tens;
-this check runs on every `/publish`). A value that fails it raises `SchemaViolationError` (a
+this check runs on every `/publish`). Only local `$ref`s (`#/...`) resolve: an external one is
+refused, never fetched, since whoever can register a schema would otherwise make its user call
+any address (SSRF) and wait for it. A value that fails it raises `SchemaViolationError` (a
 `KafkaSerializationError`) naming each failing path (a JSON pointer) and the rule (the schema
 keyword) it broke.
 
@@ -20,6 +22,7 @@ the registry (looked up once per id), the subject and version (`KafkaMessage.sch
 `schema_version`).
 """
 
+import asyncio
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -93,12 +96,25 @@ class SchemaContract:
         import jsonschema_rs  # noqa: PLC0415
 
         self.registered = registered
+        asked: list[str] = []
+
+        def refuse(uri: str) -> Any:
+            # Whoever can register a schema must not make the service fetch any address from
+            # its network position (SSRF) and wait for it: only local `#` refs resolve.
+            asked.append(uri)
+            raise ValueError(f"external $ref {uri!r} is not fetched")
+
+        name = f"schema {registered.schema_id} of {registered.subject!r}"
         try:
-            self._validator = jsonschema_rs.validator_for(registered.schema)
+            self._validator = jsonschema_rs.validator_for(registered.schema, retriever=refuse)
         except (ValueError, jsonschema_rs.ReferencingError) as exc:
-            raise KafkaSerializationError(
-                f"schema {registered.schema_id} of {registered.subject!r} cannot be compiled: {exc}"
-            ) from exc
+            if asked:
+                raise KafkaSerializationError(
+                    f"{name} refers to {asked[0]!r}: external $refs are never fetched, a schema "
+                    "must be self-contained (local #/... refs only)"
+                ) from exc
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise KafkaSerializationError(f"{name} cannot be compiled: {first_line}") from exc
 
     @property
     def schema_id(self) -> int:
@@ -171,13 +187,16 @@ class JsonSchemaSerializer:
         latest = await client.latest(subject)
         if latest is None:
             raise KafkaSerializationError(f"no schema is registered under {subject!r}")
-        return cls(client, subject, SchemaContract(latest), framing=framing)
+        # Compiled off the event loop: a large schema takes a while.
+        return cls(
+            client, subject, await asyncio.to_thread(SchemaContract, latest), framing=framing
+        )
 
     async def refresh(self) -> None:
         """Take the subject's latest version (a new schema, a new id)."""
         latest = await self._client.latest(self.subject)
         if latest is not None and latest.schema_id != self.contract.schema_id:
-            self.contract = SchemaContract(latest)
+            self.contract = await asyncio.to_thread(SchemaContract, latest)
 
     def __call__(self, value: Any) -> bytes | None:
         if value is None:

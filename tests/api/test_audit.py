@@ -302,6 +302,71 @@ async def test_an_idempotency_key_replays_the_first_receipt(
     assert await records_in(kafka_bootstrap, topic) == 2
 
 
+@pytest.mark.parametrize("path", ["/audit", "/audit?via=declared"])
+async def test_an_idempotency_key_sent_again_with_another_body_gets_422_naming_it(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str, path: str
+) -> None:
+    key = {"idempotency-key": "retry-42"}
+    async with service() as client:
+        first = await client.post(path, json={**EVENT, "prompt": "first"}, headers=key)
+        same = await client.post(path, json={**EVENT, "prompt": "first"}, headers=key)
+        other = await client.post(path, json={**EVENT, "prompt": "DIFFERENT BODY"}, headers=key)
+    assert first.status_code == 201, first.text
+    assert same.json() == first.json()
+    assert same.headers["idempotent-replayed"] == "true"
+    error = assert_contract_error(other, 422, "idempotency_key_reused")
+    assert "retry-42" in error["message"]
+    assert [detail["field"] for detail in error["details"]] == ["header.idempotency-key"]
+    assert await records_in(kafka_bootstrap, topic) == 1
+
+
+async def test_an_event_id_sent_again_with_another_body_gets_422_alone_and_in_a_batch(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    event = {**EVENT, "event_id": "evt-1001"}
+    changed = {**event, "prompt": "a completely different prompt"}
+    async with service() as client:
+        first = await client.post("/audit", json=event)
+        alone = await client.post("/audit", json=changed)
+        batch = await client.post("/audit/batch", json={"events": [event, changed]})
+    assert first.status_code == 201, first.text
+    error = assert_contract_error(alone, 422, "idempotency_key_reused")
+    assert "evt-1001" in error["message"]
+    assert [detail["field"] for detail in error["details"]] == ["body.event_id"]
+    replayed, refused = batch.json()["results"]
+    assert replayed["receipt"] == first.json()
+    assert (refused["error"]["status"], refused["error"]["code"]) == (422, "idempotency_key_reused")
+    assert await records_in(kafka_bootstrap, topic) == 1
+
+
+async def test_event_ids_and_idempotency_keys_belong_to_the_api_key_that_sent_them(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    # Another caller's later event with the same id (or key) is its own: written, not answered
+    # with the first caller's receipt.
+    keys = {"key-of-tenant-a": ["audit:write"], "key-of-tenant-b": ["audit:write"]}
+    a, b = {"x-api-key": "key-of-tenant-a"}, {"authorization": "Bearer key-of-tenant-b"}
+    event = {**EVENT, "event_id": "evt-1001"}
+    other = {**event, "user_id": "tenant-b", "prompt": "B's own prompt"}
+    async with service(api_keys=keys) as client:
+        first = await client.post("/audit", json=event, headers=a)
+        by_b = await client.post("/audit", json=other, headers=b)
+        in_b_batch = await client.post("/audit/batch", json={"events": [other]}, headers=b)
+        keyed_a = await client.post("/audit", json=EVENT, headers={**a, "idempotency-key": "k1"})
+        keyed_b = await client.post("/audit", json=other, headers={**b, "idempotency-key": "k1"})
+        again_a = await client.post("/audit", json=event, headers=a)
+    assert first.status_code == by_b.status_code == keyed_a.status_code == 201
+    assert keyed_b.status_code == 201
+    assert "idempotent-replayed" not in by_b.headers
+    assert by_b.json()["offset"] != first.json()["offset"] or (
+        by_b.json()["partition"] != first.json()["partition"]
+    )
+    assert in_b_batch.json()["results"][0]["receipt"] == by_b.json()
+    assert keyed_b.json()["event_id"] != keyed_a.json()["event_id"]
+    assert again_a.json() == first.json()
+    assert await records_in(kafka_bootstrap, topic) == 4
+
+
 async def test_an_invalid_idempotency_key_gets_422(service: ServiceFactory) -> None:
     async with service() as client:
         response = await client.post("/audit", json=EVENT, headers={"idempotency-key": "k" * 300})

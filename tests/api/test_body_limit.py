@@ -233,7 +233,7 @@ async def test_the_bytes_are_released_after_201_202_and_422(service: ServiceFact
         acked = await client.post("/audit", json=event)
         queued = await client.post("/audit", params={"wait": "false"}, json=event)
         invalid = await client.post("/audit", json={"user_id": "u"})
-        published = await client.post("/publish", json={"topic": "t-bytes", "value": "v" * 900})
+        published = await client.post("/publish", json={"topic": "test-bytes", "value": "v" * 900})
         await services_of(client).producer.flush(timeout_s=30)
         metrics = (await client.get("/metrics")).text
     assert acked.status_code == 201, acked.text

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from tests.helpers.app import ServiceFactory, assert_contract_error
-from tests.helpers.kafka import read_all
+from tests.helpers.kafka import read_all, topic_names
 
 # Recent on purpose: the broker's retention deletes records older than 7 days.
 A_MINUTE_AGO_MS = int(time.time() * 1000) - 60_000
+DAY_MS = 86_400_000
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -120,6 +121,50 @@ async def test_invalid_requests_get_422_naming_the_field(
     assert field in [detail["field"] for detail in error["details"]]
 
 
+@pytest.mark.parametrize("name", ["rg-writer", "rg-seq", "RG-Chain", "rg-redaction", "rg-x"])
+async def test_headers_named_rg_are_the_service_s_own_and_refused_naming_the_header(
+    service: ServiceFactory, topic: str, name: str
+) -> None:
+    # They would make a published record look like an audit record in GET /messages.
+    body = {"topic": f"{topic}-h", "value": 1, "headers": {"source": "a", name: "0"}}
+    async with service() as client:
+        for path in ("/publish", "/publish?via=declared"):
+            response = await client.post(path, json=body)
+            error = assert_contract_error(response, 422, "invalid_request")
+            [detail] = error["details"]
+            assert detail["field"] == "body.headers"
+            assert name in detail["message"]
+
+
+@pytest.mark.parametrize("shift_ms", [-2 * DAY_MS, 2 * DAY_MS, None])
+async def test_a_timestamp_more_than_a_day_from_now_gets_422_naming_the_field(
+    service: ServiceFactory, topic: str, shift_ms: int | None
+) -> None:
+    # Far-future records would outlive retention and push genuine ones out of GET /messages.
+    stamp = 0 if shift_ms is None else int(time.time() * 1000) + shift_ms
+    async with service() as client:
+        response = await client.post(
+            "/publish", json={"topic": f"{topic}-t", "value": 1, "timestamp_ms": stamp}
+        )
+    error = assert_contract_error(response, 422, "invalid_request")
+    [detail] = error["details"]
+    assert detail["field"] == "body.timestamp_ms"
+    assert "a day" in detail["message"]
+
+
+async def test_a_timestamp_within_a_day_of_now_is_kept(
+    service: ServiceFactory, topic: str, kafka_bootstrap: str
+) -> None:
+    stamp = int(time.time() * 1000) + DAY_MS - 60_000
+    async with service() as client:
+        response = await client.post(
+            "/publish", json={"topic": f"{topic}-t", "value": 1, "timestamp_ms": stamp}
+        )
+    assert response.status_code == 201, response.text
+    [record] = await read_all(kafka_bootstrap, f"{topic}-t", 1)
+    assert record.timestamp_ms == stamp
+
+
 @pytest.mark.parametrize("value", [b"NaN", b'{"n": [-Infinity]}', b"18446744073709551616"])
 async def test_numbers_that_cannot_be_stored_as_sent_get_422(
     service: ServiceFactory, value: bytes
@@ -143,15 +188,27 @@ async def test_a_partition_the_topic_lacks_gets_422(
     assert_contract_error(response, 422, "unknown_partition")
 
 
-@pytest.mark.parametrize("target", ["AUDIT", "__consumer_offsets", "__anything"])
-async def test_the_audit_topic_and_internal_topics_are_refused(
+@pytest.mark.parametrize(
+    "target",
+    ["AUDIT", "CHECKPOINTS", "__consumer_offsets", "__anything", "_schemas", "connect-configs"],
+)
+async def test_the_service_s_own_and_infrastructure_topics_are_refused_whatever_the_allow_list(
     service: ServiceFactory, topic: str, target: str
 ) -> None:
-    async with service() as client:
-        response = await client.post(
-            "/publish", json={"topic": topic if target == "AUDIT" else target, "value": 1}
-        )
+    name = {"AUDIT": topic, "CHECKPOINTS": f"{topic}.checkpoints"}.get(target, target)
+    async with service(publish_topics=["*"]) as client:
+        response = await client.post("/publish", json={"topic": name, "value": 1})
     assert_contract_error(response, 403, "topic_not_allowed")
+
+
+async def test_without_rg_publish_topics_no_topic_is_published_or_created(
+    service: ServiceFactory, topic: str, kafka_bootstrap: str
+) -> None:
+    async with service(publish_topics=[]) as client:
+        response = await client.post("/publish", json={"topic": f"{topic}-new", "value": 1})
+    error = assert_contract_error(response, 403, "topic_not_allowed")
+    assert "RG_PUBLISH_TOPICS" in error["message"]
+    assert f"{topic}-new" not in await topic_names(kafka_bootstrap)
 
 
 async def test_the_allow_list_takes_names_and_patterns(service: ServiceFactory, topic: str) -> None:

@@ -2,6 +2,8 @@
 
 import asyncio
 import collections
+import os
+import signal
 import time
 
 import httpx
@@ -115,3 +117,26 @@ async def test_without_a_broker_audits_get_503_at_once_and_succeed_once_it_appea
 
 async def ready(client: httpx.AsyncClient) -> bool:
     return (await client.get("/readyz")).status_code == 200
+
+
+async def test_kafka_timeout_tells_each_route_what_a_retry_does(own_broker: EmbeddedKafka) -> None:
+    # A frozen broker (SIGSTOP): both records wait in the producer past RG_PRODUCE_TIMEOUT_S.
+    # /audit's retry with the same event_id waits for the first attempt; /publish has no
+    # event id, so its retry may write the record twice, and the answer must not say otherwise.
+    bootstrap = own_broker.bootstrap_servers
+    topic, target = await new_topic(bootstrap), await new_topic(bootstrap)
+    async with client_for(bootstrap, audit_topic=topic, produce_timeout_s=2.0) as client:
+        warm = await client.post("/publish", json={"topic": target, "value": 0})
+        assert warm.status_code == 201, warm.text
+        assert own_broker.pid is not None
+        os.kill(own_broker.pid, signal.SIGSTOP)
+        try:
+            published = await client.post("/publish", json={"topic": target, "value": 1})
+            audited = await client.post("/audit", json=audit_event(1, prefix="frozen"))
+        finally:
+            os.kill(own_broker.pid, signal.SIGCONT)
+    publish_error = assert_contract_error(published, 503, "kafka_timeout")
+    assert "event_id" not in publish_error["message"]
+    assert "a retry may write it twice" in publish_error["message"]
+    audit_error = assert_contract_error(audited, 503, "kafka_timeout")
+    assert "retry with the same event_id" in audit_error["message"]

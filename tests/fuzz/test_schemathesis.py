@@ -45,11 +45,16 @@ def _messages_refusal(error: dict[str, Any]) -> bool:
 # Why a schema-valid request may still get 422, by operation: what the service does not have
 # (a topic /messages does not keep, a partition the topic lacks), bounds a schema of "any
 # JSON" cannot state (metadata depth and item count, integers within 64 bits, a time range
-# whose `until` lies before its `since`) and a tombstone without the key it deletes.
+# whose `until` lies before its `since`, a publish timestamp within a day of now, header names
+# other than rg-*), a tombstone without the key it deletes, and what earlier requests did (an
+# Idempotency-Key or event_id sent before with another body).
 REFUSED_THOUGH_VALID: dict[str, Callable[[dict[str, Any]], bool]] = {
-    "POST /audit": lambda error: _fields(error) == {"body.metadata"},
+    "POST /audit": lambda error: (
+        _fields(error) == {"body.metadata"} or error["code"] == "idempotency_key_reused"
+    ),
     "POST /publish": lambda error: (
-        error["code"] in {"unknown_partition", "invalid_record"} or _fields(error) == {"body.value"}
+        error["code"] in {"unknown_partition", "invalid_record"}
+        or set() < _fields(error) <= {"body.value", "body.timestamp_ms", "body.headers"}
     ),
     "GET /messages": _messages_refusal,
     "GET /messages/stream": _messages_refusal,

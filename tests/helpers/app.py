@@ -18,12 +18,14 @@ ServiceFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 @asynccontextmanager
 async def client_for(bootstrap: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of a fresh app with `settings`; the app is `client.app` (for its state)."""
+    """A client of a fresh app with `settings`; the app is `client.app` (for its state).
+    POST /publish may write the suite's `test-*` topics unless `publish_topics` says else
+    (unset, the service publishes nowhere)."""
     app = create_app(
         Settings(
             _env_file=None,
             kafka_bootstrap_servers=[bootstrap],
-            **{"ready_timeout_s": 1.0, **settings},
+            **{"ready_timeout_s": 1.0, "publish_topics": ["test-*"], **settings},
         )
     )
     async with LifespanManager(app) as manager:

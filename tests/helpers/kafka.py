@@ -60,6 +60,16 @@ class TopicDescription:
     configs: dict[str, str]
 
 
+async def topic_names(bootstrap: str) -> set[str]:
+    """The names of the topics the broker has (asking creates none)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
 async def describe_topic(bootstrap: str, topic: str) -> TopicDescription:
     """Partitions, replication factor and effective configs of an existing topic."""
     from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415

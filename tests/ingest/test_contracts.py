@@ -8,19 +8,23 @@ import asyncio
 import hashlib
 import json
 import os
+import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+import app.ingest.contracts as contracts_module
 from app.embedded.registry import EmbeddedRegistry, RegistryDistribution
-from app.ingest.contracts import audit_json_schema, breaking_changes
-from app.kafka.schemas import JSON_SCHEMA_DRAFT
+from app.ingest.contracts import TopicContracts, audit_json_schema, breaking_changes
+from app.kafka.registry import RegisteredSchema, SchemaRegistryClient
+from app.kafka.schemas import JSON_SCHEMA_DRAFT, SchemaContract
 from tests.helpers.app import assert_contract_error, client_for, reader_connected, services_of
+from tests.helpers.http_standin import recording_server
 from tests.helpers.polling import eventually
 from tests.helpers.processes import run_cli
 
@@ -202,7 +206,7 @@ async def test_a_breaking_change_keeps_the_service_unready_naming_the_field(
 async def test_publish_under_contract_accepts_good_values_and_names_the_failing_path(
     kafka_bootstrap: str, schema_registry_url: str, topic: str, via: str
 ) -> None:
-    orders = f"orders-{uuid.uuid4().hex}"
+    orders = f"test-orders-{uuid.uuid4().hex}"
     schema_id = register(schema_registry_url, f"{orders}-value", ORDER_SCHEMA)
     async with client_for(
         kafka_bootstrap,
@@ -229,7 +233,9 @@ async def test_publish_under_contract_accepts_good_values_and_names_the_failing_
         assert error["details"][0]["rule"] == "required"
         assert "status" in error["details"][0]["message"]
         # A topic without a schema is written as before (RG_SCHEMA_REQUIRED is off).
-        free = await client.post(path, json={"topic": f"free-{uuid.uuid4().hex}", "value": [1]})
+        free = await client.post(
+            path, json={"topic": f"test-free-{uuid.uuid4().hex}", "value": [1]}
+        )
         assert free.status_code == 201, free.text
     (record,) = await raw_records(kafka_bootstrap, orders, 1)
     assert record.value[0] == 0
@@ -241,7 +247,7 @@ async def test_publish_under_contract_accepts_good_values_and_names_the_failing_
 async def test_schema_required_refuses_a_topic_without_one(
     kafka_bootstrap: str, schema_registry_url: str, topic: str, via: str
 ) -> None:
-    orders = f"orders-{uuid.uuid4().hex}"
+    orders = f"test-orders-{uuid.uuid4().hex}"
     register(schema_registry_url, f"{orders}-value", ORDER_SCHEMA)
     async with client_for(
         kafka_bootstrap,
@@ -250,7 +256,7 @@ async def test_schema_required_refuses_a_topic_without_one(
         schema_required=True,
     ) as client:
         refused = await client.post(
-            PATHS[via], json={"topic": f"nameless-{uuid.uuid4().hex}", "value": {"a": 1}}
+            PATHS[via], json={"topic": f"test-nameless-{uuid.uuid4().hex}", "value": {"a": 1}}
         )
         error = assert_contract_error(refused, 422, "schema_required")
         assert "-value" in error["message"]
@@ -272,7 +278,7 @@ async def test_registry_stopped_mid_run_is_503_then_recovers(
     registry = EmbeddedRegistry(distribution=registry_distribution, log_file=tmp_path / "r.log")
     registry.start()
     try:
-        orders = f"orders-{uuid.uuid4().hex}"
+        orders = f"test-orders-{uuid.uuid4().hex}"
         register(registry.url, f"{orders}-value", ORDER_SCHEMA)
         good = {"topic": orders, "value": {"order_id": 1, "status": "paid"}}
         async with client_for(
@@ -321,3 +327,81 @@ def test_unit_breaking_changes_name_the_fields() -> None:
         "field 'c' removed while other fields are refused",
     ]
     assert breaking_changes(new, new) == []
+
+
+async def test_a_schema_with_an_external_ref_is_refused_and_never_fetched(
+    kafka_bootstrap: str, schema_registry_url: str, topic: str
+) -> None:
+    # Whoever may register a schema must not make the service call an internal address.
+    target = f"test-ssrf-{uuid.uuid4().hex}"
+    with recording_server() as (base, paths):
+        ref = f"{base}/internal-only/latest/meta-data"
+        schema = {
+            "$schema": JSON_SCHEMA_DRAFT,
+            "type": "object",
+            "properties": {"a": {"$ref": ref}},
+        }
+        register(schema_registry_url, f"{target}-value", schema)
+        async with client_for(
+            kafka_bootstrap, audit_topic=topic, schema_registry_url=schema_registry_url
+        ) as client:
+            for path in PATHS.values():
+                answer = await client.post(path, json={"topic": target, "value": {"a": 1}})
+                error = assert_contract_error(answer, 502, "schema_unusable")
+                assert f"{target}-value" in error["message"]
+                assert ref in error["message"]
+            assert (await client.get("/healthz")).status_code == 200
+    assert paths == []
+
+
+async def test_unit_a_topic_s_schema_is_compiled_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A large schema takes a while to compile: /healthz and every other request wait meanwhile
+    # if it runs on the loop.
+    compiled_in: list[threading.Thread] = []
+    real = SchemaContract
+
+    def recording(registered: RegisteredSchema) -> SchemaContract:
+        compiled_in.append(threading.current_thread())
+        return real(registered)
+
+    class OneSchema:
+        async def latest(self, subject: str) -> RegisteredSchema:
+            return RegisteredSchema(schema_id=1, schema={"type": "object"}, subject=subject)
+
+    monkeypatch.setattr(contracts_module, "SchemaContract", recording)
+    contracts = TopicContracts(
+        cast(SchemaRegistryClient, OneSchema()), cache_s=60, required=False, framing="json"
+    )
+    assert await contracts.contract("t") is not None
+    assert compiled_in
+    assert compiled_in[0] is not threading.main_thread()
+
+
+async def test_unit_the_schema_cache_keeps_at_most_max_topics_the_least_recent_go_first() -> None:
+    # Every topic name a client publishes to is looked up once: without a bound the cache
+    # would grow with each new name for as long as the service runs.
+    asked: list[str] = []
+
+    class NoSchemas:
+        async def latest(self, subject: str) -> RegisteredSchema | None:
+            asked.append(subject)
+            return None
+
+    contracts = TopicContracts(
+        cast(SchemaRegistryClient, NoSchemas()),
+        cache_s=600,
+        required=False,
+        framing="json",
+        max_topics=100,
+    )
+    for i in range(1000):
+        await contracts.contract(f"t{i}")
+        await contracts.contract("hot")  # used all along: never the least recent
+    assert len(contracts) == 100
+    asked.clear()
+    await contracts.contract("hot")
+    await contracts.contract("t999")
+    await contracts.contract("t0")
+    assert asked == ["t0-value"]

@@ -30,6 +30,7 @@ def test_cpu_per_publish_with_validation_on_and_off(
             tmp_path,
             schema_registry_url=schema_registry_url,
             schema_wire_format="confluent",
+            publish_topics="orders-*,plain-*",
         ) as service,
         httpx.Client(base_url=service.url, timeout=30) as client,
     ):

@@ -6,8 +6,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from app.errors import IdempotencyKeyReusedError
 from app.ingest.audit_trail import AuditReceipt, receipt_codec
-from app.ingest.idempotency import ReceiptCodec, RecentReceipts
+from app.ingest.idempotency import ReceiptCodec, RecentReceipts, fingerprint
 from app.kafka import Delivery, KafkaBrokerError, KafkaProduceResult, KafkaTimeoutError
 
 
@@ -205,3 +206,82 @@ def test_unit_receipts_whose_names_overflow_the_codecs_table_are_kept_as_json() 
     assert [codec.unpack(packed) for packed in stored] == many
     assert stored[0][:1] == b"P"
     assert stored[-1][:1] == b"J"
+
+
+A, B = fingerprint(b"request A"), fingerprint(b"request B")
+NAME, FIELD = "Idempotency-Key 'retry-42'", "header.idempotency-key"
+
+
+async def test_unit_a_key_sent_again_for_another_request_is_refused_naming_it() -> None:
+    receipts: RecentReceipts[str] = RecentReceipts(window_s=60, max_entries=10)
+    calls: list[str] = []
+    assert await receipts.once(
+        "k", counting("a", calls), fingerprint=A, name=NAME, field=FIELD
+    ) == ("a", False)
+    with pytest.raises(IdempotencyKeyReusedError, match="'retry-42'") as refused:
+        await receipts.once("k", counting("b", calls), fingerprint=B, name=NAME, field=FIELD)
+    assert refused.value.details[0]["field"] == "header.idempotency-key"
+    assert await receipts.once(
+        "k", counting("c", calls), fingerprint=A, name=NAME, field=FIELD
+    ) == ("a", True)
+    assert calls == ["a"]
+
+
+async def test_unit_a_racing_request_with_another_body_is_refused_not_given_the_first_receipt() -> (
+    None
+):
+    receipts: RecentReceipts[str] = RecentReceipts(window_s=60, max_entries=10)
+    calls: list[str] = []
+    first = asyncio.create_task(receipts.once("k", counting("a", calls, 0.05), fingerprint=A))
+    await asyncio.sleep(0.01)
+    with pytest.raises(IdempotencyKeyReusedError):
+        await receipts.once("k", counting("b", calls), fingerprint=B)
+    assert await first == ("a", False)
+    assert calls == ["a"]
+
+
+async def test_unit_an_attempt_its_client_gave_up_on_keeps_its_request_s_fingerprint() -> None:
+    receipts: RecentReceipts[str] = RecentReceipts(window_s=60, max_entries=10)
+    delivery, future = pending_delivery()
+
+    async def gives_up() -> str:
+        receipts.keep_for_retries("k", delivery, receipt_of, name="event e1")
+        raise KafkaTimeoutError("no acknowledgement")
+
+    with pytest.raises(KafkaTimeoutError):
+        await receipts.once("k", gives_up, fingerprint=A)
+    assert receipts.claim("k", B) is None  # a batch sends it the single way, which refuses
+    with pytest.raises(IdempotencyKeyReusedError):
+        await receipts.once("k", counting("b", []), fingerprint=B)
+    future.set_result(KafkaProduceResult(topic="audit", partition=0, offset=7))
+    await asyncio.sleep(0)
+    with pytest.raises(IdempotencyKeyReusedError):
+        await receipts.once("k", counting("b", []), fingerprint=B)
+    assert await receipts.once("k", counting("c", []), fingerprint=A) == ("acked@7", True)
+
+
+async def test_unit_a_batch_s_claim_keeps_its_fingerprint_with_the_receipt() -> None:
+    receipts: RecentReceipts[str] = RecentReceipts(window_s=60, max_entries=10)
+    claim = receipts.claim("k", A)
+    assert claim is not None
+    receipts.settle("k", claim, "a")
+    with pytest.raises(IdempotencyKeyReusedError):
+        await receipts.once("k", counting("b", []), fingerprint=B)
+    assert await receipts.once("k", counting("c", []), fingerprint=A) == ("a", True)
+
+
+async def test_unit_packed_a_kept_receipt_grows_by_its_fingerprint_only() -> None:
+    codec = receipt_codec()
+    receipts: RecentReceipts[AuditReceipt] = RecentReceipts(
+        window_s=60, max_entries=10, codec=codec
+    )
+    receipt = _receipt()
+
+    async def produce() -> AuditReceipt:
+        return receipt
+
+    assert await receipts.once("k", produce, fingerprint=A) == (receipt, False)
+    assert receipts.kept_bytes("k") == len(codec.pack(receipt)) + len(A) < 200
+    with pytest.raises(IdempotencyKeyReusedError):
+        await receipts.once("k", produce, fingerprint=B)
+    assert await receipts.once("k", produce, fingerprint=A) == (receipt, True)

@@ -24,8 +24,10 @@ from app.kafka import (
     SchemaRegistryUnavailableError,
     SchemaViolationError,
 )
+from app.kafka.errors import KafkaSerializationError
 from app.kafka.schemas import JSON_SCHEMA_DRAFT, frame, schema_id_of, unframe
 from app.kafka.serde import decode_value
+from tests.helpers.http_standin import recording_server
 
 SCHEMA: dict[str, Any] = {
     "$schema": JSON_SCHEMA_DRAFT,
@@ -77,6 +79,32 @@ def test_unit_violations_name_the_path_and_the_rule() -> None:
     assert contract.encode({"order_id": 2}, "json") == b'{"order_id":2}'
 
 
+@pytest.mark.parametrize(
+    "ref", ["{base}/internal-only/latest/meta-data", "other.json", "{base}/x#/definitions/a"]
+)
+def test_unit_a_schema_with_an_external_ref_is_refused_and_nothing_is_fetched(ref: str) -> None:
+    # A schema is the registry's, not ours: a remote $ref would make the service call any
+    # address from its network position (SSRF) and wait for it.
+    with recording_server() as (base, paths):
+        schema = {"properties": {"a": {"$ref": ref.format(base=base)}}}
+        registered = RegisteredSchema(schema_id=7, schema=schema, subject="s-value", version=1)
+        with pytest.raises(
+            KafkaSerializationError, match=r"schema 7 of 's-value' refers to .*: external"
+        ):
+            SchemaContract(registered)
+    assert paths == []
+
+
+def test_unit_local_refs_are_resolved() -> None:
+    schema = {
+        "properties": {"a": {"$ref": "#/definitions/n"}},
+        "definitions": {"n": {"type": "integer"}},
+    }
+    contract = SchemaContract(RegisteredSchema(schema_id=1, schema=schema, subject="s", version=1))
+    assert contract.violations({"a": 1}) == []
+    assert [v.rule for v in contract.violations({"a": "x"})] == ["type"]
+
+
 async def test_unit_an_unreachable_registry_is_unavailable() -> None:
     client = SchemaRegistryClient(SchemaRegistryConfig(url=f"http://127.0.0.1:{free_port()}"))
     try:
@@ -84,6 +112,22 @@ async def test_unit_an_unreachable_registry_is_unavailable() -> None:
             await client.latest("orders-value")
     finally:
         await client.aclose()
+
+
+async def test_unit_credentials_in_the_registry_url_appear_in_no_message() -> None:
+    port = free_port()
+    url = f"http://registry-user:S3cretPassw0rd@127.0.0.1:{port}/apis/ccompat/v7"
+    client = SchemaRegistryClient(SchemaRegistryConfig(url=url))
+    try:
+        assert client.url == f"http://127.0.0.1:{port}/apis/ccompat/v7"
+        with pytest.raises(SchemaRegistryUnavailableError) as away:
+            await client.latest("orders-value")
+    finally:
+        await client.aclose()
+    message = str(away.value)
+    assert f"127.0.0.1:{port}" in message
+    assert "S3cretPassw0rd" not in message
+    assert "registry-user" not in message
 
 
 async def test_producer_and_consumer_clients_with_the_registry(
