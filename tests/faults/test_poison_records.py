@@ -177,13 +177,7 @@ async def test_the_stream_processor_sends_a_record_its_deserializer_refuses_to_t
         processor = KafkaStreamProcessor(
             consumer=consumer, producer=producer, config=KafkaStreamConfig(dead_letter_topic=dead)
         )
-        consumed = 0
-        for _ in range(60):
-            consumed += await processor.process_once(
-                lambda batch: handled.extend(m.value for m in batch)
-            )
-            if consumed >= 2:
-                break
+        consumed = await process_until(processor, handled, 2)
     assert consumed == 2
     assert {"n": 1} in handled
     if poison.is_json:
@@ -208,13 +202,7 @@ async def test_without_dead_letters_a_record_that_does_not_decode_is_skipped_and
     handled: list[Any] = []
     async with json_consumer(kafka_bootstrap, topic) as consumer:
         processor = KafkaStreamProcessor(consumer=consumer, producer=producer)
-        consumed = 0
-        for _ in range(60):
-            consumed += await processor.process_once(
-                lambda batch: handled.extend(m.value for m in batch)
-            )
-            if consumed >= 2:
-                break
+        await process_until(processor, handled, 2)
         committed = await consumer.seek_to_committed([(topic, 0)])
     assert handled == [{"n": 1}]
     assert processor.undecodable == 1
@@ -299,3 +287,16 @@ async def test_exactly_once_a_record_that_does_not_decode_goes_to_the_dead_lette
         kafka_bootstrap, dead, 1, value_format="bytes", isolation_level="read_committed"
     )
     assert letter.value == b"[" * 5000
+
+
+async def process_until(processor: KafkaStreamProcessor, handled: list[Any], count: int) -> int:
+    """Batches through `processor` until `count` records were consumed (60 polls at most),
+    each handled value added to `handled`; the number consumed."""
+    consumed = 0
+    for _ in range(60):
+        consumed += await processor.process_once(
+            lambda batch: handled.extend(m.value for m in batch)
+        )
+        if consumed >= count:
+            break
+    return consumed
