@@ -153,7 +153,7 @@ def declared_length(scope: Scope) -> int:
     declared = dict(scope["headers"]).get(b"content-length")
     if declared is None or not declared.isdigit():
         return 0
-    digits = declared.lstrip(b"0")
+    digits = declared.lstrip(b"0") or b"0"
     return int(digits) if len(digits) <= _MAX_DIGITS else _TOO_LONG
 
 

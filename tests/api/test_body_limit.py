@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from app.api.body_limit import BodyLimit
+from app.api.body_limit import BodyLimit, declared_length
 from app.auth import ApiKeys
 from app.ingest.backpressure import ByteBudget
 from app.memory import BODY_COST
@@ -299,3 +300,13 @@ def test_idle_bodies_without_a_key_hold_no_bytes_an_authenticated_write_needs(
     finally:
         for connection in idle:
             connection.close()
+
+
+@pytest.mark.parametrize(
+    ("declared", "length"),
+    [(None, 0), (b"0", 0), (b"000", 0), (b"00042", 42), (b"42", 42), (b"x", 0)],
+)
+def test_unit_a_declared_length_of_zeros_is_zero(declared: bytes | None, length: int) -> None:
+    # `Content-Length: 0` (a POST without a body) was a 500: the zeros stripped left no digit.
+    headers = [] if declared is None else [(b"content-length", declared)]
+    assert declared_length({"type": "http", "headers": headers}) == length

@@ -163,7 +163,7 @@ def test_a_key_in_a_trailer_counts_for_nothing(
     body = (
         {"user_id": "u-trailer", "model": "m", "prompt": "hello", "response": "world"}
         if path == "/audit"
-        else {"topic": f"trailer-{uuid.uuid4().hex}", "value": 1}
+        else {"topic": f"test-trailer-{uuid.uuid4().hex}", "value": 1}
     )
     data = json.dumps(body).encode()
     trailer = f"{field}\r\nIdempotency-Key: trailer-idem-1\r\n"

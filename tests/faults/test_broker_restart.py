@@ -159,6 +159,7 @@ async def test_with_spool_and_signing_every_background_task_recovers_and_the_log
     topic = await new_topic(bootstrap)
     key_file = tmp_path / "signing.key.pem"
     key_file.write_bytes(SigningKey.generate().private_pem())
+    key_file.chmod(0o600)  # a private key others may read stops the start
     service = await asyncio.to_thread(
         start_service,
         bootstrap,

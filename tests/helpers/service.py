@@ -49,7 +49,8 @@ class LiveService:
 
 def launch_service(bootstrap: str, workdir: Path, **settings: str) -> LiveService:
     """Start `serve` against `bootstrap` in `workdir` (no developer .env is read there) with
-    its own audit topic; `settings` are extra RG_* values (`spool_dir="..."`)."""
+    its own audit topic; `settings` are extra RG_* values (`spool_dir="..."`). POST /publish
+    may write the suite's `test-*` topics unless `publish_topics` says else (as `client_for`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     audit_topic = settings.pop("audit_topic", f"test-{uuid.uuid4().hex}")
@@ -60,6 +61,7 @@ def launch_service(bootstrap: str, workdir: Path, **settings: str) -> LiveServic
         "RG_PORT": str(port),
         "RG_AUDIT_TOPIC": audit_topic,
         "RG_MESSAGES_REFRESH_S": "1",
+        "RG_PUBLISH_TOPICS": "test-*",
         **{f"RG_{name.upper()}": value for name, value in settings.items()},
     }
     log_file = workdir / f"service-{port}.log"
