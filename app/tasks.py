@@ -15,6 +15,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+RECANCEL_S = 0.5
+
 
 class BackgroundTask:
     """A named task running `run()`: `start()` begins it, `close()` cancels it and returns once
@@ -57,12 +59,19 @@ class BackgroundTask:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
 
     async def close(self) -> None:
-        """Cancel the task and wait until it has ended; nothing to do when it never started."""
-        if self._task is not None:
-            self._closing = True
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Cancel the task and wait until it has ended; nothing to do when it never started.
+        The cancellation is repeated every `RECANCEL_S` until the task ends: aiokafka's stop()
+        swallows a cancellation that reaches it while it awaits its own fetch tasks, and a
+        retry loop would then go on for good."""
+        task = self._task
+        if task is None:
+            return
+        self._closing = True
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=RECANCEL_S)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class Backoff:

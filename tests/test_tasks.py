@@ -95,3 +95,30 @@ async def test_unit_a_task_closed_by_the_service_is_not_logged(
     await task.close()
     await asyncio.sleep(0)
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_unit_close_ends_a_task_that_swallowed_its_first_cancellation() -> None:
+    # As aiokafka's consumer stop() does when the cancellation reaches it mid-stop: a retry
+    # loop then went on for good and close() (the service's shutdown) never returned.
+    swallowed = 0
+
+    async def run() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed += 1
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+
+    task = BackgroundTask("swallows", run)
+    task.start()
+    await asyncio.sleep(0)
+    closing = asyncio.create_task(task.close())
+    # Not wait_for: cancelling close() at its timeout would cancel the task a second time.
+    done, _ = await asyncio.wait({closing}, timeout=5)
+    assert closing in done, "close() did not return"
+    assert swallowed == 1
+    assert not task.running
