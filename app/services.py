@@ -44,13 +44,13 @@ from app.integrity.keys import insecure_key_file
 from app.kafka import KafkaAuditLogger, KafkaProducerClient, SchemaRegistryClient
 from app.memory import return_big_blocks
 from app.metrics import ServiceMetrics
+from app.rates import RateHistory
 from app.reachability import KafkaReachability
 from app.recent.buffer import RecentRecords
 from app.recent.coverage import CheckpointCoverage
 from app.recent.reader import RecentRecordsReader
 from app.settings import Settings
 from app.shutdown import Shutdown
-from app.status import RateHistory
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Services:
     forwarder: SpoolForwarder | None
     # The signing key, the public keys and the checkpointer (app/integrity/).
     checkpoints: Checkpoints
-    # Records/s Kafka acknowledged, sampled for the /ui page's chart (app/status.py).
+    # Records/s Kafka acknowledged, sampled for the /ui page's chart (app/rates.py).
     rates: RateHistory
     # Logs once when Kafka goes away and once when it is back (app/reachability.py).
     reachability: KafkaReachability
