@@ -170,8 +170,20 @@ class Services:
 def build_services(settings: Settings) -> Services:
     """Build and wire the service's parts from `settings`; nothing is started (no I/O)."""
     metrics = ServiceMetrics()
-    chain = metrics.watch_chain(ChainWriter())
-    in_flight = metrics.watch_in_flight(ByteBudget(settings.max_in_flight_bytes))
+    chain = ChainWriter()
+    metrics.watch_chain(
+        writer=lambda: chain.writer_id, seq=lambda: chain.count - 1, lost=lambda: chain.lost
+    )
+    in_flight = ByteBudget(settings.max_in_flight_bytes)
+    metrics.watch_in_flight(
+        held=lambda: in_flight.held,
+        high_water=lambda: in_flight.high_water,
+        limit=lambda: in_flight.max_bytes,
+        refused=lambda: {
+            "bytes": in_flight.refusals.bytes,
+            "records": in_flight.refusals.records,
+        },
+    )
     recent = RecentRecords(
         settings.recent_topics,
         max_records=settings.messages_buffer,
@@ -196,7 +208,11 @@ def build_services(settings: Settings) -> Services:
             max_bytes=settings.spool_max_bytes,
             min_free_bytes=settings.spool_min_free_bytes,
         )
-        metrics.watch_spool(spool)
+        metrics.watch_spool(
+            depth=lambda: spool.depth,
+            size=lambda: spool.size_bytes,
+            oldest_age_s=spool.oldest_age_s,
+        )
         forwarder = SpoolForwarder(spool, audit_logger, on_forwarded=metrics.forwarded.inc)
     registry: SchemaRegistryClient | None = None
     audit_schema: AuditSchemaGuard | None = None
