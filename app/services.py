@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.auth import ApiKeys, is_loopback
-from app.cluster import ProducerConnection
+from app.connection import ProducerConnection
 from app.ingest.audit_topic import AuditTopic, AuditTopics
 from app.ingest.audit_topic_guard import AuditTopicGuard
 from app.ingest.audit_trail import AuditTrail, receipt_codec
@@ -42,13 +42,13 @@ from app.integrity import ChainWriter
 from app.integrity.checkpointer import Checkpoints
 from app.integrity.keys import insecure_key_file
 from app.kafka import KafkaAuditLogger, KafkaProducerClient, SchemaRegistryClient
-from app.memory import return_big_blocks
 from app.metrics import ServiceMetrics
 from app.rates import RateHistory
 from app.reachability import KafkaReachability
 from app.recent.buffer import RecentRecords
 from app.recent.coverage import CheckpointCoverage
 from app.recent.reader import RecentRecordsReader
+from app.runtime import return_big_blocks
 from app.settings import Settings
 from app.shutdown import Shutdown
 

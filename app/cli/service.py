@@ -8,8 +8,8 @@ from types import FrameType
 import uvicorn
 
 from app.cli.common import EPILOG, exit_on_sigterm, logger
-from app.collector import tune_for_serving
 from app.logs import configure_logging
+from app.runtime import tune_for_serving
 from app.settings import Settings, get_settings
 from app.shutdown import Shutdown
 
