@@ -3,7 +3,8 @@
 #                (other ports: make run KAFKA_PORT=9093 RG_PORT=8081)
 #   make registry  the embedded Schema Registry (Apicurio) alone; prints its url= line
 #   make test    the whole suite against a real broker
-#   make lint    ruff, mypy --strict on app and tests, hadolint on the Dockerfile, helm lint on the chart
+#   make lint    ruff, mypy --strict on app and tests, the layers of app (lint-imports), hadolint on
+#                the Dockerfile, helm lint on the chart
 #   make image   the container image ractogateway-kafka:<version> (podman here, docker elsewhere)
 #   make openapi write openapi.json from the app (a test fails when it is stale)
 #   make bench   load benchmark: the HTTP lines beside raw aiokafka, confluent-kafka and the JVM
@@ -101,6 +102,7 @@ lint: $(SYNCED) $(HELM)
 	$(VENV)/bin/ruff check app tests bench
 	$(VENV)/bin/ruff format --check app tests bench
 	$(VENV)/bin/mypy --strict app tests
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 	$(VENV)/bin/hadolint Dockerfile
 	$(HELM) lint --strict helm/ractogateway-kafka
 

@@ -93,3 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The app's OpenAPI document (it does not depend on the settings' values)."""
+    document: dict[str, Any] = create_app(Settings(_env_file=None)).openapi()
+    return document

@@ -1,5 +1,9 @@
 """The service's Prometheus metrics, in a registry of its own (one per app, so tests and
-embedders can build several apps in one process)."""
+embedders can build several apps in one process).
+
+Gauges read at scrape time take callables (`watch_*`), never the objects that know the
+numbers: this module sits below `app.ingest`, `app.recent` and `app.integrity` (they count
+through `ServiceMetrics`) and imports none of them."""
 
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -9,9 +13,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from app.errors import problem_for
-from app.ingest.backpressure import ByteBudget, Refusals
-from app.ingest.spool import Spool
-from app.integrity import ChainWriter
 from app.kafka import KafkaClientError, KafkaProduceResult
 from app.kafka.producer import DeliveryCallback
 
@@ -41,8 +42,8 @@ class _TopicGauges(Collector):
 class _Refusals(Collector):
     """`rg_overloaded_total`: 503 overloaded answers, by the bound that refused."""
 
-    def __init__(self, refusals: Refusals) -> None:
-        self._refusals = refusals
+    def __init__(self, refused: Callable[[], Mapping[str, int]]) -> None:
+        self._refused = refused
 
     def collect(self) -> Iterable[Metric]:
         family = CounterMetricFamily(
@@ -50,8 +51,9 @@ class _Refusals(Collector):
             "Requests and records refused with 503 overloaded, by bound (bytes, records).",
             labels=["bound"],
         )
-        family.add_metric(["bytes"], self._refusals.bytes)
-        family.add_metric(["records"], self._refusals.records)
+        refused = self._refused()
+        for bound in ("bytes", "records"):
+            family.add_metric([bound], refused[bound])
         yield family
 
 
@@ -99,28 +101,31 @@ class _Streams(Collector):
 class _Chain(Collector):
     """The writer's chain: its id, the last position assigned, the positions lost."""
 
-    def __init__(self, chain: ChainWriter) -> None:
-        self._chain = chain
+    def __init__(
+        self, writer: Callable[[], str], seq: Callable[[], int], lost: Callable[[], int]
+    ) -> None:
+        self._writer = writer
+        self._seq = seq
+        self._lost = lost
 
     def collect(self) -> Iterable[Metric]:
-        chain = self._chain
         info = GaugeMetricFamily(
             "rg_audit_writer_info",
             "1, labelled with this process's writer id (rg-writer of its audit records).",
             labels=["writer"],
         )
-        info.add_metric([chain.writer_id], 1)
+        info.add_metric([self._writer()], 1)
         yield info
         yield GaugeMetricFamily(
             "rg_audit_chain_seq",
             "The last chain position (rg-seq) assigned by this writer; -1 before the first.",
-            value=chain.count - 1,
+            value=self._seq(),
         )
         yield CounterMetricFamily(
             "rg_audit_chain_lost",
             "Chain positions assigned to records that were neither stored nor spooled "
             "(the void of the checkpoints).",
-            value=chain.lost,
+            value=self._lost(),
         )
 
 
@@ -219,15 +224,21 @@ class ServiceMetrics:
             "rg_http_connections", "Client connections open.", registry=self.registry
         ).set_function(read)
 
-    def watch_spool(self, spool: Spool) -> None:
+    def watch_spool(
+        self,
+        *,
+        depth: Callable[[], int],
+        size: Callable[[], int],
+        oldest_age_s: Callable[[], float],
+    ) -> None:
         """Report the spool's depth, size and oldest record on every scrape."""
         for name, documentation, read in (
-            ("rg_spool_records", "Audit records in the disk spool.", lambda: spool.depth),
-            ("rg_spool_bytes", "Bytes of the records in the disk spool.", lambda: spool.size_bytes),
+            ("rg_spool_records", "Audit records in the disk spool.", depth),
+            ("rg_spool_bytes", "Bytes of the records in the disk spool.", size),
             (
                 "rg_spool_oldest_age_seconds",
                 "Age of the oldest record in the disk spool (0 when empty).",
-                spool.oldest_age_s,
+                oldest_age_s,
             ),
         ):
             Gauge(name, documentation, registry=self.registry).set_function(read)
@@ -241,35 +252,43 @@ class ServiceMetrics:
             registry=self.registry,
         ).set_function(lambda: 1.0 if compliant() else 0.0)
 
-    def watch_chain(self, chain: ChainWriter) -> ChainWriter:
-        """Report the writer id, its last chain position and its lost positions on every
-        scrape; returns `chain`."""
-        self.registry.register(_Chain(chain))
-        return chain
+    def watch_chain(
+        self, *, writer: Callable[[], str], seq: Callable[[], int], lost: Callable[[], int]
+    ) -> None:
+        """Report the writer id, its last chain position (-1 before the first) and its lost
+        positions on every scrape."""
+        self.registry.register(_Chain(writer, seq, lost))
 
-    def watch_in_flight(self, budget: ByteBudget) -> ByteBudget:
-        """Report the bytes requests in progress hold, their highest level and the refusals of
-        the in-flight bounds on every scrape; returns `budget`."""
+    def watch_in_flight(
+        self,
+        *,
+        held: Callable[[], int],
+        high_water: Callable[[], int],
+        limit: Callable[[], int],
+        refused: Callable[[], Mapping[str, int]],
+    ) -> None:
+        """Report the bytes requests in progress hold, their highest level, their bound and
+        the refusals of the in-flight bounds (`refused`: by bound, `bytes` and `records`) on
+        every scrape."""
         for name, documentation, read in (
             (
                 "rg_in_flight_bytes",
                 "Bytes requests in progress hold: bodies, and records waiting for Kafka.",
-                lambda: budget.held,
+                held,
             ),
             (
                 "rg_in_flight_bytes_high_water",
                 "The most bytes requests in progress held at once since the start.",
-                lambda: budget.high_water,
+                high_water,
             ),
             (
                 "rg_in_flight_bytes_limit",
                 "RG_MAX_IN_FLIGHT_BYTES.",
-                lambda: budget.max_bytes,
+                limit,
             ),
         ):
             Gauge(name, documentation, registry=self.registry).set_function(read)
-        self.registry.register(_Refusals(budget.refusals))
-        return budget
+        self.registry.register(_Refusals(refused))
 
     def track_produce(self, endpoint: str) -> DeliveryCallback:
         """A delivery callback for one record, started now: on success it counts the record

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.auth import ApiKeys, is_loopback
-from app.cluster import ProducerConnection
+from app.connection import ProducerConnection
 from app.ingest.audit_topic import AuditTopic, AuditTopics
 from app.ingest.audit_topic_guard import AuditTopicGuard
 from app.ingest.audit_trail import AuditTrail, receipt_codec
@@ -42,15 +42,15 @@ from app.integrity import ChainWriter
 from app.integrity.checkpointer import Checkpoints
 from app.integrity.keys import insecure_key_file
 from app.kafka import KafkaAuditLogger, KafkaProducerClient, SchemaRegistryClient
-from app.memory import return_big_blocks
 from app.metrics import ServiceMetrics
+from app.rates import RateHistory
 from app.reachability import KafkaReachability
 from app.recent.buffer import RecentRecords
 from app.recent.coverage import CheckpointCoverage
 from app.recent.reader import RecentRecordsReader
+from app.runtime import return_big_blocks
 from app.settings import Settings
 from app.shutdown import Shutdown
-from app.status import RateHistory
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Services:
     forwarder: SpoolForwarder | None
     # The signing key, the public keys and the checkpointer (app/integrity/).
     checkpoints: Checkpoints
-    # Records/s Kafka acknowledged, sampled for the /ui page's chart (app/status.py).
+    # Records/s Kafka acknowledged, sampled for the /ui page's chart (app/rates.py).
     rates: RateHistory
     # Logs once when Kafka goes away and once when it is back (app/reachability.py).
     reachability: KafkaReachability
@@ -170,8 +170,20 @@ class Services:
 def build_services(settings: Settings) -> Services:
     """Build and wire the service's parts from `settings`; nothing is started (no I/O)."""
     metrics = ServiceMetrics()
-    chain = metrics.watch_chain(ChainWriter())
-    in_flight = metrics.watch_in_flight(ByteBudget(settings.max_in_flight_bytes))
+    chain = ChainWriter()
+    metrics.watch_chain(
+        writer=lambda: chain.writer_id, seq=lambda: chain.count - 1, lost=lambda: chain.lost
+    )
+    in_flight = ByteBudget(settings.max_in_flight_bytes)
+    metrics.watch_in_flight(
+        held=lambda: in_flight.held,
+        high_water=lambda: in_flight.high_water,
+        limit=lambda: in_flight.max_bytes,
+        refused=lambda: {
+            "bytes": in_flight.refusals.bytes,
+            "records": in_flight.refusals.records,
+        },
+    )
     recent = RecentRecords(
         settings.recent_topics,
         max_records=settings.messages_buffer,
@@ -196,7 +208,11 @@ def build_services(settings: Settings) -> Services:
             max_bytes=settings.spool_max_bytes,
             min_free_bytes=settings.spool_min_free_bytes,
         )
-        metrics.watch_spool(spool)
+        metrics.watch_spool(
+            depth=lambda: spool.depth,
+            size=lambda: spool.size_bytes,
+            oldest_age_s=spool.oldest_age_s,
+        )
         forwarder = SpoolForwarder(spool, audit_logger, on_forwarded=metrics.forwarded.inc)
     registry: SchemaRegistryClient | None = None
     audit_schema: AuditSchemaGuard | None = None

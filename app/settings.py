@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from app.auth import SCOPES, Scope
 from app.kafka.audit import DEFAULT_AUDIT_TOPIC
 from app.kafka.models import TopicName
-from app.memory import BODY_COST
+from app.runtime import BODY_COST
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]

@@ -1,5 +1,5 @@
 """The service's producer settings, for the raw lines: the bench reads them from
-`app.cluster.producer_config` (what `serve` builds from the same RG_* environment), so a change
+`app.connection.producer_config` (what `serve` builds from the same RG_* environment), so a change
 of the service's producer moves its raw lines with it.
 
 aiokafka takes them as they are; librdkafka and the JVM client take the same settings under
@@ -11,7 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from app.cluster import producer_config
+from app.connection import producer_config
 from app.settings import Settings
 
 RAW_CLIENT_ID = "rg-bench-raw"

@@ -191,7 +191,7 @@ def markdown(
         f"{results['jvm_records']:,} records",
         f"- record: {results['record_bytes']} bytes of canonical JSON (HTTP body "
         f"{results['http_body_bytes']} bytes; a batch carries {results['batch_events']})",
-        f"- every producer: {settings} (the service's, from app.cluster.producer_config)",
+        f"- every producer: {settings} (the service's, from app.connection.producer_config)",
         f"- broker: {results['broker']['kind']} Apache Kafka {results['broker']['version']}",
         f"- machine: {machine['cpu_count']} CPUs, {machine['platform']}, "
         f"Python {machine['python']}",

@@ -5,7 +5,7 @@ without one (chunked) is cut off as soon as it passes the limit; either way 413
 `body_too_large`, with the contract's body.
 
 Memory: a body's bytes are counted at what they cost the service in memory while the request is
-worked on (`app.memory.BODY_COST` bytes each: the body, the text parsed from it, the record made
+worked on (`app.runtime.BODY_COST` bytes each: the body, the text parsed from it, the record made
 of it). A request carrying a valid API key (or any request, with authentication off) has its
 declared length reserved in the service's `ByteBudget` before a byte is read; when it does not
 fit, 503 `overloaded` with `Retry-After` before the body is read, and the connection is
@@ -30,7 +30,7 @@ from app.api.errors import problem_response
 from app.auth import ApiKeys, presents_a_key
 from app.errors import BodyTooLargeError, OverloadedError, ServiceError, problem_for
 from app.ingest.backpressure import ByteBudget, Hold
-from app.memory import BODY_COST
+from app.runtime import BODY_COST
 
 _WITH_BODY = {"POST", "PUT", "PATCH"}
 HELD_BYTES = "held_bytes"
@@ -77,7 +77,7 @@ class BodyLimit:
         # Reserved before reading only for a client with a key; anyone else's bytes are counted
         # as they arrive, so an idle connection declaring a big body holds nothing.
         upfront = expected if presents_a_key(scope["headers"], self.keys) else 0
-        # Counted at what a body's byte costs in memory (app.memory), not one byte each.
+        # Counted at what a body's byte costs in memory (app.runtime), not one byte each.
         try:
             held = self.budget.reserve(upfront * BODY_COST)
         except OverloadedError as exc:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from app.cli.common import EPILOG, logger
-from app.cluster import consumer_config
+from app.connection import consumer_config
 from app.integrity.keys import PublicKey, derived_key_id, parse_until
 from app.integrity.verifier import Finding, Report, Verifier
 from app.logs import configure_logging

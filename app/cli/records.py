@@ -9,7 +9,7 @@ import sys
 from app.cli.common import EPILOG, logger
 from app.cli.handler import load_handler
 from app.cli.tail import as_json_line, as_text_line, tail
-from app.cluster import consumer_config, producer_config
+from app.connection import consumer_config, producer_config
 from app.ingest.contracts import registry_client
 from app.kafka import (
     KafkaConfigError,

@@ -8,8 +8,8 @@ from types import FrameType
 import uvicorn
 
 from app.cli.common import EPILOG, exit_on_sigterm, logger
-from app.collector import tune_for_serving
 from app.logs import configure_logging
+from app.runtime import tune_for_serving
 from app.settings import Settings, get_settings
 from app.shutdown import Shutdown
 
@@ -133,7 +133,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_openapi(args: argparse.Namespace) -> int:
     """Write the OpenAPI document, or check that the file matches the app."""
     configure_logging("INFO", "text")
-    from app.api.openapi import openapi_document, render  # noqa: PLC0415 - needs the web stack
+    from app.api.openapi import render  # noqa: PLC0415 - needs the web stack
+    from app.main import openapi_document  # noqa: PLC0415 - likewise
 
     text = render(openapi_document())
     if args.check:

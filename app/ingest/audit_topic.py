@@ -30,7 +30,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import for_code
 from aiokafka.protocol.metadata import MetadataRequest
 
-from app.cluster import admin_config
+from app.connection import admin_config
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)

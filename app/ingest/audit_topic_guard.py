@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from app.cluster import ProducerConnection
+from app.connection import ProducerConnection
 from app.errors import AuditTopicNoncompliantError, AuditTopicUnavailableError
 from app.ingest.audit_topic import AuditTopic, AuditTopicError, AuditTopics, Compliance
 from app.settings import Settings

@@ -33,8 +33,8 @@ from app.kafka import (
     outcome_of,
 )
 from app.kafka.serde import canonical_json
-from app.memory import RECORD_COST
 from app.metrics import ServiceMetrics
+from app.runtime import RECORD_COST
 
 logger = logging.getLogger(__name__)
 
@@ -699,7 +699,7 @@ class _Settlement:
 
 
 def _size_of(record: AuditRecord) -> int:
-    # What the record costs in memory until Kafka settles it (app.memory.RECORD_COST): key,
+    # What the record costs in memory until Kafka settles it (app.runtime.RECORD_COST): key,
     # value and headers (the short text ones counted in characters, near enough).
     headers = sum(len(name) + len(value) for name, value in record.headers.items())
     return RECORD_COST * (len(record.key) + len(record.value) + headers)

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 
-from app.cluster import consumer_config
+from app.connection import consumer_config
 from app.kafka import KafkaConsumerClient, KafkaMessage
 from app.kafka.lifecycle import cancelling
 from app.kafka.registry import SchemaRegistryClient, SchemaRegistryError

@@ -16,7 +16,7 @@ from starlette.types import Message, Receive, Scope, Send
 from app.api.body_limit import BodyLimit, declared_length
 from app.auth import ApiKeys
 from app.ingest.backpressure import ByteBudget
-from app.memory import BODY_COST
+from app.runtime import BODY_COST
 from tests.helpers.app import ServiceFactory, assert_contract_error, services_of
 from tests.helpers.metrics import metric
 from tests.helpers.raw_http import address_of, exchange

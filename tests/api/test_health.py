@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cluster import READY_CACHE_S
+from app.connection import READY_CACHE_S
 from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
 from tests.helpers.app import assert_contract_error, client_for, services_of
 

@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app.api.openapi import openapi_document, render
+from app.api.openapi import render
 from app.cli import main
-from app.main import create_app
+from app.main import create_app, openapi_document
 from app.settings import Settings
 from tests.helpers import ROOT
 

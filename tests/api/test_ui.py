@@ -1,8 +1,8 @@
 """GET /ui, its assets and GET /ui/status, and the filters GET /messages gained for the page.
 
 The page's behaviour in a browser is tests/api/test_ui_browser.py. Here: broker-free checks of
-what the service answers (the app built, its lifespan not run: nothing here needs Kafka), the
-sampling of records/s, and one test of the new filters over real records."""
+what the service answers (the app built, its lifespan not run: nothing here needs Kafka) and
+one test of the new filters over real records; the sampling of records/s is tests/test_rates.py."""
 
 import asyncio
 import re
@@ -13,12 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.api.openapi import openapi_document
 from app.api.ui import ASSETS, CONTENT_SECURITY_POLICY
 from app.embedded import free_port
-from app.main import create_app
+from app.main import create_app, openapi_document
 from app.settings import Settings
-from app.status import RateHistory
 from tests.helpers.app import (
     ServiceFactory,
     assert_contract_error,
@@ -166,21 +164,6 @@ async def test_unknown_or_bad_filter_values_are_422_naming_the_field(
     assert field in error["message"]
 
 
-def test_unit_rate_history_turns_counter_samples_into_records_per_second() -> None:
-    count = 0
-    history = RateHistory(lambda: count, interval_s=5.0, keep=3)
-    history.sample(now=100.0)
-    assert history.rates() == []
-    for now, total in ((105.0, 50), (110.0, 50), (115.0, 80), (120.0, 130)):
-        count = total
-        history.sample(now=now)
-    # Only the last `keep` intervals: 0/s, 6/s, 10/s.
-    assert history.rates() == [0.0, 6.0, 10.0]
-    count = 0  # a new producer's counter starts again: no negative rate
-    history.sample(now=125.0)
-    assert history.rates() == [6.0, 10.0, 0.0]
-
-
 async def test_the_new_filters_over_real_records(service: ServiceFactory) -> None:
     async with service() as client:
         await reader_connected(client)
@@ -225,25 +208,6 @@ def test_unit_a_missing_chromium_fails_the_browser_tests_saying_what_to_do(
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
     with pytest.raises(pytest.fail.Exception, match=r"chromium not found on PATH.*make chromium"):
         chromium_path()
-
-
-async def test_unit_rate_history_samples_in_the_background_until_closed() -> None:
-    count = 0
-
-    def read() -> int:
-        nonlocal count
-        count += 10
-        return count
-
-    history = RateHistory(read, interval_s=0.01)
-    history.start()
-    await asyncio.sleep(0.1)
-    await history.close()
-    taken = len(history.rates())
-    assert taken >= 2
-    assert all(rate > 0 for rate in history.rates())
-    await asyncio.sleep(0.05)
-    assert len(history.rates()) == taken  # closed: no more samples
 
 
 async def test_ui_status_shows_what_the_spool_holds_while_kafka_is_away(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cluster import producer_config
+from app.connection import producer_config
 from app.settings import Settings
 from bench import jvm, lines, profile, report, wrk
 from bench.procfs import RssSampler

@@ -2,7 +2,7 @@
 
 Each request carries a ~0.5 MB prompt of ordinary text (under RG_MAX_BODY_BYTES). The bound is
 checked by the service's own accounting (`rg_in_flight_bytes_high_water`, what the bytes held
-cost in memory: app.memory), and a burst at the defaults by the process's peak RSS, which the
+cost in memory: app.runtime), and a burst at the defaults by the process's peak RSS, which the
 chart's memory request is sized from; RSS and the rate are printed (`pytest -s`).
 """
 

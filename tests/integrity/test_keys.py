@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from pydantic import ValidationError
 
-from app.cluster import producer_config
+from app.connection import producer_config
 from app.integrity.checkpointer import Checkpoints
 from app.integrity.keys import (
     SigningKeyError,

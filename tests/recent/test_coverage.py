@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cluster import producer_config
+from app.connection import producer_config
 from app.integrity.checkpoint import new_checkpoint
 from app.integrity.checkpointer import Checkpoints
 from app.integrity.keys import SigningKey, generate, load_signing_key

@@ -1,5 +1,5 @@
-"""The Kafka cluster the settings name: the library's configs for it (one place maps
-`RG_KAFKA_*` to every client), and the service's one producer connection.
+"""The connection to the Kafka cluster the settings name: the library's configs for it (one
+place maps `RG_KAFKA_*` to every client), and the service's one producer connection.
 
 The producer connects in the background and keeps trying, so the service starts (and `/healthz`
 answers) before the broker does; `/readyz` reports the difference.
@@ -18,7 +18,8 @@ from app.logs import RepeatedFailure
 from app.settings import Settings
 from app.tasks import BackgroundTask, Backoff
 
-logger = logging.getLogger(__name__)
+# The name its log lines have always carried (the module was app/cluster.py): filters on it hold.
+logger = logging.getLogger("app.cluster")
 
 # How long a readiness verdict is reused (GET /readyz).
 READY_CACHE_S = 1.0

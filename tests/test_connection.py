@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from app.cluster import ProducerConnection, consumer_config, producer_config
+from app.connection import ProducerConnection, consumer_config, producer_config
 from app.embedded import free_port
 from app.settings import Settings
 

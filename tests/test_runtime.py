@@ -1,11 +1,19 @@
-"""The garbage collector's tuning for serving (unit: the interpreter's own collector)."""
+"""The process's tuning for serving (unit: no broker): freed big blocks leave the process (the
+test process's own malloc), and the garbage collector's tuning (the interpreter's own)."""
 
 import gc
+import platform
 from collections.abc import Iterator
 
 import pytest
 
-from app.collector import THRESHOLDS, tune_for_serving
+from app.runtime import THRESHOLDS, return_big_blocks, tune_for_serving
+
+
+def test_unit_glibcs_mmap_threshold_is_fixed_where_glibc_runs() -> None:
+    # Elsewhere (musl, macOS) the call does nothing and says so; it never fails.
+    done = return_big_blocks()
+    assert done is (platform.libc_ver()[0] == "glibc")
 
 
 @pytest.fixture
