@@ -1,8 +1,10 @@
 # ractogateway-kafka — every command installs what it needs first.
+#   make install the venv (uv, the locked dependencies) and the Apache Kafka jars
 #   make run     embedded Apache Kafka + the API on http://127.0.0.1:8080
 #                (other ports: make run KAFKA_PORT=9093 RG_PORT=8081)
 #   make registry  the embedded Schema Registry (Apicurio) alone; prints its url= line
 #   make test    the whole suite against a real broker
+#   make test-fast  the broker-free tests (pytest -m "not broker"): no Java, no Kafka, under a minute
 #   make lint    ruff, mypy --strict on app and tests, the layers of app (lint-imports), hadolint on
 #                the Dockerfile, helm lint on the chart
 #   make image   the container image ractogateway-kafka:<version> (podman here, docker elsewhere)
@@ -14,6 +16,8 @@
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
 #   make chromium  install Debian's chromium when missing (the /ui browser tests drive it)
+#   make clean   remove .venv, .cache/tools (uv, helm) and the lint and test caches (not the jars,
+#                the registry or the broker data in var/)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -48,7 +52,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test lint image openapi bench bench-quick bench-verify bench-redaction install helm chromium clean help
+.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction install helm chromium clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -97,6 +101,10 @@ registry: $(REGISTRY)
 
 test: install $(REGISTRY) $(HELM) chromium
 	$(VENV)/bin/pytest
+
+# The chart's tests are broker-free but run helm: it is built first.
+test-fast: $(SYNCED) $(HELM)
+	$(VENV)/bin/pytest -m "not broker"
 
 lint: $(SYNCED) $(HELM)
 	$(VENV)/bin/ruff check app tests bench
