@@ -13,7 +13,7 @@ from app.ingest.backpressure import ByteBudget, Refusals
 from app.ingest.spool import Spool
 from app.integrity import ChainWriter
 from app.kafka import KafkaClientError, KafkaProduceResult
-from app.kafka.producer import DeliveryCallback
+from app.kafka.delivery import DeliveryCallback
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
