@@ -11,7 +11,8 @@ them directly. `Delivery`, `outcome_of()` and the client's `stats` are in `app.k
 With `config.transactional_id` the producer is transactional (the exactly-once stream
 processor's): `start()` registers the id with the cluster, which fences any older producer of
 the same id, and records are sent between `begin_transaction()` and `commit_transaction()` /
-`abort_transaction()`. Once fenced, every call raises `KafkaFencedError` naming the id.
+`abort_transaction()`. Once fenced, every call raises `KafkaFencedError` naming the id. The
+checks of those calls are in `app.kafka.transactions`.
 """
 
 import asyncio
@@ -22,7 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.protocol.metadata import MetadataRequest
-from aiokafka.structs import RecordMetadata, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from app.kafka.config import KafkaProducerConfig
 from app.kafka.delivery import (
@@ -34,8 +35,6 @@ from app.kafka.delivery import (
 )
 from app.kafka.errors import (
     KafkaClientError,
-    KafkaConfigError,
-    KafkaFencedError,
     KafkaNotStartedError,
     KafkaSerializationError,
     KafkaTimeoutError,
@@ -54,6 +53,7 @@ from app.kafka.serde import (
     is_json_encoded,
     serialize,
 )
+from app.kafka.transactions import ProducerTransactions
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class KafkaProducerClient(AsyncLifecycle):
         self._started = False
         self._closed = False
         self.stats = ProducerStats()
+        self._transactions = ProducerTransactions(self.config)
 
     @property
     def started(self) -> bool:
@@ -159,7 +160,7 @@ class KafkaProducerClient(AsyncLifecycle):
             self._count_failure(topic, KafkaTimeoutError("cancelled before it was queued"))
             raise
         except Exception as exc:
-            error = self._named(translate(exc))
+            error = self._transactions.named(translate(exc))
             self._count_failure(topic, error)
             raise error from exc
         receipt: asyncio.Future[KafkaProduceResult] = asyncio.get_running_loop().create_future()
@@ -191,7 +192,9 @@ class KafkaProducerClient(AsyncLifecycle):
     ) -> None:
         metadata, error = outcome_of(delivery)
         if error is not None or metadata is None:
-            error = self._named(error or KafkaClientError("delivery settled without a result"))
+            error = self._transactions.named(
+                error or KafkaClientError("delivery settled without a result")
+            )
             self._count_failure(topic, error)
             if not receipt.done():
                 receipt.set_exception(error)
@@ -317,9 +320,8 @@ class KafkaProducerClient(AsyncLifecycle):
             on_delivery=on_delivery,
         )
 
-    # Transactions (config.transactional_id set). aiokafka asserts on calls made in the wrong
-    # state, and once fenced its sender is gone for good: each call checks that first and
-    # raises the library's error instead.
+    # Transactions (config.transactional_id set): `ProducerTransactions` checks each call
+    # against aiokafka's state and raises the library's errors.
 
     @property
     def transactional_id(self) -> str | None:
@@ -330,85 +332,28 @@ class KafkaProducerClient(AsyncLifecycle):
     def in_transaction(self) -> bool:
         """True between `begin_transaction()` and the end of its commit or abort (also when a
         send failed and only an abort is left)."""
-        manager = self._transaction_manager()
-        return manager is not None and manager.state.name in ("IN_TRANSACTION", "ABORTABLE_ERROR")
+        return self._transactions.open(self._producer)
 
     async def begin_transaction(self) -> None:
         """Open a transaction: what is sent until the commit becomes visible to
         read_committed readers at once, or never."""
-        producer = self._require_transactional()
-        try:
-            await producer.begin_transaction()
-        except Exception as exc:
-            raise self._transaction_error(exc) from exc
+        await self._transactions.begin(self._require_started())
 
     async def send_offsets_to_transaction(
         self, offsets: Mapping[tuple[str, int], int], group_id: str
     ) -> None:
         """Add consumed offsets (`(topic, partition) -> next offset`) of consumer group
         `group_id` to the open transaction: committed with its records, or not at all."""
-        producer = self._require_transactional()
-        explicit = {TopicPartition(t, p): offset for (t, p), offset in offsets.items()}
-        try:
-            await producer.send_offsets_to_transaction(explicit, group_id)
-        except Exception as exc:
-            raise self._transaction_error(exc) from exc
+        await self._transactions.send_offsets(self._require_started(), offsets, group_id)
 
     async def commit_transaction(self) -> None:
         """Flush the transaction's records and commit it (records and offsets at once)."""
-        producer = self._require_transactional()
-        try:
-            await producer.commit_transaction()
-        except Exception as exc:
-            raise self._transaction_error(exc) from exc
+        await self._transactions.commit(self._require_started())
 
     async def abort_transaction(self) -> None:
         """Abort the open transaction (none open: nothing to do). Raises `KafkaFencedError`
         when fenced: the cluster already aborted it for the instance that took over."""
-        producer = self._require_transactional()
-        if not self.in_transaction:
-            self._raise_fatal()
-            return
-        try:
-            await producer.abort_transaction()
-        except Exception as exc:
-            raise self._transaction_error(exc) from exc
-
-    def _transaction_manager(self) -> Any:
-        producer = self._producer
-        return getattr(producer, "_txn_manager", None)  # aiokafka has no public form
-
-    def _require_transactional(self) -> AIOKafkaProducer:
-        producer = self._require_started()
-        if self.config.transactional_id is None:
-            raise KafkaConfigError("transactions need a producer with a transactional_id")
-        self._raise_fatal()
-        return producer
-
-    def _raise_fatal(self) -> None:
-        manager = self._transaction_manager()
-        if manager is None or not manager.is_fatal_error():
-            return
-        ended = manager.wait_for_transaction_end()
-        cause = ended.exception() if ended.done() and not ended.cancelled() else None
-        error = self._named(translate(cause or KafkaClientError("the transaction failed")))
-        raise error from cause
-
-    def _transaction_error(self, exc: BaseException) -> KafkaClientError:
-        # A call refused for its state after the sender died: report why it died instead.
-        self._raise_fatal()
-        return self._named(translate(exc))
-
-    def _named(self, error: KafkaClientError) -> KafkaClientError:
-        """A fencing error naming this producer's transactional id."""
-        if isinstance(error, KafkaFencedError) and self.config.transactional_id is not None:
-            # The broker says the same when a transaction outlived its timeout: name both.
-            return KafkaFencedError(
-                f"fenced: another instance took over {self.config.transactional_id} (or a "
-                f"transaction of it outlived transaction_timeout_ms="
-                f"{self.config.transaction_timeout_ms})"
-            )
-        return error
+        await self._transactions.abort(self._require_started())
 
     async def flush(self, *, timeout_s: float | None = None) -> None:
         """Wait until every record sent so far is acknowledged or failed."""
