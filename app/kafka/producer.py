@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.protocol.metadata import MetadataRequest
@@ -56,6 +56,16 @@ from app.kafka.serde import (
 from app.kafka.transactions import ProducerTransactions
 
 logger = logging.getLogger(__name__)
+
+
+class ProduceOptions(TypedDict, total=False):
+    """Where a record goes and what it carries besides its value: the keywords `send()`,
+    `queue()`, `publish()` and `publish_json()` share (an absent one is None; see `send()`)."""
+
+    key: Any
+    headers: HeaderInput | None
+    partition: int | None
+    timestamp_ms: int | None
 
 
 class KafkaProducerClient(AsyncLifecycle):
@@ -113,14 +123,7 @@ class KafkaProducerClient(AsyncLifecycle):
         return self._producer
 
     async def send(
-        self,
-        topic: str,
-        value: Any,
-        *,
-        key: Any = None,
-        headers: HeaderInput | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
+        self, topic: str, value: Any, **options: Unpack[ProduceOptions]
     ) -> "asyncio.Future[KafkaProduceResult]":
         """Queue one record; return a future of its acknowledgement (the delivery handle).
 
@@ -129,7 +132,10 @@ class KafkaProducerClient(AsyncLifecycle):
         partition is full (while the broker is away, for instance): bound it with
         `asyncio.wait_for`; a cancelled send has queued nothing.
         """
+        _refuse_unknown(options)
         producer = self._require_started()
+        key, headers = options.get("key"), options.get("headers")
+        partition, timestamp_ms = options.get("partition"), options.get("timestamp_ms")
         if key is None and value is None:
             raise KafkaSerializationError(
                 "a record needs a key or a value (a tombstone, value None, needs the key it "
@@ -215,15 +221,7 @@ class KafkaProducerClient(AsyncLifecycle):
         self.stats.recent_failures.append(DeliveryFailure(topic=topic, error=error))
 
     async def queue(
-        self,
-        topic: str,
-        value: Any,
-        *,
-        key: Any = None,
-        headers: HeaderInput | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        timeout_s: float = 10.0,
+        self, topic: str, value: Any, *, timeout_s: float = 10.0, **options: Unpack[ProduceOptions]
     ) -> Delivery:
         """The first half of `publish()`: `send()` within `timeout_s`, and the record's
         `Delivery`, whose `wait()` then waits for what is left of `timeout_s`.
@@ -236,14 +234,7 @@ class KafkaProducerClient(AsyncLifecycle):
         try:
             # A timeout scope, not wait_for: send() runs in this task (no task in between).
             async with asyncio.timeout(timeout_s):
-                future = await self.send(
-                    topic,
-                    value,
-                    key=key,
-                    headers=headers,
-                    partition=partition,
-                    timestamp_ms=timestamp_ms,
-                )
+                future = await self.send(topic, value, **options)
         except TimeoutError:
             raise KafkaTimeoutError(
                 f"the producer could not queue a record to {topic!r} within {timeout_s}s "
@@ -256,13 +247,10 @@ class KafkaProducerClient(AsyncLifecycle):
         topic: str,
         value: Any,
         *,
-        key: Any = None,
-        headers: HeaderInput | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
         wait: bool = True,
         timeout_s: float = 10.0,
         on_delivery: DeliveryCallback | None = None,
+        **options: Unpack[ProduceOptions],
     ) -> KafkaProduceResult | None:
         """Publish one record: `queue()`, then `Delivery.wait()`.
 
@@ -272,15 +260,7 @@ class KafkaProducerClient(AsyncLifecycle):
         once the record is queued; the outcome goes to `on_delivery(result, error)`, failures
         are also logged and kept in `stats`.
         """
-        delivery = await self.queue(
-            topic,
-            value,
-            key=key,
-            headers=headers,
-            partition=partition,
-            timestamp_ms=timestamp_ms,
-            timeout_s=timeout_s,
-        )
+        delivery = await self.queue(topic, value, timeout_s=timeout_s, **options)
         if not wait:
             delivery.log_failure()
             if on_delivery is not None:
@@ -298,26 +278,21 @@ class KafkaProducerClient(AsyncLifecycle):
         topic: str,
         payload: Any,
         *,
-        key: Any = None,
-        headers: HeaderInput | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
         wait: bool = True,
         timeout_s: float = 10.0,
         on_delivery: DeliveryCallback | None = None,
+        **options: Unpack[ProduceOptions],
     ) -> KafkaProduceResult | None:
         """`publish()` for a JSON payload: always JSON-encoded, a str included."""
-        merged: dict[str, str | bytes | None] = {CONTENT_TYPE: JSON_CONTENT_TYPE, **(headers or {})}
+        headers = options.get("headers") or {}
+        options["headers"] = {CONTENT_TYPE: JSON_CONTENT_TYPE, **headers}  # theirs win
         return await self.publish(
             topic,
             canonical_json(payload),
-            key=key,
-            headers=merged,
-            partition=partition,
-            timestamp_ms=timestamp_ms,
             wait=wait,
             timeout_s=timeout_s,
             on_delivery=on_delivery,
+            **options,
         )
 
     # Transactions (config.transactional_id set): `ProducerTransactions` checks each call
@@ -410,6 +385,14 @@ class KafkaProducerClient(AsyncLifecycle):
                         await task
         await producer.stop()
         _retrieve_batch_failures(producer)
+
+
+def _refuse_unknown(options: ProduceOptions) -> None:
+    # A typo'd keyword would otherwise pass through `**options` unnoticed where a signature
+    # that spelled the keywords out refused it.
+    unknown = sorted(options.keys() - ProduceOptions.__optional_keys__)
+    if unknown:
+        raise TypeError(f"got an unexpected keyword argument {unknown[0]!r}")
 
 
 async def _any_broker_answers(client: Any, topic: str) -> bool:

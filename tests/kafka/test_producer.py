@@ -165,6 +165,14 @@ async def test_unit_publish_before_start_raises() -> None:
         await KafkaProducerClient().publish("t", "v")
 
 
+async def test_unit_an_unknown_keyword_is_refused_before_anything_is_sent() -> None:
+    client = KafkaProducerClient()
+    for call in (client.send, client.queue, client.publish, client.publish_json):
+        with pytest.raises(TypeError, match="unexpected keyword argument 'keys'"):
+            await call("t", "v", keys="k")  # type: ignore[call-arg]
+    assert client.stats.sent == 0
+
+
 async def test_a_record_refused_before_sending_is_counted_once(
     kafka_bootstrap: str, topic: str
 ) -> None:
