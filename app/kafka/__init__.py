@@ -30,7 +30,7 @@ from app.kafka.models import (
     KafkaProduceResult,
     KafkaPublishRequest,
 )
-from app.kafka.producer import KafkaProducerClient
+from app.kafka.producer import KafkaProducerClient, ProduceOptions
 from app.kafka.registry import (
     RegisteredSchema,
     SchemaIncompatibleError,
@@ -81,6 +81,7 @@ __all__ = [
     "KafkaStreamProcessor",
     "KafkaTimeoutError",
     "KafkaUnknownPartitionError",
+    "ProduceOptions",
     "ProducerStats",
     "RegisteredSchema",
     "SchemaContract",
