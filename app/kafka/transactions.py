@@ -1,4 +1,5 @@
-"""The transactional producers of exactly-once processing: one per input partition held.
+"""Transactions: the checked transaction calls of one producer, and the transactional producers
+of exactly-once processing, one per input partition held.
 
 Why one per input partition, named `<prefix>.<topic>.<partition>`: aiokafka commits the consumed
 offsets of a transaction with the group id alone (TxnOffsetCommit v0: no member or generation),
