@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 
 from app.errors import problem_for
 from app.kafka import KafkaClientError, KafkaProduceResult
-from app.kafka.producer import DeliveryCallback
+from app.kafka.delivery import DeliveryCallback
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

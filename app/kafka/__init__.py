@@ -7,6 +7,7 @@ for where ours differs and why.
 from app.kafka.audit import AuditLogResult, AuditRecord, KafkaAuditLogger
 from app.kafka.config import KafkaConsumerConfig, KafkaProducerConfig, KafkaStreamConfig
 from app.kafka.consumer import KafkaConsumerClient
+from app.kafka.delivery import Delivery, DeliveryFailure, ProducerStats, outcome_of
 from app.kafka.errors import (
     KafkaBrokerError,
     KafkaClientError,
@@ -29,13 +30,7 @@ from app.kafka.models import (
     KafkaProduceResult,
     KafkaPublishRequest,
 )
-from app.kafka.producer import (
-    Delivery,
-    DeliveryFailure,
-    KafkaProducerClient,
-    ProducerStats,
-    outcome_of,
-)
+from app.kafka.producer import KafkaProducerClient, ProduceOptions
 from app.kafka.registry import (
     RegisteredSchema,
     SchemaIncompatibleError,
@@ -86,6 +81,7 @@ __all__ = [
     "KafkaStreamProcessor",
     "KafkaTimeoutError",
     "KafkaUnknownPartitionError",
+    "ProduceOptions",
     "ProducerStats",
     "RegisteredSchema",
     "SchemaContract",

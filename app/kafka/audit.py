@@ -3,8 +3,9 @@
 import asyncio
 from typing import Any, NamedTuple, Protocol
 
+from app.kafka.delivery import Delivery, DeliveryCallback
 from app.kafka.models import KafkaAuditEvent, KafkaProduceResult
-from app.kafka.producer import Delivery, DeliveryCallback, KafkaProducerClient
+from app.kafka.producer import KafkaProducerClient
 from app.kafka.schemas import frame
 from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE
 

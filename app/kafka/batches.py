@@ -11,7 +11,7 @@ from app.kafka.config import KafkaStreamConfig
 from app.kafka.consumer import next_offsets
 from app.kafka.errors import KafkaTimeoutError
 from app.kafka.models import KafkaMessage, KafkaProduceResult, KafkaPublishRequest
-from app.kafka.producer import KafkaProducerClient
+from app.kafka.producer import KafkaProducerClient, ProduceOptions
 
 HandlerResult = Sequence[Any] | None
 Handler = Callable[[list[KafkaMessage]], HandlerResult | Awaitable[HandlerResult]]
@@ -78,14 +78,14 @@ async def publish_outputs(
     return [o for o in outcomes if isinstance(o, KafkaProduceResult)]
 
 
-def placement(request: KafkaPublishRequest) -> dict[str, Any]:
+def placement(request: KafkaPublishRequest) -> ProduceOptions:
     """A request's record options, as `send()` and `publish()` take them."""
-    return {
-        "key": request.key,
-        "headers": request.headers,
-        "partition": request.partition,
-        "timestamp_ms": request.timestamp_ms,
-    }
+    return ProduceOptions(
+        key=request.key,
+        headers=request.headers,
+        partition=request.partition,
+        timestamp_ms=request.timestamp_ms,
+    )
 
 
 def places(batch: list[KafkaMessage]) -> str:

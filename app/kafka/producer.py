@@ -6,31 +6,35 @@ A record goes out in two halves, and `publish()` is the two in a row:
 2. `Delivery.wait()` waits for the acknowledgement, by default for the rest of that deadline
    (past it, `KafkaTimeoutError`: the record may still be delivered).
 A service that decides something between or after the halves (spool, count, answer early) uses
-them directly. `outcome_of()` reads any settled delivery future as `(result, error)`.
+them directly. `Delivery`, `outcome_of()` and the client's `stats` are in `app.kafka.delivery`.
 
 With `config.transactional_id` the producer is transactional (the exactly-once stream
 processor's): `start()` registers the id with the cluster, which fences any older producer of
 the same id, and records are sent between `begin_transaction()` and `commit_transaction()` /
-`abort_transaction()`. Once fenced, every call raises `KafkaFencedError` naming the id.
+`abort_transaction()`. Once fenced, every call raises `KafkaFencedError` naming the id. The
+checks of those calls are in `app.kafka.transactions`.
 """
 
 import asyncio
-import collections
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypedDict, Unpack
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.protocol.metadata import MetadataRequest
-from aiokafka.structs import RecordMetadata, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from app.kafka.config import KafkaProducerConfig
+from app.kafka.delivery import (
+    Delivery,
+    DeliveryCallback,
+    DeliveryFailure,
+    ProducerStats,
+    outcome_of,
+)
 from app.kafka.errors import (
     KafkaClientError,
-    KafkaConfigError,
-    KafkaFencedError,
     KafkaNotStartedError,
     KafkaSerializationError,
     KafkaTimeoutError,
@@ -49,127 +53,19 @@ from app.kafka.serde import (
     is_json_encoded,
     serialize,
 )
+from app.kafka.transactions import ProducerTransactions
 
 logger = logging.getLogger(__name__)
 
-DeliveryCallback = Callable[[KafkaProduceResult | None, KafkaClientError | None], None]
-_RECENT_FAILURES = 100
 
-T = TypeVar("T")
+class ProduceOptions(TypedDict, total=False):
+    """Where a record goes and what it carries besides its value: the keywords `send()`,
+    `queue()`, `publish()` and `publish_json()` share (an absent one is None; see `send()`)."""
 
-
-def outcome_of(future: "asyncio.Future[T]") -> tuple[T | None, KafkaClientError | None]:
-    """A settled delivery future as `(result, error)`: exactly one of them is None. A cancelled
-    delivery is an error too, and any error is one of the library's (see `translate`)."""
-    if future.cancelled():
-        return None, KafkaClientError("delivery was cancelled")
-    error = future.exception()
-    if error is not None:
-        return None, translate(error)
-    return future.result(), None
-
-
-class Delivery:
-    """The acknowledgement to come of one record `KafkaProducerClient.queue()` queued.
-
-    `wait()` waits for it without ever cancelling it: a caller that stops waiting leaves the
-    record to the producer, and its fate still reaches the callbacks and the producer's
-    `stats`. `future` is the underlying future (for `asyncio.wait` over many).
-    """
-
-    def __init__(
-        self,
-        topic: str,
-        future: "asyncio.Future[KafkaProduceResult]",
-        *,
-        timeout_s: float | None = None,
-        deadline: float | None = None,
-    ) -> None:
-        self.topic = topic
-        self._future = future
-        self._timeout_s = timeout_s
-        self._deadline = deadline
-
-    @property
-    def future(self) -> "asyncio.Future[KafkaProduceResult]":
-        """The future of the record's `KafkaProduceResult`."""
-        return self._future
-
-    def done(self) -> bool:
-        """True once Kafka acknowledged or failed the record."""
-        return self._future.done()
-
-    def outcome(self) -> tuple[KafkaProduceResult | None, KafkaClientError | None]:
-        """`(result, error)` of a settled delivery (`asyncio.InvalidStateError` before)."""
-        if not self._future.done():
-            raise asyncio.InvalidStateError(f"the record to {self.topic!r} is not settled yet")
-        return outcome_of(self._future)
-
-    def add_done_callback(self, callback: DeliveryCallback) -> None:
-        """Call `callback(result, error)` once the record is settled (soon, when it is). A
-        failing callback is logged; it does not stop the others."""
-
-        def settled(future: "asyncio.Future[KafkaProduceResult]") -> None:
-            try:
-                callback(*outcome_of(future))
-            except Exception:
-                logger.exception("a delivery callback failed for a record to %r", self.topic)
-
-        self._future.add_done_callback(settled)
-
-    def log_failure(self) -> None:
-        """Log the record's failure, should it fail: for a delivery nobody waits for."""
-
-        def log(_: KafkaProduceResult | None, error: KafkaClientError | None) -> None:
-            if error is not None:
-                logger.error("record to %r was not delivered: %s", self.topic, error)
-
-        self.add_done_callback(log)
-
-    async def wait(self, timeout_s: float | None = None) -> KafkaProduceResult:
-        """The record's `KafkaProduceResult` once acknowledged, or its error. Waits `timeout_s`,
-        or without it what is left of the deadline `queue()` was given (without either, as
-        long as it takes); past that, `KafkaTimeoutError`: the record may still be delivered."""
-        budget_s = timeout_s if timeout_s is not None else self._timeout_s
-        if timeout_s is not None:
-            remaining_s: float | None = timeout_s
-        elif self._deadline is not None:
-            remaining_s = self._deadline - asyncio.get_running_loop().time()
-        else:
-            remaining_s = None
-        try:
-            # shield: giving up waiting must not cancel the delivery itself.
-            return await asyncio.wait_for(asyncio.shield(self._future), remaining_s)
-        except TimeoutError:
-            raise KafkaTimeoutError(
-                f"no acknowledgement for a record to {self.topic!r} within {budget_s}s; "
-                "it may still be delivered"
-            ) from None
-
-
-@dataclass(frozen=True)
-class DeliveryFailure:
-    """A record the cluster did not acknowledge."""
-
-    topic: str
-    error: KafkaClientError
-
-
-@dataclass
-class ProducerStats:
-    """Counters of what happened to the records sent through one client."""
-
-    sent: int = 0
-    delivered: int = 0
-    failed: int = 0
-    recent_failures: collections.deque[DeliveryFailure] = field(
-        default_factory=lambda: collections.deque(maxlen=_RECENT_FAILURES)
-    )
-
-    @property
-    def pending(self) -> int:
-        """Records sent but neither acknowledged nor failed yet."""
-        return self.sent - self.delivered - self.failed
+    key: Any
+    headers: HeaderInput | None
+    partition: int | None
+    timestamp_ms: int | None
 
 
 class KafkaProducerClient(AsyncLifecycle):
@@ -199,6 +95,7 @@ class KafkaProducerClient(AsyncLifecycle):
         self._started = False
         self._closed = False
         self.stats = ProducerStats()
+        self._transactions = ProducerTransactions(self.config)
 
     @property
     def started(self) -> bool:
@@ -226,14 +123,7 @@ class KafkaProducerClient(AsyncLifecycle):
         return self._producer
 
     async def send(
-        self,
-        topic: str,
-        value: Any,
-        *,
-        key: Any = None,
-        headers: HeaderInput | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
+        self, topic: str, value: Any, **options: Unpack[ProduceOptions]
     ) -> "asyncio.Future[KafkaProduceResult]":
         """Queue one record; return a future of its acknowledgement (the delivery handle).
 
@@ -242,7 +132,10 @@ class KafkaProducerClient(AsyncLifecycle):
         partition is full (while the broker is away, for instance): bound it with
         `asyncio.wait_for`; a cancelled send has queued nothing.
         """
+        _refuse_unknown(options)
         producer = self._require_started()
+        key, headers = options.get("key"), options.get("headers")
+        partition, timestamp_ms = options.get("partition"), options.get("timestamp_ms")
         if key is None and value is None:
             raise KafkaSerializationError(
                 "a record needs a key or a value (a tombstone, value None, needs the key it "
@@ -273,7 +166,7 @@ class KafkaProducerClient(AsyncLifecycle):
             self._count_failure(topic, KafkaTimeoutError("cancelled before it was queued"))
             raise
         except Exception as exc:
-            error = self._named(translate(exc))
+            error = self._transactions.named(translate(exc))
             self._count_failure(topic, error)
             raise error from exc
         receipt: asyncio.Future[KafkaProduceResult] = asyncio.get_running_loop().create_future()
@@ -305,7 +198,9 @@ class KafkaProducerClient(AsyncLifecycle):
     ) -> None:
         metadata, error = outcome_of(delivery)
         if error is not None or metadata is None:
-            error = self._named(error or KafkaClientError("delivery settled without a result"))
+            error = self._transactions.named(
+                error or KafkaClientError("delivery settled without a result")
+            )
             self._count_failure(topic, error)
             if not receipt.done():
                 receipt.set_exception(error)
@@ -326,15 +221,7 @@ class KafkaProducerClient(AsyncLifecycle):
         self.stats.recent_failures.append(DeliveryFailure(topic=topic, error=error))
 
     async def queue(
-        self,
-        topic: str,
-        value: Any,
-        *,
-        key: Any = None,
-        headers: HeaderInput | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        timeout_s: float = 10.0,
+        self, topic: str, value: Any, *, timeout_s: float = 10.0, **options: Unpack[ProduceOptions]
     ) -> Delivery:
         """The first half of `publish()`: `send()` within `timeout_s`, and the record's
         `Delivery`, whose `wait()` then waits for what is left of `timeout_s`.
@@ -347,14 +234,7 @@ class KafkaProducerClient(AsyncLifecycle):
         try:
             # A timeout scope, not wait_for: send() runs in this task (no task in between).
             async with asyncio.timeout(timeout_s):
-                future = await self.send(
-                    topic,
-                    value,
-                    key=key,
-                    headers=headers,
-                    partition=partition,
-                    timestamp_ms=timestamp_ms,
-                )
+                future = await self.send(topic, value, **options)
         except TimeoutError:
             raise KafkaTimeoutError(
                 f"the producer could not queue a record to {topic!r} within {timeout_s}s "
@@ -367,13 +247,10 @@ class KafkaProducerClient(AsyncLifecycle):
         topic: str,
         value: Any,
         *,
-        key: Any = None,
-        headers: HeaderInput | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
         wait: bool = True,
         timeout_s: float = 10.0,
         on_delivery: DeliveryCallback | None = None,
+        **options: Unpack[ProduceOptions],
     ) -> KafkaProduceResult | None:
         """Publish one record: `queue()`, then `Delivery.wait()`.
 
@@ -383,15 +260,7 @@ class KafkaProducerClient(AsyncLifecycle):
         once the record is queued; the outcome goes to `on_delivery(result, error)`, failures
         are also logged and kept in `stats`.
         """
-        delivery = await self.queue(
-            topic,
-            value,
-            key=key,
-            headers=headers,
-            partition=partition,
-            timestamp_ms=timestamp_ms,
-            timeout_s=timeout_s,
-        )
+        delivery = await self.queue(topic, value, timeout_s=timeout_s, **options)
         if not wait:
             delivery.log_failure()
             if on_delivery is not None:
@@ -409,31 +278,25 @@ class KafkaProducerClient(AsyncLifecycle):
         topic: str,
         payload: Any,
         *,
-        key: Any = None,
-        headers: HeaderInput | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
         wait: bool = True,
         timeout_s: float = 10.0,
         on_delivery: DeliveryCallback | None = None,
+        **options: Unpack[ProduceOptions],
     ) -> KafkaProduceResult | None:
         """`publish()` for a JSON payload: always JSON-encoded, a str included."""
-        merged: dict[str, str | bytes | None] = {CONTENT_TYPE: JSON_CONTENT_TYPE, **(headers or {})}
+        headers = options.get("headers") or {}
+        options["headers"] = {CONTENT_TYPE: JSON_CONTENT_TYPE, **headers}  # theirs win
         return await self.publish(
             topic,
             canonical_json(payload),
-            key=key,
-            headers=merged,
-            partition=partition,
-            timestamp_ms=timestamp_ms,
             wait=wait,
             timeout_s=timeout_s,
             on_delivery=on_delivery,
+            **options,
         )
 
-    # Transactions (config.transactional_id set). aiokafka asserts on calls made in the wrong
-    # state, and once fenced its sender is gone for good: each call checks that first and
-    # raises the library's error instead.
+    # Transactions (config.transactional_id set): `ProducerTransactions` checks each call
+    # against aiokafka's state and raises the library's errors.
 
     @property
     def transactional_id(self) -> str | None:
@@ -444,85 +307,28 @@ class KafkaProducerClient(AsyncLifecycle):
     def in_transaction(self) -> bool:
         """True between `begin_transaction()` and the end of its commit or abort (also when a
         send failed and only an abort is left)."""
-        manager = self._transaction_manager()
-        return manager is not None and manager.state.name in ("IN_TRANSACTION", "ABORTABLE_ERROR")
+        return self._transactions.open(self._producer)
 
     async def begin_transaction(self) -> None:
         """Open a transaction: what is sent until the commit becomes visible to
         read_committed readers at once, or never."""
-        producer = self._require_transactional()
-        try:
-            await producer.begin_transaction()
-        except Exception as exc:
-            raise self._transaction_error(exc) from exc
+        await self._transactions.begin(self._require_started())
 
     async def send_offsets_to_transaction(
         self, offsets: Mapping[tuple[str, int], int], group_id: str
     ) -> None:
         """Add consumed offsets (`(topic, partition) -> next offset`) of consumer group
         `group_id` to the open transaction: committed with its records, or not at all."""
-        producer = self._require_transactional()
-        explicit = {TopicPartition(t, p): offset for (t, p), offset in offsets.items()}
-        try:
-            await producer.send_offsets_to_transaction(explicit, group_id)
-        except Exception as exc:
-            raise self._transaction_error(exc) from exc
+        await self._transactions.send_offsets(self._require_started(), offsets, group_id)
 
     async def commit_transaction(self) -> None:
         """Flush the transaction's records and commit it (records and offsets at once)."""
-        producer = self._require_transactional()
-        try:
-            await producer.commit_transaction()
-        except Exception as exc:
-            raise self._transaction_error(exc) from exc
+        await self._transactions.commit(self._require_started())
 
     async def abort_transaction(self) -> None:
         """Abort the open transaction (none open: nothing to do). Raises `KafkaFencedError`
         when fenced: the cluster already aborted it for the instance that took over."""
-        producer = self._require_transactional()
-        if not self.in_transaction:
-            self._raise_fatal()
-            return
-        try:
-            await producer.abort_transaction()
-        except Exception as exc:
-            raise self._transaction_error(exc) from exc
-
-    def _transaction_manager(self) -> Any:
-        producer = self._producer
-        return getattr(producer, "_txn_manager", None)  # aiokafka has no public form
-
-    def _require_transactional(self) -> AIOKafkaProducer:
-        producer = self._require_started()
-        if self.config.transactional_id is None:
-            raise KafkaConfigError("transactions need a producer with a transactional_id")
-        self._raise_fatal()
-        return producer
-
-    def _raise_fatal(self) -> None:
-        manager = self._transaction_manager()
-        if manager is None or not manager.is_fatal_error():
-            return
-        ended = manager.wait_for_transaction_end()
-        cause = ended.exception() if ended.done() and not ended.cancelled() else None
-        error = self._named(translate(cause or KafkaClientError("the transaction failed")))
-        raise error from cause
-
-    def _transaction_error(self, exc: BaseException) -> KafkaClientError:
-        # A call refused for its state after the sender died: report why it died instead.
-        self._raise_fatal()
-        return self._named(translate(exc))
-
-    def _named(self, error: KafkaClientError) -> KafkaClientError:
-        """A fencing error naming this producer's transactional id."""
-        if isinstance(error, KafkaFencedError) and self.config.transactional_id is not None:
-            # The broker says the same when a transaction outlived its timeout: name both.
-            return KafkaFencedError(
-                f"fenced: another instance took over {self.config.transactional_id} (or a "
-                f"transaction of it outlived transaction_timeout_ms="
-                f"{self.config.transaction_timeout_ms})"
-            )
-        return error
+        await self._transactions.abort(self._require_started())
 
     async def flush(self, *, timeout_s: float | None = None) -> None:
         """Wait until every record sent so far is acknowledged or failed."""
@@ -579,6 +385,14 @@ class KafkaProducerClient(AsyncLifecycle):
                         await task
         await producer.stop()
         _retrieve_batch_failures(producer)
+
+
+def _refuse_unknown(options: ProduceOptions) -> None:
+    # A typo'd keyword would otherwise pass through `**options` unnoticed where a signature
+    # that spelled the keywords out refused it.
+    unknown = sorted(options.keys() - ProduceOptions.__optional_keys__)
+    if unknown:
+        raise TypeError(f"got an unexpected keyword argument {unknown[0]!r}")
 
 
 async def _any_broker_answers(client: Any, topic: str) -> bool:

@@ -97,7 +97,7 @@ class KafkaStreamProcessor:
         """True when batches are processed in transactions."""
         return self.config.processing_guarantee == "exactly_once"
 
-    def _partition_producers(self) -> PartitionProducers | None:
+    def _partition_producers(self) -> PartitionProducers[KafkaProducerClient] | None:
         if not self.exactly_once:
             return None
         group = self.consumer.config.group_id
@@ -116,6 +116,7 @@ class KafkaStreamProcessor:
             self.producer.config,
             prefix=self.config.transactional_id_prefix or group,
             transaction_timeout_ms=self.config.transaction_timeout_ms,
+            factory=lambda config: KafkaProducerClient(config=config),
         )
 
     @property
@@ -269,7 +270,7 @@ class KafkaStreamProcessor:
             )
             return dead_letters(batch, exc, self.config.dead_letter_topic)
 
-    async def _claim_assigned(self, producers: PartitionProducers) -> None:
+    async def _claim_assigned(self, producers: PartitionProducers[KafkaProducerClient]) -> None:
         """Producers for the partitions the group assigned since the last cycle (fencing
         their previous holders), then those partitions moved to their committed offsets."""
         wanted = set(self.consumer.assigned)
