@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel
 from starlette.types import Message, Receive, Scope, Send
 
 from app.api.auth import require
@@ -22,8 +21,9 @@ from app.api.deps import ServicesDep
 from app.api.errors import error_responses
 from app.errors import InvalidRequestError
 from app.kafka.models import epoch_ms, parse_utc
-from app.recent.buffer import MessageView, Subscription
+from app.recent.buffer import Subscription
 from app.recent.filters import RecordFilter
+from app.recent.record import MessagesPage
 from app.services import Services
 
 logger = logging.getLogger(__name__)
@@ -112,13 +112,6 @@ _STREAM_EXAMPLE = (
     'data: {"topic":"ractogateway.audit","partition":0,"offset":42,"key":"user-42",...,'
     '"writer":"0123456789abcdef0123456789abcdef","seq":41,"checkpointed":false}\n\n'
 )
-
-
-class MessagesPage(BaseModel):
-    """The newest records first, and how many there are."""
-
-    messages: list[MessageView]
-    count: int
 
 
 UntilQuery = Annotated[
@@ -213,25 +206,9 @@ async def messages(
 ) -> Response:
     """Records read by the service's background consumer (no consumer group), kept per topic
     up to RG_MESSAGES_BUFFER records and RG_MESSAGES_BUFFER_BYTES bytes."""
-    found = services.recent.query(
-        topic=filters.topic,
-        key=filters.key,
-        since_ms=filters.since_ms,
-        limit=limit,
-        where=filters.matches if filters.narrows else None,
-    )
-    # Only the records asked for are decoded, once (app/recent/buffer.py), with
-    # `checkpointed` as the checkpoints written so far say; the answer is joined as bytes. No
-    # await since query(): the records are still kept.
-    coverage = services.coverage.covers
-    recent = services.recent
-    parts: list[bytes | memoryview] = [b'{"messages":[']
-    for i, record in enumerate(found):
-        if i:
-            parts.append(b",")
-        parts.extend(recent.shown(record, coverage))
-    parts.append(b'],"count":%d}' % len(found))
-    body = b"".join(parts)
+    # The page's JSON as bytes (a MessagesPage): only the records shown are decoded, once, with
+    # `checkpointed` as the checkpoints written so far say (app/recent/buffer.py).
+    body = services.recent.page(filters, limit=limit, coverage=services.coverage.covers)
     return Response(body, media_type="application/json")
 
 

@@ -1,12 +1,13 @@
-"""The filters of GET /messages and /messages/stream beyond topic, key and time: what the /ui
-page lets an operator narrow the recent records by (docs/ui.md).
+"""The filters of GET /messages and /messages/stream: topic, key and time, and what the /ui page
+lets an operator narrow the recent records by (docs/ui.md).
 
 `RecordFilter` looks into a record only as far as it must: topic, partition, offset, key and
-timestamp are fields of the kept record; user, model and text need its value, which the buffer
-keeps undecoded (app/recent/buffer.py), so a record is decoded only when one of those is asked
-for and the cheap checks passed. An audit record's value is the stored event (`user_id`,
-`model`, `prompt`, `response`); text matches a case-insensitive substring of its prompt or
-response. Any other record matches user and model never, and text in its value as text.
+timestamp are fields of the kept record (`passes_fields`); user, model and text need its value,
+which the buffer keeps undecoded (app/recent/buffer.py), so a record is decoded
+(`passes_value`) only when one of those is asked for and the cheap checks passed. An audit
+record's value is the stored event (`user_id`, `model`, `prompt`, `response`); text matches a
+case-insensitive substring of its prompt or response. Any other record matches user and model
+never, and text in its value as text.
 """
 
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 
 from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE
-from app.recent.buffer import RecentRecord
+from app.recent.record import RecentRecord
 
 # The fields of an audit event the text filter looks in.
 _TEXT_FIELDS = ("prompt", "response")
@@ -37,11 +38,15 @@ class RecordFilter:
     text: str | None = None
 
     @property
-    def narrows(self) -> bool:
-        """True when a filter beyond topic, key and since is asked for (the buffer's own
-        query answers those alone)."""
-        return self.reads_value or any(
-            value is not None for value in (self.until_ms, self.partition, self.offset)
+    def reads_fields(self) -> bool:
+        """True when a filter on a record's kept fields (beyond its topic) is asked for: key,
+        since, until, partition or offset."""
+        return not (
+            self.key is None
+            and self.since_ms is None
+            and self.until_ms is None
+            and self.partition is None
+            and self.offset is None
         )
 
     @property
@@ -51,19 +56,34 @@ class RecordFilter:
 
     def matches(self, record: RecentRecord) -> bool:
         """Whether `record` passes every filter asked for."""
-        if not record.matches(topic=self.topic, key=self.key, since_ms=self.since_ms):
-            return False
-        if self.until_ms is not None and (
-            record.timestamp_ms is None or record.timestamp_ms > self.until_ms
-        ):
-            return False
-        if self.partition is not None and record.partition != self.partition:
-            return False
-        if self.offset is not None and record.offset != self.offset:
-            return False
-        return not self.reads_value or self._value_matches(record)
+        return (
+            (self.topic is None or record.topic == self.topic)
+            and self.passes_fields(record)
+            and self.passes_value(record)
+        )
 
-    def _value_matches(self, record: RecentRecord) -> bool:
+    def passes_fields(self, record: RecentRecord) -> bool:
+        """Whether `record` passes key, since, until, partition and offset: its kept fields,
+        nothing decoded (the buffer picks the records of the topic asked for itself)."""
+        return (
+            (self.key is None or record.key == self.key)
+            and (
+                self.since_ms is None
+                or (record.timestamp_ms is not None and record.timestamp_ms >= self.since_ms)
+            )
+            and (
+                self.until_ms is None
+                or (record.timestamp_ms is not None and record.timestamp_ms <= self.until_ms)
+            )
+            and (self.partition is None or record.partition == self.partition)
+            and (self.offset is None or record.offset == self.offset)
+        )
+
+    def passes_value(self, record: RecentRecord) -> bool:
+        """Whether `record` passes user, model and text, decoding its value when one of them is
+        asked for."""
+        if not self.reads_value:
+            return True
         event = _event_of(record)
         if self.user is not None and (event is None or event.get("user_id") != self.user):
             return False
@@ -80,6 +100,10 @@ class RecordFilter:
             if not any(needle in text.casefold() for text in haystack):
                 return False
         return True
+
+
+# The filter every record passes.
+EVERY_RECORD = RecordFilter()
 
 
 def _event_of(record: RecentRecord) -> dict[str, Any] | None:

@@ -1,11 +1,12 @@
-"""The /ui page's filters of GET /messages (app/recent/filters.py): user, model, text, until,
-partition and offset over kept records (unit, no broker)."""
+"""The filters of GET /messages (app/recent/filters.py): user, model, text, until, partition and
+offset over kept records, as the buffer's query applies them (unit, no broker)."""
 
 import orjson
 
 from app.kafka import KafkaMessage
-from app.recent.buffer import RecentRecord, RecentRecords
+from app.recent.buffer import RecentRecords
 from app.recent.filters import RecordFilter
+from app.recent.record import RecentRecord
 
 JSON: dict[str, bytes | None] = {"content-type": b"application/json"}
 
@@ -40,7 +41,7 @@ def kept() -> RecentRecords:
 
 
 def found(where: RecordFilter, limit: int = 50) -> list[tuple[str, int]]:
-    records = kept().query(topic=where.topic, limit=limit, where=where.matches)
+    records = kept().query(where, limit=limit)
     return [(r.topic, r.offset) for r in records]
 
 
@@ -73,24 +74,49 @@ def test_unit_the_limit_counts_records_that_passed() -> None:
 def test_unit_a_value_filter_only_decodes_until_the_limit_is_reached() -> None:
     recent = kept()
     seen: list[int] = []
-    where = RecordFilter(model="m2")
 
-    def counting(record: RecentRecord) -> bool:
-        seen.append(1)
-        return where.matches(record)
+    class Counting(RecordFilter):
+        def passes_value(self, record: RecentRecord) -> bool:
+            seen.append(1)
+            return super().passes_value(record)
 
-    recent.query(topic="audit", limit=1, where=counting)
+    recent.query(Counting(topic="audit", model="m2"), limit=1)
     assert len(seen) == 1  # the newest audit record passed: nothing older was looked at
 
 
-def test_unit_only_filters_beyond_topic_key_and_since_need_a_second_look() -> None:
-    assert not RecordFilter(topic="audit", key="ann", since_ms=1).narrows
-    for extra in (
+def test_unit_only_filters_on_the_value_need_a_second_look() -> None:
+    # Topic, key, time, partition and offset are the kept record's fields: checked on every
+    # record of the topic. User, model and text decode its value: newest first, up to the limit.
+    for cheap in (
+        RecordFilter(topic="audit", key="ann", since_ms=1),
         RecordFilter(until_ms=1),
         RecordFilter(partition=0),
         RecordFilter(offset=0),
-        RecordFilter(user="ann"),
-        RecordFilter(model="m"),
-        RecordFilter(text="t"),
     ):
-        assert extra.narrows, extra
+        assert not cheap.reads_value, cheap
+    for extra in (RecordFilter(user="ann"), RecordFilter(model="m"), RecordFilter(text="t")):
+        assert extra.reads_value, extra
+    assert not RecordFilter(topic="audit").reads_fields
+    for fields in (
+        RecordFilter(key="ann"),
+        RecordFilter(since_ms=1),
+        RecordFilter(until_ms=1),
+        RecordFilter(partition=0),
+        RecordFilter(offset=0),
+    ):
+        assert fields.reads_fields, fields
+
+
+def test_unit_matches_checks_every_filter_as_the_query_does() -> None:
+    # GET /messages/stream checks each new record with `matches`: the same nine filters.
+    recent = kept()
+    records = recent.query(limit=100)
+    for where in (
+        RecordFilter(),
+        RecordFilter(topic="other"),
+        RecordFilter(key="ann", model="m2"),
+        RecordFilter(text="kafka"),
+        RecordFilter(since_ms=1_001, until_ms=1_002, partition=0),
+        RecordFilter(topic="audit", offset=1, user="bob"),
+    ):
+        assert [r for r in records if where.matches(r)] == recent.query(where, limit=100), where
