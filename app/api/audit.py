@@ -266,10 +266,10 @@ async def audit_batch(
 
 
 def _result_of(index: int, outcome: ItemOutcome) -> BatchItemResult:
-    # An error as the HTTP answer would carry it, plus the status (a batch answers 200 as a
-    # whole, so Retry-After has no header to go in).
     if isinstance(outcome, AuditReceipt):
         return BatchItemResult(index=index, receipt=outcome)
+    # The contract's error fields as the HTTP answer would carry them, plus the status (a
+    # batch answers 200 as a whole, so Retry-After has no header to go in).
     problem = problem_for(outcome)
     error = BatchItemError(
         status=problem.status, code=problem.code, message=problem.message, details=problem.details
