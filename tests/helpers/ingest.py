@@ -1,5 +1,6 @@
-"""An `AuditTrail` built as the service builds one, on a producer and topic of the test's, with
-bounds of the test's choice, and the parts a test looks at."""
+"""An `AuditTrail` built as the service builds one (`app.services.build_audit_trail`), on a
+producer and topic of the test's, with bounds of the test's choice, and the parts a test looks
+at; and a receipt to keep or pack (`a_receipt`)."""
 
 from typing import NamedTuple
 
