@@ -29,12 +29,13 @@ from app.auth import ApiKeys, is_loopback
 from app.connection import ProducerConnection
 from app.ingest.audit_topic import AuditTopic, AuditTopics
 from app.ingest.audit_topic_guard import AuditTopicGuard
-from app.ingest.audit_trail import AuditTrail, receipt_codec
+from app.ingest.audit_trail import AuditTrail
 from app.ingest.backpressure import Backpressure, ByteBudget
 from app.ingest.contracts import AuditSchemaGuard, TopicContracts, registry_client
 from app.ingest.forwarder import SpoolForwarder
 from app.ingest.idempotency import RecentReceipts
 from app.ingest.publisher import Publisher
+from app.ingest.receipts import receipt_codec
 from app.ingest.redaction import Redactor
 from app.ingest.spool import Spool
 from app.ingest.topic_policy import TopicPolicy
@@ -266,16 +267,13 @@ def build_services(settings: Settings) -> Services:
         connection=connection,
         audit_topic=guard,
         chain=chain,
-        audit_trail=AuditTrail(
+        audit_trail=build_audit_trail(
             audit_logger,
             metrics,
+            backpressure,
             timeout_s=settings.produce_timeout_s,
-            receipts=RecentReceipts(
-                window_s=settings.idempotency_window_s,
-                max_entries=settings.idempotency_max_keys,
-                codec=receipt_codec(),
-            ),
-            backpressure=backpressure,
+            window_s=settings.idempotency_window_s,
+            max_keys=settings.idempotency_max_keys,
             spool=spool,
             spool_after_s=settings.spool_after_s,
             chain=chain,
@@ -307,6 +305,36 @@ def build_services(settings: Settings) -> Services:
         ),
         registry=registry,
         audit_schema=audit_schema,
+    )
+
+
+def build_audit_trail(
+    audit_logger: KafkaAuditLogger,
+    metrics: ServiceMetrics,
+    backpressure: Backpressure,
+    *,
+    timeout_s: float,
+    window_s: float,
+    max_keys: int,
+    spool: Spool | None = None,
+    spool_after_s: float = 2.0,
+    chain: ChainWriter | None = None,
+    redactor: Redactor | None = None,
+) -> AuditTrail:
+    """The audit trail as the service wires it (the tests' too, so the two stay in step): its
+    receipts kept packed for retries, `window_s` seconds and at most `max_keys` of them; the
+    rest as `AuditTrail` takes it (without a `chain`, a new one; without a `redactor`, events
+    as sent)."""
+    return AuditTrail(
+        audit_logger,
+        metrics,
+        timeout_s=timeout_s,
+        receipts=RecentReceipts(window_s=window_s, max_entries=max_keys, codec=receipt_codec()),
+        backpressure=backpressure,
+        spool=spool,
+        spool_after_s=spool_after_s,
+        chain=chain,
+        redactor=redactor,
     )
 
 

@@ -20,9 +20,10 @@ from app.api.deps import (
 from app.api.errors import ErrorBody, error_responses
 from app.api.lean import LeanRoute, is_json, release_body, serves_lean, wait_of
 from app.api.trace import trace_headers
-from app.errors import InvalidRequestError
-from app.ingest.audit_trail import AuditReceipt, BatchItemResult
+from app.errors import InvalidRequestError, problem_for
+from app.ingest.audit_batch import ItemOutcome, record_batch
 from app.ingest.backpressure import Hold
+from app.ingest.receipts import AuditReceipt
 from app.kafka import KafkaAuditEvent
 from app.services import Services
 
@@ -72,6 +73,23 @@ class AuditBatch(BaseModel):
         description="KafkaAuditEvent objects (see POST /audit); at most RG_AUDIT_BATCH_MAX.",
         examples=[[EXAMPLE_EVENT, {**EXAMPLE_EVENT, "user_id": "user-7"}]],
     )
+
+
+class BatchItemError(BaseModel):
+    """Why one item of a batch was not accepted (the contract's error fields, plus status)."""
+
+    status: int = Field(examples=[422])
+    code: str = Field(examples=["invalid_request"])
+    message: str = Field(examples=["invalid input: prompt"])
+    details: list[Any] = Field(default_factory=list)
+
+
+class BatchItemResult(BaseModel):
+    """The outcome of one item, at its index in the request: a receipt or an error."""
+
+    index: int
+    receipt: AuditReceipt | None = None
+    error: BatchItemError | None = None
 
 
 class AuditBatchResult(BaseModel):
@@ -234,12 +252,26 @@ async def audit_batch(
         raise InvalidRequestError.for_field(
             "body.events", f"{len(batch.events)} events, at most {most} are allowed"
         )
-    results = await services.audit_trail.record_batch(
+    outcomes = await record_batch(
+        services.audit_trail,
         batch.events,
         wait=wait,
         headers=trace,
         held=held,
         caller=await caller_of(request, services.api_keys),
     )
+    results = [_result_of(index, outcome) for index, outcome in enumerate(outcomes)]
     failed = sum(1 for result in results if result.error is not None)
     return AuditBatchResult(results=results, accepted=len(results) - failed, failed=failed)
+
+
+def _result_of(index: int, outcome: ItemOutcome) -> BatchItemResult:
+    if isinstance(outcome, AuditReceipt):
+        return BatchItemResult(index=index, receipt=outcome)
+    # The contract's error fields as the HTTP answer would carry them, plus the status (a
+    # batch answers 200 as a whole, so Retry-After has no header to go in).
+    problem = problem_for(outcome)
+    error = BatchItemError(
+        status=problem.status, code=problem.code, message=problem.message, details=problem.details
+    )
+    return BatchItemResult(index=index, error=error)

@@ -12,7 +12,7 @@ again. Three cases, one place:
 A key names one request: each is kept with the request's `fingerprint`, and the same key
 with another fingerprint (another body sent under a key already used) is refused, 422
 `idempotency_key_reused`, rather than answered with a receipt for something else. Scoping
-keys by caller is the key's business (`app.ingest.audit_trail` prefixes the caller).
+keys by caller is the key's business (`app.ingest.receipts.request_of` prefixes the caller).
 """
 
 import asyncio

@@ -1,4 +1,4 @@
-"""`AuditTrail.record_batch()` on the session's real broker: the batch is handed to the producer
+"""`record_batch()` on the session's real broker: the batch is handed to the producer
 in one pass (no task per event), in order on the chain, with one deadline for the whole batch,
 and keeps every guarantee of the single-event path: idempotent retries, the bounds, the spool."""
 
@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
-from app.ingest.audit_trail import BatchItemResult
+from app.errors import Problem, ServiceError, problem_for
+from app.ingest.audit_batch import ItemOutcome, record_batch
+from app.ingest.receipts import AuditReceipt
 from app.ingest.spool import Spool
-from app.kafka import KafkaAuditEvent, KafkaProducerClient, KafkaProducerConfig
+from app.kafka import KafkaAuditEvent, KafkaClientError, KafkaProducerClient, KafkaProducerConfig
 from tests.helpers.ingest import ingest_on
 from tests.helpers.kafka import read_all, records_in
 
@@ -22,8 +24,13 @@ def item(user: str = "user-1", **fields: Any) -> dict[str, Any]:
     return {"user_id": user, "model": "m", "prompt": "p", "response": "r", **fields}
 
 
-def receipts_of(results: list[BatchItemResult]) -> list[Any]:
-    return [result.receipt for result in results]
+def receipts_of(results: list[ItemOutcome]) -> list[Any]:
+    return [result if isinstance(result, AuditReceipt) else None for result in results]
+
+
+def errors_of(results: list[ItemOutcome]) -> list[Problem]:
+    """The failed items' errors as a client sees them."""
+    return [problem_for(result) for result in results if not isinstance(result, AuditReceipt)]
 
 
 @pytest.fixture
@@ -54,12 +61,12 @@ def counting_tasks() -> Iterator[list[asyncio.Task[Any]]]:
         loop.set_task_factory(previous)
 
 
-def _outcome(result: BatchItemResult, error_field: str) -> object:
-    """An item's receipt status, else the named field of its error."""
-    if result.receipt is not None:
-        return result.receipt.status
-    assert result.error is not None, f"item {result.index} has neither receipt nor error"
-    return getattr(result.error, error_field)
+def _outcome(result: ItemOutcome, error_field: str) -> object:
+    """An item's receipt status, else the named field of its error (as a client sees it)."""
+    if isinstance(result, AuditReceipt):
+        return result.status
+    assert isinstance(result, KafkaClientError | ServiceError), f"{result!r} is no outcome"
+    return getattr(problem_for(result), error_field)
 
 
 async def test_a_batch_is_queued_in_one_pass_in_order_on_the_chain(
@@ -69,7 +76,7 @@ async def test_a_batch_is_queued_in_one_pass_in_order_on_the_chain(
     await ingest.trail.record(KafkaAuditEvent(**item()), wait=True)  # the topic's metadata
     items = [item(f"user-{i % 3}", request_id=f"r{i}") for i in range(60)]
     with counting_tasks() as tasks:
-        results = await ingest.trail.record_batch(items, wait=True)
+        results = await record_batch(ingest.trail, items, wait=True)
     # One task per event was how it went before: now none of ours (aiokafka's sender may
     # start a few for its requests).
     print(f"tasks created for a batch of {len(items)}: {len(tasks)}")
@@ -93,12 +100,12 @@ async def test_a_batch_sent_again_gets_its_receipts_back_and_writes_nothing(
 ) -> None:
     trail = ingest_on(producer, topic).trail
     items = [item(event_id=f"evt-{i}") for i in range(5)]
-    first = await trail.record_batch(items, wait=True)
-    again = await trail.record_batch([*items, item(event_id="evt-5")], wait=True)
+    first = await record_batch(trail, items, wait=True)
+    again = await record_batch(trail, [*items, item(event_id="evt-5")], wait=True)
     assert receipts_of(again)[:5] == receipts_of(first)
     assert receipts_of(again)[5].status == "acked"
     # The same event twice in one batch: written once, both items get its receipt.
-    twice = await trail.record_batch([item(event_id="evt-6"), item(event_id="evt-6")], wait=True)
+    twice = await record_batch(trail, [item(event_id="evt-6"), item(event_id="evt-6")], wait=True)
     assert receipts_of(twice)[0] == receipts_of(twice)[1]
     assert await records_in(kafka_bootstrap, topic) == 7
     assert trail.chain.count == 7
@@ -108,8 +115,8 @@ async def test_a_batch_beyond_the_bounds_refuses_the_rest_without_a_gap_in_the_c
     producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
 ) -> None:
     ingest = ingest_on(producer, topic, max_in_flight=3)
-    results = await ingest.trail.record_batch(
-        [item(request_id=f"r{i}") for i in range(5)], wait=True
+    results = await record_batch(
+        ingest.trail, [item(request_id=f"r{i}") for i in range(5)], wait=True
     )
     assert [_outcome(r, "code") for r in results] == [
         "acked",
@@ -118,7 +125,7 @@ async def test_a_batch_beyond_the_bounds_refuses_the_rest_without_a_gap_in_the_c
         "overloaded",
         "overloaded",
     ]
-    assert [r.error.status for r in results[3:] if r.error] == [503, 503]
+    assert [error.status for error in errors_of(results[3:])] == [503, 503]
     # The refused records gave their positions back: no gap, nothing lost, nothing held.
     assert (ingest.trail.chain.count, ingest.trail.chain.lost) == (3, 0)
     assert (ingest.budget.refusals.records, ingest.budget.held) == (2, 0)
@@ -133,12 +140,12 @@ async def test_a_batch_not_acked_within_its_deadline_answers_503s_and_a_retry_wr
     trail = ingest_on(lingering, topic, timeout_s=3.0).trail
     items = [item(event_id=f"evt-{i}") for i in range(4)]
     started = asyncio.get_running_loop().time()
-    first = await trail.record_batch(items, wait=True)
+    first = await record_batch(trail, items, wait=True)
     took_s = asyncio.get_running_loop().time() - started
     print(f"a batch of 4 not acknowledged answered after {took_s:.2f} s (budget 3 s)")
-    assert [r.error.code for r in first if r.error] == ["kafka_timeout"] * 4
+    assert [error.code for error in errors_of(first)] == ["kafka_timeout"] * 4
     assert lingering.stats.sent == 4
-    again = await trail.record_batch(items, wait=True)
+    again = await record_batch(trail, items, wait=True)
     receipts = receipts_of(again)
     assert [r.status for r in receipts if r] == ["acked"] * 4
     assert lingering.stats.sent == 4
@@ -150,7 +157,7 @@ async def test_a_batch_answers_queued_without_waiting_and_every_record_arrives(
     producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
 ) -> None:
     ingest = ingest_on(producer, topic)
-    results = await ingest.trail.record_batch([item(), {"user_id": ""}, item()], wait=False)
+    results = await record_batch(ingest.trail, [item(), {"user_id": ""}, item()], wait=False)
     assert [_outcome(r, "status") for r in results] == [
         "queued",
         422,
@@ -168,11 +175,11 @@ async def test_a_batch_not_acked_in_time_is_spooled_and_written_once(
     await spool.open()
     try:
         trail = ingest_on(lingering, topic, spool=spool, spool_after_s=0.5).trail
-        results = await trail.record_batch([item(request_id=f"r{i}") for i in range(3)], wait=True)
+        results = await record_batch(trail, [item(request_id=f"r{i}") for i in range(3)], wait=True)
         assert [r.status for r in receipts_of(results) if r] == ["spooled"] * 3
         assert spool.depth == 3
         # While the spool holds records, a batch goes the single-event way (behind them).
-        later = await trail.record_batch([item(request_id="r3")], wait=True)
+        later = await record_batch(trail, [item(request_id="r3")], wait=True)
         assert receipts_of(later)[0].status == "spooled"
     finally:
         await spool.close()

@@ -7,9 +7,10 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from app.errors import IdempotencyKeyReusedError
-from app.ingest.audit_trail import AuditReceipt, receipt_codec
 from app.ingest.idempotency import ReceiptCodec, RecentReceipts, fingerprint
+from app.ingest.receipts import AuditReceipt, receipt_codec
 from app.kafka import Delivery, KafkaBrokerError, KafkaProduceResult, KafkaTimeoutError
+from tests.helpers.ingest import a_receipt
 
 
 class Clock:
@@ -167,47 +168,6 @@ async def test_unit_with_a_codec_kept_receipts_are_packed_and_a_replay_unpacks_o
     assert calls == ["first"]
 
 
-def _receipt(**fields: object) -> AuditReceipt:
-    values: dict[str, object] = {
-        "event_id": "01927f0e-8a1c-7cc2-9a53-3f1c2b6f6d0e",
-        "topic": "ractogateway.audit",
-        "partition": 2,
-        "offset": 41,
-        "timestamp_utc": "2026-12-02T04:00:00.123456Z",
-        "digest": "sha256:" + "ab" * 32,
-        "writer": "0123456789abcdef" * 2,
-        "seq": 41,
-        "chain": "sha256:" + "cd" * 32,
-        "status": "acked",
-    }
-    return AuditReceipt.model_validate(values | fields)
-
-
-def test_unit_audit_receipts_round_trip_through_the_trails_codec_packed_small() -> None:
-    codec = receipt_codec()
-    receipts = [
-        _receipt(),
-        _receipt(partition=None, offset=None, status="spooled", event_id="retry-é-1"),
-        _receipt(status="queued", topic="other.audit", seq=0, offset=0, partition=0),
-    ]
-    for receipt in receipts:
-        stored = codec.pack(receipt)
-        assert isinstance(stored, bytes)
-        assert len(stored) < 200
-        unpacked = codec.unpack(stored)
-        assert unpacked == receipt
-        assert unpacked.model_dump_json() == receipt.model_dump_json()
-
-
-def test_unit_receipts_whose_names_overflow_the_codecs_table_are_kept_as_json() -> None:
-    codec = receipt_codec()
-    many = [_receipt(topic=f"audit-{i}") for i in range(300)]
-    stored = [codec.pack(receipt) for receipt in many]
-    assert [codec.unpack(packed) for packed in stored] == many
-    assert stored[0][:1] == b"P"
-    assert stored[-1][:1] == b"J"
-
-
 A, B = fingerprint(b"request A"), fingerprint(b"request B")
 NAME, FIELD = "Idempotency-Key 'retry-42'", "header.idempotency-key"
 
@@ -275,7 +235,7 @@ async def test_unit_packed_a_kept_receipt_grows_by_its_fingerprint_only() -> Non
     receipts: RecentReceipts[AuditReceipt] = RecentReceipts(
         window_s=60, max_entries=10, codec=codec
     )
-    receipt = _receipt()
+    receipt = a_receipt()
 
     async def produce() -> AuditReceipt:
         return receipt

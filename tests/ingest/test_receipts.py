@@ -1,0 +1,30 @@
+"""The audit receipt and the codec a trail keeps its receipts in for retries (unit, no
+broker)."""
+
+from app.ingest.receipts import receipt_codec
+from tests.helpers.ingest import a_receipt
+
+
+def test_unit_audit_receipts_round_trip_through_the_trails_codec_packed_small() -> None:
+    codec = receipt_codec()
+    receipts = [
+        a_receipt(),
+        a_receipt(partition=None, offset=None, status="spooled", event_id="retry-é-1"),
+        a_receipt(status="queued", topic="other.audit", seq=0, offset=0, partition=0),
+    ]
+    for receipt in receipts:
+        stored = codec.pack(receipt)
+        assert isinstance(stored, bytes)
+        assert len(stored) < 200
+        unpacked = codec.unpack(stored)
+        assert unpacked == receipt
+        assert unpacked.model_dump_json() == receipt.model_dump_json()
+
+
+def test_unit_receipts_whose_names_overflow_the_codecs_table_are_kept_as_json() -> None:
+    codec = receipt_codec()
+    many = [a_receipt(topic=f"audit-{i}") for i in range(300)]
+    stored = [codec.pack(receipt) for receipt in many]
+    assert [codec.unpack(packed) for packed in stored] == many
+    assert stored[0][:1] == b"P"
+    assert stored[-1][:1] == b"J"
