@@ -18,8 +18,7 @@ from app.logs import RepeatedFailure
 from app.settings import Settings
 from app.tasks import BackgroundTask, Backoff
 
-# The name its log lines have always carried (the module was app/cluster.py): filters on it hold.
-logger = logging.getLogger("app.cluster")
+logger = logging.getLogger(__name__)
 
 # How long a readiness verdict is reused (GET /readyz).
 READY_CACHE_S = 1.0

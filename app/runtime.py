@@ -24,8 +24,7 @@ import gc
 import logging
 import sys
 
-# The name its log lines have always carried (this part was app/memory.py): filters on it hold.
-logger = logging.getLogger("app.memory")
+logger = logging.getLogger(__name__)
 
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
 MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value

@@ -123,11 +123,11 @@ async def test_connecting_to_an_absent_kafka_logs_the_first_failure_then_paces_t
     # Nothing listens on that port: every attempt fails (0.5 s, 1, 2, 4 s apart).
     settings = Settings(_env_file=None, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
     connection = ProducerConnection(settings)
-    caplog.set_level(logging.WARNING, logger="app.cluster")
+    caplog.set_level(logging.WARNING, logger="app.connection")
     await connection.start()
     await asyncio.sleep(5)
     await connection.close()
-    lines = [r.getMessage() for r in caplog.records if r.name == "app.cluster"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "app.connection"]
     assert len(lines) == 1, lines  # one line per attempt before
     assert "not reachable yet" in lines[0]
 
