@@ -59,6 +59,9 @@ class Check(params.Depends):
     def __call__(self, request: Request, services: Services) -> None:
         self._check(request, services)
 
+    def __repr__(self) -> str:
+        return f"Check({self._check.__module__}.{self._check.__qualname__})"
+
 
 Checks = tuple[Check, ...]
 
