@@ -6,19 +6,25 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from app.api.auth import authorize, caller_of, require
+from app.api.auth import caller_of, require
 from app.api.deps import (
     AcceptingWork,
     AuditTopicWritable,
+    Checks,
     HeldBytesDep,
     ServicesDep,
     TraceHeadersDep,
-    check_accepting_work,
-    check_audit_topic_writable,
     get_held_bytes,
 )
 from app.api.errors import ErrorBody, error_responses
-from app.api.lean import LeanRoute, is_json, release_body, serves_lean, wait_of
+from app.api.lean import (
+    LeanRoute,
+    is_json,
+    receipt_answer,
+    release_body,
+    serves_lean,
+    wait_of,
+)
 from app.api.trace import trace_headers
 from app.errors import InvalidRequestError, problem_for
 from app.ingest.audit_batch import ItemOutcome, record_batch
@@ -27,19 +33,29 @@ from app.ingest.receipts import AuditReceipt
 from app.kafka import KafkaAuditEvent
 from app.services import Services
 
+# The checks of every audit route, in their order: the routes' dependencies, and what the lean
+# handler of POST /audit calls (a check added here is made by both of its handlers).
+AUDIT_WRITE: Checks = (require("audit:write"), AcceptingWork, AuditTopicWritable)
+
 router = APIRouter(
     tags=["audit"],
-    dependencies=[require("audit:write"), AcceptingWork, AuditTopicWritable],
+    dependencies=AUDIT_WRITE,
     responses=error_responses(401, 403),
     route_class=LeanRoute,
 )
 
-REPLAYED_HEADER = "Idempotent-Replayed"
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
-# What the declared `Idempotency-Key` header accepts (1-255 printable ASCII, no space).
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+# The `Idempotency-Key` rule (1-255 printable ASCII, no space): declared on the route (so in
+# openapi.json) and checked by the lean handler (`_is_idempotency_key`) from the same values.
+_KEY_MIN, _KEY_MAX, _KEY_PATTERN = 1, 255, r"^[\x21-\x7e]+$"
+_KEY = re.compile(_KEY_PATTERN)
 
-# The write routes' 503 also covers the audit topic (app/audit_topic_guard.py).
+
+def _is_idempotency_key(value: str) -> bool:
+    return _KEY_MIN <= len(value) <= _KEY_MAX and _KEY.fullmatch(value) is not None
+
+
+# The write routes' 503 also covers the audit topic (app/ingest/audit_topic_guard.py).
 UNAVAILABLE = {
     "model": ErrorBody,
     "description": "Overloaded, or Kafka unavailable or too slow to acknowledge; or the audit "
@@ -102,8 +118,8 @@ class AuditBatchResult(BaseModel):
 
 async def audit_lean(request: Request) -> Response | None:
     """POST /audit's common case without FastAPI's dependency solving (`app.api.lean`): the
-    route's checks in its order (key and scope, shutdown, audit topic), the body validated
-    from its bytes in one pass, the receipt written as JSON bytes. None (the declared route
+    route's checks (`AUDIT_WRITE`) in their order, the body validated from its bytes in one
+    pass, the receipt written as JSON bytes. None (the declared route
     answers) for an unusual query, `Idempotency-Key` or content type, or a body that does not
     validate: its 422 stays FastAPI's."""
     wait = wait_of(request)
@@ -111,14 +127,13 @@ async def audit_lean(request: Request) -> Response | None:
     idempotency_key = headers.get(IDEMPOTENCY_KEY_HEADER)
     if (
         wait is None
-        or (idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key))
+        or (idempotency_key is not None and not _is_idempotency_key(idempotency_key))
         or not is_json(headers.get("content-type"))
     ):
         return None
     services = request.app.state.services
-    await authorize(request, services.api_keys, "audit:write")
-    check_accepting_work(services)
-    check_audit_topic_writable(services)
+    for check in AUDIT_WRITE:
+        check(request, services)
     try:
         event = KafkaAuditEvent.model_validate_json(await request.body())
     except ValidationError:
@@ -133,12 +148,7 @@ async def audit_lean(request: Request) -> Response | None:
         held=await get_held_bytes(request),
         idempotency_key=idempotency_key,
     )
-    return Response(
-        receipt.__pydantic_serializer__.to_json(receipt),
-        status_code=201 if receipt.status == "acked" else 202,
-        headers={REPLAYED_HEADER: "true"} if replayed else None,
-        media_type="application/json",
-    )
+    return receipt_answer(receipt, replayed=replayed)
 
 
 async def _record(
@@ -169,6 +179,7 @@ async def _record(
 @router.post(
     "/audit",
     status_code=201,
+    response_model=AuditReceipt,
     summary="Write one audit event to Kafka",
     responses={
         202: {
@@ -188,7 +199,6 @@ async def audit(
         Body(openapi_examples={"event": {"summary": "A chat turn", "value": EXAMPLE_EVENT}}),
     ],
     request: Request,
-    response: Response,
     services: ServicesDep,
     trace: TraceHeadersDep,
     held: HeldBytesDep,
@@ -196,16 +206,16 @@ async def audit(
     idempotency_key: Annotated[
         str | None,
         Header(
-            min_length=1,
-            max_length=255,
-            pattern=r"^[\x21-\x7e]+$",
+            min_length=_KEY_MIN,
+            max_length=_KEY_MAX,
+            pattern=_KEY_PATTERN,
             description="Retries with the same key (or, without one, the same `event_id`) and "
             "the same body within RG_IDEMPOTENCY_WINDOW_S get the first receipt back; nothing "
             "is written again. Keys are the API key's own; the same key with another body "
             "gets 422 `idempotency_key_reused`.",
         ),
     ] = None,
-) -> AuditReceipt:
+) -> Response:
     """Validate the event (filling `event_id` and `timestamp_utc` when absent), write it with
     key `user_id`, and answer with its receipt: **201** once acknowledged, **202** queued. An
     event already acknowledged (same `event_id`, or same `Idempotency-Key`) gets its first
@@ -221,11 +231,7 @@ async def audit(
         held=held,
         idempotency_key=idempotency_key,
     )
-    if replayed:
-        response.headers[REPLAYED_HEADER] = "true"
-    if receipt.status != "acked":
-        response.status_code = 202
-    return receipt
+    return receipt_answer(receipt, replayed=replayed)
 
 
 @router.post(

@@ -5,14 +5,14 @@ import hashlib
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.params import Depends as DependsParam
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import HTTPConnection
 
-from app.api.deps import ServicesDep
+from app.api.deps import Check, ServicesDep
 from app.auth import ApiKeys, Scope
 from app.errors import ForbiddenError, UnauthorizedError
+from app.services import Services
 
 # auto_error=False: the service answers missing keys itself, with the contract's body. These
 # declare both schemes in openapi.json; the keys are read from every header line (`_offered`),
@@ -21,26 +21,22 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <key>`")
 
 
-def require(scope: Scope) -> DependsParam:
-    """A dependency refusing requests without a key holding `scope` (401 no or unknown key,
-    403 scope missing); with authentication off it lets everything through."""
+def require(scope: Scope) -> Check:
+    """A check refusing requests without a key holding `scope` (401 no or unknown key, 403
+    scope missing); with authentication off it lets everything through."""
 
-    async def check(
+    def check(request: Request, services: Services) -> None:
+        _check(services.api_keys, request, scope)
+
+    async def solved(
         request: Request,
         services: ServicesDep,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         api_key: Annotated[str | None, Depends(_api_key)],
     ) -> None:
-        _check(services.api_keys, request, scope)
+        check(request, services)
 
-    dependency: DependsParam = Depends(check)
-    return dependency
-
-
-async def authorize(request: Request, keys: ApiKeys, scope: Scope) -> None:
-    """What `require(scope)` checks, for a handler that solves no dependencies
-    (`app.api.lean`): the same headers read the same way, the same errors."""
-    _check(keys, request, scope)
+    return Check(check, solved)
 
 
 def _offered(request: HTTPConnection) -> set[str]:

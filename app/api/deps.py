@@ -1,9 +1,11 @@
-"""Dependencies the routes declare, each defined once. All are `async def`: FastAPI runs a plain
-`def` dependency in a worker thread, a hop per request for what is an attribute lookup."""
+"""Dependencies the routes declare, each defined once, and the checks (`Check`) that refuse a
+request. What FastAPI solves is `async def`: it runs a plain `def` dependency in a worker
+thread, a hop per request for what is an attribute lookup."""
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, params
 
 from app.api.body_limit import HELD_BYTES
 from app.api.trace import trace_headers
@@ -33,36 +35,57 @@ async def get_held_bytes(request: Request) -> Hold | None:
 HeldBytesDep = Annotated[Hold | None, Depends(get_held_bytes)]
 
 
-async def accepting_work(services: ServicesDep) -> None:
+CheckCall = Callable[[Request, Services], None]
+
+
+class Check(params.Depends):
+    """A precondition of a route (key and scope, shutdown, audit topic), written once for both
+    handlers of a lean route (`app.api.lean`): it is a FastAPI dependency (a router's or route's
+    `dependencies=` takes it as it is) and a plain call `check(request, services)`, which the
+    lean handler makes. Either way it raises the route's error (401, 403, 503 ...)."""
+
+    def __init__(
+        self, check: CheckCall, dependency: Callable[..., Awaitable[None]] | None = None
+    ) -> None:
+        """`dependency`: what FastAPI solves, when it must declare more than `check` reads
+        (`app.api.auth.require` declares the security schemes); it calls `check`."""
+
+        async def solved(request: Request, services: ServicesDep) -> None:
+            check(request, services)
+
+        super().__init__(dependency or solved)
+        self._check = check
+
+    def __call__(self, request: Request, services: Services) -> None:
+        self._check(request, services)
+
+    def __repr__(self) -> str:
+        return f"Check({self._check.__module__}.{self._check.__qualname__})"
+
+
+Checks = tuple[Check, ...]
+
+
+def accepting_work(request: Request, services: Services) -> None:
     """Refuse new work once shutdown has begun (503 `shutting_down`, also what /readyz says
     then): what is accepted is finished before the process exits, and nothing new starts."""
-    check_accepting_work(services)
-
-
-def check_accepting_work(services: Services) -> None:
-    """`accepting_work` for a handler that solves no dependencies (`app.api.lean`)."""
     if services.shutdown.draining:
         raise ShuttingDownError(
             "the service is shutting down; retry (another instance, or this one after restart)"
         )
 
 
-AcceptingWork = Depends(accepting_work)
+AcceptingWork = Check(accepting_work)
 
 
-async def audit_topic_writable(services: ServicesDep) -> None:
+def audit_topic_writable(request: Request, services: Services) -> None:
     """Refuse audit writes the audit topic would not keep (503 `audit_topic_noncompliant`), or
     that would have the broker auto-create it with its defaults (503
     `audit_topic_unavailable`); see app/ingest/audit_topic_guard.py."""
-    check_audit_topic_writable(services)
-
-
-def check_audit_topic_writable(services: Services) -> None:
-    """`audit_topic_writable` for a handler that solves no dependencies (`app.api.lean`)."""
     if (problem := services.audit_topic.write_problem()) is not None:
         raise problem
     if services.audit_schema is not None and (refused := services.audit_schema.write_problem()):
         raise refused
 
 
-AuditTopicWritable = Depends(audit_topic_writable)
+AuditTopicWritable = Check(audit_topic_writable)

@@ -4,7 +4,7 @@ import copy
 import logging
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from app.api.deps import ServicesDep, accepting_work
@@ -45,11 +45,11 @@ async def healthz() -> HealthStatus:
         }
     },
 )
-async def readyz(services: ServicesDep) -> HealthStatus:
+async def readyz(request: Request, services: ServicesDep) -> HealthStatus:
     """200 when a metadata request to the cluster succeeds and the audit topic exists and
     keeps its records (RG_AUDIT_TOPIC_CHECK), else 503 with `Retry-After` and a generic
     message (the details are in the log); 503 `shutting_down` from SIGTERM on."""
-    await accepting_work(services)
+    accepting_work(request, services)
     if not await services.connection.is_ready():
         _log_once(
             f"not ready: Kafka at {','.join(services.settings.kafka_bootstrap_servers)} "

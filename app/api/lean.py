@@ -6,9 +6,10 @@ service's CPU per audit event. A route declared with `route_class=LeanRoute` and
 `@serves_lean(handler)` keeps its declaration (signature, dependencies, `responses=`: the
 OpenAPI document) and its full FastAPI handler, but each request goes to `handler` first:
 
-- `handler(request)` serves the common case itself (the same checks as the declared
-  dependencies, the body parsed and validated in one pass from its bytes, the answer written
-  as JSON bytes) and returns the `Response`;
+- `handler(request)` serves the common case itself (the route's checks, one tuple of
+  `app.api.deps.Check` that is also the declared route's `dependencies=`, called in its order;
+  the body parsed and validated in one pass from its bytes; the answer written as JSON bytes by
+  `receipt_answer`, as the declared handler writes it) and returns the `Response`;
 - it returns None for anything unusual (a body that does not validate, a query or header it
   does not read, another content type), and the declared route serves the request as before
   (the body is read once; FastAPI reads it again from the request's cache). So every error
@@ -23,10 +24,12 @@ fifth of the CPU. The route's errors (`CLIENT_ERRORS`) are rendered by the app's
 """
 
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute, APIRouter
+from pydantic_core import SchemaSerializer
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.body_limit import replayed
@@ -54,13 +57,19 @@ def serves_lean(handler: LeanHandler) -> Callable[[Endpoint], Endpoint]:
     return mark
 
 
+def lean_handler_of(route: BaseRoute) -> LeanHandler | None:
+    """The lean handler serving `route` first, or None for a route without one."""
+    lean: LeanHandler | None = getattr(getattr(route, "endpoint", None), _LEAN, None)
+    return lean if isinstance(route, LeanRoute) else None
+
+
 class LeanRoute(APIRoute):
     """An `APIRoute` whose endpoint, when marked with `serves_lean`, is served by its lean
     handler first and by FastAPI's full handler when that one declines."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         full = super().get_route_handler()
-        lean: LeanHandler | None = getattr(self.endpoint, _LEAN, None)
+        lean = lean_handler_of(self)
         if lean is None:
             return full
 
@@ -71,6 +80,31 @@ class LeanRoute(APIRoute):
             return response if response is not None else await full(request)
 
         return serve
+
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+class Receipt(Protocol):
+    """What a write route answers with (`AuditReceipt`, `PublishReceipt`)."""
+
+    __pydantic_serializer__: ClassVar[SchemaSerializer]
+
+    @property
+    def status(self) -> str:
+        """`acked` once Kafka acknowledged the record; else queued or spooled."""
+
+
+def receipt_answer(receipt: Receipt, *, replayed: bool = False) -> Response:
+    """A write route's answer, from either of its handlers: the receipt as JSON bytes, **201**
+    once acknowledged, **202** otherwise; `Idempotent-Replayed: true` when it is the receipt of
+    an earlier request, nothing new written."""
+    return Response(
+        receipt.__pydantic_serializer__.to_json(receipt),
+        status_code=201 if receipt.status == "acked" else 202,
+        headers={REPLAYED_HEADER: "true"} if replayed else None,
+        media_type="application/json",
+    )
 
 
 def is_json(content_type: str | None) -> bool:
@@ -101,7 +135,7 @@ class LeanDispatch:
         self._routes: dict[tuple[str, str], tuple[APIRoute, LeanHandler]] = {}
         for router in routers:
             for route in router.routes:
-                lean = getattr(getattr(route, "endpoint", None), _LEAN, None)
+                lean = lean_handler_of(route)
                 if isinstance(route, LeanRoute) and lean is not None:
                     for method in route.methods or ():
                         self._routes[(method, route.path)] = (route, lean)

@@ -14,17 +14,17 @@ from pydantic import (
     field_validator,
 )
 
-from app.api.auth import authorize, require
+from app.api.auth import require
 from app.api.deps import (
     AcceptingWork,
+    Checks,
     HeldBytesDep,
     ServicesDep,
     TraceHeadersDep,
-    check_accepting_work,
     get_held_bytes,
 )
 from app.api.errors import error_responses
-from app.api.lean import LeanRoute, is_json, release_body, serves_lean, wait_of
+from app.api.lean import LeanRoute, is_json, receipt_answer, release_body, serves_lean, wait_of
 from app.api.trace import trace_headers
 from app.ingest.publisher import PublishReceipt
 from app.kafka import KafkaPublishRequest
@@ -35,9 +35,13 @@ from app.kafka.models import (
     json_integer,
 )
 
+# The checks of POST /publish, in their order: the route's dependencies, and what its lean
+# handler calls (a check added here is made by both handlers).
+PUBLISH_WRITE: Checks = (require("publish:write"), AcceptingWork)
+
 router = APIRouter(
     tags=["publish"],
-    dependencies=[require("publish:write"), AcceptingWork],
+    dependencies=PUBLISH_WRITE,
     responses=error_responses(401, 403),
     route_class=LeanRoute,
 )
@@ -103,8 +107,8 @@ async def publish_lean(request: Request) -> Response | None:
     if wait is None or not is_json(request.headers.get("content-type")):
         return None
     services = request.app.state.services
-    await authorize(request, services.api_keys, "publish:write")
-    check_accepting_work(services)
+    for check in PUBLISH_WRITE:
+        check(request, services)
     try:
         body = PublishBody.model_validate_json(await request.body())
     except ValidationError:
@@ -116,16 +120,13 @@ async def publish_lean(request: Request) -> Response | None:
         headers=await trace_headers(request),
         held=await get_held_bytes(request),
     )
-    return Response(
-        receipt.__pydantic_serializer__.to_json(receipt),
-        status_code=201 if receipt.status == "acked" else 202,
-        media_type="application/json",
-    )
+    return receipt_answer(receipt)
 
 
 @router.post(
     "/publish",
     status_code=201,
+    response_model=PublishReceipt,
     summary="Publish one record to an allowed topic",
     responses={
         202: {"model": PublishReceipt, "description": "Queued (`?wait=false`)."},
@@ -151,18 +152,15 @@ async def publish(
             }
         ),
     ],
-    response: Response,
     services: ServicesDep,
     trace: TraceHeadersDep,
     held: HeldBytesDep,
     wait: Annotated[
         bool, Query(description="false: answer 202 once the producer has the record.")
     ] = True,
-) -> PublishReceipt:
+) -> Response:
     """Publish with the given key, headers, partition and timestamp: **201** with where Kafka
     stored it once acknowledged (acks=all), **202** queued with `?wait=false`."""
     request = KafkaPublishRequest.model_validate(body.model_dump())
     receipt = await services.publisher.publish(request, wait=wait, headers=trace, held=held)
-    if receipt.status != "acked":
-        response.status_code = 202
-    return receipt
+    return receipt_answer(receipt)

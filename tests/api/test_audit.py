@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.embedded import free_port
-from tests.helpers.app import ServiceFactory, assert_contract_error, client_for
+from tests.helpers.app import BOTH_HANDLERS, ServiceFactory, assert_contract_error, client_for
 from tests.helpers.kafka import read_all, records_in
 
 EVENT = {
@@ -24,6 +24,7 @@ EVENT = {
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
+@BOTH_HANDLERS
 async def test_an_event_is_acknowledged_and_stored_as_its_receipt_says(
     service: ServiceFactory, kafka_bootstrap: str, topic: str
 ) -> None:
@@ -57,6 +58,7 @@ async def test_an_event_is_acknowledged_and_stored_as_its_receipt_says(
     assert record.header("traceparent") == TRACEPARENT
 
 
+@BOTH_HANDLERS
 async def test_the_callers_event_id_and_timestamp_are_kept(
     service: ServiceFactory, kafka_bootstrap: str, topic: str
 ) -> None:
@@ -70,6 +72,7 @@ async def test_the_callers_event_id_and_timestamp_are_kept(
     assert record.value["timestamp_utc"] == "2026-01-31T12:00:00.000000Z"
 
 
+@BOTH_HANDLERS
 async def test_wait_false_answers_202_queued_and_the_record_still_arrives(
     service: ServiceFactory, kafka_bootstrap: str, topic: str
 ) -> None:
@@ -84,6 +87,7 @@ async def test_wait_false_answers_202_queued_and_the_record_still_arrives(
     assert record.header("rg-digest") == receipt["digest"]
 
 
+@BOTH_HANDLERS
 async def test_an_invalid_traceparent_is_dropped_not_refused(
     service: ServiceFactory, kafka_bootstrap: str, topic: str
 ) -> None:
@@ -96,6 +100,7 @@ async def test_an_invalid_traceparent_is_dropped_not_refused(
     assert record.header("traceparent") is None
 
 
+@BOTH_HANDLERS
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -123,6 +128,7 @@ async def test_invalid_events_get_422_naming_the_field(
     assert field in error["message"]
 
 
+@BOTH_HANDLERS
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
@@ -161,6 +167,7 @@ async def test_metadata_and_text_bounds_get_422(
     assert reason in json.dumps(error["details"])
 
 
+@BOTH_HANDLERS
 async def test_a_body_that_is_not_declared_json_gets_422(service: ServiceFactory) -> None:
     async with service() as client:
         response = await client.post(
@@ -170,6 +177,7 @@ async def test_a_body_that_is_not_declared_json_gets_422(service: ServiceFactory
     assert error["details"][0]["field"] == "body"
 
 
+@BOTH_HANDLERS
 async def test_an_unknown_wait_value_gets_422_naming_it(service: ServiceFactory) -> None:
     async with service() as client:
         response = await client.post("/audit", params={"wait": "perhaps"}, json=EVENT)
@@ -177,6 +185,7 @@ async def test_an_unknown_wait_value_gets_422_naming_it(service: ServiceFactory)
     assert error["details"][0]["field"] == "query.wait"
 
 
+@BOTH_HANDLERS
 async def test_a_record_above_kafkas_size_limit_gets_413(service: ServiceFactory) -> None:
     huge = "x" * 700_000  # prompt + response: 1.4 MB, above the producer's 1 MB request size
     async with service(max_body_bytes=4 * 1024 * 1024) as client:
@@ -184,8 +193,9 @@ async def test_a_record_above_kafkas_size_limit_gets_413(service: ServiceFactory
     assert_contract_error(response, 413, "record_too_large")
 
 
-async def test_without_a_broker_the_answer_is_503_with_retry_after() -> None:
-    async with client_for(f"127.0.0.1:{free_port()}", produce_timeout_s=1.0) as client:
+@BOTH_HANDLERS
+async def test_without_a_broker_the_answer_is_503_with_retry_after(via: str) -> None:
+    async with client_for(f"127.0.0.1:{free_port()}", via=via, produce_timeout_s=1.0) as client:
         response = await client.post("/audit", json=EVENT)
     assert_contract_error(response, 503, "broker_unavailable")
     assert int(response.headers["retry-after"]) > 0
@@ -245,6 +255,7 @@ async def test_an_invalid_batch_gets_422(service: ServiceFactory, body: Any, fie
     assert field in [detail["field"] for detail in error["details"]]
 
 
+@BOTH_HANDLERS
 @pytest.mark.parametrize(
     "content",
     [b'{"user_id": "\xff"}', b"{not json", b'{"a":' * 3000 + b"1" + b"}" * 3000],
@@ -263,6 +274,7 @@ async def test_an_undecodable_body_gets_422_naming_the_body(
             assert "not valid JSON" in error["details"][0]["message"]
 
 
+@BOTH_HANDLERS
 async def test_a_retry_with_the_same_event_id_gets_the_same_receipt_and_writes_nothing(
     service: ServiceFactory, kafka_bootstrap: str, topic: str
 ) -> None:
@@ -279,6 +291,7 @@ async def test_a_retry_with_the_same_event_id_gets_the_same_receipt_and_writes_n
     assert await records_in(kafka_bootstrap, topic) == 1
 
 
+@BOTH_HANDLERS
 async def test_concurrent_retries_write_one_record(
     service: ServiceFactory, kafka_bootstrap: str, topic: str
 ) -> None:
@@ -290,6 +303,7 @@ async def test_concurrent_retries_write_one_record(
     assert await records_in(kafka_bootstrap, topic) == 1
 
 
+@BOTH_HANDLERS
 async def test_an_idempotency_key_replays_the_first_receipt(
     service: ServiceFactory, kafka_bootstrap: str, topic: str
 ) -> None:
@@ -302,15 +316,15 @@ async def test_an_idempotency_key_replays_the_first_receipt(
     assert await records_in(kafka_bootstrap, topic) == 2
 
 
-@pytest.mark.parametrize("path", ["/audit", "/audit?via=declared"])
+@BOTH_HANDLERS
 async def test_an_idempotency_key_sent_again_with_another_body_gets_422_naming_it(
-    service: ServiceFactory, kafka_bootstrap: str, topic: str, path: str
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
 ) -> None:
     key = {"idempotency-key": "retry-42"}
     async with service() as client:
-        first = await client.post(path, json={**EVENT, "prompt": "first"}, headers=key)
-        same = await client.post(path, json={**EVENT, "prompt": "first"}, headers=key)
-        other = await client.post(path, json={**EVENT, "prompt": "DIFFERENT BODY"}, headers=key)
+        first = await client.post("/audit", json={**EVENT, "prompt": "first"}, headers=key)
+        same = await client.post("/audit", json={**EVENT, "prompt": "first"}, headers=key)
+        other = await client.post("/audit", json={**EVENT, "prompt": "DIFFERENT BODY"}, headers=key)
     assert first.status_code == 201, first.text
     assert same.json() == first.json()
     assert same.headers["idempotent-replayed"] == "true"
@@ -320,6 +334,7 @@ async def test_an_idempotency_key_sent_again_with_another_body_gets_422_naming_i
     assert await records_in(kafka_bootstrap, topic) == 1
 
 
+@BOTH_HANDLERS
 async def test_an_event_id_sent_again_with_another_body_gets_422_alone_and_in_a_batch(
     service: ServiceFactory, kafka_bootstrap: str, topic: str
 ) -> None:
@@ -339,6 +354,7 @@ async def test_an_event_id_sent_again_with_another_body_gets_422_alone_and_in_a_
     assert await records_in(kafka_bootstrap, topic) == 1
 
 
+@BOTH_HANDLERS
 async def test_event_ids_and_idempotency_keys_belong_to_the_api_key_that_sent_them(
     service: ServiceFactory, kafka_bootstrap: str, topic: str
 ) -> None:
@@ -367,6 +383,7 @@ async def test_event_ids_and_idempotency_keys_belong_to_the_api_key_that_sent_th
     assert await records_in(kafka_bootstrap, topic) == 4
 
 
+@BOTH_HANDLERS
 async def test_an_invalid_idempotency_key_gets_422(service: ServiceFactory) -> None:
     async with service() as client:
         response = await client.post("/audit", json=EVENT, headers={"idempotency-key": "k" * 300})
@@ -374,6 +391,7 @@ async def test_an_invalid_idempotency_key_gets_422(service: ServiceFactory) -> N
     assert error["details"][0]["field"] == "header.idempotency-key"
 
 
+@BOTH_HANDLERS
 async def test_beyond_the_in_flight_bound_the_answer_is_503_overloaded(
     service: ServiceFactory, kafka_bootstrap: str, topic: str
 ) -> None:
@@ -398,9 +416,10 @@ async def test_beyond_the_in_flight_bound_the_answer_is_503_overloaded(
     assert await records_in(kafka_bootstrap, topic) == len(acked) + batch["accepted"]
 
 
-async def test_with_a_spool_and_no_broker_events_are_spooled_202(tmp_path: Path) -> None:
+@BOTH_HANDLERS
+async def test_with_a_spool_and_no_broker_events_are_spooled_202(tmp_path: Path, via: str) -> None:
     async with client_for(
-        f"127.0.0.1:{free_port()}", spool_dir=tmp_path, spool_after_s=0.5
+        f"127.0.0.1:{free_port()}", via=via, spool_dir=tmp_path, spool_after_s=0.5
     ) as client:
         first = await client.post("/audit", json=EVENT)
         again = await client.post("/audit", json={**EVENT, "event_id": first.json()["event_id"]})
@@ -421,9 +440,10 @@ async def test_with_a_spool_and_no_broker_events_are_spooled_202(tmp_path: Path)
     assert "rg_spool_oldest_age_seconds" in metrics
 
 
-async def test_a_full_spool_answers_503_spool_full(tmp_path: Path) -> None:
+@BOTH_HANDLERS
+async def test_a_full_spool_answers_503_spool_full(tmp_path: Path, via: str) -> None:
     async with client_for(
-        f"127.0.0.1:{free_port()}", spool_dir=tmp_path, spool_max_bytes=1024
+        f"127.0.0.1:{free_port()}", via=via, spool_dir=tmp_path, spool_max_bytes=1024
     ) as client:
         accepted = await client.post("/audit", json=EVENT)
         refused = await client.post("/audit", json={**EVENT, "prompt": "x" * 1000})

@@ -1,6 +1,8 @@
-"""POST /audit's two handlers (app/api/lean.py) answer alike: the lean one serves the common
-case, the declared FastAPI route anything else. Each check runs against both; an extra query
-parameter (which the route ignores) sends a request to the declared route."""
+"""POST /audit's and POST /publish's two handlers (app/api/lean.py) answer alike: the lean one
+serves the common case, the declared FastAPI route anything else. They make the same checks
+(the guard below), and the tests marked `BOTH_HANDLERS` (here, in test_audit.py and
+test_publish.py) run against both: an extra query parameter (which the route ignores) sends a
+request to the declared route."""
 
 import json
 import socket
@@ -10,8 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import Request
+from fastapi.routing import iter_route_contexts
+from starlette.types import Message
 
-from tests.helpers.app import ServiceFactory, assert_contract_error
+from app.api.deps import Check, get_held_bytes, get_services
+from app.api.lean import lean_handler_of
+from app.api.trace import trace_headers
+from app.main import create_app
+from app.settings import Settings
+from tests.helpers.app import BOTH_HANDLERS, ServiceFactory, assert_contract_error
 from tests.helpers.kafka import records_in
 from tests.helpers.service import LiveService, running_service
 
@@ -23,24 +33,65 @@ EVENT = {
     "metadata": {"app": "support-bot"},
 }
 KEYS = {"rg-test-writer": ["audit:write"], "rg-test-reader": ["messages:read"]}
-# The lean handler takes no query but `wait`; `via` makes it decline.
-PATHS = {"lean": "/audit?", "declared": "/audit?via=declared&"}
+# What both handlers of a lean route read, refusing nothing: the declared one has FastAPI solve
+# them, the lean one calls them. Every other dependency of the route is a check.
+INPUTS = {get_services, trace_headers, get_held_bytes}
 
 
-@pytest.fixture(params=list(PATHS))
-def path(request: pytest.FixtureRequest) -> str:
-    via: str = request.param
-    return PATHS[via]
+async def test_unit_every_lean_route_makes_the_checks_its_declared_route_solves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A dependency added to the declared route only (a rate limit, a scope) would be skipped
+    # by the lean handler, which answers most requests: the lists must stay equal, in order.
+    app = create_app(Settings(_env_file=None, kafka_bootstrap_servers=["127.0.0.1:9"]))
+    made: list[Check] = []
+    monkeypatch.setattr(Check, "__call__", lambda check, request, services: made.append(check))
+    served = []
+    # The routes as FastAPI serves them (with what an including router adds).
+    for route in iter_route_contexts(app.routes):
+        lean, path = lean_handler_of(route.original_route), str(route.path)
+        if lean is None:
+            continue
+        made.clear()
+        # The checks pass (recorded, not made); the body does not validate, so the lean
+        # handler declines after them.
+        assert await lean(_posted(app, path, b"{}")) is None
+        solved = [dep.call for dep in route.dependant.dependencies if dep.call not in INPUTS]
+        named = [f"{call.__module__}.{call.__qualname__}" for call in solved if call]
+        assert solved == [check.dependency for check in made], (path, named, made)
+        assert made, path
+        served.append(path)
+    assert sorted(served) == ["/audit", "/publish"]
 
 
+def _posted(app: Any, path: str, body: bytes) -> Request:
+    """A POST of `body` as JSON, as LeanDispatch hands it to a lean handler."""
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "app": app,
+    }
+    return Request(scope, receive)
+
+
+@BOTH_HANDLERS
 async def test_acked_and_replayed_alike(
-    service: ServiceFactory, kafka_bootstrap: str, topic: str, path: str
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
 ) -> None:
     event = {**EVENT, "event_id": "evt-lean-1"}
     async with service() as client:
-        first = await client.post(path, json=event)
-        again = await client.post(path, json=event)
-        queued = await client.post(path + "wait=false", json={**event, "event_id": "evt-lean-2"})
+        first = await client.post("/audit", json=event)
+        again = await client.post("/audit", json=event)
+        queued = await client.post(
+            "/audit", params={"wait": "false"}, json={**event, "event_id": "evt-lean-2"}
+        )
     assert first.status_code == again.status_code == 201, first.text
     assert first.headers["content-type"] == "application/json"
     assert "idempotent-replayed" not in first.headers
@@ -66,18 +117,19 @@ async def test_acked_and_replayed_alike(
     assert await records_in(kafka_bootstrap, topic) == 2
 
 
-async def test_keys_and_scopes_checked_alike(service: ServiceFactory, path: str) -> None:
+@BOTH_HANDLERS
+async def test_keys_and_scopes_checked_alike(service: ServiceFactory) -> None:
     async with service(api_keys=KEYS) as client:
-        missing = await client.post(path, json=EVENT)
-        unknown = await client.post(path, json=EVENT, headers={"X-API-Key": "nope"})
-        scope = await client.post(path, json=EVENT, headers={"X-API-Key": "rg-test-reader"})
+        missing = await client.post("/audit", json=EVENT)
+        unknown = await client.post("/audit", json=EVENT, headers={"X-API-Key": "nope"})
+        scope = await client.post("/audit", json=EVENT, headers={"X-API-Key": "rg-test-reader"})
         two = await client.post(
-            path,
+            "/audit",
             json=EVENT,
             headers={"X-API-Key": "rg-test-writer", "Authorization": "Bearer other"},
         )
         bearer = await client.post(
-            path, json=EVENT, headers={"Authorization": "Bearer rg-test-writer"}
+            "/audit", json=EVENT, headers={"Authorization": "Bearer rg-test-writer"}
         )
     assert "API key is required" in assert_contract_error(missing, 401, "unauthorized")["message"]
     assert assert_contract_error(unknown, 401, "unauthorized")["message"] == "unknown API key"
@@ -106,14 +158,14 @@ async def test_the_lean_handler_leaves_what_it_does_not_read_to_the_route(
     assert [detail["field"] for detail in error["details"]] == ["body.prompt"]
 
 
-async def test_publish_answers_alike(service: ServiceFactory, topic: str, path: str) -> None:
-    path = path.replace("/audit", "/publish")
+@BOTH_HANDLERS
+async def test_publish_answers_alike(service: ServiceFactory, topic: str) -> None:
     record = {"topic": f"{topic}-p", "key": "k", "value": {"n": 1}, "headers": {"h": "v"}}
     async with service() as client:
-        acked = await client.post(path, json=record)
-        queued = await client.post(path + "wait=false", json=record)
-        refused = await client.post(path, json={**record, "topic": topic})
-        invalid = await client.post(path, json={**record, "partition": "3"})
+        acked = await client.post("/publish", json=record)
+        queued = await client.post("/publish", params={"wait": "false"}, json=record)
+        refused = await client.post("/publish", json={**record, "topic": topic})
+        invalid = await client.post("/publish", json={**record, "partition": "3"})
     assert acked.status_code == 201, acked.text
     assert acked.headers["content-type"] == "application/json"
     assert set(acked.json()) == {"topic", "partition", "offset", "timestamp_ms", "status"}

@@ -3,6 +3,7 @@ forwarder sends them: the chain holds across the outage, each record in Kafka ca
 headers it was spooled with, and events written afterwards continue the same chain."""
 
 from pathlib import Path
+from typing import Any
 
 from app.embedded import EmbeddedKafka
 from tests.helpers.app import client_for, services_of
@@ -25,7 +26,11 @@ async def test_spooled_events_keep_their_place_on_the_chain(
     bootstrap = own_broker.bootstrap_servers
     topic = await new_topic(bootstrap)
     await in_thread_stop(own_broker)
-    settings = {"audit_topic": topic, "spool_dir": str(tmp_path / "spool"), "spool_after_s": 0.5}
+    settings: dict[str, Any] = {
+        "audit_topic": topic,
+        "spool_dir": str(tmp_path / "spool"),
+        "spool_after_s": 0.5,
+    }
     async with client_for(bootstrap, **settings) as client:
         services = services_of(client)
         spooled = []

@@ -148,7 +148,7 @@ async def test_a_retry_after_a_failed_spool_write_gets_the_first_attempts_receip
     # 503; its retry must wait for that first attempt, not write a second record.
     bootstrap = own_broker.bootstrap_servers
     topic = await new_topic(bootstrap)
-    settings = {"spool_dir": small_disk / "spool", "spool_min_free_bytes": 0}
+    settings: dict[str, Any] = {"spool_dir": small_disk / "spool", "spool_min_free_bytes": 0}
     async with client_for(bootstrap, audit_topic=topic, spool_after_s=1, **settings) as client:
         warm = await client.post("/audit", json=big_event(0))
         assert warm.status_code == 201, warm.text

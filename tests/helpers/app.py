@@ -1,26 +1,40 @@
 """The service in process (ASGI, lifespan run), and checks of its answers."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 
+from app.api.lean import lean_handler_of
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
 
 ServiceFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
+# The handlers of a lean route (app/api/lean.py): "lean" serves the common case, "declared"
+# (the FastAPI route) the rest. `?via=declared`, a query the lean handlers do not read, makes
+# them decline, so the declared route answers.
+VIAS = ("lean", "declared")
+# A test run once per handler of POST /audit and POST /publish: the `via` fixture
+# (tests/api/conftest.py), which the `service` fixture's clients follow.
+BOTH_HANDLERS = pytest.mark.parametrize("via", VIAS, indirect=True)
+
 
 @asynccontextmanager
-async def client_for(bootstrap: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def client_for(
+    bootstrap: str, *, via: str = "lean", **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a fresh app with `settings`; the app is `client.app` (for its state).
     POST /publish may write the suite's `test-*` topics unless `publish_topics` says else
-    (unset, the service publishes nowhere)."""
+    (unset, the service publishes nowhere). `via="declared"`: the client's requests to the
+    lean routes are answered by their declared routes (see `VIAS`)."""
     app = create_app(
         Settings(
             _env_file=None,
@@ -30,9 +44,28 @@ async def client_for(bootstrap: str, **settings: Any) -> AsyncIterator[httpx.Asy
     )
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rg") as client:
+        hooks = {"request": [_to_declared(app)]} if via == "declared" else {}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://rg", event_hooks=hooks
+        ) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
+
+
+def _to_declared(app: FastAPI) -> Callable[[httpx.Request], Awaitable[None]]:
+    lean = {
+        (method, route.path)
+        for route in iter_route_contexts(app.routes)
+        if lean_handler_of(route.original_route) is not None
+        for method in route.methods or ()
+    }
+    assert lean, "no lean route found"
+
+    async def add_via(request: httpx.Request) -> None:
+        if (request.method, request.url.path) in lean:
+            request.url = request.url.copy_merge_params({"via": "declared"})
+
+    return add_via
 
 
 def app_of(client: httpx.AsyncClient) -> FastAPI:
