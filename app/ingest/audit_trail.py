@@ -64,7 +64,6 @@ class AuditTrail:
         self._backpressure = backpressure
         self._logger = audit_logger
         self._metrics = metrics
-        self._timeout_s = timeout_s
         self._spool = spool
         self._budget_s = min(spool_after_s, timeout_s) if spool is not None else timeout_s
 
