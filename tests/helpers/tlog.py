@@ -60,7 +60,7 @@ class TlogCheck:
             key: (
                 _b64(value)
                 if isinstance(value, bytes)
-                else [_b64(v) for v in value]
+                else [_b64(v) if isinstance(v, bytes) else v for v in value]
                 if isinstance(value, list)
                 else value
             )
@@ -108,6 +108,36 @@ class TlogCheck:
             }
         )
         return None if answer["ok"] else str(answer["error"])
+
+    def open_note(self, note: bytes, keys: list[str]) -> tuple[str, list[str]] | str:
+        """(text, signer names) when sumdb/note's Open accepts `note` with verifier `keys`,
+        else its error."""
+        answer = self.ask({"op": "open", "note": note, "keys": keys})
+        if not answer["ok"]:
+            return str(answer["error"])
+        return str(answer["text"]), list(answer.get("signed") or [])
+
+    def checkpoint(self, note: bytes, origin: str, keys: list[str]) -> tuple[int, bytes] | str:
+        """(size, root) when formats/log's ParseCheckpoint accepts `note` of `origin` (first
+        key the log's), else its error."""
+        answer = self.ask({"op": "checkpoint", "note": note, "origin": origin, "keys": keys})
+        if not answer["ok"]:
+            return str(answer["error"])
+        return int(answer.get("size") or 0), base64.b64decode(answer["root"])
+
+    def tlog_proof(self, proof: bytes, origin: str, keys: list[str], leaf: bytes) -> str | None:
+        """None when formats/proof reads `proof`, formats/log opens its checkpoint and
+        sumdb/tlog checks `leaf` at its index, else the error."""
+        answer = self.ask(
+            {"op": "tlogproof", "note": proof, "origin": origin, "keys": keys, "leaf": leaf}
+        )
+        return None if answer["ok"] else str(answer["error"])
+
+    def sign(self, text: str, signer_keys: list[str]) -> bytes:
+        """`text` signed by sumdb/note with each `PRIVATE+KEY+...` signer key."""
+        answer = self.ask({"op": "sign", "text": text, "keys": signer_keys})
+        assert answer["ok"], answer
+        return str(answer["text"]).encode()
 
     def close(self) -> None:
         assert self._process.stdin is not None

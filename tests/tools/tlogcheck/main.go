@@ -9,25 +9,64 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/formats/proof"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
 type request struct {
-	Op       string   `json:"op"`
-	Leaves   [][]byte `json:"leaves"`
-	Size     int64    `json:"size"`
-	Old      int64    `json:"old"`
-	Index    int64    `json:"index"`
-	Leaf     []byte   `json:"leaf"`
-	Root     []byte   `json:"root"`
-	OldRoot  []byte   `json:"old_root"`
-	Proof    [][]byte `json:"proof"`
+	Op      string   `json:"op"`
+	Leaves  [][]byte `json:"leaves"`
+	Size    int64    `json:"size"`
+	Old     int64    `json:"old"`
+	Index   int64    `json:"index"`
+	Leaf    []byte   `json:"leaf"`
+	Root    []byte   `json:"root"`
+	OldRoot []byte   `json:"old_root"`
+	Proof   [][]byte `json:"proof"`
+	Note    []byte   `json:"note"`
+	Keys    []string `json:"keys"`
+	Origin  string   `json:"origin"`
+	Text    string   `json:"text"`
 }
 
 type answer struct {
-	OK    bool     `json:"ok"`
-	Error string   `json:"error,omitempty"`
-	Roots [][]byte `json:"roots,omitempty"`
+	OK     bool     `json:"ok"`
+	Error  string   `json:"error,omitempty"`
+	Roots  [][]byte `json:"roots,omitempty"`
+	Text   string   `json:"text,omitempty"`
+	Signed []string `json:"signed,omitempty"`
+	Size   uint64   `json:"size,omitempty"`
+	Root   []byte   `json:"root,omitempty"`
+	Index  uint64   `json:"index,omitempty"`
+}
+
+// verifiers reads verifier keys (name+id+key) as note.NewVerifier does.
+func verifiers(keys []string) (note.Verifiers, []note.Verifier, error) {
+	var all []note.Verifier
+	for _, k := range keys {
+		v, err := note.NewVerifier(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		all = append(all, v)
+	}
+	return note.VerifierList(all...), all, nil
+}
+
+// checkpoint opens a signed checkpoint of origin with the first key as the log's key and
+// the others as further (e.g. witness) keys, as formats/log does.
+func checkpoint(data []byte, origin string, keys []string) (*log.Checkpoint, error) {
+	_, all, err := verifiers(keys)
+	if err != nil {
+		return nil, err
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("no key")
+	}
+	cp, _, _, err := log.ParseCheckpoint(data, origin, all[0], all[1:]...)
+	return cp, err
 }
 
 // leafReader serves stored hashes of a tree built from the request's leaves.
@@ -112,6 +151,69 @@ func handle(r request) answer {
 			return answer{Error: err.Error()}
 		}
 		return answer{OK: true}
+	case "open":
+		// A signed note opened with sumdb/note: its text and who signed it.
+		list, _, err := verifiers(r.Keys)
+		if err != nil {
+			return answer{Error: err.Error()}
+		}
+		n, err := note.Open(r.Note, list)
+		if err != nil {
+			return answer{Error: err.Error()}
+		}
+		var signed []string
+		for _, s := range n.Sigs {
+			signed = append(signed, s.Name)
+		}
+		return answer{OK: true, Text: n.Text, Signed: signed}
+	case "sign":
+		// Text signed by sumdb/note with each signer key (PRIVATE+KEY+name+id+key).
+		var signers []note.Signer
+		for _, k := range r.Keys {
+			s, err := note.NewSigner(k)
+			if err != nil {
+				return answer{Error: err.Error()}
+			}
+			signers = append(signers, s)
+		}
+		msg, err := note.Sign(&note.Note{Text: r.Text}, signers...)
+		if err != nil {
+			return answer{Error: err.Error()}
+		}
+		return answer{OK: true, Text: string(msg)}
+	case "checkpoint":
+		cp, err := checkpoint(r.Note, r.Origin, r.Keys)
+		if err != nil {
+			return answer{Error: err.Error()}
+		}
+		return answer{OK: true, Size: cp.Size, Root: cp.Hash}
+	case "tlogproof":
+		// A c2sp.org/tlog-proof read by formats/proof, its checkpoint opened by formats/log,
+		// and the leaf's inclusion checked by sumdb/tlog.
+		var p proof.TLogProof
+		if err := p.Unmarshal(r.Note); err != nil {
+			return answer{Error: err.Error()}
+		}
+		cp, err := checkpoint(p.Checkpoint, r.Origin, r.Keys)
+		if err != nil {
+			return answer{Error: err.Error()}
+		}
+		leaf, err := toHash(r.Leaf)
+		if err != nil {
+			return answer{Error: err.Error()}
+		}
+		root, err := toHash(cp.Hash)
+		if err != nil {
+			return answer{Error: err.Error()}
+		}
+		hashes := make(tlog.RecordProof, len(p.Hashes))
+		for i, h := range p.Hashes {
+			hashes[i] = tlog.Hash(h)
+		}
+		if err := tlog.CheckRecord(hashes, int64(cp.Size), root, int64(p.Index), leaf); err != nil {
+			return answer{Error: err.Error()}
+		}
+		return answer{OK: true, Size: cp.Size, Root: cp.Hash, Index: p.Index}
 	}
 	return answer{Error: "unknown op " + r.Op}
 }
