@@ -39,6 +39,37 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+class Frontier:
+    """The right edge of an append-only tree: the roots of its complete subtrees, largest
+    first (at most log2 n of them). Enough to append and to compute the root of the whole
+    tree, which is all a writer needs to sign a checkpoint; proofs need a `MerkleTree`."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._peaks: list[bytes] = []
+
+    def append_hash(self, leaf: bytes) -> None:
+        """Add an entry by its leaf hash (32 bytes)."""
+        if len(leaf) != HASH_SIZE:
+            raise ValueError(f"a leaf hash is {HASH_SIZE} bytes, not {len(leaf)}")
+        current, size = leaf, self.size
+        # Each trailing 1 bit of the old size is a complete subtree the new leaf completes.
+        while size & 1:
+            current = node_hash(self._peaks.pop(), current)
+            size >>= 1
+        self._peaks.append(current)
+        self.size += 1
+
+    def root(self) -> bytes:
+        """The root hash of the tree so far."""
+        if not self._peaks:
+            return EMPTY_ROOT
+        root = self._peaks[-1]
+        for peak in reversed(self._peaks[:-1]):
+            root = node_hash(peak, root)
+        return root
+
+
 class MerkleTree:
     """An append-only tree over entries' leaf hashes, keeping every complete subtree's hash."""
 

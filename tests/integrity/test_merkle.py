@@ -9,6 +9,7 @@ import pytest
 
 from app.integrity.merkle import (
     EMPTY_ROOT,
+    Frontier,
     MerkleTree,
     ProofError,
     leaf_hash,
@@ -57,6 +58,16 @@ def test_roots_of_every_size_up_to_2048_equal_go_tlog(
     assert expected[0] == EMPTY_ROOT
     for size, root in enumerate(expected):
         assert tree.root(size) == root, size
+
+
+def test_unit_the_frontier_has_the_tree_s_root_at_every_size(tree: MerkleTree) -> None:
+    frontier = Frontier()
+    assert frontier.root() == EMPTY_ROOT
+    for size in range(1, len(tree) + 1):
+        frontier.append_hash(tree.leaf(size - 1))
+        assert frontier.size == size
+        assert frontier.root() == tree.root(size), size
+    assert len(frontier._peaks) == bin(len(tree)).count("1")
 
 
 def test_unit_roots_follow_the_rfc_definition(tree: MerkleTree) -> None:
