@@ -77,7 +77,22 @@ class MerkleTree:
         self._levels: list[list[bytes]] = [[]]
 
     def __len__(self) -> int:
-        return len(self._levels[0])
+        return self._count(0)
+
+    # Where the hashes live: lists here; `app.integrity.tree_store.TreeFiles` keeps them in files.
+    def _count(self, level: int) -> int:
+        """How many hashes `level` holds."""
+        return len(self._levels[level]) if level < len(self._levels) else 0
+
+    def _get(self, level: int, index: int) -> bytes:
+        """The stored hash at `level`, `index`."""
+        return self._levels[level][index]
+
+    def _put(self, level: int, value: bytes) -> None:
+        """Store the next hash of `level`."""
+        if level == len(self._levels):
+            self._levels.append([])
+        self._levels[level].append(value)
 
     def append(self, entry: bytes) -> int:
         """Add `entry` (its leaf hash is computed here); returns its index."""
@@ -87,23 +102,22 @@ class MerkleTree:
         """Add an entry by its leaf hash (32 bytes); returns its index."""
         if len(leaf) != HASH_SIZE:
             raise ValueError(f"a leaf hash is {HASH_SIZE} bytes, not {len(leaf)}")
-        index = len(self._levels[0])
-        self._levels[0].append(leaf)
+        index = self._count(0)
+        self._put(0, leaf)
         level, i, current = 0, index, leaf
         # Each odd index completes a subtree with its left sibling: store the parent, go up.
         while i & 1:
-            parent = node_hash(self._levels[level][i - 1], current)
+            current = node_hash(self._get(level, i - 1), current)
             level += 1
-            if level == len(self._levels):
-                self._levels.append([])
-            self._levels[level].append(parent)
+            self._put(level, current)
             i >>= 1
-            current = parent
         return index
 
     def leaf(self, index: int) -> bytes:
         """The leaf hash at `index`."""
-        return self._levels[0][index]
+        if not 0 <= index < len(self):
+            raise IndexError(f"no leaf {index} in a tree of {len(self)}")
+        return self._get(0, index)
 
     def subtree(self, start: int, end: int) -> bytes:
         """The root of entries [start, end) as RFC 6962 shapes it (start is a multiple of the
@@ -113,7 +127,7 @@ class MerkleTree:
             raise ValueError("an empty range has no subtree")
         if size & (size - 1) == 0:
             level = size.bit_length() - 1
-            return self._levels[level][start >> level]
+            return self._get(level, start >> level)
         k = _split(size)
         return node_hash(self.subtree(start, start + k), self.subtree(start + k, end))
 
