@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+LEAF_VERSION = "rg-leaf-v1"
 
 
 class ProofError(ValueError):
@@ -27,6 +28,14 @@ class ProofError(ValueError):
 def leaf_hash(entry: bytes) -> bytes:
     """The hash of one entry: SHA-256(0x00 || entry)."""
     return hashlib.sha256(b"\x00" + entry).digest()
+
+
+def leaf_entry(writer: str, seq: int, digest_hex: str) -> bytes:
+    """The entry of position `seq` of `writer`'s tree, for a record whose value has SHA-256
+    `digest_hex` (64 lowercase hex): the UTF-8 text `rg-leaf-v1\\n<writer>\\n<seq>\\n<digest>`.
+    It commits to the writer, the position and the record, never to the record's size; a
+    position whose record was lost for good has the entry of the record that was lost."""
+    return f"{LEAF_VERSION}\n{writer}\n{seq}\n{digest_hex}".encode()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:

@@ -12,6 +12,7 @@ from app.integrity.merkle import (
     Frontier,
     MerkleTree,
     ProofError,
+    leaf_entry,
     leaf_hash,
     node_hash,
     root_from_inclusion,
@@ -177,3 +178,9 @@ def test_unit_sizes_beyond_the_tree_are_refused(tree: MerkleTree) -> None:
         tree.consistency(6, 5)
     with pytest.raises(ValueError, match="32 bytes"):
         MerkleTree().append_hash(b"short")
+
+
+def test_unit_a_leaf_entry_commits_to_writer_position_and_digest() -> None:
+    entry = leaf_entry("0123456789abcdef0123456789abcdef", 7, "ab" * 32)
+    assert entry == b"rg-leaf-v1\n0123456789abcdef0123456789abcdef\n7\n" + b"ab" * 32
+    assert leaf_hash(entry) == hashlib.sha256(b"\x00" + entry).digest()
