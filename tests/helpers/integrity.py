@@ -5,6 +5,7 @@ and an independent producer that writes them to a topic."""
 import base64
 import hashlib
 import json
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,18 @@ class Record:
     def header(self, name: str) -> str:
         """The text of header `name`."""
         return next(v.decode() for n, v in self.headers if n == name)
+
+
+DOC = Path(__file__).parents[2] / "docs" / "integrity.md"
+
+
+def doc_vector(heading: str) -> dict[str, Any]:
+    """The first JSON block under the `## <heading>` of docs/integrity.md."""
+    text = DOC.read_text(encoding="utf-8").split(f"\n## {heading}\n", 1)[1]
+    match = re.search(r"```json\n(.*?)\n```", text, re.DOTALL)
+    assert match is not None, heading
+    data: dict[str, Any] = json.loads(match.group(1))
+    return data
 
 
 def spec_leaf(writer: str, seq: int, digest_hex: str) -> bytes:
