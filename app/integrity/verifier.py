@@ -224,6 +224,10 @@ class Verifier:
         self._writers: dict[str, dict[int, Entry]] = {}
         self._extra: dict[tuple[str, int], list[Entry]] = {}
         self._checkpoints: list[_Checkpoint] = []
+        # Version 2 voids already listed by a trusted checkpoint, per writer: each checkpoint
+        # repeats every earlier one, so only what is new is kept with it (memory and the void
+        # check stay in the number of lost positions, not times the checkpoints).
+        self._listed: dict[str, dict[int, str]] = {}
         self._receipts: list[tuple[str, Mapping[str, Any]]] = []
         self._wanted: dict[tuple[int, int], tuple[str | None, ...] | None] = {}
         self._report = Report()
@@ -309,6 +313,11 @@ class Verifier:
             )
             return
         report.checkpoints_valid += 1
+        void = checkpoint.void
+        if checkpoint.tree:
+            listed = self._listed.setdefault(writer, {})
+            void = {s: digest for s, digest in void.items() if listed.get(s) != digest}
+            listed.update(void)
         self._checkpoints.append(
             _Checkpoint(
                 topic or "",
@@ -317,7 +326,7 @@ class Verifier:
                 writer,
                 seq,
                 checkpoint.chain,
-                checkpoint.void,
+                void,
                 bytes.fromhex(checkpoint.tree) if checkpoint.tree else None,
             )
         )

@@ -56,7 +56,9 @@ class CheckpointCoverage:
             self.ignored += 1
             return False
         writer = checkpoint.writer
-        if checkpoint.seq <= self._covered.get(writer, -1) and not checkpoint.void:
+        # Version 2 repeats every earlier void: only voids not known yet are news.
+        known = self._void.get(writer, set())
+        if checkpoint.seq <= self._covered.get(writer, -1) and checkpoint.void.keys() <= known:
             return False  # nothing new: no signature to check
         if self._trust is None:
             self._trust = CheckpointTrust(

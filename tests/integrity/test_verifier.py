@@ -449,3 +449,21 @@ def test_unit_every_single_bit_change_of_a_v2_note_is_refused() -> None:
                 }, (index - start, bit)
     # Most changes still make JSON; the others (invalid UTF-8, a broken escape) are malformed.
     assert resigned > 8 * len(escaped) * 0.7
+
+
+def test_unit_a_void_every_v2_checkpoint_repeats_is_kept_and_reported_once() -> None:
+    key = SigningKey.generate()
+    writer, records, void = lossy_writer(12, {3})
+    checkpoints = [checkpoint_v2(key, writer, void, seq=s) for s in (5, 8, 11)]
+    verifier = Verifier({key.key_id: key.private.public_key()}, topic=TOPIC)
+    for offset, checkpoint in enumerate(checkpoints):
+        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode())
+    # Kept with the first checkpoint listing it only: memory grows with the lost positions.
+    assert [len(c.void) for c in verifier._checkpoints] == [1, 0, 0]
+    # The record of seq 3 turns up after all (Kafka stored it though it was judged lost):
+    # one conflict, however many checkpoints list the void.
+    value = f"lost {writer.writer} 3".encode()
+    assert hashlib.sha256(value).hexdigest() == void[3]
+    stored = Record(value, chain_headers(writer.writer, 3, void[3], writer.links[3]), None, 0, 99)
+    report = verify([*records, stored], checkpoints, [key])
+    assert [(p.kind, p.seq, p.offset) for p in report.problems] == [("conflict", 3, 99)]
