@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         default=None,
         description="Topic of the signed checkpoints; unset: `<audit topic>.checkpoints`.",
     )
+    audit_log_origin: str | None = Field(
+        default=None,
+        description="Key name of the C2SP signed notes of the checkpoints, and the origin "
+        "prefix of the writers' logs (a writer's checkpoint note has origin "
+        "`<this>/<writer id>`); no spaces, no '+'; unset: `ractogateway-kafka/<audit topic>`.",
+    )
     produce_timeout_s: float = Field(
         default=10.0,
         gt=0,
@@ -403,6 +409,15 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("audit_log_origin")
+    @classmethod
+    def _origin_is_a_key_name(cls, value: str | None) -> str | None:
+        # It names the signing key in every note (C2SP signed-note): a verifier key is
+        # `<name>+<id>+<key>` and a signature line `— <name> <signature>`.
+        if value is not None and (not value or "+" in value or any(c.isspace() for c in value)):
+            raise ValueError("a log origin is a key name: non-empty, no spaces, no '+'")
+        return value
+
     @field_validator("schema_registry_url", "schema_registry_ca_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -426,6 +441,11 @@ class Settings(BaseSettings):
     def checkpoints_topic(self) -> str:
         """RG_AUDIT_CHECKPOINTS_TOPIC, or else `<audit topic>.checkpoints`."""
         return self.audit_checkpoints_topic or f"{self.audit_topic}.checkpoints"
+
+    @property
+    def log_origin(self) -> str:
+        """RG_AUDIT_LOG_ORIGIN, or else `ractogateway-kafka/<audit topic>`."""
+        return self.audit_log_origin or f"ractogateway-kafka/{self.audit_topic}"
 
     @property
     def recent_topics(self) -> list[str]:

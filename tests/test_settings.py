@@ -210,3 +210,18 @@ def test_credentials_in_the_registry_url_are_refused_pointing_to_their_settings(
     message = str(refused.value)
     assert "RG_SCHEMA_REGISTRY_USERNAME" in message
     assert "RG_SCHEMA_REGISTRY_PASSWORD" in message
+
+
+def test_unit_the_log_origin_defaults_to_the_audit_topic_and_must_be_a_key_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().log_origin == "ractogateway-kafka/ractogateway.audit"
+    monkeypatch.setenv("RG_AUDIT_TOPIC", "team.audit")
+    assert Settings().log_origin == "ractogateway-kafka/team.audit"
+    monkeypatch.setenv("RG_AUDIT_LOG_ORIGIN", "audit.example.com/trail")
+    assert Settings().log_origin == "audit.example.com/trail"
+    # It names the key in every note's signature line and verifier key: no spaces, no '+'.
+    for bad in ("audit example", "audit+1", "", "a\tb"):
+        monkeypatch.setenv("RG_AUDIT_LOG_ORIGIN", bad)
+        with pytest.raises(ValidationError, match="audit_log_origin"):
+            Settings()

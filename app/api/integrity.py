@@ -1,8 +1,10 @@
 """GET /audit/checkpoint and GET /audit/keys: what an outside witness fetches and keeps.
 
-No API key is needed: a checkpoint says only where this writer's chain stands (seq, link,
-time), signed; the public keys are public. A witness that keeps checkpoints can later prove
-that the trail below them was not cut or rewritten (see docs/operations.md).
+No API key is needed: a checkpoint says only where this writer's chain and tree stand (seq,
+link, root, time), signed; the public keys are public. A witness that keeps checkpoints can later
+prove that the trail below them was not cut or rewritten (see docs/operations.md). The
+checkpoint's `note` is a C2SP signed note that transparency-log tools open with the key's
+`verifier_key` (docs/integrity.md).
 """
 
 from typing import Any, Literal
@@ -12,37 +14,50 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import ServicesDep
 from app.api.errors import ErrorBody
+from app.integrity.note import verifier_key
 
 router = APIRouter(tags=["integrity"])
 
 EXAMPLE_CHECKPOINT: dict[str, Any] = {
-    "version": 1,
+    "version": 2,
     "writer": "4f1c0a9e2b7d4c3a8e6f5d1b0c9a8e7f",
     "seq": 41,
     "count": 42,
     "chain": "sha256:" + "9b" * 32,
+    "tree": "sha256:" + "5e" * 32,
     "time": "2026-03-01T12:00:00.123456Z",
     "key_id": "3f9a0c1b2d4e5f60",
     "void": {},
+    "note": "ractogateway-kafka/ractogateway.audit/4f1c0a9e2b7d4c3a8e6f5d1b0c9a8e7f\n42\n"
+    "Xl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl4=\n\n"
+    "\u2014 ractogateway-kafka/ractogateway.audit " + "x" * 91 + "=\n",
     "signature": "x" * 86,
 }
 
 
 class SignedCheckpoint(BaseModel):
-    """A signed checkpoint (docs/operations.md, "Checkpoints and keys"): the writer's chain
-    holds positions 0..seq and link `chain` at `seq`; `signature` is Ed25519 over the canonical
-    JSON of the other fields."""
+    """A signed checkpoint, version 2 (docs/integrity.md, "Checkpoints, version 2"): the
+    writer's chain holds positions 0..seq and link `chain` at `seq`, its Merkle tree over them
+    has root `tree`; `note` says the same as a C2SP signed note; `signature` is Ed25519 over the
+    canonical JSON of the other fields."""
 
     version: int
     writer: str = Field(description="The writer id: 32 lowercase hex characters.")
     seq: int = Field(description="The last sequence number covered.")
     count: int = Field(description="Positions covered: seq + 1.")
     chain: str = Field(description="sha256:<64 hex>, the chain link at `seq`.")
+    tree: str = Field(
+        description="sha256:<64 hex>, the RFC 6962 root of the writer's tree over positions 0..seq."
+    )
     time: str = Field(description="When it was signed, RFC 3339 UTC with microseconds.")
     key_id: str = Field(description="The signing key's id (GET /audit/keys).")
     void: dict[str, str] = Field(
-        description="Positions assigned but not stored (seq -> sha256 link), so a verifier "
-        "continues the chain past them."
+        description="Every position up to `seq` assigned but not stored (seq -> sha256 digest "
+        "of the lost record), so a verifier continues the chain and the tree past them."
+    )
+    note: str = Field(
+        description="The C2SP signed note: tlog-checkpoint `<origin>/<writer>`, count, base64 "
+        "root, signed by the same key under the key name `<origin>` (RG_AUDIT_LOG_ORIGIN)."
     )
     signature: str = Field(description="base64url (no padding) of the 64-byte signature.")
 
@@ -58,6 +73,11 @@ class PublicKeyEntry(BaseModel):
         examples=["-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA...\n-----END PUBLIC KEY-----\n"]
     )
     current: bool = Field(description="True for the key this writer signs with now.")
+    verifier_key: str = Field(
+        description="The key in C2SP note verifier-key form, `<origin>+<8 hex key id>+<base64>` "
+        "under the key name RG_AUDIT_LOG_ORIGIN: what opens the checkpoints' notes.",
+        examples=["ractogateway-kafka/ractogateway.audit+1a2b3c4d+AQID..."],
+    )
 
 
 class PublicKeys(BaseModel):
@@ -87,9 +107,15 @@ async def latest_checkpoint(services: ServicesDep) -> SignedCheckpoint:
 async def public_keys(services: ServicesDep) -> PublicKeys:
     """The service's own public key (`current`) and the retired ones of
     RG_AUDIT_RETIRED_KEYS_DIR; no API key needed."""
+    origin = services.settings.log_origin
     return PublicKeys(
         keys=[
-            PublicKeyEntry(key_id=key.key_id, public_key_pem=key.pem, current=key.current)
+            PublicKeyEntry(
+                key_id=key.key_id,
+                public_key_pem=key.pem,
+                current=key.current,
+                verifier_key=verifier_key(origin, key.key),
+            )
             for key in services.checkpoints.public_keys
         ]
     )

@@ -6,14 +6,18 @@ import sys
 from pathlib import Path
 
 from app.cli.common import EPILOG
-from app.integrity.keys import generate
+from app.integrity.keys import generate, load_public_key
+from app.integrity.note import verifier_key
+from app.settings import get_settings
 
 KEY_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 
 HOW_TO_USE = """\
 Then run the service with RG_AUDIT_SIGNING_KEY_FILE=DIR/<id>.key.pem (and RG_AUDIT_KEY_ID=<id>
 when you chose the id). Keep the private key on the service's host only; give the public key
-to whoever verifies the trail. To rotate: generate a new pair, copy the old <id>.pub.pem to
+to whoever verifies the trail (the verifier key is the same key in C2SP note form, under the
+key name RG_AUDIT_LOG_ORIGIN: what transparency-log tools open the checkpoints' notes with).
+To rotate: generate a new pair, copy the old <id>.pub.pem to
 RG_AUDIT_RETIRED_KEYS_DIR as <id>.pem, write the time of the restart (RFC 3339, e.g.
 2026-06-30T00:00:00Z) to <id>.until beside it, and restart with the new key.
 
@@ -33,9 +37,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cannot write to {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"key id:      {key_id}")
-    print(f"private key: {private} (mode 0600)")
-    print(f"public key:  {public}")
+    origin = get_settings().log_origin
+    print(f"key id:       {key_id}")
+    print(f"private key:  {private} (mode 0600)")
+    print(f"public key:   {public}")
+    print(f"verifier key: {verifier_key(origin, load_public_key(public))}")
     return 0
 
 

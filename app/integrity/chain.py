@@ -10,15 +10,23 @@ built, so no two records get one position) and follows what became of each:
 - `release()` takes back the last position when its record was never sent (a refusal), so a
   refused request leaves no gap;
 - `settled(seq, stored=True)` once Kafka acknowledged the record or the spool committed it;
-  `stored=False` when it is definitively lost. Lost positions are the checkpoints' `void`
-  (`take_void()`): a verifier continues the chain past them with their links;
+  `stored=False` when it is definitively lost. Lost positions are the checkpoints' `void`: a
+  verifier continues the chain past them with the digest of the record that was lost;
 - `durable_head()` is the highest position with every position up to it settled: what a
-  checkpoint may cover.
+  checkpoint may cover; `durable()` adds the writer's Merkle tree over positions 0..head and
+  the lost positions up to it, what a checkpoint (v2) signs.
+
+The tree (RFC 6962, app/integrity/merkle.py) has one leaf per position in seq order, stored or
+lost alike: `leaf_entry(writer, seq, digest)`, a lost position's leaf committing to the digest
+of the record that was lost. Leaves are appended as the durable head passes them, so only the
+digests of positions above the head are kept, and the tree is a `Frontier` (log2 n hashes).
 """
 
 import hashlib
 import secrets
 from dataclasses import dataclass
+
+from app.integrity.merkle import Frontier, leaf_entry, leaf_hash
 
 CHAIN_VERSION = "rg-chain-v1"
 GENESIS = "0" * 64
@@ -45,6 +53,18 @@ class ChainPosition:
     chain: str
 
 
+@dataclass(frozen=True)
+class DurableHead:
+    """What a checkpoint signs: position `seq` with its link `chain` (64 hex), `tree` the root
+    (32 bytes) of the writer's tree over positions 0..seq, and `void` every position up to
+    `seq` lost in the writer's life (seq -> the lost record's digest, 64 hex)."""
+
+    seq: int
+    chain: str
+    tree: bytes
+    void: dict[int, str]
+
+
 class ChainWriter:
     """The chain of one service process (see the module docstring). Single-threaded by design:
     the event loop's; every method is synchronous."""
@@ -56,6 +76,11 @@ class ChainWriter:
         self._links: dict[int, str] = {}  # the links of the head and of every seq above it
         self._pending: set[int] = set()  # assigned, not yet settled
         self._head = -1  # every seq <= it is settled
+        # The digests of the positions above the head: their leaves are added as it passes.
+        self._digests: dict[int, str] = {}
+        self._tree = Frontier()  # over positions 0..head
+        # Every position lost in this writer's life (seq -> digest): rare, and each checkpoint
+        # lists all of them up to its seq, so one kept checkpoint explains every lost position.
         self._void: dict[int, str] = {}
 
     def append(self, digest_hex: str) -> ChainPosition:
@@ -64,6 +89,7 @@ class ChainWriter:
         link = link_of(self.writer_id, seq, self._links.get(seq - 1, GENESIS), digest_hex)
         self.count += 1
         self._links[seq] = link
+        self._digests[seq] = digest_hex
         self._pending.add(seq)
         return ChainPosition(self.writer_id, seq, link)
 
@@ -76,23 +102,26 @@ class ChainWriter:
             return False
         self._pending.remove(seq)
         del self._links[seq]
+        del self._digests[seq]
         self.count -= 1
         return True
 
     def settled(self, seq: int, *, stored: bool) -> None:
-        """Position `seq` is final: stored (acked or spooled) or lost (then listed by
-        `take_void()`). Only the first call for a position counts."""
+        """Position `seq` is final: stored (acked or spooled) or lost (then void in every later
+        checkpoint). Only the first call for a position counts."""
         if seq not in self._pending:
             return
         self._pending.remove(seq)
         if not stored:
-            self._void[seq] = self._links[seq]
+            self._void[seq] = self._digests[seq]
             self.lost += 1
-        # Advance the head over every settled position; keep the links from the head up.
-        head = self._head
+        # Advance the head over every settled position, adding its leaf to the tree; keep the
+        # links from the head up.
+        head, writer, digests, tree = self._head, self.writer_id, self._digests, self._tree
         while head + 1 < self.count and head + 1 not in self._pending:
             self._links.pop(head, None)
             head += 1
+            tree.append_hash(leaf_hash(leaf_entry(writer, head, digests.pop(head))))
         self._head = head
 
     def durable_head(self) -> ChainPosition | None:
@@ -101,7 +130,11 @@ class ChainWriter:
             return None
         return ChainPosition(self.writer_id, self._head, self._links[self._head])
 
-    def take_void(self) -> dict[int, str]:
-        """The positions settled as lost since the last call (seq -> link hex)."""
-        void, self._void = self._void, {}
-        return void
+    def durable(self) -> DurableHead | None:
+        """The durable head with the tree's root over positions 0..head and every position up
+        to it that was lost; None before any."""
+        if self._head < 0:
+            return None
+        head = self._head
+        void = {seq: digest for seq, digest in self._void.items() if seq <= head}
+        return DurableHead(head, self._links[head], self._tree.root(), void)

@@ -1,9 +1,19 @@
-"""Signed checkpoints: a writer's statement "my chain up to seq N ends in this link".
+"""Signed checkpoints: a writer's statement "my chain up to seq N ends in this link" (and, from
+version 2, "my Merkle tree of positions 0..N has this root").
 
-A checkpoint is a JSON object (spec v1, docs/integrity.md):
+A checkpoint is a JSON object (docs/integrity.md). Version 1 (read, no longer written):
 
     {"version": 1, "writer", "seq", "count", "chain": "sha256:<hex>", "time", "key_id",
-     "void": {"<seq>": "sha256:<hex>"}, "signature": "<base64url, no padding>"}
+     "void": {"<seq>": "sha256:<link hex>"}, "signature": "<base64url, no padding>"}
+
+Version 2, what the service writes: the same plus `tree` (the writer's RFC 6962 root over
+positions 0..seq) and `note`, the C2SP signed note of the tree head (tlog-checkpoint
+`<name>/<writer>`, `count`, base64 root) signed by the same key under the key name `<name>`
+(RG_AUDIT_LOG_ORIGIN); its `void` lists every position lost up to `seq` with the lost record's
+digest (not its link):
+
+    {"version": 2, ..., "tree": "sha256:<root hex>", "void": {"<seq>": "sha256:<digest hex>"},
+     "note": "<origin>/<writer>\n<count>\n<base64 root>\n\n— <origin> <base64>\n", ...}
 
 The signature is Ed25519 over the canonical JSON of the object without `signature`: sorted
 keys, separators "," and ":", UTF-8, no ASCII escaping. Anyone holding the writer's public key
@@ -22,7 +32,10 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from app.integrity.note import NoteError, TreeHead, Verifier, open_note, parse_note, sign_note
+
 VERSION = 1
+VERSION_2 = 2
 CHAIN_PREFIX = "sha256:"
 # Far above any real checkpoint (its void lists a second's lost positions, ~80 bytes each) and
 # above Kafka's default record limit (1 MB): longer values are refused before parsing.
@@ -58,8 +71,10 @@ def canonical_json(value: Any) -> bytes:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One checkpoint of a writer; `signature` is empty until `sign()`. `chain` and the
-    values of `void` are 64 hex digits, without the `sha256:` prefix (added on the wire)."""
+    """One checkpoint of a writer; `signature` (and `note`, version 2) empty until `sign()`.
+    `chain`, `tree` and the values of `void` are 64 hex digits, without the `sha256:` prefix
+    (added on the wire); `void` values are links in version 1, digests in version 2. `tree` and
+    `note` are empty in version 1."""
 
     writer: str
     seq: int
@@ -69,6 +84,8 @@ class Checkpoint:
     void: dict[int, str] = field(default_factory=dict)
     signature: str = ""
     version: int = VERSION
+    tree: str = ""
+    note: str = ""
 
     @property
     def count(self) -> int:
@@ -77,7 +94,7 @@ class Checkpoint:
 
     def unsigned_fields(self) -> dict[str, Any]:
         """The JSON object without `signature`: what is signed."""
-        return {
+        fields: dict[str, Any] = {
             "version": self.version,
             "writer": self.writer,
             "seq": self.seq,
@@ -87,6 +104,10 @@ class Checkpoint:
             "key_id": self.key_id,
             "void": {str(seq): CHAIN_PREFIX + link for seq, link in sorted(self.void.items())},
         }
+        if self.version == VERSION_2:
+            fields["tree"] = CHAIN_PREFIX + self.tree
+            fields["note"] = self.note
+        return fields
 
     def signed_bytes(self) -> bytes:
         """The canonical bytes the signature covers."""
@@ -101,9 +122,25 @@ class Checkpoint:
         """The record value on the checkpoints topic."""
         return canonical_json(self.as_json())
 
-    def sign(self, key: Ed25519PrivateKey) -> "Checkpoint":
-        """This checkpoint with its Ed25519 signature."""
-        return replace(self, signature=b64url(key.sign(self.signed_bytes())))
+    def sign(self, key: Ed25519PrivateKey, *, name: str | None = None) -> "Checkpoint":
+        """This checkpoint with its Ed25519 signature; a version 2 one first gets its `note`,
+        signed by `key` under the key name `name` (the log origin, RG_AUDIT_LOG_ORIGIN)."""
+        signed = self
+        if self.version == VERSION_2:
+            if name is None:
+                raise ValueError("a version 2 checkpoint's note needs the key name")
+            signed = replace(self, note=sign_note(self.tree_head(name).text(), name, key))
+        return replace(signed, signature=b64url(key.sign(signed.signed_bytes())))
+
+    def tree_head(self, name: str) -> TreeHead:
+        """The tlog-checkpoint body of a version 2 checkpoint whose key is named `name`:
+        origin `<name>/<writer>`, size `count`, root `tree`."""
+        return TreeHead(f"{name}/{self.writer}", self.count, bytes.fromhex(self.tree))
+
+    @property
+    def key_name(self) -> str:
+        """The key name of a version 2 checkpoint's note (the log origin it was signed for)."""
+        return parse_note(self.note.encode()).signatures[0].name
 
     @classmethod
     def from_json(cls, data: Any) -> "Checkpoint":
@@ -118,8 +155,10 @@ class Checkpoint:
             data = _loads(data)
         if not isinstance(data, dict):
             raise CheckpointFormatError("a checkpoint is a JSON object")
-        if data.keys() != _FIELDS:
-            unknown, absent = data.keys() - _FIELDS, _FIELDS - data.keys()
+        v2 = type(data.get("version")) is int and data["version"] == VERSION_2
+        expected = _FIELDS_V2 if v2 else _FIELDS
+        if data.keys() != expected:
+            unknown, absent = data.keys() - expected, expected - data.keys()
             raise CheckpointFormatError(
                 f"fields not of a checkpoint: {sorted(unknown)[:5]}"
                 if unknown
@@ -141,9 +180,11 @@ class Checkpoint:
             key_id=_typed(data, "key_id", str),
             void=void_seqs,
             signature=_typed(data, "signature", str),
+            tree=_hex_of(data["tree"]) if v2 else "",
+            note=_typed(data, "note", str) if v2 else "",
         )
-        if checkpoint.version != VERSION:
-            raise CheckpointFormatError(f"not a version {VERSION} checkpoint")
+        if checkpoint.version not in (VERSION, VERSION_2):
+            raise CheckpointFormatError(f"not a version {VERSION} or {VERSION_2} checkpoint")
         if not _WRITER.fullmatch(checkpoint.writer):
             raise CheckpointFormatError("writer is not 32 lowercase hex digits")
         if checkpoint.seq < 0:
@@ -151,6 +192,8 @@ class Checkpoint:
         if _typed(data, "count", int) != checkpoint.count:
             raise CheckpointFormatError("count is not seq + 1")
         checkpoint.moment()  # a time that does not parse is a format error, not a late one
+        if v2:
+            _check_note(checkpoint)
         return checkpoint
 
     def moment(self) -> datetime:
@@ -168,9 +211,35 @@ class Checkpoint:
 _FIELDS = frozenset(
     ("version", "writer", "seq", "count", "chain", "time", "key_id", "void", "signature")
 )
+_FIELDS_V2 = _FIELDS | {"tree", "note"}
 _WRITER = re.compile(r"[0-9a-f]{32}")
 _SEQ = re.compile(r"0|[1-9][0-9]*")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_note(checkpoint: Checkpoint) -> None:
+    """A version 2 checkpoint's note says what its fields say: one signature line, by key name
+    `name`; the text exactly the tree head `<name>/<writer>`, `count`, `tree` (no extension)."""
+    try:
+        note = parse_note(checkpoint.note.encode())
+        if len(note.signatures) != 1:
+            raise CheckpointFormatError("the note has not exactly one signature line")
+        head = TreeHead.parse(note.text)
+    except NoteError as exc:
+        raise CheckpointFormatError(f"note: {str(exc)[:100]}") from exc
+    name = note.signatures[0].name
+    expected = checkpoint.tree_head(name)
+    if head.origin != expected.origin:
+        raise CheckpointFormatError(
+            f"the note's origin {head.origin[:80]!r} is not {expected.origin[:80]!r} "
+            "(<key name>/<writer>)"
+        )
+    if head.size != checkpoint.count:
+        raise CheckpointFormatError(f"the note's size {head.size} is not count")
+    if head.root != expected.root:
+        raise CheckpointFormatError("the note's root is not tree")
+    if head.extensions:
+        raise CheckpointFormatError("the note has lines after the root")
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -213,9 +282,16 @@ def _hex_of(link: object) -> str:
 
 
 def new_checkpoint(
-    *, writer: str, seq: int, chain: str, key_id: str, void: dict[int, str] | None = None
+    *,
+    writer: str,
+    seq: int,
+    chain: str,
+    key_id: str,
+    void: dict[int, str] | None = None,
+    tree: bytes | None = None,
 ) -> Checkpoint:
-    """An unsigned checkpoint stamped now."""
+    """An unsigned checkpoint stamped now: version 2 when the tree's root is given (then
+    `void` holds digests), else version 1."""
     return Checkpoint(
         writer=writer,
         seq=seq,
@@ -223,6 +299,8 @@ def new_checkpoint(
         time=rfc3339(datetime.now(UTC)),
         key_id=key_id,
         void=dict(void or {}),
+        version=VERSION if tree is None else VERSION_2,
+        tree="" if tree is None else tree.hex(),
     )
 
 
@@ -231,5 +309,17 @@ def verify_signature(checkpoint: Checkpoint, key: Ed25519PublicKey) -> bool:
     try:
         key.verify(unb64url(checkpoint.signature), checkpoint.signed_bytes())
     except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def verify_note(checkpoint: Checkpoint, key: Ed25519PublicKey) -> bool:
+    """True when a version 2 checkpoint's note opens with `key` under its key name (True for
+    version 1, which has none). `from_json` checked that the note says what the JSON says."""
+    if checkpoint.version != VERSION_2:
+        return True
+    try:
+        open_note(checkpoint.note.encode(), [Verifier.of(checkpoint.key_name, key)])
+    except (NoteError, IndexError):
         return False
     return True

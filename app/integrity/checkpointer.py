@@ -1,14 +1,17 @@
 """Writes signed checkpoints of this writer's chain to the checkpoints topic.
 
 Every RG_AUDIT_CHECKPOINT_S the checkpointer asks the chain for its durable head (the highest
-seq with every seq below it acknowledged or spooled) and for the positions lost since the last
-call (`void`); when either is new it signs a checkpoint and writes it, keyed by the writer id,
-with the service's producer (acks=all). It writes once more at shutdown, after the producer's
-flush, so the last records are covered. A failed write is logged and retried at the next tick,
-its void positions kept. The latest checkpoint written is kept for GET /audit/checkpoint.
+seq with every seq up to it stored or lost), the root of its tree over positions 0..seq and
+every position lost up to it (`void`); when the head advanced it signs a checkpoint (version 2:
+the JSON and its C2SP note, docs/integrity.md) and writes it, keyed by the writer id, with the
+service's producer (acks=all). A lost position is settled, so the head passes it only once it
+is known: the void list of a seq never changes, and an advance is the only news. It writes
+once more at shutdown, after the producer's flush, so the last records are covered. A failed
+write is logged and retried at the next tick. The latest checkpoint written is kept for GET
+/audit/checkpoint.
 
-The chain is anything with `writer_id`, `durable_head()` and `take_void()` (`ChainSource`):
-app/integrity/chain.py's `ChainWriter`, or in unit tests positions given directly.
+The chain is anything with `writer_id` and `durable()` (`ChainSource`): app/integrity/chain.py's
+`ChainWriter`, or in unit tests heads given directly.
 """
 
 import asyncio
@@ -27,14 +30,21 @@ from app.tasks import BackgroundTask
 logger = logging.getLogger(__name__)
 
 
-class Position(Protocol):
-    """A chain position: `seq` and its link `chain` (64 hex)."""
+class Head(Protocol):
+    """A durable head: `seq`, its link `chain` (64 hex), the `tree` root (32 bytes) over
+    positions 0..seq and the `void` positions up to seq (seq -> digest, 64 hex)."""
 
     @property
     def seq(self) -> int: ...
 
     @property
     def chain(self) -> str: ...
+
+    @property
+    def tree(self) -> bytes: ...
+
+    @property
+    def void(self) -> dict[int, str]: ...
 
 
 class ChainSource(Protocol):
@@ -43,9 +53,7 @@ class ChainSource(Protocol):
     @property
     def writer_id(self) -> str: ...
 
-    def durable_head(self) -> Position | None: ...
-
-    def take_void(self) -> dict[int, str]: ...
+    def durable(self) -> Head | None: ...
 
 
 # Writes one checkpoint's record (key: the writer id) and returns once it is acknowledged.
@@ -53,7 +61,8 @@ WriteRecord = Callable[[str, bytes], Awaitable[None]]
 
 
 class Checkpointer:
-    """Signs and writes checkpoints of `chain` every `interval_s` while something is new."""
+    """Signs and writes checkpoints of `chain` every `interval_s` while something is new; the
+    notes are signed under the key name `origin` (RG_AUDIT_LOG_ORIGIN)."""
 
     def __init__(
         self,
@@ -61,17 +70,17 @@ class Checkpointer:
         key: SigningKey,
         write: WriteRecord,
         *,
+        origin: str,
         interval_s: float,
         on_written: Callable[[Checkpoint], None] = lambda _: None,
     ) -> None:
         self._chain = chain
         self._key = key
         self._write = write
+        self._origin = origin
         self._interval_s = interval_s
         self._on_written = on_written
         self._task = BackgroundTask("checkpointer", self._run)
-        # Void positions taken from the chain but not yet in a written checkpoint.
-        self._void: dict[int, str] = {}
         self._lock = asyncio.Lock()
         self.latest: Checkpoint | None = None
         self.written = 0
@@ -91,24 +100,23 @@ class Checkpointer:
             logger.error("last checkpoint of writer %s not written: %s", self._chain.writer_id, exc)
 
     async def checkpoint(self) -> Checkpoint | None:
-        """Write a checkpoint when the durable head advanced or void positions appeared since
-        the last one; returns it, or None when nothing was new. Raises what the write raised."""
+        """Write a checkpoint when the durable head advanced since the last one; returns it, or
+        None when nothing was new. Raises what the write raised."""
         async with self._lock:
-            self._void.update(self._chain.take_void())
-            head = self._chain.durable_head()
+            head = self._chain.durable()
             if head is None:
                 return None
-            if self.latest is not None and head.seq <= self.latest.seq and not self._void:
+            if self.latest is not None and head.seq <= self.latest.seq:
                 return None
             checkpoint = new_checkpoint(
                 writer=self._chain.writer_id,
                 seq=head.seq,
                 chain=head.chain,
                 key_id=self._key.key_id,
-                void=self._void,
-            ).sign(self._key.private)
+                void=head.void,
+                tree=head.tree,
+            ).sign(self._key.private, name=self._origin)
             await self._write(checkpoint.writer, checkpoint.to_bytes())
-            self._void = {}
             self.latest = checkpoint
             self.written += 1
             self._on_written(checkpoint)
@@ -204,7 +212,11 @@ class Checkpoints:
         self.public_keys = public_keys(self.key, settings.audit_retired_keys_dir)
         if self.key is not None and self.chain is not None:
             self.checkpointer = Checkpointer(
-                self.chain, self.key, self._write, interval_s=settings.audit_checkpoint_s
+                self.chain,
+                self.key,
+                self._write,
+                origin=settings.log_origin,
+                interval_s=settings.audit_checkpoint_s,
             )
 
     def start(self) -> None:

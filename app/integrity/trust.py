@@ -2,8 +2,9 @@
 
 Checkpoints are fed in the order of the checkpoints topic (one partition: the order they were
 written). A checkpoint is trusted when
-- its `key_id` names a key given, and the signature over its signed bytes verifies with it
-  (else `bad_signature`);
+- its `key_id` names a key given, and the signature over its signed bytes verifies with it,
+  and (version 2) its note opens with that same key under the note's key name (else
+  `bad_signature`);
 - its `time` is inside the key's validity: a retired key has an end (`until`, from
   `<key_id>.until` in RG_AUDIT_RETIRED_KEYS_DIR or `verify --public-key FILE@UNTIL`), and a
   checkpoint dated after it, or read after a trusted checkpoint dated after it (so written after
@@ -19,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.integrity.checkpoint import Checkpoint, rfc3339, verify_signature
+from app.integrity.checkpoint import Checkpoint, rfc3339, verify_note, verify_signature
 from app.integrity.keys import PublicKey
 
 
@@ -44,11 +45,10 @@ class CheckpointTrust:
     def check(self, checkpoint: Checkpoint) -> Untrusted | None:
         """Whether to trust `checkpoint`, read after the ones checked before."""
         key_id, writer = checkpoint.key_id, checkpoint.writer
-        key = self._keys.get(key_id)
-        if key is None:
-            return Untrusted("bad_signature", f"unknown key id {key_id!r}")
-        if not verify_signature(checkpoint, key.key):
-            return Untrusted("bad_signature", f"signature does not verify with key {key_id!r}")
+        bad = self._bad_signature(checkpoint)
+        if bad is not None:
+            return Untrusted("bad_signature", bad)
+        key = self._keys[key_id]
         moment = checkpoint.moment()
         if key.until is not None:
             until = rfc3339(key.until)
@@ -74,4 +74,16 @@ class CheckpointTrust:
             del self._writer_keys[next(iter(self._writer_keys))]
         if self._latest is None or moment > self._latest:
             self._latest = moment
+        return None
+
+    def _bad_signature(self, checkpoint: Checkpoint) -> str | None:
+        """Why `checkpoint` is not signed by the key its `key_id` names, or None."""
+        key_id = checkpoint.key_id
+        key = self._keys.get(key_id)
+        if key is None:
+            return f"unknown key id {key_id!r}"
+        if not verify_signature(checkpoint, key.key):
+            return f"signature does not verify with key {key_id!r}"
+        if not verify_note(checkpoint, key.key):
+            return f"note does not open with key {key_id!r}"
         return None

@@ -1,4 +1,5 @@
-"""Checking an audit trail against its hash chains and signed checkpoints (integrity spec v1).
+"""Checking an audit trail against its hash chains, its writers' Merkle trees and signed
+checkpoints (versions 1 and 2, docs/integrity.md).
 
 The verifier is fed the records of the audit topic and of the checkpoints topic in any order
 (`add_record`, `add_checkpoint`), then `finish()` returns a `Report`. It knows nothing of the
@@ -6,9 +7,11 @@ service: only the record headers, `link_of` and the checkpoint format of the spe
 
 Per record the hot path is one SHA-256 of the value and a scan of the headers; the chain links
 are checked in `finish()`, per writer in seq order, because one writer's records are spread over
-partitions and arrive in any order. Memory: one small tuple per record, `seq -> (digest, link,
-partition, offset, flags)` per writer — about 430 bytes a record (measured), so two million
-records take about a gigabyte; longer trails are verified in windows (`--since`).
+partitions and arrive in any order. The same walk recomputes the writer's tree (a frontier,
+app/integrity/tree_check.py) to check the `tree` of its version 2 checkpoints, in log2 n
+hashes per writer. Memory: one small tuple per record, `seq -> (digest, link, partition,
+offset, flags)` per writer — about 430 bytes a record (measured), so two million records take
+about a gigabyte; longer trails are verified in windows (`--since`).
 
 Kinds of problem (each with where it was found):
     altered        rg-digest does not match SHA-256 of the value (of its JSON, when framed)
@@ -16,9 +19,11 @@ Kinds of problem (each with where it was found):
     missing        seqs absent from a writer's chain that no checkpoint covers or lists as void
     truncated      seqs a signed checkpoint covers whose records are not there
     conflict       two different records (or a checkpoint and a record) at one writer position,
-                   or a record at a position a trusted checkpoint lists as void
+                   a record at a position a trusted checkpoint lists as void, or a version 2
+                   checkpoint whose tree is not the root of the trail's positions 0..seq
     duplicate      the same record twice (at-least-once retries; not tampering)
-    bad_signature  a checkpoint whose signature does not verify or whose key id is unknown
+    bad_signature  a checkpoint whose signature (or version 2 note) does not verify, or whose
+                   key id is unknown
     malformed_checkpoint  a record of the checkpoints topic that is not a checkpoint (any bytes:
                    not UTF-8, not JSON, nested too deep, fields missing or of the wrong type)
     expired_key    a checkpoint signed with a retired key after its end of validity (dated
@@ -27,9 +32,10 @@ Kinds of problem (each with where it was found):
     receipt        a receipt a client kept that the trail does not bear out
     unsigned       no trusted checkpoint at all, when checkpoints are required (`require_signed`:
                    `verify --require-signed`, or public keys given)
-Only trusted checkpoints count: what they cover and the void positions they list.
-Warnings: `not_covered` (records after a writer's last checkpoint) and `unsigned` (no checkpoints,
-when they are not required).
+Only trusted checkpoints count: what they cover and the void positions they list (version 1: with
+their links; version 2: every lost position up to the checkpoint's seq, with the lost record's
+digest, from which the walk computes the link). Warnings: `not_covered` (records after a
+writer's last checkpoint) and `unsigned` (no checkpoints, when they are not required).
 """
 
 import hashlib
@@ -43,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from app.integrity.chain import GENESIS, link_of
 from app.integrity.checkpoint import Checkpoint, CheckpointFormatError
 from app.integrity.keys import PublicKey
+from app.integrity.tree_check import SignedRoot, TreeCheck
 from app.integrity.trust import CheckpointTrust
 from app.kafka.serde import unframed
 
@@ -165,7 +172,27 @@ class _Checkpoint:
     writer: str
     seq: int
     chain: str  # 64 hex
-    void: dict[int, str]
+    void: dict[int, str]  # seq -> link (version 1) or digest (version 2), 64 hex
+    tree: bytes | None = None  # version 2: the root over positions 0..seq
+
+    @property
+    def void_links(self) -> dict[int, str]:
+        return self.void if self.tree is None else {}
+
+    @property
+    def void_digests(self) -> dict[int, str]:
+        return {} if self.tree is None else self.void
+
+
+@dataclass
+class _Voids:
+    """A writer's void positions as its trusted checkpoints list them."""
+
+    links: dict[int, str] = field(default_factory=dict)  # version 1
+    digests: dict[int, str] = field(default_factory=dict)  # version 2
+
+    def __contains__(self, seq: int) -> bool:
+        return seq in self.links or seq in self.digests
 
 
 class Verifier:
@@ -197,6 +224,10 @@ class Verifier:
         self._writers: dict[str, dict[int, Entry]] = {}
         self._extra: dict[tuple[str, int], list[Entry]] = {}
         self._checkpoints: list[_Checkpoint] = []
+        # Version 2 voids already listed by a trusted checkpoint, per writer: each checkpoint
+        # repeats every earlier one, so only what is new is kept with it (memory and the void
+        # check stay in the number of lost positions, not times the checkpoints).
+        self._listed: dict[str, dict[int, str]] = {}
         self._receipts: list[tuple[str, Mapping[str, Any]]] = []
         self._wanted: dict[tuple[int, int], tuple[str | None, ...] | None] = {}
         self._report = Report()
@@ -282,9 +313,21 @@ class Verifier:
             )
             return
         report.checkpoints_valid += 1
+        void = checkpoint.void
+        if checkpoint.tree:
+            listed = self._listed.setdefault(writer, {})
+            void = {s: digest for s, digest in void.items() if listed.get(s) != digest}
+            listed.update(void)
         self._checkpoints.append(
             _Checkpoint(
-                topic or "", partition, offset, writer, seq, checkpoint.chain, checkpoint.void
+                topic or "",
+                partition,
+                offset,
+                writer,
+                seq,
+                checkpoint.chain,
+                void,
+                bytes.fromhex(checkpoint.tree) if checkpoint.tree else None,
             )
         )
 
@@ -300,14 +343,26 @@ class Verifier:
         report.writers = len(self._writers)
         report.signed = bool(self._checkpoints)
         covered: dict[str, _Checkpoint] = {}
-        voids: dict[str, dict[int, str]] = {}
+        voids: dict[str, _Voids] = {}
+        roots: dict[str, list[SignedRoot[_Checkpoint]]] = {}
         for checkpoint in self._checkpoints:
-            voids.setdefault(checkpoint.writer, {}).update(checkpoint.void)
+            void = voids.setdefault(checkpoint.writer, _Voids())
+            void.links.update(checkpoint.void_links)
+            void.digests.update(checkpoint.void_digests)
+            if checkpoint.tree is not None:
+                roots.setdefault(checkpoint.writer, []).append(
+                    SignedRoot(checkpoint.seq, checkpoint.chain, checkpoint.tree, checkpoint)
+                )
             best = covered.get(checkpoint.writer)
             if best is None or checkpoint.seq > best.seq:
                 covered[checkpoint.writer] = checkpoint
         for writer, positions in self._writers.items():
-            self._walk(writer, positions, voids.get(writer, {}), covered.get(writer))
+            # The tree is recomputed from position 0: not from a window (--since).
+            signed = roots.get(writer) if self._from_start else None
+            tree = TreeCheck(writer, signed) if signed else None
+            self._walk(writer, positions, voids.get(writer, _Voids()), covered.get(writer), tree)
+            if tree is not None:
+                self._report_trees(writer, tree)
         if self._from_start:
             # A writer whose checkpoints cover records of which none is left.
             for writer, checkpoint in covered.items():
@@ -330,8 +385,9 @@ class Verifier:
         self,
         writer: str,
         positions: dict[int, Entry],
-        void: dict[int, str],
+        void: _Voids,
         checkpoint: _Checkpoint | None,
+        tree: TreeCheck[_Checkpoint] | None,
     ) -> None:
         report = self._report
         extra = self._extra
@@ -349,6 +405,7 @@ class Verifier:
                     prev=prev,
                     after=positions[seq],
                     checkpoint=checkpoint,
+                    tree=tree,
                 )
             entry = positions[seq]
             others = extra.get((writer, seq))
@@ -370,6 +427,8 @@ class Verifier:
                 prev = None
             else:
                 prev = link
+            if tree is not None:
+                tree.add(seq, entry[_DIGEST], link)
             expected = seq + 1
         last = seqs[-1]
         if covered_to > last:
@@ -381,6 +440,7 @@ class Verifier:
                 prev=prev,
                 after=None,
                 checkpoint=checkpoint,
+                tree=tree,
             )
         if report.signed and last > covered_to:
             first_uncovered = max(covered_to + 1, seqs[0])
@@ -405,25 +465,38 @@ class Verifier:
         start: int,
         stop: int,
         *,
-        void: dict[int, str],
+        void: _Voids,
         prev: str | None,
         after: Entry | None,
         checkpoint: _Checkpoint | None,
+        tree: TreeCheck[_Checkpoint] | None,
     ) -> str | None:
         """Seqs start..stop-1 have no record: continue through void positions, report the rest
         (truncated when a checkpoint covers them, else missing); return the link before stop."""
         covered_to = checkpoint.seq if checkpoint is not None else -1
         run_start: int | None = None
         for seq in range(start, stop):
-            link = void.get(seq)
-            if link is not None:
+            if seq in void:
                 if run_start is not None:
                     self._gap_run(
                         writer, run_start, seq - 1, covered_to, after=after, checkpoint=checkpoint
                     )
                     run_start = None
-                prev = link
+                # Version 1 lists the link; version 2 the lost record's digest, its link
+                # following from the one before (unknown after a break).
+                digest = void.digests.get(seq)
+                computed = None
+                if digest is not None and prev is not None:
+                    computed = link_of(writer, seq, prev, digest)
+                prev = void.links.get(seq, computed)
+                if tree is not None:
+                    if digest is None:
+                        tree.broken()
+                    else:
+                        tree.add(seq, digest, prev)
                 continue
+            if tree is not None:
+                tree.broken()
             if run_start is None:
                 run_start = seq
             prev = None
@@ -486,6 +559,27 @@ class Verifier:
         self._report.problems.append(
             Finding(kind, detail, topic, partition, offset, writer=writer, seq=first, last_seq=last)
         )
+
+    def _report_trees(self, writer: str, tree: TreeCheck[_Checkpoint]) -> None:
+        for mismatch in tree.mismatches:
+            checkpoint = mismatch.head.ref
+            since = (
+                f"; the tree of seq {mismatch.matched} (an earlier checkpoint) matches"
+                if mismatch.matched >= 0
+                else ""
+            )
+            self._report.problems.append(
+                Finding(
+                    "conflict",
+                    f"the tree of this signed checkpoint is not the root of the trail's "
+                    f"positions 0..{checkpoint.seq} (its chain link is the trail's){since}",
+                    checkpoint.topic,
+                    checkpoint.partition,
+                    checkpoint.offset,
+                    writer,
+                    checkpoint.seq,
+                )
+            )
 
     def _settle(
         self, writer: str, seq: int, prev: str | None, first: Entry, others: list[Entry]

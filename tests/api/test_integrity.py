@@ -18,7 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from app.integrity.checkpoint import Checkpoint, verify_signature
+from app.integrity.checkpoint import Checkpoint, verify_note, verify_signature
+from app.integrity.note import Verifier, open_note
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
@@ -99,19 +100,27 @@ async def test_unit_chain_checkpoints_verify_with_the_served_key_and_only_when_n
             ("old-key", False, "ed25519"),
         ]
         assert keys[1]["public_key_pem"] == old_public.read_text()
+        # The same keys in C2SP verifier-key form, named by the default log origin.
+        verifiers = [Verifier.parse(k["verifier_key"]) for k in keys]
+        assert [v.name for v in verifiers] == [f"ractogateway-kafka/{topic}"] * 2
         assert (await client.post("/audit", json=EVENT)).status_code == 201
-        chain.head = At(0, "1f" * 32)
+        chain.head, chain.tree = At(0, "1f" * 32), b"\x1f" * 32
         await eventually(lambda: services.checkpoints.written == 1)
         answer = await client.get("/audit/checkpoint")
         assert answer.status_code == 200
         checkpoint = Checkpoint.from_json(answer.json())
-        assert (checkpoint.writer, checkpoint.seq, checkpoint.chain) == (
+        assert (checkpoint.version, checkpoint.writer, checkpoint.seq, checkpoint.chain) == (
+            2,
             chain.writer_id,
             0,
             "1f" * 32,
         )
+        assert answer.json()["tree"] == "sha256:" + "1f" * 32
         public = load_pem_public_key(keys[0]["public_key_pem"].encode())
         assert verify_signature(checkpoint, public)  # type: ignore[arg-type]
+        assert verify_note(checkpoint, public)  # type: ignore[arg-type]
+        opened = open_note(checkpoint.note.encode(), verifiers[:1])
+        assert opened.text.startswith(f"ractogateway-kafka/{topic}/{chain.writer_id}\n1\n")
         await asyncio.sleep(0.5)  # ten ticks with nothing new
         assert services.checkpoints.written == 1
         metrics = (await client.get("/metrics")).text
@@ -137,11 +146,13 @@ async def test_unit_chain_the_last_checkpoint_is_written_at_shutdown(
         audit_topic=topic,
         audit_signing_key_file=key_file,
         audit_checkpoint_s=3600,  # the timer never fires: only the shutdown writes
+        audit_log_origin="audit.example.com/trail",
     ) as (client, services):
         assert (await client.post("/audit", json=EVENT)).status_code == 201
         chain.head = At(0, "2e" * 32)
         chain.void = {}
         assert services.checkpoints.written == 0
+        (served,) = (await client.get("/audit/keys")).json()["keys"]
     (record,) = await records_of(kafka_bootstrap, f"{topic}.checkpoints")
     written = Checkpoint.from_json(record.value)
     assert (written.seq, written.chain, written.key_id) == (
@@ -150,6 +161,10 @@ async def test_unit_chain_the_last_checkpoint_is_written_at_shutdown(
         services.checkpoints.public_keys[0].key_id,
     )
     assert verify_signature(written, services.checkpoints.public_keys[0].key)
+    # The note is signed under RG_AUDIT_LOG_ORIGIN: the served verifier key opens it.
+    assert written.key_name == "audit.example.com/trail"
+    opened = open_note(written.note.encode(), [Verifier.parse(served["verifier_key"])])
+    assert opened.text.startswith(f"audit.example.com/trail/{chain.writer_id}\n1\n")
 
 
 async def test_without_a_key_no_checkpoints_and_404_unsigned(

@@ -1,9 +1,11 @@
 """Audit trails built by hand from the integrity spec (not from the service's code): chained
-records, signed checkpoints, and an independent producer that writes them to a topic."""
+records, the writers' Merkle trees, signed checkpoints (versions 1 and 2, with their C2SP notes),
+and an independent producer that writes them to a topic."""
 
 import base64
 import hashlib
 import json
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field, replace
@@ -38,6 +40,33 @@ class Record:
         return next(v.decode() for n, v in self.headers if n == name)
 
 
+DOC = Path(__file__).parents[2] / "docs" / "integrity.md"
+
+
+def doc_vector(heading: str) -> dict[str, Any]:
+    """The first JSON block under the `## <heading>` of docs/integrity.md."""
+    text = DOC.read_text(encoding="utf-8").split(f"\n## {heading}\n", 1)[1]
+    match = re.search(r"```json\n(.*?)\n```", text, re.DOTALL)
+    assert match is not None, heading
+    data: dict[str, Any] = json.loads(match.group(1))
+    return data
+
+
+def spec_leaf(writer: str, seq: int, digest_hex: str) -> bytes:
+    """The spec's leaf entry of a position (docs/integrity.md), written out here on its own."""
+    return f"rg-leaf-v1\n{writer}\n{seq}\n{digest_hex}".encode()
+
+
+def spec_root(entries: list[bytes]) -> bytes:
+    """RFC 6962's Merkle tree hash of `entries`, by its recursive definition (no app code)."""
+    if not entries:
+        return hashlib.sha256(b"").digest()
+    if len(entries) == 1:
+        return hashlib.sha256(b"\x00" + entries[0]).digest()
+    k = 1 << ((len(entries) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + spec_root(entries[:k]) + spec_root(entries[k:])).digest()
+
+
 def spec_link(writer: str, seq: int, prev: str, digest_hex: str) -> str:
     """The spec's link, written out here on its own so the tests do not trust app code."""
     return hashlib.sha256(
@@ -52,15 +81,34 @@ class ChainedWriter:
     writer: str = field(default_factory=lambda: secrets.token_hex(16))
     seq: int = -1
     link: str = "0" * 64
+    # The digest of every position, stored or lost: the tree's leaves.
+    digests: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
 
     def record(self, body: dict[str, Any] | None = None) -> Record:
         """The next record of this writer's chain."""
         event = body or {"event_id": str(uuid.uuid4()), "prompt": "hello", "response": "hi"}
         value = json.dumps(event, sort_keys=True, separators=(",", ":")).encode()
         digest = hashlib.sha256(value).hexdigest()
+        self._advance(digest)
+        return Record(value, chain_headers(self.writer, self.seq, digest, self.link))
+
+    def lose(self) -> str:
+        """A position whose record was lost for good (never written); its digest."""
+        digest = hashlib.sha256(f"lost {self.writer} {self.seq + 1}".encode()).hexdigest()
+        self._advance(digest)
+        return digest
+
+    def _advance(self, digest: str) -> None:
         self.seq += 1
         self.link = spec_link(self.writer, self.seq, self.link, digest)
-        return Record(value, chain_headers(self.writer, self.seq, digest, self.link))
+        self.digests.append(digest)
+        self.links.append(self.link)
+
+    def tree(self, seq: int | None = None) -> bytes:
+        """The root of this writer's tree over positions 0..seq (default: all)."""
+        last = self.seq if seq is None else seq
+        return spec_root([spec_leaf(self.writer, n, self.digests[n]) for n in range(last + 1)])
 
     def records(self, count: int) -> list[Record]:
         """`count` next records."""
@@ -126,6 +174,63 @@ class SigningKey:
         signature = self.private.sign(signed.encode())
         body["signature"] = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
         return body
+
+
+def spec_note(text: str, name: str, private: Ed25519PrivateKey) -> str:
+    """`text` as a C2SP signed note with one Ed25519 signature line named `name`."""
+    raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    key_hash = hashlib.sha256(name.encode() + b"\n\x01" + raw).digest()[:4]
+    signature = base64.b64encode(key_hash + private.sign(text.encode())).decode()
+    return f"{text}\n\u2014 {name} {signature}\n"
+
+
+def spec_verifier_key(name: str, private: Ed25519PrivateKey) -> str:
+    """The C2SP verifier key of `private`'s public key under the key name `name`."""
+    raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    key_hash = hashlib.sha256(name.encode() + b"\n\x01" + raw).digest()[:4]
+    encoded = base64.b64encode(b"\x01" + raw).decode()
+    return f"{name}+{key_hash.hex()}+{encoded}"
+
+
+ORIGIN = "example.test/audit"
+
+
+def sign_json(private: Ed25519PrivateKey, body: dict[str, Any]) -> dict[str, Any]:
+    """`body` with its `signature`: Ed25519 over its canonical JSON without it."""
+    unsigned = {k: v for k, v in body.items() if k != "signature"}
+    signed = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    signature = base64.urlsafe_b64encode(private.sign(signed.encode())).rstrip(b"=").decode()
+    return {**unsigned, "signature": signature}
+
+
+def checkpoint_v2(
+    key: "SigningKey",
+    writer: ChainedWriter,
+    void: dict[int, str] | None = None,
+    *,
+    seq: int | None = None,
+    tree: bytes | None = None,
+    origin: str = ORIGIN,
+    at: str | None = None,
+) -> dict[str, Any]:
+    """A signed version 2 checkpoint of `writer` at `seq` (default: where it stands): its
+    tree's root (or `tree`), `void` (seq -> digest) and the C2SP note of the tree head."""
+    last = writer.seq if seq is None else seq
+    root = writer.tree(last) if tree is None else tree
+    text = f"{origin}/{writer.writer}\n{last + 1}\n{base64.b64encode(root).decode()}\n"
+    body: dict[str, Any] = {
+        "version": 2,
+        "writer": writer.writer,
+        "seq": last,
+        "count": last + 1,
+        "chain": f"sha256:{writer.links[last]}",
+        "tree": f"sha256:{root.hex()}",
+        "time": at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "key_id": key.key_id,
+        "void": {str(s): f"sha256:{digest}" for s, digest in sorted((void or {}).items())},
+        "note": spec_note(text, origin, key.private),
+    }
+    return sign_json(key.private, body)
 
 
 def checkpoint_record(checkpoint: dict[str, Any]) -> Record:

@@ -1,5 +1,5 @@
 """The chain construction: the test vectors of docs/integrity.md, and `ChainWriter`'s
-bookkeeping (release, settlement out of order, void)."""
+bookkeeping (release, settlement out of order, void, the tree over positions 0..head)."""
 
 import hashlib
 import json
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from app.integrity import GENESIS, ChainWriter, link_of
+from app.integrity.merkle import EMPTY_ROOT, Frontier, MerkleTree, leaf_entry, leaf_hash
 
 DOC = Path(__file__).parents[2] / "docs" / "integrity.md"
 
@@ -95,29 +96,86 @@ def test_unit_durable_head_waits_for_every_earlier_position() -> None:
     assert after.chain == link_of("c" * 32, 5, positions[4].chain, "f" * 64)
 
 
-def test_unit_take_void_lists_lost_positions_once() -> None:
+def test_unit_void_lists_every_lost_position_up_to_the_head_with_its_digest() -> None:
     chain = ChainWriter("d" * 32)
     positions = [chain.append(f"{n:064x}") for n in range(3)]
     chain.settled(0, stored=False)
     chain.settled(2, stored=False)
     chain.settled(2, stored=True)  # only the first settlement counts
-    assert chain.take_void() == {0: positions[0].chain, 2: positions[2].chain}
-    assert chain.take_void() == {}
+    head = chain.durable()
+    assert head is not None
+    assert (head.seq, head.void) == (0, {0: f"{0:064x}"})  # 2 is above the head
     assert chain.lost == 2
     chain.settled(1, stored=True)
-    assert chain.durable_head() == positions[2]
+    head = chain.durable()
+    assert head is not None
+    assert (head.seq, head.chain) == (2, positions[2].chain)
+    assert head.void == {0: f"{0:064x}", 2: f"{2:064x}"}
+    # Cumulative: every later head lists them again, one kept checkpoint explains them all.
+    chain.settled(chain.append("e" * 64).seq, stored=True)
+    later = chain.durable()
+    assert later is not None
+    assert later.void == head.void
+
+
+def test_unit_the_tree_has_one_leaf_per_position_up_to_the_head_stored_or_lost() -> None:
+    writer = "e" * 32
+    chain = ChainWriter(writer)
+    assert chain.durable() is None
+    digests = [hashlib.sha256(bytes([n])).hexdigest() for n in range(40)]
+    reference = MerkleTree()
+    released = chain.append("9" * 64)
+    assert chain.release(released)  # taken back: no leaf
+    positions = [chain.append(digest) for digest in digests]
+    # Settled out of order, some lost: the tree follows seq order, and a lost position's leaf
+    # commits to the lost record's digest.
+    for seq in [*range(1, 40, 2), *range(0, 40, 2)]:
+        chain.settled(seq, stored=seq % 7 != 3)
+        head = chain.durable()
+        expected_seq = -1 if head is None else head.seq
+        while len(reference) <= expected_seq:
+            n = len(reference)
+            reference.append(leaf_entry(writer, n, digests[n]))
+        if head is not None:
+            assert head.tree == reference.root(head.seq + 1)
+            assert head.chain == positions[head.seq].chain
+    head = chain.durable()
+    assert head is not None
+    assert head.seq == 39
+    assert head.void == {seq: digests[seq] for seq in range(40) if seq % 7 == 3}
+    assert head.tree == reference.root()
+    assert chain._digests == {}  # nothing kept below the head
+    assert Frontier().root() == EMPTY_ROOT
 
 
 def test_unit_append_and_settle_cost_prints_its_figure() -> None:
-    # The hot path's share: one SHA-256 of ~200 bytes and a few dict operations per record.
+    # The hot path's share: one SHA-256 of ~200 bytes for the link, a leaf hash and on average
+    # one node hash for the tree, and a few dict operations per record.
     chain = ChainWriter()
     records = 100_000
     started = time.process_time()
     for n in range(records):
         chain.settled(chain.append(f"{n:064x}").seq, stored=True)
     took = time.process_time() - started
-    print(f"\n[chain] append + settle: {took / records * 1e6:.2f} us CPU per record ({records})")
-    head = chain.durable_head()
+    # The same work without the tree: the chain's share, to tell the tree's cost.
+    started = time.process_time()
+    prev = GENESIS
+    for n in range(records):
+        prev = link_of(chain.writer_id, n, prev, f"{n:064x}")
+    chain_only = time.process_time() - started
+    tree = Frontier()
+    started = time.process_time()
+    for n in range(records):
+        tree.append_hash(leaf_hash(leaf_entry(chain.writer_id, n, f"{n:064x}")))
+    tree_only = time.process_time() - started
+    print(
+        f"\n[chain] append + settle: {took / records * 1e6:.2f} us CPU per record ({records}); "
+        f"links alone {chain_only / records * 1e6:.2f} us, tree alone "
+        f"{tree_only / records * 1e6:.2f} us"
+    )
+    head = chain.durable()
     assert head is not None
     assert head.seq == records - 1
+    assert head.tree == tree.root()
     assert len(chain._links) == 1  # nothing kept below the head
+    assert chain._digests == {}

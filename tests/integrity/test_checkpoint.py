@@ -1,18 +1,27 @@
 """Checkpoints: the JSON of the spec, signing and verifying, a tampered one failing."""
 
+import hashlib
 import json
 import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from app.integrity.chain import GENESIS, link_of
 from app.integrity.checkpoint import (
     Checkpoint,
     CheckpointFormatError,
     canonical_json,
     new_checkpoint,
+    verify_note,
     verify_signature,
 )
+from app.integrity.keys import derived_key_id
+from app.integrity.merkle import MerkleTree, leaf_entry, leaf_hash
+from app.integrity.note import TreeHead, Verifier, open_note, sign_note, verifier_key
+from tests.helpers.integrity import doc_vector
+from tests.helpers.tlog import TlogCheck
 
 WRITER = "0123456789abcdef0123456789abcdef"
 LINK = "ab" * 32
@@ -164,3 +173,144 @@ def test_unit_unknown_fields_and_duplicate_keys_are_format_errors() -> None:
         with pytest.raises(CheckpointFormatError):
             Checkpoint.from_json(value)
     assert Checkpoint.from_json(genuine).to_bytes() == genuine
+
+
+# -- version 2 -------------------------------------------------------------------------------
+
+ORIGIN = "example.test/audit"
+ROOT = bytes(range(32))
+
+
+def signed_v2(key: Ed25519PrivateKey, void: dict[int, str] | None = None) -> Checkpoint:
+    return new_checkpoint(
+        writer=WRITER, seq=41, chain=LINK, key_id="k1", tree=ROOT, void=void
+    ).sign(key, name=ORIGIN)
+
+
+def test_a_v2_checkpoint_carries_its_tree_and_a_note_that_says_the_same() -> None:
+    key = Ed25519PrivateKey.generate()
+    checkpoint = signed_v2(key, void={7: "cd" * 32})
+    parsed = Checkpoint.from_json(checkpoint.to_bytes())
+    assert parsed == checkpoint
+    assert verify_signature(parsed, key.public_key())
+    assert verify_note(parsed, key.public_key())
+    body = json.loads(checkpoint.to_bytes())
+    assert set(body) == {
+        "version", "writer", "seq", "count", "chain", "tree", "time", "key_id", "void", "note",
+        "signature",
+    }  # fmt: skip
+    assert (body["version"], body["tree"]) == (2, "sha256:" + ROOT.hex())
+    assert body["void"] == {"7": "sha256:" + "cd" * 32}
+    note = open_note(body["note"].encode(), [Verifier.of(ORIGIN, key.public_key())])
+    assert note.text == TreeHead(f"{ORIGIN}/{WRITER}", 42, ROOT).text()
+    assert note.text == f"{ORIGIN}/{WRITER}\n42\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"
+    assert parsed.key_name == ORIGIN
+    assert not verify_note(parsed, Ed25519PrivateKey.generate().public_key())
+    with pytest.raises(ValueError, match="key name"):
+        new_checkpoint(writer=WRITER, seq=0, chain=LINK, key_id="k1", tree=ROOT).sign(key)
+
+
+B64_ROOT = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+HEAD = f"{ORIGIN}/{WRITER}\n42\n{B64_ROOT}\n"
+OTHER_SIGNATURE = "\u2014 other " + "A" * 88 + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "extra"),
+    [
+        (HEAD.replace(WRITER, "f" * 32), ORIGIN, ""),  # another writer
+        (HEAD.replace("\n42\n", "\n41\n"), ORIGIN, ""),  # size not count
+        (HEAD.replace("Hh8=", "Hh4="), ORIGIN, ""),  # root not tree
+        (HEAD.replace("\n42\n", "\n042\n"), ORIGIN, ""),  # size with a leading zero
+        (HEAD + "x\n", ORIGIN, ""),  # an extension line
+        (HEAD, "other", ""),  # origin not <key name>/<writer>
+        (HEAD, ORIGIN, OTHER_SIGNATURE),  # two signature lines
+        ("", ORIGIN, "not a note"),
+    ],
+)
+def test_unit_a_v2_note_that_does_not_say_what_the_json_says_is_a_format_error(
+    text: str, name: str, extra: str
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    body = json.loads(signed_v2(key).to_bytes())
+    body["note"] = (sign_note(text, name, key) if text else "") + extra
+    with pytest.raises(CheckpointFormatError):
+        Checkpoint.from_json(json.dumps(body).encode())
+    with pytest.raises(CheckpointFormatError):
+        Checkpoint.from_json({**body, "note": 42})
+
+
+def test_unit_a_v2_checkpoint_has_every_field_and_no_other() -> None:
+    genuine = json.loads(signed_v2(Ed25519PrivateKey.generate()).to_bytes())
+    for name in ("tree", "note", "void", "count"):
+        with pytest.raises(CheckpointFormatError):
+            Checkpoint.from_json({k: v for k, v in genuine.items() if k != name})
+    for change in (
+        {"extra": 1},
+        {"tree": ROOT.hex()},
+        {"tree": "sha256:" + ROOT.hex().upper()},
+        {"version": 3},
+    ):
+        with pytest.raises(CheckpointFormatError):
+            Checkpoint.from_json({**genuine, **change})
+    v1 = {k: v for k, v in genuine.items() if k not in ("tree", "note")}
+    assert Checkpoint.from_json({**v1, "version": 1}).version == 1  # a v1 object is read as v1
+
+
+def test_the_v2_vector_of_the_docs_is_what_the_service_signs_and_go_opens(
+    tlogcheck: TlogCheck,
+) -> None:
+    # The block of docs/integrity.md, recomputed byte for byte, the notes opened by Go.
+    data = doc_vector("Test vector: a version 2 checkpoint")
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(data["seed_hex"]))
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    assert raw.hex() == data["public_key_raw_hex"]
+    assert derived_key_id(key.public_key()) == data["key_id"]
+    name, writer = data["key_name"], data["rg-writer"]
+    assert verifier_key(name, key.public_key()) == data["verifier_key"]
+    # The positions: the chain vectors' three records, then the lost one.
+    chain = doc_vector("Test vectors")
+    digests = [r["rg-digest"].removeprefix("sha256:") for r in chain["records"]]
+    digests.append(hashlib.sha256(data["lost_record_value"].encode()).hexdigest())
+    assert chain["rg-writer"] == writer
+    tree = MerkleTree()
+    for seq, (leaf, digest) in enumerate(zip(data["leaves"], digests, strict=True)):
+        entry = leaf_entry(writer, seq, digest)
+        assert (leaf["seq"], leaf["entry"].encode()) == (seq, entry)
+        assert leaf["leaf_hash"] == leaf_hash(entry).hex()
+        tree.append(entry)
+    go_roots = tlogcheck.roots([leaf_entry(writer, n, d) for n, d in enumerate(digests)])
+    links, prev = [], GENESIS
+    for seq, digest in enumerate(digests):
+        prev = link_of(writer, seq, prev, digest)
+        links.append(prev)
+    for vector in data["checkpoints"]:
+        seq = vector["seq"]
+        void = {3: digests[3]} if seq >= 3 else {}
+        checkpoint = Checkpoint(
+            writer=writer,
+            seq=seq,
+            chain=links[seq],
+            time="2026-12-01T12:00:04.000000Z",
+            key_id=data["key_id"],
+            void=void,
+            version=2,
+            tree=tree.root(seq + 1).hex(),
+        ).sign(key, name=name)
+        assert vector["tree"] == checkpoint.tree == go_roots[seq + 1].hex()
+        assert (
+            vector["note_text"] == TreeHead(f"{name}/{writer}", seq + 1, tree.root(seq + 1)).text()
+        )
+        assert vector["note"] == checkpoint.note
+        assert vector["signed_bytes"].encode() == checkpoint.signed_bytes()
+        assert vector["signature"] == checkpoint.signature
+        assert vector["record_value"].encode() == checkpoint.to_bytes()
+        parsed = Checkpoint.from_json(vector["record_value"].encode())
+        assert parsed == checkpoint
+        assert verify_signature(parsed, key.public_key())
+        assert verify_note(parsed, key.public_key())
+        # Go (formats/log.ParseCheckpoint over sumdb/note) opens the note with the verifier key.
+        opened = tlogcheck.checkpoint(
+            vector["note"].encode(), f"{name}/{writer}", [data["verifier_key"]]
+        )
+        assert opened == (seq + 1, tree.root(seq + 1)), opened

@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.integrity.checkpoint import Checkpoint, verify_signature
+from app.integrity.checkpoint import Checkpoint, verify_note, verify_signature
 from app.integrity.checkpointer import Checkpointer
 from app.integrity.keys import SigningKey
 from tests.helpers.unit_chain import At, UnitChain
 
 WRITER = "a" * 32
+ORIGIN = "example.test/audit"
 
 
 @dataclass
@@ -27,17 +28,17 @@ class Written:
 
 def checkpointer(chain: UnitChain, written: Written) -> tuple[Checkpointer, SigningKey]:
     key = SigningKey("k1", Ed25519PrivateKey.generate())
-    return Checkpointer(chain, key, written, interval_s=0.01), key
+    return Checkpointer(chain, key, written, origin=ORIGIN, interval_s=0.01), key
 
 
 async def test_unit_a_checkpoint_only_when_the_head_advanced() -> None:
     chain, written = UnitChain(), Written()
     writer, key = checkpointer(chain, written)
     assert await writer.checkpoint() is None  # nothing yet
-    chain.head = At(4, "11" * 32)
+    chain.head, chain.tree = At(4, "11" * 32), b"\x07" * 32
     first = await writer.checkpoint()
     assert first is not None
-    assert (first.seq, first.chain) == (4, "11" * 32)
+    assert (first.version, first.seq, first.chain, first.tree) == (2, 4, "11" * 32, "07" * 32)
     assert await writer.checkpoint() is None  # nothing new
     chain.head = At(9, "22" * 32)
     assert await writer.checkpoint() is not None
@@ -48,23 +49,27 @@ async def test_unit_a_checkpoint_only_when_the_head_advanced() -> None:
     assert record_key == WRITER
     assert parsed == writer.latest
     assert verify_signature(parsed, key.public)
+    assert verify_note(parsed, key.public)
+    assert parsed.key_name == ORIGIN
+    assert parsed.note.startswith(f"{ORIGIN}/{WRITER}\n10\n")
 
 
-async def test_unit_void_positions_are_written_even_without_an_advance_and_kept_on_failure() -> (
-    None
-):
+async def test_unit_each_checkpoint_lists_every_lost_position_up_to_its_seq_retried() -> None:
     chain, written = UnitChain(head=At(3, "11" * 32)), Written()
     writer, _ = checkpointer(chain, written)
-    await writer.checkpoint()
-    chain.void = {2: "33" * 32}
+    chain.void = {2: "33" * 32, 5: "55" * 32}
+    first = await writer.checkpoint()
+    assert first is not None
+    assert first.void == {2: "33" * 32}  # 5 is above its seq
+    assert await writer.checkpoint() is None  # the head did not advance: nothing new
+    chain.head = At(6, "66" * 32)
     written.fail = True
     with pytest.raises(ConnectionError):
         await writer.checkpoint()
     written.fail = False
     latest = await writer.checkpoint()
     assert latest is not None
-    assert latest.void == {2: "33" * 32}
-    assert await writer.checkpoint() is None  # void taken once
+    assert latest.void == {2: "33" * 32, 5: "55" * 32}  # cumulative
 
 
 async def test_unit_close_writes_the_last_checkpoint_and_the_timer_writes_meanwhile() -> None:

@@ -2,6 +2,7 @@
 public key it serves, and the receipts its clients kept verify too; the same trail, one record
 rewritten by an independent producer, does not."""
 
+import asyncio
 import json
 import os
 import uuid
@@ -11,9 +12,11 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from app.integrity.checkpoint import Checkpoint
 from tests.helpers.kafka import records_of
 from tests.helpers.processes import run_cli
 from tests.helpers.service import Launch
+from tests.helpers.tlog import TlogCheck
 
 EVENTS = 30
 
@@ -94,3 +97,71 @@ async def test_a_signed_trail_written_through_the_service_verifies_clean(
     kinds = {(p["kind"], p["partition"], p["offset"]) for p in report["problems"]}
     assert ("altered", sent.partition, sent.offset) in kinds, report
     assert uuid.UUID(receipts[0]["event_id"])
+
+
+async def test_the_services_v2_checkpoints_open_with_the_served_verifier_key_in_go(
+    kafka_bootstrap: str, tmp_path: Path, start_service: Launch, tlogcheck: TlogCheck
+) -> None:
+    """Go's sumdb/note and transparency-dev/formats open every checkpoint note the service
+    wrote with the verifier key GET /audit/keys publishes, and Go's sumdb/tlog computes the same
+    RFC 6962 root over the leaf entries of the records 0..seq read off the topic."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
+    keys = tmp_path / "keys"
+    made = run_cli(["keys", "generate", "--out", str(keys)], cwd=tmp_path, env=env)
+    assert made.returncode == 0, made.stderr
+    (private,) = keys.glob("*.key.pem")
+    service = start_service(
+        kafka_bootstrap,
+        tmp_path / "run",
+        audit_signing_key_file=str(private),
+        audit_checkpoint_s="0.1",
+    )
+    service.wait_ready()
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+        for burst in range(4):  # bursts a few checkpoint intervals apart: several checkpoints
+            for n in range(5 + burst * 3):
+                event = {"user_id": f"u{n % 3}", "model": "m", "prompt": f"p{n}", "response": "r"}
+                answer = await client.post("/audit", json=event)
+                assert answer.status_code == 201, answer.text
+            await asyncio.sleep(0.4)
+        (served,) = (await client.get("/audit/keys")).json()["keys"]
+        latest = (await client.get("/audit/checkpoint")).json()
+    assert service.stop() == 0
+    origin = f"ractogateway-kafka/{service.audit_topic}"
+    assert served["verifier_key"].startswith(origin + "+")
+    # The printed verifier key of `keys generate` is the served one.
+    assert "verifier key: ractogateway-kafka/ractogateway.audit+" in made.stdout
+
+    records = await records_of(kafka_bootstrap, service.audit_topic)
+    digests: dict[tuple[str, int], str] = {}
+    for record in records:
+        fields = [record.header(name) for name in ("rg-writer", "rg-seq", "rg-digest")]
+        assert None not in fields, record
+        of, seq, digest = (str(field) for field in fields)
+        digests[(of, int(seq))] = digest.removeprefix("sha256:")
+    (writer,) = {of for of, _ in digests}
+    entries = [
+        f"rg-leaf-v1\n{writer}\n{seq}\n{digests[(writer, seq)]}".encode()
+        for seq in range(len(digests))
+    ]
+    go_roots = tlogcheck.roots(entries)
+    written = await records_of(kafka_bootstrap, f"{service.audit_topic}.checkpoints")
+    assert len(written) >= 3
+    for record in written:
+        checkpoint = Checkpoint.from_json(record.value)
+        assert (record.key, checkpoint.version, checkpoint.writer) == (writer, 2, writer)
+        opened = tlogcheck.checkpoint(
+            checkpoint.note.encode(), f"{origin}/{writer}", [served["verifier_key"]]
+        )
+        assert opened == (checkpoint.count, go_roots[checkpoint.count]), opened
+        assert checkpoint.tree == go_roots[checkpoint.count].hex()
+    assert Checkpoint.from_json(written[-1].value).count == len(entries) == 5 + 8 + 11 + 14
+    assert latest["tree"] == "sha256:" + go_roots[latest["count"]].hex()
+    # verify agrees: clean, trees checked.
+    public = tmp_path / "served.pem"
+    public.write_text(served["public_key_pem"])
+    code, report = verify(
+        kafka_bootstrap, tmp_path, service.audit_topic, "--public-key", str(public)
+    )
+    assert code == 0, report
+    assert report["checkpoints_valid"] == len(written)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.integrity import ChainWriter, link_of
+from app.integrity import GENESIS, ChainWriter, link_of
 from app.kafka import KafkaMessage
 from tests.helpers.app import client_for, services_of
 from tests.helpers.chain import assert_unbroken, chains_of
@@ -117,7 +117,9 @@ async def test_a_record_refused_before_it_was_sent_leaves_no_gap(
         stored = await client.post("/audit", json=event(1))
         chain = services_of(client).chain
     assert stored.json()["seq"] == 0
-    assert (chain.count, chain.lost, chain.take_void()) == (1, 0, {})
+    head = chain.durable()
+    assert head is not None
+    assert (chain.count, chain.lost, head.void) == (1, 0, {})
 
 
 async def test_a_record_kafka_fails_for_good_is_a_void_position_the_chain_goes_past(
@@ -134,17 +136,18 @@ async def test_a_record_kafka_fails_for_good_is_a_void_position_the_chain_goes_p
         chain = services_of(client).chain
         metrics = (await client.get("/metrics")).text
     assert "rg_audit_chain_lost_total 1.0" in metrics
-    void = chain.take_void()
-    assert list(void) == [0]
+    head = chain.durable()
+    assert head is not None
+    assert list(head.void) == [0]  # the lost record's digest
     receipt = stored.json()
     assert receipt["seq"] == 1
-    head = chain.durable_head()
-    assert head is not None
     assert head.seq == 1
-    # The stored record's link continues from the void one: a verifier given the void goes on.
+    # The stored record's link continues from the void one: a verifier given the void's digest
+    # computes its link and goes on.
     [record] = await read_all(kafka_bootstrap, topic, 1, value_format="bytes")
     digest = (record.header("rg-digest") or "").removeprefix("sha256:")
-    assert record.header("rg-chain") == f"sha256:{link_of(chain.writer_id, 1, void[0], digest)}"
+    lost_link = link_of(chain.writer_id, 0, GENESIS, head.void[0])
+    assert record.header("rg-chain") == f"sha256:{link_of(chain.writer_id, 1, lost_link, digest)}"
 
 
 async def test_concurrent_retries_of_one_event_take_one_position(

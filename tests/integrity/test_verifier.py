@@ -13,12 +13,16 @@ from app.integrity.chain import GENESIS, link_of
 from app.integrity.keys import PublicKey, derived_key_id
 from app.integrity.verifier import Report, Verifier
 from tests.helpers.integrity import (
+    ORIGIN,
     ChainedWriter,
     Record,
     SigningKey,
     chain_headers,
+    checkpoint_v2,
     receipt_of,
+    sign_json,
     spec_link,
+    spec_note,
     with_value,
 )
 
@@ -330,3 +334,136 @@ def test_unit_a_trusted_checkpoint_voiding_a_record_on_the_topic_is_a_conflict()
     assert [(p.kind, p.seq, p.partition, p.offset) for p in report.problems] == [
         ("conflict", 3, records[3].partition, records[3].offset)
     ]
+
+
+# -- version 2: the tree, the note, cumulative voids ----------------------------------------
+
+
+def lossy_writer(count: int, lost: set[int]) -> tuple[ChainedWriter, list[Record], dict[int, str]]:
+    """A writer of `count` positions, those in `lost` lost for good; its records, placed, and
+    its void digests."""
+    writer = ChainedWriter()
+    records, void = [], {}
+    for seq in range(count):
+        if seq in lost:
+            void[seq] = writer.lose()
+        else:
+            records.append(writer.record())
+    return writer, placed(records), void
+
+
+def upto(void: dict[int, str], seq: int) -> dict[int, str]:
+    return {s: d for s, d in void.items() if s <= seq}
+
+
+def test_unit_a_v2_trail_with_lost_positions_verifies_from_its_latest_checkpoint_alone() -> None:
+    key = SigningKey.generate()
+    writer, records, void = lossy_writer(30, {4, 11, 12, 29})
+    checkpoints = [checkpoint_v2(key, writer, upto(void, s), seq=s) for s in (9, 20, 29)]
+    report = verify(records, checkpoints, [key], reverse=True)
+    assert report.clean, report.problems
+    assert report.warnings == []
+    assert report.checkpoints_valid == 3
+    # What a witness keeps: the latest checkpoint only. It lists every void up to its seq.
+    alone = verify(records, checkpoints[-1:], [key])
+    assert alone.clean, alone.problems
+    assert alone.warnings == []
+    # Without the void list the lost positions are what they would be: truncated.
+    bare = verify(records, [checkpoint_v2(key, writer, seq=29)], [key])
+    assert [(p.kind, p.seq, p.last_seq) for p in bare.problems] == [
+        ("truncated", 4, 4),
+        ("truncated", 11, 12),
+        ("truncated", 29, 29),
+    ]
+
+
+def test_unit_a_v2_tree_that_is_not_the_trails_is_a_conflict_where_the_chain_agrees() -> None:
+    key = SigningKey.generate()
+    writer, records, void = lossy_writer(12, {3})
+    good = checkpoint_v2(key, writer, upto(void, 5), seq=5)
+    wrong = checkpoint_v2(key, writer, void, tree=writer.tree(10))  # the root of 0..10 at 11
+    report = verify(records, [good, wrong], [key])
+    (problem,) = report.problems
+    assert (problem.kind, problem.topic, problem.partition, problem.offset) == (
+        "conflict",
+        f"{TOPIC}.checkpoints",
+        0,
+        1,
+    )
+    assert (problem.writer, problem.seq) == (writer.writer, 11)
+    assert "positions 0..11" in problem.detail
+    assert "seq 5" in problem.detail  # the last checkpoint whose tree matched
+    # A void digest that is not the lost record's: its leaf, and the link after it, differ.
+    liar = checkpoint_v2(key, writer, {3: "0" * 64})
+    lied = verify(records, [liar], [key])
+    assert "forged" in {p.kind for p in lied.problems}
+
+
+def test_unit_a_v2_note_that_does_not_open_with_the_checkpoints_key_is_a_bad_signature() -> None:
+    key, other = SigningKey.generate(), SigningKey.generate()
+    writer, records, _ = lossy_writer(5, set())
+    genuine = checkpoint_v2(key, writer)
+    text = genuine["note"].split("\n\n")[0] + "\n"
+    # The note signed by another key, the JSON by the right one.
+    forged = sign_json(key.private, {**genuine, "note": spec_note(text, ORIGIN, other.private)})
+    report = verify(records, [genuine, forged], [key])
+    assert [(p.kind, p.offset) for p in report.problems] == [("bad_signature", 1)]
+    assert "note" in report.problems[0].detail
+    # Another key name with its own origin opens with the same key: the name is the note's.
+    renamed_text = text.replace(ORIGIN, "other.test", 1)
+    renamed = sign_json(
+        key.private, {**genuine, "note": spec_note(renamed_text, "other.test", key.private)}
+    )
+    assert verify(records, [renamed], [key]).clean
+
+
+def test_unit_every_single_bit_change_of_a_v2_note_is_refused() -> None:
+    key = SigningKey.generate()
+    writer, records, _ = lossy_writer(3, set())
+    genuine = checkpoint_v2(key, writer)
+    value = json.dumps(genuine, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    escaped = json.dumps(genuine["note"], ensure_ascii=False)[1:-1].encode()
+    start = value.index(escaped)
+    assert verify(records, [genuine], [key]).clean
+    resigned = 0
+    for index in range(start, start + len(escaped)):
+        for bit in range(8):
+            changed = bytearray(value)
+            changed[index] ^= 1 << bit
+            variants = [bytes(changed)]
+            try:  # the same change with the JSON signature made again: the note alone
+                body = json.loads(bytes(changed))
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("note"), str):
+                variants.append(json.dumps(sign_json(key.private, body)).encode())
+                resigned += 1
+            for variant in variants:
+                verifier = Verifier({key.key_id: key.private.public_key()}, topic=TOPIC)
+                verifier.add_checkpoint(0, 0, variant)
+                report = verifier.finish()
+                assert report.checkpoints_valid == 0, (index - start, bit, report.problems)
+                assert {p.kind for p in report.problems} <= {
+                    "bad_signature",
+                    "malformed_checkpoint",
+                }, (index - start, bit)
+    # Most changes still make JSON; the others (invalid UTF-8, a broken escape) are malformed.
+    assert resigned > 8 * len(escaped) * 0.7
+
+
+def test_unit_a_void_every_v2_checkpoint_repeats_is_kept_and_reported_once() -> None:
+    key = SigningKey.generate()
+    writer, records, void = lossy_writer(12, {3})
+    checkpoints = [checkpoint_v2(key, writer, void, seq=s) for s in (5, 8, 11)]
+    verifier = Verifier({key.key_id: key.private.public_key()}, topic=TOPIC)
+    for offset, checkpoint in enumerate(checkpoints):
+        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode())
+    # Kept with the first checkpoint listing it only: memory grows with the lost positions.
+    assert [len(c.void) for c in verifier._checkpoints] == [1, 0, 0]
+    # The record of seq 3 turns up after all (Kafka stored it though it was judged lost):
+    # one conflict, however many checkpoints list the void.
+    value = f"lost {writer.writer} 3".encode()
+    assert hashlib.sha256(value).hexdigest() == void[3]
+    stored = Record(value, chain_headers(writer.writer, 3, void[3], writer.links[3]), None, 0, 99)
+    report = verify([*records, stored], checkpoints, [key])
+    assert [(p.kind, p.seq, p.offset) for p in report.problems] == [("conflict", 3, 99)]

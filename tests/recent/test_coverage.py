@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.connection import producer_config
-from app.integrity.checkpoint import new_checkpoint
+from app.integrity.checkpoint import b64url, new_checkpoint
 from app.integrity.checkpointer import Checkpoints
 from app.integrity.keys import SigningKey, generate, load_signing_key
 from app.integrity.verifier import Verifier
@@ -182,3 +182,26 @@ def test_unit_a_writer_is_covered_by_checkpoints_of_its_own_key_only(tmp_path: P
     assert coverage.add(record(signed(key, OTHER, 3)))
     assert not coverage.add(record(signed(retired, OTHER, 9)))
     assert coverage.covers(OTHER, 9) is False
+
+
+def test_unit_v2_checkpoints_cover_with_their_cumulative_voids_and_need_an_opening_note(
+    tmp_path: Path,
+) -> None:
+    coverage, key = coverage_with_key(tmp_path)
+    _, stranger_file, _ = generate(tmp_path / "stranger")
+    stranger = load_signing_key(stranger_file)
+
+    def v2(seq: int, void: dict[int, str], signer: SigningKey = key) -> bytes:
+        checkpoint = new_checkpoint(
+            writer=OTHER, seq=seq, chain="c" * 64, key_id=key.key_id, void=void, tree=bytes(32)
+        ).sign(signer.private, name="example.test/audit")
+        # The note signed by `signer`, the JSON always by the key.
+        signature = b64url(key.private.sign(checkpoint.signed_bytes()))
+        return replace(checkpoint, signature=signature).to_bytes()
+
+    assert coverage.add(record(v2(5, {2: "d" * 64})))
+    assert [coverage.covers(OTHER, seq) for seq in (1, 2, 5, 6)] == [True, False, True, False]
+    forged_note = v2(9, {2: "d" * 64}, stranger)
+    assert not coverage.add(record(forged_note, 1))
+    assert coverage.covers(OTHER, 9) is False
+    assert coverage.ignored == 1
