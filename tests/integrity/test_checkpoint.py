@@ -1,7 +1,9 @@
 """Checkpoints: the JSON of the spec, signing and verifying, a tampered one failing."""
 
+import base64
 import json
 import time
+from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -11,6 +13,7 @@ from app.integrity.checkpoint import (
     CheckpointFormatError,
     canonical_json,
     new_checkpoint,
+    unb64url,
     verify_signature,
 )
 
@@ -63,8 +66,51 @@ def test_another_keys_signature_or_a_garbled_one_fails() -> None:
     checkpoint = signed(key)
     assert not verify_signature(checkpoint, Ed25519PrivateKey.generate().public_key())
     body = json.loads(checkpoint.to_bytes())
-    body["signature"] = "not*base64"
+    flipped = "B" if body["signature"][0] == "A" else "A"
+    body["signature"] = flipped + body["signature"][1:]
     assert not verify_signature(Checkpoint.from_json(body), key.public_key())
+
+
+def spellings(signature: str) -> dict[str, str]:
+    """Other spellings of a signature's bytes (and junk) that lenient base64 readers accept."""
+    standard = base64.b64encode(base64.urlsafe_b64decode(signature + "==")).decode()
+    return {
+        "padded": signature + "==",
+        "standard alphabet": standard,
+        "standard alphabet unpadded": standard.rstrip("="),
+        "junk inside": signature[:40] + "!*!*" + signature[40:],
+        "whitespace": signature[:40] + "\n" + signature[40:],
+        "unused bits set": signature[:-1] + chr(ord(signature[-1]) + 1),
+        "short": signature[:-2],
+        "empty": "",
+    }
+
+
+def test_the_signature_is_read_in_its_one_spelling_only() -> None:
+    # A signature whose bytes contain + or / in standard base64 (so the alphabets differ).
+    key = Ed25519PrivateKey.generate()
+    for i in range(100):
+        checkpoint = new_checkpoint(writer=WRITER, seq=i, chain=LINK, key_id="k1").sign(key)
+        if set(spellings(checkpoint.signature)["standard alphabet"]) & set("+/"):
+            break
+    body = json.loads(checkpoint.to_bytes())
+    assert verify_signature(Checkpoint.from_json(body), key.public_key())
+    for name, spelling in spellings(checkpoint.signature).items():
+        with pytest.raises(CheckpointFormatError, match="signature"):
+            Checkpoint.from_json({**body, "signature": spelling})
+        if name not in {"short", "empty"}:  # base64url of other bytes, refused by length
+            with pytest.raises(ValueError, match="base64url"):
+                unb64url(spelling)
+        # Even past the parser, verifying refuses it.
+        assert not verify_signature(replace(checkpoint, signature=spelling), key.public_key()), name
+
+
+def test_upper_case_hex_in_chain_or_void_is_a_format_error() -> None:
+    body = json.loads(signed(Ed25519PrivateKey.generate()).to_bytes())
+    upper = "sha256:" + LINK.upper()
+    for change in ({"chain": upper}, {"void": {"7": upper}}, {"chain": "SHA256:" + LINK}):
+        with pytest.raises(CheckpointFormatError, match="lowercase"):
+            Checkpoint.from_json({**body, **change})
 
 
 @pytest.mark.parametrize(
