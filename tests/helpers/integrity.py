@@ -122,10 +122,19 @@ class SigningKey:
             "key_id": self.key_id,
             "void": {str(s): f"sha256:{link}" for s, link in (void or {}).items()},
         }
+        return self.resign(body)
+
+    def resign(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """`checkpoint` (its fields as they are, whatever they say) with this key's signature."""
+        body = {k: v for k, v in checkpoint.items() if k != "signature"}
         signed = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         signature = self.private.sign(signed.encode())
-        body["signature"] = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
-        return body
+        return {**body, "signature": base64.urlsafe_b64encode(signature).rstrip(b"=").decode()}
+
+
+def keyed(checkpoint: dict[str, Any]) -> bytes:
+    """The Kafka key of a checkpoint's record: its writer id."""
+    return str(checkpoint["writer"]).encode()
 
 
 def checkpoint_record(checkpoint: dict[str, Any]) -> Record:
@@ -133,7 +142,7 @@ def checkpoint_record(checkpoint: dict[str, Any]) -> Record:
     return Record(
         json.dumps(checkpoint).encode(),
         [("content-type", b"application/json")],
-        key=str(checkpoint["writer"]).encode(),
+        key=keyed(checkpoint),
     )
 
 

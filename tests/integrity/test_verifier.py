@@ -17,6 +17,7 @@ from tests.helpers.integrity import (
     Record,
     SigningKey,
     chain_headers,
+    keyed,
     receipt_of,
     spec_link,
     with_value,
@@ -53,7 +54,7 @@ def verify(
         assert record.offset is not None
         verifier.add_record(record.partition, record.offset, record.value, record.headers)
     for offset, checkpoint in enumerate(checkpoints):
-        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode())
+        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode(), keyed(checkpoint))
     return verifier.finish()
 
 
@@ -204,8 +205,9 @@ def test_unit_poison_checkpoints_are_malformed_findings_and_the_check_goes_on() 
         verifier.add_record(record.partition, record.offset, record.value, record.headers)
     poison = [b"[" * 5000, b"\xff\xfe", b"not json", b"[1]", None, b'{"seq":' + b"9" * 5000 + b"}"]
     for offset, value in enumerate(poison):
-        verifier.add_checkpoint(0, offset, value)
-    verifier.add_checkpoint(0, len(poison), json.dumps(key.checkpoint(writer)).encode())
+        verifier.add_checkpoint(0, offset, value, None)
+    good = key.checkpoint(writer)
+    verifier.add_checkpoint(0, len(poison), json.dumps(good).encode(), keyed(good))
     report = verifier.finish()
     assert [(p.kind, p.offset) for p in report.problems] == [
         ("malformed_checkpoint", offset) for offset in range(len(poison))
@@ -243,7 +245,7 @@ def verify_with(
         assert record.offset is not None
         verifier.add_record(record.partition, record.offset, record.value, record.headers)
     for offset, checkpoint in enumerate(checkpoints):
-        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode())
+        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode(), keyed(checkpoint))
     return verifier.finish()
 
 
@@ -330,3 +332,90 @@ def test_unit_a_trusted_checkpoint_voiding_a_record_on_the_topic_is_a_conflict()
     assert [(p.kind, p.seq, p.partition, p.offset) for p in report.problems] == [
         ("conflict", 3, records[3].partition, records[3].offset)
     ]
+
+
+def test_unit_a_chain_header_given_twice_is_forged() -> None:
+    # Readers differ on which copy counts: a second, identical rg-seq changes nothing for one
+    # that takes the last, so it was clean; both copies are refused now.
+    for name in ("rg-digest", "rg-writer", "rg-seq", "rg-chain"):
+        records = placed(ChainedWriter().records(4))
+        doubled = records[2]
+        twice = replace(doubled, headers=[*doubled.headers, (name, dict(doubled.headers)[name])])
+        report = verify([*records[:2], twice, records[3]])
+        assert (report.problems[0].kind, report.problems[0].offset) == ("forged", twice.offset)
+        assert name in report.problems[0].detail
+        # Its position is then empty: a gap.
+        assert [p.kind for p in report.problems] == ["forged", "missing"], name
+        assert report.records_valid == 3
+
+
+def test_unit_a_checkpoint_keyed_by_another_writer_is_not_trusted() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(4))
+    checkpoint = key.checkpoint(writer)
+    value = json.dumps(checkpoint).encode()
+    for record_key in (b"f" * 32, None, keyed(checkpoint) + b" "):
+        verifier = Verifier({key.key_id: key.private.public_key()}, require_signed=True)
+        for record in records:
+            assert record.partition is not None
+            assert record.offset is not None
+            verifier.add_record(record.partition, record.offset, record.value, record.headers)
+        verifier.add_checkpoint(0, 0, value, record_key)
+        report = verifier.finish()
+        assert [p.kind for p in report.problems] == ["malformed_checkpoint", "unsigned"]
+        assert report.checkpoints_valid == 0
+
+
+def test_unit_a_checkpoint_at_a_void_seq_must_name_the_void_link() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(4))
+    lost_link = records[3].header("rg-chain")[7:]
+    genuine = key.checkpoint(writer, {3: lost_link})
+    assert verify(records[:3], [genuine], [key]).clean
+    lying = {**genuine, "chain": "sha256:" + "ab" * 32}
+    signed = key.resign(lying)
+    report = verify(records[:3], [signed], [key])
+    assert [(p.kind, p.seq, p.offset) for p in report.problems] == [("conflict", 3, 0)]
+
+
+def test_unit_not_covered_is_a_problem_when_strict() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    first = writer.records(3)
+    checkpoint = key.checkpoint(writer)
+    records = placed([*first, *writer.records(2)])
+    for strict, clean in ((False, True), (True, False)):
+        verifier = Verifier({key.key_id: key.private.public_key()}, strict=strict)
+        for record in records:
+            assert record.partition is not None
+            assert record.offset is not None
+            verifier.add_record(record.partition, record.offset, record.value, record.headers)
+        verifier.add_checkpoint(0, 0, json.dumps(checkpoint).encode(), keyed(checkpoint))
+        report = verifier.finish()
+        findings = report.problems if strict else report.warnings
+        assert report.clean is clean
+        assert [(f.kind, f.seq, f.last_seq) for f in findings] == [("not_covered", 3, 4)]
+    # Strict and unsigned: no checkpoint covers anything, a problem too.
+    verifier = Verifier({}, strict=True)
+    verifier.add_record(0, 0, first[0].value, first[0].headers)
+    assert [p.kind for p in verifier.finish().problems] == ["unsigned"]
+
+
+def test_unit_a_witness_checkpoint_counts_like_one_on_the_topic() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(6))
+    kept = json.dumps(key.checkpoint(writer)).encode()
+    verifier = Verifier({key.key_id: key.private.public_key()}, topic=TOPIC, require_signed=True)
+    for record in records[:4]:  # the tail cut, the checkpoints topic emptied
+        assert record.partition is not None
+        assert record.offset is not None
+        verifier.add_record(record.partition, record.offset, record.value, record.headers)
+    verifier.add_witness_checkpoint("kept.json", kept)
+    report = verifier.finish()
+    assert [(p.kind, p.seq, p.last_seq, p.topic, p.offset) for p in report.problems] == [
+        ("truncated", 4, 5, "kept.json", None)
+    ]
+    assert report.checkpoints_valid == 1

@@ -127,7 +127,7 @@ def test_unit_verify_and_the_coverage_view_parse_a_checkpoint_alike(
     assert value != genuine
     trusted_by_coverage = coverage.add(record(value))
     verifier = Verifier({key.key_id: key.public})
-    verifier.add_checkpoint(0, 0, value)
+    verifier.add_checkpoint(0, 0, value, OTHER.encode())
     report = verifier.finish()
     assert not trusted_by_coverage
     assert coverage.covers(OTHER, 5) is None
@@ -135,7 +135,7 @@ def test_unit_verify_and_the_coverage_view_parse_a_checkpoint_alike(
     # The genuine bytes: trusted by both.
     assert coverage.add(record(genuine, offset=1))
     verifier = Verifier({key.key_id: key.public})
-    verifier.add_checkpoint(0, 1, genuine)
+    verifier.add_checkpoint(0, 1, genuine, OTHER.encode())
     assert verifier.finish().checkpoints_valid == 1
 
 
