@@ -165,6 +165,10 @@ class Checkpoint:
     def moment(self) -> datetime:
         """`time` as a UTC datetime; CheckpointFormatError when it is not RFC 3339 with its
         offset."""
+        # Python reads many more ISO 8601 spellings (a space, no colons, a comma) than readers
+        # in other languages take: one form for all.
+        if not _TIME.fullmatch(self.time):
+            raise CheckpointFormatError(f"time is not RFC 3339: {self.time[:40]!r}")
         try:
             moment = datetime.fromisoformat(self.time)
         except ValueError as exc:
@@ -180,6 +184,9 @@ _FIELDS = frozenset(
 _WRITER = re.compile(r"[0-9a-f]{32}")
 _SEQ = re.compile(r"0|[1-9][0-9]*")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _SIGNATURE = re.compile(r"[A-Za-z0-9_-]{85}[AQgw]")
 

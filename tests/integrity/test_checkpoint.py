@@ -210,3 +210,34 @@ def test_unit_unknown_fields_and_duplicate_keys_are_format_errors() -> None:
         with pytest.raises(CheckpointFormatError):
             Checkpoint.from_json(value)
     assert Checkpoint.from_json(genuine).to_bytes() == genuine
+
+
+@pytest.mark.parametrize(
+    "time_text",
+    [
+        "2026-12-01 12:00:04Z",
+        "20261201T120004Z",
+        "2026-12-01T12:00:04+0100",
+        "2026-12-01T12:00:04,5Z",
+        "2026-12-01T12:00Z",
+        "2026-12-01T12:00:04.1234567890Z",
+        "2026-12-01t12:00:04z",
+        "2026-12-01T12:00:04",
+    ],
+)
+def test_time_is_read_in_rfc_3339_only(time_text: str) -> None:
+    # Python's fromisoformat takes the first five; readers in other languages do not.
+    key = Ed25519PrivateKey.generate()
+    body = json.loads(signed(key).to_bytes())
+    with pytest.raises(CheckpointFormatError, match="RFC 3339"):
+        Checkpoint.from_json({**body, "time": time_text})
+
+
+@pytest.mark.parametrize(
+    "time_text",
+    ["2026-12-01T12:00:04Z", "2026-12-01T12:00:04.1+01:00", "2026-12-01T12:00:04.123456789-05:30"],
+)
+def test_rfc_3339_times_are_read(time_text: str) -> None:
+    key = Ed25519PrivateKey.generate()
+    body = json.loads(signed(key).to_bytes())
+    assert Checkpoint.from_json({**body, "time": time_text}).time == time_text
