@@ -1,13 +1,19 @@
 """Checkpoints: the JSON of the spec, signing and verifying, a tampered one failing."""
 
 import base64
+import hashlib
 import json
+import re
 import time
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from app.integrity.chain import link_of
 from app.integrity.checkpoint import (
     Checkpoint,
     CheckpointFormatError,
@@ -16,6 +22,8 @@ from app.integrity.checkpoint import (
     unb64url,
     verify_signature,
 )
+from app.integrity.keys import derived_key_id
+from app.integrity.verifier import Verifier
 
 WRITER = "0123456789abcdef0123456789abcdef"
 LINK = "ab" * 32
@@ -241,3 +249,65 @@ def test_rfc_3339_times_are_read(time_text: str) -> None:
     key = Ed25519PrivateKey.generate()
     body = json.loads(signed(key).to_bytes())
     assert Checkpoint.from_json({**body, "time": time_text}).time == time_text
+
+
+DOC = Path(__file__).parents[2] / "docs" / "integrity.md"
+
+
+def doc_block(heading: str) -> dict[str, Any]:
+    """The JSON block under `heading` in docs/integrity.md."""
+    text = DOC.read_text(encoding="utf-8").split(f"\n{heading}\n", 1)[1]
+    match = re.search(r"```json\n(.*?)\n```", text, re.DOTALL)
+    assert match is not None
+    data: dict[str, Any] = json.loads(match.group(1))
+    return data
+
+
+def test_unit_the_checkpoint_vectors_of_the_docs_are_signed_and_verified_alike() -> None:
+    vector = doc_block("### Checkpoints")
+    chain = doc_block("## Test vectors")
+    writer = vector["rg-writer"]
+    assert writer == chain["rg-writer"]
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(vector["seed"]))
+    public = key.public_key()
+    assert public.public_bytes(Encoding.Raw, PublicFormat.Raw).hex() == vector["public_key"]
+    pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    assert pem == vector["public_key_pem"]
+    assert derived_key_id(public) == vector["key_id"]
+    # The lost record's digest and link, after the last of the chain vectors.
+    lost = vector["lost"]
+    digest = hashlib.sha256(lost["value"].encode()).hexdigest()
+    assert lost["rg-digest"] == f"sha256:{digest}"
+    link_2 = chain["records"][2]["rg-chain"].removeprefix("sha256:")
+    link_3 = link_of(writer, 3, link_2, digest)
+    assert lost["rg-chain"] == f"sha256:{link_3}"
+    links = {2: link_2, 3: link_3}
+    voids: list[dict[int, str]] = [{}, {3: link_3}]
+    verifier = Verifier({vector["key_id"]: public}, require_signed=True, strict=True)
+    for i, record in enumerate(chain["records"]):
+        headers = [(name, record[name].encode()) for name in ("rg-digest", "rg-seq", "rg-chain")]
+        verifier.add_record(
+            0, i, record["value"].encode(), [*headers, ("rg-writer", writer.encode())]
+        )
+    for offset, (expected, void) in enumerate(zip(vector["checkpoints"], voids, strict=True)):
+        seq = expected["seq"]
+        built = Checkpoint(
+            writer=writer,
+            seq=seq,
+            chain=links[seq],
+            time=vector["time"],
+            key_id=vector["key_id"],
+            void=void,
+        ).sign(key)
+        assert built.signed_bytes().decode() == expected["signed_bytes"]
+        assert built.signature == expected["signature"]
+        assert built.to_bytes().decode() == expected["record_value"]
+        assert json.loads(expected["signed_bytes"])["void"] == expected["void"]
+        parsed = Checkpoint.from_json(expected["record_value"])
+        assert parsed == built
+        assert verify_signature(parsed, public)
+        verifier.add_checkpoint(0, offset, expected["record_value"].encode(), writer.encode())
+    report = verifier.finish()
+    assert report.clean, report.problems
+    assert report.warnings == []
+    assert (report.records_valid, report.checkpoints_valid) == (3, 2)
