@@ -1,11 +1,12 @@
 """Writes signed checkpoints of this writer's chain to the checkpoints topic.
 
 Every RG_AUDIT_CHECKPOINT_S the checkpointer asks the chain for its durable head (the highest
-seq with every seq below it acknowledged or spooled) and for the positions lost since the last
-call (`void`); when either is new it signs a checkpoint and writes it, keyed by the writer id,
-with the service's producer (acks=all). It writes once more at shutdown, after the producer's
-flush, so the last records are covered. A failed write is logged and retried at the next tick,
-its void positions kept. The latest checkpoint written is kept for GET /audit/checkpoint.
+seq with every seq up to it, itself included, stored or void: acknowledged, spooled or lost) and
+for the positions lost since the last call (`void`); when either is new it signs a checkpoint
+and writes it, keyed by the writer id, with the service's producer (acks=all). It writes once
+more at shutdown, after the producer's flush, so the last records are covered. A failed write is
+logged and retried at the next tick, its void positions kept. The latest checkpoint written is
+kept for GET /audit/checkpoint.
 
 The chain is anything with `writer_id`, `durable_head()` and `take_void()` (`ChainSource`):
 app/integrity/chain.py's `ChainWriter`, or in unit tests positions given directly.
