@@ -1,5 +1,6 @@
 """The verifier on trails built in memory from the spec: every kind of problem, where it is."""
 
+import base64
 import hashlib
 import json
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from app.integrity.chain import GENESIS, link_of
+from app.integrity.checkpoint import canonical_json
 from app.integrity.keys import PublicKey, derived_key_id
 from app.integrity.verifier import Report, Verifier
 from tests.helpers.integrity import (
@@ -419,3 +421,77 @@ def test_unit_a_witness_checkpoint_counts_like_one_on_the_topic() -> None:
         ("truncated", 4, 5, "kept.json", None)
     ]
     assert report.checkpoints_valid == 1
+
+
+def _edge_cases(body: dict[str, Any]) -> dict[str, tuple[bytes, str]]:
+    """The signed edge cases of the outside verifier's review (spec review 3, §5): a record value
+    for the checkpoints topic, and what verify makes of it."""
+    sig = body["signature"]
+    link = body["chain"]
+    standard = base64.b64encode(base64.urlsafe_b64decode(sig + "==")).decode()
+    void = body["void"]
+
+    def dumped(value: dict[str, Any], **options: Any) -> bytes:
+        return json.dumps(value, **options).encode()
+
+    without = {k: v for k, v in body.items() if k not in {"time"}}
+    return {
+        "control": (dumped(body), "clean"),
+        "value-not-canonical": (dumped(body, indent=2), "clean"),
+        "count-not-seq-plus-1": (dumped({**body, "count": body["count"] - 1}), "malformed"),
+        "sig-padded": (dumped({**body, "signature": sig + "=="}), "malformed"),
+        "sig-junk-chars": (dumped({**body, "signature": sig[:40] + "!*" + sig[42:]}), "malformed"),
+        "sig-std-base64": (dumped({**body, "signature": standard}), "malformed"),
+        "void-bare-hex": (dumped({**body, "void": {"2": void["2"][7:]}}), "malformed"),
+        "void-key-leading-zero": (dumped({**body, "void": {"02": void["2"]}}), "malformed"),
+        "no-time-field": (dumped(without), "malformed"),
+        "no-void-field": (dumped({k: v for k, v in body.items() if k != "void"}), "malformed"),
+        "chain-uppercase-hex": (dumped({**body, "chain": link.upper()}), "malformed"),
+        "extra-field": (dumped({**body, "note": "\x01\x7f\u2028<&>"}), "malformed"),
+    }
+
+
+def test_unit_the_reviews_signed_edge_cases() -> None:
+    # A 4-record writer (seqs 0, 1, 3, 4; seq 2 lost and void); every case re-signed, so only
+    # the form decides. A refused checkpoint leaves seq 2 unexplained: missing.
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(5))
+    void_link = records[2].header("rg-chain")[7:]
+    genuine = key.checkpoint(writer, {2: void_link})
+    kept = [r for r in records if r is not records[2]]
+    for name, (given, verdict) in _edge_cases(genuine).items():
+        value = given
+        if verdict != "clean" and not name.startswith("sig-"):
+            value = json.dumps(key.resign(json.loads(given))).encode()  # signed as it is
+        verifier = Verifier({key.key_id: key.private.public_key()}, topic=TOPIC)
+        for record in kept:
+            assert record.partition is not None
+            assert record.offset is not None
+            verifier.add_record(record.partition, record.offset, record.value, record.headers)
+        verifier.add_checkpoint(0, 0, value, writer.writer.encode())
+        report = verifier.finish()
+        found = sorted(p.kind for p in report.problems)
+        if verdict == "clean":
+            assert found == [], name
+        else:
+            assert found == ["malformed_checkpoint", "missing"], name
+
+
+def test_unit_free_text_in_key_id_is_signed_by_the_documented_escapes() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(2))
+    key_id = 'k\x01\x1f\x7f\u2028<&>/é\U0001f600"\\\n'
+    checkpoint = key.checkpoint(writer)
+    body = key.resign({**checkpoint, "key_id": key_id})
+    signed = canonical_json({k: v for k, v in body.items() if k != "signature"})
+    spelled = '"key_id":"k\\u0001\\u001f\x7f\u2028<&>/é\U0001f600\\"\\\\\\n"'
+    assert spelled.encode() in signed
+    verifier = Verifier({key_id: key.private.public_key()}, topic=TOPIC)
+    for record in records:
+        assert record.partition is not None
+        assert record.offset is not None
+        verifier.add_record(record.partition, record.offset, record.value, record.headers)
+    verifier.add_checkpoint(0, 0, json.dumps(body).encode(), writer.writer.encode())
+    assert verifier.finish().clean
