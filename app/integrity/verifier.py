@@ -30,7 +30,7 @@ Kinds of problem (each with where it was found):
     not_covered    with `strict` (`verify --strict`): records after a writer's last trusted
                    checkpoint (otherwise a warning)
     unsigned       no trusted checkpoint at all, when checkpoints are required (`require_signed`:
-                   `verify --require-signed`, or public keys given)
+                   `verify --require-signed` or `--strict`, or public keys given)
 Only trusted checkpoints count: what they cover and the void positions they list.
 Warnings: `not_covered` (records after a writer's last checkpoint) and `unsigned` (no checkpoints,
 when they are not required).

@@ -5,10 +5,10 @@ memory). Other writers (other instances, earlier starts of this one) are answere
 checkpoints as the GET /messages reader reads them off the checkpoints topic — only with a
 signing key, and only from its last RG_MESSAGES_BUFFER records (the reader's rewind): each
 checkpoint trusted by `verify`'s rules (app/integrity/trust.py: signed with a key of GET
-/audit/keys, inside that key's validity, by the writer's own key) raises its writer's covered
-seq, and the positions it lists as lost (void) show false. Checkpoints are parsed by
-`Checkpoint.from_json`, `verify`'s parser, and checked over the same signed bytes: the two never
-disagree on what a checkpoint says. A checkpoint that does not parse or is not trusted is
+/audit/keys, inside that key's validity, by the writer's own key, keyed by its writer) raises
+its writer's covered seq, and the positions it lists as lost (void) show false. Checkpoints are
+parsed by `Checkpoint.from_json`, `verify`'s parser, and checked over the same signed bytes: the
+two never disagree on what a checkpoint says. A checkpoint that does not parse or is not trusted is
 ignored: `verify` reports those, the view only does not trust them. At most `max_writers`
 writers are kept, the least recently advanced dropped first (its records then show null:
 unknown).
@@ -55,6 +55,11 @@ class CheckpointCoverage:
             self.ignored += 1
             return False
         writer = checkpoint.writer
+        key = message.key.encode() if isinstance(message.key, str) else message.key
+        if key != writer.encode():
+            # Keyed otherwise than by its writer: not written as a checkpoint (verify's rule).
+            self.ignored += 1
+            return False
         if checkpoint.seq <= self._covered.get(writer, -1) and not checkpoint.void:
             return False  # nothing new: no signature to check
         if self._trust is None:
