@@ -24,6 +24,8 @@ from app.integrity.checkpoint import (
 )
 from app.integrity.keys import derived_key_id
 from app.integrity.verifier import Verifier
+from tests.helpers.cpv1check import CheckpointReader
+from tests.helpers.integrity import ChainedWriter, SigningKey, edge_cases
 
 WRITER = "0123456789abcdef0123456789abcdef"
 LINK = "ab" * 32
@@ -311,3 +313,51 @@ def test_unit_the_checkpoint_vectors_of_the_docs_are_signed_and_verified_alike()
     assert report.clean, report.problems
     assert report.warnings == []
     assert (report.records_valid, report.checkpoints_valid) == (3, 2)
+
+
+def test_a_reader_written_from_the_docs_in_go_reads_the_vectors_alike(
+    checkpoint_reader: CheckpointReader,
+) -> None:
+    vector = doc_block("### Checkpoints")
+    public = bytes.fromhex(vector["public_key"])
+    for checkpoint in vector["checkpoints"]:
+        value = checkpoint["record_value"].encode()
+        answer = checkpoint_reader.read(value, vector["rg-writer"], public)
+        assert answer == {"ok": True, "signed": checkpoint["signed_bytes"]}
+        other = checkpoint_reader.read(value, "f" * 32, public)
+        assert not other["ok"]
+
+
+def test_go_and_python_agree_on_every_edge_case(checkpoint_reader: CheckpointReader) -> None:
+    # The review's cases, free text in key_id, voids: Go's verdict (from the docs) is ours.
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = writer.records(5)
+    genuine = key.checkpoint(writer, {2: records[2].header("rg-chain")[7:], 10: "ab" * 32})
+    exotic = key.resign({**genuine, "key_id": 'k\x01\x1f\x7f\u2028<&>/é\U0001f600"\\\n'})
+    cases = {name: value for name, (value, _) in edge_cases(genuine).items()}
+    cases["exotic key id"] = json.dumps(exotic).encode()
+    cases["exotic key id, raw UTF-8"] = json.dumps(exotic, ensure_ascii=False).encode()
+    cases["re-signed bad count"] = json.dumps(key.resign({**genuine, "count": 3})).encode()
+    public = key.private.public_key()
+    raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    verdicts = {}
+    for name, value in cases.items():
+        try:
+            parsed = Checkpoint.from_json(value)
+        except CheckpointFormatError:
+            ours = False
+        else:
+            ours = verify_signature(parsed, public)
+            if ours:
+                assert checkpoint_reader.read(value, writer.writer, raw)["signed"] == (
+                    parsed.signed_bytes().decode()
+                )
+        verdicts[name] = (ours, checkpoint_reader.read(value, writer.writer, raw)["ok"])
+    assert all(ours == theirs for ours, theirs in verdicts.values()), verdicts
+    assert sorted(name for name, (ours, _) in verdicts.items() if ours) == [
+        "control",
+        "exotic key id",
+        "exotic key id, raw UTF-8",
+        "value-not-canonical",
+    ]

@@ -1,6 +1,5 @@
 """The verifier on trails built in memory from the spec: every kind of problem, where it is."""
 
-import base64
 import hashlib
 import json
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from tests.helpers.integrity import (
     Record,
     SigningKey,
     chain_headers,
+    edge_cases,
     keyed,
     receipt_of,
     spec_link,
@@ -423,34 +423,6 @@ def test_unit_a_witness_checkpoint_counts_like_one_on_the_topic() -> None:
     assert report.checkpoints_valid == 1
 
 
-def _edge_cases(body: dict[str, Any]) -> dict[str, tuple[bytes, str]]:
-    """The signed edge cases of the outside verifier's review (spec review 3, §5): a record value
-    for the checkpoints topic, and what verify makes of it."""
-    sig = body["signature"]
-    link = body["chain"]
-    standard = base64.b64encode(base64.urlsafe_b64decode(sig + "==")).decode()
-    void = body["void"]
-
-    def dumped(value: dict[str, Any], **options: Any) -> bytes:
-        return json.dumps(value, **options).encode()
-
-    without = {k: v for k, v in body.items() if k not in {"time"}}
-    return {
-        "control": (dumped(body), "clean"),
-        "value-not-canonical": (dumped(body, indent=2), "clean"),
-        "count-not-seq-plus-1": (dumped({**body, "count": body["count"] - 1}), "malformed"),
-        "sig-padded": (dumped({**body, "signature": sig + "=="}), "malformed"),
-        "sig-junk-chars": (dumped({**body, "signature": sig[:40] + "!*" + sig[42:]}), "malformed"),
-        "sig-std-base64": (dumped({**body, "signature": standard}), "malformed"),
-        "void-bare-hex": (dumped({**body, "void": {"2": void["2"][7:]}}), "malformed"),
-        "void-key-leading-zero": (dumped({**body, "void": {"02": void["2"]}}), "malformed"),
-        "no-time-field": (dumped(without), "malformed"),
-        "no-void-field": (dumped({k: v for k, v in body.items() if k != "void"}), "malformed"),
-        "chain-uppercase-hex": (dumped({**body, "chain": link.upper()}), "malformed"),
-        "extra-field": (dumped({**body, "note": "\x01\x7f\u2028<&>"}), "malformed"),
-    }
-
-
 def test_unit_the_reviews_signed_edge_cases() -> None:
     # A 4-record writer (seqs 0, 1, 3, 4; seq 2 lost and void); every case re-signed, so only
     # the form decides. A refused checkpoint leaves seq 2 unexplained: missing.
@@ -460,7 +432,7 @@ def test_unit_the_reviews_signed_edge_cases() -> None:
     void_link = records[2].header("rg-chain")[7:]
     genuine = key.checkpoint(writer, {2: void_link})
     kept = [r for r in records if r is not records[2]]
-    for name, (given, verdict) in _edge_cases(genuine).items():
+    for name, (given, verdict) in edge_cases(genuine).items():
         value = given
         if verdict != "clean" and not name.startswith("sig-"):
             value = json.dumps(key.resign(json.loads(given))).encode()  # signed as it is
