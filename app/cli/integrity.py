@@ -84,6 +84,18 @@ def load_receipts(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
     return receipts
 
 
+def load_checkpoints(paths: list[Path]) -> list[tuple[str, bytes]]:
+    """The bytes of each `--checkpoint FILE` (a checkpoint a witness kept), named by its path;
+    what they hold is checked like a record of the checkpoints topic."""
+    kept: list[tuple[str, bytes]] = []
+    for path in paths:
+        try:
+            kept.append((str(path), path.read_bytes()))
+        except OSError as exc:
+            raise VerifyInputError(f"--checkpoint {path}: not a readable file") from exc
+    return kept
+
+
 def rfc3339(text: str) -> datetime:
     """An argparse type: an RFC 3339 time with its offset (`2026-09-21T12:00:00Z`)."""
     try:
@@ -182,7 +194,7 @@ async def verify_trail(args: argparse.Namespace, verifier: Verifier) -> Report:
     progress_to = sys.stderr if args.progress or sys.stderr.isatty() else None
 
     def checkpoint(record: ConsumerRecord[bytes, bytes]) -> None:
-        verifier.add_checkpoint(record.partition, record.offset, record.value)
+        verifier.add_checkpoint(record.partition, record.offset, record.value, record.key)
 
     def audit_record(record: ConsumerRecord[bytes, bytes]) -> None:
         verifier.add_record(record.partition, record.offset, record.value, record.headers)
@@ -192,6 +204,9 @@ async def verify_trail(args: argparse.Namespace, verifier: Verifier) -> Report:
         verifier.no_checkpoints_topic()
         if not args.require_signed:
             logger.warning("no topic %s: the trail is unsigned", args.checkpoints_topic)
+    # Witnesses' checkpoints after the topic's: trusted by the same rules, in the order given.
+    for name, value in args.witness_checkpoints:
+        verifier.add_witness_checkpoint(name, value)
     await read_topic(config, args.topic, audit_record, since=args.since, progress_to=progress_to)
     return verifier.finish()
 
@@ -252,13 +267,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         keys = load_public_keys(args.public_key)
         # Keys given say the trail is signed: no checkpoint at all is then a problem.
-        args.require_signed = args.require_signed or bool(keys)
+        args.require_signed = args.require_signed or args.strict or bool(keys)
+        args.witness_checkpoints = load_checkpoints(args.checkpoint)
         verifier = Verifier(
             keys,
             topic=args.topic,
             checkpoints_topic=args.checkpoints_topic,
             from_start=args.since is None,
             require_signed=args.require_signed,
+            strict=args.strict,
         )
         for name, receipt in load_receipts(args.receipt):
             verifier.expect_receipt(name, receipt)
@@ -314,6 +331,23 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         action="store_true",
         help="a trail without a trusted checkpoint (or without its checkpoints topic) is a "
         "problem, not a warning (implied by --public-key)",
+    )
+    verify.add_argument(
+        "--strict",
+        action="store_true",
+        help="records after a writer's last trusted checkpoint (not_covered: unproven, anyone "
+        "who may write the topic could have appended them) are a problem, not a warning; "
+        "implies --require-signed",
+    )
+    verify.add_argument(
+        "--checkpoint",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="a checkpoint a witness kept (the JSON of GET /audit/checkpoint), checked as if "
+        "it were on the checkpoints topic: a cut tail or an emptied checkpoints topic is still "
+        "found; repeatable",
     )
     verify.add_argument(
         "--receipt",

@@ -52,11 +52,17 @@ def b64url(data: bytes) -> str:
 
 
 def unb64url(text: str) -> bytes:
-    """The bytes of base64url text with or without padding; ValueError when it is not."""
+    """The bytes of unpadded base64url text in its one spelling (the alphabet A-Z a-z 0-9 - _,
+    no padding, no other character, unused bits zero); ValueError for anything else."""
+    if not _B64URL.fullmatch(text):
+        raise ValueError(f"not unpadded base64url: {text[:20]!r}")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"not base64url: {text[:20]!r}") from exc
+    if b64url(data) != text:
+        raise ValueError(f"not base64url in its one spelling: {text[:20]!r}")
+    return data
 
 
 def rfc3339(moment: datetime) -> str:
@@ -191,6 +197,9 @@ class Checkpoint:
             raise CheckpointFormatError("seq is negative")
         if _typed(data, "count", int) != checkpoint.count:
             raise CheckpointFormatError("count is not seq + 1")
+        if not _SIGNATURE.fullmatch(checkpoint.signature):
+            # 64 bytes are 86 characters, the last one's 4 unused bits zero: one spelling only.
+            raise CheckpointFormatError("signature is not 86 characters of unpadded base64url")
         checkpoint.moment()  # a time that does not parse is a format error, not a late one
         if v2:
             _check_note(checkpoint)
@@ -199,6 +208,10 @@ class Checkpoint:
     def moment(self) -> datetime:
         """`time` as a UTC datetime; CheckpointFormatError when it is not RFC 3339 with its
         offset."""
+        # Python reads many more ISO 8601 spellings (a space, no colons, a comma) than readers
+        # in other languages take: one form for all.
+        if not _TIME.fullmatch(self.time):
+            raise CheckpointFormatError(f"time is not RFC 3339: {self.time[:40]!r}")
         try:
             moment = datetime.fromisoformat(self.time)
         except ValueError as exc:
@@ -215,6 +228,11 @@ _FIELDS_V2 = _FIELDS | {"tree", "note"}
 _WRITER = re.compile(r"[0-9a-f]{32}")
 _SEQ = re.compile(r"0|[1-9][0-9]*")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_SIGNATURE = re.compile(r"[A-Za-z0-9_-]{85}[AQgw]")
 
 
 def _check_note(checkpoint: Checkpoint) -> None:

@@ -1,14 +1,14 @@
 """Writes signed checkpoints of this writer's chain to the checkpoints topic.
 
 Every RG_AUDIT_CHECKPOINT_S the checkpointer asks the chain for its durable head (the highest
-seq with every seq up to it stored or lost), the root of its tree over positions 0..seq and
-every position lost up to it (`void`); when the head advanced it signs a checkpoint (version 2:
-the JSON and its C2SP note, docs/integrity.md) and writes it, keyed by the writer id, with the
-service's producer (acks=all). A lost position is settled, so the head passes it only once it
-is known: the void list of a seq never changes, and an advance is the only news. It writes
-once more at shutdown, after the producer's flush, so the last records are covered. A failed
-write is logged and retried at the next tick. The latest checkpoint written is kept for GET
-/audit/checkpoint.
+seq with every seq up to it, itself included, stored or lost), the root of its tree over
+positions 0..seq and every position lost up to it (`void`); when the head advanced it signs a
+checkpoint (version 2: the JSON and its C2SP note, docs/integrity.md) and writes it, keyed by
+the writer id, with the service's producer (acks=all). A lost position is settled, so the head
+passes it only once it is known: the void list of a seq never changes, and an advance is the
+only news. It writes once more at shutdown, after the producer's flush, so the last records are
+covered. A failed write is logged and retried at the next tick. The latest checkpoint written is
+kept for GET /audit/checkpoint.
 
 The chain is anything with `writer_id` and `durable()` (`ChainSource`): app/integrity/chain.py's
 `ChainWriter`, or in unit tests heads given directly.

@@ -15,7 +15,8 @@ about a gigabyte; longer trails are verified in windows (`--since`).
 
 Kinds of problem (each with where it was found):
     altered        rg-digest does not match SHA-256 of the value (of its JSON, when framed)
-    forged         no or malformed rg-writer/rg-seq/rg-chain, or the link does not recompute
+    forged         no or malformed rg-writer/rg-seq/rg-chain, one of the four headers twice, or
+                   the link does not recompute
     missing        seqs absent from a writer's chain that no checkpoint covers or lists as void
     truncated      seqs a signed checkpoint covers whose records are not there
     conflict       two different records (or a checkpoint and a record) at one writer position,
@@ -25,13 +26,16 @@ Kinds of problem (each with where it was found):
     bad_signature  a checkpoint whose signature (or version 2 note) does not verify, or whose
                    key id is unknown
     malformed_checkpoint  a record of the checkpoints topic that is not a checkpoint (any bytes:
-                   not UTF-8, not JSON, nested too deep, fields missing or of the wrong type)
+                   not UTF-8, not JSON, nested too deep, fields missing or of the wrong type),
+                   or one whose Kafka key is not its writer
     expired_key    a checkpoint signed with a retired key after its end of validity (dated
                    later, or written after a checkpoint dated later; app/integrity/trust.py)
     key_mismatch   a checkpoint of a writer signed with another key than its first checkpoint
     receipt        a receipt a client kept that the trail does not bear out
+    not_covered    with `strict` (`verify --strict`): records after a writer's last trusted
+                   checkpoint (otherwise a warning)
     unsigned       no trusted checkpoint at all, when checkpoints are required (`require_signed`:
-                   `verify --require-signed`, or public keys given)
+                   `verify --require-signed` or `--strict`, or public keys given)
 Only trusted checkpoints count: what they cover and the void positions they list (version 1: with
 their links; version 2: every lost position up to the checkpoint's seq, with the lost record's
 digest, from which the walk computes the link). Warnings: `not_covered` (records after a
@@ -66,6 +70,7 @@ PROBLEM_KINDS = (
     "malformed_checkpoint",
     "receipt",
     "unsigned",
+    "not_covered",
 )
 WARNING_KINDS = ("not_covered", "unsigned")
 
@@ -167,8 +172,8 @@ def _position_of(fields: Mapping[str, bytes], digest_text: str) -> tuple[str, in
 @dataclass(frozen=True)
 class _Checkpoint:
     topic: str
-    partition: int
-    offset: int
+    partition: int | None  # None: a witness's file (`topic` is its name)
+    offset: int | None
     writer: str
     seq: int
     chain: str  # 64 hex
@@ -200,6 +205,8 @@ class Verifier:
 
     `from_start`: the records were read from the beginning of the topic, so every writer's
     chain starts at seq 0 (with `--since` a writer's first seq read starts the check).
+    `strict`: records no trusted checkpoint covers (`not_covered`) are a problem, not a warning
+    (anyone who may write the topic could have appended them); implies `require_signed`.
     """
 
     def __init__(
@@ -210,13 +217,16 @@ class Verifier:
         checkpoints_topic: str | None = None,
         from_start: bool = True,
         require_signed: bool = False,
+        strict: bool = False,
     ) -> None:
         # A bare key is valid without an end; the key id it is given under is its id.
         self._trust = CheckpointTrust(
             key if isinstance(key, PublicKey) else PublicKey(key_id, key, current=False)
             for key_id, key in public_keys.items()
         )
-        self._require_signed = require_signed
+        # Strict: every record must be covered by a trusted checkpoint, so one is required.
+        self._require_signed = require_signed or strict
+        self._strict = strict
         self._no_checkpoints_topic = False
         self._topic = topic
         self._checkpoints_topic = checkpoints_topic
@@ -252,6 +262,11 @@ class Verifier:
         report = self._report
         report.records_checked += 1
         fields = {name: raw for name, raw in headers if name in _HEADERS}
+        if len(fields) != sum(1 for name, _ in headers if name in _HEADERS):
+            # Readers differ on which of two copies counts (the first, the last): refuse both.
+            twice = sorted({n for n, _ in headers if n in _HEADERS and _count(headers, n) > 1})
+            self._problem("forged", f"header {', '.join(twice)} more than once", partition, offset)
+            return
         if (partition, offset) in self._wanted:
             self._wanted[(partition, offset)] = tuple(
                 None if (h := fields.get(n)) is None else h.decode("utf-8", "replace")
@@ -291,11 +306,29 @@ class Verifier:
         if not altered:
             report.records_valid += 1
 
-    def add_checkpoint(self, partition: int, offset: int, value: bytes | None) -> None:
-        """Check one checkpoint's form and signature; what it covers is checked in `finish()`."""
+    def add_checkpoint(
+        self, partition: int, offset: int, value: bytes | None, key: bytes | None
+    ) -> None:
+        """Check one record of the checkpoints topic (its value and Kafka key): its form and
+        signature now; what it covers in `finish()`."""
+        self._checkpoint(self._checkpoints_topic, partition, offset, value, key)
+
+    def add_witness_checkpoint(self, name: str, value: bytes) -> None:
+        """A checkpoint a witness kept (GET /audit/checkpoint's JSON), named `name` in
+        findings: trusted by the same rules as one read from the checkpoints topic, after
+        those, so an emptied checkpoints topic or a cut tail is still found."""
+        self._checkpoint(name, None, None, value, None)
+
+    def _checkpoint(
+        self,
+        topic: str | None,
+        partition: int | None,
+        offset: int | None,
+        value: bytes | None,
+        key: bytes | None,
+    ) -> None:
         report = self._report
         report.checkpoints_checked += 1
-        topic = self._checkpoints_topic
         try:
             checkpoint = Checkpoint.from_json(value)
         except CheckpointFormatError as exc:  # whatever the bytes
@@ -304,6 +337,23 @@ class Verifier:
             )
             return
         writer, seq = checkpoint.writer, checkpoint.seq
+        if partition is not None and key != writer.encode():
+            # The service keys a checkpoint by its writer; the key is not signed, so a record
+            # keyed otherwise was not written as one (compaction or a reader by key would
+            # misplace it): not trusted.
+            shown = "no key" if key is None else f"key {key[:40]!r}"
+            report.problems.append(
+                Finding(
+                    "malformed_checkpoint",
+                    f"{shown}: a checkpoint is keyed by its writer",
+                    topic,
+                    partition,
+                    offset,
+                    writer,
+                    seq,
+                )
+            )
+            return
         untrusted = self._trust.check(checkpoint)
         if untrusted is not None:
             if untrusted.detail.startswith("unknown key id"):
@@ -370,7 +420,7 @@ class Verifier:
                     self._gap(
                         "truncated", writer, 0, checkpoint.seq, after=None, checkpoint=checkpoint
                     )
-        self._check_checkpoint_links()
+        self._check_checkpoint_links(voids)
         self._check_voids()
         self._check_receipts()
         if not self._checkpoints and (report.records_checked or self._require_signed):
@@ -445,7 +495,7 @@ class Verifier:
         if report.signed and last > covered_to:
             first_uncovered = max(covered_to + 1, seqs[0])
             entry = positions.get(first_uncovered) or positions[last]
-            report.warnings.append(
+            (report.problems if self._strict else report.warnings).append(
                 Finding(
                     "not_covered",
                     f"{sum(1 for s in seqs if s > covered_to)} record(s) after the last "
@@ -631,21 +681,35 @@ class Verifier:
                 report.records_valid -= 1
         return keep
 
-    def _check_checkpoint_links(self) -> None:
-        # A signed checkpoint names the link at its seq: the record there must carry it.
+    def _check_checkpoint_links(self, voids: dict[str, _Voids]) -> None:
+        # A signed checkpoint names the link at its seq: the record there must carry it, and
+        # when the position is void, the void link must be it (version 1 lists the link; a
+        # version 2 void's link is computed in the walk, where TreeCheck compares it).
         for checkpoint in self._checkpoints:
-            positions = self._writers.get(checkpoint.writer, {})
-            entry = positions.get(checkpoint.seq)
-            link = entry[_LINK] if entry is not None else checkpoint.void.get(checkpoint.seq)
-            if entry is not None and link != checkpoint.chain:
+            entry = self._writers.get(checkpoint.writer, {}).get(checkpoint.seq)
+            if entry is not None and entry[_LINK] != checkpoint.chain:
                 self._problem(
                     "conflict",
-                    f"a signed checkpoint (partition {checkpoint.partition} offset "
-                    f"{checkpoint.offset}) names another link at this position",
+                    f"a signed checkpoint ({_named(checkpoint)}) names another link at this "
+                    "position",
                     entry[_PARTITION],
                     entry[_OFFSET],
                     writer=checkpoint.writer,
                     seq=checkpoint.seq,
+                )
+            known = voids.get(checkpoint.writer)
+            void = known.links.get(checkpoint.seq) if known is not None else None
+            if entry is None and void is not None and void != checkpoint.chain:
+                self._report.problems.append(
+                    Finding(
+                        "conflict",
+                        "the checkpoint's seq is void with another link than its chain",
+                        checkpoint.topic,
+                        checkpoint.partition,
+                        checkpoint.offset,
+                        checkpoint.writer,
+                        checkpoint.seq,
+                    )
                 )
 
     def _check_voids(self) -> None:
@@ -661,9 +725,8 @@ class Verifier:
                 seen.add((checkpoint.writer, seq))
                 self._problem(
                     "conflict",
-                    f"a signed checkpoint (partition {checkpoint.partition} offset "
-                    f"{checkpoint.offset}) lists this position as lost (void), but this record "
-                    "is here",
+                    f"a signed checkpoint ({_named(checkpoint)}) lists this position as lost "
+                    "(void), but this record is here",
                     entry[_PARTITION],
                     entry[_OFFSET],
                     writer=checkpoint.writer,
@@ -734,3 +797,13 @@ class Verifier:
         self._report.problems.append(
             Finding(kind, detail, self._topic, partition, offset, writer, seq)
         )
+
+
+def _count(headers: Sequence[tuple[str, bytes]], name: str) -> int:
+    return sum(1 for n, _ in headers if n == name)
+
+
+def _named(checkpoint: _Checkpoint) -> str:
+    if checkpoint.partition is None:
+        return checkpoint.topic
+    return f"partition {checkpoint.partition} offset {checkpoint.offset}"

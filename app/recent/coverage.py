@@ -6,8 +6,8 @@ checkpoints as the GET /messages reader reads them off the checkpoints topic —
 signing key, and only from its last RG_MESSAGES_BUFFER records (the reader's rewind): each
 checkpoint trusted by `verify`'s rules (app/integrity/trust.py: signed with a key of GET
 /audit/keys, its version 2 note opening with that key, inside that key's validity, by the
-writer's own key) raises its writer's covered seq, and the positions it lists as lost (void)
-show false. Checkpoints are parsed by
+writer's own key, keyed by its writer) raises its writer's covered seq, and the positions
+it lists as lost (void) show false. Checkpoints are parsed by
 `Checkpoint.from_json`, `verify`'s parser, and checked over the same signed bytes: the two never
 disagree on what a checkpoint says. A checkpoint that does not parse or is not trusted is
 ignored: `verify` reports those, the view only does not trust them. At most `max_writers`
@@ -56,6 +56,11 @@ class CheckpointCoverage:
             self.ignored += 1
             return False
         writer = checkpoint.writer
+        key = message.key.encode() if isinstance(message.key, str) else message.key
+        if key != writer.encode():
+            # Keyed otherwise than by its writer: not written as a checkpoint (verify's rule).
+            self.ignored += 1
+            return False
         # Version 2 repeats every earlier void: only voids not known yet are news.
         known = self._void.get(writer, set())
         if checkpoint.seq <= self._covered.get(writer, -1) and checkpoint.void.keys() <= known:

@@ -105,6 +105,7 @@ async def test_a_clean_trail_of_two_writers_verifies(trail: Trail) -> None:
     assert set(report["problem_counts"]) == {
         "altered", "forged", "missing", "truncated", "conflict", "duplicate", "bad_signature",
         "expired_key", "key_mismatch", "malformed_checkpoint", "receipt", "unsigned",
+        "not_covered",
     }  # fmt: skip
     text = trail.run("--progress")
     assert text.returncode == 0
@@ -331,6 +332,89 @@ def test_kafka_unreachable_exits_2_and_leaves_no_consumer_unclosed(tmp_path: Pat
     assert "Traceback" not in done.stderr
 
 
+async def test_strict_fails_on_records_no_checkpoint_covers(trail: Trail) -> None:
+    writer, _ = await signed_trail(trail, 6)
+    appended = await trail.write(writer.records(2))  # linked, by anyone who may write the topic
+    code, report = trail.verify()
+    assert code == 0
+    assert [(w["kind"], w["seq"], w["last_seq"]) for w in report["warnings"]] == [
+        ("not_covered", 6, 7)
+    ]
+    code, report = trail.verify("--strict")
+    assert code == 1
+    assert [(p["kind"], p["seq"], p["offset"]) for p in report["problems"]] == [
+        ("not_covered", 6, appended[0].offset)
+    ]
+    assert report["problem_counts"]["not_covered"] == 1
+
+
+async def test_strict_fails_on_an_unsigned_trail(trail: Trail) -> None:
+    await trail.write(ChainedWriter().records(3))
+    code, report = trail.verify("--strict")
+    assert code == 1
+    assert [p["kind"] for p in report["problems"]] == ["unsigned"]
+
+
+async def test_a_witness_checkpoint_finds_a_cut_tail_with_the_checkpoints_emptied(
+    trail: Trail,
+) -> None:
+    # The witness kept GET /audit/checkpoint's answer; the checkpoints topic stayed empty (or
+    # was deleted) and the audit topic lost its last 3 records.
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    writer = ChainedWriter()
+    records = writer.records(10)
+    kept = trail.folder / "witness.json"
+    kept.write_text(json.dumps(key.checkpoint(writer), indent=2))
+    await trail.write(records[:7])
+    for checkpoints in (trail.checkpoints, f"deleted-{secrets.token_hex(4)}"):
+        done = trail.run("--json", "--checkpoints-topic", checkpoints, "--checkpoint", str(kept))
+        assert done.returncode == 1, done.stderr
+        report = json.loads(done.stdout)
+        assert [(p["kind"], p["seq"], p["last_seq"], p["topic"]) for p in report["problems"]] == [
+            ("truncated", 7, 9, str(kept))
+        ]
+        assert (report["checkpoints_checked"], report["checkpoints_valid"]) == (1, 1)
+    # Without the witness's checkpoint: only the unsigned problem, the cut tail unseen.
+    code, report = trail.verify()
+    assert [p["kind"] for p in report["problems"]] == ["unsigned"]
+    # The whole trail with the witness's checkpoint: clean.
+    await trail.write(records[7:])
+    code, report = trail.verify("--checkpoint", str(kept), "--strict")
+    assert code == 0, report
+    assert report["signed"]
+
+
+async def test_a_witness_checkpoint_that_is_not_one_is_a_finding(trail: Trail) -> None:
+    await signed_trail(trail, 3)
+    bad = trail.folder / "bad.json"
+    bad.write_text("not json")
+    code, report = trail.verify("--checkpoint", str(bad))
+    assert code == 1
+    assert [(p["kind"], p["topic"]) for p in report["problems"]] == [
+        ("malformed_checkpoint", str(bad))
+    ]
+
+
+async def test_a_checkpoint_keyed_by_another_writer_is_not_trusted(trail: Trail) -> None:
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    writer = ChainedWriter()
+    await trail.write(writer.records(4))
+    checkpoint = key.checkpoint(writer)
+    await write_records(
+        trail.bootstrap,
+        trail.checkpoints,
+        [replace(checkpoint_record(checkpoint), key=secrets.token_hex(16).encode())],
+    )
+    code, report = trail.verify()
+    assert code == 1
+    assert [(p["kind"], p["topic"], p["offset"]) for p in report["problems"]] == [
+        ("malformed_checkpoint", trail.checkpoints, 0),
+        ("unsigned", trail.checkpoints, None),
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -338,6 +422,7 @@ def test_kafka_unreachable_exits_2_and_leaves_no_consumer_unclosed(tmp_path: Pat
         (["--since", "2026-01-01T00:00:00"], "offset"),
         (["--public-key", "nowhere.pem"], "not a readable PEM public key"),
         (["--receipt", "nowhere.json"], "not a readable JSON file"),
+        (["--checkpoint", "nowhere.json"], "not a readable file"),
         (["--from-beginning", "--since", "2026-01-01T00:00:00Z"], "not allowed with"),
         (["--topic", f"absent-{secrets.token_hex(4)}"], "does not exist"),
     ],
@@ -353,6 +438,14 @@ def test_unit_verify_is_listed_with_its_options(capsys: pytest.CaptureFixture[st
         main(["verify", "--help"])
     assert exited.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--topic", "--checkpoints-topic", "--since", "--public-key", "--receipt"):
+    for option in (
+        "--topic",
+        "--checkpoints-topic",
+        "--since",
+        "--public-key",
+        "--receipt",
+        "--strict",
+        "--checkpoint",
+    ):
         assert option in text
     assert "verify" in build_parser().format_help()

@@ -1,8 +1,13 @@
 """Checkpoints: the JSON of the spec, signing and verifying, a tampered one failing."""
 
+import base64
 import hashlib
 import json
+import re
 import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,13 +19,17 @@ from app.integrity.checkpoint import (
     CheckpointFormatError,
     canonical_json,
     new_checkpoint,
+    unb64url,
     verify_note,
     verify_signature,
 )
 from app.integrity.keys import derived_key_id
 from app.integrity.merkle import MerkleTree, leaf_entry, leaf_hash
-from app.integrity.note import TreeHead, Verifier, open_note, sign_note, verifier_key
-from tests.helpers.integrity import doc_vector
+from app.integrity.note import TreeHead, open_note, sign_note, verifier_key
+from app.integrity.note import Verifier as NoteVerifier
+from app.integrity.verifier import Verifier
+from tests.helpers.cpv1check import CheckpointReader
+from tests.helpers.integrity import ChainedWriter, SigningKey, doc_vector, edge_cases
 from tests.helpers.tlog import TlogCheck
 
 WRITER = "0123456789abcdef0123456789abcdef"
@@ -72,8 +81,51 @@ def test_another_keys_signature_or_a_garbled_one_fails() -> None:
     checkpoint = signed(key)
     assert not verify_signature(checkpoint, Ed25519PrivateKey.generate().public_key())
     body = json.loads(checkpoint.to_bytes())
-    body["signature"] = "not*base64"
+    flipped = "B" if body["signature"][0] == "A" else "A"
+    body["signature"] = flipped + body["signature"][1:]
     assert not verify_signature(Checkpoint.from_json(body), key.public_key())
+
+
+def spellings(signature: str) -> dict[str, str]:
+    """Other spellings of a signature's bytes (and junk) that lenient base64 readers accept."""
+    standard = base64.b64encode(base64.urlsafe_b64decode(signature + "==")).decode()
+    return {
+        "padded": signature + "==",
+        "standard alphabet": standard,
+        "standard alphabet unpadded": standard.rstrip("="),
+        "junk inside": signature[:40] + "!*!*" + signature[40:],
+        "whitespace": signature[:40] + "\n" + signature[40:],
+        "unused bits set": signature[:-1] + chr(ord(signature[-1]) + 1),
+        "short": signature[:-2],
+        "empty": "",
+    }
+
+
+def test_the_signature_is_read_in_its_one_spelling_only() -> None:
+    # A signature whose bytes contain + or / in standard base64 (so the alphabets differ).
+    key = Ed25519PrivateKey.generate()
+    for i in range(100):
+        checkpoint = new_checkpoint(writer=WRITER, seq=i, chain=LINK, key_id="k1").sign(key)
+        if set(spellings(checkpoint.signature)["standard alphabet"]) & set("+/"):
+            break
+    body = json.loads(checkpoint.to_bytes())
+    assert verify_signature(Checkpoint.from_json(body), key.public_key())
+    for name, spelling in spellings(checkpoint.signature).items():
+        with pytest.raises(CheckpointFormatError, match="signature"):
+            Checkpoint.from_json({**body, "signature": spelling})
+        if name not in {"short", "empty"}:  # base64url of other bytes, refused by length
+            with pytest.raises(ValueError, match="base64url"):
+                unb64url(spelling)
+        # Even past the parser, verifying refuses it.
+        assert not verify_signature(replace(checkpoint, signature=spelling), key.public_key()), name
+
+
+def test_upper_case_hex_in_chain_or_void_is_a_format_error() -> None:
+    body = json.loads(signed(Ed25519PrivateKey.generate()).to_bytes())
+    upper = "sha256:" + LINK.upper()
+    for change in ({"chain": upper}, {"void": {"7": upper}}, {"chain": "SHA256:" + LINK}):
+        with pytest.raises(CheckpointFormatError, match="lowercase"):
+            Checkpoint.from_json({**body, **change})
 
 
 @pytest.mark.parametrize(
@@ -201,7 +253,7 @@ def test_a_v2_checkpoint_carries_its_tree_and_a_note_that_says_the_same() -> Non
     }  # fmt: skip
     assert (body["version"], body["tree"]) == (2, "sha256:" + ROOT.hex())
     assert body["void"] == {"7": "sha256:" + "cd" * 32}
-    note = open_note(body["note"].encode(), [Verifier.of(ORIGIN, key.public_key())])
+    note = open_note(body["note"].encode(), [NoteVerifier.of(ORIGIN, key.public_key())])
     assert note.text == TreeHead(f"{ORIGIN}/{WRITER}", 42, ROOT).text()
     assert note.text == f"{ORIGIN}/{WRITER}\n42\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"
     assert parsed.key_name == ORIGIN
@@ -314,3 +366,144 @@ def test_the_v2_vector_of_the_docs_is_what_the_service_signs_and_go_opens(
             vector["note"].encode(), f"{name}/{writer}", [data["verifier_key"]]
         )
         assert opened == (seq + 1, tree.root(seq + 1)), opened
+
+
+@pytest.mark.parametrize(
+    "time_text",
+    [
+        "2026-12-01 12:00:04Z",
+        "20261201T120004Z",
+        "2026-12-01T12:00:04+0100",
+        "2026-12-01T12:00:04,5Z",
+        "2026-12-01T12:00Z",
+        "2026-12-01T12:00:04.1234567890Z",
+        "2026-12-01t12:00:04z",
+        "2026-12-01T12:00:04",
+    ],
+)
+def test_time_is_read_in_rfc_3339_only(time_text: str) -> None:
+    # Python's fromisoformat takes the first five; readers in other languages do not.
+    key = Ed25519PrivateKey.generate()
+    body = json.loads(signed(key).to_bytes())
+    with pytest.raises(CheckpointFormatError, match="RFC 3339"):
+        Checkpoint.from_json({**body, "time": time_text})
+
+
+@pytest.mark.parametrize(
+    "time_text",
+    ["2026-12-01T12:00:04Z", "2026-12-01T12:00:04.1+01:00", "2026-12-01T12:00:04.123456789-05:30"],
+)
+def test_rfc_3339_times_are_read(time_text: str) -> None:
+    key = Ed25519PrivateKey.generate()
+    body = json.loads(signed(key).to_bytes())
+    assert Checkpoint.from_json({**body, "time": time_text}).time == time_text
+
+
+DOC = Path(__file__).parents[2] / "docs" / "integrity.md"
+
+
+def doc_block(heading: str) -> dict[str, Any]:
+    """The JSON block under `heading` in docs/integrity.md."""
+    text = DOC.read_text(encoding="utf-8").split(f"\n{heading}\n", 1)[1]
+    match = re.search(r"```json\n(.*?)\n```", text, re.DOTALL)
+    assert match is not None
+    data: dict[str, Any] = json.loads(match.group(1))
+    return data
+
+
+def test_unit_the_checkpoint_vectors_of_the_docs_are_signed_and_verified_alike() -> None:
+    vector = doc_block("### Checkpoints")
+    chain = doc_block("## Test vectors")
+    writer = vector["rg-writer"]
+    assert writer == chain["rg-writer"]
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(vector["seed"]))
+    public = key.public_key()
+    assert public.public_bytes(Encoding.Raw, PublicFormat.Raw).hex() == vector["public_key"]
+    pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    assert pem == vector["public_key_pem"]
+    assert derived_key_id(public) == vector["key_id"]
+    # The lost record's digest and link, after the last of the chain vectors.
+    lost = vector["lost"]
+    digest = hashlib.sha256(lost["value"].encode()).hexdigest()
+    assert lost["rg-digest"] == f"sha256:{digest}"
+    link_2 = chain["records"][2]["rg-chain"].removeprefix("sha256:")
+    link_3 = link_of(writer, 3, link_2, digest)
+    assert lost["rg-chain"] == f"sha256:{link_3}"
+    links = {2: link_2, 3: link_3}
+    voids: list[dict[int, str]] = [{}, {3: link_3}]
+    verifier = Verifier({vector["key_id"]: public}, require_signed=True, strict=True)
+    for i, record in enumerate(chain["records"]):
+        headers = [(name, record[name].encode()) for name in ("rg-digest", "rg-seq", "rg-chain")]
+        verifier.add_record(
+            0, i, record["value"].encode(), [*headers, ("rg-writer", writer.encode())]
+        )
+    for offset, (expected, void) in enumerate(zip(vector["checkpoints"], voids, strict=True)):
+        seq = expected["seq"]
+        built = Checkpoint(
+            writer=writer,
+            seq=seq,
+            chain=links[seq],
+            time=vector["time"],
+            key_id=vector["key_id"],
+            void=void,
+        ).sign(key)
+        assert built.signed_bytes().decode() == expected["signed_bytes"]
+        assert built.signature == expected["signature"]
+        assert built.to_bytes().decode() == expected["record_value"]
+        assert json.loads(expected["signed_bytes"])["void"] == expected["void"]
+        parsed = Checkpoint.from_json(expected["record_value"])
+        assert parsed == built
+        assert verify_signature(parsed, public)
+        verifier.add_checkpoint(0, offset, expected["record_value"].encode(), writer.encode())
+    report = verifier.finish()
+    assert report.clean, report.problems
+    assert report.warnings == []
+    assert (report.records_valid, report.checkpoints_valid) == (3, 2)
+
+
+def test_a_reader_written_from_the_docs_in_go_reads_the_vectors_alike(
+    checkpoint_reader: CheckpointReader,
+) -> None:
+    vector = doc_block("### Checkpoints")
+    public = bytes.fromhex(vector["public_key"])
+    for checkpoint in vector["checkpoints"]:
+        value = checkpoint["record_value"].encode()
+        answer = checkpoint_reader.read(value, vector["rg-writer"], public)
+        assert answer == {"ok": True, "signed": checkpoint["signed_bytes"]}
+        other = checkpoint_reader.read(value, "f" * 32, public)
+        assert not other["ok"]
+
+
+def test_go_and_python_agree_on_every_edge_case(checkpoint_reader: CheckpointReader) -> None:
+    # The review's cases, free text in key_id, voids: Go's verdict (from the docs) is ours.
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = writer.records(5)
+    genuine = key.checkpoint(writer, {2: records[2].header("rg-chain")[7:], 10: "ab" * 32})
+    exotic = key.resign({**genuine, "key_id": 'k\x01\x1f\x7f\u2028<&>/é\U0001f600"\\\n'})
+    cases = {name: value for name, (value, _) in edge_cases(genuine).items()}
+    cases["exotic key id"] = json.dumps(exotic).encode()
+    cases["exotic key id, raw UTF-8"] = json.dumps(exotic, ensure_ascii=False).encode()
+    cases["re-signed bad count"] = json.dumps(key.resign({**genuine, "count": 3})).encode()
+    public = key.private.public_key()
+    raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    verdicts = {}
+    for name, value in cases.items():
+        try:
+            parsed = Checkpoint.from_json(value)
+        except CheckpointFormatError:
+            ours = False
+        else:
+            ours = verify_signature(parsed, public)
+            if ours:
+                assert checkpoint_reader.read(value, writer.writer, raw)["signed"] == (
+                    parsed.signed_bytes().decode()
+                )
+        verdicts[name] = (ours, checkpoint_reader.read(value, writer.writer, raw)["ok"])
+    assert all(ours == theirs for ours, theirs in verdicts.values()), verdicts
+    assert sorted(name for name, (ours, _) in verdicts.items() if ours) == [
+        "control",
+        "exotic key id",
+        "exotic key id, raw UTF-8",
+        "value-not-canonical",
+    ]

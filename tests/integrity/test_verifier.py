@@ -10,6 +10,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from app.integrity.chain import GENESIS, link_of
+from app.integrity.checkpoint import canonical_json
 from app.integrity.keys import PublicKey, derived_key_id
 from app.integrity.verifier import Report, Verifier
 from tests.helpers.integrity import (
@@ -19,6 +20,8 @@ from tests.helpers.integrity import (
     SigningKey,
     chain_headers,
     checkpoint_v2,
+    edge_cases,
+    keyed,
     receipt_of,
     sign_json,
     spec_link,
@@ -57,7 +60,7 @@ def verify(
         assert record.offset is not None
         verifier.add_record(record.partition, record.offset, record.value, record.headers)
     for offset, checkpoint in enumerate(checkpoints):
-        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode())
+        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode(), keyed(checkpoint))
     return verifier.finish()
 
 
@@ -208,8 +211,9 @@ def test_unit_poison_checkpoints_are_malformed_findings_and_the_check_goes_on() 
         verifier.add_record(record.partition, record.offset, record.value, record.headers)
     poison = [b"[" * 5000, b"\xff\xfe", b"not json", b"[1]", None, b'{"seq":' + b"9" * 5000 + b"}"]
     for offset, value in enumerate(poison):
-        verifier.add_checkpoint(0, offset, value)
-    verifier.add_checkpoint(0, len(poison), json.dumps(key.checkpoint(writer)).encode())
+        verifier.add_checkpoint(0, offset, value, None)
+    good = key.checkpoint(writer)
+    verifier.add_checkpoint(0, len(poison), json.dumps(good).encode(), keyed(good))
     report = verifier.finish()
     assert [(p.kind, p.offset) for p in report.problems] == [
         ("malformed_checkpoint", offset) for offset in range(len(poison))
@@ -247,7 +251,7 @@ def verify_with(
         assert record.offset is not None
         verifier.add_record(record.partition, record.offset, record.value, record.headers)
     for offset, checkpoint in enumerate(checkpoints):
-        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode())
+        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode(), keyed(checkpoint))
     return verifier.finish()
 
 
@@ -440,7 +444,7 @@ def test_unit_every_single_bit_change_of_a_v2_note_is_refused() -> None:
                 resigned += 1
             for variant in variants:
                 verifier = Verifier({key.key_id: key.private.public_key()}, topic=TOPIC)
-                verifier.add_checkpoint(0, 0, variant)
+                verifier.add_checkpoint(0, 0, variant, keyed(genuine))
                 report = verifier.finish()
                 assert report.checkpoints_valid == 0, (index - start, bit, report.problems)
                 assert {p.kind for p in report.problems} <= {
@@ -457,7 +461,7 @@ def test_unit_a_void_every_v2_checkpoint_repeats_is_kept_and_reported_once() -> 
     checkpoints = [checkpoint_v2(key, writer, void, seq=s) for s in (5, 8, 11)]
     verifier = Verifier({key.key_id: key.private.public_key()}, topic=TOPIC)
     for offset, checkpoint in enumerate(checkpoints):
-        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode())
+        verifier.add_checkpoint(0, offset, json.dumps(checkpoint).encode(), keyed(checkpoint))
     # Kept with the first checkpoint listing it only: memory grows with the lost positions.
     assert [len(c.void) for c in verifier._checkpoints] == [1, 0, 0]
     # The record of seq 3 turns up after all (Kafka stored it though it was judged lost):
@@ -467,3 +471,136 @@ def test_unit_a_void_every_v2_checkpoint_repeats_is_kept_and_reported_once() -> 
     stored = Record(value, chain_headers(writer.writer, 3, void[3], writer.links[3]), None, 0, 99)
     report = verify([*records, stored], checkpoints, [key])
     assert [(p.kind, p.seq, p.offset) for p in report.problems] == [("conflict", 3, 99)]
+
+
+def test_unit_a_chain_header_given_twice_is_forged() -> None:
+    # Readers differ on which copy counts: a second, identical rg-seq changes nothing for one
+    # that takes the last, so it was clean; both copies are refused now.
+    for name in ("rg-digest", "rg-writer", "rg-seq", "rg-chain"):
+        records = placed(ChainedWriter().records(4))
+        doubled = records[2]
+        twice = replace(doubled, headers=[*doubled.headers, (name, dict(doubled.headers)[name])])
+        report = verify([*records[:2], twice, records[3]])
+        assert (report.problems[0].kind, report.problems[0].offset) == ("forged", twice.offset)
+        assert name in report.problems[0].detail
+        # Its position is then empty: a gap.
+        assert [p.kind for p in report.problems] == ["forged", "missing"], name
+        assert report.records_valid == 3
+
+
+def test_unit_a_checkpoint_keyed_by_another_writer_is_not_trusted() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(4))
+    checkpoint = key.checkpoint(writer)
+    value = json.dumps(checkpoint).encode()
+    for record_key in (b"f" * 32, None, keyed(checkpoint) + b" "):
+        verifier = Verifier({key.key_id: key.private.public_key()}, require_signed=True)
+        for record in records:
+            assert record.partition is not None
+            assert record.offset is not None
+            verifier.add_record(record.partition, record.offset, record.value, record.headers)
+        verifier.add_checkpoint(0, 0, value, record_key)
+        report = verifier.finish()
+        assert [p.kind for p in report.problems] == ["malformed_checkpoint", "unsigned"]
+        assert report.checkpoints_valid == 0
+
+
+def test_unit_a_checkpoint_at_a_void_seq_must_name_the_void_link() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(4))
+    lost_link = records[3].header("rg-chain")[7:]
+    genuine = key.checkpoint(writer, {3: lost_link})
+    assert verify(records[:3], [genuine], [key]).clean
+    lying = {**genuine, "chain": "sha256:" + "ab" * 32}
+    signed = key.resign(lying)
+    report = verify(records[:3], [signed], [key])
+    assert [(p.kind, p.seq, p.offset) for p in report.problems] == [("conflict", 3, 0)]
+
+
+def test_unit_not_covered_is_a_problem_when_strict() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    first = writer.records(3)
+    checkpoint = key.checkpoint(writer)
+    records = placed([*first, *writer.records(2)])
+    for strict, clean in ((False, True), (True, False)):
+        verifier = Verifier({key.key_id: key.private.public_key()}, strict=strict)
+        for record in records:
+            assert record.partition is not None
+            assert record.offset is not None
+            verifier.add_record(record.partition, record.offset, record.value, record.headers)
+        verifier.add_checkpoint(0, 0, json.dumps(checkpoint).encode(), keyed(checkpoint))
+        report = verifier.finish()
+        findings = report.problems if strict else report.warnings
+        assert report.clean is clean
+        assert [(f.kind, f.seq, f.last_seq) for f in findings] == [("not_covered", 3, 4)]
+    # Strict and unsigned: no checkpoint covers anything, a problem too.
+    verifier = Verifier({}, strict=True)
+    verifier.add_record(0, 0, first[0].value, first[0].headers)
+    assert [p.kind for p in verifier.finish().problems] == ["unsigned"]
+
+
+def test_unit_a_witness_checkpoint_counts_like_one_on_the_topic() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(6))
+    kept = json.dumps(key.checkpoint(writer)).encode()
+    verifier = Verifier({key.key_id: key.private.public_key()}, topic=TOPIC, require_signed=True)
+    for record in records[:4]:  # the tail cut, the checkpoints topic emptied
+        assert record.partition is not None
+        assert record.offset is not None
+        verifier.add_record(record.partition, record.offset, record.value, record.headers)
+    verifier.add_witness_checkpoint("kept.json", kept)
+    report = verifier.finish()
+    assert [(p.kind, p.seq, p.last_seq, p.topic, p.offset) for p in report.problems] == [
+        ("truncated", 4, 5, "kept.json", None)
+    ]
+    assert report.checkpoints_valid == 1
+
+
+def test_unit_the_reviews_signed_edge_cases() -> None:
+    # A 4-record writer (seqs 0, 1, 3, 4; seq 2 lost and void); every case re-signed, so only
+    # the form decides. A refused checkpoint leaves seq 2 unexplained: missing.
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(5))
+    void_link = records[2].header("rg-chain")[7:]
+    genuine = key.checkpoint(writer, {2: void_link})
+    kept = [r for r in records if r is not records[2]]
+    for name, (given, verdict) in edge_cases(genuine).items():
+        value = given
+        if verdict != "clean" and not name.startswith("sig-"):
+            value = json.dumps(key.resign(json.loads(given))).encode()  # signed as it is
+        verifier = Verifier({key.key_id: key.private.public_key()}, topic=TOPIC)
+        for record in kept:
+            assert record.partition is not None
+            assert record.offset is not None
+            verifier.add_record(record.partition, record.offset, record.value, record.headers)
+        verifier.add_checkpoint(0, 0, value, writer.writer.encode())
+        report = verifier.finish()
+        found = sorted(p.kind for p in report.problems)
+        if verdict == "clean":
+            assert found == [], name
+        else:
+            assert found == ["malformed_checkpoint", "missing"], name
+
+
+def test_unit_free_text_in_key_id_is_signed_by_the_documented_escapes() -> None:
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = placed(writer.records(2))
+    key_id = 'k\x01\x1f\x7f\u2028<&>/é\U0001f600"\\\n'
+    checkpoint = key.checkpoint(writer)
+    body = key.resign({**checkpoint, "key_id": key_id})
+    signed = canonical_json({k: v for k, v in body.items() if k != "signature"})
+    spelled = '"key_id":"k\\u0001\\u001f\x7f\u2028<&>/é\U0001f600\\"\\\\\\n"'
+    assert spelled.encode() in signed
+    verifier = Verifier({key_id: key.private.public_key()}, topic=TOPIC)
+    for record in records:
+        assert record.partition is not None
+        assert record.offset is not None
+        verifier.add_record(record.partition, record.offset, record.value, record.headers)
+    verifier.add_checkpoint(0, 0, json.dumps(body).encode(), writer.writer.encode())
+    assert verifier.finish().clean

@@ -1,9 +1,11 @@
 """Unit tests of the record models."""
 
 import hashlib
+import json
 import re
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -240,3 +242,29 @@ def test_unit_topic_names_follow_kafkas_rule(name: str, valid: bool) -> None:
     else:
         with pytest.raises(ValueError, match="topic name"):
             check_topic_name(name)
+
+
+def test_unit_the_record_value_vector_of_the_docs_is_what_the_service_stores() -> None:
+    doc = Path(__file__).parents[2] / "docs" / "integrity.md"
+    text = doc.read_text(encoding="utf-8").split("\n### Record value\n", 1)[1]
+    match = re.search(r"```json\n(.*?)\n```", text, re.DOTALL)
+    assert match is not None
+    vector = json.loads(match.group(1))
+    event = KafkaAuditEvent.model_validate_json(vector["request"])
+    assert event.canonical_json() == vector["value"].encode()
+    assert event.digest() == vector["rg-digest"]
+    assert vector["rg-digest"] == "sha256:" + hashlib.sha256(vector["value"].encode()).hexdigest()
+    # The spellings the docs name, each in the stored bytes.
+    for spelled in (
+        '"a":0.00001',
+        "1e-7",
+        "1e+16",
+        "100.0",
+        "-0.0",
+        "123.456",
+        "\\u0001",
+        "\u2028<b>&amp;</b>\u007f",
+        " / ",
+        "\U0001f600",
+    ):
+        assert spelled in vector["value"], spelled

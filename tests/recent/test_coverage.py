@@ -36,13 +36,21 @@ def coverage_with_key(
     return CheckpointCoverage(checkpoints, max_writers=max_writers), checkpoints.key
 
 
-def record(value: object, offset: int = 0) -> KafkaMessage:
+def record(value: object, offset: int = 0, key: str | None = None) -> KafkaMessage:
+    """A record of the checkpoints topic, keyed by its value's writer as the service keys it
+    (`key`: keyed otherwise)."""
+    if key is None and isinstance(value, bytes):
+        try:
+            writer = json.loads(value).get("writer")
+        except (ValueError, AttributeError):
+            writer = None
+        key = writer if isinstance(writer, str) else None
     return KafkaMessage(
         topic="ractogateway.audit.checkpoints",
         partition=0,
         offset=offset,
         timestamp_ms=0,
-        key=None,
+        key=key,
         value=value,
         headers={},
     )
@@ -127,7 +135,7 @@ def test_unit_verify_and_the_coverage_view_parse_a_checkpoint_alike(
     assert value != genuine
     trusted_by_coverage = coverage.add(record(value))
     verifier = Verifier({key.key_id: key.public})
-    verifier.add_checkpoint(0, 0, value)
+    verifier.add_checkpoint(0, 0, value, OTHER.encode())
     report = verifier.finish()
     assert not trusted_by_coverage
     assert coverage.covers(OTHER, 5) is None
@@ -135,7 +143,7 @@ def test_unit_verify_and_the_coverage_view_parse_a_checkpoint_alike(
     # The genuine bytes: trusted by both.
     assert coverage.add(record(genuine, offset=1))
     verifier = Verifier({key.key_id: key.public})
-    verifier.add_checkpoint(0, 1, genuine)
+    verifier.add_checkpoint(0, 1, genuine, OTHER.encode())
     assert verifier.finish().checkpoints_valid == 1
 
 
@@ -205,3 +213,16 @@ def test_unit_v2_checkpoints_cover_with_their_cumulative_voids_and_need_an_openi
     assert not coverage.add(record(forged_note, 1))
     assert coverage.covers(OTHER, 9) is False
     assert coverage.ignored == 1
+
+
+def test_unit_a_checkpoint_keyed_by_another_writer_is_not_trusted(tmp_path: Path) -> None:
+    coverage, key = coverage_with_key(tmp_path)
+    value = signed(key, OTHER, 3)
+    verifier = Verifier({key.key_id: key.public})
+    verifier.add_checkpoint(0, 0, value, b"c" * 32)
+    assert [p.kind for p in verifier.finish().problems] == ["malformed_checkpoint"]
+    assert not coverage.add(record(value, key="c" * 32))
+    assert coverage.covers(OTHER, 3) is None
+    assert coverage.ignored == 1
+    assert coverage.add(record(value, offset=1))
+    assert coverage.covers(OTHER, 3)

@@ -1,0 +1,3 @@
+module ractogateway/cpv1check
+
+go 1.26.0
