@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         default=None,
         description="Topic of the signed checkpoints; unset: `<audit topic>.checkpoints`.",
     )
+    proof_dir: Path | None = Field(
+        default=None,
+        description="Folder of the proof index (every writer's Merkle tree, for GET /audit/proof"
+        "); unset: a temporary folder, rebuilt from the topics at every start.",
+    )
     produce_timeout_s: float = Field(
         default=10.0,
         gt=0,
