@@ -19,8 +19,10 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.integrity.merkle import leaf_entry, leaf_hash
-from app.integrity.note import TlogProof
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from app.integrity.merkle import LEAF_VERSION, ProofError, leaf_entry, leaf_hash, verify_inclusion
+from app.integrity.note import NoteError, TlogProof, TreeHead, Verifier, open_note, parse_note
 from app.integrity.tree_store import TreeFiles
 
 
@@ -220,3 +222,39 @@ class ProofIndex:
             known.digests.close()
             known.tree.close()
         self._events.close()
+
+
+@dataclass(frozen=True)
+class ProvenRecord:
+    """What a tlog-proof proves: the record with `digest` is at `seq` of `writer`'s tree, which
+    the checkpoint of `size` entries signed under the key name `name` holds."""
+
+    name: str
+    writer: str
+    seq: int
+    digest: str
+    size: int
+
+
+def check_tlog_proof(data: bytes, keys: list[Ed25519PublicKey]) -> ProvenRecord:
+    """Check a kept tlog-proof offline: its checkpoint note is signed by one of `keys` (under
+    the key name it carries), its origin is `<name>/<writer>`, its `extra` is the leaf entry of
+    position `index`, and the hashes lead from that leaf to the checkpoint's root. NoteError or
+    ProofError says what does not hold."""
+    proof = TlogProof.parse(data)
+    names = {signature.name for signature in parse_note(proof.checkpoint).signatures}
+    note = open_note(proof.checkpoint, [Verifier.of(n, k) for n in names for k in keys])
+    name = note.verified[0]
+    head = TreeHead.parse(note.text)
+    if proof.extra is None:
+        raise NoteError("the proof has no extra line: it does not say which record it proves")
+    fields = proof.extra.decode("utf-8", "replace").split("\n")
+    if len(fields) != 4 or fields[0] != LEAF_VERSION:
+        raise NoteError(f"the extra data is not a {LEAF_VERSION} leaf entry")
+    _, writer, seq_text, digest = fields
+    if leaf_entry(writer, proof.index, digest) != proof.extra or seq_text != str(proof.index):
+        raise ProofError("the leaf entry names another position than the proof's index")
+    if head.origin != f"{name}/{writer}":
+        raise NoteError(f"the checkpoint's origin {head.origin!r} is not {name}/{writer}")
+    verify_inclusion(proof.index, head.size, leaf_hash(proof.extra), proof.hashes, head.root)
+    return ProvenRecord(name, writer, proof.index, digest, head.size)

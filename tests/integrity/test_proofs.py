@@ -9,9 +9,15 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.integrity.merkle import MerkleTree, leaf_entry, leaf_hash
-from app.integrity.note import TlogProof, TreeHead, sign_note, verifier_key
-from app.integrity.proofs import KnownCheckpoint, ProofIndex, ProofUnavailableError
+from app.integrity.merkle import MerkleTree, ProofError, leaf_entry, leaf_hash
+from app.integrity.note import NoteError, TlogProof, TreeHead, sign_note, verifier_key
+from app.integrity.proofs import (
+    KnownCheckpoint,
+    ProofIndex,
+    ProofUnavailableError,
+    ProvenRecord,
+    check_tlog_proof,
+)
 from tests.helpers.tlog import TlogCheck
 
 NAME = "ractogateway-kafka/test.audit"
@@ -109,3 +115,21 @@ def test_unit_a_reopened_index_keeps_its_trees(tmp_path: Path) -> None:
         assert reopened.proof(writer, 279).extra == leaf_entry(writer, 279, digest(writer, 279))
     assert reopened.locate(f"evt-{WRITERS[1][:4]}-7") == (WRITERS[1], 7)
     reopened.close()
+
+
+def test_unit_a_kept_proof_is_checked_offline_and_every_bit_of_it_counts(tmp_path: Path) -> None:
+    index = fed(tmp_path)
+    writer = WRITERS[0]
+    proof = index.proof(writer, 131).encode()
+    index.close()
+    assert check_tlog_proof(proof, [KEY.public_key()]) == ProvenRecord(
+        NAME, writer, 131, digest(writer, 131), 250
+    )
+    other_key = Ed25519PrivateKey.from_private_bytes(bytes(range(2, 34))).public_key()
+    with pytest.raises(NoteError, match="no signature by a trusted key"):
+        check_tlog_proof(proof, [other_key])
+    for bit in range(len(proof) * 8):
+        changed = bytearray(proof)
+        changed[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises((NoteError, ProofError)):
+            check_tlog_proof(bytes(changed), [KEY.public_key()])
