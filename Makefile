@@ -14,6 +14,7 @@
 #   make bench-quick  the short run: fewer lines, 5 s each, no integrity pair
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
+#   make bench-proofs  the proof index: CPU per record, proof latency and size (ARGS=--records N)
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
 #   make chromium  install Debian's chromium when missing (the /ui browser tests drive it)
 #   make clean   remove .venv, .cache/tools (uv, helm) and the lint and test caches (not the jars,
@@ -52,7 +53,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction install helm chromium clean help
+.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs install helm chromium clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -139,6 +140,9 @@ bench-verify: install
 
 bench-redaction: $(SYNCED)
 	$(VENV)/bin/python -m bench.redaction
+
+bench-proofs: $(SYNCED)
+	$(VENV)/bin/python -m bench.proofs $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

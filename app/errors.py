@@ -22,6 +22,7 @@ ServiceError                     500 internal_error       a fault of the service
 ├── SchemaMissingError           422 schema_required      RG_SCHEMA_REQUIRED, topic has none
 ├── NoCheckpointError            404 no_checkpoint        no checkpoint written yet
 ├── UnsignedError                404 unsigned             no signing key configured
+├── NoProofError                 404 no_proof             no proof of that record (yet)
 ├── HeadersTooLargeError         431 headers_too_large    RG_MAX_HEADERS, RG_MAX_HEADER_BYTES
 ├── KafkaRefusedError            502 kafka_error          Kafka refused for good (library)
 ├── SchemaUnusableError          502 schema_unusable      the registry's schema cannot be used
@@ -209,6 +210,14 @@ class UnsignedError(ServiceError):
 
     status = 404
     code = "unsigned"
+
+
+class NoProofError(ServiceError):
+    """No inclusion or consistency proof can be given: the record is not indexed (yet), no
+    checkpoint covers it yet, or its writer's records disagree with its checkpoint."""
+
+    status = 404
+    code = "no_proof"
 
 
 class HeadersTooLargeError(ServiceError):

@@ -48,6 +48,7 @@ from app.rates import RateHistory
 from app.reachability import KafkaReachability
 from app.recent.buffer import RecentRecords
 from app.recent.coverage import CheckpointCoverage
+from app.recent.proofs import ProofsReader
 from app.recent.reader import RecentRecordsReader
 from app.runtime import return_big_blocks
 from app.settings import Settings
@@ -96,6 +97,8 @@ class Services:
     # Both None without RG_SCHEMA_REGISTRY_URL (app/ingest/contracts.py).
     registry: SchemaRegistryClient | None = None
     audit_schema: AuditSchemaGuard | None = None
+    # Every writer's tree for GET /audit/proof; None without a signing key (app/recent/proofs.py).
+    proofs: ProofsReader | None = None
 
     @property
     def producer(self) -> KafkaProducerClient:
@@ -130,6 +133,8 @@ class Services:
             await self.audit_schema.start(wait_s=settings.ready_timeout_s)
         await self.connection.wait_connected(settings.ready_timeout_s)
         readers = [self.reader.start, self.checkpoints.start]
+        if self.proofs is not None:
+            readers.append(self.proofs.start)
         if self.forwarder is not None:
             readers.append(self.forwarder.start)
         await self.audit_topic.start(then=readers, wait_s=AUDIT_TOPIC_WAIT_S)
@@ -146,6 +151,8 @@ class Services:
         if self.forwarder is not None:
             await self.forwarder.close()
         await self.reader.close()
+        if self.proofs is not None:
+            await self.proofs.close()
         if self.checkpoints.checkpointer is not None and self.producer.started:
             # The last checkpoint covers what the flush acknowledged.
             try:
@@ -305,6 +312,16 @@ def build_services(settings: Settings) -> Services:
         ),
         registry=registry,
         audit_schema=audit_schema,
+        proofs=(
+            ProofsReader(
+                settings,
+                checkpoints,
+                directory=settings.proof_dir,
+                refresh_s=settings.messages_refresh_s,
+            )
+            if settings.audit_signing_key_file is not None
+            else None
+        ),
     )
 
 

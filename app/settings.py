@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         "prefix of the writers' logs (a writer's checkpoint note has origin "
         "`<this>/<writer id>`); no spaces, no '+'; unset: `ractogateway-kafka/<audit topic>`.",
     )
+    proof_dir: Path | None = Field(
+        default=None,
+        description="Folder of the proof index (every writer's Merkle tree, for GET /audit/proof"
+        "); unset: a temporary folder, rebuilt from the topics at every start.",
+    )
     produce_timeout_s: float = Field(
         default=10.0,
         gt=0,

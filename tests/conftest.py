@@ -27,6 +27,7 @@ from tests.helpers import ROOT
 from tests.helpers.broker import BOOTSTRAP_ENV, docker_engine_answers
 from tests.helpers.logs import SECRET_MARKER, LogKeeper
 from tests.helpers.service import Launch, LiveService, launch_service, running_service
+from tests.helpers.tlog import TlogCheck, build
 
 # A test that asks for one of these (directly or through another fixture) uses a real broker:
 # it is marked `broker`, so `pytest -m "not broker"` runs the rest, in well under a minute.
@@ -190,3 +191,12 @@ def live_service(
     for clients in other languages, real HTTP streaming and load."""
     with running_service(kafka_bootstrap, tmp_path_factory.mktemp("live-service")) as service:
         yield service
+
+
+@pytest.fixture(scope="session")
+def tlogcheck() -> Iterator[TlogCheck]:
+    """Go's sumdb/tlog, sumdb/note and transparency-dev/formats behind a pipe (built on first
+    use): a checker of our trees, proofs and notes that this project did not write."""
+    checker = TlogCheck(build())
+    yield checker
+    checker.close()

@@ -230,6 +230,19 @@ class KafkaConsumerClient(AsyncLifecycle):
         for tp in partitions:
             consumer.seek(tp, max(beginnings[tp], ends[tp] - records_per_partition))
 
+    async def end_offsets(self) -> dict[Place, int]:
+        """The offset after the last record of every assigned partition, asked of the broker
+        now (a reader that must reach what a topic held when it started waits for these)."""
+        consumer = self._require_started()
+        partitions = sorted(consumer.assignment())
+        if not partitions:
+            return {}
+        try:
+            ends = await consumer.end_offsets(partitions)
+        except Exception as exc:
+            raise translate(exc) from exc
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+
     def seek(self, place: Place, offset: int) -> None:
         """Read `place` from `offset` on (records already fetched past it are dropped)."""
         consumer = self._require_started()

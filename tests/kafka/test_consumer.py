@@ -125,6 +125,17 @@ async def test_rewind_goes_back_a_number_of_records_per_partition(
         assert await consumer.lag() == {(topic, 0): 0, (topic, 1): 0}
 
 
+async def test_end_offsets_are_where_each_partition_ends_now(
+    producer: KafkaProducerClient, create_topic: Any, kafka_bootstrap: str
+) -> None:
+    topic = await create_topic(partitions=2)
+    for i in range(5):
+        await producer.publish(topic, i, partition=0 if i < 3 else 1)
+    consumer = consumer_for(kafka_bootstrap, topic, auto_offset_reset="earliest")
+    async with consumer:
+        assert await consumer.end_offsets() == {(topic, 0): 3, (topic, 1): 2}
+
+
 async def test_rewind_stops_at_the_beginning(
     producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
 ) -> None:

@@ -1,0 +1,188 @@
+"""GET /audit/proof and GET /audit/consistency on the session broker: proofs of records of this
+writer, of an earlier start and of another replica, checked with Go's transparency-dev/formats
+and sumdb/tlog (tests/helpers/tlog.py), which this project did not write."""
+
+import asyncio
+import base64
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from app.integrity.merkle import leaf_entry, leaf_hash
+from app.integrity.note import TlogProof
+from app.main import create_app
+from app.settings import Settings
+from tests.helpers.app import assert_contract_error
+from tests.helpers.tlog import TlogCheck
+
+EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
+ORIGIN = "ractogateway-kafka/proof-tests"
+
+
+def signing_key(folder: Path) -> Path:
+    """An Ed25519 private key file, owner-only, as `keys generate` writes one."""
+    path = folder / "signing.key.pem"
+    key = Ed25519PrivateKey.generate()
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    os.chmod(path, 0o600)
+    return path
+
+
+@asynccontextmanager
+async def proving_service(bootstrap: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(
+        Settings(
+            _env_file=None,
+            kafka_bootstrap_servers=[bootstrap],
+            **{"audit_checkpoint_s": 0.2, "audit_log_origin": ORIGIN, **settings},
+        )
+    )
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rg") as client:
+            yield client
+
+
+async def proof_of(client: httpx.AsyncClient, timeout_s: float = 30, **query: Any) -> bytes:
+    """The proof once it is there (a checkpoint covers the record within its interval)."""
+    for _ in range(int(timeout_s / 0.1)):
+        answer = await client.get("/audit/proof", params=query)
+        if answer.status_code == 200:
+            return answer.content
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"]["code"] == "no_proof", answer.text
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no proof of {query} in {timeout_s}s: {answer.text}")
+
+
+async def verifier_key(client: httpx.AsyncClient) -> str:
+    keys = (await client.get("/audit/keys")).json()["keys"]
+    found: str = next(key["verifier_key"] for key in keys if key["current"])
+    return found
+
+
+def check(tlogcheck: TlogCheck, proof: bytes, vkey: str, receipt: dict[str, Any]) -> None:
+    """Go reads the proof, opens its checkpoint with `vkey` and checks the receipt's record."""
+    writer, seq, digest = receipt["writer"], receipt["seq"], receipt["digest"][7:]
+    entry = leaf_entry(writer, seq, digest)
+    assert TlogProof.parse(proof).extra == entry
+    origin = f"{ORIGIN}/{writer}"
+    assert tlogcheck.tlog_proof(proof, origin, [vkey], leaf_hash(entry)) is None
+    wrong = leaf_hash(leaf_entry(writer, seq, "0" * 64))
+    assert tlogcheck.tlog_proof(proof, origin, [vkey], wrong) is not None
+
+
+async def test_every_receipt_gets_a_proof_go_accepts(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, tlogcheck: TlogCheck
+) -> None:
+    key = signing_key(tmp_path)
+    async with proving_service(
+        kafka_bootstrap, audit_topic=topic, audit_signing_key_file=key
+    ) as client:
+        receipts = []
+        for i in range(12):
+            answer = await client.post("/audit", json={**EVENT, "event_id": f"evt-{i}"})
+            assert answer.status_code == 201, answer.text
+            receipts.append(answer.json())
+        vkey = await verifier_key(client)
+        for receipt in receipts:
+            by_position = await proof_of(client, writer=receipt["writer"], seq=receipt["seq"])
+            check(tlogcheck, by_position, vkey, receipt)
+        by_id = await proof_of(client, event_id="evt-5")
+        check(tlogcheck, by_id, vkey, receipts[5])
+        answer = await client.get("/audit/proof", params={"event_id": "evt-5"})
+        assert answer.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+async def test_consistency_between_checkpoints_is_accepted_by_go(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, tlogcheck: TlogCheck
+) -> None:
+    key = signing_key(tmp_path)
+    async with proving_service(
+        kafka_bootstrap, audit_topic=topic, audit_signing_key_file=key
+    ) as client:
+        first = (await client.post("/audit", json=EVENT)).json()
+        await proof_of(client, writer=first["writer"], seq=first["seq"])
+        old = (await client.get("/audit/checkpoint")).json()
+        for _ in range(9):
+            last = (await client.post("/audit", json=EVENT)).json()
+        await proof_of(client, writer=last["writer"], seq=last["seq"])
+        new = (await client.get("/audit/checkpoint")).json()
+        answer = await client.get(
+            "/audit/consistency",
+            params={"writer": first["writer"], "old": old["count"], "new": new["count"]},
+        )
+        assert answer.status_code == 200, answer.text
+        proof = [base64.b64decode(line) for line in answer.text.splitlines()]
+        assert (
+            tlogcheck.consistency(
+                old["count"],
+                new["count"],
+                bytes.fromhex(old["tree"][7:]),
+                bytes.fromhex(new["tree"][7:]),
+                proof,
+            )
+            is None
+        )
+        too_far = await client.get(
+            "/audit/consistency",
+            params={"writer": first["writer"], "old": 1, "new": new["count"] + 100},
+        )
+        assert_contract_error(too_far, 404, "no_proof")
+
+
+async def test_records_of_an_earlier_start_and_of_another_replica_are_proven(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, tlogcheck: TlogCheck
+) -> None:
+    key = signing_key(tmp_path)
+    settings = {"audit_topic": topic, "audit_signing_key_file": key}
+    async with proving_service(kafka_bootstrap, **settings) as earlier:
+        before = (await earlier.post("/audit", json={**EVENT, "event_id": "before"})).json()
+        await proof_of(earlier, event_id="before")
+    async with (
+        proving_service(kafka_bootstrap, **settings) as one,
+        proving_service(kafka_bootstrap, **settings) as other,
+    ):
+        theirs = (await other.post("/audit", json={**EVENT, "event_id": "theirs"})).json()
+        vkey = await verifier_key(one)
+        assert theirs["writer"] != before["writer"]
+        check(tlogcheck, await proof_of(one, event_id="before"), vkey, before)
+        check(tlogcheck, await proof_of(one, event_id="theirs"), vkey, theirs)
+
+
+async def test_what_cannot_be_proven_gets_a_clear_error(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    key = signing_key(tmp_path)
+    async with proving_service(
+        kafka_bootstrap, audit_topic=topic, audit_signing_key_file=key
+    ) as client:
+        unknown = await client.get("/audit/proof", params={"event_id": "never-written"})
+        assert_contract_error(unknown, 404, "no_proof")
+        queries: list[dict[str, str | int]] = [
+            {},
+            {"writer": "0" * 32},
+            {"event_id": "x", "seq": 1},
+            {"seq": 1},
+        ]
+        for query in queries:
+            answer = await client.get("/audit/proof", params=query)
+            assert_contract_error(answer, 422, "invalid_request")
+        bad = await client.get("/audit/proof", params={"writer": "XYZ", "seq": 0})
+        assert_contract_error(bad, 422, "invalid_request")
+    async with proving_service(kafka_bootstrap, audit_topic=topic) as unsigned:
+        answer = await unsigned.get("/audit/proof", params={"event_id": "x"})
+        assert_contract_error(answer, 404, "unsigned")
