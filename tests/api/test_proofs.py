@@ -15,6 +15,7 @@ from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from app.integrity.checkpoint import writer_log
 from app.integrity.merkle import leaf_entry, leaf_hash
 from app.integrity.note import TlogProof
 from app.main import create_app
@@ -79,7 +80,7 @@ def check(tlogcheck: TlogCheck, proof: bytes, vkey: str, receipt: dict[str, Any]
     writer, seq, digest = receipt["writer"], receipt["seq"], receipt["digest"][7:]
     entry = leaf_entry(writer, seq, digest)
     assert TlogProof.parse(proof).extra == entry
-    origin = f"{ORIGIN}/{writer}"
+    origin = writer_log(ORIGIN, writer)
     assert tlogcheck.tlog_proof(proof, origin, [vkey], leaf_hash(entry)) is None
     wrong = leaf_hash(leaf_entry(writer, seq, "0" * 64))
     assert tlogcheck.tlog_proof(proof, origin, [vkey], wrong) is not None
