@@ -113,7 +113,8 @@ class Settings(BaseSettings):
         default=None,
         description="Key name of the C2SP signed notes of the checkpoints, and the origin "
         "prefix of the writers' logs (a writer's checkpoint note has origin "
-        "`<this>/writer/<writer id>`); no spaces, no '+'; unset: `ractogateway-kafka/<audit topic>`.",
+        "`<this>/writer/<writer id>`); no spaces, no '+'; unset: "
+        "`ractogateway-kafka/<audit topic>`.",
     )
     proof_dir: Path | None = Field(
         default=None,
