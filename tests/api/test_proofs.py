@@ -15,12 +15,13 @@ from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.integrity.checkpoint import writer_log
+from app.integrity.checkpoint import Checkpoint, writer_log
 from app.integrity.merkle import leaf_entry, leaf_hash
 from app.integrity.note import TlogProof
 from app.main import create_app
 from app.settings import Settings
 from tests.helpers.app import assert_contract_error
+from tests.helpers.kafka import records_of
 from tests.helpers.tlog import TlogCheck
 
 EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
@@ -187,3 +188,37 @@ async def test_what_cannot_be_proven_gets_a_clear_error(
     async with proving_service(kafka_bootstrap, audit_topic=topic) as unsigned:
         answer = await unsigned.get("/audit/proof", params={"event_id": "x"})
         assert_contract_error(answer, 404, "unsigned")
+
+
+async def test_every_pair_of_a_run_s_checkpoints_is_consistent_in_go(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, tlogcheck: TlogCheck
+) -> None:
+    key = signing_key(tmp_path)
+    async with proving_service(
+        kafka_bootstrap, audit_topic=topic, audit_signing_key_file=key
+    ) as client:
+        for round_ in range(5):
+            for i in range(4):
+                answer = await client.post("/audit", json={**EVENT, "event_id": f"r{round_}-{i}"})
+                assert answer.status_code == 201, answer.text
+            await proof_of(client, event_id=f"r{round_}-3")
+        checkpoints = [
+            Checkpoint.from_json(record.value)
+            for record in await records_of(kafka_bootstrap, f"{topic}.checkpoints")
+        ]
+        sizes = sorted({(c.count, c.tree) for c in checkpoints})
+        assert len(sizes) >= 3, sizes
+        for old, old_root in sizes:
+            for new, new_root in sizes:
+                if old > new:
+                    continue
+                writer = checkpoints[0].writer
+                answer = await client.get(
+                    "/audit/consistency", params={"writer": writer, "old": old, "new": new}
+                )
+                assert answer.status_code == 200, answer.text
+                proof = [base64.b64decode(line) for line in answer.text.splitlines()]
+                checked = tlogcheck.consistency(
+                    old, new, bytes.fromhex(old_root), bytes.fromhex(new_root), proof
+                )
+                assert checked is None, (old, new, checked)
