@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         "`<this>/writer/<writer id>`); no spaces, no '+'; unset: "
         "`ractogateway-kafka/<audit topic>`.",
     )
+    audit_proofs: bool = Field(
+        default=True,
+        description="With a signing key, keep the proof index (every writer's Merkle tree, read "
+        "from the topics) and serve GET /audit/proof and /audit/consistency; false: this "
+        "instance answers them 404 no_proof (another replica may serve them).",
+    )
     proof_dir: Path | None = Field(
         default=None,
         description="Folder of the proof index (every writer's Merkle tree, for GET /audit/proof"

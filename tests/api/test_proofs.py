@@ -185,6 +185,12 @@ async def test_what_cannot_be_proven_gets_a_clear_error(
             assert_contract_error(answer, 422, "invalid_request")
         bad = await client.get("/audit/proof", params={"writer": "XYZ", "seq": 0})
         assert_contract_error(bad, 422, "invalid_request")
+    async with proving_service(
+        kafka_bootstrap, audit_topic=topic, audit_signing_key_file=key, audit_proofs=False
+    ) as without_index:
+        answer = await without_index.get("/audit/proof", params={"event_id": "x"})
+        error = assert_contract_error(answer, 404, "no_proof")
+        assert "RG_AUDIT_PROOFS=false" in error["message"]
     async with proving_service(kafka_bootstrap, audit_topic=topic) as unsigned:
         answer = await unsigned.get("/audit/proof", params={"event_id": "x"})
         assert_contract_error(answer, 404, "unsigned")
