@@ -319,7 +319,7 @@ def build_services(settings: Settings) -> Services:
                 directory=settings.proof_dir,
                 refresh_s=settings.messages_refresh_s,
             )
-            if settings.audit_signing_key_file is not None
+            if settings.audit_signing_key_file is not None and settings.audit_proofs
             else None
         ),
     )

@@ -113,7 +113,14 @@ class Settings(BaseSettings):
         default=None,
         description="Key name of the C2SP signed notes of the checkpoints, and the origin "
         "prefix of the writers' logs (a writer's checkpoint note has origin "
-        "`<this>/<writer id>`); no spaces, no '+'; unset: `ractogateway-kafka/<audit topic>`.",
+        "`<this>/writer/<writer id>`); no spaces, no '+'; unset: "
+        "`ractogateway-kafka/<audit topic>`.",
+    )
+    audit_proofs: bool = Field(
+        default=True,
+        description="With a signing key, keep the proof index (every writer's Merkle tree, read "
+        "from the topics) and serve GET /audit/proof and /audit/consistency; false: this "
+        "instance answers them 404 no_proof (another replica may serve them).",
     )
     proof_dir: Path | None = Field(
         default=None,

@@ -15,6 +15,7 @@ does not measure what its labels say fails instead of printing a ratio.
 """
 
 import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -80,7 +81,21 @@ def signing_key(directory: Path) -> Path:
 
 
 def variants(key: Path) -> tuple[Variant, Variant]:
-    """Off (chain only) and on (chain, signed checkpoints every second, redaction mask)."""
+    """Off (chain only) and on (chain, signed checkpoints every second, redaction mask); with
+    BENCH_PAIR=proofs, both signed and off without the proof index (RG_AUDIT_PROOFS=false):
+    what serving proofs of every record costs."""
+    if os.environ.get("BENCH_PAIR") == "proofs":
+        signed = {
+            "RG_AUDIT_SIGNING_KEY_FILE": str(key),
+            "RG_AUDIT_CHECKPOINT_S": CHECKPOINT_S,
+            "RG_REDACTION": "off",
+        }
+        return (
+            Variant(
+                "signed_no_proofs", "signed, no proof index", {**signed, "RG_AUDIT_PROOFS": "false"}
+            ),
+            Variant("signed_proofs", "signed + proof index", signed),
+        )
     return (
         Variant("chain_only", "chain only", {"RG_REDACTION": "off"}),
         Variant(
@@ -164,8 +179,9 @@ def measure(
             print(f"starting '{variant.label}' on {service.url}", flush=True)
             service.start()
         off, on = pair
+        proofs = os.environ.get("BENCH_PAIR") == "proofs"
         _check(off, masks=False)
-        _check(on, masks=True)
+        _check(on, masks=not proofs)
         for running in pair:
             print(f"== {running.variant.label}: {plan.warmup_s} s warm-up", flush=True)
             wrk.run(
@@ -189,7 +205,9 @@ def measure(
     finally:
         for running in pair:
             running.exit_code = running.service.stop()
-    if off.metrics["rg_audit_checkpoints_total"] or not on.metrics["rg_audit_checkpoints_total"]:
+    # Off signs nothing in the integrity pair; in the proofs pair both sign.
+    off_signed = bool(off.metrics["rg_audit_checkpoints_total"])
+    if not on.metrics["rg_audit_checkpoints_total"] or off_signed != proofs:
         raise ServiceError(f"checkpoints written: off {off.metrics}, on {on.metrics}")
     totals = [combined(r.variant.name, r.variant.label, r.rounds) for r in pair]
     results = {

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from app.integrity.checkpoint import writer_log
 from app.integrity.merkle import Frontier, leaf_entry, leaf_hash
 from app.integrity.note import TreeHead, sign_note
 from app.integrity.proofs import KnownCheckpoint, ProofIndex
@@ -68,7 +69,7 @@ def main() -> None:
         )
         key = Ed25519PrivateKey.generate()
         root = index.root(WRITER)
-        note = sign_note(TreeHead(f"{NAME}/{WRITER}", args.records, root).text(), NAME, key)
+        note = sign_note(TreeHead(writer_log(NAME, WRITER), args.records, root).text(), NAME, key)
         index.add_checkpoint(WRITER, KnownCheckpoint(args.records, root, note.encode()))
         rng = random.Random(1)  # noqa: S311 - positions to prove, not secrets
         times, sizes = [], []

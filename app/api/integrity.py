@@ -56,8 +56,8 @@ class SignedCheckpoint(BaseModel):
         "of the lost record), so a verifier continues the chain and the tree past them."
     )
     note: str = Field(
-        description="The C2SP signed note: tlog-checkpoint `<origin>/<writer>`, count, base64 "
-        "root, signed by the same key under the key name `<origin>` (RG_AUDIT_LOG_ORIGIN)."
+        description="The C2SP signed note: tlog-checkpoint `<origin>/writer/<writer>`, count, "
+        "base64 root, signed by the same key under the key name `<origin>` (RG_AUDIT_LOG_ORIGIN)."
     )
     signature: str = Field(description="base64url (no padding) of the 64-byte signature.")
 

@@ -48,10 +48,14 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 
 def _index(services: Services) -> ProofIndex:
-    if services.proofs is None:
+    if services.settings.audit_signing_key_file is None:
         raise UnsignedError(
             "proofs need signed checkpoints: no signing key is configured "
             "(RG_AUDIT_SIGNING_KEY_FILE)"
+        )
+    if services.proofs is None:
+        raise ProofUnavailableError(
+            "this instance keeps no proof index (RG_AUDIT_PROOFS=false): ask another replica"
         )
     return services.proofs.index
 

@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,6 +25,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from app.cli.common import EPILOG, logger
 from app.connection import consumer_config
 from app.integrity.keys import PublicKey, derived_key_id, parse_until
+from app.integrity.merkle import ProofError
+from app.integrity.note import NoteError
+from app.integrity.proofs import check_tlog_proof
 from app.integrity.verifier import Finding, Report, Verifier
 from app.logs import configure_logging
 from app.settings import get_settings
@@ -259,9 +263,52 @@ def print_report(report: Report, args: argparse.Namespace, out: TextIO) -> None:
     )
 
 
+def verify_proofs(
+    paths: list[Path], keys: dict[str, PublicKey], out: TextIO, *, as_json: bool
+) -> int:
+    """Check kept tlog-proofs offline (no broker): each against the public keys given."""
+    if not keys:
+        raise VerifyInputError(
+            "--proof needs --public-key: the key the proofs' checkpoints are signed with"
+        )
+    public = [key.key for key in keys.values()]
+    results: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise VerifyInputError(f"--proof {path}: not a readable file") from exc
+        try:
+            proven = check_tlog_proof(data, public)
+        except (NoteError, ProofError) as exc:
+            results.append({"proof": str(path), "valid": False, "problem": str(exc)})
+            continue
+        results.append({"proof": str(path), "valid": True, **asdict(proven)})
+    if as_json:
+        json.dump({"proofs": results}, out, indent=2)
+        out.write("\n")
+    for result in [] if as_json else results:
+        if result["valid"]:
+            out.write(
+                f"proof {result['proof']}: the record sha256:{result['digest']} is position "
+                f"{result['seq']} of writer {result['writer']}, in its tree of "
+                f"{result['size']} signed under {result['name']}\n"
+            )
+        else:
+            out.write(f"proof {result['proof']}: NOT VALID: {result['problem']}\n")
+    return EXIT_CLEAN if all(r["valid"] for r in results) else EXIT_PROBLEMS
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify the trail; exit 0 clean, 1 problems, 2 unusable input."""
     configure_logging("WARNING", "text")
+    if args.proof:
+        try:
+            keys = load_public_keys(args.public_key)
+            return verify_proofs(args.proof, keys, sys.stdout, as_json=args.json)
+        except VerifyInputError as exc:
+            logger.error("%s", exc)
+            return EXIT_USAGE
     args.topic = args.topic or get_settings().audit_topic
     args.checkpoints_topic = args.checkpoints_topic or f"{args.topic}.checkpoints"
     try:
@@ -356,6 +403,16 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         default=[],
         metavar="FILE",
         help="a receipt a client kept (JSON object or list) to check; repeatable",
+    )
+    verify.add_argument(
+        "--proof",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="a kept inclusion proof (the tlog-proof of GET /audit/proof) to check offline with "
+        "--public-key, reading no topic: which record it proves, at which position of which "
+        "writer, in which signed tree; repeatable",
     )
     verify.add_argument("--json", action="store_true", help="one JSON document on stdout")
     verify.add_argument(

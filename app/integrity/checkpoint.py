@@ -8,12 +8,12 @@ A checkpoint is a JSON object (docs/integrity.md). Version 1 (read, no longer wr
 
 Version 2, what the service writes: the same plus `tree` (the writer's RFC 6962 root over
 positions 0..seq) and `note`, the C2SP signed note of the tree head (tlog-checkpoint
-`<name>/<writer>`, `count`, base64 root) signed by the same key under the key name `<name>`
+`<name>/writer/<writer>`, `count`, base64 root) signed by the same key under the key name `<name>`
 (RG_AUDIT_LOG_ORIGIN); its `void` lists every position lost up to `seq` with the lost record's
 digest (not its link):
 
     {"version": 2, ..., "tree": "sha256:<root hex>", "void": {"<seq>": "sha256:<digest hex>"},
-     "note": "<origin>/<writer>\n<count>\n<base64 root>\n\n— <origin> <base64>\n", ...}
+     "note": "<origin>/writer/<writer>\n<count>\n<base64 root>\n\n— <origin> <base64>\n", ...}
 
 The signature is Ed25519 over the canonical JSON of the object without `signature`: sorted
 keys, separators "," and ":", UTF-8, no ASCII escaping. Anyone holding the writer's public key
@@ -140,8 +140,8 @@ class Checkpoint:
 
     def tree_head(self, name: str) -> TreeHead:
         """The tlog-checkpoint body of a version 2 checkpoint whose key is named `name`:
-        origin `<name>/<writer>`, size `count`, root `tree`."""
-        return TreeHead(f"{name}/{self.writer}", self.count, bytes.fromhex(self.tree))
+        origin `<name>/writer/<writer>`, size `count`, root `tree`."""
+        return TreeHead(writer_log(name, self.writer), self.count, bytes.fromhex(self.tree))
 
     @property
     def key_name(self) -> str:
@@ -235,9 +235,16 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _SIGNATURE = re.compile(r"[A-Za-z0-9_-]{85}[AQgw]")
 
 
+def writer_log(name: str, writer: str) -> str:
+    """The origin of `writer`'s log (its tree's checkpoints) under the log origin `name`
+    (RG_AUDIT_LOG_ORIGIN): `<name>/writer/<writer id>`."""
+    return f"{name}/writer/{writer}"
+
+
 def _check_note(checkpoint: Checkpoint) -> None:
     """A version 2 checkpoint's note says what its fields say: one signature line, by key name
-    `name`; the text exactly the tree head `<name>/<writer>`, `count`, `tree` (no extension)."""
+    `name`; the text exactly the tree head `<name>/writer/<writer>`, `count`, `tree` (no
+    extension)."""
     try:
         note = parse_note(checkpoint.note.encode())
         if len(note.signatures) != 1:
@@ -250,7 +257,7 @@ def _check_note(checkpoint: Checkpoint) -> None:
     if head.origin != expected.origin:
         raise CheckpointFormatError(
             f"the note's origin {head.origin[:80]!r} is not {expected.origin[:80]!r} "
-            "(<key name>/<writer>)"
+            "(<key name>/writer/<writer>)"
         )
     if head.size != checkpoint.count:
         raise CheckpointFormatError(f"the note's size {head.size} is not count")

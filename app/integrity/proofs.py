@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from app.integrity.checkpoint import writer_log
 from app.integrity.merkle import LEAF_VERSION, ProofError, leaf_entry, leaf_hash, verify_inclusion
 from app.integrity.note import NoteError, TlogProof, TreeHead, Verifier, open_note, parse_note
 from app.integrity.tree_store import TreeFiles
@@ -247,9 +248,9 @@ class ProvenRecord:
 
 def check_tlog_proof(data: bytes, keys: list[Ed25519PublicKey]) -> ProvenRecord:
     """Check a kept tlog-proof offline: its checkpoint note is signed by one of `keys` (under
-    the key name it carries), its origin is `<name>/<writer>`, its `extra` is the leaf entry of
-    position `index`, and the hashes lead from that leaf to the checkpoint's root. NoteError or
-    ProofError says what does not hold."""
+    the key name it carries), its origin is `<name>/writer/<writer>`, its `extra` is the leaf
+    entry of position `index`, and the hashes lead from that leaf to the checkpoint's root.
+    NoteError or ProofError says what does not hold."""
     proof = TlogProof.parse(data)
     names = {signature.name for signature in parse_note(proof.checkpoint).signatures}
     note = open_note(proof.checkpoint, [Verifier.of(n, k) for n in names for k in keys])
@@ -263,7 +264,9 @@ def check_tlog_proof(data: bytes, keys: list[Ed25519PublicKey]) -> ProvenRecord:
     _, writer, seq_text, digest = fields
     if leaf_entry(writer, proof.index, digest) != proof.extra or seq_text != str(proof.index):
         raise ProofError("the leaf entry names another position than the proof's index")
-    if head.origin != f"{name}/{writer}":
-        raise NoteError(f"the checkpoint's origin {head.origin!r} is not {name}/{writer}")
+    if head.origin != writer_log(name, writer):
+        raise NoteError(
+            f"the checkpoint's origin {head.origin!r} is not {writer_log(name, writer)}"
+        )
     verify_inclusion(proof.index, head.size, leaf_hash(proof.extra), proof.hashes, head.root)
     return ProvenRecord(name, writer, proof.index, digest, head.size)

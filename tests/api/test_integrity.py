@@ -120,7 +120,7 @@ async def test_unit_chain_checkpoints_verify_with_the_served_key_and_only_when_n
         assert verify_signature(checkpoint, public)  # type: ignore[arg-type]
         assert verify_note(checkpoint, public)  # type: ignore[arg-type]
         opened = open_note(checkpoint.note.encode(), verifiers[:1])
-        assert opened.text.startswith(f"ractogateway-kafka/{topic}/{chain.writer_id}\n1\n")
+        assert opened.text.startswith(f"ractogateway-kafka/{topic}/writer/{chain.writer_id}\n1\n")
         await asyncio.sleep(0.5)  # ten ticks with nothing new
         assert services.checkpoints.written == 1
         metrics = (await client.get("/metrics")).text
@@ -164,7 +164,7 @@ async def test_unit_chain_the_last_checkpoint_is_written_at_shutdown(
     # The note is signed under RG_AUDIT_LOG_ORIGIN: the served verifier key opens it.
     assert written.key_name == "audit.example.com/trail"
     opened = open_note(written.note.encode(), [Verifier.parse(served["verifier_key"])])
-    assert opened.text.startswith(f"audit.example.com/trail/{chain.writer_id}\n1\n")
+    assert opened.text.startswith(f"audit.example.com/trail/writer/{chain.writer_id}\n1\n")
 
 
 async def test_without_a_key_no_checkpoints_and_404_unsigned(

@@ -15,11 +15,13 @@ from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from app.integrity.checkpoint import Checkpoint, writer_log
 from app.integrity.merkle import leaf_entry, leaf_hash
 from app.integrity.note import TlogProof
 from app.main import create_app
 from app.settings import Settings
 from tests.helpers.app import assert_contract_error
+from tests.helpers.kafka import records_of
 from tests.helpers.tlog import TlogCheck
 
 EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
@@ -79,7 +81,7 @@ def check(tlogcheck: TlogCheck, proof: bytes, vkey: str, receipt: dict[str, Any]
     writer, seq, digest = receipt["writer"], receipt["seq"], receipt["digest"][7:]
     entry = leaf_entry(writer, seq, digest)
     assert TlogProof.parse(proof).extra == entry
-    origin = f"{ORIGIN}/{writer}"
+    origin = writer_log(ORIGIN, writer)
     assert tlogcheck.tlog_proof(proof, origin, [vkey], leaf_hash(entry)) is None
     wrong = leaf_hash(leaf_entry(writer, seq, "0" * 64))
     assert tlogcheck.tlog_proof(proof, origin, [vkey], wrong) is not None
@@ -183,6 +185,46 @@ async def test_what_cannot_be_proven_gets_a_clear_error(
             assert_contract_error(answer, 422, "invalid_request")
         bad = await client.get("/audit/proof", params={"writer": "XYZ", "seq": 0})
         assert_contract_error(bad, 422, "invalid_request")
+    async with proving_service(
+        kafka_bootstrap, audit_topic=topic, audit_signing_key_file=key, audit_proofs=False
+    ) as without_index:
+        answer = await without_index.get("/audit/proof", params={"event_id": "x"})
+        error = assert_contract_error(answer, 404, "no_proof")
+        assert "RG_AUDIT_PROOFS=false" in error["message"]
     async with proving_service(kafka_bootstrap, audit_topic=topic) as unsigned:
         answer = await unsigned.get("/audit/proof", params={"event_id": "x"})
         assert_contract_error(answer, 404, "unsigned")
+
+
+async def test_every_pair_of_a_run_s_checkpoints_is_consistent_in_go(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, tlogcheck: TlogCheck
+) -> None:
+    key = signing_key(tmp_path)
+    async with proving_service(
+        kafka_bootstrap, audit_topic=topic, audit_signing_key_file=key
+    ) as client:
+        for round_ in range(5):
+            for i in range(4):
+                answer = await client.post("/audit", json={**EVENT, "event_id": f"r{round_}-{i}"})
+                assert answer.status_code == 201, answer.text
+            await proof_of(client, event_id=f"r{round_}-3")
+        checkpoints = [
+            Checkpoint.from_json(record.value)
+            for record in await records_of(kafka_bootstrap, f"{topic}.checkpoints")
+        ]
+        sizes = sorted({(c.count, c.tree) for c in checkpoints})
+        assert len(sizes) >= 3, sizes
+        for old, old_root in sizes:
+            for new, new_root in sizes:
+                if old > new:
+                    continue
+                writer = checkpoints[0].writer
+                answer = await client.get(
+                    "/audit/consistency", params={"writer": writer, "old": old, "new": new}
+                )
+                assert answer.status_code == 200, answer.text
+                proof = [base64.b64decode(line) for line in answer.text.splitlines()]
+                checked = tlogcheck.consistency(
+                    old, new, bytes.fromhex(old_root), bytes.fromhex(new_root), proof
+                )
+                assert checked is None, (old, new, checked)

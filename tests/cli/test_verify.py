@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.cli import build_parser, main
+from app.integrity.checkpoint import writer_log
+from app.integrity.merkle import MerkleTree, leaf_entry
+from app.integrity.note import TlogProof, TreeHead, sign_note
 from tests.helpers.integrity import (
     ChainedWriter,
     Record,
@@ -449,3 +454,51 @@ def test_unit_verify_is_listed_with_its_options(capsys: pytest.CaptureFixture[st
     ):
         assert option in text
     assert "verify" in build_parser().format_help()
+
+
+def test_a_kept_proof_is_checked_offline_reading_no_topic(tmp_path: Path) -> None:
+    key, name, writer = Ed25519PrivateKey.generate(), "rg.test/audit", "ab" * 16
+    digests = [hashlib.sha256(bytes([i])).hexdigest() for i in range(9)]
+    tree = MerkleTree()
+    for seq, digest in enumerate(digests):
+        tree.append(leaf_entry(writer, seq, digest))
+    note = sign_note(TreeHead(writer_log(name, writer), 9, tree.root()).text(), name, key)
+    proof = TlogProof(5, tuple(tree.inclusion(5)), note.encode(), leaf_entry(writer, 5, digests[5]))
+    good, bad = tmp_path / "good.tlog-proof", tmp_path / "bad.tlog-proof"
+    good.write_bytes(proof.encode())
+    bad.write_bytes(proof.encode().replace(b"index 5", b"index 4"))
+    public = tmp_path / "log.pub.pem"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    # No broker at all: a proof is checked with the key alone.
+    env = {**os.environ, "RG_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    checked = run_cli(
+        ["verify", "--proof", str(good), "--public-key", str(public)], cwd=tmp_path, env=env
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert f"sha256:{digests[5]} is position 5 of writer {writer}" in checked.stdout
+    assert f"in its tree of 9 signed under {name}" in checked.stdout
+    refused = run_cli(
+        [
+            "verify",
+            "--proof",
+            str(good),
+            "--proof",
+            str(bad),
+            "--public-key",
+            str(public),
+            "--json",
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
+    assert refused.returncode == 1, refused.stderr
+    results = json.loads(refused.stdout)["proofs"]
+    assert [r["valid"] for r in results] == [True, False]
+    assert "another position" in results[1]["problem"]
+    keyless = run_cli(["verify", "--proof", str(good)], cwd=tmp_path, env=env)
+    assert keyless.returncode == 2
+    assert "--proof needs --public-key" in keyless.stderr

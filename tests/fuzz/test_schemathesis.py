@@ -58,6 +58,11 @@ REFUSED_THOUGH_VALID: dict[str, Callable[[dict[str, Any]], bool]] = {
     ),
     "GET /messages": _messages_refusal,
     "GET /messages/stream": _messages_refusal,
+    # Which parameters go together (event_id, or writer and seq; old not above new).
+    "GET /audit/proof": lambda error: (
+        error["message"] == "name the record by event_id, or by writer and seq"
+    ),
+    "GET /audit/consistency": lambda error: " is larger than new " in error["message"],
 }
 
 
@@ -80,6 +85,14 @@ schema = schemathesis.openapi.from_path(
                 {
                     "include-path": "/audit/checkpoint",
                     "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "404"]}},
+                },
+                # A proof of a record that was never written is 404 no_proof; parameters that do
+                # not go together are 422 (REFUSED_THOUGH_VALID).
+                {
+                    "include-path-regex": "^/audit/(proof|consistency)$",
+                    "checks": {
+                        "positive_data_acceptance": {"expected-statuses": ["2xx", "404", "422"]}
+                    },
                 },
                 # A schema-valid request may still be refused for a reason no JSON Schema
                 # states; REFUSED_THOUGH_VALID says which, and the test checks each such 422.

@@ -226,7 +226,7 @@ def checkpoint_v2(
     tree's root (or `tree`), `void` (seq -> digest) and the C2SP note of the tree head."""
     last = writer.seq if seq is None else seq
     root = writer.tree(last) if tree is None else tree
-    text = f"{origin}/{writer.writer}\n{last + 1}\n{base64.b64encode(root).decode()}\n"
+    text = f"{origin}/writer/{writer.writer}\n{last + 1}\n{base64.b64encode(root).decode()}\n"
     body: dict[str, Any] = {
         "version": 2,
         "writer": writer.writer,

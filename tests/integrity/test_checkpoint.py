@@ -22,6 +22,7 @@ from app.integrity.checkpoint import (
     unb64url,
     verify_note,
     verify_signature,
+    writer_log,
 )
 from app.integrity.keys import derived_key_id
 from app.integrity.merkle import MerkleTree, leaf_entry, leaf_hash
@@ -254,8 +255,8 @@ def test_a_v2_checkpoint_carries_its_tree_and_a_note_that_says_the_same() -> Non
     assert (body["version"], body["tree"]) == (2, "sha256:" + ROOT.hex())
     assert body["void"] == {"7": "sha256:" + "cd" * 32}
     note = open_note(body["note"].encode(), [NoteVerifier.of(ORIGIN, key.public_key())])
-    assert note.text == TreeHead(f"{ORIGIN}/{WRITER}", 42, ROOT).text()
-    assert note.text == f"{ORIGIN}/{WRITER}\n42\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"
+    assert note.text == TreeHead(f"{ORIGIN}/writer/{WRITER}", 42, ROOT).text()
+    assert note.text == f"{ORIGIN}/writer/{WRITER}\n42\n{B64_ROOT}\n"
     assert parsed.key_name == ORIGIN
     assert not verify_note(parsed, Ed25519PrivateKey.generate().public_key())
     with pytest.raises(ValueError, match="key name"):
@@ -263,7 +264,7 @@ def test_a_v2_checkpoint_carries_its_tree_and_a_note_that_says_the_same() -> Non
 
 
 B64_ROOT = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-HEAD = f"{ORIGIN}/{WRITER}\n42\n{B64_ROOT}\n"
+HEAD = f"{ORIGIN}/writer/{WRITER}\n42\n{B64_ROOT}\n"
 OTHER_SIGNATURE = "\u2014 other " + "A" * 88 + "\n"
 
 
@@ -351,7 +352,8 @@ def test_the_v2_vector_of_the_docs_is_what_the_service_signs_and_go_opens(
         ).sign(key, name=name)
         assert vector["tree"] == checkpoint.tree == go_roots[seq + 1].hex()
         assert (
-            vector["note_text"] == TreeHead(f"{name}/{writer}", seq + 1, tree.root(seq + 1)).text()
+            vector["note_text"]
+            == TreeHead(writer_log(name, writer), seq + 1, tree.root(seq + 1)).text()
         )
         assert vector["note"] == checkpoint.note
         assert vector["signed_bytes"].encode() == checkpoint.signed_bytes()
@@ -363,7 +365,7 @@ def test_the_v2_vector_of_the_docs_is_what_the_service_signs_and_go_opens(
         assert verify_note(parsed, key.public_key())
         # Go (formats/log.ParseCheckpoint over sumdb/note) opens the note with the verifier key.
         opened = tlogcheck.checkpoint(
-            vector["note"].encode(), f"{name}/{writer}", [data["verifier_key"]]
+            vector["note"].encode(), writer_log(name, writer), [data["verifier_key"]]
         )
         assert opened == (seq + 1, tree.root(seq + 1)), opened
 

@@ -51,7 +51,7 @@ async def test_unit_a_checkpoint_only_when_the_head_advanced() -> None:
     assert verify_signature(parsed, key.public)
     assert verify_note(parsed, key.public)
     assert parsed.key_name == ORIGIN
-    assert parsed.note.startswith(f"{ORIGIN}/{WRITER}\n10\n")
+    assert parsed.note.startswith(f"{ORIGIN}/writer/{WRITER}\n10\n")
 
 
 async def test_unit_each_checkpoint_lists_every_lost_position_up_to_its_seq_retried() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from app.integrity.checkpoint import Checkpoint
+from app.integrity.checkpoint import Checkpoint, writer_log
 from tests.helpers.kafka import records_of
 from tests.helpers.processes import run_cli
 from tests.helpers.service import Launch
@@ -151,7 +151,7 @@ async def test_the_services_v2_checkpoints_open_with_the_served_verifier_key_in_
         checkpoint = Checkpoint.from_json(record.value)
         assert (record.key, checkpoint.version, checkpoint.writer) == (writer, 2, writer)
         opened = tlogcheck.checkpoint(
-            checkpoint.note.encode(), f"{origin}/{writer}", [served["verifier_key"]]
+            checkpoint.note.encode(), writer_log(origin, writer), [served["verifier_key"]]
         )
         assert opened == (checkpoint.count, go_roots[checkpoint.count]), opened
         assert checkpoint.tree == go_roots[checkpoint.count].hex()

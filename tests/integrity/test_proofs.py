@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from app.integrity.checkpoint import writer_log
 from app.integrity.merkle import MerkleTree, ProofError, leaf_entry, leaf_hash
 from app.integrity.note import NoteError, TlogProof, TreeHead, sign_note, verifier_key
 from app.integrity.proofs import (
@@ -34,7 +35,7 @@ def checkpoint(writer: str, size: int) -> KnownCheckpoint:
     for seq in range(size):
         tree.append(leaf_entry(writer, seq, digest(writer, seq)))
     root = tree.root()
-    note = sign_note(TreeHead(f"{NAME}/{writer}", size, root).text(), NAME, KEY)
+    note = sign_note(TreeHead(writer_log(NAME, writer), size, root).text(), NAME, KEY)
     return KnownCheckpoint(size, root, note.encode())
 
 
@@ -66,7 +67,7 @@ def test_proofs_of_any_record_are_accepted_by_go(tmp_path: Path, tlogcheck: Tlog
             assert proof.extra == leaf_entry(writer, seq, digest(writer, seq))
             encoded = proof.encode()
             assert TlogProof.parse(encoded) == proof
-            origin = f"{NAME}/{writer}"
+            origin = writer_log(NAME, writer)
             assert tlogcheck.tlog_proof(encoded, origin, [vkey], leaf_hash(proof.extra)) is None
             other = leaf_hash(leaf_entry(writer, seq, digest(writer, seq + 1)))
             assert tlogcheck.tlog_proof(encoded, origin, [vkey], other) is not None
