@@ -29,6 +29,7 @@ from app.integrity.trust import CheckpointTrust
 from app.kafka import KafkaConsumerClient, KafkaMessage
 from app.kafka.lifecycle import cancelling
 from app.logs import RepeatedFailure
+from app.recent.reader import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES
 from app.settings import Settings
 from app.tasks import BackgroundTask, Backoff
 
@@ -103,6 +104,12 @@ class ProofsReader:
                     auto_offset_reset="earliest",
                     max_poll_records=2000,
                     value_format="bytes",
+                    # Fetches answered in batches, as the GET /messages reader's: the index
+                    # needs no record at once, and fewer fetches cost the service less.
+                    extra={
+                        "fetch_min_bytes": FETCH_MIN_BYTES,
+                        "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
+                    },
                 )
             )
             try:
