@@ -212,6 +212,12 @@ async def verify_trail(args: argparse.Namespace, verifier: Verifier) -> Report:
     for name, value in args.witness_checkpoints:
         verifier.add_witness_checkpoint(name, value)
     await read_topic(config, args.topic, audit_record, since=args.since, progress_to=progress_to)
+
+    def writers_entry(record: ConsumerRecord[bytes, bytes]) -> None:
+        verifier.add_writers_entry(record.partition, record.offset, record.value)
+
+    # The log of writers, whole, when there is one (trails older than it have none).
+    await read_topic(config, args.writers_topic, writers_entry, required=False)
     return verifier.finish()
 
 
@@ -233,7 +239,11 @@ def _line(finding: Finding) -> str:
 def print_report(report: Report, args: argparse.Namespace, out: TextIO) -> None:
     """The report as text for people, or one JSON document with --json."""
     if args.json:
-        document = {"topic": args.topic, "checkpoints_topic": args.checkpoints_topic}
+        document = {
+            "topic": args.topic,
+            "checkpoints_topic": args.checkpoints_topic,
+            "writers_topic": args.writers_topic,
+        }
         print(json.dumps({**document, **report.as_dict()}, indent=2), file=out)
         return
     for finding in report.problems:
@@ -311,6 +321,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     args.topic = args.topic or get_settings().audit_topic
     args.checkpoints_topic = args.checkpoints_topic or f"{args.topic}.checkpoints"
+    args.writers_topic = args.writers_topic or f"{args.topic}.writers"
     try:
         keys = load_public_keys(args.public_key)
         # Keys given say the trail is signed: no checkpoint at all is then a problem.
@@ -320,6 +331,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             keys,
             topic=args.topic,
             checkpoints_topic=args.checkpoints_topic,
+            writers_topic=args.writers_topic,
             from_start=args.since is None,
             require_signed=args.require_signed,
             strict=args.strict,
@@ -351,6 +363,12 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     verify.add_argument("--topic", help="audit topic (default RG_AUDIT_TOPIC)")
     verify.add_argument(
         "--checkpoints-topic", metavar="TOPIC", help="checkpoints topic (default TOPIC.checkpoints)"
+    )
+    verify.add_argument(
+        "--writers-topic",
+        metavar="TOPIC",
+        help="the log of writers (default TOPIC.writers; read when it exists): a writer it "
+        "knows whose records are gone is writer_missing, one cut back a rollback",
     )
     window = verify.add_mutually_exclusive_group()
     window.add_argument(
