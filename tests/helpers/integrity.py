@@ -320,3 +320,22 @@ def edge_cases(body: dict[str, Any]) -> dict[str, tuple[bytes, str]]:
         "chain-uppercase-hex": (dumped({**body, "chain": link.upper()}), "malformed"),
         "extra-field": (dumped({**body, "note": "\x01\x7f\u2028<&>"}), "malformed"),
     }
+
+
+def writers_entry(kind: str, writer: ChainedWriter, size: int | None = None) -> Record:
+    """An entry of the log of writers as the spec writes it (docs/integrity.md, "The log of
+    writers"): start, or head/stop at `size` (default: where the writer stands), keyed by the
+    writer id."""
+    body: dict[str, Any] = {
+        "kind": kind,
+        "writer": writer.writer,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+    if kind == "start":
+        body["origin"] = f"{ORIGIN}/writer/{writer.writer}"
+    else:
+        count = writer.seq + 1 if size is None else size
+        body["size"] = count
+        body["root"] = "sha256:" + writer.tree(count - 1).hex()
+    value = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return Record(value, [("content-type", b"application/json")], key=writer.writer.encode())

@@ -13,7 +13,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from app.integrity.checkpoint import Checkpoint, writer_log
-from tests.helpers.kafka import records_of
+from tests.helpers.kafka import read_all, records_in, records_of
 from tests.helpers.processes import run_cli
 from tests.helpers.service import Launch
 from tests.helpers.tlog import TlogCheck
@@ -115,6 +115,7 @@ async def test_the_services_v2_checkpoints_open_with_the_served_verifier_key_in_
         tmp_path / "run",
         audit_signing_key_file=str(private),
         audit_checkpoint_s="0.1",
+        audit_writers_s="0.2",
     )
     service.wait_ready()
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
@@ -126,6 +127,11 @@ async def test_the_services_v2_checkpoints_open_with_the_served_verifier_key_in_
             await asyncio.sleep(0.4)
         (served,) = (await client.get("/audit/keys")).json()["keys"]
         latest = (await client.get("/audit/checkpoint")).json()
+        writers_note = await served_note(client, "writers")
+        own_note = await served_note(client, latest["writer"])
+        bad = await client.get("/audit/checkpoint", params={"log": "nope"})
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["error"]["code"]
     assert service.stop() == 0
     origin = f"ractogateway-kafka/{service.audit_topic}"
     assert served["verifier_key"].startswith(origin + "+")
@@ -145,8 +151,12 @@ async def test_the_services_v2_checkpoints_open_with_the_served_verifier_key_in_
         for seq in range(len(digests))
     ]
     go_roots = tlogcheck.roots(entries)
-    written = await records_of(kafka_bootstrap, f"{service.audit_topic}.checkpoints")
+    kept = await records_of(kafka_bootstrap, f"{service.audit_topic}.checkpoints")
+    # The checkpoints topic holds the log of writers' notes too, keyed `writers`.
+    written = [record for record in kept if record.key != "writers"]
+    notes = [record for record in kept if record.key == "writers"]
     assert len(written) >= 3
+    assert notes
     for record in written:
         checkpoint = Checkpoint.from_json(record.value)
         assert (record.key, checkpoint.version, checkpoint.writer) == (writer, 2, writer)
@@ -164,4 +174,52 @@ async def test_the_services_v2_checkpoints_open_with_the_served_verifier_key_in_
         kafka_bootstrap, tmp_path, service.audit_topic, "--public-key", str(public)
     )
     assert code == 0, report
-    assert report["checkpoints_valid"] == len(written)
+    assert report["checkpoints_valid"] == len(kept)
+    # The log of writers: start, heads, stop of this one writer; its notes open in Go with
+    # origin <origin>/writers and their roots are Go's over the writers topic's values.
+    code, report = verify(
+        kafka_bootstrap, tmp_path, service.audit_topic, "--public-key", str(public), "--strict"
+    )
+    assert code == 0, report
+    assert report["warnings"] == []
+    entries_raw = [
+        m.value
+        for m in await read_all(
+            kafka_bootstrap,
+            f"{service.audit_topic}.writers",
+            await records_in(kafka_bootstrap, f"{service.audit_topic}.writers"),
+            value_format="bytes",
+        )
+    ]
+    assert all(isinstance(value, bytes) for value in entries_raw)
+    values = [value for value in entries_raw if isinstance(value, bytes)]
+    kinds = [json.loads(value)["kind"] for value in values]
+    assert (kinds[0], kinds[-1], set(kinds[1:-1])) == ("start", "stop", {"head"}), kinds
+    stop = json.loads(values[-1])
+    assert (stop["writer"], stop["size"]) == (writer, len(entries))
+    assert stop["root"] == "sha256:" + go_roots[len(entries)].hex()
+    writers_roots = tlogcheck.roots(values)
+    kept_notes = [n.value["note"] for n in notes if isinstance(n.value, dict)]
+    assert len(kept_notes) == len(notes)
+    for note in [writers_note, *kept_notes]:
+        opened = tlogcheck.checkpoint(note.encode(), f"{origin}/writers", [served["verifier_key"]])
+        assert isinstance(opened, tuple), opened
+        size, root = opened
+        assert root == writers_roots[size]
+    opened = tlogcheck.checkpoint(
+        own_note.encode(), writer_log(origin, writer), [served["verifier_key"]]
+    )
+    assert isinstance(opened, tuple), opened
+    assert opened[1] == go_roots[opened[0]], opened
+
+
+async def served_note(client: httpx.AsyncClient, log: str) -> str:
+    """GET /audit/checkpoint?log=`log` once it answers (the proof reader caught up)."""
+    for _ in range(100):
+        answer = await client.get("/audit/checkpoint", params={"log": log})
+        if answer.status_code == 200:
+            assert answer.headers["content-type"].startswith("text/plain")
+            return answer.text
+        assert answer.status_code == 404, answer.text
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no checkpoint note of log {log}")
