@@ -3,9 +3,11 @@ public key it serves, and the receipts its clients kept verify too; the same tra
 rewritten by an independent producer, does not."""
 
 import asyncio
+import hashlib
 import json
 import os
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from app.integrity.checkpoint import Checkpoint, writer_log
+from app.integrity.keys import load_signing_key
+from tests.helpers.integrity import Record, read_raw, spec_leaf, spec_root, write_records
 from tests.helpers.kafka import read_all, records_in, records_of
 from tests.helpers.processes import run_cli
 from tests.helpers.service import Launch
@@ -223,3 +227,114 @@ async def served_note(client: httpx.AsyncClient, log: str) -> str:
         assert answer.status_code == 404, answer.text
         await asyncio.sleep(0.1)
     raise AssertionError(f"no checkpoint note of log {log}")
+
+
+async def test_a_writer_deleted_or_cut_back_or_resigned_is_found_by_the_log_of_writers(
+    kafka_bootstrap: str, tmp_path: Path, start_service: Launch, create_topic: Any
+) -> None:
+    """Two runs of the service write one trail; copies of it to new topics, the writers topic
+    kept: without one writer's records and checkpoints it is `writer_missing`; cut back to an
+    earlier seq with its later checkpoints gone it is a `rollback`; a checkpoint the key holder
+    signs again over a rewritten record is a `fork`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
+    keys = tmp_path / "keys"
+    made = run_cli(["keys", "generate", "--out", str(keys)], cwd=tmp_path, env=env)
+    assert made.returncode == 0, made.stderr
+    (private,) = keys.glob("*.key.pem")
+    topic = f"test-{uuid.uuid4().hex}"
+    for run in range(2):
+        service = start_service(
+            kafka_bootstrap,
+            tmp_path / f"run{run}",
+            audit_topic=topic,
+            audit_signing_key_file=str(private),
+            audit_checkpoint_s="0.2",
+            audit_writers_s="0.2",
+        )
+        service.wait_ready()
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+            for n in range(6):
+                event = {"user_id": "u", "model": "m", "prompt": f"p{run}-{n}", "response": "r"}
+                answer = await client.post("/audit", json=event)
+                assert answer.status_code == 201, answer.text
+            (served,) = (await client.get("/audit/keys")).json()["keys"]
+        assert service.stop() == 0
+    public = tmp_path / "served.pem"
+    public.write_text(served["public_key_pem"])
+    records = await read_raw(kafka_bootstrap, topic)
+    checkpoints = await read_raw(kafka_bootstrap, f"{topic}.checkpoints")
+    writers = f"{topic}.writers"
+
+    def writer_of(record: Record) -> str:
+        return record.header("rg-writer")
+
+    def seq_of(record: Record) -> int:
+        return int(record.header("rg-seq"))
+
+    # The runs in the order they started, as the log of writers has them.
+    starts = [
+        json.loads(e.value)["writer"]
+        for e in await read_raw(kafka_bootstrap, writers)
+        if json.loads(e.value)["kind"] == "start"
+    ]
+    first, second = starts
+    assert {writer_of(r) for r in records} == {first, second}
+
+    async def copy(
+        keep_record: Any, keep_checkpoint: Any, extra: list[Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        audit_copy, checkpoints_copy = await create_topic(1), await create_topic(1)
+        await write_records(kafka_bootstrap, audit_copy, [r for r in records if keep_record(r)])
+        kept = [c for c in checkpoints if keep_checkpoint(c)] + (extra or [])
+        await write_records(kafka_bootstrap, checkpoints_copy, kept)
+        return verify(
+            kafka_bootstrap,
+            tmp_path,
+            audit_copy,
+            "--checkpoints-topic",
+            checkpoints_copy,
+            "--writers-topic",
+            writers,
+            "--public-key",
+            str(public),
+        )
+
+    code, report = verify(kafka_bootstrap, tmp_path, topic, "--public-key", str(public), "--strict")
+    assert code == 0, report
+
+    # Deleted whole: no record and no checkpoint of the second writer left.
+    code, report = await copy(lambda r: writer_of(r) != second, lambda c: c.key != second.encode())
+    assert code == 1
+    assert [(p["kind"], p["writer"], p["seq"], p["last_seq"]) for p in report["problems"]] == [
+        ("writer_missing", second, 0, 5)
+    ], report
+
+    # Cut back to seq 2 with its later checkpoints: only the log of writers remembers.
+    def early(checkpoint: Any) -> bool:
+        if checkpoint.key != first.encode():
+            return True
+        return bool(json.loads(checkpoint.value)["seq"] <= 2)
+
+    code, report = await copy(lambda r: writer_of(r) != first or seq_of(r) <= 2, early)
+    assert code == 1
+    assert [(p["kind"], p["writer"], p["seq"], p["last_seq"]) for p in report["problems"]] == [
+        ("rollback", first, 3, 5)
+    ], report
+
+    # The key holder rewrites record 1 of the first writer and signs its tree of 6 again.
+    mine = sorted((r for r in records if writer_of(r) == first), key=seq_of)
+    digests = [r.header("rg-digest")[7:] for r in mine]
+    digests[1] = hashlib.sha256(b'{"prompt":"rewritten"}').hexdigest()
+    root = spec_root([spec_leaf(first, n, d) for n, d in enumerate(digests)])
+    last = max(
+        (Checkpoint.from_json(c.value) for c in checkpoints if c.key == first.encode()),
+        key=lambda c: c.seq,
+    )
+    assert last.count == 6
+    key = load_signing_key(private, allow_insecure=True)
+    resigned = replace(last, tree=root.hex()).sign(key.private, name=f"ractogateway-kafka/{topic}")
+    forged = Record(resigned.to_bytes(), [], key=first.encode())
+    code, report = await copy(lambda r: True, lambda c: True, [forged])
+    assert code == 1
+    forks = [(p["kind"], p["writer"], p["seq"]) for p in report["problems"] if p["kind"] == "fork"]
+    assert forks == [("fork", first, 5)], report
