@@ -1,6 +1,7 @@
 """`ractogateway-kafka verify` as a real process against trails an independent producer wrote to
 a real broker: a clean trail, then each kind of problem found with its partition and offset."""
 
+import base64
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from app.integrity.checkpoint import writer_log
 from app.integrity.merkle import MerkleTree, leaf_entry
 from app.integrity.note import TlogProof, TreeHead, sign_note
 from tests.helpers.integrity import (
+    ORIGIN,
     ChainedWriter,
     Record,
     SigningKey,
@@ -28,6 +30,9 @@ from tests.helpers.integrity import (
     checkpoint_record,
     checkpoint_v2,
     receipt_of,
+    sign_json,
+    spec_note,
+    spec_root,
     with_value,
     write_records,
     writers_entry,
@@ -605,3 +610,68 @@ async def test_a_writer_the_log_does_not_know_is_unknown_a_problem_under_strict(
     code, report = trail.verify("--strict")
     assert code == 1
     assert [(p["kind"], p["writer"]) for p in report["problems"]] == [("unknown_writer", b.writer)]
+
+
+def writers_note(key: SigningKey, values: list[bytes], *, size: int | None = None) -> Record:
+    """A signed note of the log of writers over `values` (its first `size`), in its envelope,
+    keyed `writers`, as docs/integrity.md spells it."""
+    count = len(values) if size is None else size
+    root = spec_root(values[:count])
+    text = f"{ORIGIN}/writers\n{count}\n{base64.b64encode(root).decode()}\n"
+    body = {
+        "version": 2,
+        "log": "writers",
+        "size": count,
+        "root": f"sha256:{root.hex()}",
+        "time": "2026-12-07T09:00:00.000000Z",
+        "key_id": key.key_id,
+        "note": spec_note(text, ORIGIN, key.private),
+    }
+    value = json.dumps(sign_json(key.private, body), separators=(",", ":")).encode()
+    return Record(value, [], key=b"writers")
+
+
+async def test_notes_of_the_log_of_writers_fork_roll_back_or_verify(
+    trail: Trail, create_topic: CreateTopic
+) -> None:
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    a = ChainedWriter()
+    await trail.write(a.records(4))
+    entries = [writers_entry("start", a), writers_entry("head", a, 2), writers_entry("head", a)]
+    await log_of_writers(trail, create_topic, entries)
+    values = [entry.value for entry in entries]
+    await trail.sign(checkpoint_v2(key, a))
+    await write_records(
+        trail.bootstrap,
+        trail.checkpoints,
+        [writers_note(key, values, size=2), writers_note(key, values)],
+    )
+    code, report = trail.verify("--strict")
+    assert code == 0, report
+    assert (report["checkpoints_checked"], report["checkpoints_valid"]) == (3, 3)
+    # Another history of the log signed at size 2, a note beyond the topic, a stranger's note.
+    other = [values[0], writers_entry("head", a, 1).value]
+    stranger = SigningKey.generate()
+    written = await write_records(
+        trail.bootstrap,
+        trail.checkpoints,
+        [
+            writers_note(key, other),
+            writers_note(key, [*values, values[0]]),
+            writers_note(stranger, values),
+            Record(b'{"log":"writers"}', [], key=b"writers"),
+        ],
+    )
+    code, report = trail.verify()
+    assert code == 1
+    offsets = [record.offset for record in written]
+    assert found(report) == sorted(
+        [
+            ("fork", 0, offsets[0]),  # two notes of size 2
+            ("fork", 0, offsets[0]),  # and not the topic's first 2 entries
+            ("rollback", 0, offsets[1]),
+            ("bad_signature", 0, offsets[2]),
+            ("malformed_checkpoint", 0, offsets[3]),
+        ]
+    ), report
