@@ -3,6 +3,7 @@ public key it serves, and the receipts its clients kept verify too; the same tra
 rewritten by an independent producer, does not."""
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -133,6 +134,21 @@ async def test_the_services_v2_checkpoints_open_with_the_served_verifier_key_in_
         latest = (await client.get("/audit/checkpoint")).json()
         writers_note = await served_note(client, "writers")
         own_note = await served_note(client, latest["writer"])
+        signed_size = int(writers_note.split("\n")[1])
+        answer = await client.get(
+            "/audit/consistency", params={"log": "writers", "old": 1, "new": signed_size}
+        )
+        assert answer.status_code == 200, answer.text
+        writers_proof = [base64.b64decode(line) for line in answer.text.splitlines()]
+        beyond = await client.get(
+            "/audit/consistency", params={"log": "writers", "old": 1, "new": signed_size + 99}
+        )
+        assert beyond.status_code == 404, beyond.text
+        both = await client.get(
+            "/audit/consistency",
+            params={"log": "writers", "writer": latest["writer"], "old": 0, "new": 1},
+        )
+        assert both.status_code == 422, both.text
         bad = await client.get("/audit/checkpoint", params={"log": "nope"})
         assert bad.status_code == 422, bad.text
         assert bad.json()["error"]["code"]
@@ -210,6 +226,13 @@ async def test_the_services_v2_checkpoints_open_with_the_served_verifier_key_in_
         assert isinstance(opened, tuple), opened
         size, root = opened
         assert root == writers_roots[size]
+    # Go's sumdb/tlog accepts the served consistency proof of the log of writers.
+    assert (
+        tlogcheck.consistency(
+            1, signed_size, writers_roots[1], writers_roots[signed_size], writers_proof
+        )
+        is None
+    )
     opened = tlogcheck.checkpoint(
         own_note.encode(), writer_log(origin, writer), [served["verifier_key"]]
     )
