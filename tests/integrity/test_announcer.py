@@ -2,11 +2,12 @@
 and a write that records what it is given (unit tests; the service's real writes to a broker
 are in tests/api/test_integrity.py and tests/integrity/test_end_to_end.py)."""
 
-import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.integrity.announcer import WritersAnnouncer
+from tests.helpers.polling import eventually
 from tests.helpers.unit_chain import At, UnitChain
 
 
@@ -22,6 +23,14 @@ class Written:
             self.fail -= 1
             raise OSError("broker away")
         self.entries.append((key, json.loads(value)))
+
+    def has(self, kind: tuple[str, int | None]) -> Callable[[], Awaitable[bool]]:
+        """A check for `eventually`: whether an entry of this kind and size was written."""
+
+        async def check() -> bool:
+            return kind in self.kinds()
+
+        return check
 
     def kinds(self) -> list[tuple[str, int | None]]:
         return [(e["kind"], e.get("size")) for _, e in self.entries]
@@ -42,9 +51,8 @@ async def test_unit_start_once_heads_when_advanced_and_stop_at_close() -> None:
     assert entry is not None
     assert await announcer.head() is None  # not advanced since
     announcer.start()
-    await asyncio.sleep(0.1)
     chain.head = At(6, "2f" * 32)
-    await asyncio.sleep(0.1)
+    await eventually(written.has(("head", 7)), timeout_s=10)
     await announcer.close()
     assert written.kinds() == [("start", None), ("head", 5), ("head", 7), ("stop", 7)]
     assert written.entries[-1][1]["root"] == "sha256:" + "2a" * 32
@@ -55,7 +63,8 @@ async def test_unit_a_failed_write_is_tried_again_and_a_stop_without_records_is_
     written.fail = 2
     announcer = WritersAnnouncer(chain, written, origin="o", interval_s=0.02)
     announcer.start()
-    await asyncio.sleep(0.2)
+    await eventually(written.has(("start", None)), timeout_s=10)
+    assert written.fail == 0  # two failed attempts, then the start
     await announcer.close()
     assert written.kinds() == [("start", None), ("stop", 0)]
     # The empty tree's root: SHA-256 of nothing.

@@ -242,7 +242,7 @@ async def test_the_services_v2_checkpoints_open_with_the_served_verifier_key_in_
 
 async def served_note(client: httpx.AsyncClient, log: str) -> str:
     """GET /audit/checkpoint?log=`log` once it answers (the proof reader caught up)."""
-    for _ in range(100):
+    for _ in range(300):
         answer = await client.get("/audit/checkpoint", params={"log": log})
         if answer.status_code == 200:
             assert answer.headers["content-type"].startswith("text/plain")
