@@ -415,7 +415,8 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         metavar="FILE",
         help="a checkpoint a witness kept (the JSON of GET /audit/checkpoint), checked as if "
         "it were on the checkpoints topic: a cut tail or an emptied checkpoints topic is still "
-        "found; repeatable",
+        "found; or a note of the log of writers (GET /audit/checkpoint?log=writers), checked "
+        "against the writers topic; repeatable",
     )
     verify.add_argument(
         "--receipt",

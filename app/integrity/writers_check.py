@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.integrity.merkle import MerkleTree
-from app.integrity.writers import WriterEntry, WritersFormatError, WritersNote
+from app.integrity.note import NoteError, TreeHead, Verifier, open_note, parse_note
+from app.integrity.writers import WriterEntry, WritersFormatError, WritersNote, writers_log
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,30 @@ class WritersCheck:
             return False
         self._notes.append((note, where))
         return True
+
+    def add_kept_note(self, where: Seen, data: bytes) -> bool:
+        """A note of the log of writers a witness kept (the text GET /audit/checkpoint?log=
+        writers serves); True when it opens with a key given under its key name."""
+        try:
+            note = parse_note(data)
+            head = TreeHead.parse(note.text)
+            name = note.signatures[0].name
+            if head.origin != writers_log(name) or head.extensions:
+                raise NoteError(f"not a note of the log of writers: origin {head.origin[:80]!r}")
+        except (NoteError, IndexError) as exc:
+            self.findings.append(Conclusion("malformed_checkpoint", str(exc)[:200], where))
+            return False
+        for key in self._keys.values():
+            try:
+                open_note(data, [Verifier.of(name, key)])
+            except NoteError:
+                continue
+            self._notes.append((WritersNote(head.size, head.root.hex(), "", "", note.text), where))
+            return True
+        self.findings.append(
+            Conclusion("bad_signature", "the note does not open with any key given", where)
+        )
+        return False
 
     def conclude(
         self,

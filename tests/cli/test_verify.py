@@ -675,3 +675,34 @@ async def test_notes_of_the_log_of_writers_fork_roll_back_or_verify(
             ("malformed_checkpoint", 0, offsets[3]),
         ]
     ), report
+
+
+async def test_a_kept_note_of_the_log_of_writers_finds_its_topic_cut_back(
+    trail: Trail, create_topic: CreateTopic
+) -> None:
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    a = ChainedWriter()
+    await trail.write(a.records(3))
+    await trail.sign(checkpoint_v2(key, a))
+    entries = [writers_entry("start", a), writers_entry("head", a, 2), writers_entry("stop", a)]
+    values = [entry.value for entry in entries]
+    # A witness kept the note of size 3 (the text GET /audit/checkpoint?log=writers serves);
+    # the writers topic now holds only its first two entries.
+    await log_of_writers(trail, create_topic, entries[:2])
+    kept = trail.folder / "writers.note"
+    kept.write_text(json.loads(writers_note(key, values).value)["note"])
+    code, report = trail.verify("--checkpoint", str(kept))
+    assert code == 1
+    assert [(p["kind"], p["topic"]) for p in report["problems"]] == [("rollback", str(kept))]
+    # The same note against the whole topic: clean; a stranger's note: bad_signature.
+    await write_records(trail.bootstrap, str(trail.writers), entries[2:])
+    code, report = trail.verify("--checkpoint", str(kept))
+    assert code == 0, report
+    assert report["checkpoints_valid"] == 2
+    stranger = trail.folder / "stranger.note"
+    stranger.write_text(json.loads(writers_note(SigningKey.generate(), values).value)["note"])
+    code, report = trail.verify("--checkpoint", str(stranger))
+    assert [(p["kind"], p["topic"]) for p in report["problems"]] == [
+        ("bad_signature", str(stranger))
+    ]
