@@ -204,7 +204,9 @@ def build_services(settings: Settings) -> Services:
     if settings.audit_signing_key_file is not None:
         # The checkpoints topic is kept like the audit topic; readiness covers both.
         checkpoints_topic = AuditTopic(settings, name=settings.checkpoints_topic, partitions=1)
-        topics = AuditTopics([AuditTopic(settings), checkpoints_topic])
+        # The log of writers: one partition, one order of its entries for every reader.
+        writers_topic = AuditTopic(settings, name=settings.writers_topic, partitions=1)
+        topics = AuditTopics([AuditTopic(settings), checkpoints_topic, writers_topic])
     guard = AuditTopicGuard(settings, connection, topic=topics)
     metrics.watch_audit_topic(lambda: guard.compliant)
     audit_logger = KafkaAuditLogger(producer, topic=settings.audit_topic)
@@ -290,7 +292,7 @@ def build_services(settings: Settings) -> Services:
             producer,
             TopicPolicy(
                 allow=settings.publish_topics,
-                own=[settings.audit_topic, settings.checkpoints_topic],
+                own=[settings.audit_topic, settings.checkpoints_topic, settings.writers_topic],
             ),
             metrics,
             timeout_s=settings.produce_timeout_s,

@@ -109,6 +109,17 @@ class Settings(BaseSettings):
         default=None,
         description="Topic of the signed checkpoints; unset: `<audit topic>.checkpoints`.",
     )
+    audit_writers_topic: TopicName | None = Field(
+        default=None,
+        description="Topic of the log of writers (each writer's start, durable heads and stop"
+        "; one partition, kept forever); unset: `<audit topic>.writers`.",
+    )
+    audit_writers_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often a writer writes its durable head to the log of writers (when "
+        "it advanced), and the writers' tree is signed (when it grew).",
+    )
     audit_log_origin: str | None = Field(
         default=None,
         description="Key name of the C2SP signed notes of the checkpoints, and the origin "
@@ -453,6 +464,11 @@ class Settings(BaseSettings):
     def checkpoints_topic(self) -> str:
         """RG_AUDIT_CHECKPOINTS_TOPIC, or else `<audit topic>.checkpoints`."""
         return self.audit_checkpoints_topic or f"{self.audit_topic}.checkpoints"
+
+    @property
+    def writers_topic(self) -> str:
+        """RG_AUDIT_WRITERS_TOPIC, or else `<audit topic>.writers`."""
+        return self.audit_writers_topic or f"{self.audit_topic}.writers"
 
     @property
     def log_origin(self) -> str:

@@ -7,16 +7,28 @@ checkpoint's `note` is a C2SP signed note that transparency-log tools open with 
 `verifier_key` (docs/integrity.md).
 """
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import ServicesDep
-from app.api.errors import ErrorBody
+from app.api.errors import ErrorBody, error_responses
+from app.errors import InvalidRequestError, NoCheckpointError, UnsignedError
 from app.integrity.note import verifier_key
 
 router = APIRouter(tags=["integrity"])
+
+_WRITER = re.compile(r"[0-9a-f]{32}")
+_NOTE_EXAMPLE = (
+    "ractogateway-kafka/ractogateway.audit/writers\n"
+    "7\n"
+    "yCu5q/FBo4j66959CUc9fEftoy0FUy9gtCLP6DO78pA=\n"
+    "\n"
+    "\u2014 ractogateway-kafka/ractogateway.audit P82iDH7C...\n"
+)
 
 EXAMPLE_CHECKPOINT: dict[str, Any] = {
     "version": 2,
@@ -88,19 +100,53 @@ class PublicKeys(BaseModel):
 
 @router.get(
     "/audit/checkpoint",
-    summary="The latest signed checkpoint of this writer's chain",
+    summary="The latest signed checkpoint of this writer's chain, or of a log (C2SP note)",
+    response_model=SignedCheckpoint,
     responses={
+        200: {
+            "content": {"text/plain": {"example": _NOTE_EXAMPLE}},
+            "description": "Without `log`: this writer's latest checkpoint (JSON). With `log`: "
+            "the latest C2SP checkpoint note of that log, `text/plain`.",
+        },
         404: {
             "model": ErrorBody,
             "description": "No checkpoint written yet (`no_checkpoint`), or no signing key is "
             "configured (`unsigned`).",
-        }
+        },
+        **error_responses(422),
     },
 )
-async def latest_checkpoint(services: ServicesDep) -> SignedCheckpoint:
-    """The latest checkpoint this writer wrote to the checkpoints topic, for a witness to
-    keep; no API key needed."""
-    return SignedCheckpoint.model_validate(services.checkpoints.latest().as_json())
+async def latest_checkpoint(
+    services: ServicesDep,
+    log: Annotated[
+        str | None,
+        Query(
+            description="`writers` (the log of writers) or a writer id (32 hex): that log's "
+            "latest signed checkpoint note, text/plain.",
+            max_length=32,
+        ),
+    ] = None,
+) -> Any:
+    """The latest checkpoint this writer wrote to the checkpoints topic (JSON), for a witness to
+    keep; with `log`, the latest signed note of the log of writers or of one writer's log (from
+    the topics, any replica's); no API key needed."""
+    if log is None:
+        return SignedCheckpoint.model_validate(services.checkpoints.latest().as_json())
+    if log != "writers" and not _WRITER.fullmatch(log):
+        raise InvalidRequestError("log is `writers` or a writer id (32 lowercase hex digits)")
+    proofs = services.proofs
+    if proofs is None:
+        raise UnsignedError(
+            "checkpoints are not signed: no signing key is configured (RG_AUDIT_SIGNING_KEY_FILE)"
+        )
+    if log == "writers":
+        note = None if proofs.writers_note is None else proofs.writers_note.note
+    else:
+        latest = proofs.index.latest(log)
+        note = None if latest is None else latest.note.decode()
+    if note is None:
+        raise NoCheckpointError(f"no signed checkpoint of log {log!r} read yet")
+    return Response(note, media_type="text/plain; charset=utf-8")
 
 
 @router.get("/audit/keys", summary="The public keys checkpoints verify with")

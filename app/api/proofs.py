@@ -11,7 +11,7 @@ the topics from their beginning: any record the audit topic still holds, of any 
 """
 
 import base64
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -101,7 +101,8 @@ async def inclusion_proof(
 
 @router.get(
     "/audit/consistency",
-    summary="A consistency proof between two sizes of a writer's tree (RFC 6962)",
+    summary="A consistency proof between two sizes of a writer's tree, or of the log of "
+    "writers' (RFC 6962)",
     response_class=Response,
     responses={
         200: {
@@ -117,17 +118,40 @@ async def inclusion_proof(
 )
 async def consistency_proof(
     services: ServicesDep,
-    writer: Annotated[str, Query(pattern=WRITER_PATTERN)],
     old: Annotated[int, Query(ge=0)],
     new: Annotated[int, Query(ge=0)],
+    writer: Annotated[str | None, Query(pattern=WRITER_PATTERN)] = None,
+    log: Annotated[
+        Literal["writers"] | None,
+        Query(description="`writers`: the log of writers instead of a writer's log."),
+    ] = None,
 ) -> Response:
-    """The proof that `writer`'s tree of `old` entries is a prefix of its tree of `new`
-    entries; both at most the size of its latest checkpoint the index holds."""
+    """The proof that `writer`'s tree (or, with `log=writers`, the log of writers' tree) of
+    `old` entries is a prefix of its tree of `new` entries; both at most the size of its latest
+    signed checkpoint the index holds."""
+    if (writer is None) == (log is None):
+        raise InvalidRequestError("name the log by writer, or by log=writers")
     if old > new:
         raise InvalidRequestError(f"old ({old}) is larger than new ({new})")
-    try:
-        hashes = _index(services).consistency(writer, old, new)
-    except ProofUnavailableError as exc:
-        raise NoProofError(str(exc)) from None
+    index = _index(services)
+    if log is not None:
+        hashes = _writers_consistency(services, old, new)
+    else:
+        try:
+            hashes = index.consistency(writer or "", old, new)
+        except ProofUnavailableError as exc:
+            raise NoProofError(str(exc)) from None
     body = "".join(base64.b64encode(h).decode() + "\n" for h in hashes)
     return Response(body, media_type="text/plain; charset=utf-8")
+
+
+def _writers_consistency(services: Services, old: int, new: int) -> list[bytes]:
+    reader = services.proofs
+    note = None if reader is None else reader.writers_note
+    if reader is None or note is None:
+        raise NoProofError("no signed checkpoint of the log of writers yet")
+    if new > note.size:
+        raise NoProofError(
+            f"the latest signed checkpoint of the log of writers has size {note.size}, not {new}"
+        )
+    return reader.writers_tree.consistency(old, new)

@@ -192,7 +192,8 @@ async def read_topic(
 
 
 async def verify_trail(args: argparse.Namespace, verifier: Verifier) -> Report:
-    """Read the checkpoints, then the records, into `verifier`; its report."""
+    """Read the checkpoints, the log of writers, then the records, into `verifier`; its
+    report."""
     settings = get_settings()
     config = consumer_config(settings, topics=[args.topic], max_poll_records=5000).to_aiokafka()
     progress_to = sys.stderr if args.progress or sys.stderr.isatty() else None
@@ -211,6 +212,14 @@ async def verify_trail(args: argparse.Namespace, verifier: Verifier) -> Report:
     # Witnesses' checkpoints after the topic's: trusted by the same rules, in the order given.
     for name, value in args.witness_checkpoints:
         verifier.add_witness_checkpoint(name, value)
+
+    def writers_entry(record: ConsumerRecord[bytes, bytes]) -> None:
+        verifier.add_writers_entry(record.partition, record.offset, record.value)
+
+    # The log of writers, whole, when there is one (trails older than it have none); before
+    # the audit topic: a head read then covers records acknowledged before it was written, so
+    # they are below the audit topic's end offsets read next (a live trail is no rollback).
+    await read_topic(config, args.writers_topic, writers_entry, required=False)
     await read_topic(config, args.topic, audit_record, since=args.since, progress_to=progress_to)
     return verifier.finish()
 
@@ -233,7 +242,11 @@ def _line(finding: Finding) -> str:
 def print_report(report: Report, args: argparse.Namespace, out: TextIO) -> None:
     """The report as text for people, or one JSON document with --json."""
     if args.json:
-        document = {"topic": args.topic, "checkpoints_topic": args.checkpoints_topic}
+        document = {
+            "topic": args.topic,
+            "checkpoints_topic": args.checkpoints_topic,
+            "writers_topic": args.writers_topic,
+        }
         print(json.dumps({**document, **report.as_dict()}, indent=2), file=out)
         return
     for finding in report.problems:
@@ -311,6 +324,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     args.topic = args.topic or get_settings().audit_topic
     args.checkpoints_topic = args.checkpoints_topic or f"{args.topic}.checkpoints"
+    args.writers_topic = args.writers_topic or f"{args.topic}.writers"
     try:
         keys = load_public_keys(args.public_key)
         # Keys given say the trail is signed: no checkpoint at all is then a problem.
@@ -320,6 +334,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             keys,
             topic=args.topic,
             checkpoints_topic=args.checkpoints_topic,
+            writers_topic=args.writers_topic,
             from_start=args.since is None,
             require_signed=args.require_signed,
             strict=args.strict,
@@ -351,6 +366,12 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     verify.add_argument("--topic", help="audit topic (default RG_AUDIT_TOPIC)")
     verify.add_argument(
         "--checkpoints-topic", metavar="TOPIC", help="checkpoints topic (default TOPIC.checkpoints)"
+    )
+    verify.add_argument(
+        "--writers-topic",
+        metavar="TOPIC",
+        help="the log of writers (default TOPIC.writers; read when it exists): a writer it "
+        "knows whose records are gone is writer_missing, one cut back a rollback",
     )
     window = verify.add_mutually_exclusive_group()
     window.add_argument(
@@ -394,7 +415,8 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         metavar="FILE",
         help="a checkpoint a witness kept (the JSON of GET /audit/checkpoint), checked as if "
         "it were on the checkpoints topic: a cut tail or an emptied checkpoints topic is still "
-        "found; repeatable",
+        "found; or a note of the log of writers (GET /audit/checkpoint?log=writers), checked "
+        "against the writers topic; repeatable",
     )
     verify.add_argument(
         "--receipt",

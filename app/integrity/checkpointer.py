@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from app.errors import NoCheckpointError, UnsignedError
+from app.integrity.announcer import WritersAnnouncer
 from app.integrity.checkpoint import Checkpoint, new_checkpoint
 from app.integrity.keys import PublicKey, SigningKey, load_signing_key, public_keys
 from app.kafka import KafkaProducerClient
@@ -167,6 +168,8 @@ class Checkpoints:
         self.key: SigningKey | None = None
         self.public_keys: list[PublicKey] = []
         self.checkpointer: Checkpointer | None = None
+        # Writes this writer's start, heads and stop to the log of writers (with a key).
+        self.announcer: WritersAnnouncer | None = None
 
     @property
     def signing(self) -> bool:
@@ -211,23 +214,40 @@ class Checkpoints:
             )
         self.public_keys = public_keys(self.key, settings.audit_retired_keys_dir)
         if self.key is not None and self.chain is not None:
+            announcer = self.announcer = WritersAnnouncer(
+                self.chain,
+                self._write_entry,
+                origin=settings.log_origin,
+                interval_s=settings.audit_writers_s,
+            )
+
+            async def write(writer: str, value: bytes) -> None:
+                # The log of writers knows a writer before any checkpoint of it exists.
+                await announcer.started()
+                await self._write(writer, value)
+
             self.checkpointer = Checkpointer(
                 self.chain,
                 self.key,
-                self._write,
+                write,
                 origin=settings.log_origin,
                 interval_s=settings.audit_checkpoint_s,
             )
 
     def start(self) -> None:
-        """Begin writing checkpoints (once the checkpoints topic exists)."""
+        """Begin writing checkpoints and the log of writers (once the topics exist)."""
+        if self.announcer is not None:
+            self.announcer.start()
         if self.checkpointer is not None:
             self.checkpointer.start()
 
     async def close(self) -> None:
-        """Write the last checkpoint; call after the producer's flush, before it closes."""
+        """Write the last checkpoint, then the writer's stop to the log of writers; call after
+        the producer's flush, before it closes."""
         if self.checkpointer is not None:
             await self.checkpointer.close()
+        if self.announcer is not None:
+            await self.announcer.close()
 
     def latest(self) -> Checkpoint:
         """The latest checkpoint written; `UnsignedError` without a key, `NoCheckpointError`
@@ -241,6 +261,19 @@ class Checkpoints:
         if latest is None:
             raise NoCheckpointError("no checkpoint written yet: no audit record stored so far")
         return latest
+
+    async def _write_entry(self, writer: str, value: bytes) -> None:
+        await self._producer.publish(
+            self._settings.writers_topic,
+            value,
+            key=writer,
+            headers={"content-type": "application/json"},
+            timeout_s=self._settings.produce_timeout_s,
+        )
+
+    async def write_writers_note(self, value: bytes) -> None:
+        """A signed note of the log of writers to the checkpoints topic, keyed `writers`."""
+        await self._write("writers", value)
 
     async def _write(self, writer: str, value: bytes) -> None:
         # acks=all (the service's producer): a checkpoint a witness fetched must be on the topic.

@@ -34,6 +34,8 @@ Kinds of problem (each with where it was found):
     receipt        a receipt a client kept that the trail does not bear out
     not_covered    with `strict` (`verify --strict`): records after a writer's last trusted
                    checkpoint (otherwise a warning)
+    writer_missing, rollback, fork, unknown_writer: from the log of writers and signed tree
+                   heads seen twice (app/integrity/writers_check.py)
     unsigned       no trusted checkpoint at all, when checkpoints are required (`require_signed`:
                    `verify --require-signed` or `--strict`, or public keys given)
 Only trusted checkpoints count: what they cover and the void positions they list (version 1: with
@@ -55,6 +57,8 @@ from app.integrity.checkpoint import Checkpoint, CheckpointFormatError
 from app.integrity.keys import PublicKey
 from app.integrity.tree_check import SignedRoot, TreeCheck
 from app.integrity.trust import CheckpointTrust
+from app.integrity.writers import WRITERS_KEY
+from app.integrity.writers_check import Conclusion, Seen, SignedHead, WritersCheck
 from app.kafka.serde import unframed
 
 PROBLEM_KINDS = (
@@ -71,8 +75,12 @@ PROBLEM_KINDS = (
     "receipt",
     "unsigned",
     "not_covered",
+    "writer_missing",
+    "rollback",
+    "fork",
+    "unknown_writer",
 )
-WARNING_KINDS = ("not_covered", "unsigned")
+WARNING_KINDS = ("not_covered", "unsigned", "unknown_writer")
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _WRITER = re.compile(r"[0-9a-f]{32}")
@@ -215,15 +223,18 @@ class Verifier:
         *,
         topic: str | None = None,
         checkpoints_topic: str | None = None,
+        writers_topic: str | None = None,
         from_start: bool = True,
         require_signed: bool = False,
         strict: bool = False,
     ) -> None:
         # A bare key is valid without an end; the key id it is given under is its id.
-        self._trust = CheckpointTrust(
+        keys = [
             key if isinstance(key, PublicKey) else PublicKey(key_id, key, current=False)
             for key_id, key in public_keys.items()
-        )
+        ]
+        self._trust = CheckpointTrust(keys)
+        self._log = WritersCheck({key.key_id: key.key for key in keys}, topic=writers_topic)
         # Strict: every record must be covered by a trusted checkpoint, so one is required.
         self._require_signed = require_signed or strict
         self._strict = strict
@@ -316,7 +327,14 @@ class Verifier:
     def add_witness_checkpoint(self, name: str, value: bytes) -> None:
         """A checkpoint a witness kept (GET /audit/checkpoint's JSON), named `name` in
         findings: trusted by the same rules as one read from the checkpoints topic, after
-        those, so an emptied checkpoints topic or a cut tail is still found."""
+        those, so an emptied checkpoints topic or a cut tail is still found. A note of the log
+        of writers (GET /audit/checkpoint?log=writers, text) is checked against the writers
+        topic."""
+        if value.lstrip()[:1] != b"{":
+            self._report.checkpoints_checked += 1
+            if self._log.add_kept_note(Seen(name, None, None), value):
+                self._report.checkpoints_valid += 1
+            return
         self._checkpoint(name, None, None, value, None)
 
     def _checkpoint(
@@ -329,6 +347,11 @@ class Verifier:
     ) -> None:
         report = self._report
         report.checkpoints_checked += 1
+        if partition is not None and key == WRITERS_KEY.encode():
+            # A signed note of the log of writers (app/integrity/writers.py).
+            if self._log.add_note(Seen(topic, partition, offset), value):
+                report.checkpoints_valid += 1
+            return
         try:
             checkpoint = Checkpoint.from_json(value)
         except CheckpointFormatError as exc:  # whatever the bytes
@@ -381,6 +404,10 @@ class Verifier:
             )
         )
 
+    def add_writers_entry(self, partition: int, offset: int, value: bytes | None) -> None:
+        """One record of the writers topic (the log of writers), in offset order."""
+        self._log.add_entry(partition, offset, value)
+
     def no_checkpoints_topic(self) -> None:
         """The checkpoints topic does not exist (with `require_signed`, a problem)."""
         self._no_checkpoints_topic = True
@@ -423,6 +450,7 @@ class Verifier:
         self._check_checkpoint_links(voids)
         self._check_voids()
         self._check_receipts()
+        self._check_writers(voids)
         if not self._checkpoints and (report.records_checked or self._require_signed):
             detail = "no signed checkpoint: the trail is chained but unsigned"
             if self._no_checkpoints_topic:
@@ -430,6 +458,27 @@ class Verifier:
             findings = report.problems if self._require_signed else report.warnings
             findings.append(Finding("unsigned", detail, self._checkpoints_topic))
         return report
+
+    def _check_writers(self, voids: dict[str, "_Voids"]) -> None:
+        held: dict[str, int] = {}
+        for writer, positions in self._writers.items():
+            void = voids.get(writer, _Voids())
+            held[writer] = max([*positions, *void.links, *void.digests]) + 1
+        heads = [
+            SignedHead(
+                c.writer,
+                c.seq + 1,
+                c.tree,
+                Seen(c.topic, c.partition, c.offset),
+            )
+            for c in self._checkpoints
+            if c.tree is not None
+        ]
+        problems, warnings = self._log.conclude(
+            held, heads, from_start=self._from_start, strict=self._strict
+        )
+        self._report.problems += map(_finding, problems)
+        self._report.warnings += map(_finding, warnings)
 
     def _walk(
         self,
@@ -801,6 +850,20 @@ class Verifier:
 
 def _count(headers: Sequence[tuple[str, bytes]], name: str) -> int:
     return sum(1 for n, _ in headers if n == name)
+
+
+def _finding(found: Conclusion) -> Finding:
+    where = found.where
+    return Finding(
+        found.kind,
+        found.detail,
+        where.topic,
+        where.partition,
+        where.offset,
+        found.writer,
+        found.seq,
+        found.last_seq,
+    )
 
 
 def _named(checkpoint: _Checkpoint) -> str:

@@ -10,6 +10,11 @@ header rewritten breaks the root the writer's checkpoint signed (the index then 
 writer's proofs). A checkpoint counts once it is trusted by `verify`'s rules
 (app/integrity/trust.py); only version 2 checkpoints carry a tree. `caught_up` is set once the
 index holds everything the topics held when the reader connected first.
+
+It reads the log of writers too (app/integrity/writers.py): leaf i of the writers' tree is the
+record value at offset i of its one partition. Once caught up, whenever that tree grew (at most
+every RG_AUDIT_WRITERS_S) it signs a note of it (origin `<RG_AUDIT_LOG_ORIGIN>/writers`), keeps it
+for GET /audit/checkpoint?log=writers and writes it to the checkpoints topic keyed `writers`.
 """
 
 import asyncio
@@ -19,13 +24,16 @@ import re
 import shutil
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app.connection import consumer_config
-from app.integrity.checkpoint import VERSION_2, Checkpoint, CheckpointFormatError
+from app.integrity.checkpoint import VERSION_2, Checkpoint, CheckpointFormatError, rfc3339
 from app.integrity.checkpointer import Checkpoints
+from app.integrity.merkle import MerkleTree
 from app.integrity.proofs import KnownCheckpoint, ProofIndex, ProofUnavailableError
 from app.integrity.trust import CheckpointTrust
+from app.integrity.writers import WRITERS_KEY, WritersNote
 from app.kafka import KafkaConsumerClient, KafkaMessage
 from app.kafka.lifecycle import cancelling
 from app.logs import RepeatedFailure
@@ -59,7 +67,13 @@ class ProofsReader:
         self._temporary: Path | None = None
         self._index: ProofIndex | None = None
         self._checkpoints = checkpoints
-        self._topics = [settings.audit_topic, settings.checkpoints_topic]
+        self._topics = [settings.audit_topic, settings.checkpoints_topic, settings.writers_topic]
+        # The log of writers' tree (few entries: one per writer every few seconds), the latest
+        # note signed of it, and whether the topic's offsets ran without a hole from 0.
+        self.writers_tree = MerkleTree()
+        self.writers_note: WritersNote | None = None
+        self.writers_broken: str | None = None
+        self._next_writers_note = 0.0
         self._refresh_s = refresh_s
         self._task = BackgroundTask("proofs-reader", self._run)
         self._positions: dict[tuple[str, int], int] = {}  # next offset to read
@@ -160,6 +174,8 @@ class ProofsReader:
             if not self.caught_up.is_set() and self._reached_ends():
                 self.index.flush()
                 self.caught_up.set()
+            if self.caught_up.is_set() and time.monotonic() >= self._next_writers_note:
+                await self._sign_writers()
             if time.monotonic() >= next_refresh:
                 await consumer.assign_new_partitions()
                 next_refresh = time.monotonic() + self._refresh_s
@@ -168,10 +184,50 @@ class ProofsReader:
         ends = self._ends or {}
         return all(self._positions.get(place, 0) >= end for place, end in ends.items())
 
+    async def _sign_writers(self) -> None:
+        """Sign the writers' tree when it grew since the last note; write the note."""
+        size = len(self.writers_tree)
+        key = self._checkpoints.key
+        latest = self.writers_note
+        if key is None or size == 0 or self.writers_broken or (latest and latest.size >= size):
+            return
+        self._next_writers_note = time.monotonic() + self._settings.audit_writers_s
+        note = WritersNote.sign(
+            self._settings.log_origin,
+            size,
+            self.writers_tree.root(),
+            time=rfc3339(datetime.now(UTC)),
+            key_id=key.key_id,
+            key=key.private,
+        )
+        self.writers_note = note
+        try:
+            await self._checkpoints.write_writers_note(note.to_bytes())
+        except Exception as exc:  # Kafka away: served anyway, written with the next growth
+            logger.warning("the note of the log of writers (size %d) not written: %s", size, exc)
+
+    def _take_writers(self, message: KafkaMessage) -> None:
+        if self.writers_broken is not None:
+            return
+        if message.partition != 0 or message.offset != len(self.writers_tree):
+            # Entries deleted, or a second partition: the order is not the one signed before.
+            self.writers_broken = (
+                f"{message.topic}[{message.partition}]@{message.offset} after "
+                f"{len(self.writers_tree)} entries"
+            )
+            logger.error(
+                "the log of writers has a hole (%s): its tree is no longer signed",
+                self.writers_broken,
+            )
+            return
+        self.writers_tree.append(message.value or b"")
+
     def _take(self, message: KafkaMessage) -> None:
         # One record must never stop the reader: whatever taking it raises, it is skipped.
         try:
-            if message.topic == self._settings.checkpoints_topic:
+            if message.topic == self._settings.writers_topic:
+                self._take_writers(message)
+            elif message.topic == self._settings.checkpoints_topic:
                 self._take_checkpoint(message)
             else:
                 self._take_record(message)
@@ -199,6 +255,8 @@ class ProofsReader:
         self.index.add_record(writer, int(seq), digest.group(1), message.header("rg-event-id"))
 
     def _take_checkpoint(self, message: KafkaMessage) -> None:
+        if message.key in (WRITERS_KEY, WRITERS_KEY.encode()):
+            return  # a note of the log of writers, not a writer's checkpoint
         try:
             checkpoint = Checkpoint.from_json(message.value)
         except CheckpointFormatError:

@@ -127,12 +127,36 @@ async def test_unit_chain_checkpoints_verify_with_the_served_key_and_only_when_n
         assert "rg_audit_checkpoints_total 1.0" in metrics
         assert "rg_audit_checkpoint_seq 0.0" in metrics
     checkpoints_topic = f"{topic}.checkpoints"
-    (record,) = await records_of(kafka_bootstrap, checkpoints_topic)
+    # The log of writers' notes share the topic, keyed `writers`.
+    (record,) = [
+        r for r in await records_of(kafka_bootstrap, checkpoints_topic) if r.key != "writers"
+    ]
     assert record.key == chain.writer_id
     assert Checkpoint.from_json(record.value) == checkpoint
     described = await describe_topic(kafka_bootstrap, checkpoints_topic)
     assert described.partitions == 1
     assert described.configs["cleanup.policy"] == "delete"
+    # The log of writers: created like the checkpoints topic; the writer's start first (before
+    # its checkpoint), its stop at shutdown with the durable head.
+    described = await describe_topic(kafka_bootstrap, f"{topic}.writers")
+    assert described.partitions == 1
+    assert described.configs["cleanup.policy"] == "delete"
+    entries = await records_of(kafka_bootstrap, f"{topic}.writers")
+    assert {e.key for e in entries} == {chain.writer_id}
+    values = [e.value for e in entries if isinstance(e.value, dict)]
+    assert len(values) == len(entries)
+    assert values[0] == {
+        "kind": "start",
+        "writer": chain.writer_id,
+        "time": values[0]["time"],
+        "origin": f"ractogateway-kafka/{topic}/writer/{chain.writer_id}",
+    }
+    assert {k: v for k, v in values[-1].items() if k != "time"} == {
+        "kind": "stop",
+        "writer": chain.writer_id,
+        "size": 1,
+        "root": "sha256:" + "1f" * 32,
+    }
 
 
 async def test_unit_chain_the_last_checkpoint_is_written_at_shutdown(
@@ -153,7 +177,9 @@ async def test_unit_chain_the_last_checkpoint_is_written_at_shutdown(
         chain.void = {}
         assert services.checkpoints.written == 0
         (served,) = (await client.get("/audit/keys")).json()["keys"]
-    (record,) = await records_of(kafka_bootstrap, f"{topic}.checkpoints")
+    (record,) = [
+        r for r in await records_of(kafka_bootstrap, f"{topic}.checkpoints") if r.key != "writers"
+    ]
     written = Checkpoint.from_json(record.value)
     assert (written.seq, written.chain, written.key_id) == (
         0,

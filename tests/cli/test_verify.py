@@ -1,6 +1,7 @@
 """`ractogateway-kafka verify` as a real process against trails an independent producer wrote to
 a real broker: a clean trail, then each kind of problem found with its partition and offset."""
 
+import base64
 import hashlib
 import json
 import os
@@ -21,14 +22,20 @@ from app.integrity.checkpoint import writer_log
 from app.integrity.merkle import MerkleTree, leaf_entry
 from app.integrity.note import TlogProof, TreeHead, sign_note
 from tests.helpers.integrity import (
+    ORIGIN,
     ChainedWriter,
     Record,
     SigningKey,
     chain_headers,
     checkpoint_record,
+    checkpoint_v2,
     receipt_of,
+    sign_json,
+    spec_note,
+    spec_root,
     with_value,
     write_records,
+    writers_entry,
 )
 from tests.helpers.processes import run_cli
 
@@ -44,6 +51,7 @@ class Trail:
     topic: str
     checkpoints: str
     keys: list[Path] = field(default_factory=list)
+    writers: str | None = None  # the log of writers' topic, when the test made one
 
     def verify(self, *extra: str) -> tuple[int, dict[str, Any]]:
         """Run `verify --json` with the trail's topics and keys; exit code and report."""
@@ -58,6 +66,8 @@ class Trail:
         env["RG_KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap
         keys = [arg for path in self.keys for arg in ("--public-key", str(path))]
         args = ["verify", "--topic", self.topic, "--checkpoints-topic", self.checkpoints]
+        if self.writers is not None:
+            args += ["--writers-topic", self.writers]
         return run_cli([*args, *keys, *extra], cwd=self.folder, env=env)
 
     async def write(self, records: list[Record]) -> list[Record]:
@@ -110,7 +120,7 @@ async def test_a_clean_trail_of_two_writers_verifies(trail: Trail) -> None:
     assert set(report["problem_counts"]) == {
         "altered", "forged", "missing", "truncated", "conflict", "duplicate", "bad_signature",
         "expired_key", "key_mismatch", "malformed_checkpoint", "receipt", "unsigned",
-        "not_covered",
+        "not_covered", "writer_missing", "rollback", "fork", "unknown_writer",
     }  # fmt: skip
     text = trail.run("--progress")
     assert text.returncode == 0
@@ -502,3 +512,197 @@ def test_a_kept_proof_is_checked_offline_reading_no_topic(tmp_path: Path) -> Non
     keyless = run_cli(["verify", "--proof", str(good)], cwd=tmp_path, env=env)
     assert keyless.returncode == 2
     assert "--proof needs --public-key" in keyless.stderr
+
+
+async def log_of_writers(trail: Trail, create_topic: CreateTopic, records: list[Record]) -> None:
+    """A writers topic (one partition) for `trail` holding `records`."""
+    trail.writers = await create_topic(1)
+    await write_records(trail.bootstrap, trail.writers, records)
+
+
+async def test_a_writer_the_log_knows_whose_records_are_gone_is_writer_missing(
+    trail: Trail, create_topic: CreateTopic
+) -> None:
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    a, b = ChainedWriter(), ChainedWriter()
+    a_records, b_records = a.records(8), b.records(6)
+    entries = [
+        writers_entry("start", a),
+        writers_entry("start", b),
+        writers_entry("head", a),
+        writers_entry("head", b),
+        writers_entry("stop", b),
+    ]
+    await log_of_writers(trail, create_topic, entries)
+    # The whole trail verifies clean with its log of writers.
+    await trail.write(a_records + b_records)
+    await trail.sign(checkpoint_v2(key, a), checkpoint_v2(key, b))
+    code, report = trail.verify("--strict")
+    assert code == 0, report
+    assert report["warnings"] == []
+    # A copy without b's records and checkpoints, the log of writers kept: b is missing.
+    trail.topic, trail.checkpoints = await create_topic(3), await create_topic(1)
+    await trail.write(a_records)
+    await trail.sign(checkpoint_v2(key, a))
+    code, report = trail.verify()
+    assert code == 1
+    assert [(p["kind"], p["writer"], p["seq"], p["last_seq"]) for p in report["problems"]] == [
+        ("writer_missing", b.writer, 0, 5)
+    ]
+    assert report["problems"][0]["topic"] == trail.writers
+    assert report["problems"][0]["offset"] == 4  # b's stop says size 6
+    assert report["problem_counts"]["writer_missing"] == 1
+
+
+async def test_an_audit_topic_cut_back_below_the_logged_head_is_a_rollback(
+    trail: Trail, create_topic: CreateTopic
+) -> None:
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    a = ChainedWriter()
+    records = a.records(12)
+    await log_of_writers(trail, create_topic, [writers_entry("start", a), writers_entry("head", a)])
+    # Only a prefix is left, and only a checkpoint below the cut: nothing else tells.
+    await trail.write(records[:8])
+    await trail.sign(checkpoint_v2(key, a, seq=5))
+    code, report = trail.verify()
+    assert code == 1
+    assert [(p["kind"], p["writer"], p["seq"], p["last_seq"]) for p in report["problems"]] == [
+        ("rollback", a.writer, 8, 11)
+    ]
+
+
+async def test_two_signed_trees_of_one_size_with_different_roots_are_a_fork(
+    trail: Trail,
+) -> None:
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    a = ChainedWriter()
+    records = await trail.write(a.records(8))
+    honest = checkpoint_v2(key, a, seq=5)
+    # The key holder rewrites record 3 and signs the tree of size 6 again over it.
+    rewritten = ChainedWriter(writer=a.writer)
+    for n in range(8):
+        if n == 3:
+            rewritten.record({"prompt": "rewritten"})
+        else:
+            rewritten.record(json.loads(records[n].value))
+    await trail.sign(honest, checkpoint_v2(key, rewritten, seq=5))
+    code, report = trail.verify()
+    assert code == 1
+    forks = [p for p in report["problems"] if p["kind"] == "fork"]
+    assert [(p["writer"], p["seq"], p["offset"]) for p in forks] == [(a.writer, 5, 1)]
+
+
+async def test_a_writer_the_log_does_not_know_is_unknown_a_problem_under_strict(
+    trail: Trail, create_topic: CreateTopic
+) -> None:
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    a, b = ChainedWriter(), ChainedWriter()
+    await trail.write(a.records(4) + b.records(3))
+    await trail.sign(checkpoint_v2(key, a), checkpoint_v2(key, b))
+    await log_of_writers(trail, create_topic, [writers_entry("start", a), writers_entry("head", a)])
+    code, report = trail.verify()
+    assert code == 0
+    assert [(w["kind"], w["writer"]) for w in report["warnings"]] == [("unknown_writer", b.writer)]
+    code, report = trail.verify("--strict")
+    assert code == 1
+    assert [(p["kind"], p["writer"]) for p in report["problems"]] == [("unknown_writer", b.writer)]
+
+
+def writers_note(key: SigningKey, values: list[bytes], *, size: int | None = None) -> Record:
+    """A signed note of the log of writers over `values` (its first `size`), in its envelope,
+    keyed `writers`, as docs/integrity.md spells it."""
+    count = len(values) if size is None else size
+    root = spec_root(values[:count])
+    text = f"{ORIGIN}/writers\n{count}\n{base64.b64encode(root).decode()}\n"
+    body = {
+        "version": 2,
+        "log": "writers",
+        "size": count,
+        "root": f"sha256:{root.hex()}",
+        "time": "2026-12-07T09:00:00.000000Z",
+        "key_id": key.key_id,
+        "note": spec_note(text, ORIGIN, key.private),
+    }
+    value = json.dumps(sign_json(key.private, body), separators=(",", ":")).encode()
+    return Record(value, [], key=b"writers")
+
+
+async def test_notes_of_the_log_of_writers_fork_roll_back_or_verify(
+    trail: Trail, create_topic: CreateTopic
+) -> None:
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    a = ChainedWriter()
+    await trail.write(a.records(4))
+    entries = [writers_entry("start", a), writers_entry("head", a, 2), writers_entry("head", a)]
+    await log_of_writers(trail, create_topic, entries)
+    values = [entry.value for entry in entries]
+    await trail.sign(checkpoint_v2(key, a))
+    await write_records(
+        trail.bootstrap,
+        trail.checkpoints,
+        [writers_note(key, values, size=2), writers_note(key, values)],
+    )
+    code, report = trail.verify("--strict")
+    assert code == 0, report
+    assert (report["checkpoints_checked"], report["checkpoints_valid"]) == (3, 3)
+    # Another history of the log signed at size 2, a note beyond the topic, a stranger's note.
+    other = [values[0], writers_entry("head", a, 1).value]
+    stranger = SigningKey.generate()
+    written = await write_records(
+        trail.bootstrap,
+        trail.checkpoints,
+        [
+            writers_note(key, other),
+            writers_note(key, [*values, values[0]]),
+            writers_note(stranger, values),
+            Record(b'{"log":"writers"}', [], key=b"writers"),
+        ],
+    )
+    code, report = trail.verify()
+    assert code == 1
+    offsets = [record.offset for record in written]
+    assert found(report) == sorted(
+        [
+            ("fork", 0, offsets[0]),  # two notes of size 2
+            ("fork", 0, offsets[0]),  # and not the topic's first 2 entries
+            ("rollback", 0, offsets[1]),
+            ("bad_signature", 0, offsets[2]),
+            ("malformed_checkpoint", 0, offsets[3]),
+        ]
+    ), report
+
+
+async def test_a_kept_note_of_the_log_of_writers_finds_its_topic_cut_back(
+    trail: Trail, create_topic: CreateTopic
+) -> None:
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    a = ChainedWriter()
+    await trail.write(a.records(3))
+    await trail.sign(checkpoint_v2(key, a))
+    entries = [writers_entry("start", a), writers_entry("head", a, 2), writers_entry("stop", a)]
+    values = [entry.value for entry in entries]
+    # A witness kept the note of size 3 (the text GET /audit/checkpoint?log=writers serves);
+    # the writers topic now holds only its first two entries.
+    await log_of_writers(trail, create_topic, entries[:2])
+    kept = trail.folder / "writers.note"
+    kept.write_text(json.loads(writers_note(key, values).value)["note"])
+    code, report = trail.verify("--checkpoint", str(kept))
+    assert code == 1
+    assert [(p["kind"], p["topic"]) for p in report["problems"]] == [("rollback", str(kept))]
+    # The same note against the whole topic: clean; a stranger's note: bad_signature.
+    await write_records(trail.bootstrap, str(trail.writers), entries[2:])
+    code, report = trail.verify("--checkpoint", str(kept))
+    assert code == 0, report
+    assert report["checkpoints_valid"] == 2
+    stranger = trail.folder / "stranger.note"
+    stranger.write_text(json.loads(writers_note(SigningKey.generate(), values).value)["note"])
+    code, report = trail.verify("--checkpoint", str(stranger))
+    assert [(p["kind"], p["topic"]) for p in report["problems"]] == [
+        ("bad_signature", str(stranger))
+    ]

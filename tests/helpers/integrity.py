@@ -320,3 +320,56 @@ def edge_cases(body: dict[str, Any]) -> dict[str, tuple[bytes, str]]:
         "chain-uppercase-hex": (dumped({**body, "chain": link.upper()}), "malformed"),
         "extra-field": (dumped({**body, "note": "\x01\x7f\u2028<&>"}), "malformed"),
     }
+
+
+def writers_entry(kind: str, writer: ChainedWriter, size: int | None = None) -> Record:
+    """An entry of the log of writers as the spec writes it (docs/integrity.md, "The log of
+    writers"): start, or head/stop at `size` (default: where the writer stands), keyed by the
+    writer id."""
+    body: dict[str, Any] = {
+        "kind": kind,
+        "writer": writer.writer,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+    if kind == "start":
+        body["origin"] = f"{ORIGIN}/writer/{writer.writer}"
+    else:
+        count = writer.seq + 1 if size is None else size
+        body["size"] = count
+        body["root"] = "sha256:" + writer.tree(count - 1).hex()
+    value = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return Record(value, [("content-type", b"application/json")], key=writer.writer.encode())
+
+
+async def read_raw(bootstrap: str, topic: str) -> list[Record]:
+    """Every record of `topic` as stored (bytes, headers in order, key), partition by partition
+    in offset order: what a copy of the topic writes again."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415
+
+    consumer: AIOKafkaConsumer[bytes, bytes] = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        ids = await consumer._client._wait_on_metadata(topic)  # aiokafka has no public form
+        partitions = [TopicPartition(topic, p) for p in sorted(ids)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[Record] = []
+        for tp in partitions:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                found += [
+                    Record(
+                        r.value or b"",
+                        list(r.headers),
+                        key=r.key,
+                        partition=r.partition,
+                        offset=r.offset,
+                    )
+                    for r in batch.get(tp, [])
+                ]
+        return found
+    finally:
+        await consumer.stop()

@@ -1,0 +1,260 @@
+"""What `verify` concludes from the log of writers (app/integrity/writers.py) and from signed
+tree heads seen twice: the part of app/integrity/verifier.py that looks across writers.
+
+- `writer_missing`: a writer the log knows with a head of size > 0 of which the audit topic holds
+  no record (read from the beginning): its records were deleted whole.
+- `rollback`: the highest position the trail holds (records, or voids trusted checkpoints list)
+  of a writer is below the size the log says its durable head reached: the audit topic was cut
+  back; also a signed note of the log of writers larger than the writers topic holds.
+- `fork`: two signed tree heads of one log with the same size and different roots (two
+  trusted checkpoints of a writer, or two notes of the log of writers), or a note of the log
+  of writers whose root is not the root of the writers topic's first `size` entries.
+- `unknown_writer`: a writer with records that the log of writers does not know, once it
+  exists (a warning; a problem with `strict`: a writer started before the log existed is one too).
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from app.integrity.merkle import MerkleTree
+from app.integrity.note import NoteError, TreeHead, Verifier, open_note, parse_note
+from app.integrity.writers import WriterEntry, WritersFormatError, WritersNote, writers_log
+
+
+@dataclass(frozen=True)
+class Seen:
+    """Where a finding of the log of writers points: topic, partition, offset."""
+
+    topic: str | None
+    partition: int | None
+    offset: int | None
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    """A finding to report: its kind, detail, place, writer and seqs."""
+
+    kind: str
+    detail: str
+    where: Seen
+    writer: str | None = None
+    seq: int | None = None
+    last_seq: int | None = None
+
+
+@dataclass
+class _Known:
+    size: int = 0  # the largest size a head or stop entry gave
+    where: Seen = field(default_factory=lambda: Seen(None, None, None))
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    """A trusted signed tree head of a writer's log: its size, root, and where it was read."""
+
+    writer: str
+    size: int
+    root: bytes
+    where: Seen
+
+
+class WritersCheck:
+    """Collects the log of writers and its notes; `conclude()` gives the findings."""
+
+    def __init__(self, keys: Mapping[str, Ed25519PublicKey], *, topic: str | None) -> None:
+        self._keys = keys
+        self._topic = topic
+        self.read = False  # the writers topic exists and was read
+        self._tree = MerkleTree()
+        self._hole: str | None = None
+        self._known: dict[str, _Known] = {}
+        self._notes: list[tuple[WritersNote, Seen]] = []
+        self.findings: list[Conclusion] = []
+
+    def add_entry(self, partition: int, offset: int, value: bytes | None) -> None:
+        """One record of the writers topic, in offset order."""
+        self.read = True
+        where = Seen(self._topic, partition, offset)
+        if self._hole is None and (partition != 0 or offset != len(self._tree)):
+            self._hole = f"partition {partition} offset {offset} after {len(self._tree)} entries"
+        if self._hole is None:
+            self._tree.append(value or b"")
+        try:
+            entry = WriterEntry.from_json(value)
+        except WritersFormatError as exc:
+            self.findings.append(Conclusion("forged", f"log of writers: {exc}", where))
+            return
+        known = self._known.setdefault(entry.writer, _Known(where=where))
+        if entry.kind != "start" and entry.size >= known.size:
+            known.size, known.where = entry.size, where
+
+    def add_note(self, where: Seen, value: bytes | None) -> bool:
+        """A record of the checkpoints topic keyed `writers`; True when trusted."""
+        try:
+            note = WritersNote.from_json(value)
+        except WritersFormatError as exc:
+            self.findings.append(Conclusion("malformed_checkpoint", str(exc), where))
+            return False
+        key = self._keys.get(note.key_id)
+        if key is None or not note.verifies(key):
+            detail = (
+                f"unknown key id {note.key_id!r}"
+                if key is None
+                else f"the writers note does not verify with key {note.key_id!r}"
+            )
+            self.findings.append(Conclusion("bad_signature", detail, where))
+            return False
+        self._notes.append((note, where))
+        return True
+
+    def add_kept_note(self, where: Seen, data: bytes) -> bool:
+        """A note of the log of writers a witness kept (the text GET /audit/checkpoint?log=
+        writers serves); True when it opens with a key given under its key name."""
+        try:
+            note = parse_note(data)
+            head = TreeHead.parse(note.text)
+            name = note.signatures[0].name
+            if head.origin != writers_log(name) or head.extensions:
+                raise NoteError(f"not a note of the log of writers: origin {head.origin[:80]!r}")
+        except (NoteError, IndexError) as exc:
+            self.findings.append(Conclusion("malformed_checkpoint", str(exc)[:200], where))
+            return False
+        for key in self._keys.values():
+            try:
+                open_note(data, [Verifier.of(name, key)])
+            except NoteError:
+                continue
+            self._notes.append((WritersNote(head.size, head.root.hex(), "", "", note.text), where))
+            return True
+        self.findings.append(
+            Conclusion("bad_signature", "the note does not open with any key given", where)
+        )
+        return False
+
+    def conclude(
+        self,
+        held: Mapping[str, int],
+        heads: Iterable[SignedHead],
+        *,
+        from_start: bool,
+        strict: bool,
+    ) -> tuple[list[Conclusion], list[Conclusion]]:
+        """Problems and warnings. `held`: per writer with records, the highest position the
+        trail holds + 1 (records or trusted voids); `heads`: the trusted signed heads of
+        writers' logs."""
+        problems: list[Conclusion] = list(self.findings)
+        warnings: list[Conclusion] = []
+        problems += self._forks(heads)
+        problems += self._notes_against_topic()
+        for writer, known in self._known.items():
+            size = held.get(writer)
+            if size is None:
+                if from_start and known.size > 0:
+                    problems.append(
+                        Conclusion(
+                            "writer_missing",
+                            f"the log of writers says writer {writer} reached size "
+                            f"{known.size}; the audit topic holds none of its records",
+                            known.where,
+                            writer,
+                            0,
+                            known.size - 1,
+                        )
+                    )
+            elif size < known.size:
+                problems.append(
+                    Conclusion(
+                        "rollback",
+                        f"the log of writers says writer {writer} reached size {known.size}; "
+                        f"the audit topic ends at size {size}",
+                        known.where,
+                        writer,
+                        size,
+                        known.size - 1,
+                    )
+                )
+        if self.read and self._known:
+            for writer in sorted(held.keys() - self._known.keys()):
+                finding = Conclusion(
+                    "unknown_writer",
+                    f"writer {writer} has records but the log of writers does not know it",
+                    Seen(self._topic, None, None),
+                    writer,
+                )
+                (problems if strict else warnings).append(finding)
+        return problems, warnings
+
+    def _forks(self, heads: Iterable[SignedHead]) -> list[Conclusion]:
+        found: list[Conclusion] = []
+        first: dict[tuple[str, int], SignedHead] = {}
+        for head in heads:
+            seen = first.setdefault((head.writer, head.size), head)
+            if seen.root != head.root:
+                found.append(
+                    Conclusion(
+                        "fork",
+                        f"two signed trees of writer {head.writer} of size {head.size}: root "
+                        f"{seen.root.hex()} and {head.root.hex()}",
+                        head.where,
+                        head.writer,
+                        head.size - 1,
+                    )
+                )
+        notes: dict[int, WritersNote] = {}
+        for note, where in self._notes:
+            kept = notes.setdefault(note.size, note)
+            if kept.root != note.root:
+                found.append(
+                    Conclusion(
+                        "fork",
+                        f"two signed notes of the log of writers of size {note.size}: root "
+                        f"{kept.root} and {note.root}",
+                        where,
+                    )
+                )
+        return found
+
+    def _notes_against_topic(self) -> list[Conclusion]:
+        if self._hole is not None:
+            return [self._hole_finding()]
+        if not self.read:
+            return [
+                Conclusion(
+                    "rollback",
+                    f"a signed note of the log of writers has size {note.size}; the writers "
+                    "topic is not there",
+                    where,
+                )
+                for note, where in self._notes[-1:]
+            ]
+        found: list[Conclusion] = []
+        for note, where in self._notes:
+            if note.size > len(self._tree):
+                found.append(
+                    Conclusion(
+                        "rollback",
+                        f"a signed note of the log of writers has size {note.size}; the writers "
+                        f"topic holds {len(self._tree)} entries",
+                        where,
+                    )
+                )
+            elif self._tree.root(note.size) != note.root_bytes:
+                found.append(
+                    Conclusion(
+                        "fork",
+                        f"the writers topic's first {note.size} entries have another root "
+                        "than the signed note of that size",
+                        where,
+                    )
+                )
+        return found
+
+    def _hole_finding(self) -> Conclusion:
+        return Conclusion(
+            "rollback",
+            f"the writers topic does not run from offset 0 without a hole ({self._hole}): "
+            "entries of the log of writers were deleted",
+            Seen(self._topic, None, None),
+        )
