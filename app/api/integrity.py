@@ -123,7 +123,7 @@ async def latest_checkpoint(
         Query(
             description="`writers` (the log of writers) or a writer id (32 hex): that log's "
             "latest signed checkpoint note, text/plain.",
-            max_length=32,
+            pattern="^(writers|[0-9a-f]{32})$",
         ),
     ] = None,
 ) -> Any:
@@ -135,9 +135,13 @@ async def latest_checkpoint(
     if log != "writers" and not _WRITER.fullmatch(log):
         raise InvalidRequestError("log is `writers` or a writer id (32 lowercase hex digits)")
     proofs = services.proofs
-    if proofs is None:
+    if services.settings.audit_signing_key_file is None:
         raise UnsignedError(
             "checkpoints are not signed: no signing key is configured (RG_AUDIT_SIGNING_KEY_FILE)"
+        )
+    if proofs is None:
+        raise NoCheckpointError(
+            "this instance reads no log (RG_AUDIT_PROOFS=false): ask another replica"
         )
     if log == "writers":
         note = None if proofs.writers_note is None else proofs.writers_note.note

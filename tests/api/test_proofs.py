@@ -208,9 +208,11 @@ async def test_every_pair_of_a_run_s_checkpoints_is_consistent_in_go(
                 answer = await client.post("/audit", json={**EVENT, "event_id": f"r{round_}-{i}"})
                 assert answer.status_code == 201, answer.text
             await proof_of(client, event_id=f"r{round_}-3")
+        # The topic also holds the notes of the log of writers, keyed `writers`.
         checkpoints = [
             Checkpoint.from_json(record.value)
             for record in await records_of(kafka_bootstrap, f"{topic}.checkpoints")
+            if record.key not in ("writers", b"writers")
         ]
         sizes = sorted({(c.count, c.tree) for c in checkpoints})
         assert len(sizes) >= 3, sizes
