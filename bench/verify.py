@@ -24,7 +24,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.cli.integrity import read_topic
 from app.integrity.chain import GENESIS, link_of
-from app.integrity.verifier import Report, Verifier
+from app.integrity.report import Report
+from app.integrity.verifier import Verifier
 from bench.run import kafka_broker
 
 Record = tuple[int, int, bytes, list[tuple[str, bytes]]]

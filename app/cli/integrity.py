@@ -28,7 +28,8 @@ from app.integrity.keys import PublicKey, derived_key_id, parse_until
 from app.integrity.merkle import ProofError
 from app.integrity.note import NoteError
 from app.integrity.proofs import check_tlog_proof
-from app.integrity.verifier import Finding, Report, Verifier
+from app.integrity.report import Finding, Report
+from app.integrity.verifier import Verifier
 from app.logs import configure_logging
 from app.settings import get_settings
 

@@ -47,40 +47,29 @@ writer's last checkpoint) and `unsigned` (no checkpoints, when they are not requ
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from app.integrity.chain import GENESIS, link_of
+from app.integrity.chain_walk import (
+    DIGEST,
+    LINK,
+    OFFSET,
+    PARTITION,
+    ChainWalk,
+    Entry,
+    TrailCheckpoint,
+    Voids,
+    named,
+)
 from app.integrity.checkpoint import Checkpoint, CheckpointFormatError
 from app.integrity.keys import PublicKey
+from app.integrity.report import Finding, Report
 from app.integrity.tree_check import SignedRoot, TreeCheck
 from app.integrity.trust import CheckpointTrust
 from app.integrity.writers import WRITERS_KEY
 from app.integrity.writers_check import Conclusion, Seen, SignedHead, WritersCheck
 from app.kafka.serde import unframed
-
-PROBLEM_KINDS = (
-    "altered",
-    "forged",
-    "missing",
-    "truncated",
-    "conflict",
-    "duplicate",
-    "bad_signature",
-    "expired_key",
-    "key_mismatch",
-    "malformed_checkpoint",
-    "receipt",
-    "unsigned",
-    "not_covered",
-    "writer_missing",
-    "rollback",
-    "fork",
-    "unknown_writer",
-)
-WARNING_KINDS = ("not_covered", "unsigned", "unknown_writer")
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _WRITER = re.compile(r"[0-9a-f]{32}")
@@ -88,75 +77,6 @@ _SEQ = re.compile(r"0|[1-9][0-9]*")
 _PREFIX = "sha256:"
 # The headers the verifier reads, in the order a receipt's fields are compared.
 _HEADERS = ("rg-digest", "rg-writer", "rg-seq", "rg-chain")
-
-# Fields of a position entry (a plain tuple: millions of them, cheap to build).
-_DIGEST: Final = 0
-_LINK: Final = 1
-_PARTITION: Final = 2
-_OFFSET: Final = 3
-_ALTERED: Final = 4
-_IDENTITY: Final = 5
-Entry = tuple[str, str, int, int, bool, int]
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A problem or a warning, and where: the topic, partition and offset of the record or
-    checkpoint, the writer and seq (the first of a range, `last_seq` its end) when known."""
-
-    kind: str
-    detail: str
-    topic: str | None = None
-    partition: int | None = None
-    offset: int | None = None
-    writer: str | None = None
-    seq: int | None = None
-    last_seq: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The finding as JSON-ready fields."""
-        return asdict(self)
-
-
-@dataclass
-class Report:
-    """What a verification found."""
-
-    records_checked: int = 0
-    records_valid: int = 0
-    checkpoints_checked: int = 0
-    checkpoints_valid: int = 0
-    receipts_checked: int = 0
-    writers: int = 0
-    signed: bool = False
-    problems: list[Finding] = field(default_factory=list)
-    warnings: list[Finding] = field(default_factory=list)
-    # Key ids checkpoints named that no key given answers to (for a hint, not in the JSON).
-    unknown_key_ids: set[str] = field(default_factory=set)
-
-    @property
-    def clean(self) -> bool:
-        """True when no problem was found (warnings allowed)."""
-        return not self.problems
-
-    def as_dict(self) -> dict[str, Any]:
-        """The report as one JSON-ready document."""
-        counts = dict.fromkeys(PROBLEM_KINDS, 0)
-        for problem in self.problems:
-            counts[problem.kind] += 1
-        return {
-            "clean": self.clean,
-            "signed": self.signed,
-            "records_checked": self.records_checked,
-            "records_valid": self.records_valid,
-            "checkpoints_checked": self.checkpoints_checked,
-            "checkpoints_valid": self.checkpoints_valid,
-            "receipts_checked": self.receipts_checked,
-            "writers": self.writers,
-            "problem_counts": counts,
-            "problems": [p.as_dict() for p in self.problems],
-            "warnings": [w.as_dict() for w in self.warnings],
-        }
 
 
 def _position_of(fields: Mapping[str, bytes], digest_text: str) -> tuple[str, int, str]:
@@ -175,37 +95,6 @@ def _position_of(fields: Mapping[str, bytes], digest_text: str) -> tuple[str, in
     if not digest_text.startswith(_PREFIX) or not _HEX64.fullmatch(digest_text, 7):
         raise ValueError("malformed rg-digest header")
     return writer_id, int(seq_text), chain_text
-
-
-@dataclass(frozen=True)
-class _Checkpoint:
-    topic: str
-    partition: int | None  # None: a witness's file (`topic` is its name)
-    offset: int | None
-    writer: str
-    seq: int
-    chain: str  # 64 hex
-    void: dict[int, str]  # seq -> link (version 1) or digest (version 2), 64 hex
-    tree: bytes | None = None  # version 2: the root over positions 0..seq
-
-    @property
-    def void_links(self) -> dict[int, str]:
-        return self.void if self.tree is None else {}
-
-    @property
-    def void_digests(self) -> dict[int, str]:
-        return {} if self.tree is None else self.void
-
-
-@dataclass
-class _Voids:
-    """A writer's void positions as its trusted checkpoints list them."""
-
-    links: dict[int, str] = field(default_factory=dict)  # version 1
-    digests: dict[int, str] = field(default_factory=dict)  # version 2
-
-    def __contains__(self, seq: int) -> bool:
-        return seq in self.links or seq in self.digests
 
 
 class Verifier:
@@ -244,7 +133,7 @@ class Verifier:
         self._from_start = from_start
         self._writers: dict[str, dict[int, Entry]] = {}
         self._extra: dict[tuple[str, int], list[Entry]] = {}
-        self._checkpoints: list[_Checkpoint] = []
+        self._checkpoints: list[TrailCheckpoint] = []
         # Version 2 voids already listed by a trusted checkpoint, per writer: each checkpoint
         # repeats every earlier one, so only what is new is kept with it (memory and the void
         # check stay in the number of lost positions, not times the checkpoints).
@@ -392,7 +281,7 @@ class Verifier:
             void = {s: digest for s, digest in void.items() if listed.get(s) != digest}
             listed.update(void)
         self._checkpoints.append(
-            _Checkpoint(
+            TrailCheckpoint(
                 topic or "",
                 partition,
                 offset,
@@ -419,11 +308,11 @@ class Verifier:
         report = self._report
         report.writers = len(self._writers)
         report.signed = bool(self._checkpoints)
-        covered: dict[str, _Checkpoint] = {}
-        voids: dict[str, _Voids] = {}
-        roots: dict[str, list[SignedRoot[_Checkpoint]]] = {}
+        covered: dict[str, TrailCheckpoint] = {}
+        voids: dict[str, Voids] = {}
+        roots: dict[str, list[SignedRoot[TrailCheckpoint]]] = {}
         for checkpoint in self._checkpoints:
-            void = voids.setdefault(checkpoint.writer, _Voids())
+            void = voids.setdefault(checkpoint.writer, Voids())
             void.links.update(checkpoint.void_links)
             void.digests.update(checkpoint.void_digests)
             if checkpoint.tree is not None:
@@ -433,18 +322,27 @@ class Verifier:
             best = covered.get(checkpoint.writer)
             if best is None or checkpoint.seq > best.seq:
                 covered[checkpoint.writer] = checkpoint
+        walk = ChainWalk(
+            report,
+            topic=self._topic,
+            from_start=self._from_start,
+            strict=self._strict,
+            extra=self._extra,
+            problem=self._problem,
+            where=self._where,
+        )
         for writer, positions in self._writers.items():
             # The tree is recomputed from position 0: not from a window (--since).
             signed = roots.get(writer) if self._from_start else None
             tree = TreeCheck(writer, signed) if signed else None
-            self._walk(writer, positions, voids.get(writer, _Voids()), covered.get(writer), tree)
+            walk.walk(writer, positions, voids.get(writer, Voids()), covered.get(writer), tree)
             if tree is not None:
-                self._report_trees(writer, tree)
+                walk.report_trees(writer, tree)
         if self._from_start:
             # A writer whose checkpoints cover records of which none is left.
             for writer, checkpoint in covered.items():
                 if writer not in self._writers:
-                    self._gap(
+                    walk.gap(
                         "truncated", writer, 0, checkpoint.seq, after=None, checkpoint=checkpoint
                     )
         self._check_checkpoint_links(voids)
@@ -459,10 +357,10 @@ class Verifier:
             findings.append(Finding("unsigned", detail, self._checkpoints_topic))
         return report
 
-    def _check_writers(self, voids: dict[str, "_Voids"]) -> None:
+    def _check_writers(self, voids: dict[str, "Voids"]) -> None:
         held: dict[str, int] = {}
         for writer, positions in self._writers.items():
-            void = voids.get(writer, _Voids())
+            void = voids.get(writer, Voids())
             held[writer] = max([*positions, *void.links, *void.digests]) + 1
         heads = [
             SignedHead(
@@ -480,269 +378,19 @@ class Verifier:
         self._report.problems += map(_finding, problems)
         self._report.warnings += map(_finding, warnings)
 
-    def _walk(
-        self,
-        writer: str,
-        positions: dict[int, Entry],
-        void: _Voids,
-        checkpoint: _Checkpoint | None,
-        tree: TreeCheck[_Checkpoint] | None,
-    ) -> None:
-        report = self._report
-        extra = self._extra
-        seqs = sorted(positions)
-        covered_to = checkpoint.seq if checkpoint is not None else -1
-        expected = 0 if self._from_start else seqs[0]
-        prev: str | None = GENESIS if self._from_start else None
-        for seq in seqs:
-            if seq > expected:
-                prev = self._skip(
-                    writer,
-                    expected,
-                    seq,
-                    void=void,
-                    prev=prev,
-                    after=positions[seq],
-                    checkpoint=checkpoint,
-                    tree=tree,
-                )
-            entry = positions[seq]
-            others = extra.get((writer, seq))
-            if others is not None:
-                entry = self._settle(writer, seq, prev, entry, others)
-            link = entry[_LINK]
-            if prev is not None and link_of(writer, seq, prev, entry[_DIGEST]) != link:
-                self._problem(
-                    "forged",
-                    "rg-chain does not follow from the previous link and this digest",
-                    entry[_PARTITION],
-                    entry[_OFFSET],
-                    writer=writer,
-                    seq=seq,
-                )
-                if not entry[_ALTERED]:
-                    report.records_valid -= 1
-                # What follows cannot be checked against a forged link.
-                prev = None
-            else:
-                prev = link
-            if tree is not None:
-                tree.add(seq, entry[_DIGEST], link)
-            expected = seq + 1
-        last = seqs[-1]
-        if covered_to > last:
-            self._skip(
-                writer,
-                last + 1,
-                covered_to + 1,
-                void=void,
-                prev=prev,
-                after=None,
-                checkpoint=checkpoint,
-                tree=tree,
-            )
-        if report.signed and last > covered_to:
-            first_uncovered = max(covered_to + 1, seqs[0])
-            entry = positions.get(first_uncovered) or positions[last]
-            (report.problems if self._strict else report.warnings).append(
-                Finding(
-                    "not_covered",
-                    f"{sum(1 for s in seqs if s > covered_to)} record(s) after the last "
-                    "signed checkpoint",
-                    self._topic,
-                    entry[_PARTITION],
-                    entry[_OFFSET],
-                    writer,
-                    first_uncovered,
-                    last,
-                )
-            )
-
-    def _skip(
-        self,
-        writer: str,
-        start: int,
-        stop: int,
-        *,
-        void: _Voids,
-        prev: str | None,
-        after: Entry | None,
-        checkpoint: _Checkpoint | None,
-        tree: TreeCheck[_Checkpoint] | None,
-    ) -> str | None:
-        """Seqs start..stop-1 have no record: continue through void positions, report the rest
-        (truncated when a checkpoint covers them, else missing); return the link before stop."""
-        covered_to = checkpoint.seq if checkpoint is not None else -1
-        run_start: int | None = None
-        for seq in range(start, stop):
-            if seq in void:
-                if run_start is not None:
-                    self._gap_run(
-                        writer, run_start, seq - 1, covered_to, after=after, checkpoint=checkpoint
-                    )
-                    run_start = None
-                # Version 1 lists the link; version 2 the lost record's digest, its link
-                # following from the one before (unknown after a break).
-                digest = void.digests.get(seq)
-                computed = None
-                if digest is not None and prev is not None:
-                    computed = link_of(writer, seq, prev, digest)
-                prev = void.links.get(seq, computed)
-                if tree is not None:
-                    if digest is None:
-                        tree.broken()
-                    else:
-                        tree.add(seq, digest, prev)
-                continue
-            if tree is not None:
-                tree.broken()
-            if run_start is None:
-                run_start = seq
-            prev = None
-        if run_start is not None:
-            self._gap_run(
-                writer, run_start, stop - 1, covered_to, after=after, checkpoint=checkpoint
-            )
-        return prev
-
-    def _gap_run(
-        self,
-        writer: str,
-        first: int,
-        last: int,
-        covered_to: int,
-        *,
-        after: Entry | None,
-        checkpoint: _Checkpoint | None,
-    ) -> None:
-        if first <= covered_to:
-            self._gap(
-                "truncated",
-                writer,
-                first,
-                min(last, covered_to),
-                after=after,
-                checkpoint=checkpoint,
-            )
-        if last > covered_to:
-            self._gap(
-                "missing", writer, max(first, covered_to + 1), last, after=after, checkpoint=None
-            )
-
-    def _gap(
-        self,
-        kind: str,
-        writer: str,
-        first: int,
-        last: int,
-        *,
-        after: Entry | None,
-        checkpoint: _Checkpoint | None,
-    ) -> None:
-        # Where: the record after the gap; at the end of a chain, the checkpoint covering it.
-        count = last - first + 1
-        what = "seq" if count == 1 else "seqs"
-        span = str(first) if count == 1 else f"{first}..{last}"
-        if kind == "truncated":
-            detail = f"{what} {span} covered by a signed checkpoint but not on the topic"
-        else:
-            detail = f"{what} {span} not on the topic (a gap in the writer's sequence)"
-        where: tuple[str | None, int | None, int | None]
-        if after is not None:
-            where = self._where(after[_PARTITION], after[_OFFSET])
-        elif checkpoint is not None:
-            where = (checkpoint.topic, checkpoint.partition, checkpoint.offset)
-        else:
-            where = (self._topic, None, None)
-        topic, partition, offset = where
-        self._report.problems.append(
-            Finding(kind, detail, topic, partition, offset, writer=writer, seq=first, last_seq=last)
-        )
-
-    def _report_trees(self, writer: str, tree: TreeCheck[_Checkpoint]) -> None:
-        for mismatch in tree.mismatches:
-            checkpoint = mismatch.head.ref
-            since = (
-                f"; the tree of seq {mismatch.matched} (an earlier checkpoint) matches"
-                if mismatch.matched >= 0
-                else ""
-            )
-            self._report.problems.append(
-                Finding(
-                    "conflict",
-                    f"the tree of this signed checkpoint is not the root of the trail's "
-                    f"positions 0..{checkpoint.seq} (its chain link is the trail's){since}",
-                    checkpoint.topic,
-                    checkpoint.partition,
-                    checkpoint.offset,
-                    writer,
-                    checkpoint.seq,
-                )
-            )
-
-    def _settle(
-        self, writer: str, seq: int, prev: str | None, first: Entry, others: list[Entry]
-    ) -> Entry:
-        """Several records at one position: report duplicates and conflicts, keep the one the
-        chain continues with (an intact record whose link follows from prev)."""
-        report = self._report
-        entries = [first, *others]
-        intact = [e for e in entries if not e[_ALTERED]]
-        if prev is not None:
-            linked = [e for e in intact if link_of(writer, seq, prev, e[_DIGEST]) == e[_LINK]]
-        else:
-            linked = intact
-        keep = (linked or intact or entries)[0]
-        for entry in entries:
-            if entry is keep or entry[_ALTERED]:
-                continue  # an altered copy is reported as such
-            if entry[_IDENTITY] == keep[_IDENTITY] or (
-                entry[_DIGEST] == keep[_DIGEST] and entry[_LINK] == keep[_LINK]
-            ):
-                self._problem(
-                    "duplicate",
-                    f"same record as partition {keep[_PARTITION]} offset {keep[_OFFSET]}",
-                    entry[_PARTITION],
-                    entry[_OFFSET],
-                    writer=writer,
-                    seq=seq,
-                )
-            elif entry in linked:
-                self._problem(
-                    "conflict",
-                    f"another record at this position: partition {keep[_PARTITION]} "
-                    f"offset {keep[_OFFSET]}",
-                    entry[_PARTITION],
-                    entry[_OFFSET],
-                    writer=writer,
-                    seq=seq,
-                )
-                report.records_valid -= 1
-            else:
-                self._problem(
-                    "forged",
-                    "rg-chain does not follow from the previous link and this digest",
-                    entry[_PARTITION],
-                    entry[_OFFSET],
-                    writer=writer,
-                    seq=seq,
-                )
-                report.records_valid -= 1
-        return keep
-
-    def _check_checkpoint_links(self, voids: dict[str, _Voids]) -> None:
+    def _check_checkpoint_links(self, voids: dict[str, Voids]) -> None:
         # A signed checkpoint names the link at its seq: the record there must carry it, and
         # when the position is void, the void link must be it (version 1 lists the link; a
         # version 2 void's link is computed in the walk, where TreeCheck compares it).
         for checkpoint in self._checkpoints:
             entry = self._writers.get(checkpoint.writer, {}).get(checkpoint.seq)
-            if entry is not None and entry[_LINK] != checkpoint.chain:
+            if entry is not None and entry[LINK] != checkpoint.chain:
                 self._problem(
                     "conflict",
-                    f"a signed checkpoint ({_named(checkpoint)}) names another link at this "
+                    f"a signed checkpoint ({named(checkpoint)}) names another link at this "
                     "position",
-                    entry[_PARTITION],
-                    entry[_OFFSET],
+                    entry[PARTITION],
+                    entry[OFFSET],
                     writer=checkpoint.writer,
                     seq=checkpoint.seq,
                 )
@@ -774,10 +422,10 @@ class Verifier:
                 seen.add((checkpoint.writer, seq))
                 self._problem(
                     "conflict",
-                    f"a signed checkpoint ({_named(checkpoint)}) lists this position as lost "
+                    f"a signed checkpoint ({named(checkpoint)}) lists this position as lost "
                     "(void), but this record is here",
-                    entry[_PARTITION],
-                    entry[_OFFSET],
+                    entry[PARTITION],
+                    entry[OFFSET],
                     writer=checkpoint.writer,
                     seq=seq,
                 )
@@ -824,7 +472,7 @@ class Verifier:
         entry = self._writers.get(writer, {}).get(seq)
         if entry is None:
             faults.append("its writer position is not on the trail")
-        elif (digest, chain) != (_PREFIX + entry[_DIGEST], _PREFIX + entry[_LINK]):
+        elif (digest, chain) != (_PREFIX + entry[DIGEST], _PREFIX + entry[LINK]):
             faults.append("digest or chain differs from the record at its writer position")
         return sorted(set(faults))
 
@@ -864,9 +512,3 @@ def _finding(found: Conclusion) -> Finding:
         found.seq,
         found.last_seq,
     )
-
-
-def _named(checkpoint: _Checkpoint) -> str:
-    if checkpoint.partition is None:
-        return checkpoint.topic
-    return f"partition {checkpoint.partition} offset {checkpoint.offset}"

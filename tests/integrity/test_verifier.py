@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from app.integrity.chain import GENESIS, link_of
 from app.integrity.checkpoint import canonical_json
 from app.integrity.keys import PublicKey, derived_key_id
-from app.integrity.verifier import Report, Verifier
+from app.integrity.report import Report
+from app.integrity.verifier import Verifier
 from tests.helpers.integrity import (
     ORIGIN,
     ChainedWriter,
