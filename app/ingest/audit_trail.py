@@ -275,7 +275,10 @@ class AuditTrail:
     ) -> tuple[ChainPosition, AuditRecord]:
         # The next chain position and the record that carries it, with no await in between:
         # positions follow one another in the order records are built.
-        place = self.chain.append(event.digest().removeprefix("sha256:"))
+        # A framed value's schema id goes into its leaf: the digest leaves the frame out.
+        place = self.chain.append(
+            event.digest().removeprefix("sha256:"), self._logger.frame_schema_id
+        )
         return place, self._logger.record_of(event, headers, place=place)
 
     def _give_back(self, place: ChainPosition, why: str) -> None:

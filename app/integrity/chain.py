@@ -17,16 +17,17 @@ built, so no two records get one position) and follows what became of each:
   the lost positions up to it, what a checkpoint (v2) signs.
 
 The tree (RFC 6962, app/integrity/merkle.py) has one leaf per position in seq order, stored or
-lost alike: `leaf_entry(writer, seq, digest)`, a lost position's leaf committing to the digest
-of the record that was lost. Leaves are appended as the durable head passes them, so only the
-digests of positions above the head are kept, and the tree is a `Frontier` (log2 n hashes).
+lost alike: `leaf_entry(writer, seq, leaf_tail(digest, schema_id))`, a lost position's leaf
+committing to the record that was lost. Leaves are appended as the durable head passes them,
+so only the leaf tails of positions above the head are kept, and the tree is a `Frontier`
+(log2 n hashes).
 """
 
 import hashlib
 import secrets
 from dataclasses import dataclass
 
-from app.integrity.merkle import Frontier, leaf_entry, leaf_hash
+from app.integrity.merkle import Frontier, leaf_entry, leaf_hash, leaf_tail
 
 CHAIN_VERSION = "rg-chain-v1"
 GENESIS = "0" * 64
@@ -57,7 +58,8 @@ class ChainPosition:
 class DurableHead:
     """What a checkpoint signs: position `seq` with its link `chain` (64 hex), `tree` the root
     (32 bytes) of the writer's tree over positions 0..seq, and `void` every position up to
-    `seq` lost in the writer's life (seq -> the lost record's digest, 64 hex)."""
+    `seq` lost in the writer's life (seq -> the lost record's leaf tail: its digest, 64 hex,
+    and a framed value's schema id after a LF; see `merkle.leaf_tail`)."""
 
     seq: int
     chain: str
@@ -76,20 +78,22 @@ class ChainWriter:
         self._links: dict[int, str] = {}  # the links of the head and of every seq above it
         self._pending: set[int] = set()  # assigned, not yet settled
         self._head = -1  # every seq <= it is settled
-        # The digests of the positions above the head: their leaves are added as it passes.
+        # The leaf tails (digest, and schema id when framed) of the positions above the head:
+        # their leaves are added as it passes.
         self._digests: dict[int, str] = {}
         self._tree = Frontier()  # over positions 0..head
-        # Every position lost in this writer's life (seq -> digest): rare, and each checkpoint
+        # Every position lost in this writer's life (seq -> leaf tail): rare, and each checkpoint
         # lists all of them up to its seq, so one kept checkpoint explains every lost position.
         self._void: dict[int, str] = {}
 
-    def append(self, digest_hex: str) -> ChainPosition:
-        """The next position, for a record whose value has SHA-256 `digest_hex`."""
+    def append(self, digest_hex: str, schema_id: int | None = None) -> ChainPosition:
+        """The next position, for a record whose value has SHA-256 `digest_hex`; `schema_id`
+        for a value in the Confluent wire format (its leaf covers the id, the digest does not)."""
         seq = self.count
         link = link_of(self.writer_id, seq, self._links.get(seq - 1, GENESIS), digest_hex)
         self.count += 1
         self._links[seq] = link
-        self._digests[seq] = digest_hex
+        self._digests[seq] = leaf_tail(digest_hex, schema_id)
         self._pending.add(seq)
         return ChainPosition(self.writer_id, seq, link)
 

@@ -22,7 +22,8 @@ PARTITION: Final = 2
 OFFSET: Final = 3
 ALTERED: Final = 4
 IDENTITY: Final = 5
-Entry = tuple[str, str, int, int, bool, int]
+LEAF: Final = 6  # the leaf tail (merkle.leaf_tail): the digest, and a framed value's schema id
+Entry = tuple[str, str, int, int, bool, int, str]
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class TrailCheckpoint:
     writer: str
     seq: int
     chain: str  # 64 hex
-    void: dict[int, str]  # seq -> link (version 1) or digest (version 2), 64 hex
+    void: dict[int, str]  # seq -> link (version 1, 64 hex) or leaf tail (version 2)
     tree: bytes | None = None  # version 2: the root over positions 0..seq
 
     @property
@@ -52,7 +53,7 @@ class Voids:
     """A writer's void positions as its trusted checkpoints list them."""
 
     links: dict[int, str] = field(default_factory=dict)  # version 1
-    digests: dict[int, str] = field(default_factory=dict)  # version 2
+    digests: dict[int, str] = field(default_factory=dict)  # version 2: leaf tails
 
     def __contains__(self, seq: int) -> bool:
         return seq in self.links or seq in self.digests
@@ -143,7 +144,7 @@ class ChainWalk:
             else:
                 prev = link
             if tree is not None:
-                tree.add(seq, entry[DIGEST], link)
+                tree.add(seq, entry[LEAF], link)
             expected = seq + 1
         last = seqs[-1]
         if covered_to > last:
@@ -197,18 +198,18 @@ class ChainWalk:
                         writer, run_start, seq - 1, covered_to, after=after, checkpoint=checkpoint
                     )
                     run_start = None
-                # Version 1 lists the link; version 2 the lost record's digest, its link
-                # following from the one before (unknown after a break).
-                digest = void.digests.get(seq)
+                # Version 1 lists the link; version 2 the lost record's leaf tail (its digest
+                # first), its link following from the one before (unknown after a break).
+                tail = void.digests.get(seq)
                 computed = None
-                if digest is not None and prev is not None:
-                    computed = link_of(writer, seq, prev, digest)
+                if tail is not None and prev is not None:
+                    computed = link_of(writer, seq, prev, tail[:64])
                 prev = void.links.get(seq, computed)
                 if tree is not None:
-                    if digest is None:
+                    if tail is None:
                         tree.broken()
                     else:
-                        tree.add(seq, digest, prev)
+                        tree.add(seq, tail, prev)
                 continue
             if tree is not None:
                 tree.broken()
@@ -313,7 +314,9 @@ class ChainWalk:
             if entry is keep or entry[ALTERED]:
                 continue  # an altered copy is reported as such
             if entry[IDENTITY] == keep[IDENTITY] or (
-                entry[DIGEST] == keep[DIGEST] and entry[LINK] == keep[LINK]
+                entry[DIGEST] == keep[DIGEST]
+                and entry[LINK] == keep[LINK]
+                and entry[LEAF] == keep[LEAF]
             ):
                 self._problem(
                     "duplicate",

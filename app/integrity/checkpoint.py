@@ -79,8 +79,9 @@ def canonical_json(value: Any) -> bytes:
 class Checkpoint:
     """One checkpoint of a writer; `signature` (and `note`, version 2) empty until `sign()`.
     `chain`, `tree` and the values of `void` are 64 hex digits, without the `sha256:` prefix
-    (added on the wire); `void` values are links in version 1, digests in version 2. `tree` and
-    `note` are empty in version 1."""
+    (added on the wire); `void` values are links in version 1, in version 2 the lost record's
+    leaf tail (`merkle.leaf_tail`: its digest, and a framed value's schema id after a LF, on
+    the wire `;schema-id=<id>`). `tree` and `note` are empty in version 1."""
 
     writer: str
     seq: int
@@ -108,7 +109,7 @@ class Checkpoint:
             "chain": CHAIN_PREFIX + self.chain,
             "time": self.time,
             "key_id": self.key_id,
-            "void": {str(seq): CHAIN_PREFIX + link for seq, link in sorted(self.void.items())},
+            "void": {str(seq): _void_text(value) for seq, value in sorted(self.void.items())},
         }
         if self.version == VERSION_2:
             fields["tree"] = CHAIN_PREFIX + self.tree
@@ -174,7 +175,7 @@ class Checkpoint:
         if not all(isinstance(s, str) and _SEQ.fullmatch(s) for s in void):
             raise CheckpointFormatError("void keys are not seqs (decimal, no leading zeros)")
         try:
-            void_seqs = {int(seq): _hex_of(link) for seq, link in void.items()}
+            void_seqs = {int(seq): _void_value(value, v2) for seq, value in void.items()}
         except ValueError as exc:  # more digits than Python converts
             raise CheckpointFormatError(f"void: {str(exc)[:80]}") from exc
         checkpoint = cls(
@@ -304,6 +305,31 @@ def _hex_of(link: object) -> str:
     if not (isinstance(link, str) and link.startswith(CHAIN_PREFIX) and _HEX64.fullmatch(link, 7)):
         raise CheckpointFormatError(f"not sha256:<64 lowercase hex>: {str(link)[:80]!r}")
     return link.removeprefix(CHAIN_PREFIX)
+
+
+# A version 2 void value: the lost record's digest, and the schema id of a framed value.
+_VOID_V2 = re.compile(r"sha256:([0-9a-f]{64})(?:;schema-id=(0|[1-9][0-9]{0,9}))?")
+_SCHEMA_ID_MAX = 2**32 - 1  # 4 bytes in the frame
+
+
+def _void_text(value: str) -> str:
+    """The wire form of a void value (a link, or a leaf tail)."""
+    digest, _, schema_id = value.partition("\n")
+    return CHAIN_PREFIX + digest + (f";schema-id={schema_id}" if schema_id else "")
+
+
+def _void_value(text: object, v2: bool) -> str:
+    """A void value read strictly: `sha256:<64 hex>`, in version 2 optionally followed by
+    `;schema-id=<decimal, no leading zeros, below 2^32>`."""
+    if not v2:
+        return _hex_of(text)
+    found = _VOID_V2.fullmatch(text) if isinstance(text, str) else None
+    if found is None or int(found.group(2) or 0) > _SCHEMA_ID_MAX:
+        raise CheckpointFormatError(
+            f"not sha256:<64 lowercase hex>[;schema-id=<id>]: {str(text)[:80]!r}"
+        )
+    digest, schema_id = found.group(1), found.group(2)
+    return digest if schema_id is None else f"{digest}\n{schema_id}"
 
 
 def new_checkpoint(

@@ -30,12 +30,29 @@ def leaf_hash(entry: bytes) -> bytes:
     return hashlib.sha256(b"\x00" + entry).digest()
 
 
-def leaf_entry(writer: str, seq: int, digest_hex: str) -> bytes:
-    """The entry of position `seq` of `writer`'s tree, for a record whose value has SHA-256
-    `digest_hex` (64 lowercase hex): the UTF-8 text `rg-leaf-v1\\n<writer>\\n<seq>\\n<digest>`.
-    It commits to the writer, the position and the record, never to the record's size; a
-    position whose record was lost for good has the entry of the record that was lost."""
-    return f"{LEAF_VERSION}\n{writer}\n{seq}\n{digest_hex}".encode()
+def leaf_entry(writer: str, seq: int, tail: str) -> bytes:
+    """The entry of position `seq` of `writer`'s tree: the UTF-8 text
+    `rg-leaf-v1\\n<writer>\\n<seq>\\n<tail>`, `tail` being the record's `leaf_tail()` (its
+    digest, and the schema id of a framed value). It commits to the writer, the position and
+    the record as stored, never to the record's size; a position whose record was lost for good
+    has the entry of the record that was lost."""
+    return f"{LEAF_VERSION}\n{writer}\n{seq}\n{tail}".encode()
+
+
+def leaf_tail(digest_hex: str, schema_id: int | None = None) -> str:
+    """What a leaf entry says of its record: `digest_hex` (64 lowercase hex, the record's
+    `rg-digest`) and, for a value in the Confluent wire format, a line with its schema id in
+    decimal: the digest leaves the 5 framing bytes out, so the schema id the record was stored
+    under is covered here."""
+    return digest_hex if schema_id is None else f"{digest_hex}\n{schema_id}"
+
+
+def frame_schema_id(value: bytes) -> int | None:
+    """The schema id of a value in the Confluent wire format (the byte 0x00, then the id in 4
+    bytes big-endian; JSON text never starts with 0x00), None for any other value."""
+    if len(value) >= 5 and value[0] == 0:
+        return int.from_bytes(value[1:5], "big")
+    return None
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:

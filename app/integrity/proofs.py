@@ -22,7 +22,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.integrity.checkpoint import writer_log
-from app.integrity.merkle import LEAF_VERSION, ProofError, leaf_entry, leaf_hash, verify_inclusion
+from app.integrity.merkle import (
+    LEAF_VERSION,
+    ProofError,
+    leaf_entry,
+    leaf_hash,
+    leaf_tail,
+    verify_inclusion,
+)
 from app.integrity.note import NoteError, TlogProof, TreeHead, Verifier, open_note, parse_note
 from app.integrity.tree_store import TreeFiles
 
@@ -75,7 +82,8 @@ class _Digests:
 class _Writer:
     tree: TreeFiles
     digests: _Digests
-    pending: dict[int, bytes] = field(default_factory=dict)  # seq -> digest, above the tree
+    # seq -> digest and a framed value's schema id, above the tree
+    pending: dict[int, tuple[bytes, int | None]] = field(default_factory=dict)
     waiting: list[KnownCheckpoint] = field(default_factory=list)  # beyond the tree, by size
     latest: KnownCheckpoint | None = None
     mismatch: str | None = None
@@ -95,7 +103,13 @@ class ProofIndex:
             "CREATE TABLE IF NOT EXISTS events "
             "(event_id TEXT PRIMARY KEY, writer TEXT NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID"
         )
+        # The schema ids of framed values (the leaf covers them; the digests file does not).
+        self._events.execute(
+            "CREATE TABLE IF NOT EXISTS frames (writer TEXT NOT NULL, seq INTEGER NOT NULL, "
+            "schema_id INTEGER NOT NULL, PRIMARY KEY (writer, seq)) WITHOUT ROWID"
+        )
         self._batch: list[tuple[str, str, int]] = []
+        self._frames: list[tuple[str, int, int]] = []
 
     def _writer(self, writer: str) -> _Writer:
         found = self._writers.get(writer)
@@ -114,27 +128,33 @@ class ProofIndex:
         known = self._writers.get(writer)
         return 0 if known is None else len(known.tree)
 
-    def add_record(self, writer: str, seq: int, digest_hex: str, event_id: str | None) -> None:
-        """A record of the audit topic at `writer`'s position `seq`."""
-        self._place(writer, seq, digest_hex)
+    def add_record(self, writer: str, seq: int, tail: str, event_id: str | None) -> None:
+        """A record of the audit topic at `writer`'s position `seq`; `tail` is its leaf tail
+        (`merkle.leaf_tail`: the digest, and a framed value's schema id)."""
+        self._place(writer, seq, tail)
         if event_id is not None:
             self._batch.append((event_id, writer, seq))
 
-    def add_void(self, writer: str, seq: int, digest_hex: str) -> None:
-        """A position a checkpoint lists as lost for good, with its record's digest."""
-        self._place(writer, seq, digest_hex)
+    def add_void(self, writer: str, seq: int, tail: str) -> None:
+        """A position a checkpoint lists as lost for good, with its record's leaf tail."""
+        self._place(writer, seq, tail)
 
-    def _place(self, writer: str, seq: int, digest_hex: str) -> None:
+    def _place(self, writer: str, seq: int, tail: str) -> None:
         known = self._writer(writer)
         if seq < len(known.tree) or seq in known.pending:
             return  # a duplicate (retries) or a void also read as a record: the first counts
-        known.pending[seq] = bytes.fromhex(digest_hex)
+        digest_hex, _, schema = tail.partition("\n")
+        known.pending[seq] = (bytes.fromhex(digest_hex), int(schema) if schema else None)
         tree = known.tree
         while (next_seq := len(tree)) in known.pending:
-            digest = known.pending.pop(next_seq)
+            digest, schema_id = known.pending.pop(next_seq)
             # Digests first: at open, the digests file is cut to the tree, never the reverse.
             known.digests.append(digest)
-            tree.append_hash(leaf_hash(leaf_entry(writer, next_seq, digest.hex())))
+            if schema_id is not None:
+                self._frames.append((writer, next_seq, schema_id))
+            tree.append_hash(
+                leaf_hash(leaf_entry(writer, next_seq, leaf_tail(digest.hex(), schema_id)))
+            )
         self._settle(writer, known)
 
     def add_checkpoint(self, writer: str, checkpoint: KnownCheckpoint) -> None:
@@ -161,14 +181,18 @@ class ProofIndex:
         for known in self._writers.values():
             known.digests.flush()
             known.tree.flush()
-        if self._batch:
+        if self._batch or self._frames:
             # One transaction per flush: in autocommit each row would be one (~20 us each).
             with self._events:
                 self._events.execute("BEGIN")
                 self._events.executemany(
                     "INSERT OR IGNORE INTO events VALUES (?, ?, ?)", self._batch
                 )
+                self._events.executemany(
+                    "INSERT OR REPLACE INTO frames VALUES (?, ?, ?)", self._frames
+                )
             self._batch.clear()
+            self._frames.clear()
 
     def locate(self, event_id: str) -> tuple[str, int]:
         """The writer and seq of the record with `event_id`."""
@@ -189,7 +213,12 @@ class ProofIndex:
             raise ProofUnavailableError(
                 f"position {seq} of writer {writer} is not covered by a checkpoint yet"
             )
-        entry = leaf_entry(writer, seq, known.digests.get(seq).hex())
+        self.flush()
+        row = self._events.execute(
+            "SELECT schema_id FROM frames WHERE writer = ? AND seq = ?", (writer, seq)
+        ).fetchone()
+        tail = leaf_tail(known.digests.get(seq).hex(), None if row is None else int(row[0]))
+        entry = leaf_entry(writer, seq, tail)
         return TlogProof(
             index=seq,
             hashes=tuple(known.tree.inclusion(seq, latest.size)),
@@ -236,14 +265,16 @@ class ProofIndex:
 
 @dataclass(frozen=True)
 class ProvenRecord:
-    """What a tlog-proof proves: the record with `digest` is at `seq` of `writer`'s tree, which
-    the checkpoint of `size` entries signed under the key name `name` holds."""
+    """What a tlog-proof proves: the record with `digest` (stored framed with `schema_id`, or
+    not framed: None) is at `seq` of `writer`'s tree, which the checkpoint of `size` entries
+    signed under the key name `name` holds."""
 
     name: str
     writer: str
     seq: int
     digest: str
     size: int
+    schema_id: int | None = None
 
 
 def check_tlog_proof(data: bytes, keys: list[Ed25519PublicKey]) -> ProvenRecord:
@@ -259,14 +290,20 @@ def check_tlog_proof(data: bytes, keys: list[Ed25519PublicKey]) -> ProvenRecord:
     if proof.extra is None:
         raise NoteError("the proof has no extra line: it does not say which record it proves")
     fields = proof.extra.decode("utf-8", "replace").split("\n")
-    if len(fields) != 4 or fields[0] != LEAF_VERSION:
+    if len(fields) not in (4, 5) or fields[0] != LEAF_VERSION:
         raise NoteError(f"the extra data is not a {LEAF_VERSION} leaf entry")
-    _, writer, seq_text, digest = fields
-    if leaf_entry(writer, proof.index, digest) != proof.extra or seq_text != str(proof.index):
+    writer, seq_text, digest = fields[1:4]
+    schema_id = None
+    if len(fields) == 5:
+        if not fields[4].isascii() or not fields[4].isdecimal() or int(fields[4]) >= 2**32:
+            raise NoteError("the leaf entry's schema id is not a decimal below 2^32")
+        schema_id = int(fields[4])
+    expected = leaf_entry(writer, proof.index, leaf_tail(digest, schema_id))
+    if expected != proof.extra or seq_text != str(proof.index):
         raise ProofError("the leaf entry names another position than the proof's index")
     if head.origin != writer_log(name, writer):
         raise NoteError(
             f"the checkpoint's origin {head.origin!r} is not {writer_log(name, writer)}"
         )
     verify_inclusion(proof.index, head.size, leaf_hash(proof.extra), proof.hashes, head.root)
-    return ProvenRecord(name, writer, proof.index, digest, head.size)
+    return ProvenRecord(name, writer, proof.index, digest, head.size, schema_id)

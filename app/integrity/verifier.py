@@ -64,11 +64,13 @@ from app.integrity.chain_walk import (
 )
 from app.integrity.checkpoint import Checkpoint, CheckpointFormatError
 from app.integrity.keys import PublicKey
+from app.integrity.merkle import frame_schema_id, leaf_tail
 from app.integrity.report import Finding, Report
 from app.integrity.tree_check import SignedRoot, TreeCheck
 from app.integrity.trust import CheckpointTrust
 from app.integrity.writers import WRITERS_KEY
 from app.integrity.writers_check import Conclusion, Seen, SignedHead, WritersCheck
+from app.kafka.audit import SCHEMA_ID_HEADER
 from app.kafka.serde import unframed
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -151,6 +153,25 @@ class Verifier:
         if isinstance(partition, int) and isinstance(offset, int):
             self._wanted[(partition, offset)] = None
 
+    def _check_schema_header(
+        self,
+        headers: Sequence[tuple[str, bytes]],
+        schema_id: int,
+        partition: int,
+        offset: int,
+    ) -> None:
+        # Consumers may read the schema id from the header: one that contradicts the frame
+        # (which the leaf covers) was changed after the fact.
+        stated = [raw for name, raw in headers if name == SCHEMA_ID_HEADER]
+        if stated and any(raw != str(schema_id).encode() for raw in stated):
+            said = ", ".join(raw.decode("utf-8", "replace")[:20] for raw in stated)
+            self._problem(
+                "altered",
+                f"{SCHEMA_ID_HEADER} {said} but the value is framed with schema id {schema_id}",
+                partition,
+                offset,
+            )
+
     def add_record(
         self,
         partition: int,
@@ -195,7 +216,20 @@ class Verifier:
             return
         # Identity of the headers (the value's is its digest), to tell duplicates from conflicts.
         identity = hash(tuple(headers))
-        entry: Entry = (digest_text[7:], chain_str[7:], partition, offset, altered, identity)
+        # A framed value's schema id is covered by its leaf, not by its digest.
+        schema_id = frame_schema_id(value or b"")
+        if schema_id is not None:
+            self._check_schema_header(headers, schema_id, partition, offset)
+        tail = leaf_tail(digest_text[7:], schema_id)
+        entry: Entry = (
+            digest_text[7:],
+            chain_str[7:],
+            partition,
+            offset,
+            altered,
+            identity,
+            tail,
+        )
         positions = self._writers.get(writer_id)
         if positions is None:
             positions = self._writers[writer_id] = {}

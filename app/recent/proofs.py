@@ -30,7 +30,7 @@ from pathlib import Path
 from app.connection import consumer_config
 from app.integrity.checkpoint import VERSION_2, Checkpoint, CheckpointFormatError, rfc3339
 from app.integrity.checkpointer import Checkpoints
-from app.integrity.merkle import MerkleTree
+from app.integrity.merkle import MerkleTree, frame_schema_id, leaf_tail
 from app.integrity.proofs import KnownCheckpoint, ProofIndex, ProofUnavailableError
 from app.integrity.trust import CheckpointTrust
 from app.integrity.writers import WRITERS_KEY, WritersNote
@@ -252,7 +252,10 @@ class ProofsReader:
         if not (_WRITER.fullmatch(writer) and _SEQ.fullmatch(seq)):
             self.skipped += 1
             return
-        self.index.add_record(writer, int(seq), digest.group(1), message.header("rg-event-id"))
+        # A framed value's schema id goes into its leaf (the digest leaves the frame out).
+        value = message.value if isinstance(message.value, bytes) else b""
+        tail = leaf_tail(digest.group(1), frame_schema_id(value))
+        self.index.add_record(writer, int(seq), tail, message.header("rg-event-id"))
 
     def _take_checkpoint(self, message: KafkaMessage) -> None:
         if message.key in (WRITERS_KEY, WRITERS_KEY.encode()):
@@ -269,8 +272,8 @@ class ProofsReader:
         if self._trust.check(checkpoint) is not None:
             self.skipped += 1
             return
-        for seq, digest_hex in checkpoint.void.items():
-            self.index.add_void(checkpoint.writer, seq, digest_hex)
+        for seq, tail in checkpoint.void.items():
+            self.index.add_void(checkpoint.writer, seq, tail)
         self.index.add_checkpoint(
             checkpoint.writer,
             KnownCheckpoint(

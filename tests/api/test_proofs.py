@@ -21,7 +21,7 @@ from app.integrity.note import TlogProof
 from app.main import create_app
 from app.settings import Settings
 from tests.helpers.app import assert_contract_error
-from tests.helpers.kafka import records_of
+from tests.helpers.kafka import read_all, records_of
 from tests.helpers.tlog import TlogCheck
 
 EVENT = {"user_id": "u1", "model": "m", "prompt": "p", "response": "r"}
@@ -230,3 +230,38 @@ async def test_every_pair_of_a_run_s_checkpoints_is_consistent_in_go(
                     old, new, bytes.fromhex(old_root), bytes.fromhex(new_root), proof
                 )
                 assert checked is None, (old, new, checked)
+
+
+async def test_a_framed_record_s_proof_covers_its_schema_id(
+    kafka_bootstrap: str,
+    topic: str,
+    schema_registry_url: str,
+    tmp_path: Path,
+    tlogcheck: TlogCheck,
+) -> None:
+    # The digest leaves the Confluent frame out; the leaf entry's fifth line is the schema id.
+    key = signing_key(tmp_path)
+    async with proving_service(
+        kafka_bootstrap,
+        audit_topic=topic,
+        audit_signing_key_file=key,
+        schema_registry_url=schema_registry_url,
+        schema_wire_format="confluent",
+    ) as client:
+        answer = await client.post("/audit", json={**EVENT, "event_id": "framed-1"})
+        assert answer.status_code == 201, answer.text
+        receipt = answer.json()
+        proof = await proof_of(client, event_id="framed-1")
+        vkey = await verifier_key(client)
+    (record,) = await read_all(kafka_bootstrap, topic, 1, value_format="bytes")
+    assert record.value[:1] == b"\0"
+    schema_id = int.from_bytes(record.value[1:5], "big")
+    writer, seq, digest = receipt["writer"], receipt["seq"], receipt["digest"][7:]
+    entry = f"rg-leaf-v1\n{writer}\n{seq}\n{digest}\n{schema_id}".encode()
+    assert TlogProof.parse(proof).extra == entry
+    origin = writer_log(ORIGIN, writer)
+    assert tlogcheck.tlog_proof(proof, origin, [vkey], leaf_hash(entry)) is None
+    unframed = leaf_hash(leaf_entry(writer, seq, digest))
+    assert tlogcheck.tlog_proof(proof, origin, [vkey], unframed) is not None
+    other = leaf_hash(f"rg-leaf-v1\n{writer}\n{seq}\n{digest}\n{schema_id + 1}".encode())
+    assert tlogcheck.tlog_proof(proof, origin, [vkey], other) is not None

@@ -144,6 +144,57 @@ async def test_a_rewritten_copy_with_its_headers_kept_is_altered(trail: Trail) -
     assert found(report) == [("altered", copy.partition, copy.offset)]
 
 
+async def framed_trail(trail: Trail, frame: int, header: int) -> tuple[Record, Record]:
+    """A writer's trail in the Confluent wire format under schema id 7, one position lost (its
+    schema id in the checkpoint's void), signed; on the topic, record 2 is framed with schema id
+    `frame` and says `header` in its rg-schema-id. The record at 2 and the checkpoint."""
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    writer = ChainedWriter()
+    records = [writer.record(schema_id=7) for _ in range(5)]
+    lost = writer.lose(schema_id=7)
+    records += [writer.record(schema_id=7) for _ in range(3)]
+    digest = records[2].header("rg-digest").removeprefix("sha256:")
+    headers = [(n, v) for n, v in records[2].headers if n != "rg-schema-id"]
+    records[2] = Record(
+        b"\x00" + frame.to_bytes(4, "big") + records[2].value[5:],
+        [*headers, ("rg-schema-id", str(header).encode())],
+    )
+    assert hashlib.sha256(records[2].value[5:]).hexdigest() == digest  # the digest still holds
+    written = await trail.write(records)
+    (checkpoint,) = await write_records(
+        trail.bootstrap,
+        trail.checkpoints,
+        [checkpoint_record(checkpoint_v2(key, writer, {5: f"{lost};schema-id=7"}))],
+    )
+    return written[2], checkpoint
+
+
+async def test_a_framed_trail_with_a_framed_lost_position_verifies(trail: Trail) -> None:
+    await framed_trail(trail, frame=7, header=7)
+    code, report = trail.verify("--strict")
+    assert (code, report["problems"]) == (0, [])
+
+
+async def test_a_schema_id_rewritten_with_its_header_breaks_the_signed_tree(trail: Trail) -> None:
+    # The digest leaves the frame out, so only the leaf's schema id line can tell.
+    _, checkpoint = await framed_trail(trail, frame=9, header=9)
+    code, report = trail.verify()
+    assert code == 1
+    assert found(report) == [("conflict", checkpoint.partition, checkpoint.offset)]
+    (problem,) = report["problems"]
+    assert "tree" in problem["detail"]
+
+
+async def test_a_frame_that_contradicts_its_schema_id_header_is_altered(trail: Trail) -> None:
+    record, checkpoint = await framed_trail(trail, frame=9, header=7)
+    code, report = trail.verify()
+    assert code == 1
+    assert found(report) == sorted(
+        [("altered", record.partition, record.offset), ("conflict", 0, checkpoint.offset)]
+    )
+
+
 async def test_made_up_chain_headers_are_forged(trail: Trail) -> None:
     writer, _ = await signed_trail(trail)
     value = b'{"prompt":"never said"}'

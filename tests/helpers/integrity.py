@@ -52,9 +52,11 @@ def doc_vector(heading: str) -> dict[str, Any]:
     return data
 
 
-def spec_leaf(writer: str, seq: int, digest_hex: str) -> bytes:
-    """The spec's leaf entry of a position (docs/integrity.md), written out here on its own."""
-    return f"rg-leaf-v1\n{writer}\n{seq}\n{digest_hex}".encode()
+def spec_leaf(writer: str, seq: int, digest_hex: str, schema_id: int | None = None) -> bytes:
+    """The spec's leaf entry of a position (docs/integrity.md), written out here on its own;
+    a framed value's schema id is its fifth line."""
+    framed = "" if schema_id is None else f"\n{schema_id}"
+    return f"rg-leaf-v1\n{writer}\n{seq}\n{digest_hex}{framed}".encode()
 
 
 def spec_root(entries: list[bytes]) -> bytes:
@@ -84,31 +86,44 @@ class ChainedWriter:
     # The digest of every position, stored or lost: the tree's leaves.
     digests: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
+    # The schema id of every framed position (Confluent wire format), None for plain JSON.
+    schema_ids: list[int | None] = field(default_factory=list)
 
-    def record(self, body: dict[str, Any] | None = None) -> Record:
-        """The next record of this writer's chain."""
+    def record(self, body: dict[str, Any] | None = None, *, schema_id: int | None = None) -> Record:
+        """The next record of this writer's chain; with `schema_id`, in the Confluent wire
+        format (0x00, the id in 4 bytes big-endian, the JSON) with its `rg-schema-id`."""
         event = body or {"event_id": str(uuid.uuid4()), "prompt": "hello", "response": "hi"}
         value = json.dumps(event, sort_keys=True, separators=(",", ":")).encode()
         digest = hashlib.sha256(value).hexdigest()
-        self._advance(digest)
-        return Record(value, chain_headers(self.writer, self.seq, digest, self.link))
+        self._advance(digest, schema_id)
+        headers = chain_headers(self.writer, self.seq, digest, self.link)
+        if schema_id is None:
+            return Record(value, headers)
+        framed = b"\x00" + schema_id.to_bytes(4, "big") + value
+        return Record(framed, [*headers, ("rg-schema-id", str(schema_id).encode())])
 
-    def lose(self) -> str:
+    def lose(self, *, schema_id: int | None = None) -> str:
         """A position whose record was lost for good (never written); its digest."""
         digest = hashlib.sha256(f"lost {self.writer} {self.seq + 1}".encode()).hexdigest()
-        self._advance(digest)
+        self._advance(digest, schema_id)
         return digest
 
-    def _advance(self, digest: str) -> None:
+    def _advance(self, digest: str, schema_id: int | None = None) -> None:
         self.seq += 1
         self.link = spec_link(self.writer, self.seq, self.link, digest)
         self.digests.append(digest)
         self.links.append(self.link)
+        self.schema_ids.append(schema_id)
 
     def tree(self, seq: int | None = None) -> bytes:
         """The root of this writer's tree over positions 0..seq (default: all)."""
         last = self.seq if seq is None else seq
-        return spec_root([spec_leaf(self.writer, n, self.digests[n]) for n in range(last + 1)])
+        return spec_root(
+            [
+                spec_leaf(self.writer, n, self.digests[n], self.schema_ids[n])
+                for n in range(last + 1)
+            ]
+        )
 
     def records(self, count: int) -> list[Record]:
         """`count` next records."""

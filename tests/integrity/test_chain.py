@@ -148,6 +148,31 @@ def test_unit_the_tree_has_one_leaf_per_position_up_to_the_head_stored_or_lost()
     assert Frontier().root() == EMPTY_ROOT
 
 
+def test_unit_a_framed_position_s_leaf_and_void_carry_its_schema_id() -> None:
+    writer = "f" * 32
+    chain = ChainWriter(writer)
+    plain = chain.append("1" * 64)
+    framed = chain.append("2" * 64, 77)
+    lost = chain.append("3" * 64, 77)
+    # The link covers the digest alone, framed or not: the chain is as it always was.
+    assert framed.chain == link_of(writer, 1, plain.chain, "2" * 64)
+    assert lost.chain == link_of(writer, 2, framed.chain, "3" * 64)
+    for seq, stored in [(0, True), (1, True), (2, False)]:
+        chain.settled(seq, stored=stored)
+    head = chain.durable()
+    assert head is not None
+    assert head.void == {2: "3" * 64 + "\n77"}
+    entries = [
+        f"rg-leaf-v1\n{writer}\n0\n{'1' * 64}".encode(),
+        f"rg-leaf-v1\n{writer}\n1\n{'2' * 64}\n77".encode(),
+        f"rg-leaf-v1\n{writer}\n2\n{'3' * 64}\n77".encode(),
+    ]
+    reference = MerkleTree()
+    for entry in entries:
+        reference.append(entry)
+    assert head.tree == reference.root()
+
+
 def test_unit_append_and_settle_cost_prints_its_figure() -> None:
     # The hot path's share: one SHA-256 of ~200 bytes for the link, a leaf hash and on average
     # one node hash for the tree, and a few dict operations per record.

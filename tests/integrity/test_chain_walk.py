@@ -16,7 +16,7 @@ def positions(count: int) -> dict[int, Entry]:
     for seq in range(count):
         digest = f"{seq:064x}"
         prev = link_of(WRITER, seq, prev, digest)
-        found[seq] = (digest, prev, 0, seq, False, seq)
+        found[seq] = (digest, prev, 0, seq, False, seq, digest)
     return found
 
 

@@ -509,3 +509,25 @@ def test_go_and_python_agree_on_every_edge_case(checkpoint_reader: CheckpointRea
         "exotic key id, raw UTF-8",
         "value-not-canonical",
     ]
+
+
+def test_a_v2_void_names_a_framed_lost_record_s_schema_id_in_one_spelling() -> None:
+    key = Ed25519PrivateKey.generate()
+    checkpoint = signed_v2(key, void={7: "cd" * 32 + "\n4294967295", 9: "ef" * 32})
+    body = json.loads(checkpoint.to_bytes())
+    assert body["void"] == {
+        "7": "sha256:" + "cd" * 32 + ";schema-id=4294967295",
+        "9": "sha256:" + "ef" * 32,
+    }
+    assert Checkpoint.from_json(checkpoint.to_bytes()) == checkpoint
+    for spelling in ["007", "4294967296", "-1", "+7", " 7", "7 ", "", "x"]:
+        void = {"7": f"sha256:{'cd' * 32};schema-id={spelling}"}
+        with pytest.raises(CheckpointFormatError, match="schema-id"):
+            Checkpoint.from_json({**body, "void": void})
+    for suffix in [";schema=7", ";schema-id=7;schema-id=7", "\n7"]:
+        with pytest.raises(CheckpointFormatError):
+            Checkpoint.from_json({**body, "void": {"7": f"sha256:{'cd' * 32}{suffix}"}})
+    # Version 1 void values are links: never a schema id.
+    v1 = json.loads(signed(key).to_bytes())
+    with pytest.raises(CheckpointFormatError, match="lowercase hex"):
+        Checkpoint.from_json({**v1, "void": {"7": f"sha256:{'cd' * 32};schema-id=7"}})

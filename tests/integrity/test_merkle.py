@@ -12,8 +12,10 @@ from app.integrity.merkle import (
     Frontier,
     MerkleTree,
     ProofError,
+    frame_schema_id,
     leaf_entry,
     leaf_hash,
+    leaf_tail,
     node_hash,
     root_from_inclusion,
     verify_consistency,
@@ -184,3 +186,16 @@ def test_unit_a_leaf_entry_commits_to_writer_position_and_digest() -> None:
     entry = leaf_entry("0123456789abcdef0123456789abcdef", 7, "ab" * 32)
     assert entry == b"rg-leaf-v1\n0123456789abcdef0123456789abcdef\n7\n" + b"ab" * 32
     assert leaf_hash(entry) == hashlib.sha256(b"\x00" + entry).digest()
+
+
+def test_unit_a_framed_value_s_leaf_entry_has_its_schema_id_as_a_fifth_line() -> None:
+    digest = "ab" * 32
+    assert leaf_tail(digest) == digest
+    assert leaf_tail(digest, 0) == digest + "\n0"
+    writer = "0123456789abcdef0123456789abcdef"
+    entry = leaf_entry(writer, 7, leaf_tail(digest, 4242))
+    assert entry == f"rg-leaf-v1\n{writer}\n7\n{digest}\n4242".encode()
+    assert frame_schema_id(b"\x00\x00\x00\x10\x92{}") == 4242
+    assert frame_schema_id(b"\x00\xff\xff\xff\xff") == 2**32 - 1
+    for plain in [b"{}", b"", b"\x00\x00\x00\x01", b'{"a":1}']:
+        assert frame_schema_id(plain) is None

@@ -134,3 +134,50 @@ def test_unit_a_kept_proof_is_checked_offline_and_every_bit_of_it_counts(tmp_pat
         changed[bit // 8] ^= 1 << (bit % 8)
         with pytest.raises((NoteError, ProofError)):
             check_tlog_proof(bytes(changed), [KEY.public_key()])
+
+
+def test_a_framed_record_s_proof_says_its_schema_id_after_a_reopen(
+    tmp_path: Path, tlogcheck: TlogCheck
+) -> None:
+    writer = WRITERS[0]
+    # Even positions framed under schema id 9 (position 4 lost, its void naming the id).
+    tails = [digest(writer, seq) + ("\n9" if seq % 2 == 0 else "") for seq in range(8)]
+    tree = MerkleTree()
+    for seq, tail in enumerate(tails):
+        tree.append(leaf_entry(writer, seq, tail))
+    note = sign_note(TreeHead(writer_log(NAME, writer), 8, tree.root()).text(), NAME, KEY)
+    index = ProofIndex(tmp_path)
+    for seq in [7, 3, 0, 1, 2, 5, 6]:
+        index.add_record(writer, seq, tails[seq], None)
+    index.add_void(writer, 4, tails[4])
+    index.add_checkpoint(writer, KnownCheckpoint(8, tree.root(), note.encode()))
+    index.close()
+    reopened = ProofIndex(tmp_path)
+    reopened.add_checkpoint(writer, KnownCheckpoint(8, tree.root(), note.encode()))
+    vkey = verifier_key(NAME, KEY.public_key())
+    for seq in range(8):
+        proof = reopened.proof(writer, seq)
+        assert proof.extra == leaf_entry(writer, seq, tails[seq])
+        encoded = proof.encode()
+        assert (
+            tlogcheck.tlog_proof(encoded, writer_log(NAME, writer), [vkey], leaf_hash(proof.extra))
+            is None
+        )
+        proven = check_tlog_proof(encoded, [KEY.public_key()])
+        assert (proven.digest, proven.schema_id) == (
+            digest(writer, seq),
+            9 if seq % 2 == 0 else None,
+        )
+    reopened.close()
+
+
+@pytest.mark.parametrize("line", ["09", "4294967296", "-9", "9 ", "x", ""])
+def test_a_kept_proof_with_a_bad_schema_id_line_is_refused(tmp_path: Path, line: str) -> None:
+    writer = WRITERS[0]
+    entry = leaf_entry(writer, 0, digest(writer, 0)) + f"\n{line}".encode()
+    tree = MerkleTree()
+    tree.append(entry)
+    note = sign_note(TreeHead(writer_log(NAME, writer), 1, tree.root()).text(), NAME, KEY)
+    proof = TlogProof(0, (), note.encode(), entry)
+    with pytest.raises((NoteError, ProofError)):
+        check_tlog_proof(proof.encode(), [KEY.public_key()])
