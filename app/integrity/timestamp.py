@@ -43,9 +43,21 @@ from rfc3161_client import (
 )
 
 from app.integrity.checkpoint import CHAIN_PREFIX, canonical_json, rfc3339
+from app.integrity.writers import TIMESTAMPS_KEY
 
-# The Kafka key of the tokens on the checkpoints topic.
-TIMESTAMPS_KEY = "timestamps"
+__all__ = [
+    "TIMESTAMPS_KEY",
+    "Stamp",
+    "TimestampError",
+    "TimestampQuery",
+    "TimestampRecord",
+    "check_reply",
+    "load_tsa_roots",
+    "note_sha256",
+    "stamp_time",
+    "timestamp_query",
+]
+
 _SHA256_OID = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,39}")
