@@ -73,6 +73,11 @@ class WritersCheck:
         self._notes: list[tuple[WritersNote, Seen]] = []
         self.findings: list[Conclusion] = []
 
+    @property
+    def notes(self) -> list[tuple[WritersNote, Seen]]:
+        """The trusted notes of the log of writers read so far, each with where it was read."""
+        return self._notes
+
     def add_entry(self, partition: int, offset: int, value: bytes | None) -> None:
         """One record of the writers topic, in offset order."""
         self.read = True
