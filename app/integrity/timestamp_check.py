@@ -6,7 +6,7 @@ checks trusted time (docs/integrity.md, "Trusted time").
   the CA (status, signature chain, timeStamping key usage, imprint = `note_sha256`, nonce = the
   record's); a `time` that is not the token's genTime; a token naming no trusted note of the log
   of writers on the topic (by SHA-256, size, root and `time`); and, when the topic holds notes
-  of the log of writers, no valid token at all.
+  of the log of writers, no token at all.
 - `backdated`: the note's `time` T and the token's genTime G differ by more than the skew S:
   T > G + S (the note claims to be signed after the authority saw it) or G > T + S (it claims
   to be older than it was when the authority saw it; the service signs a note just before asking).
@@ -67,11 +67,11 @@ class TimestampCheck:
                 self.valid += 1
             else:
                 found.append(problem)
-        if on_topic and not self.valid:
+        if on_topic and not self._tokens:
             found.append(
                 Conclusion(
                     "bad_timestamp",
-                    "notes of the log of writers but no valid timestamp token over any",
+                    "notes of the log of writers but no timestamp token at all",
                     on_topic[-1][1],
                 )
             )
