@@ -134,6 +134,9 @@ async def test_every_record_is_stamped_within_an_interval_and_verify_checks_the_
         served = (await client.get("/metrics")).text
         assert metric(served, "rg_audit_tsa_tokens_total") >= 1
         assert 0 <= metric(served, "rg_audit_tsa_last_token_age_seconds") < 30
+        # The coverage of GET /messages passes the tokens over (not "no trusted checkpoint").
+        ignored = 'rg_messages_records_skipped_total{reason="checkpoint_ignored"}'
+        assert metric(served, ignored) == 0
         keys = (await client.get("/audit/keys")).json()["keys"]
 
     entries = await read_raw(kafka_bootstrap, f"{topic}.writers")
