@@ -25,8 +25,9 @@ PROBLEM_KINDS = (
     "unknown_writer",
     "bad_timestamp",
     "backdated",
+    "not_timestamped",
 )
-WARNING_KINDS = ("not_covered", "unsigned", "unknown_writer")
+WARNING_KINDS = ("not_covered", "unsigned", "unknown_writer", "not_timestamped")
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ class TimestampCheck:
         self._skew = timedelta(seconds=skew_s)
         self._tokens: list[tuple[Seen, bytes | None]] = []
         self.valid = 0
+        # The largest size of the log of writers a valid token's note has (0: none).
+        self.stamped_size = 0
 
     def add(self, where: Seen, value: bytes | None) -> None:
         """One record of the checkpoints topic keyed `timestamps`."""
@@ -63,10 +65,11 @@ class TimestampCheck:
         found: list[Conclusion] = []
         for where, value in self._tokens:
             problem = self._check(where, value, by_digest)
-            if problem is None:
-                self.valid += 1
-            else:
+            if isinstance(problem, Conclusion):
                 found.append(problem)
+            else:
+                self.valid += 1
+                self.stamped_size = max(self.stamped_size, problem)
         if on_topic and not self._tokens:
             found.append(
                 Conclusion(
@@ -82,7 +85,8 @@ class TimestampCheck:
         token_at: Seen,
         value: bytes | None,
         by_digest: dict[str, list[tuple[WritersNote, Seen]]],
-    ) -> Conclusion | None:
+    ) -> Conclusion | int:
+        """A problem, or the size of the note a valid token stamps."""
         where = _shown(token_at)
         try:
             record = TimestampRecord.from_json(value)
@@ -106,7 +110,7 @@ class TimestampCheck:
                 "checkpoints topic is (by its SHA-256, size, root and time)",
                 token_at,
             )
-        return self._against_note(record, stamp, note, where, at)
+        return self._against_note(record, stamp, note, where, at) or note.size
 
     def _token(self, record: TimestampRecord, where: str, at: Seen) -> Stamp | Conclusion:
         try:

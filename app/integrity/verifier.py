@@ -37,7 +37,9 @@ Kinds of problem (each with where it was found):
     writer_missing, rollback, fork, unknown_writer: from the log of writers and signed tree
                    heads seen twice (app/integrity/writers_check.py)
     bad_timestamp, backdated: with `timestamps` (`verify --tsa-ca`), from the timestamp tokens
-                   over the notes of the log of writers (app/integrity/timestamp_check.py)
+                   over the notes of the log of writers (app/integrity/timestamp_check.py);
+                   a warning `not_timestamped` for records after what the latest valid
+                   token's note covers
     unsigned       no trusted checkpoint at all, when checkpoints are required (`require_signed`:
                    `verify --require-signed` or `--strict`, or public keys given)
 Only trusted checkpoints count: what they cover and the void positions they list (version 1: with
@@ -361,9 +363,7 @@ class Verifier:
         self._check_receipts()
         self._check_writers(voids)
         if self._timestamps is not None:
-            self._report.problems += map(_finding, self._timestamps.conclude(self._log.notes))
-            report.timestamps_checked = self._timestamps.checked
-            report.timestamps_valid = self._timestamps.valid
+            self._check_timestamps(self._timestamps)
         if not self._checkpoints and (report.records_checked or self._require_signed):
             detail = "no signed checkpoint: the trail is chained but unsigned"
             if self._no_checkpoints_topic:
@@ -392,6 +392,35 @@ class Verifier:
         )
         self._report.problems += map(_finding, problems)
         self._report.warnings += map(_finding, warnings)
+
+    def _check_timestamps(self, timestamps: TimestampCheck) -> None:
+        report = self._report
+        report.problems += map(_finding, timestamps.conclude(self._log.notes))
+        report.timestamps_checked = timestamps.checked
+        report.timestamps_valid = timestamps.valid
+        if not timestamps.valid:
+            return
+        # Records past what the latest valid token's note covers: no trusted time yet (the
+        # newest records always are, until the next round stamps them).
+        covered = self._log.sizes_within(timestamps.stamped_size)
+        for writer, positions in self._writers.items():
+            late = sorted(seq for seq in positions if seq >= covered.get(writer, 0))
+            if late:
+                entry = positions[late[0]]
+                report.warnings.append(
+                    Finding(
+                        "not_timestamped",
+                        f"{len(late)} record(s) of writer {writer} after what the latest "
+                        f"timestamped note of the log of writers covers (size "
+                        f"{covered.get(writer, 0)})",
+                        self._topic,
+                        entry[PARTITION],
+                        entry[OFFSET],
+                        writer,
+                        late[0],
+                        late[-1],
+                    )
+                )
 
     def _check_checkpoint_links(self, voids: dict[str, Voids]) -> None:
         # A signed checkpoint names the link at its seq: the record there must carry it, and

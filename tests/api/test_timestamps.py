@@ -158,6 +158,7 @@ async def test_every_record_is_stamped_within_an_interval_and_verify_checks_the_
                           "--tsa-ca", ca)  # fmt: skip
     assert code == 0, report["problems"]
     assert report["timestamps_checked"] == report["timestamps_valid"] == len(stamps)
+    assert [w for w in report["warnings"] if w["kind"] == "not_timestamped"] == []
     # The wrong CA: every token is reported, with the note it concerns.
     code, report = verify(kafka_bootstrap, tmp_path, topic, "--public-key", str(public),
                           "--tsa-ca", str(outside_authority.ca_file))  # fmt: skip

@@ -21,6 +21,7 @@ from app.integrity.timestamp_check import TimestampCheck
 from app.integrity.verifier import Verifier
 from app.integrity.writers import WritersNote, writers_log
 from app.integrity.writers_check import Seen
+from tests.helpers.integrity import ChainedWriter, writers_entry
 from tests.helpers.tsa import Authority
 
 KEY = Ed25519PrivateKey.generate()
@@ -147,4 +148,41 @@ def test_the_verifier_passes_tokens_over_without_a_ca_and_counts_them_with_one(
     report = checking.finish()
     assert (report.checkpoints_checked, report.timestamps_checked) == (1, 1)
     assert report.timestamps_valid == 1
+    assert not [p for p in report.problems if p.kind in ("bad_timestamp", "backdated")]
+
+
+def test_records_past_the_latest_stamped_note_are_a_warning(
+    timestamp_authority: Authority,
+) -> None:
+    writer = ChainedWriter()
+    records = writer.records(5)
+    entries = [
+        writers_entry("start", writer),
+        writers_entry("head", writer, 3),
+        writers_entry("head", writer, 5),
+    ]
+    tree = MerkleTree()
+    for entry in entries[:2]:
+        tree.append(entry.value)
+    # A note of the log's first two entries (the head at size 3), stamped; none of the third.
+    note = WritersNote.sign(
+        "log", 2, tree.root(), time=rfc3339(datetime.now(UTC)), key_id="k", key=KEY
+    )
+    verifier = Verifier(
+        {"k": KEY.public_key()},
+        topic="t",
+        checkpoints_topic="t.checkpoints",
+        writers_topic="t.writers",
+        timestamps=TimestampCheck(load_tsa_roots(timestamp_authority.ca_file)),
+    )
+    verifier.add_checkpoint(0, 0, note.to_bytes(), b"writers")
+    verifier.add_checkpoint(0, 1, stamped(timestamp_authority, note).to_bytes(), b"timestamps")
+    for offset, entry in enumerate(entries):
+        verifier.add_writers_entry(0, offset, entry.value)
+    for offset, record in enumerate(records):
+        verifier.add_record(0, offset, record.value, record.headers)
+    report = verifier.finish()
+    assert report.timestamps_valid == 1
+    late = [w for w in report.warnings if w.kind == "not_timestamped"]
+    assert [(w.writer, w.seq, w.last_seq, w.offset) for w in late] == [(writer.writer, 3, 4, 3)]
     assert not [p for p in report.problems if p.kind in ("bad_timestamp", "backdated")]
