@@ -53,7 +53,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs install helm chromium clean help
+.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs install helm chromium openssl clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -92,6 +92,10 @@ helm: $(HELM)
 chromium:
 	.ci/chromium.sh
 
+# The tests' RFC 3161 timestamp authority is OpenSSL 3's `openssl ts` (tests/helpers/tsa.py).
+openssl:
+	command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
+
 install: $(SYNCED) $(JARS)
 
 run: install
@@ -100,11 +104,11 @@ run: install
 registry: $(REGISTRY)
 	$(VENV)/bin/ractogateway-kafka registry
 
-test: install $(REGISTRY) $(HELM) chromium
+test: install $(REGISTRY) $(HELM) chromium openssl
 	$(VENV)/bin/pytest
 
 # The chart's tests are broker-free but run helm: it is built first.
-test-fast: $(SYNCED) $(HELM)
+test-fast: $(SYNCED) $(HELM) openssl
 	$(VENV)/bin/pytest -m "not broker"
 
 lint: $(SYNCED) $(HELM)

@@ -149,6 +149,40 @@ class _Checkpoints(Collector):
         )
 
 
+class _Timestamps(Collector):
+    """`rg_audit_tsa_*`, read from the stamper of the log of writers (app/integrity/stamper.py)."""
+
+    def __init__(
+        self,
+        tokens: Callable[[], int],
+        last_age_s: Callable[[], float | None],
+        failures: Callable[[], Mapping[str, int]],
+    ) -> None:
+        self._tokens, self._last_age_s, self._failures = tokens, last_age_s, failures
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "rg_audit_tsa_tokens",
+            "Timestamp tokens over the log of writers kept on the checkpoints topic.",
+            value=self._tokens(),
+        )
+        age = self._last_age_s()
+        yield GaugeMetricFamily(
+            "rg_audit_tsa_last_token_age_seconds",
+            "Seconds since the last timestamp token was kept (-1 before the first).",
+            value=-1.0 if age is None else age,
+        )
+        family = CounterMetricFamily(
+            "rg_audit_tsa_failures",
+            "Requests to a timestamp authority that gave no token that checks (down, slow, "
+            "refused, or a token that does not chain to RG_AUDIT_TSA_CA_FILE).",
+            labels=["tsa"],
+        )
+        for url, count in sorted(self._failures().items()):
+            family.add_metric([url], count)
+        yield family
+
+
 class ServiceMetrics:
     """Request counts and durations, produce latency and outcomes, and the recent-records
     buffer. `route` labels are path templates (`/audit`), never raw paths, so the number of
@@ -217,6 +251,17 @@ class ServiceMetrics:
     def watch_checkpoints(self, written: Callable[[], int], seq: Callable[[], int]) -> None:
         """Report the signed checkpoints written and the seq of the latest on every scrape."""
         self.registry.register(_Checkpoints(written, seq))
+
+    def watch_timestamps(
+        self,
+        *,
+        tokens: Callable[[], int],
+        last_age_s: Callable[[], float | None],
+        failures: Callable[[], Mapping[str, int]],
+    ) -> None:
+        """Report the timestamp tokens kept, the last one's age and each authority's failures
+        on every scrape."""
+        self.registry.register(_Timestamps(tokens, last_age_s, failures))
 
     def watch_connections(self, read: Callable[[], int]) -> None:
         """Report the client connections open (within RG_MAX_CONNECTIONS) on every scrape."""

@@ -42,6 +42,8 @@ from app.ingest.topic_policy import TopicPolicy
 from app.integrity import ChainWriter
 from app.integrity.checkpointer import Checkpoints
 from app.integrity.keys import insecure_key_file
+from app.integrity.stamper import Stamper
+from app.integrity.timestamp import load_tsa_roots
 from app.kafka import KafkaAuditLogger, KafkaProducerClient, SchemaRegistryClient
 from app.metrics import ServiceMetrics
 from app.rates import RateHistory
@@ -99,6 +101,8 @@ class Services:
     audit_schema: AuditSchemaGuard | None = None
     # Every writer's tree for GET /audit/proof; None without a signing key (app/recent/proofs.py).
     proofs: ProofsReader | None = None
+    # Timestamp tokens over the log of writers; None without RG_AUDIT_TSA_URLS or proofs.
+    stamper: Stamper | None = None
 
     @property
     def producer(self) -> KafkaProducerClient:
@@ -135,6 +139,8 @@ class Services:
         readers = [self.reader.start, self.checkpoints.start]
         if self.proofs is not None:
             readers.append(self.proofs.start)
+        if self.stamper is not None:
+            readers.append(self.stamper.start)
         if self.forwarder is not None:
             readers.append(self.forwarder.start)
         await self.audit_topic.start(then=readers, wait_s=AUDIT_TOPIC_WAIT_S)
@@ -151,6 +157,8 @@ class Services:
         if self.forwarder is not None:
             await self.forwarder.close()
         await self.reader.close()
+        if self.stamper is not None:
+            await self.stamper.close()
         if self.proofs is not None:
             await self.proofs.close()
         if self.checkpoints.checkpointer is not None and self.producer.started:
@@ -267,6 +275,16 @@ def build_services(settings: Settings) -> Services:
     )
     metrics.watch_checkpoints(lambda: checkpoints.written, lambda: checkpoints.latest_seq)
     backpressure = Backpressure(producer, max_in_flight=settings.max_in_flight, budget=in_flight)
+    proofs = (
+        ProofsReader(
+            settings,
+            checkpoints,
+            directory=settings.proof_dir,
+            refresh_s=settings.messages_refresh_s,
+        )
+        if settings.audit_signing_key_file is not None and settings.audit_proofs
+        else None
+    )
     return Services(
         settings=settings,
         metrics=metrics,
@@ -314,17 +332,44 @@ def build_services(settings: Settings) -> Services:
         ),
         registry=registry,
         audit_schema=audit_schema,
-        proofs=(
-            ProofsReader(
-                settings,
-                checkpoints,
-                directory=settings.proof_dir,
-                refresh_s=settings.messages_refresh_s,
-            )
-            if settings.audit_signing_key_file is not None and settings.audit_proofs
-            else None
-        ),
+        proofs=proofs,
+        stamper=build_stamper(settings, checkpoints, proofs, metrics),
     )
+
+
+def build_stamper(
+    settings: Settings,
+    checkpoints: Checkpoints,
+    proofs: ProofsReader | None,
+    metrics: ServiceMetrics,
+) -> Stamper | None:
+    """The stamper of the log of writers, when RG_AUDIT_TSA_URLS names authorities; it stamps
+    the proof index's notes, so without that index it cannot run (a StartupError says so)."""
+    if not settings.audit_tsa_urls or settings.audit_tsa_ca_file is None:
+        return None
+    if proofs is None:
+        raise StartupError(
+            "RG_AUDIT_TSA_URLS stamps the notes of the log of writers, which the proof index "
+            "signs: it needs RG_AUDIT_SIGNING_KEY_FILE and RG_AUDIT_PROOFS=true"
+        )
+    try:
+        roots = load_tsa_roots(settings.audit_tsa_ca_file)
+    except ValueError as exc:
+        raise StartupError(f"RG_AUDIT_TSA_CA_FILE: {exc}") from exc
+    stamper = Stamper(
+        proofs,
+        checkpoints.write_timestamp,
+        urls=settings.audit_tsa_urls,
+        roots=roots,
+        name=settings.log_origin,
+        interval_s=settings.audit_tsa_interval_s,
+    )
+    metrics.watch_timestamps(
+        tokens=lambda: stamper.tokens,
+        last_age_s=stamper.last_token_age_s,
+        failures=lambda: stamper.failures,
+    )
+    return stamper
 
 
 def build_audit_trail(

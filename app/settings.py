@@ -1,5 +1,6 @@
 """The service's settings: `RG_*` environment variables, also read from a `.env` file."""
 
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -132,6 +133,24 @@ class Settings(BaseSettings):
         description="With a signing key, keep the proof index (every writer's Merkle tree, read "
         "from the topics) and serve GET /audit/proof and /audit/consistency; false: this "
         "instance answers them 404 no_proof (another replica may serve them).",
+    )
+    audit_tsa_urls: CommaList = Field(
+        default=[],
+        description="RFC 3161 timestamp authorities (comma-separated, or a JSON list), asked "
+        "in order until one answers: every RG_AUDIT_TSA_INTERVAL_S the latest note of the log of "
+        "writers is stamped (when it grew) and the token kept on the checkpoints topic keyed "
+        "`timestamps`; needs RG_AUDIT_TSA_CA_FILE and the proof index. Empty: no stamps.",
+    )
+    audit_tsa_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often the log of writers is stamped by a timestamp authority (when "
+        "it grew since the last token).",
+    )
+    audit_tsa_ca_file: Path | None = Field(
+        default=None,
+        description="The timestamp authorities' CA certificates (PEM): an answer that does not "
+        "chain to one of them (with the timeStamping key usage) is not kept.",
     )
     proof_dir: Path | None = Field(
         default=None,
@@ -368,6 +387,7 @@ class Settings(BaseSettings):
         "audit_signing_key_file",
         "audit_retired_keys_dir",
         "redaction_key_file",
+        "audit_tsa_ca_file",
         mode="before",
     )
     @classmethod
@@ -429,6 +449,39 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RG_SCHEMA_WIRE_FORMAT=confluent and RG_SCHEMA_REQUIRED need "
                 "RG_SCHEMA_REGISTRY_URL (the Schema Registry)"
+            )
+        return self
+
+    @field_validator("audit_tsa_urls", mode="before")
+    @classmethod
+    def _urls_as_json_list(cls, value: object) -> object:
+        # A JSON list, as a chart's values may write it, or "a,b".
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"RG_AUDIT_TSA_URLS: not a JSON list: {exc}") from None
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("audit_tsa_urls")
+    @classmethod
+    def _tsa_urls_are_http(cls, value: list[str]) -> list[str]:
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"RG_AUDIT_TSA_URLS: {url[:80]!r} is not an http(s) URL")
+            if "@" in parts.netloc:
+                raise ValueError("RG_AUDIT_TSA_URLS: no credentials in a URL (user:password@)")
+        return value
+
+    @model_validator(mode="after")
+    def _tokens_are_checked(self) -> Self:
+        # A token kept unchecked could be anyone's: the CA is what makes it evidence.
+        if self.audit_tsa_urls and self.audit_tsa_ca_file is None:
+            raise ValueError(
+                "RG_AUDIT_TSA_URLS needs RG_AUDIT_TSA_CA_FILE (the authorities' CA, PEM)"
             )
         return self
 

@@ -39,7 +39,12 @@ _PROBE = {
     "prompt": "Write to bench.person@example.com about the refund.",
     "response": "Done.",
 }
-_METRIC_LINE = re.compile(r"^(rg_audit_checkpoints_total|rg_redactions_total)(\{[^}]*\})? (\S+)$")
+_METRIC_LINE = re.compile(
+    r"^(rg_audit_checkpoints_total|rg_redactions_total|rg_audit_tsa_tokens_total)"
+    r"(\{[^}]*\})? (\S+)$"
+)
+# BENCH_PAIR=tsa: how often the service asks the timestamp authority (when the log grew).
+TSA_INTERVAL_S = "1"
 
 
 @dataclass(frozen=True)
@@ -80,10 +85,28 @@ def signing_key(directory: Path) -> Path:
     return directory / f"{KEY_ID}.key.pem"
 
 
-def variants(key: Path) -> tuple[Variant, Variant]:
+def variants(key: Path, tsa: tuple[str, Path] | None = None) -> tuple[Variant, Variant]:
     """Off (chain only) and on (chain, signed checkpoints every second, redaction mask); with
     BENCH_PAIR=proofs, both signed and off without the proof index (RG_AUDIT_PROOFS=false):
-    what serving proofs of every record costs."""
+    what serving proofs of every record costs; with BENCH_PAIR=tsa (`tsa`: the authority's URL
+    and CA file), both signed with proofs and on stamping the log of writers every second."""
+    if os.environ.get("BENCH_PAIR") == "tsa" and tsa is not None:
+        signed = {
+            "RG_AUDIT_SIGNING_KEY_FILE": str(key),
+            "RG_AUDIT_CHECKPOINT_S": CHECKPOINT_S,
+            "RG_AUDIT_WRITERS_S": CHECKPOINT_S,
+            "RG_REDACTION": "off",
+        }
+        stamped = {
+            **signed,
+            "RG_AUDIT_TSA_URLS": tsa[0],
+            "RG_AUDIT_TSA_CA_FILE": str(tsa[1]),
+            "RG_AUDIT_TSA_INTERVAL_S": TSA_INTERVAL_S,
+        }
+        return (
+            Variant("signed_proofs", "signed + proof index", signed),
+            Variant("signed_proofs_tsa", "signed + proof index + timestamps", stamped),
+        )
     if os.environ.get("BENCH_PAIR") == "proofs":
         signed = {
             "RG_AUDIT_SIGNING_KEY_FILE": str(key),
@@ -112,7 +135,11 @@ def variants(key: Path) -> tuple[Variant, Variant]:
 
 def _metrics(service: Service) -> dict[str, float]:
     """Checkpoints written and values redacted (every kind), from the service's /metrics."""
-    found = {"rg_audit_checkpoints_total": 0.0, "rg_redactions_total": 0.0}
+    found = {
+        "rg_audit_checkpoints_total": 0.0,
+        "rg_redactions_total": 0.0,
+        "rg_audit_tsa_tokens_total": 0.0,
+    }
     text = httpx.get(f"{service.url}/metrics", timeout=10.0).text
     for line in text.splitlines():
         if match := _METRIC_LINE.match(line):
@@ -164,8 +191,16 @@ def measure(
     two combined measurements (off first)."""
     key = signing_key(scratch / "keys")
     pair: list[_Running] = []
+    pair_kind = os.environ.get("BENCH_PAIR")
+    authority = None
+    if pair_kind == "tsa":
+        # The tests' authority: OpenSSL's `ts -reply` behind HTTP on loopback.
+        from tests.helpers.tsa import TsaServer, make_authority  # noqa: PLC0415
+
+        authority = TsaServer(make_authority(scratch / "tsa", "bench"))
     try:
-        for variant in variants(key):
+        tsa = None if authority is None else (authority.url, authority.authority.ca_file)
+        for variant in variants(key, tsa):
             # Each port is chosen just before its service binds it: two free_port() calls in
             # a row may return the same port.
             service = Service(
@@ -179,9 +214,9 @@ def measure(
             print(f"starting '{variant.label}' on {service.url}", flush=True)
             service.start()
         off, on = pair
-        proofs = os.environ.get("BENCH_PAIR") == "proofs"
+        both_signed = pair_kind in ("proofs", "tsa")
         _check(off, masks=False)
-        _check(on, masks=not proofs)
+        _check(on, masks=not both_signed)
         for running in pair:
             print(f"== {running.variant.label}: {plan.warmup_s} s warm-up", flush=True)
             wrk.run(
@@ -205,10 +240,14 @@ def measure(
     finally:
         for running in pair:
             running.exit_code = running.service.stop()
-    # Off signs nothing in the integrity pair; in the proofs pair both sign.
+        if authority is not None:
+            authority.stop()
+    # Off signs nothing in the integrity pair; in the proofs and tsa pairs both sign.
     off_signed = bool(off.metrics["rg_audit_checkpoints_total"])
-    if not on.metrics["rg_audit_checkpoints_total"] or off_signed != proofs:
+    if not on.metrics["rg_audit_checkpoints_total"] or off_signed != both_signed:
         raise ServiceError(f"checkpoints written: off {off.metrics}, on {on.metrics}")
+    if pair_kind == "tsa" and not on.metrics["rg_audit_tsa_tokens_total"]:
+        raise ServiceError(f"no timestamp token kept: {on.metrics}")
     totals = [combined(r.variant.name, r.variant.label, r.rounds) for r in pair]
     results = {
         "rounds": plan.rounds,

@@ -28,6 +28,7 @@ from tests.helpers.broker import BOOTSTRAP_ENV, docker_engine_answers
 from tests.helpers.logs import SECRET_MARKER, LogKeeper
 from tests.helpers.service import Launch, LiveService, launch_service, running_service
 from tests.helpers.tlog import TlogCheck, build
+from tests.helpers.tsa import Authority, TsaServer, make_authority
 
 # A test that asks for one of these (directly or through another fixture) uses a real broker:
 # it is marked `broker`, so `pytest -m "not broker"` runs the rest, in well under a minute.
@@ -200,3 +201,23 @@ def tlogcheck() -> Iterator[TlogCheck]:
     checker = TlogCheck(build())
     yield checker
     checker.close()
+
+
+@pytest.fixture(scope="session")
+def timestamp_authority(tmp_path_factory: pytest.TempPathFactory) -> Authority:
+    """A real RFC 3161 authority (OpenSSL's `ts -reply`): a test CA and its TSA, per session."""
+    return make_authority(tmp_path_factory.mktemp("tsa"), "trusted")
+
+
+@pytest.fixture(scope="session")
+def outside_authority(tmp_path_factory: pytest.TempPathFactory) -> Authority:
+    """A second, unrelated CA and TSA: its tokens do not chain to `timestamp_authority`'s CA."""
+    return make_authority(tmp_path_factory.mktemp("tsa-outside"), "outside")
+
+
+@pytest.fixture
+def tsa_server(timestamp_authority: Authority) -> Iterator[TsaServer]:
+    """`timestamp_authority` served over HTTP on loopback (a test may stop and start it)."""
+    server = TsaServer(timestamp_authority)
+    yield server
+    server.stop()

@@ -1,5 +1,5 @@
 """The service's start-up rules in app/services.py, without a broker: authentication beyond
-loopback and private key files others may read."""
+loopback, private key files others may read, and what timestamps need."""
 
 import os
 from pathlib import Path
@@ -66,3 +66,18 @@ def test_unit_a_group_readable_file_of_another_owner_passes(
     key.chmod(0o440)
     monkeypatch.setattr(os, "geteuid", lambda: key.stat().st_uid + 1)
     check_key_file_mode(key, "RG_X", allow_insecure=False)
+
+
+def test_unit_timestamps_need_the_proof_index_and_a_readable_ca(tmp_path: Path) -> None:
+    from app.main import create_app  # noqa: PLC0415
+
+    stamping: dict[str, object] = {
+        "audit_tsa_urls": ["http://127.0.0.1:9/"],
+        "audit_tsa_ca_file": tmp_path / "absent.pem",
+    }
+    with pytest.raises(StartupError, match="RG_AUDIT_SIGNING_KEY_FILE and RG_AUDIT_PROOFS"):
+        create_app(settings_of(**stamping))
+    key = tmp_path / "signing.key.pem"
+    key.write_text("opened at start, not here\n")
+    with pytest.raises(StartupError, match=r"RG_AUDIT_TSA_CA_FILE: .*not a readable PEM"):
+        create_app(settings_of(**stamping, audit_signing_key_file=key))

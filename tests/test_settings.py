@@ -225,3 +225,29 @@ def test_unit_the_log_origin_defaults_to_the_audit_topic_and_must_be_a_key_name(
         monkeypatch.setenv("RG_AUDIT_LOG_ORIGIN", bad)
         with pytest.raises(ValidationError, match="audit_log_origin"):
             Settings()
+
+
+def test_unit_timestamp_authorities_as_a_list_or_commas_with_their_ca(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().audit_tsa_urls == []
+    assert Settings().audit_tsa_interval_s == 60.0
+    monkeypatch.setenv("RG_AUDIT_TSA_CA_FILE", "/etc/tsa/ca.pem")
+    monkeypatch.setenv("RG_AUDIT_TSA_URLS", "http://tsa-a/, https://tsa-b:8443/tsr")
+    assert Settings().audit_tsa_urls == ["http://tsa-a/", "https://tsa-b:8443/tsr"]
+    monkeypatch.setenv("RG_AUDIT_TSA_URLS", '["http://tsa-a/", "https://tsa-b/"]')
+    assert Settings().audit_tsa_urls == ["http://tsa-a/", "https://tsa-b/"]
+    for bad, said in (
+        ("ftp://tsa/", "not an http"),
+        ("http://user:secret@tsa/", "no credentials"),
+        ('["http://tsa/"', "not a JSON list"),
+    ):
+        monkeypatch.setenv("RG_AUDIT_TSA_URLS", bad)
+        with pytest.raises(ValidationError, match=said) as raised:
+            Settings()
+        assert "secret" not in str(raised.value)
+    # Authorities without their CA: a token kept unchecked could be anyone's.
+    monkeypatch.delenv("RG_AUDIT_TSA_CA_FILE")
+    monkeypatch.setenv("RG_AUDIT_TSA_URLS", "http://tsa/")
+    with pytest.raises(ValidationError, match="needs RG_AUDIT_TSA_CA_FILE"):
+        Settings()

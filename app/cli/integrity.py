@@ -29,6 +29,8 @@ from app.integrity.merkle import ProofError
 from app.integrity.note import NoteError
 from app.integrity.proofs import check_tlog_proof
 from app.integrity.report import Finding, Report
+from app.integrity.timestamp import load_tsa_roots
+from app.integrity.timestamp_check import DEFAULT_SKEW_S, TimestampCheck
 from app.integrity.verifier import Verifier
 from app.logs import configure_logging
 from app.settings import get_settings
@@ -110,6 +112,17 @@ def rfc3339(text: str) -> datetime:
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"give the time's offset (Z or +hh:mm): {text!r}")
     return moment.astimezone(UTC)
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from exc
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
 
 
 class Progress:
@@ -267,6 +280,11 @@ def print_report(report: Report, args: argparse.Namespace, out: TextIO) -> None:
         failed = sum(1 for f in report.problems if f.kind == "receipt")
         match = "all match" if not failed else f"{failed} do(es) not match"
         print(f"{report.receipts_checked} receipt(s) checked, {match}", file=out)
+    if args.tsa_ca is not None:
+        print(
+            f"{report.timestamps_valid} of {report.timestamps_checked} timestamp token(s) valid",
+            file=out,
+        )
     verdict = "clean" if report.clean else f"{len(report.problems)} problem(s)"
     signed = "signed" if report.signed else "unsigned"
     print(
@@ -331,6 +349,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         # Keys given say the trail is signed: no checkpoint at all is then a problem.
         args.require_signed = args.require_signed or args.strict or bool(keys)
         args.witness_checkpoints = load_checkpoints(args.checkpoint)
+        timestamps = None
+        if args.tsa_ca is not None:
+            try:
+                roots = load_tsa_roots(args.tsa_ca)
+            except ValueError as exc:
+                raise VerifyInputError(f"--tsa-ca {exc}") from exc
+            timestamps = TimestampCheck(roots, skew_s=args.tsa_skew)
         verifier = Verifier(
             keys,
             topic=args.topic,
@@ -339,6 +364,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             from_start=args.since is None,
             require_signed=args.require_signed,
             strict=args.strict,
+            timestamps=timestamps,
         )
         for name, receipt in load_receipts(args.receipt):
             verifier.expect_receipt(name, receipt)
@@ -436,6 +462,24 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         help="a kept inclusion proof (the tlog-proof of GET /audit/proof) to check offline with "
         "--public-key, reading no topic: which record it proves, at which position of which "
         "writer, in which signed tree; repeatable",
+    )
+    verify.add_argument(
+        "--tsa-ca",
+        type=Path,
+        metavar="FILE",
+        help="the timestamp authorities' CA certificates (PEM): every timestamp token on the "
+        "checkpoints topic is checked (chain to FILE, timeStamping key usage, imprint = the note "
+        "of the log of writers it names, nonce): bad_timestamp; the note's time against the "
+        "token's genTime: backdated",
+    )
+    verify.add_argument(
+        "--tsa-skew",
+        type=_seconds,
+        default=DEFAULT_SKEW_S,
+        metavar="SECONDS",
+        help=f"how far a note's time and its token's genTime may differ (default "
+        f"{DEFAULT_SKEW_S:g}: a request of at most 5 s, the authority's accuracy, clocks kept "
+        "by NTP)",
     )
     verify.add_argument("--json", action="store_true", help="one JSON document on stdout")
     verify.add_argument(

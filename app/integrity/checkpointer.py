@@ -23,6 +23,7 @@ from app.errors import NoCheckpointError, UnsignedError
 from app.integrity.announcer import WritersAnnouncer
 from app.integrity.checkpoint import Checkpoint, new_checkpoint
 from app.integrity.keys import PublicKey, SigningKey, load_signing_key, public_keys
+from app.integrity.writers import TIMESTAMPS_KEY
 from app.kafka import KafkaProducerClient
 from app.logs import RepeatedFailure
 from app.settings import Settings
@@ -274,6 +275,10 @@ class Checkpoints:
     async def write_writers_note(self, value: bytes) -> None:
         """A signed note of the log of writers to the checkpoints topic, keyed `writers`."""
         await self._write("writers", value)
+
+    async def write_timestamp(self, value: bytes) -> None:
+        """A timestamp token over a note of the log of writers, keyed `timestamps`."""
+        await self._write(TIMESTAMPS_KEY, value)
 
     async def _write(self, writer: str, value: bytes) -> None:
         # acks=all (the service's producer): a checkpoint a witness fetched must be on the topic.

@@ -23,8 +23,11 @@ PROBLEM_KINDS = (
     "rollback",
     "fork",
     "unknown_writer",
+    "bad_timestamp",
+    "backdated",
+    "not_timestamped",
 )
-WARNING_KINDS = ("not_covered", "unsigned", "unknown_writer")
+WARNING_KINDS = ("not_covered", "unsigned", "unknown_writer", "not_timestamped")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class Report:
     checkpoints_valid: int = 0
     receipts_checked: int = 0
     writers: int = 0
+    # Timestamp tokens (records keyed `timestamps`), counted with `--tsa-ca` only.
+    timestamps_checked: int = 0
+    timestamps_valid: int = 0
     signed: bool = False
     problems: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
@@ -81,6 +87,8 @@ class Report:
             "checkpoints_valid": self.checkpoints_valid,
             "receipts_checked": self.receipts_checked,
             "writers": self.writers,
+            "timestamps_checked": self.timestamps_checked,
+            "timestamps_valid": self.timestamps_valid,
             "problem_counts": counts,
             "problems": [p.as_dict() for p in self.problems],
             "warnings": [w.as_dict() for w in self.warnings],

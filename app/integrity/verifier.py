@@ -36,6 +36,10 @@ Kinds of problem (each with where it was found):
                    checkpoint (otherwise a warning)
     writer_missing, rollback, fork, unknown_writer: from the log of writers and signed tree
                    heads seen twice (app/integrity/writers_check.py)
+    bad_timestamp, backdated: with `timestamps` (`verify --tsa-ca`), from the timestamp tokens
+                   over the notes of the log of writers (app/integrity/timestamp_check.py);
+                   a warning `not_timestamped` for records after what the latest valid
+                   token's note covers
     unsigned       no trusted checkpoint at all, when checkpoints are required (`require_signed`:
                    `verify --require-signed` or `--strict`, or public keys given)
 Only trusted checkpoints count: what they cover and the void positions they list (version 1: with
@@ -66,9 +70,10 @@ from app.integrity.checkpoint import Checkpoint, CheckpointFormatError
 from app.integrity.keys import PublicKey
 from app.integrity.merkle import frame_schema_id, leaf_tail
 from app.integrity.report import Finding, Report
+from app.integrity.timestamp_check import TimestampCheck
 from app.integrity.tree_check import SignedRoot, TreeCheck
 from app.integrity.trust import CheckpointTrust
-from app.integrity.writers import WRITERS_KEY
+from app.integrity.writers import TIMESTAMPS_KEY, WRITERS_KEY
 from app.integrity.writers_check import Conclusion, Seen, SignedHead, WritersCheck
 from app.kafka.audit import SCHEMA_ID_HEADER
 from app.kafka.serde import unframed
@@ -118,6 +123,7 @@ class Verifier:
         from_start: bool = True,
         require_signed: bool = False,
         strict: bool = False,
+        timestamps: TimestampCheck | None = None,
     ) -> None:
         # A bare key is valid without an end; the key id it is given under is its id.
         keys = [
@@ -128,6 +134,8 @@ class Verifier:
         self._log = WritersCheck({key.key_id: key.key for key in keys}, topic=writers_topic)
         # Strict: every record must be covered by a trusted checkpoint, so one is required.
         self._require_signed = require_signed or strict
+        # Given (`verify --tsa-ca`): the tokens keyed `timestamps` are checked; else passed over.
+        self._timestamps = timestamps
         self._strict = strict
         self._no_checkpoints_topic = False
         self._topic = topic
@@ -269,6 +277,11 @@ class Verifier:
         key: bytes | None,
     ) -> None:
         report = self._report
+        if partition is not None and key == TIMESTAMPS_KEY.encode():
+            # A timestamp token over a note of the log of writers (app/integrity/timestamp.py).
+            if self._timestamps is not None:
+                self._timestamps.add(Seen(topic, partition, offset), value)
+            return
         report.checkpoints_checked += 1
         if partition is not None and key == WRITERS_KEY.encode():
             # A signed note of the log of writers (app/integrity/writers.py).
@@ -383,6 +396,8 @@ class Verifier:
         self._check_voids()
         self._check_receipts()
         self._check_writers(voids)
+        if self._timestamps is not None:
+            self._check_timestamps(self._timestamps)
         if not self._checkpoints and (report.records_checked or self._require_signed):
             detail = "no signed checkpoint: the trail is chained but unsigned"
             if self._no_checkpoints_topic:
@@ -411,6 +426,35 @@ class Verifier:
         )
         self._report.problems += map(_finding, problems)
         self._report.warnings += map(_finding, warnings)
+
+    def _check_timestamps(self, timestamps: TimestampCheck) -> None:
+        report = self._report
+        report.problems += map(_finding, timestamps.conclude(self._log.notes))
+        report.timestamps_checked = timestamps.checked
+        report.timestamps_valid = timestamps.valid
+        if not timestamps.valid:
+            return
+        # Records past what the latest valid token's note covers: no trusted time yet (the
+        # newest records always are, until the next round stamps them).
+        covered = self._log.sizes_within(timestamps.stamped_size)
+        for writer, positions in self._writers.items():
+            late = sorted(seq for seq in positions if seq >= covered.get(writer, 0))
+            if late:
+                entry = positions[late[0]]
+                report.warnings.append(
+                    Finding(
+                        "not_timestamped",
+                        f"{len(late)} record(s) of writer {writer} after what the latest "
+                        f"timestamped note of the log of writers covers (size "
+                        f"{covered.get(writer, 0)})",
+                        self._topic,
+                        entry[PARTITION],
+                        entry[OFFSET],
+                        writer,
+                        late[0],
+                        late[-1],
+                    )
+                )
 
     def _check_checkpoint_links(self, voids: dict[str, Voids]) -> None:
         # A signed checkpoint names the link at its seq: the record there must carry it, and

@@ -34,8 +34,17 @@ from app.integrity.note import NoteError, TreeHead, Verifier, open_note, parse_n
 KINDS = ("start", "head", "stop")
 # The Kafka key of the writers log's notes on the checkpoints topic (a writer id is 32 hex).
 WRITERS_KEY = "writers"
+# The Kafka key of the timestamp tokens over those notes (app/integrity/timestamp.py).
+TIMESTAMPS_KEY = "timestamps"
+_ASIDE = frozenset({WRITERS_KEY, TIMESTAMPS_KEY, WRITERS_KEY.encode(), TIMESTAMPS_KEY.encode()})
 _WRITER = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def keyed_aside(key: str | bytes | None) -> bool:
+    """True for a record of the checkpoints topic that is no writer's checkpoint: a note of
+    the log of writers or a timestamp token (keyed `writers`, `timestamps`)."""
+    return key in _ASIDE
 
 
 class WritersFormatError(ValueError):

@@ -71,7 +71,23 @@ class WritersCheck:
         self._hole: str | None = None
         self._known: dict[str, _Known] = {}
         self._notes: list[tuple[WritersNote, Seen]] = []
+        # Per leaf of the tree (offset order): the writer and the size its head or stop gave.
+        self._heads: list[tuple[str, int] | None] = []
         self.findings: list[Conclusion] = []
+
+    @property
+    def notes(self) -> list[tuple[WritersNote, Seen]]:
+        """The trusted notes of the log of writers read so far, each with where it was read."""
+        return self._notes
+
+    def sizes_within(self, size: int) -> dict[str, int]:
+        """Per writer, the largest size a head or stop among the log's first `size` entries
+        gives: what a note of that size covers."""
+        sizes: dict[str, int] = {}
+        for head in self._heads[:size]:
+            if head is not None and head[1] > sizes.get(head[0], 0):
+                sizes[head[0]] = head[1]
+        return sizes
 
     def add_entry(self, partition: int, offset: int, value: bytes | None) -> None:
         """One record of the writers topic, in offset order."""
@@ -81,11 +97,14 @@ class WritersCheck:
             self._hole = f"partition {partition} offset {offset} after {len(self._tree)} entries"
         if self._hole is None:
             self._tree.append(value or b"")
+            self._heads.append(None)
         try:
             entry = WriterEntry.from_json(value)
         except WritersFormatError as exc:
             self.findings.append(Conclusion("forged", f"log of writers: {exc}", where))
             return
+        if self._hole is None and entry.kind != "start":
+            self._heads[-1] = (entry.writer, entry.size)
         known = self._known.setdefault(entry.writer, _Known(where=where))
         if entry.kind != "start" and entry.size >= known.size:
             known.size, known.where = entry.size, where

@@ -20,7 +20,7 @@ import logging
 from app.integrity.checkpoint import Checkpoint, CheckpointFormatError
 from app.integrity.checkpointer import Checkpoints
 from app.integrity.trust import CheckpointTrust
-from app.integrity.writers import WRITERS_KEY
+from app.integrity.writers import keyed_aside
 from app.kafka import KafkaMessage
 
 logger = logging.getLogger(__name__)
@@ -51,8 +51,9 @@ class CheckpointCoverage:
     def add(self, message: KafkaMessage) -> bool:
         """Take a record of the checkpoints topic into account; False when it was ignored
         (not a checkpoint, not trusted: app/integrity/trust.py) or covered nothing new. A note
-        of the log of writers (keyed `writers`) is no writer's checkpoint: passed over."""
-        if message.key in (WRITERS_KEY, WRITERS_KEY.encode()):
+        of the log of writers or a timestamp token (keyed `writers`, `timestamps`) is no
+        writer's checkpoint: passed over."""
+        if keyed_aside(message.key):
             return False
         try:
             checkpoint = Checkpoint.from_json(message.value)

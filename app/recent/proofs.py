@@ -33,7 +33,7 @@ from app.integrity.checkpointer import Checkpoints
 from app.integrity.merkle import MerkleTree, frame_schema_id, leaf_tail
 from app.integrity.proofs import KnownCheckpoint, ProofIndex, ProofUnavailableError
 from app.integrity.trust import CheckpointTrust
-from app.integrity.writers import WRITERS_KEY, WritersNote
+from app.integrity.writers import WritersNote, keyed_aside
 from app.kafka import KafkaConsumerClient, KafkaMessage
 from app.kafka.lifecycle import cancelling
 from app.logs import RepeatedFailure
@@ -187,11 +187,31 @@ class ProofsReader:
     async def _sign_writers(self) -> None:
         """Sign the writers' tree when it grew since the last note; write the note."""
         size = len(self.writers_tree)
-        key = self._checkpoints.key
         latest = self.writers_note
-        if key is None or size == 0 or self.writers_broken or (latest and latest.size >= size):
+        if latest and latest.size >= size:
             return
         self._next_writers_note = time.monotonic() + self._settings.audit_writers_s
+        try:
+            await self.sign_writers_now()
+        except Exception as exc:  # Kafka away: served anyway, written with the next growth
+            logger.warning("the note of the log of writers (size %d) not written: %s", size, exc)
+
+    def writers_size(self) -> int:
+        """The size of the writers' tree a note may be signed of now: 0 before the reader
+        caught up, when there is no signing key, or when the log has a hole."""
+        if not self.caught_up.is_set() or self._checkpoints.key is None or self.writers_broken:
+            return 0
+        return len(self.writers_tree)
+
+    async def sign_writers_now(self) -> WritersNote | None:
+        """Sign a note of the writers' tree as it is now (a new time, even when the tree did
+        not grow: a timestamp is asked for a note just signed), keep it and write it to the
+        checkpoints topic; None when there is nothing to sign. Raises what the write raised
+        (the note is served anyway)."""
+        size = self.writers_size()
+        key = self._checkpoints.key
+        if key is None or size == 0:
+            return None
         note = WritersNote.sign(
             self._settings.log_origin,
             size,
@@ -201,10 +221,8 @@ class ProofsReader:
             key=key.private,
         )
         self.writers_note = note
-        try:
-            await self._checkpoints.write_writers_note(note.to_bytes())
-        except Exception as exc:  # Kafka away: served anyway, written with the next growth
-            logger.warning("the note of the log of writers (size %d) not written: %s", size, exc)
+        await self._checkpoints.write_writers_note(note.to_bytes())
+        return note
 
     def _take_writers(self, message: KafkaMessage) -> None:
         if self.writers_broken is not None:
@@ -258,8 +276,8 @@ class ProofsReader:
         self.index.add_record(writer, int(seq), tail, message.header("rg-event-id"))
 
     def _take_checkpoint(self, message: KafkaMessage) -> None:
-        if message.key in (WRITERS_KEY, WRITERS_KEY.encode()):
-            return  # a note of the log of writers, not a writer's checkpoint
+        if keyed_aside(message.key):
+            return  # a note of the log of writers or a token, not a writer's checkpoint
         try:
             checkpoint = Checkpoint.from_json(message.value)
         except CheckpointFormatError:

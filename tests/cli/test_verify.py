@@ -120,7 +120,8 @@ async def test_a_clean_trail_of_two_writers_verifies(trail: Trail) -> None:
     assert set(report["problem_counts"]) == {
         "altered", "forged", "missing", "truncated", "conflict", "duplicate", "bad_signature",
         "expired_key", "key_mismatch", "malformed_checkpoint", "receipt", "unsigned",
-        "not_covered", "writer_missing", "rollback", "fork", "unknown_writer",
+        "not_covered", "writer_missing", "rollback", "fork", "unknown_writer", "bad_timestamp",
+        "backdated", "not_timestamped",
     }  # fmt: skip
     text = trail.run("--progress")
     assert text.returncode == 0
@@ -489,6 +490,9 @@ async def test_a_checkpoint_keyed_by_another_writer_is_not_trusted(trail: Trail)
         (["--public-key", "nowhere.pem"], "not a readable PEM public key"),
         (["--receipt", "nowhere.json"], "not a readable JSON file"),
         (["--checkpoint", "nowhere.json"], "not a readable file"),
+        (["--tsa-ca", "nowhere.pem"], "not a readable PEM file of certificates"),
+        (["--tsa-skew", "-1"], "not a number of seconds"),
+        (["--tsa-skew", "nan"], "not a number of seconds"),
         (["--from-beginning", "--since", "2026-01-01T00:00:00Z"], "not allowed with"),
         (["--topic", f"absent-{secrets.token_hex(4)}"], "does not exist"),
     ],
