@@ -35,7 +35,10 @@ Kinds of problem (each with where it was found):
     not_covered    with `strict` (`verify --strict`): records after a writer's last trusted
                    checkpoint (otherwise a warning)
     writer_missing, rollback, fork, unknown_writer: from the log of writers and signed tree
-                   heads seen twice (app/integrity/writers_check.py)
+                   heads seen twice (app/integrity/writers_check.py); rollback also below a
+                   writer's tree head a witness kept (`add_witness_checkpoint`: a writer's note
+                   or a tlog-proof, app/integrity/kept.py; whose root is checked like a
+                   version 2 checkpoint's tree, and below which records count as covered)
     unsigned       no trusted checkpoint at all, when checkpoints are required (`require_signed`:
                    `verify --require-signed` or `--strict`, or public keys given)
 Only trusted checkpoints count: what they cover and the void positions they list (version 1: with
@@ -63,6 +66,7 @@ from app.integrity.chain_walk import (
     named,
 )
 from app.integrity.checkpoint import Checkpoint, CheckpointFormatError
+from app.integrity.kept import KeptFormatError, open_kept, read_kept
 from app.integrity.keys import PublicKey
 from app.integrity.report import Finding, Report
 from app.integrity.tree_check import SignedRoot, TreeCheck
@@ -123,6 +127,7 @@ class Verifier:
             for key_id, key in public_keys.items()
         ]
         self._trust = CheckpointTrust(keys)
+        self._public = [key.key for key in keys]
         self._log = WritersCheck({key.key_id: key.key for key in keys}, topic=writers_topic)
         # Strict: every record must be covered by a trusted checkpoint, so one is required.
         self._require_signed = require_signed or strict
@@ -134,6 +139,10 @@ class Verifier:
         self._writers: dict[str, dict[int, Entry]] = {}
         self._extra: dict[tuple[str, int], list[Entry]] = {}
         self._checkpoints: list[TrailCheckpoint] = []
+        # Writers' tree heads from kept notes and proofs (no link, no void list), and the
+        # records the proofs name: (file, writer, seq, digest).
+        self._kept: list[TrailCheckpoint] = []
+        self._proven: list[tuple[str, str, int, str]] = []
         # Version 2 voids already listed by a trusted checkpoint, per writer: each checkpoint
         # repeats every earlier one, so only what is new is kept with it (memory and the void
         # check stay in the number of lost positions, not times the checkpoints).
@@ -214,17 +223,40 @@ class Verifier:
         self._checkpoint(self._checkpoints_topic, partition, offset, value, key)
 
     def add_witness_checkpoint(self, name: str, value: bytes) -> None:
-        """A checkpoint a witness kept (GET /audit/checkpoint's JSON), named `name` in
-        findings: trusted by the same rules as one read from the checkpoints topic, after
-        those, so an emptied checkpoints topic or a cut tail is still found. A note of the log
-        of writers (GET /audit/checkpoint?log=writers, text) is checked against the writers
-        topic."""
-        if value.lstrip()[:1] != b"{":
+        """A file a witness kept (app/integrity/kept.py), named `name` in findings. A JSON
+        checkpoint (GET /audit/checkpoint) is trusted by the same rules as one read from the
+        checkpoints topic, after those, so an emptied checkpoints topic or a cut tail is still
+        found. A note of the log of writers (GET /audit/checkpoint?log=writers) is checked
+        against the writers topic. A writer's note (?log=<writer id>) or a tlog-proof (GET
+        /audit/proof) is a tree head of that writer: the trail's root at its size must be its
+        root, and the trail must reach its size (`finish()`)."""
+        try:
+            kept = read_kept(value)
+        except KeptFormatError as exc:
             self._report.checkpoints_checked += 1
+            self._report.problems.append(Finding("malformed_checkpoint", str(exc), name))
+            return
+        head = kept.head
+        if head is None and kept.form == "checkpoint":
+            self._checkpoint(name, None, None, value, None)
+            return
+        self._report.checkpoints_checked += 1
+        if head is None:  # a note of the log of writers
             if self._log.add_kept_note(Seen(name, None, None), value):
                 self._report.checkpoints_valid += 1
             return
-        self._checkpoint(name, None, None, value, None)
+        untrusted = open_kept(head, self._public)
+        if untrusted is not None:
+            self._report.problems.append(
+                Finding("bad_signature", untrusted, name, writer=head.writer, seq=head.size - 1)
+            )
+            return
+        self._report.checkpoints_valid += 1
+        self._kept.append(
+            TrailCheckpoint(name, None, None, head.writer, head.size - 1, None, {}, head.root)
+        )
+        if head.proven is not None:
+            self._proven.append((name, head.writer, *head.proven))
 
     def _checkpoint(
         self,
@@ -307,10 +339,11 @@ class Verifier:
         """Walk every writer's chain in seq order and report."""
         report = self._report
         report.writers = len(self._writers)
-        report.signed = bool(self._checkpoints)
-        covered: dict[str, TrailCheckpoint] = {}
+        report.signed = bool(self._checkpoints or self._kept)
         voids: dict[str, Voids] = {}
         roots: dict[str, list[SignedRoot[TrailCheckpoint]]] = {}
+        covered: dict[str, TrailCheckpoint] = {}
+        kept = self._kept_roots(roots)
         for checkpoint in self._checkpoints:
             void = voids.setdefault(checkpoint.writer, Voids())
             void.links.update(checkpoint.void_links)
@@ -335,7 +368,14 @@ class Verifier:
             # The tree is recomputed from position 0: not from a window (--since).
             signed = roots.get(writer) if self._from_start else None
             tree = TreeCheck(writer, signed) if signed else None
-            walk.walk(writer, positions, voids.get(writer, Voids()), covered.get(writer), tree)
+            walk.walk(
+                writer,
+                positions,
+                voids.get(writer, Voids()),
+                covered.get(writer),
+                tree,
+                kept=kept.get(writer),
+            )
             if tree is not None:
                 walk.report_trees(writer, tree)
         if self._from_start:
@@ -347,15 +387,30 @@ class Verifier:
                     )
         self._check_checkpoint_links(voids)
         self._check_voids()
+        self._check_proven()
         self._check_receipts()
         self._check_writers(voids)
-        if not self._checkpoints and (report.records_checked or self._require_signed):
+        if not report.signed and (report.records_checked or self._require_signed):
             detail = "no signed checkpoint: the trail is chained but unsigned"
             if self._no_checkpoints_topic:
                 detail = f"no topic {self._checkpoints_topic}: the trail is chained but unsigned"
             findings = report.problems if self._require_signed else report.warnings
             findings.append(Finding("unsigned", detail, self._checkpoints_topic))
         return report
+
+    def _kept_roots(
+        self, roots: dict[str, list[SignedRoot[TrailCheckpoint]]]
+    ) -> dict[str, TrailCheckpoint]:
+        """Each writer's largest kept tree head; every kept head's root goes into `roots`."""
+        largest: dict[str, TrailCheckpoint] = {}
+        for head in self._kept:
+            if head.tree is not None:
+                roots.setdefault(head.writer, []).append(
+                    SignedRoot(head.seq, None, head.tree, head)
+                )
+            if head.writer not in largest or head.seq > largest[head.writer].seq:
+                largest[head.writer] = head
+        return largest
 
     def _check_writers(self, voids: dict[str, "Voids"]) -> None:
         held: dict[str, int] = {}
@@ -368,8 +423,9 @@ class Verifier:
                 c.seq + 1,
                 c.tree,
                 Seen(c.topic, c.partition, c.offset),
+                kept=c.chain is None,
             )
-            for c in self._checkpoints
+            for c in [*self._checkpoints, *self._kept]
             if c.tree is not None
         ]
         problems, warnings = self._log.conclude(
@@ -427,6 +483,22 @@ class Verifier:
                     entry[PARTITION],
                     entry[OFFSET],
                     writer=checkpoint.writer,
+                    seq=seq,
+                )
+
+    def _check_proven(self) -> None:
+        # A kept proof names the record it proves: the trail's record at that position must be
+        # it (the tree check says so too, but only while the tree is unbroken below it).
+        for name, writer, seq, digest in self._proven:
+            entry = self._writers.get(writer, {}).get(seq)
+            if entry is not None and entry[DIGEST] != digest:
+                self._problem(
+                    "conflict",
+                    f"the kept proof {name} proves another record at this position "
+                    f"(sha256:{digest})",
+                    entry[PARTITION],
+                    entry[OFFSET],
+                    writer=writer,
                     seq=seq,
                 )
 
