@@ -269,12 +269,13 @@ async def measure(
 
 
 def report(filled: Filled, rebuilt: Rebuilt) -> list[str]:
-    """The figures as lines of text, measured and extrapolated to 10 million records."""
+    """The figures as lines of text: measured, and extrapolated to 10 million records (unless
+    that is the size measured)."""
     scale = 10_000_000 / rebuilt.records
     broker = (
         f", broker {rebuilt.broker_cpu_s:.1f} s CPU" if rebuilt.broker_cpu_s is not None else ""
     )
-    return [
+    lines = [
         f"filled {filled.records:,} records ({filled.bytes_produced / 1e6:,.0f} MB of values and "
         f"headers) and {filled.checkpoints:,} checkpoints in {filled.seconds:.1f} s",
         f"cold rebuild, measured: {rebuilt.wall_s:.1f} s wall, {rebuilt.records_per_s:,.0f} "
@@ -283,6 +284,10 @@ def report(filled: Filled, rebuilt: Rebuilt) -> list[str]:
         f"{rebuilt.disk_bytes / 1e6:,.0f} MB ({rebuilt.disk_bytes / rebuilt.records:.0f} "
         f"bytes/record), peak RSS {rebuilt.peak_rss_kib / 1024:,.0f} MiB, proof of the last "
         f"record {rebuilt.proof_bytes:,} bytes",
-        f"extrapolated to 10,000,000 records (linear): {rebuilt.wall_s * scale:,.0f} s wall, "
-        f"{rebuilt.cpu_s * scale:,.0f} s CPU, {rebuilt.disk_bytes * scale / 1e9:.1f} GB on disk",
     ]
+    if rebuilt.records != 10_000_000:
+        lines.append(
+            f"extrapolated to 10,000,000 records (linear): {rebuilt.wall_s * scale:,.0f} s wall, "
+            f"{rebuilt.cpu_s * scale:,.0f} s CPU, {rebuilt.disk_bytes * scale / 1e9:.1f} GB on disk"
+        )
+    return lines

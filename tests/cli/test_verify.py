@@ -799,6 +799,25 @@ async def test_a_kept_proof_or_note_of_a_run_vouches_with_the_checkpoints_emptie
     gone = f"deleted-{secrets.token_hex(4)}"
     done = trail.run("--json", "--checkpoints-topic", gone, "--checkpoint", str(kept_proof))
     assert done.returncode == 0, done.stdout
+    # One bit changed in a proof hash: the proof no longer holds (exit 2); in the signature:
+    # bad_signature (every bit: tests/integrity/test_kept.py).
+    data = kept_proof.read_bytes()
+    proof = TlogProof.parse(data)
+    flipped = trail.folder / "flipped.tlog-proof"
+    hashes = (bytes([proof.hashes[0][0] ^ 1]) + proof.hashes[0][1:], *proof.hashes[1:])
+    flipped.write_bytes(TlogProof(proof.index, hashes, proof.checkpoint, proof.extra).encode())
+    done = trail.run("--checkpoint", str(flipped))
+    assert done.returncode == 2, done.stdout
+    assert "the inclusion proof does not hold" in done.stderr
+    signature = data.rstrip(b"\n").rsplit(b" ", 1)[1]
+    raw = bytearray(base64.b64decode(signature))
+    raw[-1] ^= 0x80
+    flipped.write_bytes(data.replace(signature, base64.b64encode(bytes(raw))))
+    code, report = trail.verify("--checkpoint", str(flipped))
+    assert code == 1
+    assert [(p["kind"], p["topic"]) for p in report["problems"]][:1] == [
+        ("bad_signature", str(flipped))
+    ]
     # Without them, --strict finds nothing signed.
     code, report = trail.verify("--strict")
     assert [p["kind"] for p in report["problems"]] == ["unsigned"]
