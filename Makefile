@@ -14,7 +14,8 @@
 #   make bench-quick  the short run: fewer lines, 5 s each, no integrity pair
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
-#   make bench-proofs  the proof index: CPU per record, proof latency and size (ARGS=--records N)
+#   make bench-proofs  the proof index: CPU per record, proof latency and size, and a cold rebuild
+#                read from Kafka (ARGS="--records N --rebuild N")
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
 #   make chromium  install Debian's chromium when missing (the /ui browser tests drive it)
 #   make clean   remove .venv, .cache/tools (uv, helm) and the lint and test caches (not the jars,

@@ -1,12 +1,16 @@
 """The cost of proofs, in this process (no service, no broker): CPU per record of a writer's
 tree (the frontier the checkpointer signs), of the proof index (every writer's tree in files and
 the event ids in SQLite: what a rebuild from the topics costs beyond reading them), and the
-latency and size of an inclusion proof, warm, at the index's size.
+latency and size of an inclusion proof, warm, at the index's size. Then a cold rebuild end to
+end with the Kafka read (bench/rebuild.py): a fresh audit topic on the embedded broker (or
+RG_KAFKA_BOOTSTRAP_SERVERS) filled with `--rebuild` records, the service's proof index reader
+timed from an empty RG_PROOF_DIR until it serves a proof of the last record.
 
-    python -m bench.proofs [--records N] [--proofs N] [--dir DIR]
+    python -m bench.proofs [--records N] [--proofs N] [--dir DIR] [--rebuild N]
 """
 
 import argparse
+import asyncio
 import hashlib
 import random
 import statistics
@@ -20,6 +24,8 @@ from app.integrity.checkpoint import writer_log
 from app.integrity.merkle import Frontier, leaf_entry, leaf_hash
 from app.integrity.note import TreeHead, sign_note
 from app.integrity.proofs import KnownCheckpoint, ProofIndex
+from bench import rebuild
+from bench.run import kafka_broker
 
 WRITER = "0123456789abcdef0123456789abcdef"
 NAME = "ractogateway-kafka/bench"
@@ -57,7 +63,42 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--proofs", type=int, default=2_000)
     parser.add_argument("--dir", type=Path, default=None, help="where the index goes (a temp dir)")
+    parser.add_argument(
+        "--rebuild",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="records of the cold rebuild read from Kafka (0: skip it)",
+    )
+    parser.add_argument(
+        "--in-process",
+        type=int,
+        default=1,
+        choices=(0, 1),
+        help="0: only the cold rebuild (skip the in-process figures)",
+    )
     args = parser.parse_args()
+    if args.in_process:
+        in_process(args)
+    if args.rebuild:
+        cold_rebuild(args.rebuild, args.dir)
+
+
+def cold_rebuild(records: int, directory: Path | None) -> None:
+    """Fill a fresh topic and time the proof index's cold rebuild from it; print the figures."""
+    with kafka_broker() as broker:
+        print(f"cold rebuild: filling {records:,} records ({broker.kind} broker)", flush=True)
+        filled, rebuilt = asyncio.run(
+            rebuild.measure(
+                broker.bootstrap_servers, records, directory=directory, broker_pid=broker.pid
+            )
+        )
+    for line in rebuild.report(filled, rebuilt):
+        print(line)
+
+
+def in_process(args: argparse.Namespace) -> None:
+    """The frontier, the index, proofs and lookups in this process (no broker)."""
     values = digests(args.records)
     print(f"records: {args.records:,}")
     print(f"writer's tree (frontier): {frontier_cost(values) * 1e6:.2f} us CPU per record")

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from app.cli.common import EPILOG, logger
 from app.connection import consumer_config
+from app.integrity.kept import KeptFormatError, read_kept
 from app.integrity.keys import PublicKey, derived_key_id, parse_until
 from app.integrity.merkle import ProofError
 from app.integrity.note import NoteError
@@ -92,14 +93,23 @@ def load_receipts(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def load_checkpoints(paths: list[Path]) -> list[tuple[str, bytes]]:
-    """The bytes of each `--checkpoint FILE` (a checkpoint a witness kept), named by its path;
-    what they hold is checked like a record of the checkpoints topic."""
+    """The bytes of each `--checkpoint FILE` (what a witness kept), named by its path, once it
+    reads as one of the kept forms (app/integrity/kept.py); its signature and what it says of
+    the trail are checked by the verifier."""
     kept: list[tuple[str, bytes]] = []
     for path in paths:
         try:
-            kept.append((str(path), path.read_bytes()))
+            data = path.read_bytes()
         except OSError as exc:
             raise VerifyInputError(f"--checkpoint {path}: not a readable file") from exc
+        try:
+            read_kept(data)
+        except KeptFormatError as exc:
+            raise VerifyInputError(
+                f"--checkpoint {path}: not a JSON checkpoint, a note of the log of writers, a "
+                f"writer's note or a tlog-proof: {exc}"
+            ) from exc
+        kept.append((str(path), data))
     return kept
 
 
@@ -440,10 +450,16 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         type=Path,
         default=[],
         metavar="FILE",
-        help="a checkpoint a witness kept (the JSON of GET /audit/checkpoint), checked as if "
-        "it were on the checkpoints topic: a cut tail or an emptied checkpoints topic is still "
-        "found; or a note of the log of writers (GET /audit/checkpoint?log=writers), checked "
-        "against the writers topic; repeatable",
+        help="what a witness kept, checked even when the checkpoints topic was emptied; "
+        "repeatable. A JSON checkpoint (GET /audit/checkpoint): as if on the checkpoints topic. "
+        "A note of the log of writers (?log=writers): against the writers topic. A writer's "
+        "note (?log=WRITER) or a tlog-proof (GET /audit/proof, its inclusion checked too): a "
+        "tree head of size N of that writer, opened with --public-key under the key name of "
+        "its origin (else bad_signature); the root of the writer's positions 0..N-1 (records, "
+        "and voids of trusted checkpoints) must be its root (else conflict), the trail must "
+        "reach size N (else rollback), a position below N without a record or void is "
+        "truncated, and records below N are covered (--strict). A file in none of these forms "
+        "exits 2",
     )
     verify.add_argument(
         "--receipt",

@@ -35,7 +35,7 @@ class TrailCheckpoint:
     offset: int | None
     writer: str
     seq: int
-    chain: str  # 64 hex
+    chain: str | None  # 64 hex; None: a tree head a witness kept (a note or proof), no link
     void: dict[int, str]  # seq -> link (version 1, 64 hex) or leaf tail (version 2)
     tree: bytes | None = None  # version 2: the root over positions 0..seq
 
@@ -104,11 +104,21 @@ class ChainWalk:
         void: Voids,
         checkpoint: TrailCheckpoint | None,
         tree: TreeCheck[TrailCheckpoint] | None,
+        *,
+        kept: TrailCheckpoint | None = None,
     ) -> None:
+        """Walk one writer. `checkpoint`: its trusted checkpoint of the highest seq; `kept`: its
+        largest tree head a witness kept (no link, no voids). Both vouch for the positions up to
+        their seq (a gap there is truncated, a record there covered); positions past the last
+        record up to `checkpoint` are truncated here, up to `kept` a rollback (writers_check)."""
         report = self._report
         extra = self._extra
         seqs = sorted(positions)
         covered_to = checkpoint.seq if checkpoint is not None else -1
+        vouching = checkpoint
+        if kept is not None and kept.seq > covered_to:
+            vouching = kept
+        vouched_to = vouching.seq if vouching is not None else -1
         expected = 0 if self._from_start else seqs[0]
         prev: str | None = GENESIS if self._from_start else None
         for seq in seqs:
@@ -120,7 +130,7 @@ class ChainWalk:
                     void=void,
                     prev=prev,
                     after=positions[seq],
-                    checkpoint=checkpoint,
+                    checkpoint=vouching,
                     tree=tree,
                 )
             entry = positions[seq]
@@ -158,13 +168,13 @@ class ChainWalk:
                 checkpoint=checkpoint,
                 tree=tree,
             )
-        if report.signed and last > covered_to:
-            first_uncovered = max(covered_to + 1, seqs[0])
+        if report.signed and last > vouched_to:
+            first_uncovered = max(vouched_to + 1, seqs[0])
             entry = positions.get(first_uncovered) or positions[last]
             (report.problems if self._strict else report.warnings).append(
                 Finding(
                     "not_covered",
-                    f"{sum(1 for s in seqs if s > covered_to)} record(s) after the last "
+                    f"{sum(1 for s in seqs if s > vouched_to)} record(s) after the last "
                     "signed checkpoint",
                     self._topic,
                     entry[PARTITION],
@@ -284,11 +294,17 @@ class ChainWalk:
                 if mismatch.matched >= 0
                 else ""
             )
+            what = (
+                f"the root of this kept tree head (size {checkpoint.seq + 1})"
+                if checkpoint.chain is None
+                else "the tree of this signed checkpoint"
+            )
+            link = "" if checkpoint.chain is None else " (its chain link is the trail's)"
             self._report.problems.append(
                 Finding(
                     "conflict",
-                    f"the tree of this signed checkpoint is not the root of the trail's "
-                    f"positions 0..{checkpoint.seq} (its chain link is the trail's){since}",
+                    f"{what} is not the root of the trail's "
+                    f"positions 0..{checkpoint.seq}{link}{since}",
                     checkpoint.topic,
                     checkpoint.partition,
                     checkpoint.offset,

@@ -47,6 +47,32 @@ def leaf_tail(digest_hex: str, schema_id: int | None = None) -> str:
     return digest_hex if schema_id is None else f"{digest_hex}\n{schema_id}"
 
 
+def read_leaf_entry(entry: bytes) -> tuple[str, int, str]:
+    """The writer, position and leaf tail of a leaf entry in its one spelling (`leaf_entry` of
+    them gives back `entry`: 32-hex writer, decimal seq, 64-hex digest, a schema id below 2^32
+    without leading zeros); ValueError for anything else."""
+    fields = entry.decode("utf-8", "replace").split("\n")
+    if len(fields) not in (4, 5) or fields[0] != LEAF_VERSION:
+        raise ValueError(f"not a {LEAF_VERSION} leaf entry")
+    writer, seq_text, digest = fields[1:4]
+    schema = fields[4] if len(fields) == 5 else None
+    numbers = [seq_text] if schema is None else [seq_text, schema]
+    if not all(n.isascii() and n.isdecimal() for n in numbers) or (
+        schema is not None and int(schema) >= 2**32
+    ):
+        raise ValueError(f"not a {LEAF_VERSION} leaf entry: a position or schema id is not decimal")
+    seq = int(seq_text)
+    tail = leaf_tail(digest, None if schema is None else int(schema))
+    if (
+        len(writer) != 32
+        or len(digest) != 64
+        or not all(c in "0123456789abcdef" for c in writer + digest)
+        or leaf_entry(writer, seq, tail) != entry
+    ):
+        raise ValueError(f"not a {LEAF_VERSION} leaf entry in its one spelling")
+    return writer, seq, tail
+
+
 def frame_schema_id(value: bytes) -> int | None:
     """The schema id of a value in the Confluent wire format (the byte 0x00, then the id in 4
     bytes big-endian; JSON text never starts with 0x00), None for any other value."""

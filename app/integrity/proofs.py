@@ -23,11 +23,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.integrity.checkpoint import writer_log
 from app.integrity.merkle import (
-    LEAF_VERSION,
     ProofError,
     leaf_entry,
     leaf_hash,
     leaf_tail,
+    read_leaf_entry,
     verify_inclusion,
 )
 from app.integrity.note import NoteError, TlogProof, TreeHead, Verifier, open_note, parse_note
@@ -289,18 +289,14 @@ def check_tlog_proof(data: bytes, keys: list[Ed25519PublicKey]) -> ProvenRecord:
     head = TreeHead.parse(note.text)
     if proof.extra is None:
         raise NoteError("the proof has no extra line: it does not say which record it proves")
-    fields = proof.extra.decode("utf-8", "replace").split("\n")
-    if len(fields) not in (4, 5) or fields[0] != LEAF_VERSION:
-        raise NoteError(f"the extra data is not a {LEAF_VERSION} leaf entry")
-    writer, seq_text, digest = fields[1:4]
-    schema_id = None
-    if len(fields) == 5:
-        if not fields[4].isascii() or not fields[4].isdecimal() or int(fields[4]) >= 2**32:
-            raise NoteError("the leaf entry's schema id is not a decimal below 2^32")
-        schema_id = int(fields[4])
-    expected = leaf_entry(writer, proof.index, leaf_tail(digest, schema_id))
-    if expected != proof.extra or seq_text != str(proof.index):
+    try:
+        writer, seq, tail = read_leaf_entry(proof.extra)
+    except ValueError as exc:
+        raise NoteError(f"the extra data: {exc}") from exc
+    if seq != proof.index:
         raise ProofError("the leaf entry names another position than the proof's index")
+    digest, _, schema = tail.partition("\n")
+    schema_id = int(schema) if schema else None
     if head.origin != writer_log(name, writer):
         raise NoteError(
             f"the checkpoint's origin {head.origin!r} is not {writer_log(name, writer)}"

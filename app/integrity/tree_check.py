@@ -21,11 +21,12 @@ Ref = TypeVar("Ref")
 
 @dataclass(frozen=True)
 class SignedRoot(Generic[Ref]):
-    """A signed checkpoint's claim: at `seq`, link `chain` (64 hex) and tree `root`; `ref` is
-    the caller's handle for its findings."""
+    """A signed checkpoint's claim: at `seq`, link `chain` (64 hex; None for a kept note or
+    proof, which names no link) and tree `root`; `ref` is the caller's handle for its
+    findings."""
 
     seq: int
-    chain: str
+    chain: str | None
     root: bytes
     ref: Ref
 
@@ -70,9 +71,9 @@ class TreeCheck(Generic[Ref]):
                 continue  # a head below the first position walked (not from the start)
             if head.root == tree.root():
                 self._matched = seq
-            elif link is None or link == head.chain:
-                # The chain agrees (or is unknown here), the tree does not; when the chain
-                # disagrees too, the walk reports that conflict already.
+            elif link is None or head.chain is None or link == head.chain:
+                # The chain agrees (or is unknown here, or the head names none), the tree
+                # does not; when the chain disagrees too, the walk reports that conflict.
                 self.mismatches.append(Mismatch(head, self._matched))
 
     def broken(self) -> None:

@@ -35,7 +35,10 @@ Kinds of problem (each with where it was found):
     not_covered    with `strict` (`verify --strict`): records after a writer's last trusted
                    checkpoint (otherwise a warning)
     writer_missing, rollback, fork, unknown_writer: from the log of writers and signed tree
-                   heads seen twice (app/integrity/writers_check.py)
+                   heads seen twice (app/integrity/writers_check.py); rollback also below a
+                   writer's tree head a witness kept (`add_witness_checkpoint`: a writer's note
+                   or a tlog-proof, app/integrity/kept.py; whose root is checked like a
+                   version 2 checkpoint's tree, and below which records count as covered)
     bad_timestamp, backdated: with `timestamps` (`verify --tsa-ca`), from the timestamp tokens
                    over the notes of the log of writers (app/integrity/timestamp_check.py);
                    a warning `not_timestamped` for records after what the latest valid
@@ -57,6 +60,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.integrity.chain_walk import (
     DIGEST,
+    LEAF,
     LINK,
     OFFSET,
     PARTITION,
@@ -67,6 +71,7 @@ from app.integrity.chain_walk import (
     named,
 )
 from app.integrity.checkpoint import Checkpoint, CheckpointFormatError
+from app.integrity.kept import KeptFormatError, open_kept, read_kept
 from app.integrity.keys import PublicKey
 from app.integrity.merkle import frame_schema_id, leaf_tail
 from app.integrity.report import Finding, Report
@@ -131,6 +136,7 @@ class Verifier:
             for key_id, key in public_keys.items()
         ]
         self._trust = CheckpointTrust(keys)
+        self._public = [key.key for key in keys]
         self._log = WritersCheck({key.key_id: key.key for key in keys}, topic=writers_topic)
         # Strict: every record must be covered by a trusted checkpoint, so one is required.
         self._require_signed = require_signed or strict
@@ -144,6 +150,10 @@ class Verifier:
         self._writers: dict[str, dict[int, Entry]] = {}
         self._extra: dict[tuple[str, int], list[Entry]] = {}
         self._checkpoints: list[TrailCheckpoint] = []
+        # Writers' tree heads from kept notes and proofs (no link, no void list), and the
+        # records the proofs name: (file, writer, seq, digest).
+        self._kept: list[TrailCheckpoint] = []
+        self._proven: list[tuple[str, str, int, str]] = []
         # Version 2 voids already listed by a trusted checkpoint, per writer: each checkpoint
         # repeats every earlier one, so only what is new is kept with it (memory and the void
         # check stay in the number of lost positions, not times the checkpoints).
@@ -256,17 +266,40 @@ class Verifier:
         self._checkpoint(self._checkpoints_topic, partition, offset, value, key)
 
     def add_witness_checkpoint(self, name: str, value: bytes) -> None:
-        """A checkpoint a witness kept (GET /audit/checkpoint's JSON), named `name` in
-        findings: trusted by the same rules as one read from the checkpoints topic, after
-        those, so an emptied checkpoints topic or a cut tail is still found. A note of the log
-        of writers (GET /audit/checkpoint?log=writers, text) is checked against the writers
-        topic."""
-        if value.lstrip()[:1] != b"{":
+        """A file a witness kept (app/integrity/kept.py), named `name` in findings. A JSON
+        checkpoint (GET /audit/checkpoint) is trusted by the same rules as one read from the
+        checkpoints topic, after those, so an emptied checkpoints topic or a cut tail is still
+        found. A note of the log of writers (GET /audit/checkpoint?log=writers) is checked
+        against the writers topic. A writer's note (?log=<writer id>) or a tlog-proof (GET
+        /audit/proof) is a tree head of that writer: the trail's root at its size must be its
+        root, and the trail must reach its size (`finish()`)."""
+        try:
+            kept = read_kept(value)
+        except KeptFormatError as exc:
             self._report.checkpoints_checked += 1
+            self._report.problems.append(Finding("malformed_checkpoint", str(exc), name))
+            return
+        head = kept.head
+        if head is None and kept.form == "checkpoint":
+            self._checkpoint(name, None, None, value, None)
+            return
+        self._report.checkpoints_checked += 1
+        if head is None:  # a note of the log of writers
             if self._log.add_kept_note(Seen(name, None, None), value):
                 self._report.checkpoints_valid += 1
             return
-        self._checkpoint(name, None, None, value, None)
+        untrusted = open_kept(head, self._public)
+        if untrusted is not None:
+            self._report.problems.append(
+                Finding("bad_signature", untrusted, name, writer=head.writer, seq=head.size - 1)
+            )
+            return
+        self._report.checkpoints_valid += 1
+        self._kept.append(
+            TrailCheckpoint(name, None, None, head.writer, head.size - 1, None, {}, head.root)
+        )
+        if head.proven is not None:
+            self._proven.append((name, head.writer, *head.proven))
 
     def _checkpoint(
         self,
@@ -354,10 +387,11 @@ class Verifier:
         """Walk every writer's chain in seq order and report."""
         report = self._report
         report.writers = len(self._writers)
-        report.signed = bool(self._checkpoints)
-        covered: dict[str, TrailCheckpoint] = {}
+        report.signed = bool(self._checkpoints or self._kept)
         voids: dict[str, Voids] = {}
         roots: dict[str, list[SignedRoot[TrailCheckpoint]]] = {}
+        covered: dict[str, TrailCheckpoint] = {}
+        kept = self._kept_roots(roots)
         for checkpoint in self._checkpoints:
             void = voids.setdefault(checkpoint.writer, Voids())
             void.links.update(checkpoint.void_links)
@@ -382,7 +416,14 @@ class Verifier:
             # The tree is recomputed from position 0: not from a window (--since).
             signed = roots.get(writer) if self._from_start else None
             tree = TreeCheck(writer, signed) if signed else None
-            walk.walk(writer, positions, voids.get(writer, Voids()), covered.get(writer), tree)
+            walk.walk(
+                writer,
+                positions,
+                voids.get(writer, Voids()),
+                covered.get(writer),
+                tree,
+                kept=kept.get(writer),
+            )
             if tree is not None:
                 walk.report_trees(writer, tree)
         if self._from_start:
@@ -394,17 +435,32 @@ class Verifier:
                     )
         self._check_checkpoint_links(voids)
         self._check_voids()
+        self._check_proven()
         self._check_receipts()
         self._check_writers(voids)
         if self._timestamps is not None:
             self._check_timestamps(self._timestamps)
-        if not self._checkpoints and (report.records_checked or self._require_signed):
+        if not report.signed and (report.records_checked or self._require_signed):
             detail = "no signed checkpoint: the trail is chained but unsigned"
             if self._no_checkpoints_topic:
                 detail = f"no topic {self._checkpoints_topic}: the trail is chained but unsigned"
             findings = report.problems if self._require_signed else report.warnings
             findings.append(Finding("unsigned", detail, self._checkpoints_topic))
         return report
+
+    def _kept_roots(
+        self, roots: dict[str, list[SignedRoot[TrailCheckpoint]]]
+    ) -> dict[str, TrailCheckpoint]:
+        """Each writer's largest kept tree head; every kept head's root goes into `roots`."""
+        largest: dict[str, TrailCheckpoint] = {}
+        for head in self._kept:
+            if head.tree is not None:
+                roots.setdefault(head.writer, []).append(
+                    SignedRoot(head.seq, None, head.tree, head)
+                )
+            if head.writer not in largest or head.seq > largest[head.writer].seq:
+                largest[head.writer] = head
+        return largest
 
     def _check_writers(self, voids: dict[str, "Voids"]) -> None:
         held: dict[str, int] = {}
@@ -417,8 +473,9 @@ class Verifier:
                 c.seq + 1,
                 c.tree,
                 Seen(c.topic, c.partition, c.offset),
+                kept=c.chain is None,
             )
-            for c in self._checkpoints
+            for c in [*self._checkpoints, *self._kept]
             if c.tree is not None
         ]
         problems, warnings = self._log.conclude(
@@ -505,6 +562,22 @@ class Verifier:
                     entry[PARTITION],
                     entry[OFFSET],
                     writer=checkpoint.writer,
+                    seq=seq,
+                )
+
+    def _check_proven(self) -> None:
+        # A kept proof names the record it proves: the trail's record at that position must be
+        # it (the tree check says so too, but only while the tree is unbroken below it).
+        for name, writer, seq, tail in self._proven:
+            entry = self._writers.get(writer, {}).get(seq)
+            if entry is not None and entry[LEAF] != tail:
+                said = tail.replace("\n", ", schema id ")
+                self._problem(
+                    "conflict",
+                    f"the kept proof {name} proves another record at this position (sha256:{said})",
+                    entry[PARTITION],
+                    entry[OFFSET],
+                    writer=writer,
                     seq=seq,
                 )
 

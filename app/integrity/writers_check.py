@@ -5,7 +5,9 @@ tree heads seen twice: the part of app/integrity/verifier.py that looks across w
   no record (read from the beginning): its records were deleted whole.
 - `rollback`: the highest position the trail holds (records, or voids trusted checkpoints list)
   of a writer is below the size the log says its durable head reached: the audit topic was cut
-  back; also a signed note of the log of writers larger than the writers topic holds.
+  back; also a signed note of the log of writers larger than the writers topic holds, and a
+  writer's trail ending below the size of a tree head a witness kept (`verify --checkpoint`: a
+  writer's note or a tlog-proof).
 - `fork`: two signed tree heads of one log with the same size and different roots (two
   trusted checkpoints of a writer, or two notes of the log of writers), or a note of the log
   of writers whose root is not the root of the writers topic's first `size` entries.
@@ -52,12 +54,15 @@ class _Known:
 
 @dataclass(frozen=True)
 class SignedHead:
-    """A trusted signed tree head of a writer's log: its size, root, and where it was read."""
+    """A trusted signed tree head of a writer's log: its size, root, and where it was read;
+    `kept`: from a file a witness kept (a writer's note or a tlog-proof), whose size the trail
+    must reach."""
 
     writer: str
     size: int
     root: bytes
     where: Seen
+    kept: bool = False
 
 
 class WritersCheck:
@@ -165,7 +170,9 @@ class WritersCheck:
         writers' logs."""
         problems: list[Conclusion] = list(self.findings)
         warnings: list[Conclusion] = []
+        heads = list(heads)
         problems += self._forks(heads)
+        problems += self._kept_heads(held, heads, from_start=from_start)
         problems += self._notes_against_topic()
         for writer, known in self._known.items():
             size = held.get(writer)
@@ -204,6 +211,37 @@ class WritersCheck:
                 )
                 (problems if strict else warnings).append(finding)
         return problems, warnings
+
+    @staticmethod
+    def _kept_heads(
+        held: Mapping[str, int], heads: list[SignedHead], *, from_start: bool
+    ) -> list[Conclusion]:
+        """A writer whose trail ends below the largest size a kept head of it says: rolled
+        back (none of its records at all, read from the beginning: back to size 0)."""
+        largest: dict[str, SignedHead] = {}
+        for head in heads:
+            known = largest.get(head.writer)
+            if head.kept and (known is None or head.size > known.size):
+                largest[head.writer] = head
+        found: list[Conclusion] = []
+        for writer, head in largest.items():
+            size = held.get(writer)
+            if size is None and not from_start:
+                continue  # a window (--since) without the writer says nothing of its end
+            size = size or 0
+            if size < head.size:
+                found.append(
+                    Conclusion(
+                        "rollback",
+                        f"a kept checkpoint says writer {writer} reached size {head.size}; "
+                        f"the audit topic ends at size {size}",
+                        head.where,
+                        writer,
+                        size,
+                        head.size - 1,
+                    )
+                )
+        return found
 
     def _forks(self, heads: Iterable[SignedHead]) -> list[Conclusion]:
         found: list[Conclusion] = []

@@ -1,6 +1,7 @@
 """`ractogateway-kafka verify` as a real process against trails an independent producer wrote to
 a real broker: a clean trail, then each kind of problem found with its partition and offset."""
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -8,12 +9,15 @@ import os
 import secrets
 import socket
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -21,6 +25,8 @@ from app.cli import build_parser, main
 from app.integrity.checkpoint import writer_log
 from app.integrity.merkle import MerkleTree, leaf_entry
 from app.integrity.note import TlogProof, TreeHead, sign_note
+from app.main import create_app
+from app.settings import Settings
 from tests.helpers.integrity import (
     ORIGIN,
     ChainedWriter,
@@ -29,6 +35,7 @@ from tests.helpers.integrity import (
     chain_headers,
     checkpoint_record,
     checkpoint_v2,
+    read_raw,
     receipt_of,
     sign_json,
     spec_note,
@@ -452,15 +459,24 @@ async def test_a_witness_checkpoint_finds_a_cut_tail_with_the_checkpoints_emptie
     assert report["signed"]
 
 
-async def test_a_witness_checkpoint_that_is_not_one_is_a_finding(trail: Trail) -> None:
-    await signed_trail(trail, 3)
-    bad = trail.folder / "bad.json"
-    bad.write_text("not json")
-    code, report = trail.verify("--checkpoint", str(bad))
-    assert code == 1
-    assert [(p["kind"], p["topic"]) for p in report["problems"]] == [
-        ("malformed_checkpoint", str(bad))
-    ]
+async def test_a_kept_file_in_none_of_the_forms_exits_2_naming_it(trail: Trail) -> None:
+    writer, _ = await signed_trail(trail, 3)
+    text = f"{ORIGIN}/writer/{writer.writer}\n3\n{'A' * 43}=\n"
+    note = spec_note(text, ORIGIN, Ed25519PrivateKey.generate())
+    for content, why in [
+        ("not json", "a note is its text"),
+        ('{"version": 2}', "not a checkpoint"),
+        (note.replace("\n3\n", "\n03\n"), "leading zeros"),
+        ("c2sp.org/tlog-proof@v1\nindex 1\n\n" + note, "no extra line"),
+    ]:
+        bad = trail.folder / "bad.kept"
+        bad.write_text(content)
+        done = trail.run("--checkpoint", str(bad))
+        assert done.returncode == 2, (content, done.stdout)
+        assert f"--checkpoint {bad}: not a JSON checkpoint, a note of the log of writers" in (
+            done.stderr
+        )
+        assert why in done.stderr, done.stderr
 
 
 async def test_a_checkpoint_keyed_by_another_writer_is_not_trusted(trail: Trail) -> None:
@@ -761,3 +777,154 @@ async def test_a_kept_note_of_the_log_of_writers_finds_its_topic_cut_back(
     assert [(p["kind"], p["topic"]) for p in report["problems"]] == [
         ("bad_signature", str(stranger))
     ]
+
+
+# -- tree heads a witness kept: a writer's note or a tlog-proof (docs/integrity.md) ------------
+
+PROOF_ORIGIN = "ractogateway-kafka/kept-tests"
+
+
+@asynccontextmanager
+async def proving_service(
+    bootstrap: str, topic: str, key: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The service in-process with its proof index, signing with `key`."""
+    app = create_app(
+        Settings(
+            _env_file=None,
+            kafka_bootstrap_servers=[bootstrap],
+            audit_topic=topic,
+            audit_signing_key_file=key,
+            audit_checkpoint_s=0.2,
+            audit_log_origin=PROOF_ORIGIN,
+        )
+    )
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rg") as client:
+            yield client
+
+
+async def kept_from_a_run(trail: Trail, count: int) -> tuple[Path, Path, str]:
+    """A service run of `count` records on `trail.topic`: the tlog-proof of its last record and
+    its writer's note, as a witness keeps them (GET /audit/proof, GET /audit/checkpoint?log=),
+    and the writer id."""
+    key = SigningKey.generate()
+    private = trail.folder / "signing.key.pem"
+    private.write_bytes(key.private_pem())
+    os.chmod(private, 0o600)
+    trail.keys.append(key.write_public(trail.folder))
+    async with proving_service(trail.bootstrap, trail.topic, private) as client:
+        for i in range(count):
+            answer = await client.post(
+                "/audit",
+                json={"user_id": "u", "model": "m", "prompt": f"p{i}", "response": "r"},
+            )
+            assert answer.status_code == 201, answer.text
+        last = answer.json()
+        for _ in range(300):
+            proof = await client.get(
+                "/audit/proof", params={"writer": last["writer"], "seq": last["seq"]}
+            )
+            if proof.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert proof.status_code == 200, proof.text
+        note = await client.get("/audit/checkpoint", params={"log": last["writer"]})
+        assert note.status_code == 200, note.text
+    kept_proof, kept_note = trail.folder / "last.tlog-proof", trail.folder / "writer.note"
+    kept_proof.write_bytes(proof.content)
+    kept_note.write_bytes(note.content)
+    return kept_proof, kept_note, str(last["writer"])
+
+
+async def test_a_kept_proof_or_note_of_a_run_vouches_with_the_checkpoints_emptied(
+    trail: Trail, create_topic: CreateTopic
+) -> None:
+    trail.topic = f"test-{secrets.token_hex(16)}"  # the service creates it as it wants it
+    trail.writers = f"{trail.topic}.writers"
+    kept_proof, kept_note, writer = await kept_from_a_run(trail, 9)
+    assert b"\n9\n" in kept_note.read_bytes()  # the note covers all nine
+    # trail.checkpoints is a fresh empty topic: the run's checkpoints are gone.
+    for kept in (kept_proof, kept_note):
+        code, report = trail.verify("--checkpoint", str(kept), "--strict")
+        assert code == 0, report
+        assert report["signed"]
+        assert (report["records_checked"], report["checkpoints_valid"]) == (9, 1)
+    gone = f"deleted-{secrets.token_hex(4)}"
+    done = trail.run("--json", "--checkpoints-topic", gone, "--checkpoint", str(kept_proof))
+    assert done.returncode == 0, done.stdout
+    # One bit changed in a proof hash: the proof no longer holds (exit 2); in the signature:
+    # bad_signature (every bit: tests/integrity/test_kept.py).
+    data = kept_proof.read_bytes()
+    proof = TlogProof.parse(data)
+    flipped = trail.folder / "flipped.tlog-proof"
+    hashes = (bytes([proof.hashes[0][0] ^ 1]) + proof.hashes[0][1:], *proof.hashes[1:])
+    flipped.write_bytes(TlogProof(proof.index, hashes, proof.checkpoint, proof.extra).encode())
+    done = trail.run("--checkpoint", str(flipped))
+    assert done.returncode == 2, done.stdout
+    assert "the inclusion proof does not hold" in done.stderr
+    signature = data.rstrip(b"\n").rsplit(b" ", 1)[1]
+    raw = bytearray(base64.b64decode(signature))
+    raw[-1] ^= 0x80
+    flipped.write_bytes(data.replace(signature, base64.b64encode(bytes(raw))))
+    code, report = trail.verify("--checkpoint", str(flipped))
+    assert code == 1
+    assert [(p["kind"], p["topic"]) for p in report["problems"]][:1] == [
+        ("bad_signature", str(flipped))
+    ]
+    # Without them, --strict finds nothing signed.
+    code, report = trail.verify("--strict")
+    assert [p["kind"] for p in report["problems"]] == ["unsigned"]
+    # The audit topic cut back: a copy without the last three records (the log of writers left
+    # out, so the kept file alone tells).
+    copy = await create_topic(3)
+    head = [r for r in await read_raw(trail.bootstrap, trail.topic) if int(r.header("rg-seq")) < 6]
+    await write_records(trail.bootstrap, copy, head, partitions=3)
+    trail.topic, trail.writers = copy, f"absent-{secrets.token_hex(4)}"
+    for kept_file in (kept_proof, kept_note):
+        code, report = trail.verify("--checkpoint", str(kept_file))
+        assert code == 1
+        (problem,) = report["problems"]
+        assert (problem["kind"], problem["topic"], problem["writer"]) == (
+            "rollback",
+            str(kept_file),
+            writer,
+        )
+        assert (problem["seq"], problem["last_seq"]) == (6, 8)
+
+
+async def test_a_record_rewritten_under_a_kept_note_is_found(trail: Trail) -> None:
+    key = SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    honest = ChainedWriter()
+    for n in range(10):
+        honest.record({"n": n})
+    kept = trail.folder / "writer.note"
+    kept.write_text(json.loads(json.dumps(checkpoint_v2(key, honest)))["note"])
+    # Record 4 rewritten and every link after it made again: the chain holds, the root does not.
+    forged = ChainedWriter(writer=honest.writer)
+    await trail.write([forged.record({"n": n, "rewritten": n == 4}) for n in range(10)])
+    code, report = trail.verify("--checkpoint", str(kept), "--strict")
+    assert code == 1
+    assert [(p["kind"], p["topic"], p["seq"]) for p in report["problems"]] == [
+        ("conflict", str(kept), 9)
+    ]
+    assert "not the root of the trail's positions 0..9" in report["problems"][0]["detail"]
+
+
+async def test_a_kept_note_no_key_given_opens_is_a_bad_signature(trail: Trail) -> None:
+    key, stranger = SigningKey.generate(), SigningKey.generate()
+    trail.keys.append(key.write_public(trail.folder))
+    writer = ChainedWriter()
+    await trail.write(writer.records(4))
+    kept = trail.folder / "stranger.note"
+    kept.write_text(checkpoint_v2(stranger, writer)["note"])
+    code, report = trail.verify("--checkpoint", str(kept))
+    assert code == 1
+    assert [(p["kind"], p["topic"]) for p in report["problems"]] == [
+        ("bad_signature", str(kept)),
+        ("unsigned", trail.checkpoints),
+    ]
+    assert "does not open with a key given" in report["problems"][0]["detail"]
+    assert (report["checkpoints_checked"], report["checkpoints_valid"]) == (1, 0)

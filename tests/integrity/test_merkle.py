@@ -17,6 +17,7 @@ from app.integrity.merkle import (
     leaf_hash,
     leaf_tail,
     node_hash,
+    read_leaf_entry,
     root_from_inclusion,
     verify_consistency,
     verify_inclusion,
@@ -199,3 +200,25 @@ def test_unit_a_framed_value_s_leaf_entry_has_its_schema_id_as_a_fifth_line() ->
     assert frame_schema_id(b"\x00\xff\xff\xff\xff") == 2**32 - 1
     for plain in [b"{}", b"", b"\x00\x00\x00\x01", b'{"a":1}']:
         assert frame_schema_id(plain) is None
+
+
+def test_unit_a_leaf_entry_is_read_back_only_in_its_one_spelling() -> None:
+    writer, digest = "0123456789abcdef0123456789abcdef", "ab" * 32
+    for schema_id in (None, 0, 42, 2**32 - 1):
+        entry = leaf_entry(writer, 9, leaf_tail(digest, schema_id))
+        assert read_leaf_entry(entry) == (writer, 9, leaf_tail(digest, schema_id))
+    good = f"rg-leaf-v1\n{writer}\n9\n{digest}"
+    for bad in [
+        good.replace("rg-leaf-v1", "rg-leaf-v2"),
+        good.replace("\n9\n", "\n09\n"),
+        good.replace("\n9\n", "\n+9\n"),
+        good.replace(writer, writer.upper()),
+        good + "\n",
+        good + "\n007",
+        good + "\n4294967296",
+        good + "\n1\n2",
+        good[:-1],
+        good.replace("\n9\n", "\n\u0669\n"),  # a decimal digit, not ASCII
+    ]:
+        with pytest.raises(ValueError, match="leaf entry"):
+            read_leaf_entry(bad.encode())
