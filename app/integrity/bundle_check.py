@@ -136,7 +136,7 @@ class BundleCheck:
             self._problem("forged", "the member is in the ZIP more than once", name)
         for name in bundle.unreadable:
             self._problem("altered", "the member cannot be read (bad CRC-32 or data)", name)
-        manifest = self._manifest(members)
+        manifest = self._manifest(members, set(bundle.unreadable))
         topics = None if manifest is None else manifest.topics
         verifier = Verifier(
             self._keys,
@@ -172,7 +172,7 @@ class BundleCheck:
 
     # -- steps 2 and 3: the manifest and the members -----------------------------------------
 
-    def _manifest(self, members: Mapping[str, bytes]) -> Manifest | None:
+    def _manifest(self, members: Mapping[str, bytes], unreadable: set[str]) -> Manifest | None:
         data = members.get(MANIFEST, b"")
         try:
             manifest = Manifest.parse(data)
@@ -183,6 +183,8 @@ class BundleCheck:
         for name in LISTED:
             digest, size = manifest.members[name]
             held = members.get(name)
+            if name in unreadable:
+                continue  # reported: it cannot be read
             if held is None:
                 self._problem("missing", "the manifest lists this member; it is not there", name)
             elif len(held) != size or hashlib.sha256(held).hexdigest() != digest:
@@ -346,12 +348,16 @@ class BundleCheck:
                 self._at(record.line, "duplicate", "the same record again", *place)
             elif not record.altered:
                 self._at(record.line, "conflict", "another record holds this position", *place)
-        for (writer, seq), record in first.items():
+        broken: set[tuple[str, int]] = set()  # positions whose link did not follow
+        for (writer, seq), record in sorted(first.items(), key=lambda item: item[0]):
             before = first.get((writer, seq - 1))
             prev = GENESIS if seq == 0 else None
-            if before is not None and not before.altered:
+            if before is not None and not before.altered and (writer, seq - 1) not in broken:
                 prev = before.chain
+            # After a link that does not follow, the next is checked by what comes after it
+            # (as verify's walk does): one break is one finding.
             if prev is not None and link_of(writer, seq, prev, record.digest) != record.chain:
+                broken.add((writer, seq))
                 valid -= not record.altered
                 self._at(
                     record.line,

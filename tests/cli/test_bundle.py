@@ -16,10 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.integrity.bundle import (
@@ -32,13 +29,8 @@ from app.integrity.bundle import (
     sign_manifest,
 )
 from app.integrity.checkpoint import canonical_json
-from app.main import create_app
-from app.settings import Settings
+from tests.helpers.bundles import PER_USER, USERS, pem_files, service_run, trail_env
 from tests.helpers.processes import SCRIPT, run_cli
-
-ORIGIN = "ractogateway-kafka/bundle-tests"
-USERS = [f"user-{i}" for i in range(4)]
-PER_USER = 5
 
 
 @dataclass
@@ -65,72 +57,13 @@ class Exported:
         return run_cli(["verify", "--bundle", str(bundle), *extra], cwd=self.folder, env=env)
 
 
-def pem_files(folder: Path) -> tuple[Ed25519PrivateKey, Path, Path]:
-    """A signing key as `keys generate` writes one (owner-only), and its public key."""
-    key = Ed25519PrivateKey.generate()
-    private, public = folder / "signing.key.pem", folder / "signing.pub.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    os.chmod(private, 0o600)
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return key, private, public
-
-
-async def service_run(bootstrap: str, topic: str, key: Path) -> None:
-    """The service writes PER_USER records of each user and waits until a checkpoint covers
-    them all (their proofs are served); its shutdown writes the last checkpoint and stop."""
-    settings = Settings(
-        _env_file=None,
-        kafka_bootstrap_servers=[bootstrap],
-        audit_topic=topic,
-        audit_signing_key_file=key,
-        audit_checkpoint_s=0.2,
-        audit_writers_s=0.2,
-        audit_log_origin=ORIGIN,
-    )
-    async with LifespanManager(create_app(settings), startup_timeout=60, shutdown_timeout=60) as m:
-        transport = httpx.ASGITransport(app=m.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rg") as client:
-            receipts = []
-            for i in range(PER_USER):
-                for user in USERS:
-                    event = {"user_id": user, "model": "m", "prompt": f"p{i}", "response": "r"}
-                    answer = await client.post("/audit", json=event)
-                    assert answer.status_code == 201, answer.text
-                    receipts.append(answer.json())
-            last = receipts[-1]
-            for _ in range(300):
-                answer = await client.get(
-                    "/audit/proof", params={"writer": last["writer"], "seq": last["seq"]}
-                )
-                if answer.status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            assert answer.status_code == 200, answer.text
-
-
 @pytest.fixture(scope="module")
 def exported(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Exported:
     folder = tmp_path_factory.mktemp("bundle")
     topic = f"test-{uuid.uuid4().hex}"
     key, private, public = pem_files(folder)
     asyncio.run(service_run(kafka_bootstrap, topic, private))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
-    env |= {
-        "RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "RG_AUDIT_TOPIC": topic,
-        "RG_AUDIT_SIGNING_KEY_FILE": str(private),
-        "RG_AUDIT_LOG_ORIGIN": ORIGIN,
-    }
+    env = trail_env(kafka_bootstrap, topic, private)
     user_bundle, all_bundle = folder / "user-1.zip", folder / "all.zip"
     for args in (["--user", "user-1", "--out", str(user_bundle)], ["--out", str(all_bundle)]):
         done = run_cli(["export", *args], cwd=folder, env=env)
