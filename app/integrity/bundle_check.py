@@ -42,7 +42,7 @@ from app.integrity.checkpoint import (
 )
 from app.integrity.keys import PublicKey
 from app.integrity.merkle import ProofError, frame_schema_id
-from app.integrity.note import NoteError
+from app.integrity.note import NoteError, TreeHead
 from app.integrity.proofs import check_tlog_proof
 from app.integrity.report import Finding, Report
 from app.integrity.trust import CheckpointTrust
@@ -395,6 +395,7 @@ class BundleCheck:
                 continue
             proofs.setdefault((writer, seq), proof)
         keys = [key.key for key in self._keys.values()]
+        opened: dict[bytes, tuple[str, TreeHead]] = {}
         for record in records:
             kept = proofs.get((record.writer, record.seq))
             if kept is None:
@@ -407,16 +408,20 @@ class BundleCheck:
                 )
                 (self._findings if self._strict else self._warnings).append(finding)
                 continue
-            problem = self._proof_problem(record, kept, keys, trusted)
+            problem = self._proof_problem(record, kept, keys, trusted, opened)
             if problem is not None:
                 self._at(record.line, "bad_proof", problem, record.writer, record.seq)
 
     @staticmethod
     def _proof_problem(
-        record: _Record, proof: bytes, keys: list[Ed25519PublicKey], trusted: _Trusted
+        record: _Record,
+        proof: bytes,
+        keys: list[Ed25519PublicKey],
+        trusted: _Trusted,
+        opened: dict[bytes, tuple[str, TreeHead]],
     ) -> str | None:
         try:
-            proven = check_tlog_proof(proof, keys)
+            proven = check_tlog_proof(proof, keys, opened)
         except (NoteError, ProofError, ValueError) as exc:
             return f"the proof does not verify: {str(exc)[:200]}"
         if (proven.writer, proven.seq, proven.digest, proven.schema_id) != (
