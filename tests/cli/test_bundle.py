@@ -137,11 +137,12 @@ def test_a_window_holds_the_records_of_its_time_only(exported: Exported) -> None
     moment = datetime.fromtimestamp(middle / 1000, tz=UTC)
     out = exported.folder / "window.zip"
     done = run_cli(
-        ["export", "--since", moment.isoformat(), "--out", str(out)],
+        ["export", "--since", moment.isoformat(), "--out", str(out), "--progress"],
         cwd=exported.folder,
         env=exported.env,
     )
     assert done.returncode == 0, done.stderr
+    assert f"export [{'#' * 30}] {len(times):,}/{len(times):,} records" in done.stderr
     held = [KafkaLine.decode(line) for line in members(out)[RECORDS].splitlines()]
     assert len(held) == sum(1 for t in times if t >= middle)
     code, report = exported.verify(out)
