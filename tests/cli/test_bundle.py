@@ -22,13 +22,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from app.integrity.bundle import (
     KEYS,
     MANIFEST,
+    MEMBERS,
     PROOFS,
     RECORDS,
     SIGNATURE,
     KafkaLine,
     sign_manifest,
 )
-from app.integrity.checkpoint import canonical_json
+from app.integrity.checkpoint import canonical_json, unb64url
+from tests.corpus.make_corpus import write_zip
+from tests.helpers import zipcheck
 from tests.helpers.bundles import PER_USER, USERS, pem_files, service_run, trail_env
 from tests.helpers.processes import SCRIPT, run_cli
 
@@ -277,3 +280,35 @@ def test_verify_bundle_runs_in_a_network_namespace_with_no_interface(exported: E
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["clean"]
+
+
+def test_go_and_openssl_read_the_bundle_as_the_page_says(
+    exported: Exported, tmp_path: Path
+) -> None:
+    code, answer = zipcheck.read(exported.user_bundle, exported.public)
+    assert code == 0, answer
+    held = members(exported.user_bundle)
+    assert [m["name"] for m in answer["members"]] == list(MEMBERS)
+    listed = json.loads(held[MANIFEST])["members"]
+    assert answer["manifest_members"] == len(listed) == len(MEMBERS) - 2
+    for member in answer["members"]:
+        if member["name"] in listed:
+            assert listed[member["name"]] == {"sha256": member["sha256"], "size": member["size"]}
+    assert answer["signature_valid"]
+    # OpenSSL verifies the manifest's Ed25519 signature with the PEM key (pure EdDSA, raw input).
+    (tmp_path / "manifest.json").write_bytes(held[MANIFEST])
+    (tmp_path / "manifest.bin").write_bytes(unb64url(held[SIGNATURE][:86].decode()))
+    verified = subprocess.run(
+        ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(exported.public), "-rawin",
+         "-in", str(tmp_path / "manifest.json"), "-sigfile", str(tmp_path / "manifest.bin")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # A byte flipped in a stored member: Go's archive/zip refuses it by its CRC-32, as we do.
+    broken = tmp_path / "bad-crc.zip"
+    write_zip(broken, list(held.items()), stored=True)
+    code, answer = zipcheck.read(broken, exported.public)
+    assert code == 1
+    assert "checksum" in answer["error"]
+    code, report = exported.verify(broken)
+    assert kinds(report) == [("altered", RECORDS)]
