@@ -29,11 +29,14 @@ from app.integrity.bundle import (
     KafkaLine,
     sign_manifest,
 )
-from app.integrity.checkpoint import canonical_json, unb64url
+from app.integrity.checkpoint import canonical_json, unb64url, writer_log
+from app.integrity.merkle import leaf_hash
+from app.integrity.note import TlogProof
 from tests.corpus.make_corpus import write_zip
 from tests.helpers import zipcheck
-from tests.helpers.bundles import PER_USER, USERS, pem_files, service_run, trail_env
+from tests.helpers.bundles import ORIGIN, PER_USER, USERS, pem_files, service_run, trail_env
 from tests.helpers.processes import SCRIPT, run_cli
+from tests.helpers.tlog import TlogCheck
 
 
 @dataclass
@@ -312,3 +315,19 @@ def test_go_and_openssl_read_the_bundle_as_the_page_says(
     assert "checksum" in answer["error"]
     code, report = exported.verify(broken)
     assert kinds(report) == [("altered", RECORDS)]
+
+
+def test_the_bundles_proofs_are_checked_by_go_with_its_own_verifier_key(
+    exported: Exported, tlogcheck: TlogCheck
+) -> None:
+    held = members(exported.all_bundle)
+    (key,) = json.loads(held[KEYS])["keys"]
+    assert key["current"]
+    lines = [json.loads(line) for line in held[PROOFS].splitlines()]
+    assert len(lines) == len(USERS) * PER_USER
+    for line in lines:
+        proof = line["proof"].encode()
+        entry = TlogProof.parse(proof).extra
+        assert entry is not None
+        origin = writer_log(ORIGIN, line["writer"])
+        assert tlogcheck.tlog_proof(proof, origin, [key["verifier_key"]], leaf_hash(entry)) is None
