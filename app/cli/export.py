@@ -263,6 +263,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     args.topic = args.topic or settings.audit_topic
     args.checkpoints_topic = args.checkpoints_topic or f"{args.topic}.checkpoints"
     args.writers_topic = args.writers_topic or f"{args.topic}.writers"
+    if not args.out.parent.is_dir():
+        # Before reading the topics: a long read must not end in a bundle it cannot write.
+        logger.error("--out %s: no folder %s", args.out, args.out.parent)
+        return EXIT_USAGE
     if args.since is not None and args.until is not None and args.until <= args.since:
         logger.error("--until %s is not after --since %s", args.until_text, args.since_text)
         return EXIT_USAGE

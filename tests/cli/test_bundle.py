@@ -260,6 +260,16 @@ def test_export_errors_are_one_line_with_exit_2(exported: Exported) -> None:
     assert done.returncode == 2
     assert "is not after --since" in done.stderr
     assert not Path(out).exists()
+    nowhere = str(exported.folder / "no" / "such.zip")
+    done = run_cli(["export", "--out", nowhere], cwd=exported.folder, env=exported.env)
+    assert done.returncode == 2
+    assert "no folder" in done.stderr
+    unreachable = {**exported.env, "RG_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    done = run_cli(["export", "--out", out], cwd=exported.folder, env=unreachable)
+    assert done.returncode == 2
+    assert "cannot read the trail" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not Path(out).exists()
 
 
 def test_verify_bundle_runs_in_a_network_namespace_with_no_interface(exported: Exported) -> None:
