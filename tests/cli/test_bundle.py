@@ -239,6 +239,11 @@ def test_the_bundles_own_keys_are_trusted_only_when_asked(exported: Exported) ->
     done = exported.run_verify(exported.user_bundle, "--trust-bundle-keys", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["trusted_keys"] == "bundle"
+    mixed = exported.run_verify(
+        exported.user_bundle, "--public-key", str(exported.public), "--since", "2026-01-01T00:00Z"
+    )
+    assert mixed.returncode == 2
+    assert "--since cannot go with it" in mixed.stderr
     keyless = exported.run_verify(exported.user_bundle)
     assert keyless.returncode == 2
     assert "--bundle needs the keys you trust" in keyless.stderr
