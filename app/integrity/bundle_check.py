@@ -206,6 +206,7 @@ class BundleCheck:
             trusted.voids.update((writer, seq) for seq in checkpoint.void)
             if checkpoint.version == VERSION_2:
                 trusted.notes.setdefault(writer, set()).add(checkpoint.note.encode())
+                trusted.heads[writer] = max(trusted.heads.get(writer, -1), checkpoint.seq)
         return trusted
 
     def _writers_log(self, member: bytes, verifier: Verifier) -> set[str] | None:

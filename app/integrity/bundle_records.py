@@ -48,10 +48,11 @@ class CheckedRecord:
 
 @dataclass
 class TrustedCheckpoints:
-    """What the bundle's trusted checkpoints say: their notes per writer, their links and void
-    positions by (writer, seq)."""
+    """What the bundle's trusted checkpoints say: their notes and the highest seq a version 2
+    one covers per writer, their links and void positions by (writer, seq)."""
 
     notes: dict[str, set[bytes]] = field(default_factory=dict)
+    heads: dict[str, int] = field(default_factory=dict)
     chains: dict[tuple[str, int], str] = field(default_factory=dict)
     voids: set[tuple[str, int]] = field(default_factory=set)
 
@@ -221,6 +222,12 @@ class RecordChecks:
         opened: dict[bytes, tuple[str, TreeHead]] = {}
         for record in records:
             kept = proofs.get((record.writer, record.seq))
+            if kept is None and trusted.heads.get(record.writer, -1) >= record.seq:
+                # A signed tree covers it, so a proof could be given: none is not benign (the
+                # exporter left it out, or the writer's records do not give the signed root).
+                detail = "no inclusion proof, though a trusted checkpoint in the bundle covers it"
+                self._at(record.line, "bad_proof", detail, record.writer, record.seq)
+                continue
             if kept is None:
                 finding = self._finding(
                     record.line,

@@ -10,7 +10,7 @@ import os
 import subprocess
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +35,13 @@ from app.integrity.note import TlogProof
 from tests.corpus.make_corpus import write_zip
 from tests.helpers import zipcheck
 from tests.helpers.bundles import ORIGIN, PER_USER, USERS, pem_files, service_run, trail_env
+from tests.helpers.integrity import (
+    ChainedWriter,
+    SigningKey,
+    checkpoint_record,
+    checkpoint_v2,
+    write_records,
+)
 from tests.helpers.processes import SCRIPT, run_cli
 from tests.helpers.tlog import TlogCheck
 
@@ -232,7 +239,8 @@ def test_members_missing_or_added_are_findings(exported: Exported) -> None:
     assert code == 1
     assert ("missing", PROOFS) in kinds(report)
     assert ("forged", "notes.txt") in kinds(report)
-    assert {w["kind"] for w in report["warnings"]} == {"not_covered"}
+    # Without proofs.ndjson every record lacks the proof its covering checkpoint allows.
+    assert {p["kind"] for p in report["problems"]} == {"missing", "forged", "bad_proof"}
 
 
 def test_the_bundles_own_keys_are_trusted_only_when_asked(exported: Exported) -> None:
@@ -346,3 +354,41 @@ def test_the_bundles_proofs_are_checked_by_go_with_its_own_verifier_key(
         assert entry is not None
         origin = writer_log(ORIGIN, line["writer"])
         assert tlogcheck.tlog_proof(proof, origin, [key["verifier_key"]], leaf_hash(entry)) is None
+
+
+async def test_records_that_do_not_give_the_signed_root_are_exported_without_proofs_and_found(
+    kafka_bootstrap: str, create_topic: Callable[..., Awaitable[str]], tmp_path: Path
+) -> None:
+    # A trail an independent producer wrote: its checkpoint signs another tree than the
+    # records give (a record rewritten with its headers before the checkpoint was kept).
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = writer.records(3)
+    topic = await create_topic(3)
+    checkpoints = await create_topic(1, {"cleanup.policy": "delete"})
+    await write_records(kafka_bootstrap, topic, records, partitions=3)
+    signed = checkpoint_v2(key, writer, tree=b"\x07" * 32, origin=ORIGIN)
+    await write_records(kafka_bootstrap, checkpoints, [checkpoint_record(signed)])
+    private, public = tmp_path / "k.key.pem", key.write_public(tmp_path)
+    private.write_bytes(key.private_pem())
+    private.chmod(0o600)
+    env = trail_env(kafka_bootstrap, topic, private)
+    out = tmp_path / "tampered.zip"
+    done = run_cli(
+        ["export", "--out", str(out), "--checkpoints-topic", checkpoints], cwd=tmp_path, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no proofs: writer" in done.stderr
+    assert "do not have the root its checkpoint" in done.stderr
+    checked = run_cli(
+        ["verify", "--bundle", str(out), "--public-key", str(public), "--json"],
+        cwd=tmp_path,
+        env=env,
+    )
+    assert checked.returncode == 1, checked.stderr
+    found = json.loads(checked.stdout)["problems"]
+    assert sorted((p["kind"], p["seq"]) for p in found) == [
+        ("bad_proof", 0),
+        ("bad_proof", 1),
+        ("bad_proof", 2),
+    ]

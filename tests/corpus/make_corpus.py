@@ -40,6 +40,7 @@ from app.integrity.bundle import (
     KafkaLine,
     sign_manifest,
 )
+from app.integrity.chain import link_of
 from app.integrity.checkpoint import VERSION_2, Checkpoint, canonical_json
 from app.integrity.keys import derived_key_id
 
@@ -151,6 +152,25 @@ def header_twice(source: Source) -> Members:
     extra = (("rg-writer", next(raw for n, raw in lines[0].headers if n == "rg-writer")),)
     lines[0] = replace(lines[0], headers=lines[0].headers + extra)
     return records_as(source, lines)
+
+
+def appended(source: Source) -> Members:
+    # A record after the writer's last checkpoint, linked as a writer would link it: the chain
+    # holds, nothing signed covers it, and it has no proof.
+    lines = source.records()
+    last = max(lines, key=lambda line: int(header(line, "rg-seq")))
+    writer, seq = header(last, "rg-writer"), int(header(last, "rg-seq")) + 1
+    value = (last.value or b"").replace(b'"p', b'"A', 1)
+    digest = hashlib.sha256(value).hexdigest()
+    link = link_of(writer, seq, header(last, "rg-chain")[7:], digest)
+    added = with_headers(
+        last,
+        rg_digest=f"sha256:{digest}".encode(),
+        rg_seq=str(seq).encode(),
+        rg_chain=f"sha256:{link}".encode(),
+    )
+    offset = max(line.offset for line in lines if line.partition == last.partition) + 1
+    return records_as(source, [*lines, replace(added, value=value, offset=offset)])
 
 
 def no_proof(source: Source) -> Members:
@@ -274,8 +294,9 @@ SCENARIOS = [
     Scenario("forged-link", "a made-up rg-chain at seq 0", forged_link, True),
     Scenario("forged-headers", "a record without rg-seq", forged_headers, True),
     Scenario("header-twice", "a record with rg-writer twice", header_twice, True),
-    Scenario("not-covered", "a record without its proof", no_proof, True),
-    Scenario("not-covered-strict", "the same with --strict", no_proof, True, ["--strict"]),
+    Scenario("proof-removed", "a covered record's proof left out", no_proof, True),
+    Scenario("not-covered", "a record appended after the last checkpoint", appended, True),
+    Scenario("not-covered-strict", "the same with --strict", appended, True, ["--strict"]),
     Scenario("flipped-proof-bit", "one bit of a proof's hash flipped", flipped_proof_bit, True),
     Scenario("missing-member", "proofs.ndjson gone, a member added", missing_member),
     Scenario("member-twice", "keys.json twice in the ZIP", member_twice),

@@ -67,3 +67,16 @@ def test_unit_a_record_without_a_proof_is_not_covered_a_problem_when_strict() ->
         found = problems if strict else warnings
         assert [f.kind for f in found] == ["not_covered", "not_covered"]
         assert (warnings if strict else problems) == []
+
+
+def test_unit_a_covered_record_without_a_proof_is_a_bad_proof() -> None:
+    writer = ChainedWriter()
+    records = writer.records(3)
+    problems: list[Finding] = []
+    warnings: list[Finding] = []
+    checks = RecordChecks([], problems, warnings, strict=False)
+    placed, _ = checks.records(member(records))
+    # A trusted version 2 checkpoint up to seq 1: seqs 0 and 1 could have been proven.
+    checks.proofs(placed, b"", TrustedCheckpoints(heads={writer.writer: 1}))
+    assert [(p.kind, p.seq) for p in problems] == [("bad_proof", 0), ("bad_proof", 1)]
+    assert [(w.kind, w.seq) for w in warnings] == [("not_covered", 2)]
