@@ -13,6 +13,7 @@
 #                client, results in bench/results/ (ARGS=--quick for a short run)
 #   make bench-quick  the short run: fewer lines, 5 s each, no integrity pair
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
+#   make bench-bundle  records/s of `export` (an evidence bundle) and `verify --bundle`
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
 #   make bench-proofs  the proof index: CPU per record, proof latency and size, and a cold rebuild
 #                read from Kafka (ARGS="--records N --rebuild N")
@@ -54,7 +55,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs install helm chromium openssl clean help
+.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle install helm chromium openssl clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -145,6 +146,9 @@ bench-verify: install
 
 bench-redaction: $(SYNCED)
 	$(VENV)/bin/python -m bench.redaction
+
+bench-bundle: install
+	$(VENV)/bin/python -m bench.bundle
 
 bench-proofs: $(SYNCED)
 	$(VENV)/bin/python -m bench.proofs $(ARGS)

@@ -26,6 +26,7 @@ PROBLEM_KINDS = (
     "bad_timestamp",
     "backdated",
     "not_timestamped",
+    "bad_proof",
 )
 WARNING_KINDS = ("not_covered", "unsigned", "unknown_writer", "not_timestamped")
 

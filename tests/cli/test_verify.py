@@ -128,7 +128,7 @@ async def test_a_clean_trail_of_two_writers_verifies(trail: Trail) -> None:
         "altered", "forged", "missing", "truncated", "conflict", "duplicate", "bad_signature",
         "expired_key", "key_mismatch", "malformed_checkpoint", "receipt", "unsigned",
         "not_covered", "writer_missing", "rollback", "fork", "unknown_writer", "bad_timestamp",
-        "backdated", "not_timestamped",
+        "backdated", "not_timestamped", "bad_proof",
     }  # fmt: skip
     text = trail.run("--progress")
     assert text.returncode == 0
