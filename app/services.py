@@ -41,7 +41,9 @@ from app.ingest.spool import Spool
 from app.ingest.topic_policy import TopicPolicy
 from app.integrity import ChainWriter
 from app.integrity.checkpointer import Checkpoints
+from app.integrity.cosigner import Cosigner
 from app.integrity.keys import insecure_key_file
+from app.integrity.witness import WitnessError, WitnessPolicy
 from app.kafka import KafkaAuditLogger, KafkaProducerClient, SchemaRegistryClient
 from app.metrics import ServiceMetrics
 from app.rates import RateHistory
@@ -99,6 +101,8 @@ class Services:
     audit_schema: AuditSchemaGuard | None = None
     # Every writer's tree for GET /audit/proof; None without a signing key (app/recent/proofs.py).
     proofs: ProofsReader | None = None
+    # Has the witnesses cosign the log of writers; None without RG_AUDIT_WITNESSES.
+    cosigner: Cosigner | None = None
 
     @property
     def producer(self) -> KafkaProducerClient:
@@ -135,6 +139,8 @@ class Services:
         readers = [self.reader.start, self.checkpoints.start]
         if self.proofs is not None:
             readers.append(self.proofs.start)
+        if self.cosigner is not None:
+            readers.append(self.cosigner.start)
         if self.forwarder is not None:
             readers.append(self.forwarder.start)
         await self.audit_topic.start(then=readers, wait_s=AUDIT_TOPIC_WAIT_S)
@@ -151,6 +157,8 @@ class Services:
         if self.forwarder is not None:
             await self.forwarder.close()
         await self.reader.close()
+        if self.cosigner is not None:
+            await self.cosigner.close()
         if self.proofs is not None:
             await self.proofs.close()
         if self.checkpoints.checkpointer is not None and self.producer.started:
@@ -267,6 +275,17 @@ def build_services(settings: Settings) -> Services:
     )
     metrics.watch_checkpoints(lambda: checkpoints.written, lambda: checkpoints.latest_seq)
     backpressure = Backpressure(producer, max_in_flight=settings.max_in_flight, budget=in_flight)
+    proofs = (
+        ProofsReader(
+            settings,
+            checkpoints,
+            directory=settings.proof_dir,
+            refresh_s=settings.messages_refresh_s,
+        )
+        if settings.audit_signing_key_file is not None and settings.audit_proofs
+        else None
+    )
+    cosigner = cosigner_of(settings, proofs, checkpoints, metrics)
     return Services(
         settings=settings,
         metrics=metrics,
@@ -314,17 +333,40 @@ def build_services(settings: Settings) -> Services:
         ),
         registry=registry,
         audit_schema=audit_schema,
-        proofs=(
-            ProofsReader(
-                settings,
-                checkpoints,
-                directory=settings.proof_dir,
-                refresh_s=settings.messages_refresh_s,
-            )
-            if settings.audit_signing_key_file is not None and settings.audit_proofs
-            else None
-        ),
+        proofs=proofs,
+        cosigner=cosigner,
     )
+
+
+def cosigner_of(
+    settings: Settings,
+    proofs: ProofsReader | None,
+    checkpoints: Checkpoints,
+    metrics: ServiceMetrics,
+) -> Cosigner | None:
+    """The cosigner RG_AUDIT_WITNESSES asks for, attached to the proof index's reader (which
+    signs the notes of the log of writers); None when unset. `StartupError` for a value that
+    does not parse, or without the signing key and proof index the notes come from."""
+    if settings.audit_witnesses is None:
+        return None
+    try:
+        policy = WitnessPolicy.parse(settings.audit_witnesses)
+    except WitnessError as exc:
+        raise StartupError(f"RG_AUDIT_WITNESSES: {exc}") from None
+    if proofs is None:
+        raise StartupError(
+            "RG_AUDIT_WITNESSES needs the notes of the log of writers: set "
+            "RG_AUDIT_SIGNING_KEY_FILE and keep RG_AUDIT_PROOFS=true"
+        )
+    cosigner = Cosigner(
+        policy,
+        proofs.latest_writers,
+        checkpoints.write_cosignature,
+        timeout_s=min(settings.produce_timeout_s, 10.0),
+    )
+    cosigner.on_quorum = metrics.watch_witnesses(cosigner.status)
+    proofs.cosigner = cosigner
+    return cosigner
 
 
 def build_audit_trail(

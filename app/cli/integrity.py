@@ -30,6 +30,7 @@ from app.integrity.note import NoteError
 from app.integrity.proofs import check_tlog_proof
 from app.integrity.report import Finding, Report
 from app.integrity.verifier import Verifier
+from app.integrity.witness import WitnessError, WitnessPolicy
 from app.logs import configure_logging
 from app.settings import get_settings
 
@@ -99,6 +100,19 @@ def load_checkpoints(paths: list[Path]) -> list[tuple[str, bytes]]:
         except OSError as exc:
             raise VerifyInputError(f"--checkpoint {path}: not a readable file") from exc
     return kept
+
+
+def load_witness_policy(path: Path | None) -> WitnessPolicy | None:
+    """The `--witness-policy FILE`: the JSON of RG_AUDIT_WITNESSES (the witnesses' keys and
+    the quorum k; the urls are not used)."""
+    if path is None:
+        return None
+    try:
+        return WitnessPolicy.parse(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise VerifyInputError(f"--witness-policy {path}: not a readable file") from exc
+    except (WitnessError, UnicodeDecodeError) as exc:
+        raise VerifyInputError(f"--witness-policy {path}: {exc}") from None
 
 
 def rfc3339(text: str) -> datetime:
@@ -339,6 +353,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             from_start=args.since is None,
             require_signed=args.require_signed,
             strict=args.strict,
+            witnesses=load_witness_policy(args.witness_policy),
         )
         for name, receipt in load_receipts(args.receipt):
             verifier.expect_receipt(name, receipt)
@@ -418,6 +433,15 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "it were on the checkpoints topic: a cut tail or an emptied checkpoints topic is still "
         "found; or a note of the log of writers (GET /audit/checkpoint?log=writers), checked "
         "against the writers topic; repeatable",
+    )
+    verify.add_argument(
+        "--witness-policy",
+        type=Path,
+        metavar="FILE",
+        help='the witnesses to require, as RG_AUDIT_WITNESSES: {"k": K, "witnesses": [{"url": '
+        '..., "key": "<verifier key>"}]}; a signed note of the log of writers without K valid '
+        "cosignatures by them (its own, or a later note's that the writers topic shows extends "
+        "it) is a problem: uncosigned",
     )
     verify.add_argument(
         "--receipt",

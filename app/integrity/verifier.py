@@ -34,8 +34,9 @@ Kinds of problem (each with where it was found):
     receipt        a receipt a client kept that the trail does not bear out
     not_covered    with `strict` (`verify --strict`): records after a writer's last trusted
                    checkpoint (otherwise a warning)
-    writer_missing, rollback, fork, unknown_writer: from the log of writers and signed tree
-                   heads seen twice (app/integrity/writers_check.py)
+    writer_missing, rollback, fork, unknown_writer, uncosigned: from the log of writers, its
+                   witnesses' cosignatures and signed tree heads seen twice
+                   (app/integrity/writers_check.py)
     unsigned       no trusted checkpoint at all, when checkpoints are required (`require_signed`:
                    `verify --require-signed` or `--strict`, or public keys given)
 Only trusted checkpoints count: what they cover and the void positions they list (version 1: with
@@ -67,6 +68,7 @@ from app.integrity.keys import PublicKey
 from app.integrity.report import Finding, Report
 from app.integrity.tree_check import SignedRoot, TreeCheck
 from app.integrity.trust import CheckpointTrust
+from app.integrity.witness import COSIGNATURES_KEY, WitnessPolicy
 from app.integrity.writers import WRITERS_KEY
 from app.integrity.writers_check import Conclusion, Seen, SignedHead, WritersCheck
 from app.kafka.serde import unframed
@@ -116,6 +118,7 @@ class Verifier:
         from_start: bool = True,
         require_signed: bool = False,
         strict: bool = False,
+        witnesses: WitnessPolicy | None = None,
     ) -> None:
         # A bare key is valid without an end; the key id it is given under is its id.
         keys = [
@@ -123,7 +126,9 @@ class Verifier:
             for key_id, key in public_keys.items()
         ]
         self._trust = CheckpointTrust(keys)
-        self._log = WritersCheck({key.key_id: key.key for key in keys}, topic=writers_topic)
+        self._log = WritersCheck(
+            {key.key_id: key.key for key in keys}, topic=writers_topic, witnesses=witnesses
+        )
         # Strict: every record must be covered by a trusted checkpoint, so one is required.
         self._require_signed = require_signed or strict
         self._strict = strict
@@ -235,6 +240,10 @@ class Verifier:
         key: bytes | None,
     ) -> None:
         report = self._report
+        if partition is not None and key == COSIGNATURES_KEY.encode():
+            # A witness's cosignature of a note of the log of writers (app/integrity/witness.py).
+            self._log.add_cosignature(Seen(topic, partition, offset), value)
+            return
         report.checkpoints_checked += 1
         if partition is not None and key == WRITERS_KEY.encode():
             # A signed note of the log of writers (app/integrity/writers.py).

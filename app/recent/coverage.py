@@ -20,12 +20,16 @@ import logging
 from app.integrity.checkpoint import Checkpoint, CheckpointFormatError
 from app.integrity.checkpointer import Checkpoints
 from app.integrity.trust import CheckpointTrust
+from app.integrity.witness import COSIGNATURES_KEY
 from app.integrity.writers import WRITERS_KEY
 from app.kafka import KafkaMessage
 
 logger = logging.getLogger(__name__)
 
 MAX_WRITERS = 1024
+
+# Keys of records on the checkpoints topic that are not a writer's checkpoint.
+_NOT_CHECKPOINTS = (WRITERS_KEY, WRITERS_KEY.encode(), COSIGNATURES_KEY, COSIGNATURES_KEY.encode())
 
 
 class CheckpointCoverage:
@@ -51,8 +55,9 @@ class CheckpointCoverage:
     def add(self, message: KafkaMessage) -> bool:
         """Take a record of the checkpoints topic into account; False when it was ignored
         (not a checkpoint, not trusted: app/integrity/trust.py) or covered nothing new. A note
-        of the log of writers (keyed `writers`) is no writer's checkpoint: passed over."""
-        if message.key in (WRITERS_KEY, WRITERS_KEY.encode()):
+        of the log of writers (keyed `writers`) or a witness's cosignature (keyed
+        `cosignatures`) is no writer's checkpoint: passed over."""
+        if message.key in _NOT_CHECKPOINTS:
             return False
         try:
             checkpoint = Checkpoint.from_json(message.value)
