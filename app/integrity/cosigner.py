@@ -143,6 +143,8 @@ class Cosigner:
             return
         self._keep(record.origin, record.size, record.root, state.name, record.line)
         state.size = max(state.size, record.size)
+        if state.cosigned is None or record.size >= state.cosigned[0]:
+            state.cosigned = (record.size, record.root)
 
     def cosignatures(self, head: TreeHead) -> list[str]:
         """The verified cosignature lines of the checkpoint `head`, in the policy's order."""
@@ -206,7 +208,10 @@ class Cosigner:
         self, state: WitnessState, note: WritersNote, tree: MerkleTree, head: TreeHead, text: str
     ) -> None:
         checkpoint = (note.size, note.root)
-        if checkpoint in (state.cosigned, state.refused):
+        if state.cosigned == checkpoint:
+            state.pending_since = None  # cosigned (perhaps through another replica)
+            return
+        if state.refused == checkpoint:
             return
         if state.pending_since is None:
             state.pending_since = self._first_seen[checkpoint]

@@ -1,6 +1,7 @@
-"""A real C2SP witness for the tests: `litewitness` and `witnessctl` of filippo.io/torchwood
-v0.6.1, a witness this project did not write, built once with the machine's Go from the module
-proxy (pinned by `tests/tools/witness/go.mod` and its go.sum) into the tool cache.
+"""A real C2SP witness for the tests, and a reader of cosigned checkpoints: `litewitness` and
+`witnessctl` of filippo.io/torchwood v0.6.1, a witness this project did not write, built once
+with the machine's Go from the module proxy (pinned by `tests/tools/witness/go.mod` and its
+go.sum) into the tool cache.
 
 `Litewitness.start(folder, log_origin, log_key)` gives it an Ed25519 key of its own in an
 ssh-agent of its own (litewitness signs only through an agent), registers our log's origin and
@@ -8,8 +9,13 @@ verifier key in its SQLite database (`witnessctl add-log` / `add-key`), starts i
 loopback port and reads its verifier key from the line it logs at start. `stop()`, `start()`
 again (same port, same database), `snapshot()` (a consistent copy of the database) and
 `restore(copy)` (restart from that copy: a witness brought back from an old backup).
+
+`CosigCheck` (tests/tools/cosigcheck, transparency-dev/formats) opens a checkpoint note with our
+log's key and names the witnesses whose cosignatures verify.
 """
 
+import base64
+import json
 import os
 import re
 import shutil
@@ -21,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests.helpers.tlog import go
 
@@ -223,3 +230,55 @@ class Litewitness:
 
 # A test's maker of witnesses: (witness name, our log's origin, our log's verifier key).
 MakeWitness = Callable[[str, str, str], Litewitness]
+
+
+COSIGCHECK_SOURCE = ROOT / "tests" / "tools" / "cosigcheck"
+COSIGCHECK = BIN / "cosigcheck"
+
+
+def build_cosigcheck() -> Path:
+    """Build the checker of cosigned checkpoints (transparency-dev/formats); its path."""
+    BIN.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [go(), "build", "-o", str(COSIGCHECK), "."],
+        cwd=COSIGCHECK_SOURCE,
+        check=True,
+        timeout=600,
+        env={**os.environ, "CGO_ENABLED": "0"},
+    )
+    return COSIGCHECK
+
+
+class CosigCheck:
+    """transparency-dev/formats' log.ParseCheckpoint behind a pipe: it opens a checkpoint note
+    with our log's key and says which witnesses' cosignatures (tlog-cosignature) verify."""
+
+    def __init__(self, binary: Path) -> None:
+        self._process = subprocess.Popen(
+            [str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def open(
+        self, note: bytes, origin: str, log_key: str, witness_keys: list[str]
+    ) -> dict[str, Any]:
+        """`{"ok": True, "size", "root", "cosigned_by": [names]}` or `{"ok": False, "error"}`."""
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        request = {
+            "note": base64.b64encode(note).decode(),
+            "origin": origin,
+            "log_key": log_key,
+            "witness_keys": witness_keys,
+        }
+        self._process.stdin.write(json.dumps(request) + "\n")
+        self._process.stdin.flush()
+        answer: dict[str, Any] = json.loads(self._process.stdout.readline())
+        return answer
+
+    def close(self) -> None:
+        """End the checker."""
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=10)
+        if self._process.stdout is not None:
+            self._process.stdout.close()

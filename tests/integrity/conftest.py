@@ -37,3 +37,12 @@ def make_witness(witness_tools: Path, tmp_path: Path) -> Iterator[witness.MakeWi
     yield make
     for one in started:
         one.close()
+
+
+@pytest.fixture(scope="session")
+def cosigcheck() -> Iterator[witness.CosigCheck]:
+    """transparency-dev/formats' checkpoint reader with tlog-cosignature keys (built on first
+    use): proves our cosigned notes in a verifier this project did not write."""
+    checker = witness.CosigCheck(witness.build_cosigcheck())
+    yield checker
+    checker.close()

@@ -41,7 +41,7 @@ from app.settings import Settings
 from tests.helpers.integrity import Record, read_raw, write_records
 from tests.helpers.kafka import new_topic, records_of
 from tests.helpers.processes import run_cli
-from tests.helpers.witness import Litewitness, MakeWitness
+from tests.helpers.witness import CosigCheck, Litewitness, MakeWitness
 
 NAME = "example.test/cosigner"
 ORIGIN = writers_log(NAME)
@@ -202,6 +202,9 @@ async def test_unit_cosignatures_read_back_tell_the_witness_size() -> None:
     again.take(CosignatureRecord.from_json(written[0]))
     forged = CosignatureRecord(ORIGIN, 9, "00" * 32, "w.test/one", json.loads(written[0])["line"])
     again.take(forged)  # does not verify: ignored
+    assert again.status()["w.test/one"]["cosigned_size"] == 3
+    await again.submit(*log.latest())  # type: ignore[misc]
+    assert len(one.bodies) == 1  # cosigned already: not sent again
     log.grow(1)
     await again.submit(*log.latest())  # type: ignore[misc]
     assert one.bodies[-1].startswith(b"old 3\n")
@@ -312,7 +315,11 @@ def _verify(bootstrap: str, folder: Path, topic: str, *extra: str) -> tuple[int,
 
 
 async def test_every_checkpoint_is_cosigned_by_two_witnesses_and_verify_agrees(
-    kafka_bootstrap: str, topic: str, tmp_path: Path, make_witness: MakeWitness
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
+    make_witness: MakeWitness,
+    cosigcheck: CosigCheck,
 ) -> None:
     key, vkey = _key_file(tmp_path)
     one = make_witness("witness.test/one", ORIGIN, vkey)
@@ -347,6 +354,11 @@ async def test_every_checkpoint_is_cosigned_by_two_witnesses_and_verify_agrees(
         keys = [WitnessKey.parse(one.vkey), WitnessKey.parse(two.vkey)]
         head, lines = await _note(client)
         assert [k.verify(line, head.text()).name for k, line in zip(keys, lines, strict=True)]
+        # The note served, with its cosignatures, opens in Go with our key and both witnesses'.
+        served = (await client.get("/audit/checkpoint", params={"log": "writers"})).content
+        opened = cosigcheck.open(served, ORIGIN, vkey, [one.vkey, two.vkey])
+        assert opened["ok"], opened
+        assert sorted(opened["cosigned_by"]) == ["witness.test/one", "witness.test/two"]
         metrics = (await client.get("/metrics")).text
         assert _metrics(metrics, "rg_audit_witness_cosigned_size")["witness.test/one"] >= 1
         assert _metrics(metrics, "rg_audit_witness_refusals_total") == {

@@ -31,7 +31,7 @@ from app.integrity.witness import (
     witness_key_text,
 )
 from app.integrity.writers import writers_log
-from tests.helpers.witness import MakeWitness
+from tests.helpers.witness import CosigCheck, MakeWitness
 
 NAME = "example.test/audit"
 ORIGIN = writers_log(NAME)
@@ -184,8 +184,31 @@ def _submit(
     )
 
 
+def test_our_cosigned_notes_open_in_go_with_the_witness_keys(cosigcheck: CosigCheck) -> None:
+    log = _Log(3)
+    text, note = log.note(3)
+    line = cosign("witness.example/w1", WITNESS_KEY, text, 1_700_000_000)
+    other = Ed25519PrivateKey.generate()
+    second = cosign("witness.example/w2", other, text, 1_700_000_001)
+    keys = [WITNESS, witness_key_text("witness.example/w2", other.public_key())]
+    answer = cosigcheck.open(
+        with_cosignatures(note, [line, second]).encode(), ORIGIN, log.vkey, keys
+    )
+    assert answer["ok"], answer
+    assert (answer["size"], answer["cosigned_by"]) == (
+        3,
+        ["witness.example/w1", "witness.example/w2"],
+    )
+    # A cosignature over another checkpoint fails the note in Go as in our code.
+    wrong = cosign("witness.example/w1", WITNESS_KEY, log.note(2)[0], 1_700_000_000)
+    answer = cosigcheck.open(with_cosignatures(note, [wrong]).encode(), ORIGIN, log.vkey, keys)
+    assert not answer["ok"], answer
+    with pytest.raises(WitnessError):
+        WitnessKey.parse(WITNESS).verify(wrong, text)
+
+
 def test_litewitness_cosigns_our_notes_and_we_verify_its_cosignatures(
-    make_witness: MakeWitness,
+    make_witness: MakeWitness, cosigcheck: CosigCheck
 ) -> None:
     log = _Log(10)
     witness = make_witness("witness.test/one", ORIGIN, log.vkey)
@@ -194,6 +217,11 @@ def test_litewitness_cosigns_our_notes_and_we_verify_its_cosignatures(
     first = _submit(witness.url, 0, [], note, key, text)
     assert isinstance(first, Cosigned), first
     assert first.cosignatures[0].name == "witness.test/one"
+    # What litewitness signed, Go's transparency-dev/formats verifies with the key it logged.
+    cosigned = with_cosignatures(note, [first.cosignatures[0].line]).encode()
+    answer = cosigcheck.open(cosigned, ORIGIN, log.vkey, [witness.vkey])
+    assert answer["ok"], answer
+    assert answer["cosigned_by"] == ["witness.test/one"]
     # A later checkpoint with the consistency proof from the size it cosigned.
     text, note = log.note(10)
     second = _submit(witness.url, 4, log.tree.consistency(4, 10), note, key, text)
