@@ -100,8 +100,8 @@ def test_unit_uncosigned_notes_under_a_witness_policy() -> None:
 
     two, three, four = note(2), note(3), note(4)
     forked = note(3, bytes(32))
-    for offset, value in enumerate([two, three, four, forked]):
-        assert log.add_note(Seen("c", 0, offset), value.to_bytes())
+    for offset, signed in enumerate([two, three, four, forked]):
+        assert log.add_note(Seen("c", 0, offset), signed.to_bytes())
     # The note of size 3 cosigned: it vouches for 2 (a prefix the topic shows), not for 4
     # (later) nor for the fork; a line by a name the policy does not know counts for nothing.
     log.add_cosignature(Seen("c", 0, 10), cosignature(three))
