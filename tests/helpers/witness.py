@@ -17,6 +17,7 @@ log's key and names the witnesses whose cosignatures verify.
 import base64
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -29,6 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from app.integrity.merkle import MerkleTree
+from app.integrity.witness import Answer, WitnessKey, add_checkpoint_body, interpret
 from tests.helpers.tlog import go
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -282,3 +287,37 @@ class CosigCheck:
         self._process.wait(timeout=10)
         if self._process.stdout is not None:
             self._process.stdout.close()
+
+
+def submit(
+    url: str, old: int, proof: list[bytes], note: str, *, key: WitnessKey, text: str
+) -> Answer:
+    """POST one add-checkpoint to the witness at `url`; what its answer means."""
+    answer = httpx.post(
+        f"{url}/add-checkpoint", content=add_checkpoint_body(old, proof, note), timeout=10
+    )
+    return interpret(
+        answer.status_code,
+        answer.headers.get("content-type", ""),
+        answer.content,
+        key=key,
+        text=text,
+        old=old,
+    )
+
+
+def rewritten(entries: list[bytes], cosigned: int, rng: random.Random) -> MerkleTree:
+    """A history rewritten after a witness cosigned its first `cosigned` entries: one of those
+    changed (sometimes the next one dropped and an entry added), then 0 to 39 more entries; the
+    same or a larger size than `cosigned`, another root at every size from the change on."""
+    kept = list(entries[:cosigned])
+    changed = rng.randrange(cosigned)
+    kept[changed] = b"rewritten " + rng.randbytes(8)
+    if rng.random() < 0.3 and changed + 1 < len(kept):
+        del kept[changed + 1]
+        kept.append(b"filler " + rng.randbytes(4))
+    kept += [b"later " + rng.randbytes(4) for _ in range(rng.randrange(0, 40))]
+    tree = MerkleTree()
+    for entry in kept:
+        tree.append(entry)
+    return tree

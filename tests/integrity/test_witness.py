@@ -8,7 +8,6 @@ import json
 import random
 import struct
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -31,7 +30,7 @@ from app.integrity.witness import (
     witness_key_text,
 )
 from app.integrity.writers import writers_log
-from tests.helpers.witness import CosigCheck, MakeWitness
+from tests.helpers.witness import CosigCheck, MakeWitness, rewritten, submit
 
 NAME = "example.test/audit"
 ORIGIN = writers_log(NAME)
@@ -171,17 +170,7 @@ class _Log:
 def _submit(
     url: str, old: int, proof: list[bytes], note: str, key: WitnessKey, text: str
 ) -> Answer:
-    answer = httpx.post(
-        f"{url}/add-checkpoint", content=add_checkpoint_body(old, proof, note), timeout=10
-    )
-    return interpret(
-        answer.status_code,
-        answer.headers.get("content-type", ""),
-        answer.content,
-        key=key,
-        text=text,
-        old=old,
-    )
+    return submit(url, old, proof, note, key=key, text=text)
 
 
 def test_our_cosigned_notes_open_in_go_with_the_witness_keys(cosigcheck: CosigCheck) -> None:
@@ -236,19 +225,8 @@ def test_litewitness_cosigns_our_notes_and_we_verify_its_cosignatures(
 
 
 def _fork(log: _Log, rng: random.Random, cosigned: int) -> tuple[MerkleTree, int]:
-    """A history rewritten: some entry among the first `cosigned` changed (and perhaps some
-    dropped or added), of the same or a larger size."""
-    entries = list(log.entries[:cosigned])
-    changed = rng.randrange(cosigned)
-    entries[changed] = b"rewritten " + rng.randbytes(8)
-    if rng.random() < 0.3 and changed + 1 < len(entries):
-        del entries[changed + 1]
-        entries.append(b"filler " + rng.randbytes(4))
-    entries += [b"later " + rng.randbytes(4) for _ in range(rng.randrange(0, 40))]
-    tree = MerkleTree()
-    for entry in entries:
-        tree.append(entry)
-    return tree, len(entries)
+    tree = rewritten(log.entries, cosigned, rng)
+    return tree, len(tree)
 
 
 def test_fork_trials_no_rewritten_history_is_ever_cosigned(make_witness: MakeWitness) -> None:
