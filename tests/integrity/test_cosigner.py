@@ -437,6 +437,8 @@ async def test_a_rewritten_history_is_refused_and_reported(
             return ready if len(ready.get("alarms", [])) == 2 else None
 
         ready = await _until(alarmed, what="both witnesses refuse")
+        strip = (await client.get("/ui/status")).json()["witnesses"]
+        assert all("refused checkpoint" in w["alarm"] for w in strip), strip
         assert all("refused checkpoint" in alarm for alarm in ready["alarms"]), ready
         assert "witness.test/one" in ready["alarms"][0]
         metrics = (await client.get("/metrics")).text
@@ -492,6 +494,10 @@ async def test_a_witness_down_never_blocks_writes_and_catches_up(
 
         sizes = await _until(lagging, what="the lag in the metrics")
         assert sizes["witness.test/two"] < sizes["witness.test/one"]
+        strip = (await client.get("/ui/status")).json()["witnesses"]
+        assert [w["name"] for w in strip] == ["witness.test/one", "witness.test/two"]
+        assert strip[1]["age_s"] > 0
+        assert strip[1]["cosigned_size"] < strip[0]["cosigned_size"]
         head, lines = await _note(client)
         assert len(lines) == 1  # the one up cosigned
         assert (await client.get("/readyz")).json() == {"status": "ready"}
