@@ -438,6 +438,8 @@ async def test_a_checkpoint_keyed_by_another_writer_is_not_trusted(trail: Trail)
         (["--public-key", "nowhere.pem"], "not a readable PEM public key"),
         (["--receipt", "nowhere.json"], "not a readable JSON file"),
         (["--checkpoint", "nowhere.json"], "not a readable file"),
+        (["--witness-policy", "nowhere.json"], "--witness-policy nowhere.json: not a readable"),
+        (["--witness-policy", "/dev/null"], "--witness-policy /dev/null: policy: Invalid JSON"),
         (["--from-beginning", "--since", "2026-01-01T00:00:00Z"], "not allowed with"),
         (["--topic", f"absent-{secrets.token_hex(4)}"], "does not exist"),
     ],
@@ -461,6 +463,7 @@ def test_unit_verify_is_listed_with_its_options(capsys: pytest.CaptureFixture[st
         "--receipt",
         "--strict",
         "--checkpoint",
+        "--witness-policy",
     ):
         assert option in text
     assert "verify" in build_parser().format_help()

@@ -118,3 +118,24 @@ def test_unit_uncosigned_notes_under_a_witness_policy() -> None:
     plain = WritersCheck({"k": key.public_key()}, topic="w")
     plain.add_cosignature(Seen("c", 0, 10), cosignature(three))
     assert plain.conclude({}, [], from_start=True, strict=False) == ([], [])
+
+
+def test_unit_a_kept_cosigned_note_brings_its_own_cosignatures() -> None:
+    key = Ed25519PrivateKey.generate()
+    witness_key = Ed25519PrivateKey.generate()
+    vkey = witness_key_text("w.test/one", witness_key.public_key())
+    policy = WitnessPolicy.model_validate({"k": 1, "witnesses": [{"url": "http://w", "key": vkey}]})
+    values = [entry("start", A), entry("head", A, 1)]
+    tree = MerkleTree()
+    for value in values:
+        tree.append(value)
+    note = WritersNote.sign("o", 2, tree.root(), time="t", key_id="k", key=key).note
+    text = TreeHead(writers_log("o"), 2, tree.root()).text()
+    for lines, expected in (([cosign("w.test/one", witness_key, text, 7)], []), ([], [0])):
+        log = WritersCheck({"k": key.public_key()}, topic="w", witnesses=policy)
+        for offset, value in enumerate(values):
+            log.add_entry(0, offset, value)
+        kept = (note + "".join(line + "\n" for line in lines)).encode()
+        assert log.add_kept_note(Seen("kept.note", None, 0), kept)
+        problems, _ = log.conclude({A: 1}, [], from_start=True, strict=False)
+        assert [p.where.offset for p in problems if p.kind == "uncosigned"] == expected
