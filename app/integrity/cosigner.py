@@ -111,8 +111,9 @@ class Cosigner:
         self._task = BackgroundTask("witness-cosigner", self._run)
         # (origin, size, root hex) -> witness name -> cosignature line, verified.
         self._lines: dict[tuple[str, int, str], dict[str, str]] = {}
+        # When each recent checkpoint was first seen, and whether its quorum was reached.
         self._first_seen: dict[tuple[int, str], float] = {}
-        self._quorum_reached: set[tuple[int, str]] = set()
+        self._quorum_reached: dict[tuple[int, str], bool] = {}
         self.written = 0
 
     def start(self) -> None:
@@ -199,10 +200,11 @@ class Cosigner:
         )
         cosigned = len(self.cosignatures(head))
         if cosigned >= self.policy.k and checkpoint not in self._quorum_reached:
-            self._quorum_reached.add(checkpoint)
+            self._quorum_reached[checkpoint] = True
             self.on_quorum(self._clock() - self._first_seen[checkpoint])
-        while len(self._first_seen) > 64:
-            del self._first_seen[next(iter(self._first_seen))]
+        for recent in (self._first_seen, self._quorum_reached):
+            while len(recent) > 64:
+                del recent[next(iter(recent))]
 
     async def _submit_to(
         self, state: WitnessState, note: WritersNote, tree: MerkleTree, head: TreeHead, text: str
