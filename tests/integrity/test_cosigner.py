@@ -556,3 +556,33 @@ def test_unit_a_bad_setting_stops_the_start(value: str, tmp_path: Path) -> None:
     settings = Settings(_env_file=None, audit_signing_key_file=key, audit_witnesses=value)
     with pytest.raises(StartupError, match="RG_AUDIT_WITNESSES"):
         build_services(settings)
+
+
+async def test_two_replicas_share_the_witnesses(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, make_witness: MakeWitness
+) -> None:
+    key, vkey = _key_file(tmp_path)
+    one = make_witness("witness.test/one", ORIGIN, vkey)
+    settings = {"audit_topic": topic, "audit_signing_key_file": key}
+    async with (
+        _service(kafka_bootstrap, audit_witnesses=_policy(1, one), **settings) as first,
+        _service(kafka_bootstrap, audit_witnesses=_policy(1, one), **settings) as second,
+    ):
+        for i in range(4):
+            await _write(first, f"f{i}")
+            await _write(second, f"s{i}")
+
+        async def both_cosigned() -> list[TreeHead] | None:
+            found = [await _cosigned_by(client, 1) for client in (first, second)]
+            heads = [f[0] for f in found if f is not None]
+            return heads if len(heads) == 2 and heads[0] == heads[1] else None
+
+        await asyncio.sleep(1.0)  # both writers' last heads in the log
+        heads = await _until(both_cosigned, what="both replicas serve the cosigned note")
+        assert heads[0].size >= 4  # two starts and a head of each writer at least
+        for client in (first, second):
+            assert (await client.get("/readyz")).json() == {"status": "ready"}
+            refusals = _metrics(
+                (await client.get("/metrics")).text, "rg_audit_witness_refusals_total"
+            )
+            assert refusals == {"witness.test/one": 0}
