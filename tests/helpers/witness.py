@@ -21,7 +21,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -32,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from app.embedded import free_port
 from app.integrity.merkle import MerkleTree
 from app.integrity.witness import Answer, WitnessKey, add_checkpoint_body, interpret
 from tests.helpers.tlog import go
@@ -62,14 +62,6 @@ def build() -> Path:
         env={**os.environ, "CGO_ENABLED": "0"},
     )
     return BIN
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Litewitness:
