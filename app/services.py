@@ -43,7 +43,8 @@ from app.integrity import ChainWriter
 from app.integrity.checkpointer import Checkpoints
 from app.integrity.cosigner import Cosigner
 from app.integrity.keys import insecure_key_file
-from app.integrity.witness import WitnessError, WitnessPolicy
+from app.integrity.witness import WitnessError
+from app.integrity.witness_policy import WitnessPolicy
 from app.kafka import KafkaAuditLogger, KafkaProducerClient, SchemaRegistryClient
 from app.metrics import ServiceMetrics
 from app.rates import RateHistory

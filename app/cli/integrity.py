@@ -30,7 +30,8 @@ from app.integrity.note import NoteError
 from app.integrity.proofs import check_tlog_proof
 from app.integrity.report import Finding, Report
 from app.integrity.verifier import Verifier
-from app.integrity.witness import WitnessError, WitnessPolicy
+from app.integrity.witness import WitnessError
+from app.integrity.witness_policy import WitnessPolicy
 from app.logs import configure_logging
 from app.settings import get_settings
 

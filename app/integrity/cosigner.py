@@ -38,10 +38,10 @@ from app.integrity.witness import (
     SizeConflict,
     WitnessError,
     WitnessKey,
-    WitnessPolicy,
     add_checkpoint_body,
     interpret,
 )
+from app.integrity.witness_policy import WitnessPolicy
 from app.integrity.writers import WritersNote
 from app.logs import RepeatedFailure
 from app.tasks import BackgroundTask

@@ -68,7 +68,8 @@ from app.integrity.keys import PublicKey
 from app.integrity.report import Finding, Report
 from app.integrity.tree_check import SignedRoot, TreeCheck
 from app.integrity.trust import CheckpointTrust
-from app.integrity.witness import COSIGNATURES_KEY, WitnessPolicy
+from app.integrity.witness import COSIGNATURES_KEY
+from app.integrity.witness_policy import WitnessPolicy
 from app.integrity.writers import WRITERS_KEY
 from app.integrity.writers_check import Conclusion, Seen, SignedHead, WritersCheck
 from app.kafka.serde import unframed

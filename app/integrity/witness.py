@@ -1,10 +1,7 @@
 """Outside witnesses of the log of writers, as C2SP defines them, in pure code (no I/O): the
-service's cosigner (app/integrity/cosigner.py) and `verify` both use it.
+service's cosigner (app/integrity/cosigner.py) and `verify` both use it; which witnesses and how
+many is app/integrity/witness_policy.py.
 
-- **The policy** (RG_AUDIT_WITNESSES, `verify --witness-policy FILE`): the JSON
-  `{"k": 1, "witnesses": [{"url": "http://host:port", "key": "<verifier key>"}]}`; `url` is the
-  prefix before `/add-checkpoint`, `key` the witness's cosignature verifier key, `k` how many of
-  them must cosign a checkpoint.
 - **tlog-witness** (c2sp.org/tlog-witness): `POST <url>/add-checkpoint` with the body
   `old <size>\\n`, the consistency proof from `old` (base64, one hash a line, at most 63), a
   blank line, then the signed checkpoint note. 200: the witness's cosignature line(s); 409 with
@@ -25,12 +22,11 @@ import json
 import re
 import struct
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.integrity.checkpoint import CHAIN_PREFIX, MAX_BYTES, canonical_json
 from app.integrity.note import DASH, MAX_PROOF_HASHES, NoteError, TreeHead, check_name
@@ -41,7 +37,6 @@ SIZE_TYPE = "text/x.tlog.size"
 COSIGNATURES_KEY = "cosignatures"
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 
 
 class WitnessError(ValueError):
@@ -138,67 +133,6 @@ def cosign(name: str, key: Ed25519PrivateKey, text: str, time: int) -> str:
 def witness_key_text(name: str, key: Ed25519PublicKey) -> str:
     """The verifier-key text of a witness key (for unit tests)."""
     return WitnessKey(check_name(name), cosigner_key_id(name, key), key).text()
-
-
-class WitnessSetting(BaseModel):
-    """One witness: where it answers and the key its cosignatures verify with."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: Annotated[str, Field(description="the prefix before /add-checkpoint")]
-    key: Annotated[str, Field(description="the witness's cosignature verifier key")]
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not _URL.fullmatch(value):
-            raise ValueError(f"url is an http(s) URL without query: {value[:80]!r}")
-        return value.rstrip("/")
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        WitnessKey.parse(value)
-        return value.strip()
-
-    @property
-    def verifier(self) -> WitnessKey:
-        """The parsed key."""
-        return WitnessKey.parse(self.key)
-
-
-class WitnessPolicy(BaseModel):
-    """RG_AUDIT_WITNESSES / `verify --witness-policy`: the witnesses and the quorum `k`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    k: Annotated[int, Field(ge=1)]
-    witnesses: Annotated[list[WitnessSetting], Field(min_length=1, max_length=32)]
-
-    @model_validator(mode="after")
-    def _quorum(self) -> "WitnessPolicy":
-        if self.k > len(self.witnesses):
-            raise ValueError(f"k={self.k} is more than the {len(self.witnesses)} witnesses")
-        names = [w.verifier.name for w in self.witnesses]
-        if len(set(names)) != len(names):
-            raise ValueError("two witnesses have the same key name")
-        return self
-
-    @classmethod
-    def parse(cls, text: str) -> "WitnessPolicy":
-        """Read the JSON policy; WitnessError naming what is wrong."""
-        try:
-            return cls.model_validate_json(text)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise WitnessError(problems) from None
-
-    def witness_keys(self) -> list[WitnessKey]:
-        """The witnesses' keys."""
-        return [w.verifier for w in self.witnesses]
 
 
 def add_checkpoint_body(old: int, proof: list[bytes], note: str) -> bytes:

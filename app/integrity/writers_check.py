@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.integrity.merkle import MerkleTree
 from app.integrity.note import DASH, NoteError, TreeHead, Verifier, open_note, parse_note
-from app.integrity.witness import CosignatureRecord, WitnessError, WitnessPolicy
+from app.integrity.witness import CosignatureRecord, WitnessError
+from app.integrity.witness_policy import WitnessPolicy
 from app.integrity.writers import WriterEntry, WritersFormatError, WritersNote, writers_log
 
 

@@ -31,10 +31,10 @@ from app.integrity.witness import (
     COSIGNATURES_KEY,
     CosignatureRecord,
     WitnessKey,
-    WitnessPolicy,
     cosign,
     witness_key_text,
 )
+from app.integrity.witness_policy import WitnessPolicy
 from app.integrity.writers import WritersNote, writers_log
 from app.main import create_app
 from app.settings import Settings

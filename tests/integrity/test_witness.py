@@ -22,7 +22,6 @@ from app.integrity.witness import (
     SizeConflict,
     WitnessError,
     WitnessKey,
-    WitnessPolicy,
     add_checkpoint_body,
     cosign,
     interpret,
@@ -71,30 +70,6 @@ def test_unit_cosignature_verifies_over_the_spec_message() -> None:
     other = witness_key_text("witness.example/w2", Ed25519PrivateKey.generate().public_key())
     with pytest.raises(WitnessError, match="not by witness"):
         WitnessKey.parse(other).verify(line, TEXT)
-
-
-def test_unit_policy_reads_the_setting_and_names_what_is_wrong() -> None:
-    text = json.dumps({"k": 1, "witnesses": [{"url": "http://127.0.0.1:7380/", "key": WITNESS}]})
-    policy = WitnessPolicy.parse(text)
-    assert policy.k == 1
-    assert policy.witnesses[0].url == "http://127.0.0.1:7380"
-    assert [k.name for k in policy.witness_keys()] == ["witness.example/w1"]
-    one = [{"url": "http://a", "key": WITNESS}]
-    bad = {
-        json.dumps({"k": 2, "witnesses": one}): "more than",
-        json.dumps({"k": 0, "witnesses": one}): "k",
-        json.dumps({"k": 1, "witnesses": []}): "witnesses",
-        json.dumps({"k": 1, "witnesses": [{"url": "ftp://a", "key": WITNESS}]}): "url",
-        json.dumps({"k": 1, "witnesses": [{"url": "http://a", "key": "x+1+2"}]}): "verifier key",
-        json.dumps({"k": 1, "witnesses": one, "x": 1}): "x",
-        "not json": "JSON",
-    }
-    for value, named in bad.items():
-        with pytest.raises(WitnessError, match=named):
-            WitnessPolicy.parse(value)
-    twice = {"k": 1, "witnesses": [{"url": "http://a", "key": WITNESS}] * 2}
-    with pytest.raises(WitnessError, match="same key name"):
-        WitnessPolicy.parse(json.dumps(twice))
 
 
 def test_unit_add_checkpoint_body_is_old_proof_blank_note() -> None:

@@ -7,7 +7,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.integrity.merkle import MerkleTree
 from app.integrity.note import TreeHead
-from app.integrity.witness import CosignatureRecord, WitnessPolicy, cosign, witness_key_text
+from app.integrity.witness import CosignatureRecord, cosign, witness_key_text
+from app.integrity.witness_policy import WitnessPolicy
 from app.integrity.writers import WritersNote, writers_log
 from app.integrity.writers_check import Conclusion, Seen, SignedHead, WritersCheck
 
