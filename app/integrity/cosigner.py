@@ -177,16 +177,32 @@ class Cosigner:
             del self._lines[next(iter(self._lines))]
 
     async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RETRY_S)
-            self._wake.clear()
-            latest = self._latest()
-            if latest is not None:
-                await self.submit(*latest)
+        # One submission in flight per witness, each on its own: a witness that hangs until
+        # the timeout holds up none of the others.
+        busy: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RETRY_S)
+                self._wake.clear()
+                latest = self._latest()
+                if latest is None:
+                    continue
+                for state in self.witnesses:
+                    task = busy.get(state.name)
+                    if task is None or task.done():
+                        busy[state.name] = asyncio.create_task(
+                            self.submit(*latest, to=[state]), name=f"witness-{state.name}"
+                        )
+        finally:
+            for task in busy.values():
+                task.cancel()
+            await asyncio.gather(*busy.values(), return_exceptions=True)
 
-    async def submit(self, note: WritersNote, tree: MerkleTree) -> None:
-        """Send `note` (signed of `tree`) to every witness that has not cosigned it."""
+    async def submit(
+        self, note: WritersNote, tree: MerkleTree, *, to: list[WitnessState] | None = None
+    ) -> None:
+        """Send `note` (signed of `tree`) to every witness (of `to`) that has not cosigned it."""
         try:
             text = parse_note(note.note.encode()).text
             head = TreeHead.parse(text)
@@ -196,12 +212,12 @@ class Cosigner:
         checkpoint = (note.size, note.root)
         self._first_seen.setdefault(checkpoint, self._clock())
         await asyncio.gather(
-            *(self._submit_to(state, note, tree, head, text) for state in self.witnesses)
+            *(self._submit_to(state, note, tree, head, text) for state in to or self.witnesses)
         )
         cosigned = len(self.cosignatures(head))
         if cosigned >= self.policy.k and checkpoint not in self._quorum_reached:
             self._quorum_reached[checkpoint] = True
-            self.on_quorum(self._clock() - self._first_seen[checkpoint])
+            self.on_quorum(self._clock() - self._first_seen.get(checkpoint, self._clock()))
         for recent in (self._first_seen, self._quorum_reached):
             while len(recent) > 64:
                 del recent[next(iter(recent))]
@@ -216,7 +232,7 @@ class Cosigner:
         if state.refused == checkpoint:
             return
         if state.pending_since is None:
-            state.pending_since = self._first_seen[checkpoint]
+            state.pending_since = self._first_seen.get(checkpoint, self._clock())
         for _ in range(MAX_TRIES):
             old = state.size
             if old > note.size:

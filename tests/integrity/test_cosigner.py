@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -586,3 +587,46 @@ async def test_two_replicas_share_the_witnesses(
                 (await client.get("/metrics")).text, "rg_audit_witness_refusals_total"
             )
             assert refusals == {"witness.test/one": 0}
+
+
+async def test_a_witness_that_hangs_holds_up_none_of_the_others(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, make_witness: MakeWitness
+) -> None:
+    key, vkey = _key_file(tmp_path)
+    one = make_witness("witness.test/one", ORIGIN, vkey)
+    # A witness that takes the connection and never answers (until the 10 s timeout).
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)
+    silent = witness_key_text("witness.test/silent", Ed25519PrivateKey.generate().public_key())
+    policy = {
+        "k": 1,
+        "witnesses": [
+            {"url": f"http://127.0.0.1:{hole.getsockname()[1]}", "key": silent},
+            {"url": one.url, "key": one.vkey},
+        ],
+    }
+    try:
+        async with _service(
+            kafka_bootstrap,
+            audit_topic=topic,
+            audit_signing_key_file=key,
+            audit_witnesses=json.dumps(policy),
+        ) as client:
+            sizes = set()
+            for i in range(3):
+                await _write(client, f"h{i}")
+                started = time.monotonic()
+
+                async def newly_cosigned() -> int | None:
+                    found = await _cosigned_by(client, 1)
+                    return found[0].size if found and found[0].size not in sizes else None
+
+                sizes.add(await _until(newly_cosigned, timeout_s=8, what="a new cosigned note"))
+                assert time.monotonic() - started < 5
+            strip = (await client.get("/ui/status")).json()["witnesses"]
+            assert strip[0]["name"] == "witness.test/silent"
+            assert strip[0]["cosigned_size"] == 0
+            assert strip[0]["age_s"] > 0
+    finally:
+        hole.close()
