@@ -9,12 +9,15 @@ or another replica went first): the next try starts from it. Each cosignature re
 verified with the witness's key and written to the checkpoints topic keyed `cosignatures`
 (`CosignatureRecord`), so every replica serves it with the note and `verify` counts it.
 
-A witness that is down or answers nonsense never holds anything up: its lag grows (a warning,
-paced; `rg_audit_witness_failures_total`, `rg_audit_witness_age_seconds`) and the next note
-goes to it with the proof from the size it holds. A witness that refuses a checkpoint (403, 404,
-422, or another tree at the same size) is an alarm: the note does not extend what it saw, or it
-does not trust our log. An error line, `rg_audit_witness_refusals_total`, and `/readyz` names it
-until the witness cosigns a later checkpoint.
+Each witness has one submission in flight at most, on its own: a witness that is down, hangs
+until the timeout or answers nonsense holds up no write and no other witness. Its lag grows (a
+warning, paced; `rg_audit_witness_failures_total`, `rg_audit_witness_age_seconds`) and the
+next note goes to it with the proof from the size it holds.
+
+A witness that refuses a checkpoint (403, 404, 422, or another tree at the same size) is an
+alarm: the note does not extend what it saw, or it does not trust our log. An error line,
+`rg_audit_witness_refusals_total`, and `/readyz` names it until the witness cosigns a later
+checkpoint.
 """
 
 import asyncio
