@@ -17,6 +17,7 @@
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
 #   make bench-proofs  the proof index: CPU per record, proof latency and size, and a cold rebuild
 #                read from Kafka (ARGS="--records N --rebuild N")
+#   make bench-witness fork trials against real witnesses, time to quorum, rate with/without them
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
 #   make chromium  install Debian's chromium when missing (the /ui browser tests drive it)
 #   make clean   remove .venv, .cache/tools (uv, helm) and the lint and test caches (not the jars,
@@ -55,7 +56,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle install helm chromium openssl clean help
+.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-witness install helm chromium openssl clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -152,6 +153,10 @@ bench-bundle: install
 
 bench-proofs: $(SYNCED)
 	$(VENV)/bin/python -m bench.proofs $(ARGS)
+
+bench-witness: $(SYNCED)
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(VENV)/bin/python -m bench.witness $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -183,6 +183,45 @@ class _Timestamps(Collector):
         yield family
 
 
+class _Witnesses(Collector):
+    """The witnesses of the log of writers (app/integrity/cosigner.py), per witness key name."""
+
+    def __init__(self, read: Callable[[], Mapping[str, Mapping[str, float]]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        status = self._read()
+        families: list[GaugeMetricFamily | CounterMetricFamily] = [
+            GaugeMetricFamily(
+                "rg_audit_witness_cosigned_size",
+                "Size of the latest checkpoint of the log of writers the witness cosigned.",
+                labels=["witness"],
+            ),
+            GaugeMetricFamily(
+                "rg_audit_witness_age_seconds",
+                "Seconds the oldest checkpoint the witness has not cosigned has waited (0 when "
+                "it cosigned the latest).",
+                labels=["witness"],
+            ),
+            CounterMetricFamily(
+                "rg_audit_witness_failures",
+                "Submissions to the witness that failed (down, timeout, error answer).",
+                labels=["witness"],
+            ),
+            CounterMetricFamily(
+                "rg_audit_witness_refusals",
+                "Checkpoints the witness refused (not consistent with what it saw, or our "
+                "key not trusted): an alarm.",
+                labels=["witness"],
+            ),
+        ]
+        fields = ("cosigned_size", "age_seconds", "failures", "refusals")
+        for witness, values in sorted(status.items()):
+            for family, name in zip(families, fields, strict=True):
+                family.add_metric([witness], values[name])
+        yield from families
+
+
 class ServiceMetrics:
     """Request counts and durations, produce latency and outcomes, and the recent-records
     buffer. `route` labels are path templates (`/audit`), never raw paths, so the number of
@@ -262,6 +301,21 @@ class ServiceMetrics:
         """Report the timestamp tokens kept, the last one's age and each authority's failures
         on every scrape."""
         self.registry.register(_Timestamps(tokens, last_age_s, failures))
+
+    def watch_witnesses(
+        self, read: Callable[[], Mapping[str, Mapping[str, float]]]
+    ) -> Callable[[float], None]:
+        """Report each witness's cosigned size, lag, failures and refusals on every scrape;
+        returns what observes the seconds from a checkpoint's signing to its quorum."""
+        self.registry.register(_Witnesses(read))
+        quorum = Histogram(
+            "rg_audit_witness_quorum_seconds",
+            "Seconds from a checkpoint of the log of writers being signed to its quorum of "
+            "cosignatures (RG_AUDIT_WITNESSES k).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        return quorum.observe
 
     def watch_connections(self, read: Callable[[], int]) -> None:
         """Report the client connections open (within RG_MAX_CONNECTIONS) on every scrape."""

@@ -41,9 +41,12 @@ from app.ingest.spool import Spool
 from app.ingest.topic_policy import TopicPolicy
 from app.integrity import ChainWriter
 from app.integrity.checkpointer import Checkpoints
+from app.integrity.cosigner import Cosigner
 from app.integrity.keys import insecure_key_file
 from app.integrity.stamper import Stamper
 from app.integrity.timestamp import load_tsa_roots
+from app.integrity.witness import WitnessError
+from app.integrity.witness_policy import WitnessPolicy
 from app.kafka import KafkaAuditLogger, KafkaProducerClient, SchemaRegistryClient
 from app.metrics import ServiceMetrics
 from app.rates import RateHistory
@@ -103,6 +106,8 @@ class Services:
     proofs: ProofsReader | None = None
     # Timestamp tokens over the log of writers; None without RG_AUDIT_TSA_URLS or proofs.
     stamper: Stamper | None = None
+    # Has the witnesses cosign the log of writers; None without RG_AUDIT_WITNESSES.
+    cosigner: Cosigner | None = None
 
     @property
     def producer(self) -> KafkaProducerClient:
@@ -141,6 +146,8 @@ class Services:
             readers.append(self.proofs.start)
         if self.stamper is not None:
             readers.append(self.stamper.start)
+        if self.cosigner is not None:
+            readers.append(self.cosigner.start)
         if self.forwarder is not None:
             readers.append(self.forwarder.start)
         await self.audit_topic.start(then=readers, wait_s=AUDIT_TOPIC_WAIT_S)
@@ -159,6 +166,8 @@ class Services:
         await self.reader.close()
         if self.stamper is not None:
             await self.stamper.close()
+        if self.cosigner is not None:
+            await self.cosigner.close()
         if self.proofs is not None:
             await self.proofs.close()
         if self.checkpoints.checkpointer is not None and self.producer.started:
@@ -285,6 +294,7 @@ def build_services(settings: Settings) -> Services:
         if settings.audit_signing_key_file is not None and settings.audit_proofs
         else None
     )
+    cosigner = cosigner_of(settings, proofs, checkpoints, metrics)
     return Services(
         settings=settings,
         metrics=metrics,
@@ -334,6 +344,7 @@ def build_services(settings: Settings) -> Services:
         audit_schema=audit_schema,
         proofs=proofs,
         stamper=build_stamper(settings, checkpoints, proofs, metrics),
+        cosigner=cosigner,
     )
 
 
@@ -370,6 +381,37 @@ def build_stamper(
         failures=lambda: stamper.failures,
     )
     return stamper
+
+
+def cosigner_of(
+    settings: Settings,
+    proofs: ProofsReader | None,
+    checkpoints: Checkpoints,
+    metrics: ServiceMetrics,
+) -> Cosigner | None:
+    """The cosigner RG_AUDIT_WITNESSES asks for, attached to the proof index's reader (which
+    signs the notes of the log of writers); None when unset. `StartupError` for a value that
+    does not parse, or without the signing key and proof index the notes come from."""
+    if settings.audit_witnesses is None:
+        return None
+    try:
+        policy = WitnessPolicy.parse(settings.audit_witnesses)
+    except WitnessError as exc:
+        raise StartupError(f"RG_AUDIT_WITNESSES: {exc}") from None
+    if proofs is None:
+        raise StartupError(
+            "RG_AUDIT_WITNESSES needs the notes of the log of writers: set "
+            "RG_AUDIT_SIGNING_KEY_FILE and keep RG_AUDIT_PROOFS=true"
+        )
+    cosigner = Cosigner(
+        policy,
+        proofs.latest_writers,
+        checkpoints.write_cosignature,
+        timeout_s=min(settings.produce_timeout_s, 10.0),
+    )
+    cosigner.on_quorum = metrics.watch_witnesses(cosigner.status)
+    proofs.cosigner = cosigner
+    return cosigner
 
 
 def build_audit_trail(

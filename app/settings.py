@@ -128,6 +128,14 @@ class Settings(BaseSettings):
         "`<this>/writer/<writer id>`); no spaces, no '+'; unset: "
         "`ractogateway-kafka/<audit topic>`.",
     )
+    audit_witnesses: str | None = Field(
+        default=None,
+        description='JSON `{"k": 1, "witnesses": [{"url": "http://host:port", "key": '
+        '"<verifier key>"}]}`: the C2SP witnesses that cosign the checkpoints of the log of '
+        "writers (`url` is the prefix before `/add-checkpoint`, `key` the witness's cosignature "
+        "verifier key) and the quorum `k`; unset: none. A value that does not parse stops the "
+        "start.",
+    )
     audit_proofs: bool = Field(
         default=True,
         description="With a signing key, keep the proof index (every writer's Merkle tree, read "

@@ -22,6 +22,18 @@ class HealthStatus(BaseModel):
     status: Literal["ok", "ready"] = Field(examples=["ok"])
 
 
+class ReadyStatus(HealthStatus):
+    """The answer of a readiness probe that passed, with the alarms that do not stop writes."""
+
+    alarms: list[str] | None = Field(
+        default=None,
+        description="Integrity alarms that do not stop writes: a witness that refused a "
+        "checkpoint of the log of writers (RG_AUDIT_WITNESSES), named by its key name. Absent "
+        "when there are none.",
+        examples=[["witness witness.example/w1: refused checkpoint 12 of example/writers"]],
+    )
+
+
 @router.get("/healthz", summary="Liveness: 200 while the process serves")
 async def healthz() -> HealthStatus:
     """Answers while the process serves HTTP, whatever the broker does."""
@@ -31,6 +43,7 @@ async def healthz() -> HealthStatus:
 @router.get(
     "/readyz",
     summary="Readiness: 200 when the broker answers the producer",
+    response_model_exclude_none=True,
     responses={
         503: {
             "model": ErrorBody,
@@ -45,7 +58,7 @@ async def healthz() -> HealthStatus:
         }
     },
 )
-async def readyz(request: Request, services: ServicesDep) -> HealthStatus:
+async def readyz(request: Request, services: ServicesDep) -> ReadyStatus:
     """200 when a metadata request to the cluster succeeds and the audit topic exists and
     keeps its records (RG_AUDIT_TOPIC_CHECK), else 503 with `Retry-After` and a generic
     message (the details are in the log); 503 `shutting_down` from SIGTERM on."""
@@ -62,7 +75,9 @@ async def readyz(request: Request, services: ServicesDep) -> HealthStatus:
     if problem is not None:
         raise _generic(problem)
     _last_logged.clear()
-    return HealthStatus(status="ready")
+    # A refusing witness is an alarm, not an outage: a witness could otherwise stop our writes.
+    alarms = services.cosigner.alarms() if services.cosigner is not None else []
+    return ReadyStatus(status="ready", alarms=alarms or None)
 
 
 # /readyz is open to anyone (probes): what it says must not name the cluster, the registry

@@ -17,7 +17,9 @@ from pydantic import BaseModel, Field
 from app.api.deps import ServicesDep
 from app.api.errors import ErrorBody, error_responses
 from app.errors import InvalidRequestError, NoCheckpointError, UnsignedError
-from app.integrity.note import verifier_key
+from app.integrity.cosigner import Cosigner
+from app.integrity.note import TreeHead, parse_note, verifier_key
+from app.integrity.witness import with_cosignatures
 
 router = APIRouter(tags=["integrity"])
 
@@ -145,6 +147,8 @@ async def latest_checkpoint(
         )
     if log == "writers":
         note = None if proofs.writers_note is None else proofs.writers_note.note
+        if note is not None and services.cosigner is not None:
+            note = cosigned_note(note, services.cosigner)
     else:
         latest = proofs.index.latest(log)
         note = None if latest is None else latest.note.decode()
@@ -169,3 +173,9 @@ async def public_keys(services: ServicesDep) -> PublicKeys:
             for key in services.checkpoints.public_keys
         ]
     )
+
+
+def cosigned_note(note: str, cosigner: Cosigner) -> str:
+    """`note` with the witnesses' cosignature lines kept for its checkpoint appended."""
+    head = TreeHead.parse(parse_note(note.encode()).text)
+    return with_cosignatures(note, cosigner.cosignatures(head))

@@ -108,6 +108,24 @@ class MessagesState(BaseModel):
     )
 
 
+class WitnessState(BaseModel):
+    """One witness of RG_AUDIT_WITNESSES, as this replica knows it (the same as its metrics)."""
+
+    name: str = Field(description="The witness's key name.", examples=["witness.example/w1"])
+    cosigned_size: int = Field(
+        description="Size of the latest checkpoint of the log of writers it cosigned.",
+        examples=[42],
+    )
+    age_s: float = Field(
+        description="How long the oldest checkpoint it has not cosigned has waited; 0 when it "
+        "cosigned the latest.",
+        examples=[0.0],
+    )
+    alarm: str | None = Field(
+        default=None, description="Why it refused our latest checkpoint sent to it, if it did."
+    )
+
+
 class UiStatus(BaseModel):
     """What the /ui page's header strip shows besides /readyz and /audit/checkpoint."""
 
@@ -117,6 +135,10 @@ class UiStatus(BaseModel):
     chain: ChainState
     messages: MessagesState
     topics: list[str] = Field(description="The topics GET /messages keeps (RG_MESSAGES_TOPICS).")
+    witnesses: list[WitnessState] = Field(
+        default_factory=list,
+        description="The witnesses of the log of writers (RG_AUDIT_WITNESSES); empty without.",
+    )
 
 
 def status_of(services: Services) -> UiStatus:
@@ -144,7 +166,24 @@ def status_of(services: Services) -> UiStatus:
         chain=ChainState(writer=services.chain.writer_id, seq=services.chain.count - 1),
         messages=MessagesState(following=services.reader.connected.is_set()),
         topics=services.recent.topics,
+        witnesses=_witnesses(services),
     )
+
+
+def _witnesses(services: Services) -> list[WitnessState]:
+    cosigner = services.cosigner
+    if cosigner is None:
+        return []
+    status = cosigner.status()
+    return [
+        WitnessState(
+            name=w.name,
+            cosigned_size=int(status[w.name]["cosigned_size"]),
+            age_s=round(status[w.name]["age_seconds"], 3),
+            alarm=w.alarm,
+        )
+        for w in cosigner.witnesses
+    ]
 
 
 @router.get("/ui", include_in_schema=False)

@@ -35,6 +35,8 @@ from app.integrity.report import Finding, Report
 from app.integrity.timestamp import load_tsa_roots
 from app.integrity.timestamp_check import DEFAULT_SKEW_S, TimestampCheck
 from app.integrity.verifier import Verifier
+from app.integrity.witness import WitnessError
+from app.integrity.witness_policy import WitnessPolicy
 from app.logs import configure_logging
 from app.settings import get_settings
 
@@ -113,6 +115,19 @@ def load_checkpoints(paths: list[Path]) -> list[tuple[str, bytes]]:
             ) from exc
         kept.append((str(path), data))
     return kept
+
+
+def load_witness_policy(path: Path | None) -> WitnessPolicy | None:
+    """The `--witness-policy FILE`: the JSON of RG_AUDIT_WITNESSES (the witnesses' keys and
+    the quorum k; the urls are not used)."""
+    if path is None:
+        return None
+    try:
+        return WitnessPolicy.parse(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise VerifyInputError(f"--witness-policy {path}: not a readable file") from exc
+    except (WitnessError, UnicodeDecodeError) as exc:
+        raise VerifyInputError(f"--witness-policy {path}: {exc}") from None
 
 
 def rfc3339(text: str) -> datetime:
@@ -462,6 +477,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             require_signed=args.require_signed,
             strict=args.strict,
             timestamps=timestamps,
+            witnesses=load_witness_policy(args.witness_policy),
         )
         for name, receipt in load_receipts(args.receipt):
             verifier.expect_receipt(name, receipt)
@@ -547,6 +563,15 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "reach size N (else rollback), a position below N without a record or void is "
         "truncated, and records below N are covered (--strict). A file in none of these forms "
         "exits 2",
+    )
+    verify.add_argument(
+        "--witness-policy",
+        type=Path,
+        metavar="FILE",
+        help='the witnesses to require, as RG_AUDIT_WITNESSES: {"k": K, "witnesses": [{"url": '
+        '..., "key": "<verifier key>"}]}; a signed note of the log of writers without K valid '
+        "cosignatures by them (its own, or a later note's that the writers topic shows extends "
+        "it) is a problem: uncosigned",
     )
     verify.add_argument(
         "--receipt",

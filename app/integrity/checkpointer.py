@@ -280,6 +280,11 @@ class Checkpoints:
         """A timestamp token over a note of the log of writers, keyed `timestamps`."""
         await self._write(TIMESTAMPS_KEY, value)
 
+    async def write_cosignature(self, key: str, value: bytes) -> None:
+        """A witness's cosignature record to the checkpoints topic, keyed `key`
+        (`cosignatures`: app/integrity/cosigner.py)."""
+        await self._write(key, value)
+
     async def _write(self, writer: str, value: bytes) -> None:
         # acks=all (the service's producer): a checkpoint a witness fetched must be on the topic.
         await self._producer.publish(

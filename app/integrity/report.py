@@ -27,6 +27,7 @@ PROBLEM_KINDS = (
     "backdated",
     "not_timestamped",
     "bad_proof",
+    "uncosigned",
 )
 WARNING_KINDS = ("not_covered", "unsigned", "unknown_writer", "not_timestamped")
 

@@ -34,11 +34,12 @@ Kinds of problem (each with where it was found):
     receipt        a receipt a client kept that the trail does not bear out
     not_covered    with `strict` (`verify --strict`): records after a writer's last trusted
                    checkpoint (otherwise a warning)
-    writer_missing, rollback, fork, unknown_writer: from the log of writers and signed tree
-                   heads seen twice (app/integrity/writers_check.py); rollback also below a
-                   writer's tree head a witness kept (`add_witness_checkpoint`: a writer's note
-                   or a tlog-proof, app/integrity/kept.py; whose root is checked like a
-                   version 2 checkpoint's tree, and below which records count as covered)
+    writer_missing, rollback, fork, unknown_writer, uncosigned: from the log of writers, its
+                   witnesses' cosignatures and signed tree heads seen twice
+                   (app/integrity/writers_check.py); rollback also below a writer's tree head a
+                   witness kept (`add_witness_checkpoint`: a writer's note or a tlog-proof,
+                   app/integrity/kept.py; whose root is checked like a version 2 checkpoint's
+                   tree, and below which records count as covered)
     bad_timestamp, backdated: with `timestamps` (`verify --tsa-ca`), from the timestamp tokens
                    over the notes of the log of writers (app/integrity/timestamp_check.py);
                    a warning `not_timestamped` for records after what the latest valid
@@ -78,7 +79,8 @@ from app.integrity.report import Finding, Report
 from app.integrity.timestamp_check import TimestampCheck
 from app.integrity.tree_check import SignedRoot, TreeCheck
 from app.integrity.trust import CheckpointTrust
-from app.integrity.writers import TIMESTAMPS_KEY, WRITERS_KEY
+from app.integrity.witness_policy import WitnessPolicy
+from app.integrity.writers import COSIGNATURES_KEY, TIMESTAMPS_KEY, WRITERS_KEY
 from app.integrity.writers_check import Conclusion, Seen, SignedHead, WritersCheck
 from app.kafka.audit import SCHEMA_ID_HEADER
 from app.kafka.serde import unframed
@@ -129,6 +131,7 @@ class Verifier:
         require_signed: bool = False,
         strict: bool = False,
         timestamps: TimestampCheck | None = None,
+        witnesses: WitnessPolicy | None = None,
     ) -> None:
         # A bare key is valid without an end; the key id it is given under is its id.
         keys = [
@@ -137,7 +140,9 @@ class Verifier:
         ]
         self._trust = CheckpointTrust(keys)
         self._public = [key.key for key in keys]
-        self._log = WritersCheck({key.key_id: key.key for key in keys}, topic=writers_topic)
+        self._log = WritersCheck(
+            {key.key_id: key.key for key in keys}, topic=writers_topic, witnesses=witnesses
+        )
         # Strict: every record must be covered by a trusted checkpoint, so one is required.
         self._require_signed = require_signed or strict
         # Given (`verify --tsa-ca`): the tokens keyed `timestamps` are checked; else passed over.
@@ -314,6 +319,10 @@ class Verifier:
             # A timestamp token over a note of the log of writers (app/integrity/timestamp.py).
             if self._timestamps is not None:
                 self._timestamps.add(Seen(topic, partition, offset), value)
+            return
+        if partition is not None and key == COSIGNATURES_KEY.encode():
+            # A witness's cosignature of a note of the log of writers (app/integrity/witness.py).
+            self._log.add_cosignature(Seen(topic, partition, offset), value)
             return
         report.checkpoints_checked += 1
         if partition is not None and key == WRITERS_KEY.encode():

@@ -36,14 +36,19 @@ KINDS = ("start", "head", "stop")
 WRITERS_KEY = "writers"
 # The Kafka key of the timestamp tokens over those notes (app/integrity/timestamp.py).
 TIMESTAMPS_KEY = "timestamps"
-_ASIDE = frozenset({WRITERS_KEY, TIMESTAMPS_KEY, WRITERS_KEY.encode(), TIMESTAMPS_KEY.encode()})
+# A witness's cosignature of a note of the log of writers (app/integrity/witness.py).
+COSIGNATURES_KEY = "cosignatures"
+_ASIDE = frozenset(
+    key for text in (WRITERS_KEY, TIMESTAMPS_KEY, COSIGNATURES_KEY) for key in (text, text.encode())
+)
 _WRITER = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def keyed_aside(key: str | bytes | None) -> bool:
     """True for a record of the checkpoints topic that is no writer's checkpoint: a note of
-    the log of writers or a timestamp token (keyed `writers`, `timestamps`)."""
+    the log of writers, a timestamp token or a witness's cosignature (keyed `writers`,
+    `timestamps`, `cosignatures`)."""
     return key in _ASIDE
 
 

@@ -13,6 +13,11 @@ tree heads seen twice: the part of app/integrity/verifier.py that looks across w
   of writers whose root is not the root of the writers topic's first `size` entries.
 - `unknown_writer`: a writer with records that the log of writers does not know, once it
   exists (a warning; a problem with `strict`: a writer started before the log existed is one too).
+- `uncosigned` (with a witness policy, `verify --witness-policy`): a signed note of the log of
+  writers without `k` valid cosignatures by the policy's witnesses, neither its own (records
+  keyed `cosignatures` on the checkpoints topic, or lines of a kept note) nor those of a later
+  note; a later note counts for it when both are the roots of the writers topic's first entries
+  (this check recomputes them), so a witness that lagged and cosigned the next one is enough.
 """
 
 from collections.abc import Iterable, Mapping
@@ -21,7 +26,9 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.integrity.merkle import MerkleTree
-from app.integrity.note import NoteError, TreeHead, Verifier, open_note, parse_note
+from app.integrity.note import DASH, NoteError, TreeHead, Verifier, open_note, parse_note
+from app.integrity.witness import CosignatureRecord, WitnessError
+from app.integrity.witness_policy import WitnessPolicy
 from app.integrity.writers import WriterEntry, WritersFormatError, WritersNote, writers_log
 
 
@@ -68,8 +75,17 @@ class SignedHead:
 class WritersCheck:
     """Collects the log of writers and its notes; `conclude()` gives the findings."""
 
-    def __init__(self, keys: Mapping[str, Ed25519PublicKey], *, topic: str | None) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, Ed25519PublicKey],
+        *,
+        topic: str | None,
+        witnesses: WitnessPolicy | None = None,
+    ) -> None:
         self._keys = keys
+        self._witnesses = witnesses
+        # (origin, size, root hex) -> witness key name -> a cosignature line to check.
+        self._cosignatures: dict[tuple[str, int, str], dict[str, list[str]]] = {}
         self._topic = topic
         self.read = False  # the writers topic exists and was read
         self._tree = MerkleTree()
@@ -133,6 +149,19 @@ class WritersCheck:
         self._notes.append((note, where))
         return True
 
+    def add_cosignature(self, where: Seen, value: bytes | None) -> None:
+        """A record of the checkpoints topic keyed `cosignatures` (a witness's line)."""
+        try:
+            record = CosignatureRecord.from_json(value)
+        except WitnessError as exc:
+            self.findings.append(Conclusion("malformed_checkpoint", str(exc)[:200], where))
+            return
+        self._cosigned(record.origin, record.size, record.root, record.witness, record.line)
+
+    def _cosigned(self, origin: str, size: int, root: str, witness: str, line: str) -> None:
+        lines = self._cosignatures.setdefault((origin, size, root), {})
+        lines.setdefault(witness, []).append(line)
+
     def add_kept_note(self, where: Seen, data: bytes) -> bool:
         """A note of the log of writers a witness kept (the text GET /audit/checkpoint?log=
         writers serves); True when it opens with a key given under its key name."""
@@ -151,6 +180,11 @@ class WritersCheck:
             except NoteError:
                 continue
             self._notes.append((WritersNote(head.size, head.root.hex(), "", "", note.text), where))
+            # Its other lines may be witnesses' cosignatures (GET ...?log=writers serves them).
+            for line in data.decode().split("\n\n")[-1].splitlines():
+                if line.startswith(DASH) and line.count(" ") == 2:
+                    name = line[len(DASH) :].split(" ")[0]
+                    self._cosigned(head.origin, head.size, head.root.hex(), name, line)
             return True
         self.findings.append(
             Conclusion("bad_signature", "the note does not open with any key given", where)
@@ -174,6 +208,8 @@ class WritersCheck:
         problems += self._forks(heads)
         problems += self._kept_heads(held, heads, from_start=from_start)
         problems += self._notes_against_topic()
+        if self._witnesses is not None:
+            problems += self._uncosigned(self._witnesses)
         for writer, known in self._known.items():
             size = held.get(writer)
             if size is None:
@@ -306,6 +342,61 @@ class WritersCheck:
                         where,
                     )
                 )
+        return found
+
+    def _quorum(self, policy: WitnessPolicy, head: TreeHead) -> int:
+        """How many of the policy's witnesses validly cosigned `head`."""
+        found = self._cosignatures.get((head.origin, head.size, head.root.hex()), {})
+        text = head.text()
+        count = 0
+        for key in policy.witness_keys():
+            for line in found.get(key.name, []):
+                try:
+                    key.verify(line, text)
+                except WitnessError:
+                    continue
+                count += 1
+                break
+        return count
+
+    def _uncosigned(self, policy: WitnessPolicy) -> list[Conclusion]:
+        heads: list[tuple[TreeHead, Seen]] = []
+        for note, where in self._notes:
+            # A kept note is held as its text alone; one of the topic, signed.
+            text = note.note if not note.signature else parse_note(note.note.encode()).text
+            heads.append((TreeHead.parse(text), where))
+        # The largest size with a quorum whose root is the topic's (a later note vouches for
+        # the earlier ones that are the topic's roots too).
+        on_topic = self.read and self._hole is None
+        vouched = -1
+        for head, _ in heads:
+            if (
+                on_topic
+                and head.size <= len(self._tree)
+                and self._tree.root(head.size) == head.root
+                and self._quorum(policy, head) >= policy.k
+            ):
+                vouched = max(vouched, head.size)
+        found: list[Conclusion] = []
+        for head, where in heads:
+            count = self._quorum(policy, head)
+            if count >= policy.k:
+                continue
+            if (
+                on_topic
+                and head.size <= vouched
+                and head.size <= len(self._tree)
+                and self._tree.root(head.size) == head.root
+            ):
+                continue
+            found.append(
+                Conclusion(
+                    "uncosigned",
+                    f"checkpoint {head.size} of {head.origin} has {count} valid cosignature(s) "
+                    f"of the {policy.k} the witness policy asks for",
+                    where,
+                )
+            )
         return found
 
     def _hole_finding(self) -> Conclusion:

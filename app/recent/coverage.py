@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 MAX_WRITERS = 1024
 
+# Keys of records on the checkpoints topic that are not a writer's checkpoint.
+
 
 class CheckpointCoverage:
     """`covers(writer, seq)`: true when a signed checkpoint known here covers that position,
@@ -51,8 +53,8 @@ class CheckpointCoverage:
     def add(self, message: KafkaMessage) -> bool:
         """Take a record of the checkpoints topic into account; False when it was ignored
         (not a checkpoint, not trusted: app/integrity/trust.py) or covered nothing new. A note
-        of the log of writers or a timestamp token (keyed `writers`, `timestamps`) is no
-        writer's checkpoint: passed over."""
+        of the log of writers, a timestamp token or a witness's cosignature (keyed `writers`,
+        `timestamps`, `cosignatures`) is no writer's checkpoint: passed over."""
         if keyed_aside(message.key):
             return False
         try:

@@ -11,6 +11,9 @@ writer's proofs). A checkpoint counts once it is trusted by `verify`'s rules
 (app/integrity/trust.py); only version 2 checkpoints carry a tree. `caught_up` is set once the
 index holds everything the topics held when the reader connected first.
 
+With RG_AUDIT_WITNESSES it wakes the cosigner (app/integrity/cosigner.py) after each new note
+of the log of writers and hands it the cosignatures it reads (keyed `cosignatures`).
+
 It reads the log of writers too (app/integrity/writers.py): leaf i of the writers' tree is the
 record value at offset i of its one partition. Once caught up, whenever that tree grew (at most
 every RG_AUDIT_WRITERS_S) it signs a note of it (origin `<RG_AUDIT_LOG_ORIGIN>/writers`), keeps it
@@ -30,10 +33,12 @@ from pathlib import Path
 from app.connection import consumer_config
 from app.integrity.checkpoint import VERSION_2, Checkpoint, CheckpointFormatError, rfc3339
 from app.integrity.checkpointer import Checkpoints
+from app.integrity.cosigner import Cosigner
 from app.integrity.merkle import MerkleTree, frame_schema_id, leaf_tail
 from app.integrity.proofs import KnownCheckpoint, ProofIndex, ProofUnavailableError
 from app.integrity.trust import CheckpointTrust
-from app.integrity.writers import WritersNote, keyed_aside
+from app.integrity.witness import CosignatureRecord, WitnessError
+from app.integrity.writers import COSIGNATURES_KEY, WritersNote, keyed_aside
 from app.kafka import KafkaConsumerClient, KafkaMessage
 from app.kafka.lifecycle import cancelling
 from app.logs import RepeatedFailure
@@ -83,6 +88,8 @@ class ProofsReader:
         self.skipped = 0
         self._attempt_timeout_s = 2 * settings.kafka_request_timeout_ms / 1000
         self._failures = RepeatedFailure()
+        # With RG_AUDIT_WITNESSES: woken for each new note, given the cosignatures read.
+        self.cosigner: Cosigner | None = None
 
     @property
     def index(self) -> ProofIndex:
@@ -221,6 +228,8 @@ class ProofsReader:
             key=key.private,
         )
         self.writers_note = note
+        if self.cosigner is not None:
+            self.cosigner.wake()
         await self._checkpoints.write_writers_note(note.to_bytes())
         return note
 
@@ -275,7 +284,23 @@ class ProofsReader:
         tail = leaf_tail(digest.group(1), frame_schema_id(value))
         self.index.add_record(writer, int(seq), tail, message.header("rg-event-id"))
 
+    def _take_cosignature(self, message: KafkaMessage) -> None:
+        if self.cosigner is None:
+            return
+        try:
+            self.cosigner.take(CosignatureRecord.from_json(message.value))
+        except WitnessError:
+            self.skipped += 1
+
+    def latest_writers(self) -> tuple[WritersNote, MerkleTree] | None:
+        """The latest note of the log of writers and the tree it was signed of."""
+        note = self.writers_note
+        return None if note is None else (note, self.writers_tree)
+
     def _take_checkpoint(self, message: KafkaMessage) -> None:
+        if message.key in (COSIGNATURES_KEY, COSIGNATURES_KEY.encode()):
+            self._take_cosignature(message)
+            return
         if keyed_aside(message.key):
             return  # a note of the log of writers or a token, not a writer's checkpoint
         try:

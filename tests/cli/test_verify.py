@@ -128,7 +128,7 @@ async def test_a_clean_trail_of_two_writers_verifies(trail: Trail) -> None:
         "altered", "forged", "missing", "truncated", "conflict", "duplicate", "bad_signature",
         "expired_key", "key_mismatch", "malformed_checkpoint", "receipt", "unsigned",
         "not_covered", "writer_missing", "rollback", "fork", "unknown_writer", "bad_timestamp",
-        "backdated", "not_timestamped", "bad_proof",
+        "backdated", "not_timestamped", "bad_proof", "uncosigned",
     }  # fmt: skip
     text = trail.run("--progress")
     assert text.returncode == 0
@@ -509,6 +509,8 @@ async def test_a_checkpoint_keyed_by_another_writer_is_not_trusted(trail: Trail)
         (["--tsa-ca", "nowhere.pem"], "not a readable PEM file of certificates"),
         (["--tsa-skew", "-1"], "not a number of seconds"),
         (["--tsa-skew", "nan"], "not a number of seconds"),
+        (["--witness-policy", "nowhere.json"], "--witness-policy nowhere.json: not a readable"),
+        (["--witness-policy", "/dev/null"], "--witness-policy /dev/null: policy: Invalid JSON"),
         (["--from-beginning", "--since", "2026-01-01T00:00:00Z"], "not allowed with"),
         (["--topic", f"absent-{secrets.token_hex(4)}"], "does not exist"),
     ],
@@ -532,6 +534,7 @@ def test_unit_verify_is_listed_with_its_options(capsys: pytest.CaptureFixture[st
         "--receipt",
         "--strict",
         "--checkpoint",
+        "--witness-policy",
     ):
         assert option in text
     assert "verify" in build_parser().format_help()

@@ -456,9 +456,11 @@ async function refreshReady() {
   try {
     const response = await fetch("/readyz", { headers: { Accept: "application/json" } });
     if (response.ok) {
-      ready.textContent = "ready";
-      ready.dataset.state = "ok";
-      why.textContent = "";
+      // Alarms (a witness that refused our checkpoints) do not stop writes: shown beside it.
+      const alarms = (await response.json()).alarms ?? [];
+      ready.textContent = alarms.length ? "ready, with alarms" : "ready";
+      ready.dataset.state = alarms.length ? "bad" : "ok";
+      why.textContent = alarms.join("; ");
     } else {
       const error = await errorOf(response);
       ready.textContent = "not ready";
@@ -498,6 +500,7 @@ async function refreshStatus() {
       ? `${rates.at(-1).toFixed(1)}/s`
       : `measuring (every ${status.rate.interval_s} s)`;
     drawRate(rates);
+    showWitnesses(status.witnesses ?? []);
     const topics = $("topics");
     topics.replaceChildren(
       ...status.topics.map((topic) => Object.assign(document.createElement("option"), { value: topic })),
@@ -505,6 +508,25 @@ async function refreshStatus() {
   } catch (error) {
     $("spool").textContent = `${error.message}`;
   }
+}
+
+// The witnesses of the log of writers: a refusal is an alarm, a lag only a warning.
+function showWitnesses(witnesses) {
+  const shown = $("witnesses");
+  const why = $("witnesses-why");
+  if (!witnesses.length) {
+    shown.textContent = "none";
+    shown.dataset.state = "unknown";
+    why.textContent = "";
+    return;
+  }
+  const refused = witnesses.filter((w) => w.alarm);
+  const lagging = witnesses.filter((w) => !w.alarm && w.age_s > 0);
+  shown.textContent = witnesses
+    .map((w) => `${w.name}: ${w.cosigned_size}${w.age_s > 0 ? ` (${w.age_s.toFixed(0)} s behind)` : ""}`)
+    .join(", ");
+  shown.dataset.state = refused.length ? "bad" : lagging.length ? "unknown" : "ok";
+  why.textContent = refused.map((w) => `${w.name} ${w.alarm}`).join("; ");
 }
 
 async function refreshCheckpoint() {
