@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from app.cli.common import EPILOG, logger
 from app.connection import consumer_config
+from app.integrity.bundle import KEYS, BundleFormatError, read_bundle
+from app.integrity.bundle_check import BundleCheck
 from app.integrity.keys import PublicKey, derived_key_id, parse_until
 from app.integrity.merkle import ProofError
 from app.integrity.note import NoteError
@@ -115,8 +117,9 @@ def rfc3339(text: str) -> datetime:
 class Progress:
     """A one-line progress bar on stderr, redrawn at most five times a second."""
 
-    def __init__(self, out: TextIO | None, total: int) -> None:
+    def __init__(self, out: TextIO | None, total: int, label: str = "verify") -> None:
         self._out, self._total, self._done = out, max(total, 1), 0
+        self._label = label
         self._started = self._drawn = time.monotonic()
 
     def advance(self, count: int) -> None:
@@ -137,7 +140,7 @@ class Progress:
         share = min(self._done / self._total, 1.0)
         bar = "#" * int(share * 30)
         rate = self._done / max(now - self._started, 1e-9)
-        line = f"\rverify [{bar:<30}] {self._done:,}/{self._total:,} records {rate:,.0f}/s"
+        line = f"\r{self._label} [{bar:<30}] {self._done:,}/{self._total:,} records {rate:,.0f}/s"
         print(line, end="", file=self._out, flush=True)
 
 
@@ -149,6 +152,7 @@ async def read_topic(
     since: datetime | None = None,
     progress_to: TextIO | None = None,
     required: bool = True,
+    label: str = "verify",
 ) -> bool:
     """Feed every record of `topic` up to its end offsets at start (from `since`, else the
     oldest kept) to `on_record`; False when the topic does not exist and is not `required`."""
@@ -174,7 +178,7 @@ async def read_topic(
         for tp in partitions:
             consumer.seek(tp, starts[tp])
         pending = {tp for tp in partitions if starts[tp] < ends[tp]}
-        progress = Progress(progress_to, sum(ends[tp] - starts[tp] for tp in pending))
+        progress = Progress(progress_to, sum(ends[tp] - starts[tp] for tp in pending), label)
         while pending:
             batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=5000)
             for tp, records in batches.items():
@@ -313,16 +317,86 @@ def verify_proofs(
     return EXIT_CLEAN if all(r["valid"] for r in results) else EXIT_PROBLEMS
 
 
+def bundle_keys(data: bytes | None) -> dict[str, PublicKey]:
+    """The keys of a bundle's keys.json (for --trust-bundle-keys), by key id."""
+    try:
+        entries = json.loads(data or b"")["keys"]
+        keys: dict[str, PublicKey] = {}
+        for entry in entries:
+            key = load_pem_public_key(entry["public_key_pem"].encode("ascii"))
+            if not isinstance(key, Ed25519PublicKey):
+                raise TypeError("not an Ed25519 key")
+            until = None if entry["until"] is None else parse_until(entry["until"])
+            keys[entry["key_id"]] = PublicKey(entry["key_id"], key, current=False, until=until)
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeError) as exc:
+        raise VerifyInputError(f"--trust-bundle-keys: the bundle's {KEYS} cannot be read") from exc
+    return keys
+
+
+def verify_bundle(args: argparse.Namespace, out: TextIO) -> int:
+    """Check an evidence bundle offline (docs/auditors.md): no broker, no network."""
+    try:
+        bundle = read_bundle(args.bundle)
+    except BundleFormatError as exc:
+        raise VerifyInputError(str(exc)) from exc
+    except OSError as exc:
+        raise VerifyInputError(f"--bundle {args.bundle}: {exc.strerror or exc}") from exc
+    keys = load_public_keys(args.public_key)
+    manifest_key = None
+    if args.manifest_key is not None:
+        manifest_keys = load_public_keys([str(args.manifest_key)])
+        manifest_key = next(iter(manifest_keys.values())).key
+    if args.trust_bundle_keys:
+        keys = {**bundle_keys(bundle.members.get(KEYS)), **keys}
+    if not keys:
+        raise VerifyInputError(
+            "--bundle needs the keys you trust: --public-key FILE (or --trust-bundle-keys to "
+            "take the bundle's own, which proves only that it is consistent with itself)"
+        )
+    checked = BundleCheck(keys, manifest_key=manifest_key, strict=args.strict).check(bundle)
+    topics = checked.topics or {}
+    args.topic = topics.get("audit")
+    args.checkpoints_topic = topics.get("checkpoints")
+    args.writers_topic = topics.get("writers")
+    trusted = "bundle" if args.trust_bundle_keys else "given"
+    if args.json:
+        document = {
+            "bundle": str(args.bundle),
+            "trusted_keys": trusted,
+            "topic": args.topic,
+            "checkpoints_topic": args.checkpoints_topic,
+            "writers_topic": args.writers_topic,
+        }
+        print(json.dumps({**document, **checked.report.as_dict()}, indent=2), file=out)
+    else:
+        if args.trust_bundle_keys:
+            print(
+                "warning: keys taken from the bundle itself: this shows the bundle is "
+                "consistent, not who made it",
+                file=out,
+            )
+        args.topic = f"bundle {args.bundle}"
+        print_report(checked.report, args, out)
+    return EXIT_CLEAN if checked.report.clean else EXIT_PROBLEMS
+
+
+def verify_offline(args: argparse.Namespace) -> int:
+    """`--bundle` or `--proof`: checked without a broker."""
+    try:
+        if args.bundle is not None:
+            return verify_bundle(args, sys.stdout)
+        keys = load_public_keys(args.public_key)
+        return verify_proofs(args.proof, keys, sys.stdout, as_json=args.json)
+    except VerifyInputError as exc:
+        logger.error("%s", exc)
+        return EXIT_USAGE
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify the trail; exit 0 clean, 1 problems, 2 unusable input."""
     configure_logging("WARNING", "text")
-    if args.proof:
-        try:
-            keys = load_public_keys(args.public_key)
-            return verify_proofs(args.proof, keys, sys.stdout, as_json=args.json)
-        except VerifyInputError as exc:
-            logger.error("%s", exc)
-            return EXIT_USAGE
+    if args.bundle is not None or args.proof:
+        return verify_offline(args)
     args.topic = args.topic or get_settings().audit_topic
     args.checkpoints_topic = args.checkpoints_topic or f"{args.topic}.checkpoints"
     args.writers_topic = args.writers_topic or f"{args.topic}.writers"
@@ -436,6 +510,27 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         help="a kept inclusion proof (the tlog-proof of GET /audit/proof) to check offline with "
         "--public-key, reading no topic: which record it proves, at which position of which "
         "writer, in which signed tree; repeatable",
+    )
+    verify.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="FILE",
+        help="an evidence bundle (`export`) to check offline, reading no topic: its signed "
+        "manifest, each record's digest, headers and inclusion proof against checkpoints "
+        "signed with a --public-key (docs/auditors.md)",
+    )
+    verify.add_argument(
+        "--manifest-key",
+        type=Path,
+        metavar="FILE",
+        help="with --bundle: the public key (PEM) of an exporter's own --signing-key, trusted "
+        "for the bundle's manifest only",
+    )
+    verify.add_argument(
+        "--trust-bundle-keys",
+        action="store_true",
+        help="with --bundle: trust the keys the bundle carries (it then shows only that the "
+        "bundle is consistent with itself: anyone can make one with their own key)",
     )
     verify.add_argument("--json", action="store_true", help="one JSON document on stdout")
     verify.add_argument(

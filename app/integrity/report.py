@@ -23,6 +23,7 @@ PROBLEM_KINDS = (
     "rollback",
     "fork",
     "unknown_writer",
+    "bad_proof",
 )
 WARNING_KINDS = ("not_covered", "unsigned", "unknown_writer")
 

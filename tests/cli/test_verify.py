@@ -120,7 +120,7 @@ async def test_a_clean_trail_of_two_writers_verifies(trail: Trail) -> None:
     assert set(report["problem_counts"]) == {
         "altered", "forged", "missing", "truncated", "conflict", "duplicate", "bad_signature",
         "expired_key", "key_mismatch", "malformed_checkpoint", "receipt", "unsigned",
-        "not_covered", "writer_missing", "rollback", "fork", "unknown_writer",
+        "not_covered", "writer_missing", "rollback", "fork", "unknown_writer", "bad_proof",
     }  # fmt: skip
     text = trail.run("--progress")
     assert text.returncode == 0

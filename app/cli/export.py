@@ -1,0 +1,350 @@
+"""`export`: an evidence bundle (app/integrity/bundle.py, docs/auditors.md) of the records of a
+window, one user's or everyone's, read from the topics directly (no service needed).
+
+The proofs are computed here: the audit topic is read whole into a proof index
+(app/integrity/proofs.py) in a temporary folder, as the service's proof index reads it, because
+a writer's tree needs every position of the writer, not only the window's. The checkpoints topic
+and the log of writers go into the bundle whole. Exit 0 when the bundle is written, 2 with one
+line saying why not.
+"""
+
+import argparse
+import asyncio
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
+
+from app.cli.common import EPILOG, logger
+from app.cli.integrity import (
+    EXIT_CLEAN,
+    EXIT_USAGE,
+    VerifyInputError,
+    load_public_keys,
+    read_topic,
+    rfc3339,
+)
+from app.connection import consumer_config
+from app.integrity.bundle import (
+    CHECKPOINTS,
+    KEYS,
+    PROOFS,
+    RECORDS,
+    WRITERS,
+    BundleWriter,
+    KafkaLine,
+    keys_document,
+    proof_line,
+)
+from app.integrity.checkpoint import (
+    VERSION_2,
+    Checkpoint,
+    CheckpointFormatError,
+)
+from app.integrity.checkpoint import (
+    rfc3339 as rfc3339_text,
+)
+from app.integrity.keys import (
+    PublicKey,
+    SigningKey,
+    SigningKeyError,
+    load_signing_key,
+    public_keys,
+)
+from app.integrity.merkle import frame_schema_id, leaf_tail
+from app.integrity.note import verifier_key
+from app.integrity.proofs import KnownCheckpoint, ProofIndex, ProofUnavailableError
+from app.integrity.trust import CheckpointTrust
+from app.integrity.writers import WRITERS_KEY
+from app.logs import configure_logging
+from app.settings import Settings, get_settings
+
+_WRITER = re.compile(r"[0-9a-f]{32}")
+_SEQ = re.compile(r"0|[1-9][0-9]{0,18}")
+_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+
+
+def kafka_line(record: ConsumerRecord[bytes, bytes]) -> KafkaLine:
+    """A consumed record as a bundle line."""
+    return KafkaLine(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp,
+        record.key,
+        record.value,
+        tuple((name, raw) for name, raw in record.headers),
+    )
+
+
+def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    for key, raw in record.headers:
+        if key == name:
+            return raw.decode("utf-8", "replace") if raw is not None else None
+    return None
+
+
+@dataclass
+class Export:
+    """One export: the window, the proof index, the trusted keys, the bundle being written."""
+
+    index: ProofIndex
+    bundle: BundleWriter
+    trust: CheckpointTrust
+    since_ms: int | None
+    until_ms: int | None
+    user: bytes | None
+    positions: set[tuple[str, int]] = field(default_factory=set)
+
+    def checkpoint(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """A record of the checkpoints topic: into the bundle as stored, and a trusted
+        version 2 checkpoint into the index (as the service's proof index takes it)."""
+        self.bundle.add(CHECKPOINTS, kafka_line(record).encode())
+        if record.key == WRITERS_KEY.encode():
+            return
+        try:
+            checkpoint = Checkpoint.from_json(record.value)
+        except CheckpointFormatError:
+            return
+        if checkpoint.version != VERSION_2 or record.key != checkpoint.writer.encode():
+            return
+        if self.trust.check(checkpoint) is not None:
+            return
+        for seq, tail in checkpoint.void.items():
+            self.index.add_void(checkpoint.writer, seq, tail)
+        self.index.add_checkpoint(
+            checkpoint.writer,
+            KnownCheckpoint(
+                checkpoint.count, bytes.fromhex(checkpoint.tree), checkpoint.note.encode()
+            ),
+        )
+
+    def writers_entry(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """A record of the log of writers: into the bundle as stored."""
+        self.bundle.add(WRITERS, kafka_line(record).encode())
+
+    def audit_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """A record of the audit topic: its leaf into the index; into the bundle when it is
+        in the window (and the user's)."""
+        writer, seq = _header(record, "rg-writer"), _header(record, "rg-seq")
+        digest = _DIGEST.fullmatch(_header(record, "rg-digest") or "")
+        placed = None
+        if writer and seq and digest and _WRITER.fullmatch(writer) and _SEQ.fullmatch(seq):
+            placed = (writer, int(seq))
+            tail = leaf_tail(digest.group(1), frame_schema_id(record.value or b""))
+            self.index.add_record(writer, int(seq), tail, None)
+        if self.user is not None and record.key != self.user:
+            return
+        if self.since_ms is not None and record.timestamp < self.since_ms:
+            return
+        if self.until_ms is not None and record.timestamp >= self.until_ms:
+            return
+        self.bundle.add(RECORDS, kafka_line(record).encode())
+        if placed is not None:
+            self.positions.add(placed)
+
+    def proofs(self) -> int:
+        """Write a proof for every position of the selected records a checkpoint covers;
+        how many have none."""
+        self.index.flush()
+        uncovered = 0
+        for writer, seq in sorted(self.positions):
+            try:
+                proof = self.index.proof(writer, seq)
+            except ProofUnavailableError:
+                uncovered += 1
+                continue
+            self.bundle.add(PROOFS, proof_line(writer, seq, proof.encode()))
+        return uncovered
+
+
+def _millis(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> tuple[SigningKey, list[PublicKey]]:
+    """The key that signs the manifest, and the public keys checkpoints are trusted with."""
+    service = None
+    if settings.audit_signing_key_file is not None:
+        service = load_signing_key(
+            settings.audit_signing_key_file,
+            settings.audit_key_id,
+            allow_insecure=settings.allow_insecure_key_files,
+        )
+    signer = service
+    if args.signing_key is not None:
+        insecure = settings.allow_insecure_key_files
+        signer = load_signing_key(args.signing_key, allow_insecure=insecure)
+    if signer is None:
+        raise VerifyInputError(
+            "export signs the bundle's manifest: set RG_AUDIT_SIGNING_KEY_FILE or give "
+            "--signing-key FILE"
+        )
+    trusted = public_keys(service, settings.audit_retired_keys_dir)
+    given = load_public_keys(args.public_key)
+    known = {key.key_id for key in trusted}
+    trusted += [key for key_id, key in given.items() if key_id not in known]
+    if not trusted:
+        # An exporter key alone: checkpoints need the service's public key to be trusted.
+        raise VerifyInputError(
+            "no key to trust the checkpoints with: set RG_AUDIT_SIGNING_KEY_FILE or give the "
+            "service's --public-key FILE"
+        )
+    return signer, trusted
+
+
+async def export_bundle(args: argparse.Namespace, settings: Settings) -> tuple[int, int, int]:
+    """Write the bundle; the records, proofs and positions without a proof."""
+    signer, trusted = _keys(settings, args)
+    config = consumer_config(settings, topics=[args.topic], max_poll_records=5000).to_aiokafka()
+    progress_to = sys.stderr if args.progress or sys.stderr.isatty() else None
+    with tempfile.TemporaryDirectory(prefix="rg-export-") as folder:
+        work = Path(folder)
+        index = ProofIndex(work / "index")
+        try:
+            job = Export(
+                index,
+                BundleWriter(work),
+                CheckpointTrust(trusted),
+                _millis(args.since),
+                _millis(args.until),
+                None if args.user is None else args.user.encode("utf-8"),
+            )
+            await read_topic(config, args.checkpoints_topic, job.checkpoint, required=False)
+            await read_topic(config, args.writers_topic, job.writers_entry, required=False)
+            await read_topic(
+                config, args.topic, job.audit_record, progress_to=progress_to, label="export"
+            )
+            uncovered = job.proofs()
+        finally:
+            index.close()
+        origin = settings.audit_log_origin or f"ractogateway-kafka/{args.topic}"
+        job.bundle.add(KEYS, keys_document([_key_entry(key, origin, signer) for key in trusted]))
+        job.bundle.close(
+            args.out,
+            key=signer.private,
+            key_id=signer.key_id,
+            created=rfc3339_text(datetime.now(UTC)),
+            query={
+                "since": args.since_text,
+                "until": args.until_text,
+                "user": args.user,
+            },
+            topics={
+                "audit": args.topic,
+                "checkpoints": args.checkpoints_topic,
+                "writers": args.writers_topic,
+            },
+        )
+        counts = job.bundle.counts
+        return counts[RECORDS], counts[PROOFS], uncovered
+
+
+def _key_entry(key: PublicKey, origin: str, signer: SigningKey) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "current": key.key_id == signer.key_id,
+        "public_key_pem": key.pem,
+        "verifier_key": verifier_key(origin, key.key),
+        "until": None if key.until is None else rfc3339_text(key.until),
+    }
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the bundle; exit 0, or 2 with one line naming the problem."""
+    configure_logging("WARNING", "text")
+    settings = get_settings()
+    args.topic = args.topic or settings.audit_topic
+    args.checkpoints_topic = args.checkpoints_topic or f"{args.topic}.checkpoints"
+    args.writers_topic = args.writers_topic or f"{args.topic}.writers"
+    if args.since is not None and args.until is not None and args.until <= args.since:
+        logger.error("--until %s is not after --since %s", args.until_text, args.since_text)
+        return EXIT_USAGE
+    try:
+        records, proofs, uncovered = asyncio.run(export_bundle(args, settings))
+    except (VerifyInputError, SigningKeyError) as exc:
+        logger.error("%s", exc)
+        return EXIT_USAGE
+    except KafkaError as exc:
+        logger.error("cannot read the trail: %s", exc)
+        return EXIT_USAGE
+    except OSError as exc:
+        logger.error("cannot write %s: %s", args.out, exc.strerror or exc)
+        return EXIT_USAGE
+    without = f", {uncovered} position(s) not covered by a checkpoint yet" if uncovered else ""
+    print(
+        f"export: {records} record(s), {proofs} proof(s){without}: {args.out}",
+        file=sys.stderr,
+    )
+    return EXIT_CLEAN
+
+
+class _Moment(argparse.Action):
+    """--since/--until: the UTC time, and the text as given (kept in the manifest)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        try:
+            moment = rfc3339(str(values))
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"{option_string}: {exc}")
+        setattr(namespace, self.dest, moment)
+        setattr(namespace, f"{self.dest}_text", str(values))
+
+
+def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `export`."""
+    export = commands.add_parser(
+        "export",
+        help="write an evidence bundle: a window's records with proofs, checked offline",
+        description="Read the audit topic, its checkpoints topic and the log of writers and "
+        "write one ZIP file (docs/auditors.md): the records of the window (one user's with "
+        "--user), every checkpoint and writers entry, an inclusion proof per record, the "
+        "public keys and a signed manifest. `verify --bundle FILE` checks it with no broker.",
+        epilog=EPILOG,
+    )
+    export.add_argument("--out", type=Path, required=True, metavar="FILE", help="the bundle")
+    export.add_argument("--user", help="only this user_id's records (the records' Kafka key)")
+    export.add_argument(
+        "--since", action=_Moment, metavar="TIME", help="records from TIME (RFC 3339), inclusive"
+    )
+    export.add_argument(
+        "--until", action=_Moment, metavar="TIME", help="records before TIME (RFC 3339)"
+    )
+    export.add_argument("--topic", help="audit topic (default RG_AUDIT_TOPIC)")
+    export.add_argument(
+        "--checkpoints-topic", metavar="TOPIC", help="checkpoints topic (default TOPIC.checkpoints)"
+    )
+    export.add_argument(
+        "--writers-topic", metavar="TOPIC", help="the log of writers (default TOPIC.writers)"
+    )
+    export.add_argument(
+        "--signing-key",
+        type=Path,
+        metavar="FILE",
+        help="Ed25519 private key (PEM) to sign the manifest with (default: the service's, "
+        "RG_AUDIT_SIGNING_KEY_FILE)",
+    )
+    export.add_argument(
+        "--public-key",
+        action="append",
+        default=[],
+        metavar="FILE[@UNTIL]",
+        help="a public key checkpoints are signed with, besides the service's own and "
+        "RG_AUDIT_RETIRED_KEYS_DIR's; repeatable",
+    )
+    export.add_argument(
+        "--progress", action="store_true", help="progress bar on stderr even when not a TTY"
+    )
+    export.set_defaults(func=cmd_export, since=None, until=None, since_text=None, until_text=None)
