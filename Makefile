@@ -15,6 +15,9 @@
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
 #   make bench-proofs  the proof index: CPU per record, proof latency and size (ARGS=--records N)
+#   make verifier  the Go verifier of evidence bundles (verifier/) as one static binary,
+#                .cache/tools/bin/rg-verify (docs/auditors.md; make test builds it too)
+#   make bench-bundle  records/s of the Go and the Python bundle verifiers on one core
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
 #   make chromium  install Debian's chromium when missing (the /ui browser tests drive it)
 #   make clean   remove .venv, .cache/tools (uv, helm) and the lint and test caches (not the jars,
@@ -53,7 +56,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs install helm chromium clean help
+.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle verifier install helm chromium clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -143,6 +146,17 @@ bench-redaction: $(SYNCED)
 
 bench-proofs: $(SYNCED)
 	$(VENV)/bin/python -m bench.proofs $(ARGS)
+
+# The second verifier (Go, standard library and golang.org/x/mod): modules from the Go module
+# proxy, pinned by verifier/go.sum; CGO off, so the binary runs on any Linux of its architecture.
+VERIFIER := $(TOOLS)/bin/rg-verify
+
+verifier:
+	@mkdir -p $(TOOLS)/bin
+	cd verifier && CGO_ENABLED=0 $(GO) build -trimpath -o $(CURDIR)/$(VERIFIER) .
+
+bench-bundle: verifier $(SYNCED)
+	$(VENV)/bin/python -m bench.bundle $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

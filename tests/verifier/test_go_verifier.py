@@ -1,0 +1,154 @@
+"""The Go verifier (`verifier/`) against `ractogateway-kafka verify --bundle` on a corpus made
+from a real trail on the session broker (tests/helpers/bundle_corpus.py): on every scenario
+both exit alike and, where they report, their reports are equal as docs/auditors.md compares
+them; every finding kind a bundle check can give is in the corpus."""
+
+import asyncio
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from app.main import create_app
+from app.settings import Settings
+from tests.helpers import goverifier
+from tests.helpers.bundle_corpus import Scenario, make_corpus
+from tests.helpers.processes import run_cli
+
+ORIGIN = "ractogateway-kafka/go-verifier-tests"
+USERS = [f"user-{i}" for i in range(6)]
+PER_USER = 4
+# What a bundle check can find (the rest need whole topics: missing, truncated, writer_missing).
+BUNDLE_KINDS = {
+    "altered",
+    "forged",
+    "missing",
+    "conflict",
+    "duplicate",
+    "bad_signature",
+    "expired_key",
+    "key_mismatch",
+    "malformed_checkpoint",
+    "unsigned",
+    "not_covered",
+    "rollback",
+    "fork",
+    "unknown_writer",
+    "bad_proof",
+}
+
+
+@dataclass
+class Corpus:
+    """The corpus's folder, its scenarios, and the environment the Python CLI runs in."""
+
+    folder: Path
+    scenarios: list[Scenario]
+    env: dict[str, str]
+
+
+async def _service_run(bootstrap: str, topic: str, key: Path) -> None:
+    settings = Settings(
+        _env_file=None,
+        kafka_bootstrap_servers=[bootstrap],
+        audit_topic=topic,
+        audit_signing_key_file=key,
+        audit_checkpoint_s=0.2,
+        audit_writers_s=0.2,
+        audit_log_origin=ORIGIN,
+    )
+    async with LifespanManager(create_app(settings), startup_timeout=60, shutdown_timeout=60) as m:
+        transport = httpx.ASGITransport(app=m.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rg") as client:
+            last: dict[str, Any] = {}
+            for i in range(PER_USER):
+                for user in USERS:
+                    event = {"user_id": user, "model": "m", "prompt": f"p{i}", "response": "r"}
+                    answer = await client.post("/audit", json=event)
+                    assert answer.status_code == 201, answer.text
+                    last = answer.json()
+            params = {"writer": last["writer"], "seq": last["seq"]}
+            for _ in range(300):
+                answer = await client.get("/audit/proof", params=params)
+                if answer.status_code == 200:
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"no proof of the last record: {answer.text}")
+
+
+@pytest.fixture(scope="module")
+def corpus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    folder = tmp_path_factory.mktemp("go-verifier")
+    topic = f"test-{uuid.uuid4().hex}"
+    key = Ed25519PrivateKey.generate()
+    private = folder / "signing.key.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    os.chmod(private, 0o600)
+    asyncio.run(_service_run(kafka_bootstrap, topic, private))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
+    env |= {
+        "RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "RG_AUDIT_TOPIC": topic,
+        "RG_AUDIT_SIGNING_KEY_FILE": str(private),
+        "RG_AUDIT_LOG_ORIGIN": ORIGIN,
+    }
+    clean = folder / "all.zip"
+    done = run_cli(["export", "--out", str(clean)], cwd=folder, env=env)
+    assert done.returncode == 0, done.stderr
+    scenarios = make_corpus(clean, key, ORIGIN, folder / "corpus")
+    # verify --bundle reads no broker: nothing listens on port 1.
+    return Corpus(folder / "corpus", scenarios, env | {"RG_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+
+
+def _python(corpus: Corpus, scenario: Scenario) -> tuple[int, dict[str, Any] | None]:
+    bundle = corpus.folder / f"{scenario.name}.zip"
+    done = run_cli(
+        ["verify", "--bundle", str(bundle), "--json", *scenario.args],
+        cwd=corpus.folder,
+        env=corpus.env,
+    )
+    assert done.returncode in {0, 1, 2}, done.stderr
+    return done.returncode, json.loads(done.stdout) if done.returncode in {0, 1} else None
+
+
+def test_both_verifiers_give_one_report_on_every_scenario(
+    corpus: Corpus, go_verifier: Path
+) -> None:
+    assert len(corpus.scenarios) >= 20
+    differ: list[tuple[Any, ...]] = []
+    unexpected: list[tuple[Any, ...]] = []
+    found: set[str] = set()
+    for scenario in corpus.scenarios:
+        bundle = corpus.folder / f"{scenario.name}.zip"
+        go_exit, go_report, go_err = goverifier.run(go_verifier, bundle, scenario.args)
+        py_exit, py_report = _python(corpus, scenario)
+        if go_exit != py_exit:
+            differ.append((scenario.name, "exit", go_exit, py_exit, go_err))
+            continue
+        if go_report is None or py_report is None:
+            continue
+        if goverifier.normalised(go_report) != goverifier.normalised(py_report):
+            differ.append(
+                (scenario.name, goverifier.normalised(go_report), goverifier.normalised(py_report))
+            )
+        kinds = {f["kind"] for f in go_report["problems"] + go_report["warnings"]}
+        found |= kinds
+        if not scenario.kinds <= kinds or go_exit != scenario.exit:
+            unexpected.append((scenario.name, sorted(kinds), sorted(scenario.kinds), go_exit))
+    assert not differ, json.dumps(differ[:3], indent=1, default=str)
+    assert not unexpected, "\n".join(map(str, unexpected))
+    assert found >= BUNDLE_KINDS, sorted(BUNDLE_KINDS - found)
