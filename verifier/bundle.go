@@ -8,8 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
-	"regexp"
 )
 
 const (
@@ -68,7 +66,12 @@ func readMember(file *zip.File) ([]byte, error) {
 		return nil, err
 	}
 	defer func() { _ = reader.Close() }()
-	return io.ReadAll(reader)
+	var content bytes.Buffer
+	if file.UncompressedSize64 < 1<<31 {
+		content.Grow(int(file.UncompressedSize64) + 1) // what the directory says: one allocation
+	}
+	_, err = content.ReadFrom(reader)
+	return content.Bytes(), err
 }
 
 // ndjsonLines: the lines of a member without their LF, numbered from 0.
@@ -99,7 +102,20 @@ type kafkaLine struct {
 	headers   []header
 }
 
-var base64Text = regexp.MustCompile(`^[A-Za-z0-9+/]*={0,2}$`)
+// isBase64Text: the standard alphabet, then at most two '='.
+func isBase64Text(text string) bool {
+	end := len(text)
+	for i := 0; i < 2 && end > 0 && text[end-1] == '='; i++ {
+		end--
+	}
+	for i := 0; i < end; i++ {
+		c := text[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/') {
+			return false
+		}
+	}
+	return true
+}
 
 // unb64: base64 text or null; false for anything else.
 func unb64(raw json.RawMessage) ([]byte, bool) {
@@ -107,7 +123,7 @@ func unb64(raw json.RawMessage) ([]byte, bool) {
 		return nil, true
 	}
 	text, ok := asString(raw)
-	if !ok || !base64Text.MatchString(text) {
+	if !ok || !isBase64Text(text) {
 		return nil, false
 	}
 	decoded, err := base64.StdEncoding.DecodeString(text)
@@ -119,6 +135,14 @@ func unb64(raw json.RawMessage) ([]byte, bool) {
 
 // decodeLine reads a record line; false when it is not of the form.
 func decodeLine(raw []byte) (kafkaLine, bool) {
+	if line, ok := fastLine(raw); ok {
+		return line, true
+	}
+	return generalLine(raw)
+}
+
+// generalLine reads a record line in any JSON spelling.
+func generalLine(raw []byte) (kafkaLine, bool) {
 	var line kafkaLine
 	data, err := object(raw)
 	if err != nil || !hasFields(data, "topic", "partition", "offset", "timestamp", "key", "value", "headers") {

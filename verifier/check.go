@@ -274,6 +274,8 @@ func (c *checker) records(member []byte) ([]record, int) {
 			continue
 		}
 		if r, placed := c.record(line); placed {
+			// Only the place of the line is needed from here on: its bytes can go.
+			r.line.key, r.line.value, r.line.headers = nil, nil, nil
 			records = append(records, r)
 		} else {
 			unplaced++
@@ -442,6 +444,12 @@ func (c *checker) positions(records []record, signed trusted) int {
 func (c *checker) proofs(records []record, member []byte, signed trusted) {
 	proofs := map[place]string{}
 	for number, raw := range ndjsonLines(member) {
+		if writer, seq, proof, ok := fastProofLine(raw); ok {
+			if _, seen := proofs[place{writer, seq}]; !seen {
+				proofs[place{writer, seq}] = proof
+			}
+			continue
+		}
 		data, err := object(raw)
 		if err != nil || !hasFields(data, "writer", "seq", "proof") {
 			c.memberProblem("forged", memberProofs, ptr(int64(number)))

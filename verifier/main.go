@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 )
@@ -32,6 +33,8 @@ func (k *keyFlags) String() string     { return strings.Join(*k, ",") }
 func (k *keyFlags) Set(v string) error { *k = append(*k, v); return nil }
 
 func main() {
+	// A bundle is read whole and its records kept until the end: collect garbage less often.
+	debug.SetGCPercent(400)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

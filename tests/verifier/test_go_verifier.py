@@ -6,6 +6,7 @@ them; every finding kind a bundle check can give is in the corpus."""
 import asyncio
 import json
 import os
+import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.main import create_app
 from app.settings import Settings
+from bench.bundle import make_bundle
 from tests.helpers import goverifier
 from tests.helpers.bundle_corpus import Scenario, make_corpus
 from tests.helpers.processes import run_cli
+from tests.helpers.tlog import go
 
 ORIGIN = "ractogateway-kafka/go-verifier-tests"
 USERS = [f"user-{i}" for i in range(6)]
@@ -110,8 +113,59 @@ def corpus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Co
     done = run_cli(["export", "--out", str(clean)], cwd=folder, env=env)
     assert done.returncode == 0, done.stderr
     scenarios = make_corpus(clean, key, ORIGIN, folder / "corpus")
+    return Corpus(folder / "corpus", scenarios, _python_env())
+
+
+def _python_env() -> dict[str, str]:
     # verify --bundle reads no broker: nothing listens on port 1.
-    return Corpus(folder / "corpus", scenarios, env | {"RG_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
+    return env | {"RG_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+
+
+def _compare(corpus: Corpus, go_verifier: Path) -> tuple[list[tuple[Any, ...]], set[str]]:
+    """Scenarios on which the two verifiers differ, and every kind they found."""
+    differ: list[tuple[Any, ...]] = []
+    found: set[str] = set()
+    for scenario in corpus.scenarios:
+        bundle = corpus.folder / f"{scenario.name}.zip"
+        go_exit, go_report, go_err = goverifier.run(go_verifier, bundle, scenario.args)
+        py_exit, py_report = _python(corpus, scenario)
+        if go_exit != py_exit:
+            differ.append((scenario.name, "exit", go_exit, py_exit, go_err))
+        elif go_report is not None and py_report is not None:
+            go_doc, py_doc = goverifier.normalised(go_report), goverifier.normalised(py_report)
+            if go_doc != py_doc:
+                differ.append((scenario.name, go_doc, py_doc))
+            found |= {f["kind"] for f in go_report["problems"] + go_report["warnings"]}
+    return differ, found
+
+
+def test_go_module_is_vetted_formatted_and_its_own_tests_pass() -> None:
+    source = goverifier.SOURCE
+    for command in ([go(), "vet", "./..."], [go(), "test", "./..."]):
+        done = subprocess.run(command, cwd=source, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+    gofmt = Path(go()).with_name("gofmt")
+    done = subprocess.run(
+        [str(gofmt), "-l", "."], cwd=source, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "", f"not gofmt-formatted: {done.stdout}"
+
+
+def test_unit_both_verifiers_agree_on_a_corpus_of_a_bundle_made_without_a_broker(
+    tmp_path: Path, go_verifier: Path
+) -> None:
+    """The corpus made from a bundle that the project's own code builds (bench/bundle.py:
+    one writer, a version 2 checkpoint, a proof per record): the same reports, no broker."""
+    key = Ed25519PrivateKey.generate()
+    clean = tmp_path / "made.zip"
+    make_bundle(60, clean, key)
+    scenarios = make_corpus(clean, key, "ractogateway-kafka/bench", tmp_path / "corpus")
+    corpus = Corpus(tmp_path / "corpus", scenarios, _python_env())
+    differ, found = _compare(corpus, go_verifier)
+    assert not differ, json.dumps(differ[:3], indent=1, default=str)
+    assert len(found) >= 12, sorted(found)
 
 
 def _python(corpus: Corpus, scenario: Scenario) -> tuple[int, dict[str, Any] | None]:
@@ -129,26 +183,17 @@ def test_both_verifiers_give_one_report_on_every_scenario(
     corpus: Corpus, go_verifier: Path
 ) -> None:
     assert len(corpus.scenarios) >= 20
-    differ: list[tuple[Any, ...]] = []
-    unexpected: list[tuple[Any, ...]] = []
-    found: set[str] = set()
-    for scenario in corpus.scenarios:
-        bundle = corpus.folder / f"{scenario.name}.zip"
-        go_exit, go_report, go_err = goverifier.run(go_verifier, bundle, scenario.args)
-        py_exit, py_report = _python(corpus, scenario)
-        if go_exit != py_exit:
-            differ.append((scenario.name, "exit", go_exit, py_exit, go_err))
-            continue
-        if go_report is None or py_report is None:
-            continue
-        if goverifier.normalised(go_report) != goverifier.normalised(py_report):
-            differ.append(
-                (scenario.name, goverifier.normalised(go_report), goverifier.normalised(py_report))
-            )
-        kinds = {f["kind"] for f in go_report["problems"] + go_report["warnings"]}
-        found |= kinds
-        if not scenario.kinds <= kinds or go_exit != scenario.exit:
-            unexpected.append((scenario.name, sorted(kinds), sorted(scenario.kinds), go_exit))
+    differ, found = _compare(corpus, go_verifier)
     assert not differ, json.dumps(differ[:3], indent=1, default=str)
-    assert not unexpected, "\n".join(map(str, unexpected))
     assert found >= BUNDLE_KINDS, sorted(BUNDLE_KINDS - found)
+    # Each scenario gives what it was made for, and the exit code that goes with it.
+    unexpected = []
+    for scenario in corpus.scenarios:
+        code, report, _ = goverifier.run(
+            go_verifier, corpus.folder / f"{scenario.name}.zip", scenario.args
+        )
+        kinds = set() if report is None else {f["kind"] for f in report["problems"]}
+        kinds |= set() if report is None else {f["kind"] for f in report["warnings"]}
+        if not scenario.kinds <= kinds or code != scenario.exit:
+            unexpected.append((scenario.name, sorted(kinds), sorted(scenario.kinds), code))
+    assert not unexpected, "\n".join(map(str, unexpected))
