@@ -35,6 +35,7 @@ type place struct {
 // trusted is what the trusted checkpoints say.
 type trusted struct {
 	notes  map[string]map[string]bool // writer -> notes of its trusted version 2 checkpoints
+	heads  map[string]treeHead        // note -> its tree head (origin <key name>/writer/<writer>)
 	chains map[place]string
 	voids  map[place]bool
 }
@@ -177,8 +178,11 @@ type signedBy struct {
 
 func (c *checker) checkpoints(member []byte, topic, writersTopic *string) signedBy {
 	found := signedBy{
-		trusted: trusted{notes: map[string]map[string]bool{}, chains: map[place]string{}, voids: map[place]bool{}},
-		log:     newWritersLog(writersTopic),
+		trusted: trusted{
+			notes: map[string]map[string]bool{}, heads: map[string]treeHead{},
+			chains: map[place]string{}, voids: map[place]bool{},
+		},
+		log: newWritersLog(writersTopic),
 	}
 	checks := newTrust(c.keys)
 	voidLinks := map[place]string{}
@@ -232,6 +236,9 @@ func (c *checker) checkpoints(member []byte, topic, writersTopic *string) signed
 				found.trusted.notes[cp.writer] = notes
 			}
 			notes[cp.note] = true
+			// Parsed when the checkpoint was read: its origin is <key name>/writer/<writer>.
+			parsed, _ := parseNote([]byte(cp.note))
+			found.trusted.heads[cp.note], _ = parseTreeHead(parsed.text)
 			// Two trusted trees of one writer with one size: a fork.
 			size := place{cp.writer, cp.seq + 1}
 			if root, seen := heads[size]; !seen {
@@ -526,12 +533,8 @@ func proves(proof string, r *record, signed trusted) bool {
 		}
 		hashes = append(hashes, tlog.Hash(raw))
 	}
-	parsed, err := parseNote([]byte(checkpointNote))
-	if err != nil {
-		return false
-	}
-	tree, err := parseTreeHead(parsed.text)
-	if err != nil || tree.origin != parsed.signatures[0].name+"/writer/"+r.writer {
+	tree, ok := signed.heads[checkpointNote]
+	if !ok {
 		return false
 	}
 	// The leaf entry is exactly this record's at this index.

@@ -52,8 +52,13 @@ type treeHead struct {
 
 // strictBase64: standard base64 with padding that re-encodes to itself.
 func strictBase64(text string) ([]byte, bool) {
+	// The strict decoder wants the padding and zero unused bits; it skips CR and LF only,
+	// so without those the text is the one spelling of its bytes.
+	if strings.ContainsAny(text, "\r\n") {
+		return nil, false
+	}
 	raw, err := base64.StdEncoding.Strict().DecodeString(text)
-	if err != nil || base64.StdEncoding.EncodeToString(raw) != text {
+	if err != nil {
 		return nil, false
 	}
 	return raw, true
