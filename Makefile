@@ -13,11 +13,12 @@
 #                client, results in bench/results/ (ARGS=--quick for a short run)
 #   make bench-quick  the short run: fewer lines, 5 s each, no integrity pair
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
+#   make bench-bundle  records/s of `export` (an evidence bundle) and `verify --bundle`
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
 #   make bench-proofs  the proof index: CPU per record, proof latency and size (ARGS=--records N)
 #   make verifier  the Go verifier of evidence bundles (verifier/) as one static binary,
 #                .cache/tools/bin/rg-verify (docs/auditors.md; make test builds it too)
-#   make bench-bundle  records/s of the Go and the Python bundle verifiers on one core
+#   make bench-goverifier  records/s of the Go and the Python bundle verifiers on one core
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
 #   make chromium  install Debian's chromium when missing (the /ui browser tests drive it)
 #   make clean   remove .venv, .cache/tools (uv, helm) and the lint and test caches (not the jars,
@@ -56,7 +57,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle verifier install helm chromium clean help
+.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-goverifier verifier install helm chromium clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -144,6 +145,9 @@ bench-verify: install
 bench-redaction: $(SYNCED)
 	$(VENV)/bin/python -m bench.redaction
 
+bench-bundle: install
+	$(VENV)/bin/python -m bench.bundle
+
 bench-proofs: $(SYNCED)
 	$(VENV)/bin/python -m bench.proofs $(ARGS)
 
@@ -155,8 +159,8 @@ verifier:
 	@mkdir -p $(TOOLS)/bin
 	cd verifier && CGO_ENABLED=0 $(GO) build -trimpath -o $(CURDIR)/$(VERIFIER) .
 
-bench-bundle: verifier $(SYNCED)
-	$(VENV)/bin/python -m bench.bundle $(ARGS)
+bench-goverifier: verifier $(SYNCED)
+	$(VENV)/bin/python -m bench.goverifier $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,203 +1,187 @@
-"""`make bench-bundle`: records/s of the two verifiers of evidence bundles on one core.
+"""`make bench-bundle`: how fast `export` writes an evidence bundle and `verify --bundle` checks
+one.
 
-    .venv/bin/python -m bench.bundle [--records N]
+    .venv/bin/python -m bench.bundle
 
-A bundle of N records (default 200,000; ~1 KB values, one writer, six partitions) is made with
-the project's own code: each record chained, its leaf in the writer's tree, a signed version 2
-checkpoint over all of them, an inclusion proof per record, a log of writers with its signed
-note, a signed manifest. Then both verifiers check the same file, pinned to one core
-(`taskset -c 0`): the Go one (`make verifier`, .cache/tools/bin/rg-verify) and
-`ractogateway-kafka verify --bundle`. Both must find it clean; the figure is N divided by the
-process's CPU time, user and system (it includes starting, reading and inflating the ZIP; the
-wall time is printed too: on a busy machine it is longer). Results: printed, and
-bench/results/bundle.json. No broker."""
+BENCH_BUNDLE_RECORDS (default 100,000) signed records of four writers and BENCH_BUNDLE_USERS
+(default 1,000) users, ~1 KB values keyed by user (the producer's partitioner over three
+partitions), each writer's tree signed by a version 2 checkpoint, are written to a real topic
+(the embedded broker, or RG_KAFKA_BOOTSTRAP_SERVERS). Then, timed: `export` of every record,
+and of one user's (the audit topic is read whole either way: the proofs need every writer's
+tree), as records of the topic read per second; and `verify --bundle` of the whole bundle, CPU
+records/s of this process (no broker). Results: printed, and bench/results/bundle.json.
+"""
 
 import argparse
+import asyncio
 import hashlib
 import json
-import resource
-import secrets
-import shutil
-import subprocess
+import os
 import tempfile
 import time
-from datetime import UTC, datetime
+import uuid
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.integrity.bundle import (
-    CHECKPOINTS,
-    KEYS,
-    PROOFS,
-    RECORDS,
-    WRITERS,
-    BundleWriter,
-    KafkaLine,
-    keys_document,
-    proof_line,
-)
-from app.integrity.chain import GENESIS, link_of
-from app.integrity.checkpoint import Checkpoint, rfc3339
+from app.cli.export import export_bundle
+from app.cli.integrity import load_public_keys
+from app.integrity.bundle import read_bundle
+from app.integrity.bundle_check import BundleCheck
+from app.integrity.chain import GENESIS, link_of, new_writer_id
+from app.integrity.checkpoint import new_checkpoint
 from app.integrity.keys import derived_key_id
 from app.integrity.merkle import MerkleTree, leaf_entry
-from app.integrity.note import TlogProof
-from app.integrity.writers import WRITERS_KEY, WriterEntry, WritersNote
+from app.kafka.serde import canonical_json
+from app.settings import Settings
+from bench.run import kafka_broker
 
-ROOT = Path(__file__).resolve().parents[1]
-GO_VERIFIER = ROOT / ".cache" / "tools" / "bin" / "rg-verify"
-PYTHON_CLI = ROOT / ".venv" / "bin" / "ractogateway-kafka"
+WRITERS = 4
+PARTITIONS = 3
+NAME = "ractogateway-kafka/bench-bundle"
 RESULTS = Path(__file__).parent / "results" / "bundle.json"
-ORIGIN = "ractogateway-kafka/bench"
-TOPIC = "bench.audit"
-PARTITIONS = 6
+Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
 
 
-def make_bundle(count: int, out: Path, key: Ed25519PrivateKey, value_bytes: int = 1000) -> None:
-    """A clean bundle of `count` records of one writer at `out`, signed with `key`, each value
-    about `value_bytes` long."""
-    writer, key_id, now = (
-        secrets.token_hex(16),
-        derived_key_id(key.public_key()),
-        rfc3339(datetime.now(UTC)),
-    )
-    filler = "x" * max(value_bytes - 100, 1)
-    tree, prev = MerkleTree(), GENESIS
-    lines: list[KafkaLine] = []
-    for seq in range(count):
-        value = json.dumps(
-            {"user_id": f"user-{seq % 200}", "model": "m", "prompt": filler, "seq": seq},
-            separators=(",", ":"),
-        ).encode()
+def trail(count: int, users: int, key: Ed25519PrivateKey) -> tuple[list[Record], list[Record]]:
+    """`count` chained records (key, value, headers) and one signed checkpoint per writer."""
+    writers = [new_writer_id() for _ in range(WRITERS)]
+    links = dict.fromkeys(writers, GENESIS)
+    trees = {writer: MerkleTree() for writer in writers}
+    padding = "x" * 900
+    records: list[Record] = []
+    for i in range(count):
+        writer, seq = writers[i % WRITERS], i // WRITERS
+        user = f"user-{i % users}"
+        event = {"event_id": str(uuid.uuid4()), "user_id": user, "prompt": f"q{i} {padding}"}
+        value = canonical_json(event)
         digest = hashlib.sha256(value).hexdigest()
-        prev = link_of(writer, seq, prev, digest)
-        tree.append(leaf_entry(writer, seq, digest))
-        headers = (
+        links[writer] = link = link_of(writer, seq, links[writer], digest)
+        trees[writer].append(leaf_entry(writer, seq, digest))
+        headers = [
             ("rg-digest", f"sha256:{digest}".encode()),
             ("rg-writer", writer.encode()),
             ("rg-seq", str(seq).encode()),
-            ("rg-chain", f"sha256:{prev}".encode()),
+            ("rg-chain", f"sha256:{link}".encode()),
+        ]
+        records.append((user.encode(), value, headers))
+    key_id = derived_key_id(key.public_key())
+    checkpoints: list[Record] = []
+    for writer in writers:
+        size = len(trees[writer])
+        checkpoint = new_checkpoint(
+            writer=writer,
+            seq=size - 1,
+            chain=links[writer],
+            key_id=key_id,
+            tree=trees[writer].root(),
+        ).sign(key, name=NAME)
+        checkpoints.append((writer.encode(), checkpoint.to_bytes(), []))
+    return records, checkpoints
+
+
+async def write(bootstrap: str, topic: str, partitions: int, records: list[Record]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
+    await producer.start()
+    try:
+        pending = []
+        for key, value, headers in records:
+            pending.append(await producer.send(topic, value, key=key, headers=headers))
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def key_files(folder: Path, key: Ed25519PrivateKey) -> tuple[Path, Path]:
+    private, public = folder / "bench.key.pem", folder / "bench.pub.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
-        partition = seq % PARTITIONS
-        lines.append(
-            KafkaLine(TOPIC, partition, seq // PARTITIONS, 0, writer.encode(), value, headers)
-        )
-    checkpoint = Checkpoint(
-        writer=writer,
-        seq=count - 1,
-        chain=prev,
-        time=now,
-        key_id=key_id,
-        version=2,
-        tree=tree.root().hex(),
-    ).sign(key, name=ORIGIN)
-    start = WriterEntry("start", writer, now, origin=f"{ORIGIN}/writer/{writer}").to_bytes()
-    stop = WriterEntry("stop", writer, now, size=count, root=tree.root().hex()).to_bytes()
-    log = MerkleTree()
-    for entry in (start, stop):
-        log.append(entry)
-    note = WritersNote.sign(ORIGIN, 2, log.root(), time=now, key_id=key_id, key=key)
-    with tempfile.TemporaryDirectory() as work:
-        bundle = BundleWriter(Path(work))
-        public_pem = key.public_key().public_bytes(
+    )
+    os.chmod(private, 0o600)
+    public.write_bytes(
+        key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        bundle.add(
-            KEYS,
-            keys_document(
-                [
-                    {
-                        "key_id": key_id,
-                        "current": True,
-                        "public_key_pem": public_pem.decode(),
-                        "verifier_key": "",
-                        "until": None,
-                    }
-                ]
-            ),
-        )
-        checkpoints = f"{TOPIC}.checkpoints"
-        for offset, (record_key, value) in enumerate(
-            ((writer.encode(), checkpoint.to_bytes()), (WRITERS_KEY.encode(), note.to_bytes()))
-        ):
-            bundle.add(
-                CHECKPOINTS, KafkaLine(checkpoints, 0, offset, 0, record_key, value, ()).encode()
-            )
-        for offset, entry in enumerate((start, stop)):
-            line = KafkaLine(f"{TOPIC}.writers", 0, offset, 0, writer.encode(), entry, ())
-            bundle.add(WRITERS, line.encode())
-        for line in sorted(lines, key=lambda line: (line.partition, line.offset)):
-            bundle.add(RECORDS, line.encode())
-        signed_note = checkpoint.note.encode()
-        for seq in range(count):
-            entry = leaf_entry(writer, seq, lines[seq].headers[0][1].decode()[7:])
-            proof = TlogProof(seq, tuple(tree.inclusion(seq, count)), signed_note, entry)
-            bundle.add(PROOFS, proof_line(writer, seq, proof.encode()))
-        bundle.close(
-            out,
-            key=key,
-            key_id=key_id,
-            created=now,
-            query={"since": None, "until": None, "user": None},
-            topics={"audit": TOPIC, "checkpoints": checkpoints, "writers": f"{TOPIC}.writers"},
-        )
+    )
+    return private, public
 
 
-def timed(command: list[str]) -> tuple[float, float, dict[str, Any]]:
-    """Wall and CPU (user + system) seconds of `command` on core 0, and its JSON report."""
-    pinned = ["taskset", "-c", "0", *command] if shutil.which("taskset") else command
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(pinned, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    if done.returncode != 0:
-        raise SystemExit(f"{command[0]}: exit {done.returncode}: {done.stderr[-2000:]}")
-    report: dict[str, Any] = json.loads(done.stdout)
-    return elapsed, cpu, report
+def export_args(topic: str, out: Path, user: str | None, private: Path, public: Path) -> Any:
+    return argparse.Namespace(
+        topic=topic,
+        checkpoints_topic=f"{topic}.checkpoints",
+        writers_topic=f"{topic}.writers",
+        since=None,
+        until=None,
+        since_text=None,
+        until_text=None,
+        user=user,
+        out=out,
+        signing_key=private,
+        public_key=[str(public)],
+        progress=False,
+    )
 
 
 def main() -> None:
-    """Make the bundle, check it with both verifiers, print and keep the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--value-bytes", type=int, default=1000)
-    args = parser.parse_args()
+    """Write the trail, time the exports and the check, print and save the figures."""
+    count = int(os.environ.get("BENCH_BUNDLE_RECORDS", "100000"))
+    users = int(os.environ.get("BENCH_BUNDLE_USERS", "1000"))
     key = Ed25519PrivateKey.generate()
-    with tempfile.TemporaryDirectory() as folder:
-        bundle, public = Path(folder) / "bench.zip", Path(folder) / "bench.pub.pem"
-        public.write_bytes(
-            key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    print(f"building {count:,} signed records of {WRITERS} writers, {users:,} users", flush=True)
+    records, checkpoints = trail(count, users, key)
+    results: dict[str, Any] = {"records": count, "users": users}
+    with kafka_broker() as broker, tempfile.TemporaryDirectory(prefix="rg-bench-") as scratch:
+        folder = Path(scratch)
+        private, public = key_files(folder, key)
+        topic = f"bench-bundle-{uuid.uuid4().hex[:8]}"
+        print(f"writing them to a topic ({broker.kind} broker)", flush=True)
+        asyncio.run(write(broker.bootstrap_servers, topic, PARTITIONS, records))
+        asyncio.run(write(broker.bootstrap_servers, f"{topic}.checkpoints", 1, checkpoints))
+        settings = Settings(_env_file=None, kafka_bootstrap_servers=[broker.bootstrap_servers])
+        for label, user in (("all", None), ("one_user", "user-7")):
+            out = folder / f"{label}.zip"
+            started = time.monotonic()
+            written, proofs, uncovered = asyncio.run(
+                export_bundle(export_args(topic, out, user, private, public), settings)
             )
-        )
-        started = time.perf_counter()
-        make_bundle(args.records, bundle, key, args.value_bytes)
-        made = time.perf_counter() - started
-        size = bundle.stat().st_size
-        check = ["--bundle", str(bundle), "--public-key", str(public), "--json"]
-        go_s, go_cpu, go_report = timed([str(GO_VERIFIER), *check])
-        py_s, py_cpu, py_report = timed([str(PYTHON_CLI), "verify", *check])
-    for report in (go_report, py_report):
-        if not report["clean"] or report["records_valid"] != args.records:
-            raise SystemExit(f"the bundle is not found clean: {report}")
-    results = {
-        "records": args.records,
-        "value_bytes": args.value_bytes,
-        "bundle_bytes": size,
-        "made_s": round(made, 1),
-        "go_wall_s": round(go_s, 3),
-        "go_cpu_s": round(go_cpu, 3),
-        "go_records_per_cpu_s": round(args.records / go_cpu),
-        "python_wall_s": round(py_s, 3),
-        "python_cpu_s": round(py_cpu, 3),
-        "python_records_per_cpu_s": round(args.records / py_cpu),
-    }
-    print(json.dumps(results, indent=2))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            took = time.monotonic() - started
+            if uncovered or proofs != written:
+                raise SystemExit(f"export {label}: {uncovered} records without a proof")
+            results[f"export_{label}_records"] = written
+            results[f"export_{label}_s"] = took
+            results[f"export_{label}_topic_records_per_s"] = count / took
+            results[f"export_{label}_bytes"] = out.stat().st_size
+            print(
+                f"export {label}: {written:,} records, {out.stat().st_size / 1e6:.1f} MB, "
+                f"{took:.1f} s: {count / took:,.0f} topic records/s read"
+            )
+        bundle = read_bundle(folder / "all.zip")
+        started = time.process_time()
+        checked = BundleCheck(load_public_keys([str(public)])).check(bundle)
+        cpu = time.process_time() - started
+        if not checked.report.clean:
+            raise SystemExit(f"the bundle did not verify: {checked.report.problems[:3]}")
+        results["verify_bundle_cpu_records_per_s"] = count / cpu
+        print(f"verify --bundle, one core: {count / cpu:,.0f} records/s ({cpu:.2f} s CPU)")
+    RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -3,6 +3,7 @@ package main
 // The check of a bundle, step by step as docs/auditors.md says.
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
@@ -38,6 +39,7 @@ type trusted struct {
 	heads  map[string]treeHead        // note -> its tree head (origin <key name>/writer/<writer>)
 	chains map[place]string
 	voids  map[place]bool
+	covers map[string]int64 // writer -> the highest seq of its trusted version 2 checkpoints
 }
 
 // checker checks one bundle.
@@ -68,7 +70,7 @@ func (c *checker) check(b *bundle) *report {
 	for _, name := range b.unreadable {
 		c.memberProblem("altered", name, nil)
 	}
-	if m := c.manifest(b.members); m != nil {
+	if m := c.manifest(b.members, b.unreadable); m != nil {
 		c.topics = &m.topics
 	}
 	c.rep.topics = c.topics
@@ -119,7 +121,7 @@ func (c *checker) check(b *bundle) *report {
 
 // -- steps 2 and 3: the manifest and the members
 
-func (c *checker) manifest(members map[string][]byte) *manifest {
+func (c *checker) manifest(members map[string][]byte, unreadable []string) *manifest {
 	data := members[memberManifest]
 	m, ok := parseManifest(data)
 	if !ok {
@@ -134,6 +136,8 @@ func (c *checker) manifest(members map[string][]byte) *manifest {
 		want := m.members[name]
 		sum := sha256.Sum256(held)
 		switch {
+		case slices.Contains(unreadable, name):
+			// Reported already: it cannot be read.
 		case !present:
 			c.memberProblem("missing", name, nil)
 		case int64(len(held)) != want.size || hex.EncodeToString(sum[:]) != want.sha256:
@@ -180,7 +184,7 @@ func (c *checker) checkpoints(member []byte, topic, writersTopic *string) signed
 	found := signedBy{
 		trusted: trusted{
 			notes: map[string]map[string]bool{}, heads: map[string]treeHead{},
-			chains: map[place]string{}, voids: map[place]bool{},
+			chains: map[place]string{}, voids: map[place]bool{}, covers: map[string]int64{},
 		},
 		log: newWritersLog(writersTopic),
 	}
@@ -236,6 +240,9 @@ func (c *checker) checkpoints(member []byte, topic, writersTopic *string) signed
 				found.trusted.notes[cp.writer] = notes
 			}
 			notes[cp.note] = true
+			if covered, seen := found.trusted.covers[cp.writer]; !seen || cp.seq > covered {
+				found.trusted.covers[cp.writer] = cp.seq
+			}
 			// Parsed when the checkpoint was read: its origin is <key name>/writer/<writer>.
 			parsed, _ := parseNote([]byte(cp.note))
 			found.trusted.heads[cp.note], _ = parseTreeHead(parsed.text)
@@ -421,16 +428,27 @@ func (c *checker) positions(records []record, signed trusted) int {
 			c.problems = append(c.problems, at(&r.line, "conflict", ptr(r.writer), ptr(r.seq)))
 		}
 	}
+	// In seq order: after a link that does not follow, the next is checked by what comes after
+	// it (as verify's walk does), so one break is one finding.
+	slices.SortFunc(order, func(a, b place) int {
+		if a.writer != b.writer {
+			return strings.Compare(a.writer, b.writer)
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	broken := map[place]bool{}
 	for _, p := range order {
 		r := first[p]
 		prev := ""
 		if p.seq == 0 {
 			prev = genesis
 		}
-		if before, ok := first[place{p.writer, p.seq - 1}]; ok && !before.altered {
-			prev = before.chain
+		before := place{p.writer, p.seq - 1}
+		if held, ok := first[before]; ok && !held.altered && !broken[before] {
+			prev = held.chain
 		}
 		if prev != "" && linkOf(p.writer, p.seq, prev, r.digest) != r.chain {
+			broken[p] = true
 			if !r.altered {
 				valid--
 			}
@@ -476,6 +494,11 @@ func (c *checker) proofs(records []record, member []byte, signed trusted) {
 	for i := range records {
 		r := &records[i]
 		proof, ok := proofs[place{r.writer, r.seq}]
+		if covered, signed := signed.covers[r.writer]; !ok && signed && covered >= r.seq {
+			// A signed tree covers it, so a proof could have been given: none is not benign.
+			c.problems = append(c.problems, at(&r.line, "bad_proof", ptr(r.writer), ptr(r.seq)))
+			continue
+		}
 		if !ok {
 			f := at(&r.line, "not_covered", ptr(r.writer), ptr(r.seq))
 			if c.strict {

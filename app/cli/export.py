@@ -101,6 +101,7 @@ class Export:
     until_ms: int | None
     user: bytes | None
     positions: set[tuple[str, int]] = field(default_factory=set)
+    refused: list[str] = field(default_factory=list)  # why proofs were refused, once each
 
     def checkpoint(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """A record of the checkpoints topic: into the bundle as stored, and a trusted
@@ -157,8 +158,11 @@ class Export:
         for writer, seq in sorted(self.positions):
             try:
                 proof = self.index.proof(writer, seq)
-            except ProofUnavailableError:
+            except ProofUnavailableError as exc:
                 uncovered += 1
+                # Not covered yet is routine; a tree that disagrees with its checkpoint is not.
+                if "not covered" not in str(exc) and str(exc) not in self.refused:
+                    self.refused.append(str(exc))
                 continue
             self.bundle.add(PROOFS, proof_line(writer, seq, proof.encode()))
         return uncovered
@@ -222,6 +226,8 @@ async def export_bundle(args: argparse.Namespace, settings: Settings) -> tuple[i
                 config, args.topic, job.audit_record, progress_to=progress_to, label="export"
             )
             uncovered = job.proofs()
+            for reason in job.refused:
+                logger.warning("no proofs: %s (verify --bundle reports these records)", reason)
         finally:
             index.close()
         origin = settings.audit_log_origin or f"ractogateway-kafka/{args.topic}"
@@ -263,6 +269,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     args.topic = args.topic or settings.audit_topic
     args.checkpoints_topic = args.checkpoints_topic or f"{args.topic}.checkpoints"
     args.writers_topic = args.writers_topic or f"{args.topic}.writers"
+    if not args.out.parent.is_dir():
+        # Before reading the topics: a long read must not end in a bundle it cannot write.
+        logger.error("--out %s: no folder %s", args.out, args.out.parent)
+        return EXIT_USAGE
     if args.since is not None and args.until is not None and args.until <= args.since:
         logger.error("--until %s is not after --since %s", args.until_text, args.since_text)
         return EXIT_USAGE

@@ -335,6 +335,19 @@ def bundle_keys(data: bytes | None) -> dict[str, PublicKey]:
 
 def verify_bundle(args: argparse.Namespace, out: TextIO) -> int:
     """Check an evidence bundle offline (docs/auditors.md): no broker, no network."""
+    given = [
+        option
+        for option, value in (
+            ("--since", args.since),
+            ("--receipt", args.receipt),
+            ("--checkpoint", args.checkpoint),
+            ("--proof", args.proof),
+            ("--topic", args.topic),
+        )
+        if value
+    ]
+    if given:
+        raise VerifyInputError(f"--bundle reads no topic: {', '.join(given)} cannot go with it")
     try:
         bundle = read_bundle(args.bundle)
     except BundleFormatError as exc:

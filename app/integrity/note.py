@@ -102,10 +102,14 @@ class Verifier:
         return verifier
 
 
+# Control characters other than LF (a regex: a loop over the characters costs ~50 us a note).
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f]")
+
+
 def _check_text(text: str) -> None:
     if not text.endswith("\n") or "\n\n" in text or text.startswith("\n"):
         raise NoteError("a note's text ends with one newline and has no blank line")
-    if any(ord(c) < 0x20 and c != "\n" for c in text):
+    if _CONTROL.search(text):
         raise NoteError("a note's text has no control characters but newlines")
 
 

@@ -277,16 +277,26 @@ class ProvenRecord:
     schema_id: int | None = None
 
 
-def check_tlog_proof(data: bytes, keys: list[Ed25519PublicKey]) -> ProvenRecord:
+def check_tlog_proof(
+    data: bytes,
+    keys: list[Ed25519PublicKey],
+    opened: dict[bytes, tuple[str, TreeHead]] | None = None,
+) -> ProvenRecord:
     """Check a kept tlog-proof offline: its checkpoint note is signed by one of `keys` (under
     the key name it carries), its origin is `<name>/writer/<writer>`, its `extra` is the leaf
     entry of position `index`, and the hashes lead from that leaf to the checkpoint's root.
-    NoteError or ProofError says what does not hold."""
+    NoteError or ProofError says what does not hold. `opened`: notes already opened with
+    these keys (many proofs share one checkpoint; an Ed25519 check is most of a proof's cost),
+    filled as notes open."""
     proof = TlogProof.parse(data)
-    names = {signature.name for signature in parse_note(proof.checkpoint).signatures}
-    note = open_note(proof.checkpoint, [Verifier.of(n, k) for n in names for k in keys])
-    name = note.verified[0]
-    head = TreeHead.parse(note.text)
+    known = None if opened is None else opened.get(proof.checkpoint)
+    if known is None:
+        names = {signature.name for signature in parse_note(proof.checkpoint).signatures}
+        note = open_note(proof.checkpoint, [Verifier.of(n, k) for n in names for k in keys])
+        known = (note.verified[0], TreeHead.parse(note.text))
+        if opened is not None:
+            opened[proof.checkpoint] = known
+    name, head = known
     if proof.extra is None:
         raise NoteError("the proof has no extra line: it does not say which record it proves")
     fields = proof.extra.decode("utf-8", "replace").split("\n")

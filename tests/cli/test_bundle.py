@@ -10,35 +10,40 @@ import os
 import subprocess
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.integrity.bundle import (
     KEYS,
     MANIFEST,
+    MEMBERS,
     PROOFS,
     RECORDS,
     SIGNATURE,
     KafkaLine,
     sign_manifest,
 )
-from app.integrity.checkpoint import canonical_json
-from app.main import create_app
-from app.settings import Settings
+from app.integrity.checkpoint import canonical_json, unb64url, writer_log
+from app.integrity.merkle import leaf_hash
+from app.integrity.note import TlogProof
+from tests.corpus.make_corpus import write_zip
+from tests.helpers import zipcheck
+from tests.helpers.bundles import ORIGIN, PER_USER, USERS, pem_files, service_run, trail_env
+from tests.helpers.integrity import (
+    ChainedWriter,
+    SigningKey,
+    checkpoint_record,
+    checkpoint_v2,
+    write_records,
+)
 from tests.helpers.processes import SCRIPT, run_cli
-
-ORIGIN = "ractogateway-kafka/bundle-tests"
-USERS = [f"user-{i}" for i in range(4)]
-PER_USER = 5
+from tests.helpers.tlog import TlogCheck
 
 
 @dataclass
@@ -65,72 +70,13 @@ class Exported:
         return run_cli(["verify", "--bundle", str(bundle), *extra], cwd=self.folder, env=env)
 
 
-def pem_files(folder: Path) -> tuple[Ed25519PrivateKey, Path, Path]:
-    """A signing key as `keys generate` writes one (owner-only), and its public key."""
-    key = Ed25519PrivateKey.generate()
-    private, public = folder / "signing.key.pem", folder / "signing.pub.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    os.chmod(private, 0o600)
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return key, private, public
-
-
-async def service_run(bootstrap: str, topic: str, key: Path) -> None:
-    """The service writes PER_USER records of each user and waits until a checkpoint covers
-    them all (their proofs are served); its shutdown writes the last checkpoint and stop."""
-    settings = Settings(
-        _env_file=None,
-        kafka_bootstrap_servers=[bootstrap],
-        audit_topic=topic,
-        audit_signing_key_file=key,
-        audit_checkpoint_s=0.2,
-        audit_writers_s=0.2,
-        audit_log_origin=ORIGIN,
-    )
-    async with LifespanManager(create_app(settings), startup_timeout=60, shutdown_timeout=60) as m:
-        transport = httpx.ASGITransport(app=m.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rg") as client:
-            receipts = []
-            for i in range(PER_USER):
-                for user in USERS:
-                    event = {"user_id": user, "model": "m", "prompt": f"p{i}", "response": "r"}
-                    answer = await client.post("/audit", json=event)
-                    assert answer.status_code == 201, answer.text
-                    receipts.append(answer.json())
-            last = receipts[-1]
-            for _ in range(300):
-                answer = await client.get(
-                    "/audit/proof", params={"writer": last["writer"], "seq": last["seq"]}
-                )
-                if answer.status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            assert answer.status_code == 200, answer.text
-
-
 @pytest.fixture(scope="module")
 def exported(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Exported:
     folder = tmp_path_factory.mktemp("bundle")
     topic = f"test-{uuid.uuid4().hex}"
     key, private, public = pem_files(folder)
     asyncio.run(service_run(kafka_bootstrap, topic, private))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
-    env |= {
-        "RG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "RG_AUDIT_TOPIC": topic,
-        "RG_AUDIT_SIGNING_KEY_FILE": str(private),
-        "RG_AUDIT_LOG_ORIGIN": ORIGIN,
-    }
+    env = trail_env(kafka_bootstrap, topic, private)
     user_bundle, all_bundle = folder / "user-1.zip", folder / "all.zip"
     for args in (["--user", "user-1", "--out", str(user_bundle)], ["--out", str(all_bundle)]):
         done = run_cli(["export", *args], cwd=folder, env=env)
@@ -204,11 +150,12 @@ def test_a_window_holds_the_records_of_its_time_only(exported: Exported) -> None
     moment = datetime.fromtimestamp(middle / 1000, tz=UTC)
     out = exported.folder / "window.zip"
     done = run_cli(
-        ["export", "--since", moment.isoformat(), "--out", str(out)],
+        ["export", "--since", moment.isoformat(), "--out", str(out), "--progress"],
         cwd=exported.folder,
         env=exported.env,
     )
     assert done.returncode == 0, done.stderr
+    assert f"export [{'#' * 30}] {len(times):,}/{len(times):,} records" in done.stderr
     held = [KafkaLine.decode(line) for line in members(out)[RECORDS].splitlines()]
     assert len(held) == sum(1 for t in times if t >= middle)
     code, report = exported.verify(out)
@@ -292,13 +239,19 @@ def test_members_missing_or_added_are_findings(exported: Exported) -> None:
     assert code == 1
     assert ("missing", PROOFS) in kinds(report)
     assert ("forged", "notes.txt") in kinds(report)
-    assert {w["kind"] for w in report["warnings"]} == {"not_covered"}
+    # Without proofs.ndjson every record lacks the proof its covering checkpoint allows.
+    assert {p["kind"] for p in report["problems"]} == {"missing", "forged", "bad_proof"}
 
 
 def test_the_bundles_own_keys_are_trusted_only_when_asked(exported: Exported) -> None:
     done = exported.run_verify(exported.user_bundle, "--trust-bundle-keys", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["trusted_keys"] == "bundle"
+    mixed = exported.run_verify(
+        exported.user_bundle, "--public-key", str(exported.public), "--since", "2026-01-01T00:00Z"
+    )
+    assert mixed.returncode == 2
+    assert "--since cannot go with it" in mixed.stderr
     keyless = exported.run_verify(exported.user_bundle)
     assert keyless.returncode == 2
     assert "--bundle needs the keys you trust" in keyless.stderr
@@ -319,6 +272,16 @@ def test_export_errors_are_one_line_with_exit_2(exported: Exported) -> None:
     done = run_cli(["export", *backwards, "--out", out], cwd=exported.folder, env=exported.env)
     assert done.returncode == 2
     assert "is not after --since" in done.stderr
+    assert not Path(out).exists()
+    nowhere = str(exported.folder / "no" / "such.zip")
+    done = run_cli(["export", "--out", nowhere], cwd=exported.folder, env=exported.env)
+    assert done.returncode == 2
+    assert "no folder" in done.stderr
+    unreachable = {**exported.env, "RG_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    done = run_cli(["export", "--out", out], cwd=exported.folder, env=unreachable)
+    assert done.returncode == 2
+    assert "cannot read the trail" in done.stderr
+    assert "Traceback" not in done.stderr
     assert not Path(out).exists()
 
 
@@ -343,3 +306,89 @@ def test_verify_bundle_runs_in_a_network_namespace_with_no_interface(exported: E
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["clean"]
+
+
+def test_go_and_openssl_read_the_bundle_as_the_page_says(
+    exported: Exported, tmp_path: Path
+) -> None:
+    code, answer = zipcheck.read(exported.user_bundle, exported.public)
+    assert code == 0, answer
+    held = members(exported.user_bundle)
+    assert [m["name"] for m in answer["members"]] == list(MEMBERS)
+    listed = json.loads(held[MANIFEST])["members"]
+    assert answer["manifest_members"] == len(listed) == len(MEMBERS) - 2
+    for member in answer["members"]:
+        if member["name"] in listed:
+            assert listed[member["name"]] == {"sha256": member["sha256"], "size": member["size"]}
+    assert answer["signature_valid"]
+    # OpenSSL verifies the manifest's Ed25519 signature with the PEM key (pure EdDSA, raw input).
+    (tmp_path / "manifest.json").write_bytes(held[MANIFEST])
+    (tmp_path / "manifest.bin").write_bytes(unb64url(held[SIGNATURE][:86].decode()))
+    verified = subprocess.run(
+        ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(exported.public), "-rawin",
+         "-in", str(tmp_path / "manifest.json"), "-sigfile", str(tmp_path / "manifest.bin")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # A byte flipped in a stored member: Go's archive/zip refuses it by its CRC-32, as we do.
+    broken = tmp_path / "bad-crc.zip"
+    write_zip(broken, list(held.items()), stored=True)
+    code, answer = zipcheck.read(broken, exported.public)
+    assert code == 1
+    assert "checksum" in answer["error"]
+    code, report = exported.verify(broken)
+    assert kinds(report) == [("altered", RECORDS)]
+
+
+def test_the_bundles_proofs_are_checked_by_go_with_its_own_verifier_key(
+    exported: Exported, tlogcheck: TlogCheck
+) -> None:
+    held = members(exported.all_bundle)
+    (key,) = json.loads(held[KEYS])["keys"]
+    assert key["current"]
+    lines = [json.loads(line) for line in held[PROOFS].splitlines()]
+    assert len(lines) == len(USERS) * PER_USER
+    for line in lines:
+        proof = line["proof"].encode()
+        entry = TlogProof.parse(proof).extra
+        assert entry is not None
+        origin = writer_log(ORIGIN, line["writer"])
+        assert tlogcheck.tlog_proof(proof, origin, [key["verifier_key"]], leaf_hash(entry)) is None
+
+
+async def test_records_that_do_not_give_the_signed_root_are_exported_without_proofs_and_found(
+    kafka_bootstrap: str, create_topic: Callable[..., Awaitable[str]], tmp_path: Path
+) -> None:
+    # A trail an independent producer wrote: its checkpoint signs another tree than the
+    # records give (a record rewritten with its headers before the checkpoint was kept).
+    key = SigningKey.generate()
+    writer = ChainedWriter()
+    records = writer.records(3)
+    topic = await create_topic(3)
+    checkpoints = await create_topic(1, {"cleanup.policy": "delete"})
+    await write_records(kafka_bootstrap, topic, records, partitions=3)
+    signed = checkpoint_v2(key, writer, tree=b"\x07" * 32, origin=ORIGIN)
+    await write_records(kafka_bootstrap, checkpoints, [checkpoint_record(signed)])
+    private, public = tmp_path / "k.key.pem", key.write_public(tmp_path)
+    private.write_bytes(key.private_pem())
+    private.chmod(0o600)
+    env = trail_env(kafka_bootstrap, topic, private)
+    out = tmp_path / "tampered.zip"
+    done = run_cli(
+        ["export", "--out", str(out), "--checkpoints-topic", checkpoints], cwd=tmp_path, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no proofs: writer" in done.stderr
+    assert "do not have the root its checkpoint" in done.stderr
+    checked = run_cli(
+        ["verify", "--bundle", str(out), "--public-key", str(public), "--json"],
+        cwd=tmp_path,
+        env=env,
+    )
+    assert checked.returncode == 1, checked.stderr
+    found = json.loads(checked.stdout)["problems"]
+    assert sorted((p["kind"], p["seq"]) for p in found) == [
+        ("bad_proof", 0),
+        ("bad_proof", 1),
+        ("bad_proof", 2),
+    ]

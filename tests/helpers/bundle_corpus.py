@@ -34,6 +34,7 @@ from app.integrity.bundle import (
     KafkaLine,
     sign_manifest,
 )
+from app.integrity.chain import link_of
 from app.integrity.checkpoint import Checkpoint, canonical_json
 from app.integrity.keys import derived_key_id
 
@@ -227,7 +228,7 @@ def make_corpus(clean: Path, key: Ed25519PrivateKey, origin: str, out: Path) -> 
     # A member changed after the manifest was signed; a member missing, added, twice.
     changed = _get(members, RECORDS).replace(b'"partition":', b'"partition": ', 1)
     add("member_altered", _put(members, RECORDS, changed), {"altered"})
-    add("member_missing", [(n, d) for n, d in members if n != PROOFS], {"missing", "not_covered"})
+    add("member_missing", [(n, d) for n, d in members if n != PROOFS], {"missing", "bad_proof"})
     add("member_added", [*members, ("notes.txt", b"hello\n")], {"forged"})
     add("member_twice", [*members, (RECORDS, b"")], {"forged"})
     add("manifest_not_of_form", _put(members, MANIFEST, b"{}"), {"forged"})
@@ -266,10 +267,28 @@ def make_corpus(clean: Path, key: Ed25519PrivateKey, origin: str, out: Path) -> 
         _resign(_put(members, PROOFS, bad + b"".join(proofs[1:])), key),
         {"bad_proof"},
     )
-    add("no_proofs", _resign(_put(members, PROOFS, b""), key), {"not_covered"})
+    # Proofs left out of records a signed tree covers: bad_proof, not a benign not_covered.
+    add("no_proofs", _resign(_put(members, PROOFS, b""), key), {"bad_proof"})
+
+    def appended(lines: list[KafkaLine]) -> list[KafkaLine]:
+        # A record after the writer's last checkpoint, correctly linked: no proof can exist.
+        last = max(lines, key=_seq_of)
+        value = (last.value or b"").replace(b'"r"', b'"later"')
+        digest = hashlib.sha256(value).hexdigest()
+        writer, seq = _header(last, "rg-writer").decode(), _seq_of(last) + 1
+        chain = link_of(writer, seq, _header(last, "rg-chain").decode()[7:], digest)
+        later = _with_header(
+            dataclasses.replace(last, value=value, offset=last.offset + 1),
+            "rg-digest",
+            f"sha256:{digest}".encode(),
+        )
+        later = _with_header(later, "rg-seq", str(seq).encode())
+        return [*lines, _with_header(later, "rg-chain", f"sha256:{chain}".encode())]
+
+    add("record_after_the_last_checkpoint", records_as(appended), {"not_covered"})
     add(
-        "no_proofs_strict",
-        _resign(_put(members, PROOFS, b""), key),
+        "record_after_the_last_checkpoint_strict",
+        records_as(appended),
         {"not_covered"},
         [*given, "--strict"],
         exit_code=1,
@@ -371,7 +390,7 @@ def make_corpus(clean: Path, key: Ed25519PrivateKey, origin: str, out: Path) -> 
     name = "member_bad_crc"
     _zip(members, out / f"{name}.zip", stored=frozenset({RECORDS}))
     _flip_stored_byte(out / f"{name}.zip", RECORDS)
-    scenarios.append(Scenario(name, given, {"altered", "missing"}, 1))
+    scenarios.append(Scenario(name, given, {"altered"}, 1))
     whole = clean.read_bytes()
     (out / "truncated_file.zip").write_bytes(whole[: len(whole) // 2])
     scenarios.append(Scenario("truncated_file", given, set(), 2))

@@ -44,15 +44,18 @@ def normalised(report: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def run(binary: Path, bundle: Path, args: list[str]) -> tuple[int, dict[str, Any] | None, str]:
+def run(
+    binary: Path, bundle: Path, args: list[str], cwd: Path | None = None
+) -> tuple[int, dict[str, Any] | None, str]:
     """Exit code, JSON report (None unless the exit code is 0 or 1) and stderr of the Go
-    verifier on `bundle`."""
+    verifier on `bundle` (run in `cwd`: paths in `args` may be relative to it)."""
     done = subprocess.run(
         [str(binary), "--bundle", str(bundle), "--json", *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        cwd=cwd,
     )
     report = json.loads(done.stdout) if done.returncode in {0, 1} else None
     return done.returncode, report, done.stderr

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.main import create_app
 from app.settings import Settings
-from bench.bundle import make_bundle
+from bench.goverifier import make_bundle
+from tests.corpus import make_corpus as bundle_corpus
 from tests.helpers import goverifier
 from tests.helpers.bundle_corpus import Scenario, make_corpus
 from tests.helpers.processes import run_cli
@@ -56,6 +57,8 @@ class Corpus:
     folder: Path
     scenarios: list[Scenario]
     env: dict[str, str]
+    clean: Path | None = None  # the real export the corpus was made from
+    private: Path | None = None  # the trail's signing key (PEM)
 
 
 async def _service_run(bootstrap: str, topic: str, key: Path) -> None:
@@ -113,7 +116,7 @@ def corpus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Co
     done = run_cli(["export", "--out", str(clean)], cwd=folder, env=env)
     assert done.returncode == 0, done.stderr
     scenarios = make_corpus(clean, key, ORIGIN, folder / "corpus")
-    return Corpus(folder / "corpus", scenarios, _python_env())
+    return Corpus(folder / "corpus", scenarios, _python_env(), clean, private)
 
 
 def _python_env() -> dict[str, str]:
@@ -156,7 +159,7 @@ def test_go_module_is_vetted_formatted_and_its_own_tests_pass() -> None:
 def test_unit_both_verifiers_agree_on_a_corpus_of_a_bundle_made_without_a_broker(
     tmp_path: Path, go_verifier: Path
 ) -> None:
-    """The corpus made from a bundle that the project's own code builds (bench/bundle.py:
+    """The corpus made from a bundle that the project's own code builds (bench/goverifier.py:
     one writer, a version 2 checkpoint, a proof per record): the same reports, no broker."""
     key = Ed25519PrivateKey.generate()
     clean = tmp_path / "made.zip"
@@ -197,3 +200,23 @@ def test_both_verifiers_give_one_report_on_every_scenario(
         if not scenario.kinds <= kinds or code != scenario.exit:
             unexpected.append((scenario.name, sorted(kinds), sorted(scenario.kinds), code))
     assert not unexpected, "\n".join(map(str, unexpected))
+
+
+def test_the_corpus_of_tests_corpus_gives_the_go_verifier_verifys_reports(
+    corpus: Corpus, go_verifier: Path, tmp_path: Path
+) -> None:
+    """The bundle helper's own corpus (tests/corpus/make_corpus.py, made from the same real
+    export; each scenario with the exit code and normalised report `verify --bundle` gave)."""
+    assert corpus.clean is not None
+    assert corpus.private is not None
+    out = tmp_path / "corpus"
+    entries = bundle_corpus.make(corpus.clean, corpus.private, out)
+    assert len(entries) >= 20
+    differ: list[tuple[Any, ...]] = []
+    for entry in entries:
+        code, report, err = goverifier.run(go_verifier, out / entry["bundle"], entry["args"], out)
+        if code != entry["exit"] or report is None:
+            differ.append((entry["name"], "exit", code, entry["exit"], err))
+        elif goverifier.normalised(report) != entry["report"]:
+            differ.append((entry["name"], goverifier.normalised(report), entry["report"]))
+    assert not differ, json.dumps(differ[:3], indent=1, default=str)

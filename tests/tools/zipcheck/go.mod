@@ -1,0 +1,3 @@
+module ractogateway/zipcheck
+
+go 1.26.0
