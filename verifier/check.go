@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 const genesis = "0000000000000000000000000000000000000000000000000000000000000000"
@@ -40,6 +38,7 @@ type trusted struct {
 	chains map[place]string
 	voids  map[place]bool
 	covers map[string]int64 // writer -> the highest seq of its trusted version 2 checkpoints
+	proven map[string]*provenTree
 }
 
 // checker checks one bundle.
@@ -185,6 +184,7 @@ func (c *checker) checkpoints(member []byte, topic, writersTopic *string) signed
 		trusted: trusted{
 			notes: map[string]map[string]bool{}, heads: map[string]treeHead{},
 			chains: map[place]string{}, voids: map[place]bool{}, covers: map[string]int64{},
+			proven: map[string]*provenTree{},
 		},
 		log: newWritersLog(writersTopic),
 	}
@@ -548,14 +548,6 @@ func proves(proof string, r *record, signed trusted) bool {
 	if err != nil {
 		return false
 	}
-	hashes := make(tlog.RecordProof, 0, len(rest)-1)
-	for _, line := range rest[1:] {
-		raw, ok := strictBase64(line)
-		if !ok || len(raw) != 32 {
-			return false
-		}
-		hashes = append(hashes, tlog.Hash(raw))
-	}
 	tree, ok := signed.heads[checkpointNote]
 	if !ok {
 		return false
@@ -568,5 +560,10 @@ func proves(proof string, r *record, signed trusted) bool {
 	if string(extra) != want || index != r.seq {
 		return false
 	}
-	return index < tree.size && tlog.CheckRecord(hashes, tree.size, tlog.Hash(tree.root), index, tlog.RecordHash(extra)) == nil
+	proven := signed.proven[checkpointNote]
+	if proven == nil {
+		proven = newProvenTree(tree.size, tree.root)
+		signed.proven[checkpointNote] = proven
+	}
+	return proven.includes(index, leafHash(extra), rest[1:])
 }
