@@ -18,6 +18,9 @@
 #   make bench-proofs  the proof index: CPU per record, proof latency and size, and a cold rebuild
 #                read from Kafka (ARGS="--records N --rebuild N")
 #   make bench-witness fork trials against real witnesses, time to quorum, rate with/without them
+#   make verifier  the Go verifier of evidence bundles (verifier/) as one static binary,
+#                .cache/tools/bin/rg-verify (docs/auditors.md; make test builds it too)
+#   make bench-goverifier  records/s of the Go and the Python bundle verifiers on one core
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
 #   make chromium  install Debian's chromium when missing (the /ui browser tests drive it)
 #   make clean   remove .venv, .cache/tools (uv, helm) and the lint and test caches (not the jars,
@@ -56,7 +59,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-witness install helm chromium openssl clean help
+.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-witness bench-goverifier verifier install helm chromium openssl clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -157,6 +160,17 @@ bench-proofs: $(SYNCED)
 bench-witness: $(SYNCED)
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(VENV)/bin/python -m bench.witness $(ARGS)
+
+# The second verifier (Go, standard library and golang.org/x/mod): modules from the Go module
+# proxy, pinned by verifier/go.sum; CGO off, so the binary runs on any Linux of its architecture.
+VERIFIER := $(TOOLS)/bin/rg-verify
+
+verifier:
+	@mkdir -p $(TOOLS)/bin
+	cd verifier && CGO_ENABLED=0 $(GO) build -trimpath -o $(CURDIR)/$(VERIFIER) .
+
+bench-goverifier: verifier $(SYNCED)
+	$(VENV)/bin/python -m bench.goverifier $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis
