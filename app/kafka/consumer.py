@@ -280,17 +280,6 @@ class KafkaConsumerClient(AsyncLifecycle):
             raise translate(exc) from exc
         return position
 
-    async def offset_bounds(self, places: Iterable[Place]) -> dict[Place, tuple[int, int]]:
-        """Each partition's first offset still held and the offset after its last record."""
-        consumer = self._require_started()
-        partitions = [TopicPartition(*place) for place in places]
-        try:
-            beginnings = await consumer.beginning_offsets(partitions)
-            ends = await consumer.end_offsets(partitions)
-        except Exception as exc:
-            raise translate(exc) from exc
-        return {(tp.topic, tp.partition): (beginnings[tp], ends[tp]) for tp in partitions}
-
     async def offsets_for_time(
         self, places: Iterable[Place], timestamp_ms: int
     ) -> dict[Place, int]:
