@@ -15,6 +15,7 @@
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
 #   make bench-proofs  the proof index: CPU per record, proof latency and size (ARGS=--records N)
+#   make bench-search  GET /audit/records: one user's day p50/p99 at 1 M records, window records/s
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
 #   make chromium  install Debian's chromium when missing (the /ui browser tests drive it)
 #   make clean   remove .venv, .cache/tools (uv, helm) and the lint and test caches (not the jars,
@@ -53,7 +54,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs install helm chromium clean help
+.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-search install helm chromium clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -143,6 +144,9 @@ bench-redaction: $(SYNCED)
 
 bench-proofs: $(SYNCED)
 	$(VENV)/bin/python -m bench.proofs $(ARGS)
+
+bench-search: $(SYNCED)
+	$(VENV)/bin/python -m bench.search $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -134,15 +134,18 @@ class KafkaConsumerClient(AsyncLifecycle):
         timeout_ms: int | None = None,
         max_records: int | None = None,
         on_undecodable: UndecodableCallback | None = None,
+        places: Iterable[Place] = (),
     ) -> list[KafkaMessage]:
         """Return the records available within `timeout_ms` (at most `max_records`), in
         partition order; an empty list when none arrived. A record whose key or value does not
         decode raises `KafkaSerializationError` (the rest of the batch is lost with it), unless
         `on_undecodable` is given: that record is then passed to it as read (key and value in
-        bytes) with the error, and left out of the list."""
+        bytes) with the error, and left out of the list. With `places`, only records of those
+        partitions are returned (the others' stay buffered)."""
         consumer = self._require_started()
         try:
             batches = await consumer.getmany(
+                *(TopicPartition(*place) for place in places),
                 timeout_ms=self.config.poll_timeout_ms if timeout_ms is None else timeout_ms,
                 max_records=max_records or self.config.max_poll_records,
             )

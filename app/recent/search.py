@@ -38,6 +38,7 @@ from app.kafka import KafkaConsumerClient, KafkaMessage
 from app.kafka.audit import DIGEST_HEADER, EVENT_ID_HEADER
 from app.kafka.errors import KafkaTimeoutError
 from app.kafka.producer import partition_of_key
+from app.kafka.serde import decode_value
 from app.recent.record import Coverage, view_fields
 from app.recent.search_cursor import CursorCodec, CursorState
 from app.settings import Settings
@@ -46,8 +47,11 @@ Order = Literal["newest", "oldest"]
 # How far past `until` a partition is read for records stamped by a writer whose clock was
 # behind another's (records are only ever shown when stamped inside the window).
 CLOCK_SKEW_MS = 60_000
-# Records asked of one partition at a time.
+# Most records asked of one partition at a time, and fewest: a partition is read in chunks
+# of about its share of the page, doubled each time it runs dry within one page.
 CHUNK = 2_000
+MIN_CHUNK = 100
+FETCH_BYTES = 256 * 1024
 # Empty polls (0.5 s each) before a partition that holds records still to read is given up.
 IDLE_POLLS = 20
 
@@ -80,11 +84,13 @@ class RecordsPage:
 
 @dataclass(slots=True)
 class _Partition:
-    """One partition's part of a page: its offsets still to read and the matches read."""
+    """One partition's part of a page: its offsets still to read, the matches read (shown
+    only when the page takes them) and how much to read next."""
 
     next: int
     stop: int
-    found: deque[tuple[int, int, bytes]] = field(default_factory=deque)  # (ts, offset, json)
+    found: deque[tuple[int, int, KafkaMessage]] = field(default_factory=deque)  # (ts, offset, _)
+    chunk: int = 0
 
     def exhausted(self, order: Order) -> bool:
         return self.next >= self.stop if order == "oldest" else self.next <= self.stop
@@ -115,7 +121,6 @@ class RecordSearch:
             raise TooManySearchesError(
                 f"{self._running} searches are running (RG_AUDIT_SEARCH_CONCURRENCY); retry"
             )
-        self._running += 1
         consumer = KafkaConsumerClient(
             config=consumer_config(
                 self._settings,
@@ -123,9 +128,13 @@ class RecordSearch:
                 auto_offset_reset="earliest",
                 value_format="bytes",
                 max_poll_records=CHUNK,
+                # A chunk is a few hundred records: a fetch of aiokafka's 1 MB per partition
+                # would mostly bring records past it.
+                extra={"max_partition_fetch_bytes": FETCH_BYTES},
             ),
             assign_on_start=False,
         )
+        self._running += 1
         try:
             await consumer.start()
             yield consumer
@@ -168,7 +177,9 @@ class RecordSearch:
         newest = query.order == "newest"
         # The window as the first page fixed it (a default window ends when the query began).
         window = dataclasses.replace(query, since_ms=state.since_ms, until_ms=state.until_ms)
-        while True:
+        while len(out) < query.limit:
+            # The merge takes the next record only when every partition not read to its end
+            # has one at hand: else that partition's next match could come first.
             waiting = [
                 p for p, part in parts.items() if not part.found and not part.exhausted(query.order)
             ]
@@ -180,20 +191,24 @@ class RecordSearch:
                 ]
                 if not heads:
                     break
-                if len(out) == query.limit:
-                    stopped_by = "limit"
-                    break
                 _, p, _ = max(heads) if newest else min(heads)
-                out.append(parts[p].found.popleft()[2])
+                out.append(self._shown(parts[p].found.popleft()[2]))
                 continue
             if scanned >= budget:
                 stopped_by = "scan_limit"
                 break
-            # An even share each, so every waiting partition advances on every page (a page
-            # that stops at the bound still moves each of them on).
-            share = max(1, min(CHUNK, (budget - scanned) // len(waiting)))
+            # At most an even share of what the bound leaves, so every waiting partition
+            # advances on every page (a page that stops at the bound still moves each on).
+            share = max(1, (budget - scanned) // len(waiting))
+            need = (query.limit - len(out)) // len(waiting) + 1
+            wanted = {}
             for p in waiting:
-                scanned += await self._chunk(consumer, window, p, parts[p], share)
+                part = parts[p]
+                part.chunk = min(CHUNK, max(MIN_CHUNK, need, part.chunk * 2))
+                wanted[p] = min(share, part.chunk)
+            scanned += await self._chunks(consumer, window, parts, wanted)
+        else:
+            stopped_by = "limit"
         remaining: dict[int, tuple[int, int]] = {}
         for p, part in parts.items():
             if part.found:
@@ -210,69 +225,68 @@ class RecordSearch:
             partitions=sorted(parts),
         )
 
-    async def _chunk(
-        self, consumer: KafkaConsumerClient, query: RecordQuery, p: int, part: _Partition, most: int
+    async def _chunks(
+        self,
+        consumer: KafkaConsumerClient,
+        query: RecordQuery,
+        parts: dict[int, _Partition],
+        wanted: dict[int, int],
     ) -> int:
-        """Read up to `most` offsets of partition `p` in the query's direction, keep the
-        matches in `part.found` (in that order); the offsets read."""
-        if query.order == "oldest":
-            start, end = part.next, min(part.stop, part.next + most)
-        else:
-            start, end = max(part.stop, part.next - most), part.next
-        place = (self.topic, p)
-        consumer.assign([place])
-        consumer.seek(place, start)
-        matches: list[tuple[int, int, bytes]] = []
-        idle = 0
-        while await consumer.position(place) < end:
-            messages = await consumer.poll(timeout_ms=500, max_records=CHUNK)
-            idle = 0 if messages else idle + 1
-            if idle > IDLE_POLLS:
-                raise KafkaTimeoutError(f"{self.topic}/{p} sent nothing for {idle} polls")
-            for message in messages:
-                if start <= message.offset < end:
-                    shown = self._shown(message, query)
-                    if shown is not None:
-                        matches.append((message.timestamp_ms or 0, message.offset, shown))
-        self.read[p] += end - start
-        part.found.extend(reversed(matches) if query.order == "newest" else matches)
-        if query.order == "oldest":
-            part.next = end
-        else:
-            part.next = start
-        return end - start
+        """Read the next `wanted[p]` offsets of each partition p in the query's direction, all
+        partitions at once; keep the matches in each part's `found` (in that order). Returns
+        the offsets read."""
+        ranges: dict[int, tuple[int, int]] = {}
+        for p, most in wanted.items():
+            part = parts[p]
+            if query.order == "oldest":
+                ranges[p] = (part.next, min(part.stop, part.next + most))
+            else:
+                ranges[p] = (max(part.stop, part.next - most), part.next)
+        consumer.assign([(self.topic, p) for p in ranges])
+        for p, (start, _) in ranges.items():
+            consumer.seek((self.topic, p), start)
+        matches: dict[int, list[tuple[int, int, KafkaMessage]]] = {p: [] for p in ranges}
+        for p, (start, end) in ranges.items():
+            # One partition at a time, while the consumer fetches them all: each poll takes
+            # only what is left of this one's range, so no record past it is decoded.
+            place, idle = (self.topic, p), 0
+            while (position := await consumer.position(place)) < end:
+                messages = await consumer.poll(
+                    timeout_ms=500, max_records=end - position, places=[place]
+                )
+                idle = 0 if messages else idle + 1
+                if idle > IDLE_POLLS:
+                    raise KafkaTimeoutError(f"{self.topic}/{p} sent nothing for {idle} polls")
+                matches[p] += [
+                    (message.timestamp_ms or 0, message.offset, message)
+                    for message in messages
+                    if start <= message.offset < end and _matches(message, query)
+                ]
+        read = 0
+        for p, (start, end) in ranges.items():
+            part = parts[p]
+            found = matches[p]
+            part.found.extend(reversed(found) if query.order == "newest" else found)
+            part.next = end if query.order == "oldest" else start
+            self.read[p] += end - start
+            read += end - start
+        return read
 
-    def _shown(self, message: KafkaMessage, query: RecordQuery) -> bytes | None:
-        """The record's JSON when it passes the query's filters, else None."""
-        ts = message.timestamp_ms
-        if ts is None or not query.since_ms <= ts <= query.until_ms:
-            return None
-        key = (
-            message.key.decode("utf-8", "replace")
-            if isinstance(message.key, bytes)
-            else message.key
-        )
-        if query.user_id is not None and key != query.user_id:
-            return None
+    def _shown(self, message: KafkaMessage) -> bytes:
+        """The record's JSON as the page shows it."""
         headers = message.headers
-        event_id = _text(headers.get(EVENT_ID_HEADER))
-        if query.event_id is not None and event_id != query.event_id:
-            return None
         fields = view_fields(
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
-            timestamp_ms=ts,
-            key=key,
+            timestamp_ms=message.timestamp_ms,
+            key=_key(message),
             value=message.value,
             headers=headers,
         )
-        value = fields["value"]
-        if query.model is not None and not (
-            isinstance(value, dict) and value.get("model") == query.model
-        ):
-            return None
-        return orjson.dumps(self._with_evidence(fields, event_id, headers))
+        return orjson.dumps(
+            self._with_evidence(fields, _text(headers.get(EVENT_ID_HEADER)), headers)
+        )
 
     def _with_evidence(
         self, fields: dict[str, Any], event_id: str | None, headers: Mapping[str, bytes | None]
@@ -292,6 +306,27 @@ class RecordSearch:
             "checkpointed": covered,
             "proof_url": proof,
         }
+
+
+def _matches(message: KafkaMessage, query: RecordQuery) -> bool:
+    """Whether a record passes the query's filters: its time, key and event id header as read;
+    its value decoded only for `model`."""
+    ts = message.timestamp_ms
+    if ts is None or not query.since_ms <= ts <= query.until_ms:
+        return False
+    if query.user_id is not None and _key(message) != query.user_id:
+        return False
+    if query.event_id is not None and _text(message.headers.get(EVENT_ID_HEADER)) != query.event_id:
+        return False
+    if query.model is not None:
+        value = decode_value(message.value, message.headers, "auto")
+        return isinstance(value, dict) and value.get("model") == query.model
+    return True
+
+
+def _key(message: KafkaMessage) -> str | None:
+    key = message.key
+    return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
 
 
 def _text(raw: bytes | None) -> str | None:
