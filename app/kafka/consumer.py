@@ -135,13 +135,15 @@ class KafkaConsumerClient(AsyncLifecycle):
         max_records: int | None = None,
         on_undecodable: UndecodableCallback | None = None,
         places: Iterable[Place] = (),
+        key: bytes | None = None,
     ) -> list[KafkaMessage]:
         """Return the records available within `timeout_ms` (at most `max_records`), in
         partition order; an empty list when none arrived. A record whose key or value does not
         decode raises `KafkaSerializationError` (the rest of the batch is lost with it), unless
         `on_undecodable` is given: that record is then passed to it as read (key and value in
         bytes) with the error, and left out of the list. With `places`, only records of those
-        partitions are returned (the others' stay buffered)."""
+        partitions are returned (the others' stay buffered); with `key`, only records whose key
+        is those bytes (compared before anything is decoded)."""
         consumer = self._require_started()
         try:
             batches = await consumer.getmany(
@@ -151,7 +153,12 @@ class KafkaConsumerClient(AsyncLifecycle):
             )
         except Exception as exc:
             raise translate(exc) from exc
-        records = [record for part in batches.values() for record in part]
+        records = [
+            record
+            for part in batches.values()
+            for record in part
+            if key is None or record.key == key
+        ]
         if isinstance(self._value_deserializer, JsonSchemaDeserializer):
             # New schema ids are looked up once, before the batch is decoded.
             await self._value_deserializer.resolve(record.value for record in records)

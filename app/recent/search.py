@@ -38,7 +38,7 @@ from app.kafka import KafkaConsumerClient, KafkaMessage
 from app.kafka.audit import DIGEST_HEADER, EVENT_ID_HEADER
 from app.kafka.errors import KafkaTimeoutError
 from app.kafka.producer import partition_of_key
-from app.kafka.serde import decode_value
+from app.kafka.serde import decode_value, serialize
 from app.recent.record import Coverage, view_fields
 from app.recent.search_cursor import CursorCodec, CursorState
 from app.settings import Settings
@@ -155,8 +155,9 @@ class RecordSearch:
         if query.user_id is not None:
             ids = [partition_of_key(query.user_id, ids)]
         places = [(self.topic, p) for p in ids]
-        lows = await consumer.offsets_for_time(places, query.since_ms)
-        highs = await consumer.offsets_for_time(places, query.until_ms + 1 + CLOCK_SKEW_MS)
+        # Kafka reads a negative time as "earliest"/"latest": a window before 1970 starts at 0.
+        lows = await consumer.offsets_for_time(places, max(0, query.since_ms))
+        highs = await consumer.offsets_for_time(places, max(0, query.until_ms + 1 + CLOCK_SKEW_MS))
         ranges = {}
         for place in places:
             low, high = lows[place], max(lows[place], highs[place])
@@ -246,13 +247,15 @@ class RecordSearch:
         for p, (start, _) in ranges.items():
             consumer.seek((self.topic, p), start)
         matches: dict[int, list[tuple[int, int, KafkaMessage]]] = {p: [] for p in ranges}
+        # A user's records are told by their key as read: the others are not even decoded.
+        key = serialize(query.user_id) if query.user_id is not None else None
         for p, (start, end) in ranges.items():
             # One partition at a time, while the consumer fetches them all: each poll takes
             # only what is left of this one's range, so no record past it is decoded.
             place, idle = (self.topic, p), 0
             while (position := await consumer.position(place)) < end:
                 messages = await consumer.poll(
-                    timeout_ms=500, max_records=end - position, places=[place]
+                    timeout_ms=500, max_records=end - position, places=[place], key=key
                 )
                 idle = 0 if messages else idle + 1
                 if idle > IDLE_POLLS:
