@@ -297,7 +297,8 @@ class RecordSearch:
         writer, seq = fields["writer"], fields["seq"]
         covered = None if writer is None or seq is None else self._coverage(writer, seq)
         if writer is not None and seq is not None:
-            proof = "/audit/proof?" + urlencode({"writer": writer, "seq": seq})
+            # Both checked by view_fields (32 hex digits, an integer): nothing to escape.
+            proof = f"/audit/proof?writer={writer}&seq={seq}"
         elif event_id is not None:
             proof = "/audit/proof?" + urlencode({"event_id": event_id})
         else:
