@@ -30,6 +30,9 @@ router = APIRouter(
 NDJSON = "application/x-ndjson"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+# A cursor holds ~30 bytes a partition: this fits a topic of some 200 partitions, well within
+# RG_MAX_HEADER_BYTES with the other parameters.
+MAX_CURSOR = 8192
 # The query parameters the route reads: any other is refused rather than ignored (a filter
 # misspelt must not widen the answer silently).
 PARAMETERS = frozenset(
@@ -108,7 +111,7 @@ async def records(
     event_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
     order: Literal["newest", "oldest"] = "newest",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=65_536)] = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR)] = None,
 ) -> Response:
     """The audit records stamped in [`since`, `until`] (Kafka timestamps: when their writer
     sent them), newest or oldest first, read from the audit topic: every writer's, any start.
