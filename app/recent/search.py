@@ -18,7 +18,10 @@ How much it reads. A page reads at most RG_AUDIT_SEARCH_SCAN_LIMIT records; one 
 there says so, and its cursor goes on from where it stopped. Records come in time order across
 partitions (a merge of each partition's records in their order there) and in offset order
 within one, oldest or newest first; a page is cut where the merge cannot go on without reading
-more, so no record is skipped whatever the timestamps.
+more, so no record is skipped whatever the timestamps. Partitions are read in rounds: each one
+whose matches ran out gets a chunk (about its share of the page, doubled each time it runs dry,
+at most an even share of what the bound leaves), all fetched together; a record is compared as
+read (time, key, `rg-event-id`) and decoded only for `model` or when the page shows it.
 """
 
 import contextlib
