@@ -21,6 +21,7 @@
 #   make verifier  the Go verifier of evidence bundles (verifier/) as one static binary,
 #                .cache/tools/bin/rg-verify (docs/auditors.md; make test builds it too)
 #   make bench-goverifier  records/s of the Go and the Python bundle verifiers on one core
+#   make bench-search  GET /audit/records: one user's day p50/p99 at 1 M records, window records/s
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
 #   make chromium  install Debian's chromium when missing (the /ui browser tests drive it)
 #   make clean   remove .venv, .cache/tools (uv, helm) and the lint and test caches (not the jars,
@@ -59,7 +60,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-witness bench-goverifier verifier install helm chromium openssl clean help
+.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-witness bench-goverifier verifier bench-search install helm chromium openssl clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -171,6 +172,9 @@ verifier:
 
 bench-goverifier: verifier $(SYNCED)
 	$(VENV)/bin/python -m bench.goverifier $(ARGS)
+
+bench-search: $(SYNCED)
+	$(VENV)/bin/python -m bench.search $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

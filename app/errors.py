@@ -29,6 +29,7 @@ ServiceError                     500 internal_error       a fault of the service
 └── UnavailableError             503 unavailable          come back later: Retry-After 5 s
     ├── OverloadedError              overloaded               in flight (Retry-After 1 s)
     ├── TooManyConnectionsError      too_many_connections     RG_MAX_CONNECTIONS (1 s)
+    ├── TooManySearchesError         too_many_searches        RG_AUDIT_SEARCH_CONCURRENCY (1 s)
     ├── ShuttingDownError            shutting_down            SIGTERM received
     ├── BrokerUnavailableError       broker_unavailable       Kafka does not answer (also library)
     ├── KafkaTooSlowError            kafka_timeout            no acknowledgement in time (library)
@@ -262,6 +263,13 @@ class TooManyConnectionsError(UnavailableError):
     """RG_MAX_CONNECTIONS connections are open already."""
 
     code = "too_many_connections"
+    retry_after_s = RETRY_SOON_S
+
+
+class TooManySearchesError(UnavailableError):
+    """RG_AUDIT_SEARCH_CONCURRENCY searches of GET /audit/records are running already."""
+
+    code = "too_many_searches"
     retry_after_s = RETRY_SOON_S
 
 

@@ -55,6 +55,7 @@ from app.recent.buffer import RecentRecords
 from app.recent.coverage import CheckpointCoverage
 from app.recent.proofs import ProofsReader
 from app.recent.reader import RecentRecordsReader
+from app.recent.search import RecordSearch
 from app.runtime import return_big_blocks
 from app.settings import Settings
 from app.shutdown import Shutdown
@@ -90,6 +91,8 @@ class Services:
     # Whether a signed checkpoint covers a record GET /messages shows.
     coverage: CheckpointCoverage
     reader: RecentRecordsReader
+    # GET /audit/records: searches of the whole audit topic, a consumer each.
+    search: RecordSearch
     # Both None without RG_SPOOL_DIR.
     spool: Spool | None
     forwarder: SpoolForwarder | None
@@ -330,6 +333,7 @@ def build_services(settings: Settings) -> Services:
         recent=recent,
         coverage=coverage,
         reader=reader,
+        search=RecordSearch(settings, coverage.covers),
         spool=spool,
         forwarder=forwarder,
         checkpoints=checkpoints,

@@ -160,6 +160,30 @@ class Settings(BaseSettings):
         description="The timestamp authorities' CA certificates (PEM): an answer that does not "
         "chain to one of them (with the timeStamping key usage) is not kept.",
     )
+    audit_search_window_s: int = Field(
+        default=86_400,
+        ge=1,
+        description="GET /audit/records: the window a query without `since` or `until` covers "
+        "(ending now, or at the side given).",
+    )
+    audit_search_scan_limit: int = Field(
+        default=100_000,
+        ge=100,
+        description="GET /audit/records: most records one page reads; a page that stopped at it "
+        "says so (`stopped_by: scan_limit`) and its cursor goes on.",
+    )
+    audit_search_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=1000,
+        description="GET /audit/records: most searches running at once (one consumer each); "
+        "more are answered 503 too_many_searches with Retry-After.",
+    )
+    audit_search_cursor_secret: SecretStr | None = Field(
+        default=None,
+        description="GET /audit/records: the key of the cursors' HMAC; give replicas the same "
+        "one to continue a query on any of them. Unset: one drawn per process.",
+    )
     proof_dir: Path | None = Field(
         default=None,
         description="Folder of the proof index (every writer's Merkle tree, for GET /audit/proof"

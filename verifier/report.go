@@ -10,7 +10,8 @@ import (
 var problemKinds = []string{
 	"altered", "forged", "missing", "truncated", "conflict", "duplicate", "bad_signature",
 	"expired_key", "key_mismatch", "malformed_checkpoint", "receipt", "unsigned", "not_covered",
-	"writer_missing", "rollback", "fork", "unknown_writer", "bad_proof",
+	"writer_missing", "rollback", "fork", "unknown_writer", "bad_timestamp", "backdated",
+	"not_timestamped", "bad_proof", "uncosigned",
 }
 
 // finding is a problem or a warning and where it was found (nil: not known).
@@ -209,6 +210,8 @@ func (r *report) JSON() []byte {
 		{"records_checked", r.recordsChecked}, {"records_valid", r.recordsValid},
 		{"checkpoints_checked", r.checkpointsCheck}, {"checkpoints_valid", r.checkpointsValid},
 		{"receipts_checked", 0}, {"writers", r.writers},
+		// Timestamp tokens are checked by verify --tsa-ca on topics, never in a bundle.
+		{"timestamps_checked", 0}, {"timestamps_valid", 0},
 	} {
 		d.key(counter.name)
 		d.out.WriteString(strconv.Itoa(counter.value))

@@ -79,8 +79,11 @@ class KafkaConsumerClient(AsyncLifecycle):
         consumer: AIOKafkaConsumer | None = None,
         key_deserializer: Deserializer | None = None,
         value_deserializer: Deserializer | None = None,
+        assign_on_start: bool = True,
     ) -> None:
         self.config = config
+        # False: without a group, start with no partition; the caller picks them (`assign()`).
+        self._assign_on_start = assign_on_start
         self._consumer = consumer
         self._key_deserializer = key_deserializer or decode_key
         self._value_deserializer = value_deserializer
@@ -105,7 +108,7 @@ class KafkaConsumerClient(AsyncLifecycle):
             await consumer.start()
             if self.config.group_id is not None:
                 consumer.subscribe(self.config.topics, listener=_Rebalances(self))
-            else:
+            elif self._assign_on_start:
                 consumer.assign(await self._all_partitions(consumer))
         except Exception as exc:
             await consumer.stop()
@@ -131,21 +134,31 @@ class KafkaConsumerClient(AsyncLifecycle):
         timeout_ms: int | None = None,
         max_records: int | None = None,
         on_undecodable: UndecodableCallback | None = None,
+        places: Iterable[Place] = (),
+        key: bytes | None = None,
     ) -> list[KafkaMessage]:
         """Return the records available within `timeout_ms` (at most `max_records`), in
         partition order; an empty list when none arrived. A record whose key or value does not
         decode raises `KafkaSerializationError` (the rest of the batch is lost with it), unless
         `on_undecodable` is given: that record is then passed to it as read (key and value in
-        bytes) with the error, and left out of the list."""
+        bytes) with the error, and left out of the list. With `places`, only records of those
+        partitions are returned (the others' stay buffered); with `key`, only records whose key
+        is those bytes (compared before anything is decoded)."""
         consumer = self._require_started()
         try:
             batches = await consumer.getmany(
+                *(TopicPartition(*place) for place in places),
                 timeout_ms=self.config.poll_timeout_ms if timeout_ms is None else timeout_ms,
                 max_records=max_records or self.config.max_poll_records,
             )
         except Exception as exc:
             raise translate(exc) from exc
-        records = [record for part in batches.values() for record in part]
+        records = [
+            record
+            for part in batches.values()
+            for record in part
+            if key is None or record.key == key
+        ]
         if isinstance(self._value_deserializer, JsonSchemaDeserializer):
             # New schema ids are looked up once, before the batch is decoded.
             await self._value_deserializer.resolve(record.value for record in records)
@@ -250,6 +263,49 @@ class KafkaConsumerClient(AsyncLifecycle):
             consumer.seek(TopicPartition(*place), offset)
         except Exception as exc:
             raise translate(exc) from exc
+
+    async def partitions_of(self, topic: str) -> list[int]:
+        """The partition ids of `topic`, sorted (the list a producer's partitioner is given)."""
+        consumer = self._require_started()
+        try:
+            ids = await consumer._client._wait_on_metadata(topic)  # aiokafka has no public form
+        except Exception as exc:
+            raise translate(exc) from exc
+        return sorted(ids)
+
+    def assign(self, places: Iterable[Place]) -> None:
+        """Without a group: read exactly `places` from now on (positions set by `seek()`)."""
+        consumer = self._require_started()
+        try:
+            consumer.assign([TopicPartition(*place) for place in places])
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def position(self, place: Place) -> int:
+        """The offset of the next record `poll()` returns from `place`."""
+        consumer = self._require_started()
+        try:
+            position: int = await consumer.position(TopicPartition(*place))
+        except Exception as exc:
+            raise translate(exc) from exc
+        return position
+
+    async def offsets_for_time(
+        self, places: Iterable[Place], timestamp_ms: int
+    ) -> dict[Place, int]:
+        """Per partition, the first offset whose record timestamp is at or after `timestamp_ms`
+        (Kafka's ListOffsets by time); a partition with none gets its end offset."""
+        consumer = self._require_started()
+        partitions = [TopicPartition(*place) for place in places]
+        try:
+            found = await consumer.offsets_for_times(dict.fromkeys(partitions, timestamp_ms))
+            ends = await consumer.end_offsets(partitions)
+        except Exception as exc:
+            raise translate(exc) from exc
+        return {
+            (tp.topic, tp.partition): ends[tp] if found.get(tp) is None else found[tp].offset
+            for tp in partitions
+        }
 
     async def seek_to_committed(self, places: Iterable[Place]) -> dict[Place, int | None]:
         """Move each partition to the group's committed offset as the broker has it now (no

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any, TypedDict, Unpack
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import RecordMetadata
 
@@ -385,6 +386,18 @@ class KafkaProducerClient(AsyncLifecycle):
                         await task
         await producer.stop()
         _retrieve_batch_failures(producer)
+
+
+def partition_of_key(key: Any, partitions: list[int]) -> int:
+    """The partition a record with `key` goes to among `partitions` (sorted ids): the
+    producer's own partitioner (aiokafka's default, murmur2 of the key's bytes as the Java
+    client does) over the key as the client serializes it. Readers use it to find one key's
+    records (GET /audit/records: a user's) in one partition."""
+    raw = serialize(key)
+    if raw is None:
+        raise ValueError("a record without a key has no partition of its own")
+    chosen: int = DefaultPartitioner()(raw, partitions, partitions)
+    return chosen
 
 
 def _refuse_unknown(options: ProduceOptions) -> None:

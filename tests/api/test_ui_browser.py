@@ -299,3 +299,23 @@ def test_the_strip_says_not_following_while_kafka_is_away(
     expect(page.locator("#following-why")).to_contain_text("reconnecting to Kafka")
     expect(page.locator("#ready")).to_have_text("not ready")
     shoot(page, tmp_path, "not-following")
+
+
+def test_the_whole_trail_mode_searches_get_audit_records(
+    page: Page, ui_service: LiveService, tmp_path: Path
+) -> None:
+    user = f"trail-{uuid.uuid4().hex[:8]}"
+    for n in range(3):
+        post(ui_service, user_id=user, prompt=f"kept on the trail {n}")
+    open_ui(page, ui_service, f"?user={user}")
+    page.get_by_role("checkbox", name="Search the whole trail").check()
+    page.wait_for_url(f"**/ui?user={user}&trail=1")
+    expect(page.locator("#live")).to_contain_text("3 records, all found")
+    expect(user_rows(page, user)).to_have_count(3)
+    expect(page.locator("#pause")).to_be_hidden()
+    prompts = user_rows(page, user).locator("td.prompt").all_inner_texts()
+    assert prompts == [f"kept on the trail {n}" for n in (2, 1, 0)]  # newest first
+    shoot(page, tmp_path, "whole-trail")
+    # Back to the live tail.
+    page.get_by_role("checkbox", name="Search the whole trail").uncheck()
+    expect(page.locator("#live")).to_have_text("live")

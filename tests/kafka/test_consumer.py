@@ -1,5 +1,6 @@
 """KafkaConsumerClient against the real broker: without a group, with one, and decoding."""
 
+import time
 import uuid
 from typing import Any
 
@@ -187,3 +188,37 @@ async def test_a_consumer_in_a_group_leaves_partitions_to_kafka(
     consumer = consumer_for(kafka_bootstrap, topic, group_id=f"g-{uuid.uuid4().hex}")
     async with consumer:
         assert await consumer.assign_new_partitions() == []
+
+
+async def test_a_consumer_started_without_partitions_reads_those_it_is_given(
+    producer: KafkaProducerClient, create_topic: Any, kafka_bootstrap: str
+) -> None:
+    topic = await create_topic(partitions=3)
+    base = int(time.time() * 1000) - 60_000  # recent: inside any retention
+    for i in range(9):
+        await producer.publish(topic, i, partition=i % 3, timestamp_ms=base + 1_000 * (i + 1))
+    consumer = KafkaConsumerClient(
+        config=KafkaConsumerConfig(
+            topics=[topic], bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+        ),
+        assign_on_start=False,
+    )
+    async with consumer:
+        assert await consumer.partitions_of(topic) == [0, 1, 2]
+        # Partition 1 holds 1 (at 2 s), 4 (5 s), 7 (8 s): offsets 0, 1, 2.
+        place = (topic, 1)
+        assert await consumer.offsets_for_time([place], base + 4_000) == {place: 1}
+        assert await consumer.offsets_for_time([place], base + 9_000) == {place: 3}  # the end
+        consumer.assign([place])
+        consumer.seek(place, 1)
+        assert [m.value for m in await poll_until_values(consumer, 2)] == [4, 7]
+        assert await consumer.position(place) == 3
+
+
+async def poll_until_values(consumer: KafkaConsumerClient, count: int) -> list[Any]:
+    messages: list[Any] = []
+    for _ in range(40):
+        messages += await consumer.poll(timeout_ms=500)
+        if len(messages) >= count:
+            break
+    return messages

@@ -20,6 +20,7 @@ from app.kafka import (
     KafkaTimeoutError,
     KafkaUnknownPartitionError,
 )
+from app.kafka.producer import partition_of_key
 from tests.helpers.kafka import read_all, records_in
 
 CreateTopic = Callable[..., Awaitable[str]]
@@ -274,3 +275,16 @@ async def test_queue_past_its_deadline_raises_and_nothing_was_sent(
         assert (client.stats.sent, client.stats.failed, client.stats.pending) == (1, 1, 0)
         await client.flush(timeout_s=10)
     assert await records_in(kafka_bootstrap, topic) == 0
+
+
+async def test_partition_of_key_is_where_the_producer_puts_a_key(
+    producer: KafkaProducerClient, create_topic: Callable[..., Awaitable[str]]
+) -> None:
+    topic = await create_topic(partitions=7)
+    for n in range(40):
+        key = f"user-{n}-é"
+        result = await producer.publish(topic, {"n": n}, key=key)
+        assert result is not None
+        assert result.partition == partition_of_key(key, list(range(7)))
+    with pytest.raises(ValueError, match="without a key"):
+        partition_of_key(None, [0, 1])

@@ -1,5 +1,6 @@
 // The /ui page (docs/ui.md): recent records from GET /messages, new ones live from
 // GET /messages/stream, the header strip from /readyz, /ui/status and /audit/checkpoint.
+// "Search the whole trail" (`?trail=1`) reads GET /audit/records instead, page by page.
 //
 // Rules this file keeps: record data goes into the page as text only (textContent, never
 // innerHTML); the API key lives in sessionStorage and travels as `Authorization: Bearer`,
@@ -22,6 +23,7 @@ const state = {
   records: new Map(), // the same ids -> the record, for the detail view
   stream: null, // AbortController of the live tail
   generation: 0, // bumped by every reload: older loads and streams stop touching the page
+  cursor: null, // the whole trail's next page (GET /audit/records), when there is one
 };
 
 // ---- the API -------------------------------------------------------------------------------
@@ -65,6 +67,7 @@ async function getJson(path, { auth = true } = {}) {
 function filtersFromUrl() {
   const params = new URLSearchParams(location.search);
   for (const name of FILTERS) $(`f-${name}`).value = params.get(name) ?? "";
+  $("f-trail").checked = params.get("trail") === "1";
 }
 
 function filterParams() {
@@ -73,6 +76,7 @@ function filterParams() {
     const value = $(`f-${name}`).value.trim();
     if (value) params.set(name, value);
   }
+  if ($("f-trail").checked) params.set("trail", "1");
   return params;
 }
 
@@ -185,7 +189,8 @@ function remember(record) {
 
 function trim() {
   const rows = $("rows");
-  while (rows.rows.length > MAX_ROWS) {
+  // A search of the whole trail keeps every page asked for ("More").
+  while (rows.rows.length > MAX_ROWS && !$("f-trail").checked) {
     const id = rows.lastElementChild.dataset.id;
     state.shown.delete(id);
     state.records.delete(id);
@@ -321,13 +326,63 @@ async function tail(generation, params, subscribed) {
 
 // ---- loading -------------------------------------------------------------------------------
 
+// ---- the whole trail ----------------------------------------------------------------------
+
+function trailQuery(params) {
+  // GET /audit/records's names for the form's filters; `topic` and `text` are the live
+  // view's only (the search reads the audit topic and filters on stored fields).
+  const query = new URLSearchParams({ limit: String(LIMIT) });
+  for (const [from, to] of [["user", "user_id"], ["model", "model"], ["since", "since"], ["until", "until"]]) {
+    if (params.get(from)) query.set(to, params.get(from));
+  }
+  return query;
+}
+
+async function searchTrail(generation, params) {
+  const query = trailQuery(params);
+  if (state.cursor) query.set("cursor", state.cursor);
+  setLive("searching the whole trail…");
+  $("more").hidden = true;
+  try {
+    const page = await getJson(`/audit/records?${query}`);
+    if (generation !== state.generation) return;
+    state.cursor = page.cursor;
+    append(page.records);
+    const shown = $("rows").rows.length;
+    // A page cut by the scan bound is partial: say so, never show it as the whole answer.
+    const rest = page.complete
+      ? "all found"
+      : page.stopped_by === "scan_limit"
+        ? `partial: the scan bound was reached after ${page.scanned} records read; More reads on`
+        : "More shows the next page";
+    setLive(`whole trail ${page.since.slice(0, 19)}Z – ${page.until.slice(0, 19)}Z: ${shown} records, ${rest}`);
+    $("more").hidden = page.complete;
+    $("empty").hidden = shown > 0 || !page.complete;
+  } catch (error) {
+    if (generation === state.generation) {
+      showError(error);
+      setLive("search failed");
+    }
+  }
+}
+
 async function reload() {
   const generation = ++state.generation;
   state.stream?.abort();
+  state.cursor = null;
   clearError();
   clearTable();
   $("forget-key").hidden = !sessionStorage.getItem(KEY_STORE);
   const params = filterParams();
+  $("pause").hidden = params.has("trail");
+  $("records").caption.textContent = params.has("trail")
+    ? "The whole trail (GET /audit/records), newest first"
+    : "Recent records, newest first";
+  $("more").hidden = true;
+  if (params.has("trail")) {
+    await searchTrail(generation, params);
+    return;
+  }
   // Subscribed first, then the page read: nothing written in between is missed (repeats are
   // dropped by topic/partition/offset).
   let subscribed;
@@ -568,8 +623,11 @@ function start() {
   $("filters").addEventListener("submit", applyFilters);
   $("clear").addEventListener("click", () => {
     for (const name of FILTERS) $(`f-${name}`).value = "";
+    $("f-trail").checked = false;
     applyFilters();
   });
+  $("f-trail").addEventListener("change", applyFilters);
+  $("more").addEventListener("click", () => searchTrail(state.generation, filterParams()));
   $("key-form").addEventListener("submit", useKey);
   $("forget-key").addEventListener("click", forgetKey);
   $("pause").addEventListener("click", togglePause);
