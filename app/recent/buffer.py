@@ -211,6 +211,18 @@ class RecentRecords:
                 kept.size += len(body)
         return record.json_parts(coverage, self.schema_versions)
 
+    def purge_sealed(self, kids: list[str]) -> int:
+        """Drop every kept record with a field sealed under one of `kids` (an erased subject's,
+        RG_ERASURE=on); the number dropped."""
+        marks = [f"rg-enc:v1:{kid}:".encode() for kid in kids]
+        dropped = 0
+        for kept in self._topics.values():
+            keep = [r for r in kept.records if not any(m in (r.value or b"") for m in marks)]
+            dropped += len(kept.records) - len(keep)
+            kept.records = keep
+            kept.size = sum(r.size for r in keep)
+        return dropped
+
     def counts(self) -> dict[str, float]:
         """Records kept, per topic."""
         return {topic: len(kept.records) for topic, kept in self._topics.items()}
