@@ -144,7 +144,11 @@ class Services:
             await self.audit_schema.start(wait_s=settings.ready_timeout_s)
         await self.connection.wait_connected(settings.ready_timeout_s)
         if self.erasure is not None:
-            await start_erasure(self.erasure)
+            try:
+                await start_erasure(self.erasure)
+            except StartupError:
+                await self.stop()  # the producer and the rest started so far, closed
+                raise
         readers = [self.reader.start, self.checkpoints.start]
         if self.proofs is not None:
             readers.append(self.proofs.start)
@@ -297,6 +301,10 @@ def build_services(settings: Settings) -> Services:
         else None
     )
     erasure = erasure_of(settings)
+    if erasure is not None:
+        recent.opener = erasure.open_view
+        if isinstance(erasure.store, KafkaKeyStore):
+            erasure.store.on_erased = recent.purge_sealed
     audit_trail = build_audit_trail(
         audit_logger,
         metrics,

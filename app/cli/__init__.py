@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from app.cli import (  # noqa: PLC0415
         broker,
+        erase,
         integrity,
         keys,
         probe,
@@ -36,7 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (service, broker, registry, records, topics, schemas, keys, integrity, probe):
+    for group in (
+        service,
+        broker,
+        registry,
+        records,
+        topics,
+        schemas,
+        keys,
+        integrity,
+        erase,
+        probe,
+    ):
         group.register(commands)
     return parser
 

@@ -14,10 +14,19 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from app.errors import InvalidRequestError
+from app.errors import ErasureKeysUnavailableError, InvalidRequestError
 from app.kafka import KafkaAuditEvent
 from app.privacy.keystore import KeyStore
-from app.privacy.sealing import DataKey, Kek, SealingError, is_sealed, kid_of, open_sealed, seal
+from app.privacy.sealing import (
+    SEALED_PREFIX,
+    DataKey,
+    Kek,
+    SealingError,
+    is_sealed,
+    kid_of,
+    open_sealed,
+    seal,
+)
 
 ERASURE_HEADER = "rg-erasure"
 ERASED_MARKER = "[erased by {erasure}]"
@@ -99,6 +108,22 @@ class Erasure:
                 for k, v in metadata.items()
             }
         return opened
+
+    def open_view(self, view: bytes) -> bytes:
+        """A GET /messages view's JSON with its value's sealed fields opened (`open_value`);
+        as it is when it holds none, or while the keys cannot be used (the sealed form shows,
+        never anything else)."""
+        if SEALED_PREFIX.encode() not in view:
+            return view
+        shown = json.loads(view)
+        value = shown.get("value")
+        if not isinstance(value, dict):
+            return view
+        try:
+            shown["value"] = self.open_value(value)
+        except ErasureKeysUnavailableError:
+            return view
+        return json.dumps(shown, separators=(",", ":"), ensure_ascii=False).encode()
 
     def _open(self, event_id: str, field: str, sealed: str) -> str:
         kid = kid_of(sealed)

@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -122,6 +123,9 @@ class KafkaKeyStore:
         self._task: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # Called with the kids an erasure destroyed, this replica's or another's (the service
+        # purges GET /messages of their records).
+        self.on_erased: Callable[[list[str]], object] | None = None
 
     # --- start and follow ------------------------------------------------------------------
 
@@ -133,6 +137,7 @@ class KafkaKeyStore:
         try:
             await self._load()
         except KekMismatchError:
+            await self._stop_clients()
             raise
         except Exception as exc:
             logger.warning("erasure keys topic %s not read yet: %s; retrying", self.topic, exc)
@@ -217,10 +222,7 @@ class KafkaKeyStore:
                 raise KeyStoreUnavailableError(
                     f"Kafka refused to create the keys topic {self.topic!r} (error {code})"
                 )
-            (described,) = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, self.topic)]
-            )
-            configs = {entry[0]: entry[1] for entry in described.resources[0][4]}
+            configs = await self._configs(admin)
         finally:
             await admin.close()
         if configs.get("cleanup.policy") != "compact":
@@ -229,6 +231,21 @@ class KafkaKeyStore:
                 f"{configs.get('cleanup.policy')}: it must be compact (and not delete: keys of "
                 "records still kept would be lost)"
             )
+
+    async def _configs(self, admin: AIOKafkaAdminClient) -> dict[str, str]:
+        # A topic just created may not be described yet (unknown topic): ask again, briefly.
+        for _ in range(50):
+            (response,) = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, self.topic)]
+            )
+            (resource,) = response.to_object()["resources"]
+            if resource["error_code"] == 0 and resource["config_entries"]:
+                return {
+                    entry["config_names"]: entry["config_value"] or ""
+                    for entry in resource["config_entries"]
+                }
+            await asyncio.sleep(0.1)
+        raise KeyStoreUnavailableError(f"the keys topic {self.topic!r} cannot be described")
 
     async def _follow(self) -> None:
         while True:
@@ -292,6 +309,8 @@ class KafkaKeyStore:
                 state.erased[kid] = body["erasure"]
                 state.keys.pop(kid, None)
             state.by_subject.pop(rest, None)
+            if self.on_erased is not None:
+                self.on_erased(list(body.get("kids", [])))
 
     # --- use -------------------------------------------------------------------------------
 

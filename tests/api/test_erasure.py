@@ -18,8 +18,10 @@ from app.privacy.erasure import ERASED_MARKER
 from app.privacy.sealing import is_sealed
 from app.services import StartupError
 from tests.helpers.app import client_for, services_of
+from tests.helpers.broker import in_thread_start, in_thread_stop
 from tests.helpers.kafka import records_of
 from tests.helpers.polling import eventually
+from tests.helpers.processes import run_cli
 
 SUBJECTS = 100
 PER_SUBJECT = 100
@@ -61,6 +63,42 @@ def segment_bytes(broker: EmbeddedKafka, topic: str) -> bytes:
     return b"".join(path.read_bytes() for path in found if path.is_file())
 
 
+def generate_key(folder: Path, key_id: str) -> Path:
+    """`ractogateway-kafka keys generate`; the private key's path."""
+    done = run_cli(
+        ["keys", "generate", "--out", str(folder), "--key-id", key_id],
+        cwd=folder.parent,
+        env=plain_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    return folder / f"{key_id}.key.pem"
+
+
+def plain_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
+    return {**env, **settings}
+
+
+def verify(broker: EmbeddedKafka, topic: str, public: Path) -> tuple[int, dict[str, Any]]:
+    """`verify --json` of the trail as an operator runs it: exit code and report."""
+    done = run_cli(
+        [
+            "verify",
+            "--json",
+            "--topic",
+            topic,
+            "--checkpoints-topic",
+            f"{topic}.checkpoints",
+            "--public-key",
+            str(public),
+        ],
+        cwd=public.parent,
+        env=plain_env(RG_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers),
+    )
+    assert done.returncode in {0, 1}, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
 def as_json(value: object) -> dict[str, Any]:
     """A record's value as the JSON object it holds."""
     if isinstance(value, bytes | str):
@@ -78,7 +116,14 @@ async def test_erasure_shreds_one_subject_and_leaves_the_rest_readable(
 ) -> None:
     topic = f"test-{uuid.uuid4().hex}"
     kek = kek_file(tmp_path)
-    async with client_for(broker.bootstrap_servers, **settings_for(topic, kek)) as client:
+    signing = {
+        "audit_signing_key_file": generate_key(tmp_path / "keys", "erasure-test"),
+        "audit_key_id": "erasure-test",
+        "audit_checkpoint_s": 0.5,
+    }
+    async with client_for(
+        broker.bootstrap_servers, **settings_for(topic, kek, **signing)
+    ) as client:
         for subject in range(SUBJECTS):
             events = [
                 {
@@ -146,8 +191,16 @@ async def test_erasure_shreds_one_subject_and_leaves_the_rest_readable(
 
         # The replaced segments are deleted after file.delete.delay.ms.
         await eventually(bytes_gone, timeout_s=30)
-        # Another subject's wrapped key is still there.
         assert (await client.get("/audit/erase/no-such-erasure")).status_code == 404
+
+    # The whole trail verifies (signed checkpoints, chain, digests over the ciphertext),
+    # the erased subject's records included, and the erasure record is counted.
+    code, report = verify(broker, topic, tmp_path / "keys" / "erasure-test.pub.pem")
+    assert code == 0, report["problems"]
+    assert report["problems"] == []
+    assert report["signed"] is True
+    assert report["records_checked"] == report["records_valid"] == SUBJECTS * PER_SUBJECT + 1
+    assert report["erasure_records"] == 1
 
 
 async def test_an_erasure_on_one_replica_is_honoured_by_another_within_the_bound(
@@ -163,6 +216,13 @@ async def test_an_erasure_on_one_replica_is_honoured_by_another_within_the_bound
     ):
         event = {"user_id": "carol", "model": "m", "prompt": "CANARY-c", "response": "r"}
         assert (await one.post("/audit", json=event)).status_code == 201
+
+        async def two_reads_it() -> bool:
+            page = (await two.get("/messages", params={"key": "carol"})).json()
+            return bool(page["count"]) and page["messages"][0]["value"]["prompt"] == "CANARY-c"
+
+        # The other replica opens what this one sealed.
+        await eventually(two_reads_it, timeout_s=10)
         erasure_two = services_of(two).erasure
         assert erasure_two is not None
         hashed = erasure_two.kek.subject_hash("carol")
@@ -181,7 +241,23 @@ async def test_an_erasure_on_one_replica_is_honoured_by_another_within_the_bound
 
         await eventually(two_forgot, timeout_s=bound_s)
         assert asyncio.get_running_loop().time() - started <= bound_s
-        assert erasure_two.store.erasure_of(kid) == erased.json()["event_id"]
+        erasure_id = erased.json()["event_id"]
+        assert erasure_two.store.erasure_of(kid) == erasure_id
+        # Purged from the other replica's GET /messages buffer too.
+        page = (await two.get("/messages", params={"key": "carol"})).json()
+        assert page["count"] == 0
+    # A replica started afterwards reads the record back: its fields name the erasure.
+    async with client_for(broker.bootstrap_servers, **settings) as three:
+
+        async def shown() -> bool:
+            page = (await three.get("/messages", params={"key": "carol"})).json()
+            return bool(page["count"])
+
+        await eventually(shown, timeout_s=10)
+        (message,) = (await three.get("/messages", params={"key": "carol"})).json()["messages"]
+        marker = ERASED_MARKER.format(erasure=erasure_id)
+        assert message["value"]["prompt"] == marker
+        assert message["value"]["response"] == marker
 
 
 async def test_a_wrong_kek_stops_the_start_naming_the_setting(
@@ -217,7 +293,7 @@ async def test_keys_topic_unreachable_answers_503_and_writes_nothing(
         ) as client:
             event = {"user_id": "erin", "model": "m", "prompt": "CANARY-e", "response": "r"}
             assert (await client.post("/audit", json=event)).status_code == 201
-            kafka.stop()
+            await in_thread_stop(kafka)
             await asyncio.sleep(3.0)
             answer = await client.post("/audit", json={**event, "user_id": "frank"})
             assert answer.status_code == 503, answer.text
@@ -226,7 +302,48 @@ async def test_keys_topic_unreachable_answers_503_and_writes_nothing(
             assert again.status_code == 503
             assert again.json()["error"]["code"] == "erasure_keys_unavailable"
             # Back, so the service's clients close cleanly.
-            kafka.start()
+            await in_thread_start(kafka)
         assert b"CANARY-" not in b"".join(
             p.read_bytes() for p in kafka.log_dir.glob(f"{topic}-*/*") if p.is_file()
         )
+
+
+async def test_erase_needs_its_own_scope_and_the_console_does_the_same(
+    broker: EmbeddedKafka, tmp_path: Path
+) -> None:
+    topic = f"test-{uuid.uuid4().hex}"
+    kek = kek_file(tmp_path)
+    keys = {"w": ["audit:write", "publish:write", "messages:read"], "e": ["audit:erase"]}
+    settings = settings_for(topic, kek, api_keys=keys)
+    async with client_for(broker.bootstrap_servers, **settings) as client:
+        event = {"user_id": "gina", "model": "m", "prompt": "p", "response": "r"}
+        written = await client.post("/audit", json=event, headers={"X-API-Key": "w"})
+        assert written.status_code == 201
+        body = {"subject": "gina", "reason": "request 7"}
+        refused = await client.post("/audit/erase", json=body, headers={"X-API-Key": "w"})
+        assert refused.status_code == 403
+    done = run_cli(
+        ["erase", "--subject", "gina", "--reason", "request 7"],
+        cwd=tmp_path,
+        env=plain_env(
+            RG_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+            RG_AUDIT_TOPIC=topic,
+            RG_ERASURE="on",
+            RG_ERASURE_KEK_FILE=str(kek),
+        ),
+    )
+    assert done.returncode == 0, done.stderr
+    receipt = json.loads(done.stdout)
+    assert receipt["status"] == "acked"
+    again = run_cli(
+        ["erase", "--subject", "gina", "--reason", "request 7"],
+        cwd=tmp_path,
+        env=plain_env(
+            RG_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+            RG_AUDIT_TOPIC=topic,
+            RG_ERASURE="on",
+            RG_ERASURE_KEK_FILE=str(kek),
+        ),
+    )
+    assert again.returncode == 1
+    assert "no key of that subject" in again.stderr
