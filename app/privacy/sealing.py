@@ -23,10 +23,10 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -85,6 +85,11 @@ class DataKey:
     kid: str
     subject: str
     key: bytes
+    # The cipher keyed once: constructing it per field costs more than sealing a short one.
+    aead: AESGCM = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aead", AESGCM(self.key))
 
 
 class Kek:
@@ -127,9 +132,15 @@ def _wrap_ad(subject_hash: str, kid: str) -> bytes:
     return f"rg-key:{VERSION}:{subject_hash}:{kid}".encode("ascii")
 
 
-def _field_ad(event_id: str, field: str, kid: str, subject_hash: str) -> bytes:
-    fields = {"event_id": event_id, "field": field, "kid": kid, "subject": subject_hash}
-    return json.dumps({**fields, "v": VERSION}, sort_keys=True, separators=(",", ":")).encode()
+def _field_ad(event_id: str, name: str, kid: str, subject_hash: str) -> bytes:
+    # The canonical JSON (sorted keys, no whitespace, ASCII escapes) of the associated data,
+    # written out: json.dumps of a dict costs more than sealing a short field.
+    return (
+        f'{{"event_id":{encode_basestring_ascii(event_id)},'
+        f'"field":{encode_basestring_ascii(name)},'
+        f'"kid":{encode_basestring_ascii(kid)},'
+        f'"subject":{encode_basestring_ascii(subject_hash)},"v":"{VERSION}"}}'
+    ).encode()
 
 
 def is_sealed(value: object) -> bool:
@@ -145,23 +156,23 @@ def kid_of(sealed: str) -> str:
     return parts[2]
 
 
-def seal(key: DataKey, event_id: str, field: str, plaintext: str) -> str:
-    """`plaintext` sealed under `key`, bound to `event_id` and `field`."""
+def seal(key: DataKey, event_id: str, name: str, plaintext: str) -> str:
+    """`plaintext` sealed under `key`, bound to `event_id` and the field `name`."""
     nonce = os.urandom(NONCE_BYTES)
-    ad = _field_ad(event_id, field, key.kid, key.subject)
-    ct = AESGCM(key.key).encrypt(nonce, plaintext.encode("utf-8"), ad)
+    ad = _field_ad(event_id, name, key.kid, key.subject)
+    ct = key.aead.encrypt(nonce, plaintext.encode("utf-8"), ad)
     return f"{SEALED_PREFIX}{key.kid}:{b64url(nonce)}:{b64url(ct)}"
 
 
-def open_sealed(key: DataKey, event_id: str, field: str, sealed: str) -> str:
+def open_sealed(key: DataKey, event_id: str, name: str, sealed: str) -> str:
     """The plaintext of `sealed`; `SealingError` when it does not open under `key` for this
-    `event_id` and `field`."""
+    `event_id` and field `name`."""
     kid = kid_of(sealed)
     if kid != key.kid:
         raise SealingError(f"sealed under key {kid}, not {key.kid}")
     _, _, _, nonce, ct = sealed.split(":")
-    ad = _field_ad(event_id, field, kid, key.subject)
+    ad = _field_ad(event_id, name, kid, key.subject)
     try:
-        return AESGCM(key.key).decrypt(unb64url(nonce), unb64url(ct), ad).decode("utf-8")
+        return key.aead.decrypt(unb64url(nonce), unb64url(ct), ad).decode("utf-8")
     except (InvalidTag, UnicodeDecodeError):
-        raise SealingError(f"field {field} of event {event_id} does not open") from None
+        raise SealingError(f"field {name} of event {event_id} does not open") from None

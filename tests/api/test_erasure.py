@@ -277,6 +277,22 @@ async def test_a_wrong_kek_stops_the_start_naming_the_setting(
     message = str(refused.value)
     assert "RG_ERASURE_KEK_FILE" in message
     assert "\n" not in message
+    # The console script: exit status 3 and one line naming the setting.
+    done = run_cli(
+        ["serve"],
+        cwd=tmp_path,
+        env=plain_env(
+            RG_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+            RG_AUDIT_TOPIC=topic,
+            RG_PORT=str(free_port()),
+            RG_ERASURE="on",
+            RG_ERASURE_KEK_FILE=str(tmp_path / "other"),
+        ),
+    )
+    assert done.returncode == 3, done.stderr
+    named = [line for line in done.stderr.splitlines() if "RG_ERASURE_KEK_FILE" in line]
+    assert len(named) == 1, done.stderr
+    assert "does not unwrap" in named[0]
 
 
 async def test_keys_topic_unreachable_answers_503_and_writes_nothing(
@@ -301,8 +317,14 @@ async def test_keys_topic_unreachable_answers_503_and_writes_nothing(
             again = await client.post("/audit", json=event)
             assert again.status_code == 503
             assert again.json()["error"]["code"] == "erasure_keys_unavailable"
-            # Back, so the service's clients close cleanly.
+            # Back: writes are taken again once the keys topic is read (and the clients close
+            # cleanly).
             await in_thread_start(kafka)
+
+            async def taken() -> bool:
+                return (await client.post("/audit", json=event)).status_code == 201
+
+            await eventually(taken, timeout_s=60)
         assert b"CANARY-" not in b"".join(
             p.read_bytes() for p in kafka.log_dir.glob(f"{topic}-*/*") if p.is_file()
         )
