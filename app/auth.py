@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, get_args
 
-Scope = Literal["audit:write", "publish:write", "messages:read", "audit:read"]
+Scope = Literal["audit:write", "publish:write", "messages:read", "audit:read", "audit:erase"]
 SCOPES: tuple[str, ...] = get_args(Scope)
 
 

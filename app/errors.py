@@ -23,6 +23,8 @@ ServiceError                     500 internal_error       a fault of the service
 ├── NoCheckpointError            404 no_checkpoint        no checkpoint written yet
 ├── UnsignedError                404 unsigned             no signing key configured
 ├── NoProofError                 404 no_proof             no proof of that record (yet)
+├── UnknownSubjectError          404 unknown_subject      no key of that subject (erasure)
+├── UnknownErasureError          404 unknown_erasure      no erasure record of that id
 ├── HeadersTooLargeError         431 headers_too_large    RG_MAX_HEADERS, RG_MAX_HEADER_BYTES
 ├── KafkaRefusedError            502 kafka_error          Kafka refused for good (library)
 ├── SchemaUnusableError          502 schema_unusable      the registry's schema cannot be used
@@ -39,7 +41,8 @@ ServiceError                     500 internal_error       a fault of the service
     ├── RegistryUnavailableError     schema_registry_unavailable  the registry does not answer
     ├── AuditSchemaIncompatibleError audit_schema_incompatible    breaks the registered one
     ├── SpoolFullError               spool_full               RG_SPOOL_MAX_BYTES
-    └── SpoolUnavailableError        spool_unavailable        the spool's disk refuses the write
+    ├── SpoolUnavailableError        spool_unavailable        the spool's disk refuses the write
+    └── ErasureKeysUnavailableError  erasure_keys_unavailable the keys topic cannot be used now
 
 Besides the tree, `app.api.errors` answers the framework's own errors through the same body
 builder: Starlette's (404 not_found, 405 method_not_allowed: the status phrase is the code) and
@@ -221,6 +224,21 @@ class NoProofError(ServiceError):
     code = "no_proof"
 
 
+class UnknownSubjectError(ServiceError):
+    """POST /audit/erase for a subject with no key: nothing of it was written sealed (or it
+    was erased already)."""
+
+    status = 404
+    code = "unknown_subject"
+
+
+class UnknownErasureError(ServiceError):
+    """GET /audit/erase/{id} for an id that names no erasure record."""
+
+    status = 404
+    code = "unknown_erasure"
+
+
 class HeadersTooLargeError(ServiceError):
     """The request head passes RG_MAX_HEADERS or RG_MAX_HEADER_BYTES."""
 
@@ -335,6 +353,13 @@ class SpoolUnavailableError(UnavailableError):
     later. The message carries SQLite's own error."""
 
     code = "spool_unavailable"
+
+
+class ErasureKeysUnavailableError(UnavailableError):
+    """RG_ERASURE=on and the keys topic cannot be read or written now: nothing is written
+    unsealed, the client retries."""
+
+    code = "erasure_keys_unavailable"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,18 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import audit, health, integrity, messages, metrics, proofs, publish, records, ui
+from app.api import (
+    audit,
+    erasure,
+    health,
+    integrity,
+    messages,
+    metrics,
+    proofs,
+    publish,
+    records,
+    ui,
+)
 from app.api.body_limit import BodyLimit
 from app.api.errors import install_error_handlers
 from app.api.lean import LeanDispatch
@@ -61,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     routers = (
         audit.router,
+        erasure.router,
         integrity.router,
         proofs.router,
         records.router,

@@ -32,6 +32,7 @@ from app.ingest.audit_topic_guard import AuditTopicGuard
 from app.ingest.audit_trail import AuditTrail
 from app.ingest.backpressure import Backpressure, ByteBudget
 from app.ingest.contracts import AuditSchemaGuard, TopicContracts, registry_client
+from app.ingest.erasures import Erasures
 from app.ingest.forwarder import SpoolForwarder
 from app.ingest.idempotency import RecentReceipts
 from app.ingest.publisher import Publisher
@@ -49,6 +50,9 @@ from app.integrity.witness import WitnessError
 from app.integrity.witness_policy import WitnessPolicy
 from app.kafka import KafkaAuditLogger, KafkaProducerClient, SchemaRegistryClient
 from app.metrics import ServiceMetrics
+from app.privacy.erasure import Erasure
+from app.privacy.keystore import KafkaKeyStore, KekMismatchError
+from app.privacy.sealing import Kek, SealingError, load_kek
 from app.rates import RateHistory
 from app.reachability import KafkaReachability
 from app.recent.buffer import RecentRecords
@@ -111,6 +115,9 @@ class Services:
     stamper: Stamper | None = None
     # Has the witnesses cosign the log of writers; None without RG_AUDIT_WITNESSES.
     cosigner: Cosigner | None = None
+    # RG_ERASURE=on: the sealing and the erasures (app/privacy/, app/ingest/erasures.py).
+    erasure: Erasure | None = None
+    erasures: Erasures | None = None
 
     @property
     def producer(self) -> KafkaProducerClient:
@@ -144,6 +151,12 @@ class Services:
         if self.audit_schema is not None:
             await self.audit_schema.start(wait_s=settings.ready_timeout_s)
         await self.connection.wait_connected(settings.ready_timeout_s)
+        if self.erasure is not None:
+            try:
+                await start_erasure(self.erasure)
+            except StartupError:
+                await self.stop()  # the producer and the rest started so far, closed
+                raise
         readers = [self.reader.start, self.checkpoints.start]
         if self.proofs is not None:
             readers.append(self.proofs.start)
@@ -167,6 +180,8 @@ class Services:
         if self.forwarder is not None:
             await self.forwarder.close()
         await self.reader.close()
+        if self.erasure is not None:
+            await self.erasure.store.close()
         if self.stamper is not None:
             await self.stamper.close()
         if self.cosigner is not None:
@@ -298,6 +313,24 @@ def build_services(settings: Settings) -> Services:
         else None
     )
     cosigner = cosigner_of(settings, proofs, checkpoints, metrics)
+    erasure = erasure_of(settings)
+    if erasure is not None:
+        recent.opener = erasure.open_view
+        if isinstance(erasure.store, KafkaKeyStore):
+            erasure.store.on_erased = recent.purge_sealed
+    audit_trail = build_audit_trail(
+        audit_logger,
+        metrics,
+        backpressure,
+        timeout_s=settings.produce_timeout_s,
+        window_s=settings.idempotency_window_s,
+        max_keys=settings.idempotency_max_keys,
+        spool=spool,
+        spool_after_s=settings.spool_after_s,
+        chain=chain,
+        redactor=redactor_of(settings, metrics),
+        erasure=erasure,
+    )
     return Services(
         settings=settings,
         metrics=metrics,
@@ -307,23 +340,18 @@ def build_services(settings: Settings) -> Services:
         connection=connection,
         audit_topic=guard,
         chain=chain,
-        audit_trail=build_audit_trail(
-            audit_logger,
-            metrics,
-            backpressure,
-            timeout_s=settings.produce_timeout_s,
-            window_s=settings.idempotency_window_s,
-            max_keys=settings.idempotency_max_keys,
-            spool=spool,
-            spool_after_s=settings.spool_after_s,
-            chain=chain,
-            redactor=redactor_of(settings, metrics),
-        ),
+        audit_trail=audit_trail,
         publisher=Publisher(
             producer,
             TopicPolicy(
                 allow=settings.publish_topics,
-                own=[settings.audit_topic, settings.checkpoints_topic, settings.writers_topic],
+                # The erasure keys topic too: a record written there could plant or drop keys.
+                own=[
+                    settings.audit_topic,
+                    settings.checkpoints_topic,
+                    settings.writers_topic,
+                    f"{settings.audit_topic}.keys",
+                ],
             ),
             metrics,
             timeout_s=settings.produce_timeout_s,
@@ -349,6 +377,12 @@ def build_services(settings: Settings) -> Services:
         proofs=proofs,
         stamper=build_stamper(settings, checkpoints, proofs, metrics),
         cosigner=cosigner,
+        erasure=erasure,
+        erasures=(
+            Erasures(erasure, audit_trail, purge=recent.purge_sealed)
+            if erasure is not None
+            else None
+        ),
     )
 
 
@@ -430,6 +464,7 @@ def build_audit_trail(
     spool_after_s: float = 2.0,
     chain: ChainWriter | None = None,
     redactor: Redactor | None = None,
+    erasure: Erasure | None = None,
 ) -> AuditTrail:
     """The audit trail as the service wires it (the tests' too, so the two stay in step): its
     receipts kept packed for retries, `window_s` seconds and at most `max_keys` of them; the
@@ -445,6 +480,7 @@ def build_audit_trail(
         spool_after_s=spool_after_s,
         chain=chain,
         redactor=redactor,
+        erasure=erasure,
     )
 
 
@@ -497,3 +533,37 @@ def redactor_of(settings: Settings, metrics: ServiceMetrics) -> Redactor | None:
         metadata_fields=settings.redaction_metadata_fields,
         count=lambda kind, n: metrics.redactions.labels(kind=kind).inc(n),
     )
+
+
+def erasure_of(settings: Settings) -> Erasure | None:
+    """The sealing RG_ERASURE=on asks for, its keys on `<audit topic>.keys`; None when off.
+    Reads the KEK from RG_ERASURE_KEK_FILE (a missing, unreadable or malformed file, or one
+    others may read, stops the start: `StartupError`)."""
+    if settings.erasure == "off":
+        return None
+    path = settings.erasure_kek_file
+    assert path is not None  # noqa: S101 - the settings require it
+    check_key_file_mode(
+        path, "RG_ERASURE_KEK_FILE", allow_insecure=settings.allow_insecure_key_files
+    )
+    try:
+        kek = Kek(load_kek(path))
+    except SealingError as exc:
+        raise StartupError(f"RG_ERASURE_KEK_FILE {exc}") from None
+    store = KafkaKeyStore(settings, kek, fresh_s=settings.erasure_key_cache_s)
+    return Erasure(
+        store,
+        kek,
+        subject_field=settings.erasure_subject_field,
+        fields=settings.erasure_fields,
+    )
+
+
+async def start_erasure(erasure: Erasure) -> None:
+    """Load the erasure keys; a key the KEK does not unwrap stops the start (`StartupError`
+    naming RG_ERASURE_KEK_FILE). A broker that does not answer leaves the store unfresh:
+    writes answer 503 until it is read."""
+    try:
+        await erasure.store.start()
+    except KekMismatchError as exc:
+        raise StartupError(str(exc)) from None

@@ -349,6 +349,31 @@ class Settings(BaseSettings):
         description="Top-level metadata keys redacted too (their nested values included).",
     )
 
+    erasure: Literal["off", "on"] = Field(
+        default="off",
+        description="Per-subject encryption for crypto-shredding erasure (docs/privacy.md): "
+        "on from the first record, or earlier records cannot be erased.",
+    )
+    erasure_kek_file: Path | None = Field(
+        default=None,
+        description="File of the key-encryption key for RG_ERASURE=on (required then): 32 "
+        "random bytes as one line of base64.",
+    )
+    erasure_subject_field: str | None = Field(
+        default=None,
+        description="Metadata field naming whose data a record holds; unset: the user_id.",
+    )
+    erasure_fields: CommaList = Field(
+        default=[],
+        description="Top-level metadata fields sealed too, besides the prompt and response.",
+    )
+    erasure_key_cache_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A replica uses its cached keys only while it read the keys topic within "
+        "this: the bound on honouring an erasure made on another replica.",
+    )
+
     schema_registry_url: str | None = Field(
         default=None,
         description="Confluent-compatible Schema Registry API (e.g. http://host:8081, or "
@@ -386,6 +411,7 @@ class Settings(BaseSettings):
         "messages_topics",
         "publish_topics",
         "redaction_metadata_fields",
+        "erasure_fields",
         mode="before",
     )
     @classmethod
@@ -420,6 +446,7 @@ class Settings(BaseSettings):
         "audit_retired_keys_dir",
         "redaction_key_file",
         "audit_tsa_ca_file",
+        "erasure_kek_file",
         mode="before",
     )
     @classmethod
@@ -452,6 +479,12 @@ class Settings(BaseSettings):
                 f"{BODY_COST} x max_body_bytes ({self.max_body_bytes}): what a body of the "
                 "largest size costs in memory"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _erasure_is_complete(self) -> Self:
+        if self.erasure == "on" and self.erasure_kek_file is None:
+            raise ValueError("RG_ERASURE=on needs RG_ERASURE_KEK_FILE (the key-encryption key)")
         return self
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from app.cli import (  # noqa: PLC0415
         broker,
+        erase,
         export,
         integrity,
         keys,
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         schemas,
         keys,
         integrity,
+        erase,
         export,
         probe,
     ):

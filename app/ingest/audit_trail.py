@@ -29,6 +29,7 @@ from app.kafka import (
 )
 from app.kafka.delivery import DeliveryCallback
 from app.metrics import ServiceMetrics
+from app.privacy.erasure import ERASURE_HEADER, Erasure
 from app.runtime import RECORD_COST
 
 logger = logging.getLogger(__name__)
@@ -56,8 +57,11 @@ class AuditTrail:
         spool_after_s: float = 2.0,
         chain: ChainWriter | None = None,
         redactor: Redactor | None = None,
+        erasure: Erasure | None = None,
     ) -> None:
         self.chain = chain or ChainWriter()
+        # RG_ERASURE=on: fields sealed under their subject's key after redaction.
+        self._erasure = erasure
         # The receipts kept for retries (a batch claims and settles its events on them).
         self.receipts = receipts
         self._redactor = redactor
@@ -87,12 +91,18 @@ class AuditTrail:
     async def redact(
         self, events: list[KafkaAuditEvent], headers: dict[str, str] | None
     ) -> tuple[list[KafkaAuditEvent], dict[str, str] | None]:
-        """`events` as they are written (redacted, with a redactor) and the headers their
-        records carry (with the redaction's stamp)."""
+        """`events` as they are written (redacted, with a redactor; then sealed, with erasure
+        on: before the canonical JSON, so digest, chain and leaf cover the sealed value) and
+        the headers their records carry (with the redaction's stamp, the erasure's version).
+        Sealing raises `KeyStoreUnavailableError` rather than pass anything on unsealed."""
         redactor = self._redactor
-        if redactor is None:
-            return events, headers
-        return await redactor.events(events), {**(headers or {}), REDACTION_HEADER: redactor.stamp}
+        if redactor is not None:
+            events = await redactor.events(events)
+            headers = {**(headers or {}), REDACTION_HEADER: redactor.stamp}
+        if self._erasure is not None:
+            events = await self._erasure.seal_events(events)
+            headers = {**(headers or {}), ERASURE_HEADER: "v1"}
+        return events, headers
 
     async def record_once(
         self,

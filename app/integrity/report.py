@@ -64,6 +64,8 @@ class Report:
     # Timestamp tokens (records keyed `timestamps`), counted with `--tsa-ca` only.
     timestamps_checked: int = 0
     timestamps_valid: int = 0
+    # Erasure records (RG_ERASURE, docs/privacy.md) among the records checked.
+    erasure_records: int = 0
     signed: bool = False
     problems: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
@@ -91,6 +93,7 @@ class Report:
             "writers": self.writers,
             "timestamps_checked": self.timestamps_checked,
             "timestamps_valid": self.timestamps_valid,
+            "erasure_records": self.erasure_records,
             "problem_counts": counts,
             "problems": [p.as_dict() for p in self.problems],
             "warnings": [w.as_dict() for w in self.warnings],

@@ -53,6 +53,7 @@ writer's last checkpoint) and `unsigned` (no checkpoints, when they are not requ
 """
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -262,6 +263,8 @@ class Verifier:
             positions[seq] = entry
         if not altered:
             report.records_valid += 1
+        if _ERASURE_MODEL in body and _is_erasure_record(body):
+            report.erasure_records += 1
 
     def add_checkpoint(
         self, partition: int, offset: int, value: bytes | None, key: bytes | None
@@ -654,6 +657,19 @@ class Verifier:
         self._report.problems.append(
             Finding(kind, detail, self._topic, partition, offset, writer, seq)
         )
+
+
+# An erasure record's model in the canonical JSON (app/ingest/erasures.py): the substring is
+# a cheap first test, the parse decides (metadata may hold the same key and value).
+_ERASURE_MODEL = b'"model":"rg-erasure/v1"'
+
+
+def _is_erasure_record(body: bytes) -> bool:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and value.get("model") == "rg-erasure/v1"
 
 
 def _count(headers: Sequence[tuple[str, bytes]], name: str) -> int:

@@ -120,6 +120,8 @@ class RecentRecords:
         self.skipped: collections.Counter[str] = collections.Counter()
         # Schema id -> its version, as the reader learnt it from the registry (framed values).
         self.schema_versions: dict[int, int] = {}
+        # RG_ERASURE=on: a view's JSON with its sealed fields opened (or marked erased).
+        self.opener: Callable[[bytes], bytes] | None = None
 
     @property
     def dropped_oversized(self) -> int:
@@ -204,12 +206,28 @@ class RecentRecords:
         if record.shown is None:
             kept = self._topics.get(record.topic)
             body = record.view_json(self.schema_versions)
+            if self.opener is not None:
+                body = self.opener(body)
             if kept is not None and kept.size + len(body) <= self.max_bytes:
                 record.writer, record.seq = record.chain_place()
                 record.shown = body
                 record.size += len(body)
                 kept.size += len(body)
+            else:
+                return record.json_parts(coverage, self.schema_versions, view=body)
         return record.json_parts(coverage, self.schema_versions)
+
+    def purge_sealed(self, kids: list[str]) -> int:
+        """Drop every kept record with a field sealed under one of `kids` (an erased subject's,
+        RG_ERASURE=on); the number dropped."""
+        marks = [f"rg-enc:v1:{kid}:".encode() for kid in kids]
+        dropped = 0
+        for kept in self._topics.values():
+            keep = [r for r in kept.records if not any(m in (r.value or b"") for m in marks)]
+            dropped += len(kept.records) - len(keep)
+            kept.records = keep
+            kept.size = sum(r.size for r in keep)
+        return dropped
 
     def counts(self) -> dict[str, float]:
         """Records kept, per topic."""

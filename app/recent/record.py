@@ -260,17 +260,23 @@ class RecentRecord:
             return orjson.dumps(fields)
 
     def json_parts(
-        self, coverage: Coverage, schema_versions: Mapping[int, int] | None = None
+        self,
+        coverage: Coverage,
+        schema_versions: Mapping[int, int] | None = None,
+        *,
+        view: bytes | None = None,
     ) -> tuple[memoryview, bytes]:
         """The record as `GET /messages` shows it (a `MessageView`), with `checkpointed` as
         `coverage` says now (null without a writer and seq), in two pieces to join: a
-        memoryview, so the view is copied once, by the join of the whole answer."""
+        memoryview, so the view is copied once, by the join of the whole answer. `view`: the
+        view's JSON worked out by the caller (opened sealed fields), when not kept."""
         if self.shown is not None:
             writer, seq = self.writer, self.seq
         else:
             writer, seq = self.chain_place()
         covered = None if writer is None or seq is None else coverage(writer, seq)
-        return memoryview(self.view_json(schema_versions))[:-1], _CHECKPOINTED[covered]
+        body = view if view is not None else self.view_json(schema_versions)
+        return memoryview(body)[:-1], _CHECKPOINTED[covered]
 
     def json(self, coverage: Coverage, schema_versions: Mapping[int, int] | None = None) -> bytes:
         """The record's JSON as `GET /messages` shows it (see `json_parts`)."""

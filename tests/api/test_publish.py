@@ -192,12 +192,27 @@ async def test_a_partition_the_topic_lacks_gets_422(
 
 @pytest.mark.parametrize(
     "target",
-    ["AUDIT", "CHECKPOINTS", "__consumer_offsets", "__anything", "_schemas", "connect-configs"],
+    [
+        "AUDIT",
+        "CHECKPOINTS",
+        "WRITERS",
+        "KEYS",
+        "__consumer_offsets",
+        "__anything",
+        "_schemas",
+        "connect-configs",
+    ],
 )
 async def test_the_service_s_own_and_infrastructure_topics_are_refused_whatever_the_allow_list(
     service: ServiceFactory, topic: str, target: str
 ) -> None:
-    name = {"AUDIT": topic, "CHECKPOINTS": f"{topic}.checkpoints"}.get(target, target)
+    own = {
+        "AUDIT": topic,
+        "CHECKPOINTS": f"{topic}.checkpoints",
+        "WRITERS": f"{topic}.writers",
+        "KEYS": f"{topic}.keys",  # the erasure keys (RG_ERASURE)
+    }
+    name = own.get(target, target)
     async with service(publish_topics=["*"]) as client:
         response = await client.post("/publish", json={"topic": name, "value": 1})
     assert_contract_error(response, 403, "topic_not_allowed")

@@ -7,6 +7,7 @@ from app.errors import (
     BadRequestError,
     BodyTooLargeError,
     BrokerUnavailableError,
+    ErasureKeysUnavailableError,
     ForbiddenError,
     HeadersTooLargeError,
     IdempotencyKeyReusedError,
@@ -33,7 +34,9 @@ from app.errors import (
     TopicNotAllowedError,
     UnauthorizedError,
     UnavailableError,
+    UnknownErasureError,
     UnknownPartitionError,
+    UnknownSubjectError,
     UnsignedError,
 )
 
@@ -56,6 +59,9 @@ ANSWERS: dict[type[ServiceError], tuple[int, str, int | None]] = {
     SchemaMissingError: (422, "schema_required", None),
     NoCheckpointError: (404, "no_checkpoint", None),
     NoProofError: (404, "no_proof", None),
+    UnknownSubjectError: (404, "unknown_subject", None),
+    UnknownErasureError: (404, "unknown_erasure", None),
+    ErasureKeysUnavailableError: (503, "erasure_keys_unavailable", 5),
     UnsignedError: (404, "unsigned", None),
     HeadersTooLargeError: (431, "headers_too_large", None),
     KafkaRefusedError: (502, "kafka_error", None),

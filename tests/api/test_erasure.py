@@ -1,0 +1,371 @@
+"""Erasure over HTTP on a real broker of the test's own (its data directory is grepped): sealed
+fields from the first record, POST /audit/erase, compaction of the keys topic, a second replica,
+a wrong KEK and an unknown subject."""
+
+import asyncio
+import base64
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
+from app.privacy.erasure import ERASED_MARKER
+from app.privacy.sealing import is_sealed
+from app.services import StartupError
+from tests.helpers.app import client_for, services_of
+from tests.helpers.broker import in_thread_start, in_thread_stop
+from tests.helpers.kafka import records_of
+from tests.helpers.polling import eventually
+from tests.helpers.processes import run_cli
+
+SUBJECTS = 100
+PER_SUBJECT = 100
+# The cleaner looks for work every half second, not every 15 s: compaction within the test.
+BROKER = {"log.cleaner.backoff.ms": "500"}
+
+
+@pytest.fixture(scope="module")
+def broker(
+    tmp_path_factory: pytest.TempPathFactory, kafka_distribution: KafkaDistribution
+) -> Iterator[EmbeddedKafka]:
+    """A real broker whose segment files the tests grep."""
+    kafka = EmbeddedKafka(
+        tmp_path_factory.mktemp("erasure-kafka"),
+        port=free_port(),
+        distribution=kafka_distribution,
+        overrides=BROKER,
+        stop_timeout_s=20,
+    )
+    with kafka:
+        yield kafka
+
+
+def kek_file(tmp_path: Path, name: str = "kek") -> Path:
+    path = tmp_path / name
+    path.write_bytes(base64.b64encode(os.urandom(32)) + b"\n")
+    path.chmod(0o600)
+    return path
+
+
+def settings_for(topic: str, kek: Path, **more: Any) -> dict[str, Any]:
+    return {"audit_topic": topic, "erasure": "on", "erasure_kek_file": kek, **more}
+
+
+def segment_bytes(broker: EmbeddedKafka, topic: str) -> bytes:
+    """Every byte of the topic's files in the broker's log directory."""
+    found = list(broker.log_dir.glob(f"{topic}-*/*"))
+    assert found, f"no files of {topic} under {broker.log_dir}"
+    return b"".join(path.read_bytes() for path in found if path.is_file())
+
+
+def generate_key(folder: Path, key_id: str) -> Path:
+    """`ractogateway-kafka keys generate`; the private key's path."""
+    done = run_cli(
+        ["keys", "generate", "--out", str(folder), "--key-id", key_id],
+        cwd=folder.parent,
+        env=plain_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    return folder / f"{key_id}.key.pem"
+
+
+def plain_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
+    return {**env, **settings}
+
+
+def verify(broker: EmbeddedKafka, topic: str, public: Path) -> tuple[int, dict[str, Any]]:
+    """`verify --json` of the trail as an operator runs it: exit code and report."""
+    done = run_cli(
+        [
+            "verify",
+            "--json",
+            "--topic",
+            topic,
+            "--checkpoints-topic",
+            f"{topic}.checkpoints",
+            "--public-key",
+            str(public),
+        ],
+        cwd=public.parent,
+        env=plain_env(RG_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers),
+    )
+    assert done.returncode in {0, 1}, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def as_json(value: object) -> dict[str, Any]:
+    """A record's value as the JSON object it holds."""
+    if isinstance(value, bytes | str):
+        value = json.loads(value)
+    assert isinstance(value, dict)
+    return value
+
+
+def canary(subject: int, n: int) -> str:
+    return f"CANARY-{subject:03d}-{n:03d}-zq"
+
+
+async def test_erasure_shreds_one_subject_and_leaves_the_rest_readable(
+    broker: EmbeddedKafka, tmp_path: Path
+) -> None:
+    topic = f"test-{uuid.uuid4().hex}"
+    kek = kek_file(tmp_path)
+    signing = {
+        "audit_signing_key_file": generate_key(tmp_path / "keys", "erasure-test"),
+        "audit_key_id": "erasure-test",
+        "audit_checkpoint_s": 0.5,
+    }
+    async with client_for(
+        broker.bootstrap_servers, **settings_for(topic, kek, **signing)
+    ) as client:
+        for subject in range(SUBJECTS):
+            events = [
+                {
+                    "user_id": f"person-{subject}",
+                    "model": "m",
+                    "prompt": canary(subject, n),
+                    "response": f"answer {n}",
+                }
+                for n in range(PER_SUBJECT)
+            ]
+            answer = await client.post("/audit/batch", json={"events": events})
+            assert answer.status_code == 200, answer.text
+        keys_topic = f"{topic}.keys"
+        victim_key = (await records_of(broker.bootstrap_servers, keys_topic))[0]
+        wrapped = as_json(victim_key.value)["wrapped"]
+        victim = services_of(client).erasure
+        assert victim is not None
+        victim_hash = victim.kek.subject_hash("person-0")
+        kids = victim.store.kids_of(victim_hash)
+        # The first key written is person-0's (the first batch).
+        assert victim_key.key == f"key/{victim_hash}/{kids[0]}"
+
+        erased = await client.post(
+            "/audit/erase", json={"subject": "person-0", "reason": "Art. 17 request #1"}
+        )
+        assert erased.status_code == 202, erased.text
+        erasure_id = erased.json()["event_id"]
+        assert erased.json()["status"] == "acked"
+
+        records = await records_of(broker.bootstrap_servers, topic)
+        assert len(records) == SUBJECTS * PER_SUBJECT + 1
+        opened_ok = 0
+        for message in records:
+            value = as_json(message.value)
+            if value["user_id"] == "rg-erasure":
+                assert value["metadata"]["rg_erasure"]["subject"] == victim_hash
+                assert "person-0" not in json.dumps(value)
+                continue
+            assert is_sealed(value["prompt"])
+            assert is_sealed(value["response"])
+            opened = victim.open_value(value)
+            if value["user_id"] == "person-0":
+                assert opened["prompt"] == ERASED_MARKER.format(erasure=erasure_id)
+            else:
+                assert opened["prompt"].startswith("CANARY-")
+                opened_ok += 1
+        assert opened_ok == (SUBJECTS - 1) * PER_SUBJECT
+
+        # No canary in plaintext anywhere in the audit topic's segments, from the first record.
+        assert b"CANARY-" not in segment_bytes(broker, topic)
+
+        unknown = await client.post("/audit/erase", json={"subject": "nobody", "reason": "x"})
+        assert unknown.status_code == 404
+        assert unknown.json()["error"]["code"] == "unknown_subject"
+
+        async def gone() -> bool:
+            status = await client.get(f"/audit/erase/{erasure_id}")
+            assert status.status_code == 200, status.text
+            return bool(status.json()["gone_from_segments"])
+
+        await eventually(gone, timeout_s=120)
+
+        async def bytes_gone() -> bool:
+            return wrapped.encode() not in segment_bytes(broker, keys_topic)
+
+        # The replaced segments are deleted after file.delete.delay.ms.
+        await eventually(bytes_gone, timeout_s=30)
+        assert (await client.get("/audit/erase/no-such-erasure")).status_code == 404
+
+    # The whole trail verifies (signed checkpoints, chain, digests over the ciphertext),
+    # the erased subject's records included, and the erasure record is counted.
+    code, report = verify(broker, topic, tmp_path / "keys" / "erasure-test.pub.pem")
+    assert code == 0, report["problems"]
+    assert report["problems"] == []
+    assert report["signed"] is True
+    assert report["records_checked"] == report["records_valid"] == SUBJECTS * PER_SUBJECT + 1
+    assert report["erasure_records"] == 1
+
+
+async def test_an_erasure_on_one_replica_is_honoured_by_another_within_the_bound(
+    broker: EmbeddedKafka, tmp_path: Path
+) -> None:
+    topic = f"test-{uuid.uuid4().hex}"
+    kek = kek_file(tmp_path)
+    bound_s = 3.0
+    settings = settings_for(topic, kek, erasure_key_cache_s=bound_s)
+    async with (
+        client_for(broker.bootstrap_servers, **settings) as one,
+        client_for(broker.bootstrap_servers, **settings) as two,
+    ):
+        event = {"user_id": "carol", "model": "m", "prompt": "CANARY-c", "response": "r"}
+        assert (await one.post("/audit", json=event)).status_code == 201
+
+        async def two_reads_it() -> bool:
+            page = (await two.get("/messages", params={"key": "carol"})).json()
+            return bool(page["count"]) and page["messages"][0]["value"]["prompt"] == "CANARY-c"
+
+        # The other replica opens what this one sealed.
+        await eventually(two_reads_it, timeout_s=10)
+        erasure_two = services_of(two).erasure
+        assert erasure_two is not None
+        hashed = erasure_two.kek.subject_hash("carol")
+
+        async def two_knows() -> bool:
+            return bool(erasure_two.store.kids_of(hashed))
+
+        await eventually(two_knows, timeout_s=bound_s)
+        (kid,) = erasure_two.store.kids_of(hashed)
+        erased = await one.post("/audit/erase", json={"subject": "carol", "reason": "r"})
+        assert erased.status_code == 202
+        started = asyncio.get_running_loop().time()
+
+        async def two_forgot() -> bool:
+            return erasure_two.store.key_by_kid(kid) is None
+
+        await eventually(two_forgot, timeout_s=bound_s)
+        assert asyncio.get_running_loop().time() - started <= bound_s
+        erasure_id = erased.json()["event_id"]
+        assert erasure_two.store.erasure_of(kid) == erasure_id
+        # Purged from the other replica's GET /messages buffer too.
+        page = (await two.get("/messages", params={"key": "carol"})).json()
+        assert page["count"] == 0
+    # A replica started afterwards reads the record back: its fields name the erasure.
+    async with client_for(broker.bootstrap_servers, **settings) as three:
+
+        async def shown() -> bool:
+            page = (await three.get("/messages", params={"key": "carol"})).json()
+            return bool(page["count"])
+
+        await eventually(shown, timeout_s=10)
+        (message,) = (await three.get("/messages", params={"key": "carol"})).json()["messages"]
+        marker = ERASED_MARKER.format(erasure=erasure_id)
+        assert message["value"]["prompt"] == marker
+        assert message["value"]["response"] == marker
+
+
+async def test_a_wrong_kek_stops_the_start_naming_the_setting(
+    broker: EmbeddedKafka, tmp_path: Path
+) -> None:
+    topic = f"test-{uuid.uuid4().hex}"
+    async with client_for(
+        broker.bootstrap_servers, **settings_for(topic, kek_file(tmp_path))
+    ) as client:
+        event = {"user_id": "dave", "model": "m", "prompt": "p", "response": "r"}
+        assert (await client.post("/audit", json=event)).status_code == 201
+    with pytest.raises(StartupError) as refused:
+        async with client_for(
+            broker.bootstrap_servers, **settings_for(topic, kek_file(tmp_path, "other"))
+        ):
+            pass
+    message = str(refused.value)
+    assert "RG_ERASURE_KEK_FILE" in message
+    assert "\n" not in message
+    # The console script: exit status 3 and one line naming the setting.
+    done = run_cli(
+        ["serve"],
+        cwd=tmp_path,
+        env=plain_env(
+            RG_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+            RG_AUDIT_TOPIC=topic,
+            RG_PORT=str(free_port()),
+            RG_ERASURE="on",
+            RG_ERASURE_KEK_FILE=str(tmp_path / "other"),
+        ),
+    )
+    assert done.returncode == 3, done.stderr
+    named = [line for line in done.stderr.splitlines() if "RG_ERASURE_KEK_FILE" in line]
+    assert len(named) == 1, done.stderr
+    assert "does not unwrap" in named[0]
+
+
+async def test_keys_topic_unreachable_answers_503_and_writes_nothing(
+    tmp_path: Path, kafka_distribution: KafkaDistribution
+) -> None:
+    topic = f"test-{uuid.uuid4().hex}"
+    kafka = EmbeddedKafka(
+        tmp_path / "kafka", port=free_port(), distribution=kafka_distribution, stop_timeout_s=20
+    )
+    with kafka:
+        async with client_for(
+            kafka.bootstrap_servers,
+            **settings_for(topic, kek_file(tmp_path), erasure_key_cache_s=2.0),
+        ) as client:
+            event = {"user_id": "erin", "model": "m", "prompt": "CANARY-e", "response": "r"}
+            assert (await client.post("/audit", json=event)).status_code == 201
+            await in_thread_stop(kafka)
+            await asyncio.sleep(3.0)
+            answer = await client.post("/audit", json={**event, "user_id": "frank"})
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"]
+            again = await client.post("/audit", json=event)
+            assert again.status_code == 503
+            assert again.json()["error"]["code"] == "erasure_keys_unavailable"
+            # Back: writes are taken again once the keys topic is read (and the clients close
+            # cleanly).
+            await in_thread_start(kafka)
+
+            async def taken() -> bool:
+                return (await client.post("/audit", json=event)).status_code == 201
+
+            await eventually(taken, timeout_s=60)
+        assert b"CANARY-" not in b"".join(
+            p.read_bytes() for p in kafka.log_dir.glob(f"{topic}-*/*") if p.is_file()
+        )
+
+
+async def test_erase_needs_its_own_scope_and_the_console_does_the_same(
+    broker: EmbeddedKafka, tmp_path: Path
+) -> None:
+    topic = f"test-{uuid.uuid4().hex}"
+    kek = kek_file(tmp_path)
+    keys = {"w": ["audit:write", "publish:write", "messages:read"], "e": ["audit:erase"]}
+    settings = settings_for(topic, kek, api_keys=keys)
+    async with client_for(broker.bootstrap_servers, **settings) as client:
+        event = {"user_id": "gina", "model": "m", "prompt": "p", "response": "r"}
+        written = await client.post("/audit", json=event, headers={"X-API-Key": "w"})
+        assert written.status_code == 201
+        body = {"subject": "gina", "reason": "request 7"}
+        refused = await client.post("/audit/erase", json=body, headers={"X-API-Key": "w"})
+        assert refused.status_code == 403
+    done = run_cli(
+        ["erase", "--subject", "gina", "--reason", "request 7"],
+        cwd=tmp_path,
+        env=plain_env(
+            RG_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+            RG_AUDIT_TOPIC=topic,
+            RG_ERASURE="on",
+            RG_ERASURE_KEK_FILE=str(kek),
+        ),
+    )
+    assert done.returncode == 0, done.stderr
+    receipt = json.loads(done.stdout)
+    assert receipt["status"] == "acked"
+    again = run_cli(
+        ["erase", "--subject", "gina", "--reason", "request 7"],
+        cwd=tmp_path,
+        env=plain_env(
+            RG_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+            RG_AUDIT_TOPIC=topic,
+            RG_ERASURE="on",
+            RG_ERASURE_KEK_FILE=str(kek),
+        ),
+    )
+    assert again.returncode == 1
+    assert "no key of that subject" in again.stderr
