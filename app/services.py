@@ -313,11 +313,8 @@ def build_services(settings: Settings) -> Services:
         else None
     )
     cosigner = cosigner_of(settings, proofs, checkpoints, metrics)
-    erasure = erasure_of(settings)
-    if erasure is not None:
-        recent.opener = erasure.open_view
-        if isinstance(erasure.store, KafkaKeyStore):
-            erasure.store.on_erased = recent.purge_sealed
+    search = RecordSearch(settings, coverage.covers)
+    erasure = erasure_of(settings, recent, search)
     audit_trail = build_audit_trail(
         audit_logger,
         metrics,
@@ -361,7 +358,7 @@ def build_services(settings: Settings) -> Services:
         recent=recent,
         coverage=coverage,
         reader=reader,
-        search=RecordSearch(settings, coverage.covers),
+        search=search,
         spool=spool,
         forwarder=forwarder,
         checkpoints=checkpoints,
@@ -535,10 +532,13 @@ def redactor_of(settings: Settings, metrics: ServiceMetrics) -> Redactor | None:
     )
 
 
-def erasure_of(settings: Settings) -> Erasure | None:
+def erasure_of(
+    settings: Settings, recent: RecentRecords | None = None, search: RecordSearch | None = None
+) -> Erasure | None:
     """The sealing RG_ERASURE=on asks for, its keys on `<audit topic>.keys`; None when off.
     Reads the KEK from RG_ERASURE_KEK_FILE (a missing, unreadable or malformed file, or one
-    others may read, stops the start: `StartupError`)."""
+    others may read, stops the start: `StartupError`). The read paths given open sealed
+    fields with it; `recent` also forgets an erased subject's records."""
     if settings.erasure == "off":
         return None
     path = settings.erasure_kek_file
@@ -551,12 +551,18 @@ def erasure_of(settings: Settings) -> Erasure | None:
     except SealingError as exc:
         raise StartupError(f"RG_ERASURE_KEK_FILE {exc}") from None
     store = KafkaKeyStore(settings, kek, fresh_s=settings.erasure_key_cache_s)
-    return Erasure(
+    erasure = Erasure(
         store,
         kek,
         subject_field=settings.erasure_subject_field,
         fields=settings.erasure_fields,
     )
+    if recent is not None:
+        recent.opener = erasure.open_view
+        store.on_erased = recent.purge_sealed
+    if search is not None:
+        search.opener = erasure.open_view
+    return erasure
 
 
 async def start_erasure(erasure: Erasure) -> None:

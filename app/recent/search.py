@@ -28,7 +28,7 @@ import contextlib
 import dataclasses
 import secrets
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -110,6 +110,8 @@ class RecordSearch:
             secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
         )
         self._running = 0
+        # With RG_ERASURE=on: opens a shown record's sealed fields (or names their erasure).
+        self.opener: Callable[[bytes], bytes] | None = None
         # Records read per partition since start (tests check where a search read).
         self.read: Counter[int] = Counter()
 
@@ -290,9 +292,10 @@ class RecordSearch:
             value=message.value,
             headers=headers,
         )
-        return orjson.dumps(
+        shown = orjson.dumps(
             self._with_evidence(fields, _text(headers.get(EVENT_ID_HEADER)), headers)
         )
+        return shown if self.opener is None else self.opener(shown)
 
     def _with_evidence(
         self, fields: dict[str, Any], event_id: str | None, headers: Mapping[str, bytes | None]

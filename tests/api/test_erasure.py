@@ -260,6 +260,35 @@ async def test_an_erasure_on_one_replica_is_honoured_by_another_within_the_bound
         assert message["value"]["response"] == marker
 
 
+async def test_the_whole_trail_search_opens_sealed_fields_and_names_an_erasure(
+    broker: EmbeddedKafka, tmp_path: Path
+) -> None:
+    topic = f"test-{uuid.uuid4().hex}"
+    settings = settings_for(topic, kek_file(tmp_path))
+    async with client_for(broker.bootstrap_servers, **settings) as client:
+        for user in ("dave", "erin"):
+            event = {"user_id": user, "model": "m", "prompt": f"P-{user}", "response": "r"}
+            assert (await client.post("/audit", json=event)).status_code == 201
+
+        async def prompt_of(user: str) -> str:
+            answer = await client.get("/audit/records", params={"user_id": user})
+            assert answer.status_code == 200, answer.text
+            (record,) = answer.json()["records"]
+            prompt: str = record["value"]["prompt"]
+            return prompt
+
+        assert await prompt_of("dave") == "P-dave"
+        erased = await client.post("/audit/erase", json={"subject": "dave", "reason": "r"})
+        assert erased.status_code == 202, erased.text
+        marker = ERASED_MARKER.format(erasure=erased.json()["event_id"])
+
+        async def dave_erased() -> bool:
+            return await prompt_of("dave") == marker
+
+        await eventually(dave_erased, timeout_s=10)
+        assert await prompt_of("erin") == "P-erin"
+
+
 async def test_a_wrong_kek_stops_the_start_naming_the_setting(
     broker: EmbeddedKafka, tmp_path: Path
 ) -> None:
