@@ -26,8 +26,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from app.integrity.merkle import MerkleTree
 from app.integrity.note import NoteError, TreeHead, parse_note
@@ -45,6 +44,9 @@ from app.integrity.witness import (
 )
 from app.integrity.witness_policy import WitnessPolicy
 from app.integrity.writers import COSIGNATURES_KEY, WritersNote
+
+if TYPE_CHECKING:  # the client is imported only when there are witnesses
+    import httpx
 from app.logs import RepeatedFailure
 from app.tasks import BackgroundTask
 
@@ -329,6 +331,8 @@ class Cosigner:
 
     async def _http_post(self, url: str, body: bytes) -> tuple[int, str, bytes]:
         if self._client is None:
+            import httpx  # noqa: PLC0415 - only with witnesses: the service loads no client else
+
             self._client = httpx.AsyncClient(timeout=self._timeout_s)
         answer = await self._client.post(f"{url}/add-checkpoint", content=body)
         return answer.status_code, answer.headers.get("content-type", ""), answer.content

@@ -15,7 +15,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-import httpx
 from cryptography import x509
 
 from app.integrity.timestamp import (
@@ -56,6 +55,8 @@ class AuthorityClient:
     used (an authority is named by its URL)."""
 
     def __init__(self) -> None:
+        import httpx  # noqa: PLC0415 - only with authorities: the service loads no client else
+
         self._client = httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, trust_env=False)
 
     async def post(self, url: str, query: bytes) -> bytes:
