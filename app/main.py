@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import audit, health, integrity, messages, metrics, proofs, publish, ui
+from app.api import audit, health, integrity, messages, metrics, otlp, proofs, publish, ui
 from app.api.body_limit import BodyLimit
 from app.api.errors import install_error_handlers
 from app.api.lean import LeanDispatch
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health.router,
         metrics.router,
         ui.router,
+        otlp.router,
     )
     # Innermost: the busiest routes served without routing, after the body is read and inside
     # the observer (logged and counted like the rest).
