@@ -84,8 +84,8 @@ RG_REFERENCE_DATABASE: Final = "rg.reference_database"
 RG_MATCH_INPUT: Final = "rg.match_input"
 RG_VERIFIED_BY: Final = "rg.verified_by"
 
-# Attribute → record field, for the fields copied as they are.
-_FIELDS: Final = {
+# Attribute → record field, for the fields copied as they are (turned round by otlp_out).
+FIELD_OF_ATTRIBUTE: Final = {
     OPERATION_NAME: "operation",
     PROVIDER_NAME: "provider",
     REQUEST_MODEL: "request_model",
@@ -107,7 +107,7 @@ _FIELDS: Final = {
     RG_VERIFIED_BY: "verified_by",
 }
 _JSON_VALUED: Final = frozenset({SYSTEM_INSTRUCTIONS, INPUT_MESSAGES, OUTPUT_MESSAGES})
-_NOT_METADATA: Final = frozenset({*_FIELDS, SYSTEM, USER_ID, ENDUSER_ID, EVENT_NAME})
+_NOT_METADATA: Final = frozenset({*FIELD_OF_ATTRIBUTE, SYSTEM, USER_ID, ENDUSER_ID, EVENT_NAME})
 UNKNOWN_MODEL: Final = "unknown"
 UNKNOWN_SERVICE: Final = "unknown_service"  # the SDKs' own default service.name
 
@@ -278,7 +278,7 @@ def _user_of(attributes: dict[str, Any], resource: dict[str, Any]) -> str:
 
 def _fields_of(attributes: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for name, target in _FIELDS.items():
+    for name, target in FIELD_OF_ATTRIBUTE.items():
         value = attributes.get(name)
         if value is None:
             continue

@@ -143,6 +143,30 @@ async def test_sdk_exported_genai_span_is_one_verified_record_and_a_retry_adds_n
     assert 'rg_otlp_items_total{outcome="ignored",signal="traces"} 2.0' in metrics
     # The retry's operation is answered with its first receipt: counted again, written once.
     assert 'rg_otlp_items_total{outcome="recorded",signal="traces"} 2.0' in metrics
+    # Out again: `tail --otlp` prints the record as an OTLP logs request, which an OTLP
+    # receiver (here this one) takes as it is: the operation comes back with its fields.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RG_")}
+    env["RG_KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
+    tailed = await asyncio.to_thread(
+        run_cli,
+        ["tail", service.audit_topic, "--from-beginning", "--otlp", "--max-messages", "1"],
+        cwd=tmp_path,
+        env=env,
+    )
+    assert tailed.returncode == 0, tailed.stderr
+    (line,) = tailed.stdout.splitlines()
+    async with httpx.AsyncClient(timeout=30) as client:
+        again = await client.post(
+            f"{service.url}/v1/logs", content=line, headers={"content-type": "application/json"}
+        )
+    assert again.status_code == 200, again.text
+    (_, replayed) = sorted(
+        await _records(kafka_bootstrap, service.audit_topic, 2), key=lambda m: m.offset
+    )
+    assert replayed.value["event_id"].startswith("otel-log:")
+    for name in ("operation", "model", "input_messages", "output_messages", "trace_id", "user_id"):
+        assert replayed.value[name] == record[name], name
+    assert replayed.value["metadata"]["rg.digest"] == message.header("rg-digest")
 
 
 def _curl(url: str, body: bytes, *headers: str) -> tuple[int, bytes, str]:
@@ -201,9 +225,8 @@ def _details_event(trace_id: str, span_id: str) -> dict[str, Any]:
                         "logRecords": [
                             {
                                 "timeUnixNano": "1765000000000000000",
-                                "eventName": gen_ai.GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS
-                                if hasattr(gen_ai, "GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS")
-                                else "gen_ai.client.inference.operation.details",
+                                # Event names have no constants in the package.
+                                "eventName": "gen_ai.client.inference.operation.details",
                                 "traceId": trace_id,
                                 "spanId": span_id,
                                 "attributes": [

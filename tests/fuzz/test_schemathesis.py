@@ -46,11 +46,15 @@ def _messages_refusal(error: dict[str, Any]) -> bool:
 # (a topic /messages does not keep, a partition the topic lacks), bounds a schema of "any
 # JSON" cannot state (metadata depth and item count, integers within 64 bits, a time range
 # whose `until` lies before its `since`, a publish timestamp within a day of now, header names
-# other than rg-*), a tombstone without the key it deletes, and what earlier requests did (an
-# Idempotency-Key or event_id sent before with another body).
+# other than rg-*), a tombstone without the key it deletes, what earlier requests did (an
+# Idempotency-Key or event_id sent before with another body), and the audit record's rule across
+# fields: a schema_version 1 record has prompt and response and no field of version 2.
 REFUSED_THOUGH_VALID: dict[str, Callable[[dict[str, Any]], bool]] = {
     "POST /audit": lambda error: (
-        _fields(error) == {"body.metadata"} or error["code"] == "idempotency_key_reused"
+        _fields(error) == {"body.metadata"}
+        or error["code"] == "idempotency_key_reused"
+        or set() < _fields(error) <= {"body.prompt", "body.response"}
+        or "schema_version 1 has no field" in error["details"][0]["message"]
     ),
     "POST /publish": lambda error: (
         error["code"] in {"unknown_partition", "invalid_record"}

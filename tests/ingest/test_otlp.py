@@ -40,7 +40,7 @@ def test_unit_keys_are_the_semantic_conventions_constants() -> None:
     # The rg.* extensions are documented (docs/opentelemetry.md) and map to record fields.
     for name in (otlp.RG_REFERENCE_DATABASE, otlp.RG_MATCH_INPUT, otlp.RG_VERIFIED_BY):
         assert name.startswith("rg.")
-        assert otlp._FIELDS[name] in KafkaAuditEvent.model_fields
+        assert otlp.FIELD_OF_ATTRIBUTE[name] in KafkaAuditEvent.model_fields
 
 
 def _text(value: str) -> AnyValue:
