@@ -14,6 +14,7 @@
 #   make bench-quick  the short run: fewer lines, 5 s each, no integrity pair
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
+#   make bench-otlp  GenAI spans/s over OTLP/HTTP protobuf against POST /audit/batch
 #   make bench-proofs  the proof index: CPU per record, proof latency and size, and a cold rebuild
 #                read from Kafka (ARGS="--records N --rebuild N")
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
@@ -54,7 +55,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs install helm chromium openssl clean help
+.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-otlp install helm chromium openssl clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -142,6 +143,9 @@ bench-quick:
 
 bench-verify: install
 	$(VENV)/bin/python -m bench.verify
+
+bench-otlp: install
+	$(VENV)/bin/python -m bench.otlp $(ARGS)
 
 bench-redaction: $(SYNCED)
 	$(VENV)/bin/python -m bench.redaction

@@ -252,7 +252,8 @@ def check_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 _Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 _Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
-_Count = Annotated[int, Field(ge=0, le=_INT64_MAX), BeforeValidator(json_integer)]
+# At most 2**53 - 1: exact as a JSON number in any reader (a float near 2**63 is not).
+_Count = Annotated[int, Field(ge=0, le=2**53 - 1), BeforeValidator(json_integer)]
 _Messages = Annotated[list[dict[str, Any]], AfterValidator(check_messages)]
 _Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 

@@ -3,12 +3,16 @@ OTLP/HTTP exporter (protobuf) and by curl (OTLP JSON); the records read back fro
 and checked by `ractogateway-kafka verify`."""
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import json
 import os
 import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -372,3 +376,86 @@ async def test_backpressure_is_503_with_retry_after_and_the_exporter_s_retries_s
         exporter.shutdown()  # type: ignore[no-untyped-call]
         records = await _records(kafka_bootstrap, service.audit_topic, 3)
     assert sorted(r.value["model"] for r in records) == [f"m-{i}" for i in range(3)]
+
+
+COMPLETION = {
+    "id": "chatcmpl-scripted-1",
+    "object": "chat.completion",
+    "created": 1_765_000_000,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Thirty days."},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 14, "completion_tokens": 3, "total_tokens": 17},
+}
+
+
+@contextlib.contextmanager
+def _scripted_openai() -> Iterator[str]:
+    """An OpenAI-compatible server on loopback answering every chat call with COMPLETION."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            body = json.dumps(COMPLETION).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+async def test_the_openai_sdk_instrumented_by_openai_v2_lands_on_the_trail(
+    service: LiveService, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    with _scripted_openai() as openai_url:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("RG_", "OTEL_"))},
+            "OPENAI_BASE_URL": openai_url,
+            "OTLP_URL": service.url,
+            "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_only",
+        }
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, str(Path(__file__).with_name("openai_client.py"))],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Thirty days."
+    (message,) = await _records(kafka_bootstrap, service.audit_topic, 1)
+    record = message.value
+    assert record["operation"] == "chat"
+    assert record["provider"] == "openai"
+    assert record["request_model"] == "gpt-4o-mini"
+    assert record["model"] == record["response_model"] == "gpt-4o-mini-2024-07-18"
+    assert record["response_id"] == "chatcmpl-scripted-1"
+    assert (record["input_tokens"], record["output_tokens"]) == (14, 3)
+    assert record["finish_reasons"] == ["stop"]
+    assert record["user_id"] == "refund-bot"  # no user.id: the service name
+    (asked,) = record["input_messages"]
+    assert asked["role"] == "user"
+    assert asked["parts"][0]["content"] == "What is our refund window?"
+    (said,) = record["output_messages"]
+    assert said["parts"][0]["content"] == "Thirty days."
