@@ -431,7 +431,7 @@ async def test_the_openai_sdk_instrumented_by_openai_v2_lands_on_the_trail(
             "OPENAI_BASE_URL": openai_url,
             "OTLP_URL": service.url,
             "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
-            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_only",
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_and_event",
         }
         done = await asyncio.to_thread(
             subprocess.run,
@@ -444,18 +444,23 @@ async def test_the_openai_sdk_instrumented_by_openai_v2_lands_on_the_trail(
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "Thirty days."
-    (message,) = await _records(kafka_bootstrap, service.audit_topic, 1)
-    record = message.value
-    assert record["operation"] == "chat"
-    assert record["provider"] == "openai"
-    assert record["request_model"] == "gpt-4o-mini"
-    assert record["model"] == record["response_model"] == "gpt-4o-mini-2024-07-18"
-    assert record["response_id"] == "chatcmpl-scripted-1"
-    assert (record["input_tokens"], record["output_tokens"]) == (14, 3)
-    assert record["finish_reasons"] == ["stop"]
-    assert record["user_id"] == "refund-bot"  # no user.id: the service name
-    (asked,) = record["input_messages"]
-    assert asked["role"] == "user"
-    assert asked["parts"][0]["content"] == "What is our refund window?"
-    (said,) = record["output_messages"]
-    assert said["parts"][0]["content"] == "Thirty days."
+    # The span (over /v1/traces) and its details event (over /v1/logs, from the SDK's log
+    # exporter) are one record each, joined by the span's ids.
+    messages = await _records(kafka_bootstrap, service.audit_topic, 2)
+    by_source = {m.value["metadata"]["otel.source"]: m.value for m in messages}
+    assert set(by_source) == {"span", "log"}
+    assert by_source["span"]["span_id"] == by_source["log"]["span_id"]
+    for record in by_source.values():
+        assert record["operation"] == "chat"
+        assert record["provider"] == "openai"
+        assert record["request_model"] == "gpt-4o-mini"
+        assert record["model"] == record["response_model"] == "gpt-4o-mini-2024-07-18"
+        assert record["response_id"] == "chatcmpl-scripted-1"
+        assert (record["input_tokens"], record["output_tokens"]) == (14, 3)
+        assert record["finish_reasons"] == ["stop"]
+        assert record["user_id"] == "refund-bot"  # no user.id: the service name
+        (asked,) = record["input_messages"]
+        assert asked["role"] == "user"
+        assert asked["parts"][0]["content"] == "What is our refund window?"
+        (said,) = record["output_messages"]
+        assert said["parts"][0]["content"] == "Thirty days."
