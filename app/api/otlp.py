@@ -20,8 +20,9 @@ from app.api.audit import AUDIT_WRITE
 from app.api.auth import caller_of
 from app.api.deps import HeldBytesDep, ServicesDep
 from app.api.otlp_status import otlp_error
-from app.errors import ServiceError, UnavailableError, problem_for
+from app.errors import ServiceError, problem_for
 from app.ingest.audit_batch import record_batch
+from app.ingest.backpressure import Hold
 from app.ingest.otlp import (
     Operations,
     OtlpBodyTooLargeError,
@@ -45,6 +46,10 @@ _PAYLOAD_ERRORS: dict[type[ValueError], int] = {
     OtlpMediaTypeError: 415,
     OtlpBodyTooLargeError: 413,
 }
+
+
+# The statuses OTLP exporters retry on (with Retry-After), of the outcomes of record_batch.
+_RETRYABLE = frozenset({429, 502, 503, 504})
 
 
 class OtlpRoute(APIRoute):
@@ -134,7 +139,7 @@ async def _body(request: Request, services: Services) -> bytes:
 
 
 async def _write(
-    request: Request, services: Services, held: Any, operations: Operations, signal: str
+    request: Request, services: Services, held: Hold | None, operations: Operations, signal: str
 ) -> tuple[int, str]:
     """Write the operations; how many were rejected and why (the first reason)."""
     counted = services.metrics.otlp_items
@@ -150,10 +155,11 @@ async def _write(
     )
     errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
     counted.labels(signal, "recorded").inc(len(outcomes) - len(errors))
-    retryable = [error for error in errors if isinstance(error, UnavailableError)]
-    if retryable or any(isinstance(error, KafkaClientError) for error in errors):
-        # The whole batch again later: what was written is found by its event id then.
-        raise retryable[0] if retryable else next(e for e in errors if isinstance(e, Exception))
+    # Backpressure or an unavailable broker: the whole batch again later (what was written is
+    # found by its event id then). Any other refusal is the operation's own: rejected.
+    retry = [error for error in errors if problem_for(error).status in _RETRYABLE]
+    if retry:
+        raise retry[0]
     counted.labels(signal, "rejected").inc(len(errors))
     if not errors:
         return 0, ""
