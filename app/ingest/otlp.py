@@ -107,6 +107,7 @@ FIELD_OF_ATTRIBUTE: Final = {
     RG_VERIFIED_BY: "verified_by",
 }
 _JSON_VALUED: Final = frozenset({SYSTEM_INSTRUCTIONS, INPUT_MESSAGES, OUTPUT_MESSAGES})
+_LISTS: Final = frozenset({"finish_reasons", "verified_by"})
 _NOT_METADATA: Final = frozenset({*FIELD_OF_ATTRIBUTE, SYSTEM, USER_ID, ENDUSER_ID, EVENT_NAME})
 UNKNOWN_MODEL: Final = "unknown"
 UNKNOWN_SERVICE: Final = "unknown_service"  # the SDKs' own default service.name
@@ -288,6 +289,8 @@ def _fields_of(attributes: dict[str, Any]) -> dict[str, Any]:
                 value = orjson.loads(value)
             except orjson.JSONDecodeError:
                 value = [{"role": "unknown", "parts": [{"type": "text", "content": value}]}]
+        if target in _LISTS and isinstance(value, str):
+            value = [value]  # a single value where the conventions say string[]
         fields[target] = value
     if "provider" not in fields and isinstance(attributes.get(SYSTEM), str):
         fields["provider"] = attributes[SYSTEM]

@@ -137,3 +137,38 @@ def test_unit_gzip_is_inflated_within_the_limit() -> None:
         otlp.inflate(b"not gzip", "gzip", 100)
     with pytest.raises(otlp.OtlpMediaTypeError):
         otlp.inflate(b"x", "br", 100)
+
+
+def test_unit_a_single_string_where_a_string_array_is_meant_is_taken_as_one_item() -> None:
+    request = otlp.decode_traces(
+        json.dumps(
+            {
+                "resourceSpans": [
+                    {
+                        "scopeSpans": [
+                            {
+                                "spans": [
+                                    {
+                                        "traceId": "5b8efff798038103d269b633813fc60c",
+                                        "spanId": "eee19b7ec3c1b174",
+                                        "attributes": [
+                                            {"key": k, "value": {"stringValue": v}}
+                                            for k, v in (
+                                                (gen_ai.GEN_AI_OPERATION_NAME, "chat"),
+                                                (gen_ai.GEN_AI_RESPONSE_FINISH_REASONS, "stop"),
+                                                (otlp.RG_VERIFIED_BY, "dr-a"),
+                                            )
+                                        ],
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                ]
+            }
+        ).encode(),
+        "json",
+    )
+    (record,) = otlp.operations_of_traces(request).events
+    event = KafkaAuditEvent.model_validate(record)
+    assert (event.finish_reasons, event.verified_by) == (["stop"], ["dr-a"])
