@@ -49,11 +49,17 @@ def _messages_refusal(error: dict[str, Any]) -> bool:
 # other than rg-*), a tombstone without the key it deletes, what earlier requests did (an
 # Idempotency-Key or event_id sent before with another body), and the audit record's rule across
 # fields: a schema_version 1 record has prompt and response and no field of version 2.
+_JSON_FIELDS = {
+    "body.metadata",
+    "body.system_instructions",
+    "body.input_messages",
+    "body.output_messages",
+}
 REFUSED_THOUGH_VALID: dict[str, Callable[[dict[str, Any]], bool]] = {
     "POST /audit": lambda error: (
-        _fields(error) == {"body.metadata"}
+        # metadata's bounds hold for the GenAI messages too (depth, items, 64-bit integers)
+        set() < _fields(error) <= _JSON_FIELDS | {"body.prompt", "body.response"}
         or error["code"] == "idempotency_key_reused"
-        or set() < _fields(error) <= {"body.prompt", "body.response"}
         or "schema_version 1 has no field" in error["details"][0]["message"]
     ),
     "POST /publish": lambda error: (
