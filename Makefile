@@ -15,6 +15,7 @@
 #   make bench-verify  records/s of `verify`: in memory on one core, and read from a real topic
 #   make bench-bundle  records/s of `export` (an evidence bundle) and `verify --bundle`
 #   make bench-redaction  redaction's p50/p99 for a 4 KB prompt (no broker)
+#   make bench-otlp  GenAI spans/s over OTLP/HTTP protobuf against POST /audit/batch
 #   make bench-proofs  the proof index: CPU per record, proof latency and size, and a cold rebuild
 #                read from Kafka (ARGS="--records N --rebuild N")
 #   make bench-witness fork trials against real witnesses, time to quorum, rate with/without them
@@ -60,7 +61,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-witness bench-goverifier verifier bench-search install helm chromium openssl clean help
+.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-witness bench-goverifier verifier bench-search bench-otlp install helm chromium openssl clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -148,6 +149,9 @@ bench-quick:
 
 bench-verify: install
 	$(VENV)/bin/python -m bench.verify
+
+bench-otlp: install
+	$(VENV)/bin/python -m bench.otlp $(ARGS)
 
 bench-redaction: $(SYNCED)
 	$(VENV)/bin/python -m bench.redaction

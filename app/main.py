@@ -15,6 +15,7 @@ from app.api import (
     integrity,
     messages,
     metrics,
+    otlp,
     proofs,
     publish,
     records,
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health.router,
         metrics.router,
         ui.router,
+        otlp.router,
     )
     # Innermost: the busiest routes served without routing, after the body is read and inside
     # the observer (logged and counted like the rest).

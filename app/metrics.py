@@ -281,6 +281,13 @@ class ServiceMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.otlp_items = Counter(
+            "rg_otlp_items_total",
+            "Spans and log records received over OTLP, by signal and outcome (recorded as "
+            "audit records, rejected, or ignored: not a GenAI operation).",
+            ["signal", "outcome"],
+            registry=self.registry,
+        )
         self.connections_refused = Counter(
             "rg_http_connections_refused_total",
             "Connections refused with 503 beyond RG_MAX_CONNECTIONS.",

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Shortest retention (days) accepted on an existing audit topic.",
     )
+    audit_legal_hold: bool = Field(
+        default=False,
+        description="A legal hold: the audit topic must keep every record (retention.ms and "
+        "retention.bytes -1; a new one is created so); any other retention makes it "
+        "noncompliant (RG_AUDIT_TOPIC_CHECK).",
+    )
     audit_topic_check: Literal["enforce", "warn", "off"] = Field(
         default="enforce",
         description="A noncompliant audit topic: enforce = not ready, writes refused (503); "

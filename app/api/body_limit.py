@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import problem_response
+from app.api.otlp_status import OTLP_PATHS, otlp_error
 from app.auth import ApiKeys, presents_a_key
 from app.errors import BodyTooLargeError, OverloadedError, ServiceError, problem_for
 from app.ingest.backpressure import ByteBudget, Hold
@@ -127,8 +128,12 @@ class BodyLimit:
         # overloaded the server could discard the rest and keep the connection, but until the
         # connection's next request it would keep the part of the body it had read ahead, up
         # to a few hundred KiB, for each refused connection.)
-        response = problem_response(
-            problem_for(exc), Request(scope), headers={"Connection": "close"}
+        request, problem = Request(scope), problem_for(exc)
+        closed = {"Connection": "close"}
+        response = (
+            otlp_error(request, problem.status, problem.message, {**problem.headers, **closed})
+            if scope["path"] in OTLP_PATHS  # an OTLP exporter reads a Status body
+            else problem_response(problem, request, headers=closed)
         )
         await response(scope, receive, send)
 

@@ -8,7 +8,7 @@ import sys
 
 from app.cli.common import EPILOG, logger
 from app.cli.handler import load_handler
-from app.cli.tail import as_json_line, as_text_line, tail
+from app.cli.tail import as_json_line, as_otlp_line, as_text_line, tail
 from app.connection import consumer_config, producer_config
 from app.ingest.contracts import registry_client
 from app.kafka import (
@@ -100,7 +100,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
         if settings.schema_registry_url is not None
         else None,
     )
-    formatter = as_json_line if args.json else as_text_line
+    formatter = as_otlp_line if args.otlp else as_json_line if args.json else as_text_line
     asyncio.run(tail(consumer, out=sys.stdout, formatter=formatter, max_messages=args.max_messages))
     return 0
 
@@ -172,7 +172,14 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     tail_cmd.add_argument(
         "--from-beginning", action="store_true", help="start at the oldest record kept"
     )
-    tail_cmd.add_argument("--json", action="store_true", help="one JSON object per line")
+    shape = tail_cmd.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="one JSON object per line")
+    shape.add_argument(
+        "--otlp",
+        action="store_true",
+        help="one OTLP JSON logs request per line, each record a GenAI event (what an "
+        "OpenTelemetry Collector's otlpjsonfile receiver reads; docs/opentelemetry.md)",
+    )
     tail_cmd.add_argument(
         "--read-committed",
         action="store_true",

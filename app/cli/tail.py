@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from app.ingest.otlp_out import otlp_json_line
 from app.kafka import KafkaConsumerClient, KafkaMessage
 
 
@@ -40,6 +41,15 @@ def as_json_line(message: KafkaMessage) -> str:
             ),
         }
     ).decode("utf-8")
+
+
+def as_otlp_line(message: KafkaMessage) -> str:
+    """One audit record as one line of OTLP JSON: an `ExportLogsServiceRequest` holding one
+    GenAI event (see `app.ingest.otlp_out`); a value that is no record is printed as its text."""
+    if not isinstance(message.value, dict):
+        return as_json_line(message)
+    headers = {name: text for name in message.headers if (text := message.header(name))}
+    return otlp_json_line(message.value, headers)
 
 
 # C0 and C1 control characters (and DEL) as `\xNN`, tab kept: a record's text reaches a

@@ -107,10 +107,13 @@ def days(retention_ms: int) -> str:
     return f"{retention_ms / DAY_MS:.4g} days"
 
 
-def desired_configs(*, replication: int, retention_days: int) -> dict[str, str]:
-    """The topic configs the service creates the audit topic with."""
+def desired_configs(
+    *, replication: int, retention_days: int, legal_hold: bool = False
+) -> dict[str, str]:
+    """The topic configs the service creates the audit topic with (under a legal hold:
+    nothing deleted by age)."""
     configs = {
-        "retention.ms": str(-1 if retention_days < 0 else retention_days * DAY_MS),
+        "retention.ms": str(-1 if retention_days < 0 or legal_hold else retention_days * DAY_MS),
         # Never compact: it keeps one record per key (per user) and deletes the others.
         "cleanup.policy": "delete",
     }
@@ -120,9 +123,28 @@ def desired_configs(*, replication: int, retention_days: int) -> dict[str, str]:
 
 
 def findings_of(
-    configs: Mapping[str, str], *, replication: int, min_retention_days: int
+    configs: Mapping[str, str],
+    *,
+    replication: int,
+    min_retention_days: int,
+    legal_hold: bool = False,
 ) -> list[Finding]:
-    """What in a topic's effective configs would lose audit records (empty: compliant)."""
+    """What in a topic's effective configs would lose audit records (empty: compliant). Under
+    a legal hold (RG_AUDIT_LEGAL_HOLD) nothing may be deleted: retention.ms and retention.bytes
+    must both be -1, whatever the minimum."""
+    if legal_hold:
+        held = [
+            Finding(
+                name,
+                configs.get(name, ""),
+                "-1 (RG_AUDIT_LEGAL_HOLD)",
+                "a legal hold keeps every record; this retention deletes some",
+            )
+            for name in ("retention.ms", "retention.bytes")
+            if configs.get(name, "-1") != "-1"
+        ]
+        rest = findings_of(configs, replication=replication, min_retention_days=0)
+        return held + [f for f in rest if f.setting != "retention.ms"]
     findings: list[Finding] = []
     minimum_ms = min_retention_days * DAY_MS
     retention = configs.get("retention.ms", "")
@@ -240,6 +262,7 @@ class AuditTopic:
                 configs,
                 replication=replication,
                 min_retention_days=self._settings.audit_min_retention_days,
+                legal_hold=self._settings.audit_legal_hold,
             ),
         )
 
@@ -282,7 +305,9 @@ class AuditTopic:
             self._partitions,
             replication,
             topic_configs=desired_configs(
-                replication=replication, retention_days=self._settings.audit_retention_days
+                replication=replication,
+                retention_days=self._settings.audit_retention_days,
+                legal_hold=self._settings.audit_legal_hold,
             ),
         )
         response = await admin.create_topics(

@@ -91,10 +91,12 @@ class Redactor:
         """`event` with its prompt, response and chosen metadata fields redacted (the same
         object when nothing was found)."""
         update: dict[str, Any] = {}
-        for name in ("prompt", "response"):
-            text = getattr(event, name)
-            redacted = self.text(text)
-            if redacted != text:
+        for name in _CONTENT_FIELDS:
+            content = getattr(event, name)
+            if content is None:
+                continue
+            redacted = self._walk(content)
+            if redacted != content:
                 update[name] = redacted
         chosen = [name for name in self._metadata_fields if name in event.metadata]
         if chosen:
@@ -121,7 +123,7 @@ class Redactor:
 
     def _size(self, event: KafkaAuditEvent) -> int:
         chosen = [event.metadata[name] for name in self._metadata_fields if name in event.metadata]
-        return len(event.prompt) + len(event.response) + _chars(chosen)
+        return _chars([getattr(event, name) for name in _CONTENT_FIELDS]) + _chars(chosen)
 
     def text(self, text: str) -> str:
         """`text` with every finding replaced by its placeholder; replaced whole by
@@ -213,6 +215,17 @@ class Redactor:
         if isinstance(value, list):
             return [self._walk(item) for item in value]
         return value
+
+
+# The fields of an event that hold what was said (schema version 2 adds the structured ones).
+_CONTENT_FIELDS = (
+    "prompt",
+    "response",
+    "match_input",
+    "system_instructions",
+    "input_messages",
+    "output_messages",
+)
 
 
 def _chars(value: Any) -> int:

@@ -16,14 +16,18 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from app.kafka.errors import KafkaSerializationError
 from app.kafka.serde import canonical_json, sha256_digest
 
 AUDIT_SCHEMA_VERSION: Final = 1
+# The version of a record that uses any field of `AUDIT_V2_FIELDS` (docs/opentelemetry.md).
+AUDIT_SCHEMA_VERSION_2: Final = 2
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -229,21 +233,98 @@ def format_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def check_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return `messages` if they have the shape of `gen_ai.input.messages` /
+    `gen_ai.output.messages` / `gen_ai.system_instructions` (a list of objects; a message with
+    `role` names it as text and its `parts` is a list of objects with a text `type`) and are
+    plain JSON within the bounds of `check_metadata`."""
+    check_metadata({"messages": messages})
+    for index, message in enumerate(messages):
+        if "role" in message and not isinstance(message["role"], str):
+            raise ValueError(f"message {index}: role must be a string")
+        parts = message.get("parts", [])
+        if not isinstance(parts, list) or not all(
+            isinstance(part, dict) and isinstance(part.get("type"), str) for part in parts
+        ):
+            raise ValueError(f"message {index}: parts must be a list of objects with a 'type'")
+    return messages
+
+
+_Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+_Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+# At most 2**53 - 1: exact as a JSON number in any reader (a float near 2**63 is not).
+_Count = Annotated[int, Field(ge=0, le=2**53 - 1), BeforeValidator(json_integer)]
+_Messages = Annotated[list[dict[str, Any]], AfterValidator(check_messages)]
+_Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+# Fields of schema version 2: optional, and absent from the stored JSON when not given, so a
+# record without them is byte for byte a version 1 record.
+AUDIT_V2_FIELDS: Final = (
+    "operation",
+    "provider",
+    "request_model",
+    "response_model",
+    "response_id",
+    "finish_reasons",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "reasoning_output_tokens",
+    "conversation_id",
+    "data_source_id",
+    "start_time_utc",
+    "end_time_utc",
+    "system_instructions",
+    "input_messages",
+    "output_messages",
+    "reference_database",
+    "match_input",
+    "verified_by",
+    "trace_id",
+    "span_id",
+)
+# Left out of the stored JSON when None (prompt and response may be absent from a v2 record).
+_OMITTED_WHEN_NONE: Final = frozenset({"prompt", "response", *AUDIT_V2_FIELDS})
+
+
+def _tidy_json_schema(schema: dict[str, Any]) -> None:
+    # An optional field is never stored as null (it is left out): its schema is the value's
+    # own, without `anyOf: [..., null]` or a null default. Plain types also keep the registry's
+    # BACKWARD check simple: prompt stays a string, only no longer required.
+    for name, prop in schema.get("properties", {}).items():
+        if name not in _OMITTED_WHEN_NONE:
+            continue
+        options = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
+        if options:
+            prop.update(options[0])
+        prop.pop("default", None)
+
+
 class KafkaAuditEvent(BaseModel):
     """An immutable prompt/response audit record.
 
-    `event_id` (a time-sortable UUIDv7) and `timestamp_utc` are filled when absent; the four
+    `event_id` (a time-sortable UUIDv7) and `timestamp_utc` are filled when absent; the
     required strings must not be empty, and a caller's `event_id` is 1-128 characters of
     letters, digits and `._:-` (it names the record in logs and receipts). The record
     stored in Kafka is `canonical_json()`, and `digest()` is the SHA-256 of exactly those bytes.
+
+    Schema version 2 adds optional fields named after the OpenTelemetry GenAI conventions and
+    the EU AI Act's Art. 12(3) (`AUDIT_V2_FIELDS`, docs/opentelemetry.md). A record that uses
+    any of them has `schema_version` 2 and may leave out `prompt` and `response` (a use
+    recorded without its content); one that uses none is a version 1 record, unchanged.
     """
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
+    model_config: ClassVar[ConfigDict] = ConfigDict(
+        frozen=True, extra="forbid", json_schema_extra=_tidy_json_schema
+    )
 
     user_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     model: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    prompt: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    response: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    # Before prompt and response: their check needs it (fields validate in this order).
+    schema_version: Annotated[Literal[1, 2], BeforeValidator(json_integer)] = AUDIT_SCHEMA_VERSION
+    prompt: _Text | None = Field(default=None, validate_default=True)
+    response: _Text | None = Field(default=None, validate_default=True)
     request_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
     metadata: Annotated[dict[str, Any], AfterValidator(check_metadata)] = Field(
         default_factory=dict
@@ -252,18 +333,85 @@ class KafkaAuditEvent(BaseModel):
         default_factory=utc_now_iso, json_schema_extra={"format": "date-time"}
     )
     event_id: str = Field(default_factory=new_event_id, pattern=_EVENT_ID)
-    schema_version: Annotated[Literal[1], BeforeValidator(json_integer)] = AUDIT_SCHEMA_VERSION
+    # Version 2: gen_ai.operation.name, gen_ai.provider.name, ... (docs/opentelemetry.md).
+    operation: _Id | None = None
+    provider: _Id | None = None
+    request_model: _Id | None = None
+    response_model: _Id | None = None
+    response_id: _Id | None = None
+    finish_reasons: Annotated[list[_Id], Field(max_length=MAX_METADATA_ITEMS)] | None = None
+    input_tokens: _Count | None = None
+    output_tokens: _Count | None = None
+    cache_read_input_tokens: _Count | None = None
+    cache_creation_input_tokens: _Count | None = None
+    reasoning_output_tokens: _Count | None = None
+    conversation_id: _Id | None = None
+    data_source_id: _Id | None = None
+    # Art. 12(3)(a): the period of each use.
+    start_time_utc: _Time | None = None
+    end_time_utc: _Time | None = None
+    system_instructions: _Messages | None = None
+    input_messages: _Messages | None = None
+    output_messages: _Messages | None = None
+    # Art. 12(3)(b), (c), (d): the reference database, the input that led to a match, the
+    # persons who verified the result.
+    reference_database: _Id | None = None
+    match_input: _Text | None = None
+    verified_by: Annotated[list[_Id], Field(max_length=MAX_METADATA_ITEMS)] | None = None
+    # The OpenTelemetry span the record came from (32 and 16 lowercase hex digits).
+    trace_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+    span_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
     _canonical: bytes | None = PrivateAttr(default=None)
     _digest: str | None = PrivateAttr(default=None)
 
-    @field_validator("timestamp_utc", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _normalize_timestamp(cls, value: object) -> object:
+    def _version_of_fields(cls, data: Any) -> Any:
+        # A record that uses a version 2 field is a version 2 record unless it says otherwise
+        # (and a version 1 record with one is refused below).
+        if (
+            isinstance(data, dict)
+            and "schema_version" not in data
+            and any(data.get(name) is not None for name in AUDIT_V2_FIELDS)
+        ):
+            return {**data, "schema_version": AUDIT_SCHEMA_VERSION_2}
+        return data
+
+    @field_validator("prompt", "response")
+    @classmethod
+    def _text_of_version_1(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Version 1 records always carry both; a version 2 record may record a use without
+        # its content (an OpenTelemetry span whose instrumentation does not capture it).
+        if value is None and info.data.get("schema_version", 1) == AUDIT_SCHEMA_VERSION:
+            raise PydanticCustomError("missing", "Field required")
+        return value
+
+    @field_validator("timestamp_utc", "start_time_utc", "end_time_utc", mode="before")
+    @classmethod
+    def _normalize_timestamp(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, datetime):
             return format_utc(value)
         if isinstance(value, str):
-            return format_utc(parse_utc(value, "timestamp_utc"))
+            return format_utc(parse_utc(value, info.field_name or "time"))
         return value
+
+    @model_validator(mode="after")
+    def _fields_of_its_version(self) -> Self:
+        if self.schema_version == AUDIT_SCHEMA_VERSION:
+            used = [name for name in AUDIT_V2_FIELDS if getattr(self, name) is not None]
+            if used:
+                raise ValueError(f"schema_version 1 has no field {used[0]!r} (use 2)")
+        return self
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        """The fields as a dict (see pydantic), without the optional ones not given: they are
+        left out of the stored JSON rather than written as null."""
+        dumped = super().model_dump(**kwargs)
+        return {
+            name: value
+            for name, value in dumped.items()
+            if value is not None or name not in _OMITTED_WHEN_NONE
+        }
 
     @model_validator(mode="after")
     def _encodable(self) -> Self:

@@ -33,6 +33,12 @@ ERASED_MARKER = "[erased by {erasure}]"
 UNKNOWN_KEY_MARKER = "[sealed: key {kid} unknown]"
 
 
+# The text fields of an event that are sealed (record schema v2 adds the input that led to a
+# match); the structured message fields of v2 are refused while erasure is on.
+_SEALED = ("prompt", "response", "match_input")
+_STRUCTURED = ("system_instructions", "input_messages", "output_messages")
+
+
 class Erasure:
     """Seals and opens events' fields with a `KeyStore`'s keys (see the module docstring)."""
 
@@ -78,9 +84,17 @@ class Erasure:
     def seal_event(self, event: KafkaAuditEvent, key: DataKey) -> KafkaAuditEvent:
         """`event` with its fields sealed under `key`."""
         eid = event.event_id
+        structured = [name for name in _STRUCTURED if getattr(event, name) is not None]
+        if structured:
+            # Lists of message objects have no sealed form yet: refused rather than stored open.
+            raise InvalidRequestError(
+                f"{structured[0]}: with RG_ERASURE=on, structured messages cannot be sealed "
+                "yet; send the text as prompt and response"
+            )
         update: dict[str, Any] = {
-            "prompt": seal(key, eid, "prompt", event.prompt),
-            "response": seal(key, eid, "response", event.response),
+            name: seal(key, eid, name, text)
+            for name in _SEALED
+            if (text := getattr(event, name)) is not None
         }
         present = [name for name in self._fields if name in event.metadata]
         if present:
@@ -98,7 +112,7 @@ class Erasure:
         not fresh."""
         eid = str(value.get("event_id", ""))
         opened = dict(value)
-        for name in ("prompt", "response"):
+        for name in _SEALED:
             if is_sealed(opened.get(name)):
                 opened[name] = self._open(eid, name, opened[name])
         metadata = opened.get("metadata")

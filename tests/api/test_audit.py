@@ -110,7 +110,7 @@ async def test_an_invalid_traceparent_is_dropped_not_refused(
         ({**EVENT, "metadata": "not an object"}, "body.metadata"),
         ({**EVENT, "timestamp_utc": "yesterday"}, "body.timestamp_utc"),
         ({**EVENT, "event_id": "has spaces in it"}, "body.event_id"),
-        ({**EVENT, "schema_version": 2}, "body.schema_version"),
+        ({**EVENT, "schema_version": 3}, "body.schema_version"),
         ({**EVENT, "schema_version": True}, "body.schema_version"),
         ({**EVENT, "timestamp_utc": ""}, "body.timestamp_utc"),
         ({**EVENT, "timestamp_utc": "0001-01-01T00:00:00+01:00"}, "body.timestamp_utc"),

@@ -152,3 +152,19 @@ async def test_fixing_a_noncompliant_topic_makes_the_service_ready_without_a_res
         metrics = await scrape(client)
     assert written.status_code == 201, written.text
     assert metric(metrics, "rg_audit_topic_compliant") == 1
+
+
+async def test_under_a_legal_hold_a_new_topic_keeps_everything_and_a_400_day_one_is_refused(
+    create_topic: Any, kafka_bootstrap: str, topic: str
+) -> None:
+    async with client_for(kafka_bootstrap, audit_topic=topic, audit_legal_hold=True) as client:
+        assert (await client.get("/readyz")).status_code == 200
+    assert (await describe_topic(kafka_bootstrap, topic)).configs["retention.ms"] == "-1"
+    dated = await create_topic(partitions=1, configs={"retention.ms": str(400 * DAY_MS)})
+    async with client_for(kafka_bootstrap, audit_topic=dated, audit_legal_hold=True) as client:
+        written = await client.post("/audit", json=EVENT)
+    error = assert_contract_error(written, 503, "audit_topic_noncompliant")
+    assert [(d["setting"], d["required"]) for d in error["details"]] == [
+        ("retention.ms", "-1 (RG_AUDIT_LEGAL_HOLD)")
+    ]
+    assert await records_in(kafka_bootstrap, dated) == 0

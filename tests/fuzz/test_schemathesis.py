@@ -46,11 +46,21 @@ def _messages_refusal(error: dict[str, Any]) -> bool:
 # (a topic /messages does not keep, a partition the topic lacks), bounds a schema of "any
 # JSON" cannot state (metadata depth and item count, integers within 64 bits, a time range
 # whose `until` lies before its `since`, a publish timestamp within a day of now, header names
-# other than rg-*), a tombstone without the key it deletes, and what earlier requests did (an
-# Idempotency-Key or event_id sent before with another body).
+# other than rg-*), a tombstone without the key it deletes, what earlier requests did (an
+# Idempotency-Key or event_id sent before with another body), and the audit record's rule across
+# fields: a schema_version 1 record has prompt and response and no field of version 2.
+_JSON_FIELDS = {
+    "body.metadata",
+    "body.system_instructions",
+    "body.input_messages",
+    "body.output_messages",
+}
 REFUSED_THOUGH_VALID: dict[str, Callable[[dict[str, Any]], bool]] = {
     "POST /audit": lambda error: (
-        _fields(error) == {"body.metadata"} or error["code"] == "idempotency_key_reused"
+        # metadata's bounds hold for the GenAI messages too (depth, items, 64-bit integers)
+        set() < _fields(error) <= _JSON_FIELDS | {"body.prompt", "body.response"}
+        or error["code"] == "idempotency_key_reused"
+        or "schema_version 1 has no field" in error["details"][0]["message"]
     ),
     "POST /publish": lambda error: (
         error["code"] in {"unknown_partition", "invalid_record"}
@@ -72,6 +82,14 @@ REFUSED_THOUGH_VALID: dict[str, Callable[[dict[str, Any]], bool]] = {
         or error["message"] == "name the log by writer, or by log=writers"
     ),
 }
+
+
+@schemathesis.serializer("application/x-protobuf")
+def _protobuf(_context: Any, value: Any) -> bytes:
+    # OTLP's protobuf body is bytes on the wire, as an octet stream is.
+    if isinstance(value, bytes):
+        return value
+    return json.dumps(value).encode() if not isinstance(value, str) else value.encode()
 
 
 schema = schemathesis.openapi.from_path(
@@ -109,6 +127,16 @@ schema = schemathesis.openapi.from_path(
                     "checks": {
                         "positive_data_acceptance": {
                             "expected-statuses": ["2xx", "401", "403", "422"]
+                        }
+                    },
+                },
+                # OTLP/HTTP: a JSON object or bytes need not be an OTLP message (400, the
+                # spec's answer for a payload that cannot be decoded).
+                {
+                    "include-path-regex": "^/v1/(traces|logs)$",
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ["2xx", "400", "401", "403", "415"]
                         }
                     },
                 },

@@ -185,3 +185,23 @@ async def test_only_the_checkpoints_topic_created_is_not_reported_as_the_audit_t
         compliance = await both.ensure()
     assert (compliance.topic, compliance.created, compliance.compliant) == (audit, False, True)
     assert f"created topic '{audit}.checkpoints'" in caplog.text
+
+
+def test_unit_under_a_legal_hold_only_keeping_everything_complies() -> None:
+    # 400 days is compliant without a hold; under one, any deletion by age or size is not.
+    kept = {**COMPLIANT, "retention.ms": str(400 * DAY_MS)}
+    assert findings_of(kept, replication=1, min_retention_days=184) == []
+    (finding,) = findings_of(kept, replication=1, min_retention_days=184, legal_hold=True)
+    assert (finding.setting, finding.required) == ("retention.ms", "-1 (RG_AUDIT_LEGAL_HOLD)")
+    forever = {**COMPLIANT, "retention.ms": "-1", "retention.bytes": "-1"}
+    assert findings_of(forever, replication=1, min_retention_days=184, legal_hold=True) == []
+    by_size = {**forever, "retention.bytes": "1073741824"}
+    (finding,) = findings_of(by_size, replication=1, min_retention_days=184, legal_hold=True)
+    assert finding.setting == "retention.bytes"
+    # The other rules still apply.
+    compacted = {**forever, "cleanup.policy": "compact"}
+    (finding,) = findings_of(compacted, replication=1, min_retention_days=184, legal_hold=True)
+    assert finding.setting == "cleanup.policy"
+    assert (
+        desired_configs(replication=1, retention_days=400, legal_hold=True)["retention.ms"] == "-1"
+    )

@@ -95,7 +95,8 @@ async def test_the_audit_schema_is_registered_at_start_and_fetched_back(
         schema = json.loads(stored["schema"])
         assert schema == audit_json_schema()
         assert schema["$schema"] == JSON_SCHEMA_DRAFT
-        assert set(schema["required"]) == {"user_id", "model", "prompt", "response"}
+        # prompt and response: required of version 1 records by the model, optional in version 2.
+        assert set(schema["required"]) == {"user_id", "model"}
         # Plain JSON (the default): the record is the canonical JSON, as before.
         answer = await client.post("/audit", json=EVENT)
         assert answer.status_code == 201, answer.text
@@ -168,6 +169,27 @@ async def test_a_confluent_framed_audit_record_is_read_independently_and_verifie
     assert all(x["value"]["model"] == "gpt-4o" for x in lines)
 
 
+async def test_the_v2_schema_registers_over_the_v1_schema_backward_compatibly(
+    kafka_bootstrap: str, schema_registry_url: str, topic: str
+) -> None:
+    # The schema as release 1 registered it (kept as a file): the registry (Apicurio, BACKWARD)
+    # accepts version 2 over it, and version 1 events are written as before.
+    v1 = json.loads((Path(__file__).parent / "audit_schema_v1.json").read_text())
+    register(schema_registry_url, f"{topic}-value", v1)
+    async with client_for(
+        kafka_bootstrap, audit_topic=topic, schema_registry_url=schema_registry_url
+    ) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        assert (await client.post("/audit", json=EVENT)).status_code == 201
+        v2 = {**EVENT, "operation": "chat", "input_tokens": 3, "verified_by": ["dr-a"]}
+        assert (await client.post("/audit", json=v2)).status_code == 201
+    assert latest(schema_registry_url, f"{topic}-value")["version"] == 2
+    first, second = sorted(await raw_records(kafka_bootstrap, topic, 2), key=lambda r: r.offset)
+    assert orjson.loads(first.value)["schema_version"] == 1
+    assert "operation" not in orjson.loads(first.value)
+    assert orjson.loads(second.value)["schema_version"] == 2
+
+
 def _older_audit_schema_without(field: str) -> dict[str, Any]:
     """The audit schema as an older release would have had it: without `field`."""
     schema = audit_json_schema()
@@ -179,9 +201,9 @@ def _older_audit_schema_without(field: str) -> dict[str, Any]:
 async def test_a_breaking_change_keeps_the_service_unready_naming_the_field(
     kafka_bootstrap: str, schema_registry_url: str, topic: str, tmp_path: Path
 ) -> None:
-    # The registry holds a version without `prompt`: ours adds it as required, which cannot
+    # The registry holds a version without `model`: ours adds it as required, which cannot
     # read the records written before (BACKWARD).
-    register(schema_registry_url, f"{topic}-value", _older_audit_schema_without("prompt"))
+    register(schema_registry_url, f"{topic}-value", _older_audit_schema_without("model"))
     async with client_for(
         kafka_bootstrap, audit_topic=topic, schema_registry_url=schema_registry_url
     ) as client:
@@ -191,7 +213,7 @@ async def test_a_breaking_change_keeps_the_service_unready_naming_the_field(
         write = await client.post("/audit", json=EVENT)
         # /readyz is open to anyone: the field is named to a writer (and in the log).
         error = assert_contract_error(write, 503, "audit_schema_incompatible")
-        assert "'prompt'" in error["message"], error
+        assert "'model'" in error["message"], error
     # Nothing was registered over it.
     assert latest(schema_registry_url, f"{topic}-value")["version"] == 1
     # `schemas check` says the same for CI: exit status 1, naming the field.
@@ -199,7 +221,7 @@ async def test_a_breaking_change_keeps_the_service_unready_naming_the_field(
     env |= {"RG_SCHEMA_REGISTRY_URL": schema_registry_url, "RG_AUDIT_TOPIC": topic}
     done = await asyncio.to_thread(run_cli, ["schemas", "check"], cwd=tmp_path, env=env)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "'prompt'" in done.stdout
+    assert "'model'" in done.stdout
 
 
 @pytest.mark.parametrize("via", list(PATHS))

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import BaseModel, ValidationError
 
@@ -268,3 +269,34 @@ def test_unit_the_record_value_vector_of_the_docs_is_what_the_service_stores() -
         "\U0001f600",
     ):
         assert spelled in vector["value"], spelled
+
+
+def test_schema_v2_fields_make_a_version_2_record_and_v1_records_are_unchanged() -> None:
+    plain = KafkaAuditEvent(user_id="u", model="m", prompt="p", response="r")
+    # No v2 field: the stored JSON has exactly the fields of version 1.
+    assert set(orjson.loads(plain.canonical_json())) == {
+        "event_id", "metadata", "model", "prompt", "request_id", "response",
+        "schema_version", "timestamp_utc", "user_id",
+    }  # fmt: skip
+    assert plain.schema_version == 1
+    used = KafkaAuditEvent(
+        user_id="u",
+        model="m",
+        operation="chat",
+        input_tokens=4,
+        start_time_utc="2026-01-01T00:00:00+01:00",
+        input_messages=[{"role": "user", "parts": [{"type": "text", "content": "hi"}]}],
+        verified_by=["dr-a"],
+    )
+    stored = orjson.loads(used.canonical_json())
+    assert stored["schema_version"] == 2
+    assert stored["start_time_utc"] == "2025-12-31T23:00:00.000000Z"
+    assert "prompt" not in stored  # a use recorded without its content
+    with pytest.raises(ValidationError, match="schema_version 1 has no field 'operation'"):
+        KafkaAuditEvent(
+            user_id="u", model="m", prompt="p", response="r", schema_version=1, operation="chat"
+        )
+    with pytest.raises(ValidationError, match="prompt"):
+        KafkaAuditEvent(user_id="u", model="m", response="r")
+    with pytest.raises(ValidationError, match="parts"):
+        KafkaAuditEvent(user_id="u", model="m", input_messages=[{"role": "user", "parts": "x"}])

@@ -62,6 +62,23 @@ def event(**fields: object) -> KafkaAuditEvent:
     )
 
 
+async def test_unit_a_v2_record_s_match_input_is_sealed_and_its_messages_refused() -> None:
+    # Record schema v2: text fields are sealed like prompt/response; structured messages have
+    # no sealed form yet, so they are refused rather than stored open.
+    kek = Kek(os.urandom(32))
+    erasure = Erasure(UnitKeys(kek), kek)
+    (sealed,) = await erasure.seal_events(
+        [event(prompt=None, response=None, match_input="secret m")]
+    )
+    assert (sealed.prompt, sealed.response) == (None, None)
+    assert is_sealed(sealed.match_input)
+    assert b"secret" not in sealed.canonical_json()
+    assert erasure.open_value(sealed.model_dump(mode="json"))["match_input"] == "secret m"
+    messages = [{"role": "user", "parts": [{"type": "text", "content": "secret"}]}]
+    with pytest.raises(InvalidRequestError, match="input_messages"):
+        await erasure.seal_events([event(input_messages=messages)])
+
+
 async def test_unit_prompt_response_and_named_metadata_are_sealed_the_rest_kept() -> None:
     kek = Kek(os.urandom(32))
     erasure = Erasure(UnitKeys(kek), kek, fields=["diagnosis", "scores"])
@@ -88,6 +105,7 @@ async def test_unit_a_destroyed_key_reads_as_the_erasure_and_an_unknown_one_says
     stored = sealed.model_dump(mode="json")
     await keys.destroy(kek.subject_hash("u1"), "erasure-1")
     assert erasure.open_value(stored)["prompt"] == ERASED_MARKER.format(erasure="erasure-1")
+    assert sealed.prompt is not None
     kid = kid_of(sealed.prompt)
     keys.erased.clear()
     assert erasure.open_value(stored)["response"] == UNKNOWN_KEY_MARKER.format(kid=kid)

@@ -129,9 +129,24 @@ function fieldsOf(record) {
   return {
     user: event ? text(event.user_id) : "",
     model: event ? text(event.model) : "",
-    prompt: event && "prompt" in event ? text(event.prompt) : text(value),
-    response: event ? text(event.response) : "",
+    prompt: !event ? text(value)
+      : "prompt" in event ? text(event.prompt)
+      : "input_messages" in event ? said(event.input_messages)
+      : text(value),
+    response: !event ? ""
+      : !("response" in event) && "output_messages" in event ? said(event.output_messages)
+      : text(event.response),
   };
+}
+
+// A schema version 2 record may hold its content only as GenAI messages: their text parts.
+function said(messages) {
+  if (!Array.isArray(messages)) return "";
+  return messages
+    .flatMap((m) => (Array.isArray(m?.parts) ? m.parts : []))
+    .map((p) => (typeof p?.content === "string" ? p.content : ""))
+    .filter((t) => t)
+    .join("\n");
 }
 
 const preview = (text, length = 80) => (text.length > length ? `${text.slice(0, length)}…` : text);
