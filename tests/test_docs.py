@@ -114,8 +114,14 @@ def test_unit_the_readme_links_to_each_part_of_the_manual() -> None:
     assert manual - links == set()
 
 
+def test_unit_the_readme_links_the_license_changelog_security_policy_and_contributing() -> None:
+    links = {link.split("#", 1)[0] for link in local_links(ROOT / "README.md")}
+    assert {"LICENSE", "CHANGELOG.md", "SECURITY.md", "CONTRIBUTING.md"} <= links
+
+
 def test_unit_every_link_of_the_readme_and_the_manual_leads_somewhere() -> None:
-    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    # The top-level pages (README, CHANGELOG, SECURITY, CONTRIBUTING) and the manual.
+    documents = [*sorted(ROOT.glob("*.md")), *sorted((ROOT / "docs").glob("*.md"))]
     broken = []
     for document in documents:
         # Links within the page too: "#anchor" is this file's heading.
