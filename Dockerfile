@@ -40,7 +40,7 @@ FROM python:3.11-slim
 
 # Set by make image from app/__init__.py; the default is for a plain `docker build` (a test
 # keeps it equal to app.__version__). SOURCE: where the source lives, if the builder says so.
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 ARG SOURCE=""
 LABEL org.opencontainers.image.title="ractogateway-kafka" \
       org.opencontainers.image.description="Audit-trail sidecar for AI/LLM applications: prompts and responses written durably to Apache Kafka over HTTP." \

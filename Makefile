@@ -6,7 +6,9 @@
 #   make test    the whole suite against a real broker
 #   make test-fast  the broker-free tests (pytest -m "not broker"): no Java, no Kafka, under a minute
 #   make lint    ruff, mypy --strict on app and tests, the layers of app (lint-imports), hadolint on
-#                the Dockerfile, helm lint on the chart
+#                the Dockerfile, helm lint on the chart, one version everywhere (.ci/versions.py)
+#   make dist    the wheel and the sdist in dist/ (uv build; DIST=folder for another place):
+#                pip install dist/ractogateway_kafka-*.whl installs the service alone
 #   make image   the container image ractogateway-kafka:<version> (podman here, docker elsewhere)
 #   make openapi write openapi.json from the app (a test fails when it is stale)
 #   make bench   load benchmark: the HTTP lines beside raw aiokafka, confluent-kafka and the JVM
@@ -61,7 +63,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-witness bench-goverifier verifier bench-search bench-otlp install helm chromium openssl clean help
+.PHONY: registry run test test-fast lint dist image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-witness bench-goverifier verifier bench-search bench-otlp install helm chromium openssl clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -120,12 +122,21 @@ test-fast: $(SYNCED) $(HELM) openssl
 	$(VENV)/bin/pytest -m "not broker"
 
 lint: $(SYNCED) $(HELM)
-	$(VENV)/bin/ruff check app tests bench
-	$(VENV)/bin/ruff format --check app tests bench
-	$(VENV)/bin/mypy --strict app tests
+	$(VENV)/bin/ruff check app tests bench .ci
+	$(VENV)/bin/ruff format --check app tests bench .ci
+	$(VENV)/bin/mypy --strict app tests .ci/versions.py
 	$(VENV)/bin/lint-imports --no-cache --no-logo
 	$(VENV)/bin/hadolint Dockerfile
 	$(HELM) lint --strict helm/ractogateway-kafka
+	$(VENV)/bin/python .ci/versions.py
+
+# The sdist, then the wheel built from it (uv build; the build backend, hatchling, comes from the
+# package index into uv's cache). Packages of earlier versions are removed first, so the folder
+# holds one wheel: tests/deploy/test_dist.py installs it with plain pip into a fresh venv.
+DIST ?= dist
+dist: $(UV)
+	rm -f $(DIST)/ractogateway_kafka-*
+	$(UV) build --out-dir $(DIST)
 
 # podman (installed when missing) and its base images are set up by the script; see its header.
 # The pinned uv of $(UV) goes into the image too.

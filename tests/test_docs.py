@@ -1,6 +1,7 @@
 """The manual stays true to the code: every setting is a row of the settings table in
-docs/operations.md, with its default; the links of README.md and docs/ lead to files and headings
-that exist; the receipts shown have the receipt's fields; and the code blocks of docs/*.md run.
+docs/operations.md, with its default; the links of the top-level pages and docs/ lead to files and
+headings that exist; the receipts shown have the receipt's fields; the code blocks of docs/*.md
+run; and LICENSE is the Apache License 2.0 text as published.
 
 Every fenced code block of docs/*.md has one of these markers on the line right before it (an
 HTML comment, invisible once rendered); a block without one fails
@@ -19,6 +20,7 @@ HTML comment, invisible once rendered); a block without one fails
 """
 
 import ast
+import hashlib
 import itertools
 import json
 import os
@@ -114,8 +116,21 @@ def test_unit_the_readme_links_to_each_part_of_the_manual() -> None:
     assert manual - links == set()
 
 
+def test_unit_the_readme_links_the_license_changelog_security_policy_and_contributing() -> None:
+    links = {link.split("#", 1)[0] for link in local_links(ROOT / "README.md")}
+    assert {"LICENSE", "CHANGELOG.md", "SECURITY.md", "CONTRIBUTING.md"} <= links
+
+
+def test_unit_the_license_is_the_apache_license_2_0_as_published() -> None:
+    # The license asks for its text unchanged: the SHA-256 of the Apache Software Foundation's
+    # LICENSE-2.0.txt (202 lines, the appendix's placeholders left as they are).
+    digest = hashlib.sha256((ROOT / "LICENSE").read_bytes()).hexdigest()
+    assert digest == "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
+
+
 def test_unit_every_link_of_the_readme_and_the_manual_leads_somewhere() -> None:
-    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    # The top-level pages (README, CHANGELOG, SECURITY, CONTRIBUTING) and the manual.
+    documents = [*sorted(ROOT.glob("*.md")), *sorted((ROOT / "docs").glob("*.md"))]
     broken = []
     for document in documents:
         # Links within the page too: "#anchor" is this file's heading.

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app import __version__
 from app.cli import build_parser, main
 from app.embedded import KafkaDistribution, free_port
 from app.kafka import (
@@ -58,6 +59,13 @@ def test_unit_help_explains_every_command(
     text = capsys.readouterr().out
     assert "usage: ractogateway-kafka" in text
     assert len(text.splitlines()) > 4
+
+
+def test_unit_version_prints_the_packages_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"ractogateway-kafka {__version__}\n"
 
 
 def test_unit_commands_are_listed() -> None:
