@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.helpers.app import ServiceFactory, client_for
-from tests.helpers.openai_upstream import Upstream, openai_upstream
+from tests.helpers.openai_upstream import Upstream
 from tests.helpers.proxy import SIDECAR_KEY
 from tests.helpers.service import LiveService, running_service
 
@@ -31,13 +31,6 @@ def service(kafka_bootstrap: str, topic: str, via: str) -> ServiceFactory:
         return client_for(kafka_bootstrap, via=via, **{"audit_topic": topic, **settings})
 
     return make
-
-
-@pytest.fixture(scope="module")
-def scripted_upstream() -> Iterator[Upstream]:
-    """The scripted OpenAI-compatible server (tests/helpers/openai_upstream.py) on loopback."""
-    with openai_upstream() as upstream:
-        yield upstream
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,11 @@ def _async(service: LiveService, key: str) -> AsyncOpenAI:
 
 def _sync_chat_calls(service: LiveService, key: str) -> dict[str, Any]:
     """A plain and a streamed chat call with the sync SDK; what the app saw of each."""
-    client = _sync(service, key)
+    with _sync(service, key) as client:
+        return _chat_calls(client)
+
+
+def _chat_calls(client: OpenAI) -> dict[str, Any]:
     raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini",
         messages=[
@@ -170,39 +174,38 @@ async def test_stream_carries_the_receipt_as_a_comment_before_done(
 
 
 async def _async_calls(service: LiveService) -> dict[str, Any]:
-    client = _async(service, _canary())
-    seen: dict[str, Any] = {}
-    raw = await client.responses.with_raw_response.create(
-        model="gpt-4o-mini", input="Where is my parcel?", instructions="Be kind."
-    )
-    seen["responses"] = (raw.headers["x-rg-event-id"], raw.parse())
-    stream = await client.responses.create(
-        model="gpt-4o-mini", input="Track it, please.", stream=True, safety_identifier="sid-7"
-    )
-    deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
-    seen["responses_stream"] = (stream.response.headers["x-rg-event-id"], "".join(deltas))
-    raw_tool = await client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini",
-        messages=[{"role": "user", "content": "refund window for order 7"}],
-        tools=TOOLS,
-    )
-    seen["tool"] = (raw_tool.headers["x-rg-event-id"], raw_tool.parse())
-    tool_stream = await client.chat.completions.create(
-        model="gpt-4o-mini",
-        messages=[{"role": "user", "content": "refund window for order 8"}],
-        tools=TOOLS,
-        stream=True,
-    )
-    arguments = ""
-    async for chunk in tool_stream:
-        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
-            arguments += (call.function.arguments or "") if call.function else ""
-    seen["tool_stream"] = (tool_stream.response.headers["x-rg-event-id"], arguments)
-    raw_embed = await client.embeddings.with_raw_response.create(
-        model="text-embedding-3-small", input=["first text", "second"]
-    )
-    seen["embeddings"] = (raw_embed.headers["x-rg-event-id"], raw_embed.parse())
-    await client.close()
+    async with _async(service, _canary()) as client:
+        seen: dict[str, Any] = {}
+        raw = await client.responses.with_raw_response.create(
+            model="gpt-4o-mini", input="Where is my parcel?", instructions="Be kind."
+        )
+        seen["responses"] = (raw.headers["x-rg-event-id"], raw.parse())
+        stream = await client.responses.create(
+            model="gpt-4o-mini", input="Track it, please.", stream=True, safety_identifier="sid-7"
+        )
+        deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+        seen["responses_stream"] = (stream.response.headers["x-rg-event-id"], "".join(deltas))
+        raw_tool = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "refund window for order 7"}],
+            tools=TOOLS,
+        )
+        seen["tool"] = (raw_tool.headers["x-rg-event-id"], raw_tool.parse())
+        tool_stream = await client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "refund window for order 8"}],
+            tools=TOOLS,
+            stream=True,
+        )
+        arguments = ""
+        async for chunk in tool_stream:
+            for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                arguments += (call.function.arguments or "") if call.function else ""
+        seen["tool_stream"] = (tool_stream.response.headers["x-rg-event-id"], arguments)
+        raw_embed = await client.embeddings.with_raw_response.create(
+            model="text-embedding-3-small", input=["first text", "second"]
+        )
+        seen["embeddings"] = (raw_embed.headers["x-rg-event-id"], raw_embed.parse())
     return seen
 
 
@@ -259,41 +262,42 @@ async def test_async_sdk_responses_tool_calls_and_embeddings_are_recorded(
 async def test_upstream_failures_pass_through_and_are_recorded_as_failed_calls(
     proxy_service: LiveService, kafka_bootstrap: str
 ) -> None:
-    client = _async(proxy_service, _canary())
-    with pytest.raises(openai.RateLimitError) as limited:
-        await client.chat.completions.create(
-            model="scripted-error-429", messages=[{"role": "user", "content": "hi"}]
+    async with _async(proxy_service, _canary()) as client:
+        with pytest.raises(openai.RateLimitError) as limited:
+            await client.chat.completions.create(
+                model="scripted-error-429", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert limited.value.status_code == 429
+        assert limited.value.body == {
+            "message": "Scripted failure 429.",
+            "type": "rate_limit_exceeded",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+        limited_id = limited.value.response.headers["x-rg-event-id"]
+
+        stream = await client.chat.completions.create(
+            model="scripted-cut",
+            messages=[{"role": "user", "content": "one two three"}],
+            stream=True,
         )
-    assert limited.value.status_code == 429
-    assert limited.value.body == {
-        "message": "Scripted failure 429.",
-        "type": "rate_limit_exceeded",
-        "param": None,
-        "code": "rate_limit_exceeded",
-    }
-    limited_id = limited.value.response.headers["x-rg-event-id"]
+        got: list[str] = []
 
-    stream = await client.chat.completions.create(
-        model="scripted-cut", messages=[{"role": "user", "content": "one two three"}], stream=True
-    )
-    got: list[str] = []
+        async def read() -> None:
+            async for chunk in stream:
+                got.extend(c.delta.content or "" for c in chunk.choices)
 
-    async def read() -> None:
-        async for chunk in stream:
-            got.extend(c.delta.content or "" for c in chunk.choices)
+        with pytest.raises(openai.APIError, match="cut off"):
+            await read()
+        cut_id = stream.response.headers["x-rg-event-id"]
 
-    with pytest.raises(openai.APIError, match="cut off"):
-        await read()
-    cut_id = stream.response.headers["x-rg-event-id"]
-
-    with pytest.raises(openai.InternalServerError) as late:  # RG_PROXY_READ_TIMEOUT_S=3
-        await client.chat.completions.create(
-            model="scripted-slow-4", messages=[{"role": "user", "content": "hi"}]
-        )
-    assert late.value.status_code == 504
-    models = await client.models.list()  # passed through, not recorded
-    assert [m.id for m in models.data] == ["gpt-4o-mini-2024-07-18"]
-    await client.close()
+        with pytest.raises(openai.InternalServerError) as late:  # RG_PROXY_READ_TIMEOUT_S=3
+            await client.chat.completions.create(
+                model="scripted-slow-4", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert late.value.status_code == 504
+        models = await client.models.list()  # passed through, not recorded
+        assert [m.id for m in models.data] == ["gpt-4o-mini-2024-07-18"]
 
     found = await records_by_event(kafka_bootstrap, proxy_service.audit_topic)
     (limited_record,) = found[limited_id]
