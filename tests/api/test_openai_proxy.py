@@ -4,15 +4,20 @@ the audit topic with its GenAI fields, the receipt headers name it, failures pas
 are recorded as failed calls, and the app's own API key goes upstream and nowhere else."""
 
 import asyncio
+import base64
 import json
+import os
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
+from app.privacy.sealing import is_sealed
+from tests.helpers.app import ServiceFactory
 from tests.helpers.logs import SECRET_MARKER
 from tests.helpers.metrics import metric
 from tests.helpers.openai_upstream import Upstream
@@ -351,3 +356,48 @@ async def test_the_app_key_is_in_no_record_log_or_metric(
         assert secret.encode() not in stored
         assert secret not in proxy_service.log()
         assert secret not in metrics
+
+
+async def test_redaction_and_erasure_apply_as_for_post_audit(
+    service: ServiceFactory,
+    kafka_bootstrap: str,
+    topic: str,
+    scripted_upstream: Upstream,
+    tmp_path: Path,
+) -> None:
+    ask: list[Any] = [{"role": "user", "content": "Mail jane@example.com the refund."}]
+    kek = tmp_path / "kek"
+    kek.write_bytes(base64.b64encode(os.urandom(32)) + b"\n")
+    kek.chmod(0o600)
+    ids = []
+    for settings in (
+        {"redaction": "mask"},
+        {"erasure": "on", "erasure_kek_file": kek},
+    ):
+        async with (
+            service(openai_upstream_url=scripted_upstream.url, **settings) as http,
+            AsyncOpenAI(
+                base_url=str(http.base_url.join("/openai/v1")),
+                api_key=_canary(),
+                # The in-process app's client (ASGI): the SDK's stubs name httpx otherwise.
+                http_client=cast(Any, http),
+            ) as client,
+        ):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=ask, user="jane"
+            )
+            # The app gets the upstream's answer as it was; the trail keeps what the policy lets.
+            assert "jane@example.com" in (raw.parse().choices[0].message.content or "")
+            ids.append(raw.headers["x-rg-event-id"])
+    found = await records_by_event(kafka_bootstrap, topic)
+    masked, sealed = (found[event_id][0].value for event_id in ids)
+    assert text_of(masked["input_messages"]) == "Mail [EMAIL] the refund."
+    assert masked["response"] == "You said: Mail [EMAIL] the refund."
+    # With erasure on the messages go as text into prompt and response, sealed under the
+    # user's key (structured messages have no sealed form).
+    assert "input_messages" not in sealed
+    assert "output_messages" not in sealed
+    assert is_sealed(sealed["prompt"])
+    assert is_sealed(sealed["response"])
+    assert sealed["user_id"] == "jane"
+    assert "jane@example.com" not in json.dumps(sealed)

@@ -324,7 +324,9 @@ def embeddings(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sse(payloads: Iterator[dict[str, Any]], *, typed: bool) -> Iterator[bytes]:
+def sse_events(payloads: Iterator[dict[str, Any]], *, typed: bool) -> Iterator[bytes]:
+    """The wire bytes of each event: `data: {json}` (`event: <type>` first when `typed`, as the
+    Responses API sends), `data: [DONE]` after a chat stream."""
     for payload in payloads:
         head = f"event: {payload['type']}\n" if typed else ""
         yield f"{head}data: {json.dumps(payload)}\n\n".encode()
@@ -401,12 +403,12 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             stream = bool(body.get("stream"))
             if path == "/v1/chat/completions":
                 if stream:
-                    self._stream(_sse(chat_chunks(body), typed=False), cut=cut)
+                    self._stream(sse_events(chat_chunks(body), typed=False), cut=cut)
                 else:
                     self._json(200, chat_completion(body), cut=cut)
             elif path == "/v1/responses":
                 if stream:
-                    self._stream(_sse(_numbered(response_events(body)), typed=True), cut=cut)
+                    self._stream(sse_events(numbered(response_events(body)), typed=True), cut=cut)
                 else:
                     self._json(200, response_object(body), cut=cut)
             elif path == "/v1/embeddings":
@@ -420,7 +422,8 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _numbered(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def numbered(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The Responses API's events with their `sequence_number`."""
     for number, event in enumerate(events):
         yield {**event, "sequence_number": number}
 
