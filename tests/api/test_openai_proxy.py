@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import os
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, cast
@@ -21,6 +22,7 @@ from tests.helpers.app import ServiceFactory
 from tests.helpers.logs import SECRET_MARKER
 from tests.helpers.metrics import metric
 from tests.helpers.openai_upstream import Upstream
+from tests.helpers.polling import eventually
 from tests.helpers.proxy import (
     SIDECAR_KEY,
     assert_receipt,
@@ -152,8 +154,8 @@ async def test_sync_sdk_chat_plain_and_streamed_are_one_record_each_with_their_r
     assert "x-rg-user" not in sent
 
 
-async def test_stream_carries_the_receipt_as_a_comment_before_done(
-    proxy_service: LiveService, kafka_bootstrap: str
+async def test_stream_passes_events_as_they_come_and_ends_with_the_receipt_and_its_proof(
+    proxy_service: LiveService, kafka_bootstrap: str, scripted_upstream: Upstream
 ) -> None:
     body = {
         "model": "gpt-4o-mini",
@@ -161,14 +163,28 @@ async def test_stream_carries_the_receipt_as_a_comment_before_done(
         "stream": True,
     }
     headers = {"Authorization": f"Bearer {_canary()}", "X-API-Key": SIDECAR_KEY}
-    async with (
-        httpx.AsyncClient(base_url=proxy_service.url) as client,
-        client.stream("POST", "/openai/v1/chat/completions", json=body, headers=headers) as answer,
-    ):
-        lines = [line async for line in answer.aiter_lines() if line]
-        event_id = answer.headers["x-rg-event-id"]
-    assert lines[-1] == "data: [DONE]"
-    comment = lines[-2]
+    gate = scripted_upstream.gate = threading.Event()
+    try:
+        async with (
+            httpx.AsyncClient(base_url=proxy_service.url) as client,
+            client.stream(
+                "POST", "/openai/v1/chat/completions", json=body, headers=headers
+            ) as answer,
+        ):
+            lines = answer.aiter_lines()
+            first = await anext(lines)
+            # The first event reached the app while the upstream still held the rest: the
+            # proxy adds no buffering.
+            assert first.startswith("data: {")
+            assert not gate.is_set()
+            gate.set()
+            rest = [line async for line in lines if line]
+            event_id = answer.headers["x-rg-event-id"]
+    finally:
+        gate.set()
+        scripted_upstream.gate = None
+    assert rest[-1] == "data: [DONE]"
+    comment = rest[-2]
     assert comment.startswith(": rg-receipt ")
     receipt = json.loads(comment.removeprefix(": rg-receipt "))
     (message,) = (await records_by_event(kafka_bootstrap, proxy_service.audit_topic))[event_id]
@@ -176,6 +192,15 @@ async def test_stream_carries_the_receipt_as_a_comment_before_done(
     assert_receipt(receipt_headers, message)
     assert message.value["user_id"].startswith("key-")  # the sidecar key's label
     assert SIDECAR_KEY not in message.value["user_id"]
+
+    async def proof_served() -> bool:
+        async with httpx.AsyncClient(base_url=proxy_service.url) as client:
+            return (await client.get(receipt["proof"])).status_code == 200
+
+    await eventually(proof_served, timeout_s=30)  # once a signed checkpoint covers it
+    async with httpx.AsyncClient(base_url=proxy_service.url) as client:
+        proof = (await client.get(receipt["proof"])).text
+    assert proof.startswith("c2sp.org/tlog-proof@v1\n")
 
 
 async def _async_calls(service: LiveService) -> dict[str, Any]:
@@ -347,9 +372,11 @@ async def test_the_app_key_is_in_no_record_log_or_metric(
     proxy_service: LiveService, kafka_bootstrap: str
 ) -> None:
     key = _canary()
-    await asyncio.to_thread(_sync_chat_calls, proxy_service, key)
+    seen = await asyncio.to_thread(_sync_chat_calls, proxy_service, key)
     async with httpx.AsyncClient(base_url=proxy_service.url) as client:
         metrics = (await client.get("/metrics")).text
+    # The request's log line names its record (and the grep below reads that log).
+    assert seen["plain_headers"]["x-rg-event-id"] in proxy_service.log()
     stored = await raw_bytes(kafka_bootstrap, proxy_service.audit_topic)
     assert b"You said: And for gift cards?" in stored  # the grep reads the records
     for secret in (key, SIDECAR_KEY):

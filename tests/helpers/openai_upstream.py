@@ -74,6 +74,9 @@ class Upstream:
     url: str
     requests: list[ReceivedRequest] = field(default_factory=list)
     chunk_delay_s: float = 0.0
+    # When an Event: each stream pauses after its first event until it is set (at most 30 s),
+    # so a test can see what reached the client while the upstream still holds the rest.
+    gate: threading.Event | None = None
 
 
 def reply_text(body: dict[str, Any]) -> str:
@@ -372,6 +375,8 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                     return
                 if upstream.chunk_delay_s and sent:
                     time.sleep(upstream.chunk_delay_s)
+                if upstream.gate is not None and sent == 1:
+                    upstream.gate.wait(timeout=30)
                 self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
