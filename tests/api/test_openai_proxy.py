@@ -435,7 +435,7 @@ async def test_redaction_and_erasure_apply_as_for_post_audit(
     ids = []
     for settings in (
         {"redaction": "mask"},
-        {"erasure": "on", "erasure_kek_file": kek},
+        {"erasure": "on", "erasure_kek_file": kek, "erasure_subject_field": "person"},
     ):
         async with (
             service(openai_upstream_url=scripted_upstream.url, **settings) as http,
@@ -463,4 +463,5 @@ async def test_redaction_and_erasure_apply_as_for_post_audit(
     assert is_sealed(sealed["prompt"])
     assert is_sealed(sealed["response"])
     assert sealed["user_id"] == "jane"
+    assert sealed["metadata"]["person"] == "jane"  # the subject, where erasure looks for it
     assert "jane@example.com" not in json.dumps(sealed)
