@@ -3,10 +3,8 @@
 The request's messages (chat completions' `messages`, the Responses API's `instructions` and
 `input`, embeddings' `input`) become `system_instructions` and `input_messages` in the
 OpenTelemetry GenAI shape (`role` and `parts`; docs/opentelemetry.md); the answer, plain JSON or
-a stream of Server-Sent Events, becomes `output_messages`, `finish_reasons`, the token counts,
-`response_id` and `response_model`. A stream is read as it passes (`SseRelay`): its events go on
-to the app at once, except the one that completes it (`data: [DONE]`, or the Responses API's
-`response.completed`), which the caller releases once the record is stored.
+a stream of Server-Sent Events read as it passes (`app.proxy.sse`), becomes `output_messages`,
+`finish_reasons`, the token counts, `response_id` and `response_model`.
 """
 
 import json
@@ -19,7 +17,7 @@ ENDPOINTS: Final = {
     "embeddings": "embeddings",
 }
 # The Responses API's events that end a stream.
-_RESPONSE_ENDS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
+RESPONSE_ENDS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
 # Request parameters kept in the record's metadata (the content goes to the message fields).
 _CONTENT_KEYS: Final = frozenset({"messages", "input", "instructions", "tools", "prompt"})
 MAX_ERROR_CHARS: Final = 4000
@@ -267,7 +265,7 @@ class ResponseEvents:
     def take(self, event: dict[str, Any]) -> None:
         """One event."""
         kind = event.get("type")
-        if kind in _RESPONSE_ENDS and isinstance(event.get("response"), dict):
+        if kind in RESPONSE_ENDS and isinstance(event.get("response"), dict):
             self.final = event["response"]
         elif kind == "response.created" and isinstance(event.get("response"), dict):
             self.started = event["response"]
@@ -383,81 +381,3 @@ def plain_answer(endpoint: str, status: int, body: bytes) -> Answer:
     answer = maker(parsed)
     answer.status = status
     return answer
-
-
-class SseRelay:
-    """Splits a stream of Server-Sent Events as it passes: `feed()` returns the bytes to send
-    on now (whole events), and keeps back the event that completes the stream and whatever
-    follows it (`held`), to be sent once the record is stored. Every event's data is read by
-    the endpoint's assembler."""
-
-    def __init__(self, endpoint: str) -> None:
-        self._rest = b""
-        self.held = b""
-        self.completed = False
-        self._chat = endpoint == "chat.completions"
-        self.assembler: ChatChunks | ResponseEvents = (
-            ChatChunks() if self._chat else ResponseEvents()
-        )
-
-    def feed(self, chunk: bytes) -> bytes:
-        """The whole events of `chunk` (and what came before it) to send on now."""
-        data = self._rest + chunk
-        out: list[bytes] = []
-        while True:
-            end, size = _boundary(data)
-            if end < 0:
-                break
-            event, data = data[: end + size], data[end + size :]
-            if self.completed:
-                self.held += event
-                continue
-            if self._take(event):
-                self.completed = True
-                self.held += event
-            else:
-                out.append(event)
-        self._rest = data
-        return b"".join(out)
-
-    def rest(self) -> bytes:
-        """What is still kept: an unfinished event's bytes, then the held ones."""
-        return self._rest + self.held if not self.completed else self.held + self._rest
-
-    def _take(self, raw: bytes) -> bool:
-        # True when `raw` is the event that completes the stream.
-        name, data = sse_fields(raw)
-        if data is None:
-            return False
-        if data.strip() == "[DONE]":
-            return True
-        try:
-            parsed = json.loads(data)
-        except ValueError:
-            return False
-        if not isinstance(parsed, dict):
-            return False
-        self.assembler.take(parsed)
-        return not self._chat and (parsed.get("type") in _RESPONSE_ENDS or name in _RESPONSE_ENDS)
-
-
-def _boundary(data: bytes) -> tuple[int, int]:
-    # Where the first event ends (a blank line, in any of SSE's line endings) and its size.
-    found = [(i, len(s)) for s in (b"\n\n", b"\r\n\r\n", b"\r\r") if (i := data.find(s)) >= 0]
-    return min(found) if found else (-1, 0)
-
-
-def sse_fields(raw: bytes) -> tuple[str | None, str | None]:
-    """`(event name, data)` of one raw event; data None for a comment or an event without it."""
-    name: str | None = None
-    data: list[str] = []
-    for line in raw.decode("utf-8", "replace").splitlines():
-        if line.startswith(":"):
-            continue
-        key, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if key == "event":
-            name = value
-        elif key == "data":
-            data.append(value)
-    return name, "\n".join(data) if data else None

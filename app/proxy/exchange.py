@@ -26,9 +26,10 @@ from app.errors import ServiceError, problem_for
 from app.ingest.audit_trail import AuditTrail
 from app.kafka import KafkaAuditEvent, KafkaClientError
 from app.metrics import ServiceMetrics
-from app.proxy.assembly import Answer, SseRelay, endpoint_of, parse_json, plain_answer
+from app.proxy.assembly import Answer, endpoint_of, parse_json, plain_answer
 from app.proxy.call import Call, Outcome, event_of
 from app.proxy.recorder import ProxyRecorder, receipt_comment, receipt_headers
+from app.proxy.sse import SseRelay
 from app.proxy.upstream import Upstream, answer_headers, upstream_headers
 from app.settings import Settings
 
