@@ -1,0 +1,86 @@
+"""A stream of Server-Sent Events relayed as it passes: whole events go on to the app at once,
+except the one that completes the stream (`data: [DONE]`, or the Responses API's
+`response.completed`), which the caller releases once the record is stored; each event's data
+is read by the endpoint's assembler (`app.proxy.assembly`)."""
+
+import json
+
+from app.proxy.assembly import RESPONSE_ENDS, ChatChunks, ResponseEvents
+
+
+class SseRelay:
+    """Splits a stream of Server-Sent Events as it passes: `feed()` returns the bytes to send
+    on now (whole events), and keeps back the event that completes the stream and whatever
+    follows it (`held`), to be sent once the record is stored. Every event's data is read by
+    the endpoint's assembler."""
+
+    def __init__(self, endpoint: str) -> None:
+        self._rest = b""
+        self.held = b""
+        self.completed = False
+        self._chat = endpoint == "chat.completions"
+        self.assembler: ChatChunks | ResponseEvents = (
+            ChatChunks() if self._chat else ResponseEvents()
+        )
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The whole events of `chunk` (and what came before it) to send on now."""
+        data = self._rest + chunk
+        out: list[bytes] = []
+        while True:
+            end, size = _boundary(data)
+            if end < 0:
+                break
+            event, data = data[: end + size], data[end + size :]
+            if self.completed:
+                self.held += event
+                continue
+            if self._take(event):
+                self.completed = True
+                self.held += event
+            else:
+                out.append(event)
+        self._rest = data
+        return b"".join(out)
+
+    def rest(self) -> bytes:
+        """What is still kept: an unfinished event's bytes, then the held ones."""
+        return self._rest + self.held if not self.completed else self.held + self._rest
+
+    def _take(self, raw: bytes) -> bool:
+        # True when `raw` is the event that completes the stream.
+        name, data = sse_fields(raw)
+        if data is None:
+            return False
+        if data.strip() == "[DONE]":
+            return True
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            return False
+        if not isinstance(parsed, dict):
+            return False
+        self.assembler.take(parsed)
+        return not self._chat and (parsed.get("type") in RESPONSE_ENDS or name in RESPONSE_ENDS)
+
+
+def _boundary(data: bytes) -> tuple[int, int]:
+    # Where the first event ends (a blank line, in any of SSE's line endings) and its size.
+    found = [(i, len(s)) for s in (b"\n\n", b"\r\n\r\n", b"\r\r") if (i := data.find(s)) >= 0]
+    return min(found) if found else (-1, 0)
+
+
+def sse_fields(raw: bytes) -> tuple[str | None, str | None]:
+    """`(event name, data)` of one raw event; data None for a comment or an event without it."""
+    name: str | None = None
+    data: list[str] = []
+    for line in raw.decode("utf-8", "replace").splitlines():
+        if line.startswith(":"):
+            continue
+        key, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if key == "event":
+            name = value
+        elif key == "data":
+            data.append(value)
+    return name, "\n".join(data) if data else None

@@ -1,0 +1,65 @@
+"""The proxy's stream relay, called directly: streams split into whole events whatever the
+chunking and line endings, the completing event held back, what arrived assembled (the scripted
+upstream's real wire format as input)."""
+
+from typing import Any
+
+import pytest
+
+from app.proxy.sse import SseRelay
+from tests.helpers.openai_upstream import chat_chunks, numbered, response_events, sse_events
+
+ASK: dict[str, Any] = {
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "What is our refund window?"}],
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
+
+
+def _relayed(relay: SseRelay, wire: bytes, size: int) -> bytes:
+    sent = b""
+    for start in range(0, len(wire), size):
+        sent += relay.feed(wire[start : start + size])
+    return sent
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 100_000])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_unit_a_chat_stream_passes_whole_events_and_holds_done(size: int, newline: str) -> None:
+    wire = b"".join(sse_events(chat_chunks(ASK), typed=False)).replace(b"\n", newline.encode())
+    relay = SseRelay("chat.completions")
+    sent = _relayed(relay, wire, size)
+    done = f"data: [DONE]{newline}{newline}".encode()
+    # Everything but the completion went on, byte for byte; the completion is held.
+    assert sent + relay.rest() == wire
+    assert relay.rest() == done
+    assert relay.completed
+    answer = relay.assembler.assembled()
+    assert answer.text == "You said: What is our refund window?"
+    assert answer.finish_reasons == ["stop"]
+    assert (answer.input_tokens, answer.output_tokens) == (8, 7)
+
+
+def test_unit_a_responses_stream_holds_response_completed() -> None:
+    body = {"model": "gpt-4o-mini", "input": "Track it", "stream": True}
+    events = list(sse_events(numbered(response_events(body)), typed=True))
+    relay = SseRelay("responses")
+    sent = _relayed(relay, b"".join(events), 13)
+    assert relay.rest() == events[-1]
+    assert b"response.completed" in relay.rest()
+    assert sent == b"".join(events[:-1])
+    answer = relay.assembler.assembled()
+    assert answer.text == "You said: Track it"
+    assert answer.response_id == "resp_scripted_1"
+    assert answer.finish_reasons == ["stop"]
+
+
+def test_unit_a_cut_stream_is_assembled_from_what_arrived() -> None:
+    body = {"model": "gpt-4o-mini", "input": "Track it", "stream": True}
+    wire = b"".join(sse_events(numbered(response_events(body)), typed=True))
+    relay = SseRelay("responses")
+    relay.feed(wire[: wire.index(b"response.output_text.done")])
+    answer = relay.assembler.assembled()
+    assert answer.text == "You said: Track it"
+    assert answer.finish_reasons == []
