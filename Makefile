@@ -22,6 +22,8 @@
 #   make verifier  the Go verifier of evidence bundles (verifier/) as one static binary,
 #                .cache/tools/bin/rg-verify (docs/auditors.md; make test builds it too)
 #   make bench-goverifier  records/s of the Go and the Python bundle verifiers on one core
+#   make bench-proxy  what the recording proxy adds to a chat completion: latency at 1 and 32
+#                connections, time to first byte of a stream, CPU per call (ARGS=--seconds N)
 #   make bench-search  GET /audit/records: one user's day p50/p99 at 1 M records, window records/s
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
 #   make openai-js  the official OpenAI JavaScript SDK (npm, pinned by tests/tools/openai-js) into
@@ -63,7 +65,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint image openapi openai-js bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-witness bench-goverifier verifier bench-search bench-otlp install helm chromium openssl clean help
+.PHONY: registry run test test-fast lint image openapi openai-js bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-witness bench-goverifier verifier bench-search bench-otlp bench-proxy install helm chromium openssl clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -193,6 +195,10 @@ verifier:
 
 bench-goverifier: verifier $(SYNCED)
 	$(VENV)/bin/python -m bench.goverifier $(ARGS)
+
+bench-proxy: install
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(VENV)/bin/python -m bench.proxy $(ARGS)
 
 bench-search: $(SYNCED)
 	$(VENV)/bin/python -m bench.search $(ARGS)
