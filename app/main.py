@@ -15,6 +15,7 @@ from app.api import (
     integrity,
     messages,
     metrics,
+    openai_proxy,
     otlp,
     proofs,
     publish,
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.router,
         ui.router,
         otlp.router,
+        openai_proxy.router,
     )
     # Innermost: the busiest routes served without routing, after the body is read and inside
     # the observer (logged and counted like the rest).

@@ -288,6 +288,14 @@ class ServiceMetrics:
             ["signal", "outcome"],
             registry=self.registry,
         )
+        self.proxied = Counter(
+            "rg_proxy_calls_total",
+            "Calls through the recording proxy (/openai/v1/...), by endpoint (other: passed "
+            "through unrecorded) and outcome (recorded, queued: fail-open, refused: 503 as the "
+            "trail did not take the record, passed, not_recorded: a fail-open record refused).",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
         self.connections_refused = Counter(
             "rg_http_connections_refused_total",
             "Connections refused with 503 beyond RG_MAX_CONNECTIONS.",

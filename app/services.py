@@ -53,6 +53,7 @@ from app.metrics import ServiceMetrics
 from app.privacy.erasure import Erasure
 from app.privacy.keystore import KafkaKeyStore, KekMismatchError
 from app.privacy.sealing import Kek, SealingError, load_kek
+from app.proxy.exchange import OpenAIProxy
 from app.rates import RateHistory
 from app.reachability import KafkaReachability
 from app.recent.buffer import RecentRecords
@@ -106,6 +107,8 @@ class Services:
     rates: RateHistory
     # Logs once when Kafka goes away and once when it is back (app/reachability.py).
     reachability: KafkaReachability
+    # The recording proxy behind /openai/v1/... (its HTTP client made on its first call).
+    proxy: OpenAIProxy
     # Both None without RG_SCHEMA_REGISTRY_URL (app/ingest/contracts.py).
     registry: SchemaRegistryClient | None = None
     audit_schema: AuditSchemaGuard | None = None
@@ -173,6 +176,8 @@ class Services:
         spool (see the module docstring)."""
         self.shutdown.begin()
         await self.rates.close()
+        # Before the producer closes: fail-open records still on their way get their chance.
+        await self.proxy.close(self.settings.shutdown_timeout_s)
         await self.reachability.close()
         await self.audit_topic.close()
         if self.audit_schema is not None:
@@ -369,6 +374,7 @@ def build_services(settings: Settings) -> Services:
             connected=lambda: connection.connected,
             servers=",".join(settings.kafka_bootstrap_servers),
         ),
+        proxy=OpenAIProxy(settings, audit_trail, metrics, structured=erasure is None),
         registry=registry,
         audit_schema=audit_schema,
         proofs=proofs,

@@ -412,6 +412,26 @@ class Settings(BaseSettings):
         "registry is asked again.",
     )
 
+    openai_upstream_url: str = Field(
+        default="https://api.openai.com/v1",
+        description="Where the recording proxy (/openai/v1/...) sends calls: an OpenAI-compatible "
+        "API's base URL, ending before /chat/completions.",
+    )
+    proxy_mode: Literal["fail-closed", "fail-open"] = Field(
+        default="fail-closed",
+        description="fail-closed: a proxied answer is complete only once its record is stored "
+        "(else 503); fail-open: the answer goes through at once and the record follows.",
+    )
+    proxy_connect_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long the proxy waits to connect to the upstream."
+    )
+    proxy_read_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long the proxy waits for the upstream's next bytes (a slow model's "
+        "first token included) before it answers 504.",
+    )
+
     @field_validator(
         "kafka_bootstrap_servers",
         "messages_topics",

@@ -26,6 +26,7 @@ from app.kafka import (
 from tests.helpers import ROOT
 from tests.helpers.broker import BOOTSTRAP_ENV, docker_engine_answers
 from tests.helpers.logs import SECRET_MARKER, LogKeeper
+from tests.helpers.openai_upstream import Upstream, openai_upstream
 from tests.helpers.service import Launch, LiveService, launch_service, running_service
 from tests.helpers.tlog import TlogCheck, build
 from tests.helpers.tsa import Authority, TsaServer, make_authority
@@ -221,3 +222,11 @@ def tsa_server(timestamp_authority: Authority) -> Iterator[TsaServer]:
     server = TsaServer(timestamp_authority)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def scripted_upstream() -> Iterator[Upstream]:
+    """The scripted OpenAI-compatible server (tests/helpers/openai_upstream.py) on loopback,
+    for the recording proxy's tests."""
+    with openai_upstream() as upstream:
+        yield upstream

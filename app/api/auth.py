@@ -84,3 +84,37 @@ async def caller_of(request: Request, keys: ApiKeys) -> str:
     presented = (bearer.credentials if bearer is not None else "") or api_key or ""
     # 64 bits: distinct for any set of configured keys, short beside tens of thousands of keys.
     return hashlib.sha256(presented.encode("utf-8")).hexdigest()[:16]
+
+
+def key_from_header(keys: ApiKeys, request: HTTPConnection, scope: Scope) -> str | None:
+    """The sidecar key of a request whose `Authorization` belongs to someone else (the recording
+    proxy's goes to the upstream API): read from `X-API-Key` only, checked for `scope` (401,
+    403 as `require`). None with authentication off."""
+    if not keys.enabled:
+        return None
+    offered = set(request.headers.getlist("x-api-key")) - {""}
+    if len(offered) > 1:
+        raise UnauthorizedError("send one API key: the `X-API-Key` lines differ")
+    if not offered:
+        raise UnauthorizedError(
+            "an API key is required: send `X-API-Key: <key>` (on this route `Authorization` "
+            "is the upstream API's and is passed on to it)"
+        )
+    presented = offered.pop()
+    scopes = keys.scopes_of(presented)
+    if scopes is None:
+        raise UnauthorizedError("unknown API key")
+    if scope not in scopes:
+        raise ForbiddenError(f"this API key lacks the scope {scope}")
+    return presented
+
+
+def key_label(key: str) -> str:
+    """A name for an API key that is no secret and stable: `key-` and 12 hex digits of its
+    SHA-256 (the key cannot be recovered from it)."""
+    return f"key-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:12]}"
+
+
+def caller_of_key(key: str | None) -> str:
+    """`caller_of`'s namespace for a key already read ("" with authentication off)."""
+    return "" if key is None else hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]

@@ -1,5 +1,7 @@
 """An in-process client of the service (ASGI, lifespan run) on the session broker."""
 
+import json
+from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -7,6 +9,9 @@ import httpx
 import pytest
 
 from tests.helpers.app import ServiceFactory, client_for
+from tests.helpers.openai_upstream import Upstream
+from tests.helpers.proxy import SIDECAR_KEY
+from tests.helpers.service import LiveService, running_service
 
 
 @pytest.fixture
@@ -26,3 +31,19 @@ def service(kafka_bootstrap: str, topic: str, via: str) -> ServiceFactory:
         return client_for(kafka_bootstrap, via=via, **{"audit_topic": topic, **settings})
 
     return make
+
+
+@pytest.fixture(scope="module")
+def proxy_service(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, scripted_upstream: Upstream
+) -> Iterator[LiveService]:
+    """The service as a process, its recording proxy in front of `scripted_upstream`
+    (fail-closed, authentication on: `SIDECAR_KEY` has audit:write)."""
+    with running_service(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp("proxy-service"),
+        openai_upstream_url=scripted_upstream.url,
+        api_keys=json.dumps({SIDECAR_KEY: ["audit:write"]}),
+        proxy_read_timeout_s="3",
+    ) as service:
+        yield service

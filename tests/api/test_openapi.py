@@ -16,6 +16,8 @@ from tests.helpers import ROOT
 
 COMMITTED = ROOT / "openapi.json"
 
+PROXY_PREFIX = "/openai/"
+
 
 def test_the_committed_openapi_json_matches_the_app() -> None:
     assert COMMITTED.read_text(encoding="utf-8") == render(openapi_document()), (
@@ -68,6 +70,10 @@ def test_every_operation_has_a_summary_an_example_and_its_errors(
     if takes_input:
         assert "422" in responses, f"{method} {path} does not document 422"
     for status, response in responses.items():
+        if path.startswith(PROXY_PREFIX) and status in {"502", "503", "504"}:
+            # The recording proxy answers its own failures in the OpenAI API's error shape,
+            # which the app's SDK reads (docs/proxy.md).
+            continue
         if int(status) >= 400:
             schema = response["content"]["application/json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)

@@ -425,12 +425,20 @@ def _numbered(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield {**event, "sequence_number": number}
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (a timeout, a test's cut) is no error of the upstream's.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @contextmanager
 def openai_upstream(*, port: int = 0, chunk_delay_s: float = 0.0) -> Iterator[Upstream]:
     """Serve the scripted upstream on 127.0.0.1 (a free port unless `port`) for the block."""
     upstream = Upstream(url="", chunk_delay_s=chunk_delay_s)
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(upstream))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", port), _handler(upstream))
     upstream.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -1,0 +1,113 @@
+"""The upstream API behind the proxy: one pooled `httpx.AsyncClient` (made on the first call:
+a service that proxies nothing loads no HTTP client), and which headers cross in each direction.
+
+The app's `Authorization` goes upstream as it came and nowhere else. What goes upstream leaves
+out the hop-by-hop headers, the sidecar's own (`X-API-Key` when it is the sidecar's key,
+`X-RG-*`) and `Accept-Encoding` (the client asks for what it can decode: the proxy reads the
+answer to record it). What comes back leaves out the hop-by-hop headers and the body's length
+and encoding (the body is passed on decoded, possibly in other chunks)."""
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    import httpx
+
+# RFC 9110 §7.6.1's hop-by-hop headers, and those that describe a body the proxy re-frames.
+_HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+_NOT_UPSTREAM: Final = _HOP_BY_HOP | {"accept-encoding", "expect"}
+_NOT_BACK: Final = _HOP_BY_HOP | {"content-encoding", "set-cookie", "date", "server"}
+RG_PREFIX: Final = "x-rg-"
+
+
+def upstream_headers(
+    headers: list[tuple[str, str]], *, sidecar_key_header: bool
+) -> list[tuple[str, str]]:
+    """The request headers sent upstream. `sidecar_key_header`: `X-API-Key` is the sidecar's
+    key (authentication on) and stays here."""
+    kept: list[tuple[str, str]] = []
+    connection_named: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            connection_named |= {token.strip().lower() for token in value.split(",")}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in _NOT_UPSTREAM or lowered in connection_named or lowered.startswith(RG_PREFIX):
+            continue
+        if lowered == "x-api-key" and sidecar_key_header:
+            continue
+        kept.append((name, value))
+    return kept
+
+
+def answer_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The upstream answer's headers passed on to the app (joined per name)."""
+    kept: dict[str, str] = {}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in _NOT_BACK or lowered.startswith(RG_PREFIX):
+            continue
+        kept[lowered] = f"{kept[lowered]}, {value}" if lowered in kept else value
+    return kept
+
+
+class Upstream:
+    """The pooled client to the upstream's base URL, with the proxy's timeouts."""
+
+    def __init__(self, base_url: str, *, connect_timeout_s: float, read_timeout_s: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._connect_s = connect_timeout_s
+        self._read_s = read_timeout_s
+        self._client: httpx.AsyncClient | None = None
+
+    def client(self) -> "httpx.AsyncClient":
+        """The client, made on first use."""
+        if self._client is None:
+            import httpx  # noqa: PLC0415 - only once a call is proxied: see the module docstring
+
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(
+                    connect=self._connect_s,
+                    read=self._read_s,
+                    write=self._read_s,
+                    pool=self._connect_s,
+                ),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+                follow_redirects=False,
+            )
+        return self._client
+
+    async def open(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+    ) -> "httpx.Response":
+        """Send the call and return the answer with its head read, its body still to stream
+        (close it with `aclose()`). Raises httpx's `TimeoutException` or `TransportError`."""
+        client = self.client()
+        url = f"{self.base_url}/{path}" + (f"?{query}" if query else "")
+        request = client.build_request(method, url, headers=headers, content=body or None)
+        return await client.send(request, stream=True)
+
+    async def close(self) -> None:
+        """Close the pool (its idle connections)."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

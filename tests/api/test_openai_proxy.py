@@ -1,0 +1,353 @@
+"""The recording proxy (`/openai/v1/...`) with the official `openai` Python SDK, sync and async,
+in front of the scripted upstream (tests/helpers/openai_upstream.py): each call is one record on
+the audit topic with its GenAI fields, the receipt headers name it, failures pass through and
+are recorded as failed calls, and the app's own API key goes upstream and nowhere else."""
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai import AsyncOpenAI, OpenAI
+
+from tests.helpers.logs import SECRET_MARKER
+from tests.helpers.metrics import metric
+from tests.helpers.openai_upstream import Upstream
+from tests.helpers.proxy import (
+    SIDECAR_KEY,
+    assert_receipt,
+    raw_bytes,
+    records_by_event,
+    text_of,
+)
+from tests.helpers.service import LiveService
+
+TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "refund_window",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+        },
+    }
+]
+
+
+def _canary() -> str:
+    # The app's own upstream key: it must reach the upstream and nothing else.
+    return f"sk-canary-{SECRET_MARKER}-{uuid.uuid4().hex}"
+
+
+def _sync(service: LiveService, key: str) -> OpenAI:
+    return OpenAI(
+        base_url=f"{service.url}/openai/v1",
+        api_key=key,
+        default_headers={"X-API-Key": SIDECAR_KEY},
+        max_retries=0,
+    )
+
+
+def _async(service: LiveService, key: str) -> AsyncOpenAI:
+    return AsyncOpenAI(
+        base_url=f"{service.url}/openai/v1",
+        api_key=key,
+        default_headers={"X-API-Key": SIDECAR_KEY},
+        max_retries=0,
+    )
+
+
+def _sync_chat_calls(service: LiveService, key: str) -> dict[str, Any]:
+    """A plain and a streamed chat call with the sync SDK; what the app saw of each."""
+    with _sync(service, key) as client:
+        return _chat_calls(client)
+
+
+def _chat_calls(client: OpenAI) -> dict[str, Any]:
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=[
+            {"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": "What is our refund window?"},
+        ],
+        user="user-plain",
+        temperature=0.2,
+    )
+    plain = raw.parse()
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "And for gift cards?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers={"X-RG-User": "user-header"},
+    )
+    pieces, usage = [], None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        usage = chunk.usage or usage
+    return {
+        "plain": plain,
+        "plain_headers": dict(raw.headers),
+        "streamed": "".join(pieces),
+        "usage": usage,
+        "stream_headers": dict(stream.response.headers),
+    }
+
+
+async def test_sync_sdk_chat_plain_and_streamed_are_one_record_each_with_their_receipt(
+    proxy_service: LiveService, kafka_bootstrap: str, scripted_upstream: Upstream
+) -> None:
+    key = _canary()
+    seen = await asyncio.to_thread(_sync_chat_calls, proxy_service, key)
+    plain_id = seen["plain_headers"]["x-rg-event-id"]
+    stream_id = seen["stream_headers"]["x-rg-event-id"]
+    found = await records_by_event(kafka_bootstrap, proxy_service.audit_topic)
+    (plain_message,) = found[plain_id]
+    (stream_message,) = found[stream_id]
+
+    assert_receipt(seen["plain_headers"], plain_message)
+    plain = plain_message.value
+    assert plain["schema_version"] == 2
+    assert (plain["operation"], plain["provider"]) == ("chat", "openai")
+    assert plain["user_id"] == "user-plain"  # the request's `user`
+    assert plain["request_model"] == "gpt-4o-mini"
+    assert plain["model"] == plain["response_model"] == "gpt-4o-mini-2024-07-18"
+    assert plain["response_id"] == seen["plain"].id
+    assert plain["finish_reasons"] == ["stop"]
+    assert plain["system_instructions"] == [{"type": "text", "content": "Answer briefly."}]
+    assert text_of(plain["input_messages"]) == "What is our refund window?"
+    assert text_of(plain["output_messages"]) == seen["plain"].choices[0].message.content
+    assert plain["response"] == "You said: What is our refund window?"
+    assert plain["input_tokens"] == seen["plain"].usage.prompt_tokens
+    assert plain["output_tokens"] == seen["plain"].usage.completion_tokens
+    assert plain["request_id"] == "req_scripted"
+    proxy = plain["metadata"]["proxy"]
+    assert proxy["endpoint"] == "chat.completions"
+    assert (proxy["status"], proxy["outcome"], proxy["stream"]) == (200, "ok", False)
+    assert proxy["request"]["temperature"] == 0.2
+    assert proxy["latency_ms"] >= proxy["time_to_first_byte_ms"] > 0
+
+    streamed = stream_message.value
+    assert streamed["user_id"] == "user-header"  # X-RG-User before anything else
+    assert streamed["response"] == seen["streamed"] == "You said: And for gift cards?"
+    assert text_of(streamed["output_messages"]) == seen["streamed"]
+    assert streamed["output_tokens"] == seen["usage"].completion_tokens
+    assert streamed["input_tokens"] == seen["usage"].prompt_tokens
+    assert streamed["finish_reasons"] == ["stop"]
+    stream_proxy = streamed["metadata"]["proxy"]
+    assert stream_proxy["stream"] is True
+    assert stream_proxy["latency_ms"] >= stream_proxy["time_to_first_token_ms"] > 0
+    # The app's key went upstream as it was; the sidecar's key did not.
+    sent = scripted_upstream.requests[-1].headers
+    assert sent["authorization"] == f"Bearer {key}"
+    assert "x-api-key" not in sent
+    assert "x-rg-user" not in sent
+
+
+async def test_stream_carries_the_receipt_as_a_comment_before_done(
+    proxy_service: LiveService, kafka_bootstrap: str
+) -> None:
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hello"}],
+        "stream": True,
+    }
+    headers = {"Authorization": f"Bearer {_canary()}", "X-API-Key": SIDECAR_KEY}
+    async with (
+        httpx.AsyncClient(base_url=proxy_service.url) as client,
+        client.stream("POST", "/openai/v1/chat/completions", json=body, headers=headers) as answer,
+    ):
+        lines = [line async for line in answer.aiter_lines() if line]
+        event_id = answer.headers["x-rg-event-id"]
+    assert lines[-1] == "data: [DONE]"
+    comment = lines[-2]
+    assert comment.startswith(": rg-receipt ")
+    receipt = json.loads(comment.removeprefix(": rg-receipt "))
+    (message,) = (await records_by_event(kafka_bootstrap, proxy_service.audit_topic))[event_id]
+    receipt_headers = {f"x-rg-{k.replace('_', '-')}": str(v) for k, v in receipt.items()}
+    assert_receipt(receipt_headers, message)
+    assert message.value["user_id"].startswith("key-")  # the sidecar key's label
+    assert SIDECAR_KEY not in message.value["user_id"]
+
+
+async def _async_calls(service: LiveService) -> dict[str, Any]:
+    async with _async(service, _canary()) as client:
+        seen: dict[str, Any] = {}
+        raw = await client.responses.with_raw_response.create(
+            model="gpt-4o-mini", input="Where is my parcel?", instructions="Be kind."
+        )
+        seen["responses"] = (raw.headers["x-rg-event-id"], raw.parse())
+        stream = await client.responses.create(
+            model="gpt-4o-mini", input="Track it, please.", stream=True, safety_identifier="sid-7"
+        )
+        deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+        seen["responses_stream"] = (stream.response.headers["x-rg-event-id"], "".join(deltas))
+        raw_tool = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "refund window for order 7"}],
+            tools=TOOLS,
+        )
+        seen["tool"] = (raw_tool.headers["x-rg-event-id"], raw_tool.parse())
+        tool_stream = await client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "refund window for order 8"}],
+            tools=TOOLS,
+            stream=True,
+        )
+        arguments = ""
+        async for chunk in tool_stream:
+            for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                arguments += (call.function.arguments or "") if call.function else ""
+        seen["tool_stream"] = (tool_stream.response.headers["x-rg-event-id"], arguments)
+        raw_embed = await client.embeddings.with_raw_response.create(
+            model="text-embedding-3-small", input=["first text", "second"]
+        )
+        seen["embeddings"] = (raw_embed.headers["x-rg-event-id"], raw_embed.parse())
+    return seen
+
+
+async def test_async_sdk_responses_tool_calls_and_embeddings_are_recorded(
+    proxy_service: LiveService, kafka_bootstrap: str
+) -> None:
+    seen = await _async_calls(proxy_service)
+    found = await records_by_event(kafka_bootstrap, proxy_service.audit_topic)
+    records = {name: found[event_id] for name, (event_id, _) in seen.items()}
+    assert all(len(r) == 1 for r in records.values()), "each call recorded once"
+    value = {name: r[0].value for name, r in records.items()}
+
+    answer = seen["responses"][1]
+    plain = value["responses"]
+    assert plain["metadata"]["proxy"]["endpoint"] == "responses"
+    assert plain["response_id"] == answer.id
+    assert plain["response"] == answer.output_text
+    assert plain["system_instructions"] == [{"type": "text", "content": "Be kind."}]
+    assert text_of(plain["input_messages"]) == "Where is my parcel?"
+    assert (plain["input_tokens"], plain["output_tokens"]) == (
+        answer.usage.input_tokens,
+        answer.usage.output_tokens,
+    )
+    streamed = value["responses_stream"]
+    assert streamed["response"] == seen["responses_stream"][1] == "You said: Track it, please."
+    assert text_of(streamed["output_messages"]) == seen["responses_stream"][1]
+    assert streamed["user_id"] == "sid-7"  # the request's safety_identifier
+    assert streamed["finish_reasons"] == ["stop"]
+
+    for name in ("tool", "tool_stream"):
+        record = value[name]
+        assert record["finish_reasons"] == ["tool_calls"]
+        (said,) = record["output_messages"]
+        (call,) = said["parts"]
+        assert (call["type"], call["name"]) == ("tool_call", "refund_window")
+        assert call["id"] == "call_scripted_1"
+        assert record["metadata"]["proxy"]["tools"] == ["refund_window"]
+    tool_answer = seen["tool"][1].choices[0].message.tool_calls[0].function.arguments
+    assert value["tool"]["output_messages"][0]["parts"][0]["arguments"] == json.loads(tool_answer)
+    streamed_args = value["tool_stream"]["output_messages"][0]["parts"][0]["arguments"]
+    assert streamed_args == json.loads(seen["tool_stream"][1])
+
+    embedded = value["embeddings"]
+    assert embedded["operation"] == "embeddings"
+    assert embedded["model"] == "text-embedding-3-small"
+    assert [p["content"] for p in embedded["input_messages"][0]["parts"]] == [
+        "first text",
+        "second",
+    ]
+    assert embedded["metadata"]["proxy"]["embeddings"] == 2
+    assert embedded["input_tokens"] == seen["embeddings"][1].usage.prompt_tokens
+
+
+async def test_upstream_failures_pass_through_and_are_recorded_as_failed_calls(
+    proxy_service: LiveService, kafka_bootstrap: str
+) -> None:
+    async with _async(proxy_service, _canary()) as client:
+        with pytest.raises(openai.RateLimitError) as limited:
+            await client.chat.completions.create(
+                model="scripted-error-429", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert limited.value.status_code == 429
+        assert limited.value.body == {
+            "message": "Scripted failure 429.",
+            "type": "rate_limit_exceeded",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+        limited_id = limited.value.response.headers["x-rg-event-id"]
+
+        stream = await client.chat.completions.create(
+            model="scripted-cut",
+            messages=[{"role": "user", "content": "one two three"}],
+            stream=True,
+        )
+        got: list[str] = []
+
+        async def read() -> None:
+            async for chunk in stream:
+                got.extend(c.delta.content or "" for c in chunk.choices)
+
+        with pytest.raises(openai.APIError, match="cut off"):
+            await read()
+        cut_id = stream.response.headers["x-rg-event-id"]
+
+        with pytest.raises(openai.InternalServerError) as late:  # RG_PROXY_READ_TIMEOUT_S=3
+            await client.chat.completions.create(
+                model="scripted-slow-4", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert late.value.status_code == 504
+        models = await client.models.list()  # passed through, not recorded
+        assert [m.id for m in models.data] == ["gpt-4o-mini-2024-07-18"]
+
+    found = await records_by_event(kafka_bootstrap, proxy_service.audit_topic)
+    (limited_record,) = found[limited_id]
+    proxy = limited_record.value["metadata"]["proxy"]
+    assert (proxy["status"], proxy["outcome"]) == (429, "upstream_error")
+    assert proxy["error"]["code"] == "rate_limit_exceeded"
+    assert "output_messages" not in limited_record.value
+    (cut_record,) = found[cut_id]
+    assert cut_record.value["metadata"]["proxy"]["outcome"] == "cut"
+    assert cut_record.value["response"] == "".join(got)  # what arrived before the cut
+    timed_out = [
+        m.value
+        for ms in found.values()
+        for m in ms
+        if m.value["metadata"]["proxy"]["outcome"] == "timeout"
+    ]
+    assert [t["request_model"] for t in timed_out] == ["scripted-slow-4"]
+    assert timed_out[0]["metadata"]["proxy"]["status"] == 504
+    async with httpx.AsyncClient(base_url=proxy_service.url) as plain:
+        text = (await plain.get("/metrics")).text
+    assert metric(text, 'rg_proxy_calls_total{endpoint="other",outcome="passed"}') >= 1
+
+
+async def test_the_sidecar_key_is_required_in_x_api_key(proxy_service: LiveService) -> None:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    async with httpx.AsyncClient(base_url=proxy_service.url) as client:
+        # The app's Authorization is the upstream's: it does not count as the sidecar's key.
+        upstream_only = await client.post(
+            "/openai/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {SIDECAR_KEY}"},
+        )
+        wrong = await client.post(
+            "/openai/v1/chat/completions", json=body, headers={"X-API-Key": "nope"}
+        )
+    assert upstream_only.status_code == 401
+    assert upstream_only.json()["error"]["code"] == "unauthorized"
+    assert wrong.status_code == 401
+
+
+async def test_the_app_key_is_in_no_record_log_or_metric(
+    proxy_service: LiveService, kafka_bootstrap: str
+) -> None:
+    key = _canary()
+    await asyncio.to_thread(_sync_chat_calls, proxy_service, key)
+    async with httpx.AsyncClient(base_url=proxy_service.url) as client:
+        metrics = (await client.get("/metrics")).text
+    stored = await raw_bytes(kafka_bootstrap, proxy_service.audit_topic)
+    assert b"You said: And for gift cards?" in stored  # the grep reads the records
+    for secret in (key, SIDECAR_KEY):
+        assert secret.encode() not in stored
+        assert secret not in proxy_service.log()
+        assert secret not in metrics
