@@ -51,6 +51,9 @@ CHAT = {
 }
 STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
 CONNECTIONS = (1, 32)
+WARM_UP_STREAMS = 20
+# The upstream module is in tests/helpers: run from the project's root.
+ROOT = Path(__file__).resolve().parents[1]
 # The scripted upstream with TCP_NODELAY on its sockets: it writes a response's head and body in
 # two sends, and with Nagle's algorithm the body waits for the client's delayed ACK (40 ms on
 # Linux), which would bury the milliseconds measured here.
@@ -94,18 +97,28 @@ class StreamLine:
 
 
 def start_upstream(log: Path) -> tuple["subprocess.Popen[str]", str]:
-    """The scripted upstream as a process; its base URL (ending in /v1)."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", _UPSTREAM, "--port", str(free_port())],
-        stdout=subprocess.PIPE,
-        stderr=log.open("w"),
-        text=True,
-    )
+    """The scripted upstream as a process; its base URL (ending in /v1). `stop_upstream` ends it."""
+    with log.open("w") as errors:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-c", _UPSTREAM, "--port", str(free_port())],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
     line = process.stdout.readline().strip() if process.stdout else ""
     if not line.startswith("url="):
-        process.kill()
+        stop_upstream(process)
         raise RuntimeError(f"the scripted upstream did not start; see {log}")
     return process, line.removeprefix("url=")
+
+
+def stop_upstream(process: "subprocess.Popen[str]") -> None:
+    """SIGTERM the upstream, wait for it, close its pipe."""
+    process.terminate()
+    process.wait(timeout=30)
+    if process.stdout:
+        process.stdout.close()
 
 
 def chat_script(directory: Path) -> Path:
@@ -177,7 +190,7 @@ def _wrk(url: str, script: Path, connections: int, seconds: int) -> Measurement:
     )
 
 
-def _one_stream(client: httpx.Client, url: str) -> tuple[float, float]:
+def one_stream(client: httpx.Client, url: str) -> tuple[float, float]:
     """Seconds to the first and to the last body byte of one streamed chat completion."""
     started = time.perf_counter()
     with client.stream("POST", url, json=STREAM) as answer:
@@ -210,11 +223,11 @@ def stream_line(mode: str, service: Service, upstream: str, streams: int) -> Str
     }
     try:
         for path, url in urls.items():  # warm-up: connections open, pools filled
-            for _ in range(20):
-                _one_stream(clients[path], url)
+            for _ in range(WARM_UP_STREAMS):
+                one_stream(clients[path], url)
         for _ in range(streams):
             for path, url in urls.items():
-                times[path].append(_one_stream(clients[path], url))
+                times[path].append(one_stream(clients[path], url))
     finally:
         for client in clients.values():
             client.close()
@@ -276,8 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     service.stop()
     finally:
-        upstream_process.terminate()
-        upstream_process.wait(timeout=30)
+        stop_upstream(upstream_process)
     _print(lines, stream_lines)
     (args.out / "proxy.json").write_text(
         json.dumps(
