@@ -124,6 +124,8 @@ async def test_the_javascript_sdk_gets_what_was_recorded_plain_and_streamed(
     streamed = records[got["stream"]["receipt"]["event_id"]]
     assert got["stream"]["text"] == output_text(streamed.value) == "You said: Count to three."
     assert_receipt_is_the_record(from_sse_comment(got["stream"]["receipt"]), streamed)
+    # The stream's head left before the record: it names the event the receipt is for.
+    assert got["stream"]["headers"]["x-rg-event-id"] == streamed.value["event_id"]
     assert streamed.value["finish_reasons"] == [got["stream"]["finish_reason"]] == ["stop"]
     usage = got["stream"]["usage"]
     assert (streamed.value["input_tokens"], streamed.value["output_tokens"]) == (
