@@ -82,7 +82,7 @@ async def _proxy(path: str, request: Request, services: ServicesDep, user: str |
         # Fail-closed: no upstream call whose record the trail could not take.
         accepting_work(request, services)
         audit_topic_writable(request, services)
-    return await services.proxy.serve(
+    answer = await services.proxy.serve(
         request.method,
         path,
         request.url.query,
@@ -93,6 +93,9 @@ async def _proxy(path: str, request: Request, services: ServicesDep, user: str |
         caller=caller_of_key(key),
         sidecar_key_header=services.api_keys.enabled,
     )
+    if (event_id := answer.headers.get("x-rg-event-id")) is not None:
+        request.state.event_id = event_id  # on the request's log line
+    return answer
 
 
 @router.post(

@@ -43,10 +43,10 @@ def _text(value: Any) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
-def openai_error(
-    status: int, message: str, code: str, *, kind: str = "service_unavailable"
-) -> dict[str, Any]:
-    """An error in the OpenAI API's shape."""
+def openai_error(status: int, message: str, code: str) -> dict[str, Any]:
+    """An error in the OpenAI API's shape: its type `upstream_error` when the upstream failed
+    (502, 504), else `service_unavailable` (the trail did not take the record)."""
+    kind = "upstream_error" if status in (502, 504) else "service_unavailable"
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
@@ -57,8 +57,8 @@ def _error_response(
     return Response(body, status_code=status, headers=headers, media_type=JSON)
 
 
-def _sse_error(message: str, code: str) -> bytes:
-    payload = json.dumps(openai_error(503, message, code))
+def _sse_error(message: str, code: str, status: int = 503) -> bytes:
+    payload = json.dumps(openai_error(status, message, code))
     return f"event: error\ndata: {payload}\n\n".encode()
 
 
@@ -276,7 +276,7 @@ class OpenAIProxy:
                 yield tail + relay.rest()
             else:
                 message = f"the upstream API's stream was cut off ({outcome})"
-                yield tail + _sse_error(message, f"upstream_{outcome}")
+                yield tail + _sse_error(message, f"upstream_{outcome}", 502)
         except BaseException:
             # The app went away (the task is cancelled) or the server stops it: what arrived
             # is recorded anyway, in the background; nothing here may await any more.

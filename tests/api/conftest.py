@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.integrity.keys import generate
 from tests.helpers.app import ServiceFactory, client_for
 from tests.helpers.openai_upstream import Upstream
 from tests.helpers.proxy import SIDECAR_KEY
@@ -38,10 +39,14 @@ def proxy_service(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, scripted_upstream: Upstream
 ) -> Iterator[LiveService]:
     """The service as a process, its recording proxy in front of `scripted_upstream`
-    (fail-closed, authentication on: `SIDECAR_KEY` has audit:write)."""
+    (fail-closed, authentication on: `SIDECAR_KEY` has audit:write; signing checkpoints, so
+    the receipts' proofs are served)."""
+    workdir = tmp_path_factory.mktemp("proxy-service")
+    _, private_key, _ = generate(workdir / "keys")
     with running_service(
         kafka_bootstrap,
-        tmp_path_factory.mktemp("proxy-service"),
+        workdir,
+        audit_signing_key_file=str(private_key),
         openai_upstream_url=scripted_upstream.url,
         api_keys=json.dumps({SIDECAR_KEY: ["audit:write"]}),
         proxy_read_timeout_s="3",

@@ -4,18 +4,25 @@ the audit topic with its GenAI fields, the receipt headers name it, failures pas
 are recorded as failed calls, and the app's own API key goes upstream and nowhere else."""
 
 import asyncio
+import base64
 import json
+import os
+import threading
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
+from app.privacy.sealing import is_sealed
+from tests.helpers.app import ServiceFactory
 from tests.helpers.logs import SECRET_MARKER
 from tests.helpers.metrics import metric
 from tests.helpers.openai_upstream import Upstream
+from tests.helpers.polling import eventually
 from tests.helpers.proxy import (
     SIDECAR_KEY,
     assert_receipt,
@@ -147,8 +154,8 @@ async def test_sync_sdk_chat_plain_and_streamed_are_one_record_each_with_their_r
     assert "x-rg-user" not in sent
 
 
-async def test_stream_carries_the_receipt_as_a_comment_before_done(
-    proxy_service: LiveService, kafka_bootstrap: str
+async def test_stream_passes_events_as_they_come_and_ends_with_the_receipt_and_its_proof(
+    proxy_service: LiveService, kafka_bootstrap: str, scripted_upstream: Upstream
 ) -> None:
     body = {
         "model": "gpt-4o-mini",
@@ -156,14 +163,28 @@ async def test_stream_carries_the_receipt_as_a_comment_before_done(
         "stream": True,
     }
     headers = {"Authorization": f"Bearer {_canary()}", "X-API-Key": SIDECAR_KEY}
-    async with (
-        httpx.AsyncClient(base_url=proxy_service.url) as client,
-        client.stream("POST", "/openai/v1/chat/completions", json=body, headers=headers) as answer,
-    ):
-        lines = [line async for line in answer.aiter_lines() if line]
-        event_id = answer.headers["x-rg-event-id"]
-    assert lines[-1] == "data: [DONE]"
-    comment = lines[-2]
+    gate = scripted_upstream.gate = threading.Event()
+    try:
+        async with (
+            httpx.AsyncClient(base_url=proxy_service.url) as client,
+            client.stream(
+                "POST", "/openai/v1/chat/completions", json=body, headers=headers
+            ) as answer,
+        ):
+            lines = answer.aiter_lines()
+            first = await anext(lines)
+            # The first event reached the app while the upstream still held the rest: the
+            # proxy adds no buffering.
+            assert first.startswith("data: {")
+            assert not gate.is_set()
+            gate.set()
+            rest = [line async for line in lines if line]
+            event_id = answer.headers["x-rg-event-id"]
+    finally:
+        gate.set()
+        scripted_upstream.gate = None
+    assert rest[-1] == "data: [DONE]"
+    comment = rest[-2]
     assert comment.startswith(": rg-receipt ")
     receipt = json.loads(comment.removeprefix(": rg-receipt "))
     (message,) = (await records_by_event(kafka_bootstrap, proxy_service.audit_topic))[event_id]
@@ -171,6 +192,15 @@ async def test_stream_carries_the_receipt_as_a_comment_before_done(
     assert_receipt(receipt_headers, message)
     assert message.value["user_id"].startswith("key-")  # the sidecar key's label
     assert SIDECAR_KEY not in message.value["user_id"]
+
+    async def proof_served() -> bool:
+        async with httpx.AsyncClient(base_url=proxy_service.url) as client:
+            return (await client.get(receipt["proof"])).status_code == 200
+
+    await eventually(proof_served, timeout_s=30)  # once a signed checkpoint covers it
+    async with httpx.AsyncClient(base_url=proxy_service.url) as client:
+        proof = (await client.get(receipt["proof"])).text
+    assert proof.startswith("c2sp.org/tlog-proof@v1\n")
 
 
 async def _async_calls(service: LiveService) -> dict[str, Any]:
@@ -342,12 +372,59 @@ async def test_the_app_key_is_in_no_record_log_or_metric(
     proxy_service: LiveService, kafka_bootstrap: str
 ) -> None:
     key = _canary()
-    await asyncio.to_thread(_sync_chat_calls, proxy_service, key)
+    seen = await asyncio.to_thread(_sync_chat_calls, proxy_service, key)
     async with httpx.AsyncClient(base_url=proxy_service.url) as client:
         metrics = (await client.get("/metrics")).text
+    # The request's log line names its record (and the grep below reads that log).
+    assert seen["plain_headers"]["x-rg-event-id"] in proxy_service.log()
     stored = await raw_bytes(kafka_bootstrap, proxy_service.audit_topic)
     assert b"You said: And for gift cards?" in stored  # the grep reads the records
     for secret in (key, SIDECAR_KEY):
         assert secret.encode() not in stored
         assert secret not in proxy_service.log()
         assert secret not in metrics
+
+
+async def test_redaction_and_erasure_apply_as_for_post_audit(
+    service: ServiceFactory,
+    kafka_bootstrap: str,
+    topic: str,
+    scripted_upstream: Upstream,
+    tmp_path: Path,
+) -> None:
+    ask: list[Any] = [{"role": "user", "content": "Mail jane@example.com the refund."}]
+    kek = tmp_path / "kek"
+    kek.write_bytes(base64.b64encode(os.urandom(32)) + b"\n")
+    kek.chmod(0o600)
+    ids = []
+    for settings in (
+        {"redaction": "mask"},
+        {"erasure": "on", "erasure_kek_file": kek},
+    ):
+        async with (
+            service(openai_upstream_url=scripted_upstream.url, **settings) as http,
+            AsyncOpenAI(
+                base_url=str(http.base_url.join("/openai/v1")),
+                api_key=_canary(),
+                # The in-process app's client (ASGI): the SDK's stubs name httpx otherwise.
+                http_client=cast(Any, http),
+            ) as client,
+        ):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=ask, user="jane"
+            )
+            # The app gets the upstream's answer as it was; the trail keeps what the policy lets.
+            assert "jane@example.com" in (raw.parse().choices[0].message.content or "")
+            ids.append(raw.headers["x-rg-event-id"])
+    found = await records_by_event(kafka_bootstrap, topic)
+    masked, sealed = (found[event_id][0].value for event_id in ids)
+    assert text_of(masked["input_messages"]) == "Mail [EMAIL] the refund."
+    assert masked["response"] == "You said: Mail [EMAIL] the refund."
+    # With erasure on the messages go as text into prompt and response, sealed under the
+    # user's key (structured messages have no sealed form).
+    assert "input_messages" not in sealed
+    assert "output_messages" not in sealed
+    assert is_sealed(sealed["prompt"])
+    assert is_sealed(sealed["response"])
+    assert sealed["user_id"] == "jane"
+    assert "jane@example.com" not in json.dumps(sealed)

@@ -74,6 +74,9 @@ class Upstream:
     url: str
     requests: list[ReceivedRequest] = field(default_factory=list)
     chunk_delay_s: float = 0.0
+    # When an Event: each stream pauses after its first event until it is set (at most 30 s),
+    # so a test can see what reached the client while the upstream still holds the rest.
+    gate: threading.Event | None = None
 
 
 def reply_text(body: dict[str, Any]) -> str:
@@ -324,7 +327,9 @@ def embeddings(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sse(payloads: Iterator[dict[str, Any]], *, typed: bool) -> Iterator[bytes]:
+def sse_events(payloads: Iterator[dict[str, Any]], *, typed: bool) -> Iterator[bytes]:
+    """The wire bytes of each event: `data: {json}` (`event: <type>` first when `typed`, as the
+    Responses API sends), `data: [DONE]` after a chat stream."""
     for payload in payloads:
         head = f"event: {payload['type']}\n" if typed else ""
         yield f"{head}data: {json.dumps(payload)}\n\n".encode()
@@ -370,6 +375,8 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                     return
                 if upstream.chunk_delay_s and sent:
                     time.sleep(upstream.chunk_delay_s)
+                if upstream.gate is not None and sent == 1:
+                    upstream.gate.wait(timeout=30)
                 self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
@@ -401,12 +408,12 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             stream = bool(body.get("stream"))
             if path == "/v1/chat/completions":
                 if stream:
-                    self._stream(_sse(chat_chunks(body), typed=False), cut=cut)
+                    self._stream(sse_events(chat_chunks(body), typed=False), cut=cut)
                 else:
                     self._json(200, chat_completion(body), cut=cut)
             elif path == "/v1/responses":
                 if stream:
-                    self._stream(_sse(_numbered(response_events(body)), typed=True), cut=cut)
+                    self._stream(sse_events(numbered(response_events(body)), typed=True), cut=cut)
                 else:
                     self._json(200, response_object(body), cut=cut)
             elif path == "/v1/embeddings":
@@ -420,7 +427,8 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _numbered(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def numbered(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The Responses API's events with their `sequence_number`."""
     for number, event in enumerate(events):
         yield {**event, "sequence_number": number}
 
