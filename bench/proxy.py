@@ -9,7 +9,8 @@ sent to the scripted OpenAI-compatible upstream directly and through the service
   `data: [DONE]` waits for the record's acknowledgement): one connection, streams alternating
   between the two paths, timed from the request to the first and the last body byte.
 - CPU per proxied call: the service process's CPU time (utime + stime) over the proxied runs,
-  divided by the calls they made.
+  divided by the calls they made; beside it, the same content as a `POST /audit` on the same
+  service (what the record alone costs, without the upstream call around it).
 
 Each mode (`RG_PROXY_MODE` fail-closed, then fail-open) gets a fresh service. The upstream is
 tests/helpers/openai_upstream.py as a process (Python's threading HTTP server, so its own
@@ -83,6 +84,19 @@ class LatencyLine:
 
 
 @dataclass
+class AuditLine:
+    """The same content as a `POST /audit` on the same service: what recording alone costs."""
+
+    mode: str
+    connections: int
+    p50_ms: float
+    p99_ms: float
+    calls_per_s: float
+    service_cpu_us_per_call: float
+    failed: int
+
+
+@dataclass
 class StreamLine:
     """Streamed chat completions on one connection, both paths."""
 
@@ -127,6 +141,17 @@ def chat_script(directory: Path) -> Path:
     headers = f'wrk.headers["Authorization"] = "Bearer {APP_KEY}"\n'
     script.write_text(headers + script.read_text(encoding="utf-8"), encoding="utf-8")
     return script
+
+
+def audit_script(directory: Path) -> Path:
+    """wrk's script for the `POST /audit` of the same content."""
+    event = {
+        "user_id": "bench-user",
+        "model": "gpt-4o-mini",
+        "prompt": PROMPT,
+        "response": f"You said: {PROMPT}",
+    }
+    return wrk.write_script(directory, json.dumps(event), name="proxy-audit")
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -176,6 +201,25 @@ def latency_line(
         proxied_calls_per_s=round(calls / measured_s, 1),
         service_cpu_us_per_call=round(1e6 * cpu_s / max(calls, 1), 1),
         failed=sum((m.non_2xx or 0) + sum(m.errors.values()) for m in direct + proxied),
+    )
+
+
+def audit_line(
+    mode: str, service: Service, script: Path, connections: int, seconds: int
+) -> AuditLine:
+    """`POST /audit` of the call's content (the prompt and the scripted answer) on the proxy's
+    service: the cost of the record without the upstream call around it."""
+    before = cpu_seconds(service.pid)
+    run = _wrk(f"{service.url}/audit", script, connections, seconds)
+    used = cpu_seconds(service.pid) - before
+    return AuditLine(
+        mode=mode,
+        connections=connections,
+        p50_ms=round(run.p50_ms, 2),
+        p99_ms=round(run.p99_ms, 2),
+        calls_per_s=round(run.requests_per_s, 1),
+        service_cpu_us_per_call=round(1e6 * used / max(run.requests, 1), 1),
+        failed=(run.non_2xx or 0) + sum(run.errors.values()),
     )
 
 
@@ -257,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     script = chat_script(args.out)
+    audit = audit_script(args.out)
     lines: list[LatencyLine] = []
+    audit_lines: list[AuditLine] = []
     stream_lines: list[StreamLine] = []
     upstream_process, upstream = start_upstream(args.out / "proxy-upstream.log")
     try:
@@ -285,12 +331,15 @@ def main(argv: list[str] | None = None) -> int:
                             rounds=args.rounds,
                         )
                         lines.append(line)
+                        audit_lines.append(
+                            audit_line(mode, service, audit, connections, args.seconds)
+                        )
                     stream_lines.append(stream_line(mode, service, upstream, args.streams))
                 finally:
                     service.stop()
     finally:
         stop_upstream(upstream_process)
-    _print(lines, stream_lines)
+    _print(lines, audit_lines, stream_lines)
     (args.out / "proxy.json").write_text(
         json.dumps(
             {
@@ -298,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rounds": args.rounds,
                 "load_average": os.getloadavg(),
                 "plain": [asdict(line) for line in lines],
+                "audit": [asdict(line) for line in audit_lines],
                 "streams": [asdict(line) for line in stream_lines],
             },
             indent=2,
@@ -307,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _print(lines: list[LatencyLine], stream_lines: list[StreamLine]) -> None:
+def _print(
+    lines: list[LatencyLine], audit_lines: list[AuditLine], stream_lines: list[StreamLine]
+) -> None:
     print(
         "| mode | connections | direct p50/p99 ms | proxied p50/p99 ms | added p50 ms | "
         "added p99 ms | proxied calls/s | service CPU µs/call | failed |"
@@ -318,6 +370,14 @@ def _print(lines: list[LatencyLine], stream_lines: list[StreamLine]) -> None:
             f"| {r.mode} | {r.connections} | {r.direct_p50_ms} / {r.direct_p99_ms} | "
             f"{r.proxied_p50_ms} / {r.proxied_p99_ms} | {r.added_p50_ms} | {r.added_p99_ms} | "
             f"{r.proxied_calls_per_s:,.0f} | {r.service_cpu_us_per_call} | {r.failed} |"
+        )
+    print()
+    print("| mode | conns | POST /audit p50/p99 ms | calls/s | service CPU µs/call | failed |")
+    print("|---|---|---|---|---|---|")
+    for a in audit_lines:
+        print(
+            f"| {a.mode} | {a.connections} | {a.p50_ms} / {a.p99_ms} | {a.calls_per_s:,.0f} | "
+            f"{a.service_cpu_us_per_call} | {a.failed} |"
         )
     print()
     print(
