@@ -374,7 +374,7 @@ def build_services(settings: Settings) -> Services:
             connected=lambda: connection.connected,
             servers=",".join(settings.kafka_bootstrap_servers),
         ),
-        proxy=OpenAIProxy(settings, audit_trail, metrics, structured=erasure is None),
+        proxy=OpenAIProxy(settings, audit_trail, metrics, erasure=erasure is not None),
         registry=registry,
         audit_schema=audit_schema,
         proofs=proofs,

@@ -125,10 +125,14 @@ def _proxy_metadata(call: Call, answer: Answer) -> dict[str, Any]:
     return {"proxy": proxy}
 
 
-def event_of(call: Call, answer: Answer, *, structured: bool = True) -> KafkaAuditEvent:
+def event_of(
+    call: Call, answer: Answer, *, structured: bool = True, subject_field: str | None = None
+) -> KafkaAuditEvent:
     """The audit event of a call (schema version 2). `structured`: messages in the GenAI fields
     (else, as with erasure on, as JSON text in `prompt` and `response`, which are sealed). Any
-    call becomes an event: content beyond the record's bounds (nesting, items) is kept as text."""
+    call becomes an event: content beyond the record's bounds (nesting, items) is kept as text.
+    `subject_field`: the metadata field erasure reads the subject from (RG_ERASURE_SUBJECT_FIELD),
+    given the call's user."""
     if call.endpoint == "chat.completions":
         system, messages = chat_input(call.request)
     elif call.endpoint == "responses":
@@ -156,6 +160,8 @@ def event_of(call: Call, answer: Answer, *, structured: bool = True) -> KafkaAud
         "end_time_utc": format_utc(datetime.now(UTC)),
         "metadata": _proxy_metadata(call, answer),
     }
+    subject = {subject_field: fields["user_id"]} if subject_field else {}
+    fields["metadata"].update(subject)
     if structured:
         try:
             return KafkaAuditEvent(
@@ -178,5 +184,8 @@ def event_of(call: Call, answer: Answer, *, structured: bool = True) -> KafkaAud
         return KafkaAuditEvent(**fields, prompt=prompt, response=response)
     except ValidationError:
         # Metadata beyond its bounds (or no Unicode): the call is still recorded, without it.
-        fields["metadata"] = {"proxy": {"endpoint": call.endpoint, "outcome": call.outcome}}
+        fields["metadata"] = {
+            "proxy": {"endpoint": call.endpoint, "outcome": call.outcome},
+            **subject,
+        }
         return KafkaAuditEvent(**fields, prompt=prompt, response=response)

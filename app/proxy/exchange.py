@@ -24,7 +24,7 @@ from starlette.responses import Response, StreamingResponse
 
 from app.errors import ServiceError, problem_for
 from app.ingest.audit_trail import AuditTrail
-from app.kafka import KafkaClientError
+from app.kafka import KafkaAuditEvent, KafkaClientError
 from app.metrics import ServiceMetrics
 from app.proxy.assembly import Answer, SseRelay, endpoint_of, parse_json, plain_answer
 from app.proxy.call import Call, Outcome, event_of
@@ -71,7 +71,7 @@ class OpenAIProxy:
         trail: AuditTrail,
         metrics: ServiceMetrics,
         *,
-        structured: bool = True,
+        erasure: bool = False,
     ) -> None:
         self.upstream = Upstream(
             settings.openai_upstream_url,
@@ -81,9 +81,15 @@ class OpenAIProxy:
         self.recorder = ProxyRecorder(trail, metrics)
         self.fail_open = settings.proxy_mode == "fail-open"
         self._metrics = metrics
-        # False with erasure on: messages go as text, which erasure seals.
-        self._structured = structured
+        # With erasure on, messages go as text, which erasure seals, and the user is the subject.
+        self._structured = not erasure
+        self._subject_field = settings.erasure_subject_field if erasure else None
         self._closing: set[asyncio.Task[None]] = set()
+
+    def _event(self, call: Call, answer: Answer) -> KafkaAuditEvent:
+        return event_of(
+            call, answer, structured=self._structured, subject_field=self._subject_field
+        )
 
     async def close(self, timeout_s: float) -> None:
         """Let fail-open records finish (up to `timeout_s`), then close the pool."""
@@ -197,7 +203,7 @@ class OpenAIProxy:
     ) -> Response:
         status, headers, content = sent
         # A plain answer: sent once recorded (fail-closed), or at once (fail-open).
-        event = event_of(call, answer, structured=self._structured)
+        event = self._event(call, answer)
         if self.fail_open:
             self.recorder.record_later(event, caller)
             self._metrics.proxied.labels(call.endpoint, "queued").inc()
@@ -253,7 +259,7 @@ class OpenAIProxy:
             call.end(outcome)
             said = relay.assembler.assembled()
             said.status = answer.status_code
-            event = event_of(call, said, structured=self._structured)
+            event = self._event(call, said)
             recorded = True
             if self.fail_open:
                 self.recorder.record_later(event, caller)
@@ -285,9 +291,7 @@ class OpenAIProxy:
                 call.end("client_gone")
                 said = relay.assembler.assembled()
                 said.status = answer.status_code
-                self.recorder.record_later(
-                    event_of(call, said, structured=self._structured), caller
-                )
+                self.recorder.record_later(self._event(call, said), caller)
                 closing = asyncio.get_running_loop().create_task(answer.aclose())
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)

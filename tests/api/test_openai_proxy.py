@@ -203,6 +203,42 @@ async def test_stream_passes_events_as_they_come_and_ends_with_the_receipt_and_i
     assert proof.startswith("c2sp.org/tlog-proof@v1\n")
 
 
+async def test_an_app_that_goes_away_mid_stream_has_what_it_was_sent_recorded(
+    proxy_service: LiveService, kafka_bootstrap: str, scripted_upstream: Upstream
+) -> None:
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "left early"}],
+        "stream": True,
+    }
+    headers = {"Authorization": f"Bearer {_canary()}", "X-API-Key": SIDECAR_KEY}
+    gate = scripted_upstream.gate = threading.Event()
+    try:
+        async with (
+            httpx.AsyncClient(base_url=proxy_service.url) as client,
+            client.stream(
+                "POST", "/openai/v1/chat/completions", json=body, headers=headers
+            ) as answer,
+        ):
+            await anext(answer.aiter_lines())
+            event_id = answer.headers["x-rg-event-id"]
+        # The app is gone (its connection closed); then the upstream goes on.
+    finally:
+        gate.set()
+        scripted_upstream.gate = None
+
+    async def recorded() -> bool:
+        found = await records_by_event(kafka_bootstrap, proxy_service.audit_topic)
+        return event_id in found
+
+    await eventually(recorded, timeout_s=30)
+    (message,) = (await records_by_event(kafka_bootstrap, proxy_service.audit_topic))[event_id]
+    assert message.value["metadata"]["proxy"]["outcome"] == "client_gone"
+    # It had been sent the first chunk only (the role, no text yet).
+    assert "response" not in message.value
+    assert message.value["request_model"] == "gpt-4o-mini"
+
+
 async def _async_calls(service: LiveService) -> dict[str, Any]:
     async with _async(service, _canary()) as client:
         seen: dict[str, Any] = {}
@@ -399,7 +435,7 @@ async def test_redaction_and_erasure_apply_as_for_post_audit(
     ids = []
     for settings in (
         {"redaction": "mask"},
-        {"erasure": "on", "erasure_kek_file": kek},
+        {"erasure": "on", "erasure_kek_file": kek, "erasure_subject_field": "person"},
     ):
         async with (
             service(openai_upstream_url=scripted_upstream.url, **settings) as http,
@@ -427,4 +463,5 @@ async def test_redaction_and_erasure_apply_as_for_post_audit(
     assert is_sealed(sealed["prompt"])
     assert is_sealed(sealed["response"])
     assert sealed["user_id"] == "jane"
+    assert sealed["metadata"]["person"] == "jane"  # the subject, where erasure looks for it
     assert "jane@example.com" not in json.dumps(sealed)
