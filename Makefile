@@ -24,8 +24,12 @@
 #   make verifier  the Go verifier of evidence bundles (verifier/) as one static binary,
 #                .cache/tools/bin/rg-verify (docs/auditors.md; make test builds it too)
 #   make bench-goverifier  records/s of the Go and the Python bundle verifiers on one core
+#   make bench-proxy  what the recording proxy adds to a chat completion: latency at 1 and 32
+#                connections, time to first byte of a stream, CPU per call (ARGS=--seconds N)
 #   make bench-search  GET /audit/records: one user's day p50/p99 at 1 M records, window records/s
 #   make helm    build the pinned helm into .cache/tools/bin (the chart checks in make test use it)
+#   make openai-js  the official OpenAI JavaScript SDK (npm, pinned by tests/tools/openai-js) into
+#                .cache/tools/node/openai-js (the recording proxy's tests run it; make test installs it)
 #   make chromium  install Debian's chromium when missing (the /ui browser tests drive it)
 #   make clean   remove .venv, .cache/tools (uv, helm) and the lint and test caches (not the jars,
 #                the registry or the broker data in var/)
@@ -63,7 +67,7 @@ export RG_REGISTRY_VERSION ?= 3.3.3
 REGISTRY_VERSION := $(RG_REGISTRY_VERSION)
 REGISTRY := $(RG_REGISTRY_CACHE_DIR)/apicurio-registry-$(REGISTRY_VERSION)/.complete
 
-.PHONY: registry run test test-fast lint dist image openapi bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-witness bench-goverifier verifier bench-search bench-otlp install helm chromium openssl clean help
+.PHONY: registry run test test-fast lint dist image openapi openai-js bench bench-quick bench-verify bench-redaction bench-proofs bench-bundle bench-witness bench-goverifier verifier bench-search bench-otlp bench-proxy install helm chromium openssl clean help
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -96,6 +100,21 @@ $(HELM): $(HELM_STAMP)
 
 helm: $(HELM)
 
+# The official OpenAI JavaScript SDK for tests/api/test_openai_sdks.py, with the machine's Node.js
+# and npm from the npm registry, at the versions package-lock.json pins; a changed lock file
+# reinstalls it. Node resolves `openai` from the test's script through a node_modules link here.
+OPENAI_JS := $(TOOLS)/node/openai-js
+OPENAI_JS_STAMP := $(OPENAI_JS)/.installed
+
+$(OPENAI_JS_STAMP): tests/tools/openai-js/package.json tests/tools/openai-js/package-lock.json
+	@command -v npm >/dev/null || { echo "make openai-js: npm not found; install Node.js 20+ with npm" >&2; exit 1; }
+	@mkdir -p $(OPENAI_JS)
+	cp $^ $(OPENAI_JS)/
+	cd $(OPENAI_JS) && npm ci --no-audit --no-fund
+	@touch $@
+
+openai-js: $(OPENAI_JS_STAMP)
+
 # Headless Chromium for tests/api/test_ui_browser.py (Playwright drives it by its path; it never
 # downloads a browser): the distribution's package, installed by the script only when
 # `chromium` is not on PATH (~25 s, as root).
@@ -114,7 +133,7 @@ run: install
 registry: $(REGISTRY)
 	$(VENV)/bin/ractogateway-kafka registry
 
-test: install $(REGISTRY) $(HELM) chromium openssl
+test: install $(REGISTRY) $(HELM) $(OPENAI_JS_STAMP) chromium openssl
 	$(VENV)/bin/pytest
 
 # The chart's tests are broker-free but run helm: it is built first.
@@ -187,6 +206,10 @@ verifier:
 
 bench-goverifier: verifier $(SYNCED)
 	$(VENV)/bin/python -m bench.goverifier $(ARGS)
+
+bench-proxy: install
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(VENV)/bin/python -m bench.proxy $(ARGS)
 
 bench-search: $(SYNCED)
 	$(VENV)/bin/python -m bench.search $(ARGS)

@@ -1,0 +1,28 @@
+"""The proxy bench's parts without the service (no timing is asserted: speed is what the bench
+measures; its wrk lines need wrk, which only `make bench-proxy` installs): its upstream process
+starts and streams, and wrk's script carries the app's key."""
+
+from pathlib import Path
+
+import httpx
+
+from bench import proxy
+
+
+def test_unit_the_benchs_upstream_starts_and_a_stream_is_timed_to_its_first_and_last_byte(
+    tmp_path: Path,
+) -> None:
+    upstream, url = proxy.start_upstream(tmp_path / "upstream.log")
+    try:
+        with httpx.Client(timeout=30) as client:
+            first, last = proxy.one_stream(client, f"{url}/chat/completions")
+    finally:
+        proxy.stop_upstream(upstream)
+    assert 0 < first <= last
+    assert upstream.returncode is not None
+
+
+def test_unit_the_wrk_script_sends_the_chat_request_with_the_apps_key(tmp_path: Path) -> None:
+    script = proxy.chat_script(tmp_path).read_text(encoding="utf-8")
+    assert f'wrk.headers["Authorization"] = "Bearer {proxy.APP_KEY}"' in script
+    assert '"messages": [{"role": "system"' in script
