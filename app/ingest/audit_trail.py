@@ -363,7 +363,8 @@ class AuditTrail:
     ) -> AuditReceipt:
         """The receipt of `event` at `place` on the chain: acked with `result`, else queued
         (or `status`)."""
-        return AuditReceipt(
+        # Built of values made here (the digest, the chain's hex): no validation per receipt.
+        return AuditReceipt.model_construct(
             event_id=event.event_id,
             topic=self.topic,
             partition=result.partition if result else None,
