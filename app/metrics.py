@@ -254,6 +254,7 @@ class ServiceMetrics:
             ["endpoint"],
             registry=self.registry,
         )
+        self._produce_series: dict[str, tuple[Counter, Histogram]] = {}
         self.spooled = Counter(
             "rg_spool_appended_total",
             "Audit records written to the disk spool (answered 202 spooled).",
@@ -408,11 +409,19 @@ class ServiceMetrics:
         """A delivery callback for one record, started now: on success it counts the record
         and observes its latency, on failure it counts the error's code."""
         started = time.perf_counter()
+        # The labelled series, looked up once per endpoint rather than per record.
+        series = self._produce_series.get(endpoint)
+        if series is None:
+            series = self._produce_series[endpoint] = (
+                self.produced.labels(endpoint),
+                self.produce_duration.labels(endpoint),
+            )
+        produced, duration = series
 
         def settled(_: KafkaProduceResult | None, error: KafkaClientError | None) -> None:
             if error is None:
-                self.produced.labels(endpoint).inc()
-                self.produce_duration.labels(endpoint).observe(time.perf_counter() - started)
+                produced.inc()
+                duration.observe(time.perf_counter() - started)
             else:
                 self.failed.labels(endpoint, problem_for(error).code).inc()
 

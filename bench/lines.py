@@ -113,6 +113,13 @@ LINES: tuple[Line, ...] = (
         8,
         "raw_batched_8",
     ),
+    _raw(
+        "raw_send_batch_8",
+        f"raw aiokafka create_batch of {BATCH_EVENTS}, send_batch, await",
+        "aiokafka-send-batch",
+        8,
+        "raw_batched_8",
+    ),
     _http(
         "batch_8",
         f"POST /audit/batch ({BATCH_EVENTS} events)",

@@ -8,6 +8,8 @@ bookkeeping. It prints its `Measurement` as one JSON line at the end.
 Kinds:
 - `aiokafka-single`: N tasks, each `send_and_wait` in a loop (what one `POST /audit` does);
 - `aiokafka-batched`: N tasks, each `send` B times, then awaits the B deliveries (a batch request);
+- `aiokafka-send-batch`: N tasks, each fills one `create_batch()` with the B records and hands
+  it over with `send_batch()` (one future for the B; aiokafka's own batch API), then awaits it;
 - `confluent-batched`: N threads, each `produce` B times on one librdkafka producer then waits for
   the B delivery reports (the librdkafka ceiling; confluent-kafka is in the `bench` group).
 
@@ -27,13 +29,14 @@ from typing import Any
 import uvloop
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from bench.procfs import CpuProbe
 from bench.producers import aiokafka_options, kafka_properties
 from bench.stats import Measurement, from_latencies
 from bench.workload import KafkaRecord, kafka_record
 
-KINDS = ("aiokafka-single", "aiokafka-batched", "confluent-batched")
+KINDS = ("aiokafka-single", "aiokafka-batched", "aiokafka-send-batch", "confluent-batched")
 # The service runs on uvloop (uvicorn[standard] installs it and picks it); the aiokafka lines
 # do too, so the event loop is not part of the difference.
 EVENT_LOOP = "uvloop"
@@ -49,6 +52,7 @@ class Load:
     batch: int
     warmup_s: float
     duration_s: float
+    whole_batches: bool = False  # aiokafka-send-batch
 
 
 @dataclasses.dataclass
@@ -100,7 +104,27 @@ async def _aiokafka_window(
             else:
                 tally.latencies.append(time.perf_counter_ns() - sent)
 
-    sender = single if load.batch == 1 else batched
+    partitioner = DefaultPartitioner()
+
+    async def send_batch() -> None:
+        partitions = sorted(await producer.partitions_for(load.topic))
+        partition = partitioner(record.key, partitions, partitions)
+        while time.perf_counter() < deadline:
+            sent = time.perf_counter_ns()
+            try:
+                batch = producer.create_batch()
+                for _ in range(load.batch):
+                    batch.append(
+                        key=record.key, value=record.value, timestamp=None, headers=record.headers
+                    )
+                batch.close()
+                await (await producer.send_batch(batch, load.topic, partition=partition))
+            except KafkaError as exc:
+                tally.failed(exc)
+            else:
+                tally.latencies.append(time.perf_counter_ns() - sent)
+
+    sender = single if load.batch == 1 else send_batch if load.whole_batches else batched
     async with asyncio.TaskGroup() as group:
         for _ in range(load.connections):
             group.create_task(sender())
@@ -242,6 +266,7 @@ def main() -> None:
         batch=1 if args.kind == "aiokafka-single" else args.batch,
         warmup_s=args.warmup_s,
         duration_s=args.duration_s,
+        whole_batches=args.kind == "aiokafka-send-batch",
     )
     measured = measure(
         args.kind,

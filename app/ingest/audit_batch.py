@@ -11,8 +11,8 @@ from typing import Any, TypeAlias
 
 from pydantic import ValidationError
 
-from app.errors import InvalidRequestError, OverloadedError, ServiceError, UnavailableError
-from app.ingest.audit_trail import AuditTrail, Queued
+from app.errors import InvalidRequestError, ServiceError, UnavailableError
+from app.ingest.audit_trail import AuditTrail, Built, Queued
 from app.ingest.backpressure import Hold
 from app.ingest.receipts import AuditReceipt, request_of
 from app.kafka import KafkaAuditEvent, KafkaClientError, KafkaTimeoutError
@@ -138,29 +138,32 @@ class _Batch:
         return claimed, detour
 
     async def _queue(self, claimed: list[_Item]) -> list[tuple[_Item, Queued]]:
-        """Hand the claimed events to the producer in order, within one deadline; the ones it
-        took. A refused or failed one gets its error and gives its chain position back."""
+        """Hand the claimed events to the producer in order, at once (prepared batches per
+        partition), within one deadline; the ones it took. A refused or failed one gets its
+        error; one not taken in time goes to `not_queued()` with its chain position."""
         self._deadline = asyncio.get_running_loop().time() + self._trail.budget_s
+        if not claimed:
+            return []
+        sent = await self._trail.send_many(
+            [item.event for item in claimed],
+            self._record_headers,
+            self._held,
+            timeout_s=self._trail.budget_s,
+        )
         queued: list[tuple[_Item, Queued]] = []
-        done = 0
-        try:
-            async with asyncio.timeout_at(self._deadline):
-                for item in claimed:
-                    if (sent := await self._send(item)) is not None:
-                        queued.append((item, sent))
-                    done += 1
-        except TimeoutError:
+        late: list[tuple[_Item, Built]] = []
+        for item, outcome in zip(claimed, sent, strict=True):
+            if isinstance(outcome, Queued):
+                queued.append((item, outcome))
+            elif isinstance(outcome, Built):
+                late.append((item, outcome))
+            else:
+                self._fail(item, outcome)
+        if late:
             # Not queued in time (the producer's buffer stayed full): nothing of these was
-            # sent; the one under way gave its position back.
-            await asyncio.gather(*(self._not_queued(item) for item in claimed[done:]))
+            # sent. Backwards, so the chain can take back its last positions.
+            await asyncio.gather(*(self._not_queued(item, built) for item, built in late[::-1]))
         return queued
-
-    async def _send(self, item: _Item) -> Queued | None:
-        try:
-            return await self._trail.send(item.event, self._record_headers, self._held)
-        except (OverloadedError, KafkaClientError) as exc:
-            self._fail(item, exc)
-            return None
 
     async def _answer(self, queued: list[tuple[_Item, Queued]]) -> None:
         """Receipts for the queued events: "queued" at once (`wait` False), else "acked" as
@@ -197,9 +200,14 @@ class _Batch:
             return
         self._succeed(item, receipt)
 
-    async def _not_queued(self, item: _Item) -> None:
+    async def _not_queued(self, item: _Item, built: Built) -> None:
         try:
-            receipt = await self._trail.not_queued(item.event, self._record_headers)
+            receipt = await self._trail.not_queued(
+                item.event,
+                self._record_headers,
+                built=(built.place, built.record),
+                settled=built.settled,
+            )
         except (KafkaClientError, ServiceError) as exc:
             self._fail(item, exc)
             return

@@ -28,6 +28,7 @@ from app.kafka import (
     outcome_of,
 )
 from app.kafka.delivery import DeliveryCallback
+from app.kafka.record_batches import Queuing
 from app.metrics import ServiceMetrics
 from app.privacy.erasure import ERASURE_HEADER, Erasure
 from app.runtime import RECORD_COST
@@ -221,7 +222,62 @@ class AuditTrail:
             hold.release()
             self._give_back(place, "not queued")
             raise
-        outcome = _Settlement(self, place)
+        return self._queued(Built(event, place, record, hold, settled), future)
+
+    async def send_many(
+        self,
+        events: list[KafkaAuditEvent],
+        headers: dict[str, str] | None,
+        held: Hold | None,
+        *,
+        timeout_s: float,
+    ) -> "list[Queued | Built | OverloadedError | KafkaClientError]":
+        """`send()` of many events at once, in prepared batches per partition (the producer's
+        `send_batch`), all within `timeout_s`: per event its `Queued`, its error (its chain
+        position given back), or its `Built` record when the producer did not take it in
+        time (nothing was sent: for `not_queued()`). Cancelled, the records not yet queued
+        give their positions back."""
+        results: list[Queued | Built | OverloadedError | KafkaClientError] = []
+        built: list[tuple[int, Built]] = []
+        for event in events:  # no await in between: positions follow the events' order
+            place, record = self._build(event, headers)
+            try:
+                hold = self._backpressure.admit(_size_of(record), held=held, ahead=len(built))
+            except OverloadedError as exc:
+                self._give_back(place, "not queued")
+                results.append(exc)
+                continue
+            one = Built(event, place, record, hold, self._metrics.track_produce("audit"))
+            built.append((len(results), one))
+            results.append(one)
+        if not built:
+            return results
+        outcomes: list[Queuing] = [None] * len(built)
+        cancelled = True
+        try:
+            await self._logger.send_batch(
+                [one.record for _, one in built], outcomes, timeout_s=timeout_s
+            )
+            cancelled = False
+        finally:
+            # Backwards: the chain takes back its last positions, voids the others.
+            for (index, one), outcome in zip(reversed(built), reversed(outcomes), strict=True):
+                if isinstance(outcome, asyncio.Future):
+                    results[index] = self._queued(one, outcome)
+                    continue
+                one.hold.release()
+                if outcome is not None:
+                    self._give_back(one.place, f"not queued: {outcome}")
+                    one.settled(None, outcome)
+                    results[index] = outcome
+                elif cancelled:
+                    self._give_back(one.place, "not queued")
+                # else: not queued in time, for not_queued() to decide
+        return results
+
+    def _queued(self, built: "Built", future: "asyncio.Future[KafkaProduceResult]") -> "Queued":
+        hold, settled = built.hold, built.settled
+        outcome = _Settlement(self, built.place)
 
         def delivered(future: "asyncio.Future[KafkaProduceResult]") -> None:
             # One callback for all that waits on the record: its bytes, metrics and position.
@@ -233,7 +289,7 @@ class AuditTrail:
 
         future.add_done_callback(delivered)
         delivery = Delivery(self.topic, future, timeout_s=self._budget_s)
-        return Queued(event, place, record, delivery, outcome)
+        return Queued(built.event, built.place, built.record, delivery, outcome)
 
     async def not_queued(
         self,
@@ -363,7 +419,8 @@ class AuditTrail:
     ) -> AuditReceipt:
         """The receipt of `event` at `place` on the chain: acked with `result`, else queued
         (or `status`)."""
-        return AuditReceipt(
+        # Built of values made here (the digest, the chain's hex): no validation per receipt.
+        return AuditReceipt.model_construct(
             event_id=event.event_id,
             topic=self.topic,
             partition=result.partition if result else None,
@@ -375,6 +432,18 @@ class AuditTrail:
             chain=f"sha256:{place.chain}",
             status=status or ("acked" if result else "queued"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A record of a batch, built and admitted, before the producer takes it: its event,
+    chain position, record, bytes held and metrics callback."""
+
+    event: KafkaAuditEvent
+    place: ChainPosition
+    record: AuditRecord
+    hold: Hold
+    settled: DeliveryCallback
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,15 +100,16 @@ class Backpressure:
         self.max_in_flight = max_in_flight
         self.budget = budget
 
-    def admit(self, size: int = 0, *, held: Hold | None = None) -> Hold:
+    def admit(self, size: int = 0, *, held: Hold | None = None, ahead: int = 0) -> Hold:
         """A hold of `size` bytes for a record about to be handed to the producer, taken over
         from `held` (its request's hold) as far as it reaches; raise `OverloadedError` when the
         producer already holds `max_in_flight` records or the bytes do not fit.
 
         Checked right before the record is handed over, with no await in between, so the
         bounds hold under any concurrency. The caller releases the hold once the record is
-        settled (or was never handed over)."""
-        if self._producer.stats.pending >= self.max_in_flight:
+        settled (or was never handed over). `ahead`: records admitted before this one that
+        are to be handed over together with it (a batch's), not counted by the producer yet."""
+        if self._producer.stats.pending + ahead >= self.max_in_flight:
             self.budget.refusals.records += 1
             raise OverloadedError(
                 f"{self.max_in_flight} records are waiting for Kafka's acknowledgement; "

@@ -140,14 +140,14 @@ def request_of(event: KafkaAuditEvent, caller: str, idempotency_key: str | None)
     # service chose the first time.
     sent = event.model_fields_set
     if idempotency_key:
-        body = canonical_json(event.model_dump(mode="json", include=sent))
+        body = canonical_json(event.sent_fields(sent))
         return AuditRequest(
             f"{caller}|key:{idempotency_key}",
             fingerprint(body),
             f"Idempotency-Key {idempotency_key!r}",
             "header.idempotency-key",
         )
-    body = canonical_json(event.model_dump(mode="json", include=sent - {"event_id"}))
+    body = canonical_json(event.sent_fields(sent - {"event_id"}))
     return AuditRequest(
         f"{caller}|event:{event.event_id}",
         fingerprint(body),

@@ -1,11 +1,13 @@
 """`KafkaAuditLogger`: immutable prompt/response records on a dedicated topic."""
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 from app.kafka.delivery import Delivery, DeliveryCallback
 from app.kafka.models import KafkaAuditEvent, KafkaProduceResult
 from app.kafka.producer import KafkaProducerClient
+from app.kafka.record_batches import Queuing
 from app.kafka.schemas import frame
 from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE
 
@@ -167,6 +169,18 @@ class KafkaAuditLogger:
         may wait for buffer space, so bound it)."""
         return await self._producer.send(
             record.topic, record.value, key=record.key, headers=record.headers
+        )
+
+    async def send_batch(
+        self, records: Sequence[AuditRecord], outcomes: list[Queuing], *, timeout_s: float
+    ) -> None:
+        """Queue built records (of this logger's topic) at once, each outcome written into
+        `outcomes` (see `KafkaProducerClient.send_batch`)."""
+        await self._producer.send_batch(
+            self._topic,
+            [(record.key, record.value, record.headers) for record in records],
+            outcomes,
+            timeout_s=timeout_s,
         )
 
     async def queue(self, record: AuditRecord, *, timeout_s: float) -> Delivery:

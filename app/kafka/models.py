@@ -5,7 +5,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Set
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
@@ -363,6 +363,9 @@ class KafkaAuditEvent(BaseModel):
     span_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
     _canonical: bytes | None = PrivateAttr(default=None)
     _digest: str | None = PrivateAttr(default=None)
+    # The fields as JSON values, from the canonical JSON's making until `sent_fields()` takes
+    # them: a request's fingerprint is of the same values, dumped once rather than twice.
+    _dumped: dict[str, Any] | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -429,14 +432,26 @@ class KafkaAuditEvent(BaseModel):
         cache = self._cache()
         canonical: bytes | None = cache["_canonical"]
         if canonical is None:
-            canonical = cache["_canonical"] = canonical_json(self.model_dump(mode="json"))
+            dumped = cache["_dumped"] = self.model_dump(mode="json")
+            canonical = cache["_canonical"] = canonical_json(dumped)
         return canonical
+
+    def sent_fields(self, names: Set[str]) -> dict[str, Any]:
+        """The fields in `names` as JSON values (`model_dump(mode="json", include=names)`),
+        from the dump the canonical JSON was made of when there is one (it is let go then)."""
+        cache = self._cache()
+        dumped: dict[str, Any] | None = cache["_dumped"]
+        if dumped is None:
+            return self.model_dump(mode="json", include=set(names))
+        cache["_dumped"] = None
+        return {name: value for name, value in dumped.items() if name in names}
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy (see pydantic); with `update` its canonical JSON is computed afresh."""
         copied = super().model_copy(update=update, deep=deep)
         copied._canonical = None
         copied._digest = None
+        copied._dumped = None
         return copied
 
     def digest(self) -> str:

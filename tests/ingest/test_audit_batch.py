@@ -185,3 +185,22 @@ async def test_a_batch_not_acked_in_time_is_spooled_and_written_once(
         await spool.close()
     await lingering.flush(timeout_s=30)
     assert await records_in(kafka_bootstrap, topic) == 3  # the fourth waits in the spool
+
+
+async def test_a_batch_cancelled_before_the_producer_took_it_gives_its_positions_back(
+    producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    # A fresh topic: its records wait for the topic's metadata, and the request ends meanwhile.
+    ingest = ingest_on(producer, topic)
+    items = [item(f"user-{i}") for i in range(5)]
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0):
+            await record_batch(ingest.trail, items, wait=True)
+    chain = ingest.trail.chain
+    assert (chain.count, chain.lost) == (0, 0)  # all five taken back, none void
+    assert (producer.stats.pending, ingest.budget.held) == (0, 0)
+    # The next record takes position 0.
+    [result] = await record_batch(ingest.trail, [item("user-9")], wait=True)
+    assert isinstance(result, AuditReceipt)
+    assert result.seq == 0
+    assert len(await read_all(kafka_bootstrap, topic, 1)) == 1
