@@ -128,6 +128,7 @@ func (c *checker) check(b *bundle) *report {
 		c.problems = append(c.problems, finding{kind: "unsigned", topic: checkpointsTopic})
 	}
 	c.rep.recordsChecked = len(set.list) + set.unplaced
+	c.rep.erasureRecords = set.erasures
 	writers := map[string]bool{}
 	for i := range set.list {
 		writers[set.list[i].writer] = true
@@ -322,6 +323,7 @@ func (c *checker) writersLog(member []byte, log *writersLog) map[string]bool {
 type recordSet struct {
 	list     []record
 	unplaced int
+	erasures int // erasure records among the placed ones
 	first    map[string]*seqIndex
 	next     []int32 // the next record at the same place; -1: none
 	proof    []uint8 // noProof, proven or notProven
@@ -345,6 +347,9 @@ func (c *checker) records(b *bundle) *recordSet {
 		}
 		if r, placed := c.record(&line); placed {
 			set.list = append(set.list, r)
+			if body, _ := unframed(line.value); isErasureRecord(body) {
+				set.erasures++
+			}
 		} else {
 			set.unplaced++
 		}
@@ -399,6 +404,24 @@ func parseDigits(text []byte) (int64, bool) {
 		n = n*10 + uint64(b-'0')
 	}
 	return int64(n), n <= 1<<63-1
+}
+
+// erasureModel: an erasure record's model in its canonical JSON: a cheap first test, the
+// parse decides (metadata may hold the same text).
+var erasureModel = []byte(`"model":"rg-erasure/v1"`)
+
+// isErasureRecord: the value is an erasure record's (a JSON object whose model is
+// rg-erasure/v1, docs/privacy.md), as verify counts them.
+func isErasureRecord(body []byte) bool {
+	if !bytes.Contains(body, erasureModel) {
+		return false
+	}
+	found, err := object(body)
+	if err != nil {
+		return false
+	}
+	model, ok := asString(found["model"])
+	return ok && model == "rg-erasure/v1"
 }
 
 // unframed: a value in the Confluent wire format without its 5 bytes, and its schema id.
