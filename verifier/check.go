@@ -679,17 +679,6 @@ func (c *checker) proofFindings(set *recordSet, signed trusted) {
 	}
 }
 
-// splitLF: the lines of text, as strings.Split(text, "\n") gives them, into lines.
-func splitLF(lines [][]byte, text []byte) [][]byte {
-	for {
-		end := bytes.IndexByte(text, '\n')
-		if end < 0 {
-			return append(lines, text)
-		}
-		lines, text = append(lines, text[:end]), text[end+1:]
-	}
-}
-
 // isIndex: what decimal accepts (0, or up to 19 digits without a leading zero).
 func isIndex(text []byte) bool {
 	return len(text) <= 19 && isSeq(text)
@@ -698,9 +687,19 @@ func isIndex(text []byte) bool {
 // proves: the tlog-proof shows r at its position in a tree a trusted checkpoint of its writer
 // signed (the note is one of those checkpoints' notes, so it opens with a trusted key).
 func (c *checker) proves(proof []byte, r *record, signed trusted) bool {
-	cut := bytes.Index(proof, []byte("\n\n"))
-	if cut < 0 {
-		return false
+	// The head's lines up to the first empty line (the first LF LF): the note follows.
+	c.lines = c.lines[:0]
+	cut := -1
+	for start := 0; cut < 0; {
+		end := bytes.IndexByte(proof[start:], '\n')
+		if end < 0 {
+			return false
+		}
+		end += start
+		if end+1 < len(proof) && proof[end+1] == '\n' {
+			cut = end
+		}
+		c.lines, start = append(c.lines, proof[start:end]), end+1
 	}
 	head, checkpointNote := proof[:cut], proof[cut+2:]
 	if !isASCII(head) {
@@ -722,7 +721,6 @@ func (c *checker) proves(proof []byte, r *record, signed trusted) bool {
 		}
 		c.note = &noteTree{r.writer, string(checkpointNote), proven}
 	}
-	c.lines = splitLF(c.lines[:0], head)
 	if string(c.lines[0]) != "c2sp.org/tlog-proof@v1" {
 		return false
 	}

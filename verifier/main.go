@@ -81,7 +81,7 @@ func verifyBundle(path string, specs []string, manifestKeyPath string, trustBund
 	if err != nil {
 		return nil, fmt.Errorf("--bundle %s: %w", path, err)
 	}
-	b, err := readBundle(file, info.Size())
+	b, err := readBundle(newWindowReader(file), info.Size())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

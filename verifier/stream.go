@@ -77,3 +77,37 @@ func streamMember(open func() (io.ReadCloser, error), each func(int, []byte)) (m
 		long = long[:0]
 	}
 }
+
+// windowReader reads a file through a window of 1 MiB: the members are read front to back, in
+// the small reads of the inflater, so most are answered from memory, not by the kernel.
+type windowReader struct {
+	file   io.ReaderAt
+	window []byte
+	at     int64 // the file offset of window[0]
+}
+
+func newWindowReader(file io.ReaderAt) *windowReader {
+	return &windowReader{file: file, at: -1}
+}
+
+func (w *windowReader) ReadAt(p []byte, off int64) (int, error) {
+	if w.at < 0 || off < w.at || off+int64(len(p)) > w.at+int64(len(w.window)) {
+		if len(p) >= 1<<20 {
+			return w.file.ReadAt(p, off)
+		}
+		if w.window == nil {
+			w.window = make([]byte, 1<<20)
+		}
+		n, err := w.file.ReadAt(w.window[:cap(w.window)], off)
+		if err != nil && err != io.EOF {
+			w.at = -1
+			return 0, err
+		}
+		w.window, w.at = w.window[:n], off
+	}
+	n := copy(p, w.window[off-w.at:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}

@@ -59,3 +59,22 @@ func TestAMemberThatFailsAtItsEndIsUnreadable(t *testing.T) {
 		t.Fatalf("ok %v after %d lines", ok, lines)
 	}
 }
+
+// The window answers every read as the file does: bytes, counts and io.EOF at the end.
+func TestTheWindowReadsAsTheFile(t *testing.T) {
+	data := make([]byte, 3<<20+17)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	file := bytes.NewReader(data)
+	window := newWindowReader(file)
+	for _, read := range [][2]int{{0, 10}, {5, 4096}, {1 << 20, 100}, {3 << 20, 100}, {len(data) - 3, 3}, {len(data), 1}, {2, 2 << 20}, {100, 50}} {
+		off, size := int64(read[0]), read[1]
+		want, got := make([]byte, size), make([]byte, size)
+		wantN, wantErr := file.ReadAt(want, off)
+		gotN, gotErr := window.ReadAt(got, off)
+		if gotN != wantN || (gotErr == nil) != (wantErr == nil) || !bytes.Equal(got[:gotN], want[:wantN]) {
+			t.Fatalf("at %d, %d bytes: %d %v, the file %d %v", off, size, gotN, gotErr, wantN, wantErr)
+		}
+	}
+}
