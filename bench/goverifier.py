@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,16 @@ TOPIC = "bench.audit"
 PARTITIONS = 6
 
 
-def make_bundle(count: int, out: Path, key: Ed25519PrivateKey, value_bytes: int = 1000) -> None:
+def make_bundle(
+    count: int,
+    out: Path,
+    key: Ed25519PrivateKey,
+    value_bytes: int = 1000,
+    values: Sequence[bytes] = (),
+) -> None:
     """A clean bundle of `count` records of one writer at `out`, signed with `key`, each value
-    about `value_bytes` long."""
+    about `value_bytes` long (or, when `values` are given, one record of each)."""
+    count = len(values) or count
     writer, key_id, now = (
         secrets.token_hex(16),
         derived_key_id(key.public_key()),
@@ -67,10 +75,14 @@ def make_bundle(count: int, out: Path, key: Ed25519PrivateKey, value_bytes: int 
     tree, prev = MerkleTree(), GENESIS
     lines: list[KafkaLine] = []
     for seq in range(count):
-        value = json.dumps(
-            {"user_id": f"user-{seq % 200}", "model": "m", "prompt": filler, "seq": seq},
-            separators=(",", ":"),
-        ).encode()
+        value = (
+            values[seq]
+            if values
+            else json.dumps(
+                {"user_id": f"user-{seq % 200}", "model": "m", "prompt": filler, "seq": seq},
+                separators=(",", ":"),
+            ).encode()
+        )
         digest = hashlib.sha256(value).hexdigest()
         prev = link_of(writer, seq, prev, digest)
         tree.append(leaf_entry(writer, seq, digest))

@@ -1,6 +1,5 @@
 """RG_KAFKA_* security settings turn into the right aiokafka arguments (no broker involved)."""
 
-import asyncio
 import logging
 import ssl
 import subprocess
@@ -13,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from app.connection import ProducerConnection, consumer_config, producer_config
 from app.embedded import free_port
 from app.settings import Settings
+from tests.helpers.polling import eventually
 
 PASSWORD = "rg-test-secret-sasl-password"
 
@@ -118,17 +118,29 @@ async def test_unit_the_producer_batches_as_rg_kafka_max_batch_size_and_linger_m
 
 
 async def test_connecting_to_an_absent_kafka_logs_the_first_failure_then_paces_the_rest(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Nothing listens on that port: every attempt fails (0.5 s, 1, 2, 4 s apart).
     settings = Settings(_env_file=None, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
     connection = ProducerConnection(settings)
+    attempts: list[float] = []
+    start = connection.producer.start_uninterrupted
+
+    async def counted(*, grace_s: float = 2.0) -> None:
+        attempts.append(1)
+        await start(grace_s=grace_s)
+
+    monkeypatch.setattr(connection.producer, "start_uninterrupted", counted)
     caplog.set_level(logging.WARNING, logger="app.connection")
     await connection.start()
-    await asyncio.sleep(5)
+
+    async def failed_thrice() -> bool:
+        return len(attempts) > 3  # the fourth attempt begun: three have failed
+
+    await eventually(failed_thrice, timeout_s=30)
     await connection.close()
     lines = [r.getMessage() for r in caplog.records if r.name == "app.connection"]
-    assert len(lines) == 1, lines  # one line per attempt before
+    assert len(lines) == 1, lines  # one line, not one per attempt
     assert "not reachable yet" in lines[0]
 
 

@@ -5,9 +5,12 @@ package main
 import (
 	"archive/zip"
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
+	"slices"
 )
 
 const (
@@ -25,39 +28,79 @@ var listed = []string{memberKeys, memberCheckpoints, memberWriters, memberRecord
 
 var errNotBundle = errors.New("not an evidence bundle")
 
-// bundle is a ZIP's members as read: bytes by name, names seen twice, members unreadable.
-type bundle struct {
-	members    map[string][]byte
-	twice      []string
-	unreadable []string
+// streamed: the members read line by line as they are inflated, never whole (they hold a line
+// per record: nearly all of a bundle's bytes).
+var streamed = []string{memberRecords, memberProofs}
+
+// memberSum is what the manifest states of a member: its SHA-256 and its size.
+type memberSum struct {
+	sha256 [32]byte
+	size   int64
 }
 
-// readBundle reads every member; errNotBundle when data is not a ZIP with a manifest.json.
-func readBundle(data []byte) (*bundle, error) {
-	archive, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+// bundle is a ZIP's members: the small ones read whole, by name; the first entry of each name
+// (the one read); names seen twice; what was found of each member read (its sum, or that it
+// cannot be read).
+type bundle struct {
+	members    map[string][]byte
+	files      map[string]*zip.File
+	order      []string
+	twice      []string
+	sums       map[string]memberSum
+	unreadable map[string]bool
+}
+
+// readBundle reads the small members; errNotBundle when the archive is not a ZIP with a
+// manifest.json.
+func readBundle(archive io.ReaderAt, size int64) (*bundle, error) {
+	zipped, err := zip.NewReader(archive, size)
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
 		return nil, errNotBundle
 	}
-	found := &bundle{members: map[string][]byte{}}
-	bad := map[string]bool{}
-	for _, file := range archive.File {
-		if _, seen := found.members[file.Name]; seen || bad[file.Name] {
+	found := &bundle{
+		members: map[string][]byte{}, files: map[string]*zip.File{},
+		sums: map[string]memberSum{}, unreadable: map[string]bool{},
+	}
+	for _, file := range zipped.File {
+		if _, seen := found.files[file.Name]; seen {
 			found.twice = append(found.twice, file.Name)
+			continue
+		}
+		found.files[file.Name] = file
+		found.order = append(found.order, file.Name)
+		if slices.Contains(streamed, file.Name) {
 			continue
 		}
 		content, err := readMember(file)
 		if err != nil {
 			// A bad CRC-32 or bad deflate data: a finding, not the end of the check.
-			bad[file.Name] = true
-			found.unreadable = append(found.unreadable, file.Name)
+			found.unreadable[file.Name] = true
 			continue
 		}
 		found.members[file.Name] = content
+		found.sums[file.Name] = memberSum{sha256.Sum256(content), int64(len(content))}
 	}
-	if _, ok := found.members[memberManifest]; !ok && !bad[memberManifest] {
+	if _, ok := found.members[memberManifest]; !ok && !found.unreadable[memberManifest] {
 		return nil, errNotBundle
 	}
 	return found, nil
+}
+
+// unreadableNames: the members that could not be read, in the archive's order.
+func (b *bundle) unreadableNames() []string {
+	var names []string
+	for _, name := range b.order {
+		if b.unreadable[name] {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// readable: the member is in the archive and could be read (a streamed one: once streamed).
+func (b *bundle) readable(name string) bool {
+	_, ok := b.sums[name]
+	return ok
 }
 
 func readMember(file *zip.File) ([]byte, error) {
@@ -131,14 +174,6 @@ func unb64(raw json.RawMessage) ([]byte, bool) {
 		return nil, false
 	}
 	return decoded, true
-}
-
-// decodeLine reads a record line; false when it is not of the form.
-func decodeLine(raw []byte) (kafkaLine, bool) {
-	if line, ok := fastLine(raw); ok {
-		return line, true
-	}
-	return generalLine(raw)
 }
 
 // generalLine reads a record line in any JSON spelling.

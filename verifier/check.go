@@ -1,29 +1,33 @@
 package main
 
-// The check of a bundle, step by step as docs/auditors.md says.
+// The check of a bundle, step by step as docs/auditors.md says. The members that hold a line
+// per record are read as streams, in the order the steps need them; each step's findings are
+// gathered apart and reported in the order of the steps.
 
 import (
-	"cmp"
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 const genesis = "0000000000000000000000000000000000000000000000000000000000000000"
 
-// record is a record of records.ndjson whose position could be read.
+// record is a record of records.ndjson whose position could be read: where it is, and what
+// its headers and value say (its bytes are not kept).
 type record struct {
-	line     kafkaLine
-	writer   string
-	seq      int64
-	digest   string // 64 hex
-	chain    string // 64 hex
-	schemaID int64  // -1: not framed
-	altered  bool
+	topic     string
+	partition int64
+	offset    int64
+	writer    string
+	seq       int64
+	digest    [32]byte
+	chain     [32]byte
+	schemaID  int64 // -1: not framed
+	altered   bool
 }
 
 type place struct {
@@ -50,6 +54,17 @@ type checker struct {
 	warnings    []finding
 	topics      *manifestTopics
 	rep         *report
+	decoder     *lineDecoder
+	lines       [][]byte // a proof's lines
+	scratch     []byte   // a proof's leaf entry, decoded
+	want        []byte   // the leaf entry a record's proof must hold
+	note        *noteTree
+}
+
+// noteTree: a trusted note of a writer's checkpoint, and the tree it signs.
+type noteTree struct {
+	writer, text string
+	tree         *provenTree
 }
 
 func (c *checker) memberProblem(kind, member string, offset *int64) {
@@ -60,39 +75,68 @@ func at(line *kafkaLine, kind string, writer *string, seq *int64) finding {
 	return finding{kind: kind, topic: ptr(line.topic), partition: ptr(line.partition), offset: ptr(line.offset), writer: writer, seq: seq}
 }
 
+// at: a finding at r's line, with its writer and seq.
+func (r *record) at(kind string) finding {
+	return finding{kind: kind, topic: ptr(r.topic), partition: ptr(r.partition), offset: ptr(r.offset), writer: ptr(r.writer), seq: ptr(r.seq)}
+}
+
+// section: the problems step finds, apart from those found before.
+func (c *checker) section(step func()) []finding {
+	before := c.problems
+	c.problems = nil
+	step()
+	found := c.problems
+	c.problems = before
+	return found
+}
+
 // check runs every step over b.
 func (c *checker) check(b *bundle) *report {
 	c.rep = &report{}
-	for _, name := range b.twice {
-		c.memberProblem("forged", name, nil)
-	}
-	for _, name := range b.unreadable {
-		c.memberProblem("altered", name, nil)
-	}
-	if m := c.manifest(b.members, b.unreadable); m != nil {
+	c.decoder = newLineDecoder()
+	m, parsed := parseManifest(b.members[memberManifest])
+	if parsed {
 		c.topics = &m.topics
 	}
 	c.rep.topics = c.topics
-	var audit, checkpointsTopic, writersTopic *string
+	var checkpointsTopic, writersTopic *string
 	if c.topics != nil {
-		audit, checkpointsTopic, writersTopic = c.topics.audit, c.topics.checkpoints, c.topics.writers
+		checkpointsTopic, writersTopic = c.topics.checkpoints, c.topics.writers
 	}
-	_ = audit
-	signedBy := c.checkpoints(b.members[memberCheckpoints], checkpointsTopic, writersTopic)
-	known := c.writersLog(b.members[memberWriters], signedBy.log)
-	records, unplaced := c.records(b.members[memberRecords])
+	var signedBy signedBy
+	var known map[string]bool
+	fromCheckpoints := c.section(func() {
+		signedBy = c.checkpoints(b.members[memberCheckpoints], checkpointsTopic, writersTopic)
+		known = c.writersLog(b.members[memberWriters], signedBy.log)
+	})
+	var set *recordSet
+	fromRecords := c.section(func() { set = c.records(b) })
+	fromProofLines := c.section(func() { c.proofLines(b, set, signedBy.trusted) })
+	// The manifest once every member has been read (the streamed ones' sums are known).
+	fromManifest := c.section(func() { c.manifest(b, m, parsed) })
+	for _, name := range b.twice {
+		c.memberProblem("forged", name, nil)
+	}
+	for _, name := range b.unreadableNames() {
+		c.memberProblem("altered", name, nil)
+	}
+	c.problems = append(c.problems, fromManifest...)
+	c.problems = append(c.problems, fromCheckpoints...)
+	c.problems = append(c.problems, fromRecords...)
 	c.problems = append(c.problems, signedBy.log.conclude()...)
 	if !c.rep.signed {
 		c.problems = append(c.problems, finding{kind: "unsigned", topic: checkpointsTopic})
 	}
-	c.rep.recordsChecked = len(records) + unplaced
+	c.rep.recordsChecked = len(set.list) + set.unplaced
+	c.rep.erasureRecords = set.erasures
 	writers := map[string]bool{}
-	for i := range records {
-		writers[records[i].writer] = true
+	for i := range set.list {
+		writers[set.list[i].writer] = true
 	}
 	c.rep.writers = len(writers)
-	c.rep.recordsValid = c.positions(records, signedBy.trusted)
-	c.proofs(records, b.members[memberProofs], signedBy.trusted)
+	c.rep.recordsValid = c.positions(set, signedBy.trusted)
+	c.problems = append(c.problems, fromProofLines...)
+	c.proofFindings(set, signedBy.trusted)
 	if len(known) > 0 {
 		var unknown []string
 		for writer := range writers {
@@ -120,32 +164,28 @@ func (c *checker) check(b *bundle) *report {
 
 // -- steps 2 and 3: the manifest and the members
 
-func (c *checker) manifest(members map[string][]byte, unreadable []string) *manifest {
-	data := members[memberManifest]
-	m, ok := parseManifest(data)
-	if !ok {
+func (c *checker) manifest(b *bundle, m *manifest, parsed bool) {
+	if !parsed {
 		c.memberProblem("forged", memberManifest, nil)
-		return nil
+		return
 	}
-	if !c.manifestSigned(data, members, m.keyID) {
+	if !c.manifestSigned(b.members[memberManifest], b.members, m.keyID) {
 		c.memberProblem("bad_signature", memberManifest, nil)
 	}
 	for _, name := range listed {
-		held, present := members[name]
-		want := m.members[name]
-		sum := sha256.Sum256(held)
+		held, want := b.sums[name], m.members[name]
 		switch {
-		case slices.Contains(unreadable, name):
+		case b.unreadable[name]:
 			// Reported already: it cannot be read.
-		case !present:
+		case !b.readable(name):
 			c.memberProblem("missing", name, nil)
-		case int64(len(held)) != want.size || hex.EncodeToString(sum[:]) != want.sha256:
+		case held.size != want.size || hex.EncodeToString(held.sha256[:]) != want.sha256:
 			c.memberProblem("altered", name, nil)
 		}
 	}
 	var extra []string
-	for name := range members {
-		if name != memberManifest && name != memberSignature && !slices.Contains(listed, name) {
+	for _, name := range b.order {
+		if b.readable(name) && name != memberManifest && name != memberSignature && !slices.Contains(listed, name) {
 			extra = append(extra, name)
 		}
 	}
@@ -153,7 +193,6 @@ func (c *checker) manifest(members map[string][]byte, unreadable []string) *mani
 	for _, name := range extra {
 		c.memberProblem("forged", name, nil)
 	}
-	return m
 }
 
 func (c *checker) manifestSigned(data []byte, members map[string][]byte, keyID string) bool {
@@ -278,38 +317,111 @@ func (c *checker) writersLog(member []byte, log *writersLog) map[string]bool {
 
 // -- steps 5 to 7: the records
 
-func (c *checker) records(member []byte) ([]record, int) {
-	var records []record
-	unplaced := 0
-	for number, raw := range ndjsonLines(member) {
-		line, ok := decodeLine(raw)
-		if !ok {
-			c.memberProblem("forged", memberRecords, ptr(int64(number)))
-			continue
-		}
-		if r, placed := c.record(line); placed {
-			// Only the place of the line is needed from here on: its bytes can go.
-			r.line.key, r.line.value, r.line.headers = nil, nil, nil
-			records = append(records, r)
-		} else {
-			unplaced++
-		}
-	}
-	return records, unplaced
+// recordSet: the placed records in the member's order, how many lines had no position, the
+// first record at each place (writer, then seq) and the others at it, and what each one's
+// proof showed.
+type recordSet struct {
+	list     []record
+	unplaced int
+	erasures int // erasure records among the placed ones
+	first    map[string]*seqIndex
+	next     []int32 // the next record at the same place; -1: none
+	proof    []uint8 // noProof, proven or notProven
 }
 
-var positionHeaders = []string{"rg-digest", "rg-writer", "rg-seq", "rg-chain"}
+const (
+	noProof uint8 = iota
+	proven
+	notProven
+)
 
-func isHex64(text string) bool {
-	if len(text) != 64 {
+// records reads records.ndjson as it is inflated; if it cannot be read to its end, what its
+// lines said is forgotten (it is reported altered, as a member that cannot be read).
+func (c *checker) records(b *bundle) *recordSet {
+	set := &recordSet{}
+	read := b.streamLines(memberRecords, func(number int, raw []byte) {
+		line, ok := c.decoder.decode(raw)
+		if !ok {
+			c.memberProblem("forged", memberRecords, ptr(int64(number)))
+			return
+		}
+		if r, placed := c.record(&line); placed {
+			set.list = append(set.list, r)
+			if body, _ := unframed(line.value); isErasureRecord(body) {
+				set.erasures++
+			}
+		} else {
+			set.unplaced++
+		}
+	})
+	if !read {
+		set, c.problems = &recordSet{}, nil
+	}
+	set.first, set.next = indexPlaces(set.list)
+	set.proof = make([]uint8, len(set.list))
+	return set
+}
+
+var positionHeaders = [4]string{"rg-digest", "rg-writer", "rg-seq", "rg-chain"}
+
+func isHex(text []byte, length int) bool {
+	if len(text) != length {
 		return false
 	}
-	for i := 0; i < 64; i++ {
-		if !strings.ContainsRune(hexDigits, rune(text[i])) {
+	for _, b := range text {
+		if !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f') {
 			return false
 		}
 	}
 	return true
+}
+
+func isHex64(text string) bool {
+	return isHex([]byte(text), 64)
+}
+
+// isSeq: 0 or digits without a leading zero (as seqText).
+func isSeq(text []byte) bool {
+	return len(text) > 0 && isDigits(text) && (text[0] != '0' || len(text) == 1)
+}
+
+func isDigits(text []byte) bool {
+	for _, b := range text {
+		if b < '0' || b > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseDigits: digits (at most 19) as an int64; false when they exceed it.
+func parseDigits(text []byte) (int64, bool) {
+	if len(text) == 0 || len(text) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, b := range text {
+		n = n*10 + uint64(b-'0')
+	}
+	return int64(n), n <= 1<<63-1
+}
+
+// erasureModel: an erasure record's model in its canonical JSON: a cheap first test, the
+// parse decides (metadata may hold the same text).
+var erasureModel = []byte(`"model":"rg-erasure/v1"`)
+
+// isErasureRecord: the value is an erasure record's (a JSON object whose model is
+// rg-erasure/v1, docs/privacy.md), as verify counts them.
+func isErasureRecord(body []byte) bool {
+	if !bytes.Contains(body, erasureModel) {
+		return false
+	}
+	found, err := object(body)
+	if err != nil {
+		return false
+	}
+	model, ok := asString(found["model"])
+	return ok && model == "rg-erasure/v1"
 }
 
 // unframed: a value in the Confluent wire format without its 5 bytes, and its schema id.
@@ -320,49 +432,58 @@ func unframed(value []byte) ([]byte, int64) {
 	return value, -1
 }
 
-func (c *checker) record(line kafkaLine) (record, bool) {
-	counts := map[string]int{}
-	fields := map[string][]byte{}
-	present := map[string]bool{}
+// sha256Text: "sha256:" and the lowercase hex of sum.
+func sha256Text(sum *[32]byte) [71]byte {
+	var text [71]byte
+	copy(text[:], "sha256:")
+	hex.Encode(text[7:], sum[:])
+	return text
+}
+
+func (c *checker) record(line *kafkaLine) (record, bool) {
+	var fields [4][]byte
+	var counts [4]int
 	for _, h := range line.headers {
-		if slices.Contains(positionHeaders, h.name) {
-			counts[h.name]++
-			if !present[h.name] {
-				present[h.name] = true
-				fields[h.name] = h.value
+		for i, name := range positionHeaders {
+			if h.name == name {
+				if counts[i]++; counts[i] == 1 {
+					fields[i] = h.value
+				}
 			}
 		}
 	}
 	for _, n := range counts {
 		if n > 1 {
-			c.problems = append(c.problems, at(&line, "forged", nil, nil))
+			c.problems = append(c.problems, at(line, "forged", nil, nil))
 			return record{}, false
 		}
 	}
 	body, schemaID := unframed(line.value)
 	sum := sha256.Sum256(body)
-	actual := hex.EncodeToString(sum[:])
-	altered := string(fields["rg-digest"]) != "sha256:"+actual
+	actual := sha256Text(&sum)
+	altered := string(fields[0]) != string(actual[:])
 	if altered {
-		c.problems = append(c.problems, at(&line, "altered", nil, nil))
+		c.problems = append(c.problems, at(line, "altered", nil, nil))
 	}
-	r, ok := position(fields, present)
+	r, ok := c.position(fields, counts)
 	if !ok {
-		c.problems = append(c.problems, at(&line, "forged", nil, nil))
+		c.problems = append(c.problems, at(line, "forged", nil, nil))
 		return record{}, false
 	}
-	r.line, r.schemaID, r.altered = line, schemaID, altered
+	r.topic, r.partition, r.offset = line.topic, line.partition, line.offset
+	r.schemaID, r.altered = schemaID, altered
 	if schemaID >= 0 {
-		stated := strconv.FormatInt(schemaID, 10)
+		var buf [20]byte
+		stated := strconv.AppendInt(buf[:0], schemaID, 10)
 		contradicted := false
 		for _, h := range line.headers {
-			if h.name == "rg-schema-id" && (h.value == nil || string(h.value) != stated) {
+			if h.name == "rg-schema-id" && (h.value == nil || string(h.value) != string(stated)) {
 				contradicted = true
 			}
 		}
 		if contradicted {
 			r.altered = true
-			c.problems = append(c.problems, at(&line, "altered", ptr(r.writer), ptr(r.seq)))
+			c.problems = append(c.problems, r.at("altered"))
 		}
 	}
 	return r, true
@@ -377,88 +498,115 @@ func isASCII(raw []byte) bool {
 	return true
 }
 
-func position(fields map[string][]byte, present map[string]bool) (record, bool) {
-	for _, name := range positionHeaders {
-		if !present[name] || fields[name] == nil || !isASCII(fields[name]) {
+func (c *checker) position(fields [4][]byte, counts [4]int) (record, bool) {
+	for i := range positionHeaders {
+		if counts[i] == 0 || fields[i] == nil || !isASCII(fields[i]) {
 			return record{}, false
 		}
 	}
-	digest, writer := string(fields["rg-digest"]), string(fields["rg-writer"])
-	seq, chain := string(fields["rg-seq"]), string(fields["rg-chain"])
-	if !writerID.MatchString(writer) || !seqText.MatchString(seq) ||
-		!strings.HasPrefix(chain, "sha256:") || !isHex64(chain[7:]) ||
-		!strings.HasPrefix(digest, "sha256:") || !isHex64(digest[7:]) {
+	digest, writer, seq, chain := fields[0], fields[1], fields[2], fields[3]
+	if !isHex(writer, 32) || !isSeq(seq) ||
+		!bytes.HasPrefix(chain, []byte("sha256:")) || !isHex(chain[7:], 64) ||
+		!bytes.HasPrefix(digest, []byte("sha256:")) || !isHex(digest[7:], 64) {
 		return record{}, false
 	}
-	n, err := strconv.ParseInt(seq, 10, 64)
-	if err != nil {
+	n, ok := parseDigits(seq)
+	if !ok {
 		return record{}, false
 	}
-	return record{writer: writer, seq: n, digest: digest[7:], chain: chain[7:]}, true
+	r := record{writer: c.decoder.intern(writer), seq: n}
+	_, _ = hex.Decode(r.digest[:], digest[7:])
+	_, _ = hex.Decode(r.chain[:], chain[7:])
+	return r, true
 }
 
-// linkOf: the chain link of position seq (docs/integrity.md, the chain link).
+// chainLink: the chain link of position seq (docs/integrity.md, the chain link).
+func chainLink(writer string, seq int64, prev, digest *[32]byte) [32]byte {
+	var buf [256]byte
+	text := append(buf[:0], "rg-chain-v1\n"...)
+	text = append(text, writer...)
+	text = append(text, '\n')
+	text = strconv.AppendInt(text, seq, 10)
+	text = append(text, '\n')
+	text = hex.AppendEncode(text, prev[:])
+	text = append(text, '\n')
+	text = hex.AppendEncode(text, digest[:])
+	return sha256.Sum256(text)
+}
+
+// linkOf: chainLink in hex, of links and digests in hex.
 func linkOf(writer string, seq int64, prev, digest string) string {
-	text := "rg-chain-v1\n" + writer + "\n" + strconv.FormatInt(seq, 10) + "\n" + prev + "\n" + digest
-	sum := sha256.Sum256([]byte(text))
-	return hex.EncodeToString(sum[:])
+	var p, d [32]byte
+	_, _ = hex.Decode(p[:], []byte(prev))
+	_, _ = hex.Decode(d[:], []byte(digest))
+	link := chainLink(writer, seq, &p, &d)
+	return hex.EncodeToString(link[:])
 }
 
-func (c *checker) positions(records []record, signed trusted) int {
-	first := map[place]*record{}
-	var order []place
+func (c *checker) positions(set *recordSet, signed trusted) int {
+	records := set.list
 	valid := 0
 	for i := range records {
 		r := &records[i]
-		p := place{r.writer, r.seq}
-		held, seen := first[p]
-		if !seen {
-			first[p] = r
-			order = append(order, p)
+		first, _ := set.first[r.writer].get(r.seq)
+		if first == int32(i) {
 			if !r.altered {
 				valid++
 			}
 			continue
 		}
+		held := &records[first]
 		same := held.digest == r.digest && held.chain == r.chain
 		if same && !r.altered && !held.altered {
 			valid++
-			c.problems = append(c.problems, at(&r.line, "duplicate", ptr(r.writer), ptr(r.seq)))
+			c.problems = append(c.problems, r.at("duplicate"))
 		} else if !r.altered {
-			c.problems = append(c.problems, at(&r.line, "conflict", ptr(r.writer), ptr(r.seq)))
+			c.problems = append(c.problems, r.at("conflict"))
 		}
 	}
 	// In seq order: after a link that does not follow, the next is checked by what comes after
 	// it (as verify's walk does), so one break is one finding.
-	slices.SortFunc(order, func(a, b place) int {
-		if a.writer != b.writer {
-			return strings.Compare(a.writer, b.writer)
+	writers := make([]string, 0, len(set.first))
+	for writer := range set.first {
+		writers = append(writers, writer)
+	}
+	slices.Sort(writers)
+	order := make([]int32, 0, len(records))
+	for _, writer := range writers {
+		index := set.first[writer]
+		for _, seq := range index.seqs() {
+			first, _ := index.get(seq)
+			order = append(order, first)
 		}
-		return cmp.Compare(a.seq, b.seq)
-	})
-	broken := map[place]bool{}
-	for _, p := range order {
-		r := first[p]
-		prev := ""
-		if p.seq == 0 {
-			prev = genesis
+	}
+	broken := make([]bool, len(records))
+	var zero [32]byte // the genesis link
+	for _, i := range order {
+		r := &records[i]
+		var prev *[32]byte
+		if r.seq == 0 {
+			prev = &zero
 		}
-		before := place{p.writer, p.seq - 1}
-		if held, ok := first[before]; ok && !held.altered && !broken[before] {
-			prev = held.chain
+		if before, ok := set.first[r.writer].get(r.seq - 1); ok && !records[before].altered && !broken[before] {
+			prev = &records[before].chain
 		}
-		if prev != "" && linkOf(p.writer, p.seq, prev, r.digest) != r.chain {
-			broken[p] = true
+		if prev != nil && chainLink(r.writer, r.seq, prev, &r.digest) != r.chain {
+			broken[i] = true
 			if !r.altered {
 				valid--
 			}
-			c.problems = append(c.problems, at(&r.line, "forged", ptr(p.writer), ptr(p.seq)))
+			c.problems = append(c.problems, r.at("forged"))
 		}
-		if chain, ok := signed.chains[p]; ok && chain != r.chain {
-			c.problems = append(c.problems, at(&r.line, "conflict", ptr(p.writer), ptr(p.seq)))
+		p := place{r.writer, r.seq}
+		if chain, ok := signed.chains[p]; ok {
+			var text [64]byte
+			hex.Encode(text[:], r.chain[:])
+			if chain != string(text[:]) {
+				c.problems = append(c.problems, r.at("conflict"))
+			}
 		}
 		if signed.voids[p] {
-			c.problems = append(c.problems, at(&r.line, "conflict", ptr(p.writer), ptr(p.seq)))
+			c.problems = append(c.problems, r.at("conflict"))
 		}
 	}
 	return valid
@@ -466,41 +614,58 @@ func (c *checker) positions(records []record, signed trusted) int {
 
 // -- step 7: the proofs
 
-func (c *checker) proofs(records []record, member []byte, signed trusted) {
-	proofs := map[place]string{}
-	for number, raw := range ndjsonLines(member) {
-		if writer, seq, proof, ok := fastProofLine(raw); ok {
-			if _, seen := proofs[place{writer, seq}]; !seen {
-				proofs[place{writer, seq}] = proof
+// proofLines reads proofs.ndjson as it is inflated: the first proof given for a place is
+// checked for each record at that place. If the member cannot be read to its end, what its
+// lines showed is forgotten.
+func (c *checker) proofLines(b *bundle, set *recordSet, signed trusted) {
+	var text []byte
+	read := b.streamLines(memberProofs, func(number int, raw []byte) {
+		writer, seq, escaped, fast := fastProofLine(raw)
+		if fast {
+			text = unescapeLF(text[:0], escaped)
+		} else {
+			data, err := object(raw)
+			if err != nil || !hasFields(data, "writer", "seq", "proof") {
+				c.memberProblem("forged", memberProofs, ptr(int64(number)))
+				return
 			}
-			continue
+			name, isText := asString(data["writer"])
+			proof, isProof := asString(data["proof"])
+			n, isInt := asInt(data["seq"])
+			if !isText || !isProof || !isInt {
+				c.memberProblem("forged", memberProofs, ptr(int64(number)))
+				return
+			}
+			writer, seq, text = []byte(name), n, append(text[:0], proof...)
 		}
-		data, err := object(raw)
-		if err != nil || !hasFields(data, "writer", "seq", "proof") {
-			c.memberProblem("forged", memberProofs, ptr(int64(number)))
-			continue
+		first, held := set.first[string(writer)].get(seq)
+		if !held || set.proof[first] != noProof {
+			return // no record there, or not the first proof given for it
 		}
-		writer, isText := asString(data["writer"])
-		proof, isProof := asString(data["proof"])
-		seq, isInt := asInt(data["seq"])
-		if !isText || !isProof || !isInt {
-			c.memberProblem("forged", memberProofs, ptr(int64(number)))
-			continue
+		for i := first; i >= 0; i = set.next[i] {
+			set.proof[i] = notProven
+			if c.proves(text, &set.list[i], signed) {
+				set.proof[i] = proven
+			}
 		}
-		if _, seen := proofs[place{writer, seq}]; !seen {
-			proofs[place{writer, seq}] = proof
-		}
+	})
+	if !read {
+		clear(set.proof)
+		c.problems = nil
 	}
-	for i := range records {
-		r := &records[i]
-		proof, ok := proofs[place{r.writer, r.seq}]
-		if covered, signed := signed.covers[r.writer]; !ok && signed && covered >= r.seq {
+}
+
+func (c *checker) proofFindings(set *recordSet, signed trusted) {
+	for i := range set.list {
+		r := &set.list[i]
+		state := set.proof[i]
+		if covered, signed := signed.covers[r.writer]; state == noProof && signed && covered >= r.seq {
 			// A signed tree covers it, so a proof could have been given: none is not benign.
-			c.problems = append(c.problems, at(&r.line, "bad_proof", ptr(r.writer), ptr(r.seq)))
+			c.problems = append(c.problems, r.at("bad_proof"))
 			continue
 		}
-		if !ok {
-			f := at(&r.line, "not_covered", ptr(r.writer), ptr(r.seq))
+		if state == noProof {
+			f := r.at("not_covered")
 			if c.strict {
 				c.problems = append(c.problems, f)
 			} else {
@@ -508,62 +673,89 @@ func (c *checker) proofs(records []record, member []byte, signed trusted) {
 			}
 			continue
 		}
-		if !proves(proof, r, signed) {
-			c.problems = append(c.problems, at(&r.line, "bad_proof", ptr(r.writer), ptr(r.seq)))
+		if state == notProven {
+			c.problems = append(c.problems, r.at("bad_proof"))
 		}
 	}
 }
 
+// isIndex: what decimal accepts (0, or up to 19 digits without a leading zero).
+func isIndex(text []byte) bool {
+	return len(text) <= 19 && isSeq(text)
+}
+
 // proves: the tlog-proof shows r at its position in a tree a trusted checkpoint of its writer
 // signed (the note is one of those checkpoints' notes, so it opens with a trusted key).
-func proves(proof string, r *record, signed trusted) bool {
-	head, checkpointNote, found := strings.Cut(proof, "\n\n")
-	if !found || !signed.notes[r.writer][checkpointNote] {
-		return false
-	}
-	if !isASCII([]byte(head)) {
-		return false
-	}
-	lines := strings.Split(head, "\n")
-	if lines[0] != "c2sp.org/tlog-proof@v1" {
-		return false
-	}
-	rest := lines[1:]
-	var extra []byte
-	if len(rest) > 0 && strings.HasPrefix(rest[0], "extra ") {
-		var ok bool
-		if extra, ok = strictBase64(rest[0][6:]); !ok {
+func (c *checker) proves(proof []byte, r *record, signed trusted) bool {
+	// The head's lines up to the first empty line (the first LF LF): the note follows.
+	c.lines = c.lines[:0]
+	cut := -1
+	for start := 0; cut < 0; {
+		end := bytes.IndexByte(proof[start:], '\n')
+		if end < 0 {
 			return false
 		}
-		rest = rest[1:]
+		end += start
+		if end+1 < len(proof) && proof[end+1] == '\n' {
+			cut = end
+		}
+		c.lines, start = append(c.lines, proof[start:end]), end+1
 	}
-	if extra == nil || len(rest) == 0 || !strings.HasPrefix(rest[0], "index ") {
+	head, checkpointNote := proof[:cut], proof[cut+2:]
+	if !isASCII(head) {
+		return false
+	}
+	// Most proofs give the note the one before gave: its tree is then known.
+	if c.note == nil || c.note.writer != r.writer || c.note.text != string(checkpointNote) {
+		if !signed.notes[r.writer][string(checkpointNote)] {
+			return false
+		}
+		tree, ok := signed.heads[string(checkpointNote)]
+		if !ok {
+			return false
+		}
+		proven := signed.proven[string(checkpointNote)]
+		if proven == nil {
+			proven = newProvenTree(tree.size, tree.root)
+			signed.proven[string(checkpointNote)] = proven
+		}
+		c.note = &noteTree{r.writer, string(checkpointNote), proven}
+	}
+	if string(c.lines[0]) != "c2sp.org/tlog-proof@v1" {
+		return false
+	}
+	rest := c.lines[1:]
+	var extra []byte
+	hasExtra := false
+	if len(rest) > 0 && bytes.HasPrefix(rest[0], []byte("extra ")) {
+		var ok bool
+		if extra, ok = appendStrictBase64(c.scratch[:0], rest[0][6:]); !ok {
+			return false
+		}
+		c.scratch, hasExtra, rest = extra, true, rest[1:]
+	}
+	if !hasExtra || len(rest) == 0 || !bytes.HasPrefix(rest[0], []byte("index ")) {
 		return false
 	}
 	indexText := rest[0][6:]
-	if !decimal.MatchString(indexText) || len(rest)-1 > 63 {
+	if !isIndex(indexText) || len(rest)-1 > 63 {
 		return false
 	}
-	index, err := strconv.ParseInt(indexText, 10, 64)
-	if err != nil {
-		return false
-	}
-	tree, ok := signed.heads[checkpointNote]
+	index, ok := parseDigits(indexText)
 	if !ok {
 		return false
 	}
 	// The leaf entry is exactly this record's at this index.
-	want := "rg-leaf-v1\n" + r.writer + "\n" + strconv.FormatInt(r.seq, 10) + "\n" + r.digest
+	want := append(c.want[:0], "rg-leaf-v1\n"...)
+	want = append(append(want, r.writer...), '\n')
+	want = append(strconv.AppendInt(want, r.seq, 10), '\n')
+	want = hex.AppendEncode(want, r.digest[:])
 	if r.schemaID >= 0 {
-		want += "\n" + strconv.FormatInt(r.schemaID, 10)
+		want = strconv.AppendInt(append(want, '\n'), r.schemaID, 10)
 	}
-	if string(extra) != want || index != r.seq {
+	c.want = want
+	if !bytes.Equal(extra, want) || index != r.seq {
 		return false
 	}
-	proven := signed.proven[checkpointNote]
-	if proven == nil {
-		proven = newProvenTree(tree.size, tree.root)
-		signed.proven[checkpointNote] = proven
-	}
-	return proven.includes(index, leafHash(extra), rest[1:])
+	return c.note.tree.includes(index, leafHash(extra), rest[1:])
 }

@@ -24,10 +24,10 @@ func path(m int, leaves [][32]byte) [][32]byte {
 	return append(path(m-split, leaves[split:]), treeRoot(leaves[:split]))
 }
 
-func texts(hashes [][32]byte) []string {
-	out := make([]string, len(hashes))
+func texts(hashes [][32]byte) [][]byte {
+	out := make([][]byte, len(hashes))
 	for i, h := range hashes {
-		out[i] = base64.StdEncoding.EncodeToString(h[:])
+		out[i] = []byte(base64.StdEncoding.EncodeToString(h[:]))
 	}
 	return out
 }
@@ -68,7 +68,7 @@ func TestInclusionAgreesWithTlog(t *testing.T) {
 					t.Fatalf("size %d index %d: another leaf proven", size, index)
 				}
 				if spelt := texts(good); len(spelt) > 0 {
-					spelt[0] = spelt[0][:43] + "B"
+					spelt[0] = append(spelt[0][:43:43], 'B')
 					if proven.includes(int64(index), leaves[index], spelt) {
 						t.Fatalf("size %d index %d: a hash spelt otherwise proven", size, index)
 					}

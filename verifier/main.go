@@ -33,7 +33,7 @@ func (k *keyFlags) String() string     { return strings.Join(*k, ",") }
 func (k *keyFlags) Set(v string) error { *k = append(*k, v); return nil }
 
 func main() {
-	// A bundle is read whole and its records kept until the end: collect garbage less often.
+	// What is kept of each record is small and kept until the end: collect garbage less often.
 	debug.SetGCPercent(400)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -72,11 +72,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func verifyBundle(path string, specs []string, manifestKeyPath string, trustBundle, strict bool) (*report, error) {
-	data, err := os.ReadFile(path)
+	file, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("--bundle %s: %w", path, err)
 	}
-	b, err := readBundle(data)
+	defer func() { _ = file.Close() }()
+	info, err := file.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("--bundle %s: %w", path, err)
+	}
+	b, err := readBundle(newWindowReader(file), info.Size())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -4,6 +4,7 @@ package main
 // and opened with golang.org/x/mod/sumdb/note.
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
@@ -62,6 +63,15 @@ func strictBase64(text string) ([]byte, bool) {
 		return nil, false
 	}
 	return raw, true
+}
+
+// appendStrictBase64: strictBase64 of text, appended to out.
+func appendStrictBase64(out, text []byte) ([]byte, bool) {
+	if bytes.ContainsAny(text, "\r\n") {
+		return out, false
+	}
+	out, err := base64.StdEncoding.Strict().AppendDecode(out, text)
+	return out, err == nil
 }
 
 func checkText(text string) bool {

@@ -44,6 +44,7 @@ type report struct {
 	checkpointsCheck int
 	checkpointsValid int
 	writers          int
+	erasureRecords   int
 	problems         []finding
 	warnings         []finding
 }
@@ -210,9 +211,8 @@ func (r *report) JSON() []byte {
 		{"records_checked", r.recordsChecked}, {"records_valid", r.recordsValid},
 		{"checkpoints_checked", r.checkpointsCheck}, {"checkpoints_valid", r.checkpointsValid},
 		{"receipts_checked", 0}, {"writers", r.writers},
-		// Timestamp tokens are checked by verify --tsa-ca on topics, never in a bundle; erasure
-		// records are counted by verify on topics only.
-		{"timestamps_checked", 0}, {"timestamps_valid", 0}, {"erasure_records", 0},
+		// Timestamp tokens are checked by verify --tsa-ca on topics, never in a bundle.
+		{"timestamps_checked", 0}, {"timestamps_valid", 0}, {"erasure_records", r.erasureRecords},
 	} {
 		d.key(counter.name)
 		d.out.WriteString(strconv.Itoa(counter.value))

@@ -31,12 +31,8 @@ func newWritersLog(topic *string) *writersLog {
 }
 
 func leafHash(entry []byte) [32]byte {
-	h := sha256.New()
-	h.Write([]byte{0})
-	h.Write(entry)
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	var buf [256]byte
+	return sha256.Sum256(append(append(buf[:0], 0), entry...))
 }
 
 func nodeHash(left, right [32]byte) [32]byte {

@@ -42,8 +42,9 @@ from app.integrity.checkpoint import (
 from app.integrity.keys import PublicKey
 from app.integrity.report import Finding, Report
 from app.integrity.trust import CheckpointTrust
-from app.integrity.verifier import Verifier
+from app.integrity.verifier import Verifier, is_erasure_record
 from app.integrity.writers import WRITERS_KEY, WriterEntry, WritersFormatError
+from app.kafka.serde import unframed
 
 
 @dataclass
@@ -103,6 +104,9 @@ class BundleCheck:
         checks = RecordChecks(keys, report.problems, report.warnings, strict=self._strict)
         placed, unplaced = checks.records(members.get(RECORDS, b""))
         report.records_checked = len(placed) + unplaced
+        report.erasure_records = sum(
+            is_erasure_record(unframed(record.line.value or b"")) for record in placed
+        )
         report.writers = len({record.writer for record in placed})
         report.records_valid = checks.positions(placed, trusted)
         checks.proofs(placed, members.get(PROOFS, b""), trusted)

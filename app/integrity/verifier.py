@@ -263,7 +263,7 @@ class Verifier:
             positions[seq] = entry
         if not altered:
             report.records_valid += 1
-        if _ERASURE_MODEL in body and _is_erasure_record(body):
+        if is_erasure_record(body):
             report.erasure_records += 1
 
     def add_checkpoint(
@@ -664,12 +664,20 @@ class Verifier:
 _ERASURE_MODEL = b'"model":"rg-erasure/v1"'
 
 
-def _is_erasure_record(body: bytes) -> bool:
+def is_erasure_record(body: bytes) -> bool:
+    """The value (unframed) is an erasure record's: a JSON object whose model is
+    rg-erasure/v1. UTF-8 JSON only (no byte order mark, no NaN), as the Go verifier reads it."""
+    if _ERASURE_MODEL not in body:
+        return False
     try:
-        value = json.loads(body)
-    except ValueError:
+        value = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+    except (ValueError, RecursionError):
         return False
     return isinstance(value, dict) and value.get("model") == "rg-erasure/v1"
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _count(headers: Sequence[tuple[str, bytes]], name: str) -> int:

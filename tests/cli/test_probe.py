@@ -49,7 +49,8 @@ def test_live_and_ready_against_a_served_process(
 def test_live_but_not_ready_while_the_broker_is_away(start_service: Launch, tmp_path: Path) -> None:
     # A real service whose broker list points at a port nobody listens on: it serves, it is
     # not ready. RG_PORT comes from a .env file in the working folder, as `serve` reads it.
-    service = start_service(f"127.0.0.1:{free_port()}", tmp_path / "service")
+    # Readiness waits 0.5 s for the absent broker, not 2 (at start and per /readyz).
+    service = start_service(f"127.0.0.1:{free_port()}", tmp_path / "service", ready_timeout_s="0.5")
     service.wait_live()
     (tmp_path / ".env").write_text(f"RG_PORT={port_of(service.url)}\n", encoding="utf-8")
     env = probe_env()

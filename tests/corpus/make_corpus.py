@@ -19,6 +19,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,8 @@ from app.integrity.bundle import (
 from app.integrity.chain import link_of
 from app.integrity.checkpoint import VERSION_2, Checkpoint, canonical_json
 from app.integrity.keys import derived_key_id
+from bench.goverifier import make_bundle
+from tests.helpers.erased import erased_subject_values
 
 Members = list[tuple[str, bytes]]
 SERVICE_KEY, OTHER_KEY = "keys/service.pub.pem", "keys/other.pub.pem"
@@ -276,6 +279,17 @@ def bad_line(source: Source) -> Members:
     return [*others(source, RECORDS), (RECORDS, source.members[RECORDS] + b"[1, 2]\n")]
 
 
+def erased_subject(source: Source) -> Members:
+    """A trail of its own, signed with the trail's key: a subject's sealed records (the key
+    destroyed) and its erasure record."""
+    values = erased_subject_values()
+    with tempfile.TemporaryDirectory() as folder:
+        made = Path(folder) / "erased.zip"
+        make_bundle(len(values), made, source.key, values=values)
+        with zipfile.ZipFile(made) as archive:
+            return [(info.filename, archive.read(info)) for info in archive.infolist()]
+
+
 SCENARIOS = [
     Scenario("clean", "a clean export of a real trail", clean),
     Scenario("clean-strict", "the same with --strict", clean, args=["--strict"]),
@@ -328,6 +342,11 @@ SCENARIOS = [
     Scenario("writers-hole", "the first entry of the log of writers gone", writers_hole, True),
     Scenario("bad-line", "a line of records.ndjson not of its form", bad_line, True),
     Scenario("bad-crc", "a byte of a stored member flipped under its CRC-32", clean, stored=True),
+    Scenario(
+        "erased-subject",
+        "an erased subject's sealed records and its erasure record",
+        erased_subject,
+    ),
 ]
 
 

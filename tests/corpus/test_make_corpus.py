@@ -48,6 +48,7 @@ EXPECTED: dict[str, tuple[int, dict[str, int], dict[str, int]]] = {
     "writers-hole": (1, {"rollback": 1}, {}),
     "bad-line": (1, {"forged": 1}, {}),
     "bad-crc": (1, {"altered": 1}, {}),
+    "erased-subject": (0, {}, {}),
 }
 
 
@@ -108,6 +109,8 @@ def test_every_scenario_gives_the_findings_it_was_made_for(corpus: Path) -> None
     }
     assert made["trust-bundle-keys"]["report"]["trusted_keys"] == "bundle"
     assert made["reordered"]["report"]["records_checked"] == len(USERS) * PER_USER
+    assert made["erased-subject"]["report"]["erasure_records"] == 1
+    assert made["clean"]["report"]["erasure_records"] == 0
 
 
 def test_the_console_script_gives_the_corpus_report(corpus: Path) -> None:

@@ -37,6 +37,8 @@ from app.integrity.bundle import (
 from app.integrity.chain import link_of
 from app.integrity.checkpoint import Checkpoint, canonical_json
 from app.integrity.keys import derived_key_id
+from bench.goverifier import make_bundle
+from tests.helpers.erased import erased_subject_values
 
 Members = list[tuple[str, bytes]]
 
@@ -396,6 +398,11 @@ def make_corpus(clean: Path, key: Ed25519PrivateKey, origin: str, out: Path) -> 
     scenarios.append(Scenario("truncated_file", given, set(), 2))
     (out / "not_a_zip.zip").write_bytes(b"PK\x03\x04 this is not a bundle\n")
     scenarios.append(Scenario("not_a_zip", given, set(), 2))
+    # An erased subject: its sealed records (their key destroyed) and its erasure record, a
+    # trail of its own signed with the same key: clean, one erasure record.
+    erased = erased_subject_values()
+    make_bundle(len(erased), out / "erased_subject.zip", key, values=erased)
+    scenarios.append(Scenario("erased_subject", given, set(), 0))
     (out / "corpus.json").write_text(
         json.dumps(
             [dataclasses.asdict(s) | {"kinds": sorted(s.kinds)} for s in scenarios], indent=2

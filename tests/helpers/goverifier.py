@@ -2,12 +2,17 @@
 the machine's Go into one static binary (`make verifier` builds the same), then run as a process
 like `ractogateway-kafka verify --bundle`, and the two reports compared as the doc says."""
 
+import argparse
+import functools
+import io
 import json
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from app.cli import build_parser
+from app.cli.integrity import VerifyInputError, verify_bundle
 from tests.helpers.tlog import go
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,3 +64,21 @@ def run(
     )
     report = json.loads(done.stdout) if done.returncode in {0, 1} else None
     return done.returncode, report, done.stderr
+
+
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    return build_parser()
+
+
+def python_run(bundle: Path, args: list[str]) -> tuple[int, str]:
+    """Exit code and standard output of `ractogateway-kafka verify --bundle BUNDLE --json
+    ARGS`, in this process: the console script's parser and the function its `verify --bundle`
+    runs (paths in `args` must not be relative). Exit 2 (unusable input) prints nothing."""
+    parsed = _parser().parse_args(["verify", "--bundle", str(bundle), "--json", *args])
+    out = io.StringIO()
+    try:
+        code = verify_bundle(parsed, out)
+    except VerifyInputError:
+        return 2, ""
+    return code, out.getvalue()

@@ -282,12 +282,22 @@ class CosigCheck:
 
 
 def submit(
-    url: str, old: int, proof: list[bytes], note: str, *, key: WitnessKey, text: str
+    url: str,
+    old: int,
+    proof: list[bytes],
+    note: str,
+    *,
+    key: WitnessKey,
+    text: str,
+    client: httpx.Client | None = None,
 ) -> Answer:
-    """POST one add-checkpoint to the witness at `url`; what its answer means."""
-    answer = httpx.post(
-        f"{url}/add-checkpoint", content=add_checkpoint_body(old, proof, note), timeout=10
-    )
+    """POST one add-checkpoint to the witness at `url` (through `client`, for many: making
+    a client costs more than a request); what its answer means."""
+    body = add_checkpoint_body(old, proof, note)
+    if client is None:
+        answer = httpx.post(f"{url}/add-checkpoint", content=body, timeout=10)
+    else:
+        answer = client.post(f"{url}/add-checkpoint", content=body, timeout=10)
     return interpret(
         answer.status_code,
         answer.headers.get("content-type", ""),

@@ -8,6 +8,7 @@ import json
 import random
 import struct
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -143,9 +144,15 @@ class _Log:
 
 
 def _submit(
-    url: str, old: int, proof: list[bytes], note: str, key: WitnessKey, text: str
+    url: str,
+    old: int,
+    proof: list[bytes],
+    note: str,
+    key: WitnessKey,
+    text: str,
+    client: httpx.Client | None = None,
 ) -> Answer:
-    return submit(url, old, proof, note, key=key, text=text)
+    return submit(url, old, proof, note, key=key, text=text, client=client)
 
 
 def test_our_cosigned_notes_open_in_go_with_the_witness_keys(cosigcheck: CosigCheck) -> None:
@@ -212,19 +219,22 @@ def test_fork_trials_no_rewritten_history_is_ever_cosigned(make_witness: MakeWit
     text, note = log.note(100)
     assert isinstance(_submit(witness.url, 0, [], note, key, text), Cosigned)
     refused = 0
-    for _ in range(FORK_TRIALS):
-        fork, size = _fork(log, rng, 100)
-        assert fork.root(100) != log.tree.root(100)
-        text, note = log.note(size, fork)  # re-signed with our real key
-        # As an operator would: the proof from the size the witness holds, in the forged tree;
-        # sometimes a stale `old` first, then the size the witness answers with.
-        old = rng.choice([100, 100, 0, 50])
-        answer = _submit(witness.url, old, fork.consistency(old, size), note, key, text)
-        if isinstance(answer, SizeConflict):
-            old = answer.size
-            answer = _submit(witness.url, old, fork.consistency(old, size), note, key, text)
-        assert isinstance(answer, Refused), (size, answer)
-        refused += 1
+    with httpx.Client() as client:
+        for _ in range(FORK_TRIALS):
+            fork, size = _fork(log, rng, 100)
+            assert fork.root(100) != log.tree.root(100)
+            text, note = log.note(size, fork)  # re-signed with our real key
+            # As an operator would: the proof from the size the witness holds, in the forged
+            # tree; sometimes a stale `old` first, then the size the witness answers with.
+            old = rng.choice([100, 100, 0, 50])
+            proof = fork.consistency(old, size)
+            answer = _submit(witness.url, old, proof, note, key, text, client)
+            if isinstance(answer, SizeConflict):
+                old = answer.size
+                proof = fork.consistency(old, size)
+                answer = _submit(witness.url, old, proof, note, key, text, client)
+            assert isinstance(answer, Refused), (size, answer)
+            refused += 1
     assert refused == FORK_TRIALS
     # The witness still holds the genuine checkpoint and cosigns the genuine extension.
     text, note = log.note(200)
