@@ -130,7 +130,12 @@ func (c *checker) manifest(members map[string][]byte, unreadable []string) *mani
 	if !c.manifestSigned(data, members, m.keyID) {
 		c.memberProblem("bad_signature", memberManifest, nil)
 	}
-	for _, name := range listed {
+	names := make([]string, 0, len(m.members))
+	for name := range m.members {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
 		held, present := members[name]
 		want := m.members[name]
 		sum := sha256.Sum256(held)
@@ -145,7 +150,7 @@ func (c *checker) manifest(members map[string][]byte, unreadable []string) *mani
 	}
 	var extra []string
 	for name := range members {
-		if name != memberManifest && name != memberSignature && !slices.Contains(listed, name) {
+		if _, isListed := m.members[name]; name != memberManifest && name != memberSignature && !isListed {
 			extra = append(extra, name)
 		}
 	}

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.errors import ErasureKeysUnavailableError, InvalidRequestError
-from app.kafka import KafkaAuditEvent
+from app.kafka import KafkaAuditEvent, KafkaMessage
 from app.privacy.keystore import KeyStore
 from app.privacy.sealing import (
     SEALED_PREFIX,
@@ -138,6 +138,17 @@ class Erasure:
         except ErasureKeysUnavailableError:
             return view
         return json.dumps(shown, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def open_message(self, message: KafkaMessage) -> KafkaMessage:
+        """A consumed record (its value decoded) with its value's sealed fields opened
+        (`open_value`); as it is when it holds none, or while the keys cannot be used."""
+        value = message.value
+        if not isinstance(value, dict):
+            return message
+        try:
+            return message.model_copy(update={"value": self.open_value(value)})
+        except ErasureKeysUnavailableError:
+            return message
 
     def _open(self, event_id: str, field: str, sealed: str) -> str:
         kid = kid_of(sealed)
