@@ -342,6 +342,8 @@ async def test_the_stream_search_and_tail_open_sealed_fields_and_name_an_erasure
 ) -> None:
     topic, copies = f"test-{uuid.uuid4().hex}", f"test-{uuid.uuid4().hex}"
     kek = kek_file(tmp_path)
+    # Record schema v2's structured messages: sealed value by value, opened to what was sent.
+    asked = [{"role": "user", "parts": [{"type": "text", "content": "CANARY-structured"}]}]
     service = launch_service(
         broker.bootstrap_servers,
         tmp_path / "service",
@@ -361,7 +363,8 @@ async def test_the_stream_search_and_tail_open_sealed_fields_and_name_an_erasure
             assert (await anext(events))["comment"] == "subscribed"
             for user in ("dave", "erin"):
                 event = {"user_id": user, "model": "m", "prompt": f"P-{user}", "response": "r"}
-                assert (await client.post("/audit", json=event)).status_code == 201
+                written = await client.post("/audit", json={**event, "input_messages": asked})
+                assert written.status_code == 201, written.text
             streamed = [await next_message(events) for _ in range(2)]
             assert {m["value"]["prompt"] for m in streamed} == {"P-dave", "P-erin"}
 
@@ -382,6 +385,10 @@ async def test_the_stream_search_and_tail_open_sealed_fields_and_name_an_erasure
 
             await eventually(dave_erased, timeout_s=10)
             assert await prompt_of("erin") == "P-erin"
+            (record,) = (await client.get("/audit/records", params={"user_id": "erin"})).json()[
+                "records"
+            ]
+            assert record["value"]["input_messages"] == asked
             assert (await next_message(events))["value"]["user_id"] == "rg-erasure"
             # A copy of dave's stored record read after the erasure: streamed with the marker.
             (stored,) = [
@@ -413,6 +420,7 @@ async def test_the_stream_search_and_tail_open_sealed_fields_and_name_an_erasure
     assert (values["dave"]["prompt"], values["dave"]["response"]) == (marker, marker)
     assert (values["erin"]["prompt"], values["erin"]["response"]) == ("P-erin", "r")
     assert "rg-erasure" in values
+    assert b"CANARY-" not in segment_bytes(broker, topic)
 
 
 async def test_a_wrong_kek_stops_the_start_naming_the_setting(
