@@ -137,6 +137,7 @@ def export_args(topic: str, out: Path, user: str | None, private: Path, public: 
         signing_key=private,
         public_key=[str(public)],
         progress=False,
+        sealed=True,
     )
 
 

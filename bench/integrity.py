@@ -14,6 +14,8 @@ it masked by "on" only; after, "on" must have written checkpoints and "off" none
 does not measure what its labels say fails instead of printing a ratio.
 """
 
+import asyncio
+import base64
 import dataclasses
 import os
 import re
@@ -85,11 +87,32 @@ def signing_key(directory: Path) -> Path:
     return directory / f"{KEY_ID}.key.pem"
 
 
+def kek_file(directory: Path) -> Path:
+    """A fresh erasure KEK (32 random bytes, one line of base64), readable by its owner only."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "erasure.kek"
+    path.write_bytes(base64.b64encode(os.urandom(32)) + b"\n")
+    path.chmod(0o600)
+    return path
+
+
 def variants(key: Path, tsa: tuple[str, Path] | None = None) -> tuple[Variant, Variant]:
     """Off (chain only) and on (chain, signed checkpoints every second, redaction mask); with
     BENCH_PAIR=proofs, both signed and off without the proof index (RG_AUDIT_PROOFS=false):
     what serving proofs of every record costs; with BENCH_PAIR=tsa (`tsa`: the authority's URL
-    and CA file), both signed with proofs and on stamping the log of writers every second."""
+    and CA file), both signed with proofs and on stamping the log of writers every second;
+    with BENCH_PAIR=erasure, chain only and on sealing prompt and response (RG_ERASURE=on, a
+    KEK next to the signing key)."""
+    if os.environ.get("BENCH_PAIR") == "erasure":
+        kek = kek_file(key.parent)
+        return (
+            Variant("chain_only", "chain only", {"RG_REDACTION": "off"}),
+            Variant(
+                "erasure",
+                "chain + erasure (sealed)",
+                {"RG_REDACTION": "off", "RG_ERASURE": "on", "RG_ERASURE_KEK_FILE": str(kek)},
+            ),
+        )
     if os.environ.get("BENCH_PAIR") == "tsa" and tsa is not None:
         signed = {
             "RG_AUDIT_SIGNING_KEY_FILE": str(key),
@@ -155,6 +178,15 @@ def _check(running: _Running, *, masks: bool) -> None:
         raise ServiceError(f"{running.variant.label}: redaction is not as configured")
 
 
+def _check_sealing(bootstrap_servers: str, off_topic: str, on_topic: str) -> None:
+    """Erasure is on where it says: only "on" has a keys topic (its probe's subject's key)."""
+    from tests.helpers.kafka import topic_names  # noqa: PLC0415 - the erasure pair only
+
+    names = asyncio.run(topic_names(bootstrap_servers))
+    if f"{off_topic}.keys" in names or f"{on_topic}.keys" not in names:
+        raise ServiceError(f"erasure is not as configured: keys topics {sorted(names)}")
+
+
 def _round(running: _Running, broker_pid: int | None, script: Path, plan: PairPlan) -> None:
     pids = {"producer": running.service.pid}
     if broker_pid is not None:
@@ -216,7 +248,9 @@ def measure(
         off, on = pair
         both_signed = pair_kind in ("proofs", "tsa")
         _check(off, masks=False)
-        _check(on, masks=not both_signed)
+        _check(on, masks=pair_kind not in ("proofs", "tsa", "erasure"))
+        if pair_kind == "erasure":
+            _check_sealing(bootstrap_servers, off.service.topic, on.service.topic)
         for running in pair:
             print(f"== {running.variant.label}: {plan.warmup_s} s warm-up", flush=True)
             wrk.run(
@@ -244,7 +278,8 @@ def measure(
             authority.stop()
     # Off signs nothing in the integrity pair; in the proofs and tsa pairs both sign.
     off_signed = bool(off.metrics["rg_audit_checkpoints_total"])
-    if not on.metrics["rg_audit_checkpoints_total"] or off_signed != both_signed:
+    on_signed = bool(on.metrics["rg_audit_checkpoints_total"])
+    if on_signed != (pair_kind != "erasure") or off_signed != both_signed:
         raise ServiceError(f"checkpoints written: off {off.metrics}, on {on.metrics}")
     if pair_kind == "tsa" and not on.metrics["rg_audit_tsa_tokens_total"]:
         raise ServiceError(f"no timestamp token kept: {on.metrics}")

@@ -21,10 +21,15 @@ const (
 	memberWriters     = "writers.ndjson"
 	memberRecords     = "records.ndjson"
 	memberProofs      = "proofs.ndjson"
+	memberOpened      = "opened.ndjson"
 )
 
 // listed: the members the manifest lists, in the order they are written.
 var listed = []string{memberKeys, memberCheckpoints, memberWriters, memberRecords, memberProofs}
+
+// optional: a member the manifest lists when the bundle holds it (an export with erasure on:
+// the sealed fields opened, for people); its bytes are checked like any other member's.
+var optional = []string{memberOpened}
 
 var errNotBundle = errors.New("not an evidence bundle")
 
@@ -268,10 +273,14 @@ func parseManifest(data []byte) (*manifest, bool) {
 		*into = &text
 	}
 	members, err := object(found["members"])
-	if err != nil || !hasFields(members, listed...) {
+	names := listed
+	if _, held := members[memberOpened]; held {
+		names = append(slices.Clone(listed), optional...)
+	}
+	if err != nil || !hasFields(members, names...) {
 		return nil, false
 	}
-	for _, name := range listed {
+	for _, name := range names {
 		entry, err := object(members[name])
 		if err != nil || !hasFields(entry, "sha256", "size") {
 			return nil, false

@@ -172,7 +172,12 @@ func (c *checker) manifest(b *bundle, m *manifest, parsed bool) {
 	if !c.manifestSigned(b.members[memberManifest], b.members, m.keyID) {
 		c.memberProblem("bad_signature", memberManifest, nil)
 	}
-	for _, name := range listed {
+	names := make([]string, 0, len(m.members))
+	for name := range m.members {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
 		held, want := b.sums[name], m.members[name]
 		switch {
 		case b.unreadable[name]:
@@ -185,7 +190,7 @@ func (c *checker) manifest(b *bundle, m *manifest, parsed bool) {
 	}
 	var extra []string
 	for _, name := range b.order {
-		if b.readable(name) && name != memberManifest && name != memberSignature && !slices.Contains(listed, name) {
+		if _, isListed := m.members[name]; b.readable(name) && name != memberManifest && name != memberSignature && !isListed {
 			extra = append(extra, name)
 		}
 	}

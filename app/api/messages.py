@@ -241,9 +241,7 @@ async def messages_stream(
             if filters.matches(record):
                 yield ServerSentEvent(
                     # `checkpointed` as it is when the event is sent.
-                    raw_data=record.json(
-                        services.coverage.covers, services.recent.schema_versions
-                    ).decode(),
+                    raw_data=services.recent.streamed(record, services.coverage.covers).decode(),
                     event="message",
                     id=f"{record.topic}/{record.partition}/{record.offset}",
                 )

@@ -4,15 +4,19 @@ window, one user's or everyone's, read from the topics directly (no service need
 The proofs are computed here: the audit topic is read whole into a proof index
 (app/integrity/proofs.py) in a temporary folder, as the service's proof index reads it, because
 a writer's tree needs every position of the writer, not only the window's. The checkpoints topic
-and the log of writers go into the bundle whole. Exit 0 when the bundle is written, 2 with one
-line saying why not.
+and the log of writers go into the bundle whole. With RG_ERASURE=on the records stay as stored
+(sealed: the proofs are over them) and `opened.ndjson` shows their sealed fields opened, or the
+marker naming the erasure record of an erased subject (`--sealed`: not). Exit 0 when the bundle
+is written, 2 with one line saying why not.
 """
 
 import argparse
 import asyncio
+import json
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,9 +35,11 @@ from app.cli.integrity import (
     rfc3339,
 )
 from app.connection import consumer_config
+from app.errors import ErasureKeysUnavailableError
 from app.integrity.bundle import (
     CHECKPOINTS,
     KEYS,
+    OPENED,
     PROOFS,
     RECORDS,
     WRITERS,
@@ -46,6 +52,7 @@ from app.integrity.checkpoint import (
     VERSION_2,
     Checkpoint,
     CheckpointFormatError,
+    canonical_json,
 )
 from app.integrity.checkpoint import (
     rfc3339 as rfc3339_text,
@@ -63,6 +70,9 @@ from app.integrity.proofs import KnownCheckpoint, ProofIndex, ProofUnavailableEr
 from app.integrity.trust import CheckpointTrust
 from app.integrity.writers import WRITERS_KEY
 from app.logs import configure_logging
+from app.privacy.erasure import Erasure
+from app.privacy.sealing import SEALED_PREFIX
+from app.services import StartupError, erasure_of, start_erasure
 from app.settings import Settings, get_settings
 
 _WRITER = re.compile(r"[0-9a-f]{32}")
@@ -83,6 +93,23 @@ def kafka_line(record: ConsumerRecord[bytes, bytes]) -> KafkaLine:
     )
 
 
+def opened_line(erasure: Erasure, record: ConsumerRecord[bytes, bytes]) -> bytes | None:
+    """A line of opened.ndjson: the record's place and its value with the sealed fields
+    opened (or marked erased); None for a record with no sealed field. Raises
+    `ErasureKeysUnavailableError` while the keys cannot be read."""
+    raw = record.value
+    if raw is None or SEALED_PREFIX.encode() not in raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    place = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+    return canonical_json({**place, "value": erasure.open_value(value)}) + b"\n"
+
+
 def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
     for key, raw in record.headers:
         if key == name:
@@ -100,6 +127,8 @@ class Export:
     since_ms: int | None
     until_ms: int | None
     user: bytes | None
+    # RG_ERASURE=on: a record's line of opened.ndjson (`opened_line`).
+    opener: Callable[[ConsumerRecord[bytes, bytes]], bytes | None] | None = None
     positions: set[tuple[str, int]] = field(default_factory=set)
     refused: list[str] = field(default_factory=list)  # why proofs were refused, once each
 
@@ -147,6 +176,8 @@ class Export:
         if self.until_ms is not None and record.timestamp >= self.until_ms:
             return
         self.bundle.add(RECORDS, kafka_line(record).encode())
+        if self.opener is not None and (line := self.opener(record)) is not None:
+            self.bundle.add(OPENED, line)
         if placed is not None:
             self.positions.add(placed)
 
@@ -206,6 +237,27 @@ def _keys(settings: Settings, args: argparse.Namespace) -> tuple[SigningKey, lis
 async def export_bundle(args: argparse.Namespace, settings: Settings) -> tuple[int, int, int]:
     """Write the bundle; the records, proofs and positions without a proof."""
     signer, trusted = _keys(settings, args)
+    erasure = None if args.sealed else erasure_of(settings)
+    if erasure is not None:
+        await start_erasure(erasure)
+    try:
+        return await _export(args, settings, signer, trusted, erasure)
+    except ErasureKeysUnavailableError as exc:
+        raise VerifyInputError(
+            f"cannot open the sealed fields: {exc} (--sealed exports without them)"
+        ) from None
+    finally:
+        if erasure is not None:
+            await erasure.store.close()
+
+
+async def _export(
+    args: argparse.Namespace,
+    settings: Settings,
+    signer: SigningKey,
+    trusted: list[PublicKey],
+    erasure: Erasure | None,
+) -> tuple[int, int, int]:
     config = consumer_config(settings, topics=[args.topic], max_poll_records=5000).to_aiokafka()
     progress_to = sys.stderr if args.progress or sys.stderr.isatty() else None
     with tempfile.TemporaryDirectory(prefix="rg-export-") as folder:
@@ -214,11 +266,12 @@ async def export_bundle(args: argparse.Namespace, settings: Settings) -> tuple[i
         try:
             job = Export(
                 index,
-                BundleWriter(work),
+                BundleWriter(work, optional=() if erasure is None else (OPENED,)),
                 CheckpointTrust(trusted),
                 _millis(args.since),
                 _millis(args.until),
                 None if args.user is None else args.user.encode("utf-8"),
+                None if erasure is None else lambda record: opened_line(erasure, record),
             )
             await read_topic(config, args.checkpoints_topic, job.checkpoint, required=False)
             await read_topic(config, args.writers_topic, job.writers_entry, required=False)
@@ -278,7 +331,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         records, proofs, uncovered = asyncio.run(export_bundle(args, settings))
-    except (VerifyInputError, SigningKeyError) as exc:
+    except (VerifyInputError, SigningKeyError, StartupError) as exc:
         logger.error("%s", exc)
         return EXIT_USAGE
     except KafkaError as exc:
@@ -353,6 +406,12 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         metavar="FILE[@UNTIL]",
         help="a public key checkpoints are signed with, besides the service's own and "
         "RG_AUDIT_RETIRED_KEYS_DIR's; repeatable",
+    )
+    export.add_argument(
+        "--sealed",
+        action="store_true",
+        help="with RG_ERASURE=on, leave out opened.ndjson (the sealed fields opened): the "
+        "bundle then holds no personal data in the clear",
     )
     export.add_argument(
         "--progress", action="store_true", help="progress bar on stderr even when not a TTY"

@@ -14,12 +14,14 @@ from app.ingest.contracts import registry_client
 from app.kafka import (
     KafkaConfigError,
     KafkaConsumerClient,
+    KafkaMessage,
     KafkaProducerClient,
     KafkaStreamConfig,
     KafkaStreamProcessor,
 )
 from app.kafka.schemas import JsonSchemaDeserializer
 from app.logs import configure_logging
+from app.services import erasure_of, start_erasure
 from app.settings import get_settings
 
 
@@ -101,7 +103,22 @@ def cmd_tail(args: argparse.Namespace) -> int:
         else None,
     )
     formatter = as_otlp_line if args.otlp else as_json_line if args.json else as_text_line
-    asyncio.run(tail(consumer, out=sys.stdout, formatter=formatter, max_messages=args.max_messages))
+    # RG_ERASURE=on: sealed fields printed opened, or as the marker naming their erasure.
+    erasure = erasure_of(settings)
+
+    def line(message: KafkaMessage) -> str:
+        return formatter(message if erasure is None else erasure.open_message(message))
+
+    async def run() -> None:
+        if erasure is not None:
+            await start_erasure(erasure)
+        try:
+            await tail(consumer, out=sys.stdout, formatter=line, max_messages=args.max_messages)
+        finally:
+            if erasure is not None:
+                await erasure.store.close()
+
+    asyncio.run(run())
     return 0
 
 

@@ -5,8 +5,10 @@ Members, each once: `manifest.json` (what the bundle holds, the SHA-256 and size
 member) and `manifest.sig` (its Ed25519 signature, unpadded base64url and LF), `keys.json`, and
 four NDJSON members: `checkpoints.ndjson`, `writers.ndjson` and `records.ndjson` hold one Kafka
 record a line (`KafkaLine`: its bytes in base64), `proofs.ndjson` one tlog-proof per writer
-position. Every hash and signature is over a member's bytes as stored, so readers never need
-to re-encode anything.
+position; and, from an export with RG_ERASURE=on, `opened.ndjson`: the records' sealed fields
+opened (a view for people, listed and signed like the others, not evidence: the proofs are over
+the sealed records). Every hash and signature is over a member's bytes as stored, so readers
+never need to re-encode anything.
 """
 
 import base64
@@ -33,8 +35,10 @@ CHECKPOINTS = "checkpoints.ndjson"
 WRITERS = "writers.ndjson"
 RECORDS = "records.ndjson"
 PROOFS = "proofs.ndjson"
-# The members the manifest lists, in the order they are written.
+OPENED = "opened.ndjson"
+# The members the manifest lists, in the order they are written; `OPENED` only when written.
 LISTED = (KEYS, CHECKPOINTS, WRITERS, RECORDS, PROOFS)
+OPTIONAL = (OPENED,)
 MEMBERS = (MANIFEST, SIGNATURE, *LISTED)
 _LINE_FIELDS = frozenset({"topic", "partition", "offset", "timestamp", "key", "value", "headers"})
 _MANIFEST_FIELDS = frozenset(
@@ -192,8 +196,13 @@ class Manifest:
             raise BundleFormatError(f"{MANIFEST}: key_id or topics not of the form")
         if not all(isinstance(name, str) for name in topics.values()):
             raise BundleFormatError(f"{MANIFEST}: a topic name is not a string")
-        if not isinstance(members, dict) or set(members) != set(LISTED):
-            raise BundleFormatError(f"{MANIFEST}: members must list exactly {list(LISTED)}")
+        if not isinstance(members, dict) or not set(LISTED) <= set(members) <= {
+            *LISTED,
+            *OPTIONAL,
+        }:
+            raise BundleFormatError(
+                f"{MANIFEST}: members must list exactly {list(LISTED)}, and {OPENED} if held"
+            )
         listed: dict[str, tuple[str, int]] = {}
         for name, entry in members.items():
             if not isinstance(entry, dict) or set(entry) != {"sha256", "size"}:
@@ -213,15 +222,17 @@ def sign_manifest(manifest: bytes, key: Ed25519PrivateKey) -> bytes:
 class BundleWriter:
     """Builds a bundle: NDJSON members are written line by line to files in `work` (they can
     be larger than memory), hashed as they go; `close()` writes the manifest, signs it and
-    zips everything into `out` (through a temporary file, renamed once complete)."""
+    zips everything into `out` (through a temporary file, renamed once complete). `optional`:
+    the members of `OPTIONAL` this bundle holds (listed, hashed and signed like the others)."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, *, optional: tuple[str, ...] = ()) -> None:
         self._work = work
+        self.listed = (*LISTED, *(name for name in OPTIONAL if name in optional))
         self._files: dict[str, IO[bytes]] = {}
-        self._hashes = {name: hashlib.sha256() for name in LISTED}
-        self._sizes = dict.fromkeys(LISTED, 0)
-        self.counts = dict.fromkeys(LISTED, 0)
-        for name in LISTED:
+        self._hashes = {name: hashlib.sha256() for name in self.listed}
+        self._sizes = dict.fromkeys(self.listed, 0)
+        self.counts = dict.fromkeys(self.listed, 0)
+        for name in self.listed:
             self._files[name] = (work / name).open("wb")
 
     def add(self, member: str, data: bytes) -> None:
@@ -254,7 +265,7 @@ class BundleWriter:
                 "records": self.counts[RECORDS],
                 "members": {
                     name: {"sha256": self._hashes[name].hexdigest(), "size": self._sizes[name]}
-                    for name in LISTED
+                    for name in self.listed
                 },
             }
         )
@@ -262,7 +273,7 @@ class BundleWriter:
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(MANIFEST, manifest)
             archive.writestr(SIGNATURE, sign_manifest(manifest, key))
-            for name in LISTED:
+            for name in self.listed:
                 archive.write(self._work / name, arcname=name)
         os.replace(partial, out)
 

@@ -19,9 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.integrity.bundle import (
     CHECKPOINTS,
-    LISTED,
     MANIFEST,
-    MEMBERS,
     PROOFS,
     RECORDS,
     SIGNATURE,
@@ -135,7 +133,7 @@ class BundleCheck:
             self._problem("forged", str(exc), MANIFEST)
             return None
         self._manifest_signature(data, members.get(SIGNATURE), manifest.key_id)
-        for name in LISTED:
+        for name in manifest.members:
             digest, size = manifest.members[name]
             held = members.get(name)
             if name in unreadable:
@@ -149,7 +147,7 @@ class BundleCheck:
                     f"manifest says {digest}, {size} bytes",
                     name,
                 )
-        for name in sorted(set(members) - set(MEMBERS)):
+        for name in sorted(set(members) - {MANIFEST, SIGNATURE, *manifest.members}):
             self._problem("forged", "a member the manifest does not list", name)
         return manifest
 

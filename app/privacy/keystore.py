@@ -123,6 +123,9 @@ class KafkaKeyStore:
         self._task: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # Set when a write failed: the next write first replaces the producer (see `_send`).
+        self._producer_failed = False
+        self._renewing = asyncio.Lock()
         # Called with the kids an erasure destroyed, this replica's or another's (the service
         # purges GET /messages of their records).
         self.on_erased: Callable[[list[str]], object] | None = None
@@ -168,9 +171,7 @@ class KafkaKeyStore:
 
     async def _load(self) -> None:
         await self.ensure_topic()
-        kwargs = producer_config(self._settings).to_aiokafka()
-        kwargs.update(acks="all", enable_idempotence=True, linger_ms=0)
-        self._producer = AIOKafkaProducer(**kwargs)
+        self._producer = self._new_producer()
         await self._producer.start()
         consumer = AIOKafkaConsumer(
             **consumer_config(
@@ -188,6 +189,11 @@ class KafkaKeyStore:
             await self._poll(strict=True)
         self._state.caught_up_at = time.monotonic()
         self._follower = asyncio.create_task(self._follow(), name="erasure-keys-reader")
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        kwargs = producer_config(self._settings).to_aiokafka()
+        kwargs.update(acks="all", enable_idempotence=True, linger_ms=0)
+        return AIOKafkaProducer(**kwargs)
 
     async def close(self) -> None:
         """Stop the reader, close the clients."""
@@ -410,6 +416,8 @@ class KafkaKeyStore:
             await consumer.stop()
 
     async def _send(self, key: str, body: dict[str, Any] | None) -> None:
+        if self._producer is not None and self._producer_failed:
+            await self._renew_producer()
         producer = self._producer
         if producer is None:
             raise KeyStoreUnavailableError("the erasure keys store is not started")
@@ -420,7 +428,33 @@ class KafkaKeyStore:
                 timeout=self._fresh_s,
             )
         except (KafkaError, TimeoutError) as exc:
+            # An idempotent producer whose write failed for good (the broker refused it) is
+            # out of step on its sequence numbers: every later write would fail
+            # (OutOfOrderSequenceNumber) until a restart. The next write uses a new one.
+            self._producer_failed = True
             raise KeyStoreUnavailableError(
                 f"the erasure keys topic {self.topic} did not take a key: {exc!r}; nothing is "
                 "written unsealed"
             ) from None
+
+    async def _renew_producer(self) -> None:
+        async with self._renewing:
+            if not self._producer_failed:
+                return
+            fresh = self._new_producer()
+            try:
+                await asyncio.wait_for(fresh.start(), timeout=self._fresh_s)
+            except (KafkaError, TimeoutError, OSError) as exc:
+                with contextlib.suppress(Exception):
+                    await fresh.stop()
+                raise KeyStoreUnavailableError(
+                    f"the erasure keys topic {self.topic} cannot be written: {exc!r}; nothing "
+                    "is written unsealed"
+                ) from None
+            old, self._producer = self._producer, fresh
+            self._producer_failed = False
+            if old is not None:
+                # A write of it still pending may land yet: a key the reader then learns, a
+                # tombstone the erasure's retry (it answered 503) writes again anyway.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(old.stop(), timeout=1.0)

@@ -217,6 +217,14 @@ class RecentRecords:
                 return record.json_parts(coverage, self.schema_versions, view=body)
         return record.json_parts(coverage, self.schema_versions)
 
+    def streamed(self, record: RecentRecord, coverage: Coverage) -> bytes:
+        """`record`'s JSON as GET /messages/stream sends it: as GET /messages shows it, its
+        sealed fields opened (or marked erased) now, when it is sent."""
+        view = None
+        if self.opener is not None and record.shown is None:
+            view = self.opener(record.view_json(self.schema_versions))
+        return b"".join(record.json_parts(coverage, self.schema_versions, view=view))
+
     def purge_sealed(self, kids: list[str]) -> int:
         """Drop every kept record with a field sealed under one of `kids` (an erased subject's,
         RG_ERASURE=on); the number dropped."""

@@ -1,27 +1,37 @@
 """Erasure over HTTP on a real broker of the test's own (its data directory is grepped): sealed
 fields from the first record, POST /audit/erase, compaction of the keys topic, a second replica,
-a wrong KEK and an unknown subject."""
+every read path (GET /messages, its stream, /audit/records, `tail`, `export`), a wrong KEK, an
+unknown subject, and the keys topic failing writes."""
 
 import asyncio
 import base64
 import json
 import os
 import uuid
-from collections.abc import Iterator
+import zipfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
+from app.integrity.bundle import OPENED
 from app.privacy.erasure import ERASED_MARKER
+from app.privacy.keystore import KEYS_TOPIC_CONFIGS
 from app.privacy.sealing import is_sealed
 from app.services import StartupError
+from tests.helpers import goverifier
 from tests.helpers.app import client_for, services_of
 from tests.helpers.broker import in_thread_start, in_thread_stop
-from tests.helpers.kafka import records_of
+from tests.helpers.kafka import describe_topic, records_of
 from tests.helpers.polling import eventually
 from tests.helpers.processes import run_cli
+from tests.helpers.service import launch_service
+from tests.helpers.sse import sse_events
 
 SUBJECTS = 100
 PER_SUBJECT = 100
@@ -152,6 +162,25 @@ async def test_erasure_shreds_one_subject_and_leaves_the_rest_readable(
         assert erased.status_code == 202, erased.text
         erasure_id = erased.json()["event_id"]
         assert erased.json()["status"] == "acked"
+        marker = ERASED_MARKER.format(erasure=erasure_id)
+
+        # GET /audit/records names the erasure in the erased subject's fields and opens the
+        # others'; GET /messages forgot the erased subject's records and opens the others'.
+        async def prompts(path: str, params: dict[str, Any]) -> set[str]:
+            answer = await client.get(path, params={**params, "limit": 5})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            return {m["value"]["prompt"] for m in body.get("records", body.get("messages"))}
+
+        assert await prompts("/audit/records", {"user_id": "person-0"}) == {marker}
+        found = await prompts("/audit/records", {"user_id": "person-1"})
+        assert found
+        assert found <= {canary(1, n) for n in range(PER_SUBJECT)}
+        assert await prompts("/messages", {"key": "person-0"}) == set()
+        last = SUBJECTS - 1
+        found = await prompts("/messages", {"key": f"person-{last}"})
+        assert found
+        assert found <= {canary(last, n) for n in range(PER_SUBJECT)}
 
         records = await records_of(broker.bootstrap_servers, topic)
         assert len(records) == SUBJECTS * PER_SUBJECT + 1
@@ -166,7 +195,7 @@ async def test_erasure_shreds_one_subject_and_leaves_the_rest_readable(
             assert is_sealed(value["response"])
             opened = victim.open_value(value)
             if value["user_id"] == "person-0":
-                assert opened["prompt"] == ERASED_MARKER.format(erasure=erasure_id)
+                assert opened["prompt"] == marker
             else:
                 assert opened["prompt"].startswith("CANARY-")
                 opened_ok += 1
@@ -201,6 +230,46 @@ async def test_erasure_shreds_one_subject_and_leaves_the_rest_readable(
     assert report["signed"] is True
     assert report["records_checked"] == report["records_valid"] == SUBJECTS * PER_SUBJECT + 1
     assert report["erasure_records"] == 1
+
+    # The evidence bundle keeps the records as stored (its proofs are over them) and shows the
+    # sealed fields opened beside them, the erased subject's as the marker; both verifiers
+    # take it, with one report.
+    bundle = tmp_path / "bundle.zip"
+    exported = run_cli(
+        ["export", "--out", str(bundle)],
+        cwd=tmp_path,
+        env=plain_env(
+            RG_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+            RG_AUDIT_TOPIC=topic,
+            RG_AUDIT_SIGNING_KEY_FILE=str(signing["audit_signing_key_file"]),
+            RG_AUDIT_KEY_ID="erasure-test",
+            RG_ERASURE="on",
+            RG_ERASURE_KEK_FILE=str(kek),
+        ),
+    )
+    assert exported.returncode == 0, exported.stderr
+    with zipfile.ZipFile(bundle) as archive:
+        stored = archive.read("records.ndjson")
+        views = [as_json(line) for line in archive.read(OPENED).splitlines()]
+    assert b"CANARY-" not in stored
+    assert len(views) == SUBJECTS * PER_SUBJECT
+    shredded = [view for view in views if view["value"]["user_id"] == "person-0"]
+    assert len(shredded) == PER_SUBJECT
+    assert {view["value"]["prompt"] for view in shredded} == {marker}
+    assert all(
+        view["value"]["prompt"].startswith("CANARY-")
+        for view in views
+        if view["value"]["user_id"] != "person-0"
+    )
+    public = ["--public-key", str(tmp_path / "keys" / "erasure-test.pub.pem")]
+    checked = run_cli(
+        ["verify", "--json", "--bundle", str(bundle), *public], cwd=tmp_path, env=plain_env()
+    )
+    assert checked.returncode == 0, checked.stdout
+    go_exit, go_report, go_err = goverifier.run(goverifier.build(), bundle, public)
+    assert go_exit == 0, go_err
+    assert go_report is not None
+    assert goverifier.normalised(go_report) == goverifier.normalised(json.loads(checked.stdout))
 
 
 async def test_an_erasure_on_one_replica_is_honoured_by_another_within_the_bound(
@@ -260,33 +329,98 @@ async def test_an_erasure_on_one_replica_is_honoured_by_another_within_the_bound
         assert message["value"]["response"] == marker
 
 
-async def test_the_whole_trail_search_opens_sealed_fields_and_names_an_erasure(
+async def next_message(events: AsyncIterator[dict[str, str]]) -> dict[str, Any]:
+    """The next record a GET /messages/stream sends, decoded."""
+    while True:
+        event = await asyncio.wait_for(anext(events), 20)
+        if event.get("event") == "message":
+            return as_json(event["data"])
+
+
+async def test_the_stream_search_and_tail_open_sealed_fields_and_name_an_erasure(
     broker: EmbeddedKafka, tmp_path: Path
 ) -> None:
-    topic = f"test-{uuid.uuid4().hex}"
-    settings = settings_for(topic, kek_file(tmp_path))
-    async with client_for(broker.bootstrap_servers, **settings) as client:
-        for user in ("dave", "erin"):
-            event = {"user_id": user, "model": "m", "prompt": f"P-{user}", "response": "r"}
-            assert (await client.post("/audit", json=event)).status_code == 201
+    topic, copies = f"test-{uuid.uuid4().hex}", f"test-{uuid.uuid4().hex}"
+    kek = kek_file(tmp_path)
+    # Record schema v2's structured messages: sealed value by value, opened to what was sent.
+    asked = [{"role": "user", "parts": [{"type": "text", "content": "CANARY-structured"}]}]
+    service = launch_service(
+        broker.bootstrap_servers,
+        tmp_path / "service",
+        audit_topic=topic,
+        # A second topic GET /messages keeps, where a copy of a sealed record turns up later.
+        messages_topics=f"{topic},{copies}",
+        erasure="on",
+        erasure_kek_file=str(kek),
+    )
+    try:
+        await asyncio.to_thread(service.wait_ready)
+        async with (
+            httpx.AsyncClient(base_url=service.url, timeout=30) as client,
+            client.stream("GET", "/messages/stream") as response,
+        ):
+            events = sse_events(response)
+            assert (await anext(events))["comment"] == "subscribed"
+            for user in ("dave", "erin"):
+                event = {"user_id": user, "model": "m", "prompt": f"P-{user}", "response": "r"}
+                written = await client.post("/audit", json={**event, "input_messages": asked})
+                assert written.status_code == 201, written.text
+            streamed = [await next_message(events) for _ in range(2)]
+            assert {m["value"]["prompt"] for m in streamed} == {"P-dave", "P-erin"}
 
-        async def prompt_of(user: str) -> str:
-            answer = await client.get("/audit/records", params={"user_id": user})
-            assert answer.status_code == 200, answer.text
-            (record,) = answer.json()["records"]
-            prompt: str = record["value"]["prompt"]
-            return prompt
+            async def prompt_of(user: str) -> str:
+                answer = await client.get("/audit/records", params={"user_id": user})
+                assert answer.status_code == 200, answer.text
+                (record,) = answer.json()["records"]
+                prompt: str = record["value"]["prompt"]
+                return prompt
 
-        assert await prompt_of("dave") == "P-dave"
-        erased = await client.post("/audit/erase", json={"subject": "dave", "reason": "r"})
-        assert erased.status_code == 202, erased.text
-        marker = ERASED_MARKER.format(erasure=erased.json()["event_id"])
+            assert await prompt_of("dave") == "P-dave"
+            erased = await client.post("/audit/erase", json={"subject": "dave", "reason": "r"})
+            assert erased.status_code == 202, erased.text
+            marker = ERASED_MARKER.format(erasure=erased.json()["event_id"])
 
-        async def dave_erased() -> bool:
-            return await prompt_of("dave") == marker
+            async def dave_erased() -> bool:
+                return await prompt_of("dave") == marker
 
-        await eventually(dave_erased, timeout_s=10)
-        assert await prompt_of("erin") == "P-erin"
+            await eventually(dave_erased, timeout_s=10)
+            assert await prompt_of("erin") == "P-erin"
+            (record,) = (await client.get("/audit/records", params={"user_id": "erin"})).json()[
+                "records"
+            ]
+            assert record["value"]["input_messages"] == asked
+            assert (await next_message(events))["value"]["user_id"] == "rg-erasure"
+            # A copy of dave's stored record read after the erasure: streamed with the marker.
+            (stored,) = [
+                as_json(m.value)
+                for m in await records_of(broker.bootstrap_servers, topic)
+                if m.key in {"dave", b"dave"}
+            ]
+            copy = {"topic": copies, "key": "dave", "value": stored}
+            assert (await client.post("/publish", json=copy)).status_code == 201
+            shown = await next_message(events)
+            assert (shown["topic"], shown["value"]["prompt"]) == (copies, marker)
+    finally:
+        assert service.stop() == 0, service.log()
+    # `tail` opens what it can and names the erasure in the rest.
+    done = run_cli(
+        ["tail", topic, "--from-beginning", "--json", "--max-messages", "3"],
+        cwd=tmp_path,
+        env=plain_env(
+            RG_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+            RG_AUDIT_TOPIC=topic,
+            RG_ERASURE="on",
+            RG_ERASURE_KEK_FILE=str(kek),
+        ),
+    )
+    assert done.returncode == 0, done.stderr
+    values = {
+        v["user_id"]: v for v in (json.loads(line)["value"] for line in done.stdout.splitlines())
+    }
+    assert (values["dave"]["prompt"], values["dave"]["response"]) == (marker, marker)
+    assert (values["erin"]["prompt"], values["erin"]["response"]) == ("P-erin", "r")
+    assert "rg-erasure" in values
+    assert b"CANARY-" not in segment_bytes(broker, topic)
 
 
 async def test_a_wrong_kek_stops_the_start_naming_the_setting(
@@ -357,6 +491,65 @@ async def test_keys_topic_unreachable_answers_503_and_writes_nothing(
         assert b"CANARY-" not in b"".join(
             p.read_bytes() for p in kafka.log_dir.glob(f"{topic}-*/*") if p.is_file()
         )
+
+
+async def set_keys_topic_configs(bootstrap: str, topic: str, configs: dict[str, str]) -> None:
+    """Set the keys topic's configs (all of them: AlterConfigs replaces the topic's set), and
+    wait until the broker applies them (it learns them from the metadata log, just after)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
+    finally:
+        await admin.close()
+    default = str(1024 * 1024 + 12)  # the broker's message.max.bytes
+
+    async def applied() -> bool:
+        found = (await describe_topic(bootstrap, topic)).configs["max.message.bytes"]
+        return found == configs.get("max.message.bytes", default)
+
+    await eventually(applied, timeout_s=10)
+
+
+async def test_a_keys_topic_that_takes_no_write_refuses_new_subjects_and_writes_nothing(
+    broker: EmbeddedKafka, tmp_path: Path
+) -> None:
+    """A fault of the keys topic alone: its max.message.bytes set below a key's size, so the
+    broker refuses every write to it (MESSAGE_TOO_LARGE) while the audit topic takes records.
+    (min.insync.replicas above the replica count does not do it: the broker caps it at the
+    replication factor.) A new subject's key cannot be stored: its record answers 503 and
+    never reaches the trail, sealed or not."""
+    topic = f"test-{uuid.uuid4().hex}"
+    settings = settings_for(topic, kek_file(tmp_path), erasure_key_cache_s=2.0)
+    keys_topic = f"{topic}.keys"
+    async with client_for(broker.bootstrap_servers, **settings) as client:
+        known = {"user_id": "ivan", "model": "m", "prompt": "CANARY-i", "response": "r"}
+        assert (await client.post("/audit", json=known)).status_code == 201
+        await set_keys_topic_configs(
+            broker.bootstrap_servers, keys_topic, {**KEYS_TOPIC_CONFIGS, "max.message.bytes": "64"}
+        )
+        new = {**known, "user_id": "judy", "prompt": "CANARY-j"}
+        refused = await client.post("/audit", json=new)
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"]
+        assert refused.json()["error"]["code"] == "erasure_keys_unavailable"
+        # The audit topic itself takes records: a subject whose key is stored is written.
+        assert (await client.post("/audit", json=known)).status_code == 201
+        users = [
+            as_json(m.value)["user_id"] for m in await records_of(broker.bootstrap_servers, topic)
+        ]
+        assert users == ["ivan", "ivan"]
+
+        await set_keys_topic_configs(broker.bootstrap_servers, keys_topic, KEYS_TOPIC_CONFIGS)
+
+        async def taken() -> bool:
+            answer = await client.post("/audit", json=new)
+            return answer.status_code == 201
+
+        await eventually(taken, timeout_s=30)
+    values = [as_json(m.value) for m in await records_of(broker.bootstrap_servers, topic)]
+    assert sorted(v["user_id"] for v in values) == ["ivan", "ivan", "judy"]
+    assert all(is_sealed(v["prompt"]) for v in values)
 
 
 async def test_erase_needs_its_own_scope_and_the_console_does_the_same(

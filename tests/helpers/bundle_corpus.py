@@ -27,6 +27,7 @@ from app.integrity.bundle import (
     CHECKPOINTS,
     LISTED,
     MANIFEST,
+    OPENED,
     PROOFS,
     RECORDS,
     SIGNATURE,
@@ -85,7 +86,8 @@ def _lines(data: bytes) -> list[bytes]:
 def _resign(members: Members, key: Ed25519PrivateKey) -> Members:
     """The members with a manifest that lists them as they now are, signed by `key`."""
     manifest = json.loads(_get(members, MANIFEST))
-    for name in LISTED:
+    held = {name for name, _ in members}
+    for name in (*LISTED, *([OPENED] if OPENED in held else [])):
         data = _get(members, name)
         manifest["members"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     manifest["records"] = len(_lines(_get(members, RECORDS)))
@@ -387,6 +389,14 @@ def make_corpus(clean: Path, key: Ed25519PrivateKey, origin: str, out: Path) -> 
         for e in entries[1:]
     )
     add("writers_log_hole", _resign(_put(members, WRITERS, hole), key), {"rollback"})
+
+    # The opened view of an export with erasure on: listed and signed, checked like any member.
+    view = canonical_json({"topic": records[0].topic, "partition": 0, "offset": 0, "value": {}})
+    opened = _resign([*members, (OPENED, view + b"\n")], key)
+    add("opened_view", opened, set())
+    add("opened_view_altered", _put(opened, OPENED, view + b" \n"), {"altered"})
+    add("opened_view_missing", [(n, d) for n, d in opened if n != OPENED], {"missing"})
+    add("opened_view_unlisted", [*members, (OPENED, view + b"\n")], {"forged"})
 
     # The container: a bad CRC-32, a cut file, not a ZIP at all.
     name = "member_bad_crc"

@@ -62,11 +62,12 @@ def event(**fields: object) -> KafkaAuditEvent:
     )
 
 
-async def test_unit_a_v2_record_s_match_input_is_sealed_and_its_messages_refused() -> None:
-    # Record schema v2: text fields are sealed like prompt/response; structured messages have
-    # no sealed form yet, so they are refused rather than stored open.
+async def test_unit_v2_match_input_and_messages_are_sealed_and_keep_their_shape() -> None:
+    # Record schema v2: text fields are sealed like prompt/response; structured messages value
+    # by value, the role, types and finish reason left open, so the record keeps its shape.
     kek = Kek(os.urandom(32))
-    erasure = Erasure(UnitKeys(kek), kek)
+    keys = UnitKeys(kek)
+    erasure = Erasure(keys, kek)
     (sealed,) = await erasure.seal_events(
         [event(prompt=None, response=None, match_input="secret m")]
     )
@@ -74,9 +75,42 @@ async def test_unit_a_v2_record_s_match_input_is_sealed_and_its_messages_refused
     assert is_sealed(sealed.match_input)
     assert b"secret" not in sealed.canonical_json()
     assert erasure.open_value(sealed.model_dump(mode="json"))["match_input"] == "secret m"
-    messages = [{"role": "user", "parts": [{"type": "text", "content": "secret"}]}]
-    with pytest.raises(InvalidRequestError, match="input_messages"):
-        await erasure.seal_events([event(input_messages=messages)])
+    messages = {
+        "system_instructions": [{"type": "text", "content": "secret s"}],
+        "input_messages": [
+            {"role": "user", "name": "secret n", "parts": [{"type": "text", "content": "secret"}]}
+        ],
+        "output_messages": [
+            {
+                "role": "assistant",
+                "finish_reason": "tool_call",
+                "parts": [
+                    {"type": "tool_call", "id": "c1", "name": "f", "arguments": {"q": "secret a"}}
+                ],
+            }
+        ],
+    }
+    (sealed,) = await erasure.seal_events([event(**messages)])
+    stored = sealed.model_dump(mode="json", exclude_none=True)
+    assert b"secret" not in sealed.canonical_json()
+    (message,) = stored["input_messages"]
+    assert message["role"] == "user"
+    assert is_sealed(message["name"])
+    assert message["parts"][0]["type"] == "text"
+    assert is_sealed(message["parts"][0]["content"])
+    assert stored["output_messages"][0]["finish_reason"] == "tool_call"
+    # Still a valid event (what a reader of the trail validates), and it opens to what was sent.
+    KafkaAuditEvent.model_validate(stored)
+    opened = erasure.open_value(stored)
+    assert {name: opened[name] for name in messages} == messages
+    # A value moved to another place does not open.
+    moved = {**stored, "system_instructions": [{"type": "text", "content": message["name"]}]}
+    assert erasure.open_value(moved)["system_instructions"][0]["content"].startswith("[sealed: ")
+    await keys.destroy(kek.subject_hash("u1"), "erasure-2")
+    erased = erasure.open_value(stored)
+    marker = ERASED_MARKER.format(erasure="erasure-2")
+    assert erased["input_messages"][0]["parts"] == [{"type": "text", "content": marker}]
+    assert erased["output_messages"][0]["parts"][0]["arguments"] == marker
 
 
 async def test_unit_prompt_response_and_named_metadata_are_sealed_the_rest_kept() -> None:
