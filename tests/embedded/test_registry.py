@@ -59,6 +59,7 @@ def test_session_registry_answers_with_backward_compatibility(schema_registry_ur
     assert config["compatibilityLevel"] == "BACKWARD"
 
 
+@pytest.mark.broker  # starts a JVM of its own: as slow as the broker, so not in the broker-free set
 def test_registry_command_prints_its_url_and_stops_on_sigterm(
     tmp_path: Path, registry_distribution: RegistryDistribution
 ) -> None:
