@@ -26,6 +26,8 @@ VIAS = ("lean", "declared")
 # (tests/api/conftest.py), which the `service` fixture's clients follow.
 BOTH_HANDLERS = pytest.mark.parametrize("via", VIAS, indirect=True)
 
+_LIFESPAN_S = 60.0
+
 
 @asynccontextmanager
 async def client_for(
@@ -42,7 +44,12 @@ async def client_for(
             **{"ready_timeout_s": 1.0, "publish_topics": ["test-*"], **settings},
         )
     )
-    async with LifespanManager(app) as manager:
+    # The app's own bounds decide how long starting and stopping may take (a shutdown may use
+    # RG_SHUTDOWN_TIMEOUT_S, 30 s); the helper's default of 5 s was stricter, and a loaded machine
+    # crossed it while stopping two replicas with keys stores.
+    async with LifespanManager(
+        app, startup_timeout=_LIFESPAN_S, shutdown_timeout=_LIFESPAN_S
+    ) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         hooks = {"request": [_to_declared(app)]} if via == "declared" else {}
         async with httpx.AsyncClient(
