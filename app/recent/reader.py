@@ -46,8 +46,11 @@ class RecentRecordsReader:
         refresh_s: float,
         coverage: CheckpointCoverage | None = None,
         registry: SchemaRegistryClient | None = None,
+        reconnect_max_s: float = 10.0,
     ) -> None:
         self._settings = settings
+        # The longest wait between attempts to reconnect (tests of an outage wait less).
+        self._reconnect_max_s = reconnect_max_s
         # With a Schema Registry: the versions of the schema ids framed values name.
         self._registry = registry
         self._recent = recent
@@ -81,7 +84,7 @@ class RecentRecordsReader:
         return dict(self._lag)
 
     async def _run(self) -> None:
-        backoff = Backoff(max_s=10.0)
+        backoff = Backoff(max_s=self._reconnect_max_s)
         while True:
             consumer = KafkaConsumerClient(
                 config=consumer_config(

@@ -132,7 +132,7 @@ async def test_the_messages_reader_keeps_reconnecting_until_the_broker_is_back(
     topic = await new_topic(bootstrap)
     settings = Settings(_env_file=None, kafka_bootstrap_servers=bootstrap, audit_topic=topic)
     recent = RecentRecords([topic], max_records=100, max_bytes=1_000_000)
-    reader = RecentRecordsReader(settings, recent, refresh_s=1)
+    reader = RecentRecordsReader(settings, recent, refresh_s=1, reconnect_max_s=1)
     reader.start()
     try:
         await asyncio.wait_for(reader.connected.wait(), FOLLOW_BOUND_S)

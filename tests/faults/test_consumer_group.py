@@ -7,12 +7,11 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from app.embedded import KafkaDistribution
+from app.embedded import EmbeddedKafka
 from tests.helpers.processes import Running
 from tests.helpers.streams import (
     SESSION_MS,
@@ -23,7 +22,6 @@ from tests.helpers.streams import (
     per_key_sequences,
     process_args,
     process_env,
-    quick_group_broker,
     read_outputs,
     repeats,
     seed_keyed,
@@ -35,13 +33,10 @@ from tests.helpers.streams import (
 INPUTS, KEYS = 1800, 30
 
 
-@pytest.fixture(scope="module")
-def bootstrap(
-    tmp_path_factory: pytest.TempPathFactory, kafka_distribution: KafkaDistribution
-) -> Iterator[str]:
-    """A broker of this module's own: its groups accept 1.5 s sessions."""
-    with quick_group_broker(tmp_path_factory.mktemp("kafka-group"), kafka_distribution) as servers:
-        yield servers
+@pytest.fixture
+def bootstrap(own_broker: EmbeddedKafka) -> str:
+    """The fault tests' own broker: its groups accept 1.5 s sessions."""
+    return own_broker.bootstrap_servers
 
 
 def latest_assignments(instances: list[Running], after: list[int]) -> list[set[int]]:

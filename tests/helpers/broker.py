@@ -5,9 +5,16 @@ import contextlib
 import os
 from pathlib import Path
 
+import pytest
+
 from app.embedded import EmbeddedKafka
 
 BOOTSTRAP_ENV = "RG_KAFKA_BOOTSTRAP_SERVERS"
+
+# For brokers a test kills: KRaft refuses a restarted node's registration until the session of
+# its killed incarnation expires (9 s by default, then retried with a growing backoff, ~20 s in
+# all), and a cluster fences a dead leader only then. 4 s still allows a few missed heartbeats.
+QUICK_FENCING = {"broker.session.timeout.ms": "4000", "broker.heartbeat.interval.ms": "1000"}
 
 
 def docker_engine_answers() -> bool:
@@ -49,3 +56,10 @@ async def in_thread_stop(broker: EmbeddedKafka) -> None:
 async def in_thread_start(broker: EmbeddedKafka) -> None:
     """Start the broker again (same port, same data) without blocking the event loop."""
     await asyncio.to_thread(broker.start)
+
+
+def last_user(request: pytest.FixtureRequest, fixture: str) -> bool:
+    """True when no test after this one in the session asks for `fixture`."""
+    items = request.session.items
+    later = items[items.index(request.node) + 1 :] if request.node in items else []
+    return not any(fixture in getattr(item, "fixturenames", ()) for item in later)

@@ -1,18 +1,16 @@
-"""`ractogateway-kafka process` instances for fault tests: a handler module, a broker whose
-groups notice a dead member quickly, keyed inputs, and the checks on what came out."""
+"""`ractogateway-kafka process` instances for fault tests: a handler module, what a broker
+sets for its groups to notice a dead member quickly, keyed inputs, and the checks on what came
+out."""
 
 import asyncio
 import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
 from app.kafka import (
     KafkaConsumerClient,
     KafkaConsumerConfig,
@@ -63,19 +61,10 @@ def handle(batch):
     return outputs
 """
 
-# A broker whose groups accept short sessions: a dead member's partitions move in ~1-2 s.
+# What a broker sets for its groups to accept short sessions (the fault tests' own broker): a
+# dead member's partitions move in ~1-2 s.
 QUICK_GROUPS = {"group.min.session.timeout.ms": "500"}
 SESSION_MS = "1500"
-
-
-@contextmanager
-def quick_group_broker(data_dir: Path, distribution: KafkaDistribution) -> Iterator[str]:
-    """A broker of its own that allows 500 ms sessions; yields its bootstrap address."""
-    broker = EmbeddedKafka(
-        data_dir, port=free_port(), distribution=distribution, overrides=QUICK_GROUPS
-    )
-    with broker:
-        yield broker.bootstrap_servers
 
 
 def process_env(bootstrap: str, output: str) -> dict[str, str]:

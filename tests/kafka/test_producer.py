@@ -201,7 +201,9 @@ async def test_timeout_s_bounds_queuing_too_while_the_broker_is_away(
     broker = EmbeddedKafka(tmp_path / "kafka", distribution=kafka_distribution).start()
     try:
         config = KafkaProducerConfig(bootstrap_servers=broker.bootstrap_servers)
-        async with KafkaProducerClient(config=config) as client:
+        client = KafkaProducerClient(config=config)
+        await client.start()
+        try:
             await client.publish("away", b"first", key="k")  # the topic's metadata is known
             await asyncio.to_thread(broker.stop)
             # The producer holds about one batch per partition while the broker is gone (1 MiB,
@@ -220,6 +222,10 @@ async def test_timeout_s_bounds_queuing_too_while_the_broker_is_away(
                 outcomes.append("queued")
             assert "could not queue" in outcomes[-1], outcomes[-3:]
             assert client.stats.pending == outcomes.count("queued")
+        finally:
+            # The broker stays away: what is queued cannot be flushed, so do not wait the
+            # default 5 s for it.
+            await client.close(timeout_s=0.1)
     finally:
         broker.stop()
 
