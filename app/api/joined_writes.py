@@ -15,6 +15,10 @@ is sent on its own at the end of the step, so nothing waits beyond it.
 import asyncio
 from typing import Any
 
+# A body past this many bytes follows its head in a send of its own: copying it to join them
+# would cost more than the second system call saves.
+JOIN_AT_MOST = 64 * 1024
+
 
 class JoinedWrites:
     """Wraps a connection's transport for one response (see the module docstring): the first
@@ -36,7 +40,10 @@ class JoinedWrites:
             asyncio.get_running_loop().call_soon(self.flush)
             return
         if self._held is not None:
-            data, self._held = self._held + data, None
+            if len(data) > JOIN_AT_MOST:
+                self.flush()
+            else:
+                data, self._held = self._held + data, None
         self._transport.write(data)
 
     def flush(self) -> None:

@@ -4,7 +4,7 @@ and nothing asked of the transport overtakes what is held (app.api.joined_writes
 import asyncio
 from typing import cast
 
-from app.api.joined_writes import JoinedWrites
+from app.api.joined_writes import JOIN_AT_MOST, JoinedWrites
 
 
 class _Transport:
@@ -52,3 +52,12 @@ async def test_closing_sends_what_is_held_first() -> None:
     writes.write(b"HTTP/1.1 204 No Content\r\n\r\n")
     writes.close()
     assert transport.sent == [b"HTTP/1.1 204 No Content\r\n\r\n", b"<closed>"]
+
+
+async def test_a_large_body_follows_its_head_unjoined() -> None:
+    transport = _Transport()
+    writes = _joined(transport)
+    body = b"x" * (JOIN_AT_MOST + 1)
+    writes.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    writes.write(body)
+    assert transport.sent == [b"HTTP/1.1 200 OK\r\n\r\n", body]
