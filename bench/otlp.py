@@ -4,9 +4,10 @@
 Each request carries operations no earlier request had (fresh trace and span ids), so every one
 is written, never answered as a replay. The batch line sends the very records the receiver makes
 of the same spans (`app.ingest.otlp.operations_of_traces`), with event ids of their own. Per line:
-operations/s, p50/p99 request latency, and the service's CPU µs per operation (utime + stime of
-its process over the line). The client is Python (httpx) on the same machine: its own CPU is
-reported too, as it competes with the service for the cores.
+operations/s, p50/p99 request latency, and the service's CPU (utime + stime of its process over
+the line): µs per operation (a span, or a batch's event), µs per request (an export of `--spans`
+spans, or a batch as large) and its share of one core. The client is Python (httpx) on the same
+machine: its own CPU is reported too, as it competes with the service for the cores.
 
     python -m bench.otlp [--seconds 15] [--connections 8] [--spans 100] [--out bench/results]
 """
@@ -93,6 +94,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     service_cpu_us_per_operation: float
+    service_cpu_us_per_request: float
+    service_cpu_percent: float
     client_cpu_percent: float
     refused: int
 
@@ -151,6 +154,7 @@ def measure(service: Service, line: str, *, connections: int, seconds: float, sp
     probe.stop()
     client_used = cpu_seconds(os.getpid()) - client_before
     latencies.sort()
+    service_used = probe.used_s["service"]
     return Result(
         line="POST /v1/traces (protobuf)" if line == "otlp" else "POST /audit/batch (JSON)",
         operations=done,
@@ -158,7 +162,9 @@ def measure(service: Service, line: str, *, connections: int, seconds: float, sp
         operations_per_s=round(done / elapsed, 1),
         p50_ms=round(1000 * statistics.median(latencies), 1) if latencies else 0.0,
         p99_ms=round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1) if latencies else 0.0,
-        service_cpu_us_per_operation=round(1e6 * probe.used_s["service"] / max(done, 1), 1),
+        service_cpu_us_per_operation=round(1e6 * service_used / max(done, 1), 1),
+        service_cpu_us_per_request=round(1e6 * service_used / max(len(latencies), 1), 1),
+        service_cpu_percent=round(100 * service_used / elapsed, 1),
         client_cpu_percent=round(100 * client_used / elapsed, 1),
         refused=refused,
     )
@@ -197,12 +203,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
             finally:
                 service.stop()
-    print("| line | ops/s | p50 ms | p99 ms | service CPU µs/op | client CPU % | refused |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| line | ops/s | p50 ms | p99 ms | service CPU µs/op | service CPU µs/request "
+        "| service CPU % | client CPU % | refused |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r.line} | {r.operations_per_s:,.0f} | {r.p50_ms} | {r.p99_ms} | "
-            f"{r.service_cpu_us_per_operation} | {r.client_cpu_percent} | {r.refused} |"
+            f"{r.service_cpu_us_per_operation} | {r.service_cpu_us_per_request:,.0f} | "
+            f"{r.service_cpu_percent} | {r.client_cpu_percent} | {r.refused} |"
         )
     (args.out / "otlp.json").write_text(
         json.dumps(

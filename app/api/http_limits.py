@@ -37,9 +37,10 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from app.api.connection_slots import ConnectionSlots
+from app.api.joined_writes import JoinedWrites
 from app.api.observe import SERVER_ANSWERED
 from app.api.request_head import HeadBoundedProtocol
 from app.errors import RequestTimeoutError, ServiceError
@@ -145,6 +146,9 @@ class LimitedProtocol(HeadBoundedProtocol):
     def on_headers_complete(self) -> None:
         if not self._last_request_read:
             super().on_headers_complete()
+            # The new request's answer: head and body in one send (app/api/joined_writes.py).
+            if self.cycle is not None and self.cycle.transport is self.transport:
+                self.cycle.transport = cast(asyncio.Transport, JoinedWrites(self.transport))
 
     def on_body(self, body: bytes) -> None:
         if not self._last_request_read:

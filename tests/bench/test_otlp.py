@@ -37,4 +37,5 @@ async def test_both_lines_write_each_operation_they_count_once(
         assert result.refused == 0
         assert result.operations > 0
         assert result.service_cpu_us_per_operation > 0
+        assert result.service_cpu_us_per_request >= result.service_cpu_us_per_operation
         assert await records_in(kafka_bootstrap, topic) == result.operations
