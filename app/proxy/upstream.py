@@ -8,7 +8,8 @@ answer to record it). What comes back leaves out the hop-by-hop headers and the 
 and encoding (the body is passed on decoded, possibly in other chunks)."""
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Final
+from http.cookiejar import CookieJar, CookiePolicy
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     import httpx
@@ -65,6 +66,43 @@ def answer_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return kept
 
 
+class _NoCookies(CookiePolicy):
+    """Keeps no cookie and sends none."""
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = True
+
+    def set_ok(self, cookie: Any, request: Any) -> bool:
+        """No cookie is kept."""
+        return False
+
+    def return_ok(self, cookie: Any, request: Any) -> bool:
+        """No cookie is sent."""
+        return False
+
+    def domain_return_ok(self, domain: str, request: Any) -> bool:
+        """No domain has cookies to send."""
+        return False
+
+    def path_return_ok(self, path: str, request: Any) -> bool:
+        """No path has cookies to send."""
+        return False
+
+
+def _on_streams(client: "httpx.AsyncClient") -> None:
+    # The direct connections' pool on app.proxy.wire's network (its docstring says why). httpx
+    # takes no network backend, so it is set on its pool, when the pool is the one expected;
+    # connections through an environment's proxy keep httpcore's own.
+    import httpcore  # noqa: PLC0415 - with httpx
+
+    from app.proxy.wire import StreamsBackend  # noqa: PLC0415
+
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    if type(pool) is httpcore.AsyncConnectionPool and hasattr(pool, "_network_backend"):
+        pool._network_backend = StreamsBackend()
+
+
 class Upstream:
     """The pooled client to the upstream's base URL, with the proxy's timeouts."""
 
@@ -88,7 +126,10 @@ class Upstream:
                 ),
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
                 follow_redirects=False,
+                # The calls are many apps': a cookie one answer sets goes to none of them.
+                cookies=CookieJar(_NoCookies()),
             )
+            _on_streams(self._client)
         return self._client
 
     async def open(
