@@ -90,19 +90,6 @@ class _NoCookies(CookiePolicy):
         return False
 
 
-def _on_streams(client: "httpx.AsyncClient") -> None:
-    # The direct connections' pool on app.proxy.wire's network (its docstring says why). httpx
-    # takes no network backend, so it is set on its pool, when the pool is the one expected;
-    # connections through an environment's proxy keep httpcore's own.
-    import httpcore  # noqa: PLC0415 - with httpx
-
-    from app.proxy.wire import StreamsBackend  # noqa: PLC0415
-
-    pool = getattr(getattr(client, "_transport", None), "_pool", None)
-    if type(pool) is httpcore.AsyncConnectionPool and hasattr(pool, "_network_backend"):
-        pool._network_backend = StreamsBackend()
-
-
 class Upstream:
     """The pooled client to the upstream's base URL, with the proxy's timeouts."""
 
@@ -117,6 +104,8 @@ class Upstream:
         if self._client is None:
             import httpx  # noqa: PLC0415 - only once a call is proxied: see the module docstring
 
+            from app.proxy.wire import on_streams  # noqa: PLC0415 - with httpx
+
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(
                     connect=self._connect_s,
@@ -129,7 +118,7 @@ class Upstream:
                 # The calls are many apps': a cookie one answer sets goes to none of them.
                 cookies=CookieJar(_NoCookies()),
             )
-            _on_streams(self._client)
+            on_streams(self._client)
         return self._client
 
     async def open(

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 import httpcore
+import httpx
 
 # Bytes held before a write goes out without waiting for the read that follows it.
 _HOLD_BYTES: Final = 64 * 1024
@@ -154,3 +155,12 @@ class StreamsBackend(httpcore.AsyncNetworkBackend):
     async def sleep(self, seconds: float) -> None:
         """Sleep (httpcore's retries between connection attempts)."""
         await asyncio.sleep(seconds)
+
+
+def on_streams(client: httpx.AsyncClient) -> None:
+    """Put `client`'s direct connections on this module's network. httpx takes no network
+    backend, so it is set on its pool, when the pool is the one expected; connections through
+    an environment's proxy keep httpcore's own."""
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    if type(pool) is httpcore.AsyncConnectionPool and hasattr(pool, "_network_backend"):
+        pool._network_backend = StreamsBackend()
