@@ -12,14 +12,11 @@ from fastapi import APIRouter, Header, Request, Response
 from app.api.auth import caller_of_key, key_from_header, key_label
 from app.api.deps import ServicesDep, accepting_work, audit_topic_writable
 from app.api.errors import error_responses
-from app.api.lean import LeanRoute, serves_lean
 from app.proxy.assembly import endpoint_of
 
-router = APIRouter(tags=["openai proxy"], route_class=LeanRoute)
+router = APIRouter(tags=["openai proxy"])
 
-PREFIX = "/openai/v1/"
-PATH = PREFIX + "{path:path}"
-USER_MAX_CHARS = 256
+PATH = "/openai/v1/{path:path}"
 JSON = "application/json"
 _BODY: dict[str, Any] = {
     "requestBody": {
@@ -72,7 +69,7 @@ UserHeader = Annotated[
     str | None,
     Header(
         alias="X-RG-User",
-        max_length=USER_MAX_CHARS,
+        max_length=256,
         description="Whom the record is about (else the body's `user` or `safety_identifier`, "
         "else the API key's label).",
     ),
@@ -101,17 +98,6 @@ async def _proxy(path: str, request: Request, services: ServicesDep, user: str |
     return answer
 
 
-async def proxy_lean(request: Request) -> Response | None:
-    """The proxy's calls without FastAPI's routing and dependencies (app.api.lean: they were a
-    tenth of the CPU of a proxied call); an `X-RG-User` too long to hold is left to the
-    declared route, which refuses it."""
-    user = request.headers.get("x-rg-user")
-    if user is not None and len(user) > USER_MAX_CHARS:
-        return None
-    path = request.scope["path"].removeprefix(PREFIX)
-    return await _proxy(path, request, request.app.state.services, user)
-
-
 @router.post(
     PATH,
     summary="The recording proxy: an OpenAI API call, recorded on the audit trail",
@@ -119,7 +105,6 @@ async def proxy_lean(request: Request) -> Response | None:
     responses=_ANSWERS,
     response_class=Response,
 )
-@serves_lean(proxy_lean)
 async def openai_proxy(
     path: str, request: Request, services: ServicesDep, user: UserHeader = None
 ) -> Response:
@@ -138,7 +123,6 @@ async def openai_proxy(
     include_in_schema=False,
     response_class=Response,
 )
-@serves_lean(proxy_lean)
 async def openai_proxy_other(
     path: str, request: Request, services: ServicesDep, user: UserHeader = None
 ) -> Response:
