@@ -16,11 +16,13 @@ midway ends with an SSE `error` event after what arrived (recorded with what arr
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Send
 
 from app.errors import ServiceError, problem_for
 from app.ingest.audit_trail import AuditTrail
@@ -35,6 +37,8 @@ from app.settings import Settings
 
 if TYPE_CHECKING:
     import httpx
+
+logger = logging.getLogger(__name__)
 
 JSON = "application/json"
 ANONYMOUS = "anonymous"
@@ -61,6 +65,45 @@ def _error_response(
 def _sse_error(message: str, code: str, status: int = 503) -> bytes:
     payload = json.dumps(openai_error(status, message, code))
     return f"event: error\ndata: {payload}\n\n".encode()
+
+
+class PassedThrough(StreamingResponse):
+    """An unrecorded call's answer, passed on as it arrives. One the upstream cuts off midway
+    is cut off for the app too (its body never completes: the connection closes), said in one
+    log line rather than a traceback: the upstream's failure, not the service's."""
+
+    def __init__(
+        self,
+        answer: "httpx.Response",
+        call: str,
+        *,
+        status_code: int,
+        headers: dict[str, str],
+        background: BackgroundTask,
+    ) -> None:
+        super().__init__(
+            answer.aiter_bytes(), status_code=status_code, headers=headers, background=background
+        )
+        self._call = call
+
+    async def stream_response(self, send: Send) -> None:
+        """The head, then each chunk as it comes; no completion after a cut."""
+        import httpx  # noqa: PLC0415 - loaded with the upstream's client
+
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        try:
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except httpx.HTTPError as exc:
+            logger.warning(
+                "proxy: the upstream's answer to %s was cut off midway (%s); passed on cut off",
+                self._call,
+                type(exc).__name__,
+            )
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class OpenAIProxy:
@@ -133,8 +176,9 @@ class OpenAIProxy:
             )
         if call is None:
             self._metrics.proxied.labels("other", "passed").inc()
-            return StreamingResponse(
-                answer.aiter_bytes(),
+            return PassedThrough(
+                answer,
+                f"{method} /openai/v1/{path}",
                 status_code=answer.status_code,
                 headers=answer_headers(answer.headers.multi_items()),
                 background=BackgroundTask(answer.aclose),

@@ -387,6 +387,25 @@ async def test_upstream_failures_pass_through_and_are_recorded_as_failed_calls(
     assert metric(text, 'rg_proxy_calls_total{endpoint="other",outcome="passed"}') >= 1
 
 
+async def test_a_passed_through_answer_cut_midway_is_cut_for_the_app_in_one_log_line(
+    proxy_service: LiveService,
+) -> None:
+    headers = {"X-API-Key": SIDECAR_KEY, "Authorization": f"Bearer {_canary()}"}
+    async with httpx.AsyncClient(base_url=proxy_service.url, headers=headers) as client:
+        async with client.stream("GET", "/openai/v1/models/scripted-cut") as answer:
+            assert answer.status_code == 200
+            with pytest.raises(httpx.RemoteProtocolError):  # no complete body: a cut, as upstream
+                await answer.aread()
+        # The service goes on serving on other connections.
+        assert (await client.get("/openai/v1/models")).status_code == 200
+    log = proxy_service.log()
+    said = [line for line in log.splitlines() if "was cut off midway" in line]
+    assert len(said) == 1
+    assert "GET /openai/v1/models/scripted-cut" in said[0]
+    assert "RemoteProtocolError" in said[0]
+    assert "Traceback" not in log
+
+
 async def test_the_sidecar_key_is_required_in_x_api_key(proxy_service: LiveService) -> None:
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     async with httpx.AsyncClient(base_url=proxy_service.url) as client:

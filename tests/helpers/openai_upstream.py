@@ -16,7 +16,8 @@ Python SDK's default).
 Faults are chosen by the request's `model`:
 - `scripted-error-<status>`: that status with an error body (429 also sends `retry-after: 0`);
 - `scripted-cut`: a stream is cut after its first two chunks (a plain answer after half its body),
-  the connection closed without the end of the body;
+  the connection closed without the end of the body; `GET /v1/models/scripted-cut` (a path the
+  proxy passes through unrecorded) is cut after half its body the same way;
 - `scripted-slow-<seconds>`: waits that long before the status line.
 
 Start it in a test (a fixture) with the context manager::
@@ -390,9 +391,11 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             self._receive()
+            model = {"id": MODEL, "object": "model", "created": CREATED, "owned_by": "system"}
             if self.path.rstrip("/") == "/v1/models":
-                model = {"id": MODEL, "object": "model", "created": CREATED, "owned_by": "system"}
                 self._json(200, {"object": "list", "data": [model]})
+            elif self.path == "/v1/models/scripted-cut":
+                self._json(200, model, cut=True)
             else:
                 self._json(404, error_body(404, f"Unknown path {self.path}"))
 
