@@ -122,6 +122,9 @@ class KafkaKeyStore:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
+        # Set by close(): the loops end on it too, since a cancellation can be swallowed
+        # (asyncio.wait_for returns the inner result when both meet) and close() waits for them.
+        self._closing = False
         self._lock = asyncio.Lock()
         # Set when a write failed: the next write first replaces the producer (see `_send`).
         self._producer_failed = False
@@ -148,7 +151,7 @@ class KafkaKeyStore:
             self._task = asyncio.create_task(self._load_later(), name="erasure-keys-loader")
 
     async def _load_later(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(2.0)
             try:
                 await self._load()
@@ -197,11 +200,13 @@ class KafkaKeyStore:
 
     async def close(self) -> None:
         """Stop the reader, close the clients."""
-        for task in (self._task, self._follower):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        self._closing = True
+        tasks = [task for task in (self._task, self._follower) if task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # Not `await task`: that would also swallow a cancellation of close() itself.
+            await asyncio.wait(tasks)
         await self._stop_clients()
 
     async def ensure_topic(self) -> None:
@@ -254,7 +259,7 @@ class KafkaKeyStore:
         raise KeyStoreUnavailableError(f"the keys topic {self.topic!r} cannot be described")
 
     async def _follow(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await self._poll(strict=False)
             except asyncio.CancelledError:
