@@ -1,12 +1,9 @@
 """The records the library hands out and takes in."""
 
 import math
-import os
 import re
-import time
-import uuid
 from collections.abc import Iterator, Mapping, Set
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
 from pydantic import (
@@ -24,11 +21,11 @@ from pydantic_core import PydanticCustomError
 
 from app.kafka.errors import KafkaSerializationError
 from app.kafka.serde import canonical_json, sha256_digest
+from app.kafka.stamps import format_utc, new_event_id, parse_utc, utc_now_iso
 
 AUDIT_SCHEMA_VERSION: Final = 1
 # The version of a record that uses any field of `AUDIT_V2_FIELDS` (docs/opentelemetry.md).
 AUDIT_SCHEMA_VERSION_2: Final = 2
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # Kafka's rule: 1 to 249 of these characters, but not "." or ".." (written without lookahead,
@@ -179,58 +176,6 @@ class KafkaPublishRequest(BaseModel):
     timestamp_ms: (
         Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS), BeforeValidator(json_integer)] | None
     ) = None
-
-
-def new_event_id() -> str:
-    """A UUIDv7 (RFC 9562): millisecond time first, so ids sort by creation time."""
-    millis = time.time_ns() // 1_000_000
-    value = (millis & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 9562 variant
-    return str(uuid.UUID(int=value))
-
-
-def utc_now_iso() -> str:
-    """Now, as ISO-8601 UTC with microseconds and a `Z`."""
-    return format_utc(datetime.now(UTC))
-
-
-def parse_utc(text: str, name: str = "time") -> datetime:
-    """An ISO-8601 / RFC 3339 time (`T` and `Z` in either case; no offset means UTC) as an
-    aware datetime in UTC; `ValueError` naming `name` when it is none or outside the calendar."""
-    try:
-        moment = datetime.fromisoformat(text.upper())
-    except ValueError:
-        raise ValueError(f"{name} must be an ISO-8601 time, e.g. 2026-01-31T12:00:00Z") from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        # 0001-01-01T00:00:00+01:00 is a valid string but precedes the first day in UTC.
-        raise ValueError(f"{name} must be between the years 1 and 9999 in UTC") from None
-
-
-def epoch_ms(moment: datetime) -> int:
-    """Milliseconds since 1970 (UTC) of an aware `moment`, counted exactly."""
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
-def utc_of_epoch_ms(timestamp_ms: int) -> str | None:
-    """`format_utc` of a Kafka timestamp; None beyond Python's calendar (Kafka takes any
-    64-bit value, Python's years end with 9999)."""
-    try:
-        # Integer arithmetic: a float of milliseconds loses microseconds this far out.
-        return format_utc(_EPOCH + timedelta(milliseconds=timestamp_ms))
-    except OverflowError:
-        return None
-
-
-def format_utc(moment: datetime) -> str:
-    """ISO-8601 in UTC with a `Z`; a naive time is taken to be UTC already."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def check_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
