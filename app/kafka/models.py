@@ -20,7 +20,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.kafka.errors import KafkaSerializationError
-from app.kafka.serde import canonical_json, sha256_digest
+from app.kafka.serde import canonical_json, plain_json, sha256_digest
 from app.kafka.stamps import format_utc, new_event_id, parse_utc, utc_now_iso
 
 AUDIT_SCHEMA_VERSION: Final = 1
@@ -231,6 +231,8 @@ AUDIT_V2_FIELDS: Final = (
 )
 # Left out of the stored JSON when None (prompt and response may be absent from a v2 record).
 _OMITTED_WHEN_NONE: Final = frozenset({"prompt", "response", *AUDIT_V2_FIELDS})
+# For the checks of every event: most use none of them, seen by one set operation.
+_V2_NAMES: Final = frozenset(AUDIT_V2_FIELDS)
 
 
 def _tidy_json_schema(schema: dict[str, Any]) -> None:
@@ -320,6 +322,7 @@ class KafkaAuditEvent(BaseModel):
         if (
             isinstance(data, dict)
             and "schema_version" not in data
+            and not _V2_NAMES.isdisjoint(data)
             and any(data.get(name) is not None for name in AUDIT_V2_FIELDS)
         ):
             return {**data, "schema_version": AUDIT_SCHEMA_VERSION_2}
@@ -345,7 +348,10 @@ class KafkaAuditEvent(BaseModel):
 
     @model_validator(mode="after")
     def _fields_of_its_version(self) -> Self:
-        if self.schema_version == AUDIT_SCHEMA_VERSION:
+        # A field not given holds its default, None: only the fields given can be used.
+        if self.schema_version == AUDIT_SCHEMA_VERSION and not _V2_NAMES.isdisjoint(
+            self.model_fields_set
+        ):
             used = [name for name in AUDIT_V2_FIELDS if getattr(self, name) is not None]
             if used:
                 raise ValueError(f"schema_version 1 has no field {used[0]!r} (use 2)")
@@ -377,9 +383,26 @@ class KafkaAuditEvent(BaseModel):
         cache = self._cache()
         canonical: bytes | None = cache["_canonical"]
         if canonical is None:
-            dumped = cache["_dumped"] = self.model_dump(mode="json")
-            canonical = cache["_canonical"] = canonical_json(dumped)
+            dumped = self._as_json_values()
+            if dumped is not None:
+                canonical = plain_json(dumped)
+            if canonical is None:  # values JSON has no type for: pydantic says what they are
+                dumped = self.model_dump(mode="json")
+                canonical = canonical_json(dumped)
+            cache["_dumped"], cache["_canonical"] = dumped, canonical
         return canonical
+
+    def _as_json_values(self) -> dict[str, Any] | None:
+        # The fields as `model_dump(mode="json")` gives them when every value is a JSON value
+        # already (always, for an event parsed from JSON): the model's own dict, without the
+        # optional fields not given, and no serializer's pass over every value.
+        if type(self).model_dump is not KafkaAuditEvent.model_dump:
+            return None
+        return {
+            name: value
+            for name, value in self.__dict__.items()
+            if value is not None or name not in _OMITTED_WHEN_NONE
+        }
 
     def sent_fields(self, names: Set[str]) -> dict[str, Any]:
         """The fields in `names` as JSON values (`model_dump(mode="json", include=names)`),
