@@ -1,10 +1,12 @@
 """Unit tests of the record models."""
 
+import enum
 import hashlib
 import json
 import re
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -300,3 +302,37 @@ def test_schema_v2_fields_make_a_version_2_record_and_v1_records_are_unchanged()
         KafkaAuditEvent(user_id="u", model="m", response="r")
     with pytest.raises(ValidationError, match="parts"):
         KafkaAuditEvent(user_id="u", model="m", input_messages=[{"role": "user", "parts": "x"}])
+
+
+class _Colour(enum.Enum):
+    RED = "red"
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        True,
+        0.1,
+        -0.0,
+        1e16,
+        2**62,
+        "é\u2028",
+        uuid.UUID(int=7),
+        _Colour.RED,
+        _Level.HIGH,
+        (1, "a"),
+        {"nested": {"list": [1, 2.5, None]}},
+        datetime(2026, 1, 31, 12, tzinfo=UTC),
+        b"bytes",
+    ],
+)
+def test_unit_the_canonical_json_is_pydantic_s_dump_sorted_whatever_the_values(
+    value: object,
+) -> None:
+    made = event(metadata={"value": value})
+    dumped = KafkaAuditEvent.model_dump(made, mode="json")
+    assert made.canonical_json() == orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)
