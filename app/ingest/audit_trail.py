@@ -420,7 +420,7 @@ class AuditTrail:
         """The receipt of `event` at `place` on the chain: acked with `result`, else queued
         (or `status`)."""
         # Built of values made here (the digest, the chain's hex): no validation per receipt.
-        return AuditReceipt.model_construct(
+        return AuditReceipt.made(
             event_id=event.event_id,
             topic=self.topic,
             partition=result.partition if result else None,
