@@ -222,7 +222,9 @@ class RecentRecord:
             size=_ENTRY_OVERHEAD
             + len(value or b"")
             + len(key or "")
-            + sum(len(name) + len(raw or b"") + _HEADER_OVERHEAD for name, raw in headers.items()),
+            + _HEADER_OVERHEAD * len(headers)
+            + sum(map(len, headers))
+            + sum(map(len, filter(None, headers.values()))),
         )
 
     @property
