@@ -15,13 +15,8 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from app.kafka import KafkaAuditEvent, KafkaMessage, KafkaProduceResult, KafkaPublishRequest
-from app.kafka.models import (
-    MAX_ID_CHARS,
-    MAX_METADATA_DEPTH,
-    MAX_METADATA_ITEMS,
-    TOPIC_NAME_PATTERN,
-    check_topic_name,
-)
+from app.kafka.json_bounds import MAX_ID_CHARS, MAX_METADATA_DEPTH, MAX_METADATA_ITEMS
+from app.kafka.models import TOPIC_NAME_PATTERN, check_topic_name
 
 REFERENCE_FIELDS: dict[type[BaseModel], set[str]] = {
     KafkaMessage: {"topic", "partition", "offset", "timestamp_ms", "key", "value", "headers"},
@@ -336,3 +331,23 @@ def test_unit_the_canonical_json_is_pydantic_s_dump_sorted_whatever_the_values(
     made = event(metadata={"value": value})
     dumped = KafkaAuditEvent.model_dump(made, mode="json")
     assert made.canonical_json() == orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)
+
+
+def test_unit_a_message_of_the_consumer_s_own_decoding_is_the_validated_one() -> None:
+    fields: dict[str, Any] = {
+        "topic": "t",
+        "partition": 2,
+        "offset": 41,
+        "timestamp_ms": 1_790_000_000_000,
+        "key": "user-42",
+        "value": b'{"a":1}',
+        "headers": {"content-type": b"application/json", "empty": None},
+    }
+    validated = KafkaMessage(**fields, schema_id=None, schema_version=None)
+    decoded = KafkaMessage.decoded(**fields)
+    assert decoded == validated
+    assert decoded.model_fields_set == validated.model_fields_set
+    assert decoded.model_dump() == validated.model_dump()
+    assert decoded.header("content-type") == "application/json"
+    with pytest.raises(ValidationError, match="frozen"):
+        decoded.offset = 1  # type: ignore[misc]
