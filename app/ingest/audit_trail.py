@@ -487,5 +487,5 @@ class _Settlement:
 def _size_of(record: AuditRecord) -> int:
     # What the record costs in memory until Kafka settles it (app.runtime.RECORD_COST): key,
     # value and headers (the short text ones counted in characters, near enough).
-    headers = sum(len(name) + len(value) for name, value in record.headers.items())
+    headers = sum(map(len, record.headers)) + sum(map(len, record.headers.values()))
     return RECORD_COST * (len(record.key) + len(record.value) + headers)

@@ -84,6 +84,9 @@ def encode_headers(headers: HeaderInput | None) -> list[tuple[str, bytes | None]
     """Header values may be str (sent as UTF-8), bytes, or None (a header without a value)."""
     encoded: list[tuple[str, bytes | None]] = []
     for name, value in (headers or {}).items():
+        if type(value) is str and type(name) is str and name:  # the common case, first
+            encoded.append((name, value.encode("utf-8")))
+            continue
         if not isinstance(name, str) or not name:
             raise KafkaSerializationError(f"header names must be non-empty strings, got {name!r}")
         if value is None or isinstance(value, bytes):
