@@ -58,6 +58,8 @@ def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     of objects/arrays, `MAX_METADATA_ITEMS` keys and array items in all, keys of at most
     `MAX_ID_CHARS` characters of Unicode text, finite numbers only (JSON has no NaN or
     Infinity), integers within 64 bits."""
+    if _flat_and_plain(metadata):
+        return metadata
     items = 0
     for node, depth in _nodes(metadata):
         _check_number(node)
@@ -75,6 +77,27 @@ def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
                 # Serializers would replace it silently: the record would differ.
                 raise ValueError("a key is no Unicode text (surrogates not allowed)")
     return metadata
+
+
+def _flat_and_plain(metadata: dict[str, Any]) -> bool:
+    # The common case in one pass: an object of text, booleans, nulls and numbers within the
+    # bounds, keys short and ASCII. Anything else (nested, or wrong: the error to raise) is
+    # the walk's of `check_metadata`.
+    if len(metadata) > MAX_METADATA_ITEMS:
+        return False
+    for key, value in metadata.items():
+        if len(key) > MAX_ID_CHARS or not key.isascii():
+            return False
+        kind = type(value)
+        if kind is int:
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                return False
+        elif kind is float:
+            if not math.isfinite(value):
+                return False
+        elif kind is not str and kind is not bool and value is not None:
+            return False
+    return True
 
 
 def _is_unicode(text: str) -> bool:

@@ -351,3 +351,17 @@ def test_unit_a_message_of_the_consumer_s_own_decoding_is_the_validated_one() ->
     assert decoded.header("content-type") == "application/json"
     with pytest.raises(ValidationError, match="frozen"):
         decoded.offset = 1  # type: ignore[misc]
+
+
+def test_unit_flat_metadata_is_held_to_the_same_bounds_as_nested() -> None:
+    for bad, reason in (
+        ({"\ud800": 1}, "Unicode"),
+        ({"x": float("-inf")}, "finite"),
+        ({"n": -(2**63) - 1}, "64 bits"),
+    ):
+        with pytest.raises(ValidationError, match=reason):
+            event(metadata=bad)
+        with pytest.raises(ValidationError, match=reason):
+            event(metadata={"nested": bad})
+    kept = {"clé": "é", "n": -(2**63), "f": -0.0, "b": False, "z": None}
+    assert event(metadata=kept).metadata == kept
