@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from asgi_lifespan import LifespanManager
 
-from app.kafka.models import utc_of_epoch_ms
+from app.kafka.stamps import utc_of_epoch_ms
 from app.main import create_app
 from app.settings import Settings
 from bench.run import kafka_broker

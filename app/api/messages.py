@@ -20,7 +20,7 @@ from app.api.auth import require
 from app.api.deps import ServicesDep
 from app.api.errors import error_responses
 from app.errors import InvalidRequestError
-from app.kafka.models import epoch_ms, parse_utc
+from app.kafka.stamps import epoch_ms, parse_utc
 from app.recent.buffer import Subscription
 from app.recent.filters import RecordFilter
 from app.recent.record import MessagesPage

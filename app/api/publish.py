@@ -28,12 +28,8 @@ from app.api.lean import LeanRoute, is_json, receipt_answer, release_body, serve
 from app.api.trace import trace_headers
 from app.ingest.publisher import PublishReceipt
 from app.kafka import KafkaPublishRequest
-from app.kafka.models import (
-    MAX_ID_CHARS,
-    TopicName,
-    check_json_numbers,
-    json_integer,
-)
+from app.kafka.json_bounds import MAX_ID_CHARS, check_json_numbers, json_integer
+from app.kafka.models import TopicName
 
 # The checks of POST /publish, in their order: the route's dependencies, and what its lean
 # handler calls (a check added here is made by both handlers).

@@ -18,7 +18,7 @@ from app.api.auth import require
 from app.api.deps import ServicesDep
 from app.api.errors import error_responses
 from app.errors import InvalidRequestError
-from app.kafka.models import epoch_ms, parse_utc, utc_of_epoch_ms
+from app.kafka.stamps import epoch_ms, parse_utc, utc_of_epoch_ms
 from app.recent.record import MessageView
 from app.recent.search import RecordQuery, RecordsPage
 from app.recent.search_cursor import CursorError, query_id

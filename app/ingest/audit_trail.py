@@ -420,7 +420,7 @@ class AuditTrail:
         """The receipt of `event` at `place` on the chain: acked with `result`, else queued
         (or `status`)."""
         # Built of values made here (the digest, the chain's hex): no validation per receipt.
-        return AuditReceipt.model_construct(
+        return AuditReceipt.made(
             event_id=event.event_id,
             topic=self.topic,
             partition=result.partition if result else None,
@@ -487,5 +487,5 @@ class _Settlement:
 def _size_of(record: AuditRecord) -> int:
     # What the record costs in memory until Kafka settles it (app.runtime.RECORD_COST): key,
     # value and headers (the short text ones counted in characters, near enough).
-    headers = sum(len(name) + len(value) for name, value in record.headers.items())
+    headers = sum(map(len, record.headers)) + sum(map(len, record.headers.values()))
     return RECORD_COST * (len(record.key) + len(record.value) + headers)

@@ -34,9 +34,10 @@ NO_FINGERPRINT = bytes(FINGERPRINT_BYTES)
 
 
 def fingerprint(request: bytes) -> bytes:
-    """A request's fingerprint: 128 bits of BLAKE2b, enough to tell two bodies apart, small
-    enough to keep beside tens of thousands of receipts."""
-    return hashlib.blake2b(request, digest_size=FINGERPRINT_BYTES).digest()
+    """A request's fingerprint: 128 bits of SHA-256, enough to tell two bodies apart, small
+    enough to keep beside tens of thousands of receipts. (SHA-256 rather than BLAKE2b: with
+    the processor's SHA instructions, which OpenSSL uses, it hashes an event in half the time.)"""
+    return hashlib.sha256(request).digest()[:FINGERPRINT_BYTES]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from app.ingest import otlp
-from app.kafka.models import parse_utc
+from app.kafka.stamps import parse_utc
 
 SCOPE_NAME: Final = "ractogateway-kafka"
 # Record field → attribute: the receiver's mapping turned round.

@@ -152,8 +152,10 @@ class KafkaAuditLogger:
             DIGEST_HEADER: event.digest(),
             SCHEMA_VERSION_HEADER: str(event.schema_version),
         }
-        if place is not None:
-            built.update(chain_headers(place))
+        if place is not None:  # `chain_headers(place)`, set one by one: no dict of its own
+            built[WRITER_HEADER] = place.writer
+            built[SEQ_HEADER] = str(place.seq)
+            built[CHAIN_HEADER] = f"sha256:{place.chain}"
         else:  # a caller's headers never pass for chain headers
             for name in (WRITER_HEADER, SEQ_HEADER, CHAIN_HEADER):
                 built.pop(name, None)

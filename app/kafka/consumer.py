@@ -175,6 +175,17 @@ class KafkaConsumerClient(AsyncLifecycle):
     def _message(self, record: ConsumerRecord[bytes | None, bytes | None]) -> KafkaMessage:
         headers = dict(record.headers)
         deserializer = self._value_deserializer
+        if deserializer is None and self._key_deserializer is decode_key:
+            # The library's own decoding: the values' types are known, nothing to validate.
+            return KafkaMessage.decoded(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp if record.timestamp >= 0 else None,
+                key=decode_key(record.key),
+                value=decode_value(record.value, headers, self.config.value_format),
+                headers=headers,
+            )
         schema = None
         if isinstance(deserializer, JsonSchemaDeserializer):
             schema = deserializer.schema_of(record.value)

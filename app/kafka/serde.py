@@ -35,6 +35,30 @@ def canonical_json(value: Any) -> bytes:
         raise KafkaSerializationError(f"not JSON-serializable: {exc}") from exc
 
 
+# Anything but JSON's own types (and orjson's UUID and Enum, which pydantic writes alike) goes
+# to `_not_plain`: datetimes, dataclasses, subclasses of str, int, dict and list included.
+_PLAIN = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def _not_plain(value: Any) -> Any:
+    raise TypeError(type(value).__name__)
+
+
+def plain_json(value: Any) -> bytes | None:
+    """`canonical_json(value)` when `value` holds JSON's own types only (dicts with text keys,
+    lists, tuples, text, numbers, booleans, None), else None (where another serializer may
+    have something to say about the others: pydantic's `mode="json"`)."""
+    try:
+        return orjson.dumps(value, default=_not_plain, option=_PLAIN)
+    except TypeError:
+        return None
+
+
 def sha256_digest(data: bytes) -> str:
     """`sha256:<hex>` of `data`."""
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
@@ -60,6 +84,9 @@ def encode_headers(headers: HeaderInput | None) -> list[tuple[str, bytes | None]
     """Header values may be str (sent as UTF-8), bytes, or None (a header without a value)."""
     encoded: list[tuple[str, bytes | None]] = []
     for name, value in (headers or {}).items():
+        if type(value) is str and type(name) is str and name:  # the common case, first
+            encoded.append((name, value.encode("utf-8")))
+            continue
         if not isinstance(name, str) or not name:
             raise KafkaSerializationError(f"header names must be non-empty strings, got {name!r}")
         if value is None or isinstance(value, bytes):

@@ -11,7 +11,9 @@ from typing import Any, Final, Literal
 from pydantic import ValidationError
 
 from app.kafka import KafkaAuditEvent
-from app.kafka.models import MAX_ID_CHARS, MAX_TEXT_CHARS, format_utc, new_event_id
+from app.kafka.json_bounds import MAX_ID_CHARS
+from app.kafka.models import MAX_TEXT_CHARS
+from app.kafka.stamps import format_utc, new_event_id
 from app.proxy.assembly import (
     MAX_ERROR_CHARS,
     Answer,

@@ -150,7 +150,11 @@ class RecentRecords:
         if record.size > self.max_bytes:
             self.skipped["oversized"] += 1
             return None
-        bisect.insort(kept.records, record, key=lambda r: r.order)
+        records = kept.records
+        if not records or records[-1].order <= record.order:
+            records.append(record)  # the common case: newer than every record kept
+        else:
+            bisect.insort(records, record, key=lambda r: r.order)
         kept.size += record.size
         while len(kept.records) > self.max_records or kept.size > self.max_bytes:
             kept.size -= kept.records.pop(0).size

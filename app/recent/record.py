@@ -15,9 +15,9 @@ from pydantic import BaseModel, Field
 
 from app.kafka import KafkaMessage
 from app.kafka.audit import SEQ_HEADER, WRITER_HEADER
-from app.kafka.models import utc_of_epoch_ms
 from app.kafka.schemas import schema_id_of
 from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE, decode_value
+from app.kafka.stamps import utc_of_epoch_ms
 
 # Per-record bookkeeping (the entry, its list slot, the headers' dict) on top of its bytes, and
 # per header (the dict slot, the bytes objects).
@@ -222,7 +222,9 @@ class RecentRecord:
             size=_ENTRY_OVERHEAD
             + len(value or b"")
             + len(key or "")
-            + sum(len(name) + len(raw or b"") + _HEADER_OVERHEAD for name, raw in headers.items()),
+            + _HEADER_OVERHEAD * len(headers)
+            + sum(map(len, headers))
+            + sum(map(len, filter(None, headers.values()))),
         )
 
     @property

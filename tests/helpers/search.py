@@ -11,7 +11,7 @@ import httpx
 
 from app.kafka import KafkaAuditEvent, KafkaMessage, KafkaProducerClient, KafkaProducerConfig
 from app.kafka.audit import KafkaAuditLogger
-from app.kafka.models import utc_of_epoch_ms
+from app.kafka.stamps import utc_of_epoch_ms
 from tests.helpers.kafka import new_topic, records_of
 
 DAY_MS = 86_400_000

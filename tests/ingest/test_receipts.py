@@ -1,7 +1,7 @@
 """The audit receipt and the codec a trail keeps its receipts in for retries (unit, no
 broker)."""
 
-from app.ingest.receipts import receipt_codec
+from app.ingest.receipts import AuditReceipt, receipt_codec
 from tests.helpers.ingest import a_receipt
 
 
@@ -28,3 +28,13 @@ def test_unit_receipts_whose_names_overflow_the_codecs_table_are_kept_as_json() 
     assert [codec.unpack(packed) for packed in stored] == many
     assert stored[0][:1] == b"P"
     assert stored[-1][:1] == b"J"
+
+
+def test_unit_a_receipt_made_of_the_service_s_values_is_the_validated_one() -> None:
+    validated = a_receipt(partition=None, offset=None, status="queued")
+    made = AuditReceipt.made(**validated.model_dump())
+    assert made == validated
+    assert made.model_fields_set == validated.model_fields_set
+    assert made.model_dump_json() == validated.model_dump_json()
+    assert repr(made) == repr(validated)
+    assert made.model_copy(update={"status": "acked"}).status == "acked"

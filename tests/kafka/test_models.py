@@ -1,10 +1,12 @@
 """Unit tests of the record models."""
 
+import enum
 import hashlib
 import json
 import re
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +15,8 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from app.kafka import KafkaAuditEvent, KafkaMessage, KafkaProduceResult, KafkaPublishRequest
-from app.kafka.models import (
-    MAX_ID_CHARS,
-    MAX_METADATA_DEPTH,
-    MAX_METADATA_ITEMS,
-    TOPIC_NAME_PATTERN,
-    check_topic_name,
-)
+from app.kafka.json_bounds import MAX_ID_CHARS, MAX_METADATA_DEPTH, MAX_METADATA_ITEMS
+from app.kafka.models import TOPIC_NAME_PATTERN, check_topic_name
 
 REFERENCE_FIELDS: dict[type[BaseModel], set[str]] = {
     KafkaMessage: {"topic", "partition", "offset", "timestamp_ms", "key", "value", "headers"},
@@ -300,3 +297,71 @@ def test_schema_v2_fields_make_a_version_2_record_and_v1_records_are_unchanged()
         KafkaAuditEvent(user_id="u", model="m", response="r")
     with pytest.raises(ValidationError, match="parts"):
         KafkaAuditEvent(user_id="u", model="m", input_messages=[{"role": "user", "parts": "x"}])
+
+
+class _Colour(enum.Enum):
+    RED = "red"
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        True,
+        0.1,
+        -0.0,
+        1e16,
+        2**62,
+        "é\u2028",
+        uuid.UUID(int=7),
+        _Colour.RED,
+        _Level.HIGH,
+        (1, "a"),
+        {"nested": {"list": [1, 2.5, None]}},
+        datetime(2026, 1, 31, 12, tzinfo=UTC),
+        b"bytes",
+    ],
+)
+def test_unit_the_canonical_json_is_pydantic_s_dump_sorted_whatever_the_values(
+    value: object,
+) -> None:
+    made = event(metadata={"value": value})
+    dumped = KafkaAuditEvent.model_dump(made, mode="json")
+    assert made.canonical_json() == orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)
+
+
+def test_unit_a_message_of_the_consumer_s_own_decoding_is_the_validated_one() -> None:
+    fields: dict[str, Any] = {
+        "topic": "t",
+        "partition": 2,
+        "offset": 41,
+        "timestamp_ms": 1_790_000_000_000,
+        "key": "user-42",
+        "value": b'{"a":1}',
+        "headers": {"content-type": b"application/json", "empty": None},
+    }
+    validated = KafkaMessage(**fields, schema_id=None, schema_version=None)
+    decoded = KafkaMessage.decoded(**fields)
+    assert decoded == validated
+    assert decoded.model_fields_set == validated.model_fields_set
+    assert decoded.model_dump() == validated.model_dump()
+    assert decoded.header("content-type") == "application/json"
+    with pytest.raises(ValidationError, match="frozen"):
+        decoded.offset = 1  # type: ignore[misc]
+
+
+def test_unit_flat_metadata_is_held_to_the_same_bounds_as_nested() -> None:
+    for bad, reason in (
+        ({"\ud800": 1}, "Unicode"),
+        ({"x": float("-inf")}, "finite"),
+        ({"n": -(2**63) - 1}, "64 bits"),
+    ):
+        with pytest.raises(ValidationError, match=reason):
+            event(metadata=bad)
+        with pytest.raises(ValidationError, match=reason):
+            event(metadata={"nested": bad})
+    kept = {"clé": "é", "n": -(2**63), "f": -0.0, "b": False, "z": None}
+    assert event(metadata=kept).metadata == kept

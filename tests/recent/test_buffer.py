@@ -197,3 +197,15 @@ def test_unit_a_record_shown_keeps_its_view_within_the_byte_bound() -> None:
     assert json.loads(shown)["value"]["pad"] == "x" * 400
     assert other.shown is None
     assert tight.sizes()["t"] == other.size <= 1024
+
+
+def test_unit_records_arriving_out_of_time_order_are_kept_by_time_and_the_oldest_go() -> None:
+    # After a rewind the partitions arrive one after another: a later partition's older
+    # records come after newer ones, and the bounds still drop the oldest by time.
+    recent = RecentRecords(["t"], max_records=4, max_bytes=10**6, clock=lambda: 10.0)
+    for offset, stamp in enumerate((500, 600, 700)):
+        recent.add(message(offset, partition=0, timestamp_ms=stamp))
+    for offset, stamp in enumerate((550, 650, 650, 800)):
+        recent.add(message(offset, partition=1, timestamp_ms=stamp))
+    kept = [(r.partition, r.offset) for r in recent.query(limit=10)]
+    assert kept == [(1, 3), (0, 2), (1, 2), (1, 1)]
