@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.body_limit import replayed
 from app.api.errors import CLIENT_ERRORS, error_response
-from app.api.observe import SERVER_ANSWERED
+from app.api.observe import REQUEST_ID_HEADER, SERVER_ANSWERED
 
 LeanHandler = Callable[[Request], Awaitable[Response | None]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -243,6 +243,9 @@ class LeanApp(FastAPI):
             if not started:
                 handler = cast(ErrorHandler, self.exception_handlers[Exception])
                 response = await handler(Request(scope), exc)
+                # Sent past the observer, which echoes the request id on every other answer.
+                if request_id := scope.get("state", {}).get("request_id"):
+                    response.headers[REQUEST_ID_HEADER] = request_id
                 await response(scope, receive, send)
             raise
 
