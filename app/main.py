@@ -24,7 +24,7 @@ from app.api import (
 )
 from app.api.body_limit import BodyLimit
 from app.api.errors import install_error_handlers
-from app.api.lean import LeanDispatch
+from app.api.lean import LeanApp, LeanDispatch, lean_paths
 from app.api.observe import RequestObserver
 from app.api.openapi import without_null_parameters
 from app.services import build_services
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await services.stop()
 
-    app = FastAPI(
+    app = LeanApp(
         title="ractogateway-kafka",
         version=__version__,
         summary="Audit-trail sidecar: AI prompts and responses written durably to Apache Kafka.",
@@ -98,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keys=services.api_keys,
     )
     app.add_middleware(RequestObserver, metrics=services.metrics)
+    # The lean routes' requests enter at the observer (app.api.lean.LeanApp).
+    app.serve_lean(lean_paths(routers), entry=RequestObserver)
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)

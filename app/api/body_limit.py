@@ -38,6 +38,8 @@ HELD_BYTES = "held_bytes"
 # A declared length of more digits is larger than any limit (a body of 10^18 bytes).
 _MAX_DIGITS = 18
 _TOO_LONG = 10**_MAX_DIGITS
+# Request lines (method, path) whose route match is remembered.
+_MAX_KNOWN = 256
 
 
 class BodyLimit:
@@ -63,6 +65,7 @@ class BodyLimit:
             for route in routes
             if isinstance(route, Route)
         ]
+        self._known: dict[tuple[str, str], bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
@@ -116,7 +119,14 @@ class BodyLimit:
 
     def _read_by_a_route(self, scope: Scope) -> bool:
         method, path = scope["method"], scope["path"]
-        return any(method in methods and regex.match(path) for regex, methods in self._readers)
+        known = self._known.get((method, path))
+        if known is None:
+            known = any(method in methods and regex.match(path) for regex, methods in self._readers)
+            # The answer per request line, matched once (every route's pattern, each time,
+            # was a few microseconds of every write); any path a client invents is a new key.
+            if len(self._known) < _MAX_KNOWN:
+                self._known[(method, path)] = known
+        return known
 
     def _too_large(self) -> BodyTooLargeError:
         return BodyTooLargeError(

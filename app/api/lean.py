@@ -21,12 +21,21 @@ handlers directly: routing (matching a dozen routes), the framework's exception 
 wrappers and their coroutine frames, resumed at every await of the request, were the next
 fifth of the CPU. The route's errors (`CLIENT_ERRORS`) are rendered by the app's own
 `error_response`; a declined request goes on to the router, with its body.
+
+`LeanApp` (the FastAPI application class) takes those requests past the layers outside the
+service's own middleware too: FastAPI's and Starlette's entry (a telemetry query of three
+OpenTelemetry providers per request), the framework's 500 handler, exception telemetry and body
+limit wrappers. It calls the outermost of the service's middleware (the observer) directly and
+does what the 500 handler did: an unexpected error is answered by the app's handler for
+`Exception`, when no answer has begun, and raised on for the server to log. With FastAPI's own
+OpenTelemetry instrumentation active (its providers configured), every request takes the
+framework's path, so none goes unseen.
 """
 
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute, APIRouter
 from pydantic_core import SchemaSerializer
 from starlette.routing import BaseRoute
@@ -34,9 +43,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.body_limit import replayed
 from app.api.errors import CLIENT_ERRORS, error_response
-from app.api.observe import SERVER_ANSWERED
+from app.api.observe import REQUEST_ID_HEADER, SERVER_ANSWERED
 
 LeanHandler = Callable[[Request], Awaitable[Response | None]]
+ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 _LEAN = "__lean_handler__"
@@ -175,6 +185,90 @@ class LeanDispatch:
             await self.app(scope, replayed(_body_message(await request.body()), receive), send)
             return
         await response(scope, receive, send)
+
+
+def lean_paths(routers: Iterable[APIRouter]) -> frozenset[tuple[str, str]]:
+    """The (method, path) of every route a lean handler serves first."""
+    return frozenset(
+        (method, route.path)
+        for router in routers
+        for route in router.routes
+        if isinstance(route, LeanRoute) and lean_handler_of(route) is not None
+        for method in route.methods or ()
+    )
+
+
+class LeanApp(FastAPI):
+    """The service's FastAPI application: requests for the lean routes (`lean_paths`, set by
+    `serve_lean`) enter at the outermost of the service's own middleware, `entry` (see the
+    module docstring); all others take the framework's path."""
+
+    _lean: frozenset[tuple[str, str]] = frozenset()
+    _entry: type | None = None
+    _entered: ASGIApp | None = None
+    _instrumentation: bool | None = None
+
+    def serve_lean(self, paths: frozenset[tuple[str, str]], *, entry: type) -> None:
+        """Serve `paths` from the middleware of class `entry` inward (it must be one of the
+        app's middleware, added with `add_middleware`)."""
+        self._lean = paths
+        self._entry = entry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._instrumented():
+            await super().__call__(scope, receive, send)
+            return
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        if (scope["method"], scope["path"]) not in self._lean:
+            # Starlette's own entry: FastAPI's adds only its telemetry query.
+            if self.middleware_stack is None:
+                self.middleware_stack = self.build_middleware_stack()
+            await self.middleware_stack(scope, receive, send)
+            return
+        entered = self._entered or self._enter()
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await entered(scope, receive, sending)
+        except Exception as exc:
+            # As the framework's outermost layer does: the app's 500, then the server logs it.
+            if not started:
+                handler = cast(ErrorHandler, self.exception_handlers[Exception])
+                response = await handler(Request(scope), exc)
+                # Sent past the observer, which echoes the request id on every other answer.
+                if request_id := scope.get("state", {}).get("request_id"):
+                    response.headers[REQUEST_ID_HEADER] = request_id
+                await response(scope, receive, send)
+            raise
+
+    def _instrumented(self) -> bool:
+        # FastAPI's own OpenTelemetry instrumentation: on when its providers are configured,
+        # which happens before an app serves (`opentelemetry-instrument`), so it is asked
+        # once (three provider lookups and environment reads, per request, were 4 us).
+        if self._instrumentation is None:
+            telemetry = getattr(self, "_native_telemetry", None)
+            self._instrumentation = telemetry is not None and bool(telemetry.enabled())
+        return self._instrumentation
+
+    def _enter(self) -> ASGIApp:
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        layer: Any = self.middleware_stack
+        while layer is not None and type(layer) is not self._entry:
+            layer = getattr(layer, "app", None)
+        if layer is None:
+            raise RuntimeError(f"no middleware {self._entry!r} in the app's stack")
+        entered = cast(ASGIApp, layer)
+        self._entered = entered
+        return entered
 
 
 def release_body(request: Request) -> None:

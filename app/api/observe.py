@@ -1,9 +1,9 @@
 """One middleware that sees every request: a request id, one log line, and the metrics."""
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -113,7 +113,9 @@ def _request_id(scope: Scope) -> str:
             text: str = value.decode("latin-1")
             if _CALLER_REQUEST_ID.fullmatch(text):
                 return text
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, as a UUID4's hex was (without its fixed version bits;
+    # a third of the cost).
+    return os.urandom(16).hex()
 
 
 def _route_of(scope: Scope) -> str:

@@ -33,7 +33,12 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from app.ingest.detectors import DETECTORS, PatternOverrunError, custom_detectors
+from app.ingest.detectors import (
+    DETECTORS,
+    PatternOverrunError,
+    custom_detectors,
+    load_phone_metadata,
+)
 from app.kafka import KafkaAuditEvent
 
 REDACTION_HEADER = "rg-redaction"
@@ -77,6 +82,7 @@ class Redactor:
         self.mode = mode
         self._key = key or b""
         self._detectors = DETECTORS + custom_detectors(patterns or {})
+        load_phone_metadata()
         # An operator's pattern may spend its whole budget on a short text: never on the loop.
         self._inline_below = 0 if patterns else THREAD_AT_CHARS
         self._metadata_fields = tuple(metadata_fields)

@@ -5,6 +5,7 @@ test_publish.py) run against both: an extra query parameter (which the route ign
 request to the declared route."""
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -207,3 +208,31 @@ def test_a_client_gone_mid_body_is_logged_499_without_a_traceback(
     assert "POST /audit 500" not in served.log()
     exposition = httpx.get(f"{served.url}/metrics", timeout=10).text
     assert 'status="500"' not in exposition
+
+
+async def test_unit_a_fault_in_a_lean_route_is_a_500_with_the_contract_body_logged_and_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The lean routes enter past the framework's 500 wrapper (app.api.lean.LeanApp), which
+    # must do its work: the app's 500, the access line and metric, the error raised on for
+    # the server to log.
+    app = create_app(Settings(_env_file=None, kafka_bootstrap_servers=["127.0.0.1:9"]))
+
+    def fault(check: Check, request: Request, services: Any) -> None:
+        raise RuntimeError("a bug in a check")
+
+    monkeypatch.setattr(Check, "__call__", fault)
+    caplog.set_level(logging.INFO)
+    raising = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=raising, base_url="http://rg") as client:
+        with pytest.raises(RuntimeError, match="a bug in a check"):
+            await client.post("/audit", json=EVENT)
+    answering = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=answering, base_url="http://rg") as client:
+        response = await client.post("/audit", json=EVENT)
+    error = assert_contract_error(response, 500, "internal_error")
+    assert "a bug" not in error["message"]
+    assert error["request_id"] == response.headers["x-request-id"]
+    assert any(r.name == "app.api.errors" and r.exc_info for r in caplog.records)
+    lines = [r.fields for r in caplog.records if r.name == "app.access"]  # type: ignore[attr-defined]
+    assert [(line["route"], line["status"]) for line in lines] == [("/audit", 500)] * 2

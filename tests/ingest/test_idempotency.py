@@ -245,3 +245,26 @@ async def test_unit_packed_a_kept_receipt_grows_by_its_fingerprint_only() -> Non
     with pytest.raises(IdempotencyKeyReusedError):
         await receipts.once("k", produce, fingerprint=B)
     assert await receipts.once("k", produce, fingerprint=A) == (receipt, True)
+
+
+async def test_unit_packed_receipts_expire_stay_bounded_and_keep_their_fingerprints() -> None:
+    # Packed, a receipt is one bytes object: its expiry, fingerprint and receipt together.
+    clock = Clock()
+    codec: ReceiptCodec[str] = ReceiptCodec(pack=str.encode, unpack=bytes.decode)
+    receipts: RecentReceipts[str] = RecentReceipts(
+        window_s=10, max_entries=3, clock=clock, codec=codec
+    )
+    calls: list[str] = []
+    await receipts.once("old", counting("old", calls), fingerprint=A)
+    assert receipts.kept_bytes("old") == len(A) + len("old")
+    with pytest.raises(IdempotencyKeyReusedError):
+        await receipts.once("old", counting("other", calls), fingerprint=B)
+    clock.now = 11
+    assert await receipts.once("old", counting("new", calls), fingerprint=B) == ("new", False)
+    for i in range(3):
+        await receipts.once(f"k{i}", counting(str(i), calls))
+    receipts.remember("k0", "0 again")  # kept again: now the newest
+    await receipts.once("k3", counting("3", calls))
+    assert len(receipts) == 3
+    assert await receipts.once("k0", counting("x", calls)) == ("0 again", True)
+    assert await receipts.once("k1", counting("1 anew", calls)) == ("1 anew", False)

@@ -51,3 +51,36 @@ async def test_unit_a_delivery_reports_only_once_settled_and_a_failing_callback_
     assert [str(error) for error in told] == ["expired"]
     assert "a delivery callback failed for a record to 't'" in caplog.text
     assert "record to 't' was not delivered: expired" in caplog.text
+
+
+async def test_unit_waiting_for_a_delivery_never_cancels_it_and_leaves_nothing_behind() -> None:
+    loop = asyncio.get_running_loop()
+    acked = KafkaProduceResult(topic="t", partition=0, offset=7, timestamp_ms=None)
+    future: asyncio.Future[KafkaProduceResult] = loop.create_future()
+    delivery = Delivery("t", future)
+    # Past its time: a timeout, the record left to the producer.
+    with pytest.raises(KafkaTimeoutError, match=r"within 0\.01s"):
+        await delivery.wait(0.01)
+    assert not future.done()
+    # The waiting task cancelled: the record still left be.
+    waiting = asyncio.ensure_future(delivery.wait())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not future.done()
+    # No time left at all: a timeout at once, without waiting.
+    with pytest.raises(KafkaTimeoutError):
+        await Delivery("t", future, timeout_s=1.0, deadline=loop.time() - 1).wait()
+    # Settled while waited for: its result; no callback of a wait stays on the future.
+    waiting = asyncio.ensure_future(delivery.wait(5.0))
+    await asyncio.sleep(0)
+    future.set_result(acked)
+    assert await waiting == acked
+    assert await delivery.wait(0) == acked
+    callbacks = getattr(future, "_callbacks", None)
+    assert not callbacks
+    failed: asyncio.Future[KafkaProduceResult] = loop.create_future()
+    failed.set_exception(KafkaTimeoutError("the broker's own timeout"))
+    with pytest.raises(KafkaTimeoutError, match="the broker's own"):
+        await Delivery("t", failed).wait(1.0)
