@@ -4,13 +4,15 @@ Log lines carry structured fields through `extra={"fields": {...}}`. What goes i
 the call site; prompt and response text, API keys and passwords are never passed.
 """
 
-import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+import orjson
 
 FIELDS = "fields"
 # Loggers that print record contents (keys, values: prompts) at DEBUG; kept at INFO or above.
@@ -36,13 +38,15 @@ class ClientLogLimiter(logging.Filter):
     ) -> None:
         super().__init__()
         self._prefixes = prefixes
+        self._children = tuple(prefix + "." for prefix in prefixes)
         self._every_s = every_s
         self._clock = clock
         # kind -> (when its last line passed, lines left out since)
         self._kinds: dict[tuple[str, str], tuple[float, int]] = {}
 
     def _ours(self, name: str) -> bool:
-        return any(name == prefix or name.startswith(prefix + ".") for prefix in self._prefixes)
+        # Every line of every logger passes here: one startswith over a tuple, no generator.
+        return name in self._prefixes or name.startswith(self._children)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """False to leave the line out; may lower its level and note the lines left out."""
@@ -70,9 +74,14 @@ class ClientLogLimiter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """`{"time", "level", "logger", "message", ...fields, "error"?}` on one line."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: int | None = None
+        self._second_text = ""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -82,7 +91,23 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        # orjson: a twentieth of json.dumps' time, and NaN written as null (valid JSON).
+        return orjson.dumps(entry, default=str).decode()
+
+    def _time(self, created: float) -> str:
+        """`created` as ISO 8601 in UTC to the millisecond (`2026-01-31T12:00:00.123+00:00`),
+        the date and time of day formatted once per second: every request has a line."""
+        # Rounded as datetime.fromtimestamp rounds (the fraction alone, half to even).
+        fraction, whole = math.modf(created)
+        second, micros = int(whole), round(fraction * 1_000_000)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        elif micros < 0:
+            second, micros = second - 1, micros + 1_000_000
+        if second != self._second:
+            moment = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")
+            self._second, self._second_text = second, moment.removesuffix("+00:00")
+        return f"{self._second_text}.{micros // 1000:03d}+00:00"
 
 
 class TextFormatter(logging.Formatter):

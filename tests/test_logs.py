@@ -2,6 +2,8 @@
 
 import json
 import logging
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +112,31 @@ def test_unit_a_repeated_failure_is_logged_first_then_once_per_interval_with_a_c
     assert [(s, n) for s, n in enumerate(seen) if n is not None] == [(0, 0), (30, 29), (60, 29)]
     failures.reset()
     assert failures.due() == 0  # after a success, the next failure is logged at once
+
+
+@pytest.mark.parametrize(
+    "created",
+    [0.0, 1.5, 1765108799.9995, 1765108799.9999996, 1991027234.8629994, 4102444800.0004995],
+)
+def test_json_lines_time_is_datetimes_to_the_millisecond(created: float) -> None:
+    # Formatted once per second: still exactly what datetime makes of every moment, on
+    # second boundaries and where a float's fraction rounds up.
+    formatter = JsonFormatter()
+    for moment in (created - 1, created, created + 0.0004):
+        entry = record()
+        entry.created = moment
+        expected = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+        assert json.loads(formatter.format(entry))["time"] == expected
+
+
+def test_json_lines_write_any_value_and_nan_as_valid_json() -> None:
+    line = JsonFormatter().format(record(path=Path("/x"), ratio=float("nan"), text="é"))
+    assert json.loads(line) | {"time": None} == {
+        "time": None,
+        "level": "INFO",
+        "logger": "app.test",
+        "message": "hello x",
+        "path": "/x",
+        "ratio": None,
+        "text": "é",
+    }
