@@ -17,12 +17,12 @@ midway ends with an SSE `error` event after what arrived (recorded with what arr
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
 from app.errors import ServiceError, problem_for
 from app.ingest.audit_trail import AuditTrail
@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 JSON = "application/json"
 ANONYMOUS = "anonymous"
+# The HTTP protocol's ASGI extension that closes the connection under an unfinished answer
+# (`app.api.http_limits.ABORT`).
+ABORT = "rg.abort"
 
 
 def _text(value: Any) -> str | None:
@@ -85,6 +88,12 @@ class PassedThrough(StreamingResponse):
             answer.aiter_bytes(), status_code=status_code, headers=headers, background=background
         )
         self._call = call
+        self._abort: Callable[[], None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """As Starlette's, with the server's way to cut the answer off, when it has one."""
+        self._abort = scope.get("extensions", {}).get(ABORT)
+        await super().__call__(scope, receive, send)
 
     async def stream_response(self, send: Send) -> None:
         """The head, then each chunk as it comes; no completion after a cut."""
@@ -102,6 +111,10 @@ class PassedThrough(StreamingResponse):
                 self._call,
                 type(exc).__name__,
             )
+            # Closed unfinished: the app sees the cut (and the server does not take the
+            # unfinished answer for the app's error). Without the extension, as Starlette does.
+            if self._abort is not None:
+                self._abort()
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -405,6 +405,9 @@ async def test_a_passed_through_answer_cut_midway_is_cut_for_the_app_in_one_log_
     assert "GET /openai/v1/models/scripted-cut" in said[0]
     assert "RemoteProtocolError" in said[0]
     assert "Traceback" not in log
+    # The server took the cut for what it is, not for an answer the app forgot to finish.
+    server_errors = [line for line in log.splitlines() if '"logger": "uvicorn.error"' in line]
+    assert [line for line in server_errors if '"level": "ERROR"' in line] == []
 
 
 async def test_the_sidecar_key_is_required_in_x_api_key(proxy_service: LiveService) -> None:
