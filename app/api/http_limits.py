@@ -59,7 +59,7 @@ MAX_BLANK_BYTES = 8
 # An ASGI extension in each request's scope: `scope["extensions"][ABORT]()` closes the
 # connection with the answer left incomplete (the recording proxy's, for an upstream answer cut
 # off midway), so the client sees the cut; uvicorn then takes the connection for gone, and logs
-# no error for an answer the app did not complete. (`app.proxy.exchange` names it too.)
+# no error for an answer the app did not complete. (`app.proxy.streamed` names it too.)
 ABORT = "rg.abort"
 
 

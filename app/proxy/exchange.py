@@ -17,12 +17,11 @@ midway ends with an SSE `error` event after what arrived (recorded with what arr
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.background import BackgroundTask
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
 
 from app.errors import ServiceError, problem_for
 from app.ingest.audit_trail import AuditTrail
@@ -32,6 +31,7 @@ from app.proxy.assembly import Answer, endpoint_of, parse_json, plain_answer
 from app.proxy.call import Call, Outcome, event_of
 from app.proxy.recorder import ProxyRecorder, receipt_comment, receipt_headers
 from app.proxy.sse import SseRelay
+from app.proxy.streamed import PassedThrough, StreamedAnswer
 from app.proxy.upstream import Upstream, answer_headers, upstream_headers
 from app.settings import Settings
 
@@ -42,9 +42,6 @@ logger = logging.getLogger(__name__)
 
 JSON = "application/json"
 ANONYMOUS = "anonymous"
-# The HTTP protocol's ASGI extension that closes the connection under an unfinished answer
-# (`app.api.http_limits.ABORT`).
-ABORT = "rg.abort"
 
 
 def _text(value: Any) -> str | None:
@@ -68,55 +65,6 @@ def _error_response(
 def _sse_error(message: str, code: str, status: int = 503) -> bytes:
     payload = json.dumps(openai_error(status, message, code))
     return f"event: error\ndata: {payload}\n\n".encode()
-
-
-class PassedThrough(StreamingResponse):
-    """An unrecorded call's answer, passed on as it arrives. One the upstream cuts off midway
-    is cut off for the app too (its body never completes: the connection closes), said in one
-    log line rather than a traceback: the upstream's failure, not the service's."""
-
-    def __init__(
-        self,
-        answer: "httpx.Response",
-        call: str,
-        *,
-        status_code: int,
-        headers: dict[str, str],
-        background: BackgroundTask,
-    ) -> None:
-        super().__init__(
-            answer.aiter_bytes(), status_code=status_code, headers=headers, background=background
-        )
-        self._call = call
-        self._abort: Callable[[], None] | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """As Starlette's, with the server's way to cut the answer off, when it has one."""
-        self._abort = scope.get("extensions", {}).get(ABORT)
-        await super().__call__(scope, receive, send)
-
-    async def stream_response(self, send: Send) -> None:
-        """The head, then each chunk as it comes; no completion after a cut."""
-        import httpx  # noqa: PLC0415 - loaded with the upstream's client
-
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
-        try:
-            async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx.HTTPError as exc:
-            logger.warning(
-                "proxy: the upstream's answer to %s was cut off midway (%s); passed on cut off",
-                self._call,
-                type(exc).__name__,
-            )
-            # Closed unfinished: the app sees the cut (and the server does not take the
-            # unfinished answer for the app's error). Without the extension, as Starlette does.
-            if self._abort is not None:
-                self._abort()
-            return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class OpenAIProxy:
@@ -288,10 +236,8 @@ class OpenAIProxy:
         headers["x-rg-event-id"] = call.event_id
         if self.fail_open:
             headers["x-rg-status"] = "queued"
-        return StreamingResponse(
-            self._relay(call, answer, caller),
-            status_code=answer.status_code,
-            headers=headers,
+        return StreamedAnswer(
+            self._relay(call, answer, caller), status_code=answer.status_code, headers=headers
         )
 
     async def _relay(
