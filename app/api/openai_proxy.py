@@ -88,7 +88,8 @@ async def _proxy(path: str, request: Request, services: ServicesDep, user: str |
     answer = await services.proxy.serve(
         request.method,
         path,
-        request.url.query,
+        # As sent (starlette's `request.url` would build and parse the whole URL for it).
+        request.scope["query_string"].decode("latin-1"),
         list(request.headers.items()),
         await request.body(),
         user=(user or "").strip() or None,

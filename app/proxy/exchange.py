@@ -254,7 +254,8 @@ class OpenAIProxy:
                     call.first_byte()
                     out = relay.feed(chunk)
                     if out:
-                        yield out
+                        yield out  # first: the events' data is read after they went on
+                    relay.absorb()
             except httpx.TimeoutException:
                 outcome = "timeout"
             except httpx.HTTPError:
@@ -291,12 +292,17 @@ class OpenAIProxy:
             # The app went away (the task is cancelled) or the server stops it: what arrived
             # is recorded anyway, in the background; nothing here may await any more.
             if not recorded:
-                recorded = True
-                call.end("client_gone")
-                said = relay.assembler.assembled()
-                said.status = answer.status_code
-                self.recorder.record_later(self._event(call, said), caller)
-                closing = asyncio.get_running_loop().create_task(answer.aclose())
-                self._closing.add(closing)
-                closing.add_done_callback(self._closing.discard)
+                self._record_gone(call, relay, answer, caller)
             raise
+
+    def _record_gone(
+        self, call: Call, relay: SseRelay, answer: "httpx.Response", caller: str
+    ) -> None:
+        # A stream whose app went away: what it was sent, recorded in the background.
+        call.end("client_gone")
+        said = relay.assembler.assembled()
+        said.status = answer.status_code
+        self.recorder.record_later(self._event(call, said), caller)
+        closing = asyncio.get_running_loop().create_task(answer.aclose())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)

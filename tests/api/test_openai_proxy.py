@@ -410,6 +410,16 @@ async def test_a_passed_through_answer_cut_midway_is_cut_for_the_app_in_one_log_
     assert [line for line in server_errors if '"level": "ERROR"' in line] == []
 
 
+async def test_a_path_and_query_go_upstream_as_the_app_sent_them(
+    proxy_service: LiveService, scripted_upstream: Upstream
+) -> None:
+    headers = {"X-API-Key": SIDECAR_KEY, "Authorization": f"Bearer {_canary()}"}
+    async with httpx.AsyncClient(base_url=proxy_service.url, headers=headers) as client:
+        answer = await client.get("/openai/v1/models/a%20b?limit=2&after=x%2By&order=")
+    assert answer.status_code == 404  # the scripted upstream's, passed on
+    assert scripted_upstream.requests[-1].path == "/v1/models/a%20b?limit=2&after=x%2By&order="
+
+
 async def test_the_sidecar_key_is_required_in_x_api_key(proxy_service: LiveService) -> None:
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     async with httpx.AsyncClient(base_url=proxy_service.url) as client:
