@@ -37,6 +37,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, cast
 
 from app.api.connection_slots import ConnectionSlots
@@ -55,6 +56,11 @@ PIPELINE_DEPTH = 16
 # Bytes of blank lines (CRLF) a connection may send outside a request, per idle time: a
 # server ignores at least one before a request line (RFC 9112 section 2.2).
 MAX_BLANK_BYTES = 8
+# An ASGI extension in each request's scope: `scope["extensions"][ABORT]()` closes the
+# connection with the answer left incomplete (the recording proxy's, for an upstream answer cut
+# off midway), so the client sees the cut; uvicorn then takes the connection for gone, and logs
+# no error for an answer the app did not complete. (`app.proxy.streamed` names it too.)
+ABORT = "rg.abort"
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,9 @@ class LimitedProtocol(HeadBoundedProtocol):
             # The new request's answer: head and body in one send (app/api/joined_writes.py).
             if self.cycle is not None and self.cycle.transport is self.transport:
                 self.cycle.transport = cast(asyncio.Transport, JoinedWrites(self.transport))
+            if self.cycle is not None:
+                extensions: dict[str, Any] = self.cycle.scope.setdefault("extensions", {})
+                extensions[ABORT] = partial(_abort, self.cycle)
 
     def on_body(self, body: bytes) -> None:
         if not self._last_request_read:
@@ -366,3 +375,9 @@ def limited_protocol(settings: Settings, metrics: ServiceMetrics) -> type[Limite
             "limits": limits,
         },
     )
+
+
+def _abort(cycle: Any) -> None:
+    """The `ABORT` extension: the connection closed under an unfinished answer."""
+    cycle.disconnected = True  # uvicorn's own mark of a connection gone
+    cycle.transport.close()

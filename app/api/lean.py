@@ -1,4 +1,5 @@
-"""A lean runtime path for the busiest routes (POST /audit, POST /publish).
+"""A lean runtime path for the busiest routes (POST /audit, POST /publish, the proxy's
+`/openai/v1/{path:path}`, a route that takes any path under its prefix).
 
 FastAPI's request handling (solving a dozen small dependencies, validating the body as Python
 objects, validating the returned model again to serialise it) cost about a third of the
@@ -50,6 +51,7 @@ ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 _LEAN = "__lean_handler__"
+_ANY_PATH = "{path:path}"
 # Set in the scope of a request its lean handler declined: the route goes straight to FastAPI's.
 _DECLINED = "lean_declined"
 # The status logged and counted for a request whose client went away before its body was whole
@@ -143,17 +145,32 @@ class LeanDispatch:
     def __init__(self, app: ASGIApp, *, routers: Iterable[APIRouter]) -> None:
         self.app = app
         self._routes: dict[tuple[str, str], tuple[APIRoute, LeanHandler]] = {}
+        # Routes ending in `{path:path}` (any path under a prefix), by method.
+        self._prefixes: dict[str, list[tuple[str, APIRoute, LeanHandler]]] = {}
         for router in routers:
             for route in router.routes:
                 lean = lean_handler_of(route)
                 if isinstance(route, LeanRoute) and lean is not None:
                     for method in route.methods or ():
-                        self._routes[(method, route.path)] = (route, lean)
+                        if route.path.endswith(_ANY_PATH):
+                            prefix = route.path.removesuffix(_ANY_PATH)
+                            self._prefixes.setdefault(method, []).append((prefix, route, lean))
+                        else:
+                            self._routes[(method, route.path)] = (route, lean)
+
+    def _found(self, scope: Scope) -> tuple[APIRoute, LeanHandler] | None:
+        if scope["type"] != "http":
+            return None
+        method, path = scope["method"], scope["path"]
+        found = self._routes.get((method, path))
+        if found is None:
+            for prefix, route, lean in self._prefixes.get(method, ()):
+                if path.startswith(prefix):
+                    return route, lean
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = (
-            self._routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
-        )
+        found = self._found(scope)
         if found is None:
             await self.app(scope, receive, send)
             return

@@ -21,8 +21,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.background import BackgroundTask
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Send
+from starlette.responses import Response
 
 from app.errors import ServiceError, problem_for
 from app.ingest.audit_trail import AuditTrail
@@ -32,6 +31,7 @@ from app.proxy.assembly import Answer, endpoint_of, parse_json, plain_answer
 from app.proxy.call import Call, Outcome, event_of
 from app.proxy.recorder import ProxyRecorder, receipt_comment, receipt_headers
 from app.proxy.sse import SseRelay
+from app.proxy.streamed import PassedThrough, StreamedAnswer
 from app.proxy.upstream import Upstream, answer_headers, upstream_headers
 from app.settings import Settings
 
@@ -65,45 +65,6 @@ def _error_response(
 def _sse_error(message: str, code: str, status: int = 503) -> bytes:
     payload = json.dumps(openai_error(status, message, code))
     return f"event: error\ndata: {payload}\n\n".encode()
-
-
-class PassedThrough(StreamingResponse):
-    """An unrecorded call's answer, passed on as it arrives. One the upstream cuts off midway
-    is cut off for the app too (its body never completes: the connection closes), said in one
-    log line rather than a traceback: the upstream's failure, not the service's."""
-
-    def __init__(
-        self,
-        answer: "httpx.Response",
-        call: str,
-        *,
-        status_code: int,
-        headers: dict[str, str],
-        background: BackgroundTask,
-    ) -> None:
-        super().__init__(
-            answer.aiter_bytes(), status_code=status_code, headers=headers, background=background
-        )
-        self._call = call
-
-    async def stream_response(self, send: Send) -> None:
-        """The head, then each chunk as it comes; no completion after a cut."""
-        import httpx  # noqa: PLC0415 - loaded with the upstream's client
-
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
-        try:
-            async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx.HTTPError as exc:
-            logger.warning(
-                "proxy: the upstream's answer to %s was cut off midway (%s); passed on cut off",
-                self._call,
-                type(exc).__name__,
-            )
-            return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class OpenAIProxy:
@@ -275,10 +236,8 @@ class OpenAIProxy:
         headers["x-rg-event-id"] = call.event_id
         if self.fail_open:
             headers["x-rg-status"] = "queued"
-        return StreamingResponse(
-            self._relay(call, answer, caller),
-            status_code=answer.status_code,
-            headers=headers,
+        return StreamedAnswer(
+            self._relay(call, answer, caller), status_code=answer.status_code, headers=headers
         )
 
     async def _relay(
@@ -295,7 +254,8 @@ class OpenAIProxy:
                     call.first_byte()
                     out = relay.feed(chunk)
                     if out:
-                        yield out
+                        yield out  # first: the events' data is read after they went on
+                    relay.absorb()
             except httpx.TimeoutException:
                 outcome = "timeout"
             except httpx.HTTPError:
@@ -332,12 +292,17 @@ class OpenAIProxy:
             # The app went away (the task is cancelled) or the server stops it: what arrived
             # is recorded anyway, in the background; nothing here may await any more.
             if not recorded:
-                recorded = True
-                call.end("client_gone")
-                said = relay.assembler.assembled()
-                said.status = answer.status_code
-                self.recorder.record_later(self._event(call, said), caller)
-                closing = asyncio.get_running_loop().create_task(answer.aclose())
-                self._closing.add(closing)
-                closing.add_done_callback(self._closing.discard)
+                self._record_gone(call, relay, answer, caller)
             raise
+
+    def _record_gone(
+        self, call: Call, relay: SseRelay, answer: "httpx.Response", caller: str
+    ) -> None:
+        # A stream whose app went away: what it was sent, recorded in the background.
+        call.end("client_gone")
+        said = relay.assembler.assembled()
+        said.status = answer.status_code
+        self.recorder.record_later(self._event(call, said), caller)
+        closing = asyncio.get_running_loop().create_task(answer.aclose())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)

@@ -11,6 +11,7 @@ when the service stops get until `close()`'s deadline."""
 import asyncio
 import json
 import logging
+from collections.abc import Coroutine
 from typing import Final
 
 from app.errors import ServiceError, problem_for
@@ -76,21 +77,43 @@ class ProxyRecorder:
 
     async def record(self, event: KafkaAuditEvent, caller: str) -> AuditReceipt:
         """Write `event` and wait for the trail to take it: its receipt (acked, or spooled with
-        a spool). Raises the write path's errors (`ServiceError`, `KafkaClientError`)."""
-        receipt, _ = await self._trail.record_once(event, wait=True, caller=caller)
+        a spool). Raises the write path's errors (`ServiceError`, `KafkaClientError`).
+
+        Cancelled while waiting (the app went away, its request ended), the write goes on and
+        is retried in the background as a fail-open one is: the upstream answered, so the call
+        is recorded whether or not the app stayed for the receipt."""
+        loop = asyncio.get_running_loop()
+        attempt = loop.create_task(self._trail.record_once(event, wait=True, caller=caller))
+        try:
+            receipt, _ = await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            self._start(self._until_recorded(event, caller, attempt))
+            raise
         return receipt
 
     def record_later(self, event: KafkaAuditEvent, caller: str) -> None:
         """Write `event` in the background, retrying until the trail takes it."""
-        task = asyncio.get_running_loop().create_task(self._until_recorded(event, caller))
+        self._start(self._until_recorded(event, caller))
+
+    def _start(self, writing: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(writing)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _until_recorded(self, event: KafkaAuditEvent, caller: str) -> None:
+    async def _until_recorded(
+        self,
+        event: KafkaAuditEvent,
+        caller: str,
+        attempt: "asyncio.Task[tuple[AuditReceipt, bool]] | None" = None,
+    ) -> None:
         pause = _FIRST_RETRY_S
         while True:
             try:
-                await self._trail.record_once(event, wait=True, caller=caller)
+                # An attempt under way (its caller gone) is awaited before any retry.
+                if attempt is not None:
+                    await attempt
+                else:
+                    await self._trail.record_once(event, wait=True, caller=caller)
                 return
             except (ServiceError, KafkaClientError) as exc:
                 problem = problem_for(exc)
@@ -105,6 +128,7 @@ class ProxyRecorder:
                     )
                     self._metrics.proxied.labels("any", "not_recorded").inc()
                     return
+            attempt = None
             await asyncio.sleep(pause)
             pause = min(pause * 2, _LAST_RETRY_S)
 

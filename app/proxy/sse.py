@@ -1,11 +1,15 @@
 """A stream of Server-Sent Events relayed as it passes: whole events go on to the app at once,
 except the one that completes the stream (`data: [DONE]`, or the Responses API's
 `response.completed`), which the caller releases once the record is stored; each event's data
-is read by the endpoint's assembler (`app.proxy.assembly`)."""
+is read by the endpoint's assembler (`app.proxy.assembly`), after the event went on (`absorb()`):
+an event's JSON is parsed off its way to the app unless it may be the one that completes the
+stream."""
 
 import json
 
 from app.proxy.assembly import RESPONSE_ENDS, ChatChunks, ResponseEvents
+
+_ENDS = tuple(end.encode() for end in RESPONSE_ENDS)
 
 
 class SseRelay:
@@ -19,12 +23,14 @@ class SseRelay:
         self.held = b""
         self.completed = False
         self._chat = endpoint == "chat.completions"
-        self.assembler: ChatChunks | ResponseEvents = (
+        self._assembler: ChatChunks | ResponseEvents = (
             ChatChunks() if self._chat else ResponseEvents()
         )
+        self._sent: list[bytes] = []  # events gone on, their data not read yet
 
     def feed(self, chunk: bytes) -> bytes:
-        """The whole events of `chunk` (and what came before it) to send on now."""
+        """The whole events of `chunk` (and what came before it) to send on now; call
+        `absorb()` once they are sent."""
         data = self._rest + chunk
         out: list[bytes] = []
         while True:
@@ -35,6 +41,11 @@ class SseRelay:
             if self.completed:
                 self.held += event
                 continue
+            if not self._may_complete(event):
+                out.append(event)
+                self._sent.append(event)  # read once sent
+                continue
+            self.absorb()  # the events before it are read first, in order
             if self._take(event):
                 self.completed = True
                 self.held += event
@@ -42,6 +53,26 @@ class SseRelay:
                 out.append(event)
         self._rest = data
         return b"".join(out)
+
+    def absorb(self) -> None:
+        """Read the data of the events `feed()` gave to send on."""
+        for event in self._sent:
+            self._take(event)
+        self._sent.clear()
+
+    @property
+    def assembler(self) -> ChatChunks | ResponseEvents:
+        """What the stream said so far (every event `feed()` passed, read)."""
+        self.absorb()
+        return self._assembler
+
+    def _may_complete(self, raw: bytes) -> bool:
+        # A chat stream ends with `[DONE]`; a Responses stream with an event whose name or type
+        # is one of RESPONSE_ENDS, said as such (with a JSON escape anywhere, it could be said
+        # otherwise: such an event is read now).
+        if self._chat:
+            return b"[DONE]" in raw
+        return b"\\u" in raw or any(end in raw for end in _ENDS)
 
     def rest(self) -> bytes:
         """What is still kept: an unfinished event's bytes, then the held ones."""
@@ -60,7 +91,7 @@ class SseRelay:
             return False
         if not isinstance(parsed, dict):
             return False
-        self.assembler.take(parsed)
+        self._assembler.take(parsed)
         return not self._chat and (parsed.get("type") in RESPONSE_ENDS or name in RESPONSE_ENDS)
 
 

@@ -1,5 +1,6 @@
-"""The upstream API behind the proxy: one pooled `httpx.AsyncClient` (made on the first call:
-a service that proxies nothing loads no HTTP client), and which headers cross in each direction.
+"""The upstream API behind the proxy: its connections (made on the first call: a service that
+proxies nothing loads no HTTP client; `app.proxy.pool`'s own, or through an environment's proxy
+an `httpx.AsyncClient`'s), and which headers cross in each direction.
 
 The app's `Authorization` goes upstream as it came and nowhere else. What goes upstream leaves
 out the hop-by-hop headers, the sidecar's own (`X-API-Key` when it is the sidecar's key,
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     import httpx
+
+    from app.proxy.pool import UpstreamPool
 
 # RFC 9110 §7.6.1's hop-by-hop headers, and those that describe a body the proxy re-frames.
 _HOP_BY_HOP: Final = frozenset(
@@ -74,15 +77,13 @@ class Upstream:
         self._connect_s = connect_timeout_s
         self._read_s = read_timeout_s
         self._client: httpx.AsyncClient | None = None
-        self._transport: httpx.AsyncBaseTransport | None = None
+        self._transport: httpx.AsyncBaseTransport | UpstreamPool | None = None
         self._extensions: dict[str, Any] = {}
 
     def client(self) -> "httpx.AsyncClient":
         """The client, made on first use."""
         if self._client is None:
             import httpx  # noqa: PLC0415 - only once a call is proxied: see the module docstring
-
-            from app.proxy.wire import on_streams  # noqa: PLC0415 - with httpx
 
             timeout = httpx.Timeout(
                 connect=self._connect_s, read=self._read_s, write=self._read_s, pool=self._connect_s
@@ -92,19 +93,31 @@ class Upstream:
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
                 follow_redirects=False,
             )
-            on_streams(self._client)
             self._extensions = {"timeout": timeout.as_dict()}
         return self._client
 
-    def transport(self) -> "httpx.AsyncBaseTransport":
-        """The transport the client picked for the upstream (the direct pool, or an
-        environment's proxy): the calls go to it, not through the client, whose own layers
-        (cookies, auth, redirects, event hooks, its default headers) are none of the proxy's
-        and cost a tenth of its CPU per call. The timeouts travel with each request."""
+    def transport(self) -> "httpx.AsyncBaseTransport | UpstreamPool":
+        """Where the calls go: straight to the upstream, the proxy's own pool
+        (`app.proxy.pool`); through an environment's proxy (`HTTPS_PROXY`, ...), the
+        transport httpx picks for it. Not through the client, whose own layers (cookies, auth,
+        redirects, event hooks, its default headers) are none of the proxy's and cost a tenth
+        of its CPU per call. The timeouts travel with each request."""
         if self._transport is None:
             import httpx  # noqa: PLC0415 - with the client
 
-            self._transport = self.client()._transport_for_url(httpx.URL(self.base_url))
+            from app.proxy.pool import UpstreamPool  # noqa: PLC0415 - with httpx
+
+            client, origin = self.client(), httpx.URL(self.base_url)
+            picked = client._transport_for_url(origin)
+            self._transport = picked
+            if picked is client._transport:  # no proxy for it: the direct pool, replaced
+                self._transport = UpstreamPool(
+                    origin,
+                    # httpx's certificate settings (SSL_CERT_FILE, SSL_CERT_DIR, certifi).
+                    ssl_context=getattr(getattr(picked, "_pool", None), "_ssl_context", None),
+                    connect_timeout_s=self._connect_s,
+                    read_timeout_s=self._read_s,
+                )
         return self._transport
 
     async def open(
@@ -119,7 +132,11 @@ class Upstream:
         (close it with `aclose()`). Raises httpx's `TimeoutException` or `TransportError`."""
         import httpx  # noqa: PLC0415 - loaded by `client()`
 
+        from app.proxy.pool import UpstreamPool  # noqa: PLC0415 - with httpx
+
         transport = self.transport()
+        if isinstance(transport, UpstreamPool):
+            return await transport.open(method, path, query, headers, body)
         url = f"{self.base_url}/{path}" + (f"?{query}" if query else "")
         request = httpx.Request(
             method, url, headers=headers, content=body or None, extensions=self._extensions
@@ -130,6 +147,12 @@ class Upstream:
 
     async def close(self) -> None:
         """Close the pool (its idle connections)."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            from app.proxy.pool import UpstreamPool  # noqa: PLC0415 - loaded with it
+
+            if isinstance(transport, UpstreamPool):  # httpx's own close with the client
+                await transport.aclose()
         if self._client is not None:
             await self._client.aclose()
             self._client = None

@@ -213,6 +213,11 @@ async def test_an_app_that_goes_away_mid_stream_has_what_it_was_sent_recorded(
     }
     headers = {"Authorization": f"Bearer {_canary()}", "X-API-Key": SIDECAR_KEY}
     gate = scripted_upstream.gate = threading.Event()
+
+    async def recorded() -> bool:
+        found = await records_by_event(kafka_bootstrap, proxy_service.audit_topic)
+        return event_id in found
+
     try:
         async with (
             httpx.AsyncClient(base_url=proxy_service.url) as client,
@@ -222,16 +227,12 @@ async def test_an_app_that_goes_away_mid_stream_has_what_it_was_sent_recorded(
         ):
             await anext(answer.aiter_lines())
             event_id = answer.headers["x-rg-event-id"]
-        # The app is gone (its connection closed); then the upstream goes on.
+        # The app is gone (its connection closed): recorded while the upstream still holds the
+        # rest (opened before, the rest could reach the proxy before the app's going away).
+        await eventually(recorded, timeout_s=30)
     finally:
         gate.set()
         scripted_upstream.gate = None
-
-    async def recorded() -> bool:
-        found = await records_by_event(kafka_bootstrap, proxy_service.audit_topic)
-        return event_id in found
-
-    await eventually(recorded, timeout_s=30)
     (message,) = (await records_by_event(kafka_bootstrap, proxy_service.audit_topic))[event_id]
     assert message.value["metadata"]["proxy"]["outcome"] == "client_gone"
     # It had been sent the first chunk only (the role, no text yet).
@@ -404,6 +405,19 @@ async def test_a_passed_through_answer_cut_midway_is_cut_for_the_app_in_one_log_
     assert "GET /openai/v1/models/scripted-cut" in said[0]
     assert "RemoteProtocolError" in said[0]
     assert "Traceback" not in log
+    # The server took the cut for what it is, not for an answer the app forgot to finish.
+    server_errors = [line for line in log.splitlines() if '"logger": "uvicorn.error"' in line]
+    assert [line for line in server_errors if '"level": "ERROR"' in line] == []
+
+
+async def test_a_path_and_query_go_upstream_as_the_app_sent_them(
+    proxy_service: LiveService, scripted_upstream: Upstream
+) -> None:
+    headers = {"X-API-Key": SIDECAR_KEY, "Authorization": f"Bearer {_canary()}"}
+    async with httpx.AsyncClient(base_url=proxy_service.url, headers=headers) as client:
+        answer = await client.get("/openai/v1/models/a%20b?limit=2&after=x%2By&order=")
+    assert answer.status_code == 404  # the scripted upstream's, passed on
+    assert scripted_upstream.requests[-1].path == "/v1/models/a%20b?limit=2&after=x%2By&order="
 
 
 async def test_the_sidecar_key_is_required_in_x_api_key(proxy_service: LiveService) -> None:
@@ -421,6 +435,15 @@ async def test_the_sidecar_key_is_required_in_x_api_key(proxy_service: LiveServi
     assert upstream_only.status_code == 401
     assert upstream_only.json()["error"]["code"] == "unauthorized"
     assert wrong.status_code == 401
+
+
+async def test_an_x_rg_user_too_long_to_hold_is_refused_by_name(proxy_service: LiveService) -> None:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"X-API-Key": SIDECAR_KEY, "X-RG-User": "u" * 257}
+    async with httpx.AsyncClient(base_url=proxy_service.url) as client:
+        refused = await client.post("/openai/v1/chat/completions", json=body, headers=headers)
+    assert refused.status_code == 422
+    assert "X-RG-User" in refused.text
 
 
 async def test_the_app_key_is_in_no_record_log_or_metric(

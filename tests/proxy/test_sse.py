@@ -63,3 +63,17 @@ def test_unit_a_cut_stream_is_assembled_from_what_arrived() -> None:
     answer = relay.assembler.assembled()
     assert answer.text == "You said: Track it"
     assert answer.finish_reasons == []
+
+
+@pytest.mark.parametrize("said", ["response.completed", "\\u0072esponse.completed"])
+def test_unit_a_responses_completion_without_its_event_name_is_held(said: str) -> None:
+    # Only in the data, and there possibly escaped: read before it could go on.
+    delta = b'data: {"type":"response.output_text.delta","delta":"hi"}\n\n'
+    done = b'data: {"type":"%s","response":{"id":"r1","status":"completed"}}\n\n' % said.encode()
+    relay = SseRelay("responses")
+    assert relay.feed(delta) == delta
+    relay.absorb()
+    assert relay.feed(done) == b""
+    assert relay.completed
+    assert relay.rest() == done
+    assert relay.assembler.assembled().text == "hi"
