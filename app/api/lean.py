@@ -205,9 +205,12 @@ class LeanDispatch:
 
 
 def lean_paths(routers: Iterable[APIRouter]) -> frozenset[tuple[str, str]]:
-    """The (method, path) of every route a lean handler serves first."""
+    """The (method, path) of every route a lean handler serves first; a route taking any
+    path under a prefix (`/openai/v1/{path:path}`) as (method, prefix + `*`)."""
     return frozenset(
-        (method, route.path)
+        (method, route.path.removesuffix(_ANY_PATH) + "*")
+        if route.path.endswith(_ANY_PATH)
+        else (method, route.path)
         for router in routers
         for route in router.routes
         if isinstance(route, LeanRoute) and lean_handler_of(route) is not None
@@ -221,15 +224,23 @@ class LeanApp(FastAPI):
     module docstring); all others take the framework's path."""
 
     _lean: frozenset[tuple[str, str]] = frozenset()
+    _prefixes: dict[str, tuple[str, ...]] = {}  # noqa: RUF012 - replaced, never changed in place
     _entry: type | None = None
     _entered: ASGIApp | None = None
     _instrumentation: bool | None = None
 
     def serve_lean(self, paths: frozenset[tuple[str, str]], *, entry: type) -> None:
-        """Serve `paths` from the middleware of class `entry` inward (it must be one of the
-        app's middleware, added with `add_middleware`)."""
-        self._lean = paths
+        """Serve `paths` (`lean_paths`) from the middleware of class `entry` inward (it must
+        be one of the app's middleware, added with `add_middleware`)."""
+        self._lean = frozenset(path for path in paths if not path[1].endswith("*"))
+        prefixes: dict[str, list[str]] = {}
+        for method, path in paths - self._lean:
+            prefixes.setdefault(method, []).append(path.removesuffix("*"))
+        self._prefixes = {method: tuple(under) for method, under in prefixes.items()}
         self._entry = entry
+
+    def _serves_lean(self, method: str, path: str) -> bool:
+        return (method, path) in self._lean or path.startswith(self._prefixes.get(method, ()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._instrumented():
@@ -238,7 +249,7 @@ class LeanApp(FastAPI):
         if self.root_path:
             scope["root_path"] = self.root_path
         scope["app"] = self
-        if (scope["method"], scope["path"]) not in self._lean:
+        if not self._serves_lean(scope["method"], scope["path"]):
             # Starlette's own entry: FastAPI's adds only its telemetry query.
             if self.middleware_stack is None:
                 self.middleware_stack = self.build_middleware_stack()
