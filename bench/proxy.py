@@ -4,7 +4,12 @@ sent to the scripted OpenAI-compatible upstream directly and through the service
 
 - Added latency of a plain chat completion at 1 and 32 connections: wrk drives both paths
   (direct and proxied runs alternate, `--rounds` of each), and the added p50/p99 is the proxied
-  run's percentile minus the direct run's.
+  run's percentile minus the direct run's. At 32 connections wrk sends each next request as
+  soon as the last is answered, which saturates the path (the upstream, or the service's one
+  thread): its latency is then queueing, and the added latency measures the two paths'
+  capacities. So 32 connections are also run paced (`--paced`, default 200 calls/s in all:
+  each connection waits before its next request, wrk's `delay()`), below either path's
+  capacity: the added latency of 32 apps calling at once, not of a queue.
 - Added time to first byte of a stream, and to its last byte (in fail-closed mode the final
   `data: [DONE]` waits for the record's acknowledgement): one connection, streams alternating
   between the two paths, timed from the request to the first and the last body byte.
@@ -52,6 +57,7 @@ CHAT = {
 }
 STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
 CONNECTIONS = (1, 32)
+PACED_CONNECTIONS = 32
 WARM_UP_STREAMS = 20
 # The upstream module is in tests/helpers: run from the project's root.
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +78,8 @@ class LatencyLine:
 
     mode: str
     connections: int
+    # Calls per second in all when paced (each connection waits between calls), 0 when not.
+    paced_per_s: int
     direct_p50_ms: float
     direct_p99_ms: float
     proxied_p50_ms: float
@@ -143,6 +151,19 @@ def chat_script(directory: Path) -> Path:
     return script
 
 
+def paced_script(directory: Path, connections: int, per_s: int) -> Path:
+    """`chat_script` with each of `connections` waiting between its calls so that they make
+    about `per_s` calls a second in all (less the calls' own time)."""
+    script = chat_script(directory)
+    paced = directory / f"proxy-chat-paced-{connections}-{per_s}.lua"
+    wait_ms = round(1000 * connections / per_s)
+    paced.write_text(
+        script.read_text(encoding="utf-8") + f"function delay()\n  return {wait_ms}\nend\n",
+        encoding="utf-8",
+    )
+    return paced
+
+
 def audit_script(directory: Path) -> Path:
     """wrk's script for the `POST /audit` of the same content."""
     event = {
@@ -168,6 +189,7 @@ def latency_line(
     *,
     seconds: int,
     rounds: int,
+    paced_per_s: int = 0,
 ) -> LatencyLine:
     """Direct and proxied wrk runs, alternating; the added percentiles from the medians of
     the rounds."""
@@ -192,6 +214,7 @@ def latency_line(
     return LatencyLine(
         mode=mode,
         connections=connections,
+        paced_per_s=paced_per_s,
         direct_p50_ms=round(d50, 2),
         direct_p99_ms=round(d99, 2),
         proxied_p50_ms=round(p50, 2),
@@ -297,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--streams", type=int, default=300)
+    parser.add_argument(
+        "--paced", type=int, default=200, help="calls/s of the paced 32 connections (0: none)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -334,6 +360,19 @@ def main(argv: list[str] | None = None) -> int:
                         audit_lines.append(
                             audit_line(mode, service, audit, connections, args.seconds)
                         )
+                    if args.paced:
+                        lines.append(
+                            latency_line(
+                                mode,
+                                service,
+                                upstream,
+                                paced_script(args.out, PACED_CONNECTIONS, args.paced),
+                                PACED_CONNECTIONS,
+                                seconds=args.seconds,
+                                rounds=args.rounds,
+                                paced_per_s=args.paced,
+                            )
+                        )
                     stream_lines.append(stream_line(mode, service, upstream, args.streams))
                 finally:
                     service.stop()
@@ -366,8 +405,9 @@ def _print(
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in lines:
+        paced = f" paced at {r.paced_per_s}/s" if r.paced_per_s else ""
         print(
-            f"| {r.mode} | {r.connections} | {r.direct_p50_ms} / {r.direct_p99_ms} | "
+            f"| {r.mode} | {r.connections}{paced} | {r.direct_p50_ms} / {r.direct_p99_ms} | "
             f"{r.proxied_p50_ms} / {r.proxied_p99_ms} | {r.added_p50_ms} | {r.added_p99_ms} | "
             f"{r.proxied_calls_per_s:,.0f} | {r.service_cpu_us_per_call} | {r.failed} |"
         )

@@ -26,3 +26,9 @@ def test_unit_the_wrk_script_sends_the_chat_request_with_the_apps_key(tmp_path: 
     script = proxy.chat_script(tmp_path).read_text(encoding="utf-8")
     assert f'wrk.headers["Authorization"] = "Bearer {proxy.APP_KEY}"' in script
     assert '"messages": [{"role": "system"' in script
+
+
+def test_unit_the_paced_script_waits_between_calls_for_the_rate_asked(tmp_path: Path) -> None:
+    script = proxy.paced_script(tmp_path, 32, 200).read_text(encoding="utf-8")
+    assert f'wrk.headers["Authorization"] = "Bearer {proxy.APP_KEY}"' in script
+    assert "function delay()\n  return 160\nend\n" in script
