@@ -16,6 +16,7 @@ keys by caller is the key's business (`app.ingest.receipts.request_of` prefixes 
 """
 
 import asyncio
+import collections
 import hashlib
 import struct
 import time
@@ -82,9 +83,13 @@ class RecentReceipts(Generic[Receipt]):
         self._codec = codec
         # In the order kept (oldest first). Packed (with a codec): one bytes object, the
         # expiry time (`_EXPIRY`), the fingerprint, then the receipt; else (expiry,
-        # (fingerprint, receipt)). One object per receipt, in a plain dict: a tuple, a float
-        # and an ordered dict's links per receipt were a third of their memory.
-        self._done: dict[str, bytes | tuple[float, tuple[bytes, Receipt]]] = {}
+        # (fingerprint, receipt)): a tuple and a float beside each packed receipt were a
+        # fifth of their memory. An ordered dict, not a plain one: taking the oldest out of a
+        # plain dict skips every entry deleted before it (until the dict is rebuilt), which
+        # made each new receipt cost tens of microseconds once 50,000 were kept.
+        self._done: collections.OrderedDict[str, bytes | tuple[float, tuple[bytes, Receipt]]] = (
+            collections.OrderedDict()
+        )
         self._in_flight: dict[str, tuple[asyncio.Future[Receipt], bytes]] = {}
         self._unsettled: dict[str, _Attempt[Receipt]] = {}
 
@@ -210,14 +215,14 @@ class RecentReceipts(Generic[Receipt]):
         """Keep `receipt` for `key` and the request it answers (e.g. a record acknowledged
         after its client gave up)."""
         expires = self._clock() + self._window_s
-        self._done.pop(key, None)  # kept again: it goes last
         self._done[key] = (
             (expires, (fingerprint, receipt))
             if self._codec is None
             else _EXPIRY.pack(expires) + fingerprint + self._codec.pack(receipt)
         )
+        self._done.move_to_end(key)  # kept again: it goes last
         while len(self._done) > self._max_entries:
-            del self._done[next(iter(self._done))]
+            self._done.popitem(last=False)
 
     def keep_for_retries(
         self,
@@ -282,7 +287,7 @@ class RecentReceipts(Generic[Receipt]):
     def _expire(self) -> None:
         now = self._clock()
         while self._done:
-            key, kept = next(iter(self._done.items()))
+            key, kept = next(iter(self._done.items()))  # an ordered dict's first: no scan
             expires = _EXPIRY.unpack_from(kept)[0] if isinstance(kept, bytes) else kept[0]
             if expires > now:
                 return
