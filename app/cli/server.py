@@ -7,10 +7,8 @@ from types import FrameType
 
 import uvicorn
 
-from app.api.http_limits import limited_protocol
 from app.cli.common import logger
 from app.integrity.keys import SigningKeyError, load_signing_key, public_keys
-from app.main import create_app
 from app.runtime import tune_for_serving
 from app.services import StartupError, check_unauthenticated
 from app.settings import Settings
@@ -89,6 +87,10 @@ def serve(settings: Settings) -> None:
     in-flight requests finish (at most RG_SHUTDOWN_TIMEOUT_S), flush, exit. A setting it cannot
     start with raises `StartupError` first."""
     check_startup(settings)
+    # The web stack once the checks pass: a refused start does not pay for it.
+    from app.api.http_limits import limited_protocol  # noqa: PLC0415 - see above
+    from app.main import create_app  # noqa: PLC0415
+
     app = create_app(settings)
     tune_for_serving()
     config = uvicorn.Config(
