@@ -28,8 +28,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.cli.export import export_bundle
-from app.cli.integrity import load_public_keys
+from app.cli.evidence import export_bundle
+from app.cli.trail import load_public_keys
 from app.integrity.bundle import read_bundle
 from app.integrity.bundle_check import BundleCheck
 from app.integrity.chain import GENESIS, link_of, new_writer_id

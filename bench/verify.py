@@ -22,7 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from app.cli.integrity import read_topic
+from app.cli.trail import read_topic
 from app.integrity.chain import GENESIS, link_of
 from app.integrity.report import Report
 from app.integrity.verifier import Verifier

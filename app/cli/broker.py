@@ -6,11 +6,9 @@ import threading
 from pathlib import Path
 
 from app.cli.common import EPILOG, exit_on_sigterm, logger, stop_requested
-from app.cli.service import check_startup, serve
 from app.embedded import EmbeddedKafka, EmbeddedKafkaCluster, KafkaDistribution
 from app.embedded.cluster import CLUSTER_HEAP
 from app.logs import configure_logging
-from app.settings import get_settings
 
 SINGLE_NODE_HEAP = "512m"
 
@@ -86,6 +84,9 @@ def _watch(broker: EmbeddedKafka | EmbeddedKafkaCluster, stop: threading.Event) 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`make run`: the embedded broker (unless RG_KAFKA_BOOTSTRAP_SERVERS is set) and the API."""
+    from app.cli.server import check_startup, serve  # noqa: PLC0415 - a cheap parser
+    from app.settings import get_settings  # noqa: PLC0415
+
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     exit_on_sigterm()

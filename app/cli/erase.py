@@ -7,15 +7,16 @@ import asyncio
 import sys
 
 from app.cli.common import EPILOG
-from app.errors import ServiceError
 from app.logs import configure_logging
-from app.services import StartupError, build_services
-from app.settings import get_settings
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
     """Erase `--subject`: print the erasure record's receipt (JSON); 0 done, 1 refused (an
     unknown subject, the keys topic away), 3 erasure off or unusable settings."""
+    from app.errors import ServiceError  # noqa: PLC0415 - a cheap parser
+    from app.services import StartupError, build_services  # noqa: PLC0415
+    from app.settings import get_settings  # noqa: PLC0415
+
     settings = get_settings()
     configure_logging(settings.log_level, "text")
     services = build_services(settings)

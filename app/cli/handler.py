@@ -3,15 +3,17 @@
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from app.kafka.batches import Handler
+if TYPE_CHECKING:  # the console script imports this module for its errors: it stays cheap
+    from app.kafka.batches import Handler
 
 
 class HandlerSpecError(ValueError):
     """A handler spec that does not name an importable callable."""
 
 
-def load_handler(spec: str) -> Handler:
+def load_handler(spec: str) -> "Handler":
     """Import `module:function`; the working directory is searched first, as `python -m` does."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:

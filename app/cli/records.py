@@ -5,28 +5,28 @@ import asyncio
 import contextlib
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from app.cli.common import EPILOG, logger
 from app.cli.handler import load_handler
-from app.cli.tail import as_json_line, as_otlp_line, as_text_line, tail
-from app.connection import consumer_config, producer_config
-from app.ingest.contracts import registry_client
-from app.kafka import (
-    KafkaConfigError,
-    KafkaConsumerClient,
-    KafkaMessage,
-    KafkaProducerClient,
-    KafkaStreamConfig,
-    KafkaStreamProcessor,
-)
-from app.kafka.schemas import JsonSchemaDeserializer
 from app.logs import configure_logging
-from app.services import erasure_of, start_erasure
-from app.settings import get_settings
+
+if TYPE_CHECKING:
+    from app.kafka import KafkaMessage
 
 
 def cmd_process(args: argparse.Namespace) -> int:
     """Run a stream processor until SIGTERM/Ctrl-C; the batch in progress is finished first."""
+    from app.connection import consumer_config, producer_config  # noqa: PLC0415
+    from app.kafka import (  # noqa: PLC0415 - a cheap parser
+        KafkaConfigError,
+        KafkaConsumerClient,
+        KafkaProducerClient,
+        KafkaStreamConfig,
+        KafkaStreamProcessor,
+    )
+    from app.settings import get_settings  # noqa: PLC0415
+
     if args.transactional_id is not None and not args.exactly_once:
         raise KafkaConfigError(
             "--transactional-id names transactional producers: add --exactly-once"
@@ -88,6 +88,14 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 def cmd_tail(args: argparse.Namespace) -> int:
     """Print the records of a topic as they arrive."""
+    from app.cli.tail import as_json_line, as_otlp_line, as_text_line, tail  # noqa: PLC0415
+    from app.connection import consumer_config  # noqa: PLC0415 - a cheap parser
+    from app.ingest.contracts import registry_client  # noqa: PLC0415
+    from app.kafka import KafkaConsumerClient  # noqa: PLC0415
+    from app.kafka.schemas import JsonSchemaDeserializer  # noqa: PLC0415
+    from app.services import erasure_of, start_erasure  # noqa: PLC0415
+    from app.settings import get_settings  # noqa: PLC0415
+
     settings = get_settings()
     configure_logging("WARNING", "text")
     consumer = KafkaConsumerClient(
@@ -106,7 +114,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     # RG_ERASURE=on: sealed fields printed opened, or as the marker naming their erasure.
     erasure = erasure_of(settings)
 
-    def line(message: KafkaMessage) -> str:
+    def line(message: "KafkaMessage") -> str:
         return formatter(message if erasure is None else erasure.open_message(message))
 
     async def run() -> None:

@@ -5,12 +5,13 @@ for a release that registers before it serves."""
 import argparse
 import asyncio
 import json
+from typing import TYPE_CHECKING
 
 from app.cli.common import EPILOG, logger
-from app.ingest.contracts import Verdict, audit_json_schema, check_audit_schema, registry_client
-from app.kafka.registry import SchemaRegistryError
 from app.logs import configure_logging
-from app.settings import get_settings
+
+if TYPE_CHECKING:
+    from app.ingest.contracts import Verdict
 
 EXIT_STATUS = """\
 exit status: 0 compatible (check) or registered (register); 1 a breaking change (each field is
@@ -19,6 +20,10 @@ printed); 2 usage, no RG_SCHEMA_REGISTRY_URL, or the registry does not answer.
 
 
 def _run(args: argparse.Namespace, *, register: bool) -> int:
+    from app.ingest.contracts import check_audit_schema, registry_client  # noqa: PLC0415
+    from app.kafka.registry import SchemaRegistryError  # noqa: PLC0415
+    from app.settings import get_settings  # noqa: PLC0415 - a cheap parser
+
     settings = get_settings()
     configure_logging("WARNING", "text")
     if args.topic:
@@ -27,7 +32,7 @@ def _run(args: argparse.Namespace, *, register: bool) -> int:
         logger.error("RG_SCHEMA_REGISTRY_URL is not set: no Schema Registry to check against")
         return 2
 
-    async def run() -> Verdict:
+    async def run() -> "Verdict":
         client = registry_client(settings)
         try:
             return await check_audit_schema(client, settings.audit_topic, register=register)
@@ -66,6 +71,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print the audit schema the service registers."""
+    from app.ingest.contracts import audit_json_schema  # noqa: PLC0415 - a cheap parser
+
     print(json.dumps(audit_json_schema(), indent=2))
     return 0
 

@@ -3,13 +3,14 @@ topic, as the service sees them."""
 
 import argparse
 import asyncio
-
-from aiokafka.errors import KafkaError
+from typing import TYPE_CHECKING
 
 from app.cli.common import EPILOG, logger
-from app.ingest.audit_topic import AuditTopic, AuditTopicError, Compliance
 from app.logs import configure_logging
-from app.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from app.ingest.audit_topic import Compliance
+    from app.settings import Settings
 
 EXIT_STATUS = """\
 exit status: 0 the topics keep audit records; 1 one does not (each finding is printed), or
@@ -18,7 +19,7 @@ RG_AUDIT_SIGNING_KEY_FILE is set; 2 usage, Kafka unreachable, or a permission mi
 """
 
 
-def _report(compliance: Compliance, *, kind: str) -> int:
+def _report(compliance: "Compliance", *, kind: str) -> int:
     if compliance.partitions:
         verb = "created" if compliance.created else "found"
         print(
@@ -33,7 +34,9 @@ def _report(compliance: Compliance, *, kind: str) -> int:
     return 1
 
 
-async def _ensure_both(settings: Settings, *, create: bool) -> int:
+async def _ensure_both(settings: "Settings", *, create: bool) -> int:
+    from app.ingest.audit_topic import AuditTopic  # noqa: PLC0415 - a cheap parser
+
     audit = await AuditTopic(settings).ensure(create=create)
     status = _report(audit, kind="audit topic")
     # The signed checkpoints are evidence too: kept by the same rules. Without a signing key
@@ -51,6 +54,11 @@ async def _ensure_both(settings: Settings, *, create: bool) -> int:
 
 
 def _run(args: argparse.Namespace, *, create: bool) -> int:
+    from aiokafka.errors import KafkaError  # noqa: PLC0415 - a cheap parser
+
+    from app.ingest.audit_topic import AuditTopicError  # noqa: PLC0415
+    from app.settings import get_settings  # noqa: PLC0415
+
     settings = get_settings()
     configure_logging("WARNING", "text")
     if args.topic:

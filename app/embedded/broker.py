@@ -29,8 +29,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from aiokafka import AIOKafkaClient
-
 from app.embedded import child
 from app.embedded.child import terminate
 from app.embedded.config import NODE_ID, log4j_properties, new_cluster_id, server_properties
@@ -341,6 +339,10 @@ def _serves_metadata(bootstrap_servers: str) -> bool:
 
 def live_brokers(bootstrap_servers: str) -> int:
     """How many brokers a metadata request to `bootstrap_servers` lists (0: no answer)."""
+
+    # Imported here, not at the top: the console script imports this package to build its
+    # parser, and `--help` need not pay for the Kafka client.
+    from aiokafka import AIOKafkaClient  # noqa: PLC0415 - see above
 
     async def probe() -> int:
         client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)

@@ -31,6 +31,11 @@ PROBLEM_KINDS = (
 )
 WARNING_KINDS = ("not_covered", "unsigned", "unknown_writer", "not_timestamped")
 
+# How far a note's time and its timestamp token's genTime may differ before it is `backdated`:
+# the default of `verify --tsa-skew` and of app/integrity/timestamp_check.py (docs/integrity.md
+# argues it). Here, in a module without cryptography, so `verify --help` stays cheap.
+DEFAULT_SKEW_S = 10.0
+
 
 @dataclass(frozen=True)
 class Finding:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
+from app.integrity.report import DEFAULT_SKEW_S
 from app.integrity.timestamp import (
     Stamp,
     TimestampError,
@@ -30,9 +31,6 @@ from app.integrity.timestamp import (
 )
 from app.integrity.writers import WritersNote
 from app.integrity.writers_check import Conclusion, Seen
-
-# The default of `verify --tsa-skew` (docs/integrity.md argues it).
-DEFAULT_SKEW_S = 10.0
 
 
 class TimestampCheck:

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -66,6 +67,56 @@ def test_unit_version_prints_the_packages_version(capsys: pytest.CaptureFixture[
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out == f"ractogateway-kafka {__version__}\n"
+
+
+# What a command loads when it runs, never to build the parser: ~1 s of CPU at every start of the
+# console script (app/cli/__init__.py). Speed is measured, not asserted: this pins the cause.
+HEAVY_MODULES = {
+    "aiokafka",
+    "cryptography",
+    "fastapi",
+    "httpx",
+    "orjson",
+    "pydantic",
+    "pydantic_core",
+    "pydantic_settings",
+    "starlette",
+    "uvicorn",
+    "app.api",
+    "app.kafka",
+    "app.main",
+    "app.services",
+    "app.settings",
+}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--version"],
+        ["--help"],
+        ["verify", "--help"],
+        ["export", "--help"],
+        ["run", "--help"],
+        ["keys", "generate"],  # a usage error: --out is required
+    ],
+)
+def test_unit_help_version_and_usage_errors_import_no_heavy_module(argv: list[str]) -> None:
+    code = (
+        "import contextlib, io, sys\n"
+        "from app.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):\n"
+        "    try:\n"
+        f"        main({argv!r})\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"print(sorted(set({sorted(HEAVY_MODULES)!r}) & set(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout == "[]\n", done.stdout + done.stderr
 
 
 def test_unit_commands_are_listed() -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import build_parser
-from app.cli.integrity import VerifyInputError, verify_bundle
+from app.cli.trail import VerifyInputError
+from app.cli.verification import verify_bundle
 from tests.helpers.tlog import go
 
 ROOT = Path(__file__).resolve().parents[2]
