@@ -445,6 +445,9 @@ def numbered(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver listens with a backlog of 5: more connections opened at once (a pool
+    # filling up for 32 concurrent calls) had their SYNs dropped and retried a second later.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (a timeout, a test's cut) is no error of the upstream's.
