@@ -12,8 +12,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
-
 FIELDS = "fields"
 # Loggers that print record contents (keys, values: prompts) at DEBUG; kept at INFO or above.
 RECORD_LOGGERS = ("aiokafka",)
@@ -76,6 +74,12 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
+        # orjson: a twentieth of json.dumps' time, and NaN written as null (valid JSON).
+        # Imported here: the console script's parsers import this module, and load nothing
+        # a command does not run (app/cli/__init__.py).
+        import orjson  # noqa: PLC0415 - see above
+
+        self._dumps = orjson.dumps
         self._second: int | None = None
         self._second_text = ""
 
@@ -91,8 +95,8 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        # orjson: a twentieth of json.dumps' time, and NaN written as null (valid JSON).
-        return orjson.dumps(entry, default=str).decode()
+        text: str = self._dumps(entry, default=str).decode()
+        return text
 
     def _time(self, created: float) -> str:
         """`created` as ISO 8601 in UTC to the millisecond (`2026-01-31T12:00:00.123+00:00`),
