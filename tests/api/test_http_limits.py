@@ -2,6 +2,7 @@
 bounds live in its HTTP protocol): real sockets on 127.0.0.1, the session's real broker."""
 
 import asyncio
+import gc
 import json
 import re
 import signal
@@ -9,13 +10,19 @@ import socket
 import statistics
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
+from app.api.http_limits import ABORT, limited_protocol
+from app.metrics import ServiceMetrics
+from app.settings import Settings
 from tests.helpers.metrics import memory_mib, metric
 from tests.helpers.service import Launch, LiveService, running_service
 
@@ -513,3 +520,44 @@ def test_a_request_for_an_unsupported_upgrade_is_answered_and_the_connection_clo
     assert len(heads) == 1
     assert heads[0].startswith(b"HTTP/1.1 200 OK")
     assert b"connection: close" in heads[0]
+
+
+async def test_served_requests_leave_no_reference_cycles_behind() -> None:
+    # Each request's objects (uvicorn's cycle, its scope, the joined writes, the body's hold)
+    # must be freed by reference counting when its answer is done. The abort extension once
+    # held its request's cycle strongly from that cycle's own scope: every request a cycle,
+    # found only by the garbage collector, in young collections of ~90,000 objects every 2 s
+    # under load, each a stall of 120-150 ms (the p99 of POST /audit).
+    aborts: list[weakref.ref[Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        aborts.append(weakref.ref(scope["extensions"][ABORT]))
+        await receive()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_config=None,
+        http=limited_protocol(Settings(_env_file=None), ServiceMetrics()),
+    )
+    server = uvicorn.Server(config)
+    listening = socket.create_server(("127.0.0.1", 0))  # connections wait in its backlog
+    port = listening.getsockname()[1]
+    serving = asyncio.create_task(server.serve(sockets=[listening]))
+    gc.collect()
+    gc.disable()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(20):
+                assert (await client.post("/x", content=b"{}")).text == "ok"
+        alive = sum(1 for abort in aborts if abort() is not None)
+    finally:
+        gc.enable()
+        server.should_exit = True
+        await serving
+    assert len(aborts) == 20
+    assert alive <= 1  # the last, its connection still open
