@@ -51,7 +51,8 @@ def test_every_place_states_the_apps_version() -> None:
         ("helm/ractogateway-kafka/Chart.yaml", "\nversion: ", "\nversion: 9", "Chart.yaml version"),
         ("Dockerfile", "ARG VERSION=", "ARG VERSION=9", "Dockerfile ARG VERSION"),
         ("openapi.json", '"version": "', '"version": "9', "openapi.json info.version"),
-        ("CHANGELOG.md", "\n## [", "\n## [9", "CHANGELOG.md newest release"),
+        # The first release section (an `## [Unreleased]` one may come before it).
+        ("CHANGELOG.md", "\n## [0", "\n## [90", "CHANGELOG.md newest release"),
         ("examples/kubernetes/two-containers.yaml", "kafka:0", "kafka:90", "examples/ image"),
         ("uv.lock", f'kafka"\nversion = "{__version__}"', 'kafka"\nversion = "9"', "uv.lock"),
     ],
