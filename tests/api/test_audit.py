@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from app.embedded import free_port
-from tests.helpers.app import BOTH_HANDLERS, ServiceFactory, assert_contract_error, client_for
+from tests.helpers.app import (
+    BOTH_HANDLERS,
+    BROKER_AWAY,
+    ServiceFactory,
+    assert_contract_error,
+    client_for,
+)
 from tests.helpers.kafka import read_all, records_in
 
 EVENT = {
@@ -195,7 +201,9 @@ async def test_a_record_above_kafkas_size_limit_gets_413(service: ServiceFactory
 
 @BOTH_HANDLERS
 async def test_without_a_broker_the_answer_is_503_with_retry_after(via: str) -> None:
-    async with client_for(f"127.0.0.1:{free_port()}", via=via, produce_timeout_s=1.0) as client:
+    async with client_for(
+        f"127.0.0.1:{free_port()}", via=via, produce_timeout_s=0.5, **BROKER_AWAY
+    ) as client:
         response = await client.post("/audit", json=EVENT)
     assert_contract_error(response, 503, "broker_unavailable")
     assert int(response.headers["retry-after"]) > 0
@@ -425,7 +433,7 @@ async def test_beyond_the_in_flight_bound_the_answer_is_503_overloaded(
 @BOTH_HANDLERS
 async def test_with_a_spool_and_no_broker_events_are_spooled_202(tmp_path: Path, via: str) -> None:
     async with client_for(
-        f"127.0.0.1:{free_port()}", via=via, spool_dir=tmp_path, spool_after_s=0.5
+        f"127.0.0.1:{free_port()}", via=via, spool_dir=tmp_path, spool_after_s=0.5, **BROKER_AWAY
     ) as client:
         first = await client.post("/audit", json=EVENT)
         again = await client.post("/audit", json={**EVENT, "event_id": first.json()["event_id"]})
@@ -449,7 +457,11 @@ async def test_with_a_spool_and_no_broker_events_are_spooled_202(tmp_path: Path,
 @BOTH_HANDLERS
 async def test_a_full_spool_answers_503_spool_full(tmp_path: Path, via: str) -> None:
     async with client_for(
-        f"127.0.0.1:{free_port()}", via=via, spool_dir=tmp_path, spool_max_bytes=1024
+        f"127.0.0.1:{free_port()}",
+        via=via,
+        spool_dir=tmp_path,
+        spool_max_bytes=1024,
+        **BROKER_AWAY,
     ) as client:
         accepted = await client.post("/audit", json=EVENT)
         refused = await client.post("/audit", json={**EVENT, "prompt": "x" * 1000})

@@ -10,7 +10,7 @@ import pytest
 
 from app.connection import READY_CACHE_S
 from app.embedded import EmbeddedKafka, KafkaDistribution, free_port
-from tests.helpers.app import assert_contract_error, client_for, services_of
+from tests.helpers.app import BROKER_AWAY, assert_contract_error, client_for, services_of
 
 
 async def test_healthz_answers_while_the_process_serves(kafka_bootstrap: str) -> None:
@@ -21,7 +21,7 @@ async def test_healthz_answers_while_the_process_serves(kafka_bootstrap: str) ->
 
 
 async def test_healthz_does_not_depend_on_the_broker() -> None:
-    async with client_for(f"127.0.0.1:{free_port()}") as client:
+    async with client_for(f"127.0.0.1:{free_port()}", **BROKER_AWAY) as client:
         response = await client.get("/healthz")
     assert response.status_code == 200
 
@@ -39,7 +39,7 @@ async def test_readyz_is_503_without_a_broker_naming_no_address(
     # /readyz is open to anyone: the broker's address is in the log, not in the answer.
     port = free_port()
     with caplog.at_level(logging.WARNING, logger="app.api.health"):
-        async with client_for(f"127.0.0.1:{port}") as client:
+        async with client_for(f"127.0.0.1:{port}", **BROKER_AWAY) as client:
             response = await client.get("/readyz")
     error = assert_contract_error(response, 503, "broker_unavailable")
     assert (error["message"], error["details"]) == ("Kafka does not answer", [])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from app.embedded import free_port
 from app.ingest.redaction import REDACTION_VERSION
-from tests.helpers.app import ServiceFactory, client_for, services_of
+from tests.helpers.app import BROKER_AWAY, ServiceFactory, client_for, services_of
 from tests.helpers.kafka import read_all, records_in
 from tests.helpers.metrics import metric
 
@@ -113,6 +113,7 @@ async def test_spooled_records_are_redacted_on_disk(tmp_path: Path) -> None:
         f"127.0.0.1:{free_port()}",
         spool_dir=tmp_path,
         spool_after_s=0.5,
+        **BROKER_AWAY,
         redaction="mask",
         redaction_metadata_fields=["customer"],
     ) as client:

@@ -18,6 +18,7 @@ from app.embedded import free_port
 from app.main import create_app, openapi_document
 from app.settings import Settings
 from tests.helpers.app import (
+    BROKER_AWAY,
     ServiceFactory,
     assert_contract_error,
     client_for,
@@ -213,7 +214,7 @@ def test_unit_a_missing_chromium_fails_the_browser_tests_saying_what_to_do(
 async def test_ui_status_shows_what_the_spool_holds_while_kafka_is_away(tmp_path: Path) -> None:
     # No broker on that port: the event is spooled (202), and the strip says so.
     async with client_for(
-        f"127.0.0.1:{free_port()}", spool_dir=tmp_path, spool_after_s=0.2
+        f"127.0.0.1:{free_port()}", spool_dir=tmp_path, spool_after_s=0.2, **BROKER_AWAY
     ) as client:
         answer = await client.post(
             "/audit", json={"user_id": "u", "model": "m", "prompt": "p", "response": "r"}

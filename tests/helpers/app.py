@@ -28,6 +28,11 @@ BOTH_HANDLERS = pytest.mark.parametrize("via", VIAS, indirect=True)
 
 _LIFESPAN_S = 60.0
 
+# For an app with no broker at its address: its start waits for the first connection as long as
+# RG_READY_TIMEOUT_S (1 s by `client_for`'s default), which a test of the broker's absence need
+# not spend.
+BROKER_AWAY: dict[str, Any] = {"ready_timeout_s": 0.2}
+
 
 @asynccontextmanager
 async def client_for(
