@@ -86,17 +86,17 @@ def test_unit_timestamps_need_the_proof_index_and_a_readable_ca(tmp_path: Path) 
 
 
 def test_unit_a_service_that_redacts_and_stamps_nothing_loads_neither_library() -> None:
-    # phonenumbers' numbering plans and the RFC 3161 client are about 8 MB of the service's
-    # memory: loaded where redaction or a timestamp authority is configured, not otherwise.
+    # phonenumbers' numbering plans, stdnum's checks and the RFC 3161 client are about 10 MB of
+    # the service's memory: loaded where redaction or a timestamp authority is configured.
     probe = (
         "import sys\n"
         "from app.main import create_app\n"
         "from app.settings import Settings\n"
         "create_app(Settings(_env_file=None, kafka_bootstrap_servers=['127.0.0.1:9']))\n"
-        "print(sorted({'phonenumbers', 'rfc3161_client'} & set(sys.modules)))\n"
+        "print(sorted({'phonenumbers', 'rfc3161_client', 'stdnum'} & set(sys.modules)))\n"
         "from app.ingest.redaction import Redactor\n"
         "Redactor('mask')\n"
-        "print('phonenumbers' in sys.modules)\n"
+        "print('phonenumbers' in sys.modules and 'stdnum' in sys.modules)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True

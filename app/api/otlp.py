@@ -9,7 +9,7 @@ exporter retries it, and the operations written the first time are not written a
 event ids come from the telemetry)."""
 
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -23,23 +23,19 @@ from app.api.otlp_status import otlp_error
 from app.errors import ServiceError, problem_for
 from app.ingest.audit_batch import record_batch
 from app.ingest.backpressure import Hold
-from app.ingest.otlp import (
-    Operations,
+from app.ingest.otlp_media import (
     OtlpBodyTooLargeError,
     OtlpMediaTypeError,
     OtlpPayloadError,
-    decode_logs,
-    decode_traces,
     encoding_of,
     inflate,
-    logs_response,
     media_type,
-    operations_of_logs,
-    operations_of_traces,
-    traces_response,
 )
 from app.kafka import KafkaClientError
 from app.services import Services
+
+if TYPE_CHECKING:
+    from app.ingest.otlp import Operations
 
 _PAYLOAD_ERRORS: dict[type[ValueError], int] = {
     OtlpPayloadError: 400,
@@ -139,7 +135,7 @@ async def _body(request: Request, services: Services) -> bytes:
 
 
 async def _write(
-    request: Request, services: Services, held: Hold | None, operations: Operations, signal: str
+    request: Request, services: Services, held: Hold | None, operations: "Operations", signal: str
 ) -> tuple[int, str]:
     """Write the operations; how many were rejected and why (the first reason)."""
     counted = services.metrics.otlp_items
@@ -178,10 +174,15 @@ async def traces(request: Request, services: ServicesDep, held: HeldBytesDep) ->
     """An OTLP `ExportTraceServiceRequest` (protobuf or JSON, gzip or not): each span with
     `gen_ai.operation.name` is written as one audit record (docs/opentelemetry.md); other
     spans are counted and dropped."""
+    from app.ingest import otlp  # noqa: PLC0415 - its protobuf classes on the first request
+
     encoding = encoding_of(request.headers.get("content-type"))
-    operations = operations_of_traces(decode_traces(await _body(request, services), encoding))
+    operations = otlp.operations_of_traces(
+        otlp.decode_traces(await _body(request, services), encoding)
+    )
     rejected, message = await _write(request, services, held, operations, "traces")
-    return Response(traces_response(rejected, message, encoding), media_type=media_type(encoding))
+    answer = otlp.traces_response(rejected, message, encoding)
+    return Response(answer, media_type=media_type(encoding))
 
 
 @router.post(
@@ -195,7 +196,10 @@ async def logs(request: Request, services: ServicesDep, held: HeldBytesDep) -> R
     """An OTLP `ExportLogsServiceRequest`: each `gen_ai.client.inference.operation.details`
     event, and each span's older per-message events together, are written as one audit
     record; other log records are counted and dropped."""
+    from app.ingest import otlp  # noqa: PLC0415 - its protobuf classes on the first request
+
     encoding = encoding_of(request.headers.get("content-type"))
-    operations = operations_of_logs(decode_logs(await _body(request, services), encoding))
+    operations = otlp.operations_of_logs(otlp.decode_logs(await _body(request, services), encoding))
     rejected, message = await _write(request, services, held, operations, "logs")
-    return Response(logs_response(rejected, message, encoding), media_type=media_type(encoding))
+    answer = otlp.logs_response(rejected, message, encoding)
+    return Response(answer, media_type=media_type(encoding))

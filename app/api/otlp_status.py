@@ -5,7 +5,7 @@ from collections.abc import Mapping
 
 from fastapi import Request, Response
 
-from app.ingest.otlp import Encoding, OtlpMediaTypeError, encoding_of, media_type, status_body
+from app.ingest.otlp_media import Encoding, OtlpMediaTypeError, encoding_of, media_type
 
 OTLP_PATHS = frozenset({"/v1/traces", "/v1/logs"})
 # google.rpc.Code of an HTTP status (the Status message's `code`).
@@ -24,6 +24,9 @@ def otlp_error(
     request: Request, status: int, message: str, headers: Mapping[str, str] | None = None
 ) -> Response:
     """An error answer with an OTLP `Status` body (and `headers`, e.g. `Retry-After`)."""
+    # The protobuf classes on the first OTLP answer, not with the app (app/ingest/otlp_media.py).
+    from app.ingest.otlp import status_body  # noqa: PLC0415
+
     encoding = request_encoding(request)
     return Response(
         status_body(_RPC_CODES.get(status, 2), message, encoding),

@@ -19,11 +19,10 @@ same too.
 
 import base64
 import hashlib
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import orjson
 from google.protobuf import json_format
@@ -43,9 +42,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-Encoding = Literal["protobuf", "json"]
-PROTOBUF_TYPE: Final = "application/x-protobuf"
-JSON_TYPE: Final = "application/json"
+from app.ingest.otlp_media import Encoding, OtlpPayloadError
 
 # The GenAI semantic conventions' names (tests check them against
 # `opentelemetry-semantic-conventions`).
@@ -111,52 +108,6 @@ _LISTS: Final = frozenset({"finish_reasons", "verified_by"})
 _NOT_METADATA: Final = frozenset({*FIELD_OF_ATTRIBUTE, SYSTEM, USER_ID, ENDUSER_ID, EVENT_NAME})
 UNKNOWN_MODEL: Final = "unknown"
 UNKNOWN_SERVICE: Final = "unknown_service"  # the SDKs' own default service.name
-
-
-class OtlpPayloadError(ValueError):
-    """A body that is no OTLP request of the expected kind (answered 400)."""
-
-
-class OtlpMediaTypeError(ValueError):
-    """A content type OTLP/HTTP does not define (answered 415)."""
-
-
-def encoding_of(content_type: str | None) -> Encoding:
-    """The OTLP encoding of a `Content-Type`; `OtlpMediaTypeError` for any other."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media == PROTOBUF_TYPE:
-        return "protobuf"
-    if media == JSON_TYPE:
-        return "json"
-    raise OtlpMediaTypeError(
-        f"Content-Type must be {PROTOBUF_TYPE} or {JSON_TYPE}, not {media or 'none'!r}"
-    )
-
-
-def inflate(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
-    """`body` decoded by its `Content-Encoding` (none or gzip), at most `max_bytes` long."""
-    coding = (content_encoding or "identity").strip().lower()
-    if coding == "identity":
-        return body
-    if coding != "gzip":
-        raise OtlpMediaTypeError(f"Content-Encoding must be gzip or none, not {coding!r}")
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        # Bounded: a small gzip bomb must not become gigabytes in memory.
-        out = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise OtlpPayloadError(f"the gzip body cannot be inflated: {exc}") from None
-    if len(out) > max_bytes:
-        raise OtlpBodyTooLargeError(
-            f"the inflated body is larger than {max_bytes} bytes (RG_MAX_BODY_BYTES)"
-        )
-    if not inflater.eof:
-        raise OtlpPayloadError("the gzip body is cut short")
-    return out
-
-
-class OtlpBodyTooLargeError(ValueError):
-    """An inflated body above the limit (answered 413)."""
 
 
 def decode_traces(body: bytes, encoding: Encoding) -> ExportTraceServiceRequest:
@@ -541,8 +492,3 @@ def encode(message: Message, encoding: Encoding) -> bytes:
     if encoding == "protobuf":
         return message.SerializeToString()
     return bytes(orjson.dumps(json_format.MessageToDict(message)))
-
-
-def media_type(encoding: Encoding) -> str:
-    """The `Content-Type` of an answer in `encoding`."""
-    return PROTOBUF_TYPE if encoding == "protobuf" else JSON_TYPE

@@ -37,7 +37,7 @@ from app.ingest.detectors import (
     DETECTORS,
     PatternOverrunError,
     custom_detectors,
-    load_phone_metadata,
+    load_validators,
 )
 from app.kafka import KafkaAuditEvent
 
@@ -82,7 +82,7 @@ class Redactor:
         self.mode = mode
         self._key = key or b""
         self._detectors = DETECTORS + custom_detectors(patterns or {})
-        load_phone_metadata()
+        load_validators()
         # An operator's pattern may spend its whole budget on a short text: never on the loop.
         self._inline_below = 0 if patterns else THREAD_AT_CHARS
         self._metadata_fields = tuple(metadata_fields)
