@@ -8,11 +8,14 @@ sent to the scripted OpenAI-compatible upstream directly and through the service
   soon as the last is answered, which saturates the path (the upstream, or the service's one
   thread): its latency is then queueing, and the added latency measures the two paths'
   capacities. So 32 connections are also run paced (`--paced`, default 200 calls/s in all:
-  each connection waits before its next request, wrk's `delay()`), below either path's
-  capacity: the added latency of 32 apps calling at once, not of a queue.
+  each connection waits a random time before each request, wrk's `delay()`, so that the 32
+  call independently), below either path's capacity: the added latency of 32 apps calling
+  now and then, not of a queue.
 - Added time to first byte of a stream, and to its last byte (in fail-closed mode the final
   `data: [DONE]` waits for the record's acknowledgement): one connection, streams alternating
-  between the two paths, timed from the request to the first and the last body byte.
+  between the paths, timed from the request to the first and the last body byte. A third path
+  goes through a bare TCP forwarder (bench/tcp_forwarder.py): what the hop alone adds on the
+  machine, the floor under any proxy's added time.
 - CPU per proxied call: the service process's CPU time (utime + stime) over the proxied runs,
   divided by the calls they made; beside it, the same content as a `POST /audit` on the same
   service (what the record alone costs, without the upstream call around it).
@@ -116,6 +119,10 @@ class StreamLine:
     added_ttfb_p99_ms: float
     added_last_byte_p50_ms: float
     added_last_byte_p99_ms: float
+    # The same streams through a bare TCP forwarder (bench/tcp_forwarder.py): the machine's
+    # cost of one more hop, with no HTTP handled.
+    forwarder_added_ttfb_p50_ms: float
+    forwarder_added_ttfb_p99_ms: float
 
 
 def start_upstream(log: Path) -> tuple["subprocess.Popen[str]", str]:
@@ -157,11 +164,20 @@ def paced_script(directory: Path, connections: int, per_s: int) -> Path:
     script = chat_script(directory)
     paced = directory / f"proxy-chat-paced-{connections}-{per_s}.lua"
     wait_ms = round(1000 * connections / per_s)
-    paced.write_text(
-        script.read_text(encoding="utf-8") + f"function delay()\n  return {wait_ms}\nend\n",
-        encoding="utf-8",
-    )
+    paced.write_text(script.read_text(encoding="utf-8") + _RANDOM_DELAY % wait_ms, encoding="utf-8")
     return paced
+
+
+# wrk's delay() before each request (the first too), drawn uniformly from 0 to twice the mean
+# wait: a fixed wait keeps connections that started together in step (all 32 sent at once,
+# then all waiting), so "paced" calls came in bursts of 32, queued behind each other. Each
+# wrk thread's Lua state is seeded from its own address, so the threads' draws differ.
+_RANDOM_DELAY = """
+math.randomseed(tonumber(tostring({}):match("0x(%%x+)") or "0", 16) %% 2147483647)
+function delay()
+  return math.random(0, 2 * %d)
+end
+"""
 
 
 def audit_script(directory: Path) -> Path:
@@ -277,11 +293,39 @@ def _no_delay() -> httpx.HTTPTransport:
     return httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
 
 
-def stream_line(mode: str, service: Service, upstream: str, streams: int) -> StreamLine:
-    """`streams` streams per path on one connection each, alternating between the paths."""
-    times: dict[str, list[tuple[float, float]]] = {"direct": [], "proxied": []}
+def start_forwarder(upstream: str) -> tuple["subprocess.Popen[str]", str]:
+    """A bare TCP forwarder to the upstream (`bench.tcp_forwarder`) and the upstream's base URL
+    through it; `stop_upstream` ends it."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.tcp_forwarder",
+            "--port",
+            str(port),
+            "--to",
+            str(httpx.URL(upstream).port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if not process.stdout or process.stdout.readline().strip() != "ready":
+        stop_upstream(process)
+        raise RuntimeError("the TCP forwarder did not start")
+    return process, str(httpx.URL(upstream).copy_with(port=port))
+
+
+def stream_line(
+    mode: str, service: Service, upstream: str, forwarded: str, streams: int
+) -> StreamLine:
+    """`streams` streams per path on one connection each, alternating between the paths
+    (direct, through the bare forwarder, through the proxy)."""
+    times: dict[str, list[tuple[float, float]]] = {"direct": [], "forwarded": [], "proxied": []}
     urls = {
         "direct": f"{upstream}/chat/completions",
+        "forwarded": f"{forwarded}/chat/completions",
         "proxied": f"{service.url}/openai/v1/chat/completions",
     }
     headers = {"authorization": f"Bearer {APP_KEY}"}
@@ -311,6 +355,8 @@ def stream_line(mode: str, service: Service, upstream: str, streams: int) -> Str
         added_ttfb_p99_ms=round(ms("proxied", 0, 0.99) - ms("direct", 0, 0.99), 2),
         added_last_byte_p50_ms=round(ms("proxied", 1, 0.5) - ms("direct", 1, 0.5), 2),
         added_last_byte_p99_ms=round(ms("proxied", 1, 0.99) - ms("direct", 1, 0.99), 2),
+        forwarder_added_ttfb_p50_ms=round(ms("forwarded", 0, 0.5) - ms("direct", 0, 0.5), 2),
+        forwarder_added_ttfb_p99_ms=round(ms("forwarded", 0, 0.99) - ms("direct", 0, 0.99), 2),
     )
 
 
@@ -332,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     audit_lines: list[AuditLine] = []
     stream_lines: list[StreamLine] = []
     upstream_process, upstream = start_upstream(args.out / "proxy-upstream.log")
+    forwarder_process, forwarded = start_forwarder(upstream)
     try:
         with kafka_broker() as broker:
             for mode in ("fail-closed", "fail-open"):
@@ -373,10 +420,13 @@ def main(argv: list[str] | None = None) -> int:
                                 paced_per_s=args.paced,
                             )
                         )
-                    stream_lines.append(stream_line(mode, service, upstream, args.streams))
+                    stream_lines.append(
+                        stream_line(mode, service, upstream, forwarded, args.streams)
+                    )
                 finally:
                     service.stop()
     finally:
+        stop_upstream(forwarder_process)
         stop_upstream(upstream_process)
     _print(lines, audit_lines, stream_lines)
     (args.out / "proxy.json").write_text(
@@ -422,14 +472,15 @@ def _print(
     print()
     print(
         "| mode | streams | direct TTFB p50 ms | proxied TTFB p50 ms | added TTFB p50/p99 ms | "
-        "added to last byte p50/p99 ms |"
+        "added to last byte p50/p99 ms | a bare TCP hop's added TTFB p50/p99 ms |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for s in stream_lines:
         print(
             f"| {s.mode} | {s.streams} | {s.direct_ttfb_p50_ms} | {s.proxied_ttfb_p50_ms} | "
             f"{s.added_ttfb_p50_ms} / {s.added_ttfb_p99_ms} | "
-            f"{s.added_last_byte_p50_ms} / {s.added_last_byte_p99_ms} |"
+            f"{s.added_last_byte_p50_ms} / {s.added_last_byte_p99_ms} | "
+            f"{s.forwarder_added_ttfb_p50_ms} / {s.forwarder_added_ttfb_p99_ms} |"
         )
 
 

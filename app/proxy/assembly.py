@@ -30,10 +30,12 @@ def endpoint_of(method: str, path: str) -> str | None:
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
-    """`body` as a JSON object; an empty dict for anything else (the upstream judges it)."""
+    """`body` as a JSON object; an empty dict for anything else (the upstream judges it),
+    a body nested too deep for the parser included: the call still goes upstream and is
+    recorded, without the request's content."""
     try:
         parsed = json.loads(body) if body else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return parsed if isinstance(parsed, dict) else {}
 

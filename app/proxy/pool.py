@@ -18,7 +18,7 @@ answer was not read to its end (the app went away, the upstream cut it) is close
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 from urllib.parse import quote
 
@@ -133,10 +133,18 @@ class UpstreamPool:
         self._closed = False
 
     async def open(
-        self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        on_sent: Callable[[], None] | None = None,
     ) -> httpx.Response:
         """Send the call to the origin's base path + `/{path}` and return the answer with its
-        head read, its body still to stream (close it with `aclose()`)."""
+        head read, its body still to stream (close it with `aclose()`); `on_sent` is called
+        once the request is written, before the answer is waited for."""
         target = self._base_path + b"/" + quote(path, safe=_PATH_SAFE).encode("ascii")
         if query:
             target += b"?" + query.encode("latin-1")
@@ -155,6 +163,8 @@ class UpstreamPool:
                 data += connection.parser.send(h11.Data(data=body)) or b""
             data += connection.parser.send(h11.EndOfMessage()) or b""
             await self._write(connection, data)
+            if on_sent is not None:
+                on_sent()
             event = await connection.read_event(self.read_timeout_s)
             while isinstance(event, h11.InformationalResponse):
                 event = await connection.read_event(self.read_timeout_s)

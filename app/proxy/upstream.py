@@ -9,7 +9,7 @@ the upstream answers uncompressed, and one compressed anyway is decoded). What c
 out the hop-by-hop headers and the body's length and encoding (the body is passed on decoded,
 possibly in other chunks)."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -127,20 +127,25 @@ class Upstream:
         query: str,
         headers: list[tuple[str, str]],
         body: bytes,
+        *,
+        on_sent: Callable[[], None] | None = None,
     ) -> "httpx.Response":
         """Send the call and return the answer with its head read, its body still to stream
-        (close it with `aclose()`). Raises httpx's `TimeoutException` or `TransportError`."""
+        (close it with `aclose()`). `on_sent` is called once the request is on its way, before
+        the answer is waited for. Raises httpx's `TimeoutException` or `TransportError`."""
         import httpx  # noqa: PLC0415 - loaded by `client()`
 
         from app.proxy.pool import UpstreamPool  # noqa: PLC0415 - with httpx
 
         transport = self.transport()
         if isinstance(transport, UpstreamPool):
-            return await transport.open(method, path, query, headers, body)
+            return await transport.open(method, path, query, headers, body, on_sent=on_sent)
         url = f"{self.base_url}/{path}" + (f"?{query}" if query else "")
         request = httpx.Request(
             method, url, headers=headers, content=body or None, extensions=self._extensions
         )
+        if on_sent is not None:  # httpx's transport sends and waits in one call
+            on_sent()
         answer = await transport.handle_async_request(request)
         answer.request = request
         return answer

@@ -4,7 +4,13 @@ assembled (the scripted upstream's real wire format as input)."""
 import json
 from typing import Any
 
-from app.proxy.assembly import ChatChunks, endpoint_of, plain_answer, responses_input
+from app.proxy.assembly import (
+    ChatChunks,
+    endpoint_of,
+    parse_json,
+    plain_answer,
+    responses_input,
+)
 from tests.helpers.openai_upstream import chat_chunks, chat_completion
 
 ASK: dict[str, Any] = {
@@ -54,3 +60,11 @@ def test_unit_what_is_recorded_and_the_responses_input() -> None:
     assert [p["content"] for p in system] == ["Be kind.", "Short answers."]
     assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
     assert messages[2]["parts"] == [{"type": "tool_call_response", "id": "c1", "response": "42"}]
+
+
+def test_unit_a_request_nested_too_deep_to_parse_is_read_as_no_object() -> None:
+    # The proxy parses the request once it has gone upstream (to record it): a body nested past
+    # the parser's recursion limit must not raise there, or the call would be neither answered
+    # nor recorded.
+    assert parse_json(b"[" * 100_000) == {}
+    assert parse_json(b'{"model": "m"}') == {"model": "m"}

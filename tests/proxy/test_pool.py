@@ -112,6 +112,27 @@ async def test_unit_connections_are_kept_alive_and_a_path_is_encoded() -> None:
     assert targets == [b"/v1/a", b"/v1/b%20c%0D%0Ax:%20y", b"/v1/%C3%A9/d%252F"]
 
 
+async def test_unit_on_sent_is_called_once_the_request_is_out_before_the_answer() -> None:
+    # The proxy begins the call's record in `on_sent`, while the upstream works: the server
+    # answers only once it has the whole request and `on_sent` was called.
+    sent = asyncio.Event()
+    received: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.readuntil(b"\r\n\r\n") + await reader.readexactly(2))
+        await asyncio.wait_for(sent.wait(), timeout=2)
+        writer.write(ANSWER)
+        await writer.drain()
+
+    async with _server(handler) as url:
+        upstream = _upstream(url)
+        answer = await upstream.open("POST", "chat/completions", "", [], b"{}", on_sent=sent.set)
+        assert (await answer.aread()).decode() == "ok"
+        await answer.aclose()
+        await upstream.close()
+    assert received[0].endswith(b"\r\n\r\n{}")
+
+
 async def test_unit_timeouts_and_refused_connections_are_httpx_errors() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(65536)
