@@ -69,7 +69,7 @@ def _jwt(text: str, start: int, stop: int) -> bool:
     head = text[start:stop].split(".", 1)[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # the prompt's text: anyone's
         return False
     return isinstance(header, dict) and "alg" in header
 

@@ -50,7 +50,7 @@ def _arguments(text: Any) -> Any:
         return text
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's limit: text, too
         return text
 
 

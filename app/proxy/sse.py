@@ -87,7 +87,7 @@ class SseRelay:
             return True
         try:
             parsed = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # passed on, left out of the record
             return False
         if not isinstance(parsed, dict):
             return False

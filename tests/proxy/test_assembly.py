@@ -68,3 +68,14 @@ def test_unit_a_request_nested_too_deep_to_parse_is_read_as_no_object() -> None:
     # nor recorded.
     assert parse_json(b"[" * 100_000) == {}
     assert parse_json(b'{"model": "m"}') == {"model": "m"}
+
+
+def test_unit_tool_arguments_nested_too_deep_to_parse_are_kept_as_text() -> None:
+    # Arguments are text the model wrote: past the parser's recursion limit they stay text (as
+    # any other text that is no JSON), rather than raise while the answer is recorded.
+    body = chat_completion({**ASK, "tools": TOOLS})
+    deep = "[" * 100_000
+    body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = deep
+    answer = plain_answer("chat.completions", 200, json.dumps(body).encode())
+    (message,) = answer.output_messages
+    assert message["parts"][0]["arguments"] == deep

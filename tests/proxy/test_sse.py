@@ -77,3 +77,15 @@ def test_unit_a_responses_completion_without_its_event_name_is_held(said: str) -
     assert relay.completed
     assert relay.rest() == done
     assert relay.assembler.assembled().text == "hi"
+
+
+def test_unit_an_event_nested_too_deep_to_parse_is_passed_on_and_not_taken() -> None:
+    # An upstream event past the parser's recursion limit goes on to the app as it came, and is
+    # left out of the record, as any event that is no JSON object: it must not raise mid-stream.
+    deep = b"data: " + b"[" * 100_000 + b"\n\n"
+    wire = deep + b"".join(sse_events(chat_chunks(ASK), typed=False))
+    relay = SseRelay("chat.completions")
+    sent = _relayed(relay, wire, 100_000)
+    assert sent + relay.rest() == wire
+    assert relay.completed
+    assert relay.assembler.assembled().text == "You said: What is our refund window?"
