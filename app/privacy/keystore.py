@@ -300,9 +300,12 @@ class KafkaKeyStore:
                 state.keys.pop(kid, None)
                 state.by_subject.get(subject, set()).discard(kid)
                 return
-            body = json.loads(value)
+            wrapped = _entry(value).get("wrapped")
+            if not isinstance(wrapped, str):
+                _skip(name, "no key entry")
+                return
             try:
-                data_key = self._kek.unwrap(subject, kid, body["wrapped"])
+                data_key = self._kek.unwrap(subject, kid, wrapped)
             except SealingError as exc:
                 if strict:
                     raise KekMismatchError(
@@ -311,17 +314,28 @@ class KafkaKeyStore:
                     ) from None
                 logger.error("erasure keys reader: %s", exc)
                 return
+            except ValueError:  # not base64url: no wrapped key, whatever the KEK
+                _skip(name, "no key entry")
+                return
             state.keys[kid] = data_key
             state.by_subject.setdefault(subject, set()).add(kid)
         elif kind == "erased" and value is not None:
-            body = json.loads(value)
-            state.erasures[body["erasure"]] = (rest, list(body.get("kids", [])))
-            for kid in body.get("kids", []):
-                state.erased[kid] = body["erasure"]
+            body = _entry(value)
+            erasure, kids = body.get("erasure"), body.get("kids", [])
+            if not (
+                isinstance(erasure, str)
+                and isinstance(kids, list)
+                and all(isinstance(kid, str) for kid in kids)
+            ):
+                _skip(name, "no erasure entry")
+                return
+            state.erasures[erasure] = (rest, list(kids))
+            for kid in kids:
+                state.erased[kid] = erasure
                 state.keys.pop(kid, None)
             state.by_subject.pop(rest, None)
             if self.on_erased is not None:
-                self.on_erased(list(body.get("kids", [])))
+                self.on_erased(list(kids))
 
     # --- use -------------------------------------------------------------------------------
 
@@ -463,3 +477,19 @@ class KafkaKeyStore:
                 # tombstone the erasure's retry (it answered 503) writes again anyway.
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(old.stop(), timeout=1.0)
+
+
+def _entry(value: bytes) -> dict[str, Any]:
+    """A record's JSON object; empty for bytes that are none (anyone who may write the keys
+    topic chooses them: JSON nested past the parser's limit included)."""
+    try:
+        body = json.loads(value)
+    except (ValueError, RecursionError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _skip(name: str, what: str) -> None:
+    # One such record must not stop the reading of those after it: a start that never ends
+    # leaves the store stale and every write of the service refused.
+    logger.error("erasure keys topic: the record %r is %s; skipped", name[:200], what)

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -456,6 +457,37 @@ async def test_a_wrong_kek_stops_the_start_naming_the_setting(
     named = [line for line in done.stderr.splitlines() if "RG_ERASURE_KEK_FILE" in line]
     assert len(named) == 1, done.stderr
     assert "does not unwrap" in named[0]
+
+
+async def test_entries_of_the_keys_topic_that_are_no_entries_are_skipped_not_a_stalled_start(
+    broker: EmbeddedKafka, tmp_path: Path
+) -> None:
+    # Anyone who may write the keys topic chooses its bytes. A record that is no key or erasure
+    # entry stopped the reading at its start: retried every 2 s for good, the store never fresh,
+    # every write of the service refused. It is skipped (and logged); what follows is read.
+    topic = f"test-{uuid.uuid4().hex}"
+    kek = kek_file(tmp_path)
+    event = {"user_id": "erin", "model": "m", "prompt": "p", "response": "r"}
+    async with client_for(broker.bootstrap_servers, **settings_for(topic, kek)) as client:
+        assert (await client.post("/audit", json=event)).status_code == 201
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+    await producer.start()
+    try:
+        for key, value in [
+            (b"key/mallory/k1", b"[" * 100_000),  # past the JSON parser's recursion limit
+            (b"key/mallory/k2", b"not json"),
+            (b"key/mallory/k3", b"[]"),
+            (b"erased/mallory", b"{}"),
+            (b"erased/mallory", b'{"erasure": 5, "kids": "k1"}'),
+        ]:
+            await producer.send_and_wait(f"{topic}.keys", value, key=key)
+    finally:
+        await producer.stop()
+    async with client_for(broker.bootstrap_servers, **settings_for(topic, kek)) as client:
+        again = await client.post("/audit", json={**event, "user_id": "frank"})
+        erased = await client.post("/audit/erase", json={"subject": "erin", "reason": "r"})
+    assert again.status_code == 201, again.text
+    assert erased.status_code == 202, erased.text
 
 
 async def test_keys_topic_unreachable_answers_503_and_writes_nothing(
