@@ -75,7 +75,7 @@ def _integer(data: Mapping[str, Any], name: str) -> int:
 def _object(line: bytes, what: str) -> dict[str, Any]:
     try:
         data = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # nested past the parser's limit: no JSON here
         raise BundleFormatError(f"{what} is not JSON") from exc
     if not isinstance(data, dict):
         raise BundleFormatError(f"{what} is not a JSON object")
