@@ -48,7 +48,7 @@ def load_receipts(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
     for path in paths:
         try:
             data = json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise VerifyInputError(f"--receipt {path}: not a readable JSON file") from exc
         items = data if isinstance(data, list) else [data]
         if not items or not all(isinstance(item, dict) for item in items):
@@ -229,7 +229,7 @@ def bundle_keys(data: bytes | None) -> dict[str, PublicKey]:
                 raise TypeError("not an Ed25519 key")
             until = None if entry["until"] is None else parse_until(entry["until"])
             keys[entry["key_id"]] = PublicKey(entry["key_id"], key, current=False, until=until)
-    except (ValueError, TypeError, KeyError, AttributeError, UnicodeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise VerifyInputError(f"--trust-bundle-keys: the bundle's {KEYS} cannot be read") from exc
     return keys
 
