@@ -128,6 +128,9 @@ class KafkaKeyStore:
         self._lock = asyncio.Lock()
         # Set when a write failed: the next write first replaces the producer (see `_send`).
         self._producer_failed = False
+        # Keys read at start that unwrapped, and the errors of those that did not.
+        self._unwrapped = 0
+        self._not_unwrapped: list[str] = []
         self._renewing = asyncio.Lock()
         # Called with the kids an erasure destroyed, this replica's or another's (the service
         # purges GET /messages of their records).
@@ -188,8 +191,10 @@ class KafkaKeyStore:
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         ends = await consumer.end_offsets(assigned)
+        self._unwrapped, self._not_unwrapped = 0, []
         while await self._behind(consumer, ends):
             await self._poll(strict=True)
+        self._check_kek()
         self._state.caught_up_at = time.monotonic()
         self._follower = asyncio.create_task(self._follow(), name="erasure-keys-reader")
 
@@ -283,6 +288,27 @@ class KafkaKeyStore:
         if not await self._behind(consumer, ends):
             self._state.caught_up_at = time.monotonic()
 
+    def _check_kek(self) -> None:
+        """After reading the topic at start: `KekMismatchError` when keys were found and none
+        unwraps (RG_ERASURE_KEK_FILE is not the KEK that wrapped them). Some that do not among
+        others that do were not wrapped by this service (anyone who may write the topic can
+        put one there), or were changed: logged and skipped, not a start refused for good."""
+        failed = self._not_unwrapped
+        if failed and not self._unwrapped:
+            raise KekMismatchError(
+                f"RG_ERASURE_KEK_FILE: no key of topic {self.topic} unwraps ({failed[0]});"
+                " this is not the KEK the keys were wrapped with"
+            )
+        if failed:
+            logger.error(
+                "erasure keys topic %s: %d keys do not unwrap with the KEK while %d do; those "
+                "are skipped (not wrapped by this service, or changed): %s",
+                self.topic,
+                len(failed),
+                self._unwrapped,
+                failed[0],
+            )
+
     @staticmethod
     async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
         for tp, end in ends.items():
@@ -307,16 +333,15 @@ class KafkaKeyStore:
             try:
                 data_key = self._kek.unwrap(subject, kid, wrapped)
             except SealingError as exc:
-                if strict:
-                    raise KekMismatchError(
-                        f"RG_ERASURE_KEK_FILE: a key of topic {self.topic} does not unwrap ({exc});"
-                        " this is not the KEK the keys were wrapped with"
-                    ) from None
-                logger.error("erasure keys reader: %s", exc)
+                if strict:  # judged once the topic is read (`_check_kek`)
+                    self._not_unwrapped.append(str(exc))
+                else:
+                    logger.error("erasure keys reader: %s", exc)
                 return
             except ValueError:  # not base64url: no wrapped key, whatever the KEK
                 _skip(name, "no key entry")
                 return
+            self._unwrapped += 1
             state.keys[kid] = data_key
             state.by_subject.setdefault(subject, set()).add(kid)
         elif kind == "erased" and value is not None:

@@ -459,12 +459,13 @@ async def test_a_wrong_kek_stops_the_start_naming_the_setting(
     assert "does not unwrap" in named[0]
 
 
-async def test_entries_of_the_keys_topic_that_are_no_entries_are_skipped_not_a_stalled_start(
+async def test_entries_of_the_keys_topic_not_written_by_the_service_are_skipped(
     broker: EmbeddedKafka, tmp_path: Path
 ) -> None:
     # Anyone who may write the keys topic chooses its bytes. A record that is no key or erasure
     # entry stopped the reading at its start: retried every 2 s for good, the store never fresh,
-    # every write of the service refused. It is skipped (and logged); what follows is read.
+    # every write of the service refused; a key that did not unwrap refused the start. Such
+    # records are skipped (and logged); what follows is read.
     topic = f"test-{uuid.uuid4().hex}"
     kek = kek_file(tmp_path)
     event = {"user_id": "erin", "model": "m", "prompt": "p", "response": "r"}
@@ -479,6 +480,9 @@ async def test_entries_of_the_keys_topic_that_are_no_entries_are_skipped_not_a_s
             (b"key/mallory/k3", b"[]"),
             (b"erased/mallory", b"{}"),
             (b"erased/mallory", b'{"erasure": 5, "kids": "k1"}'),
+            # Well formed, but not wrapped by this KEK: among keys that do unwrap, not a
+            # wrong KEK (which stops the start: the test above).
+            (b"key/mallory/k4", b'{"wrapped": "%s"}' % base64.urlsafe_b64encode(os.urandom(60))),
         ]:
             await producer.send_and_wait(f"{topic}.keys", value, key=key)
     finally:
