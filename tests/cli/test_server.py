@@ -9,8 +9,10 @@ from tests.helpers.service import launch_service
 def test_the_served_process_runs_on_the_standard_event_loop(tmp_path: Path) -> None:
     # uvloop, uvicorn's pick where it is installed, left ~1% of requests unserved for 1-2 s
     # once more were ready than the one thread serves (app/cli/server.py, EVENT_LOOP): the
-    # process must not even load it. No broker is needed to be live.
-    service = launch_service(f"127.0.0.1:{free_port()}", tmp_path / "service")
+    # process must not even load it. No broker is needed to be live (nor waited for long).
+    service = launch_service(
+        f"127.0.0.1:{free_port()}", tmp_path / "service", ready_timeout_s="0.2"
+    )
     try:
         service.wait_live()
         maps = Path(f"/proc/{service.process.pid}/maps").read_text(encoding="utf-8")
