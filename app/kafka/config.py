@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from app.kafka.partitioner import KeyHashPartitioner
 from app.kafka.serde import ValueFormat
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -172,6 +173,8 @@ class KafkaProducerConfig(_ConnectionConfig):
             "request_timeout_ms": self.request_timeout_ms,
             "enable_idempotence": self.enable_idempotence,
             "max_batch_size": self.max_batch_size,
+            # aiokafka's default rule, each key's hash kept (an `extra` partitioner wins).
+            "partitioner": KeyHashPartitioner(),
             **self._transactional_kwargs(),
             **self.extra,
         }
