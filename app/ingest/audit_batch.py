@@ -176,6 +176,7 @@ class _Batch:
         trail = self._trail
         if not self._wait:
             for item, sent in queued:
+                trail.keep_queued(sent, item.key)  # while claimed: it keeps the fingerprint
                 self._succeed(item, trail.receipt(item.event, None, sent.place), keep=False)
             return
         if queued:

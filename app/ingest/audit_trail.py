@@ -152,15 +152,16 @@ class AuditTrail:
         The deadline is the producer's (`queue()`, then `Delivery.wait()` for the rest of it),
         the bounds `Backpressure.hand_over()`'s; decided here: spool or not, what to count, what
         a retry waits for."""
-        if self.spool_first():
-            place, record = self._build(event, headers)
-            return await self._to_spool(event, record, place)
         receipt_key = receipt_key or f"|event:{event.event_id}"
-        # An earlier attempt its client gave up on may still be stored: wait for that one.
-        # Before a position is taken: a retry adds nothing to the chain.
+        # An earlier attempt its client gave up on (or answered 202) may still be stored: wait
+        # for that one. Before a position is taken, and before the spool: a retry adds
+        # nothing to the chain.
         earlier = await self.receipts.earlier(receipt_key, timeout_s=self._budget_s)
         if earlier is not None:
             return earlier
+        if self.spool_first():
+            place, record = self._build(event, headers)
+            return await self._to_spool(event, record, place)
         place, record = self._build(event, headers)
         settled = self._metrics.track_produce("audit")
         try:
@@ -182,6 +183,9 @@ class AuditTrail:
         delivery.add_done_callback(settled)
         delivery.add_done_callback(outcome.delivered)
         if not wait:
+            # Queued: a retry (its 202 lost on the way) waits for this attempt rather than
+            # writing a second record, and gets its receipt once Kafka acknowledges it.
+            self._keep_for_retries(event, place, delivery, receipt_key)
             return self.receipt(event, None, place)
         try:
             result = await delivery.wait()
@@ -364,6 +368,12 @@ class AuditTrail:
                 place.writer,
                 why,
             )
+
+    def keep_queued(self, queued: "Queued", key: str) -> None:
+        """`queued` was answered "queued" (`wait` False): until Kafka settles it, a retry under
+        `key` waits for it instead of writing a second record; acknowledged, its receipt is
+        kept for retries. Called while the request under `key` is in flight."""
+        self._keep_for_retries(queued.event, queued.place, queued.delivery, key)
 
     def _keep_for_retries(
         self, event: KafkaAuditEvent, place: ChainPosition, delivery: Delivery, key: str

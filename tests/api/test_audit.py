@@ -306,6 +306,60 @@ async def test_a_retry_with_the_same_event_id_gets_the_same_receipt_and_writes_n
 
 
 @BOTH_HANDLERS
+async def test_a_retry_of_a_queued_event_gets_its_receipt_and_writes_nothing(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    # A 202 lost on its way back (the connection dropped): the client sends the event again,
+    # at once (the record may still be in the producer) and later (acknowledged by then).
+    event = {**EVENT, "event_id": "evt-queued-retry"}
+    async with service() as client:
+        queued = await client.post("/audit", params={"wait": "false"}, json=event)
+        at_once = await client.post("/audit", json=event)
+        [record] = await read_all(kafka_bootstrap, topic, 1)
+        later = await client.post("/audit", params={"wait": "false"}, json=event)
+    assert queued.status_code == 202
+    assert (at_once.status_code, later.status_code) == (201, 201)
+    # At once: answered by the attempt under way (as after a timeout); later: from the kept
+    # receipts, a replay.
+    assert later.headers["idempotent-replayed"] == "true"
+    acked = at_once.json()
+    assert acked == later.json()
+    assert acked["status"] == "acked"
+    assert (acked["partition"], acked["offset"]) == (record.partition, record.offset)
+    first = queued.json()
+    assert {k: acked[k] for k in ("event_id", "digest", "writer", "seq", "chain")} == {
+        k: first[k] for k in ("event_id", "digest", "writer", "seq", "chain")
+    }
+    assert await records_in(kafka_bootstrap, topic) == 1
+
+
+@BOTH_HANDLERS
+async def test_a_retry_of_an_event_queued_in_a_batch_gets_its_receipt_and_writes_nothing(
+    service: ServiceFactory, kafka_bootstrap: str, topic: str
+) -> None:
+    events = [{**EVENT, "event_id": f"evt-queued-batch-{n}"} for n in range(3)]
+    async with service() as client:
+        queued = await client.post(
+            "/audit/batch", params={"wait": "false"}, json={"events": events}
+        )
+        alone = await client.post("/audit", json=events[0])
+        again = await client.post("/audit/batch", json={"events": events})
+    assert queued.status_code == 200, queued.text
+    firsts = [result["receipt"] for result in queued.json()["results"]]
+    assert [first["status"] for first in firsts] == ["queued"] * 3
+    assert alone.status_code == 201
+    retried = [alone.json()] + [result["receipt"] for result in again.json()["results"][1:]]
+    for first, acked in zip(firsts, retried, strict=True):
+        assert acked["status"] == "acked"
+        assert (acked["event_id"], acked["seq"], acked["digest"]) == (
+            first["event_id"],
+            first["seq"],
+            first["digest"],
+        )
+    assert await records_in(kafka_bootstrap, topic) == 3
+
+
+@BOTH_HANDLERS
 async def test_concurrent_retries_write_one_record(
     service: ServiceFactory, kafka_bootstrap: str, topic: str
 ) -> None:

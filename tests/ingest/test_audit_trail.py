@@ -189,3 +189,37 @@ async def test_a_record_not_acked_in_time_is_spooled_and_written_once(
     finally:
         await spool.close()
     assert await records_in(kafka_bootstrap, topic) == 1
+
+
+async def test_a_retry_of_a_queued_event_waits_for_it_while_the_spool_holds_records(
+    tmp_path: Path, lingering: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    # While the spool holds records new events go to it first; a retry of an event still in
+    # the producer is no new event: it waits for that attempt, not spooled a second time.
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    await spool.open()
+    try:
+        trail = ingest_on(lingering, topic, spool=spool, spool_after_s=0.5).trail
+        queued_event = an_event()
+        first, _ = await trail.record_once(queued_event, wait=False)
+        assert first.status == "queued"
+        assert (await trail.record(an_event(), wait=True)).status == "spooled"
+        assert trail.spool_first()
+        # Still in the producer (held 5 s, the budget 0.5 s): the retry is told so.
+        with pytest.raises(KafkaTimeoutError, match="still not acknowledged"):
+            await trail.record_once(queued_event, wait=True)
+
+        async def drained() -> bool:
+            return not spool.depth
+
+        await eventually(drained, timeout_s=30)
+        retry, replayed = await trail.record_once(queued_event, wait=True)
+        assert (retry.status, retry.seq, retry.digest, replayed) == (
+            "acked",
+            first.seq,
+            first.digest,
+            True,
+        )
+    finally:
+        await spool.close()
+    assert await records_in(kafka_bootstrap, topic) == 2
