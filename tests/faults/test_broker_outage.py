@@ -140,3 +140,39 @@ async def test_kafka_timeout_tells_each_route_what_a_retry_does(own_broker: Embe
     assert "a retry may write it twice" in publish_error["message"]
     audit_error = assert_contract_error(audited, 503, "kafka_timeout")
     assert "retry with the same event_id" in audit_error["message"]
+
+
+async def test_every_event_answered_202_arrives_after_a_broker_outage(
+    own_broker: EmbeddedKafka,
+) -> None:
+    # ?wait=false: the 202 says the record is in the producer and will get there. Events are
+    # queued while the broker is away, which stays away longer than the producer's request
+    # timeout, then comes back: each event answered 202 is stored, once.
+    bootstrap = own_broker.bootstrap_servers
+    topic = await new_topic(bootstrap)
+    async with client_for(
+        bootstrap,
+        audit_topic=topic,
+        produce_timeout_s=PRODUCE_TIMEOUT_S,
+        kafka_request_timeout_ms=2000,
+    ) as client:
+        before = await post_audits(client, 50, prefix="before", path="/audit?wait=false")
+        await in_thread_stop(own_broker)
+        away = await post_audits(
+            client, 200, prefix="away", concurrency=8, path="/audit?wait=false"
+        )
+        await asyncio.sleep(6)  # past RG_KAFKA_REQUEST_TIMEOUT_MS, the records still waiting
+        await in_thread_start(own_broker)
+        answers = before + away
+        queued = {a.event_id for a in answers if a.status == 202}
+        print(f"\n[fault] 200 POST /audit?wait=false with the broker away: {summary(away)}")
+        assert {a.event_id for a in away if a.status == 202}, "nothing was queued while away"
+
+        async def all_stored() -> bool:
+            stored = {r.header("rg-event-id") for r in await records_of(bootstrap, topic)}
+            return queued <= stored
+
+        await eventually(all_stored, timeout_s=90)
+    records = await records_of(bootstrap, topic)
+    stored = collections.Counter(r.header("rg-event-id") for r in records)
+    assert max(stored.values()) == 1
