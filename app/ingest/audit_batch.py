@@ -176,8 +176,9 @@ class _Batch:
         trail = self._trail
         if not self._wait:
             for item, sent in queued:
-                trail.keep_queued(sent, item.key)  # while claimed: it keeps the fingerprint
-                self._succeed(item, trail.receipt(item.event, None, sent.place), keep=False)
+                receipt = trail.receipt(item.event, None, sent.place)
+                trail.keep_queued(receipt, sent.delivery, item.key)  # while claimed
+                self._succeed(item, receipt, keep=False)
             return
         if queued:
             # One wait for them all, up to the batch's deadline; it cancels none of them.

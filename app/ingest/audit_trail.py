@@ -183,10 +183,9 @@ class AuditTrail:
         delivery.add_done_callback(settled)
         delivery.add_done_callback(outcome.delivered)
         if not wait:
-            # Queued: a retry (its 202 lost on the way) waits for this attempt rather than
-            # writing a second record, and gets its receipt once Kafka acknowledges it.
-            self._keep_for_retries(event, place, delivery, receipt_key)
-            return self.receipt(event, None, place)
+            receipt = self.receipt(event, None, place)
+            self.keep_queued(receipt, delivery, receipt_key)
+            return receipt
         try:
             result = await delivery.wait()
         except KafkaTimeoutError:
@@ -369,11 +368,15 @@ class AuditTrail:
                 why,
             )
 
-    def keep_queued(self, queued: "Queued", key: str) -> None:
-        """`queued` was answered "queued" (`wait` False): until Kafka settles it, a retry under
-        `key` waits for it instead of writing a second record; acknowledged, its receipt is
-        kept for retries. Called while the request under `key` is in flight."""
-        self._keep_for_retries(queued.event, queued.place, queued.delivery, key)
+    def keep_queued(self, receipt: AuditReceipt, delivery: Delivery, key: str) -> None:
+        """A record answered with its "queued" `receipt` (`wait` False): until Kafka settles
+        its `delivery`, a retry under `key` (its 202 lost on the way) waits for it instead of
+        writing a second record; acknowledged, its receipt is kept for retries. Called while
+        the request under `key` is in flight (it keeps that request's fingerprint)."""
+        # Made from the receipt, not the event: the event's text is not kept meanwhile.
+        self.receipts.keep_for_retries(
+            key, delivery, receipt.acked, name=f"event {receipt.event_id}"
+        )
 
     def _keep_for_retries(
         self, event: KafkaAuditEvent, place: ChainPosition, delivery: Delivery, key: str

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from app.ingest.idempotency import ReceiptCodec, fingerprint
-from app.kafka import KafkaAuditEvent
+from app.kafka import KafkaAuditEvent, KafkaProduceResult
 from app.kafka.serde import canonical_json
 
 ReceiptStatus = Literal["acked", "queued", "spooled"]
@@ -85,6 +85,17 @@ class AuditReceipt(BaseModel):
         _set(receipt, "__pydantic_extra__", None)
         _set(receipt, "__pydantic_private__", None)
         return receipt
+
+    def acked(self, result: KafkaProduceResult) -> "AuditReceipt":
+        """This receipt once Kafka acknowledged its record at `result`'s place."""
+        return AuditReceipt.made(
+            **{
+                **self.__dict__,
+                "partition": result.partition,
+                "offset": result.offset,
+                "status": "acked",
+            }
+        )
 
 
 _RECEIPT_FIELDS = frozenset(AuditReceipt.model_fields)

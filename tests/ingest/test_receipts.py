@@ -2,6 +2,7 @@
 broker)."""
 
 from app.ingest.receipts import AuditReceipt, receipt_codec
+from app.kafka import KafkaProduceResult
 from tests.helpers.ingest import a_receipt
 
 
@@ -38,3 +39,10 @@ def test_unit_a_receipt_made_of_the_service_s_values_is_the_validated_one() -> N
     assert made.model_dump_json() == validated.model_dump_json()
     assert repr(made) == repr(validated)
     assert made.model_copy(update={"status": "acked"}).status == "acked"
+
+
+def test_unit_a_queued_receipt_once_acked_has_kafkas_place_and_nothing_else_changed() -> None:
+    queued = a_receipt(partition=None, offset=None, status="queued")
+    acked = queued.acked(KafkaProduceResult(topic=queued.topic, partition=1, offset=77))
+    assert acked == a_receipt(partition=1, offset=77, status="acked")
+    assert queued.status == "queued"  # a new receipt, the queued one as it was
