@@ -177,7 +177,7 @@ class _Batch:
         if not self._wait:
             for item, sent in queued:
                 receipt = trail.receipt(item.event, None, sent.place)
-                trail.keep_queued(receipt, sent.delivery, item.key)  # while claimed
+                trail.keep_queued(receipt, sent, item.key)  # while claimed
                 self._succeed(item, receipt, keep=False)
             return
         if queued:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from app.errors import OverloadedError, UnavailableError
 from app.ingest.backpressure import Backpressure, Hold
-from app.ingest.idempotency import RecentReceipts
+from app.ingest.idempotency import Attempt, RecentReceipts
 from app.ingest.receipts import AuditReceipt, ReceiptStatus, request_of
 from app.ingest.redaction import REDACTION_HEADER, Redactor
 from app.ingest.spool import Spool, SpooledRecord
@@ -179,12 +179,12 @@ class AuditTrail:
         except BaseException:  # refused (overloaded) or cancelled: nothing was sent
             self._give_back(place, "not queued")
             raise
-        outcome = _Settlement(self, place)
-        delivery.add_done_callback(settled)
+        # One callback for what waits on the record: its metrics, then its position.
+        outcome = _Settlement(self, place, settled)
         delivery.add_done_callback(outcome.delivered)
         if not wait:
             receipt = self.receipt(event, None, place)
-            self.keep_queued(receipt, delivery, receipt_key)
+            self.keep_queued(receipt, Queued(event, place, record, delivery, outcome), receipt_key)
             return receipt
         try:
             result = await delivery.wait()
@@ -368,15 +368,20 @@ class AuditTrail:
                 why,
             )
 
-    def keep_queued(self, receipt: AuditReceipt, delivery: Delivery, key: str) -> None:
+    def keep_queued(self, receipt: AuditReceipt, queued: "Queued", key: str) -> None:
         """A record answered with its "queued" `receipt` (`wait` False): until Kafka settles
-        its `delivery`, a retry under `key` (its 202 lost on the way) waits for it instead of
-        writing a second record; acknowledged, its receipt is kept for retries. Called while
-        the request under `key` is in flight (it keeps that request's fingerprint)."""
-        # Made from the receipt, not the event: the event's text is not kept meanwhile.
-        self.receipts.keep_for_retries(
-            key, delivery, receipt.acked, name=f"event {receipt.event_id}"
+        it, a retry under `key` (its 202 lost on the way) waits for it instead of writing a
+        second record; acknowledged, its receipt is kept for retries. Called while the request
+        under `key` is in flight (it keeps that request's fingerprint)."""
+        # Made from the receipt, not the event: the event's text is not kept meanwhile. Settled
+        # by the record's own callback (`_Settlement`), not one more.
+        attempt = self.receipts.hold_attempt(
+            key, queued.delivery, receipt.acked, name=f"event {receipt.event_id}"
         )
+        if queued.delivery.done():  # its callback ran already (a batch's earlier records)
+            self.receipts.attempt_settled(key, attempt, queued.delivery.outcome()[0])
+        else:
+            queued.outcome.retries = (key, attempt)
 
     def _keep_for_retries(
         self, event: KafkaAuditEvent, place: ChainPosition, delivery: Delivery, key: str
@@ -475,20 +480,30 @@ class _Settlement:
     """What becomes of a queued record's chain position: stored once Kafka acknowledges it or
     the spool commits it; lost when Kafka fails it and it is not, or could not be, spooled."""
 
-    def __init__(self, trail: AuditTrail, place: ChainPosition) -> None:
+    def __init__(
+        self, trail: AuditTrail, place: ChainPosition, metrics: DeliveryCallback | None = None
+    ) -> None:
         self._trail = trail
         self._place = place
+        self._metrics = metrics
         self._failed = False
         self.spooling = False
+        # A queued record's attempt, kept for retries under its key (`keep_queued`).
+        self.retries: tuple[str, Attempt[AuditReceipt]] | None = None
 
-    def delivered(self, _result: KafkaProduceResult | None, error: KafkaClientError | None) -> None:
-        """The delivery callback."""
+    def delivered(self, result: KafkaProduceResult | None, error: KafkaClientError | None) -> None:
+        """The delivery callback: the record's metrics (when given), its chain position, and
+        the retries waiting for it."""
+        if self._metrics is not None:
+            self._metrics(result, error)
         if error is None:
             self._trail.chain.settled(self._place.seq, stored=True)
         elif self.spooling:
             self._failed = True  # the spool decides
         else:
             self._trail.settle_lost(self._place, f"Kafka failed it: {error}")
+        if self.retries is not None:
+            self._trail.receipts.attempt_settled(*self.retries, result)
 
     def spool_failed(self) -> None:
         """The spool did not take it: Kafka's outcome decides (or decided)."""

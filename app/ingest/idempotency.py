@@ -43,8 +43,8 @@ def fingerprint(request: bytes) -> bytes:
     return hashlib.sha256(request).digest()[:FINGERPRINT_BYTES]
 
 
-@dataclass(frozen=True)
-class _Attempt(Generic[Receipt]):
+@dataclass(frozen=True, slots=True)
+class Attempt(Generic[Receipt]):
     """A delivery its client stopped waiting for: how to make its receipt, and its name."""
 
     delivery: Delivery
@@ -91,7 +91,7 @@ class RecentReceipts(Generic[Receipt]):
             collections.OrderedDict()
         )
         self._in_flight: dict[str, tuple[asyncio.Future[Receipt], bytes]] = {}
-        self._unsettled: dict[str, _Attempt[Receipt]] = {}
+        self._unsettled: dict[str, Attempt[Receipt]] = {}
 
     def __len__(self) -> int:
         return len(self._done)
@@ -237,17 +237,33 @@ class RecentReceipts(Generic[Receipt]):
         remembered for `key`. `name` says what it is in errors (e.g. "event <id>"). Called
         while producing under `key` (`once()`, `claim()`): the attempt keeps that request's
         fingerprint."""
+        attempt = self.hold_attempt(key, delivery, receipt, name=name)
+        delivery.add_done_callback(lambda result, _: self.attempt_settled(key, attempt, result))
+
+    def hold_attempt(
+        self,
+        key: str,
+        delivery: Delivery,
+        receipt: Callable[[KafkaProduceResult], Receipt],
+        *,
+        name: str,
+    ) -> "Attempt[Receipt]":
+        """`keep_for_retries()` for a caller that already has a callback on `delivery`: it
+        calls `attempt_settled()` from there (a callback less per record)."""
         pending = self._in_flight.get(key)
-        attempt = _Attempt(delivery, receipt, name, pending[1] if pending else NO_FINGERPRINT)
+        attempt = Attempt(delivery, receipt, name, pending[1] if pending else NO_FINGERPRINT)
         self._unsettled[key] = attempt
+        return attempt
 
-        def settled(result: KafkaProduceResult | None, _: object) -> None:
-            if self._unsettled.get(key) is attempt:
-                del self._unsettled[key]
-            if result is not None:
-                self.remember(key, receipt(result), attempt.fingerprint)
-
-        delivery.add_done_callback(settled)
+    def attempt_settled(
+        self, key: str, attempt: "Attempt[Receipt]", result: KafkaProduceResult | None
+    ) -> None:
+        """`attempt`'s delivery settled: no more waiting for it; acknowledged (`result`), its
+        receipt is remembered for `key`."""
+        if self._unsettled.get(key) is attempt:
+            del self._unsettled[key]
+        if result is not None:
+            self.remember(key, attempt.receipt(result), attempt.fingerprint)
 
     async def earlier(self, key: str, *, timeout_s: float) -> Receipt | None:
         """None when no earlier attempt under `key` is still under way. Else that attempt's
