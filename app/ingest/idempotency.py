@@ -43,14 +43,24 @@ def fingerprint(request: bytes) -> bytes:
     return hashlib.sha256(request).digest()[:FINGERPRINT_BYTES]
 
 
-@dataclass(frozen=True, slots=True)
 class Attempt(Generic[Receipt]):
     """A delivery its client stopped waiting for: how to make its receipt, and its name."""
 
-    delivery: Delivery
-    receipt: Callable[[KafkaProduceResult], Receipt]
-    name: str
-    fingerprint: bytes
+    # A plain class: one is made per record answered 202, and a frozen dataclass's
+    # __init__ (a setattr call per field) cost five times as much.
+    __slots__ = ("delivery", "fingerprint", "name", "receipt")
+
+    def __init__(
+        self,
+        delivery: Delivery,
+        receipt: Callable[[KafkaProduceResult], Receipt],
+        name: str,
+        fingerprint: bytes,
+    ) -> None:
+        self.delivery = delivery
+        self.receipt = receipt
+        self.name = name
+        self.fingerprint = fingerprint
 
 
 @dataclass(frozen=True)

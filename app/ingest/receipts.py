@@ -88,14 +88,15 @@ class AuditReceipt(BaseModel):
 
     def acked(self, result: KafkaProduceResult) -> "AuditReceipt":
         """This receipt once Kafka acknowledged its record at `result`'s place."""
-        return AuditReceipt.made(
-            **{
-                **self.__dict__,
-                "partition": result.partition,
-                "offset": result.offset,
-                "status": "acked",
-            }
-        )
+        fields = dict(self.__dict__)
+        fields["partition"], fields["offset"] = result.partition, result.offset
+        fields["status"] = "acked"
+        acked = _new(AuditReceipt)  # as `made()` makes one, without its keywords
+        _set(acked, "__dict__", fields)
+        _set(acked, "__pydantic_fields_set__", set(_RECEIPT_FIELDS))
+        _set(acked, "__pydantic_extra__", None)
+        _set(acked, "__pydantic_private__", None)
+        return acked
 
 
 _RECEIPT_FIELDS = frozenset(AuditReceipt.model_fields)
