@@ -53,6 +53,7 @@ from app.integrity.note import verifier_key
 from app.integrity.proofs import KnownCheckpoint, ProofIndex, ProofUnavailableError
 from app.integrity.trust import CheckpointTrust
 from app.integrity.writers import WRITERS_KEY
+from app.kafka.serde import unframed
 from app.logs import configure_logging
 from app.privacy.erasure import Erasure
 from app.privacy.sealing import SEALED_PREFIX
@@ -81,8 +82,11 @@ def opened_line(erasure: Erasure, record: ConsumerRecord[bytes, bytes]) -> bytes
     """A line of opened.ndjson: the record's place and its value with the sealed fields
     opened (or marked erased); None for a record with no sealed field. Raises
     `ErasureKeysUnavailableError` while the keys cannot be read."""
-    raw = record.value
-    if raw is None or SEALED_PREFIX.encode() not in raw:
+    if record.value is None:
+        return None
+    # A value in the schema registry's frame (RG_SCHEMA_REGISTRY_URL): the event follows it.
+    raw = unframed(record.value)
+    if SEALED_PREFIX.encode() not in raw:
         return None
     try:
         value = json.loads(raw)
