@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE
+from app.kafka.serde import CONTENT_TYPE, JSON_CONTENT_TYPE, unframed
 from app.recent.record import RecentRecord
 
 # The fields of an audit event the text filter looks in.
@@ -114,7 +114,7 @@ def _event_of(record: RecentRecord) -> dict[str, Any] | None:
     if not content_type.startswith(JSON_CONTENT_TYPE.encode()):
         return None
     try:
-        value = orjson.loads(record.value)
+        value = orjson.loads(unframed(record.value))
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None

@@ -4,6 +4,7 @@ offset over kept records, as the buffer's query applies them (unit, no broker)."
 import orjson
 
 from app.kafka import KafkaMessage
+from app.kafka.schemas import frame
 from app.recent.buffer import RecentRecords
 from app.recent.filters import RecordFilter
 from app.recent.record import RecentRecord
@@ -120,3 +121,14 @@ def test_unit_matches_checks_every_filter_as_the_query_does() -> None:
         RecordFilter(topic="audit", offset=1, user="bob"),
     ):
         assert [r for r in records if where.matches(r)] == recent.query(where, limit=100), where
+
+
+def test_unit_records_in_the_schema_registrys_frame_are_filtered_by_their_event() -> None:
+    # With schema contracts on, audit values carry the registry's frame (a zero byte and the
+    # schema id) before the event's JSON: user, model and text still find them.
+    recent = RecentRecords(["audit"], max_records=100, max_bytes=10**6)
+    plain = audit(0, user="ann", model="m1", prompt="What is KAFKA?")
+    assert isinstance(plain.value, bytes)
+    recent.add(plain.model_copy(update={"offset": 1, "value": frame(3, plain.value)}))
+    for where in (RecordFilter(user="ann"), RecordFilter(model="m1"), RecordFilter(text="kafka")):
+        assert [r.offset for r in recent.query(where)] == [1], where
