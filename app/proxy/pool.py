@@ -1,103 +1,67 @@
-"""HTTP/1.1 to the upstream's origin without httpcore: keep-alive connections on asyncio streams,
-each request's head and body written in one send, the answer read by h11 (the parser httpcore
-uses), httpx's error types and `Response`.
+"""HTTP/1.1 to the upstream's origin without httpcore: keep-alive connections
+(`app.proxy.connection`, answers parsed by httptools), each request's head built here as bytes
+and written with its body in one send, httpx's error types and `Response`.
 
 httpcore's pool took about 300 µs of a streamed call's time before its request left for the
 upstream, on the way to its first byte: an anyio lock or event per layer (pool, connection,
 HTTP/1.1 state), each a step of the event loop in which any other ready work ran first, a cancel
 scope for the pool's wait, a trace context per phase, and httpx's `Request` with its URL parsed
 again for every call. Here a call takes an idle connection (or opens one), writes, and reads,
-with no other await on the way. What is kept from httpx's pool: connections reused while the
-server keeps them (an idle one the server closed, or idle for `KEEP_ALIVE_S`, is not), at most
-`MAX_IDLE` kept idle, the connect and read timeouts, TLS with httpx's certificate settings,
-and its errors (`ConnectTimeout`, `ConnectError`, `ReadTimeout`, `ReadError`, `WriteTimeout`,
-`WriteError`, `RemoteProtocolError`), which the proxy maps to 502 and 504. A connection whose
+with no other await on the way (and h11, which built the request and parsed the answer in pure
+Python, ~250 µs of a stream's first byte with the caches cold between calls, is replaced by
+bytes joined here and llhttp). What is kept from httpx's pool: connections reused while the
+server keeps them (an idle one the server closed or sent anything on, or idle for
+`KEEP_ALIVE_S`, is not), at most `MAX_IDLE` kept idle, the connect and read timeouts, TLS with
+httpx's certificate settings, and its errors (`ConnectTimeout`, `ConnectError`, `ReadTimeout`,
+`ReadError`, `WriteTimeout`, `WriteError`, `RemoteProtocolError`, and `LocalProtocolError` for
+a request h11 would not have sent), which the proxy maps to 502 and 504. A connection whose
 answer was not read to its end (the app went away, the upstream cut it) is closed, not reused.
 """
 
 import asyncio
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 from urllib.parse import quote
 
-import h11
 import httpx
+
+from app.proxy.connection import Connection
 
 MAX_IDLE: Final = 100
 # httpx's keep-alive expiry: servers close idle connections, and one closed while a request is
 # on its way to it fails that request.
 KEEP_ALIVE_S: Final = 5.0
-_MAX_HEAD_BYTES: Final = 100 * 1024  # as httpcore allows
-_READ_BYTES: Final = 64 * 1024
-# A body past this size is written with a wait for the socket to take it (under the timeout).
-_DRAIN_AT: Final = 64 * 1024
 # What a path keeps unquoted (RFC 3986 pchar and "/"). The path comes decoded from the app's
 # request: anything else in it (a space, CR, LF, non-ASCII, a "%" itself) is percent-encoded.
 _PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
-
-
-class _Connection:
-    """One HTTP/1.1 connection: its streams and its h11 state."""
-
-    __slots__ = ("idle_since", "parser", "reader", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_BYTES)
-        self.idle_since = 0.0
-
-    def usable(self, now: float) -> bool:
-        """Idle not too long, and neither closed nor readable (the server said nothing asked)."""
-        return (
-            now - self.idle_since < KEEP_ALIVE_S
-            and not self.writer.is_closing()
-            and not self.reader.at_eof()
-            and not self.reader._buffer  # type: ignore[attr-defined] # bytes nobody asked for
-        )
-
-    def close(self) -> None:
-        """Close at once (the transport finishes in the background)."""
-        self.writer.close()
-
-    async def read_event(self, timeout_s: float) -> h11.Event:
-        """The next h11 event, reading from the socket as needed; httpx's errors."""
-        try:
-            event = self.parser.next_event()
-            while event is h11.NEED_DATA:
-                async with asyncio.timeout(timeout_s):
-                    data = await self.reader.read(_READ_BYTES)
-                self.parser.receive_data(data)
-                event = self.parser.next_event()
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout("the upstream did not answer in time") from exc
-        except OSError as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
-        except h11.RemoteProtocolError as exc:
-            raise httpx.RemoteProtocolError(str(exc)) from exc
-        if isinstance(event, h11.ConnectionClosed) or not isinstance(event, h11.Event):
-            # Closed, or (PAUSED) more after the answer's end: nothing an answer may do.
-            raise httpx.RemoteProtocolError("the upstream closed the connection mid-answer")
-        return event
+# What h11 sends (RFC 9110's grammar as h11 reads it): a token for a method and a header's name,
+# a value of no NUL, CR or LF and no white space at either end, a target of visible ASCII.
+_TOKEN: Final = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_VALUE: Final = rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?"
+_METHOD_RE: Final = re.compile(_TOKEN)
+_TARGET_RE: Final = re.compile(rb"[\x21-\x7e]+")
+_FIELD_RE: Final = re.compile(rb"%s: %s\r\n" % (_TOKEN, _VALUE))
+_FIELDS_RE: Final = re.compile(rb"(?:%s: %s\r\n)*" % (_TOKEN, _VALUE))
 
 
 class _Body(httpx.AsyncByteStream):
     """An answer's body as it arrives; the connection goes back to the pool once it is read to
     its end, and is closed if it is closed before."""
 
-    def __init__(self, pool: "UpstreamPool", connection: _Connection) -> None:
+    def __init__(self, pool: "UpstreamPool", connection: Connection) -> None:
         self._pool = pool
-        self._connection: _Connection | None = connection
+        self._connection: Connection | None = connection
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         connection = self._connection
         while connection is not None:
-            event = await connection.read_event(self._pool.read_timeout_s)
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
+            data = await connection.read_body()
+            if data is not None:
+                yield data
+            else:
                 self._connection = None
                 self._pool.give_back(connection)
                 return
@@ -125,12 +89,36 @@ class UpstreamPool:
         self._ssl = ssl_context if origin.scheme == "https" else None
         default = (origin.scheme, self._port) in (("http", 80), ("https", 443))
         host = f"[{self._host}]" if ":" in self._host else self._host
-        self._host_header = (host if default else f"{host}:{self._port}").encode("ascii")
+        self._host_field = b"host: " + (host if default else f"{host}:{self._port}").encode("ascii")
         self._base_path = origin.raw_path.rstrip(b"/")
         self._connect_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
-        self._idle: list[_Connection] = []
+        self._idle: list[Connection] = []
         self._closed = False
+
+    def _head(
+        self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes
+    ) -> bytes:
+        """The request's head, as h11 would have sent it (`LocalProtocolError` where h11 would
+        have refused it)."""
+        target = self._base_path + b"/" + quote(path, safe=_PATH_SAFE).encode("ascii")
+        if query:
+            target += b"?" + query.encode("latin-1")
+        verb = method.encode("ascii", "replace")
+        if not _METHOD_RE.fullmatch(verb):
+            raise httpx.LocalProtocolError(f"Illegal method {method!r}")
+        if not _TARGET_RE.fullmatch(target):
+            raise httpx.LocalProtocolError(f"Illegal target characters in {target!r}")
+        fields = b"".join(
+            [name.encode("latin-1") + b": " + value.encode("latin-1") + b"\r\n"
+             for name, value in headers]
+        )  # fmt: skip
+        if not _FIELDS_RE.fullmatch(fields):
+            bad = next(f for f in fields.split(b"\r\n") if not _FIELD_RE.fullmatch(f + b"\r\n"))
+            raise httpx.LocalProtocolError(f"Illegal header {bad!r}")
+        if body or method in ("POST", "PUT", "PATCH"):
+            fields += b"content-length: %d\r\n" % len(body)
+        return b"%s %s HTTP/1.1\r\n%s\r\n%s\r\n" % (verb, target, self._host_field, fields)
 
     async def open(
         self,
@@ -145,88 +133,56 @@ class UpstreamPool:
         """Send the call to the origin's base path + `/{path}` and return the answer with its
         head read, its body still to stream (close it with `aclose()`); `on_sent` is called
         once the request is written, before the answer is waited for."""
-        target = self._base_path + b"/" + quote(path, safe=_PATH_SAFE).encode("ascii")
-        if query:
-            target += b"?" + query.encode("latin-1")
-        sent = [(b"host", self._host_header)]
-        sent += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-        if body or method in ("POST", "PUT", "PATCH"):
-            sent.append((b"content-length", str(len(body)).encode("ascii")))
-        try:
-            request = h11.Request(method=method, target=target, headers=sent)
-        except h11.LocalProtocolError as exc:  # what httpx would not send either
-            raise httpx.LocalProtocolError(str(exc)) from exc
+        data = self._head(method, path, query, headers, body) + body
         connection = self._take() or await self._connect()
         try:
-            data = connection.parser.send(request) or b""
-            if body:
-                data += connection.parser.send(h11.Data(data=body)) or b""
-            data += connection.parser.send(h11.EndOfMessage()) or b""
-            await self._write(connection, data)
+            await connection.send(data, method == "HEAD")
             if on_sent is not None:
                 on_sent()
-            event = await connection.read_event(self.read_timeout_s)
-            while isinstance(event, h11.InformationalResponse):
-                event = await connection.read_event(self.read_timeout_s)
+            await connection.read_head()
         except BaseException:
             connection.close()
             raise
-        if not isinstance(event, h11.Response):  # h11 gives nothing else here
-            connection.close()
-            raise httpx.RemoteProtocolError(f"unexpected {type(event).__name__}")
         return httpx.Response(
-            event.status_code,
-            headers=list(event.headers),
+            connection.status,
+            headers=connection.headers,
             stream=_Body(self, connection),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": bytes(event.reason)},
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": connection.reason},
         )
 
-    def _take(self) -> _Connection | None:
+    def _take(self) -> Connection | None:
         now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()  # the most recently used: the likeliest still open
-            if connection.usable(now):
+            if now - connection.idle_since < KEEP_ALIVE_S and connection.reusable():
                 return connection
             connection.close()
         return None
 
-    def give_back(self, connection: _Connection) -> None:
+    def give_back(self, connection: Connection) -> None:
         """A connection whose answer was read to its end: kept for the next call if the
         server keeps it too."""
-        parser = connection.parser
-        if self._closed or len(self._idle) >= MAX_IDLE or parser.our_state is not h11.DONE:
+        keep = connection.keep_alive and connection.reusable()
+        if self._closed or len(self._idle) >= MAX_IDLE or not keep:
             connection.close()
             return
-        if parser.their_state is not h11.DONE:  # the server closes it (Connection: close)
-            connection.close()
-            return
-        parser.start_next_cycle()
+        connection.asked = False
         connection.idle_since = time.monotonic()
         self._idle.append(connection)
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self) -> Connection:
+        loop = asyncio.get_running_loop()
+        connection = Connection(loop, self.read_timeout_s)
         try:
             async with asyncio.timeout(self._connect_s):
-                reader, writer = await asyncio.open_connection(
-                    self._host, self._port, ssl=self._ssl, limit=_READ_BYTES
+                await loop.create_connection(
+                    lambda: connection, self._host, self._port, ssl=self._ssl
                 )
         except TimeoutError as exc:
             raise httpx.ConnectTimeout("the upstream could not be reached in time") from exc
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
-        return _Connection(reader, writer)
-
-    async def _write(self, connection: _Connection, data: bytes) -> None:
-        writer = connection.writer
-        try:
-            writer.write(data)
-            if writer.transport.get_write_buffer_size() > _DRAIN_AT:
-                async with asyncio.timeout(self.read_timeout_s):
-                    await writer.drain()
-        except TimeoutError as exc:
-            raise httpx.WriteTimeout("the upstream did not take the request in time") from exc
-        except OSError as exc:
-            raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+        return connection
 
     async def aclose(self) -> None:
         """Close the idle connections; those in use close once their answers are done."""

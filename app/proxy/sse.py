@@ -31,13 +31,15 @@ class SseRelay:
     def feed(self, chunk: bytes) -> bytes:
         """The whole events of `chunk` (and what came before it) to send on now; call
         `absorb()` once they are sent."""
-        data = self._rest + chunk
+        data = self._rest + chunk if self._rest else chunk
         out: list[bytes] = []
+        boundaries = _Boundaries(data)
+        start = 0
         while True:
-            end, size = _boundary(data)
+            end, size = boundaries.next(start)
             if end < 0:
                 break
-            event, data = data[: end + size], data[end + size :]
+            event, start = data[start : end + size], end + size
             if self.completed:
                 self.held += event
                 continue
@@ -51,7 +53,7 @@ class SseRelay:
                 self.held += event
             else:
                 out.append(event)
-        self._rest = data
+        self._rest = data[start:]
         return b"".join(out)
 
     def absorb(self) -> None:
@@ -95,10 +97,34 @@ class SseRelay:
         return not self._chat and (parsed.get("type") in RESPONSE_ENDS or name in RESPONSE_ENDS)
 
 
-def _boundary(data: bytes) -> tuple[int, int]:
-    # Where the first event ends (a blank line, in any of SSE's line endings) and its size.
-    found = [(i, len(s)) for s in (b"\n\n", b"\r\n\r\n", b"\r\r") if (i := data.find(s)) >= 0]
-    return min(found) if found else (-1, 0)
+_BLANK_LINES = (b"\n\n", b"\r\n\r\n", b"\r\r")
+
+
+class _Boundaries:
+    """Where the events of one piece end (a blank line, in any of SSE's line endings), found
+    in one pass: each ending's next place is looked for again only once an event took it (a
+    piece of many events, as a fast upstream's arrive, was split in time quadratic in its
+    size: 1.3 ms for 85 events of a chat stream)."""
+
+    __slots__ = ("_data", "_next")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        # Without a CR only "\n\n" can end an event.
+        endings = _BLANK_LINES if b"\r" in data else _BLANK_LINES[:1]
+        self._next = dict.fromkeys(endings, -2)  # -2: not looked for yet
+
+    def next(self, start: int) -> tuple[int, int]:
+        """Where the first event from `start` ends, and the size of its blank line; -1 when
+        no event ends after `start`."""
+        found = (-1, 0)
+        for ending, known in self._next.items():
+            at = known
+            if known == -2 or 0 <= known < start:
+                at = self._next[ending] = self._data.find(ending, start)
+            if at >= 0 and (found[0] < 0 or at < found[0]):
+                found = (at, len(ending))
+        return found
 
 
 def sse_fields(raw: bytes) -> tuple[str | None, str | None]:

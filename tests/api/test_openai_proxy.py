@@ -388,6 +388,32 @@ async def test_upstream_failures_pass_through_and_are_recorded_as_failed_calls(
     assert metric(text, 'rg_proxy_calls_total{endpoint="other",outcome="passed"}') >= 1
 
 
+async def test_a_malformed_upstream_answer_is_a_502_and_recorded_as_unreachable(
+    proxy_service: LiveService, kafka_bootstrap: str
+) -> None:
+    async with _async(proxy_service, _canary()) as client:
+        for stream in (False, True):
+            with pytest.raises(openai.APIStatusError) as failed:
+                await client.chat.completions.create(
+                    model="scripted-malformed",
+                    messages=[{"role": "user", "content": "hi"}],
+                    stream=stream,
+                )
+            assert failed.value.status_code == 502
+            assert failed.value.body["code"] == "upstream_unreachable"  # type: ignore[index]
+            event_id = failed.value.response.headers["x-rg-event-id"]
+            found = await records_by_event(kafka_bootstrap, proxy_service.audit_topic)
+            (record,) = found[event_id]
+            proxy = record.value["metadata"]["proxy"]
+            assert (proxy["status"], proxy["outcome"]) == (502, "unreachable")
+            assert proxy["detail"] == "RemoteProtocolError"
+        # The service goes on proxying.
+        said = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "still there"}]
+        )
+        assert said.choices[0].message.content == "You said: still there"
+
+
 async def test_a_passed_through_answer_cut_midway_is_cut_for_the_app_in_one_log_line(
     proxy_service: LiveService,
 ) -> None:

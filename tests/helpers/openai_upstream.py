@@ -18,7 +18,9 @@ Faults are chosen by the request's `model`:
 - `scripted-cut`: a stream is cut after its first two chunks (a plain answer after half its body),
   the connection closed without the end of the body; `GET /v1/models/scripted-cut` (a path the
   proxy passes through unrecorded) is cut after half its body the same way;
-- `scripted-slow-<seconds>`: waits that long before the status line.
+- `scripted-slow-<seconds>`: waits that long before the status line;
+- `scripted-malformed`: an answer that is not HTTP (a header line without a colon), then the
+  connection closed.
 
 Start it in a test (a fixture) with the context manager::
 
@@ -412,6 +414,10 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             if model.startswith("scripted-error-"):
                 status = int(model.removeprefix("scripted-error-"))
                 self._json(status, error_body(status, f"Scripted failure {status}."))
+                return
+            if model == "scripted-malformed":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nnot a header line\r\n\r\n")
+                self.close_connection = True
                 return
             cut = model == "scripted-cut"
             path = self.path.split("?")[0].rstrip("/")

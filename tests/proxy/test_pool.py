@@ -253,3 +253,134 @@ async def test_unit_an_environment_proxy_is_honoured(monkeypatch: pytest.MonkeyP
         assert await _call(upstream) == "ok"
         await upstream.close()
     assert asked == [b"POST http://upstream.invalid:8080/v1/chat/completions HTTP/1.1"]
+
+
+def _serve_in_turn(answers: list[bytes], connections: list[int]) -> Handler:
+    # Each request answered with the next of `answers` (raw bytes); an answer ending in
+    # b"<close>" is sent without it and its connection closed. `connections` counts them.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        while answers and not reader.at_eof():
+            head = await reader.readuntil(b"\r\n\r\n")
+            if b"content-length: 2\r\n" in head:
+                await reader.readexactly(2)
+            answer = answers.pop(0)
+            writer.write(answer.removesuffix(b"<close>"))
+            await writer.drain()
+            if answer.endswith(b"<close>"):
+                return
+
+    return handler
+
+
+async def test_unit_chunked_to_the_close_and_informational_answers_are_read_whole() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n3\r\n!!!\r\n0\r\n\r\n"
+    )
+    connections: list[int] = []
+    answers = [
+        b"HTTP/1.1 100 Continue\r\n\r\n" + chunked,  # kept alive
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nto the close<close>",
+        b"HTTP/1.1 204 No Content\r\n\r\n",  # no body, and the connection kept
+        ANSWER,
+    ]
+    async with _server(_serve_in_turn(answers, connections)) as url:
+        upstream = _upstream(url)
+        said = [await _call(upstream) for _ in range(4)]
+        await upstream.close()
+    assert said == ["ok!!!", "to the close", "", "ok"]
+    assert len(connections) == 2  # a new one after the body that ended with its connection
+
+
+async def test_unit_an_answer_to_head_is_its_head() -> None:
+    connections: list[int] = []
+    answers = [b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", ANSWER]
+    async with _server(_serve_in_turn(answers, connections)) as url:
+        pool = UpstreamPool(
+            httpx.URL(f"{url}/v1"), ssl_context=None, connect_timeout_s=2, read_timeout_s=0.5
+        )
+        answer = await pool.open("HEAD", "x", "", [], b"")
+        assert (answer.status_code, answer.headers["content-length"], await answer.aread()) == (
+            200,
+            "10",
+            b"",
+        )
+        second = await pool.open("GET", "x", "", [], b"")
+        assert await second.aread() == b"ok"
+        await pool.aclose()
+    assert len(connections) == 1  # kept alive: no body follows the head
+
+
+async def test_unit_bytes_after_an_answer_keep_its_connection_from_reuse() -> None:
+    connections: list[int] = []
+    answers = [ANSWER + b"HTTP/1.1 200 OK\r\n", ANSWER, ANSWER]
+    async with _server(_serve_in_turn(answers, connections)) as url:
+        upstream = _upstream(url)
+        assert [await _call(upstream) for _ in range(2)] == ["ok", "ok"]
+        await upstream.close()
+    assert len(connections) == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nno colon here\r\ncontent-length: 2\r\n\r\nok",
+        b"SMTP ready\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+        # A head over the bound, in one send with its body and in pieces never finished.
+        b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 110_000 + b"\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\n" + b"x-many: a\r\n" * 12_000,
+    ],
+    ids=["a-bad-header", "not-http", "two-lengths", "a-head-too-large", "a-head-never-ending"],
+)
+async def test_unit_a_malformed_answer_is_a_remote_protocol_error(answer: bytes) -> None:
+    connections: list[int] = []
+    async with _server(_serve_in_turn([answer, ANSWER], connections)) as url:
+        upstream = _upstream(url)
+        with pytest.raises(httpx.RemoteProtocolError):
+            await _call(upstream)
+        assert await _call(upstream) == "ok"  # on a new connection
+        await upstream.close()
+    assert len(connections) == 2
+
+
+async def test_unit_large_bodies_go_and_come_whole() -> None:
+    big = bytes(range(256)) * 8192  # 2 MiB each way: the socket's buffers fill and drain
+    answers: list[bytes] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        size = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+        body = await reader.readexactly(size)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size + body)
+        await writer.drain()
+        answers.append(body)
+
+    async with _server(echo) as url:
+        upstream = _upstream(url)
+        answer = await upstream.open("POST", "x", "", [], big)
+        pieces = [piece async for piece in answer.aiter_raw()]
+        await upstream.close()
+    assert b"".join(pieces) == big == answers[0]
+    assert len(pieces) > 1  # passed on as it came
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "headers"),
+    [
+        ("x", "a b", []),
+        ("x", "", [("x-bad", "a\nb")]),
+        ("x", "", [("x-bad", " padded")]),
+        ("x", "", [("bad name", "v")]),
+    ],
+)
+async def test_unit_a_request_h11_would_refuse_is_a_local_protocol_error_and_not_sent(
+    path: str, query: str, headers: list[tuple[str, str]]
+) -> None:
+    connections: list[int] = []
+    async with _server(_serve_in_turn([ANSWER], connections)) as url:
+        upstream = _upstream(url)
+        with pytest.raises(httpx.LocalProtocolError):
+            await upstream.open("POST", path, query, headers, b"{}")
+        await upstream.close()
+    assert connections == []

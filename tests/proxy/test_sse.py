@@ -2,6 +2,7 @@
 chunking and line endings, the completing event held back, what arrived assembled (the scripted
 upstream's real wire format as input)."""
 
+import time
 from typing import Any
 
 import pytest
@@ -89,3 +90,18 @@ def test_unit_an_event_nested_too_deep_to_parse_is_passed_on_and_not_taken() -> 
     assert sent + relay.rest() == wire
     assert relay.completed
     assert relay.assembler.assembled().text == "You said: What is our refund window?"
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_unit_a_piece_of_many_events_is_split_in_one_pass(newline: str) -> None:
+    # A fast upstream's events arrive many to a read; splitting them took time quadratic in the
+    # piece's size (each event's end looked for again from the piece's start, the rest copied):
+    # ~1.3 ms for a chat stream's 85 events, seconds for these 4,000.
+    many = {**ASK, "messages": [{"role": "user", "content": "word " * 4000}]}
+    wire = b"".join(sse_events(chat_chunks(many), typed=False)).replace(b"\n", newline.encode())
+    relay = SseRelay("chat.completions")
+    started = time.perf_counter()
+    sent = relay.feed(wire)
+    took_s = time.perf_counter() - started
+    assert sent + relay.held == wire
+    assert took_s < 0.5, f"{took_s:.2f} s for {wire.count(b'data:')} events"
