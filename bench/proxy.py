@@ -15,7 +15,9 @@ sent to the scripted OpenAI-compatible upstream directly and through the service
   `data: [DONE]` waits for the record's acknowledgement): one connection, streams alternating
   between the paths, timed from the request to the first and the last body byte. A third path
   goes through a bare TCP forwarder (bench/tcp_forwarder.py): what the hop alone adds on the
-  machine, the floor under any proxy's added time.
+  machine, the floor under any proxy's added time. Twice: from an upstream that writes all
+  its events at once (`--streams`), and from one that spaces them 2 ms apart as a model's
+  tokens come (`--paced-streams`).
 - CPU per proxied call: the service process's CPU time (utime + stime) over the proxied runs,
   divided by the calls they made; beside it, the same content as a `POST /audit` on the same
   service (what the record alone costs, without the upstream call around it).
@@ -24,7 +26,8 @@ Each mode (`RG_PROXY_MODE` fail-closed, then fail-open) gets a fresh service. Th
 tests/helpers/openai_upstream.py as a process (Python's threading HTTP server, so its own
 latency is large beside the proxy's and grows with connections: the difference is what counts).
 
-    python -m bench.proxy [--seconds 10] [--rounds 2] [--streams 300] [--out bench/results]
+    python -m bench.proxy [--seconds 10] [--rounds 2] [--streams 300] [--paced-streams 100]
+        [--out bench/results]
 """
 
 import argparse
@@ -38,6 +41,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -59,6 +63,10 @@ CHAT = {
     "user": "bench-user",
 }
 STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+# The same stream from an upstream that sends its events 2 ms apart, as a model's tokens come
+# (the scripted upstream otherwise writes them all at once).
+PACED_MS = 2
+PACED_STREAM = {**STREAM, "model": f"scripted-paced-{PACED_MS}"}
 CONNECTIONS = (1, 32)
 PACED_CONNECTIONS = 32
 WARM_UP_STREAMS = 20
@@ -113,6 +121,8 @@ class StreamLine:
 
     mode: str
     streams: int
+    # "burst": the upstream writes every event at once; "paced 2 ms": 2 ms between events.
+    upstream: str
     direct_ttfb_p50_ms: float
     proxied_ttfb_p50_ms: float
     added_ttfb_p50_ms: float
@@ -273,10 +283,12 @@ def _wrk(url: str, script: Path, connections: int, seconds: int) -> Measurement:
     )
 
 
-def one_stream(client: httpx.Client, url: str) -> tuple[float, float]:
+def one_stream(
+    client: httpx.Client, url: str, body: dict[str, Any] = STREAM
+) -> tuple[float, float]:
     """Seconds to the first and to the last body byte of one streamed chat completion."""
     started = time.perf_counter()
-    with client.stream("POST", url, json=STREAM) as answer:
+    with client.stream("POST", url, json=body) as answer:
         chunks = answer.iter_raw()
         next(chunks)
         first = time.perf_counter() - started
@@ -318,10 +330,18 @@ def start_forwarder(upstream: str) -> tuple["subprocess.Popen[str]", str]:
 
 
 def stream_line(
-    mode: str, service: Service, upstream: str, forwarded: str, streams: int
+    mode: str,
+    service: Service,
+    upstream: str,
+    forwarded: str,
+    streams: int,
+    *,
+    paced: bool = False,
 ) -> StreamLine:
     """`streams` streams per path on one connection each, alternating between the paths
-    (direct, through the bare forwarder, through the proxy)."""
+    (direct, through the bare forwarder, through the proxy); `paced`: the upstream's events
+    `PACED_MS` apart."""
+    body = PACED_STREAM if paced else STREAM
     times: dict[str, list[tuple[float, float]]] = {"direct": [], "forwarded": [], "proxied": []}
     urls = {
         "direct": f"{upstream}/chat/completions",
@@ -335,10 +355,10 @@ def stream_line(
     try:
         for path, url in urls.items():  # warm-up: connections open, pools filled
             for _ in range(WARM_UP_STREAMS):
-                one_stream(clients[path], url)
+                one_stream(clients[path], url, body)
         for _ in range(streams):
             for path, url in urls.items():
-                times[path].append(one_stream(clients[path], url))
+                times[path].append(one_stream(clients[path], url, body))
     finally:
         for client in clients.values():
             client.close()
@@ -349,6 +369,7 @@ def stream_line(
     return StreamLine(
         mode=mode,
         streams=streams,
+        upstream=f"paced {PACED_MS} ms" if paced else "burst",
         direct_ttfb_p50_ms=round(ms("direct", 0, 0.5), 2),
         proxied_ttfb_p50_ms=round(ms("proxied", 0, 0.5), 2),
         added_ttfb_p50_ms=round(ms("proxied", 0, 0.5) - ms("direct", 0, 0.5), 2),
@@ -366,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--streams", type=int, default=300)
+    parser.add_argument(
+        "--paced-streams",
+        type=int,
+        default=100,
+        help=f"streams per path from an upstream pacing its events {PACED_MS} ms apart (0: none)",
+    )
     parser.add_argument(
         "--paced", type=int, default=200, help="calls/s of the paced 32 connections (0: none)"
     )
@@ -423,6 +450,12 @@ def main(argv: list[str] | None = None) -> int:
                     stream_lines.append(
                         stream_line(mode, service, upstream, forwarded, args.streams)
                     )
+                    if args.paced_streams:
+                        stream_lines.append(
+                            stream_line(
+                                mode, service, upstream, forwarded, args.paced_streams, paced=True
+                            )
+                        )
                 finally:
                     service.stop()
     finally:
@@ -471,13 +504,15 @@ def _print(
         )
     print()
     print(
-        "| mode | streams | direct TTFB p50 ms | proxied TTFB p50 ms | added TTFB p50/p99 ms | "
-        "added to last byte p50/p99 ms | a bare TCP hop's added TTFB p50/p99 ms |"
+        "| mode | upstream | streams | direct TTFB p50 ms | proxied TTFB p50 ms | "
+        "added TTFB p50/p99 ms | added to last byte p50/p99 ms | "
+        "a bare TCP hop's added TTFB p50/p99 ms |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for s in stream_lines:
         print(
-            f"| {s.mode} | {s.streams} | {s.direct_ttfb_p50_ms} | {s.proxied_ttfb_p50_ms} | "
+            f"| {s.mode} | {s.upstream} | {s.streams} | {s.direct_ttfb_p50_ms} | "
+            f"{s.proxied_ttfb_p50_ms} | "
             f"{s.added_ttfb_p50_ms} / {s.added_ttfb_p99_ms} | "
             f"{s.added_last_byte_p50_ms} / {s.added_last_byte_p99_ms} | "
             f"{s.forwarder_added_ttfb_p50_ms} / {s.forwarder_added_ttfb_p99_ms} |"

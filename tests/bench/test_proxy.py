@@ -23,6 +23,23 @@ def test_unit_the_benchs_upstream_starts_and_a_stream_is_timed_to_its_first_and_
     assert upstream.returncode is not None
 
 
+def test_unit_the_paced_stream_comes_from_an_upstream_that_spaces_its_events(
+    tmp_path: Path,
+) -> None:
+    upstream, url = proxy.start_upstream(tmp_path / "upstream.log")
+    try:
+        with httpx.Client(timeout=30) as client:
+            events = 0
+            with client.stream("POST", f"{url}/chat/completions", json=proxy.PACED_STREAM) as s:
+                events = sum(1 for line in s.iter_lines() if line.startswith("data: "))
+            first, last = proxy.one_stream(client, f"{url}/chat/completions", proxy.PACED_STREAM)
+    finally:
+        proxy.stop_upstream(upstream)
+    assert events > 10
+    # Each event after the first waits its pause: the stream lasts at least their sum.
+    assert last - first >= (events - 2) * proxy.PACED_MS / 1000
+
+
 def test_unit_the_wrk_script_sends_the_chat_request_with_the_apps_key(tmp_path: Path) -> None:
     script = proxy.chat_script(tmp_path).read_text(encoding="utf-8")
     assert f'wrk.headers["Authorization"] = "Bearer {proxy.APP_KEY}"' in script

@@ -20,7 +20,9 @@ Faults are chosen by the request's `model`:
   proxy passes through unrecorded) is cut after half its body the same way;
 - `scripted-slow-<seconds>`: waits that long before the status line;
 - `scripted-malformed`: an answer that is not HTTP (a header line without a colon), then the
-  connection closed.
+  connection closed;
+- `scripted-paced-<ms>`: a stream whose events come that many milliseconds apart, as a model's
+  tokens do (otherwise they are written at once, or `--chunk-delay-ms` apart).
 
 Start it in a test (a fixture) with the context manager::
 
@@ -373,7 +375,7 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                 return
             self.wfile.write(data)
 
-        def _stream(self, events: Iterator[bytes], *, cut: bool) -> None:
+        def _stream(self, events: Iterator[bytes], *, cut: bool, delay_s: float = 0.0) -> None:
             self.send_response(200)
             self.send_header("content-type", "text/event-stream; charset=utf-8")
             self.send_header("transfer-encoding", "chunked")
@@ -383,8 +385,8 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                 if cut and sent == 2:
                     self.close_connection = True  # no terminating chunk: the body is cut
                     return
-                if upstream.chunk_delay_s and sent:
-                    time.sleep(upstream.chunk_delay_s)
+                if (delay_s or upstream.chunk_delay_s) and sent:
+                    time.sleep(delay_s or upstream.chunk_delay_s)
                 if upstream.gate is not None and sent == 1:
                     upstream.gate.wait(timeout=30)
                 self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
@@ -420,11 +422,18 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             cut = model == "scripted-cut"
+            paced_s = (
+                float(model.removeprefix("scripted-paced-")) / 1000
+                if model.startswith("scripted-paced-")
+                else 0.0
+            )
             path = self.path.split("?")[0].rstrip("/")
             stream = bool(body.get("stream"))
             if path == "/v1/chat/completions":
                 if stream:
-                    self._stream(sse_events(chat_chunks(body), typed=False), cut=cut)
+                    self._stream(
+                        sse_events(chat_chunks(body), typed=False), cut=cut, delay_s=paced_s
+                    )
                 else:
                     self._json(200, chat_completion(body), cut=cut)
             elif path == "/v1/responses":
