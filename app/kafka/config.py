@@ -10,7 +10,9 @@ Field names and defaults follow the reference API. Changed defaults, and why:
   record the broker accepts (its `message.max.bytes`), and a batch only takes the memory of
   the records in it (docs/operations.md, "Producer batching").
 - `KafkaProducerConfig.retries` is kept for compatibility; aiokafka has no such knob: it retries
-  retriable errors on its own until `request_timeout_ms` runs out.
+  retriable errors on its own, an idempotent producer until the record is delivered (a
+  partition without a leader included: `KafkaProducerClient` keeps its batches), one without
+  idempotence until `request_timeout_ms` runs out.
 """
 
 import inspect

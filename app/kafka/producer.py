@@ -18,6 +18,7 @@ checks of those calls are in `app.kafka.transactions`.
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
@@ -36,6 +37,7 @@ from app.kafka.delivery import (
 )
 from app.kafka.errors import (
     KafkaClientError,
+    KafkaConfigError,
     KafkaNotStartedError,
     KafkaSerializationError,
     KafkaTimeoutError,
@@ -113,6 +115,8 @@ class KafkaProducerClient(AsyncLifecycle):
             return
         if self._producer is None:
             self._producer = AIOKafkaProducer(**self.config.to_aiokafka())
+            if self.config.enable_idempotence and self.config.transactional_id is None:
+                keep_batches(self._producer)
         try:
             await self._producer.start()
         except Exception as exc:
@@ -437,6 +441,22 @@ class KafkaProducerClient(AsyncLifecycle):
                         await task
         await producer.stop()
         _retrieve_batch_failures(producer)
+
+
+def keep_batches(producer: AIOKafkaProducer) -> None:
+    """Make an idempotent `producer` keep every batch until the cluster takes it, as its
+    sender already does for the batches it retries.
+
+    aiokafka's accumulator fails a batch whose partition has had no leader (its only in-sync
+    replica's node lost) for `request_timeout_ms`, even when the batch was sent once before
+    and took its sequence numbers then. The broker refuses every later batch of the producer
+    to that partition as out of order (`OutOfOrderSequenceNumber`), so the partition stays
+    unwritable until the producer restarts; and each record so failed is lost. Kept, the
+    batches wait for a leader, bounded by what the caller lets in flight."""
+    accumulator = getattr(producer, "_message_accumulator", None)  # aiokafka has no public form
+    if accumulator is None or not hasattr(accumulator, "_batch_ttl"):
+        raise KafkaConfigError("this aiokafka version's producer has no batch lifetime to set")
+    accumulator._batch_ttl = math.inf
 
 
 def partition_of_key(key: Any, partitions: list[int]) -> int:

@@ -1,11 +1,13 @@
 """The service on a three-node cluster loses nodes while it takes audit events: one node (the
 audit topic's leader), then two. Real JVMs killed with SIGKILL; the service is never restarted
-and runs without a spool, so every answer is a 201 (stored on at least two nodes) or a 503."""
+and runs without a spool, so every answer is a 201 (stored on at least two nodes) or a 503.
+Last, a partition with no leader at all for longer than the producer's request timeout."""
 
 import asyncio
 import collections
 import os
 import time
+import uuid
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -250,3 +252,60 @@ async def test_two_nodes_down_refuses_writes_and_loses_no_acknowledged_one(
     assert all(a.status == 201 for a in recovered), summary(recovered)
     acked = [a for a in load.answers if a.status == 201]
     await assert_stored_once_in_user_order(cluster.bootstrap_servers, service, acked)
+
+
+async def test_a_partition_without_a_leader_beyond_the_request_timeout_loses_no_queued_record(
+    cluster: EmbeddedKafkaCluster, tmp_path: Path
+) -> None:
+    # The topic's one replica on one node: killed, the partition has no leader at all. The
+    # producer must keep what it holds for it past the request timeout (not fail it), and the
+    # partition must take writes again once its node is back.
+    request_timeout_s = 2.0
+    with running_service(
+        cluster.bootstrap_servers,
+        tmp_path,
+        audit_topic_partitions="1",
+        audit_topic_replication="1",
+        kafka_request_timeout_ms=str(int(request_timeout_s * 1000)),
+        produce_timeout_s=str(request_timeout_s),
+    ) as service:
+        topic = service.audit_topic
+        await wait_for_partitions(cluster, topic, lambda s: s[0].leader > 0, timeout_s=30)
+        (state,) = await partition_states(cluster.nodes[0].bootstrap_servers, topic)
+        ids = [f"leaderless-{uuid.uuid4().hex[:8]}-{n}" for n in range(42)]
+        first, queued, waited, after = ids[0], ids[1:40], ids[40], ids[41]
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+
+            async def post(event_id: str, *, wait: bool = True) -> httpx.Response:
+                event = {"event_id": event_id, "user_id": "u", "model": "m", "prompt": "p"}
+                return await client.post(
+                    "/audit", params={"wait": str(wait).lower()}, json=event | {"response": "r"}
+                )
+
+            assert (await post(first)).status_code == 201
+            cluster.node(state.leader).kill()
+            await wait_for_partitions(cluster, topic, lambda s: s[0].leader == -1, timeout_s=60)
+            answers = [await post(event_id, wait=False) for event_id in queued]
+            assert {(a.status_code, a.json()["status"]) for a in answers} == {(202, "queued")}
+            timed_out = await post(waited)
+            assert timed_out.status_code == 503, timed_out.text
+            # Their batches outlive the request timeout without a leader.
+            await asyncio.sleep(request_timeout_s * 3)
+            await restart(cluster, state.leader)
+            await wait_for_partitions(cluster, topic, lambda s: s[0].leader > 0, timeout_s=60)
+            retried = await post(waited)
+            written = await post(after)
+        log = service.log()
+    records = await records_of(cluster.bootstrap_servers, topic)
+    stored = collections.Counter(record.header("rg-event-id") for record in records)
+    print(
+        f"\n[cluster] partition without a leader (its one node killed) for "
+        f"> {request_timeout_s * 3:.0f}s, request timeout {request_timeout_s:.0f}s: "
+        f"{len(queued)} events answered 202 meanwhile, {sum(stored.values())} records stored"
+    )
+    assert (retried.status_code, written.status_code) == (201, 201), (retried.text, written.text)
+    where = {record.header("rg-event-id"): record.offset for record in records}
+    assert retried.json()["offset"] == where[waited]
+    assert [event_id for event_id in ids if stored[event_id] != 1] == []
+    assert "is void" not in log
+    assert "OutOfOrderSequence" not in log
