@@ -15,8 +15,9 @@ lifespan's two halves:
   reader (with a key it reads the checkpoints topic too), the spool's forwarder and the
   checkpointer start once the topics exist (their metadata requests would have the broker
   auto-create them with its defaults: seven days of retention).
-- stop: refuse new work, stop the guard, the forwarder and the reader; with a signing key flush
-  and write the last checkpoint; flush and close the producer (what was in flight is
+- stop: refuse new work, stop the guard, the forwarder and the reader; with a signing key or a
+  spool flush (a signing key: then write the last checkpoint; a spool: then spool the records
+  answered 202 the flush did not deliver); flush and close the producer (what was in flight is
   acknowledged, spooled records included: their removal is queued on the spool), then close
   the spool, saying what it keeps for the next start.
 """
@@ -193,13 +194,7 @@ class Services:
             await self.cosigner.close()
         if self.proofs is not None:
             await self.proofs.close()
-        if self.checkpoints.checkpointer is not None and self.producer.started:
-            # The last checkpoint covers what the flush acknowledged.
-            try:
-                await self.producer.flush(timeout_s=self.settings.produce_timeout_s)
-            except Exception as exc:  # the broker away: close() logs what is unacknowledged
-                logger.warning("flush before the last checkpoint: %s", exc)
-            await self.checkpoints.close()
+        await self._flush_at_stop()
         # Flushing acknowledges what was in flight, spooled records included (their removal
         # is queued on the spool, which close() then completes).
         await self.connection.close()
@@ -213,6 +208,25 @@ class Services:
                     self.spool.directory,
                     self.spool.depth,
                 )
+
+    async def _flush_at_stop(self) -> None:
+        """With a signing key or a spool, flush (up to RG_PRODUCE_TIMEOUT_S): the last
+        checkpoint covers what the flush acknowledged, and what it could not deliver of the
+        records answered 202 goes to the spool."""
+        signing = self.checkpoints.checkpointer is not None
+        if not (signing or self.spool is not None) or not self.producer.started:
+            return
+        try:
+            await self.producer.flush(timeout_s=self.settings.produce_timeout_s)
+        except Exception as exc:  # the broker away: close() logs what is unacknowledged
+            logger.warning("flush at shutdown: %s", exc)
+        if self.spool is not None and (spooled := await self.audit_trail.spool_queued()):
+            logger.warning(
+                "%d record(s) answered 202 and not acknowledged by Kafka went to the spool",
+                spooled,
+            )
+        if signing:
+            await self.checkpoints.close()
 
 
 def build_services(settings: Settings) -> Services:

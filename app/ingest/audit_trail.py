@@ -27,6 +27,7 @@ from app.kafka import (
     KafkaTimeoutError,
     outcome_of,
 )
+from app.kafka.audit import EVENT_ID_HEADER
 from app.kafka.delivery import DeliveryCallback
 from app.kafka.record_batches import Queuing
 from app.metrics import ServiceMetrics
@@ -43,7 +44,9 @@ class AuditTrail:
     producer is not connected, or while earlier events still wait in the spool, to keep the
     order per key) is synced to the spool instead and answered "spooled"; the forwarder
     sends it later. Without one, such an event is a `KafkaTimeoutError`: a retry with the
-    same `event_id` waits for the first attempt rather than writing a second record.
+    same `event_id` waits for the first attempt rather than writing a second record. With a
+    spool, the records answered 202 "queued" that Kafka has not acknowledged when the service
+    stops go to the spool too (`spool_queued()`).
     """
 
     def __init__(
@@ -71,6 +74,10 @@ class AuditTrail:
         self._metrics = metrics
         self._spool = spool
         self._budget_s = min(spool_after_s, timeout_s) if spool is not None else timeout_s
+        # With a spool, the records answered 202 "queued" until Kafka settles them, by chain
+        # position: for `spool_queued()` at shutdown. (The record's bytes are counted until it
+        # settles either way: RECORD_COST.)
+        self._answered: dict[int, tuple[AuditRecord, Delivery, _Settlement]] = {}
 
     @property
     def topic(self) -> str:
@@ -380,8 +387,56 @@ class AuditTrail:
         )
         if queued.delivery.done():  # its callback ran already (a batch's earlier records)
             self.receipts.attempt_settled(key, attempt, queued.delivery.outcome()[0])
-        else:
-            queued.outcome.retries = (key, attempt)
+            return
+        queued.outcome.retries = (key, attempt)
+        if self._spool is not None:
+            # Kept without its event (the text is in the record's bytes): the event's model is
+            # not held after the 202.
+            self._answered[queued.place.seq] = (queued.record, queued.delivery, queued.outcome)
+
+    async def spool_queued(self) -> int:
+        """At shutdown, after the producer's flush: the records answered 202 "queued" that
+        Kafka has not settled go to the spool (with one), so the next start sends them, rather
+        than being dropped with the producer; how many the spool took. Each stays tied to its
+        delivery, so one acknowledged after all (the producer's last flush) leaves the spool
+        again."""
+        if self._spool is None or not self._answered:
+            return 0
+        queued = [(seq, *held) for seq, held in self._answered.items() if not held[1].done()]
+        self._answered.clear()
+        for _, _, _, outcome in queued:
+            outcome.spooling = True
+        # In chain order (the order they were answered): the spool keeps it, per key too.
+        appended = await asyncio.gather(
+            *(
+                self._spool.append(
+                    record,
+                    event_id=record.headers.get(EVENT_ID_HEADER, ""),
+                    delivery=delivery.future,
+                )
+                for _, record, delivery, _ in queued
+            ),
+            return_exceptions=True,
+        )
+        taken = 0
+        for (seq, _, _, outcome), result in zip(queued, appended, strict=True):
+            if isinstance(result, BaseException):
+                outcome.spool_failed()
+                logger.error(
+                    "audit chain position %d was answered 202, is not acknowledged, and the "
+                    "spool did not take it: %s",
+                    seq,
+                    result,
+                )
+            else:
+                taken += 1
+                self.chain.settled(seq, stored=True)
+        self._metrics.spooled.inc(taken)
+        return taken
+
+    def settled_queued(self, place: ChainPosition) -> None:
+        """The record at `place`, answered 202 "queued", is settled: no longer for the spool."""
+        self._answered.pop(place.seq, None)
 
     def _keep_for_retries(
         self, event: KafkaAuditEvent, place: ChainPosition, delivery: Delivery, key: str
@@ -504,6 +559,7 @@ class _Settlement:
             self._trail.settle_lost(self._place, f"Kafka failed it: {error}")
         if self.retries is not None:
             self._trail.receipts.attempt_settled(*self.retries, result)
+            self._trail.settled_queued(self._place)
 
     def spool_failed(self) -> None:
         """The spool did not take it: Kafka's outcome decides (or decided)."""

@@ -91,3 +91,51 @@ async def test_broker_down_for_30s_with_the_spool_on(
         assert len({r.partition for r in mine}) == 1
         sent_ids = [a.event_id for a in answers if a.user_id == f"user-{user}"]
         assert [r.header("rg-event-id") for r in mine] == sent_ids
+
+
+async def test_events_queued_when_the_service_stops_with_the_broker_away_are_spooled(
+    own_broker: EmbeddedKafka, tmp_path: Path, start_service: Launch
+) -> None:
+    # Answered 202 "queued" (in the producer, `?wait=false`), then SIGTERM while Kafka is still
+    # away: the producer cannot deliver them, so they go to the spool for the next start.
+    bootstrap = own_broker.bootstrap_servers
+    topic = await new_topic(bootstrap)
+    settings = {
+        "audit_topic": topic,
+        "spool_dir": str(tmp_path / "spool"),
+        "produce_timeout_s": "2",
+    }
+    service = await asyncio.to_thread(start_service, bootstrap, tmp_path / "run-1", **settings)
+    await asyncio.to_thread(service.wait_ready)
+    events = [audit_event(index, prefix="queued-at-stop", users=3) for index in range(31)]
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+        # One stored first: the producer knows the topic's partitions, so what follows is
+        # queued at once rather than waiting for them.
+        assert (await client.post("/audit", json=events[0])).status_code == 201
+        await in_thread_stop(own_broker)
+        answers = [await client.post("/audit?wait=false", json=event) for event in events[1:]]
+    statuses = collections.Counter((a.status_code, a.json()["status"]) for a in answers)
+    assert await asyncio.to_thread(service.stop) == 0
+    stopped_log = service.log()
+
+    await in_thread_start(own_broker)
+    restarted = await asyncio.to_thread(start_service, bootstrap, tmp_path / "run-2", **settings)
+    try:
+        await asyncio.to_thread(restarted.wait_ready)
+        async with httpx.AsyncClient(base_url=restarted.url, timeout=30) as client:
+
+            async def drained() -> bool:
+                return (await spool_metrics(client))["rg_spool_records"] == 0
+
+            await eventually(drained, timeout_s=60)
+    finally:
+        assert await asyncio.to_thread(restarted.stop) == 0
+    records = await records_of(bootstrap, topic)
+    stored = collections.Counter(r.header("rg-event-id") for r in records)
+    print(
+        f"\n[fault] SIGTERM with the broker away after {len(answers)} POST /audit?wait=false "
+        f"({dict(statuses)}): {sum(stored.values())} stored after the next start"
+    )
+    assert statuses == {(202, "queued"): len(answers)}
+    assert [e["event_id"] for e in events if stored[e["event_id"]] != 1] == []
+    assert "is void" not in stopped_log

@@ -191,6 +191,37 @@ async def test_a_record_not_acked_in_time_is_spooled_and_written_once(
     assert await records_in(kafka_bootstrap, topic) == 1
 
 
+async def test_at_shutdown_the_queued_records_kafka_has_not_acknowledged_go_to_the_spool(
+    tmp_path: Path, lingering: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    # Answered 202 and still in the producer (held 5 s): spooled, each tied to its delivery,
+    # so the acknowledgement that comes after all takes it out of the spool again.
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    await spool.open()
+    try:
+        trail = ingest_on(lingering, topic, spool=spool, spool_after_s=30).trail
+        acked = await trail.record(an_event(), wait=True)
+        queued = [(await trail.record_once(an_event(), wait=False))[0] for _ in range(3)]
+        assert [r.status for r in queued] == ["queued"] * 3
+        assert await trail.spool_queued() == 3
+        assert spool.depth == 3
+        assert await trail.spool_queued() == 0  # each once
+        spooled = [record.event_id for record in await spool.read(10)]
+        assert spooled == [r.event_id for r in queued]
+        await lingering.flush(timeout_s=30)
+
+        async def removed() -> bool:
+            return not spool.depth
+
+        await eventually(removed, timeout_s=30)
+        assert trail.chain.durable_head() == ChainPosition(
+            acked.writer, queued[-1].seq, queued[-1].chain.removeprefix("sha256:")
+        )
+    finally:
+        await spool.close()
+    assert await records_in(kafka_bootstrap, topic) == 4
+
+
 async def test_a_retry_of_a_queued_event_waits_for_it_while_the_spool_holds_records(
     tmp_path: Path, lingering: KafkaProducerClient, topic: str, kafka_bootstrap: str
 ) -> None:
