@@ -458,6 +458,15 @@ class AuditTrail:
         outcome: "_Settlement | None" = None,
     ) -> AuditReceipt:
         assert self._spool is not None  # noqa: S101 - only called with a spool
+        if delivery is None:
+            # Never sent yet: one the producer will not take is refused now, as it is without
+            # a spool. Spooled, the forwarder could never send it, and every record spooled
+            # after it would wait behind it.
+            try:
+                self._logger.check_size(record)
+            except KafkaClientError:
+                self._give_back(place, "too large for the producer")
+                raise
         if outcome is not None:
             outcome.spooling = True
         appended = asyncio.ensure_future(

@@ -166,6 +166,11 @@ class KafkaAuditLogger:
             built[SCHEMA_ID_HEADER] = str(self.frame_schema_id)
         return AuditRecord(topic=self._topic, key=event.user_id, value=value, headers=built)
 
+    def check_size(self, record: AuditRecord) -> None:
+        """Raise `KafkaRecordTooLargeError` when the producer would refuse `record` for its
+        size (see `KafkaProducerClient.check_size`)."""
+        self._producer.check_size(record.value, key=record.key, headers=record.headers)
+
     async def send(self, record: AuditRecord) -> "asyncio.Future[KafkaProduceResult]":
         """Queue a built record; return its delivery future (see `KafkaProducerClient.send`:
         may wait for buffer space, so bound it)."""

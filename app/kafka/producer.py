@@ -17,6 +17,7 @@ checks of those calls are in `app.kafka.transactions`.
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ from typing import Any, TypedDict, Unpack
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.protocol.metadata import MetadataRequest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import RecordMetadata
 
 from app.kafka.config import KafkaProducerConfig
@@ -39,6 +41,7 @@ from app.kafka.errors import (
     KafkaClientError,
     KafkaConfigError,
     KafkaNotStartedError,
+    KafkaRecordTooLargeError,
     KafkaSerializationError,
     KafkaTimeoutError,
     KafkaUnknownPartitionError,
@@ -99,6 +102,9 @@ class KafkaProducerClient(AsyncLifecycle):
         self._started = False
         self._closed = False
         self.stats = ProducerStats()
+        self._max_request_size: int = self.config.to_aiokafka().get(
+            "max_request_size", _AIOKAFKA_MAX_REQUEST_SIZE
+        )
         self._transactions = ProducerTransactions(self.config)
 
     @property
@@ -147,14 +153,7 @@ class KafkaProducerClient(AsyncLifecycle):
                 "a record needs a key or a value (a tombstone, value None, needs the key it "
                 "deletes)"
             )
-        header_list = encode_headers(headers)
-        if self._value_serializer is not None:
-            payload = self._value_serializer(value)
-        else:
-            payload = serialize(value)
-            if is_json_encoded(value) and not any(n == CONTENT_TYPE for n, _ in header_list):
-                header_list.append((CONTENT_TYPE, JSON_CONTENT_TYPE.encode()))
-        raw_key = self._key_serializer(key) if key is not None else None
+        raw_key, payload, header_list = self._serialized(key, value, headers)
         if partition is not None:
             await self._check_partition(producer, topic, partition)
         self.stats.sent += 1
@@ -178,6 +177,34 @@ class KafkaProducerClient(AsyncLifecycle):
         receipt: asyncio.Future[KafkaProduceResult] = asyncio.get_running_loop().create_future()
         delivery.add_done_callback(lambda done: self._settle(topic, done, receipt))
         return receipt
+
+    def _serialized(
+        self, key: Any, value: Any, headers: HeaderInput | None
+    ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]:
+        # The key, value and headers as send() hands them to aiokafka.
+        header_list = encode_headers(headers)
+        if self._value_serializer is not None:
+            payload = self._value_serializer(value)
+        else:
+            payload = serialize(value)
+            if is_json_encoded(value) and not any(n == CONTENT_TYPE for n, _ in header_list):
+                header_list.append((CONTENT_TYPE, JSON_CONTENT_TYPE.encode()))
+        raw_key = self._key_serializer(key) if key is not None else None
+        return raw_key, payload, header_list
+
+    def check_size(
+        self, value: Any, *, key: Any = None, headers: HeaderInput | None = None
+    ) -> None:
+        """Raise `KafkaRecordTooLargeError` when `send()` would refuse this record for its
+        size (the producer's `max_request_size`), sending nothing: for a caller that keeps a
+        record elsewhere first (a disk spool) and must not keep one no send can take."""
+        raw_key, payload, header_list = self._serialized(key, value, headers)
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(raw_key, payload, header_list)
+        if size > self._max_request_size:
+            raise KafkaRecordTooLargeError(
+                f"the record is {size} bytes serialized, more than the producer's "
+                f"max_request_size ({self._max_request_size})"
+            )
 
     async def send_batch(
         self,
@@ -441,6 +468,12 @@ class KafkaProducerClient(AsyncLifecycle):
                         await task
         await producer.stop()
         _retrieve_batch_failures(producer)
+
+
+# aiokafka's own default, for a config that does not set it (through `extra`).
+_AIOKAFKA_MAX_REQUEST_SIZE: int = (
+    inspect.signature(AIOKafkaProducer).parameters["max_request_size"].default
+)
 
 
 def keep_batches(producer: AIOKafkaProducer) -> None:

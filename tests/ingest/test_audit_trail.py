@@ -11,9 +11,11 @@ from app.errors import OverloadedError
 from app.ingest.spool import Spool
 from app.integrity import ChainPosition
 from app.kafka import (
+    AuditRecord,
     KafkaAuditEvent,
     KafkaProducerClient,
     KafkaProducerConfig,
+    KafkaRecordTooLargeError,
     KafkaTimeoutError,
 )
 from tests.helpers.ingest import ingest_on
@@ -189,6 +191,34 @@ async def test_a_record_not_acked_in_time_is_spooled_and_written_once(
     finally:
         await spool.close()
     assert await records_in(kafka_bootstrap, topic) == 1
+
+
+async def test_an_event_too_large_for_the_producer_is_refused_rather_than_spooled(
+    tmp_path: Path, producer: KafkaProducerClient, topic: str, kafka_bootstrap: str
+) -> None:
+    # While the spool holds records new events go to it first. One the producer will never
+    # take (its size) is refused as it is without a spool, not spooled: the forwarder could
+    # never send it, and every record spooled after it would wait behind it.
+    spool = Spool(tmp_path, max_bytes=1 << 24)
+    await spool.open()
+    try:
+        trail = ingest_on(producer, topic, spool=spool).trail
+        big = KafkaAuditEvent(user_id="u", model="m", prompt="p" * 600_000, response="r" * 600_000)
+        with pytest.raises(KafkaRecordTooLargeError):
+            await trail.record(big, wait=True)
+        waiting = AuditRecord(topic=topic, key="w", value=b"{}", headers={"rg-event-id": "w"})
+        await spool.append(waiting, event_id="w")
+        assert trail.spool_first()
+        with pytest.raises(KafkaRecordTooLargeError):
+            await trail.record(big, wait=True)
+        assert spool.depth == 1
+        spooled = await trail.record(an_event(), wait=True)
+        assert spooled.status == "spooled"
+        # The refused events took no chain position.
+        assert spooled.seq == 0
+    finally:
+        await spool.close()
+    assert await records_in(kafka_bootstrap, topic) == 0
 
 
 async def test_at_shutdown_the_queued_records_kafka_has_not_acknowledged_go_to_the_spool(

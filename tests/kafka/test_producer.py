@@ -17,6 +17,7 @@ from app.kafka import (
     KafkaProducerClient,
     KafkaProducerConfig,
     KafkaProduceResult,
+    KafkaRecordTooLargeError,
     KafkaTimeoutError,
     KafkaUnknownPartitionError,
 )
@@ -294,3 +295,34 @@ async def test_partition_of_key_is_where_the_producer_puts_a_key(
         assert result.partition == partition_of_key(key, list(range(7)))
     with pytest.raises(ValueError, match="without a key"):
         partition_of_key(None, [0, 1])
+
+
+async def test_check_size_refuses_exactly_what_send_refuses_for_its_size(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    config = KafkaProducerConfig(
+        bootstrap_servers=kafka_bootstrap, extra={"max_request_size": 4096}
+    )
+    headers = {"rg-event-id": "e", "content-type": "application/json"}
+    async with KafkaProducerClient(config=config) as client:
+        # The largest value check_size lets through, then one byte more.
+        fits = max(n for n in range(3900, 4096) if _fits(client, b"v" * n, headers))
+        for size, allowed in ((fits, True), (fits + 1, False)):
+            value = b"v" * size
+            if allowed:
+                client.check_size(value, key="k", headers=headers)
+                await (await client.send(topic, value, key="k", headers=headers))
+            else:
+                with pytest.raises(KafkaRecordTooLargeError, match="max_request_size"):
+                    client.check_size(value, key="k", headers=headers)
+                with pytest.raises(KafkaRecordTooLargeError):
+                    await client.send(topic, value, key="k", headers=headers)
+    assert await records_in(kafka_bootstrap, topic) == 1
+
+
+def _fits(client: KafkaProducerClient, value: bytes, headers: dict[str, str]) -> bool:
+    try:
+        client.check_size(value, key="k", headers=headers)
+    except KafkaRecordTooLargeError:
+        return False
+    return True
