@@ -4,9 +4,12 @@ Records go in the order they were spooled (so in order per key), a batch at a ti
 they were written, through `KafkaAuditLogger.send` (the service's idempotent producer); each is
 removed from the spool only once Kafka acknowledged it.
 A record still waiting for an earlier attempt is not sent again: the forwarder waits for that
-attempt. What fails stays in the spool and is tried again after a backoff. Nothing new is read
-while the removal of acknowledged records is still on its way to disk (or cannot be written:
-see `app.ingest.spool`), so a full disk stops forwarding instead of repeating records.
+attempt. What fails stays in the spool and is tried again after a backoff; a record the producer
+refuses for good (too large for it: the service refuses such events before they are spooled, but
+an older spool may hold one) stays too, logged once at ERROR, and the records after it go on.
+Nothing new is read while the removal of acknowledged records is still on its way to disk (or
+cannot be written: see `app.ingest.spool`), so a full disk stops forwarding instead of repeating
+records.
 """
 
 import asyncio
@@ -15,7 +18,13 @@ from collections.abc import Callable
 
 from app.errors import SpoolUnavailableError
 from app.ingest.spool import Spool, SpoolError
-from app.kafka import KafkaAuditLogger, KafkaClientError, KafkaProduceResult, outcome_of
+from app.kafka import (
+    KafkaAuditLogger,
+    KafkaClientError,
+    KafkaProduceResult,
+    KafkaRecordTooLargeError,
+    outcome_of,
+)
 from app.tasks import BackgroundTask, Backoff
 
 logger = logging.getLogger(__name__)
@@ -42,6 +51,8 @@ class SpoolForwarder:
         self._batch_size = batch_size
         self._on_forwarded = on_forwarded
         self._task = BackgroundTask("spool-forwarder", self._run)
+        # Spool positions of records the producer refused for good (each logged once).
+        self._refused: set[int] = set()
 
     def start(self) -> None:
         """Begin forwarding in the background."""
@@ -85,6 +96,7 @@ class SpoolForwarder:
             return 0, None
         deliveries: list[asyncio.Future[KafkaProduceResult]] = []
         failure: str | None = None
+        refused = 0
         for entry in batch:
             if entry.delivery is not None:
                 deliveries.append(entry.delivery)
@@ -92,6 +104,12 @@ class SpoolForwarder:
             try:
                 delivery = await self._logger.send(entry.record)
             except KafkaClientError as exc:
+                if isinstance(exc, KafkaRecordTooLargeError):
+                    # The producer will never take it (its size): kept in the spool, said
+                    # once, and not in the way of the records after it.
+                    self._refused_once(entry.seq, entry.event_id, exc)
+                    refused += 1
+                    continue
                 # Later records of the batch wait for this one: order per key.
                 failure = f"could not queue a record: {exc}"
                 break
@@ -103,4 +121,19 @@ class SpoolForwarder:
         errors = [error for _, error in map(outcome_of, deliveries) if error is not None]
         if errors and failure is None:
             failure = f"not delivered: {errors[0]}"
-        return len(deliveries) - len(errors), failure
+        delivered = len(deliveries) - len(errors)
+        if refused and not delivered and failure is None:
+            failure = f"{refused} record(s) the producer refuses for good"  # then back off
+        return delivered, failure
+
+    def _refused_once(self, seq: int, event_id: str, error: KafkaClientError) -> None:
+        if seq in self._refused:
+            return
+        self._refused.add(seq)
+        logger.error(
+            "spool: the producer refuses record %d (event %s) for good, so it stays in the "
+            "spool and the records after it go on: %s",
+            seq,
+            event_id,
+            error,
+        )

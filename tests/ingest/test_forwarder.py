@@ -86,3 +86,36 @@ async def test_records_left_by_an_earlier_run_are_forwarded_after_a_restart(
     await spool.open()
     await forward_all(spool, producer)
     assert await records_in(kafka_bootstrap, topic) == 3
+
+
+async def test_a_record_the_producer_will_never_take_does_not_hold_up_the_others(
+    tmp_path: Path, producer: KafkaProducerClient, kafka_bootstrap: str, topic: str
+) -> None:
+    # Spooled before the service refused such records up front (or with a smaller
+    # max_request_size since): it stays in the spool, said at ERROR, and the rest go on.
+    spool = Spool(tmp_path, max_bytes=1 << 24)
+    await spool.open()
+    big = AuditRecord(
+        topic=topic, key="user-1", value=b"v" * (2 << 20), headers={"rg-event-id": "big"}
+    )
+    await spool.append(record(topic, "user-1", 0), event_id="user-1-0")
+    await spool.append(big, event_id="big")
+    for n in range(1, 4):
+        await spool.append(record(topic, "user-1", n), event_id=f"user-1-{n}")
+    forwarder = SpoolForwarder(spool, KafkaAuditLogger(producer))
+    forwarder.start()
+
+    async def one_left() -> bool:
+        return spool.depth == 1
+
+    try:
+        await eventually(one_left, timeout_s=30)
+    finally:
+        await forwarder.close()
+    left = await spool.read(10)
+    await spool.close()
+    assert [r.event_id for r in left] == ["big"]
+    messages = await read_all(kafka_bootstrap, topic, 4)
+    assert [m.header("rg-event-id") for m in sorted(messages, key=lambda m: m.offset)] == [
+        f"user-1-{n}" for n in range(4)
+    ]
