@@ -9,7 +9,10 @@ and checks an existing one:
 - `cleanup.policy` without `compact`: compaction keeps only the newest record of a key, and
   audit records are keyed by `user_id`, so it would delete all but one record of each user;
 - `min.insync.replicas` of 2 or more when the topic has 3 or more replicas: with 1, an
-  acks=all write is acknowledged by the leader alone and lost with it.
+  acks=all write is acknowledged by the leader alone and lost with it;
+- `max.message.bytes` at least the producer's batch (`RG_KAFKA_MAX_BATCH_SIZE`): the broker
+  refuses a whole record batch above it, so under load a batch of many small records fails
+  with every record in it (a record answered 202 then lost), though each alone would pass.
 
 The rules are plain functions (`findings_of`) so they are tested without a broker; `AuditTopic`
 does the describing and creating with aiokafka's admin client, on the producer's connection
@@ -39,6 +42,8 @@ DAY_MS = 24 * 60 * 60 * 1000
 # What a replication factor of 3 or more needs, so one broker down still takes acks=all writes.
 SAFE_MIN_INSYNC = 2
 PREFERRED_REPLICATION = 3
+# Kafka's own default `message.max.bytes` (1 MiB and a record batch's overhead).
+KAFKA_MAX_MESSAGE_BYTES = 1_048_588
 
 _NO_ERROR = 0
 _UNKNOWN_TOPIC = 3
@@ -108,14 +113,16 @@ def days(retention_ms: int) -> str:
 
 
 def desired_configs(
-    *, replication: int, retention_days: int, legal_hold: bool = False
+    *, replication: int, retention_days: int, legal_hold: bool = False, batch_bytes: int = 0
 ) -> dict[str, str]:
     """The topic configs the service creates the audit topic with (under a legal hold:
-    nothing deleted by age)."""
+    nothing deleted by age), its batches of `batch_bytes` taken whatever the brokers'
+    default."""
     configs = {
         "retention.ms": str(-1 if retention_days < 0 or legal_hold else retention_days * DAY_MS),
         # Never compact: it keeps one record per key (per user) and deletes the others.
         "cleanup.policy": "delete",
+        "max.message.bytes": str(max(batch_bytes, KAFKA_MAX_MESSAGE_BYTES)),
     }
     if replication >= PREFERRED_REPLICATION:
         configs["min.insync.replicas"] = str(SAFE_MIN_INSYNC)
@@ -128,10 +135,13 @@ def findings_of(
     replication: int,
     min_retention_days: int,
     legal_hold: bool = False,
+    batch_bytes: int = 0,
 ) -> list[Finding]:
     """What in a topic's effective configs would lose audit records (empty: compliant). Under
     a legal hold (RG_AUDIT_LEGAL_HOLD) nothing may be deleted: retention.ms and retention.bytes
-    must both be -1, whatever the minimum."""
+    must both be -1, whatever the minimum. `batch_bytes`: the producer's batch, which
+    `max.message.bytes` must take."""
+    batch = _batch_findings(configs, batch_bytes)
     if legal_hold:
         held = [
             Finding(
@@ -144,7 +154,7 @@ def findings_of(
             if configs.get(name, "-1") != "-1"
         ]
         rest = findings_of(configs, replication=replication, min_retention_days=0)
-        return held + [f for f in rest if f.setting != "retention.ms"]
+        return held + [f for f in rest if f.setting != "retention.ms"] + batch
     findings: list[Finding] = []
     minimum_ms = min_retention_days * DAY_MS
     retention = configs.get("retention.ms", "")
@@ -180,7 +190,22 @@ def findings_of(
                 "an acknowledged record may exist on one broker only and be lost with it",
             )
         )
-    return findings
+    return findings + batch
+
+
+def _batch_findings(configs: Mapping[str, str], batch_bytes: int) -> list[Finding]:
+    limit = configs.get("max.message.bytes", "")
+    if not batch_bytes or not limit.isdigit() or int(limit) >= batch_bytes:
+        return []
+    return [
+        Finding(
+            "max.message.bytes",
+            limit,
+            f">= {batch_bytes} (RG_KAFKA_MAX_BATCH_SIZE; or lower that)",
+            "the broker refuses a whole batch above it: under load a batch of many small "
+            "records fails with every record in it",
+        )
+    ]
 
 
 def refusal_of(code: int, topic: str, doing: str) -> AuditTopicError:
@@ -263,6 +288,7 @@ class AuditTopic:
                 replication=replication,
                 min_retention_days=self._settings.audit_min_retention_days,
                 legal_hold=self._settings.audit_legal_hold,
+                batch_bytes=self._settings.kafka_max_batch_size,
             ),
         )
 
@@ -308,6 +334,7 @@ class AuditTopic:
                 replication=replication,
                 retention_days=self._settings.audit_retention_days,
                 legal_hold=self._settings.audit_legal_hold,
+                batch_bytes=self._settings.kafka_max_batch_size,
             ),
         )
         response = await admin.create_topics(

@@ -1,7 +1,9 @@
 """The audit topic's rules (without a broker: what is created, what an existing topic must
 have), and creating the audit and checkpoints topics together on the session broker."""
 
+import asyncio
 import logging
+import uuid
 from typing import Any
 
 import pytest
@@ -17,14 +19,19 @@ from app.ingest.audit_topic import (
     findings_of,
     refusal_of,
 )
+from app.kafka import KafkaProducerClient, KafkaProducerConfig, KafkaRecordTooLargeError
 from app.settings import Settings
-from tests.helpers.kafka import AUDIT_TOPIC_CONFIGS
+from tests.helpers.kafka import AUDIT_TOPIC_CONFIGS, describe_topic
 
 COMPLIANT = {"retention.ms": str(400 * DAY_MS), "cleanup.policy": "delete"}
 
 
 def settings_of(**fields: object) -> Settings:
     return Settings(_env_file=None, **fields)  # type: ignore[arg-type]
+
+
+def settings_at(bootstrap: str, topic: str) -> Settings:
+    return settings_of(kafka_bootstrap_servers=[bootstrap], audit_topic=topic)
 
 
 def test_unit_a_compliant_topic_has_no_findings() -> None:
@@ -100,8 +107,60 @@ def test_unit_replication_defaults_to_three_or_the_brokers_there_are(
 
 def test_unit_created_configs_delete_and_keep_400_days_by_default() -> None:
     settings = settings_of()
-    configs = desired_configs(replication=1, retention_days=settings.audit_retention_days)
-    assert configs == {"retention.ms": str(400 * DAY_MS), "cleanup.policy": "delete"}
+    configs = desired_configs(
+        replication=1,
+        retention_days=settings.audit_retention_days,
+        batch_bytes=settings.kafka_max_batch_size,
+    )
+    assert configs == {
+        "retention.ms": str(400 * DAY_MS),
+        "cleanup.policy": "delete",
+        # Kafka's own default, which takes the default 1 MiB batch, whatever the brokers say.
+        "max.message.bytes": "1048588",
+    }
+
+
+def test_unit_a_topic_that_refuses_the_producers_batches_fails_naming_both() -> None:
+    configs = {**COMPLIANT, "max.message.bytes": "524288"}
+    (finding,) = findings_of(configs, replication=1, min_retention_days=180, batch_bytes=1 << 20)
+    assert (finding.setting, finding.value) == ("max.message.bytes", "524288")
+    assert "1048576" in finding.required
+    assert "RG_KAFKA_MAX_BATCH_SIZE" in finding.required
+    assert findings_of(configs, replication=1, min_retention_days=180, batch_bytes=1 << 19) == []
+    held = findings_of(
+        {**configs, "retention.bytes": "-1", "retention.ms": "-1"},
+        replication=1,
+        min_retention_days=180,
+        legal_hold=True,
+        batch_bytes=1 << 20,
+    )
+    assert [f.setting for f in held] == ["max.message.bytes"]
+
+
+async def test_a_topic_below_the_batch_size_refuses_whole_batches_of_small_records(
+    kafka_bootstrap: str, create_topic: Any
+) -> None:
+    # Why the rule: 100 records of 2 KB each, one batch of 200 KB, against a 64 KiB limit.
+    topic = await create_topic(1, {**AUDIT_TOPIC_CONFIGS, "max.message.bytes": "65536"})
+    config = KafkaProducerConfig(
+        bootstrap_servers=kafka_bootstrap, linger_ms=50, compression_type=None
+    )
+    async with KafkaProducerClient(config=config) as client:
+        value = b"x" * 2000
+        sent = [await client.send(topic, value, key="k") for _ in range(100)]
+        outcomes = await asyncio.gather(*sent, return_exceptions=True)
+    assert all(isinstance(o, KafkaRecordTooLargeError) for o in outcomes), outcomes[:1]
+    (finding,) = (await AuditTopic(settings_at(kafka_bootstrap, topic)).ensure()).findings
+    assert finding.setting == "max.message.bytes"
+
+
+async def test_the_topic_the_service_creates_takes_its_batches(kafka_bootstrap: str) -> None:
+    settings = settings_at(kafka_bootstrap, f"test-{uuid.uuid4().hex}")
+    compliance = await AuditTopic(settings).ensure()
+    assert compliance.created
+    assert compliance.findings == []
+    described = await describe_topic(kafka_bootstrap, settings.audit_topic)
+    assert int(described.configs["max.message.bytes"]) >= settings.kafka_max_batch_size
 
 
 def test_unit_created_configs_with_three_replicas_need_two_in_sync() -> None:
