@@ -5,7 +5,8 @@ seven days of retention and `min.insync.replicas=1`, far shorter than an audit t
 kept (six months and more, see docs/operations.md). So the service creates the topic itself,
 and checks an existing one:
 
-- `retention.ms` at least `RG_AUDIT_MIN_RETENTION_DAYS` (`-1`, keep forever, passes);
+- `retention.ms` at least `RG_AUDIT_MIN_RETENTION_DAYS` (`-1`, keep forever, passes), and
+  `retention.bytes` -1: a size cap deletes the oldest records whatever their age;
 - `cleanup.policy` without `compact`: compaction keeps only the newest record of a key, and
   audit records are keyed by `user_id`, so it would delete all but one record of each user;
 - `min.insync.replicas` of 2 or more when the topic has 3 or more replicas: with 1, an
@@ -154,7 +155,7 @@ def findings_of(
             if configs.get(name, "-1") != "-1"
         ]
         rest = findings_of(configs, replication=replication, min_retention_days=0)
-        return held + [f for f in rest if f.setting != "retention.ms"] + batch
+        return held + [f for f in rest if not f.setting.startswith("retention.")] + batch
     findings: list[Finding] = []
     minimum_ms = min_retention_days * DAY_MS
     retention = configs.get("retention.ms", "")
@@ -168,6 +169,17 @@ def findings_of(
                 "not a retention in milliseconds"
                 if retention_ms is None
                 else f"records are deleted after {days(retention_ms)}",
+            )
+        )
+    by_size = configs.get("retention.bytes", "-1")
+    if by_size != "-1":
+        findings.append(
+            Finding(
+                "retention.bytes",
+                by_size,
+                "-1",
+                "once a partition holds that much its oldest records are deleted, whatever "
+                "their age",
             )
         )
     policy = configs.get("cleanup.policy", "")

@@ -120,6 +120,20 @@ def test_unit_created_configs_delete_and_keep_400_days_by_default() -> None:
     }
 
 
+def test_unit_a_size_cap_fails_whatever_the_retention_time() -> None:
+    configs = {**COMPLIANT, "retention.ms": "-1", "retention.bytes": str(1 << 30)}
+    (finding,) = findings_of(configs, replication=1, min_retention_days=180)
+    assert (finding.setting, finding.value, finding.required) == (
+        "retention.bytes",
+        str(1 << 30),
+        "-1",
+    )
+    assert (
+        findings_of({**configs, "retention.bytes": "-1"}, replication=1, min_retention_days=180)
+        == []
+    )
+
+
 def test_unit_a_topic_that_refuses_the_producers_batches_fails_naming_both() -> None:
     configs = {**COMPLIANT, "max.message.bytes": "524288"}
     (finding,) = findings_of(configs, replication=1, min_retention_days=180, batch_bytes=1 << 20)
