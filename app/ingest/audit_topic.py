@@ -9,6 +9,8 @@ and checks an existing one:
   `retention.bytes` -1: a size cap deletes the oldest records whatever their age;
 - `cleanup.policy` without `compact`: compaction keeps only the newest record of a key, and
   audit records are keyed by `user_id`, so it would delete all but one record of each user;
+- `unclean.leader.election.enable` false: an out-of-sync replica made leader drops what it
+  missed, acknowledged records included;
 - `min.insync.replicas` of 2 or more when the topic has 3 or more replicas: with 1, an
   acks=all write is acknowledged by the leader alone and lost with it;
 - `max.message.bytes` at least the producer's batch (`RG_KAFKA_MAX_BATCH_SIZE`): the broker
@@ -180,6 +182,16 @@ def findings_of(
                 "-1",
                 "once a partition holds that much its oldest records are deleted, whatever "
                 "their age",
+            )
+        )
+    if configs.get("unclean.leader.election.enable", "false") == "true":
+        findings.append(
+            Finding(
+                "unclean.leader.election.enable",
+                "true",
+                "false",
+                "a replica that missed acknowledged records may become the leader, and those "
+                "records are gone",
             )
         )
     policy = configs.get("cleanup.policy", "")

@@ -134,6 +134,14 @@ def test_unit_a_size_cap_fails_whatever_the_retention_time() -> None:
     )
 
 
+def test_unit_unclean_leader_election_fails() -> None:
+    configs = {**COMPLIANT, "unclean.leader.election.enable": "true"}
+    (finding,) = findings_of(configs, replication=1, min_retention_days=180)
+    assert (finding.setting, finding.required) == ("unclean.leader.election.enable", "false")
+    configs["unclean.leader.election.enable"] = "false"
+    assert findings_of(configs, replication=1, min_retention_days=180) == []
+
+
 def test_unit_a_topic_that_refuses_the_producers_batches_fails_naming_both() -> None:
     configs = {**COMPLIANT, "max.message.bytes": "524288"}
     (finding,) = findings_of(configs, replication=1, min_retention_days=180, batch_bytes=1 << 20)
