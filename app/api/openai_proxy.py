@@ -97,8 +97,10 @@ async def _proxy(path: str, request: Request, services: ServicesDep, user: str |
         caller=caller_of_key(key),
         sidecar_key_header=services.api_keys.enabled,
     )
-    if (event_id := answer.headers.get("x-rg-event-id")) is not None:
-        request.state.event_id = event_id  # on the request's log line
+    for name, value in answer.raw_headers:  # (`answer.headers` would decode every one)
+        if name == b"x-rg-event-id":
+            request.state.event_id = value.decode("latin-1")  # on the request's log line
+            break
     return answer
 
 

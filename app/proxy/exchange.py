@@ -34,7 +34,7 @@ from app.proxy.call import Call, Outcome, event_of
 from app.proxy.recorder import ProxyRecorder, receipt_comment, receipt_headers
 from app.proxy.sse import SseRelay
 from app.proxy.streamed import PassedThrough, StreamedAnswer
-from app.proxy.upstream import Upstream, answer_headers, upstream_headers
+from app.proxy.upstream import Upstream, answer_head, answer_headers, upstream_headers
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -257,10 +257,18 @@ class OpenAIProxy:
         )
 
     def _stream(self, call: Call, answer: "httpx.Response", caller: str) -> Response:
-        headers = answer_headers(answer.headers.multi_items())
-        headers["x-rg-event-id"] = call.event_id
-        if self.fail_open:
-            headers["x-rg-status"] = "queued"
+        headers: dict[str, str] | list[tuple[bytes, bytes]]
+        raw = answer_head(answer.headers.raw)
+        if raw is not None:
+            raw.append((b"x-rg-event-id", call.event_id.encode()))
+            if self.fail_open:
+                raw.append((b"x-rg-status", b"queued"))
+            headers = raw
+        else:
+            headers = answer_headers(answer.headers.multi_items())
+            headers["x-rg-event-id"] = call.event_id
+            if self.fail_open:
+                headers["x-rg-status"] = "queued"
         return StreamedAnswer(
             self._relay(call, answer, caller), status_code=answer.status_code, headers=headers
         )

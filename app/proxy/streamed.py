@@ -4,11 +4,13 @@ same for an unrecorded call, cut off for the app when the upstream cuts it (`Pas
 Starlette's `StreamingResponse` runs the stream in a task of its own beside one that watches for
 the app going away, in an anyio task group: three tasks and a cancel scope per answer, and a step
 of the event loop before the head leaves. Here the stream runs in the request's task, the head
-is sent at once, and a small task watches for the disconnect and cancels the request's task when
-it comes (that cancellation, and only that one, ends the answer quietly). The chunks' iterator is
-closed when the answer ends, however it ends: an app that went away while its answer waited to
-be sent still has the stream's own ending run (the relay records what the app was sent) at once,
-not whenever the garbage collector finds the suspended generator.
+is sent at once, and a small task, started once the head is sent (its first step then comes
+after the head's write at the end of the loop step, not before it), watches for the disconnect
+and cancels the request's task when it comes (that cancellation, and only that one, ends the
+answer quietly). The chunks' iterator is closed when the answer ends, however it ends: an app
+that went away while its answer waited to be sent still has the stream's own ending run (the
+relay records what the app was sent) at once, not whenever the garbage collector finds the
+suspended generator.
 """
 
 import asyncio
@@ -38,21 +40,33 @@ class StreamedAnswer(Response):
         chunks: AsyncIterator[bytes],
         *,
         status_code: int,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str] | list[tuple[bytes, bytes]],
         background: BackgroundTask | None = None,
     ) -> None:
+        """`headers`: by name, or as the head sends them (lowercased names, bytes)."""
         self.chunks = chunks
         self.status_code = status_code
         self.background = background
-        self.init_headers(headers)
+        if isinstance(headers, list):
+            self.raw_headers = headers
+        else:
+            self.init_headers(headers)
         self.abort: Callable[[], None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Stream the answer; the app going away ends it (see the module docstring)."""
         self.abort = scope.get("extensions", {}).get(ABORT)
         watch = _Watch(asyncio.current_task())
-        watcher = asyncio.get_running_loop().create_task(watch.until_gone(receive))
+        watcher: asyncio.Task[None] | None = None
         try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            watcher = asyncio.get_running_loop().create_task(watch.until_gone(receive))
             await self.stream(send)
         except asyncio.CancelledError:
             if not watch.gone or watch.task is None:
@@ -60,17 +74,15 @@ class StreamedAnswer(Response):
             watch.task.uncancel()
         finally:
             watch.streaming = False
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             if isinstance(self.chunks, AsyncGenerator):
                 await self.chunks.aclose()
         if self.background is not None:
             await self.background()
 
     async def stream(self, send: Send) -> None:
-        """The head, the chunks, the end."""
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
+        """The chunks, then the end (the head is sent)."""
         async for chunk in self.chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -113,12 +125,9 @@ class PassedThrough(StreamedAnswer):
         self._call = call
 
     async def stream(self, send: Send) -> None:
-        """The head, then each chunk as it comes; no completion after a cut."""
+        """Each chunk as it comes (the head is sent); no completion after a cut."""
         import httpx  # noqa: PLC0415 - loaded with the upstream's client
 
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
         try:
             async for chunk in self.chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -36,6 +36,8 @@ _HOP_BY_HOP: Final = frozenset(
 _NOT_UPSTREAM: Final = _HOP_BY_HOP | {"accept-encoding", "expect"}
 _NOT_BACK: Final = _HOP_BY_HOP | {"content-encoding", "set-cookie", "date", "server"}
 RG_PREFIX: Final = "x-rg-"
+_NOT_BACK_BYTES: Final = frozenset(name.encode() for name in _NOT_BACK)
+_RG_PREFIX_BYTES: Final = RG_PREFIX.encode()
 
 
 def upstream_headers(
@@ -67,6 +69,22 @@ def answer_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
             continue
         kept[lowered] = f"{kept[lowered]}, {value}" if lowered in kept else value
     return kept
+
+
+def answer_head(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]] | None:
+    """`answer_headers` as the server sends them (lowercased names, bytes), from the answer's
+    header bytes: not decoded to be encoded again for the app, on a stream's way to its first
+    byte. None for a head that is not all ASCII (`answer_headers` then, decoding as httpx
+    does)."""
+    if not all(name.isascii() and value.isascii() for name, value in raw):
+        return None
+    kept: dict[bytes, bytes] = {}
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered in _NOT_BACK_BYTES or lowered.startswith(_RG_PREFIX_BYTES):
+            continue
+        kept[lowered] = kept[lowered] + b", " + value if lowered in kept else value
+    return list(kept.items())
 
 
 class Upstream:
