@@ -14,6 +14,10 @@ from app.metrics import ServiceMetrics
 logger = logging.getLogger("app.access")
 
 REQUEST_ID_HEADER = "x-request-id"
+# The service's own request id on an answer that carries another's `x-request-id` (an
+# upstream's, passed through by the recording proxy).
+OWN_REQUEST_ID_HEADER = "x-rg-request-id"
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.encode()
 _CALLER_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 # Put in a request's `state` by the HTTP protocol when it answered in the app's place (a body
 # that did not arrive in time): the status the client got, so the log line and the metric say it.
@@ -24,8 +28,9 @@ _MAX_COUNTED = 256
 class RequestObserver:
     """Pure ASGI middleware (so streaming responses pass through untouched).
 
-    - `X-Request-ID`: the caller's when it is sane, else a new one; echoed on the response and
-      kept in `request.state.request_id`;
+    - `X-Request-ID`: the caller's when it is sane, else a new one; echoed on the response
+      (as `X-RG-Request-ID` when the answer carries an upstream's `X-Request-ID`) and kept in
+      `request.state.request_id`;
     - one log line per request: method, route template, status, duration, request id and,
       when a route set `request.state.event_id`, the audit event id; never bodies or keys;
     - `rg_http_requests_total` and `rg_http_request_duration_seconds` by route template.
@@ -52,11 +57,13 @@ class RequestObserver:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *message["headers"],
-                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
-                ]
+                headers = list(message.get("headers", ()))
+                own = request_id.encode()
+                theirs = [v for n, v in headers if n.lower() == _REQUEST_ID_NAME and v != own]
+                # An upstream's request id (the proxy's answers) stays the app's, alone: an
+                # SDK reads it as the provider's; the service's goes beside it.
+                name = OWN_REQUEST_ID_HEADER if theirs else REQUEST_ID_HEADER
+                message["headers"] = [*headers, (name.encode(), own)]
             await send(message)
 
         try:

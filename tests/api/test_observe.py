@@ -2,11 +2,15 @@
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.api.observe import RequestObserver
 from app.logs import configure_logging
+from app.metrics import ServiceMetrics
 from tests.helpers.app import ServiceFactory, app_of, assert_contract_error
 
 SECRET_PROMPT = "my card number is 4111-1111-1111-1111"
@@ -86,3 +90,20 @@ async def test_an_unexpected_fault_is_a_500_with_the_contract_body_and_logged(
 async def test_unknown_routes_answer_404_with_the_contract_body(service: ServiceFactory) -> None:
     async with service() as client:
         assert_contract_error(await client.get("/nope"), 404, "not_found")
+
+
+async def test_unit_an_answer_with_an_upstreams_request_id_keeps_it_alone() -> None:
+    async def answer(scope: Any, receive: Any, send: Any) -> None:
+        passed = [(b"x-request-id", b"req_upstream")] if scope["path"] == "/passed" else []
+        await send({"type": "http.response.start", "status": 200, "headers": passed})
+        await send({"type": "http.response.body", "body": b""})
+
+    observed = RequestObserver(answer, ServiceMetrics())
+    transport = httpx.ASGITransport(app=observed)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rg") as client:
+        passed = await client.get("/passed", headers={"x-request-id": "mine-1"})
+        own = await client.get("/own", headers={"x-request-id": "mine-2"})
+    assert passed.headers.get_list("x-request-id") == ["req_upstream"]
+    assert passed.headers["x-rg-request-id"] == "mine-1"
+    assert own.headers.get_list("x-request-id") == ["mine-2"]
+    assert "x-rg-request-id" not in own.headers

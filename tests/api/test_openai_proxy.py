@@ -97,6 +97,8 @@ def _chat_calls(client: OpenAI) -> dict[str, Any]:
         usage = chunk.usage or usage
     return {
         "plain": plain,
+        "plain_request_ids": raw.headers.get_list("x-request-id"),
+        "stream_request_ids": stream.response.headers.get_list("x-request-id"),
         "plain_headers": dict(raw.headers),
         "streamed": "".join(pieces),
         "usage": usage,
@@ -131,6 +133,11 @@ async def test_sync_sdk_chat_plain_and_streamed_are_one_record_each_with_their_r
     assert plain["input_tokens"] == seen["plain"].usage.prompt_tokens
     assert plain["output_tokens"] == seen["plain"].usage.completion_tokens
     assert plain["request_id"] == "req_scripted"
+    # The upstream's request id reaches the app alone, as the SDK reads it; the sidecar's own
+    # is beside it under its own name.
+    assert seen["plain_request_ids"] == seen["stream_request_ids"] == ["req_scripted"]
+    assert seen["plain"]._request_id == "req_scripted"
+    assert len(seen["plain_headers"]["x-rg-request-id"]) == 32
     proxy = plain["metadata"]["proxy"]
     assert proxy["endpoint"] == "chat.completions"
     assert (proxy["status"], proxy["outcome"], proxy["stream"]) == (200, "ok", False)
