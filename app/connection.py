@@ -40,7 +40,8 @@ def _connection(settings: Settings) -> dict[str, Any]:
 
 def producer_config(settings: Settings) -> KafkaProducerConfig:
     """The service's producer: idempotent, acks=all (the library's defaults); batches of up to
-    RG_KAFKA_MAX_BATCH_SIZE bytes after RG_KAFKA_LINGER_MS, compressed as
+    RG_KAFKA_MAX_BATCH_SIZE bytes after RG_KAFKA_LINGER_MS (at once on an idle producer unless
+    RG_KAFKA_LINGER_WHEN_IDLE), compressed as
     RG_KAFKA_COMPRESSION_TYPE says."""
     compression = settings.kafka_compression_type
     return KafkaProducerConfig(
@@ -49,6 +50,7 @@ def producer_config(settings: Settings) -> KafkaProducerConfig:
         compression_type=None if compression == "none" else compression,
         max_batch_size=settings.kafka_max_batch_size,
         linger_ms=settings.kafka_linger_ms,
+        linger_when_idle=settings.kafka_linger_when_idle,
     )
 
 

@@ -233,6 +233,12 @@ class Settings(BaseSettings):
         description="How long the producer waits for more records before it sends a batch that "
         "is not full (aiokafka's linger_ms): a little latency for fewer, larger requests.",
     )
+    kafka_linger_when_idle: bool = Field(
+        default=False,
+        description="Whether a record that finds the producer idle (nothing on its way to "
+        "Kafka, nothing lingering) waits RG_KAFKA_LINGER_MS too. false: it is sent at once, "
+        "and linger gathers only the records that arrive while a request is out.",
+    )
     idempotency_window_s: float = Field(
         default=600.0, ge=0, description="How long an acked event's receipt is kept for retries."
     )

@@ -114,6 +114,9 @@ async def test_unit_the_producer_batches_as_rg_kafka_max_batch_size_and_linger_m
     options = producer_config(tuned).to_aiokafka()
     assert (options["max_batch_size"], options["linger_ms"]) == (65536, 0)
     await AIOKafkaProducer(**options).stop()  # aiokafka takes them as they are
+    # A record alone is sent at once unless RG_KAFKA_LINGER_WHEN_IDLE says otherwise.
+    assert not producer_config(Settings(_env_file=None)).linger_when_idle
+    assert producer_config(Settings(_env_file=None, kafka_linger_when_idle=True)).linger_when_idle
     # Beyond what a broker takes in one batch by default: refused, naming the setting.
     with pytest.raises(ValueError, match="kafka_max_batch_size"):
         Settings(_env_file=None, kafka_max_batch_size=2 * 1024 * 1024)

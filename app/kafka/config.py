@@ -141,6 +141,9 @@ class KafkaProducerConfig(_ConnectionConfig):
     client_id: str = "ractogateway-producer"
     acks: Literal["all", "0", "1"] | int = "all"
     linger_ms: int = Field(default=5, ge=0)
+    # False: a record that finds the producer idle (nothing on its way, nothing lingering)
+    # goes at once, and linger gathers only what arrives while a request is out.
+    linger_when_idle: bool = True
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "gzip"
     retries: int = Field(default=3, ge=0)
     request_timeout_ms: int = Field(default=30_000, gt=0)

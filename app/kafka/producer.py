@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
@@ -29,6 +28,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import RecordMetadata
 
+from app.kafka.accumulator import keep_batches, retrieve_batch_failures, send_when_idle
 from app.kafka.config import KafkaProducerConfig
 from app.kafka.delivery import (
     Delivery,
@@ -39,7 +39,6 @@ from app.kafka.delivery import (
 )
 from app.kafka.errors import (
     KafkaClientError,
-    KafkaConfigError,
     KafkaNotStartedError,
     KafkaRecordTooLargeError,
     KafkaSerializationError,
@@ -123,6 +122,8 @@ class KafkaProducerClient(AsyncLifecycle):
             self._producer = AIOKafkaProducer(**self.config.to_aiokafka())
             if self.config.enable_idempotence and self.config.transactional_id is None:
                 keep_batches(self._producer)
+            if not self.config.linger_when_idle:
+                send_when_idle(self._producer)
         try:
             await self._producer.start()
         except Exception as exc:
@@ -467,29 +468,13 @@ class KafkaProducerClient(AsyncLifecycle):
                     with contextlib.suppress(BaseException):
                         await task
         await producer.stop()
-        _retrieve_batch_failures(producer)
+        retrieve_batch_failures(producer)
 
 
 # aiokafka's own default, for a config that does not set it (through `extra`).
 _AIOKAFKA_MAX_REQUEST_SIZE: int = (
     inspect.signature(AIOKafkaProducer).parameters["max_request_size"].default
 )
-
-
-def keep_batches(producer: AIOKafkaProducer) -> None:
-    """Make an idempotent `producer` keep every batch until the cluster takes it, as its
-    sender already does for the batches it retries.
-
-    aiokafka's accumulator fails a batch whose partition has had no leader (its only in-sync
-    replica's node lost) for `request_timeout_ms`, even when the batch was sent once before
-    and took its sequence numbers then. The broker refuses every later batch of the producer
-    to that partition as out of order (`OutOfOrderSequenceNumber`), so the partition stays
-    unwritable until the producer restarts; and each record so failed is lost. Kept, the
-    batches wait for a leader, bounded by what the caller lets in flight."""
-    accumulator = getattr(producer, "_message_accumulator", None)  # aiokafka has no public form
-    if accumulator is None or not hasattr(accumulator, "_batch_ttl"):
-        raise KafkaConfigError("this aiokafka version's producer has no batch lifetime to set")
-    accumulator._batch_ttl = math.inf
 
 
 def partition_of_key(key: Any, partitions: list[int]) -> int:
@@ -521,20 +506,3 @@ async def _any_broker_answers(client: Any, topic: str) -> bool:
             continue
         return True
     return False
-
-
-def _retrieve_batch_failures(producer: AIOKafkaProducer) -> None:
-    """Mark the failure of batches a dead sender failed as seen. aiokafka sets it on each
-    batch's drain waiter too, which nobody awaits once the producer stopped: asyncio would
-    log "Future exception was never retrieved" for an error already reported (a fenced
-    transactional producer's, for one)."""
-    accumulator = getattr(producer, "_message_accumulator", None)  # aiokafka has no public form
-    if accumulator is None:
-        return
-    batches = [*accumulator._pending_batches]
-    for queued in accumulator._batches.values():
-        batches += queued
-    for batch in batches:
-        waiter = getattr(batch, "_drain_waiter", None)
-        if waiter is not None and waiter.done() and not waiter.cancelled():
-            waiter.exception()
