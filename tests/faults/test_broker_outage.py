@@ -14,6 +14,7 @@ from tests.helpers.broker import in_thread_start, in_thread_stop
 from tests.helpers.kafka import new_topic, records_of
 from tests.helpers.load import audit_event, post_audits, summary
 from tests.helpers.polling import eventually
+from tests.helpers.processes import freeze
 
 PRODUCE_TIMEOUT_S = 3.0
 TOTAL = 2000
@@ -129,7 +130,7 @@ async def test_kafka_timeout_tells_each_route_what_a_retry_does(own_broker: Embe
         warm = await client.post("/publish", json={"topic": target, "value": 0})
         assert warm.status_code == 201, warm.text
         assert own_broker.pid is not None
-        os.kill(own_broker.pid, signal.SIGSTOP)
+        freeze(own_broker.pid)
         try:
             published = await client.post("/publish", json={"topic": target, "value": 1})
             audited = await client.post("/audit", json=audit_event(1, prefix="frozen"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.embedded import EmbeddedKafka
-from tests.helpers.processes import Running
+from tests.helpers.processes import Running, freeze
 from tests.helpers.streams import (
     SESSION_MS,
     assigned_partitions,
@@ -125,7 +125,7 @@ async def test_an_at_least_once_instance_frozen_past_its_session_carries_on(
     newer: Running | None = None
     try:
         await wait_for_file(in_handler, alive=older)
-        os.kill(older.process.pid, signal.SIGSTOP)  # frozen mid-batch, past its 1.5 s session
+        freeze(older.process.pid)  # frozen mid-batch, past its 1.5 s session
         newer = Running(args, cwd=tmp_path, env=env)
         await wait_for_assignment([newer], 3, [0])
         os.kill(older.process.pid, signal.SIGCONT)

@@ -14,7 +14,7 @@ import pytest
 
 from app.embedded import EmbeddedKafka
 from app.kafka import KafkaMessage
-from tests.helpers.processes import Running
+from tests.helpers.processes import Running, freeze
 from tests.helpers.streams import (
     create_topics,
     expected_sequences,
@@ -123,7 +123,7 @@ async def test_an_instance_frozen_past_its_session_is_fenced_and_stops(
         # Frozen inside its handler, a transaction open: the group gives its partitions to
         # the newer instance once its session (1.5 s) runs out; the newer one's producers
         # take the same transactional ids and fence it.
-        os.kill(older.process.pid, signal.SIGSTOP)
+        freeze(older.process.pid)
         frozen_at = time.monotonic()
         newer = Running(args, cwd=tmp_path, env=env)
         for partition in range(3):

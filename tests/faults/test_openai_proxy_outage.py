@@ -19,6 +19,7 @@ from app.embedded import EmbeddedKafka
 from tests.helpers.logs import SECRET_MARKER
 from tests.helpers.openai_upstream import Upstream
 from tests.helpers.polling import eventually
+from tests.helpers.processes import freeze
 from tests.helpers.proxy import records_by_event
 from tests.helpers.service import Launch, LiveService
 
@@ -70,7 +71,7 @@ async def test_a_frozen_broker_holds_fail_closed_answers_and_lets_fail_open_ones
         )
         assert warm.headers["x-rg-status"] == "acked"
         assert own_broker.pid is not None
-        os.kill(own_broker.pid, signal.SIGSTOP)
+        freeze(own_broker.pid)
         try:
             got: list[str] = []
             with pytest.raises(openai.APIError, match="audit trail did not take") as withheld:

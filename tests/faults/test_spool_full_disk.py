@@ -24,6 +24,7 @@ from tests.helpers.kafka import new_topic, records_of
 from tests.helpers.load import Answer, answer_of, summary
 from tests.helpers.metrics import spool_metrics
 from tests.helpers.polling import eventually
+from tests.helpers.processes import freeze
 from tests.helpers.service import Launch
 
 PROMPT_BYTES = 100_000
@@ -154,7 +155,7 @@ async def test_a_retry_after_a_failed_spool_write_gets_the_first_attempts_receip
         assert warm.status_code == 201, warm.text
         filler = await asyncio.to_thread(fill, small_disk)
         assert own_broker.pid is not None
-        os.kill(own_broker.pid, signal.SIGSTOP)
+        freeze(own_broker.pid)
         try:
             first = await client.post("/audit", json=big_event(1))
         finally:

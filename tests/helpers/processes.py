@@ -1,6 +1,7 @@
 """Console-script processes for tests: run to completion, or running with their output read
 in the background, and waiting for an HTTP endpoint to answer."""
 
+import os
 import queue
 import signal
 import subprocess
@@ -106,3 +107,26 @@ def wait_http(
     raise AssertionError(
         f"{url} did not answer {status} within {timeout_s}s (last: {last!r}) {context()}"
     )
+
+
+def freeze(pid: int, timeout_s: float = 10) -> None:
+    """SIGSTOP `pid` and return once every thread of it is stopped. `kill()` returns before
+    the stop has reached each thread: a broker's threads already running on another core
+    may answer a request sent right after it (a producer that sends at once)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout_s
+    while not _all_stopped(pid):
+        assert time.monotonic() < deadline, f"process {pid} not stopped after {timeout_s}s"
+        time.sleep(0.001)
+
+
+def _all_stopped(pid: int) -> bool:
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            text = stat.read_text()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        # The state follows the command's closing parenthesis: "T" stopped by a signal.
+        if text[text.rindex(")") + 2] not in "Tt":
+            return False
+    return True
